@@ -1,0 +1,86 @@
+/* main.c — the `adaquant` entry point: dispatches to subcommands (cli.h). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <mpi.h>
+
+#include "cli.h"
+
+/* Subcommands that exist, one line each (declared in cmd_<name>.c). A command
+ * is listed here only once it works. Keep the list NULL-terminated. */
+static const aq_command *const commands[] = {
+    NULL,
+};
+
+int aq_cli_fail(const char *cmd, const aq_error *err)
+{
+    fprintf(stderr, "adaquant %s: error: %s\n", cmd, err->msg[0] ? err->msg : aq_status_name(err->code));
+    return 1;
+}
+
+int aq_cli_usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "adaquant %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'adaquant %s --help'.\n", cmd);
+    return 2;
+}
+
+int aq_cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--")) break;
+        if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) return 1;
+    }
+    return 0;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out, "adaquant — distributed post-training quantization (AdaQuant + integer programming)\n\n"
+                 "usage: adaquant COMMAND [options]     (under mpirun/srun for distributed commands)\n\n"
+                 "commands:\n");
+    for (size_t i = 0; commands[i]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i]->name, commands[i]->summary);
+    fprintf(out, "\n'adaquant COMMAND --help' describes one command. 'adaquant --version' prints the version.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        if (argc >= 3 && !strcmp(argv[1], "help")) {
+            for (size_t i = 0; commands[i]; i++)
+                if (!strcmp(argv[2], commands[i]->name)) {
+                    commands[i]->help(stdout);
+                    return 0;
+                }
+        }
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("adaquant 0.1.0\n");
+        return 0;
+    }
+    for (size_t i = 0; commands[i]; i++) {
+        const aq_command *c = commands[i];
+        if (strcmp(argv[1], c->name) != 0) continue;
+        if (aq_cli_wants_help(argc - 1, argv + 1)) {
+            c->help(stdout);
+            return 0;
+        }
+        if (!c->needs_mpi) return c->run(argc - 1, argv + 1);
+        MPI_Init(&argc, &argv);
+        int rc = c->run(argc - 1, argv + 1);
+        if (rc != 0) MPI_Abort(MPI_COMM_WORLD, rc);
+        MPI_Finalize();
+        return rc;
+    }
+    fprintf(stderr, "adaquant: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

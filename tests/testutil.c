@@ -1,0 +1,41 @@
+/* testutil.c — see testutil.h. */
+#include "testutil.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int aq_test_failures = 0;
+
+char *aq_test_asset(const char *relpath)
+{
+    const char *dir = getenv("AQ_SHARED_DIR");
+    if (!dir) dir = "../shared";
+    size_t n = strlen(dir) + strlen(relpath) + 2;
+    char *p = malloc(n);
+    if (!p) exit(1);
+    snprintf(p, n, "%s/%s", dir, relpath);
+    if (access(p, R_OK) != 0) {
+        printf("SKIP: test asset %s is absent (set AQ_SHARED_DIR to the shared/ folder)\n", p);
+        free(p);
+        exit(77);
+    }
+    return p;
+}
+
+char *aq_test_tmpdir(const char *tag)
+{
+    char tmpl[256];
+    snprintf(tmpl, sizeof tmpl, "/tmp/aqtest-%s-XXXXXX", tag);
+    char *d = mkdtemp(tmpl);
+    if (!d) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    return strdup(d);
+}
+
+int aq_test_have_numpy(void)
+{
+    return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
+}
