@@ -9,8 +9,13 @@
  * Quantize: u = clamp(round_half_even(x / scale) + zero, 0, 2^bits - 1).
  * Per output channel = one (scale, zero) per row of a row-major [rows, cols]
  * matrix; per tensor = one pair for all elements.
+ * x / scale is a float division (IEEE, correctly rounded); x_hat is computed
+ * in float as scale * ((float)u - zero) (one rounding). NaN quantizes to 0.
+ * Ranges ALWAYS include 0 ([min(x,0), max(x,0)]), and asymmetric zero points
+ * are integers, so 0.0 (zero padding, zero inputs) is reproduced exactly.
  * Everything here is deterministic, reentrant and allocation-free unless the
- * name says otherwise. Bits 2..8 are accepted everywhere. */
+ * name says otherwise. Bits 2..8 are accepted everywhere (quantize/dequantize
+ * and packing also work for bits = 1, range selection does not). */
 #ifndef AQ_QUANT_H
 #define AQ_QUANT_H
 
@@ -34,14 +39,24 @@ aq_status aq_qspec_check(aq_qspec spec, aq_error *err);
 
 /* Range of n values -> (scale, zero). Constant or all-zero input gives a
  * valid nonzero scale that reproduces the values exactly where possible.
- * x must be finite (callers validate). */
+ * x must be finite (callers validate).
+ *  - all zero or n == 0: scale 1, zero 0 (asym) / 2^(bits-1) (sym);
+ *  - one distinct value c != 0: scale |c|, u = zero +- 1 (exact);
+ *  - AQ_RANGE_MINMAX asym: scale = (hi - lo) / (2^bits - 1) with the range
+ *    [lo, hi] extended to include 0, zero = round(-lo / scale) (clamped);
+ *    sym: scale = max|x| / (2^(bits-1) - 1);
+ *  - AQ_RANGE_MSE: tries clip ratios r = 1 - 0.8 k/100, k = 0..100 (k = 0 is
+ *    exactly the min/max grid; asym shrinks both ends and re-derives zero)
+ *    and keeps the least float64 sum of squared errors (ties keep the larger
+ *    range), so it is never worse than min/max. O(101 n) worst case, pruned.
+ * Scales are finite and >= FLT_MIN. */
 void aq_qrange(const float *x, size_t n, aq_qspec spec, aq_range_method method, float *scale,
                float *zero);
 /* Per-row ranges of a [rows, cols] row-major matrix (scale/zero: rows each). */
 void aq_qrange_rows(const float *w, size_t rows, size_t cols, aq_qspec spec,
                     aq_range_method method, float *scale, float *zero);
 
-/* One value. */
+/* One value. bits 1..8; codes are clamped to [0, 2^bits - 1]. */
 uint8_t aq_quantize1(float x, float scale, float zero, int bits);
 static inline float aq_dequantize1(uint8_t u, float scale, float zero)
 {
@@ -61,7 +76,9 @@ void aq_dequantize_rows(const uint8_t *codes, size_t rows, size_t cols, const fl
 
 /* Bit packing: code i occupies bits [i*bits, (i+1)*bits) of a little-endian
  * bit stream (stream bit k = bit k%8 of byte k/8); the last byte is
- * zero-padded. Works for any n (odd lengths too) and bits in 1..8. */
+ * zero-padded. Works for any n (odd lengths too) and bits in 1..8.
+ * aq_pack masks each code to its low `bits` bits; out must hold
+ * aq_packed_bytes(n, bits) bytes (every one of them is written). */
 size_t aq_packed_bytes(size_t n, int bits);
 void aq_pack(const uint8_t *codes, size_t n, int bits, uint8_t *out);
 void aq_unpack(const uint8_t *in, size_t n, int bits, uint8_t *codes);

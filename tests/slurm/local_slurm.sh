@@ -40,8 +40,9 @@ CONF
   export SLURM_CONF=$dir/slurm.conf
   if ! pgrep -x munged >/dev/null; then
     mkdir -p /run/munge && chown munge:munge /run/munge
-    setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged --pid-file="$dir/munged.pid" ||
+    setpriv --reuid=munge --regid=munge --init-groups /usr/sbin/munged ||
       { echo "local_slurm: munged failed to start" >&2; return 1; }
+    pgrep -n -x munged >"$dir/munged.pid"
     echo started >"$dir/munged.started"
   fi
   slurmctld -f "$SLURM_CONF" || { echo "local_slurm: slurmctld failed" >&2; return 1; }
