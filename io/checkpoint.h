@@ -48,6 +48,10 @@ aq_status aq_ckpt_get(aq_checkpoint *ck, const char *name, const aq_tensor_view 
 aq_status aq_ckpt_llama_config(const aq_checkpoint *ck, aq_llama_config *cfg, aq_error *err);
 /* safetensors __metadata__ of the (first) file; NULL if absent. */
 const char *aq_ckpt_meta_get(const aq_checkpoint *ck, const char *key);
+/* All __metadata__ entries of the (first) file, sorted by key (0 for llama2.c,
+ * or when the first shard cannot be opened). Strings valid until close. */
+size_t aq_ckpt_meta_count(const aq_checkpoint *ck);
+void aq_ckpt_meta_at(const aq_checkpoint *ck, size_t i, const char **key, const char **value);
 
 /* Parse / write HF config.json (written atomically). */
 aq_status aq_llama_config_read_json(const char *path, aq_llama_config *cfg, aq_error *err);

@@ -50,7 +50,7 @@ const char *aq_l2c_path(const aq_llama2c *m);
 typedef struct aq_l2c_vocab {
     int n;
     int max_token_length;
-    char **pieces;   /* NUL-terminated copies */
+    char **pieces; /* NUL-terminated copies */
     int *lengths;
     float *scores;
 } aq_l2c_vocab;

@@ -43,7 +43,8 @@ size_t aq_dtype_size(aq_dtype dt);
 const char *aq_dtype_name(aq_dtype dt);
 /* Parse a safetensors dtype string; AQ_ERR_FORMAT naming it if unknown. */
 aq_status aq_dtype_parse(const char *s, aq_dtype *out, aq_error *err);
-/* Product of the shape (1 for a scalar). */
+/* Product of the shape (1 for a scalar, 0 if any dimension is 0; views from
+ * the safetensors reader never overflow int64 here). */
 int64_t aq_view_numel(const aq_tensor_view *v);
 /* Convert a view's elements to float32 into dst (numel floats, caller-owned).
  * Integers convert by value, BOOL to 0/1, F16/BF16 exactly. Never fails for

@@ -9,7 +9,19 @@
 
 /* Subcommands that exist, one line each (declared in cmd_<name>.c). A command
  * is listed here only once it works. Keep the list NULL-terminated. */
+extern const aq_command aq_cmd_inspect;
+extern const aq_command aq_cmd_convert;
+extern const aq_command aq_cmd_eval;
+extern const aq_command aq_cmd_generate;
+extern const aq_command aq_cmd_layer;
+extern const aq_command aq_cmd_allocate;
 static const aq_command *const commands[] = {
+    &aq_cmd_inspect,
+    &aq_cmd_convert,
+    &aq_cmd_eval,
+    &aq_cmd_generate,
+    &aq_cmd_layer,
+    &aq_cmd_allocate,
     NULL,
 };
 

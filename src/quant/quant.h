@@ -49,12 +49,13 @@ aq_status aq_qspec_check(aq_qspec spec, aq_error *err);
  *    exactly the min/max grid; asym shrinks both ends and re-derives zero)
  *    and keeps the least float64 sum of squared errors (ties keep the larger
  *    range), so it is never worse than min/max. O(101 n) worst case, pruned.
- * Scales are finite and >= FLT_MIN. */
+ * Scales are finite and >= FLT_MIN. Reconstructions stay finite for
+ * |x| <= 1e37 (beyond that an asymmetric grid's far end may overflow). */
 void aq_qrange(const float *x, size_t n, aq_qspec spec, aq_range_method method, float *scale,
                float *zero);
 /* Per-row ranges of a [rows, cols] row-major matrix (scale/zero: rows each). */
-void aq_qrange_rows(const float *w, size_t rows, size_t cols, aq_qspec spec,
-                    aq_range_method method, float *scale, float *zero);
+void aq_qrange_rows(const float *w, size_t rows, size_t cols, aq_qspec spec, aq_range_method method,
+                    float *scale, float *zero);
 
 /* One value. bits 1..8; codes are clamped to [0, 2^bits - 1]. */
 uint8_t aq_quantize1(float x, float scale, float zero, int bits);

@@ -1,0 +1,321 @@
+/* bench_adaquant.c — AdaQuant layer optimizer benchmarks (figures, not assertions).
+ *
+ *   bench_adaquant speed   seconds per Gram-form iteration, GFLOP/s, ratio to a
+ *                          BLIS sgemm of the same shape in the same run, Gram
+ *                          build cost and the Gram/rows crossover
+ *   bench_adaquant synth   loss_rtn / loss_gptq / loss_adaquant at w4a16, w3a16,
+ *                          w4a8, w4a4 on heavy-tailed inputs with outlier channels
+ *   bench_adaquant real    the same on every linear of stories260K with its real
+ *                          inputs (the model engine's capture hook, default
+ *                          calibration set: 64 windows x 256 tokens of the first
+ *                          half of TinyStories validation.txt); per-layer ratios
+ *                          loss_adaquant / loss_gptq and their median
+ * Options: --iters N --polish R --eval E --lr-w X --options w4a16,w3a16 --max-d D
+ * BLIS runs single-threaded (one rank per core). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <blis.h>
+
+#include "../src/adaquant/adaquant.h"
+#include "../src/adaquant/layer_state.h"
+#include "../src/model/model.h"
+#include "../src/text/textdata.h"
+#include "../src/text/tokenizer.h"
+
+#ifndef AQ_SHARED_DIR_DEFAULT
+#define AQ_SHARED_DIR_DEFAULT "../shared"
+#endif
+
+typedef struct bench_cfg {
+    int iters, polish, eval_every, max_d, have_iters, have_polish, have_eval, have_lr;
+    double lr_w;
+    char options[256];
+} bench_cfg;
+
+static double now_sec(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static uint64_t rng_state = 42;
+static double urand(void) { return (double)(aq_splitmix64(&rng_state) >> 11) * (1.0 / 9007199254740992.0); }
+static double grand(void)
+{
+    double u = urand() + 1e-300, v = urand();
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+/* Heavy-tailed (Student-t, 3 dof) inputs, every 16th channel a x8 outlier
+ * channel, every 5th channel with a mean offset (ones column matters). */
+static float *synth_inputs(size_t n, size_t d)
+{
+    float *x = malloc(n * d * sizeof *x);
+    if (!x) return NULL;
+    for (size_t i = 0; i < n; i++)
+        for (size_t c = 0; c < d; c++) {
+            double chi = 0;
+            for (int k = 0; k < 3; k++) {
+                double g = grand();
+                chi += g * g;
+            }
+            double t = grand() / sqrt(chi / 3 + 1e-12);
+            x[i * d + c] = (float)(t * (c % 16 == 0 ? 8 : 1) + (c % 5 == 0 ? 0.5 : 0));
+        }
+    return x;
+}
+
+static void apply_cfg(const bench_cfg *b, aq_layer_opts *o)
+{
+    if (b->have_iters) o->iters = b->iters;
+    if (b->have_polish) o->polish_rounds = b->polish;
+    if (b->have_eval) o->eval_every = b->eval_every;
+    if (b->have_lr) o->lr_w = b->lr_w;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* ---- speed ---- */
+static void bench_speed(const bench_cfg *b)
+{
+    static const size_t dims[] = {64, 256, 1024, 4096};
+    static const size_t ns[] = {4096, 65536};
+    printf("# speed: one Gram-form iteration = gemm d_out x D x D (D = d_in+1) + elementwise\n");
+    printf("%6s %7s %12s %10s %10s %8s %10s %10s %10s\n", "d", "N", "s/iter", "GFLOP/s", "sgemm", "ratio",
+           "gram_s", "rows_s/it", "crossN");
+    for (size_t di = 0; di < 4; di++) {
+        size_t d = dims[di], D = d + 1;
+        if ((int)d > b->max_d) continue;
+        for (size_t ni = 0; ni < 2; ni++) {
+            size_t n = ns[ni];
+            if ((double)n * d * 4 > 2e9) {
+                printf("%6zu %7zu skipped (inputs > 2 GB)\n", d, n);
+                continue;
+            }
+            float *x = synth_inputs(n, d), *w = malloc(d * d * sizeof *w);
+            for (size_t i = 0; i < d * d; i++) w[i] = (float)(0.05 * grand());
+            aq_error err = {0};
+            aq_ls S;
+            double t0 = now_sec();
+            double *A, *B, *C;
+            aq_grams_from_rows(x, NULL, n, d, NULL, &A, &B, &C, &err);
+            double tg = now_sec() - t0;
+            aq_ls_new(&S, d, d, 4, 0, w, NULL, &err);
+            aq_ls_set_grams(&S, A, B, C, &err);
+            for (size_t r = 0; r < d; r++) {
+                S.s[r] = 0.02;
+                S.z[r] = 8;
+            }
+            aq_ls_v_from_codes(&S);
+            memcpy(S.V, w, d * d * sizeof *w);
+            aq_adam_cfg cfg = {.f32 = 1, .lr_w = 0.02, .lr_s = 0.002, .lr_z = 0.02, .lr_b = 0.01};
+            aq_adam adam;
+            aq_adam_new(&adam, &S, &cfg, 1, &err);
+            int it = d >= 4096 ? 3 : d >= 1024 ? 10 : 200;
+            aq_adam_run(&S, &adam, &cfg, 1);
+            t0 = now_sec();
+            aq_adam_run(&S, &adam, &cfg, it);
+            double ti = (now_sec() - t0) / it;
+            /* reference: BLIS sgemm of the same shape */
+            float *a = malloc(d * D * sizeof *a), *c = malloc(d * D * sizeof *c);
+            for (size_t i = 0; i < d * D; i++) a[i] = (float)grand();
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (f77_int)d, (f77_int)D, (f77_int)D,
+                        1.0f, a, (f77_int)D, S.Cf, (f77_int)D, 0.0f, c, (f77_int)D);
+            t0 = now_sec();
+            for (int k = 0; k < it; k++)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (f77_int)d, (f77_int)D,
+                            (f77_int)D, 1.0f, a, (f77_int)D, S.Cf, (f77_int)D, 0.0f, c, (f77_int)D);
+            double ts = (now_sec() - t0) / it;
+            double flops = 2.0 * d * D * D;
+            /* rows mode: a full-batch step over all rows costs ~3 gemms of n x d x D */
+            aq_adam_free(&adam);
+            aq_adam_cfg rc = cfg;
+            rc.x = x;
+            rc.n_rows = n;
+            rc.batch = n < 4096 ? n : 4096;
+            aq_adam_new(&adam, &S, &rc, 1, &err);
+            int rit = d >= 1024 ? 2 : 10;
+            t0 = now_sec();
+            aq_adam_run(&S, &adam, &rc, rit);
+            double tr = (now_sec() - t0) / rit; /* per batch of rc.batch rows */
+            double cross = ti / tr * (double)rc.batch;
+            printf("%6zu %7zu %12.6f %10.2f %10.2f %8.3f %10.3f %10.5f %10.0f\n", d, n, ti, flops / ti * 1e-9,
+                   flops / ts * 1e-9, ts / ti, tg, tr, cross);
+            aq_adam_free(&adam);
+            aq_ls_free(&S);
+            free(a);
+            free(c);
+            free(x);
+            free(w);
+        }
+    }
+    printf("# ratio = sgemm time / iteration time; crossN = rows per full-batch gradient at which\n"
+           "# the rows gradient costs as much as one Gram iteration (gram wins above it).\n");
+}
+
+/* ---- quality on one layer problem, all options ---- */
+static void quality_line(const char *name, const aq_layer_problem *p, const char *opt, const bench_cfg *b,
+                         double *ratio)
+{
+    aq_layer_opts o;
+    aq_layer_opts_default(&o);
+    aq_error err = {0};
+    aq_layer_opts_parse(opt, &o, &err);
+    apply_cfg(b, &o);
+    aq_layer_result r;
+    if (aq_layer_run(p, &o, &r, &err) != AQ_OK) {
+        printf("%-36s %-6s error: %s\n", name, opt, err.msg);
+        *ratio = NAN;
+        return;
+    }
+    *ratio = r.loss_final / r.loss_gptq;
+    printf("%-36s %-6s %11.4e %11.4e %11.4e %7.3f %7.3f %6.2fs\n", name, opt, r.loss_rtn, r.loss_gptq,
+           r.loss_final, r.loss_gptq / r.loss_rtn, *ratio, r.seconds);
+    aq_layer_result_free(&r);
+}
+
+static void header(void)
+{
+    printf("%-36s %-6s %11s %11s %11s %7s %7s %7s\n", "layer", "option", "loss_rtn", "loss_gptq",
+           "loss_aq", "g/rtn", "aq/g", "time");
+}
+
+static void bench_synth(const bench_cfg *b)
+{
+    static const size_t shapes[][3] = {{64, 64, 4096}, {256, 256, 8192}, {512, 256, 16384}};
+    printf("# synthetic: Student-t(3) inputs, x8 outlier channel every 16, offsets every 5\n");
+    header();
+    for (int s = 0; s < 3; s++) {
+        size_t d_out = shapes[s][0], d_in = shapes[s][1], n = shapes[s][2];
+        float *x = synth_inputs(n, d_in), *w = malloc(d_out * d_in * sizeof *w), *bias = malloc(d_out * 4);
+        for (size_t i = 0; i < d_out * d_in; i++) w[i] = (float)(grand() * (urand() < 0.01 ? 4 : 1) / sqrt(d_in));
+        for (size_t i = 0; i < d_out; i++) bias[i] = (float)(0.1 * grand());
+        aq_layer_problem p = {.name = "synth", .d_out = d_out, .d_in = d_in, .weight = w, .bias = bias,
+                              .n_rows = n, .x = x};
+        char name[64];
+        snprintf(name, sizeof name, "synth %zux%zu N=%zu", d_out, d_in, n);
+        const char *opts[] = {"w4a16", "w3a16", "w4a8", "w4a4"};
+        for (int k = 0; k < 4; k++) {
+            double r;
+            quality_line(name, &p, opts[k], b, &r);
+        }
+        free(x);
+        free(w);
+        free(bias);
+    }
+}
+
+/* ---- real stories260K layers ---- */
+typedef struct rows_buf {
+    float *rows[64][AQ_CAP_COUNT + 1];
+    size_t n[64][AQ_CAP_COUNT + 1], cap[64][AQ_CAP_COUNT + 1];
+} rows_buf;
+
+static aq_status grab(void *ctx, const aq_capture_event *ev, aq_error *err)
+{
+    rows_buf *rb = ctx;
+    int b = ev->block, p = ev->point;
+    if (b >= 64) return AQ_OK;
+    size_t need = (rb->n[b][p] + ev->n_rows) * (size_t)ev->d;
+    if (need > rb->cap[b][p]) {
+        size_t nc = need * 2;
+        float *t = realloc(rb->rows[b][p], nc * sizeof *t);
+        if (!t) return aq_fail_nomem(err, "captured rows", nc * 4);
+        rb->rows[b][p] = t;
+        rb->cap[b][p] = nc;
+    }
+    memcpy(rb->rows[b][p] + rb->n[b][p] * (size_t)ev->d, ev->rows, ev->n_rows * (size_t)ev->d * 4);
+    rb->n[b][p] += ev->n_rows;
+    return AQ_OK;
+}
+
+static int bench_real(const bench_cfg *b)
+{
+    const char *sh = getenv("AQ_SHARED_DIR") ? getenv("AQ_SHARED_DIR") : AQ_SHARED_DIR_DEFAULT;
+    char mp[1024], tp[1024], vp[1024];
+    snprintf(mp, sizeof mp, "%s/models/stories260K/stories260K.bin", sh);
+    snprintf(tp, sizeof tp, "%s/models/stories260K/tok512.bin", sh);
+    snprintf(vp, sizeof vp, "%s/data/tinystories/validation.txt", sh);
+    aq_error err = {0};
+    aq_model *m = NULL;
+    aq_tokenizer *tok = NULL;
+    aq_docs docs = {0};
+    int *tokens = NULL;
+    if (aq_model_load_path(mp, &m, &err) || aq_tok_open(tp, aq_model_config(m)->vocab_size, &tok, &err) ||
+        aq_docs_read(vp, &docs, &err) || aq_calib_windows(tok, &docs, 64, 256, &tokens, &err)) {
+        fprintf(stderr, "bench real: %s\n", err.msg);
+        return 1;
+    }
+    rows_buf *rb = calloc(1, sizeof *rb);
+    aq_forward_opts fo = {.capture = grab, .capture_ctx = rb, .stop_after_block = -1};
+    int lens[8] = {256, 256, 256, 256, 256, 256, 256, 256};
+    for (int w = 0; w < 64; w += 8)
+        if (aq_model_forward(m, tokens + w * 256, lens, 8, &fo, NULL, &err)) {
+            fprintf(stderr, "forward: %s\n", err.msg);
+            return 1;
+        }
+    const aq_llama_config *cfg = aq_model_config(m);
+    printf("# stories260K, 64 x 256 calibration tokens, rows feed\n");
+    header();
+    char opts[256];
+    snprintf(opts, sizeof opts, "%s", b->options);
+    for (char *opt = strtok(opts, ","); opt; opt = strtok(NULL, ",")) {
+        double ratios[64];
+        int nr = 0, worse = 0;
+        for (int blk = 0; blk < cfg->n_layers; blk++)
+            for (int l = 0; l < AQ_LIN_COUNT; l++) {
+                const float *w;
+                int d_out, d_in;
+                aq_model_linear(m, blk, (aq_linear)l, &w, &d_out, &d_in, &err);
+                aq_cap_point cp = aq_linear_cap_point((aq_linear)l);
+                char name[128];
+                aq_linear_prefix(blk, (aq_linear)l, name, sizeof name);
+                aq_layer_problem p = {.name = name, .d_out = (size_t)d_out, .d_in = (size_t)d_in, .weight = w,
+                                      .n_rows = rb->n[blk][cp], .x = rb->rows[blk][cp]};
+                quality_line(name, &p, opt, b, &ratios[nr]);
+                if (!(ratios[nr] < 1)) worse++;
+                nr++;
+            }
+        qsort(ratios, (size_t)nr, sizeof *ratios, cmp_double);
+        printf("# %s: %d layers, median aq/gptq %.3f (min %.3f, max %.3f), layers not below GPTQ: %d\n", opt, nr,
+               nr % 2 ? ratios[nr / 2] : 0.5 * (ratios[nr / 2 - 1] + ratios[nr / 2]), ratios[0], ratios[nr - 1],
+               worse);
+    }
+    for (int i = 0; i < 64; i++)
+        for (int p = 0; p <= AQ_CAP_COUNT; p++) free(rb->rows[i][p]);
+    free(rb);
+    free(tokens);
+    aq_docs_free(&docs);
+    aq_tok_close(tok);
+    aq_model_free(m);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    bench_cfg b = {.max_d = 4096};
+    snprintf(b.options, sizeof b.options, "w4a16,w3a16");
+    const char *what = argc > 1 ? argv[1] : "all";
+    for (int i = 2; i + 1 < argc; i += 2) {
+        if (!strcmp(argv[i], "--iters")) b.iters = atoi(argv[i + 1]), b.have_iters = 1;
+        else if (!strcmp(argv[i], "--polish")) b.polish = atoi(argv[i + 1]), b.have_polish = 1;
+        else if (!strcmp(argv[i], "--eval")) b.eval_every = atoi(argv[i + 1]), b.have_eval = 1;
+        else if (!strcmp(argv[i], "--lr-w")) b.lr_w = atof(argv[i + 1]), b.have_lr = 1;
+        else if (!strcmp(argv[i], "--max-d")) b.max_d = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--options")) snprintf(b.options, sizeof b.options, "%s", argv[i + 1]);
+    }
+    bli_thread_set_num_threads(1);
+    if (!strcmp(what, "speed") || !strcmp(what, "all")) bench_speed(&b);
+    if (!strcmp(what, "synth") || !strcmp(what, "all")) bench_synth(&b);
+    if (!strcmp(what, "real") || !strcmp(what, "all")) return bench_real(&b);
+    return 0;
+}

@@ -1,0 +1,97 @@
+/* bench_model.c — transformer engine speed on stories260K: forward tokens/s
+ * without batching (one 256-token sequence per call) and with batching (8 per
+ * call), KV-cache decoding tokens/s, capture time for the default calibration
+ * set (64 windows x 256 tokens from TinyStories, all blocks + classifier input),
+ * and peak memory (getrusage ru_maxrss).
+ * usage: bench_model [SHARED_DIR]   (default: the configured ../shared) */
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <time.h>
+
+#include "../src/model/capture.h"
+#include "../src/model/model.h"
+#include "../src/text/textdata.h"
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int fail(const char *what, const aq_error *err)
+{
+    fprintf(stderr, "bench_model: %s: %s\n", what, err->msg);
+    return 1;
+}
+
+/* tokens/s of forwards over S windows of T, B windows per call, reps times. */
+static double fwd_rate(aq_model *m, const int *tok, int S, int T, int B, float *logits,
+                       aq_error *err)
+{
+    int lens[64];
+    for (int i = 0; i < B; i++)
+        lens[i] = T;
+    double t0 = now();
+    for (int w = 0; w + B <= S; w += B)
+        if (aq_model_forward(m, tok + (size_t)w * T, lens, B, NULL, logits, err) != AQ_OK)
+            return -1;
+    return (double)(S / B * B) * T / (now() - t0);
+}
+
+int main(int argc, char **argv)
+{
+    const char *shared = argc > 1 ? argv[1] : AQ_SHARED_DIR_DEFAULT;
+    char mp[1024], tp[1024], xp[1024];
+    snprintf(mp, sizeof mp, "%s/models/stories260K/stories260K.bin", shared);
+    snprintf(tp, sizeof tp, "%s/models/stories260K/tok512.bin", shared);
+    snprintf(xp, sizeof xp, "%s/data/tinystories/validation.txt", shared);
+    aq_error err = {0};
+    aq_model *m;
+    aq_tokenizer *tok;
+    aq_docs docs;
+    int *win, S = 64, T = 256;
+    if (aq_model_load_path(mp, &m, &err)) return fail("model", &err);
+    if (aq_tok_open(tp, 512, &tok, &err)) return fail("tokenizer", &err);
+    if (aq_docs_read(xp, &docs, &err)) return fail("text", &err);
+    if (aq_calib_windows(tok, &docs, S, T, &win, &err)) return fail("windows", &err);
+    float *logits = malloc(sizeof(float) * 8 * T * 512);
+    printf("stories260K, %d windows x %d tokens, single-threaded BLIS\n", S, T);
+    fwd_rate(m, win, 8, T, 8, logits, &err); /* warm-up: scratch allocation */
+    double r1 = fwd_rate(m, win, S, T, 1, logits, &err);
+    double r8 = fwd_rate(m, win, S, T, 8, logits, &err);
+    if (r1 < 0 || r8 < 0) return fail("forward", &err);
+    printf("forward, 1 sequence per call:   %10.0f tokens/s\n", r1);
+    printf("forward, 8 sequences per call:  %10.0f tokens/s (x%.2f)\n", r8, r8 / r1);
+    aq_kv_cache *kc;
+    if (aq_kv_cache_new(m, &kc, &err)) return fail("kv cache", &err);
+    double t0 = now();
+    for (int p = 0; p < T; p++)
+        if (aq_model_decode_step(m, kc, win[p], p, logits, &err)) return fail("decode", &err);
+    printf("KV-cache decoding (1 token per step, %d steps): %10.0f tokens/s\n", T,
+           T / (now() - t0));
+    aq_kv_cache_free(kc);
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.head = 1;
+    aq_capture *c;
+    if (aq_capture_new(m, &o, &c, &err)) return fail("capture", &err);
+    t0 = now();
+    if (aq_capture_run(c, m, win, 0, S, T, &err)) return fail("capture", &err);
+    double tc = now() - t0;
+    printf("capture %d points (Gram + min/max + %d-row sample), %d x %d windows: %.3f s (%.0f "
+           "tokens/s)\n",
+           aq_capture_count(c), o.sample_rows, S, T, tc, S * T / tc);
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("weights %.2f MB, forward scratch %.2f MB, peak RSS %.1f MB\n",
+           aq_model_weight_bytes(m) / 1e6, aq_model_scratch_bytes(m) / 1e6, ru.ru_maxrss / 1024.0);
+    aq_capture_free(c);
+    free(win);
+    free(logits);
+    aq_docs_free(&docs);
+    aq_tok_close(tok);
+    aq_model_free(m);
+    return 0;
+}

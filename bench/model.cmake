@@ -1,0 +1,2 @@
+# Transformer engine benchmark (forward, decode, capture, memory) on stories260K.
+aq_bench(NAME bench_model SOURCES bench_model.c LIBS aq_model)

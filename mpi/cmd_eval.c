@@ -1,0 +1,185 @@
+/* cmd_eval.c — `adaquant eval`: perplexity of a model on the evaluation half of
+ * a text file (src/text/textdata.h), and with --quantized the quantized
+ * model's perplexity, mean KL(FP || Q) per token and top-1 agreement. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../src/model/eval.h"
+#include "../src/model/model.h"
+#include "../src/text/textdata.h"
+#include "../src/text/tokenizer.h"
+#include "cli.h"
+
+#define CMD "eval"
+
+static void eval_help(FILE *out)
+{
+    fprintf(
+        out,
+        "usage: adaquant eval MODEL --tokenizer TOK.bin --text FILE [--quantized OUTDIR]\n"
+        "                     [--max-docs N] [--max-len N] [--json]\n"
+        "\n"
+        "Perplexity of MODEL (a llama2.c .bin, an HF directory or a safetensors file) on\n"
+        "the evaluation documents of FILE: FILE is split into documents on blank lines\n"
+        "(\"\\n\\n\"), each stripped; the first half (floor(n/2)) is the calibration set, the\n"
+        "second half is evaluated. Each document is scored on its own (context reset):\n"
+        "BOS + encode(doc), truncated to --max-len tokens; every token after BOS is\n"
+        "predicted. perplexity = exp(total NLL / predicted tokens).\n"
+        "\n"
+        "options:\n"
+        "  -t, --tokenizer TOK.bin  llama2.c tokenizer (required)\n"
+        "  -x, --text FILE          text file (required)\n"
+        "  -q, --quantized OUTDIR   also evaluate the quantized model in OUTDIR (the\n"
+        "                           pipeline's output, qlayer layout): prints FP and\n"
+        "                           quantized perplexity, mean KL(FP||Q) per predicted\n"
+        "                           token (nats) and top-1 agreement\n"
+        "  -n, --max-docs N         evaluate only the first N evaluation documents\n"
+        "  -l, --max-len N          truncate documents to N tokens (default 512)\n"
+        "  -j, --json               print one JSON object instead of text\n"
+        "  -h, --help               this text\n"
+        "\n"
+        "Progress goes to stderr (a one-line bar on a terminal, plain lines otherwise).\n"
+        "Exit status: 0 success, 1 error, 2 usage error.\n"
+        "\n"
+        "example: adaquant eval stories260K.bin --tokenizer tok512.bin --text validation.txt\n");
+}
+
+typedef struct progress {
+    int tty;
+    time_t start, last;
+} progress;
+
+static void on_progress(void *ctx, size_t done, size_t total)
+{
+    progress *p = ctx;
+    time_t now = time(NULL);
+    if (p->tty) {
+        int w = 30, k = total ? (int)(w * done / total) : w;
+        fprintf(stderr, "\r[%.*s%*s] %zu/%zu docs", k, "##############################", w - k, "",
+                done, total);
+        if (done == total) fputc('\n', stderr);
+    } else if (done == total || now - p->last >= 10) {
+        fprintf(stderr, "eval: %zu/%zu documents (%lds)\n", done, total, (long)(now - p->start));
+        p->last = now;
+    }
+}
+
+typedef struct eval_args {
+    const char *model, *tok, *text, *quant;
+    long max_docs, max_len;
+    int json;
+} eval_args;
+
+static int parse(int argc, char **argv, eval_args *a)
+{
+    static const struct option opts[] = {{"tokenizer", required_argument, 0, 't'},
+                                         {"text", required_argument, 0, 'x'},
+                                         {"quantized", required_argument, 0, 'q'},
+                                         {"max-docs", required_argument, 0, 'n'},
+                                         {"max-len", required_argument, 0, 'l'},
+                                         {"json", no_argument, 0, 'j'},
+                                         {0, 0, 0, 0}};
+    memset(a, 0, sizeof *a);
+    a->max_len = 512;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "t:x:q:n:l:j", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': a->tok = optarg; break;
+        case 'x': a->text = optarg; break;
+        case 'q': a->quant = optarg; break;
+        case 'j': a->json = 1; break;
+        case 'n':
+        case 'l': {
+            long v = strtol(optarg, &end, 10);
+            if (*end || v < (c == 'l' ? 2 : 1))
+                return aq_cli_usage(CMD, "invalid --%s '%s'", c == 'n' ? "max-docs" : "max-len",
+                                    optarg);
+            *(c == 'n' ? &a->max_docs : &a->max_len) = v;
+            break;
+        }
+        default: return aq_cli_usage(CMD, "unknown option");
+        }
+    }
+    if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL argument");
+    a->model = argv[optind];
+    if (!a->tok) return aq_cli_usage(CMD, "--tokenizer is required");
+    if (!a->text) return aq_cli_usage(CMD, "--text is required");
+    return 0;
+}
+
+static void print_result(const eval_args *a, const aq_eval_result *r)
+{
+    if (a->json) {
+        printf("{\"docs\": %zu, \"predicted_tokens\": %zu, \"nll_fp\": %.10g, \"ppl_fp\": %.10g",
+               r->n_docs, r->n_predicted, r->nll_fp, r->ppl_fp);
+        if (r->compared)
+            printf(", \"nll_q\": %.10g, \"ppl_q\": %.10g, \"kl_mean\": %.10g, \"top1_agreement\": "
+                   "%.10g",
+                   r->nll_q, r->ppl_q, r->kl_mean, r->top1_agree);
+        printf("}\n");
+        return;
+    }
+    printf("documents:        %zu\npredicted tokens: %zu\n", r->n_docs, r->n_predicted);
+    printf("perplexity (FP):  %.4f\n", r->ppl_fp);
+    if (r->compared) {
+        printf("perplexity (Q):   %.4f\n", r->ppl_q);
+        printf("KL(FP||Q)/token:  %.6f nats\n", r->kl_mean);
+        printf("top-1 agreement:  %.4f\n", r->top1_agree);
+    }
+}
+
+static aq_status run_eval(const eval_args *a, aq_eval_result *r, aq_error *err)
+{
+    aq_model *m = NULL;
+    aq_tokenizer *tok = NULL;
+    aq_docs docs = {0};
+    aq_seqs seqs = {0};
+    aq_status st;
+    AQ_TRY_GOTO(st, aq_model_load_path(a->model, &m, err), done);
+    AQ_TRY_GOTO(st, aq_tok_open(a->tok, aq_model_config(m)->vocab_size, &tok, err), done);
+    AQ_TRY_GOTO(st, aq_docs_read(a->text, &docs, err), done);
+    AQ_TRY_GOTO(st, aq_eval_seqs(tok, &docs, (int)a->max_len, (size_t)a->max_docs, &seqs, err),
+                done);
+    if (a->quant) {
+        int n;
+        AQ_TRY_GOTO(st, aq_model_load_quantized(m, a->quant, &n, err), done);
+        fprintf(stderr, "eval: %d quantized layers loaded from %s\n", n, a->quant);
+    }
+    progress pr = {isatty(2), time(NULL), time(NULL)};
+    aq_eval_opts eo = {0};
+    eo.compare_quantized = a->quant != NULL;
+    eo.progress = on_progress;
+    eo.progress_ctx = &pr;
+    st = aq_eval_run(m, &seqs, &eo, r, err);
+done:
+    aq_seqs_free(&seqs);
+    aq_docs_free(&docs);
+    aq_tok_close(tok);
+    aq_model_free(m);
+    return st;
+}
+
+static int eval_main(int argc, char **argv)
+{
+    eval_args a;
+    int rc = parse(argc, argv, &a);
+    if (rc) return rc;
+    aq_error err = {0};
+    aq_eval_result r;
+    if (run_eval(&a, &r, &err) != AQ_OK) return aq_cli_fail(CMD, &err);
+    print_result(&a, &r);
+    return 0;
+}
+
+const aq_command aq_cmd_eval = {
+    .name = CMD,
+    .summary = "perplexity (and FP-vs-quantized KL, top-1) on a text's evaluation split",
+    .run = eval_main,
+    .help = eval_help,
+    .needs_mpi = 0,
+};

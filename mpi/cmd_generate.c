@@ -1,0 +1,117 @@
+/* cmd_generate.c — `adaquant generate`: greedy decoding with a KV cache from BOS
+ * (or BOS + a prompt), printing the decoded text. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/model/model.h"
+#include "../src/text/tokenizer.h"
+#include "cli.h"
+
+#define CMD "generate"
+
+static void generate_help(FILE *out)
+{
+    fprintf(out, "usage: adaquant generate MODEL --tokenizer TOK.bin [--steps N] [--prompt TEXT]\n"
+                 "\n"
+                 "Greedy (argmax) decoding from BOS, or from BOS + encode(TEXT), with a KV cache.\n"
+                 "Prints the prompt and the generated text; stops after N positions in total\n"
+                 "(prompt included, as llama2.c's run does), at max_seq_len, or when the model\n"
+                 "emits BOS or EOS.\n"
+                 "\n"
+                 "options:\n"
+                 "  -t, --tokenizer TOK.bin  llama2.c tokenizer (required)\n"
+                 "  -n, --steps N            total positions (default 256)\n"
+                 "  -p, --prompt TEXT        start text (default: none)\n"
+                 "  -h, --help               this text\n"
+                 "\n"
+                 "example: adaquant generate stories260K.bin --tokenizer tok512.bin --steps 64\n");
+}
+
+static int argmax(const float *z, int n)
+{
+    int a = 0;
+    for (int i = 1; i < n; i++)
+        if (z[i] > z[a]) a = i;
+    return a;
+}
+
+static aq_status generate(const char *model, const char *tokp, long steps, const char *prompt,
+                          aq_error *err)
+{
+    aq_model *m = NULL;
+    aq_tokenizer *tok = NULL;
+    aq_kv_cache *kc = NULL;
+    int *ids = NULL;
+    float *logits = NULL;
+    size_t n = 0;
+    aq_status st;
+    AQ_TRY_GOTO(st, aq_model_load_path(model, &m, err), done);
+    const aq_llama_config *c = aq_model_config(m);
+    AQ_TRY_GOTO(st, aq_tok_open(tokp, c->vocab_size, &tok, err), done);
+    AQ_TRY_GOTO(st, aq_tok_encode_alloc(tok, prompt ? prompt : "", 1, 0, &ids, &n, err), done);
+    AQ_TRY_GOTO(st, aq_kv_cache_new(m, &kc, err), done);
+    logits = malloc((size_t)c->vocab_size * sizeof(float));
+    if (!logits) {
+        st = aq_fail_nomem(err, "logits", (size_t)c->vocab_size * sizeof(float));
+        goto done;
+    }
+    if (steps > c->max_seq_len) steps = c->max_seq_len;
+    int token = ids[0], next;
+    for (int pos = 0; pos < steps; pos++, token = next) {
+        AQ_TRY_GOTO(st, aq_model_decode_step(m, kc, token, pos, logits, err), done);
+        next = (size_t)pos + 1 < n ? ids[pos + 1] : argmax(logits, c->vocab_size);
+        if (next == AQ_TOK_BOS || next == AQ_TOK_EOS) break;
+        const char *piece;
+        size_t len;
+        AQ_TRY_GOTO(st, aq_tok_decode(tok, token, next, &piece, &len, err), done);
+        fwrite(piece, 1, len, stdout);
+        fflush(stdout);
+    }
+    printf("\n");
+done:
+    free(logits);
+    free(ids);
+    aq_kv_cache_free(kc);
+    aq_tok_close(tok);
+    aq_model_free(m);
+    return st;
+}
+
+static int generate_main(int argc, char **argv)
+{
+    static const struct option opts[] = {{"tokenizer", required_argument, 0, 't'},
+                                         {"steps", required_argument, 0, 'n'},
+                                         {"prompt", required_argument, 0, 'p'},
+                                         {0, 0, 0, 0}};
+    const char *tok = NULL, *prompt = NULL;
+    long steps = 256;
+    int c;
+    char *end;
+    while ((c = getopt_long(argc, argv, "t:n:p:", opts, NULL)) != -1) {
+        switch (c) {
+        case 't': tok = optarg; break;
+        case 'p': prompt = optarg; break;
+        case 'n':
+            steps = strtol(optarg, &end, 10);
+            if (*end || steps < 1)
+                return aq_cli_usage(CMD, "invalid --steps '%s' (want a positive integer)", optarg);
+            break;
+        default: return aq_cli_usage(CMD, "unknown option");
+        }
+    }
+    if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL argument");
+    if (!tok) return aq_cli_usage(CMD, "--tokenizer is required");
+    aq_error err = {0};
+    if (generate(argv[optind], tok, steps, prompt, &err) != AQ_OK) return aq_cli_fail(CMD, &err);
+    return 0;
+}
+
+const aq_command aq_cmd_generate = {
+    .name = CMD,
+    .summary = "greedy text generation (KV cache) from BOS or a prompt",
+    .run = generate_main,
+    .help = generate_help,
+    .needs_mpi = 0,
+};

@@ -1,0 +1,150 @@
+/* table.c — the (layer, option) cost table: building rows in memory and the
+ * checks that make it a well-posed input to the program (allocate.h). The
+ * distributed pipeline builds tables with aq_alloc_table_add on rank 0; the
+ * CSV reader (table_csv.c) goes through the same function, so both get the
+ * same validation. */
+#include "allocate.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "problem.h"
+
+void aq_alloc_table_init(aq_alloc_table *t)
+{
+    memset(t, 0, sizeof *t);
+}
+
+void aq_alloc_table_free(aq_alloc_table *t)
+{
+    for (size_t i = 0; i < t->n_rows; i++) {
+        free(t->rows[i].layer);
+        free(t->rows[i].option);
+    }
+    free(t->rows);
+    memset(t, 0, sizeof *t);
+}
+
+int64_t aq_alloc_row_size(const aq_alloc_row *r)
+{
+    return r->size_bits > 0 ? r->size_bits : r->params * r->w_bits;
+}
+
+int64_t aq_alloc_row_bops(const aq_alloc_row *r)
+{
+    return r->macs * r->w_bits * r->a_bits;
+}
+
+/* "line 12" or "row 7 (in memory)" for messages. */
+void aq_alloc_row_where(const aq_alloc_table *t, size_t i, char *buf, size_t n)
+{
+    if (t->rows[i].line > 0)
+        snprintf(buf, n, "line %ld", t->rows[i].line);
+    else
+        snprintf(buf, n, "row %zu", i + 1);
+}
+
+static aq_status check_row(const char *layer, const char *option, int64_t params, int w_bits,
+                           int a_bits, int64_t macs, double loss, int64_t size_bits, aq_error *err)
+{
+    if (!layer || !*layer) return aq_fail(err, AQ_ERR_ARG, "empty layer name");
+    if (!option || !*option) return aq_fail(err, AQ_ERR_ARG, "layer '%s': empty option name", layer);
+    const char *who = layer;
+    if (isnan(loss)) return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': loss is NaN", who, option);
+    if (isinf(loss)) return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': loss is infinite", who, option);
+    if (loss < 0)
+        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': loss %g is negative (losses are increases, >= 0)",
+                       who, option, loss);
+    if (params <= 0)
+        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': params %lld must be positive", who, option,
+                       (long long)params);
+    if (w_bits < 2 || w_bits > 16)
+        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': w_bits %d outside 2..16", who, option, w_bits);
+    if (a_bits < 2 || a_bits > 16)
+        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': a_bits %d outside 2..16 (16 = not quantized)",
+                       who, option, a_bits);
+    if (macs < 0)
+        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': macs %lld is negative", who, option,
+                       (long long)macs);
+    if (size_bits < 0)
+        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': size_bits %lld is negative", who, option,
+                       (long long)size_bits);
+    /* Totals over a table must fit int64 too: keep each row below 2^53 so that
+     * sums over millions of rows cannot overflow and stay exact in a double. */
+    const double lim = 9007199254740992.0;
+    if ((double)params * w_bits >= lim || (double)macs * w_bits * a_bits >= lim || (double)size_bits >= lim)
+        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': size or BOPs exceed 2^53", who, option);
+    return AQ_OK;
+}
+
+static char *dup_str(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+aq_status aq_alloc_table_add(aq_alloc_table *t, const char *layer, const char *option, int64_t params,
+                             int w_bits, int a_bits, int64_t macs, double loss, int64_t size_bits,
+                             long line, aq_error *err)
+{
+    aq_status st = check_row(layer, option, params, w_bits, a_bits, macs, loss, size_bits, err);
+    if (st != AQ_OK) {
+        if (line > 0) aq_error_prefix(err, "line %ld", line);
+        return st;
+    }
+    if (t->n_rows == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        aq_alloc_row *r = realloc(t->rows, cap * sizeof *r);
+        if (!r) return aq_fail_nomem(err, "allocation table rows", cap * sizeof *r);
+        t->rows = r;
+        t->cap = cap;
+    }
+    aq_alloc_row *r = &t->rows[t->n_rows];
+    r->layer = dup_str(layer);
+    r->option = dup_str(option);
+    if (!r->layer || !r->option) {
+        free(r->layer);
+        free(r->option);
+        return aq_fail_nomem(err, "allocation table names", strlen(layer) + strlen(option) + 2);
+    }
+    r->params = params;
+    r->w_bits = w_bits;
+    r->a_bits = a_bits;
+    r->macs = macs;
+    r->loss = loss;
+    r->size_bits = size_bits;
+    r->line = line;
+    t->n_rows++;
+    return AQ_OK;
+}
+
+aq_status aq_alloc_table_check(const aq_alloc_table *t, aq_error *err)
+{
+    aq_alloc_index ix;
+    AQ_TRY(aq_alloc_index_build(t, &ix, err));
+    aq_alloc_index_free(&ix);
+    return AQ_OK;
+}
+
+int64_t aq_alloc_total_params(const aq_alloc_table *t, aq_error *err)
+{
+    aq_alloc_index ix;
+    if (aq_alloc_index_build(t, &ix, err) != AQ_OK) return -1;
+    int64_t total = 0;
+    for (size_t l = 0; l < ix.n_layers; l++) total += t->rows[ix.rows[ix.start[l]]].params;
+    aq_alloc_index_free(&ix);
+    return total;
+}
+
+void aq_alloc_format_size(char *buf, size_t n, aq_alloc_size_unit unit, double value)
+{
+    switch (unit) {
+    case AQ_SIZE_AVG_BITS: snprintf(buf, n, "%.4g bits/weight", value); break;
+    case AQ_SIZE_FP32_FRACTION: snprintf(buf, n, "%.4g of the FP32 size", value); break;
+    case AQ_SIZE_BITS: snprintf(buf, n, "%.0f bits", value); break;
+    default: snprintf(buf, n, "(no size budget)"); break;
+    }
+}

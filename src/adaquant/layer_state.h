@@ -1,0 +1,149 @@
+/* layer_state.h — INTERNAL to src/adaquant (and its tests): the working state
+ * of one AdaQuant problem in the Gram form, and the steps that act on it.
+ *
+ * Notation (docs/ADAQUANT.md): D = d_in + 1; W~ = [W b] the target, W^ = [Q_w(V) b']
+ * the quantized layer, E = W~ - W^ (the error, d_out x D). With the Grams
+ * normalised by N, K = A - B - B^T + C and M = C - B:
+ *   loss_r = k0_r - 2 Pm_r . E_r + E_r C E_r^T,   k0_r = W~_r K W~_r^T, Pm = W~ M,
+ *   dloss/dW^ = 2 (Pm - E C).
+ * Writing the loss in E (instead of W^) keeps it accurate when it is tiny
+ * (no cancellation of ||Y||^2-sized terms; in parallel a16 mode K = 0, Pm = 0).
+ * Rows are independent problems: everything row-wise is exact per row. */
+#ifndef AQ_LAYER_STATE_H
+#define AQ_LAYER_STATE_H
+
+#include <math.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../../common/status.h"
+#include "adaquant.h"
+
+/* Per-tensor activation fake-quantizer (bits >= 16: identity). */
+typedef struct aq_actq {
+    int bits;
+    double scale, zero, qmax;
+} aq_actq;
+
+/* Exactly the stored formula in float32 (qlayer.h), so that the optimised
+ * loss is the loss of what the engine runs; scale and zero are kept
+ * float-representable by the optimiser. */
+static inline double aq_actq_apply(const aq_actq *q, float x)
+{
+    float s = (float)q->scale, z = (float)q->zero, qm = (float)q->qmax;
+    float t = nearbyintf(x / s) + z; /* round half even (default rounding mode) */
+    if (t < 0) t = 0;
+    if (t > qm) t = qm;
+    return (double)(s * (t - z));
+}
+
+/* Gram accumulation with optional on-the-fly activation fake-quant (gram.c). */
+aq_status aq_gram_acc_q(double *gram, const float *x, size_t n, size_t d, const aq_actq *aq,
+                        aq_error *err);
+aq_status aq_gram_acc_cross_q(double *gram, const float *x, const float *y, size_t n, size_t d,
+                              const aq_actq *aq, aq_error *err);
+
+typedef struct aq_ls {
+    size_t d_out, d_in, D;
+    int bits, sym;
+    double qmax, zsym;   /* zsym: the fixed zero of symmetric grids */
+    /* Grams normalised by N, D x D. B, C alias A when bc_alias. */
+    double *A, *B, *C;
+    int bc_alias;
+    float *Cf;           /* float32 copy of C for the per-iteration gemm */
+    double *Wt;          /* [d_out, D] target [W b] */
+    double *Pm;          /* [d_out, D] W~ (C - B) */
+    double *T;           /* [d_out, D] W~ B (the constant part of the gradient) */
+    double *k0;          /* [d_out] */
+    double y2;           /* ||Y||^2 / N = sum_r W~_r A W~_r^T */
+    double xrms;         /* sqrt(mean_c C_cc), c < d_in */
+    /* the quantized layer */
+    float *V;            /* [d_out, d_in] continuous weights (Adam) */
+    uint8_t *u;          /* [d_out, d_in] codes */
+    double *s, *z, *bq;  /* [d_out] scale, zero, bias' */
+    /* scratch */
+    double *E, *EC;      /* [d_out, D] */
+    float *Ef, *ECf;     /* [d_out, D] */
+} aq_ls;
+
+/* Allocate a state for W [d_out, d_in] (+ bias or NULL). Grams not yet set. */
+aq_status aq_ls_new(aq_ls *S, size_t d_out, size_t d_in, int bits, int sym, const float *W,
+                    const float *bias, aq_error *err);
+void aq_ls_free(aq_ls *S);
+/* Take normalised Grams (ownership of A, B, C moves to S; B == C == A allowed
+ * and means parallel a16) and recompute Cf, Pm, k0, y2, xrms. */
+aq_status aq_ls_set_grams(aq_ls *S, double *A, double *B, double *C, aq_error *err);
+
+/* Codes from V: u = clamp(rint(V/s + z), 0, qmax). */
+void aq_ls_codes_from_v(aq_ls *S);
+/* V = s (u - z) (grid centres of the current codes). */
+void aq_ls_v_from_codes(aq_ls *S);
+/* E = W~ - [s(u - z) b'] in float64. */
+void aq_ls_error(aq_ls *S);
+/* Exact loss (normalised by y2) of the current (u, s, z, bq); fills E and EC
+ * (float64 gemm); loss_r[d_out] optional. */
+double aq_ls_loss(aq_ls *S, double *loss_r);
+
+/* Gradients (of the normalised loss) wrt V [d_out*d_in], s, z, b' [d_out] at
+ * the current (V, s, z, bq) under the STE/LSQ rules (docs/ADAQUANT.md):
+ * unclamped: dV = G, ds = G (u - z - V/s), dz = 0; clamped: dV = 0,
+ * ds = G (u - z), dz = -G s. G = dloss/dW^ from the Grams (f32: float32 gemm).
+ * Also sets u. gz is all-zero when symmetric. */
+void aq_ls_grad(aq_ls *S, int f32, double *G, float *gV, double *gs, double *gz, double *gb);
+/* The elementwise part only, from a given G [d_out, D]. */
+void aq_ls_grad_from_G(aq_ls *S, const double *G, float *gV, double *gs, double *gz, double *gb);
+
+/* Exact polishing (polish.c): per row, closed-form least-squares refit of
+ * (scale, zero, bias') given the codes, then greedy +-1 code moves with the
+ * exact loss change, alternated `passes` times. Never increases any row's loss. */
+void aq_ls_polish(aq_ls *S, int passes);
+
+/* Adam over (V, s, z, b') (adam.c). The moments persist across calls so the
+ * driver can run it in chunks between exact-loss evaluations. */
+typedef struct aq_adam_cfg {
+    int f32;
+    double lr_w, lr_s, lr_z, lr_b;
+    /* rows mode (x != NULL): mini-batches of the rows (x target, xin quantized input) */
+    const float *x, *xin;
+    size_t n_rows, batch;
+    const aq_actq *aq;
+} aq_adam_cfg;
+typedef struct aq_adam {
+    float *mV, *vV;                 /* [d_out*d_in] */
+    double *ms, *vs, *mz, *vz, *mb, *vb; /* [d_out] */
+    double *G;                      /* [d_out*D] */
+    float *gV;
+    double *gs, *gz, *gb;
+    long t;                         /* steps taken */
+    size_t *perm, cursor;           /* rows mode: seeded row order */
+    double *xd, *xqd, *R;           /* rows mode: widened batch [batch, D] x2, residual [batch, d_out] */
+} aq_adam;
+aq_status aq_adam_new(aq_adam *a, const aq_ls *S, const aq_adam_cfg *cfg, uint64_t seed,
+                      aq_error *err);
+void aq_adam_free(aq_adam *a);
+/* Reset the moments (after the parameters were changed by polishing). */
+void aq_adam_reset(aq_adam *a, const aq_ls *S);
+/* iters Adam steps; leaves u = codes of the final V. */
+void aq_adam_run(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg, int iters);
+
+/* Activation quantizer (actq.c). */
+/* MSE-fit (scale, zero) of an asymmetric per-tensor quantizer on rows x. */
+void aq_actq_fit(aq_actq *q, int bits, const float *x, size_t n, size_t d);
+/* Gradient of the normalised loss wrt (a_scale, a_zero) over rows
+ * (x target, xin quantized input) at the current quantized weights of S
+ * (STE/LSQ as for weights). */
+aq_status aq_actq_grad(aq_ls *S, const aq_actq *q, const float *x, const float *xin,
+                       size_t n, double *g_scale, double *g_zero, aq_error *err);
+
+/* Build normalised Grams from rows: A from x; B, C from (x, Q_a(xin)).
+ * When xin == x and q is NULL/16 bits, B = C = A (aliased). */
+aq_status aq_grams_from_rows(const float *x, const float *xin, size_t n, size_t d,
+                             const aq_actq *q, double **A, double **B, double **C, aq_error *err);
+
+/* Check a problem and its options (validate.c): feed, shapes, NaN/Inf. */
+aq_status aq_layer_validate(const aq_layer_problem *p, const aq_layer_opts *o, aq_error *err);
+
+/* splitmix64 step (options.c). */
+uint64_t aq_splitmix64(uint64_t *state);
+
+#endif

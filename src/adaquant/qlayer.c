@@ -1,0 +1,220 @@
+/* qlayer.c — write and read one quantized linear layer in the shared
+ * safetensors layout (qlayer.h, docs/ADAQUANT.md "qlayer format"). The
+ * reader trusts nothing: dtypes, shapes, the option string, code range,
+ * padding bits, finiteness and positive scales are all checked. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../quant/quant.h"
+#include "qlayer.h"
+
+struct aq_qlayer_keep {
+    uint8_t *packed;
+    float act[2];
+};
+
+static void tname(char *buf, size_t n, const char *prefix, const char *suffix)
+{
+    snprintf(buf, n, "%s.%s", prefix, suffix);
+}
+
+aq_status aq_qlayer_add(aq_st_writer *w, const char *prefix, const aq_layer_result *r,
+                        aq_qlayer_keep **keep, aq_error *err)
+{
+    *keep = NULL;
+    size_t rb = aq_packed_bytes(r->d_in, r->w_bits);
+    aq_qlayer_keep *k = calloc(1, sizeof *k);
+    if (!k || !(k->packed = malloc(r->d_out * rb > 0 ? r->d_out * rb : 1))) {
+        free(k);
+        return aq_fail_nomem(err, "packed weights", r->d_out * rb);
+    }
+    for (size_t i = 0; i < r->d_out; i++) aq_pack(r->codes + i * r->d_in, r->d_in, r->w_bits, k->packed + i * rb);
+    k->act[0] = r->a_scale;
+    k->act[1] = r->a_zero;
+    *keep = k;
+    char name[1024], opt[32];
+    int64_t shp[2] = {(int64_t)r->d_out, (int64_t)rb}, one = 1, no = (int64_t)r->d_out;
+    tname(name, sizeof name, prefix, "qweight");
+    AQ_TRY(aq_st_writer_add(w, name, AQ_U8, 2, shp, k->packed, err));
+    tname(name, sizeof name, prefix, "w_scale");
+    AQ_TRY(aq_st_writer_add(w, name, AQ_F32, 1, &no, r->w_scale, err));
+    tname(name, sizeof name, prefix, "w_zero");
+    AQ_TRY(aq_st_writer_add(w, name, AQ_F32, 1, &no, r->w_zero, err));
+    tname(name, sizeof name, prefix, "bias");
+    AQ_TRY(aq_st_writer_add(w, name, AQ_F32, 1, &no, r->bias, err));
+    if (r->a_bits < 16) {
+        tname(name, sizeof name, prefix, "a_scale");
+        AQ_TRY(aq_st_writer_add(w, name, AQ_F32, 1, &one, &k->act[0], err));
+        tname(name, sizeof name, prefix, "a_zero");
+        AQ_TRY(aq_st_writer_add(w, name, AQ_F32, 1, &one, &k->act[1], err));
+    }
+    aq_layer_opts o = {.w_bits = r->w_bits, .a_bits = r->a_bits, .symmetric = r->symmetric};
+    aq_layer_opts_string(&o, opt, sizeof opt);
+    snprintf(name, sizeof name, "quant.%s", prefix);
+    return aq_st_writer_meta(w, name, opt, err);
+}
+
+void aq_qlayer_keep_free(aq_qlayer_keep *k)
+{
+    if (!k) return;
+    free(k->packed);
+    free(k);
+}
+
+void aq_qlayer_free(aq_qlayer *q)
+{
+    if (!q) return;
+    free(q->codes);
+    free(q->w_scale);
+    free(q->weight);
+    memset(q, 0, sizeof *q);
+}
+
+/* Look up P.suffix as dtype dt with the given shape (ndim 1 or 2). */
+typedef aq_status (*find_fn)(void *src, const char *name, const aq_tensor_view **v, aq_error *err);
+
+static aq_status get_tensor(find_fn find, void *src, const char *label, const char *prefix,
+                            const char *suffix, aq_dtype dt, int ndim, int64_t d0, int64_t d1,
+                            const aq_tensor_view **out, aq_error *err)
+{
+    char name[1024];
+    tname(name, sizeof name, prefix, suffix);
+    AQ_TRY(find(src, name, out, err));
+    const aq_tensor_view *v = *out;
+    if (v->dtype != dt)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor %s has dtype %s, expected %s", label, name,
+                       aq_dtype_name(v->dtype), aq_dtype_name(dt));
+    if (v->ndim != ndim || v->shape[0] != d0 || (ndim == 2 && v->shape[1] != d1))
+        return aq_fail(err, AQ_ERR_SHAPE, "%s: tensor %s has shape [%lld%s%lld], expected [%lld%s%lld]",
+                       label, name, (long long)v->shape[0], v->ndim > 1 ? ", " : "",
+                       v->ndim > 1 ? (long long)v->shape[1] : 0LL, (long long)d0, ndim > 1 ? ", " : "",
+                       ndim > 1 ? (long long)d1 : 0LL);
+    return AQ_OK;
+}
+
+/* Copy an F32 view into dst, rejecting non-finite values (and <= 0 if positive). */
+static aq_status copy_f32(const aq_tensor_view *v, float *dst, size_t n, int positive, const char *label,
+                          aq_error *err)
+{
+    memcpy(dst, v->data, n * sizeof(float)); /* views may be unaligned: copy first */
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(dst[i]) || (positive && !(dst[i] > 0)))
+            return aq_fail(err, AQ_ERR_NUMERIC, "%s: tensor %s element %zu is %g (must be finite%s)", label,
+                           v->name, i, (double)dst[i], positive ? " and > 0" : "");
+    return AQ_OK;
+}
+
+static aq_status load_common(find_fn find, void *src, const char *label, const char *opt,
+                             const char *prefix, size_t d_in, aq_qlayer *q, aq_error *err)
+{
+    memset(q, 0, sizeof *q);
+    aq_layer_opts o;
+    aq_layer_opts_default(&o);
+    if (!opt) return aq_fail(err, AQ_ERR_NOTFOUND, "%s: no metadata quant.%s: layer %s is not quantized", label, prefix, prefix);
+    if (aq_layer_opts_parse(opt, &o, err) != AQ_OK) {
+        aq_error_prefix(err, "%s: metadata quant.%s", label, prefix);
+        return err ? err->code : AQ_ERR_FORMAT;
+    }
+    if (d_in == 0) return aq_fail(err, AQ_ERR_ARG, "%s: layer %s: d_in must be > 0", label, prefix);
+    const aq_tensor_view *qw, *sc, *ze, *bi;
+    char name[1024];
+    tname(name, sizeof name, prefix, "qweight");
+    AQ_TRY(find(src, name, &qw, err));
+    if (qw->dtype != AQ_U8 || qw->ndim != 2)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor %s must be U8 [d_out, row_bytes]", label, name);
+    size_t d_out = (size_t)qw->shape[0], rb = aq_packed_bytes(d_in, o.w_bits);
+    if (d_out == 0 || (size_t)qw->shape[1] != rb)
+        return aq_fail(err, AQ_ERR_SHAPE, "%s: tensor %s has shape [%lld, %lld], expected [d_out > 0, %zu] for d_in %zu at %d bits",
+                       label, name, (long long)qw->shape[0], (long long)qw->shape[1], rb, d_in, o.w_bits);
+    AQ_TRY(get_tensor(find, src, label, prefix, "w_scale", AQ_F32, 1, (int64_t)d_out, 0, &sc, err));
+    AQ_TRY(get_tensor(find, src, label, prefix, "w_zero", AQ_F32, 1, (int64_t)d_out, 0, &ze, err));
+    AQ_TRY(get_tensor(find, src, label, prefix, "bias", AQ_F32, 1, (int64_t)d_out, 0, &bi, err));
+    q->d_out = d_out;
+    q->d_in = d_in;
+    q->w_bits = o.w_bits;
+    q->a_bits = o.a_bits;
+    q->symmetric = o.symmetric;
+    q->codes = malloc(d_out * d_in);
+    q->w_scale = malloc(3 * d_out * sizeof(float));
+    q->weight = malloc(d_out * d_in * sizeof(float));
+    if (!q->codes || !q->w_scale || !q->weight) {
+        aq_qlayer_free(q);
+        return aq_fail_nomem(err, "quantized layer", d_out * d_in * 5);
+    }
+    q->w_zero = q->w_scale + d_out;
+    q->bias = q->w_scale + 2 * d_out;
+    aq_status st = AQ_OK;
+    const uint8_t *pk = qw->data;
+    AQ_TRY_GOTO(st, copy_f32(sc, q->w_scale, d_out, 1, label, err), fail);
+    AQ_TRY_GOTO(st, copy_f32(ze, q->w_zero, d_out, 0, label, err), fail);
+    AQ_TRY_GOTO(st, copy_f32(bi, q->bias, d_out, 0, label, err), fail);
+    for (size_t r = 0; r < d_out; r++) {
+        const uint8_t *row = pk + r * rb;
+        aq_unpack(row, d_in, o.w_bits, q->codes + r * d_in);
+        size_t used = d_in * (size_t)o.w_bits;
+        if (used % 8 && (row[rb - 1] >> (used % 8)) != 0) {
+            st = aq_fail(err, AQ_ERR_FORMAT, "%s: tensor %s row %zu has non-zero padding bits", label, name, r);
+            goto fail;
+        }
+        for (size_t c = 0; c < d_in; c++)
+            q->weight[r * d_in + c] = q->w_scale[r] * ((float)q->codes[r * d_in + c] - q->w_zero[r]);
+    }
+    q->a_scale = 1;
+    q->a_zero = 0;
+    if (o.a_bits < 16) {
+        const aq_tensor_view *as, *az;
+        float t;
+        AQ_TRY_GOTO(st, get_tensor(find, src, label, prefix, "a_scale", AQ_F32, 1, 1, 0, &as, err), fail);
+        AQ_TRY_GOTO(st, get_tensor(find, src, label, prefix, "a_zero", AQ_F32, 1, 1, 0, &az, err), fail);
+        AQ_TRY_GOTO(st, copy_f32(as, &t, 1, 1, label, err), fail);
+        q->a_scale = t;
+        AQ_TRY_GOTO(st, copy_f32(az, &t, 1, 0, label, err), fail);
+        q->a_zero = t;
+    }
+    return AQ_OK;
+fail:
+    aq_qlayer_free(q);
+    return st;
+}
+
+static aq_status find_st(void *src, const char *name, const aq_tensor_view **v, aq_error *err)
+{
+    const aq_st_file *f = src;
+    *v = aq_st_find(f, name);
+    if (!*v) return aq_fail(err, AQ_ERR_NOTFOUND, "%s: tensor %s is missing", aq_st_path(f), name);
+    return AQ_OK;
+}
+
+static aq_status find_ck(void *src, const char *name, const aq_tensor_view **v, aq_error *err)
+{
+    return aq_ckpt_get((aq_checkpoint *)src, name, v, err);
+}
+
+aq_status aq_qlayer_load_st(const aq_st_file *f, const char *prefix, size_t d_in, aq_qlayer *out,
+                            aq_error *err)
+{
+    char key[1024];
+    snprintf(key, sizeof key, "quant.%s", prefix);
+    return load_common(find_st, (void *)f, aq_st_path(f), aq_st_meta_get(f, key), prefix, d_in, out, err);
+}
+
+aq_status aq_qlayer_load_ckpt(aq_checkpoint *ck, const char *prefix, size_t d_in, aq_qlayer *out,
+                              aq_error *err)
+{
+    char key[1024];
+    snprintf(key, sizeof key, "quant.%s", prefix);
+    return load_common(find_ck, ck, aq_ckpt_path(ck), aq_ckpt_meta_get(ck, key), prefix, d_in, out, err);
+}
+
+void aq_qlayer_fake_quant_act(float *x, size_t n, float a_scale, float a_zero, int a_bits)
+{
+    if (a_bits >= 16) return;
+    float qmax = (float)((1u << a_bits) - 1u);
+    for (size_t i = 0; i < n; i++) {
+        float t = nearbyintf(x[i] / a_scale) + a_zero;
+        t = t < 0 ? 0 : t > qmax ? qmax : t;
+        x[i] = a_scale * (t - a_zero);
+    }
+}

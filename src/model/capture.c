@@ -1,0 +1,273 @@
+/* capture.c — per-capture-point input statistics over calibration windows
+ * (capture.h): float64 Grams, per-channel ranges, a bottom-k hash sample, and
+ * the sequential-mode cross statistics. */
+#include "capture.h"
+
+#include <blis.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture_internal.h"
+
+void aq_capture_opts_default(aq_capture_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->block_first = o->block_last = -1;
+    o->points_mask = (1 << AQ_CAP_COUNT) - 1;
+    o->sample_rows = 1024;
+    o->cross_block = -1;
+    o->batch_windows = 8;
+}
+
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+uint64_t aq_capture_row_key(uint64_t seed, uint32_t win, uint32_t pos)
+{
+    return mix64(seed ^ mix64(((uint64_t)win << 32) | pos));
+}
+
+static aq_status alloc_stat(aq_capstat *s, int seq, int cap, aq_error *err)
+{
+    size_t d = (size_t)s->d, g = (d + 1) * (d + 1);
+    s->sample_cap = cap;
+    s->gram = calloc(g, sizeof(double));
+    s->xmin = malloc(d * sizeof(float));
+    s->xmax = malloc(d * sizeof(float));
+    s->sample = malloc((size_t)cap * d * sizeof(float) + 1);
+    s->sample_win = malloc((size_t)cap * sizeof(uint32_t) + 1);
+    s->sample_pos = malloc((size_t)cap * sizeof(uint32_t) + 1);
+    int ok = s->gram && s->xmin && s->xmax && s->sample && s->sample_win && s->sample_pos;
+    if (seq) {
+        s->cross = calloc(g, sizeof(double));
+        s->gram_q = calloc(g, sizeof(double));
+        s->xq_min = malloc(d * sizeof(float));
+        s->xq_max = malloc(d * sizeof(float));
+        s->sample_q = malloc((size_t)cap * d * sizeof(float) + 1);
+        ok = ok && s->cross && s->gram_q && s->xq_min && s->xq_max && s->sample_q;
+    }
+    return ok ? AQ_OK : aq_fail_nomem(err, "capture statistics", 3 * g * sizeof(double));
+}
+
+static void free_stat(aq_capstat *s)
+{
+    free(s->gram);
+    free(s->xmin);
+    free(s->xmax);
+    free(s->sample);
+    free(s->sample_win);
+    free(s->sample_pos);
+    free(s->cross);
+    free(s->gram_q);
+    free(s->xq_min);
+    free(s->xq_max);
+    free(s->sample_q);
+}
+
+static aq_status check_opts(const aq_model *m, aq_capture_opts *o, aq_error *err)
+{
+    int L = aq_model_config(m)->n_layers;
+    if (o->block_first < 0 && o->block_last < 0) {
+        o->block_first = 0;
+        o->block_last = L - 1;
+    }
+    if (o->cross_block >= 0) {
+        if (o->cross_block > L || (o->cross_block == L && !o->head))
+            return aq_fail(err, AQ_ERR_ARG,
+                           "capture: sequential block %d invalid (model has %d blocks; %d = the "
+                           "classifier, with head capture on)",
+                           o->cross_block, L, L);
+        o->block_first = o->block_last = o->cross_block < L ? o->cross_block : L;
+        if (o->cross_block == L) o->points_mask = 0;
+    }
+    if (o->block_first < 0 || o->block_last > L || o->block_first > o->block_last + 1 ||
+        o->block_last >= L + (o->cross_block == L))
+        return aq_fail(err, AQ_ERR_ARG, "capture: block range %d..%d invalid (model has %d blocks)",
+                       o->block_first, o->block_last, L);
+    if (o->sample_rows < 0 || o->batch_windows < 1)
+        return aq_fail(err, AQ_ERR_ARG, "capture: sample_rows %d / batch_windows %d invalid",
+                       o->sample_rows, o->batch_windows);
+    return AQ_OK;
+}
+
+aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *opts, aq_capture **out,
+                         aq_error *err)
+{
+    aq_capture *c = calloc(1, sizeof *c);
+    if (!c) return aq_fail_nomem(err, "capture", sizeof *c);
+    if (opts)
+        c->o = *opts;
+    else
+        aq_capture_opts_default(&c->o);
+    aq_status st;
+    AQ_TRY_GOTO(st, check_opts(m, &c->o, err), fail);
+    int L = aq_model_config(m)->n_layers, seq = c->o.cross_block >= 0;
+    c->n_layers = L;
+    c->st = calloc((size_t)(L + 1) * (AQ_CAP_COUNT + 1), sizeof *c->st);
+    if (!c->st) {
+        st = aq_fail_nomem(err, "capture table", 0);
+        goto fail;
+    }
+    for (int b = c->o.block_first; b <= c->o.block_last && b < L; b++)
+        for (int p = 0; p < AQ_CAP_COUNT; p++) {
+            if (!(c->o.points_mask & (1 << p))) continue;
+            aq_capstat *s = &c->st[c->n++];
+            s->block = b;
+            s->point = (aq_cap_point)p;
+            s->d = aq_cap_point_dim(m, (aq_cap_point)p);
+            AQ_TRY_GOTO(st, alloc_stat(s, seq, c->o.sample_rows, err), fail);
+        }
+    if (c->o.head && (c->o.cross_block < 0 || c->o.cross_block == L)) {
+        aq_capstat *s = &c->st[c->n++];
+        s->block = L;
+        s->point = AQ_CAP_HEAD;
+        s->d = aq_cap_point_dim(m, AQ_CAP_HEAD);
+        AQ_TRY_GOTO(st, alloc_stat(s, seq, c->o.sample_rows, err), fail);
+    }
+    aq_capture_reset(c);
+    *out = c;
+    return AQ_OK;
+fail:
+    aq_capture_free(c);
+    return st;
+}
+
+void aq_capture_free(aq_capture *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->n; i++)
+        free_stat(&c->st[i]);
+    free(c->st);
+    for (int p = 0; p <= AQ_CAP_COUNT; p++)
+        free(c->xbuf[p]);
+    free(c->dbuf);
+    free(c->dbuf2);
+    free(c->row_win);
+    free(c->row_pos);
+    free(c);
+}
+
+void aq_capture_reset(aq_capture *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        aq_capstat *s = &c->st[i];
+        size_t d = (size_t)s->d, g = (d + 1) * (d + 1);
+        s->n_rows = 0;
+        s->n_sample = 0;
+        memset(s->gram, 0, g * sizeof(double));
+        for (size_t j = 0; j < d; j++) {
+            s->xmin[j] = INFINITY;
+            s->xmax[j] = -INFINITY;
+        }
+        if (s->cross) {
+            memset(s->cross, 0, g * sizeof(double));
+            memset(s->gram_q, 0, g * sizeof(double));
+            for (size_t j = 0; j < d; j++) {
+                s->xq_min[j] = INFINITY;
+                s->xq_max[j] = -INFINITY;
+            }
+        }
+    }
+}
+
+int aq_capture_count(const aq_capture *c)
+{
+    return c->n;
+}
+const aq_capstat *aq_capture_stat(const aq_capture *c, int i)
+{
+    return i >= 0 && i < c->n ? &c->st[i] : NULL;
+}
+
+const aq_capstat *aq_capture_find(const aq_capture *c, int block, aq_cap_point point)
+{
+    for (int i = 0; i < c->n; i++)
+        if (c->st[i].block == block && c->st[i].point == point) return &c->st[i];
+    return NULL;
+}
+
+aq_capstat *aq_capture_find_mut(aq_capture *c, int block, aq_cap_point point)
+{
+    return (aq_capstat *)aq_capture_find(c, block, point);
+}
+
+/* ---- accumulation ------------------------------------------------------ */
+
+static aq_status grow_d(double **p, size_t *cap, size_t n, aq_error *err)
+{
+    if (n <= *cap) return AQ_OK;
+    double *q = realloc(*p, n * sizeof(double));
+    if (!q) return aq_fail_nomem(err, "capture float64 rows", n * sizeof(double));
+    *p = q;
+    *cap = n;
+    return AQ_OK;
+}
+
+/* Widen rows [n, d] to float64 [n, d+1] with a ones column last. */
+static void widen(const float *x, size_t n, int d, double *out)
+{
+    for (size_t r = 0; r < n; r++) {
+        for (int j = 0; j < d; j++)
+            out[r * (d + 1) + j] = x[r * (size_t)d + j];
+        out[r * (d + 1) + d] = 1.0;
+    }
+}
+
+/* G += A^T B for A, B [n, d+1] float64 (G (d+1)^2). sym: A == B (dsyrk on the
+ * lower triangle, then mirrored, so G stays exactly symmetric). */
+static void gram_add(double *G, const double *A, const double *B, size_t n, int d, int sym)
+{
+    double one = 1.0;
+    dim_t e = d + 1;
+    if (n == 0) return;
+    if (sym) {
+        bli_dsyrk(BLIS_LOWER, BLIS_NO_TRANSPOSE, e, (dim_t)n, &one, (double *)A, 1, e, &one, G, e,
+                  1);
+        for (dim_t i = 0; i < e; i++)
+            for (dim_t j = i + 1; j < e; j++)
+                G[i * e + j] = G[j * e + i];
+    } else {
+        bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, e, e, (dim_t)n, &one, (double *)A, 1, e,
+                  (double *)B, e, 1, &one, G, e, 1);
+    }
+}
+
+static void minmax(const float *x, size_t n, int d, float *mn, float *mx)
+{
+    for (size_t r = 0; r < n; r++)
+        for (int j = 0; j < d; j++) {
+            float v = x[r * (size_t)d + j];
+            if (v < mn[j]) mn[j] = v;
+            if (v > mx[j]) mx[j] = v;
+        }
+}
+
+/* Accumulate one batch of rows: x (FP) and, in sequential mode, xq. */
+aq_status aq_capture_add_rows(aq_capture *c, aq_capstat *s, const float *x, const float *xq,
+                              size_t n, const uint32_t *win, const uint32_t *pos, aq_error *err)
+{
+    int d = s->d;
+    size_t need = n * (size_t)(d + 1);
+    AQ_TRY(grow_d(&c->dbuf, &c->dcap, need, err));
+    widen(x, n, d, c->dbuf);
+    gram_add(s->gram, c->dbuf, c->dbuf, n, d, 1);
+    minmax(x, n, d, s->xmin, s->xmax);
+    if (xq) {
+        AQ_TRY(grow_d(&c->dbuf2, &c->dcap2, need, err));
+        widen(xq, n, d, c->dbuf2);
+        gram_add(s->gram_q, c->dbuf2, c->dbuf2, n, d, 1);
+        gram_add(s->cross, c->dbuf, c->dbuf2, n, d, 0);
+        minmax(xq, n, d, s->xq_min, s->xq_max);
+    }
+    for (size_t r = 0; r < n; r++)
+        aq_sample_offer(s, c->o.seed, win[r], pos[r], x + r * (size_t)d,
+                        xq ? xq + r * (size_t)d : NULL);
+    s->n_rows += n;
+    return AQ_OK;
+}

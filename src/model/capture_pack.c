@@ -1,0 +1,175 @@
+/* capture_pack.c — combining partial capture statistics (merge in chunk order)
+ * and their byte serialisation for transfer between processes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "capture_internal.h"
+
+static int same_config(const aq_capture *a, const aq_capture *b)
+{
+    if (a->n != b->n || a->o.sample_rows != b->o.sample_rows || a->o.seed != b->o.seed ||
+        (a->o.cross_block < 0) != (b->o.cross_block < 0))
+        return 0;
+    for (int i = 0; i < a->n; i++)
+        if (a->st[i].block != b->st[i].block || a->st[i].point != b->st[i].point ||
+            a->st[i].d != b->st[i].d)
+            return 0;
+    return 1;
+}
+
+static void add_d(double *dst, const double *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        dst[i] += src[i];
+}
+
+static void merge_range(float *mn, float *mx, const float *smn, const float *smx, int d)
+{
+    for (int j = 0; j < d; j++) {
+        mn[j] = fminf(mn[j], smn[j]);
+        mx[j] = fmaxf(mx[j], smx[j]);
+    }
+}
+
+aq_status aq_capture_merge(aq_capture *dst, const aq_capture *src, aq_error *err)
+{
+    if (!same_config(dst, src))
+        return aq_fail(err, AQ_ERR_ARG,
+                       "capture merge: the two partials were made with different configurations");
+    for (int i = 0; i < dst->n; i++) {
+        aq_capstat *s = &dst->st[i];
+        const aq_capstat *o = &src->st[i];
+        size_t d = (size_t)s->d, g = (d + 1) * (d + 1);
+        add_d(s->gram, o->gram, g);
+        merge_range(s->xmin, s->xmax, o->xmin, o->xmax, s->d);
+        if (s->cross) {
+            add_d(s->cross, o->cross, g);
+            add_d(s->gram_q, o->gram_q, g);
+            merge_range(s->xq_min, s->xq_max, o->xq_min, o->xq_max, s->d);
+        }
+        aq_sample_heapify(s, dst->o.seed);
+        for (int r = 0; r < o->n_sample; r++)
+            aq_sample_offer(s, dst->o.seed, o->sample_win[r], o->sample_pos[r], o->sample + r * d,
+                            o->sample_q ? o->sample_q + r * d : NULL);
+        aq_sample_sort(s);
+        s->n_rows += o->n_rows;
+    }
+    return AQ_OK;
+}
+
+/* ---- serialisation: "AQCAP1\0\0", u32 n, then per point a header
+ * (i32 block, point, d, n_sample, has_cross; u64 n_rows) and the arrays. */
+
+typedef struct buf {
+    unsigned char *p;
+    size_t len, cap, off;
+} buf;
+
+static int put(buf *b, const void *src, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t nc = b->cap ? b->cap : 4096;
+        while (nc < b->len + n)
+            nc *= 2;
+        unsigned char *q = realloc(b->p, nc);
+        if (!q) return 0;
+        b->p = q;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->len, src, n);
+    b->len += n;
+    return 1;
+}
+
+static int get(buf *b, void *dst, size_t n)
+{
+    if (b->off + n > b->len) return 0;
+    memcpy(dst, b->p + b->off, n);
+    b->off += n;
+    return 1;
+}
+
+/* The arrays of one point, in one fixed order; sizes in bytes. */
+static int arrays(aq_capstat *s, void **ptr, size_t *sz, int n_sample)
+{
+    size_t d = (size_t)s->d, g = (d + 1) * (d + 1) * sizeof(double), v = d * sizeof(float);
+    size_t rs = (size_t)n_sample * v, ix = (size_t)n_sample * sizeof(uint32_t);
+    int k = 0;
+    ptr[k] = s->gram, sz[k++] = g;
+    ptr[k] = s->xmin, sz[k++] = v;
+    ptr[k] = s->xmax, sz[k++] = v;
+    ptr[k] = s->sample, sz[k++] = rs;
+    ptr[k] = s->sample_win, sz[k++] = ix;
+    ptr[k] = s->sample_pos, sz[k++] = ix;
+    if (s->cross) {
+        ptr[k] = s->cross, sz[k++] = g;
+        ptr[k] = s->gram_q, sz[k++] = g;
+        ptr[k] = s->xq_min, sz[k++] = v;
+        ptr[k] = s->xq_max, sz[k++] = v;
+        ptr[k] = s->sample_q, sz[k++] = rs;
+    }
+    return k;
+}
+
+aq_status aq_capture_pack(const aq_capture *c, void **out, size_t *len, aq_error *err)
+{
+    buf b = {0};
+    uint32_t n = (uint32_t)c->n;
+    int ok = put(&b, "AQCAP1\0\0", 8) && put(&b, &n, 4);
+    for (int i = 0; ok && i < c->n; i++) {
+        aq_capstat *s = &c->st[i];
+        int32_t h[5] = {s->block, (int32_t)s->point, s->d, s->n_sample, s->cross != NULL};
+        void *ptr[11];
+        size_t sz[11];
+        int k = arrays(s, ptr, sz, s->n_sample);
+        ok = put(&b, h, sizeof h) && put(&b, &s->n_rows, 8);
+        for (int a = 0; ok && a < k; a++)
+            ok = put(&b, ptr[a], sz[a]);
+    }
+    if (!ok) {
+        free(b.p);
+        return aq_fail_nomem(err, "packed capture", b.len);
+    }
+    *out = b.p;
+    *len = b.len;
+    return AQ_OK;
+}
+
+aq_status aq_capture_unpack(aq_capture *c, const void *data, size_t len, aq_error *err)
+{
+    buf b = {(unsigned char *)data, len, len, 0};
+    char magic[8];
+    uint32_t n;
+    if (!get(&b, magic, 8) || memcmp(magic, "AQCAP1\0\0", 8) || !get(&b, &n, 4))
+        return aq_fail(err, AQ_ERR_FORMAT, "packed capture: bad header (%zu bytes)", len);
+    if (n != (uint32_t)c->n)
+        return aq_fail(err, AQ_ERR_FORMAT, "packed capture: %u points, expected %d", n, c->n);
+    for (int i = 0; i < c->n; i++) {
+        aq_capstat *s = &c->st[i];
+        int32_t h[5];
+        uint64_t rows;
+        if (!get(&b, h, sizeof h) || !get(&b, &rows, 8))
+            return aq_fail(err, AQ_ERR_FORMAT, "packed capture: truncated at point %d (byte %zu)",
+                           i, b.off);
+        if (h[0] != s->block || h[1] != (int32_t)s->point || h[2] != s->d || h[3] < 0 ||
+            h[3] > s->sample_cap || h[4] != (s->cross != NULL))
+            return aq_fail(err, AQ_ERR_FORMAT,
+                           "packed capture: point %d (block %d, %s) does not match this capture's "
+                           "configuration",
+                           i, h[0], aq_cap_point_name((aq_cap_point)h[1]));
+        void *ptr[11];
+        size_t sz[11];
+        int k = arrays(s, ptr, sz, h[3]);
+        for (int a = 0; a < k; a++)
+            if (!get(&b, ptr[a], sz[a]))
+                return aq_fail(err, AQ_ERR_FORMAT,
+                               "packed capture: truncated in point %d (byte %zu of %zu)", i, b.off,
+                               len);
+        s->n_sample = h[3];
+        s->n_rows = rows;
+    }
+    if (b.off != len)
+        return aq_fail(err, AQ_ERR_FORMAT, "packed capture: %zu trailing bytes", len - b.off);
+    return AQ_OK;
+}

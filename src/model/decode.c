@@ -1,0 +1,132 @@
+/* decode.c — incremental decoding of one sequence with a KV cache (generation):
+ * each step runs one token through the blocks, appending its rotated keys and
+ * values to the cache, so a step costs O(pos) attention instead of a full
+ * recompute. The FP weights are used (overrides are ignored). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+struct aq_kv_cache {
+    int n_layers, max_seq, kvd, next_pos;
+    float *k, *v; /* [n_layers, max_seq, kvd] */
+    float *x, *xb, *xb2, *q, *att, *hb, *hb2, *sc;
+};
+
+aq_status aq_kv_cache_new(const aq_model *m, aq_kv_cache **out, aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    aq_kv_cache *kc = calloc(1, sizeof *kc);
+    if (!kc) return aq_fail_nomem(err, "KV cache", sizeof *kc);
+    size_t n = (size_t)c->n_layers * c->max_seq_len * m->kvd;
+    kc->n_layers = c->n_layers;
+    kc->max_seq = c->max_seq_len;
+    kc->kvd = m->kvd;
+    kc->k = malloc(n * sizeof(float));
+    kc->v = malloc(n * sizeof(float));
+    kc->x = malloc((size_t)c->dim * sizeof(float));
+    kc->xb = malloc((size_t)c->dim * sizeof(float));
+    kc->xb2 = malloc((size_t)c->dim * sizeof(float));
+    kc->q = malloc((size_t)m->qd * sizeof(float));
+    kc->att = malloc((size_t)m->qd * sizeof(float));
+    kc->hb = malloc((size_t)c->hidden_dim * sizeof(float));
+    kc->hb2 = malloc((size_t)c->hidden_dim * sizeof(float));
+    kc->sc = malloc((size_t)c->max_seq_len * sizeof(float));
+    if (!kc->k || !kc->v || !kc->x || !kc->xb || !kc->xb2 || !kc->q || !kc->att || !kc->hb ||
+        !kc->hb2 || !kc->sc) {
+        aq_kv_cache_free(kc);
+        return aq_fail_nomem(err, "KV cache", 2 * n * sizeof(float));
+    }
+    *out = kc;
+    return AQ_OK;
+}
+
+void aq_kv_cache_free(aq_kv_cache *c)
+{
+    if (!c) return;
+    free(c->k);
+    free(c->v);
+    free(c->x);
+    free(c->xb);
+    free(c->xb2);
+    free(c->q);
+    free(c->att);
+    free(c->hb);
+    free(c->hb2);
+    free(c->sc);
+    free(c);
+}
+
+/* Attention of the current query (position pos) over cached keys 0..pos. */
+static void attend_cached(const aq_model *m, aq_kv_cache *kc, int l, int pos)
+{
+    int hs = m->hs, group = m->cfg.n_heads / m->cfg.n_kv_heads;
+    const float *K = kc->k + (size_t)l * kc->max_seq * kc->kvd,
+                *V = kc->v + (size_t)l * kc->max_seq * kc->kvd;
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < m->cfg.n_heads; h++) {
+        const float *q = kc->q + (size_t)h * hs;
+        size_t ko = (size_t)(h / group) * hs;
+        float mx = -INFINITY;
+        for (int t = 0; t <= pos; t++) {
+            const float *k = K + (size_t)t * kc->kvd + ko;
+            float d = 0.0f;
+            for (int i = 0; i < hs; i++)
+                d += q[i] * k[i];
+            kc->sc[t] = d * scale;
+            mx = kc->sc[t] > mx ? kc->sc[t] : mx;
+        }
+        double sum = 0.0;
+        for (int t = 0; t <= pos; t++)
+            sum += (kc->sc[t] = expf(kc->sc[t] - mx));
+        float *o = kc->att + (size_t)h * hs;
+        memset(o, 0, (size_t)hs * sizeof(float));
+        for (int t = 0; t <= pos; t++) {
+            float a = (float)(kc->sc[t] / sum);
+            const float *v = V + (size_t)t * kc->kvd + ko;
+            for (int i = 0; i < hs; i++)
+                o[i] += a * v[i];
+        }
+    }
+}
+
+aq_status aq_model_decode_step(aq_model *m, aq_kv_cache *kc, int token, int pos, float *logits,
+                               aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    if (token < 0 || token >= c->vocab_size)
+        return aq_fail(err, AQ_ERR_ARG,
+                       "decode: token id %d at position %d is out of range (vocab %d)", token, pos,
+                       c->vocab_size);
+    if (pos < 0 || pos >= c->max_seq_len || pos > kc->next_pos)
+        return aq_fail(err, AQ_ERR_ARG, "decode: position %d invalid (next is %d, max_seq_len %d)",
+                       pos, kc->next_pos, c->max_seq_len);
+    memcpy(kc->x, m->embed + (size_t)token * c->dim, (size_t)c->dim * sizeof(float));
+    for (int l = 0; l < c->n_layers; l++) {
+        float *kr = kc->k + ((size_t)l * kc->max_seq + pos) * kc->kvd;
+        float *vr = kc->v + ((size_t)l * kc->max_seq + pos) * kc->kvd;
+        aq_rmsnorm_rows(kc->x, m->blocks[l].attn_norm, kc->xb, 1, c->dim, c->norm_eps);
+        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_Q], kc->xb, kc->q, c->dim, m->qd);
+        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_K], kc->xb, kr, c->dim, m->kvd);
+        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_V], kc->xb, vr, c->dim, m->kvd);
+        aq_rope_rows(m, kc->q, 1, c->n_heads, &pos);
+        aq_rope_rows(m, kr, 1, c->n_kv_heads, &pos);
+        attend_cached(m, kc, l, pos);
+        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_O], kc->att, kc->xb2, m->qd, c->dim);
+        for (int i = 0; i < c->dim; i++)
+            kc->x[i] += kc->xb2[i];
+        aq_rmsnorm_rows(kc->x, m->blocks[l].ffn_norm, kc->xb, 1, c->dim, c->norm_eps);
+        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_GATE], kc->xb, kc->hb, c->dim, c->hidden_dim);
+        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_UP], kc->xb, kc->hb2, c->dim, c->hidden_dim);
+        for (int i = 0; i < c->hidden_dim; i++)
+            kc->hb[i] = kc->hb[i] / (1.0f + expf(-kc->hb[i])) * kc->hb2[i];
+        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_DOWN], kc->hb, kc->xb2, c->hidden_dim, c->dim);
+        for (int i = 0; i < c->dim; i++)
+            kc->x[i] += kc->xb2[i];
+    }
+    aq_rmsnorm_rows(kc->x, m->final_norm, kc->xb, 1, c->dim, c->norm_eps);
+    aq_sgemv_wx(m->head, kc->xb, logits, c->dim, c->vocab_size);
+    kc->next_pos = pos + 1;
+    return AQ_OK;
+}

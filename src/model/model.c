@@ -1,0 +1,375 @@
+/* model.c — loading a Llama-family model from a checkpoint into F32 arrays,
+ * validating the config against every tensor, and the per-linear accessors and
+ * quantized overrides (see model.h). The forward pass is in forward.c. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model_internal.h"
+
+static const char *const lin_short[] = {"q_proj",    "k_proj",  "v_proj",    "o_proj",
+                                        "gate_proj", "up_proj", "down_proj", "lm_head"};
+static const char *const cap_names[] = {"attn_in", "o_in", "mlp_in", "down_in", "head_in"};
+
+const char *aq_linear_short_name(aq_linear which)
+{
+    return (which >= 0 && which <= AQ_LIN_HEAD) ? lin_short[which] : "?";
+}
+
+const char *aq_cap_point_name(aq_cap_point p)
+{
+    return (p >= 0 && p <= AQ_CAP_HEAD) ? cap_names[p] : "?";
+}
+
+void aq_linear_prefix(int block, aq_linear which, char *buf, size_t n)
+{
+    if (which == AQ_LIN_HEAD)
+        snprintf(buf, n, "lm_head");
+    else
+        snprintf(buf, n, "model.layers.%d.%s.%s", block, which <= AQ_LIN_O ? "self_attn" : "mlp",
+                 lin_short[which]);
+}
+
+aq_cap_point aq_linear_cap_point(aq_linear which)
+{
+    switch (which) {
+    case AQ_LIN_Q:
+    case AQ_LIN_K:
+    case AQ_LIN_V: return AQ_CAP_ATTN_IN;
+    case AQ_LIN_O: return AQ_CAP_O_IN;
+    case AQ_LIN_GATE:
+    case AQ_LIN_UP: return AQ_CAP_MLP_IN;
+    case AQ_LIN_DOWN: return AQ_CAP_DOWN_IN;
+    default: return AQ_CAP_HEAD;
+    }
+}
+
+int aq_cap_point_dim(const aq_model *m, aq_cap_point p)
+{
+    switch (p) {
+    case AQ_CAP_O_IN: return m->qd;
+    case AQ_CAP_DOWN_IN: return m->cfg.hidden_dim;
+    default: return m->cfg.dim;
+    }
+}
+
+void aq_model_lin_shape(const aq_model *m, aq_linear which, int *d_out, int *d_in)
+{
+    const aq_llama_config *c = &m->cfg;
+    int o = c->dim, i = c->dim;
+    switch (which) {
+    case AQ_LIN_Q: o = m->qd; break;
+    case AQ_LIN_K:
+    case AQ_LIN_V: o = m->kvd; break;
+    case AQ_LIN_O: i = m->qd; break;
+    case AQ_LIN_GATE:
+    case AQ_LIN_UP: o = c->hidden_dim; break;
+    case AQ_LIN_DOWN: i = c->hidden_dim; break;
+    default: o = c->vocab_size; break;
+    }
+    *d_out = o;
+    *d_in = i;
+}
+
+int aq_model_lin_index(const aq_model *m, int block, aq_linear which)
+{
+    if (which == AQ_LIN_HEAD) return block == m->cfg.n_layers ? m->cfg.n_layers * AQ_LIN_COUNT : -1;
+    if (block < 0 || block >= m->cfg.n_layers || which < 0 || which >= AQ_LIN_COUNT) return -1;
+    return block * AQ_LIN_COUNT + (int)which;
+}
+
+float *aq_model_lin_weight(const aq_model *m, int block, aq_linear which)
+{
+    return which == AQ_LIN_HEAD ? m->head : m->blocks[block].lin[which];
+}
+
+const aq_llama_config *aq_model_config(const aq_model *m)
+{
+    return &m->cfg;
+}
+size_t aq_model_weight_bytes(const aq_model *m)
+{
+    return m->weight_bytes;
+}
+size_t aq_model_scratch_bytes(const aq_model *m)
+{
+    return m->s.bytes;
+}
+
+/* Fetch tensor `name`, check it is [rows, cols] (cols 0 = 1-D [rows]), finite,
+ * and convert to a malloc'd F32 array. */
+static aq_status load_tensor(aq_checkpoint *ck, const char *name, int64_t rows, int64_t cols,
+                             float **out, size_t *bytes, aq_error *err)
+{
+    const aq_tensor_view *v;
+    AQ_TRY(aq_ckpt_get(ck, name, &v, err));
+    int want_nd = cols ? 2 : 1;
+    int ok = v->ndim == want_nd && v->shape[0] == rows && (!cols || v->shape[1] == cols);
+    if (!ok) {
+        char got[128] = "";
+        size_t k = 0;
+        for (int i = 0; i < v->ndim && k < sizeof got - 24; i++)
+            k += (size_t)snprintf(got + k, sizeof got - k, "%s%lld", i ? ", " : "",
+                                  (long long)v->shape[i]);
+        if (cols)
+            return aq_fail(err, AQ_ERR_SHAPE,
+                           "tensor %s: expected shape [%lld, %lld] from the config, got [%s]", name,
+                           (long long)rows, (long long)cols, got);
+        return aq_fail(err, AQ_ERR_SHAPE,
+                       "tensor %s: expected shape [%lld] from the config, got [%s]", name,
+                       (long long)rows, got);
+    }
+    if (v->dtype != AQ_F32 && v->dtype != AQ_F16 && v->dtype != AQ_BF16)
+        return aq_fail(err, AQ_ERR_FORMAT, "tensor %s: dtype %s is not a float type (F32/F16/BF16)",
+                       name, aq_dtype_name(v->dtype));
+    float *f;
+    AQ_TRY(aq_view_to_f32_alloc(v, &f, err));
+    size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(f[i])) {
+            free(f);
+            return aq_fail(err, AQ_ERR_NUMERIC, "tensor %s: non-finite value at element %zu", name,
+                           i);
+        }
+    *out = f;
+    *bytes += n * sizeof(float);
+    return AQ_OK;
+}
+
+static aq_status check_config(const aq_llama_config *c, aq_error *err)
+{
+    if (c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 ||
+        c->n_kv_heads <= 0 || c->vocab_size <= 0 || c->max_seq_len <= 0)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "config: non-positive size (dim %d, hidden %d, layers %d, heads %d, "
+                       "kv_heads %d, vocab %d, max_seq_len %d)",
+                       c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
+                       c->max_seq_len);
+    if (c->dim % c->n_heads || (c->dim / c->n_heads) % 2)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "config: dim %d is not n_heads %d times an even head size", c->dim,
+                       c->n_heads);
+    if (c->n_heads % c->n_kv_heads)
+        return aq_fail(err, AQ_ERR_FORMAT, "config: n_heads %d is not a multiple of n_kv_heads %d",
+                       c->n_heads, c->n_kv_heads);
+    if (!(c->norm_eps > 0) || !(c->rope_theta > 0))
+        return aq_fail(err, AQ_ERR_FORMAT, "config: rms_norm_eps %g and rope_theta %g must be > 0",
+                       (double)c->norm_eps, (double)c->rope_theta);
+    return AQ_OK;
+}
+
+static aq_status load_block(aq_model *m, aq_checkpoint *ck, int l, aq_error *err)
+{
+    char name[256], pre[200];
+    aq_block_w *b = &m->blocks[l];
+    size_t *by = &m->weight_bytes;
+    snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+    AQ_TRY(load_tensor(ck, name, m->cfg.dim, 0, &b->attn_norm, by, err));
+    snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+    AQ_TRY(load_tensor(ck, name, m->cfg.dim, 0, &b->ffn_norm, by, err));
+    for (int w = 0; w < AQ_LIN_COUNT; w++) {
+        int o, i;
+        aq_model_lin_shape(m, (aq_linear)w, &o, &i);
+        aq_linear_prefix(l, (aq_linear)w, pre, sizeof pre);
+        snprintf(name, sizeof name, "%s.weight", pre);
+        AQ_TRY(load_tensor(ck, name, o, i, &b->lin[w], by, err));
+    }
+    return AQ_OK;
+}
+
+static aq_status init_rope(aq_model *m, aq_error *err)
+{
+    size_t half = (size_t)m->hs / 2, n = (size_t)m->cfg.max_seq_len * half;
+    m->rope_cos = malloc(n * sizeof(float));
+    m->rope_sin = malloc(n * sizeof(float));
+    if (!m->rope_cos || !m->rope_sin)
+        return aq_fail_nomem(err, "RoPE tables", 2 * n * sizeof(float));
+    for (size_t i = 0; i < half; i++) {
+        /* HF: inv_freq[i] = theta^(-2i/hs), computed in double */
+        double inv = pow((double)m->cfg.rope_theta, -2.0 * (double)i / (double)m->hs);
+        for (int p = 0; p < m->cfg.max_seq_len; p++) {
+            m->rope_cos[(size_t)p * half + i] = (float)cos(p * inv);
+            m->rope_sin[(size_t)p * half + i] = (float)sin(p * inv);
+        }
+    }
+    return AQ_OK;
+}
+
+static aq_status load_all(aq_model *m, aq_checkpoint *ck, aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    AQ_TRY(load_tensor(ck, "model.embed_tokens.weight", c->vocab_size, c->dim, &m->embed,
+                       &m->weight_bytes, err));
+    for (int l = 0; l < c->n_layers; l++)
+        AQ_TRY(load_block(m, ck, l, err));
+    AQ_TRY(load_tensor(ck, "model.norm.weight", c->dim, 0, &m->final_norm, &m->weight_bytes, err));
+    if (c->tied_embeddings) {
+        m->head = m->embed;
+    } else {
+        aq_status st = load_tensor(ck, "lm_head.weight", c->vocab_size, c->dim, &m->head,
+                                   &m->weight_bytes, err);
+        if (st == AQ_ERR_NOTFOUND)
+            return aq_fail(
+                err, st,
+                "no tensor lm_head.weight: the config says tie_word_embeddings = false but the "
+                "checkpoint has no classifier");
+        AQ_TRY(st);
+    }
+    return init_rope(m, err);
+}
+
+aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err)
+{
+    aq_model *m = calloc(1, sizeof *m);
+    if (!m) return aq_fail_nomem(err, "model", sizeof *m);
+    aq_status st;
+    AQ_TRY_GOTO(st, aq_ckpt_llama_config(ck, &m->cfg, err), fail);
+    AQ_TRY_GOTO(st, check_config(&m->cfg, err), fail);
+    m->hs = m->cfg.dim / m->cfg.n_heads;
+    m->qd = m->cfg.n_heads * m->hs;
+    m->kvd = m->cfg.n_kv_heads * m->hs;
+    m->blocks = calloc((size_t)m->cfg.n_layers, sizeof *m->blocks);
+    m->ovr = calloc((size_t)m->cfg.n_layers * AQ_LIN_COUNT + 1, sizeof *m->ovr);
+    if (!m->blocks || !m->ovr) {
+        st = aq_fail_nomem(err, "model tables", 0);
+        goto fail;
+    }
+    AQ_TRY_GOTO(st, load_all(m, ck, err), fail);
+    *out = m;
+    return AQ_OK;
+fail:
+    /* name the checkpoint once (io errors usually start with its path already) */
+    if (err && strncmp(err->msg, aq_ckpt_path(ck), strlen(aq_ckpt_path(ck))) != 0)
+        aq_error_prefix(err, "%s", aq_ckpt_path(ck));
+    aq_model_free(m);
+    return st;
+}
+
+aq_status aq_model_load_path(const char *path, aq_model **out, aq_error *err)
+{
+    aq_checkpoint *ck;
+    AQ_TRY(aq_ckpt_open(path, &ck, err));
+    aq_status st = aq_model_load(ck, out, err);
+    aq_ckpt_close(ck);
+    return st;
+}
+
+static void free_scratch(aq_scratch *s)
+{
+    free(s->x);
+    free(s->xb);
+    free(s->xb2);
+    free(s->q);
+    free(s->k);
+    free(s->v);
+    free(s->att);
+    free(s->hb);
+    free(s->hb2);
+    free(s->xq);
+    free(s->scores);
+    free(s->pos);
+    free(s->ids);
+    memset(s, 0, sizeof *s);
+}
+
+void aq_model_free(aq_model *m)
+{
+    if (!m) return;
+    if (m->blocks)
+        for (int l = 0; l < m->cfg.n_layers; l++) {
+            free(m->blocks[l].attn_norm);
+            free(m->blocks[l].ffn_norm);
+            for (int w = 0; w < AQ_LIN_COUNT; w++)
+                free(m->blocks[l].lin[w]);
+        }
+    if (m->ovr)
+        for (int i = 0; i <= m->cfg.n_layers * AQ_LIN_COUNT; i++) {
+            free(m->ovr[i].weight);
+            free(m->ovr[i].bias);
+        }
+    if (m->head != m->embed) free(m->head);
+    free(m->embed);
+    free(m->final_norm);
+    free(m->blocks);
+    free(m->ovr);
+    free(m->rope_cos);
+    free(m->rope_sin);
+    free_scratch(&m->s);
+    free(m);
+}
+
+aq_status aq_model_linear(const aq_model *m, int block, aq_linear which, const float **weight,
+                          int *d_out, int *d_in, aq_error *err)
+{
+    if (aq_model_lin_index(m, block, which) < 0)
+        return aq_fail(err, AQ_ERR_ARG,
+                       "no linear layer %s in block %d (model has %d blocks; lm_head is block %d)",
+                       aq_linear_short_name(which), block, m->cfg.n_layers, m->cfg.n_layers);
+    aq_model_lin_shape(m, which, d_out, d_in);
+    if (weight) *weight = aq_model_lin_weight(m, block, which);
+    return AQ_OK;
+}
+
+aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
+                                const aq_linear_override *ov, aq_error *err)
+{
+    int idx = aq_model_lin_index(m, block, which), o, i;
+    if (idx < 0)
+        return aq_fail(err, AQ_ERR_ARG, "override: no linear layer %s in block %d",
+                       aq_linear_short_name(which), block);
+    char pre[200];
+    aq_linear_prefix(block, which, pre, sizeof pre);
+    if (!ov || !ov->weight) return aq_fail(err, AQ_ERR_ARG, "override %s: no weight given", pre);
+    if (ov->a_bits < 0 || (ov->a_bits > 0 && ov->a_bits < 16 && (ov->a_bits < 2 || ov->a_bits > 8)))
+        return aq_fail(err, AQ_ERR_ARG,
+                       "override %s: activation bits %d not in 2..8 (0 or 16 = none)", pre,
+                       ov->a_bits);
+    int aq = ov->a_bits > 0 && ov->a_bits < 16;
+    if (aq && (!(ov->a_scale > 0) || !isfinite(ov->a_scale) || !isfinite(ov->a_zero)))
+        return aq_fail(err, AQ_ERR_NUMERIC, "override %s: activation scale %g / zero %g invalid",
+                       pre, (double)ov->a_scale, (double)ov->a_zero);
+    aq_model_lin_shape(m, which, &o, &i);
+    size_t nw = (size_t)o * (size_t)i;
+    for (size_t k = 0; k < nw; k++)
+        if (!isfinite(ov->weight[k]))
+            return aq_fail(err, AQ_ERR_NUMERIC, "override %s: non-finite weight at element %zu",
+                           pre, k);
+    for (int k = 0; ov->bias && k < o; k++)
+        if (!isfinite(ov->bias[k]))
+            return aq_fail(err, AQ_ERR_NUMERIC, "override %s: non-finite bias at element %d", pre,
+                           k);
+    float *w = malloc(nw * sizeof(float)), *b = ov->bias ? malloc((size_t)o * sizeof(float)) : NULL;
+    if (!w || (ov->bias && !b)) {
+        free(w);
+        free(b);
+        return aq_fail_nomem(err, "override weights", nw * sizeof(float));
+    }
+    memcpy(w, ov->weight, nw * sizeof(float));
+    if (b) memcpy(b, ov->bias, (size_t)o * sizeof(float));
+    aq_model_clear_override(m, block, which);
+    aq_ovr *dst = &m->ovr[idx];
+    dst->weight = w;
+    dst->bias = b;
+    dst->a_bits = aq ? ov->a_bits : 0;
+    dst->a_scale = ov->a_scale;
+    dst->a_zero = ov->a_zero;
+    return AQ_OK;
+}
+
+void aq_model_clear_override(aq_model *m, int block, aq_linear which)
+{
+    int idx = aq_model_lin_index(m, block, which);
+    if (idx < 0) return;
+    free(m->ovr[idx].weight);
+    free(m->ovr[idx].bias);
+    memset(&m->ovr[idx], 0, sizeof m->ovr[idx]);
+}
+
+int aq_model_override_count(const aq_model *m)
+{
+    int n = 0;
+    for (int i = 0; i <= m->cfg.n_layers * AQ_LIN_COUNT; i++)
+        n += m->ovr[i].weight != NULL;
+    return n;
+}

@@ -1,0 +1,158 @@
+/* model.h — the float32 forward pass of Llama-family decoders (the transformer engine).
+ *
+ * Loads any aq_checkpoint (llama2.c import, HF directory single or sharded,
+ * F32/F16/BF16 — converted to F32 once at load) and runs batches of token
+ * sequences through: embedding, per block RMSNorm -> q/k/v -> HF rotate-half
+ * RoPE -> grouped-query causal attention -> o, RMSNorm -> SwiGLU MLP
+ * (down(silu(gate x) * up x)), final RMSNorm, tied or untied classifier.
+ * Matrix products are single-threaded BLIS (bli_sgemm).
+ *
+ * A batch is n_seqs sequences PACKED back to back (no padding): tokens[] holds
+ * lens[0] tokens of sequence 0, then lens[1] of sequence 1, ... Each sequence
+ * starts at position 0 and attends only to itself. Row r of every activation
+ * matrix is token r of the packed batch.
+ *
+ * Hooks for the quantization pipeline:
+ *  - capture: a callback at the INPUT of every linear layer. Per block there
+ *    are 4 capture points serving 7 linears (q,k,v share ATTN_IN; gate/up
+ *    share MLP_IN); plus the classifier input (block = n_layers, AQ_CAP_HEAD).
+ *  - overrides: per linear, a dequantised weight [d_out, d_in], a bias and an
+ *    input fake-quantiser (qlayer.h formula) used when the forward runs with
+ *    quantized = 1. The float weights are kept, so one model object runs both
+ *    the FP and the quantized network (sequential capture, FP-vs-Q evaluation).
+ *
+ * Memory: the F32 weights, the overrides, and one batch's activations (grown
+ * on demand, kept between calls). A model object is not thread-safe (its
+ * scratch is shared by calls); different objects are independent. */
+#ifndef AQ_MODEL_H
+#define AQ_MODEL_H
+
+#include <stddef.h>
+
+#include "../../common/status.h"
+#include "../../io/checkpoint.h"
+
+/* The 7 linear layers of a block, in execution order. */
+typedef enum aq_linear {
+    AQ_LIN_Q,
+    AQ_LIN_K,
+    AQ_LIN_V,
+    AQ_LIN_O,
+    AQ_LIN_GATE,
+    AQ_LIN_UP,
+    AQ_LIN_DOWN,
+    AQ_LIN_COUNT,
+    AQ_LIN_HEAD = AQ_LIN_COUNT /* the classifier (lm_head), block = n_layers */
+} aq_linear;
+
+/* Capture points: the distinct inputs of the linear layers of one block. */
+typedef enum aq_cap_point {
+    AQ_CAP_ATTN_IN, /* rmsnorm(x): input of q, k, v   (d = dim) */
+    AQ_CAP_O_IN,    /* attention output: input of o   (d = n_heads * head_size) */
+    AQ_CAP_MLP_IN,  /* rmsnorm(x): input of gate, up  (d = dim) */
+    AQ_CAP_DOWN_IN, /* silu(gate) * up: input of down (d = hidden_dim) */
+    AQ_CAP_COUNT,
+    AQ_CAP_HEAD = AQ_CAP_COUNT /* final rmsnorm: classifier input, block = n_layers */
+} aq_cap_point;
+
+typedef struct aq_model aq_model;
+
+/* What a capture callback sees: rows [n_rows, d] (row-major, valid only during
+ * the call) = the input of the linears at (block, point) for the packed batch;
+ * row r belongs to sequence seq_of_row(r) at position pos[r]. seq_ids are the
+ * caller's ids for the batch's sequences (aq_forward_opts.seq_ids, else 0..). */
+typedef struct aq_capture_event {
+    int block;
+    aq_cap_point point;
+    const float *rows;
+    size_t n_rows;
+    int d;
+    int n_seqs;
+    const int *lens;     /* [n_seqs] */
+    const long *seq_ids; /* [n_seqs] */
+    int quantized;       /* the forward ran with overrides active */
+} aq_capture_event;
+
+/* Return non-OK (with err filled) to abort the forward. */
+typedef aq_status (*aq_capture_fn)(void *ctx, const aq_capture_event *ev, aq_error *err);
+
+typedef struct aq_forward_opts {
+    int quantized;         /* 1: linears with an override use it */
+    aq_capture_fn capture; /* NULL: no capture */
+    void *capture_ctx;
+    int stop_after_block; /* >= 0: stop after the capture points of this block
+                             (no logits are produced); -1: run to the end */
+    const long *seq_ids;  /* optional ids passed to capture events */
+} aq_forward_opts;
+
+/* A per-linear override for quantized execution (all arrays are COPIED by
+ * aq_model_set_override). a_bits 0 or >= 16 = activations not quantized. */
+typedef struct aq_linear_override {
+    const float *weight; /* [d_out, d_in] dequantised */
+    const float *bias;   /* [d_out] or NULL */
+    int a_bits;
+    float a_scale, a_zero;
+} aq_linear_override;
+
+/* Load a model from an open checkpoint (the checkpoint may be closed after).
+ * Validates the config against every tensor: a mismatch is AQ_ERR_SHAPE naming
+ * the tensor and both shapes; a missing tensor AQ_ERR_NOTFOUND naming it;
+ * NaN/Inf weights AQ_ERR_NUMERIC. *out is owned by the caller (aq_model_free). */
+aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err);
+/* Same, opening path with aq_ckpt_open (errors are prefixed with path). */
+aq_status aq_model_load_path(const char *path, aq_model **out, aq_error *err);
+void aq_model_free(aq_model *m);
+
+const aq_llama_config *aq_model_config(const aq_model *m);
+
+/* Run a packed batch (see top). logits: [sum(lens), vocab] caller-owned, or
+ * NULL (e.g. capture only). opts may be NULL (FP, no capture). Errors:
+ * AQ_ERR_ARG for a token id out of range (naming sequence, position and id),
+ * a sequence longer than max_seq_len or empty; AQ_ERR_NOMEM; whatever the
+ * capture callback returns. */
+aq_status aq_model_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                           const aq_forward_opts *opts, float *logits, aq_error *err);
+
+/* Linear layer geometry and its FP weight [d_out, d_in] (owned by m) and bias
+ * (NULL: Llama linears have none). block = n_layers with AQ_LIN_HEAD for the
+ * classifier. AQ_ERR_ARG for an invalid (block, which). */
+aq_status aq_model_linear(const aq_model *m, int block, aq_linear which, const float **weight,
+                          int *d_out, int *d_in, aq_error *err);
+/* The capture point feeding a linear (Q/K/V -> ATTN_IN, ...; HEAD -> HEAD). */
+aq_cap_point aq_linear_cap_point(aq_linear which);
+/* HF tensor prefix of a linear ("model.layers.3.mlp.down_proj", "lm_head")
+ * into buf (size n). Short names: "q_proj", ..., "down_proj", "lm_head". */
+void aq_linear_prefix(int block, aq_linear which, char *buf, size_t n);
+const char *aq_linear_short_name(aq_linear which);
+const char *aq_cap_point_name(aq_cap_point p);
+/* Width of a capture point's rows. */
+int aq_cap_point_dim(const aq_model *m, aq_cap_point p);
+
+/* Install / remove a quantized override for one linear (see aq_linear_override).
+ * AQ_ERR_ARG for a bad (block, which) or bits; AQ_ERR_NUMERIC for NaN/Inf. */
+aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
+                                const aq_linear_override *ov, aq_error *err);
+void aq_model_clear_override(aq_model *m, int block, aq_linear which);
+/* Number of linears with an override installed. */
+int aq_model_override_count(const aq_model *m);
+
+/* Load every quantized layer found in a quantized checkpoint (a directory or
+ * safetensors file written by the pipeline in the qlayer layout,
+ * src/adaquant/qlayer.h: metadata "quant.P" marks layer P) as overrides.
+ * *n_loaded receives the count; no quant.* metadata is AQ_ERR_NOTFOUND. */
+aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, aq_error *err);
+
+/* Incremental decoding with a KV cache (generation). One sequence, one token
+ * at a time; logits [vocab] of the next token. */
+typedef struct aq_kv_cache aq_kv_cache;
+aq_status aq_kv_cache_new(const aq_model *m, aq_kv_cache **out, aq_error *err);
+void aq_kv_cache_free(aq_kv_cache *c);
+/* Feed token at position pos (positions 0,1,2,... in order; pos < max_seq_len). */
+aq_status aq_model_decode_step(aq_model *m, aq_kv_cache *c, int token, int pos, float *logits,
+                               aq_error *err);
+
+/* Bytes held by the model's weights (F32) and its current scratch. */
+size_t aq_model_weight_bytes(const aq_model *m);
+size_t aq_model_scratch_bytes(const aq_model *m);
+
+#endif

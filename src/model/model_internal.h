@@ -1,0 +1,73 @@
+/* model_internal.h — the aq_model struct and helpers shared by the engine's
+ * files (model.c: loading and overrides; forward.c: the batch forward;
+ * decode.c: KV-cache decoding; qload.c: quantized layers). Not a public
+ * interface: only src/model/ includes it. */
+#ifndef AQ_MODEL_INTERNAL_H
+#define AQ_MODEL_INTERNAL_H
+
+#include "model.h"
+
+/* A quantized-execution override; weight == NULL means "none installed". */
+typedef struct aq_ovr {
+    float *weight; /* [d_out, d_in] owned */
+    float *bias;   /* [d_out] owned or NULL */
+    int a_bits;    /* 0 = activations not quantized */
+    float a_scale, a_zero;
+} aq_ovr;
+
+typedef struct aq_block_w {
+    float *attn_norm, *ffn_norm; /* [dim] */
+    float *lin[AQ_LIN_COUNT];    /* q,k,v,o,gate,up,down weights [d_out, d_in] */
+} aq_block_w;
+
+/* Scratch for one packed batch of up to cap_rows tokens; grown on demand. */
+typedef struct aq_scratch {
+    size_t cap_rows, cap_seq;
+    float *x, *xb, *xb2, *q, *k, *v, *att, *hb, *hb2, *xq;
+    float *scores; /* [cap_seq, cap_seq] */
+    int *pos;      /* [cap_rows] */
+    long *ids;     /* [n_seqs] default sequence ids */
+    size_t cap_ids;
+    size_t bytes;
+} aq_scratch;
+
+struct aq_model {
+    aq_llama_config cfg;
+    int hs, qd, kvd;            /* head size, n_heads*hs, n_kv_heads*hs */
+    float *embed;               /* [vocab, dim] */
+    float *final_norm;          /* [dim] */
+    float *head;                /* [vocab, dim]; == embed when tied (not owned then) */
+    aq_block_w *blocks;         /* [n_layers] */
+    aq_ovr *ovr;                /* [n_layers * AQ_LIN_COUNT + 1]; last = classifier */
+    float *rope_cos, *rope_sin; /* [max_seq_len, hs/2] */
+    size_t weight_bytes;
+    aq_scratch s;
+};
+
+/* Index of (block, which) into m->ovr; -1 if invalid. */
+int aq_model_lin_index(const aq_model *m, int block, aq_linear which);
+/* d_out / d_in of a linear kind. */
+void aq_model_lin_shape(const aq_model *m, aq_linear which, int *d_out, int *d_in);
+/* The FP weight of (block, which) (no checks). */
+float *aq_model_lin_weight(const aq_model *m, int block, aq_linear which);
+
+/* C = alpha op(A) op(B) + beta C, single-threaded BLIS without the sup path
+ * (results independent of m); ta/tb non-zero = transpose. */
+void aq_sgemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long rsa,
+              long csa, const float *b, long rsb, long csb, float beta, float *c, long rsc,
+              long csc);
+/* y[n, d_out] = x[n, d_in] W^T (single-threaded BLIS sgemm). */
+void aq_sgemm_xwt(const float *x, const float *w, float *y, size_t n, int d_in, int d_out);
+/* y[d_out] = W[d_out, d_in] x (one token: decoding). */
+void aq_sgemv_wx(const float *w, const float *x, float *y, int d_in, int d_out);
+/* out = rmsnorm(x) * g over n rows of d. */
+void aq_rmsnorm_rows(const float *x, const float *g, float *out, size_t n, int d, float eps);
+/* HF rotate-half RoPE on n rows of n_heads heads, row r at position pos[r]. */
+void aq_rope_rows(const aq_model *m, float *x, size_t n, int n_heads, const int *pos);
+/* Apply linear (block, which) to x [n, d_in] -> y [n, d_out], with its
+ * override when quantized (x is not modified: fake-quant goes to m->s.xq,
+ * which must hold n * d_in floats). */
+void aq_model_apply_linear(aq_model *m, int block, aq_linear which, const float *x, float *y,
+                           size_t n, int quantized, float *xq_buf);
+
+#endif

@@ -1,0 +1,58 @@
+/* qload.c — installing a quantized checkpoint's layers as model overrides:
+ * every linear prefix P with metadata "quant.P" is read with the qlayer reader
+ * (src/adaquant/qlayer.h, which owns and validates the layout) and its
+ * dequantised weight, bias and activation quantiser become the override. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../adaquant/qlayer.h"
+#include "model_internal.h"
+
+/* Load layer pre through the qlayer reader and install it as an override. */
+static aq_status load_layer(aq_model *m, aq_checkpoint *ck, int block, aq_linear which,
+                            const char *pre, aq_error *err)
+{
+    int d_out, d_in;
+    aq_model_lin_shape(m, which, &d_out, &d_in);
+    aq_qlayer q;
+    AQ_TRY(aq_qlayer_load_ckpt(ck, pre, (size_t)d_in, &q, err));
+    aq_status st;
+    if (q.d_out != (size_t)d_out || q.d_in != (size_t)d_in) {
+        st = aq_fail(err, AQ_ERR_SHAPE, "quantized layer %s is [%zu, %zu], the model's is [%d, %d]",
+                     pre, q.d_out, q.d_in, d_out, d_in);
+    } else {
+        aq_linear_override ov = {q.weight, q.bias, q.a_bits < 16 ? q.a_bits : 0, q.a_scale,
+                                 q.a_zero};
+        st = aq_model_set_override(m, block, which, &ov, err);
+    }
+    aq_qlayer_free(&q);
+    return st;
+}
+
+aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, aq_error *err)
+{
+    aq_checkpoint *ck;
+    AQ_TRY(aq_ckpt_open(path, &ck, err));
+    aq_status st = AQ_OK;
+    int n = 0, L = m->cfg.n_layers;
+    char pre[200], key[256];
+    for (int b = 0; b <= L && st == AQ_OK; b++)
+        for (int w = 0; w < AQ_LIN_COUNT && st == AQ_OK; w++) {
+            aq_linear which = b == L ? AQ_LIN_HEAD : (aq_linear)w;
+            if (b == L && w > 0) break;
+            aq_linear_prefix(b, which, pre, sizeof pre);
+            snprintf(key, sizeof key, "quant.%s", pre);
+            if (!aq_ckpt_meta_get(ck, key)) continue;
+            st = load_layer(m, ck, b, which, pre, err);
+            n += st == AQ_OK;
+        }
+    if (st == AQ_OK && n == 0)
+        st = aq_fail(err, AQ_ERR_NOTFOUND,
+                     "no quantized layer (metadata quant.<layer>) for this model's layers");
+    if (st != AQ_OK) aq_error_prefix(err, "%s", path);
+    aq_ckpt_close(ck);
+    if (n_loaded) *n_loaded = n;
+    return st;
+}

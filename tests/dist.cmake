@@ -1,0 +1,33 @@
+# Tests of the distribution layer: result files and fingerprints (io/), and
+# mpi/dist (scheduling, driver, resume, failure, deterministic reductions).
+aq_test(NAME test_resultfile SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_resultfile.c LIBS aq_io ZLIB::ZLIB LABELS unit)
+# The tests compile the distribution sources they exercise directly (instead
+# of linking aq_dist, which also pulls in the model/AdaQuant components), so
+# they build and run independently of the numeric core.
+set(AQ_DIST_CORE_SRCS ${CMAKE_SOURCE_DIR}/mpi/dist/tasks.c ${CMAKE_SOURCE_DIR}/mpi/dist/progress.c
+    ${CMAKE_SOURCE_DIR}/mpi/dist/driver.c ${CMAKE_SOURCE_DIR}/mpi/dist/collect.c
+    ${CMAKE_SOURCE_DIR}/mpi/dist/reduce.c)
+aq_test(NAME test_dist_lpt SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_lpt.c ${CMAKE_SOURCE_DIR}/mpi/dist/tasks.c
+        LIBS aq_io LABELS unit)
+
+# One executable per MPI program, run under several rank counts.
+function(aq_dist_np_tests name)
+  foreach(np 2 4)
+    add_test(NAME ${name}_np${np} COMMAND ${AQ_MPIRUN} -np ${np} $<TARGET_FILE:${name}>)
+    set_tests_properties(${name}_np${np} PROPERTIES LABELS mpi TIMEOUT 60 SKIP_RETURN_CODE 77
+      ENVIRONMENT "AQ_SHARED_DIR=${AQ_SHARED_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+  endforeach()
+endfunction()
+
+aq_test(NAME test_dist_driver SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_driver.c ${AQ_DIST_CORE_SRCS}
+        LIBS aq_io MPI::MPI_C NP 1
+        LABELS mpi TIMEOUT 60)
+aq_dist_np_tests(test_dist_driver)
+aq_test(NAME test_dist_reduce SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_reduce.c ${AQ_DIST_CORE_SRCS}
+        LIBS aq_io MPI::MPI_C NP 1
+        LABELS mpi TIMEOUT 60)
+aq_dist_np_tests(test_dist_reduce)
+
+# Injected failures, SIGKILL and resume, driven from outside mpirun.
+aq_script_test(NAME test_dist_failure LABELS mpi TIMEOUT 60
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/dist_failure.py $<TARGET_FILE:test_dist_driver>)

@@ -1,0 +1,43 @@
+# fuzz.cmake — libFuzzer harnesses, built only with -DAQ_FUZZ=ON and clang
+# (CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON).
+#
+# Every tests/fuzz/fuzz_<name>.c becomes an executable fuzz_<name> and a ctest
+# of the same name (label `fuzz`) that runs it for AQ_FUZZ_SECONDS on a seed
+# corpus: the files in tests/fuzz/seeds/fuzz_<name>/ if that folder exists,
+# plus those written by the program named in AQ_FUZZ_SEEDGEN_fuzz_<name> (set
+# below) if any. A harness defines LLVMFuzzerTestOneInput and may use any of
+# io/ (linked as aq_io_fuzz, a copy of aq_io instrumented for coverage).
+if(AQ_FUZZ)
+  if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
+    message(FATAL_ERROR "AQ_FUZZ=ON needs clang: CC=clang cmake -DAQ_FUZZ=ON ...")
+  endif()
+  set(AQ_FUZZ_SECONDS 45 CACHE STRING "Seconds each fuzz test runs (ctest -L fuzz)")
+  set(aq_fuzz_san -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+
+  # aq_io again, compiled with coverage instrumentation so libFuzzer sees inside the parsers.
+  get_target_property(io_srcs aq_io_obj SOURCES)
+  get_target_property(io_libs aq_io_obj LINK_LIBRARIES)
+  get_target_property(io_incs aq_io_obj INCLUDE_DIRECTORIES)
+  add_library(aq_io_fuzz STATIC ${io_srcs})
+  target_link_libraries(aq_io_fuzz PUBLIC ${io_libs})
+  if(io_incs)
+    target_include_directories(aq_io_fuzz PRIVATE ${io_incs})
+  endif()
+  target_compile_options(aq_io_fuzz PRIVATE -fsanitize=fuzzer-no-link ${aq_fuzz_san})
+
+  set(AQ_FUZZ_SEEDGEN_fuzz_safetensors $<TARGET_FILE:aq_gen_malformed>)
+
+  file(GLOB aq_fuzzers CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)
+  foreach(src ${aq_fuzzers})
+    get_filename_component(name ${src} NAME_WE)
+    add_executable(${name} ${src})
+    target_compile_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
+    target_link_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
+    target_link_libraries(${name} PRIVATE aq_io_fuzz)
+    add_test(NAME ${name}
+      COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzzer.sh $<TARGET_FILE:${name}> ${AQ_FUZZ_SECONDS}
+              ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds/${name} "${AQ_FUZZ_SEEDGEN_${name}}")
+    set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 300
+      ENVIRONMENT "AQ_SHARED_DIR=${AQ_SHARED_DIR};AQ_SOURCE_DIR=${CMAKE_SOURCE_DIR}")
+  endforeach()
+endif()

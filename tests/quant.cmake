@@ -1,0 +1,8 @@
+# Tests of the quantizer kernels (src/quant) and GPTQ (src/adaquant/gptq.c).
+aq_test(NAME test_quant SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_quant.c LIBS aq_quant LABELS unit)
+aq_test(NAME test_pack SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_pack.c LIBS aq_quant LABELS unit)
+# gptq.c is compiled into the test directly so that the test does not depend
+# on the rest of src/adaquant building at the same moment.
+aq_test(NAME test_gptq
+  SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq.c ${CMAKE_SOURCE_DIR}/src/adaquant/gptq.c
+  LIBS aq_quant aq_blas LABELS unit)

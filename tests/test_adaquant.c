@@ -1,0 +1,470 @@
+/* test_adaquant.c — the AdaQuant layer optimizer against independent float64
+ * references computed here from the rows:
+ *  - STE/LSQ gradients (weights, scales, zeros, bias, activation scale/zero) vs
+ *    central finite differences of an explicit surrogate that states the STE
+ *    semantics: at the base point t = V/s + z, the rounding offset
+ *    delta = rint(t) - t and the clamp decision (rint(t) outside [0, qmax])
+ *    are frozen, i.e. w^ = s (V/s + z + delta - z) for in-range elements and
+ *    w^ = s (u_clamp - z) for clamped ones (codes exactly at 0 or qmax count
+ *    as in range); the same for activations;
+ *  - Gram-form loss == direct row loss (1e-6 relative), Gram accumulation vs a
+ *    naive float64 loop;
+ *  - w8a16 loss < 1e-4, final <= init on every layer, AdaQuant < GPTQ at w4,
+ *    statistics feed == rows feed, symmetric grids, determinism (bytes);
+ *  - bad problems give errors naming the layer. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/adaquant/adaquant.h"
+#include "../src/adaquant/layer_state.h"
+#include "testutil.h"
+
+static uint64_t rs = 12345;
+static double urand(void) { return (double)(aq_splitmix64(&rs) >> 11) * (1.0 / 9007199254740992.0); }
+static double grand(void)
+{
+    double u = urand() + 1e-300, v = urand();
+    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
+}
+
+typedef struct layer {
+    size_t d_out, d_in, n;
+    float *w, *b, *x, *xin;
+} layer;
+
+static layer make_layer(size_t d_out, size_t d_in, size_t n, int with_xin)
+{
+    layer L = {d_out, d_in, n, malloc(d_out * d_in * 4), malloc(d_out * 4), malloc(n * d_in * 4), NULL};
+    for (size_t i = 0; i < d_out * d_in; i++) L.w[i] = (float)(grand() / sqrt((double)d_in));
+    for (size_t i = 0; i < d_out; i++) L.b[i] = (float)(0.2 * grand());
+    for (size_t i = 0; i < n * d_in; i++) {
+        double t = grand() / sqrt(0.3 + urand()); /* heavier tails */
+        L.x[i] = (float)(t * ((i % d_in) % 7 == 0 ? 4 : 1) + ((i % d_in) % 3 == 0 ? 0.5 : 0));
+    }
+    if (with_xin) {
+        L.xin = malloc(n * d_in * 4);
+        for (size_t i = 0; i < n * d_in; i++) L.xin[i] = L.x[i] + (float)(0.05 * grand());
+    }
+    return L;
+}
+
+static void free_layer(layer *L)
+{
+    free(L->w);
+    free(L->b);
+    free(L->x);
+    free(L->xin);
+}
+
+/* ---- direct float64 reference of the surrogate loss ---- */
+typedef struct ref {
+    const layer *L;
+    const aq_ls *S;  /* for qmax, sym */
+    const double *V, *s, *z, *bq, *dw; /* dw: frozen weight rounding offsets */
+    double as, az, qa;                  /* activation params, qmax (0 = a16) */
+    const double *dx;                   /* frozen activation offsets [n*d_in] */
+    const double *cw, *cx;              /* frozen clamp: -1 = in range, else the clamped code */
+} ref;
+
+/* Frozen-clamp surrogate of clamp(t): the base point decided in or out. */
+static double fz(double t, double frozen) { return frozen < 0 ? t : frozen; }
+
+/* -1 if rint(t) is in [0, hi], else the clamped code. */
+static double clamp_state(double rt, double hi) { return rt < 0 ? 0 : rt > hi ? hi : -1; }
+
+static double ref_loss(const ref *R)
+{
+    const layer *L = R->L;
+    size_t d_in = L->d_in, d_out = L->d_out;
+    double num = 0, den = 0;
+    double *wh = malloc(d_out * d_in * sizeof *wh), *xq = malloc(d_in * sizeof *xq);
+    for (size_t r = 0; r < d_out; r++)
+        for (size_t c = 0; c < d_in; c++) {
+            size_t i = r * d_in + c;
+            wh[i] = R->s[r] * (fz(R->V[i] / R->s[r] + R->z[r] + R->dw[i], R->cw[i]) - R->z[r]);
+        }
+    for (size_t k = 0; k < L->n; k++) {
+        const float *x = L->x + k * d_in, *xi = (L->xin ? L->xin : L->x) + k * d_in;
+        for (size_t c = 0; c < d_in; c++)
+            xq[c] = R->qa > 0 ? R->as * (fz(xi[c] / R->as + R->dx[k * d_in + c] + R->az, R->cx[k * d_in + c]) - R->az)
+                              : xi[c];
+        for (size_t r = 0; r < d_out; r++) {
+            double y = L->b[r], yh = R->bq[r];
+            for (size_t c = 0; c < d_in; c++) {
+                y += (double)L->w[r * d_in + c] * x[c];
+                yh += wh[r * d_in + c] * xq[c];
+            }
+            num += (y - yh) * (y - yh);
+            den += y * y;
+        }
+    }
+    free(wh);
+    free(xq);
+    return num / den;
+}
+
+static void test_gradients(int a_bits, int sym, int with_xin)
+{
+    layer L = make_layer(6, 9, 300, with_xin);
+    size_t d_out = L.d_out, d_in = L.d_in, nw = d_out * d_in, n = L.n;
+    aq_error err = {0};
+    aq_ls S;
+    aq_actq q = {16, 1, 0, 0};
+    if (a_bits < 16) aq_actq_fit(&q, a_bits, L.xin ? L.xin : L.x, n, d_in);
+    q.scale *= 0.8; /* force some clamping */
+    q.scale = (float)q.scale;
+    CHECK_OK(aq_ls_new(&S, d_out, d_in, 3, sym, L.w, L.b, &err), &err);
+    double *A, *B, *C;
+    CHECK_OK(aq_grams_from_rows(L.x, L.xin, n, d_in, &q, &A, &B, &C, &err), &err);
+    CHECK_OK(aq_ls_set_grams(&S, A, B, C, &err), &err);
+    double *V = malloc(nw * 8), *dw = malloc(nw * 8), *dx = calloc(n * d_in, 8);
+    double *cw = malloc(nw * 8), *cx = calloc(n * d_in, 8);
+    for (size_t r = 0; r < d_out; r++) {
+        S.s[r] = 0.15 + 0.05 * urand();
+        S.z[r] = sym ? S.zsym : 3.3 + urand();
+        S.bq[r] = L.b[r] + 0.05 * grand();
+    }
+    int clamped = 0;
+    for (size_t i = 0; i < nw; i++) {
+        S.V[i] = (float)(1.6 * L.w[i]);
+        V[i] = S.V[i];
+        double t = V[i] / S.s[i / d_in] + S.z[i / d_in];
+        dw[i] = nearbyint(t) - t;
+        cw[i] = clamp_state(nearbyint(t), S.qmax);
+        clamped += cw[i] >= 0;
+    }
+    CHECK_MSG(clamped > 0 && clamped < (int)nw, "want some clamped weights, got %d of %zu", clamped, nw);
+    if (a_bits < 16)
+        for (size_t k = 0; k < n * d_in; k++) {
+            float xv = (L.xin ? L.xin : L.x)[k];
+            double t = (double)xv / q.scale;
+            dx[k] = (double)nearbyintf(xv / (float)q.scale) - t;
+            cx[k] = clamp_state((double)nearbyintf(xv / (float)q.scale) + q.zero, q.qmax);
+        }
+    double *G = malloc(d_out * S.D * 8), *gs = malloc(d_out * 8), *gz = malloc(d_out * 8), *gb = malloc(d_out * 8);
+    float *gV = malloc(nw * 4);
+    aq_ls_grad(&S, 0, G, gV, gs, gz, gb);
+    ref R = {&L, &S, V, S.s, S.z, S.bq, dw, q.scale, q.zero, a_bits < 16 ? q.qmax : 0, dx, cw, cx};
+    /* the Gram loss equals the direct loss at the base point */
+    double l0 = ref_loss(&R);
+    CHECK_CLOSE(aq_ls_loss(&S, NULL) / l0, 1.0, 1e-7);
+    double h = 1e-6;
+    for (size_t i = 0; i < nw; i += 5) {
+        double keep = V[i];
+        V[i] = keep + h;
+        double lp = ref_loss(&R);
+        V[i] = keep - h;
+        double lm = ref_loss(&R);
+        V[i] = keep;
+        double fd = (lp - lm) / (2 * h);
+        CHECK_MSG(fabs(fd - gV[i]) <= 1e-4 * fabs(fd) + 1e-9, "dV[%zu]: analytic %g fd %g", i, (double)gV[i], fd);
+    }
+    for (size_t r = 0; r < d_out; r++) {
+        double *par[3] = {S.s, S.z, S.bq}, *ana[3] = {gs, gz, gb};
+        const char *nm[3] = {"ds", "dz", "db"};
+        for (int k = 0; k < 3; k++) {
+            if (k == 1 && sym) {
+                CHECK(gz[r] == 0);
+                continue;
+            }
+            double keep = par[k][r];
+            /* keep the frozen offsets: they are part of the surrogate */
+            par[k][r] = keep + h;
+            double lp = ref_loss(&R);
+            par[k][r] = keep - h;
+            double lm = ref_loss(&R);
+            par[k][r] = keep;
+            double fd = (lp - lm) / (2 * h);
+            CHECK_MSG(fabs(fd - ana[k][r]) <= 1e-4 * fabs(fd) + 1e-9, "%s[%zu] (a%d sym %d): analytic %g fd %g",
+                      nm[k], r, a_bits, sym, ana[k][r], fd);
+        }
+    }
+    if (a_bits < 16) {
+        double ga, gza;
+        aq_ls_codes_from_v(&S);
+        CHECK_OK(aq_actq_grad(&S, &q, L.x, L.xin, n, &ga, &gza, &err), &err);
+        /* the activation surrogate is evaluated at the grid-centre weights */
+        double *Vc = malloc(nw * 8), *dwc = calloc(nw, 8), *cwc = malloc(nw * 8);
+        for (size_t i = 0; i < nw; i++) {
+            cwc[i] = (double)S.u[i]; /* weights frozen at their codes */
+            Vc[i] = S.s[i / d_in] * ((double)S.u[i] - S.z[i / d_in]);
+        }
+        ref Rc = R;
+        Rc.V = Vc;
+        Rc.dw = dwc;
+        Rc.cw = cwc;
+        double hs = 1e-6 * q.scale, fds, fdz;
+        Rc.as = q.scale + hs;
+        double lp = ref_loss(&Rc);
+        Rc.as = q.scale - hs;
+        double lm = ref_loss(&Rc);
+        Rc.as = q.scale;
+        fds = (lp - lm) / (2 * hs);
+        CHECK_MSG(fabs(fds - ga) <= 1e-4 * fabs(fds) + 1e-7, "d a_scale: analytic %g fd %g", ga, fds);
+        Rc.az = q.zero + 1e-6;
+        lp = ref_loss(&Rc);
+        Rc.az = q.zero - 1e-6;
+        lm = ref_loss(&Rc);
+        fdz = (lp - lm) / 2e-6;
+        CHECK_MSG(fabs(fdz - gza) <= 1e-4 * fabs(fdz) + 1e-7, "d a_zero: analytic %g fd %g", gza, fdz);
+        free(Vc);
+        free(dwc);
+        free(cwc);
+    }
+    free(V);
+    free(dw);
+    free(dx);
+    free(cw);
+    free(cx);
+    free(G);
+    free(gs);
+    free(gz);
+    free(gb);
+    free(gV);
+    aq_ls_free(&S);
+    free_layer(&L);
+}
+
+/* Gram accumulation vs a naive float64 loop, and the public Gram loss vs rows. */
+static void test_gram_loss(void)
+{
+    layer L = make_layer(7, 13, 1000, 0);
+    size_t d = L.d_in, D = d + 1;
+    double *g = calloc(D * D, 8), *gref = calloc(D * D, 8);
+    aq_error err = {0};
+    CHECK_OK(aq_gram_accumulate(g, L.x, 600, d, &err), &err);
+    CHECK_OK(aq_gram_accumulate(g, L.x + 600 * d, 400, d, &err), &err); /* blocked twice */
+    for (size_t k = 0; k < L.n; k++)
+        for (size_t i = 0; i < D; i++)
+            for (size_t j = 0; j < D; j++) {
+                double xi = i < d ? L.x[k * d + i] : 1.0, xj = j < d ? L.x[k * d + j] : 1.0;
+                gref[i * D + j] += xi * xj;
+            }
+    double md = 0, mr = 0;
+    for (size_t i = 0; i < D * D; i++) {
+        md = fmax(md, fabs(g[i] - gref[i]));
+        mr = fmax(mr, fabs(gref[i]));
+    }
+    CHECK_MSG(md <= 1e-13 * mr, "Gram max error %g of %g", md, mr);
+    CHECK(gref[D * D - 1] == 1000.0);
+    float *wq = malloc(L.d_out * d * 4), *bq = malloc(L.d_out * 4);
+    for (size_t i = 0; i < L.d_out * d; i++) wq[i] = L.w[i] + (float)(0.01 * grand());
+    for (size_t i = 0; i < L.d_out; i++) bq[i] = L.b[i] + 0.01f;
+    double num = 0, den = 0;
+    for (size_t k = 0; k < L.n; k++)
+        for (size_t r = 0; r < L.d_out; r++) {
+            double y = L.b[r], yh = bq[r];
+            for (size_t c = 0; c < d; c++) {
+                y += (double)L.w[r * d + c] * L.x[k * d + c];
+                yh += (double)wq[r * d + c] * L.x[k * d + c];
+            }
+            num += (y - yh) * (y - yh);
+            den += y * y;
+        }
+    double lg = aq_gram_loss(g, NULL, NULL, L.d_out, d, L.w, L.b, wq, bq);
+    CHECK_MSG(fabs(lg - num / den) <= 1e-6 * num / den, "Gram loss %.12g vs rows %.12g", lg, num / den);
+    free(g);
+    free(gref);
+    free(wq);
+    free(bq);
+    free_layer(&L);
+}
+
+/* Independent check of a result: dequantise and compute the loss from rows. */
+static double result_loss_rows(const layer *L, const aq_layer_result *r)
+{
+    size_t d = L->d_in;
+    float *wq = malloc(L->d_out * d * 4);
+    aq_layer_result_dequant(r, wq);
+    double num = 0, den = 0;
+    float *xq = malloc(d * 4);
+    for (size_t k = 0; k < L->n; k++) {
+        const float *xi = (L->xin ? L->xin : L->x) + k * d;
+        memcpy(xq, xi, d * 4);
+        if (r->a_bits < 16) {
+            float qmax = (float)((1 << r->a_bits) - 1);
+            for (size_t c = 0; c < d; c++) {
+                float t = nearbyintf(xq[c] / r->a_scale) + r->a_zero;
+                t = t < 0 ? 0 : t > qmax ? qmax : t;
+                xq[c] = r->a_scale * (t - r->a_zero);
+            }
+        }
+        for (size_t o = 0; o < L->d_out; o++) {
+            double y = L->b[o], yh = r->bias[o];
+            for (size_t c = 0; c < d; c++) {
+                y += (double)L->w[o * d + c] * L->x[k * d + c];
+                yh += (double)wq[o * d + c] * xq[c];
+            }
+            num += (y - yh) * (y - yh);
+            den += y * y;
+        }
+    }
+    free(wq);
+    free(xq);
+    return num / den;
+}
+
+static void test_layers(void)
+{
+    static const char *opts[] = {"w8a16", "w4a16", "w3a16", "w2a16", "w4a8", "w6a4", "w4a16s", "w3a8s"};
+    for (int t = 0; t < 3; t++) {
+        layer L = make_layer(t == 2 ? 40 : 16, t == 1 ? 48 : 24, t == 2 ? 30 : 900, t == 1);
+        for (size_t k = 0; k < sizeof opts / sizeof *opts; k++) {
+            aq_layer_opts o;
+            aq_layer_opts_default(&o);
+            aq_error err = {0};
+            CHECK_OK(aq_layer_opts_parse(opts[k], &o, &err), &err);
+            o.iters = 30;
+            o.outer_iters = 3;
+            aq_layer_problem p = {.name = "t", .d_out = L.d_out, .d_in = L.d_in, .weight = L.w, .bias = L.b,
+                                  .n_rows = L.n, .x = L.x, .x_in = L.xin};
+            aq_layer_result r;
+            if (aq_layer_run(&p, &o, &r, &err) != AQ_OK) {
+                CHECK_MSG(0, "%s: %s", opts[k], err.msg);
+                continue;
+            }
+            double lr = result_loss_rows(&L, &r);
+            CHECK_MSG(fabs(lr - r.loss_final) <= 1e-5 * lr, "%s layer %d: rows %g vs reported %g", opts[k], t, lr,
+                      r.loss_final);
+            CHECK_MSG(r.loss_final <= r.loss_init, "%s: final %g > init %g", opts[k], r.loss_final, r.loss_init);
+            if (!strcmp(opts[k], "w8a16") && !L.xin) CHECK_MSG(r.loss_final < 1e-4, "w8a16 loss %g", r.loss_final);
+            if (t == 0 && !strcmp(opts[k], "w4a16"))
+                CHECK_MSG(r.loss_final < r.loss_gptq, "w4a16: aq %g not below gptq %g", r.loss_final, r.loss_gptq);
+            CHECK(r.mode_used == (L.n > L.d_in ? AQ_MODE_GRAM : AQ_MODE_ROWS));
+            for (size_t i = 0; i < L.d_out * L.d_in; i++) CHECK(r.codes[i] < (1u << r.w_bits));
+            if (r.symmetric)
+                for (size_t i = 0; i < L.d_out; i++) CHECK(r.w_zero[i] == (float)(1 << (r.w_bits - 1)));
+            aq_layer_result_free(&r);
+        }
+        free_layer(&L);
+    }
+}
+
+static int same_result(const aq_layer_result *a, const aq_layer_result *b)
+{
+    size_t no = a->d_out, n = no * a->d_in;
+    return a->d_out == b->d_out && !memcmp(a->codes, b->codes, n) && !memcmp(a->w_scale, b->w_scale, no * 4) &&
+           !memcmp(a->w_zero, b->w_zero, no * 4) && !memcmp(a->bias, b->bias, no * 4) &&
+           !memcmp(&a->a_scale, &b->a_scale, 4) && !memcmp(&a->a_zero, &b->a_zero, 4) &&
+           !memcmp(&a->loss_final, &b->loss_final, 8);
+}
+
+/* Same seed -> same bytes; the statistics feed gives the rows feed's answer. */
+static void test_determinism_and_stats(void)
+{
+    layer L = make_layer(12, 20, 500, 0);
+    aq_layer_opts o;
+    aq_layer_opts_default(&o);
+    o.iters = 40;
+    aq_error err = {0};
+    aq_layer_problem p = {.name = "det", .d_out = L.d_out, .d_in = L.d_in, .weight = L.w, .bias = L.b,
+                          .n_rows = L.n, .x = L.x};
+    aq_layer_result r1, r2, r3;
+    CHECK_OK(aq_layer_run(&p, &o, &r1, &err), &err);
+    CHECK_OK(aq_layer_run(&p, &o, &r2, &err), &err);
+    CHECK(same_result(&r1, &r2));
+    CHECK(r1.seed == aq_layer_seed("det", "w4a16", 0));
+    CHECK(aq_layer_seed("det", "w4a16", 0) != aq_layer_seed("det", "w4a16", 1));
+    CHECK(aq_layer_seed("det", "w4a16", 0) != aq_layer_seed("det", "w4a8", 0));
+    size_t D = L.d_in + 1;
+    double *g = calloc(D * D, 8);
+    CHECK_OK(aq_gram_accumulate(g, L.x, L.n, L.d_in, &err), &err);
+    aq_layer_problem ps = {.name = "det", .d_out = L.d_out, .d_in = L.d_in, .weight = L.w, .bias = L.b,
+                           .gram_a = g, .n_tokens = L.n};
+    CHECK_OK(aq_layer_run(&ps, &o, &r3, &err), &err);
+    CHECK_MSG(same_result(&r1, &r3), "statistics feed differs: %g vs %g", r3.loss_final, r1.loss_final);
+    aq_layer_result_free(&r1);
+    aq_layer_result_free(&r2);
+    aq_layer_result_free(&r3);
+    free(g);
+    free_layer(&L);
+}
+
+static void expect_error(const aq_layer_problem *p, const aq_layer_opts *o, aq_status code, const char *word)
+{
+    aq_error err = {0};
+    aq_layer_result r;
+    aq_status st = aq_layer_run(p, o, &r, &err);
+    CHECK_MSG(st == code, "expected %s, got %s (%s)", aq_status_name(code), aq_status_name(st), err.msg);
+    CHECK_MSG(strstr(err.msg, word) != NULL, "message '%s' lacks '%s'", err.msg, word);
+    CHECK_MSG(strstr(err.msg, "bad.layer") != NULL, "message '%s' does not name the layer", err.msg);
+    CHECK(r.codes == NULL && r.w_scale == NULL);
+}
+
+static void test_errors(void)
+{
+    layer L = make_layer(4, 6, 50, 0);
+    aq_layer_opts o;
+    aq_layer_opts_default(&o);
+    o.iters = 5;
+    aq_layer_problem p = {.name = "bad.layer", .d_out = 4, .d_in = 6, .weight = L.w, .bias = L.b, .n_rows = 50,
+                          .x = L.x};
+    aq_layer_problem q = p;
+    q.n_rows = 0;
+    expect_error(&q, &o, AQ_ERR_ARG, "N = 0");
+    q = p;
+    q.x = NULL;
+    expect_error(&q, &o, AQ_ERR_ARG, "neither");
+    float keep = L.x[17];
+    L.x[17] = NAN;
+    expect_error(&p, &o, AQ_ERR_NUMERIC, "inputs");
+    L.x[17] = INFINITY;
+    expect_error(&p, &o, AQ_ERR_NUMERIC, "non-finite");
+    L.x[17] = keep;
+    L.w[3] = NAN;
+    expect_error(&p, &o, AQ_ERR_NUMERIC, "weight");
+    L.w[3] = 0.1f;
+    float *zx = calloc(50 * 6, 4), *zw = calloc(24, 4);
+    q = p;
+    q.x = zx;
+    q.bias = NULL;
+    expect_error(&q, &o, AQ_ERR_NUMERIC, "all zero");
+    q = p;
+    q.weight = zw;
+    q.bias = NULL;
+    expect_error(&q, &o, AQ_ERR_NUMERIC, "zero");
+    q = p;
+    q.d_out = 0;
+    expect_error(&q, &o, AQ_ERR_SHAPE, "empty");
+    double g[49] = {0};
+    q = p;
+    q.x = NULL;
+    q.gram_a = g;
+    q.n_tokens = 10;
+    o.a_bits = 8;
+    expect_error(&q, &o, AQ_ERR_ARG, "sample");
+    o.a_bits = 16;
+    g[8] = NAN;
+    expect_error(&q, &o, AQ_ERR_NUMERIC, "Gram A");
+    aq_error err = {0};
+    CHECK(aq_layer_opts_parse("w5a8", &o, &err) == AQ_ERR_ARG && strstr(err.msg, "w5a8"));
+    CHECK(aq_layer_opts_parse("w4a7", &o, &err) == AQ_ERR_ARG);
+    CHECK(aq_layer_opts_parse("w4a8x", &o, &err) == AQ_ERR_ARG);
+    CHECK(aq_layer_opts_parse("w4a8s", &o, &err) == AQ_OK && o.symmetric == 1 && o.a_bits == 8);
+    /* constant input channels are legal */
+    for (size_t k = 0; k < 50; k++) L.x[k * 6 + 2] = 1.5f;
+    aq_layer_result r;
+    aq_layer_opts_default(&o);
+    o.iters = 5;
+    CHECK_OK(aq_layer_run(&p, &o, &r, &err), &err);
+    aq_layer_result_free(&r);
+    free(zx);
+    free(zw);
+    free_layer(&L);
+}
+
+int main(void)
+{
+    test_gram_loss();
+    test_gradients(16, 0, 0);
+    test_gradients(16, 1, 0);
+    test_gradients(8, 0, 0);
+    test_gradients(4, 0, 1);
+    test_layers();
+    test_determinism_and_stats();
+    test_errors();
+    AQ_TEST_END();
+}

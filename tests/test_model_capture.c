@@ -1,0 +1,278 @@
+/* test_model_capture.c — capture statistics against an independent float64
+ * computation from the rows the forward hook delivers: Grams of [X 1]
+ * (long-double reference), per-channel min/max, the row sample, chunked
+ * partials merged in order vs one run, pack/unpack, and sequential-mode cross
+ * statistics B = [X 1]^T [Xq 1], C = [Xq 1]^T [Xq 1]. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../src/model/capture.h"
+#include "../src/quant/quant.h"
+#include "testutil.h"
+
+#define S 6
+#define T 40
+#define NP (6 * AQ_CAP_COUNT + 1)
+
+/* Rows recorded by our own hook: per (block, point), all rows in window order. */
+typedef struct rec {
+    float *rows[NP];
+    size_t n[NP];
+    int d[NP];
+    int L;
+} rec;
+
+static aq_status hook(void *ctx, const aq_capture_event *ev, aq_error *err)
+{
+    rec *r = ctx;
+    int i =
+        ev->point == AQ_CAP_HEAD ? r->L * AQ_CAP_COUNT : ev->block * AQ_CAP_COUNT + (int)ev->point;
+    r->rows[i] = realloc(r->rows[i], (r->n[i] + ev->n_rows) * ev->d * sizeof(float));
+    memcpy(r->rows[i] + r->n[i] * ev->d, ev->rows, ev->n_rows * ev->d * sizeof(float));
+    r->n[i] += ev->n_rows;
+    r->d[i] = ev->d;
+    return AQ_OK;
+}
+
+static void record(aq_model *m, const int *tok, int quantized, rec *r)
+{
+    memset(r, 0, sizeof *r);
+    r->L = aq_model_config(m)->n_layers;
+    aq_forward_opts fo = {quantized, hook, r, -1, NULL};
+    int lens[S];
+    for (int i = 0; i < S; i++)
+        lens[i] = T;
+    aq_error err = {0};
+    CHECK_OK(aq_model_forward(m, tok, lens, S, &fo, NULL, &err), &err);
+}
+
+static void rec_free(rec *r)
+{
+    for (int i = 0; i < NP; i++)
+        free(r->rows[i]);
+}
+
+/* Relative Frobenius error of G vs the long-double [X 1]^T [Y 1]. */
+static double gram_err(const double *G, const float *X, const float *Y, size_t n, int d)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i <= d; i++)
+        for (int j = 0; j <= d; j++) {
+            long double s = 0;
+            for (size_t r = 0; r < n; r++) {
+                long double a = i < d ? X[r * d + i] : 1.0L, b = j < d ? Y[r * d + j] : 1.0L;
+                s += a * b;
+            }
+            double e = G[i * (d + 1) + j] - (double)s;
+            num += e * e;
+            den += (double)(s * s);
+        }
+    return sqrt(num / den);
+}
+
+static void check_stat(const aq_capstat *s, const rec *r, int L, double *worst)
+{
+    int i = s->point == AQ_CAP_HEAD ? L * AQ_CAP_COUNT : s->block * AQ_CAP_COUNT + (int)s->point;
+    int d = s->d;
+    CHECK(r->d[i] == d && r->n[i] == (size_t)S * T && s->n_rows == (uint64_t)S * T);
+    double e = gram_err(s->gram, r->rows[i], r->rows[i], r->n[i], d);
+    *worst = fmax(*worst, e);
+    CHECK_MSG(e < 1e-13, "block %d %s gram rel err %g", s->block, aq_cap_point_name(s->point), e);
+    int mm_ok = 1;
+    for (int j = 0; j < d; j++) {
+        float mn = INFINITY, mx = -INFINITY;
+        for (size_t q = 0; q < r->n[i]; q++) {
+            mn = fminf(mn, r->rows[i][q * d + j]);
+            mx = fmaxf(mx, r->rows[i][q * d + j]);
+        }
+        mm_ok &= mn == s->xmin[j] && mx == s->xmax[j];
+    }
+    CHECK(mm_ok);
+    /* the sample: distinct (window, position) in order, rows equal to the hook's */
+    CHECK(s->n_sample == (s->sample_cap < S * T ? s->sample_cap : S * T));
+    int ok = 1;
+    for (int k = 0; k < s->n_sample; k++) {
+        uint32_t w = s->sample_win[k], p = s->sample_pos[k];
+        if (k &&
+            !(w > s->sample_win[k - 1] || (w == s->sample_win[k - 1] && p > s->sample_pos[k - 1])))
+            ok = 0;
+        if (w >= S || p >= T ||
+            memcmp(s->sample + (size_t)k * d, r->rows[i] + ((size_t)w * T + p) * d, d * 4))
+            ok = 0;
+    }
+    CHECK_MSG(ok, "sample of block %d %s", s->block, aq_cap_point_name(s->point));
+}
+
+static int same_stats(const aq_capture *a, const aq_capture *b, double tol)
+{
+    int ok = aq_capture_count(a) == aq_capture_count(b);
+    for (int i = 0; ok && i < aq_capture_count(a); i++) {
+        const aq_capstat *x = aq_capture_stat(a, i), *y = aq_capture_stat(b, i);
+        size_t g = (size_t)(x->d + 1) * (x->d + 1);
+        for (size_t k = 0; k < g; k++)
+            ok &= fabs(x->gram[k] - y->gram[k]) <= tol * fmax(1.0, fabs(y->gram[k]));
+        ok &= x->n_sample == y->n_sample && x->n_rows == y->n_rows;
+        ok &= !memcmp(x->sample, y->sample, (size_t)x->n_sample * x->d * 4);
+        ok &= !memcmp(x->sample_win, y->sample_win, (size_t)x->n_sample * 4);
+        ok &= !memcmp(x->xmin, y->xmin, (size_t)x->d * 4) &&
+              !memcmp(x->xmax, y->xmax, (size_t)x->d * 4);
+    }
+    return ok;
+}
+
+static void test_parallel(aq_model *m, const int *tok)
+{
+    aq_error err = {0};
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.head = 1;
+    o.sample_rows = 50;
+    o.batch_windows = 4; /* windows 0-3 then 4-5 */
+    aq_capture *c = NULL, *c1 = NULL, *c2 = NULL, *c3 = NULL;
+    CHECK_OK(aq_capture_new(m, &o, &c, &err), &err);
+    if (!c) return;
+    CHECK(aq_capture_count(c) == 5 * AQ_CAP_COUNT + 1);
+    CHECK_OK(aq_capture_run(c, m, tok, 0, S, T, &err), &err);
+    rec r;
+    record(m, tok, 0, &r);
+    double worst = 0;
+    for (int i = 0; i < aq_capture_count(c); i++)
+        check_stat(aq_capture_stat(c, i), &r, 5, &worst);
+    printf("capture Gram vs long-double reference: worst relative Frobenius error %.3g\n", worst);
+    /* chunks {0,1}, {2..5} in two objects (other batching: 2 windows per forward),
+     * merged in order == one run: rows do not depend on the batch they are in,
+     * so samples and ranges are identical and Grams equal up to float64 rounding */
+    o.batch_windows = 2;
+    CHECK_OK(aq_capture_new(m, &o, &c1, &err), &err);
+    CHECK_OK(aq_capture_new(m, &o, &c2, &err), &err);
+    CHECK_OK(aq_capture_new(m, &o, &c3, &err), &err);
+    CHECK_OK(aq_capture_run(c1, m, tok, 0, 2, T, &err), &err);
+    CHECK_OK(aq_capture_run(c2, m, tok + 2 * T, 2, 4, T, &err), &err);
+    /* pack / unpack round trip is exact */
+    void *buf = NULL;
+    size_t len = 0;
+    CHECK_OK(aq_capture_pack(c2, &buf, &len, &err), &err);
+    CHECK_OK(aq_capture_unpack(c3, buf, len, &err), &err);
+    CHECK(same_stats(c3, c2, 0.0));
+    CHECK(aq_capture_unpack(c3, buf, len - 3, &err) == AQ_ERR_FORMAT);
+    free(buf);
+    CHECK_OK(aq_capture_merge(c1, c3, &err), &err);
+    CHECK_MSG(same_stats(c1, c, 1e-13), "merged chunks differ from one run");
+    rec_free(&r);
+    aq_capture_free(c);
+    aq_capture_free(c1);
+    aq_capture_free(c2);
+    aq_capture_free(c3);
+}
+
+/* w8 per-channel RTN weights + a8 activations on every linear of block 0. */
+static void quantize_block0(aq_model *m, const rec *fp)
+{
+    aq_error err = {0};
+    for (int w = 0; w < AQ_LIN_COUNT; w++) {
+        const float *W;
+        int o, i;
+        aq_model_linear(m, 0, (aq_linear)w, &W, &o, &i, &err);
+        float *dq = malloc(sizeof(float) * o * i), *sc = malloc(4 * o), *zp = malloc(4 * o);
+        aq_qspec spec = {8, 1};
+        aq_qrange_rows(W, o, i, spec, AQ_RANGE_MINMAX, sc, zp);
+        uint8_t *codes = malloc((size_t)o * i);
+        aq_quantize_rows(W, o, i, sc, zp, 8, codes);
+        aq_dequantize_rows(codes, o, i, sc, zp, dq);
+        int p = aq_linear_cap_point((aq_linear)w);
+        float as, az;
+        aq_qrange(fp->rows[p], fp->n[p] * fp->d[p], (aq_qspec){8, 0}, AQ_RANGE_MINMAX, &as, &az);
+        aq_linear_override ov = {dq, NULL, 8, as, az};
+        CHECK_OK(aq_model_set_override(m, 0, (aq_linear)w, &ov, &err), &err);
+        free(dq), free(sc), free(zp), free(codes);
+    }
+}
+
+static void test_sequential(aq_model *m, const int *tok)
+{
+    aq_error err = {0};
+    rec fp, q;
+    record(m, tok, 0, &fp);
+    quantize_block0(m, &fp);
+    record(m, tok, 1, &q);
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.cross_block = 1;
+    o.sample_rows = 30;
+    aq_capture *c = NULL;
+    CHECK_OK(aq_capture_new(m, &o, &c, &err), &err);
+    if (!c) return;
+    CHECK(aq_capture_count(c) == AQ_CAP_COUNT);
+    CHECK_OK(aq_capture_run(c, m, tok, 0, S, T, &err), &err);
+    for (int i = 0; i < aq_capture_count(c); i++) {
+        const aq_capstat *s = aq_capture_stat(c, i);
+        int k = AQ_CAP_COUNT + (int)s->point, d = s->d;
+        CHECK(s->block == 1 && s->cross && s->gram_q);
+        double ea = gram_err(s->gram, fp.rows[k], fp.rows[k], fp.n[k], d);
+        double eb = gram_err(s->cross, fp.rows[k], q.rows[k], q.n[k], d);
+        double ec = gram_err(s->gram_q, q.rows[k], q.rows[k], q.n[k], d);
+        printf("sequential block 1 %-8s A %.2g B %.2g C %.2g\n", aq_cap_point_name(s->point), ea,
+               eb, ec);
+        CHECK(ea < 1e-13 && eb < 1e-13 && ec < 1e-13);
+        /* Xq really differs from X (block 0 is quantized) */
+        double diff = 0;
+        for (size_t r = 0; r < fp.n[k] * d; r++)
+            diff = fmax(diff, fabs(fp.rows[k][r] - q.rows[k][r]));
+        CHECK(diff > 1e-5);
+        int ok = 1;
+        for (int j = 0; j < s->n_sample; j++) {
+            size_t at = ((size_t)s->sample_win[j] * T + s->sample_pos[j]) * d;
+            ok &= !memcmp(s->sample + (size_t)j * d, fp.rows[k] + at, d * 4);
+            ok &= !memcmp(s->sample_q + (size_t)j * d, q.rows[k] + at, d * 4);
+        }
+        CHECK(ok);
+    }
+    aq_capture_free(c);
+    /* sequential statistics of the classifier input (block n_layers) */
+    aq_capture_opts_default(&o);
+    o.cross_block = 5;
+    o.head = 1;
+    o.sample_rows = 0;
+    CHECK_OK(aq_capture_new(m, &o, &c, &err), &err);
+    if (c) {
+        CHECK_OK(aq_capture_run(c, m, tok, 0, S, T, &err), &err);
+        const aq_capstat *s = aq_capture_stat(c, 0);
+        int k = 5 * AQ_CAP_COUNT, d = 64;
+        CHECK(aq_capture_count(c) == 1 && s->block == 5 && s->point == AQ_CAP_HEAD &&
+              s->n_sample == 0);
+        double eb = gram_err(s->cross, fp.rows[k], q.rows[k], q.n[k], d);
+        double ec = gram_err(s->gram_q, q.rows[k], q.rows[k], q.n[k], d);
+        printf("sequential classifier input: B %.2g C %.2g\n", eb, ec);
+        CHECK(eb < 1e-13 && ec < 1e-13);
+        aq_capture_free(c);
+        c = NULL;
+    }
+    o.head = 0;
+    CHECK(aq_capture_new(m, &o, &c, &err) == AQ_ERR_ARG); /* classifier needs head = 1 */
+    /* bad options */
+    o.cross_block = 9;
+    CHECK(aq_capture_new(m, &o, &c, &err) == AQ_ERR_ARG);
+    rec_free(&fp);
+    rec_free(&q);
+}
+
+int main(void)
+{
+    char *mp = aq_test_asset("models/stories260K/stories260K.bin");
+    aq_error err = {0};
+    aq_model *m = NULL;
+    CHECK_OK(aq_model_load_path(mp, &m, &err), &err);
+    if (!m) AQ_TEST_END();
+    int tok[S * T];
+    unsigned seed = 5;
+    for (int i = 0; i < S * T; i++) {
+        seed = seed * 1103515245u + 12345u;
+        tok[i] = i % T == 0 ? 1 : (int)((seed >> 8) % 512u);
+    }
+    test_parallel(m, tok);
+    test_sequential(m, tok);
+    aq_model_free(m);
+    free(mp);
+    AQ_TEST_END();
+}
