@@ -10,7 +10,7 @@
  *                          calibration set: 64 windows x 256 tokens of the first
  *                          half of TinyStories validation.txt); per-layer ratios
  *                          loss_adaquant / loss_gptq and their median
- * Options: --iters N --polish R --eval E --lr-w X --options w4a16,w3a16 --max-d D
+ * Options: --iters N --polish R --starts S --eval E --lr-w X --options w4a16,w3a16 --max-d D
  * BLIS runs single-threaded (one rank per core). */
 #include <math.h>
 #include <stdio.h>
@@ -31,7 +31,7 @@
 #endif
 
 typedef struct bench_cfg {
-    int iters, polish, eval_every, max_d, have_iters, have_polish, have_eval, have_lr;
+    int iters, polish, eval_every, max_d, starts, have_iters, have_polish, have_eval, have_lr, have_starts;
     double lr_w;
     char options[256];
 } bench_cfg;
@@ -76,6 +76,7 @@ static void apply_cfg(const bench_cfg *b, aq_layer_opts *o)
     if (b->have_polish) o->polish_rounds = b->polish;
     if (b->have_eval) o->eval_every = b->eval_every;
     if (b->have_lr) o->lr_w = b->lr_w;
+    if (b->have_starts) o->starts = b->starts;
 }
 
 static int cmp_double(const void *a, const void *b)
@@ -310,6 +311,7 @@ int main(int argc, char **argv)
         else if (!strcmp(argv[i], "--polish")) b.polish = atoi(argv[i + 1]), b.have_polish = 1;
         else if (!strcmp(argv[i], "--eval")) b.eval_every = atoi(argv[i + 1]), b.have_eval = 1;
         else if (!strcmp(argv[i], "--lr-w")) b.lr_w = atof(argv[i + 1]), b.have_lr = 1;
+        else if (!strcmp(argv[i], "--starts")) b.starts = atoi(argv[i + 1]), b.have_starts = 1;
         else if (!strcmp(argv[i], "--max-d")) b.max_d = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--options")) snprintf(b.options, sizeof b.options, "%s", argv[i + 1]);
     }

@@ -307,6 +307,12 @@ static void test_corruption(const char *dir)
     memcpy(c, b, n);
     c[H + (n - H) / 2] ^= 0x01;
     expect_bad(dir, "payload-flip", c, n, &s.d.fp, AQ_ERR_FORMAT, "payload CRC mismatch");
+    /* A NUL inside the key, with a recomputed (valid) header CRC. */
+    memcpy(c, b, n);
+    c[66] = 0;
+    uint32_t hc = (uint32_t)crc32(0, c, (uInt)(H - 4));
+    for (int i = 0; i < 4; i++) c[H - 4 + i] = (unsigned char)(hc >> (8 * i));
+    expect_bad(dir, "nul-key", c, n, &s.d.fp, AQ_ERR_FORMAT, "NUL byte");
     aq_fingerprint other = s.d.fp;
     other.h[1] ^= 1;
     expect_bad(dir, "fingerprint", b, n, &other, AQ_ERR_ARG, "fingerprint mismatch");

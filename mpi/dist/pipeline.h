@@ -1,0 +1,163 @@
+/* pipeline.h — the quantize pipeline as four stages sharing one work directory
+ * (docs/PIPELINE.md): capture -> calibrate -> solve -> write.
+ *
+ * The work directory is the only state the stages share, so `adaquant quantize`
+ * (all stages in one MPI job), the mpirun stage commands and a Slurm job array
+ * produce the same output bytes:
+ *   WORK/settings.json        what capture was run with (calibrate/solve read it)
+ *   WORK/stats/<b>.<point>.aqs per capture point statistics (resultfile format)
+ *   WORK/results/*.aqr        one result per (layer, option) task (resultfile.h)
+ *   WORK/shards.json          the shard count of the last `calibrate --shards N`
+ * Every stage function is collective over its communicator unless noted; all
+ * ranks return the same status (errors are agreed with an MPI_Allreduce). */
+#ifndef AQ_DIST_PIPELINE_H
+#define AQ_DIST_PIPELINE_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include <mpi.h>
+
+#include "../../common/status.h"
+#include "../../io/fingerprint.h"
+#include "../../io/resultfile.h"
+#include "../../solver/allocate.h"
+
+#define AQ_PIPE_PATH 4096
+#define AQ_PIPE_MAX_OPTIONS 16
+#define AQ_PIPE_MAX_KEEP 16
+#define AQ_PIPE_FORMAT_VERSION 1 /* docs/FORMAT.md */
+
+/* Everything that enters a task fingerprint. Plain value (fixed arrays). */
+typedef struct aq_pipe_cfg {
+    char model[AQ_PIPE_PATH], tokenizer[AQ_PIPE_PATH], calib_text[AQ_PIPE_PATH];
+    char work[AQ_PIPE_PATH];
+    int windows, seq_len, chunk_windows, sample_rows;
+    uint64_t sample_seed;
+    int n_options;
+    char options[AQ_PIPE_MAX_OPTIONS][16]; /* canonical strings, menu order */
+    int iters;
+    int init_gptq;  /* 1 gptq, 0 rtn */
+    int sequential; /* --mode sequential */
+    uint64_t seed;
+    /* content fingerprints of the input files (filled by aq_pipe_cfg_fingerprint) */
+    aq_fingerprint fp_model, fp_tok, fp_text;
+    uint64_t sz_model, sz_tok, sz_text;
+} aq_pipe_cfg;
+
+/* Defaults: windows 64, seq_len 256, chunk 8, sample rows 1024, options
+ * w8a16,w6a16,w4a16,w3a16, iters 200, gptq init, parallel mode, seed 0. */
+void aq_pipe_cfg_default(aq_pipe_cfg *c);
+/* Parse a comma-separated option menu into c->options (canonical form).
+ * AQ_ERR_ARG naming an unknown option or a duplicate. */
+aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *err);
+/* Hash the model (a file, or every regular file of a directory in name
+ * order), the tokenizer and the calibration text. AQ_ERR_IO naming a path. */
+aq_status aq_pipe_cfg_fingerprint(aq_pipe_cfg *c, aq_error *err);
+/* Fingerprint of the capture statistics (inputs + calibration settings). */
+aq_fingerprint aq_pipe_stats_fp(const aq_pipe_cfg *c);
+/* Fingerprint of one task's result (stats fp + AdaQuant settings + key). */
+aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const char *option);
+/* WORK/settings.json: write (atomic) / read back. */
+aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err);
+aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err);
+/* "<work>/<rel>" into out (AQ_PIPE_PATH). */
+void aq_pipe_path(const char *work, const char *rel, char *out);
+
+/* The quantizable layers of a model geometry: every linear of every block
+ * (the tied/untied classifier stays FP). One entry per layer, in model order. */
+typedef struct aq_pipe_layer {
+    char name[96];    /* HF prefix, e.g. model.layers.0.self_attn.q_proj */
+    int block, which; /* aq_linear */
+    int point;        /* aq_cap_point feeding it */
+    int d_out, d_in;
+} aq_pipe_layer;
+
+/* The task list: layers x options in canonical order (layer, option).
+ * Owns its arrays (aq_pipe_plan_free). Layers come from the model config. */
+typedef struct aq_pipe_plan {
+    int n_layers;
+    aq_pipe_layer *layers;
+    size_t n_tasks;
+    struct aq_dist_task *tasks; /* mpi/dist/tasks.h; layer/option strings borrowed from here/cfg */
+    int64_t n_tokens;           /* calibration rows = windows * seq_len */
+} aq_pipe_plan;
+
+/* Build the plan from the model at cfg->model (reads only its config). */
+aq_status aq_pipe_plan_build(const aq_pipe_cfg *c, aq_pipe_plan *p, aq_error *err);
+void aq_pipe_plan_free(aq_pipe_plan *p);
+
+/* Budget and output options of solve/write. */
+typedef struct aq_pipe_budget {
+    aq_alloc_objective objective;
+    aq_alloc_size_unit size_unit; /* AVG_BITS or FP32_FRACTION */
+    double size_value;
+    double max_loss;
+    size_t n_keep;
+    char keep_regex[AQ_PIPE_MAX_KEEP][256];
+    char keep_opt[AQ_PIPE_MAX_KEEP][16];
+} aq_pipe_budget;
+
+/* Default: average 4.0 bits per weight. */
+void aq_pipe_budget_default(aq_pipe_budget *b);
+/* Parse "REGEX=OPT" into the next --keep slot (OPT must be in the menu at
+ * check time). AQ_ERR_ARG for a malformed rule or too many. */
+aq_status aq_pipe_budget_add_keep(aq_pipe_budget *b, const char *rule, aq_error *err);
+/* Before any work: pins name menu options and compile, and a size budget is
+ * at least the smallest possible (params x least bits, pins respected).
+ * AQ_ERR_INFEASIBLE naming the smallest feasible budget. */
+aq_status aq_pipe_budget_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                               aq_error *err);
+
+typedef struct aq_pipe_out {
+    char outdir[AQ_PIPE_PATH];
+    int force;       /* replace an existing OUTDIR */
+    int eval_docs;   /* evaluation documents (0 = all) */
+    int eval_len;    /* tokens per evaluation document (default 512) */
+    int no_eval;
+} aq_pipe_out;
+
+void aq_pipe_out_default(aq_pipe_out *o);
+/* OUTDIR must not exist (unless force) and its parent must be a writable
+ * directory. AQ_ERR_ARG / AQ_ERR_IO naming the path. */
+aq_status aq_pipe_out_check(const aq_pipe_out *o, aq_error *err);
+
+/* Phase timings and run facts for the report (not part of any compared file). */
+typedef struct aq_pipe_timing {
+    double capture, calibrate, solve, write, eval;
+    int ranks;
+    size_t reused, computed;
+} aq_pipe_timing;
+
+/* Check the inputs of a capture before any work (collective-safe: pure):
+ * model loads, tokenizer vocab matches, the text holds windows x seq_len
+ * calibration tokens. */
+aq_status aq_pipe_check_inputs(const aq_pipe_cfg *c, aq_error *err);
+
+/* Stage 1 (collective): statistics into WORK/stats/, settings.json. With
+ * resume, valid stats files are reused. */
+aq_status aq_pipe_capture(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq_pipe_timing *t, aq_error *err);
+
+/* Stage 2 (collective): run the tasks (all of them, or shard `shard` of
+ * `shards` when shards > 0) with the distributed driver. On rank 0 *rows
+ * (malloc'd, n_tasks) receives the loss rows when all tasks ran (shards == 0). */
+aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, int resume,
+                            int shard, int shards, aq_loss_row **rows, aq_pipe_timing *t, aq_error *err);
+
+/* Stage 3 (rank 0 only, no MPI): rows == NULL: read every result (missing
+ * ones -> AQ_ERR_NOTFOUND listing the shards and the resubmit command).
+ * Solve; choice[n_layers] receives the option index per layer. */
+aq_status aq_pipe_solve(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                        const aq_loss_row *rows, aq_loss_row **rows_out, int *choice, aq_error *err);
+
+/* Stage 4 (collective): evaluate (documents spread over ranks) and write
+ * OUTDIR atomically on rank 0. choice valid on every rank. */
+aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                        const aq_loss_row *rows, const int *choice, const aq_pipe_out *o, aq_pipe_timing *t,
+                        aq_error *err);
+
+/* Agree on a status over comm: if any rank failed, every rank returns the
+ * lowest failing rank's error (its message is broadcast). */
+aq_status aq_pipe_agree(MPI_Comm comm, aq_status st, aq_error *err);
+
+#endif
