@@ -207,6 +207,21 @@ static int full_test(void)
     aq_status s2 = run_once("/proc/adaquant-no-such-dir", 0, tasks, &c, table, &st, &e2);
     CHECK_MSG(s2 == AQ_ERR_IO && strstr(e2.msg, "/proc/adaquant-no-such-dir"), "got %d: %s", s2, e2.msg);
 
+    /* 6. Ranks that disagree on the task list are refused on every rank. */
+    if (size > 1) {
+        aq_dist_task other[SYN_TASKS];
+        memcpy(other, tasks, sizeof other);
+        if (rank == size - 1) other[5].cost *= 2;
+        aq_error e3 = {0};
+        aq_dist_options opt;
+        aq_dist_options_default(&opt, dir);
+        opt.progress = NULL;
+        memset(&c, 0, sizeof c);
+        aq_status s3 = aq_dist_run(MPI_COMM_WORLD, other, SYN_TASKS, syn_run, &c, &opt, table, &st, &e3);
+        CHECK_MSG(s3 == AQ_ERR_ARG && strstr(e3.msg, "different task lists"), "got %d: %s", s3, e3.msg);
+        CHECK(c.calls == 0);
+    }
+
     int fails = aq_test_failures, all = 0;
     MPI_Allreduce(&fails, &all, 1, MPI_INT, MPI_SUM, MPI_COMM_WORLD);
     if (rank == 0 && all == 0) {

@@ -155,7 +155,16 @@ static void test_parallel(aq_model *m, const int *tok)
     CHECK_OK(aq_capture_pack(c2, &buf, &len, &err), &err);
     CHECK_OK(aq_capture_unpack(c3, buf, len, &err), &err);
     CHECK(same_stats(c3, c2, 0.0));
-    CHECK(aq_capture_unpack(c3, buf, len - 3, &err) == AQ_ERR_FORMAT);
+    /* every truncation and a corrupted header are format errors, never a crash */
+    int all_fail = 1;
+    for (size_t cut = 0; cut < len; cut += 1 + cut / 64)
+        all_fail &= aq_capture_unpack(c3, buf, cut, &err) == AQ_ERR_FORMAT;
+    CHECK(all_fail);
+    ((unsigned char *)buf)[14] ^= 0x40; /* block id of the first record */
+    CHECK(aq_capture_unpack(c3, buf, len, &err) == AQ_ERR_FORMAT);
+    ((unsigned char *)buf)[14] ^= 0x40;
+    aq_capture_reset(c3);
+    CHECK_OK(aq_capture_unpack(c3, buf, len, &err), &err);
     free(buf);
     CHECK_OK(aq_capture_merge(c1, c3, &err), &err);
     CHECK_MSG(same_stats(c1, c, 1e-13), "merged chunks differ from one run");

@@ -109,6 +109,31 @@ static aq_status keep_row(aq_dist_worker *w, size_t i, const aq_loss_row *row, a
     return AQ_OK;
 }
 
+/* Every rank must schedule the same tasks the same way: compare a hash of
+ * the task list and the scheduling options across ranks. */
+static aq_status check_same_tasks(aq_dist_worker *w, aq_error *err)
+{
+    aq_fp_builder b;
+    aq_fp_init(&b);
+    aq_fp_add_str(&b, "workdir", w->opt->workdir);
+    aq_fp_add_u64(&b, "resume", (uint64_t)w->opt->resume);
+    aq_fp_add_f64(&b, "tail", w->opt->tail_fraction);
+    for (size_t i = 0; i < w->n; i++) {
+        const aq_dist_task *t = &w->tasks[i];
+        aq_fp_add_str(&b, "layer", t->layer);
+        aq_fp_add_str(&b, "option", t->option);
+        aq_fp_add_f64(&b, "cost", t->cost);
+        aq_fp_add_fp(&b, "fp", &t->fp, (uint64_t)t->layer_index << 32 | (uint32_t)t->option_index);
+    }
+    uint64_t h = aq_fp_final(&b).h[0];
+    unsigned long long v[2] = {h, ~h}, r[2];
+    MPI_Allreduce(v, r, 2, MPI_UNSIGNED_LONG_LONG, MPI_MIN, w->comm);
+    if (r[0] != h || r[1] != ~h)
+        return aq_fail(err, AQ_ERR_ARG, "the ranks were given different task lists or driver options "
+                                        "(every rank must build the same tasks in the same order)");
+    return AQ_OK;
+}
+
 /* mkdir -p of <workdir>/results on rank 0; every rank learns the outcome. */
 static aq_status make_dirs(aq_dist_worker *w, aq_error *err)
 {
@@ -379,6 +404,7 @@ aq_status aq_dist_run(MPI_Comm comm, const aq_dist_task *tasks, size_t n, aq_dis
     aq_loss_row *scratch = NULL;
     size_t n_invalid = 0, n_reused = 0;
     if (!reused) st = aq_fail_nomem(err, "resume flags", n);
+    AQ_TRY_GOTO(st, check_same_tasks(&w, err), done);
     AQ_TRY_GOTO(st, make_dirs(&w, err), done);
     AQ_TRY_GOTO(st, validate_existing(&w, reused, &n_invalid, err), done);
     for (size_t i = 0; i < n; i++) n_reused += reused[i];

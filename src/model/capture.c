@@ -83,11 +83,11 @@ static aq_status check_opts(const aq_model *m, aq_capture_opts *o, aq_error *err
                            "capture: sequential block %d invalid (model has %d blocks; %d = the "
                            "classifier, with head capture on)",
                            o->cross_block, L, L);
-        o->block_first = o->block_last = o->cross_block < L ? o->cross_block : L;
-        if (o->cross_block == L) o->points_mask = 0;
+        /* only block b's points (or only the classifier input: an empty block range) */
+        o->block_first = o->cross_block;
+        o->block_last = o->cross_block < L ? o->cross_block : L - 1;
     }
-    if (o->block_first < 0 || o->block_last > L || o->block_first > o->block_last + 1 ||
-        o->block_last >= L + (o->cross_block == L))
+    if (o->block_first < 0 || o->block_last >= L || o->block_first > o->block_last + 1)
         return aq_fail(err, AQ_ERR_ARG, "capture: block range %d..%d invalid (model has %d blocks)",
                        o->block_first, o->block_last, L);
     if (o->sample_rows < 0 || o->batch_windows < 1)

@@ -40,7 +40,8 @@
 #include "model.h"
 
 typedef struct aq_capture_opts {
-    int block_first, block_last; /* blocks to capture (inclusive); -1,-1 = all */
+    int block_first, block_last; /* blocks to capture (inclusive); -1,-1 = all; an empty
+                                    range (first = last + 1) + head = classifier only */
     int points_mask;             /* bit p = capture point p (default all 4 = 0xF) */
     int head;                    /* also capture the classifier input */
     int sample_rows;             /* rows kept per point (0 = none); default 1024 */

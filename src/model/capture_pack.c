@@ -58,8 +58,8 @@ aq_status aq_capture_merge(aq_capture *dst, const aq_capture *src, aq_error *err
     return AQ_OK;
 }
 
-/* ---- serialisation (native byte order: ranks of one cluster): "AQCAP1\0\0", u32 n, then per point a header
- * (i32 block, point, d, n_sample, has_cross; u64 n_rows) and the arrays. */
+/* ---- serialisation (native byte order: ranks of one cluster): "AQCAP1\0\0", u32 n, then per point
+ * a header (i32 block, point, d, n_sample, has_cross; u64 n_rows) and the arrays. */
 
 typedef struct buf {
     unsigned char *p;

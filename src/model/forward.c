@@ -163,6 +163,12 @@ static aq_status run_block(fwd_ctx *f, int l, size_t n, aq_error *err)
     return AQ_OK;
 }
 
+void aq_forward_opts_default(aq_forward_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->stop_after_block = -1;
+}
+
 aq_status aq_model_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs,
                            const aq_forward_opts *opts, float *logits, aq_error *err)
 {

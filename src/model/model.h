@@ -80,10 +80,14 @@ typedef struct aq_forward_opts {
     int quantized;         /* 1: linears with an override use it */
     aq_capture_fn capture; /* NULL: no capture */
     void *capture_ctx;
-    int stop_after_block; /* >= 0: stop after the capture points of this block
-                             (no logits are produced); -1: run to the end */
+    int stop_after_block; /* -1: run to the end. b >= 0: stop after block b (no
+                             logits). NOTE: a zeroed struct stops after block 0;
+                             start from aq_forward_opts_default. */
     const long *seq_ids;  /* optional ids passed to capture events */
 } aq_forward_opts;
+
+/* FP, no capture, run to the end (stop_after_block = -1). */
+void aq_forward_opts_default(aq_forward_opts *o);
 
 /* A per-linear override for quantized execution (all arrays are COPIED by
  * aq_model_set_override). a_bits 0 or >= 16 = activations not quantized. */

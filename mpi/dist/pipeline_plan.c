@@ -1,0 +1,222 @@
+/* pipeline_plan.c — what the pipeline will do, decided before any work: the
+ * layer and task list, and the checks of the user's inputs, budget and output
+ * directory (every bad input is reported before capture starts). */
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <regex.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../io/checkpoint.h"
+#include "../../src/adaquant/adaquant.h"
+#include "../../src/model/model.h"
+#include "../../src/text/textdata.h"
+#include "pipeline.h"
+#include "tasks.h"
+
+static aq_status model_config(const char *path, aq_llama_config *cfg, aq_error *err)
+{
+    aq_checkpoint *ck;
+    AQ_TRY(aq_ckpt_open(path, &ck, err));
+    aq_status st = aq_ckpt_llama_config(ck, cfg, err);
+    aq_ckpt_close(ck);
+    if (st != AQ_OK) aq_error_prefix(err, "%s", path);
+    return st;
+}
+
+static void layer_shape(const aq_llama_config *m, int which, int *d_out, int *d_in)
+{
+    int hs = m->dim / m->n_heads, q = m->n_heads * hs, kv = m->n_kv_heads * hs;
+    switch (which) {
+    case AQ_LIN_Q: *d_out = q, *d_in = m->dim; break;
+    case AQ_LIN_K:
+    case AQ_LIN_V: *d_out = kv, *d_in = m->dim; break;
+    case AQ_LIN_O: *d_out = m->dim, *d_in = q; break;
+    case AQ_LIN_GATE:
+    case AQ_LIN_UP: *d_out = m->hidden_dim, *d_in = m->dim; break;
+    default: *d_out = m->dim, *d_in = m->hidden_dim; break;
+    }
+}
+
+aq_status aq_pipe_plan_build(const aq_pipe_cfg *c, aq_pipe_plan *p, aq_error *err)
+{
+    memset(p, 0, sizeof *p);
+    aq_llama_config m;
+    AQ_TRY(model_config(c->model, &m, err));
+    p->n_layers = m.n_layers * AQ_LIN_COUNT;
+    p->n_tasks = (size_t)p->n_layers * (size_t)c->n_options;
+    p->n_tokens = (int64_t)c->windows * c->seq_len;
+    p->layers = calloc((size_t)p->n_layers, sizeof *p->layers);
+    p->tasks = calloc(p->n_tasks, sizeof *p->tasks);
+    if (!p->layers || !p->tasks) {
+        aq_pipe_plan_free(p);
+        return aq_fail_nomem(err, "task list", p->n_tasks * sizeof *p->tasks);
+    }
+    for (int l = 0; l < p->n_layers; l++) {
+        aq_pipe_layer *L = &p->layers[l];
+        L->block = l / AQ_LIN_COUNT;
+        L->which = l % AQ_LIN_COUNT;
+        L->point = (int)aq_linear_cap_point((aq_linear)L->which);
+        aq_linear_prefix(L->block, (aq_linear)L->which, L->name, sizeof L->name);
+        layer_shape(&m, L->which, &L->d_out, &L->d_in);
+        for (int k = 0; k < c->n_options; k++) {
+            aq_dist_task *t = &p->tasks[(size_t)l * c->n_options + k];
+            aq_layer_opts o;
+            aq_layer_opts_default(&o);
+            aq_layer_opts_parse(c->options[k], &o, NULL);
+            int64_t iters = (int64_t)c->iters * (o.a_bits < 16 ? o.outer_iters : 1);
+            t->layer = L->name;
+            t->option = c->options[k];
+            t->layer_index = l;
+            t->option_index = k;
+            t->cost = aq_dist_task_cost(L->d_out, L->d_in, p->n_tokens, iters);
+            t->fp = aq_pipe_task_fp(c, L->name, c->options[k]);
+        }
+    }
+    return aq_dist_tasks_order(p->tasks, p->n_tasks, err);
+}
+
+void aq_pipe_plan_free(aq_pipe_plan *p)
+{
+    free(p->layers);
+    free(p->tasks);
+    memset(p, 0, sizeof *p);
+}
+
+void aq_pipe_budget_default(aq_pipe_budget *b)
+{
+    memset(b, 0, sizeof *b);
+    b->objective = AQ_ALLOC_MIN_LOSS;
+    b->size_unit = AQ_SIZE_AVG_BITS;
+    b->size_value = 4.0;
+}
+
+aq_status aq_pipe_budget_add_keep(aq_pipe_budget *b, const char *rule, aq_error *err)
+{
+    const char *eq = strrchr(rule, '=');
+    if (!eq || eq == rule || !eq[1])
+        return aq_fail(err, AQ_ERR_ARG, "--keep '%s': expected REGEX=OPTION (e.g. 'down_proj=w8a16')", rule);
+    if (b->n_keep == AQ_PIPE_MAX_KEEP) return aq_fail(err, AQ_ERR_ARG, "too many --keep rules");
+    size_t n = (size_t)(eq - rule);
+    if (n >= sizeof b->keep_regex[0] || strlen(eq + 1) >= sizeof b->keep_opt[0])
+        return aq_fail(err, AQ_ERR_ARG, "--keep '%s': too long", rule);
+    memcpy(b->keep_regex[b->n_keep], rule, n);
+    b->keep_regex[b->n_keep][n] = '\0';
+    strcpy(b->keep_opt[b->n_keep], eq + 1);
+    b->n_keep++;
+    return AQ_OK;
+}
+
+static int option_index(const aq_pipe_cfg *c, const char *opt)
+{
+    for (int k = 0; k < c->n_options; k++)
+        if (!strcmp(c->options[k], opt)) return k;
+    return -1;
+}
+
+aq_status aq_pipe_budget_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                               aq_error *err)
+{
+    int bits[AQ_PIPE_MAX_OPTIONS];
+    for (int k = 0; k < c->n_options; k++) {
+        aq_layer_opts o;
+        aq_layer_opts_default(&o);
+        AQ_TRY(aq_layer_opts_parse(c->options[k], &o, err));
+        bits[k] = o.w_bits;
+    }
+    int least = 99;
+    for (int k = 0; k < c->n_options; k++) least = bits[k] < least ? bits[k] : least;
+    double total = 0, min_bits = 0;
+    regex_t re[AQ_PIPE_MAX_KEEP];
+    for (size_t r = 0; r < b->n_keep; r++) {
+        if (option_index(c, b->keep_opt[r]) < 0)
+            return aq_fail(err, AQ_ERR_ARG, "--keep '%s=%s': option '%s' is not in the menu (--options)",
+                           b->keep_regex[r], b->keep_opt[r], b->keep_opt[r]);
+        if (regcomp(&re[r], b->keep_regex[r], REG_EXTENDED | REG_NOSUB) != 0) {
+            for (size_t q = 0; q < r; q++) regfree(&re[q]);
+            return aq_fail(err, AQ_ERR_ARG, "--keep: invalid regular expression '%s'", b->keep_regex[r]);
+        }
+    }
+    for (int l = 0; l < p->n_layers; l++) {
+        double params = (double)p->layers[l].d_out * p->layers[l].d_in;
+        int lb = least;
+        for (size_t r = 0; r < b->n_keep; r++)
+            if (regexec(&re[r], p->layers[l].name, 0, NULL, 0) == 0) lb = bits[option_index(c, b->keep_opt[r])];
+        total += params;
+        min_bits += params * lb;
+    }
+    for (size_t r = 0; r < b->n_keep; r++) regfree(&re[r]);
+    if (b->objective != AQ_ALLOC_MIN_LOSS) {
+        if (!(b->max_loss >= 0) || !isfinite(b->max_loss))
+            return aq_fail(err, AQ_ERR_ARG, "--max-loss must be a finite number >= 0");
+        return AQ_OK;
+    }
+    double avg = min_bits / total;
+    if (b->size_unit == AQ_SIZE_AVG_BITS && b->size_value < avg - 1e-9)
+        return aq_fail(err, AQ_ERR_INFEASIBLE,
+                       "--target-bits %g is infeasible: the smallest feasible budget with options and pins "
+                       "given is %.6g bits per weight",
+                       b->size_value, avg);
+    if (b->size_unit == AQ_SIZE_FP32_FRACTION && b->size_value < avg / 32 - 1e-9)
+        return aq_fail(err, AQ_ERR_INFEASIBLE,
+                       "--target-size %g is infeasible: the smallest feasible size is %.6g of FP32", b->size_value,
+                       avg / 32);
+    return AQ_OK;
+}
+
+void aq_pipe_out_default(aq_pipe_out *o)
+{
+    memset(o, 0, sizeof *o);
+    o->eval_len = 512;
+}
+
+aq_status aq_pipe_out_check(const aq_pipe_out *o, aq_error *err)
+{
+    struct stat s;
+    if (!o->outdir[0]) return aq_fail(err, AQ_ERR_ARG, "--out OUTDIR is required");
+    if (stat(o->outdir, &s) == 0 && !o->force)
+        return aq_fail(err, AQ_ERR_ARG, "--out %s already exists: choose another directory or pass --force",
+                       o->outdir);
+    char tmp[AQ_PIPE_PATH];
+    snprintf(tmp, sizeof tmp, "%s", o->outdir);
+    const char *parent = dirname(tmp);
+    if (stat(parent, &s) != 0 || !S_ISDIR(s.st_mode))
+        return aq_fail(err, AQ_ERR_IO, "--out %s: parent directory %s does not exist", o->outdir, parent);
+    if (access(parent, W_OK | X_OK) != 0)
+        return aq_fail(err, AQ_ERR_IO, "--out %s: parent directory %s is not writable (%s)", o->outdir, parent,
+                       strerror(errno));
+    return AQ_OK;
+}
+
+aq_status aq_pipe_check_inputs(const aq_pipe_cfg *c, aq_error *err)
+{
+    aq_llama_config m;
+    AQ_TRY(model_config(c->model, &m, err));
+    if (c->windows < 1 || c->seq_len < 2 || c->seq_len > m.max_seq_len)
+        return aq_fail(err, AQ_ERR_ARG, "--calib-windows %d / --calib-len %d: need >= 1 windows of 2..%d tokens",
+                       c->windows, c->seq_len, m.max_seq_len);
+    if (c->iters < 0) return aq_fail(err, AQ_ERR_ARG, "--iters must be >= 0");
+    aq_tokenizer *tok;
+    aq_status st = aq_tok_open(c->tokenizer, m.vocab_size, &tok, err);
+    if (st != AQ_OK) {
+        aq_error_prefix(err, "model/tokenizer mismatch? the model %s has vocab_size %d, tokenizer %s", c->model,
+                        m.vocab_size, c->tokenizer);
+        return st;
+    }
+    aq_docs d;
+    st = aq_docs_read(c->calib_text, &d, err);
+    int *tokens = NULL;
+    if (st == AQ_OK) {
+        st = aq_calib_windows(tok, &d, c->windows, c->seq_len, &tokens, err);
+        if (st != AQ_OK)
+            aq_error_prefix(err, "--calib-text %s is too short for %d windows x %d tokens", c->calib_text,
+                            c->windows, c->seq_len);
+        aq_docs_free(&d);
+    }
+    free(tokens);
+    aq_tok_close(tok);
+    return st;
+}

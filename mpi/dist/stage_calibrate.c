@@ -1,0 +1,155 @@
+/* stage_calibrate.c — pipeline stage 2: AdaQuant for every (layer, option)
+ * task, spread over the ranks by the distributed driver (driver.h), one result
+ * file per task holding the loss row and the layer's quantized tensors:
+ *   codes U8 [d_out, d_in] (unpacked), w_scale, w_zero, bias F32 [d_out],
+ *   a_scale, a_zero F32 [1]
+ * The write stage packs them into the qlayer layout. A task reads only its
+ * capture point's statistics file, so any rank (or array task) can run it. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "../../io/atomic_file.h"
+#include "../../src/adaquant/adaquant.h"
+#include "../../src/model/model.h"
+#include "driver.h"
+#include "progress.h"
+#include "stage_stats.h"
+
+typedef struct cal_ctx {
+    const aq_pipe_cfg *c;
+    const aq_pipe_plan *p;
+    aq_model *m;
+    aq_fingerprint stats_fp;
+} cal_ctx;
+
+static aq_status write_result(const char *path, const aq_dist_task *task, const aq_layer_result *r,
+                              aq_error *err)
+{
+    int64_t o = (int64_t)r->d_out, i = (int64_t)r->d_in;
+    aq_tensor_view t[6] = {
+        {"codes", AQ_U8, 2, {o, i}, r->codes, (size_t)(o * i)},
+        {"w_scale", AQ_F32, 1, {o}, r->w_scale, (size_t)o * 4},
+        {"w_zero", AQ_F32, 1, {o}, r->w_zero, (size_t)o * 4},
+        {"bias", AQ_F32, 1, {o}, r->bias, (size_t)o * 4},
+        {"a_scale", AQ_F32, 1, {1}, &r->a_scale, 4},
+        {"a_zero", AQ_F32, 1, {1}, &r->a_zero, 4},
+    };
+    aq_result_desc d = {.layer = task->layer, .option = task->option, .fp = task->fp, .n_tensors = 6, .tensors = t};
+    int64_t row_bytes = (i * r->w_bits + 7) / 8;
+    d.row = (aq_loss_row){.loss = r->loss_final,
+                          .loss_rtn = r->loss_rtn,
+                          .loss_gptq = r->loss_gptq,
+                          .loss_init = r->loss_init,
+                          .seconds = r->seconds,
+                          .params = o * i,
+                          .macs = o * i,
+                          .size_bits = o * row_bytes * 8 + 3 * 32 * o + (r->a_bits < 16 ? 64 : 0),
+                          .iterations = r->iterations,
+                          .w_bits = r->w_bits,
+                          .a_bits = r->a_bits};
+    return aq_result_write(path, &d, err);
+}
+
+static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, const char *path, aq_dist_worker *w,
+                          aq_error *err)
+{
+    cal_ctx *x = vctx;
+    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
+    aq_stats s;
+    AQ_TRY(aq_stats_read(x->c->work, L->block, L->point, &x->stats_fp, &s, err));
+    const float *weight;
+    int d_out, d_in;
+    aq_status st = aq_model_linear(x->m, L->block, (aq_linear)L->which, &weight, &d_out, &d_in, err);
+    if (st == AQ_OK && s.d != d_in)
+        st = aq_fail(err, AQ_ERR_SHAPE, "%s: statistics have d = %d, the layer d_in = %d", L->name, s.d, d_in);
+    aq_layer_opts o;
+    aq_layer_opts_default(&o);
+    if (st == AQ_OK) st = aq_layer_opts_parse(task->option, &o, err);
+    o.iters = x->c->iters;
+    o.init = x->c->init_gptq ? AQ_INIT_GPTQ : AQ_INIT_RTN;
+    o.seed = x->c->seed;
+    aq_layer_problem pr = {.name = L->name,
+                           .d_out = (size_t)d_out,
+                           .d_in = (size_t)d_in,
+                           .weight = weight,
+                           .gram_a = s.gram,
+                           .n_tokens = s.n_rows,
+                           .n_sample = s.n_sample,
+                           .sample_x = s.sample};
+    aq_layer_result r;
+    memset(&r, 0, sizeof r);
+    aq_dist_poll(w);
+    if (st == AQ_OK) st = aq_layer_run(&pr, &o, &r, err);
+    aq_dist_poll(w);
+    if (st == AQ_OK) st = write_result(path, task, &r, err);
+    aq_layer_result_free(&r);
+    aq_stats_free(&s);
+    return st;
+}
+
+static aq_status write_shards(const char *work, int shards, aq_error *err)
+{
+    char path[AQ_PIPE_PATH], txt[64];
+    aq_pipe_path(work, "shards.json", path);
+    snprintf(txt, sizeof txt, "{\"shards\": %d}\n", shards);
+    return aq_atomic_write_file(path, txt, strlen(txt), err);
+}
+
+aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, int resume,
+                            int shard, int shards, aq_loss_row **rows, aq_pipe_timing *t, aq_error *err)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    double t0 = aq_progress_now();
+    cal_ctx x = {.c = c, .p = p, .stats_fp = aq_pipe_stats_fp(c)};
+    aq_dist_task *sub = NULL;
+    size_t n = p->n_tasks;
+    const aq_dist_task *tasks = p->tasks;
+    aq_status st = AQ_OK;
+    if (shards > 0) {
+        double *cost = malloc(n * sizeof *cost);
+        size_t *idx = malloc(n * sizeof *idx), k = 0;
+        sub = malloc(n * sizeof *sub);
+        if (!cost || !idx || !sub) st = aq_fail_nomem(err, "shard list", n);
+        for (size_t i = 0; st == AQ_OK && i < n; i++) cost[i] = p->tasks[i].cost;
+        if (st == AQ_OK) st = aq_dist_shard_tasks(cost, n, shard, shards, idx, &k, err);
+        for (size_t i = 0; st == AQ_OK && i < k; i++) sub[i] = p->tasks[idx[i]];
+        free(cost);
+        free(idx);
+        tasks = sub;
+        n = k;
+        if (st == AQ_OK && rank == 0)
+            fprintf(stderr, "adaquant: calibrate: shard %d of %d: %zu of %zu tasks\n", shard, shards, k,
+                    p->n_tasks);
+    }
+    if (st == AQ_OK) st = aq_model_load_path(c->model, &x.m, err);
+    st = aq_pipe_agree(comm, st, err);
+    aq_loss_row *table = NULL;
+    if (st == AQ_OK && rank == 0 && rows && !(table = calloc(n ? n : 1, sizeof *table)))
+        st = aq_fail_nomem(err, "loss table", n);
+    st = aq_pipe_agree(comm, st, err);
+    aq_dist_stats ds;
+    memset(&ds, 0, sizeof ds);
+    if (st == AQ_OK) {
+        aq_dist_options opt;
+        aq_dist_options_default(&opt, c->work);
+        opt.resume = resume;
+        st = aq_dist_run(comm, tasks, n, run_task, &x, &opt, table, &ds, err);
+    }
+    if (st == AQ_OK && rank == 0) {
+        fprintf(stderr, "adaquant: calibrate: %zu tasks, %zu reused, %zu invalid recomputed, %zu computed\n",
+                ds.total, ds.reused, ds.invalid, ds.computed);
+        if (shards > 0) st = write_shards(c->work, shards, err);
+    }
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK && rows && rank == 0) *rows = table;
+    else free(table);
+    if (t) {
+        t->calibrate += aq_progress_now() - t0;
+        t->reused += ds.reused;
+        t->computed += ds.computed;
+    }
+    free(sub);
+    aq_model_free(x.m);
+    return st;
+}
