@@ -3,6 +3,8 @@
  *   bench_adaquant speed   seconds per Gram-form iteration, GFLOP/s, ratio to a
  *                          BLIS sgemm of the same shape in the same run, Gram
  *                          build cost and the Gram/rows crossover
+ *   bench_adaquant precision  Gram accumulation error (float64 blocked vs float32) and
+ *                          the effect of the float32 per-iteration gemm
  *   bench_adaquant synth   loss_rtn / loss_gptq / loss_adaquant at w4a16, w3a16,
  *                          w4a8, w4a4 on heavy-tailed inputs with outlier channels
  *   bench_adaquant real    the same on every linear of stories260K with its real
@@ -163,6 +165,66 @@ static void bench_speed(const bench_cfg *b)
            "# the rows gradient costs as much as one Gram iteration (gram wins above it).\n");
 }
 
+/* ---- precision: Gram accumulation and the float32 per-iteration gemm ---- */
+static void bench_precision(const bench_cfg *b)
+{
+    size_t n = 16384, d = 256, D = d + 1;
+    float *x = synth_inputs(n, d);
+    double *g = calloc(D * D, 8);
+    long double *ref = calloc(D * D, sizeof *ref);
+    float *gf = calloc(D * D, 4), *xo = malloc(n * D * 4);
+    aq_error err = {0};
+    aq_gram_accumulate(g, x, n, d, &err);
+    for (size_t k = 0; k < n; k++)
+        for (size_t i = 0; i < D; i++) {
+            long double xi = i < d ? x[k * d + i] : 1.0L;
+            for (size_t j = i; j < D; j++) ref[i * D + j] += xi * (j < d ? x[k * d + j] : 1.0L);
+        }
+    for (size_t k = 0; k < n; k++) {
+        memcpy(xo + k * D, x + k * d, d * 4);
+        xo[k * D + d] = 1.0f;
+    }
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (f77_int)D, (f77_int)D, (f77_int)n, 1.0f, xo, (f77_int)D,
+                xo, (f77_int)D, 0.0f, gf, (f77_int)D);
+    long double e64 = 0, e32 = 0, nr = 0;
+    for (size_t i = 0; i < D; i++)
+        for (size_t j = i; j < D; j++) {
+            long double r = ref[i * D + j], w = i == j ? 1 : 2;
+            e64 += w * (g[i * D + j] - r) * (g[i * D + j] - r);
+            e32 += w * (gf[i * D + j] - r) * (gf[i * D + j] - r);
+            nr += w * r * r;
+        }
+    printf("# Gram precision, N=%zu d=%zu heavy-tailed: relative Frobenius error vs a long-double reference:\n"
+           "#   float64 blocked dsyrk (aq_gram_accumulate) %.3e, float32 sgemm %.3e\n",
+           n, d, (double)sqrtl(e64 / nr), (double)sqrtl(e32 / nr));
+    free(g);
+    free(ref);
+    free(gf);
+    free(xo);
+    /* float32 vs float64 per-iteration gemm on the same layer */
+    size_t d_out = 256;
+    float *w = malloc(d_out * d * 4);
+    for (size_t i = 0; i < d_out * d; i++) w[i] = (float)(grand() / sqrt((double)d));
+    aq_layer_problem p = {.name = "prec", .d_out = d_out, .d_in = d, .weight = w, .n_rows = n, .x = x};
+    for (int f32 = 1; f32 >= 0; f32--) {
+        aq_layer_opts o;
+        aq_layer_opts_default(&o);
+        apply_cfg(b, &o);
+        o.iters = b->have_iters ? b->iters : 400;
+        o.f32_gemm = f32;
+        aq_layer_result r;
+        if (aq_layer_run(&p, &o, &r, &err) != AQ_OK) {
+            printf("error: %s\n", err.msg);
+            continue;
+        }
+        printf("# %s gemm, 256x256 w4a16, %d Adam iterations: loss_final %.6e (gptq %.6e), %.2f s\n",
+               f32 ? "float32" : "float64", r.iterations, r.loss_final, r.loss_gptq, r.seconds);
+        aq_layer_result_free(&r);
+    }
+    free(w);
+    free(x);
+}
+
 /* ---- quality on one layer problem, all options ---- */
 static void quality_line(const char *name, const aq_layer_problem *p, const char *opt, const bench_cfg *b,
                          double *ratio)
@@ -317,6 +379,7 @@ int main(int argc, char **argv)
     }
     bli_thread_set_num_threads(1);
     if (!strcmp(what, "speed") || !strcmp(what, "all")) bench_speed(&b);
+    if (!strcmp(what, "precision") || !strcmp(what, "all")) bench_precision(&b);
     if (!strcmp(what, "synth") || !strcmp(what, "all")) bench_synth(&b);
     if (!strcmp(what, "real") || !strcmp(what, "all")) return bench_real(&b);
     return 0;

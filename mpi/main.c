@@ -15,6 +15,10 @@ extern const aq_command aq_cmd_eval;
 extern const aq_command aq_cmd_generate;
 extern const aq_command aq_cmd_layer;
 extern const aq_command aq_cmd_allocate;
+extern const aq_command aq_cmd_quantize;
+extern const aq_command aq_cmd_capture;
+extern const aq_command aq_cmd_calibrate;
+extern const aq_command aq_cmd_solve;
 static const aq_command *const commands[] = {
     &aq_cmd_inspect,
     &aq_cmd_convert,
@@ -22,6 +26,10 @@ static const aq_command *const commands[] = {
     &aq_cmd_generate,
     &aq_cmd_layer,
     &aq_cmd_allocate,
+    &aq_cmd_quantize,
+    &aq_cmd_capture,
+    &aq_cmd_calibrate,
+    &aq_cmd_solve,
     NULL,
 };
 

@@ -2,7 +2,8 @@
 """dist_failure.py — failure handling of the distributed driver, from outside mpirun.
 
 For each way a rank can die (MPI_Abort after an injected failure, _exit
-without MPI_Finalize, SIGKILL of rank 1 or of rank 0, SIGKILL in the middle of
+without MPI_Finalize, SIGKILL of rank 1 or of rank 0, a task callback error,
+a task that writes a file with the wrong fingerprint, SIGKILL in the middle of
 writing a result file) it checks that:
   - the job ends non-zero and (for injected failures) stderr names the rank,
     the task, its layer and option;
@@ -45,7 +46,8 @@ def plan(np):
 def run(np, work, resume=False, env_extra=None):
     env = dict(os.environ)
     env.pop("AQ_FAIL_AT", None)
-    env.pop("AQ_TEST_KILL_MIDWRITE", None)
+    for hook in ("AQ_TEST_KILL_MIDWRITE", "AQ_TEST_TASK_ERROR", "AQ_TEST_BAD_FP"):
+        env.pop(hook, None)
     env["AQ_PROGRESS"] = "plain"  # the checks read the plain progress lines
     env.update(env_extra or {})
     cmd = MPIRUN + ["-np", str(np), EXE, "run", work] + (["--resume"] if resume else [])
@@ -55,11 +57,13 @@ def run(np, work, resume=False, env_extra=None):
 def verify(work):
     out = subprocess.run([EXE, "verify", work], capture_output=True, text=True, check=True).stdout
     m = re.search(r"valid=(\d+) missing=(\d+) different=(\d+)", out)
-    missing = [int(x) for x in re.findall(r"missing (\d+)", out)]
+    missing = {int(i): name for i, name in re.findall(r"missing (\d+) (\S+)", out)}
     return int(m.group(1)), missing, int(m.group(3))
 
 
-def scenario(name, np, env_extra, task, rank, expect_msg):
+def scenario(name, np, env_extra, task, rank, expect_msg, reason="injected failure", left_bad=False):
+    """left_bad: the failed task left a complete file that must be rejected
+    (and recomputed) by the resume, instead of no file."""
     work = tempfile.mkdtemp(prefix="aqtest-distfail-")
     try:
         r = run(np, work, env_extra=env_extra)
@@ -67,15 +71,15 @@ def scenario(name, np, env_extra, task, rank, expect_msg):
         check(r.returncode != 0, f"{name}: job exited 0")
         if expect_msg:
             pat = (rf"adaquant: rank {rank} failed at task {task} \(layer \S+, option \S+\): "
-                   r"injected failure")
+                   + reason)
             m = re.search(pat, r.stderr)
             check(m is not None, f"{name}: no failure message matching {pat!r} in:\n{r.stderr[-2000:]}")
             if m:
                 print(f"[{name}] {m.group(0)}")
         valid, missing, different = verify(work)
         print(f"[{name}] left behind: {valid} valid, {len(missing)} missing, {different} corrupt")
-        check(different == 0, f"{name}: {different} result files are corrupt or partial")
-        check(task in missing, f"{name}: the failed task {task} has a result file")
+        check(different == (1 if left_bad else 0), f"{name}: {different} result files are corrupt or partial")
+        check((task in missing) != left_bad, f"{name}: result file of the failed task {task}")
         check(valid >= 1, f"{name}: no completed result file survived")
         temps = [f for f in os.listdir(os.path.join(work, "results")) if ".tmp." in f]
         stray = [f for f in os.listdir(os.path.join(work, "results"))
@@ -87,14 +91,14 @@ def scenario(name, np, env_extra, task, rank, expect_msg):
         m = re.search(r"stats total=(\d+) reused=(\d+) invalid=(\d+) computed=(\d+)", r2.stdout)
         check(m is not None, f"{name}: no stats line")
         if m:
-            reused, computed = int(m.group(2)), int(m.group(4))
-            print(f"[{name}] resume: reused {reused}, computed {computed}")
-            check(reused == valid and computed == NTASKS - valid,
-                  f"{name}: resume reused {reused}/computed {computed}, expected {valid}/{NTASKS - valid}")
+            reused, invalid, computed = int(m.group(2)), int(m.group(3)), int(m.group(4))
+            print(f"[{name}] resume: reused {reused}, invalid {invalid}, computed {computed}")
+            check(reused == valid and computed == NTASKS - valid and invalid == (1 if left_bad else 0),
+                  f"{name}: resume reused {reused}/invalid {invalid}/computed {computed}, expected {valid}/-/{NTASKS - valid}")
         check(f"adaquant: {NTASKS}/{NTASKS} tasks (100%" in r2.stderr, f"{name}: no final progress line")
         valid2, missing2, different2 = verify(work)
         check(valid2 == NTASKS and different2 == 0, f"{name}: after resume {valid2} valid, {different2} corrupt")
-        return temps
+        return temps, missing.get(task)
     finally:
         if not failures:
             shutil.rmtree(work, ignore_errors=True)
@@ -110,8 +114,15 @@ def main():
     scenario("kill-rank0", 2, {"AQ_FAIL_AT": f"0:{k0}:kill"}, k0, 0, True)
     k3 = p4[3][1] if len(p4[3]) > 1 else p4[3][0]
     scenario("abort-np4", 4, {"AQ_FAIL_AT": f"3:{k3}"}, k3, 3, True)
-    temps = scenario("kill-midwrite", 2, {"AQ_TEST_KILL_MIDWRITE": str(k1)}, k1, 1, False)
-    check(len(temps) == 1, f"kill-midwrite: expected the one partial temporary file, found {temps}")
+    scenario("task-error", 2, {"AQ_TEST_TASK_ERROR": str(k1)}, k1, 1, True, r"synthetic task error")
+    scenario("bad-fingerprint", 2, {"AQ_TEST_BAD_FP": str(k1)}, k1, 1, True,
+             r"the result file written by the task does not validate: .*fingerprint mismatch", left_bad=True)
+    temps, name = scenario("kill-midwrite", 2, {"AQ_TEST_KILL_MIDWRITE": str(k1)}, k1, 1, False)
+    # The partial write is there under its temporary name (other ranks, killed
+    # by mpirun at any moment, may have left temporaries too).
+    check(name is not None and any(t.startswith(name + ".tmp.") for t in temps),
+          f"kill-midwrite: no temporary file of {name} among {temps}")
+    print(f"[kill-midwrite] partial write left as {[t for t in temps if name and t.startswith(name)]}")
     if failures:
         print(f"{len(failures)} check(s) failed", file=sys.stderr)
         return 1

@@ -8,7 +8,8 @@
  * recomputes exactly the corrupted, stale and missing ones.
  * Modes used by tests/dist_failure.py:
  *   plan NP        print each rank's static tasks (no MPI needed)
- *   run DIR [--resume]   one driver run (AQ_FAIL_AT / AQ_TEST_KILL_MIDWRITE apply)
+ *   run DIR [--resume]   one driver run (AQ_FAIL_AT and the test hooks
+ *                  AQ_TEST_KILL_MIDWRITE / AQ_TEST_TASK_ERROR / AQ_TEST_BAD_FP=K apply)
  *   verify DIR     serial check of DIR/results against the expected bytes */
 #include <signal.h>
 #include <string.h>
@@ -56,6 +57,12 @@ static aq_status syn_run(void *ctx, const aq_dist_task *t, size_t index, const c
             raise(SIGKILL);
         }
     }
+    const char *fail = getenv("AQ_TEST_TASK_ERROR"), *badfp = getenv("AQ_TEST_BAD_FP");
+    if (fail && (size_t)atol(fail) == index) {
+        free(vec);
+        return aq_fail(err, AQ_ERR_NUMERIC, "synthetic task error (test)");
+    }
+    if (badfp && (size_t)atol(badfp) == index) d.fp.h[1] ^= 1; /* the driver must notice */
     aq_status st = aq_result_write(path, &d, err);
     free(vec);
     return st;
@@ -259,7 +266,14 @@ static int verify(const char *dir)
     for (size_t i = 0; i < SYN_TASKS; i++) {
         int r = cmp_file(dir, &tasks[i], i);
         if (r == 0) valid++;
-        if (r == 1) printf("missing %zu\n", i), missing++;
+        if (r == 1) {
+            char *path = NULL;
+            aq_error e = {0};
+            aq_result_path(dir, tasks[i].layer, tasks[i].option, &path, &e);
+            printf("missing %zu %s\n", i, path ? strrchr(path, '/') + 1 : "?");
+            free(path);
+            missing++;
+        }
         if (r == 2) printf("different %zu\n", i), bad++;
     }
     printf("valid=%d missing=%d different=%d\n", valid, missing, bad);

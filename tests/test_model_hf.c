@@ -85,7 +85,8 @@ static void write_bf16(aq_checkpoint *ck, const char *dir, const aq_llama_config
 
 /* Write dir as a sharded HF checkpoint: tensors alternate between two F32
  * shards listed in model.safetensors.index.json. */
-static void write_sharded(aq_checkpoint *ck, const char *dir, const aq_llama_config *cfg)
+static void write_sharded(aq_checkpoint *ck, const char *dir, const aq_llama_config *cfg,
+                          int add_bias)
 {
     aq_error err = {0};
     aq_st_writer *w[2] = {NULL, NULL};
@@ -107,6 +108,15 @@ static void write_sharded(aq_checkpoint *ck, const char *dir, const aq_llama_con
                  &err);
         fprintf(idx, "%s\"%s\": \"model-%05zu-of-00002.safetensors\"", i ? ", " : "", v->name,
                 i % 2 + 1);
+    }
+    static const float bias[32];
+    const int64_t bshape[1] = {32};
+    if (add_bias && w[0]) { /* a Qwen2-style projection bias the engine must refuse */
+        CHECK_OK(aq_st_writer_add(w[0], "model.layers.1.self_attn.k_proj.bias", AQ_F32, 1, bshape,
+                                  bias, &err),
+                 &err);
+        fprintf(idx,
+                ", \"model.layers.1.self_attn.k_proj.bias\": \"model-00001-of-00002.safetensors\"");
     }
     fprintf(idx, "}}\n");
     fclose(idx);
@@ -154,7 +164,10 @@ int main(void)
     if (ck) write_bf16(ck, dir, &cfg);
     char sdir[600];
     snprintf(sdir, sizeof sdir, "%s/sharded", tmp);
-    if (ck) write_sharded(ck, sdir, &cfg);
+    if (ck) write_sharded(ck, sdir, &cfg, 0);
+    char bdir[600];
+    snprintf(bdir, sizeof bdir, "%s/bias", tmp);
+    if (ck) write_sharded(ck, bdir, &cfg, 1);
     aq_ckpt_close(ck);
     CHECK_OK(aq_ckpt_open(sdir, &ck, &err), &err);
     CHECK(ck && aq_ckpt_get_kind(ck) == AQ_CKPT_HF_SHARDED);
@@ -184,7 +197,8 @@ int main(void)
         CHECK(sqrt(num / den) < 0.05 && num > 0);
         aq_model_free(c);
     }
-    /* config / tensor mismatches */
+    /* unsupported projection bias, config / tensor mismatches */
+    expect_error(bdir, AQ_ERR_FORMAT, "model.layers.1.self_attn.k_proj.bias", "not supported");
     aq_llama_config bad = cfg;
     bad.hidden_dim = 100;
     snprintf(dir, sizeof dir, "%s/bad_hidden", tmp);

@@ -101,12 +101,16 @@ static void die(aq_dist_worker *w, size_t i, const char *reason, int mode)
     _exit(1); /* not reached */
 }
 
-static aq_status keep_row(aq_dist_worker *w, size_t i, const aq_loss_row *row, aq_error *err)
+/* Remember a row for the final gather. Each task is kept by exactly one rank
+ * once (validated or computed), so the n slots cannot overflow. */
+static void keep_row(aq_dist_worker *w, size_t i, const aq_loss_row *row)
 {
-    if (w->my_n == w->n) return aq_fail(err, AQ_ERR_INTERNAL, "rank %d holds more rows than tasks", w->rank);
+    if (w->my_n == w->n) {
+        fprintf(stderr, "adaquant: internal error: rank %d holds more rows than tasks\n", w->rank);
+        MPI_Abort(w->comm, 1);
+    }
     w->my_idx[w->my_n] = i;
     w->my_rows[w->my_n++] = *row;
-    return AQ_OK;
 }
 
 /* Every rank must schedule the same tasks the same way: compare a hash of
@@ -175,7 +179,7 @@ static aq_status validate_existing(aq_dist_worker *w, unsigned char *reused, siz
         free(path);
         if (st == AQ_OK) {
             mine[i] = 1;
-            if ((st = keep_row(w, i, &row, err)) != AQ_OK) break;
+            keep_row(w, i, &row);
         } else if (st != AQ_ERR_NOTFOUND) {
             fprintf(stderr, "adaquant: rank %d: invalid result file, recomputing task %zu (%s, %s): %s\n",
                     w->rank, i, t->layer, t->option, e.msg);
@@ -254,8 +258,8 @@ static void run_task(aq_dist_worker *w, size_t i)
         if (st != AQ_OK) aq_error_prefix(&e, "the result file written by the task does not validate");
     }
     free(path);
-    if (st == AQ_OK) st = keep_row(w, i, &row, &e);
     if (st != AQ_OK) die(w, i, e.msg[0] ? e.msg : aq_status_name(st), FAIL_ABORT);
+    keep_row(w, i, &row);
     if (w->rank == 0) {
         root_task_done(w, i, row.loss);
     } else {

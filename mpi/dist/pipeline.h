@@ -6,7 +6,7 @@
  * produce the same output bytes:
  *   WORK/settings.json        what capture was run with (calibrate/solve read it)
  *   WORK/stats/<b>.<point>.aqs per capture point statistics (resultfile format)
- *   WORK/results/*.aqr        one result per (layer, option) task (resultfile.h)
+ *   WORK/results/<key>.aqr     one result per (layer, option) task (resultfile.h)
  *   WORK/shards.json          the shard count of the last `calibrate --shards N`
  * Every stage function is collective over its communicator unless noted; all
  * ranks return the same status (errors are agreed with an MPI_Allreduce). */
@@ -149,6 +149,11 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
  * Solve; choice[n_layers] receives the option index per layer. */
 aq_status aq_pipe_solve(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                         const aq_loss_row *rows, aq_loss_row **rows_out, int *choice, aq_error *err);
+
+/* The allocation table of the rows (size = params x w_bits) and its solution
+ * under budget b (rank 0). On success the caller frees *t and *sol. */
+aq_status aq_pipe_alloc(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                        const aq_loss_row *rows, aq_alloc_table *t, aq_alloc_solution *sol, aq_error *err);
 
 /* Stage 4 (collective): evaluate (documents spread over ranks) and write
  * OUTDIR atomically on rank 0. choice valid on every rank. */

@@ -112,6 +112,26 @@ static aq_status build_table(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
     return AQ_OK;
 }
 
+aq_status aq_pipe_alloc(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                        const aq_loss_row *rows, aq_alloc_table *t, aq_alloc_solution *sol, aq_error *err)
+{
+    aq_alloc_rule keep[AQ_PIPE_MAX_KEEP];
+    aq_alloc_spec spec;
+    memset(&spec, 0, sizeof spec);
+    spec.objective = b->objective;
+    spec.size_unit = b->objective == AQ_ALLOC_MIN_LOSS ? b->size_unit : AQ_SIZE_NONE;
+    spec.size_budget = b->size_value;
+    spec.max_loss = b->max_loss;
+    for (size_t k = 0; k < b->n_keep; k++) keep[k] = (aq_alloc_rule){b->keep_regex[k], b->keep_opt[k]};
+    spec.keep = keep;
+    spec.n_keep = b->n_keep;
+    memset(sol, 0, sizeof *sol);
+    aq_status st = build_table(c, p, rows, t, err);
+    if (st == AQ_OK) st = aq_alloc_solve(t, &spec, sol, err);
+    if (st != AQ_OK) aq_alloc_table_free(t);
+    return st;
+}
+
 aq_status aq_pipe_solve(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                         const aq_loss_row *rows, aq_loss_row **rows_out, int *choice, aq_error *err)
 {
@@ -127,23 +147,13 @@ aq_status aq_pipe_solve(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pi
         rows = own;
     }
     aq_alloc_table t;
-    aq_alloc_rule keep[AQ_PIPE_MAX_KEEP];
-    aq_alloc_spec spec;
-    memset(&spec, 0, sizeof spec);
-    spec.objective = b->objective;
-    spec.size_unit = b->objective == AQ_ALLOC_MIN_LOSS ? b->size_unit : AQ_SIZE_NONE;
-    spec.size_budget = b->size_value;
-    spec.max_loss = b->max_loss;
-    for (size_t k = 0; k < b->n_keep; k++) keep[k] = (aq_alloc_rule){b->keep_regex[k], b->keep_opt[k]};
-    spec.keep = keep;
-    spec.n_keep = b->n_keep;
     aq_alloc_solution sol;
-    memset(&sol, 0, sizeof sol);
-    aq_status st = build_table(c, p, rows, &t, err);
-    if (st == AQ_OK) st = aq_alloc_solve(&t, &spec, &sol, err);
-    for (int l = 0; st == AQ_OK && l < p->n_layers; l++) choice[l] = (int)(sol.row[l] % (size_t)c->n_options);
-    if (st == AQ_OK) aq_alloc_solution_free(&sol);
-    aq_alloc_table_free(&t);
+    aq_status st = aq_pipe_alloc(c, p, b, rows, &t, &sol, err);
+    if (st == AQ_OK) {
+        for (int l = 0; l < p->n_layers; l++) choice[l] = (int)(sol.row[l] % (size_t)c->n_options);
+        aq_alloc_solution_free(&sol);
+        aq_alloc_table_free(&t);
+    }
     if (st == AQ_OK && rows_out && own) {
         *rows_out = own;
         own = NULL;

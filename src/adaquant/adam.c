@@ -25,7 +25,9 @@ aq_status aq_adam_new(aq_adam *a, const aq_ls *S, const aq_adam_cfg *cfg, uint64
     a->gV = calloc(nw ? nw : 1, sizeof(float));
     a->ms = calloc(9 * no, sizeof(double));
     a->G = calloc(no * D, sizeof(double));
-    int fail = !a->mV || !a->vV || !a->gV || !a->ms || !a->G;
+    a->aux = calloc(nw ? nw : 1, sizeof(float));
+    a->clampm = calloc(nw ? nw : 1, 1);
+    int fail = !a->mV || !a->vV || !a->gV || !a->ms || !a->G || !a->aux || !a->clampm;
     if (!fail && cfg->x) {
         size_t nb = cfg->batch;
         a->perm = malloc(cfg->n_rows * sizeof *a->perm);
@@ -66,6 +68,8 @@ void aq_adam_free(aq_adam *a)
     free(a->gV);
     free(a->ms);
     free(a->G);
+    free(a->aux);
+    free(a->clampm);
     free(a->perm);
     free(a->xd);
     free(a->xqd);
@@ -118,33 +122,91 @@ static inline double adam_dir(double *m, double *v, double g, double c1, double 
     return (*m / c1) / (sqrt(*v / c2) + EPS);
 }
 
+/* Adam update of row r from its gradients (gV row, gs/gz/gb[r]). */
+static void adam_row(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg, size_t r, double c1, double c2)
+{
+    size_t d_in = S->d_in;
+    double s = S->s[r];
+    float kw = (float)(cfg->lr_w * s), ic1 = (float)(1 / c1), ic2 = (float)(1 / c2);
+    float *v = S->V + r * d_in, *mv = a->mV + r * d_in, *vv = a->vV + r * d_in;
+    const float *g = a->gV + r * d_in;
+    for (size_t c = 0; c < d_in; c++) {
+        float gi = g[c];
+        mv[c] = 0.9f * mv[c] + 0.1f * gi;
+        vv[c] = 0.999f * vv[c] + 0.001f * gi * gi;
+        float den = sqrtf(vv[c] * ic2);
+        if (den > 0) v[c] -= kw * (mv[c] * ic1) / den;
+    }
+    double ds = adam_dir(&a->ms[r], &a->vs[r], a->gs[r], c1, c2);
+    S->s[r] = s * exp(-cfg->lr_s * ds);
+    if (!S->sym) S->z[r] -= cfg->lr_z * adam_dir(&a->mz[r], &a->vz[r], a->gz[r], c1, c2);
+    S->bq[r] -= cfg->lr_b * s * S->xrms * adam_dir(&a->mb[r], &a->vb[r], a->gb[r], c1, c2);
+}
+
+/* The Gram-mode float32 step, fused: one pass quantizes V and forms E in
+ * float32 (keeping each element's LSQ factor and clamp state), one sgemm
+ * E C, one pass per row forms the gradient and applies Adam while the row is
+ * in cache. Same STE/LSQ rules as aq_ls_grad_from_G (tested against it). */
+static void step_gram_f32(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg, double c1, double c2)
+{
+    size_t d_in = S->d_in, d_out = S->d_out, D = S->D;
+    double qmax = S->qmax, k = 2.0 / S->y2;
+    for (size_t r = 0; r < d_out; r++) {
+        double s = S->s[r], z = S->z[r];
+        const float *v = S->V + r * d_in;
+        const double *wt = S->Wt + r * D;
+        float *ef = S->Ef + r * D, *aux = a->aux + r * d_in;
+        uint8_t *u = S->u + r * d_in, *cl = a->clampm + r * d_in;
+        for (size_t c = 0; c < d_in; c++) {
+            double vs = v[c] / s, t = nearbyint(vs + z);
+            int out = t < 0 || t > qmax;
+            double q = t < 0 ? 0 : t > qmax ? qmax : t;
+            u[c] = (uint8_t)q;
+            cl[c] = (uint8_t)out;
+            aux[c] = (float)(out ? q - z : t - z - vs);
+            ef[c] = (float)(wt[c] - s * (q - z));
+        }
+        ef[d_in] = (float)(wt[d_in] - S->bq[r]);
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (f77_int)d_out, (f77_int)D, (f77_int)D, 1.0f, S->Ef,
+                (f77_int)D, S->Cf, (f77_int)D, 0.0f, S->ECf, (f77_int)D);
+    for (size_t r = 0; r < d_out; r++) {
+        const float *ec = S->ECf + r * D, *aux = a->aux + r * d_in;
+        const double *pm = S->bc_alias ? NULL : S->Pm + r * D;
+        const uint8_t *cl = a->clampm + r * d_in;
+        float *gv = a->gV + r * d_in;
+        double as = 0, az = 0, s = S->s[r];
+        for (size_t c = 0; c < d_in; c++) {
+            double g = k * ((pm ? pm[c] : 0.0) - (double)ec[c]);
+            as += g * aux[c];
+            if (cl[c]) {
+                az -= g * s;
+                gv[c] = 0;
+            } else {
+                gv[c] = (float)g;
+            }
+        }
+        a->gs[r] = as;
+        a->gz[r] = S->sym ? 0.0 : az;
+        a->gb[r] = k * ((pm ? pm[d_in] : 0.0) - (double)ec[d_in]);
+        adam_row(S, a, cfg, r, c1, c2);
+    }
+}
+
 void aq_adam_run(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg, int iters)
 {
-    size_t d_in = S->d_in, d_out = S->d_out;
     for (int it = 0; it < iters; it++) {
+        a->t++;
+        double c1 = 1 - pow(B1, (double)a->t), c2 = 1 - pow(B2, (double)a->t);
+        if (!cfg->x && cfg->f32) {
+            step_gram_f32(S, a, cfg, c1, c2);
+            continue;
+        }
         if (cfg->x)
             grad_rows(S, a, cfg);
         else
             aq_ls_grad(S, cfg->f32, a->G, a->gV, a->gs, a->gz, a->gb);
-        a->t++;
-        double c1 = 1 - pow(B1, (double)a->t), c2 = 1 - pow(B2, (double)a->t);
-        for (size_t r = 0; r < d_out; r++) {
-            double s = S->s[r];
-            float kw = (float)(cfg->lr_w * s);
-            float *v = S->V + r * d_in, *mv = a->mV + r * d_in, *vv = a->vV + r * d_in;
-            const float *g = a->gV + r * d_in;
-            for (size_t c = 0; c < d_in; c++) {
-                float gi = g[c];
-                mv[c] = 0.9f * mv[c] + 0.1f * gi;
-                vv[c] = 0.999f * vv[c] + 0.001f * gi * gi;
-                float den = sqrtf(vv[c] / (float)c2);
-                if (den > 0) v[c] -= kw * (mv[c] / (float)c1) / den;
-            }
-            double ds = adam_dir(&a->ms[r], &a->vs[r], a->gs[r], c1, c2);
-            S->s[r] = s * exp(-cfg->lr_s * ds);
-            if (!S->sym) S->z[r] -= cfg->lr_z * adam_dir(&a->mz[r], &a->vz[r], a->gz[r], c1, c2);
-            S->bq[r] -= cfg->lr_b * s * S->xrms * adam_dir(&a->mb[r], &a->vb[r], a->gb[r], c1, c2);
-        }
+        for (size_t r = 0; r < S->d_out; r++) adam_row(S, a, cfg, r, c1, c2);
     }
     aq_ls_codes_from_v(S);
 }

@@ -112,6 +112,8 @@ typedef struct aq_adam {
     float *mV, *vV;                 /* [d_out*d_in] */
     double *ms, *vs, *mz, *vz, *mb, *vb; /* [d_out] */
     double *G;                      /* [d_out*D] */
+    float *aux;                     /* [d_out*d_in] fused step: LSQ factor per element */
+    uint8_t *clampm;                /* [d_out*d_in] fused step: 1 = clamped */
     float *gV;
     double *gs, *gz, *gb;
     long t;                         /* steps taken */

@@ -196,9 +196,26 @@ static aq_status init_rope(aq_model *m, aq_error *err)
     return AQ_OK;
 }
 
+/* Plain Llama linears have no bias; a checkpoint with projection biases
+ * (Qwen2-style) would silently compute something else, so refuse it. */
+static aq_status check_no_bias(aq_checkpoint *ck, aq_error *err)
+{
+    for (size_t i = 0; i < aq_ckpt_count(ck); i++) {
+        const char *n = aq_ckpt_name(ck, i);
+        size_t len = strlen(n);
+        if (len > 10 && !strcmp(n + len - 10, "_proj.bias"))
+            return aq_fail(err, AQ_ERR_FORMAT,
+                           "tensor %s: linear layers with biases are not supported by the Llama "
+                           "engine",
+                           n);
+    }
+    return AQ_OK;
+}
+
 static aq_status load_all(aq_model *m, aq_checkpoint *ck, aq_error *err)
 {
     const aq_llama_config *c = &m->cfg;
+    AQ_TRY(check_no_bias(ck, err));
     AQ_TRY(load_tensor(ck, "model.embed_tokens.weight", c->vocab_size, c->dim, &m->embed,
                        &m->weight_bytes, err));
     for (int l = 0; l < c->n_layers; l++)

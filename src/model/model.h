@@ -58,9 +58,10 @@ typedef enum aq_cap_point {
 typedef struct aq_model aq_model;
 
 /* What a capture callback sees: rows [n_rows, d] (row-major, valid only during
- * the call) = the input of the linears at (block, point) for the packed batch;
- * row r belongs to sequence seq_of_row(r) at position pos[r]. seq_ids are the
- * caller's ids for the batch's sequences (aq_forward_opts.seq_ids, else 0..). */
+ * the call) = the input of the linears at (block, point) for the packed batch:
+ * lens[0] rows of sequence 0 (positions 0..lens[0]-1), then lens[1] rows of
+ * sequence 1, ... seq_ids are the caller's ids for the batch's sequences
+ * (aq_forward_opts.seq_ids, else 0, 1, ...). */
 typedef struct aq_capture_event {
     int block;
     aq_cap_point point;
@@ -117,9 +118,9 @@ const aq_llama_config *aq_model_config(const aq_model *m);
 aq_status aq_model_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs,
                            const aq_forward_opts *opts, float *logits, aq_error *err);
 
-/* Linear layer geometry and its FP weight [d_out, d_in] (owned by m) and bias
- * (NULL: Llama linears have none). block = n_layers with AQ_LIN_HEAD for the
- * classifier. AQ_ERR_ARG for an invalid (block, which). */
+/* Linear layer geometry and its FP weight [d_out, d_in] (owned by m; weight may
+ * be NULL). Llama linears have no bias. block = n_layers with AQ_LIN_HEAD for
+ * the classifier. AQ_ERR_ARG for an invalid (block, which). */
 aq_status aq_model_linear(const aq_model *m, int block, aq_linear which, const float **weight,
                           int *d_out, int *d_in, aq_error *err);
 /* The capture point feeding a linear (Q/K/V -> ATTN_IN, ...; HEAD -> HEAD). */
@@ -142,8 +143,10 @@ int aq_model_override_count(const aq_model *m);
 
 /* Load every quantized layer found in a quantized checkpoint (a directory or
  * safetensors file written by the pipeline in the qlayer layout,
- * src/adaquant/qlayer.h: metadata "quant.P" marks layer P) as overrides.
- * *n_loaded receives the count; no quant.* metadata is AQ_ERR_NOTFOUND. */
+ * src/adaquant/qlayer.h: metadata "quant.P" marks layer P) as overrides, read
+ * with aq_qlayer_load_ckpt (link aq_adaquant). *n_loaded receives the count;
+ * no quant.* metadata is AQ_ERR_NOTFOUND; on an error the layers loaded before
+ * it stay installed. */
 aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, aq_error *err);
 
 /* Incremental decoding with a KV cache (generation). One sequence, one token

@@ -4,10 +4,17 @@
 # Starts munged (if none is running), slurmctld and slurmd with a config in DIR,
 # exports SLURM_CONF, waits until the node is idle. aq_slurm_stop kills exactly
 # the daemons it started, by the PIDs in their pid files.
+# MinJobAge=3600 keeps finished jobs visible to `scontrol show job` (there is
+# no accounting database, so sacct cannot be used). Ports 16817/16818: one
+# local Slurm at a time; a second start fails with a clear message.
 
 aq_slurm_start() {
   local dir=$1 host
   host=$(hostname -s)
+  if (exec 3<>/dev/tcp/127.0.0.1/16817) 2>/dev/null; then
+    echo "local_slurm: port 16817 is in use (another local Slurm running?)" >&2
+    return 1
+  fi
   mkdir -p "$dir"/{state,spool,log}
   cat >"$dir/slurm.conf" <<CONF
 ClusterName=aqtest
@@ -34,6 +41,8 @@ SlurmctldPort=16817
 SlurmdPort=16818
 MailProg=/bin/true
 ReturnToService=2
+MinJobAge=3600
+KillWait=5
 NodeName=$host CPUs=$(nproc) RealMemory=20000
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
@@ -68,6 +77,8 @@ aq_slurm_stop() {
     fi
   done
   if [ -f "$dir/munged.started" ] && [ -f "$dir/munged.pid" ]; then
-    kill "$(cat "$dir/munged.pid")" 2>/dev/null || true
+    pid=$(cat "$dir/munged.pid")
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   fi
 }

@@ -1,0 +1,48 @@
+/* cmd_capture.c — `adaquant capture`: pipeline stage 1: per-layer calibration statistics into --work DIR (may run under MPI).
+ * The work is in mpi/dist/pipeline_run.c; this file is the CLI face. */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <mpi.h>
+
+#include "cli.h"
+#include "dist/pipeline_run.h"
+
+#define CMD "capture"
+#define MASK (AQ_ARGS_MODEL | AQ_ARGS_WORK)
+
+static void capture_help(FILE *out)
+{
+    fprintf(out,
+            "usage: [mpirun -np P] adaquant capture MODEL --tokenizer TOK --calib-text FILE --work DIR [options]\n"
+            "\n"
+            "Stage 1 of `quantize` (docs/PIPELINE.md): runs the FP model on the calibration\n"
+            "windows and writes one statistics file per capture point to DIR/stats/ plus the\n"
+            "settings (DIR/settings.json) that `calibrate` and `solve` read, so they need only\n"
+            "--work. The AdaQuant settings (--options, --iters, --init, --seed) are recorded here.\n"
+            "\n");
+    aq_pipe_args_help(out, MASK);
+}
+
+static int capture_run(int argc, char **argv)
+{
+    aq_pipe_args *a = calloc(1, sizeof *a); /* large (paths): not on the stack */
+    if (!a) return 1;
+    int rc = aq_pipe_args_parse(CMD, MASK, argc, argv, a);
+    if (rc == 0) {
+        aq_error err = {0};
+        int rank;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        if (aq_pipe_run_capture(MPI_COMM_WORLD, a, &err) != AQ_OK) rc = rank == 0 ? aq_cli_fail(CMD, &err) : 1;
+    }
+    free(a);
+    return rc;
+}
+
+const aq_command aq_cmd_capture = {
+    .name = "capture",
+    .summary = "pipeline stage 1: per-layer calibration statistics into --work DIR (may run under MPI)",
+    .run = capture_run,
+    .help = capture_help,
+    .needs_mpi = 1,
+};

@@ -1,0 +1,219 @@
+/* pipeline_args.c — parsing of the pipeline commands' shared options
+ * (pipeline_args.h). Pure: no file is touched here (checks come later). */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pipeline_args.h"
+
+static int usage(const char *cmd, const char *fmt, ...) AQ_PRINTF(2, 3);
+static int usage(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+    fprintf(stderr, "adaquant %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\nTry 'adaquant %s --help'.\n", cmd);
+    return 2;
+}
+
+static int copy_path(const char *cmd, const char *opt, const char *v, char *dst)
+{
+    if (strlen(v) >= AQ_PIPE_PATH) return usage(cmd, "%s: path too long", opt);
+    strcpy(dst, v);
+    return 0;
+}
+
+static int parse_int(const char *cmd, const char *opt, const char *v, long lo, long hi, int *out)
+{
+    char *end;
+    long x = strtol(v, &end, 10);
+    if (!*v || *end || x < lo || x > hi) return usage(cmd, "%s must be an integer in [%ld, %ld], not '%s'", opt, lo, hi, v);
+    *out = (int)x;
+    return 0;
+}
+
+static int parse_num(const char *cmd, const char *opt, const char *v, double *out)
+{
+    char *end;
+    double x = strtod(v, &end);
+    if (!*v || *end || !(x >= 0) || x > 1e300) return usage(cmd, "%s must be a number >= 0, not '%s'", opt, v);
+    *out = x;
+    return 0;
+}
+
+enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
+       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS };
+
+static const struct {
+    struct option o;
+    int group;
+} table[] = {
+    {{"tokenizer", required_argument, 0, O_TOK}, AQ_ARGS_MODEL},
+    {{"calib-text", required_argument, 0, O_TEXT}, AQ_ARGS_MODEL},
+    {{"options", required_argument, 0, O_OPTS}, AQ_ARGS_MODEL},
+    {{"mode", required_argument, 0, O_MODE}, AQ_ARGS_MODEL},
+    {{"iters", required_argument, 0, O_ITERS}, AQ_ARGS_MODEL},
+    {{"init", required_argument, 0, O_INIT}, AQ_ARGS_MODEL},
+    {{"seed", required_argument, 0, O_SEED}, AQ_ARGS_MODEL},
+    {{"calib-windows", required_argument, 0, O_WIN}, AQ_ARGS_MODEL},
+    {{"calib-len", required_argument, 0, O_LEN}, AQ_ARGS_MODEL},
+    {{"sample-rows", required_argument, 0, O_SROWS}, AQ_ARGS_MODEL},
+    {{"work", required_argument, 0, O_WORK}, AQ_ARGS_WORK},
+    {{"resume", no_argument, 0, O_RESUME}, AQ_ARGS_WORK},
+    {{"target-bits", required_argument, 0, O_TBITS}, AQ_ARGS_BUDGET},
+    {{"target-size", required_argument, 0, O_TSIZE}, AQ_ARGS_BUDGET},
+    {{"max-loss", required_argument, 0, O_MAXLOSS}, AQ_ARGS_BUDGET},
+    {{"keep", required_argument, 0, O_KEEP}, AQ_ARGS_BUDGET},
+    {{"out", required_argument, 0, O_OUT}, AQ_ARGS_OUT},
+    {{"force", no_argument, 0, O_FORCE}, AQ_ARGS_OUT},
+    {{"eval-docs", required_argument, 0, O_EDOCS}, AQ_ARGS_OUT},
+    {{"eval-len", required_argument, 0, O_ELEN}, AQ_ARGS_OUT},
+    {{"no-eval", no_argument, 0, O_NOEVAL}, AQ_ARGS_OUT},
+    {{"shard", required_argument, 0, O_SHARD}, AQ_ARGS_SHARD},
+    {{"shards", required_argument, 0, O_SHARDS}, AQ_ARGS_SHARD},
+};
+#define N_OPTS (sizeof table / sizeof table[0])
+
+static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nbudget)
+{
+    aq_pipe_cfg *g = &a->cfg;
+    aq_error e = {0};
+    switch (c) {
+    case O_TOK: return copy_path(cmd, "--tokenizer", v, g->tokenizer);
+    case O_TEXT: return copy_path(cmd, "--calib-text", v, g->calib_text);
+    case O_OUT: return copy_path(cmd, "--out", v, a->out.outdir);
+    case O_WORK: a->have_work = 1; return copy_path(cmd, "--work", v, g->work);
+    case O_OPTS:
+        if (aq_pipe_cfg_set_options(g, v, &e) != AQ_OK) return usage(cmd, "%s", e.msg);
+        return 0;
+    case O_TBITS:
+    case O_TSIZE:
+        ++*nbudget;
+        a->budget.objective = AQ_ALLOC_MIN_LOSS;
+        a->budget.size_unit = c == O_TBITS ? AQ_SIZE_AVG_BITS : AQ_SIZE_FP32_FRACTION;
+        return parse_num(cmd, c == O_TBITS ? "--target-bits" : "--target-size", v, &a->budget.size_value);
+    case O_MAXLOSS:
+        ++*nbudget;
+        a->budget.objective = AQ_ALLOC_MIN_SIZE;
+        return parse_num(cmd, "--max-loss", v, &a->budget.max_loss);
+    case O_KEEP:
+        if (aq_pipe_budget_add_keep(&a->budget, v, &e) != AQ_OK) return usage(cmd, "%s", e.msg);
+        return 0;
+    case O_MODE:
+        if (!strcmp(v, "parallel")) g->sequential = 0;
+        else if (!strcmp(v, "sequential"))
+            return usage(cmd, "--mode sequential is not implemented yet (docs/PIPELINE.md); use --mode parallel");
+        else return usage(cmd, "--mode must be parallel or sequential, not '%s'", v);
+        return 0;
+    case O_INIT:
+        if (strcmp(v, "rtn") && strcmp(v, "gptq")) return usage(cmd, "--init must be rtn or gptq, not '%s'", v);
+        g->init_gptq = !strcmp(v, "gptq");
+        return 0;
+    case O_SEED: {
+        char *end;
+        g->seed = strtoull(v, &end, 0);
+        return *v && !*end ? 0 : usage(cmd, "bad --seed '%s'", v);
+    }
+    case O_ITERS: return parse_int(cmd, "--iters", v, 0, 1000000, &g->iters);
+    case O_WIN: return parse_int(cmd, "--calib-windows", v, 1, 1000000, &g->windows);
+    case O_LEN: return parse_int(cmd, "--calib-len", v, 2, 1000000, &g->seq_len);
+    case O_SROWS: return parse_int(cmd, "--sample-rows", v, 0, 1000000, &g->sample_rows);
+    case O_RESUME: a->resume = 1; return 0;
+    case O_FORCE: a->out.force = 1; return 0;
+    case O_NOEVAL: a->out.no_eval = 1; return 0;
+    case O_EDOCS: return parse_int(cmd, "--eval-docs", v, 0, 100000000, &a->out.eval_docs);
+    case O_ELEN: return parse_int(cmd, "--eval-len", v, 2, 1000000, &a->out.eval_len);
+    case O_SHARD: return parse_int(cmd, "--shard", v, 0, 1000000, &a->shard);
+    case O_SHARDS: return parse_int(cmd, "--shards", v, 1, 1000000, &a->shards);
+    }
+    return usage(cmd, "unknown option");
+}
+
+int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe_args *a)
+{
+    memset(a, 0, sizeof *a);
+    aq_pipe_cfg_default(&a->cfg);
+    aq_pipe_budget_default(&a->budget);
+    aq_pipe_out_default(&a->out);
+    a->shard = -1;
+    struct option lo[N_OPTS + 1];
+    for (size_t i = 0; i < N_OPTS; i++) lo[i] = table[i].o;
+    memset(&lo[N_OPTS], 0, sizeof lo[N_OPTS]);
+    int c, nbudget = 0, rc;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+        if (c == '?') return usage(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+        for (size_t i = 0; i < N_OPTS; i++)
+            if (table[i].o.val == c && !(table[i].group & mask))
+                return usage(cmd, "--%s is not an option of this command", table[i].o.name);
+        if ((rc = apply(cmd, c, optarg, a, &nbudget))) return rc;
+    }
+    if (nbudget > 1) return usage(cmd, "give at most one of --target-bits, --target-size, --max-loss");
+    int want_pos = (mask & AQ_ARGS_MODEL) ? 1 : 0;
+    if (argc - optind != want_pos)
+        return usage(cmd, want_pos ? "expected exactly one MODEL argument" : "unexpected argument '%s'",
+                     optind < argc ? argv[optind] : "");
+    if (want_pos) {
+        if ((rc = copy_path(cmd, "MODEL", argv[optind], a->cfg.model))) return rc;
+        if (!a->cfg.tokenizer[0]) return usage(cmd, "--tokenizer TOK is required");
+        if (!a->cfg.calib_text[0]) return usage(cmd, "--calib-text FILE is required");
+    }
+    if ((mask & AQ_ARGS_OUT) && !a->out.outdir[0]) return usage(cmd, "--out OUTDIR is required");
+    if ((mask & AQ_ARGS_WORK) && !(mask & AQ_ARGS_OUT) && !a->have_work) return usage(cmd, "--work DIR is required");
+    if ((mask & AQ_ARGS_SHARD) && (a->shards < 1 || a->shard < 0 || a->shard >= a->shards))
+        return usage(cmd, "--shard I --shards N are required, with 0 <= I < N");
+    if ((mask & AQ_ARGS_OUT) && (mask & AQ_ARGS_MODEL) && !a->have_work)
+        snprintf(a->cfg.work, sizeof a->cfg.work, "%.*s.work", AQ_PIPE_PATH - 8, a->out.outdir);
+    return 0;
+}
+
+void aq_pipe_args_help(FILE *out, int mask)
+{
+    if (mask & AQ_ARGS_MODEL)
+        fprintf(out,
+                "model and calibration:\n"
+                "  MODEL                  llama2.c .bin, HF directory or safetensors file\n"
+                "  --tokenizer TOK        tokenizer .bin (its vocabulary must match the model's)\n"
+                "  --calib-text FILE      text; its first half (documents split on blank lines)\n"
+                "                         calibrates, its second half evaluates\n"
+                "  --calib-windows S      calibration windows (default 64)\n"
+                "  --calib-len T          tokens per window (default 256); the text must hold S x T\n"
+                "  --sample-rows R        input rows kept per capture point (default 1024)\n"
+                "  --options LIST         bit options per layer (default w8a16,w6a16,w4a16,w3a16;\n"
+                "                         wKaM: K weight bits in 2,3,4,6,8, M activation bits 4,8,16)\n"
+                "  --mode parallel        layers calibrated independently on FP inputs (sequential\n"
+                "                         mode is not implemented yet)\n"
+                "  --iters N              Adam iterations per AdaQuant step (default 200)\n"
+                "  --init rtn|gptq        AdaQuant initialisation (default gptq)\n"
+                "  --seed S               seed (default 0)\n");
+    if (mask & AQ_ARGS_WORK)
+        fprintf(out,
+                "work directory:\n"
+                "  --work DIR             statistics, results and settings (quantize: OUTDIR.work)\n"
+                "  --resume               reuse valid statistics / result files (CRC + fingerprint);\n"
+                "                         corrupted ones are reported and recomputed\n");
+    if (mask & AQ_ARGS_BUDGET)
+        fprintf(out,
+                "budget (one of; default --target-bits 4.0):\n"
+                "  --target-bits B        average weight bits over the quantized layers, weighted\n"
+                "                         by parameters (scale/zero overhead not counted)\n"
+                "  --target-size F        size as a fraction of FP32 (same measure / 32)\n"
+                "  --max-loss L           smallest model whose summed layer loss is <= L\n"
+                "  --keep REGEX=OPT       pin layers matching REGEX to option OPT (repeatable)\n");
+    if (mask & AQ_ARGS_OUT)
+        fprintf(out,
+                "output:\n"
+                "  --out OUTDIR           output directory (written atomically; must not exist)\n"
+                "  --force                replace an existing OUTDIR\n"
+                "  --eval-docs N          evaluate on the first N evaluation documents (0 = all)\n"
+                "  --eval-len N           tokens per evaluation document (default 512)\n"
+                "  --no-eval              skip the FP-vs-quantized evaluation\n");
+    if (mask & AQ_ARGS_SHARD)
+        fprintf(out,
+                "sharding:\n"
+                "  --shard I --shards N   run shard I (0-based) of N cost-balanced task subsets\n");
+}

@@ -1,0 +1,34 @@
+/* pipeline_args.h — the command-line options shared by `adaquant quantize`,
+ * `capture`, `calibrate` and `solve` (one spelling, one meaning everywhere).
+ * Each command enables the groups it accepts; an option of another group is
+ * a usage error naming the command that takes it. */
+#ifndef AQ_DIST_PIPELINE_ARGS_H
+#define AQ_DIST_PIPELINE_ARGS_H
+
+#include <stdio.h>
+
+#include "pipeline.h"
+
+enum {
+    AQ_ARGS_MODEL = 1,    /* MODEL --tokenizer --calib-text --options --mode --iters --init --seed --calib-* */
+    AQ_ARGS_WORK = 2,     /* --work --resume */
+    AQ_ARGS_BUDGET = 4,   /* --target-bits --target-size --max-loss --keep */
+    AQ_ARGS_OUT = 8,      /* --out --force --eval-docs --eval-len --no-eval */
+    AQ_ARGS_SHARD = 16    /* --shard --shards */
+};
+
+typedef struct aq_pipe_args {
+    aq_pipe_cfg cfg;
+    aq_pipe_budget budget;
+    aq_pipe_out out;
+    int resume, shard, shards;
+    int have_work;
+} aq_pipe_args;
+
+/* Parse argv (argv[0] = command name) with the groups in mask. Returns 0, or
+ * the exit code 2 after printing the usage problem (aq_cli_usage style). */
+int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe_args *a);
+/* The help text of the options in mask. */
+void aq_pipe_args_help(FILE *out, int mask);
+
+#endif

@@ -1,0 +1,245 @@
+/* stage_report.c — quantization.json, report.json, report.md and the two SVG
+ * plots of OUTDIR. quantization.json holds only deterministic facts (no
+ * timings, no rank count) so it is byte-identical across P and across the
+ * quantize / stage / Slurm paths; the reports carry the run facts. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "../../io/atomic_file.h"
+#include "../../solver/report.h"
+#include "stage_report.h"
+
+typedef struct totals {
+    int64_t params, wbits_sum, size_bits;
+    double loss;
+} totals;
+
+static const aq_loss_row *chosen(const aq_pipe_cfg *c, const aq_loss_row *rows, const int *choice, int l)
+{
+    return &rows[(size_t)l * c->n_options + choice[l]];
+}
+
+static json_t *layers_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
+                           const int *choice, totals *tt)
+{
+    json_t *a = json_array();
+    memset(tt, 0, sizeof *tt);
+    for (int l = 0; l < p->n_layers; l++) {
+        const aq_loss_row *r = chosen(c, rows, choice, l);
+        json_t *o = json_object();
+        json_object_set_new(o, "layer", json_string(p->layers[l].name));
+        json_object_set_new(o, "option", json_string(c->options[choice[l]]));
+        json_object_set_new(o, "w_bits", json_integer(r->w_bits));
+        json_object_set_new(o, "a_bits", json_integer(r->a_bits));
+        json_object_set_new(o, "params", json_integer(r->params));
+        json_object_set_new(o, "d_out", json_integer(p->layers[l].d_out));
+        json_object_set_new(o, "d_in", json_integer(p->layers[l].d_in));
+        json_object_set_new(o, "loss", json_real(r->loss));
+        json_object_set_new(o, "loss_rtn", json_real(r->loss_rtn));
+        if (isfinite(r->loss_gptq)) json_object_set_new(o, "loss_gptq", json_real(r->loss_gptq));
+        json_object_set_new(o, "size_bits", json_integer(r->size_bits));
+        json_object_set_new(o, "bits_per_weight", json_real((double)r->size_bits / (double)r->params));
+        json_array_append_new(a, o);
+        tt->params += r->params;
+        tt->wbits_sum += r->params * r->w_bits;
+        tt->size_bits += r->size_bits;
+        tt->loss += r->loss;
+    }
+    return a;
+}
+
+static json_t *budget_json(const aq_pipe_budget *b)
+{
+    json_t *o = json_object();
+    if (b->objective == AQ_ALLOC_MIN_SIZE) {
+        json_object_set_new(o, "max_loss", json_real(b->max_loss));
+    } else if (b->size_unit == AQ_SIZE_FP32_FRACTION) {
+        json_object_set_new(o, "target_size", json_real(b->size_value));
+    } else {
+        json_object_set_new(o, "target_bits", json_real(b->size_value));
+    }
+    json_t *k = json_array();
+    for (size_t i = 0; i < b->n_keep; i++) {
+        char s[300];
+        snprintf(s, sizeof s, "%s=%s", b->keep_regex[i], b->keep_opt[i]);
+        json_array_append_new(k, json_string(s));
+    }
+    json_object_set_new(o, "keep", k);
+    return o;
+}
+
+static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                          const aq_loss_row *rows, const int *choice, totals *tt)
+{
+    json_t *o = json_object(), *opts = json_array(), *tot = json_object(), *cal = json_object();
+    json_object_set_new(o, "format", json_string("adaquant-quantization"));
+    json_object_set_new(o, "format_version", json_integer(AQ_PIPE_FORMAT_VERSION));
+    for (int k = 0; k < c->n_options; k++) json_array_append_new(opts, json_string(c->options[k]));
+    json_object_set_new(o, "options", opts);
+    json_object_set_new(o, "budget", budget_json(b));
+    json_object_set_new(cal, "windows", json_integer(c->windows));
+    json_object_set_new(cal, "seq_len", json_integer(c->seq_len));
+    json_object_set_new(cal, "iters", json_integer(c->iters));
+    json_object_set_new(cal, "init", json_string(c->init_gptq ? "gptq" : "rtn"));
+    json_object_set_new(cal, "mode", json_string(c->sequential ? "sequential" : "parallel"));
+    json_object_set_new(cal, "seed", json_integer((json_int_t)c->seed));
+    json_object_set_new(o, "calibration", cal);
+    json_t *layers = layers_json(c, p, rows, choice, tt);
+    json_object_set_new(tot, "params", json_integer(tt->params));
+    json_object_set_new(tot, "avg_w_bits", json_real((double)tt->wbits_sum / (double)tt->params));
+    json_object_set_new(tot, "size_bits", json_integer(tt->size_bits));
+    json_object_set_new(tot, "avg_bits_with_overhead", json_real((double)tt->size_bits / (double)tt->params));
+    json_object_set_new(tot, "loss", json_real(tt->loss));
+    json_object_set_new(o, "totals", tot);
+    json_object_set_new(o, "layers", layers);
+    return o;
+}
+
+static aq_status dump_json(const char *dir, const char *name, json_t *o, aq_error *err)
+{
+    char path[AQ_PIPE_PATH + 64];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *txt = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(17));
+    if (!txt) return aq_fail_nomem(err, name, 0);
+    aq_atomic_file *f;
+    aq_status st = aq_atomic_open(path, &f, err);
+    if (st == AQ_OK && (st = aq_atomic_printf(f, err, "%s\n", txt)) != AQ_OK) aq_atomic_abort(f);
+    else if (st == AQ_OK) st = aq_atomic_commit(f, err);
+    free(txt);
+    return st;
+}
+
+static aq_status write_svgs(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                            const aq_loss_row *rows, aq_error *err)
+{
+    aq_alloc_table t;
+    aq_alloc_solution sol;
+    AQ_TRY(aq_pipe_alloc(c, p, b, rows, &t, &sol, err));
+    int lo = 99, hi = 0;
+    for (size_t i = 0; i < p->n_tasks; i++) {
+        lo = rows[i].w_bits < lo ? rows[i].w_bits : lo;
+        hi = rows[i].w_bits > hi ? rows[i].w_bits : hi;
+    }
+    aq_alloc_rule keep[AQ_PIPE_MAX_KEEP];
+    for (size_t k = 0; k < b->n_keep; k++) keep[k] = (aq_alloc_rule){b->keep_regex[k], b->keep_opt[k]};
+    aq_alloc_spec spec = {.objective = AQ_ALLOC_MIN_LOSS, .size_unit = AQ_SIZE_AVG_BITS, .keep = keep,
+                          .n_keep = b->n_keep};
+    aq_alloc_sweep sw;
+    memset(&sw, 0, sizeof sw);
+    aq_status st = aq_alloc_sweep_run(&t, &spec, lo, hi, 0.25, &sw, err);
+    char path[AQ_PIPE_PATH + 64];
+    aq_atomic_file *f;
+    snprintf(path, sizeof path, "%s/pareto.svg", dir);
+    if (st == AQ_OK && (st = aq_atomic_open(path, &f, err)) == AQ_OK) {
+        aq_alloc_write_sweep_svg(aq_atomic_stream(f), &sw, &sol);
+        st = aq_atomic_commit(f, err);
+    }
+    snprintf(path, sizeof path, "%s/bits.svg", dir);
+    if (st == AQ_OK && (st = aq_atomic_open(path, &f, err)) == AQ_OK) {
+        aq_alloc_write_bits_svg(aq_atomic_stream(f), &t, &sol);
+        st = aq_atomic_commit(f, err);
+    }
+    aq_alloc_sweep_free(&sw);
+    aq_alloc_solution_free(&sol);
+    aq_alloc_table_free(&t);
+    return st;
+}
+
+static void print_table(FILE *f, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
+                        const int *choice, int md)
+{
+    fprintf(f, md ? "| layer | option | params | loss | bits/weight |\n| --- | --- | ---: | ---: | ---: |\n"
+                  : "%-36s %-7s %8s %12s %s\n", "layer", "option", "params", "loss", "bits/w");
+    for (int l = 0; l < p->n_layers; l++) {
+        const aq_loss_row *r = chosen(c, rows, choice, l);
+        fprintf(f, md ? "| %s | %s | %lld | %.6g | %.3f |\n" : "%-36s %-7s %8lld %12.6g %.3f\n", p->layers[l].name,
+                c->options[choice[l]], (long long)r->params, r->loss, (double)r->size_bits / (double)r->params);
+    }
+}
+
+static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, int64_t file_bytes)
+{
+    json_t *o = json_object(), *e = json_object(), *tm = json_object();
+    if (ev->ppl_fp >= 0) {
+        json_object_set_new(e, "documents", json_integer((json_int_t)ev->n_docs));
+        json_object_set_new(e, "predicted_tokens", json_integer((json_int_t)ev->n_predicted));
+        json_object_set_new(e, "ppl_fp", json_real(ev->ppl_fp));
+        json_object_set_new(e, "ppl_quantized", json_real(ev->ppl_q));
+        json_object_set_new(e, "kl_mean", json_real(ev->kl_mean));
+        json_object_set_new(e, "top1_agreement", json_real(ev->top1_agree));
+    }
+    json_object_set_new(o, "evaluation", e);
+    json_object_set_new(tm, "capture", json_real(t->capture));
+    json_object_set_new(tm, "calibrate", json_real(t->calibrate));
+    json_object_set_new(tm, "solve", json_real(t->solve));
+    json_object_set_new(tm, "eval", json_real(t->eval));
+    json_object_set_new(tm, "write", json_real(t->write));
+    json_object_set_new(o, "seconds", tm);
+    json_object_set_new(o, "ranks", json_integer(t->ranks));
+    json_object_set_new(o, "tasks_reused", json_integer((json_int_t)t->reused));
+    json_object_set_new(o, "tasks_computed", json_integer((json_int_t)t->computed));
+    json_object_set_new(o, "model_safetensors_bytes", json_integer(file_bytes));
+    return o;
+}
+
+static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
+                          const int *choice, const totals *tt, const aq_pipe_eval_result *ev,
+                          const aq_pipe_timing *t, int64_t bytes, aq_error *err)
+{
+    char path[AQ_PIPE_PATH + 64];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    aq_atomic_file *af;
+    AQ_TRY(aq_atomic_open(path, &af, err));
+    FILE *f = aq_atomic_stream(af);
+    fprintf(f, "# adaquant quantization report\n\nModel: `%s`\n\n", c->model);
+    fprintf(f, "| quantity | value |\n| --- | --- |\n");
+    fprintf(f, "| quantized layers | %d (%lld weights) |\n", p->n_layers, (long long)tt->params);
+    fprintf(f, "| average weight bits (budget measure) | %.4f |\n", (double)tt->wbits_sum / (double)tt->params);
+    fprintf(f, "| bits per weight incl. scales/zeros/bias | %.4f |\n", (double)tt->size_bits / (double)tt->params);
+    fprintf(f, "| model.safetensors | %lld bytes |\n", (long long)bytes);
+    fprintf(f, "| sum of layer losses | %.6g |\n", tt->loss);
+    if (ev->ppl_fp >= 0) {
+        fprintf(f, "| perplexity FP / quantized | %.4f / %.4f (%zu docs, %zu tokens) |\n", ev->ppl_fp, ev->ppl_q,
+                ev->n_docs, ev->n_predicted);
+        fprintf(f, "| mean KL(FP‖Q) | %.6f |\n| top-1 agreement | %.4f |\n", ev->kl_mean, ev->top1_agree);
+    }
+    fprintf(f, "| ranks | %d |\n| tasks computed / reused | %zu / %zu |\n", t->ranks, t->computed, t->reused);
+    fprintf(f, "| seconds: capture, calibrate, solve, eval, write | %.2f, %.2f, %.2f, %.2f, %.2f |\n\n", t->capture,
+            t->calibrate, t->solve, t->eval, t->write);
+    print_table(f, c, p, rows, choice, 1);
+    fprintf(f, "\n![loss vs bits](pareto.svg)\n![bits per layer](bits.svg)\n");
+    return aq_atomic_commit(af, err);
+}
+
+aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p,
+                               const aq_pipe_budget *b, const aq_loss_row *rows, const int *choice,
+                               const aq_pipe_eval_result *ev, const aq_pipe_timing *t, aq_error *err)
+{
+    totals tt;
+    json_t *q = quant_json(c, p, b, rows, choice, &tt);
+    aq_status st = dump_json(dir, "quantization.json", q, err);
+    char path[AQ_PIPE_PATH + 64];
+    struct stat s;
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    int64_t bytes = stat(path, &s) == 0 ? (int64_t)s.st_size : -1;
+    json_object_set_new(q, "run", run_json(ev, t, bytes));
+    json_object_set_new(q, "format", json_string("adaquant-report"));
+    if (st == AQ_OK) st = dump_json(dir, "report.json", q, err);
+    json_decref(q);
+    if (st == AQ_OK) st = write_md(dir, c, p, rows, choice, &tt, ev, t, bytes, err);
+    if (st == AQ_OK) st = write_svgs(dir, c, p, b, rows, err);
+    if (st == AQ_OK) {
+        print_table(stdout, c, p, rows, choice, 0);
+        printf("average weight bits %.4f (%.4f with scales/zeros/bias), model.safetensors %lld bytes\n",
+               (double)tt.wbits_sum / (double)tt.params, (double)tt.size_bits / (double)tt.params, (long long)bytes);
+        if (ev->ppl_fp >= 0)
+            printf("perplexity: FP %.4f, quantized %.4f (KL %.5f, top-1 agreement %.4f, %zu docs)\n", ev->ppl_fp,
+                   ev->ppl_q, ev->kl_mean, ev->top1_agree, ev->n_docs);
+        fflush(stdout);
+    }
+    return st;
+}

@@ -1,0 +1,236 @@
+/* stage_write.c — pipeline stage 4: assemble the chosen results, evaluate FP
+ * vs quantized (documents spread over the ranks), and write OUTDIR atomically
+ * on rank 0: everything goes to OUTDIR.tmp.<pid>/, which is renamed to OUTDIR
+ * only when complete. The layout is specified in docs/FORMAT.md. Nothing
+ * written to model.safetensors or quantization.json depends on the number of
+ * ranks, on timings, or on which run produced a result file. */
+#include <dirent.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../../io/checkpoint.h"
+#include "../../io/safetensors.h"
+#include "../../src/adaquant/qlayer.h"
+#include "progress.h"
+#include "stage_eval.h"
+#include "stage_report.h"
+
+/* Read the chosen result of every layer and view it as an aq_layer_result
+ * (arrays borrowed from res[l]). */
+static aq_status load_chosen(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice, aq_result **res,
+                             aq_layer_result *v, aq_error *err)
+{
+    for (int l = 0; l < p->n_layers; l++) {
+        const aq_dist_task *t = &p->tasks[(size_t)l * c->n_options + choice[l]];
+        char *path;
+        AQ_TRY(aq_result_path(c->work, t->layer, t->option, &path, err));
+        aq_status st = aq_result_check(path, t->layer, t->option, &t->fp, NULL, err);
+        if (st == AQ_OK) st = aq_result_read(path, &t->fp, &res[l], err);
+        free(path);
+        AQ_TRY(st);
+        const aq_result *r = res[l];
+        const aq_tensor_view *codes = aq_result_find(r, "codes"), *ws = aq_result_find(r, "w_scale"),
+                             *wz = aq_result_find(r, "w_zero"), *b = aq_result_find(r, "bias"),
+                             *as = aq_result_find(r, "a_scale"), *az = aq_result_find(r, "a_zero");
+        if (!codes || !ws || !wz || !b || !as || !az || codes->ndim != 2 || codes->shape[0] != p->layers[l].d_out ||
+            codes->shape[1] != p->layers[l].d_in)
+            return aq_fail(err, AQ_ERR_FORMAT, "result of %s %s: missing or misshapen tensors", t->layer, t->option);
+        aq_layer_opts o;
+        aq_layer_opts_default(&o);
+        AQ_TRY(aq_layer_opts_parse(t->option, &o, err));
+        memset(&v[l], 0, sizeof v[l]);
+        v[l].d_out = (size_t)codes->shape[0];
+        v[l].d_in = (size_t)codes->shape[1];
+        v[l].w_bits = o.w_bits;
+        v[l].a_bits = o.a_bits;
+        v[l].symmetric = o.symmetric;
+        v[l].codes = (uint8_t *)codes->data;
+        v[l].w_scale = (float *)ws->data;
+        v[l].w_zero = (float *)wz->data;
+        v[l].bias = (float *)b->data;
+        memcpy(&v[l].a_scale, as->data, 4);
+        memcpy(&v[l].a_zero, az->data, 4);
+        v[l].loss_final = r->row.loss;
+    }
+    return AQ_OK;
+}
+
+static aq_status install(aq_model *m, const aq_pipe_plan *p, const aq_layer_result *v, aq_error *err)
+{
+    for (int l = 0; l < p->n_layers; l++) {
+        float *w = malloc(v[l].d_out * v[l].d_in * sizeof *w);
+        if (!w) return aq_fail_nomem(err, "dequantised weight", v[l].d_out * v[l].d_in * 4);
+        aq_layer_result_dequant(&v[l], w);
+        aq_linear_override ov = {w, v[l].bias, v[l].a_bits < 16 ? v[l].a_bits : 0, v[l].a_scale, v[l].a_zero};
+        aq_status st = aq_model_set_override(m, p->layers[l].block, (aq_linear)p->layers[l].which, &ov, err);
+        free(w);
+        AQ_TRY(st);
+    }
+    return AQ_OK;
+}
+
+static aq_status add_fp_tensor(aq_st_writer *w, const aq_tensor_view *tv, float **keep, aq_error *err)
+{
+    AQ_TRY(aq_view_to_f32_alloc(tv, keep, err));
+    return aq_st_writer_add(w, tv->name, AQ_F32, tv->ndim, tv->shape, *keep, err);
+}
+
+/* model.safetensors: checkpoint order; a quantized layer's weight is replaced
+ * by its qlayer tensors; everything else is copied as F32. */
+static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pipe_plan *p,
+                             const aq_layer_result *v, aq_error *err)
+{
+    aq_checkpoint *ck;
+    AQ_TRY(aq_ckpt_open(c->model, &ck, err));
+    size_t n = aq_ckpt_count(ck);
+    aq_st_writer *w = NULL;
+    float **bufs = calloc(n, sizeof *bufs);
+    aq_qlayer_keep **keep = calloc((size_t)p->n_layers, sizeof *keep);
+    aq_status st = bufs && keep ? aq_st_writer_new(&w, err) : aq_fail_nomem(err, "writer", n);
+    for (size_t i = 0; i < n && st == AQ_OK; i++) {
+        const char *name = aq_ckpt_name(ck, i);
+        int q = -1;
+        for (int l = 0; l < p->n_layers && q < 0; l++) {
+            size_t k = strlen(p->layers[l].name);
+            if (!strncmp(name, p->layers[l].name, k) && !strcmp(name + k, ".weight")) q = l;
+        }
+        if (q >= 0) {
+            st = aq_qlayer_add(w, p->layers[q].name, &v[q], &keep[q], err);
+            continue;
+        }
+        const aq_tensor_view *tv;
+        st = aq_ckpt_get(ck, name, &tv, err);
+        if (st == AQ_OK) st = add_fp_tensor(w, tv, &bufs[i], err);
+    }
+    char opts[512] = "";
+    for (int k = 0; k < c->n_options; k++) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%s%s", k ? "," : "", c->options[k]);
+    if (st == AQ_OK) st = aq_st_writer_meta(w, "format", "adaquant-quantized", err);
+    if (st == AQ_OK) st = aq_st_writer_meta(w, "format_version", "1", err);
+    if (st == AQ_OK) st = aq_st_writer_meta(w, "options", opts, err);
+    if (st == AQ_OK) st = aq_st_writer_write(w, path, err);
+    aq_st_writer_free(w);
+    for (size_t i = 0; bufs && i < n; i++) free(bufs[i]);
+    for (int l = 0; keep && l < p->n_layers; l++) aq_qlayer_keep_free(keep[l]);
+    free(bufs);
+    free(keep);
+    aq_ckpt_close(ck);
+    return st;
+}
+
+static void remove_tree(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        char p[AQ_PIPE_PATH];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+static aq_status sync_dir(const char *dir, aq_error *err)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0 || fsync(fd) != 0) {
+        if (fd >= 0) close(fd);
+        return aq_fail(err, AQ_ERR_IO, "%s: cannot fsync the directory", dir);
+    }
+    close(fd);
+    return AQ_OK;
+}
+
+/* Rank 0: every file into OUTDIR.tmp.<pid>, then the rename. */
+static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                              const aq_loss_row *rows, const int *choice, const aq_layer_result *v,
+                              const aq_pipe_out *o, const aq_pipe_eval_result *ev, aq_pipe_timing *t,
+                              aq_error *err)
+{
+    char tmp[AQ_PIPE_PATH], path[AQ_PIPE_PATH + 32], old[AQ_PIPE_PATH];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->outdir, (long)getpid());
+    remove_tree(tmp);
+    if (mkdir(tmp, 0777) != 0) return aq_fail(err, AQ_ERR_IO, "%s: cannot create the output directory", tmp);
+    double t0 = aq_progress_now();
+    snprintf(path, sizeof path, "%s/model.safetensors", tmp);
+    aq_status st = write_model(path, c, p, v, err);
+    aq_checkpoint *ck = NULL;
+    aq_llama_config mc;
+    if (st == AQ_OK) st = aq_ckpt_open(c->model, &ck, err);
+    if (st == AQ_OK) st = aq_ckpt_llama_config(ck, &mc, err);
+    aq_ckpt_close(ck);
+    snprintf(path, sizeof path, "%s/config.json", tmp);
+    if (st == AQ_OK) st = aq_llama_config_write_json(path, &mc, err);
+    t->write += aq_progress_now() - t0;
+    if (st == AQ_OK) st = aq_pipe_report_write(tmp, c, p, b, rows, choice, ev, t, err);
+    if (st == AQ_OK) st = sync_dir(tmp, err);
+    if (st == AQ_OK) {
+        struct stat s;
+        snprintf(old, sizeof old, "%s.old.%ld", o->outdir, (long)getpid());
+        int had = stat(o->outdir, &s) == 0;
+        if (had && rename(o->outdir, old) != 0)
+            st = aq_fail(err, AQ_ERR_IO, "%s: cannot move the existing output aside", o->outdir);
+        if (st == AQ_OK && rename(tmp, o->outdir) != 0)
+            st = aq_fail(err, AQ_ERR_IO, "%s: cannot rename %s into place", o->outdir, tmp);
+        if (st == AQ_OK && had) remove_tree(old);
+    }
+    if (st != AQ_OK) remove_tree(tmp);
+    return st;
+}
+
+static aq_status eval_setup(const aq_pipe_cfg *c, const aq_pipe_out *o, aq_model **m, aq_seqs *seqs,
+                            aq_error *err)
+{
+    AQ_TRY(aq_model_load_path(c->model, m, err));
+    aq_tokenizer *tok;
+    AQ_TRY(aq_tok_open(c->tokenizer, aq_model_config(*m)->vocab_size, &tok, err));
+    aq_docs d;
+    aq_status st = aq_docs_read(c->calib_text, &d, err);
+    if (st == AQ_OK) {
+        st = aq_eval_seqs(tok, &d, o->eval_len, (size_t)(o->eval_docs > 0 ? o->eval_docs : 0), seqs, err);
+        aq_docs_free(&d);
+    }
+    aq_tok_close(tok);
+    return st;
+}
+
+aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                        const aq_loss_row *rows, const int *choice, const aq_pipe_out *o, aq_pipe_timing *t,
+                        aq_error *err)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    aq_result **res = calloc((size_t)p->n_layers, sizeof *res);
+    aq_layer_result *v = calloc((size_t)p->n_layers, sizeof *v);
+    aq_model *m = NULL;
+    aq_seqs seqs;
+    memset(&seqs, 0, sizeof seqs);
+    aq_pipe_eval_result ev;
+    memset(&ev, 0, sizeof ev);
+    ev.ppl_fp = ev.ppl_q = ev.kl_mean = ev.top1_agree = -1; /* not evaluated */
+    aq_status st = res && v ? AQ_OK : aq_fail_nomem(err, "layer list", (size_t)p->n_layers);
+    if (st == AQ_OK) st = load_chosen(c, p, choice, res, v, err);
+    double t0 = aq_progress_now();
+    if (st == AQ_OK && !o->no_eval) {
+        st = eval_setup(c, o, &m, &seqs, err);
+        if (st == AQ_OK) st = install(m, p, v, err);
+    }
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK && !o->no_eval) {
+        if (rank == 0) fprintf(stderr, "adaquant: evaluating FP vs quantized on %d documents\n", seqs.n);
+        st = aq_pipe_eval(comm, m, &seqs, &ev, err);
+    }
+    t->eval += aq_progress_now() - t0;
+    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, o, &ev, t, err);
+    st = aq_pipe_agree(comm, st, err);
+    for (int l = 0; res && l < p->n_layers; l++) aq_result_free(res[l]);
+    free(res);
+    free(v);
+    aq_seqs_free(&seqs);
+    aq_model_free(m);
+    return st;
+}
