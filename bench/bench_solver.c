@@ -6,7 +6,7 @@
  * Rows: CBC after the exact presolve (the default), CBC on the whole model
  * (--no-presolve, time-limited), and the exact DP (solver/exact.h) as the
  * in-run baseline (skipped above ~2e10 cell updates, with an estimate).
- * usage: bench_solver [max_layers] [cbc_only_time_limit_s] */
+ * usage: bench_solver [max_layers] [cbc_only_time_limit_s] [presolve_time_limit_s] */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -69,7 +69,7 @@ static void row(int n, const char *mode, double sec, const char *status, double 
 int main(int argc, char **argv)
 {
     int max_layers = argc > 1 ? atoi(argv[1]) : 10000;
-    double cbc_only_limit = argc > 2 ? atof(argv[2]) : 60;
+    double cbc_only_limit = argc > 2 ? atof(argv[2]) : 20;
     printf("bit allocation: min loss s.t. size <= 4.25 bits/weight (and a BOPs variant), one core\n");
     printf("%7s  %7s  %-22s  %9s  %-10s  %8s  %-22s  %s\n", "layers", "options", "solver", "seconds", "status", "gap",
            "objective", "note");
@@ -84,7 +84,7 @@ int main(int argc, char **argv)
         double ref = NAN;
         for (int pre = 0; pre < 2; pre++) {
             sp.no_presolve = pre;
-            sp.time_limit = pre ? cbc_only_limit : 0;
+            sp.time_limit = pre ? cbc_only_limit : (argc > 3 ? atof(argv[3]) : 0);
             if (aq_alloc_solve(&t, &sp, &s, &err) != AQ_OK) {
                 printf("%7d  solve failed: %s\n", n, err.msg);
                 continue;

@@ -40,7 +40,7 @@ static void layer_help(FILE *out)
             "  -o, --option wKaM     bit option: K in 2,3,4,6,8 weight bits, M in 4,8,16\n"
             "                        activation bits (16 = not quantized); suffix s =\n"
             "                        symmetric weights (e.g. w4a8s). Required.\n"
-            "  -i, --iters N         Adam iterations per activation step (default 200)\n"
+            "  -i, --iters N         Adam iterations per activation step (default 100)\n"
             "      --init rtn|gptq   initialisation (default gptq)\n"
             "      --mode auto|gram|rows  gradient from the Grams (one gemm per step) or\n"
             "                        from mini-batches of rows (default auto: gram if N > d_in)\n"

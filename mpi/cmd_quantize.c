@@ -41,6 +41,12 @@ static int quantize_run(int argc, char **argv)
         if (aq_pipe_run_quantize(MPI_COMM_WORLD, a, &err) != AQ_OK) rc = rank == 0 ? aq_cli_fail(CMD, &err) : 1;
     }
     free(a);
+    if (rc != 0) {
+        /* every rank reached the same verdict (statuses are agreed): end
+         * cleanly rather than through MPI_Abort's banner */
+        MPI_Finalize();
+        exit(rc);
+    }
     return rc;
 }
 

@@ -157,6 +157,15 @@ for f in adaquant-capture.sbatch adaquant-array.sbatch adaquant-solve.sbatch; do
   [ -f "$templates/$f" ] || die "template $templates/$f not found (set AQ_SLURM_DIR)"
 done
 
+# quoted_array NAME ARGS...: a bash array assignment that restores ARGS exactly
+quoted_array() {
+  local name=$1 a
+  shift
+  printf '%s=(' "$name"
+  for a in "$@"; do printf ' %q' "$a"; done
+  printf ' )\n'
+}
+
 # Remember the settings for --resubmit (first submission only).
 save_record() {
   mkdir -p "$work/slurm"
@@ -164,9 +173,9 @@ save_record() {
     echo "# written by slurm/submit.sh; read by submit.sh --resubmit"
     printf 'saved_shards=%q\nsaved_throttle=%q\nsaved_adaquant=%q\nsaved_log_dir=%q\nsaved_cwd=%q\n' \
       "$shards" "$throttle" "$adaquant" "$log_dir" "$jobdir"
-    printf 'saved_sbatch_opts=('; printf ' %q' ${sbatch_opts[@]+"${sbatch_opts[@]}"}; printf ' )\n'
-    printf 'saved_calibrate_args=('; printf ' %q' ${calibrate_args[@]+"${calibrate_args[@]}"}; printf ' )\n'
-    printf 'saved_solve_args=('; printf ' %q' ${solve_args[@]+"${solve_args[@]}"}; printf ' )\n'
+    quoted_array saved_sbatch_opts ${sbatch_opts[@]+"${sbatch_opts[@]}"}
+    quoted_array saved_calibrate_args ${calibrate_args[@]+"${calibrate_args[@]}"}
+    quoted_array saved_solve_args ${solve_args[@]+"${solve_args[@]}"}
   } >"$record.tmp.$$"
   mv -f "$record.tmp.$$" "$record"
 }

@@ -98,4 +98,13 @@ aq_status aq_alloc_presolve(const aq_alloc_prob *p, const aq_alloc_goal *g, unsi
                             size_t *incumbent, int *have_inc, double *inc_obj, double *lb,
                             aq_error *err);
 
+/* Improve a feasible solution (global option index per unit, pos) of
+ * "minimise c subject to sum a <= B" by re-optimising the units with the
+ * cheapest alternatives exactly (incumbent.c). pos changes only to a
+ * feasible, strictly better solution. lambda and bu (per-unit minimum of
+ * c + lambda·a) come from the Lagrangian relaxation. */
+aq_status aq_alloc_improve_incumbent(const aq_alloc_prob *p, aq_alloc_res c, aq_alloc_res a, double B,
+                                     const unsigned char *keep, double lambda, const double *bu, size_t *pos,
+                                     aq_error *err);
+
 #endif

@@ -154,11 +154,14 @@ static aq_status lagrange_fix(const aq_alloc_prob *p, aq_alloc_res c, aq_alloc_r
             double v = aq_alloc_opt_res(o, c) + lambda * aq_alloc_opt_res(o, a);
             if (keep[un->first_opt + j] && v < best) best = v;
         }
-        U += aq_alloc_opt_res(&p->opts[pos[u]], c);
         L += best;
         scale += fabs(best);
         bu[u] = best;
-        inc[u] = pos[u] - un->first_opt;
+    }
+    if (i < nup) AQ_TRY_GOTO(st, aq_alloc_improve_incumbent(p, c, a, B, keep, lambda, bu, pos, err), done);
+    for (size_t u = 0; u < nu; u++) {
+        U += aq_alloc_opt_res(&p->opts[pos[u]], c);
+        inc[u] = pos[u] - p->units[u].first_opt;
     }
     double slack = U - L + 1e-9 * (scale + fabs(U)) + 1e-300;
     for (size_t u = 0; u < nu; u++) {

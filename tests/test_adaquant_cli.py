@@ -139,6 +139,15 @@ def main():
         print("%s: loss_final %.6g, numpy from file %.6g (rel diff %.2e)" % (opt, r["loss_final"], loss, rel))
         check(rel < 1e-4, "numpy dequantisation reproduces loss_final (%s)" % opt)
 
+    # determinism across processes: same command, same output bytes
+    outs = []
+    for k in range(2):
+        out = os.path.join(tmp, "det%d.safetensors" % k)
+        p = run([bundle, "--option", "w4a8", "--out", out, "--iters", "30", "--seed", "7"])
+        check(p.returncode == 0, "determinism run %d" % k)
+        outs.append(open(out, "rb").read() if p.returncode == 0 else b"")
+    check(outs[0] == outs[1] and len(outs[0]) > 0, "two processes give identical --out bytes")
+
     # sequential mode: inputs_q differ from inputs
     Xin = (X + 0.05 * rng.standard_normal(X.shape)).astype(np.float32)
     seq = os.path.join(tmp, "seq.safetensors")

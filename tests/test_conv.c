@@ -82,7 +82,7 @@ static void test_im2col(aq_conv_spec s, int N, int H, int W)
 }
 
 /* AdaQuant on a conv: the reported loss is the direct conv's normalised error. */
-static void test_conv_run(aq_conv_spec s, int N, int H, int W, const char *opt)
+static void test_conv_run(aq_conv_spec s, int N, int H, int W, const char *opt, int dead)
 {
     int OH, OW;
     aq_error err = {0};
@@ -93,6 +93,11 @@ static void test_conv_run(aq_conv_spec s, int N, int H, int W, const char *opt)
     for (size_t i = 0; i < (size_t)s.c_out * K; i++) w[i] = (float)(0.3 * grand());
     for (int i = 0; i < s.c_out; i++) b[i] = (float)(0.1 * grand());
     for (size_t i = 0; i < (size_t)N * s.c_in * H * W; i++) x[i] = (float)fabs(grand()); /* post-ReLU-like */
+    if (dead) { /* channel 1: dead input (all zero); output channel 2: pruned (zero weights, bias) */
+        for (int n = 0; n < N; n++) memset(x + ((size_t)n * s.c_in + 1) * H * W, 0, (size_t)H * W * 4);
+        memset(w + 2 * K, 0, K * 4);
+        b[2] = 0;
+    }
     aq_layer_opts o;
     aq_layer_opts_default(&o);
     CHECK_OK(aq_layer_opts_parse(opt, &o, &err), &err);
@@ -104,6 +109,9 @@ static void test_conv_run(aq_conv_spec s, int N, int H, int W, const char *opt)
     }
     CHECK(r.d_out == (size_t)s.c_out && r.d_in == K);
     CHECK(r.loss_final <= r.loss_init);
+    if (dead) { /* trivial groups are stored exactly */
+        CHECK(r.bias[1] == b[1] && r.bias[2] == 0 && r.w_scale[2] == 1 && r.codes[2 * K] == 0);
+    }
     aq_layer_result_dequant(&r, wq);
     float *xq = x;
     if (r.a_bits < 16) {
@@ -145,9 +153,10 @@ int main(void)
     test_im2col((aq_conv_spec){6, 6, 3, 3, 2, 2, 1, 1, 1, 1, 6}, 3, 7, 7); /* depthwise */
     test_im2col((aq_conv_spec){4, 8, 1, 1, 1, 1, 0, 0, 1, 1, 1}, 2, 5, 5); /* pointwise */
     test_im2col((aq_conv_spec){6, 3, 5, 3, 3, 2, 2, 0, 1, 2, 3}, 2, 11, 10);
-    test_conv_run((aq_conv_spec){3, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 4, 8, 8, "w4a16");
-    test_conv_run((aq_conv_spec){4, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2}, 4, 8, 8, "w4a8");
-    test_conv_run((aq_conv_spec){8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8}, 4, 6, 6, "w3a16"); /* depthwise */
+    test_conv_run((aq_conv_spec){3, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1}, 4, 8, 8, "w4a16", 0);
+    test_conv_run((aq_conv_spec){4, 6, 3, 3, 2, 2, 1, 1, 1, 1, 2}, 4, 8, 8, "w4a8", 0);
+    test_conv_run((aq_conv_spec){8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8}, 4, 6, 6, "w3a16", 0); /* depthwise */
+    test_conv_run((aq_conv_spec){8, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8}, 4, 6, 6, "w4a8", 1); /* dead channels */
     aq_error err = {0};
     int oh, ow;
     CHECK(aq_conv_check(&(aq_conv_spec){4, 6, 3, 3, 1, 1, 0, 0, 1, 1, 4}, 5, 5, &oh, &ow, &err) == AQ_ERR_ARG &&

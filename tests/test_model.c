@@ -50,6 +50,7 @@ static int reference_logits(const int *t, int n, int vocab, double *out)
     size_t got = f ? fread(out, sizeof(double), (size_t)n * vocab, f) : 0;
     if (f) fclose(f);
     remove(cmd);
+    remove(tmp); /* the now empty directory */
     free(tmp);
     return got == (size_t)n * vocab;
 }

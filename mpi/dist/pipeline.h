@@ -22,6 +22,7 @@
 #include "../../io/fingerprint.h"
 #include "../../io/resultfile.h"
 #include "../../solver/allocate.h"
+#include "tasks.h"
 
 #define AQ_PIPE_PATH 4096
 #define AQ_PIPE_MAX_OPTIONS 16
@@ -37,6 +38,7 @@ typedef struct aq_pipe_cfg {
     int n_options;
     char options[AQ_PIPE_MAX_OPTIONS][16]; /* canonical strings, menu order */
     int iters;
+    int starts, polish; /* AdaQuant initial grids and polishing rounds (adaquant.h) */
     int init_gptq;  /* 1 gptq, 0 rtn */
     int sequential; /* --mode sequential */
     uint64_t seed;
@@ -79,7 +81,7 @@ typedef struct aq_pipe_plan {
     int n_layers;
     aq_pipe_layer *layers;
     size_t n_tasks;
-    struct aq_dist_task *tasks; /* mpi/dist/tasks.h; layer/option strings borrowed from here/cfg */
+    aq_dist_task *tasks;   /* mpi/dist/tasks.h; layer/option strings borrowed from here/cfg */
     int64_t n_tokens;           /* calibration rows = windows * seq_len */
 } aq_pipe_plan;
 

@@ -45,7 +45,7 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 }
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
-       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS };
+       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH };
 
 static const struct {
     struct option o;
@@ -61,6 +61,8 @@ static const struct {
     {{"calib-windows", required_argument, 0, O_WIN}, AQ_ARGS_MODEL},
     {{"calib-len", required_argument, 0, O_LEN}, AQ_ARGS_MODEL},
     {{"sample-rows", required_argument, 0, O_SROWS}, AQ_ARGS_MODEL},
+    {{"starts", required_argument, 0, O_STARTS}, AQ_ARGS_MODEL},
+    {{"polish", required_argument, 0, O_POLISH}, AQ_ARGS_MODEL},
     {{"work", required_argument, 0, O_WORK}, AQ_ARGS_WORK},
     {{"resume", no_argument, 0, O_RESUME}, AQ_ARGS_WORK},
     {{"target-bits", required_argument, 0, O_TBITS}, AQ_ARGS_BUDGET},
@@ -120,6 +122,8 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_ITERS: return parse_int(cmd, "--iters", v, 0, 1000000, &g->iters);
     case O_WIN: return parse_int(cmd, "--calib-windows", v, 1, 1000000, &g->windows);
     case O_LEN: return parse_int(cmd, "--calib-len", v, 2, 1000000, &g->seq_len);
+    case O_STARTS: return parse_int(cmd, "--starts", v, 1, 1000, &g->starts);
+    case O_POLISH: return parse_int(cmd, "--polish", v, 0, 1000, &g->polish);
     case O_SROWS: return parse_int(cmd, "--sample-rows", v, 0, 1000000, &g->sample_rows);
     case O_RESUME: a->resume = 1; return 0;
     case O_FORCE: a->out.force = 1; return 0;
@@ -189,6 +193,8 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         mode is not implemented yet)\n"
                 "  --iters N              Adam iterations per AdaQuant step (default 200)\n"
                 "  --init rtn|gptq        AdaQuant initialisation (default gptq)\n"
+                "  --starts N             initial grids per layer, best kept per row (default 5)\n"
+                "  --polish N             exact polishing rounds per start (default 8)\n"
                 "  --seed S               seed (default 0)\n");
     if (mask & AQ_ARGS_WORK)
         fprintf(out,

@@ -20,6 +20,8 @@ void aq_pipe_cfg_default(aq_pipe_cfg *c)
     c->chunk_windows = 8;
     c->sample_rows = 1024;
     c->iters = 200;
+    c->starts = 5;
+    c->polish = 8;
     c->init_gptq = 1;
     aq_pipe_cfg_set_options(c, "w8a16,w6a16,w4a16,w3a16", NULL);
 }
@@ -53,7 +55,8 @@ aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *er
 
 void aq_pipe_path(const char *work, const char *rel, char *out)
 {
-    snprintf(out, AQ_PIPE_PATH, "%s/%s", work, rel);
+    int n = snprintf(out, AQ_PIPE_PATH, "%s/%s", work, rel);
+    if (n < 0 || n >= AQ_PIPE_PATH) out[AQ_PIPE_PATH - 1] = '\0'; /* paths are checked shorter on input */
 }
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -129,6 +132,8 @@ aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const ch
     aq_fp_init(&b);
     add_stats_fields(&b, c);
     aq_fp_add_i64(&b, "iters", c->iters);
+    aq_fp_add_i64(&b, "starts", c->starts);
+    aq_fp_add_i64(&b, "polish", c->polish);
     aq_fp_add_str(&b, "init", c->init_gptq ? "gptq" : "rtn");
     aq_fp_add_str(&b, "mode", c->sequential ? "sequential" : "parallel");
     aq_fp_add_str(&b, "option", option);
@@ -156,6 +161,8 @@ aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
     for (int k = 0; k < c->n_options; k++) json_array_append_new(opts, json_string(c->options[k]));
     json_object_set_new(o, "options", opts);
     json_object_set_new(o, "iters", json_integer(c->iters));
+    json_object_set_new(o, "starts", json_integer(c->starts));
+    json_object_set_new(o, "polish", json_integer(c->polish));
     json_object_set_new(o, "init", json_string(c->init_gptq ? "gptq" : "rtn"));
     json_object_set_new(o, "mode", json_string(c->sequential ? "sequential" : "parallel"));
     snprintf(s, sizeof s, "%llu", (unsigned long long)c->seed);
@@ -201,6 +208,8 @@ static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_
     AQ_TRY(get_int(o, path, "chunk_windows", &c->chunk_windows, err));
     AQ_TRY(get_int(o, path, "sample_rows", &c->sample_rows, err));
     AQ_TRY(get_int(o, path, "iters", &c->iters, err));
+    AQ_TRY(get_int(o, path, "starts", &c->starts, err));
+    AQ_TRY(get_int(o, path, "polish", &c->polish, err));
     AQ_TRY(get_str(o, path, "sample_seed", s, sizeof s, err));
     c->sample_seed = strtoull(s, NULL, 10);
     AQ_TRY(get_str(o, path, "seed", s, sizeof s, err));

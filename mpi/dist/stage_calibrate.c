@@ -66,6 +66,8 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
     aq_layer_opts_default(&o);
     if (st == AQ_OK) st = aq_layer_opts_parse(task->option, &o, err);
     o.iters = x->c->iters;
+    o.starts = x->c->starts;
+    o.polish_rounds = x->c->polish;
     o.init = x->c->init_gptq ? AQ_INIT_GPTQ : AQ_INIT_RTN;
     o.seed = x->c->seed;
     aq_layer_problem pr = {.name = L->name,

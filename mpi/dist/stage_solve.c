@@ -63,9 +63,10 @@ static aq_status missing_error(const aq_pipe_cfg *c, const aq_pipe_plan *p, cons
                 seen[shard[i]] = 1;
                 l += snprintf(l, (size_t)(list + sizeof list - l), "%s%d", l == list ? "" : ",", shard[i]);
             }
-        PUT("; missing shards %s of %d; resubmit exactly those with: sbatch --array=%s "
-            "slurm/adaquant-array.sbatch (or, per shard: adaquant calibrate --work %s --shard I --shards %d)",
-            list, shards, list, c->work, shards);
+        PUT("; missing shards %s of %d; resubmit exactly those: sbatch --array=%s slurm/adaquant-array.sbatch, "
+            "or without Slurm:", list, shards, list);
+        for (int s = 0, k = 0; seen && s < shards; s++)
+            if (seen[s]) PUT("%s adaquant calibrate --work %s --shard %d --shards %d", k++ ? ";" : "", c->work, s, shards);
         free(seen);
     } else {
         PUT("; run: adaquant calibrate --work %s --shard 0 --shards 1", c->work);

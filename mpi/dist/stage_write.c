@@ -151,7 +151,7 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
                               const aq_pipe_out *o, const aq_pipe_eval_result *ev, aq_pipe_timing *t,
                               aq_error *err)
 {
-    char tmp[AQ_PIPE_PATH], path[AQ_PIPE_PATH + 32], old[AQ_PIPE_PATH];
+    char tmp[AQ_PIPE_PATH + 32], path[AQ_PIPE_PATH + 64], old[AQ_PIPE_PATH + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->outdir, (long)getpid());
     remove_tree(tmp);
     if (mkdir(tmp, 0777) != 0) return aq_fail(err, AQ_ERR_IO, "%s: cannot create the output directory", tmp);

@@ -158,7 +158,7 @@ static void step_gram_f32(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg, double c
         float *ef = S->Ef + r * D, *aux = a->aux + r * d_in;
         uint8_t *u = S->u + r * d_in, *cl = a->clampm + r * d_in;
         for (size_t c = 0; c < d_in; c++) {
-            double vs = v[c] / s, t = nearbyint(vs + z);
+            double vs = v[c] / s, t = aq_rint(vs + z);
             int out = t < 0 || t > qmax;
             double q = t < 0 ? 0 : t > qmax ? qmax : t;
             u[c] = (uint8_t)q;

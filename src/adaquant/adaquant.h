@@ -51,7 +51,7 @@ typedef struct aq_layer_opts {
     int w_bits;        /* 2, 3, 4, 6, 8 */
     int a_bits;        /* 4, 8, or 16 (= activations not quantized) */
     int symmetric;     /* 1: weights symmetric per row (zero fixed at 2^(bits-1)); default 0 */
-    int iters;         /* Adam iterations per outer step (default 200) */
+    int iters;         /* Adam iterations per outer step (default 100) */
     int outer_iters;   /* activation outer steps when a_bits < 16 (default 6) */
     int polish_rounds; /* exact refit + code coordinate-descent rounds (default 8) */
     int starts;        /* initialisations on grids scaled 1, 0.95, 1.05, 0.9, ... each

@@ -65,6 +65,33 @@ static void put_group(aq_layer_result *out, const aq_layer_result *g, size_t row
     memcpy(out->bias + row0, g->bias, g->d_out * sizeof(float));
 }
 
+/* A group is trivial when its output cannot depend on the quantization:
+ * all-zero weights and bias (Y = 0), or all-zero im2col rows (Y = b). Such
+ * groups (dead or pruned channels, common in depthwise convs) get codes 0 on
+ * a (1, 0) grid and b' = b: an exact result with loss 0. */
+static int trivial_group(const float *w, const float *b, size_t og, size_t K, const float *xr, size_t rows)
+{
+    int zero_w = 1, zero_x = 1;
+    for (size_t i = 0; i < og * K && zero_w; i++) zero_w = w[i] == 0.0f;
+    for (size_t i = 0; i < og && zero_w && b; i++) zero_w = b[i] == 0.0f;
+    for (size_t i = 0; i < rows * K && zero_x; i++) zero_x = xr[i] == 0.0f;
+    return zero_w || zero_x;
+}
+
+/* Returns the group's output energy ||Y_g||^2 / N = sum b^2 (Y_g = b). */
+static double put_trivial(aq_layer_result *out, const float *b, size_t og, size_t K, size_t row0)
+{
+    double e = 0;
+    memset(out->codes + row0 * K, 0, og * K);
+    for (size_t i = 0; i < og; i++) {
+        out->w_scale[row0 + i] = 1.0f;
+        out->w_zero[row0 + i] = 0.0f;
+        out->bias[row0 + i] = b ? b[i] : 0.0f;
+        e += b ? (double)b[i] * b[i] : 0.0;
+    }
+    return e;
+}
+
 aq_status aq_conv_run(const aq_conv_spec *s, const char *name, const float *weight, const float *bias,
                       const float *x, const float *x_in, int N, int H, int W, const aq_layer_opts *o,
                       aq_layer_result *out, aq_error *err)
@@ -107,8 +134,13 @@ aq_status aq_conv_run(const aq_conv_spec *s, const char *name, const float *weig
             snprintf(gname, sizeof gname, "%s/g%zu", nm, g);
         else
             snprintf(gname, sizeof gname, "%s", nm);
-        aq_layer_problem p = {.name = gname, .d_out = og, .d_in = K, .weight = weight + g * og * K,
-                              .bias = bias ? bias + g * og : NULL, .n_rows = rows, .x = xr, .x_in = xq};
+        const float *wg = weight + g * og * K, *bg = bias ? bias + g * og : NULL;
+        if (trivial_group(wg, bg, og, K, xr, rows) && (!xq || trivial_group(wg, bg, og, K, xq, rows))) {
+            e_tot += put_trivial(out, bg, og, K, g * og);
+            continue;
+        }
+        aq_layer_problem p = {.name = gname, .d_out = og, .d_in = K, .weight = wg,
+                              .bias = bg, .n_rows = rows, .x = xr, .x_in = xq};
         aq_layer_result r;
         AQ_TRY_GOTO(st, aq_layer_run(&p, &go, &r, err), done);
         put_group(out, &r, g * og);
@@ -127,6 +159,11 @@ aq_status aq_conv_run(const aq_conv_spec *s, const char *name, const float *weig
         aq_layer_result_free(&r);
     }
     /* Energies add over groups (disjoint output channels, same rows). */
+    if (!(e_tot > 0)) {
+        st = aq_fail(err, AQ_ERR_NUMERIC, "layer %s: the conv output is zero on the calibration inputs: the "
+                     "normalised output error is undefined", nm);
+        goto done;
+    }
     out->loss_rtn = l_rtn / e_tot;
     out->loss_gptq = l_gptq / e_tot;
     out->loss_init = l_init / e_tot;

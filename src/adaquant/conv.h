@@ -8,7 +8,10 @@
  * the output channel into one aq_layer_result [C_out, (C_in/g)*kh*kw], so the
  * qlayer layout stores a conv weight as that matrix. With quantized activations
  * and g > 1 the activation quantizer is per tensor: it is MSE-fitted once on the
- * whole input and kept fixed for every group. */
+ * whole input and kept fixed for every group. Groups whose output cannot
+ * depend on the quantization (all-zero weights and bias, or all-zero inputs:
+ * dead or pruned channels) are stored exactly (codes 0, scale 1, zero 0,
+ * b' = b) without optimisation; only an all-zero conv output is an error. */
 #ifndef AQ_CONV_H
 #define AQ_CONV_H
 

@@ -36,6 +36,8 @@ typedef struct run_ctx {
     aq_adam adam;
     snap best, gbest;       /* best under the current Grams / over all activation steps */
     double *rowl;           /* [d_out] per-row losses of the last eval */
+    long best_version;      /* bumped whenever a row of best improves */
+    long polished_version;  /* best_version when best was last polished (-1: never) */
     float *grid_s, *grid_z; /* the MSE grid [d_out] each */
     int iterations;
 } run_ctx;
@@ -117,6 +119,7 @@ static void merge_rows(run_ctx *c)
     double tot = 0;
     for (size_t r = 0; r < S->d_out; r++) {
         if (c->rowl[r] < b->row[r]) {
+            c->best_version++;
             memcpy(b->u + r * d_in, S->u + r * d_in, d_in);
             b->s[r] = S->s[r];
             b->z[r] = S->z[r];
@@ -276,9 +279,12 @@ static void inner(run_ctx *c)
             }
             snap_load(&c->best, S);
         }
-        if (o->polish_rounds > 0) {
+        /* polishing is deterministic: polishing an unchanged best again is a no-op */
+        if (o->polish_rounds > 0 && c->best_version != c->polished_version) {
+            snap_load(&c->best, S);
             aq_ls_polish(S, 3);
             merge_rows(c);
+            c->polished_version = c->best_version;
         }
     }
 }
@@ -319,6 +325,7 @@ static aq_status outer(run_ctx *c, aq_error *err)
         AQ_TRY(build_grams(c, err));
         double l = eval_rows(&c->S, c->rowl);
         snap_save(&c->best, &c->S, &c->aq, l, c->rowl);
+        c->best_version++; /* new Grams: best must be polished again */
         inner(c);
         if (c->best.loss < c->gbest.loss)
             snap_copy(&c->gbest, &c->best, c->p->d_out, c->p->d_in);
@@ -399,6 +406,7 @@ aq_status aq_layer_run(const aq_layer_problem *p, const aq_layer_opts *o, aq_lay
     c.p = p;
     c.o = o;
     c.name = p->name ? p->name : "layer";
+    c.polished_version = -1;
     char opt[32];
     aq_layer_opts_string(o, opt, sizeof opt);
     uint64_t seed = aq_layer_seed(c.name, opt, o->seed);

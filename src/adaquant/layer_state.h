@@ -19,6 +19,16 @@
 #include "../../common/status.h"
 #include "adaquant.h"
 
+/* Round half to even, exactly nearbyint() under the default rounding mode,
+ * without the libm call (x86-64 without SSE4.1 has no inline instruction):
+ * adding and subtracting 1.5 * 2^52 rounds any |x| < 2^51 to an integer. */
+static inline double aq_rint(double x)
+{
+    const double big = 6755399441055744.0; /* 1.5 * 2^52 */
+    if (!(fabs(x) < 2251799813685248.0)) return x; /* |x| >= 2^51: already integral (or NaN) */
+    return (x + big) - big; /* not folded: C without -ffast-math keeps both roundings */
+}
+
 /* Per-tensor activation fake-quantizer (bits >= 16: identity). */
 typedef struct aq_actq {
     int bits;

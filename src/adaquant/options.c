@@ -13,14 +13,14 @@ void aq_layer_opts_default(aq_layer_opts *o)
     o->w_bits = 4;
     o->a_bits = 16;
     o->symmetric = 0;
-    o->iters = 200;
+    o->iters = 100;
     o->outer_iters = 6;
     o->polish_rounds = 8;
     o->starts = 5;
     o->init = AQ_INIT_GPTQ;
     o->mode = AQ_MODE_AUTO;
     o->seed = 0;
-    o->lr_w = 0.02;
+    o->lr_w = 0.05;
     o->lr_scale = 0.002;
     o->lr_zero = 0.02;
     o->lr_bias = 0.01;

@@ -133,7 +133,7 @@ void aq_ls_codes_from_v(aq_ls *S)
     for (size_t r = 0; r < S->d_out; r++) {
         double s = S->s[r], z = S->z[r];
         for (size_t c = 0; c < d_in; c++) {
-            double t = nearbyint(S->V[r * d_in + c] / s + z);
+            double t = aq_rint(S->V[r * d_in + c] / s + z);
             S->u[r * d_in + c] = (uint8_t)(t < 0 ? 0 : t > S->qmax ? S->qmax : t);
         }
     }
@@ -184,7 +184,7 @@ void aq_ls_grad_from_G(aq_ls *S, const double *G, float *gV, double *gs, double 
         double s = S->s[r], z = S->z[r], as = 0, az = 0;
         const double *g = G + r * D;
         for (size_t c = 0; c < d_in; c++) {
-            double v = S->V[r * d_in + c], t = nearbyint(v / s + z);
+            double v = S->V[r * d_in + c], t = aq_rint(v / s + z);
             if (t < 0 || t > qmax) {
                 double u = t < 0 ? 0 : qmax;
                 S->u[r * d_in + c] = (uint8_t)u;

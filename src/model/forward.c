@@ -90,21 +90,8 @@ static void attend_seq(aq_model *m, size_t r0, int L)
         float *sc = s->scores, *o = s->att + r0 * qd + (size_t)h * hs;
         /* scores[L, L] = alpha * Q_h K_h^T (strided views into q and k) */
         aq_sgemm(0, 1, L, L, hs, alpha, q, qd, 1, k, kvd, 1, 0.0f, sc, L, 1);
-        for (int i = 0; i < L; i++) {
-            float *row = sc + (size_t)i * L, mx = row[0];
-            for (int j = 1; j <= i; j++)
-                mx = row[j] > mx ? row[j] : mx;
-            double sum = 0.0;
-            for (int j = 0; j <= i; j++) {
-                row[j] = expf(row[j] - mx);
-                sum += row[j];
-            }
-            float inv = (float)(1.0 / sum);
-            for (int j = 0; j <= i; j++)
-                row[j] *= inv;
-            for (int j = i + 1; j < L; j++)
-                row[j] = 0.0f; /* causal mask */
-        }
+        for (int i = 0; i < L; i++)
+            aq_softmax_prefix(sc + (size_t)i * L, i + 1, L); /* causal mask: j > i -> 0 */
         aq_sgemm(0, 0, L, hs, L, 1.0f, sc, L, 1, v, kvd, 1, 0.0f, o, qd, 1);
     }
 }

@@ -60,6 +60,8 @@ void aq_sgemm(int ta, int tb, long m, long n, long k, float alpha, const float *
 void aq_sgemm_xwt(const float *x, const float *w, float *y, size_t n, int d_in, int d_out);
 /* y[d_out] = W[d_out, d_in] x (one token: decoding). */
 void aq_sgemv_wx(const float *w, const float *x, float *y, int d_in, int d_out);
+/* row[0..n) = softmax(row[0..n)), row[n..len) = 0 (one causal attention row). */
+void aq_softmax_prefix(float *row, int n, int len);
 /* out = rmsnorm(x) * g over n rows of d. */
 void aq_rmsnorm_rows(const float *x, const float *g, float *out, size_t n, int d, float eps);
 /* HF rotate-half RoPE on n rows of n_heads heads, row r at position pos[r]. */

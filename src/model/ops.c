@@ -38,6 +38,87 @@ void aq_sgemv_wx(const float *w, const float *x, float *y, int d_in, int d_out)
               (float *)x, 1, &zero, y, 1);
 }
 
+/* exp(x) for x <= 0, 4 lanes at a time with GCC/clang vector extensions
+ * (16-byte vectors: baseline SSE2 on x86-64, NEON on arm64). Cephes expf:
+ * x = n ln2 + r, |r| <= ln2/2, degree-6 polynomial for e^r, times 2^n built in
+ * the exponent bits; relative error ~1e-7 (2 ulp). Inputs below -87 give
+ * ~1e-38 instead of 0, which no softmax sum can notice. */
+typedef float aq_v4f __attribute__((vector_size(16)));
+typedef int aq_v4i __attribute__((vector_size(16)));
+
+static inline aq_v4f exp4(aq_v4f x)
+{
+    const aq_v4f lo = {-87.0f, -87.0f, -87.0f, -87.0f};
+    aq_v4i below = x < lo; /* -1 in lanes to clamp */
+    x = (aq_v4f)(((aq_v4i)x & ~below) | ((aq_v4i)lo & below));
+    aq_v4f t = x * 1.44269504088896341f;
+    aq_v4i n = __builtin_convertvector(t, aq_v4i); /* truncates toward 0 */
+    n += __builtin_convertvector(n, aq_v4f) > t;   /* -1 where that rounded up: floor */
+    aq_v4f fn = __builtin_convertvector(n, aq_v4f);
+    aq_v4f r = x - fn * 0.693359375f + fn * 2.12194440e-4f;
+    aq_v4f p = 1.9875691500e-4f * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    return p * (aq_v4f)((n + 127) << 23);
+}
+
+static inline aq_v4f vmax(aq_v4f a, aq_v4f b)
+{
+    aq_v4i gt = a > b;
+    return (aq_v4f)(((aq_v4i)a & gt) | ((aq_v4i)b & ~gt));
+}
+
+void aq_softmax_prefix(float *row, int n, int len)
+{
+    /* n4 full lanes, then a tail padded with lanes that are dropped */
+    int n4 = n & ~3, j;
+    float mx = row[0];
+    if (n4) {
+        aq_v4f m4;
+        memcpy(&m4, row, sizeof m4);
+        for (j = 4; j < n4; j += 4) {
+            aq_v4f v;
+            memcpy(&v, row + j, sizeof v);
+            m4 = vmax(m4, v);
+        }
+        mx = fmaxf(fmaxf(m4[0], m4[1]), fmaxf(m4[2], m4[3]));
+    }
+    for (j = n4; j < n; j++)
+        mx = row[j] > mx ? row[j] : mx;
+    aq_v4f acc = {0.0f, 0.0f, 0.0f, 0.0f};
+    for (j = 0; j < n4; j += 4) {
+        aq_v4f v;
+        memcpy(&v, row + j, sizeof v);
+        v = exp4(v - mx);
+        memcpy(row + j, &v, sizeof v);
+        acc += v;
+    }
+    double sum = (double)(acc[0] + acc[1]) + (double)(acc[2] + acc[3]);
+    if (n4 < n) {
+        aq_v4f v = {0.0f, 0.0f, 0.0f, 0.0f};
+        for (j = n4; j < n; j++)
+            v[j - n4] = row[j] - mx;
+        v = exp4(v);
+        for (j = n4; j < n; j++) {
+            row[j] = v[j - n4];
+            sum += row[j];
+        }
+    }
+    float inv = (float)(1.0 / sum);
+    for (j = 0; j < n4; j += 4) {
+        aq_v4f v;
+        memcpy(&v, row + j, sizeof v);
+        v *= inv;
+        memcpy(row + j, &v, sizeof v);
+    }
+    for (j = n4; j < n; j++)
+        row[j] *= inv;
+    if (len > n) memset(row + n, 0, (size_t)(len - n) * sizeof(float));
+}
+
 void aq_rmsnorm_rows(const float *x, const float *g, float *out, size_t n, int d, float eps)
 {
     for (size_t r = 0; r < n; r++) {

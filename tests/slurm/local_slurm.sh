@@ -5,17 +5,22 @@
 # exports SLURM_CONF, waits until the node is idle. aq_slurm_stop kills exactly
 # the daemons it started, by the PIDs in their pid files.
 # MinJobAge=3600 keeps finished jobs visible to `scontrol show job` (there is
-# no accounting database, so sacct cannot be used). Ports 16817/16818: one
-# local Slurm at a time; a second start fails with a clear message.
+# no accounting database, so sacct cannot be used). Ports: the first free pair
+# from 16817/16818 up. DIR/owner.pid records the shell that started it.
 
 aq_slurm_start() {
   local dir=$1 host
   host=$(hostname -s)
-  if (exec 3<>/dev/tcp/127.0.0.1/16817) 2>/dev/null; then
-    echo "local_slurm: port 16817 is in use (another local Slurm running?)" >&2
-    return 1
-  fi
+  # Two free ports (slurmctld, slurmd) from 16817 upwards, so that concurrent
+  # local Slurms (e.g. two build trees testing at once) do not collide.
+  local port=16817
+  while (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null ||
+        (exec 3<>/dev/tcp/127.0.0.1/$((port + 1))) 2>/dev/null; do
+    port=$((port + 2))
+    if [ $port -gt 16917 ]; then echo "local_slurm: no free port pair in 16817..16918" >&2; return 1; fi
+  done
   mkdir -p "$dir"/{state,spool,log}
+  echo $$ >"$dir/owner.pid"
   cat >"$dir/slurm.conf" <<CONF
 ClusterName=aqtest
 SlurmctldHost=$host
@@ -37,8 +42,8 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd.pid
 SlurmctldLogFile=$dir/log/slurmctld.log
 SlurmdLogFile=$dir/log/slurmd.log
-SlurmctldPort=16817
-SlurmdPort=16818
+SlurmctldPort=$port
+SlurmdPort=$((port + 1))
 MailProg=/bin/true
 ReturnToService=2
 MinJobAge=3600
@@ -66,6 +71,33 @@ CONF
   return 1
 }
 
+# aq_slurm_reap_stale GLOB: stop the daemons of earlier runs whose test was
+# killed before its EXIT trap ran (e.g. a ctest timeout): for each DIR in GLOB
+# whose owner shell is gone and whose pid files name live processes started
+# with DIR's own slurm.conf (or, for munged, recorded as started by that run),
+# stop them by PID and remove the pid files. Nothing else is touched.
+aq_slurm_reap_stale() {
+  local dir f pid
+  for dir in $1; do
+    [ -f "$dir/slurm.conf" ] && [ -f "$dir/owner.pid" ] || continue
+    if kill -0 "$(cat "$dir/owner.pid")" 2>/dev/null; then continue; fi
+    for f in slurmd slurmctld; do
+      [ -f "$dir/$f.pid" ] || continue
+      pid=$(cat "$dir/$f.pid")
+      if tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$dir/slurm.conf"; then
+        echo "local_slurm: stopping $f (pid $pid) left by an interrupted run in $dir" >&2
+        aq_slurm_stop "$dir"
+        break
+      fi
+    done
+    if [ -f "$dir/munged.started" ] && [ -f "$dir/munged.pid" ]; then
+      pid=$(cat "$dir/munged.pid")
+      if [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = munged ]; then kill "$pid" 2>/dev/null || true; fi
+    fi
+    rm -f "$dir"/*.pid "$dir/munged.started"
+  done
+}
+
 aq_slurm_stop() {
   local dir=$1 f pid
   for f in slurmd slurmctld; do
@@ -76,6 +108,18 @@ aq_slurm_stop() {
       kill -9 "$pid" 2>/dev/null || true
     fi
   done
+  # munged is shared: if another local Slurm (started meanwhile by another
+  # run, from its own DIR/slurm.conf) still runs, hand munged over to it
+  if [ -f "$dir/munged.started" ] && [ -f "$dir/munged.pid" ]; then
+    local other conf
+    for other in $(pgrep -x slurmctld); do
+      conf=$(tr '\0' '\n' <"/proc/$other/cmdline" 2>/dev/null | sed -n '/^-f$/{n;p;q}')
+      if [ -n "$conf" ] && [ -f "$(dirname "$conf")/owner.pid" ]; then
+        cp "$dir/munged.pid" "$dir/munged.started" "$(dirname "$conf")/" && rm -f "$dir/munged.started"
+        break
+      fi
+    done
+  fi
   if [ -f "$dir/munged.started" ] && [ -f "$dir/munged.pid" ]; then
     pid=$(cat "$dir/munged.pid")
     kill "$pid" 2>/dev/null || true

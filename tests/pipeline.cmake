@@ -1,0 +1,16 @@
+# Pipeline tests (tests/test_pipeline.py): `adaquant quantize` end to end and
+# its stage commands on stories260K with reduced settings. pipeline_ref makes
+# the single-process reference output the other tests compare with (fixture).
+
+# adaquant's own dequantisation of an OUTDIR, for the independent numpy reader
+add_executable(test_pipeline_dequant ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline_dequant.c)
+target_link_libraries(test_pipeline_dequant PRIVATE adaquant)
+
+set(pipe_dir ${CMAKE_CURRENT_BINARY_DIR}/pipeline)
+set(pipe_py /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline.py)
+foreach(mode ref ranks resume failure errors stages)
+  aq_script_test(NAME pipeline_${mode} COMMAND ${pipe_py} ${mode} ${pipe_dir} LABELS integration mpi TIMEOUT 300)
+endforeach()
+set_tests_properties(pipeline_ref PROPERTIES FIXTURES_SETUP pipeline_ref_out)
+set_tests_properties(pipeline_ranks pipeline_resume pipeline_failure pipeline_stages
+                     PROPERTIES FIXTURES_REQUIRED pipeline_ref_out)
