@@ -6,7 +6,9 @@
  * Rows: CBC after the exact presolve (the default), CBC on the whole model
  * (--no-presolve, time-limited), and the exact DP (solver/exact.h) as the
  * in-run baseline (skipped above ~2e10 cell updates, with an estimate).
- * usage: bench_solver [max_layers] [cbc_only_time_limit_s] [presolve_time_limit_s] */
+ * usage: bench_solver [max_layers] [cbc_only_time_limit_s] [presolve_time_limit_s] [max_dp_work]
+ * (defaults 10000, 20, none, 2e10: the 10,000-layer DP, ~2.2e11 cell updates
+ * or several minutes, runs only when max_dp_work is raised). */
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -70,6 +72,7 @@ int main(int argc, char **argv)
 {
     int max_layers = argc > 1 ? atoi(argv[1]) : 10000;
     double cbc_only_limit = argc > 2 ? atof(argv[2]) : 20;
+    double max_dp_work = argc > 4 ? atof(argv[4]) : 2e10;
     printf("bit allocation: min loss s.t. size <= 4.25 bits/weight (and a BOPs variant), one core\n");
     printf("%7s  %7s  %-22s  %9s  %-10s  %8s  %-22s  %s\n", "layers", "options", "solver", "seconds", "status", "gap",
            "objective", "note");
@@ -97,10 +100,10 @@ int main(int argc, char **argv)
         }
         /* exact DP baseline: cells ~ sum of size spans / GCD; work ~ cells * options * layers */
         double est = (double)n * 6.0 * 43 /* span per layer in GCD units (gate/up/down) */ * 12 * n * 0.7;
-        if (est < 2e10) {
+        if (est < max_dp_work) {
             aq_alloc_exact_result ex;
             double t0 = now();
-            if (aq_alloc_exact(&t, &sp, AQ_EXACT_DP, 1e9, &ex, &err) != AQ_OK) printf("%7d  exact failed: %s\n", n, err.msg);
+            if (aq_alloc_exact(&t, &sp, AQ_EXACT_DP, 1e10, &ex, &err) != AQ_OK) printf("%7d  exact failed: %s\n", n, err.msg);
             else {
                 double dt = now() - t0;
                 snprintf(note, sizeof note, "%.3g cell updates; %s", ex.work,

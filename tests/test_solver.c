@@ -8,6 +8,7 @@
 
 #include "../solver/allocate.h"
 #include "../solver/exact.h"
+#include "../solver/report.h"
 #include "testutil.h"
 
 typedef struct rng {
@@ -242,9 +243,116 @@ static void exact_agree(void)
     }
 }
 
+/* Bench-like tables (two layer shapes, 12 options, log-normal loss scales):
+ * the regime where the presolve and its incumbent search do the work. */
+static void make_shaped(rng *r, aq_alloc_table *t, int n)
+{
+    static const int wb[] = {2, 3, 4, 5, 6, 8};
+    aq_error err = {0};
+    for (int l = 0; l < n; l++) {
+        char name[64], opt[16];
+        snprintf(name, sizeof name, "blk.%d.%c", l / 4, "qkvo"[l % 4]);
+        int64_t params = l % 3 == 2 ? 43 * 64 : 16 * 64;
+        double c = exp(3.2 * (unif(r) - 0.5)) * 0.5;
+        for (int a = 0; a < 2; a++)
+            for (int w = 0; w < 6; w++) {
+                int ab = a ? 8 : 16;
+                double loss = c * pow(4.0, -wb[w]) * (1 + 0.2 * unif(r)) + (ab == 8 ? c * 2e-4 * (1 + unif(r)) : 0);
+                snprintf(opt, sizeof opt, "w%da%d", wb[w], ab);
+                if (aq_alloc_table_add(t, name, opt, params, wb[w], ab, params * 8, loss, 0, 0, &err))
+                    fprintf(stderr, "%s\n", err.msg), aq_test_failures++;
+            }
+    }
+}
+
+static void shaped_cases(void)
+{
+    rng r = {99};
+    for (int it = 0; it < 6; it++) {
+        aq_alloc_table t;
+        aq_alloc_table_init(&t);
+        make_shaped(&r, &t, 150 + 20 * it);
+        aq_alloc_spec sp = {.objective = it % 2, .size_unit = AQ_SIZE_AVG_BITS, .size_budget = 3.3 + 0.4 * it};
+        if (it % 2) sp.size_unit = AQ_SIZE_NONE, sp.max_loss = 0.02 + 0.01 * it;
+        aq_alloc_exact_result ex;
+        aq_error err = {0};
+        CHECK_OK(aq_alloc_exact(&t, &sp, AQ_EXACT_DP, 1e8, &ex, &err), &err);
+        CHECK(ex.feasible);
+        aq_alloc_solution s;
+        CHECK_OK(aq_alloc_solve(&t, &sp, &s, &err), &err);
+        if (ex.feasible && s.n_layers) {
+            check_solution(&t, &s, &sp, ex.objective);
+            CHECK(s.core_layers < s.n_layers); /* the presolve fixed most layers */
+            aq_alloc_solution_free(&s);
+        }
+        aq_alloc_table_free(&t);
+    }
+}
+
+/* A time limit on the whole model: whatever CBC returns must be feasible, and a
+ * non-optimal status must come with a positive gap and a valid bound. */
+static void time_limit_case(void)
+{
+    rng r = {5};
+    aq_alloc_table t;
+    aq_alloc_table_init(&t);
+    make_shaped(&r, &t, 1500);
+    aq_alloc_spec sp = {.size_unit = AQ_SIZE_AVG_BITS, .size_budget = 4.25, .no_presolve = 1, .time_limit = 0.3};
+    aq_alloc_solution s;
+    aq_error err = {0};
+    aq_status st = aq_alloc_solve(&t, &sp, &s, &err);
+    CHECK_MSG(st == AQ_OK || (st == AQ_ERR_SOLVER && strstr(err.msg, "time limit")), "%s", err.msg);
+    if (st == AQ_OK) {
+        CHECK(s.size_bits <= s.size_budget_bits);
+        CHECK(s.bound <= s.objective * (1 + 1e-12));
+        if (s.status == AQ_ALLOC_FEASIBLE) CHECK(s.gap > 0);
+        printf("time limit case: status %d, gap %g, %.2f s\n", (int)s.status, s.gap, s.seconds);
+        CHECK(s.seconds < 5);
+        aq_alloc_solution_free(&s);
+    }
+    aq_alloc_table_free(&t);
+}
+
+/* Sweeps: each point's loss is the exact optimum for its budget; infeasible
+ * budgets are recorded with the exact smallest feasible budget. */
+static void sweep_case(void)
+{
+    rng r = {31};
+    aq_alloc_table t;
+    aq_alloc_table_init(&t);
+    gen_table(&r, &t, 6, 3, 5, 64, 1.0);
+    aq_alloc_spec sp = {0};
+    aq_alloc_sweep sw;
+    aq_error err = {0};
+    CHECK_OK(aq_alloc_sweep_run(&t, &sp, 1.0, 9.0, 0.25, &sw, &err), &err);
+    CHECK(sw.n == 33);
+    int64_t tp = aq_alloc_total_params(&t, &err);
+    aq_alloc_exact_result ex;
+    CHECK_OK(aq_alloc_exact(&t, &sp, AQ_EXACT_BRUTE, 1e8, &ex, &err), &err);
+    CHECK_CLOSE(sw.min_feasible, ex.min_size_any / (double)tp, 1e-12);
+    double prev = INFINITY;
+    for (size_t i = 0; i < sw.n; i++) {
+        aq_alloc_spec s1 = {.size_unit = AQ_SIZE_AVG_BITS, .size_budget = sw.pt[i].budget};
+        CHECK_OK(aq_alloc_exact(&t, &s1, AQ_EXACT_BRUTE, 1e8, &ex, &err), &err);
+        CHECK(sw.pt[i].feasible == ex.feasible);
+        if (!ex.feasible) continue;
+        CHECK_CLOSE(sw.pt[i].loss, ex.objective, 1e-12);
+        CHECK(sw.pt[i].loss <= prev);
+        if (sw.pt[i].pareto) CHECK(sw.pt[i].loss < prev);
+        prev = sw.pt[i].loss;
+    }
+    long k = aq_alloc_sweep_knee(&sw);
+    CHECK(k >= 0 && sw.pt[k].pareto);
+    aq_alloc_sweep_free(&sw);
+    aq_alloc_table_free(&t);
+}
+
 int main(void)
 {
     exact_agree();
     random_cases();
+    shaped_cases();
+    sweep_case();
+    time_limit_case();
     AQ_TEST_END();
 }

@@ -38,6 +38,7 @@ typedef struct aq_pipe_cfg {
     int n_options;
     char options[AQ_PIPE_MAX_OPTIONS][16]; /* canonical strings, menu order */
     int iters;
+    int kl_windows;     /* windows for the network-level KL loss of a task (0 = use the layer error) */
     int starts, polish; /* AdaQuant initial grids and polishing rounds (adaquant.h) */
     int init_gptq;  /* 1 gptq, 0 rtn */
     int sequential; /* --mode sequential */

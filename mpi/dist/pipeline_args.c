@@ -45,7 +45,7 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 }
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
-       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH };
+       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW };
 
 static const struct {
     struct option o;
@@ -63,6 +63,7 @@ static const struct {
     {{"sample-rows", required_argument, 0, O_SROWS}, AQ_ARGS_MODEL},
     {{"starts", required_argument, 0, O_STARTS}, AQ_ARGS_MODEL},
     {{"polish", required_argument, 0, O_POLISH}, AQ_ARGS_MODEL},
+    {{"kl-windows", required_argument, 0, O_KLW}, AQ_ARGS_MODEL},
     {{"work", required_argument, 0, O_WORK}, AQ_ARGS_WORK},
     {{"resume", no_argument, 0, O_RESUME}, AQ_ARGS_WORK},
     {{"target-bits", required_argument, 0, O_TBITS}, AQ_ARGS_BUDGET},
@@ -122,6 +123,7 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_ITERS: return parse_int(cmd, "--iters", v, 0, 1000000, &g->iters);
     case O_WIN: return parse_int(cmd, "--calib-windows", v, 1, 1000000, &g->windows);
     case O_LEN: return parse_int(cmd, "--calib-len", v, 2, 1000000, &g->seq_len);
+    case O_KLW: return parse_int(cmd, "--kl-windows", v, 0, 1000000, &g->kl_windows);
     case O_STARTS: return parse_int(cmd, "--starts", v, 1, 1000, &g->starts);
     case O_POLISH: return parse_int(cmd, "--polish", v, 0, 1000, &g->polish);
     case O_SROWS: return parse_int(cmd, "--sample-rows", v, 0, 1000000, &g->sample_rows);
@@ -195,6 +197,9 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "  --init rtn|gptq        AdaQuant initialisation (default gptq)\n"
                 "  --starts N             initial grids per layer, best kept per row (default 5)\n"
                 "  --polish N             exact polishing rounds per start (default 8)\n"
+                "  --kl-windows K         each task's allocation loss = mean KL(FP || model with only\n"
+                "                         that layer quantized) on the first K calibration windows\n"
+                "                         (default 16; 0 = the layer's normalised output error)\n"
                 "  --seed S               seed (default 0)\n");
     if (mask & AQ_ARGS_WORK)
         fprintf(out,

@@ -21,6 +21,7 @@ void aq_pipe_cfg_default(aq_pipe_cfg *c)
     c->sample_rows = 1024;
     c->iters = 200;
     c->starts = 5;
+    c->kl_windows = 16;
     c->polish = 8;
     c->init_gptq = 1;
     aq_pipe_cfg_set_options(c, "w8a16,w6a16,w4a16,w3a16", NULL);
@@ -133,6 +134,7 @@ aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const ch
     add_stats_fields(&b, c);
     aq_fp_add_i64(&b, "iters", c->iters);
     aq_fp_add_i64(&b, "starts", c->starts);
+    aq_fp_add_i64(&b, "kl_windows", c->kl_windows);
     aq_fp_add_i64(&b, "polish", c->polish);
     aq_fp_add_str(&b, "init", c->init_gptq ? "gptq" : "rtn");
     aq_fp_add_str(&b, "mode", c->sequential ? "sequential" : "parallel");
@@ -162,6 +164,7 @@ aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
     json_object_set_new(o, "options", opts);
     json_object_set_new(o, "iters", json_integer(c->iters));
     json_object_set_new(o, "starts", json_integer(c->starts));
+    json_object_set_new(o, "kl_windows", json_integer(c->kl_windows));
     json_object_set_new(o, "polish", json_integer(c->polish));
     json_object_set_new(o, "init", json_string(c->init_gptq ? "gptq" : "rtn"));
     json_object_set_new(o, "mode", json_string(c->sequential ? "sequential" : "parallel"));
@@ -209,6 +212,7 @@ static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_
     AQ_TRY(get_int(o, path, "sample_rows", &c->sample_rows, err));
     AQ_TRY(get_int(o, path, "iters", &c->iters, err));
     AQ_TRY(get_int(o, path, "starts", &c->starts, err));
+    AQ_TRY(get_int(o, path, "kl_windows", &c->kl_windows, err));
     AQ_TRY(get_int(o, path, "polish", &c->polish, err));
     AQ_TRY(get_str(o, path, "sample_seed", s, sizeof s, err));
     c->sample_seed = strtoull(s, NULL, 10);

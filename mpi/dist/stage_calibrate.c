@@ -2,15 +2,22 @@
  * task, spread over the ranks by the distributed driver (driver.h), one result
  * file per task holding the loss row and the layer's quantized tensors:
  *   codes U8 [d_out, d_in] (unpacked), w_scale, w_zero, bias F32 [d_out],
- *   a_scale, a_zero F32 [1]
+ *   a_scale, a_zero F32 [1], out_error F64 [1]
+ * The row's `loss` is the allocation loss: with kl_windows > 0 the mean
+ * KL(FP || model with only this layer quantized) over the first kl_windows
+ * calibration windows (a network-level measure: a layer whose error matters
+ * more downstream costs more), else the layer's normalised output error,
+ * which is always kept in out_error.
  * The write stage packs them into the qlayer layout. A task reads only its
  * capture point's statistics file, so any rank (or array task) can run it. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../../io/atomic_file.h"
 #include "../../src/adaquant/adaquant.h"
 #include "../../src/model/model.h"
+#include "../../src/text/textdata.h"
 #include "driver.h"
 #include "progress.h"
 #include "stage_stats.h"
@@ -20,23 +27,97 @@ typedef struct cal_ctx {
     const aq_pipe_plan *p;
     aq_model *m;
     aq_fingerprint stats_fp;
+    /* network-level KL: the first kl_n calibration windows and the FP log-probs */
+    int kl_n, *kl_tok, *kl_lens;
+    double *lp_fp; /* [kl_n * T, V], computed on first use */
+    float *logits;
 } cal_ctx;
 
-static aq_status write_result(const char *path, const aq_dist_task *task, const aq_layer_result *r,
-                              aq_error *err)
+static aq_status log_softmax_rows(const float *z, size_t rows, int V, double *lp, aq_error *err)
 {
+    for (size_t r = 0; r < rows; r++) {
+        const float *zr = z + r * (size_t)V;
+        double mx = zr[0], s = 0;
+        for (int i = 1; i < V; i++) mx = zr[i] > mx ? zr[i] : mx;
+        for (int i = 0; i < V; i++) s += exp((double)zr[i] - mx);
+        double lse = mx + log(s);
+        if (!isfinite(lse)) return aq_fail(err, AQ_ERR_NUMERIC, "non-finite logits in the KL measurement");
+        for (int i = 0; i < V; i++) lp[r * (size_t)V + i] = (double)zr[i] - lse;
+    }
+    return AQ_OK;
+}
+
+/* Mean KL(FP || Q) per position with only layer L quantized (result r). */
+static aq_status task_kl(cal_ctx *x, const aq_pipe_layer *L, const aq_layer_result *r, double *kl, aq_error *err)
+{
+    int V = aq_model_config(x->m)->vocab_size, T = x->c->seq_len;
+    size_t rows = (size_t)x->kl_n * T;
+    if (!x->lp_fp) {
+        x->logits = malloc(rows * V * sizeof *x->logits);
+        x->lp_fp = malloc(rows * V * sizeof *x->lp_fp);
+        if (!x->logits || !x->lp_fp) return aq_fail_nomem(err, "KL logits", rows * V * 12);
+        AQ_TRY(aq_model_forward(x->m, x->kl_tok, x->kl_lens, x->kl_n, NULL, x->logits, err));
+        AQ_TRY(log_softmax_rows(x->logits, rows, V, x->lp_fp, err));
+    }
+    float *w = malloc(r->d_out * r->d_in * sizeof *w);
+    double *lq = malloc((size_t)V * sizeof *lq);
+    aq_status st = w && lq ? AQ_OK : aq_fail_nomem(err, "KL scratch", r->d_out * r->d_in * 4);
+    if (st == AQ_OK) {
+        aq_layer_result_dequant(r, w);
+        aq_linear_override ov = {w, r->bias, r->a_bits < 16 ? r->a_bits : 0, r->a_scale, r->a_zero};
+        st = aq_model_set_override(x->m, L->block, (aq_linear)L->which, &ov, err);
+    }
+    aq_forward_opts fo = {.quantized = 1, .stop_after_block = -1};
+    if (st == AQ_OK) st = aq_model_forward(x->m, x->kl_tok, x->kl_lens, x->kl_n, &fo, x->logits, err);
+    aq_model_clear_override(x->m, L->block, (aq_linear)L->which);
+    double sum = 0;
+    for (size_t i = 0; st == AQ_OK && i < rows; i++) {
+        st = log_softmax_rows(x->logits + i * (size_t)V, 1, V, lq, err);
+        const double *lp = x->lp_fp + i * (size_t)V;
+        for (int v = 0; st == AQ_OK && v < V; v++) sum += exp(lp[v]) * (lp[v] - lq[v]);
+    }
+    *kl = sum > 0 ? sum / (double)rows : 0.0;
+    free(w);
+    free(lq);
+    return st;
+}
+
+static aq_status load_kl_windows(cal_ctx *x, aq_error *err)
+{
+    x->kl_n = x->c->kl_windows < x->c->windows ? x->c->kl_windows : x->c->windows;
+    if (x->kl_n <= 0) return AQ_OK;
+    aq_tokenizer *tok;
+    AQ_TRY(aq_tok_open(x->c->tokenizer, aq_model_config(x->m)->vocab_size, &tok, err));
+    aq_docs d;
+    aq_status st = aq_docs_read(x->c->calib_text, &d, err);
+    if (st == AQ_OK) {
+        st = aq_calib_windows(tok, &d, x->kl_n, x->c->seq_len, &x->kl_tok, err);
+        aq_docs_free(&d);
+    }
+    aq_tok_close(tok);
+    x->kl_lens = malloc((size_t)x->kl_n * sizeof *x->kl_lens);
+    if (st == AQ_OK && !x->kl_lens) st = aq_fail_nomem(err, "KL windows", (size_t)x->kl_n);
+    for (int i = 0; st == AQ_OK && i < x->kl_n; i++) x->kl_lens[i] = x->c->seq_len;
+    return st;
+}
+
+static aq_status write_result(const char *path, const aq_dist_task *task, const aq_layer_result *r, double kl,
+                              int use_kl, aq_error *err)
+{
+    double out_error = r->loss_final;
     int64_t o = (int64_t)r->d_out, i = (int64_t)r->d_in;
-    aq_tensor_view t[6] = {
+    aq_tensor_view t[7] = {
         {"codes", AQ_U8, 2, {o, i}, r->codes, (size_t)(o * i)},
         {"w_scale", AQ_F32, 1, {o}, r->w_scale, (size_t)o * 4},
         {"w_zero", AQ_F32, 1, {o}, r->w_zero, (size_t)o * 4},
         {"bias", AQ_F32, 1, {o}, r->bias, (size_t)o * 4},
         {"a_scale", AQ_F32, 1, {1}, &r->a_scale, 4},
         {"a_zero", AQ_F32, 1, {1}, &r->a_zero, 4},
+        {"out_error", AQ_F64, 1, {1}, &out_error, 8},
     };
-    aq_result_desc d = {.layer = task->layer, .option = task->option, .fp = task->fp, .n_tensors = 6, .tensors = t};
+    aq_result_desc d = {.layer = task->layer, .option = task->option, .fp = task->fp, .n_tensors = 7, .tensors = t};
     int64_t row_bytes = (i * r->w_bits + 7) / 8;
-    d.row = (aq_loss_row){.loss = r->loss_final,
+    d.row = (aq_loss_row){.loss = use_kl ? kl : r->loss_final,
                           .loss_rtn = r->loss_rtn,
                           .loss_gptq = r->loss_gptq,
                           .loss_init = r->loss_init,
@@ -83,7 +164,10 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
     aq_dist_poll(w);
     if (st == AQ_OK) st = aq_layer_run(&pr, &o, &r, err);
     aq_dist_poll(w);
-    if (st == AQ_OK) st = write_result(path, task, &r, err);
+    double kl = 0;
+    if (st == AQ_OK && x->kl_n > 0) st = task_kl(x, L, &r, &kl, err);
+    aq_dist_poll(w);
+    if (st == AQ_OK) st = write_result(path, task, &r, kl, x->kl_n > 0, err);
     aq_layer_result_free(&r);
     aq_stats_free(&s);
     return st;
@@ -125,6 +209,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
                     p->n_tasks);
     }
     if (st == AQ_OK) st = aq_model_load_path(c->model, &x.m, err);
+    if (st == AQ_OK) st = load_kl_windows(&x, err);
     st = aq_pipe_agree(comm, st, err);
     aq_loss_row *table = NULL;
     if (st == AQ_OK && rank == 0 && rows && !(table = calloc(n ? n : 1, sizeof *table)))
@@ -152,6 +237,10 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
         t->computed += ds.computed;
     }
     free(sub);
+    free(x.kl_tok);
+    free(x.kl_lens);
+    free(x.lp_fp);
+    free(x.logits);
     aq_model_free(x.m);
     return st;
 }

@@ -85,6 +85,7 @@ static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_
     json_object_set_new(cal, "seq_len", json_integer(c->seq_len));
     json_object_set_new(cal, "iters", json_integer(c->iters));
     json_object_set_new(cal, "starts", json_integer(c->starts));
+    json_object_set_new(cal, "kl_windows", json_integer(c->kl_windows));
     json_object_set_new(cal, "polish", json_integer(c->polish));
     json_object_set_new(cal, "init", json_string(c->init_gptq ? "gptq" : "rtn"));
     json_object_set_new(cal, "mode", json_string(c->sequential ? "sequential" : "parallel"));
