@@ -357,6 +357,7 @@ static int bench_real(const bench_cfg *b)
     }
     rows_buf *rb = calloc(1, sizeof *rb);
     aq_forward_opts fo = {.capture = grab, .capture_ctx = rb, .stop_after_block = -1};
+    /* the classifier input (block n_layers, AQ_CAP_HEAD) is captured too */
     int lens[8] = {256, 256, 256, 256, 256, 256, 256, 256};
     for (int w = 0; w < 64; w += 8)
         if (aq_model_forward(m, tokens + w * 256, lens, 8, &fo, NULL, &err)) {
@@ -370,12 +371,18 @@ static int bench_real(const bench_cfg *b)
     snprintf(opts, sizeof opts, "%s", b->options);
     for (char *opt = strtok(opts, ","); opt; opt = strtok(NULL, ",")) {
         double ratios[64];
+        /* 7 linears per block, then the (tied) classifier lm_head */
         int nr = 0, worse = 0;
-        for (int blk = 0; blk < cfg->n_layers; blk++)
+        for (int blk = 0; blk <= cfg->n_layers; blk++)
             for (int l = 0; l < AQ_LIN_COUNT; l++) {
+                if (blk == cfg->n_layers && l > 0) break; /* then only the classifier */
                 const float *w;
                 int d_out, d_in;
-                aq_model_linear(m, blk, (aq_linear)l, &w, &d_out, &d_in, &err);
+                if (blk == cfg->n_layers) l = AQ_LIN_HEAD;
+                if (aq_model_linear(m, blk, (aq_linear)l, &w, &d_out, &d_in, &err) != AQ_OK) {
+                    fprintf(stderr, "%s\n", err.msg);
+                    return 1;
+                }
                 aq_cap_point cp = aq_linear_cap_point((aq_linear)l);
                 char name[128];
                 aq_linear_prefix(blk, (aq_linear)l, name, sizeof name);

@@ -47,7 +47,7 @@ static void make_table(aq_alloc_table *t, int n)
     for (int l = 0; l < n; l++) {
         char name[96], opt[16];
         int k = l % 7;
-        snprintf(name, sizeof name, "model.layers.%d.%s", l / 7, kind[k]);
+        snprintf(name, sizeof name, "model.layers.%d.%s.%s", l / 7, k < 4 ? "self_attn" : "mlp", kind[k]);
         int64_t params = k < 4 ? 4096LL * 4096 : 4096LL * 11008;
         double c = exp(gauss() * 1.6) * 0.5; /* ~3 decades across layers */
         for (int a = 0; a < 2; a++)
@@ -114,6 +114,20 @@ int main(int argc, char **argv)
             snprintf(note, sizeof note, "skipped: ~%.2g cell updates", est);
             row(n, "exact DP (baseline)", NAN, "-", NAN, NAN, note);
         }
+        /* --tie-act: q/k/v and gate/up of each block share their input's activation width */
+        static const char *const tie_act[] = {"layers\\.([0-9]+)\\.self_attn\\.[qkv]_proj",
+                                              "layers\\.([0-9]+)\\.mlp\\.(gate|up)_proj"};
+        sp.tie_act = tie_act, sp.n_tie_act = 2;
+        sp.no_presolve = 0;
+        sp.time_limit = cbc_only_limit;
+        if (aq_alloc_solve(&t, &sp, &s, &err) == AQ_OK) {
+            snprintf(note, sizeof note, "core: %zu units to CBC", s.core_layers);
+            row(n, "+tie-act, CBC", s.seconds, s.status == AQ_ALLOC_OPTIMAL ? "optimal" : "time-limit", s.gap,
+                s.objective, note);
+            aq_alloc_solution_free(&s);
+        } else
+            printf("%7d  tie-act variant: %s\n", n, err.msg);
+        sp.tie_act = NULL, sp.n_tie_act = 0;
         /* with a BOPs budget too (two budgets: dominance presolve only) */
         sp.no_presolve = 0;
         sp.time_limit = cbc_only_limit;

@@ -164,7 +164,7 @@ static void print_text(const aq_alloc_table *t, const aq_alloc_solution *s, cons
     if (s->bops_budget >= 0) printf(" (budget %lld)", (long long)s->bops_budget);
     printf("\nloss: %.9g", s->loss);
     if (!isnan(s->loss_budget)) printf(" (budget %.9g)", s->loss_budget);
-    printf("\nsolver: %s, objective %.9g, bound %.9g, gap %.3g%%, %.3f s, %zu tie unit(s) left for CBC after presolve\n",
+    printf("\nsolver: %s, objective %.9g, bound %.9g, gap %.3g%%, %.3f s, CBC core %zu unit(s) after the exact presolve\n",
            s->status == AQ_ALLOC_OPTIMAL ? "optimal" : "time limit (feasible, not proven optimal)", s->objective,
            s->bound, 100 * s->gap, s->seconds, s->core_layers);
 }

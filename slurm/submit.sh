@@ -64,7 +64,7 @@ USAGE
 
 die() { echo "submit.sh: $*" >&2; exit 2; }
 
-jobdir=$PWD work= shards= throttle= capture_ntasks= adaquant=${ADAQUANT:-} log_dir= hold=0 resubmit= dry=0
+jobdir=$PWD work='' shards='' throttle='' capture_ntasks='' adaquant=${ADAQUANT:-} log_dir='' hold=0 resubmit='' dry=0
 sbatch_opts=() capture_args=() calibrate_args=() solve_args=()
 have_calibrate=0 have_solve=0 have_capture=0
 group=
@@ -113,7 +113,7 @@ if [ -n "$resubmit" ]; then
     die "--resubmit '$resubmit': expected a list of shard numbers and ranges, like 2 or 1,5-7"
   # Fill what was not given from the first submission's record.
   if [ -f "$record" ]; then
-    saved_shards= saved_throttle= saved_adaquant= saved_log_dir= saved_cwd=
+    saved_shards='' saved_throttle='' saved_adaquant='' saved_log_dir='' saved_cwd=''
     saved_sbatch_opts=() saved_calibrate_args=() saved_solve_args=()
     # shellcheck source=/dev/null
     . "$record"
@@ -194,10 +194,22 @@ submit() { # submit NAME sbatch-args... ; prints the job id
     return
   fi
   local out
-  out=$(env -u AQ_MODEL -u AQ_TOKENIZER -u AQ_CALIB_TEXT -u AQ_WORK -u AQ_OUT -u AQ_BUDGET \
-        ADAQUANT="$adaquant" AQ_SHARDS="$shards" AQ_SUBMIT="$me" "${cmd[@]}") ||
-    { echo "submit.sh: sbatch failed for the $name job" >&2; exit 1; }
+  if ! out=$(env -u AQ_MODEL -u AQ_TOKENIZER -u AQ_CALIB_TEXT -u AQ_WORK -u AQ_OUT -u AQ_BUDGET \
+             ADAQUANT="$adaquant" AQ_SHARDS="$shards" AQ_SUBMIT="$me" "${cmd[@]}"); then
+    echo "submit.sh: sbatch failed for the $name job" >&2
+    return 1
+  fi
   echo "${out%%;*}"
+}
+# A chain that could not be submitted completely is cancelled, so that no
+# half of it runs (or pends forever) on its own.
+submitted=()
+abort_chain() {
+  if [ ${#submitted[@]} -gt 0 ]; then
+    echo "submit.sh: cancelling the jobs already submitted: ${submitted[*]}" >&2
+    scancel "${submitted[@]}" || true
+  fi
+  exit 1
 }
 
 array_spec=${resubmit:-0-$((shards - 1))}${throttle:+%$throttle}
@@ -209,7 +221,8 @@ if [ -z "$resubmit" ]; then
   cap_opts=(--output="$log_dir/capture-%j.out")
   [ -z "$capture_ntasks" ] || cap_opts+=(--ntasks="$capture_ntasks")
   capture_id=$(submit capture "${cap_opts[@]}" "$templates/adaquant-capture.sbatch" \
-               "${capture_args[@]}" --work "$work")
+               "${capture_args[@]}" --work "$work") || abort_chain
+  submitted+=("$capture_id")
   echo "capture job $capture_id"
   arr_dep=(--dependency=afterok:"$capture_id" "${dep_opts[@]}")
 else
@@ -219,13 +232,14 @@ fi
 arr_opts=(--array="$array_spec" --output="$log_dir/array-%A_%a.out")
 [ "$hold" = 0 ] || arr_opts+=(--hold)
 array_id=$(submit array ${arr_dep[@]+"${arr_dep[@]}"} "${arr_opts[@]}" "$templates/adaquant-array.sbatch" \
-           --work "$work" ${calibrate_args[@]+"${calibrate_args[@]}"})
+           --work "$work" ${calibrate_args[@]+"${calibrate_args[@]}"}) || abort_chain
+submitted+=("$array_id")
 held=
 [ "$hold" = 0 ] || held="; held: start it with scontrol release $array_id"
 echo "array job $array_id (shards $array_spec of $shards$held)"
 
 solve_id=$(submit solve --dependency=afterok:"$array_id" "${dep_opts[@]}" --output="$log_dir/solve-%j.out" \
-           "$templates/adaquant-solve.sbatch" --work "$work" "${solve_args[@]}")
+           "$templates/adaquant-solve.sbatch" --work "$work" "${solve_args[@]}") || abort_chain
 echo "solve job $solve_id"
 
 if [ -z "$resubmit" ]; then

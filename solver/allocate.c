@@ -166,7 +166,7 @@ aq_status aq_alloc_solve(const aq_alloc_table *t, const aq_alloc_spec *spec, aq_
     sol->status = pk.optimal ? AQ_ALLOC_OPTIMAL : AQ_ALLOC_FEASIBLE;
     sol->objective = pk.objective;
     sol->bound = pk.bound;
-    sol->gap = (pk.objective - pk.bound) / fmax(fabs(pk.objective), 1e-300);
+    sol->gap = (pk.objective - pk.bound) / fmax(fabs(pk.objective), 1e-12);
     if (!(sol->gap > 0)) sol->gap = 0;
     sol->core_layers = pk.core_units;
 done:

@@ -77,7 +77,8 @@ int64_t aq_alloc_row_bops(const aq_alloc_row *r);
 /* Read a CSV table (appending to t). Header row naming the columns
  * layer,option,params,w_bits,a_bits,macs,loss[,size_bits] in any order
  * (extra columns are ignored); '#' lines and blank lines are skipped; fields
- * may be double-quoted ("" escapes a quote). Errors name path:line.
+ * may be double-quoted ("" escapes a quote). Errors name the file and line
+ * ("t.csv: line 12: ...").
  * aq_alloc_table_read_csv_file reads from an open stream (name for messages). */
 aq_status aq_alloc_table_read_csv(const char *path, aq_alloc_table *t, aq_error *err);
 aq_status aq_alloc_table_read_csv_file(FILE *f, const char *name, aq_alloc_table *t, aq_error *err);
@@ -158,7 +159,7 @@ typedef struct aq_alloc_solution {
     aq_alloc_result status;
     double objective;       /* loss (a) or size bits (b) */
     double bound;           /* best proven bound on the objective */
-    double gap;             /* (objective - bound) / max(|objective|, tiny) */
+    double gap;             /* (objective - bound) / max(|objective|, 1e-12) */
     double seconds;         /* wall time of the whole solve */
     size_t core_layers;     /* tie units left for CBC after the exact presolve */
     /* Filled when aq_alloc_solve returns AQ_ERR_INFEASIBLE: */

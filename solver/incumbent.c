@@ -48,6 +48,13 @@ static int64_t ceil_div(int64_t x, int64_t d) /* d > 0 */
     return x >= 0 ? (x + d - 1) / d : -((-x) / d);
 }
 
+/* Option o of unit u may be used: kept, and inside a --tie-act group only at
+ * the group's current width (so the result still respects the tie). */
+static int usable(const aq_alloc_prob *p, const unsigned char *keep, size_t u, size_t o, const size_t *pos)
+{
+    return keep[o] && (p->units[u].act_group < 0 || p->opts[o].a_bits == p->opts[pos[u]].a_bits);
+}
+
 /* Units ordered by how cheap their alternatives are; returns how many (<= K_MAX). */
 static size_t pick_units(const aq_alloc_prob *p, aq_alloc_res c, aq_alloc_res a, const unsigned char *keep,
                          double lambda, const double *bu, const size_t *pos, keyed_unit *ku, size_t *sel)
@@ -59,7 +66,7 @@ static size_t pick_units(const aq_alloc_prob *p, aq_alloc_res c, aq_alloc_res a,
         double best = INFINITY;
         for (size_t j = 0; j < un->n_opts; j++) {
             size_t o = un->first_opt + j;
-            if (!keep[o] || o == pos[u]) continue;
+            if (!usable(p, keep, u, o, pos) || o == pos[u]) continue;
             best = fmin(best, aq_alloc_opt_res(&p->opts[o], c) + lambda * aq_alloc_opt_res(&p->opts[o], a) - bu[u]);
         }
         double here = aq_alloc_opt_res(&p->opts[pos[u]], c) + lambda * aq_alloc_opt_res(&p->opts[pos[u]], a) - bu[u];
@@ -90,7 +97,7 @@ aq_status aq_alloc_improve_incumbent(const aq_alloc_prob *p, aq_alloc_res c, aq_
     for (size_t i = 0; i < k; i++) {
         const aq_alloc_unit *un = &p->units[sel[i]];
         for (size_t j = 0; j < un->n_opts; j++)
-            if (keep[un->first_opt + j])
+            if (usable(p, keep, sel[i], un->first_opt + j, pos))
                 g = gcd64(g, (int64_t)aq_alloc_opt_res(&p->opts[un->first_opt + j], ir) -
                                  (int64_t)aq_alloc_opt_res(&p->opts[pos[sel[i]]], ir));
     }
@@ -101,7 +108,7 @@ aq_status aq_alloc_improve_incumbent(const aq_alloc_prob *p, aq_alloc_res c, aq_
             const aq_alloc_unit *un = &p->units[sel[i]];
             int64_t mn = 0, mx = 0;
             for (size_t j = 0; j < un->n_opts; j++) {
-                if (!keep[un->first_opt + j]) continue;
+                if (!usable(p, keep, sel[i], un->first_opt + j, pos)) continue;
                 int64_t d = ceil_div((int64_t)aq_alloc_opt_res(&p->opts[un->first_opt + j], ir) -
                                          (int64_t)aq_alloc_opt_res(&p->opts[pos[sel[i]]], ir), g);
                 mn = d < mn ? d : mn, mx = d > mx ? d : mx;
@@ -127,7 +134,7 @@ aq_status aq_alloc_improve_incumbent(const aq_alloc_prob *p, aq_alloc_res c, aq_
         for (size_t d = 0; d < w; d++) nv[d] = INFINITY;
         for (size_t j = 0; j < un->n_opts; j++) {
             const aq_alloc_opt *o = &p->opts[un->first_opt + j];
-            if (!keep[un->first_opt + j]) continue;
+            if (!usable(p, keep, sel[i], un->first_opt + j, pos)) continue;
             int64_t dd = ceil_div((int64_t)aq_alloc_opt_res(o, ir) - (int64_t)aq_alloc_opt_res(ref, ir), g);
             double dv = aq_alloc_opt_res(o, vr) - aq_alloc_opt_res(ref, vr);
             size_t from = dd < 0 ? (size_t)(-dd) : 0, to = dd > 0 ? w - (size_t)dd : w;

@@ -88,7 +88,6 @@ typedef struct build {
     const aq_alloc_goal *g;
     const unsigned char *keep;
     long *fu;            /* unit -> free unit index (row), -1 = fixed */
-    size_t *fix;         /* unit -> fixed option (when fu < 0) */
     long *actrow;        /* unit -> first tie-act row, -1 none */
     unsigned *gmask;     /* group -> widths present */
     long res_row[3];     /* budget row of each resource, -1 none */
@@ -160,7 +159,7 @@ static aq_status plan_rows(build *b, lp *m)
     for (size_t u = 0; u < b->p->n_units; u++) {
         b->actrow[u] = -1;
         int gi = b->p->units[u].act_group;
-        if (gi < 0) continue;
+        if (gi < 0 || b->fu[u] < 0) continue; /* fixed units belong to settled groups only */
         b->actrow[u] = (long)m->nrow;
         size_t k = (size_t)__builtin_popcount(b->gmask[gi]);
         for (size_t i = 0; i < k; i++) m->rlo[m->nrow] = m->rhi[m->nrow] = 0.0, m->nrow++;
@@ -260,6 +259,18 @@ static aq_status run_cbc(build *b, lp *m, const size_t *colopt, const size_t *in
             u = lo_u;
             if (b->p->units[u].first_opt + inc[u] == o) sidx[k] = (int)i, sval[k++] = 1.0;
         }
+        /* the tie-act width variables of the incumbent */
+        for (size_t gi = 0, i = 0; gi < b->p->n_act_groups; gi++) {
+            int w_inc = 0;
+            for (size_t u = 0; u < b->p->n_units && !w_inc; u++)
+                if (b->p->units[u].act_group == (int)gi) w_inc = b->p->opts[b->p->units[u].first_opt + inc[u]].a_bits;
+            for (int w = 2; w <= 16; w++) {
+                if (!(b->gmask[gi] >> w & 1)) continue;
+                while (i < nc && colopt[i] != (size_t)-1) i++;
+                if (i < nc && w == w_inc) sidx[k] = (int)i, sval[k++] = 1.0;
+                i++;
+            }
+        }
         Cbc_setMIPStartI(model, k, sidx, sval);
     }
     Cbc_solve(model);
@@ -304,7 +315,6 @@ aq_status aq_alloc_mip_solve(const aq_alloc_prob *p, const aq_alloc_goal *g, dou
     unsigned char *keep = malloc(no);
     size_t *inc = malloc(nu * sizeof *inc), *choice = malloc(nu * sizeof *choice);
     b.fu = malloc(nu * sizeof *b.fu);
-    b.fix = malloc(nu * sizeof *b.fix);
     b.actrow = malloc(nu * sizeof *b.actrow);
     b.gmask = calloc(p->n_act_groups + 1, sizeof *b.gmask);
     size_t maxrow = nu * 17 + 4;
@@ -315,7 +325,7 @@ aq_status aq_alloc_mip_solve(const aq_alloc_prob *p, const aq_alloc_goal *g, dou
     m.rlo = malloc(maxrow * sizeof *m.rlo);
     m.rhi = malloc(maxrow * sizeof *m.rhi);
     aq_status st = AQ_OK;
-    if (!keep || !inc || !choice || !b.fu || !b.fix || !b.actrow || !b.gmask || !m.start || !m.obj || !colopt ||
+    if (!keep || !inc || !choice || !b.fu || !b.actrow || !b.gmask || !m.start || !m.obj || !colopt ||
         !m.rlo || !m.rhi) {
         st = aq_fail_nomem(err, "allocation program", (no + maxrow) * 4 * sizeof(double));
         goto done;
@@ -324,19 +334,29 @@ aq_status aq_alloc_mip_solve(const aq_alloc_prob *p, const aq_alloc_goal *g, dou
     int have_inc = 0;
     double inc_obj = 0, lb = -INFINITY;
     if (!no_presolve) AQ_TRY_GOTO(st, aq_alloc_presolve(p, g, keep, inc, &have_inc, &inc_obj, &lb, err), done);
+    /* Units with one option left are fixed; inside a --tie-act group only when the
+     * whole group is down to one option per unit at one width (then it needs no y). */
     size_t nfree = 0;
     for (size_t u = 0; u < nu; u++) {
         const aq_alloc_unit *un = &p->units[u];
         size_t k = 0, last = 0;
         for (size_t j = 0; j < un->n_opts; j++)
             if (keep[un->first_opt + j]) k++, last = j;
-        b.fu[u] = (k == 1 && un->act_group < 0) ? -1 : 0;
         choice[u] = last;
-        if (b.fu[u] >= 0) nfree++;
+        b.fu[u] = k == 1 ? -1 : 0;
         if (un->act_group >= 0)
             for (size_t j = 0; j < un->n_opts; j++)
                 if (keep[un->first_opt + j]) b.gmask[un->act_group] |= 1u << p->opts[un->first_opt + j].a_bits;
     }
+    for (size_t u = 0; u < nu; u++) /* a group with a free member or two widths: all members free */
+        if (p->units[u].act_group >= 0 && (b.fu[u] == 0 || __builtin_popcount(b.gmask[p->units[u].act_group]) > 1))
+            b.gmask[p->units[u].act_group] |= 1u; /* bit 0 (no width) marks "unsettled" */
+    for (size_t u = 0; u < nu; u++) {
+        int gi = p->units[u].act_group;
+        if (gi >= 0 && (b.gmask[gi] & 1u)) b.fu[u] = 0;
+        if (b.fu[u] >= 0) nfree++;
+    }
+    for (size_t gi = 0; gi < p->n_act_groups; gi++) b.gmask[gi] = b.gmask[gi] & 1u ? b.gmask[gi] & ~1u : 0;
     b.keep = keep;
     pick->core_units = nfree;
     int optimal = 1;
@@ -368,7 +388,6 @@ done:
     free(inc);
     free(choice);
     free(b.fu);
-    free(b.fix);
     free(b.actrow);
     free(b.gmask);
     free(m.start);

@@ -142,6 +142,6 @@ void aq_alloc_write_bits_svg(FILE *f, const aq_alloc_table *t, const aq_alloc_so
     static const char *const names[] = {"a16 (FP)", "a8", "a&lt;=4"};
     for (int i = 0; i < 3; i++)
         fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"10\" height=\"10\" fill=\"%s\"/><text x=\"%d\" y=\"%d\">%s</text>\n",
-                w - MR - 230 + 75 * i, MT - 14, act_colour(acts[i]), w - MR - 216 + 75 * i, MT - 5, names[i]);
+                w - MR - 230 + 75 * i, h - 21, act_colour(acts[i]), w - MR - 216 + 75 * i, h - 12, names[i]);
     fputs("</svg>\n", f);
 }

@@ -8,9 +8,9 @@ target_link_libraries(test_pipeline_dequant PRIVATE adaquant)
 
 set(pipe_dir ${CMAKE_CURRENT_BINARY_DIR}/pipeline)
 set(pipe_py /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline.py)
-foreach(mode ref ranks resume failure errors stages)
+foreach(mode ref ranks resume failure errors stages sequential)
   aq_script_test(NAME pipeline_${mode} COMMAND ${pipe_py} ${mode} ${pipe_dir} LABELS integration mpi TIMEOUT 300)
 endforeach()
 set_tests_properties(pipeline_ref PROPERTIES FIXTURES_SETUP pipeline_ref_out)
-set_tests_properties(pipeline_ranks pipeline_resume pipeline_failure pipeline_stages
+set_tests_properties(pipeline_ranks pipeline_resume pipeline_failure pipeline_stages pipeline_sequential
                      PROPERTIES FIXTURES_REQUIRED pipeline_ref_out)

@@ -430,6 +430,19 @@ static void test_determinism_and_stats(void)
                            .gram_a = g, .n_tokens = L.n};
     CHECK_OK(aq_layer_run(&ps, &o, &r3, &err), &err);
     CHECK_MSG(same_result(&r1, &r3), "statistics feed differs: %g vs %g", r3.loss_final, r1.loss_final);
+    /* a8 with the statistics feed: B, C (and A) come from the sample rows; with
+     * the sample = all rows it must reproduce the rows feed */
+    aq_layer_result r4, r5;
+    o.a_bits = 8;
+    o.outer_iters = 3;
+    ps.n_sample = L.n;
+    ps.sample_x = L.x;
+    CHECK_OK(aq_layer_run(&p, &o, &r4, &err), &err);
+    CHECK_OK(aq_layer_run(&ps, &o, &r5, &err), &err);
+    CHECK_MSG(same_result(&r4, &r5), "a8 statistics feed differs: %g vs %g", r5.loss_final, r4.loss_final);
+    CHECK(r4.a_scale > 0 && r4.a_bits == 8);
+    aq_layer_result_free(&r4);
+    aq_layer_result_free(&r5);
     aq_layer_result_free(&r1);
     aq_layer_result_free(&r2);
     aq_layer_result_free(&r3);

@@ -13,6 +13,8 @@ usage: test_pipeline.py MODE DIR   (MODE: ref ranks resume failure errors stages
   errors   every bad input fails with a clear message before any work
   stages   capture (np 2) + calibrate shards + solve: missing shard reported with
            the resubmit command; then identical bytes to quantize
+  sequential  --mode sequential at P = 1 and P = 2: identical bytes, the parallel
+           allocation is kept, the layers differ from the parallel ones
 Environment (set by ctest): AQ_CLI, AQ_MPIRUN, AQ_SHARED_DIR, AQ_SOURCE_DIR.
 Exit 77 (skip) when the stories260K assets are absent.
 """
@@ -249,6 +251,28 @@ def mode_stages(top):
     same_output(ref, out, "capture + calibrate shards + solve vs quantize")
 
 
+def mode_sequential(top):
+    ref = ref_out(top)
+    outs = []
+    for np in (0, 2):
+        out = os.path.join(top, f"seq{np}", "out")
+        fresh(out)
+        p = quantize(out, np=np, extra=["--mode", "sequential"])
+        check(p.returncode == 0 and "sequential pass: block 5 of 5" in p.stderr,
+              f"--mode sequential P={max(np, 1)} runs the 5 blocks: " + p.stderr[-300:])
+        outs.append(out)
+    same_output(outs[0], outs[1], "sequential P=2 vs P=1")
+    import json
+    a = json.load(open(os.path.join(ref, "quantization.json")))
+    b = json.load(open(os.path.join(outs[0], "quantization.json")))
+    check([l["option"] for l in a["layers"]] == [l["option"] for l in b["layers"]],
+          "the sequential pass keeps the parallel allocation")
+    check(b["calibration"]["mode"] == "sequential", "quantization.json records the mode")
+    x = open(os.path.join(ref, "model.safetensors"), "rb").read()
+    y = open(os.path.join(outs[0], "model.safetensors"), "rb").read()
+    check(x != y, "sequential layers differ from the parallel ones (recalibrated on quantized inputs)")
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__)
@@ -260,7 +284,7 @@ def main():
     mode, top = sys.argv[1], os.path.abspath(sys.argv[2])
     os.makedirs(top, exist_ok=True)
     {"ref": mode_ref, "ranks": mode_ranks, "resume": mode_resume, "failure": mode_failure,
-     "errors": mode_errors, "stages": mode_stages}[mode](top)
+     "errors": mode_errors, "stages": mode_stages, "sequential": mode_sequential}[mode](top)
     n = len(failures)
     print(f"{mode}: {'all checks passed' if not n else f'{n} check(s) FAILED'}")
     return 1 if n else 0

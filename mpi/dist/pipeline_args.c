@@ -107,8 +107,7 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
         return 0;
     case O_MODE:
         if (!strcmp(v, "parallel")) g->sequential = 0;
-        else if (!strcmp(v, "sequential"))
-            return usage(cmd, "--mode sequential is not implemented yet (docs/PIPELINE.md); use --mode parallel");
+        else if (!strcmp(v, "sequential")) g->sequential = 1;
         else return usage(cmd, "--mode must be parallel or sequential, not '%s'", v);
         return 0;
     case O_INIT:
@@ -191,8 +190,10 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "  --sample-rows R        input rows kept per capture point (default 1024)\n"
                 "  --options LIST         bit options per layer (default w8a16,w6a16,w4a16,w3a16;\n"
                 "                         wKaM: K weight bits in 2,3,4,6,8, M activation bits 4,8,16)\n"
-                "  --mode parallel        layers calibrated independently on FP inputs (sequential\n"
-                "                         mode is not implemented yet)\n"
+                "  --mode parallel|sequential  parallel (default): every layer calibrated on FP\n"
+                "                         inputs; sequential: after the parallel pass fixes the\n"
+                "                         allocation, the chosen layers are recalibrated block by\n"
+                "                         block on the inputs of the quantized upstream\n"
                 "  --iters N              Adam iterations per AdaQuant step (default 200)\n"
                 "  --init rtn|gptq        AdaQuant initialisation (default gptq)\n"
                 "  --starts N             initial grids per layer, best kept per row (default 5)\n"

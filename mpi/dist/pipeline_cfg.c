@@ -137,7 +137,6 @@ aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const ch
     aq_fp_add_i64(&b, "kl_windows", c->kl_windows);
     aq_fp_add_i64(&b, "polish", c->polish);
     aq_fp_add_str(&b, "init", c->init_gptq ? "gptq" : "rtn");
-    aq_fp_add_str(&b, "mode", c->sequential ? "sequential" : "parallel");
     aq_fp_add_str(&b, "option", option);
     aq_fp_add_u64(&b, "seed", c->seed);
     aq_fp_add_u64(&b, "result_version", AQ_RESULT_VERSION);

@@ -9,6 +9,7 @@
 #include "collect.h"
 #include "pipeline_run.h"
 #include "progress.h"
+#include "stage_sequential.h"
 
 /* Rank 0 decided cfg (paths, fingerprints): give every rank the same bytes. */
 static void bcast_cfg(MPI_Comm comm, aq_pipe_cfg *c)
@@ -29,7 +30,19 @@ static aq_status solve_and_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_p
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = aq_dist_bcast_choice(comm, 0, choice, (size_t)p->n_layers, err);
     t->solve += aq_progress_now() - t0;
-    if (st == AQ_OK) st = aq_pipe_write(comm, c, p, &a->budget, rows ? rows : read, choice, &a->out, t, err);
+    if (st == AQ_OK && c->sequential) {
+        aq_pipe_cfg *sc = malloc(sizeof *sc);
+        aq_pipe_plan sp;
+        st = sc ? aq_pipe_sequential(comm, c, p, choice, a->resume, sc, &sp, t, err)
+                : aq_fail_nomem(err, "sequential cfg", sizeof *sc);
+        if (st == AQ_OK) {
+            st = aq_pipe_write(comm, sc, &sp, &a->budget, rows ? rows : read, choice, &a->out, t, err);
+            aq_pipe_plan_free(&sp);
+        }
+        free(sc);
+    } else if (st == AQ_OK) {
+        st = aq_pipe_write(comm, c, p, &a->budget, rows ? rows : read, choice, &a->out, t, err);
+    }
     free(read);
     free(choice);
     return st;

@@ -20,6 +20,7 @@
 #include "../../src/text/textdata.h"
 #include "driver.h"
 #include "progress.h"
+#include "stage_calibrate.h"
 #include "stage_stats.h"
 
 typedef struct cal_ctx {
@@ -101,7 +102,7 @@ static aq_status load_kl_windows(cal_ctx *x, aq_error *err)
     return st;
 }
 
-static aq_status write_result(const char *path, const aq_dist_task *task, const aq_layer_result *r, double kl,
+aq_status aq_pipe_write_task_result(const char *path, const aq_dist_task *task, const aq_layer_result *r, double kl,
                               int use_kl, aq_error *err)
 {
     double out_error = r->loss_final;
@@ -137,7 +138,7 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
     cal_ctx *x = vctx;
     const aq_pipe_layer *L = &x->p->layers[task->layer_index];
     aq_stats s;
-    AQ_TRY(aq_stats_read(x->c->work, L->block, L->point, &x->stats_fp, &s, err));
+    AQ_TRY(aq_stats_read(x->c->work, "stats", L->block, L->point, &x->stats_fp, &s, err));
     const float *weight;
     int d_out, d_in;
     aq_status st = aq_model_linear(x->m, L->block, (aq_linear)L->which, &weight, &d_out, &d_in, err);
@@ -167,7 +168,7 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
     double kl = 0;
     if (st == AQ_OK && x->kl_n > 0) st = task_kl(x, L, &r, &kl, err);
     aq_dist_poll(w);
-    if (st == AQ_OK) st = write_result(path, task, &r, kl, x->kl_n > 0, err);
+    if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, &r, kl, x->kl_n > 0, err);
     aq_layer_result_free(&r);
     aq_stats_free(&s);
     return st;

@@ -18,6 +18,7 @@
 #include "../../src/text/textdata.h"
 #include "progress.h"
 #include "reduce.h"
+#include "stage_capture.h"
 #include "stage_stats.h"
 
 typedef struct cap_ctx {
@@ -57,19 +58,19 @@ static aq_status run_chunks(aq_model *m, const aq_pipe_cfg *c, const int *tokens
     return AQ_OK;
 }
 
-static aq_status write_stats(const aq_pipe_cfg *c, const aq_capture *cap, aq_error *err)
+static aq_status write_stats(const aq_pipe_cfg *c, const char *sub, const aq_capture *cap,
+                             const aq_fingerprint *fp, aq_error *err)
 {
     char dir[AQ_PIPE_PATH];
-    aq_pipe_path(c->work, "stats", dir);
+    aq_pipe_path(c->work, sub, dir);
     if (mkdir(dir, 0777) != 0 && errno != EEXIST)
         return aq_fail(err, AQ_ERR_IO, "%s: cannot create the statistics directory", dir);
-    aq_fingerprint fp = aq_pipe_stats_fp(c);
     for (int i = 0; i < aq_capture_count(cap); i++)
-        AQ_TRY(aq_stats_write(c->work, aq_capture_stat(cap, i), &fp, err));
+        AQ_TRY(aq_stats_write(c->work, sub, aq_capture_stat(cap, i), fp, err));
     return AQ_OK;
 }
 
-static aq_status load_inputs(const aq_pipe_cfg *c, aq_model **m, int **tokens, aq_error *err)
+aq_status aq_pipe_load_calib(const aq_pipe_cfg *c, aq_model **m, int **tokens, aq_error *err)
 {
     AQ_TRY(aq_model_load_path(c->model, m, err));
     aq_tokenizer *tok;
@@ -84,14 +85,14 @@ static aq_status load_inputs(const aq_pipe_cfg *c, aq_model **m, int **tokens, a
     return st;
 }
 
-static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, aq_error *err)
+aq_status aq_pipe_capture_chunks(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *m, const int *tokens,
+                                 const aq_capture_opts *o, const char *sub, const aq_fingerprint *fp,
+                                 aq_error *err)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     size_t n_chunks = (size_t)(c->windows + c->chunk_windows - 1) / (size_t)c->chunk_windows;
-    aq_model *m = NULL;
-    int *tokens = NULL;
     cap_ctx x = {0};
     aq_capture *cap = NULL;
     int *owner = calloc(n_chunks, sizeof *owner);
@@ -105,29 +106,39 @@ static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, aq_error *err)
         for (size_t ch = a; ch < b; ch++) owner[ch] = r;
         if (r == rank) lo = a, hi = b;
     }
-    aq_capture_opts o;
-    aq_capture_opts_default(&o);
-    o.sample_rows = c->sample_rows;
-    o.seed = c->sample_seed;
-    if (st == AQ_OK) st = load_inputs(c, &m, &tokens, err);
-    if (st == AQ_OK) st = aq_capture_new(m, &o, &cap, err);
+    if (st == AQ_OK) st = aq_capture_new(m, o, &cap, err);
     if (st == AQ_OK) st = run_chunks(m, c, tokens, lo, hi, cap, &x, err);
     if (st == AQ_OK && rank == 0) {
-        st = aq_capture_new(m, &o, &x.total, err);
-        if (st == AQ_OK) st = aq_capture_new(m, &o, &x.scratch, err);
+        st = aq_capture_new(m, o, &x.total, err);
+        if (st == AQ_OK) st = aq_capture_new(m, o, &x.scratch, err);
     }
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = aq_dist_merge_chunks(comm, 0, n_chunks, owner, cap_pack, cap_merge, &x, 0, err);
-    if (st == AQ_OK && rank == 0) st = write_stats(c, x.total, err);
+    if (st == AQ_OK && rank == 0) st = write_stats(c, sub, x.total, fp, err);
     st = aq_pipe_agree(comm, st, err);
     for (size_t ch = 0; ch < n_chunks && x.packed; ch++) free(x.packed[ch]);
     free(x.packed);
     free(x.len);
     free(owner);
-    free(tokens);
     aq_capture_free(cap);
     aq_capture_free(x.total);
     aq_capture_free(x.scratch);
+    return st;
+}
+
+static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, aq_error *err)
+{
+    aq_model *m = NULL;
+    int *tokens = NULL;
+    aq_status st = aq_pipe_load_calib(c, &m, &tokens, err);
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.sample_rows = c->sample_rows;
+    o.seed = c->sample_seed;
+    aq_fingerprint fp = aq_pipe_stats_fp(c);
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK) st = aq_pipe_capture_chunks(comm, c, m, tokens, &o, "stats", &fp, err);
+    free(tokens);
     aq_model_free(m);
     return st;
 }

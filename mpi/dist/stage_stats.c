@@ -7,9 +7,9 @@
 #include "../../io/checkpoint.h"
 #include "stage_stats.h"
 
-void aq_stats_path(const char *work, int block, int point, char *out)
+void aq_stats_path(const char *work, const char *sub, int block, int point, char *out)
 {
-    snprintf(out, AQ_PIPE_PATH, "%s/stats/%d.%s.aqs", work, block, aq_cap_point_name((aq_cap_point)point));
+    snprintf(out, AQ_PIPE_PATH, "%s/%s/%d.%s.aqs", work, sub, block, aq_cap_point_name((aq_cap_point)point));
 }
 
 static void key_of(int block, int point, char *buf, size_t n)
@@ -17,13 +17,14 @@ static void key_of(int block, int point, char *buf, size_t n)
     snprintf(buf, n, "stats.%d.%s", block, aq_cap_point_name((aq_cap_point)point));
 }
 
-aq_status aq_stats_write(const char *work, const aq_capstat *s, const aq_fingerprint *fp, aq_error *err)
+aq_status aq_stats_write(const char *work, const char *sub, const aq_capstat *s, const aq_fingerprint *fp,
+                         aq_error *err)
 {
     char path[AQ_PIPE_PATH], key[96];
-    aq_stats_path(work, s->block, (int)s->point, path);
+    aq_stats_path(work, sub, s->block, (int)s->point, path);
     key_of(s->block, (int)s->point, key, sizeof key);
     int64_t d = s->d, d1 = d + 1, ns = s->n_sample, nrows = (int64_t)s->n_rows;
-    aq_tensor_view t[7] = {
+    aq_tensor_view t[10] = {
         {"gram", AQ_F64, 2, {d1, d1}, s->gram, (size_t)(d1 * d1) * 8},
         {"xmin", AQ_F32, 1, {d}, s->xmin, (size_t)d * 4},
         {"xmax", AQ_F32, 1, {d}, s->xmax, (size_t)d * 4},
@@ -31,8 +32,12 @@ aq_status aq_stats_write(const char *work, const aq_capstat *s, const aq_fingerp
         {"sample_win", AQ_U32, 1, {ns}, s->sample_win, (size_t)ns * 4},
         {"sample_pos", AQ_U32, 1, {ns}, s->sample_pos, (size_t)ns * 4},
         {"n_rows", AQ_I64, 1, {1}, &nrows, 8},
+        {"cross", AQ_F64, 2, {d1, d1}, s->cross, (size_t)(d1 * d1) * 8},
+        {"gram_q", AQ_F64, 2, {d1, d1}, s->gram_q, (size_t)(d1 * d1) * 8},
+        {"sample_q", AQ_F32, 2, {ns, d}, s->sample_q, (size_t)(ns * d) * 4},
     };
-    aq_result_desc desc = {.layer = key, .option = "capture", .fp = *fp, .n_tensors = 7, .tensors = t};
+    aq_result_desc desc = {.layer = key, .option = "capture", .fp = *fp, .n_tensors = s->cross ? 10 : 7,
+                           .tensors = t};
     desc.row.loss = 0;
     desc.row.loss_rtn = desc.row.loss_gptq = desc.row.loss_init = 0;
     desc.row.w_bits = 32;
@@ -49,12 +54,12 @@ static aq_status want(const aq_result *r, const char *path, const char *name, aq
     return AQ_OK;
 }
 
-aq_status aq_stats_read(const char *work, int block, int point, const aq_fingerprint *fp, aq_stats *out,
-                        aq_error *err)
+aq_status aq_stats_read(const char *work, const char *sub, int block, int point, const aq_fingerprint *fp,
+                        aq_stats *out, aq_error *err)
 {
     char path[AQ_PIPE_PATH], key[96];
     memset(out, 0, sizeof *out);
-    aq_stats_path(work, block, point, path);
+    aq_stats_path(work, sub, block, point, path);
     key_of(block, point, key, sizeof key);
     AQ_TRY(aq_result_read(path, fp, &out->r, err));
     aq_status st = AQ_OK;
@@ -77,6 +82,17 @@ aq_status aq_stats_read(const char *work, int block, int point, const aq_fingerp
     int64_t nr;
     memcpy(&nr, n->data, 8);
     out->n_rows = (uint64_t)nr;
+    const aq_tensor_view *x = aq_result_find(out->r, "cross"), *y = aq_result_find(out->r, "gram_q"),
+                         *z = aq_result_find(out->r, "sample_q");
+    if (x || y || z) {
+        if (!x || !y || !z || x->nbytes != g->nbytes || y->nbytes != g->nbytes || z->nbytes != s->nbytes) {
+            aq_stats_free(out);
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: incomplete sequential-mode statistics", path);
+        }
+        out->cross = x->data;
+        out->gram_q = y->data;
+        out->sample_q = z->data;
+    }
     return AQ_OK;
 }
 
@@ -99,7 +115,7 @@ int aq_stats_all_valid(const aq_pipe_cfg *c, FILE *log)
     for (int b = 0; b < m.n_layers; b++)
         for (int p = 0; p < AQ_CAP_COUNT; p++) {
             aq_stats s;
-            if (aq_stats_read(c->work, b, p, &fp, &s, &e) != AQ_OK) {
+            if (aq_stats_read(c->work, "stats", b, p, &fp, &s, &e) != AQ_OK) {
                 if (log && e.code != AQ_ERR_NOTFOUND)
                     fprintf(log, "adaquant: capture: invalid statistics file, recomputing: %s\n", e.msg);
                 return 0;

@@ -1,6 +1,7 @@
 /* stage_stats.h — the statistics files of the capture stage,
- * WORK/stats/<block>.<point>.aqs: one capture point's Gram, min/max and row
- * sample in the result-file container (io/resultfile.h), key
+ * WORK/<sub>/<block>.<point>.aqs (sub = "stats", or "seq/stats" for the
+ * sequential pass): one capture point's Gram, min/max and row sample (plus
+ * the cross statistics in sequential mode) in the result-file container (io/resultfile.h), key
  * ("stats.<block>.<point>", "capture"), fingerprint aq_pipe_stats_fp. */
 #ifndef AQ_DIST_STAGE_STATS_H
 #define AQ_DIST_STAGE_STATS_H
@@ -18,14 +19,17 @@ typedef struct aq_stats {
     const double *gram; /* (d+1)^2 */
     size_t n_sample;
     const float *sample; /* [n_sample, d] */
+    /* sequential mode only (NULL otherwise): B, C and the sampled Xq rows */
+    const double *cross, *gram_q;
+    const float *sample_q;
 } aq_stats;
 
 /* Path of the file of (block, point) into out (AQ_PIPE_PATH). */
-void aq_stats_path(const char *work, int block, int point, char *out);
+void aq_stats_path(const char *work, const char *sub, int block, int point, char *out);
 /* Write one capture point's statistics atomically. */
-aq_status aq_stats_write(const char *work, const aq_capstat *s, const aq_fingerprint *fp, aq_error *err);
+aq_status aq_stats_write(const char *work, const char *sub, const aq_capstat *s, const aq_fingerprint *fp, aq_error *err);
 /* Read and validate (CRC, key, fingerprint, shapes). Errors name the file. */
-aq_status aq_stats_read(const char *work, int block, int point, const aq_fingerprint *fp, aq_stats *out,
+aq_status aq_stats_read(const char *work, const char *sub, int block, int point, const aq_fingerprint *fp, aq_stats *out,
                         aq_error *err);
 void aq_stats_free(aq_stats *s);
 /* 1 if every capture point of the model has a valid file; an invalid one is

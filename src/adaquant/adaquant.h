@@ -21,8 +21,11 @@
  *
  * Losses are the normalised output error ||Y - Y^||^2 / ||Y||^2 (Y = X W^T + b,
  * over the rows the Grams summarise), computed exactly from the Grams.
- * Results are bit-identical for the same inputs, options and seed: the code is
- * single-threaded per problem (BLIS single-threaded) and uses no global state. */
+ * Results are bit-identical for the same inputs, options and seed: no global
+ * state, no threads of our own, and BLIS (even when the caller threads it)
+ * does not split the k loop of its products, so the bytes do not depend on
+ * the BLIS thread count (tested with 1 and 2). Algorithm, measured defaults
+ * and the error/precision figures: docs/ADAQUANT.md. */
 #ifndef AQ_ADAQUANT_H
 #define AQ_ADAQUANT_H
 
@@ -115,7 +118,8 @@ typedef struct aq_layer_problem {
  * from the sample; A is then also taken from the sample so that the quadratic
  * form stays consistent (non-negative); losses are then sample losses. */
 
-/* The result (caller-owned; free the arrays with aq_layer_result_free). */
+/* The result (caller-owned). Free with aq_layer_result_free only: w_zero and
+ * bias live in w_scale's allocation. */
 typedef struct aq_layer_result {
     size_t d_out, d_in;
     int w_bits, a_bits, symmetric;

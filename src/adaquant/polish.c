@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <blis.h>
+
 #include "layer_state.h"
 
 /* Solve the n x n (n <= 3) symmetric system M x = b by Gaussian elimination
@@ -51,13 +53,13 @@ static int solve_small(int n, double M[3][3], double b[3], double x[3])
 
 typedef struct polish_ws {
     double *phi; /* [D] the code basis vector of the row */
-    double *Cu;  /* [D] C phi */
+    const double *Cu; /* [D] C phi (row of the batched product, codes_times_C) */
     double *c1;  /* [D] C [1..1 0] (asymmetric) */
     double *wc;  /* [D] W^_r C */
 } polish_ws;
 
-/* Refit (s, z, b') of row r given its codes; on return ws->wc = W^_r C for
- * the parameters in force (refit accepted or not). */
+/* Refit (s, z, b') of row r given its codes and ws->Cu = C phi_r; on return
+ * ws->wc = W^_r C for the parameters in force (refit accepted or not). */
 static void refit_row(aq_ls *S, size_t r, polish_ws *ws)
 {
     size_t d_in = S->d_in, D = S->D;
@@ -66,14 +68,6 @@ static void refit_row(aq_ls *S, size_t r, polish_ws *ws)
     double off = S->sym ? S->zsym : 0.0;
     for (size_t c = 0; c < d_in; c++) ws->phi[c] = (double)u[c] - off;
     ws->phi[d_in] = 0;
-    /* Cu = C phi (C symmetric: accumulate rows weighted by phi). */
-    memset(ws->Cu, 0, D * sizeof(double));
-    for (size_t c = 0; c < d_in; c++) {
-        double p = ws->phi[c];
-        if (p == 0) continue;
-        const double *cr = C + c * D;
-        for (size_t j = 0; j < D; j++) ws->Cu[j] += p * cr[j];
-    }
     const double *cb = C + d_in * D; /* row d_in = column d_in */
     int n = S->sym ? 2 : 3;
     double M[3][3] = {{0}}, rhs[3] = {0}, th[3] = {0}, old[3];
@@ -252,26 +246,49 @@ static uint32_t *pair_partners(const aq_ls *S, size_t *kp_out)
     return p;
 }
 
+/* CU = Phi C for all rows at once (one dgemm instead of d_out matrix-vector
+ * loops), Phi_r = [u_r - off, 0]. Uses S->E (Phi) and S->EC (CU) as scratch:
+ * callers re-evaluate the loss (aq_ls_loss recomputes both) after polishing. */
+static const double *codes_times_C(aq_ls *S)
+{
+    size_t D = S->D, d_in = S->d_in, d_out = S->d_out;
+    double off = S->sym ? S->zsym : 0.0;
+    for (size_t r = 0; r < d_out; r++) {
+        for (size_t c = 0; c < d_in; c++) S->E[r * D + c] = (double)S->u[r * d_in + c] - off;
+        S->E[r * D + d_in] = 0;
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (f77_int)d_out, (f77_int)D, (f77_int)D, 1.0, S->E,
+                (f77_int)D, S->C, (f77_int)D, 0.0, S->EC, (f77_int)D);
+    return S->EC;
+}
+
 void aq_ls_polish(aq_ls *S, int passes)
 {
     size_t D = S->D, d_in = S->d_in;
-    double *buf = malloc(5 * D * sizeof *buf);
+    double *buf = malloc(4 * D * sizeof *buf);
     if (!buf) return; /* polishing is optional: without memory the layer keeps its state */
-    polish_ws ws = {buf, buf + D, buf + 2 * D, buf + 3 * D};
-    double *g = buf + 4 * D;
+    polish_ws ws = {buf, NULL, buf + D, buf + 2 * D};
+    double *g = buf + 3 * D;
     memset(ws.c1, 0, D * sizeof(double));
     for (size_t c = 0; c < d_in; c++)
         for (size_t j = 0; j < D; j++) ws.c1[j] += S->C[c * D + j];
     size_t kp;
     uint32_t *partners = pair_partners(S, &kp);
-    for (size_t r = 0; r < S->d_out; r++) {
-        for (int p = 0; p < passes; p++) {
+    /* rows are independent: pass p of every row, then pass p + 1 */
+    for (int p = 0; p < passes; p++) {
+        const double *CU = codes_times_C(S);
+        for (size_t r = 0; r < S->d_out; r++) {
+            ws.Cu = CU + r * D;
             refit_row(S, r, &ws);
             /* g = E C - Pm = W~ C - Pm - W^ C = T_r - W^_r C */
             for (size_t j = 0; j < D; j++) g[j] = S->T[r * D + j] - ws.wc[j];
             cd_row(S, r, g);
             if (partners && pair_row(S, r, g, partners, kp)) cd_row(S, r, g);
         }
+    }
+    const double *CU = codes_times_C(S);
+    for (size_t r = 0; r < S->d_out; r++) {
+        ws.Cu = CU + r * D;
         refit_row(S, r, &ws);
     }
     free(partners);

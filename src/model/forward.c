@@ -156,8 +156,10 @@ void aq_forward_opts_default(aq_forward_opts *o)
     o->stop_after_block = -1;
 }
 
-aq_status aq_model_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs,
-                           const aq_forward_opts *opts, float *logits, aq_error *err)
+/* The forward from the embedding (r == NULL) or resumed at r->start_block. */
+static aq_status forward(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                         const aq_forward_opts *opts, const aq_forward_resume *r0, float *logits,
+                         aq_error *err)
 {
     size_t n = 0, longest = 0;
     AQ_TRY(check_batch(m, tokens, lens, n_seqs, &n, &longest, err));
@@ -176,11 +178,15 @@ aq_status aq_model_forward(aq_model *m, const int *tokens, const int *lens, int 
     for (int q = 0; q < n_seqs; q++)
         for (int t = 0; t < lens[q]; t++, r++) {
             s->pos[r] = t;
-            memcpy(s->x + r * c->dim, m->embed + (size_t)tokens[r] * c->dim,
-                   (size_t)c->dim * sizeof(float));
+            if (!r0 || !r0->x_start)
+                memcpy(s->x + r * c->dim, m->embed + (size_t)tokens[r] * c->dim,
+                       (size_t)c->dim * sizeof(float));
         }
+    size_t xn = n * (size_t)c->dim;
+    if (r0 && r0->x_start) memcpy(s->x, r0->x_start, xn * sizeof(float));
     int stop = opts ? opts->stop_after_block : -1;
-    for (int l = 0; l < c->n_layers; l++) {
+    for (int l = r0 ? r0->start_block : 0; l < c->n_layers; l++) {
+        if (r0 && r0->save_x) memcpy(r0->save_x + (size_t)l * xn, s->x, xn * sizeof(float));
         AQ_TRY(run_block(&f, l, n, err));
         if (stop == l) return AQ_OK;
     }
@@ -189,4 +195,23 @@ aq_status aq_model_forward(aq_model *m, const int *tokens, const int *lens, int 
     if (logits)
         aq_model_apply_linear(m, c->n_layers, AQ_LIN_HEAD, s->xb, logits, n, f.ev.quantized, s->xq);
     return AQ_OK;
+}
+
+aq_status aq_model_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                           const aq_forward_opts *opts, float *logits, aq_error *err)
+{
+    return forward(m, tokens, lens, n_seqs, opts, NULL, logits, err);
+}
+
+aq_status aq_model_forward_resume(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                                  const aq_forward_opts *opts, const aq_forward_resume *r,
+                                  float *logits, aq_error *err)
+{
+    int L = m->cfg.n_layers;
+    if (r && (r->start_block < 0 || r->start_block > L || (r->start_block > 0 && !r->x_start)))
+        return aq_fail(err, AQ_ERR_ARG,
+                       "forward: resume at block %d (model has %d blocks) needs the residual "
+                       "stream at that block's input",
+                       r->start_block, L);
+    return forward(m, tokens, lens, n_seqs, opts, r, logits, err);
 }

@@ -118,6 +118,26 @@ const aq_llama_config *aq_model_config(const aq_model *m);
 aq_status aq_model_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs,
                            const aq_forward_opts *opts, float *logits, aq_error *err);
 
+/* Resuming a forward in the middle (added for src/model/sensitivity.h: re-run
+ * only the blocks after a changed layer). All fields optional. */
+typedef struct aq_forward_resume {
+    int start_block;      /* first block to run, 0..n_layers (n_layers: head only) */
+    const float *x_start; /* the residual stream at the input of start_block,
+                             [sum(lens), dim]; NULL = the embedding (start_block 0) */
+    float *save_x;        /* NULL, or [n_layers, sum(lens), dim] receiving the residual
+                             stream at the input of every block run (block b at
+                             b * sum(lens) * dim; blocks < start_block untouched) */
+} aq_forward_resume;
+
+/* aq_model_forward with a resume point (r may be NULL = aq_model_forward). The
+ * tokens are still needed (validation, positions). With x_start equal to the
+ * residual a full forward had at that block, the logits are bit-identical to
+ * the full forward's. AQ_ERR_ARG for a bad start_block / missing x_start, plus
+ * aq_model_forward's errors. */
+aq_status aq_model_forward_resume(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                                  const aq_forward_opts *opts, const aq_forward_resume *r,
+                                  float *logits, aq_error *err);
+
 /* Linear layer geometry and its FP weight [d_out, d_in] (owned by m; weight may
  * be NULL). Llama linears have no bias. block = n_layers with AQ_LIN_HEAD for
  * the classifier. AQ_ERR_ARG for an invalid (block, which). */

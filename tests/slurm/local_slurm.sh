@@ -61,8 +61,8 @@ CONF
   fi
   slurmctld -f "$SLURM_CONF" || { echo "local_slurm: slurmctld failed" >&2; return 1; }
   slurmd -f "$SLURM_CONF" || { echo "local_slurm: slurmd failed" >&2; return 1; }
-  local i
-  for i in $(seq 1 100); do
+
+  for _ in $(seq 1 100); do
     if [ "$(sinfo -h -o %T 2>/dev/null | head -1)" = idle ]; then return 0; fi
     sleep 0.2
   done

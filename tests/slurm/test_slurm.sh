@@ -9,12 +9,14 @@
 #     that command resubmits only shard 2 and gives the same bytes again.
 # Stops every daemon it started (trap EXIT), by PID. Skips (77) only when the
 # Slurm packages or the stories260K assets are absent.
+# shellcheck disable=SC2016 # check() evaluates its single-quoted argument later
 set -u
 CLI=${AQ_CLI:?AQ_CLI not set}
 SRC=${AQ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 MPIRUN=${AQ_MPIRUN:-mpirun}
 SUBMIT=$SRC/slurm/submit.sh
 
+export PATH=$PATH:/usr/sbin:/sbin
 for p in slurmctld slurmd sbatch scontrol; do
   command -v "$p" >/dev/null || { echo "SKIP: Slurm is not installed ($p not found; apt-get install slurm-wlm munge)"; exit 77; }
 done
@@ -42,7 +44,7 @@ fail=0
 check() { if ! eval "$1"; then echo "FAIL: $1"; fail=1; fi; }
 die() { echo "FAIL: $*"; show_logs; exit 1; }
 show_logs() {
-  for f in "$d"/w*/slurm/*.out; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done
+  for f in "$d"/w*/slurm/*.out "$d"/slurm/log/*.log; do [ -f "$f" ] && { echo "--- $f"; tail -n 20 "$f"; }; done
   squeue 2>/dev/null || true
 }
 
@@ -51,7 +53,8 @@ SMALL=(--calib-windows 8 --calib-len 64 --sample-rows 128 --iters 4 --starts 1 -
 BUDGET=(--target-bits 4.0 --eval-docs 4)
 inputs=("$model" --tokenizer "$tok" --calib-text "$text")
 
-aq_slurm_start "$d/slurm" || die "could not start the local Slurm (logs in $d/slurm/log)"
+aq_slurm_start "$d/slurm" ||
+  die "could not start the local Slurm (logs in $d/slurm/log)$([ "$(id -u)" = 0 ] || echo '; it must run as root')"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_pml=ob1 OMPI_MCA_btl=self,vader
 
 # Reference: the whole pipeline under mpirun.
@@ -94,7 +97,7 @@ wait_jobs() {
   for id in "$@"; do job_states "$id"; done
   return 1
 }
-# jobs_line OUTPUT: the AQ_JOBS line's key=value pairs as shell assignments
+# jobs_line OUTPUT: the key=value pairs of submit.sh's machine-readable AQ_JOBS line
 jobs_line() { sed -n 's/^AQ_JOBS //p' <<<"$1"; }
 same_bytes() { # same_bytes DIR: compare with the reference
   local f
@@ -106,13 +109,14 @@ same_bytes() { # same_bytes DIR: compare with the reference
 
 # 1-2. capture -> 4 array tasks -> solve.
 t0=$SECONDS
-out=$("$SUBMIT" --work "$d/w1" --shards 4 --throttle 4 --capture-ntasks 2 --adaquant "$CLI" \
+out=$("$SUBMIT" --work "$d/w1" --shards 4 --throttle 2 --capture-ntasks 2 --adaquant "$CLI" \
       --capture "${inputs[@]}" "${SMALL[@]}" --solve --out "$d/out1" "${BUDGET[@]}" 2>&1) ||
   { echo "$out"; die "submit.sh failed"; }
 echo "$out"
 line=$(jobs_line "$out")
 [[ $line =~ ^capture=([0-9]+)\ array=([0-9]+)\ solve=([0-9]+)$ ]] || die "no AQ_JOBS line in submit.sh's output"
 cap=${BASH_REMATCH[1]} arr=${BASH_REMATCH[2]} sol=${BASH_REMATCH[3]}
+check 'scontrol show job "$arr" | grep -q "ArrayTaskThrottle=2"'
 wait_jobs 150 "$cap" "$arr" "$sol" || die "the jobs did not finish"
 echo "slurm run: $((SECONDS - t0)) s"
 states=$(job_states "$cap"; job_states "$arr"; job_states "$sol")
@@ -126,6 +130,15 @@ same_bytes "$d/out1"
 for i in 0 1 2 3; do
   check 'grep -q "shard $i of 4" "$d/w1/slurm/array-${arr}_$i.out"'
 done
+
+# The single-job form: adaquant-mpi.sbatch, srun --mpi=pmix over 2 tasks.
+mid=$(ADAQUANT=$CLI sbatch --parsable --ntasks=2 --output="$d/mpi-%j.out" "$SRC/slurm/adaquant-mpi.sbatch" \
+      "${inputs[@]}" "${SMALL[@]}" --work "$d/wm" --out "$d/outm" "${BUDGET[@]}") || die "sbatch adaquant-mpi.sbatch failed"
+mid=${mid%%;*}
+wait_jobs 150 "$mid" || die "the adaquant-mpi.sbatch job did not finish"
+check 'grep -q "^$mid COMPLETED" <<<"$(job_states "$mid")"'
+check 'grep -q "on 2 ranks" "$d/mpi-$mid.out"'
+if [ -d "$d/outm" ]; then same_bytes "$d/outm"; else echo "FAIL: adaquant-mpi.sbatch wrote no $d/outm"; tail -n 20 "$d/mpi-$mid.out"; fail=1; fi
 
 # 3. array task 2 cancelled before it runs (the array is submitted held).
 out=$("$SUBMIT" --work "$d/w2" --shards 4 --capture-ntasks 2 --adaquant "$CLI" --hold \
@@ -170,6 +183,7 @@ echo "$states"
 check '[ "$(wc -l <<<"$states")" = 2 ]'
 check 'grep -q "^${arr}_2 COMPLETED" <<<"$states"'
 check 'grep -q "^$sol COMPLETED" <<<"$states"'
+check 'grep -q "shard 2 of 4" "$d/w2/slurm/array-${arr}_2.out"'
 [ -d "$d/out2" ] || die "the resubmitted solve wrote no $d/out2"
 same_bytes "$d/out2"
 

@@ -7,6 +7,7 @@
 # throttling, --resubmit reusing the recorded settings, argument errors, and
 # the shard count logic of adaquant-array.sbatch (SLURM_ARRAY_TASK_COUNT,
 # AQ_SHARDS, WORK/shards.json). Needs only bash.
+# shellcheck disable=SC2016 # check() evaluates its single-quoted argument later
 set -u
 SRC=${AQ_SOURCE_DIR:-$(cd "$(dirname "$0")/../.." && pwd)}
 SUBMIT=$SRC/slurm/submit.sh
@@ -22,13 +23,18 @@ cat >"$d/bin/sbatch" <<'STUB'
 #!/bin/bash
 n=$(ls "$STUB_CALLS" | wc -l)
 { printf '%s\n' "$@"; echo "ENV ADAQUANT=${ADAQUANT-} AQ_SHARDS=${AQ_SHARDS-} AQ_WORK=${AQ_WORK-unset}"; } >"$STUB_CALLS/$n"
+if [ "$n" = "${STUB_FAIL_AT:-x}" ]; then echo "sbatch: error: stub failure" >&2; exit 1; fi
 echo "$((500 + n));cluster"
+STUB
+cat >"$d/bin/scancel" <<'STUB'
+#!/bin/bash
+echo "$*" >>"$STUB_CALLS.scancel"
 STUB
 cat >"$d/bin/srun" <<'STUB'
 #!/bin/bash
 printf '%s\n' "$@"
 STUB
-chmod +x "$d/bin/sbatch" "$d/bin/srun"
+chmod +x "$d/bin/sbatch" "$d/bin/srun" "$d/bin/scancel"
 export PATH=$d/bin:$PATH STUB_CALLS=$d/calls
 # expect N LINES...: call N's argument lines (without the ENV line) equal LINES
 expect() {
@@ -101,6 +107,13 @@ err "exclude each other" --resubmit 2 --work "$W" --capture m
 err "--throttle '0'" --throttle 0 --work "$d/x" --capture m --solve --out o
 err "unknown option '--shard'" --shard 3 --work "$d/x" --capture m --solve --out o
 check '[ -z "$(ls "$d/calls")" ]'
+# sbatch failing for the solve job: exit 1, and the capture and array jobs
+# already submitted are cancelled
+out=$(STUB_FAIL_AT=2 "$SUBMIT" --work "$d/y" --capture m --solve --out o 2>&1); rc=$?
+check '[ $rc -eq 1 ] && grep -q "sbatch failed for the solve job" <<<"$out"'
+check '[ "$(cat "$d/calls.scancel")" = "500 501" ]'
+check '! grep -q AQ_JOBS <<<"$out"'
+rm -f "$d/calls"/*
 check '"$SUBMIT" --help | grep -q "AQ_JOBS capture=ID array=ID solve=ID"'
 
 # 4. adaquant-array.sbatch: which --shard/--shards reach `adaquant calibrate`.

@@ -1,0 +1,196 @@
+/* stage_sequential.c — the sequential pass of --mode sequential
+ * (docs/PIPELINE.md): with the allocation fixed by the parallel pass, block by
+ * block, the chosen option of each of the block's 7 layers is recalibrated on
+ * the inputs the already quantized upstream blocks produce (cross statistics
+ * B = [X 1]^T [Xq 1], C = [Xq 1]^T [Xq 1]; the target stays the FP output).
+ * Each block: install the new results of the previous block on every rank,
+ * capture block b in cross mode over the fixed chunks (merged in chunk order
+ * on rank 0, as stage 1), run its 7 tasks with the driver. Results live in
+ * WORK/seq/results/, fingerprinted with the allocation they belong to. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "driver.h"
+#include "progress.h"
+#include "stage_calibrate.h"
+#include "stage_capture.h"
+#include "stage_sequential.h"
+#include "stage_stats.h"
+
+typedef struct seq_ctx {
+    const aq_pipe_cfg *c; /* the sequential cfg (work = WORK/seq) */
+    const aq_pipe_plan *p;
+    aq_model *m;
+    aq_fingerprint stats_fp; /* of the current block's statistics */
+} seq_ctx;
+
+static aq_status seq_task(void *vctx, const aq_dist_task *task, size_t index, const char *path, aq_dist_worker *w,
+                          aq_error *err)
+{
+    seq_ctx *x = vctx;
+    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
+    aq_stats s;
+    AQ_TRY(aq_stats_read(x->c->work, "stats", L->block, L->point, &x->stats_fp, &s, err));
+    const float *weight;
+    int d_out, d_in;
+    aq_status st = aq_model_linear(x->m, L->block, (aq_linear)L->which, &weight, &d_out, &d_in, err);
+    if (st == AQ_OK && (!s.cross || s.d != d_in))
+        st = aq_fail(err, AQ_ERR_FORMAT, "%s: sequential statistics missing or misshapen", L->name);
+    aq_layer_opts o;
+    aq_layer_opts_default(&o);
+    if (st == AQ_OK) st = aq_layer_opts_parse(task->option, &o, err);
+    o.iters = x->c->iters;
+    o.starts = x->c->starts;
+    o.polish_rounds = x->c->polish;
+    o.init = x->c->init_gptq ? AQ_INIT_GPTQ : AQ_INIT_RTN;
+    o.seed = x->c->seed;
+    aq_layer_problem pr = {.name = L->name, .d_out = (size_t)d_out, .d_in = (size_t)d_in, .weight = weight,
+                           .gram_a = s.gram, .gram_b = s.cross, .gram_c = s.gram_q, .n_tokens = s.n_rows,
+                           .n_sample = s.n_sample, .sample_x = s.sample, .sample_x_in = s.sample_q};
+    aq_layer_result r;
+    memset(&r, 0, sizeof r);
+    aq_dist_poll(w);
+    if (st == AQ_OK) st = aq_layer_run(&pr, &o, &r, err);
+    if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, &r, 0, 0, err);
+    aq_layer_result_free(&r);
+    aq_stats_free(&s);
+    (void)index;
+    return st;
+}
+
+/* Install the sequential results of block b as overrides on x->m. */
+static aq_status install_block(seq_ctx *x, const aq_dist_task *tasks, aq_error *err)
+{
+    for (int j = 0; j < AQ_LIN_COUNT; j++) {
+        const aq_dist_task *t = &tasks[j];
+        const aq_pipe_layer *L = &x->p->layers[t->layer_index];
+        char *path;
+        aq_result *r;
+        AQ_TRY(aq_result_path(x->c->work, t->layer, t->option, &path, err));
+        aq_status st = aq_result_read(path, &t->fp, &r, err);
+        free(path);
+        AQ_TRY(st);
+        const aq_tensor_view *codes = aq_result_find(r, "codes"), *ws = aq_result_find(r, "w_scale"),
+                             *wz = aq_result_find(r, "w_zero"), *b = aq_result_find(r, "bias"),
+                             *as = aq_result_find(r, "a_scale"), *az = aq_result_find(r, "a_zero");
+        size_t n = (size_t)L->d_out * L->d_in;
+        float *w = malloc(n * sizeof *w);
+        if (!codes || !ws || !wz || !b || !as || !az || codes->nbytes != n || !w) {
+            free(w);
+            aq_result_free(r);
+            return aq_fail(err, AQ_ERR_FORMAT, "sequential result of %s: missing tensors", t->layer);
+        }
+        const uint8_t *u = codes->data;
+        float scale, zero, a_s, a_z;
+        for (int row = 0; row < L->d_out; row++) {
+            memcpy(&scale, (const char *)ws->data + 4 * row, 4);
+            memcpy(&zero, (const char *)wz->data + 4 * row, 4);
+            for (int c = 0; c < L->d_in; c++)
+                w[(size_t)row * L->d_in + c] = scale * ((float)u[(size_t)row * L->d_in + c] - zero);
+        }
+        memcpy(&a_s, as->data, 4);
+        memcpy(&a_z, az->data, 4);
+        int a_bits = r->row.a_bits < 16 ? r->row.a_bits : 0;
+        aq_linear_override ov = {w, b->data, a_bits, a_s, a_z};
+        st = aq_model_set_override(x->m, L->block, (aq_linear)L->which, &ov, err);
+        free(w);
+        aq_result_free(r);
+        AQ_TRY(st);
+    }
+    return AQ_OK;
+}
+
+aq_fingerprint aq_pipe_alloc_fp(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice)
+{
+    aq_fp_builder b;
+    aq_fp_init(&b);
+    for (int l = 0; l < p->n_layers; l++) aq_fp_add_str(&b, p->layers[l].name, c->options[choice[l]]);
+    return aq_fp_final(&b);
+}
+
+static aq_status seq_setup(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice, aq_pipe_cfg *sc,
+                           aq_pipe_plan *sp, aq_error *err)
+{
+    *sc = *c;
+    if (snprintf(sc->work, sizeof sc->work, "%s/seq", c->work) >= (int)sizeof sc->work)
+        return aq_fail(err, AQ_ERR_ARG, "work path too long");
+    aq_fingerprint alloc = aq_pipe_alloc_fp(c, p, choice);
+    *sp = *p;
+    sp->layers = malloc((size_t)p->n_layers * sizeof *sp->layers);
+    sp->tasks = malloc(p->n_tasks * sizeof *sp->tasks);
+    if (!sp->layers || !sp->tasks) return aq_fail_nomem(err, "sequential plan", p->n_tasks);
+    memcpy(sp->layers, p->layers, (size_t)p->n_layers * sizeof *sp->layers);
+    for (size_t i = 0; i < p->n_tasks; i++) {
+        sp->tasks[i] = p->tasks[i];
+        sp->tasks[i].layer = sp->layers[p->tasks[i].layer_index].name;
+        sp->tasks[i].option = sc->options[p->tasks[i].option_index];
+        aq_fp_builder b;
+        aq_fp_init(&b);
+        aq_fp_add_fp(&b, "parallel_task", &p->tasks[i].fp, 0);
+        aq_fp_add_str(&b, "mode", "sequential");
+        aq_fp_add_fp(&b, "allocation", &alloc, 0);
+        sp->tasks[i].fp = aq_fp_final(&b);
+    }
+    return AQ_OK;
+}
+
+/* One block: capture in cross mode, then its 7 chosen tasks. */
+static aq_status seq_block(MPI_Comm comm, seq_ctx *x, const int *tokens, int blk, aq_dist_task *bt, int resume,
+                           aq_pipe_timing *t, aq_error *err)
+{
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.sample_rows = x->c->sample_rows;
+    o.seed = x->c->sample_seed;
+    o.cross_block = blk;
+    aq_fp_builder b;
+    aq_fp_init(&b);
+    aq_fp_add_fp(&b, "allocation_tasks", &bt[0].fp, 0);
+    aq_fp_add_i64(&b, "block", blk);
+    x->stats_fp = aq_fp_final(&b);
+    double t0 = aq_progress_now();
+    AQ_TRY(aq_pipe_capture_chunks(comm, x->c, x->m, tokens, &o, "stats", &x->stats_fp, err));
+    double t1 = aq_progress_now();
+    aq_dist_options opt;
+    aq_dist_options_default(&opt, x->c->work);
+    opt.resume = resume;
+    aq_status st = aq_dist_run(comm, bt, AQ_LIN_COUNT, seq_task, x, &opt, NULL, NULL, err);
+    if (t) {
+        t->capture += t1 - t0;
+        t->calibrate += aq_progress_now() - t1;
+    }
+    return st;
+}
+
+aq_status aq_pipe_sequential(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice, int resume,
+                             aq_pipe_cfg *sc, aq_pipe_plan *sp, aq_pipe_timing *t, aq_error *err)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    memset(sp, 0, sizeof *sp);
+    aq_status st = seq_setup(c, p, choice, sc, sp, err);
+    if (st == AQ_OK && rank == 0 && mkdir(sc->work, 0777) != 0 && errno != EEXIST)
+        st = aq_fail(err, AQ_ERR_IO, "%s: cannot create the sequential work directory", sc->work);
+    seq_ctx x = {.c = sc, .p = sp};
+    int *tokens = NULL;
+    if (st == AQ_OK) st = aq_pipe_load_calib(sc, &x.m, &tokens, err);
+    st = aq_pipe_agree(comm, st, err);
+    int n_blocks = p->n_layers / AQ_LIN_COUNT;
+    aq_dist_task bt[AQ_LIN_COUNT];
+    for (int blk = 0; st == AQ_OK && blk < n_blocks; blk++) {
+        for (int j = 0; j < AQ_LIN_COUNT; j++) {
+            int l = blk * AQ_LIN_COUNT + j;
+            bt[j] = sp->tasks[(size_t)l * c->n_options + choice[l]];
+        }
+        if (rank == 0) fprintf(stderr, "adaquant: sequential pass: block %d of %d\n", blk + 1, n_blocks);
+        st = seq_block(comm, &x, tokens, blk, bt, resume, t, err);
+        if (st == AQ_OK) st = install_block(&x, bt, err);
+        st = aq_pipe_agree(comm, st, err);
+    }
+    free(tokens);
+    aq_model_free(x.m);
+    if (st != AQ_OK) aq_pipe_plan_free(sp);
+    return st;
+}

@@ -1,0 +1,314 @@
+/* test_sensitivity.c — the network-level KL of one quantized layer
+ * (src/model/sensitivity.h) against a direct computation written here: two
+ * full forwards per window (FP, and quantized with the override installed)
+ * and a float64 log-softmax / KL loop over the predicted positions. On a tiny
+ * synthetic HF model (written to a temp dir: 3 blocks, several batches,
+ * a window of length 1 that predicts nothing) and on stories260K (skipped
+ * when absent). Also: an identity override gives exactly 0, the resumed
+ * forward is bit-identical to the full one, and bad input is an error. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../io/safetensors.h"
+#include "../src/model/sensitivity.h"
+#include "testutil.h"
+
+static unsigned rng = 12345u;
+static float frand(void)
+{
+    rng = rng * 1103515245u + 12345u;
+    return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+/* A random Llama model (untied classifier) as an HF directory. */
+static void write_tiny(const char *dir, aq_llama_config *c)
+{
+    *c = (aq_llama_config){16, 24, 3, 4, 2, 40, 32, 1e-5f, 10000.0f, 0};
+    aq_error err = {0};
+    aq_st_writer *w = NULL;
+    CHECK_OK(aq_st_writer_new(&w, &err), &err);
+    if (!w) return;
+    float *bufs[64];
+    int nb = 0;
+    char name[128];
+    int kvd = c->dim / c->n_heads * c->n_kv_heads;
+#define ADD(nm, rows, cols, scale, base)                                                           \
+    do {                                                                                           \
+        int64_t sh[2] = {(rows), (cols)};                                                          \
+        float *b = bufs[nb++] = malloc(sizeof(float) * (size_t)((rows) * (cols)));                 \
+        for (int k = 0; k < (rows) * (cols); k++)                                                  \
+            b[k] = (base) + (scale)*frand();                                                       \
+        CHECK_OK(aq_st_writer_add(w, nm, AQ_F32, (cols) == 1 ? 1 : 2, sh, b, &err), &err);         \
+    } while (0)
+    ADD("model.embed_tokens.weight", c->vocab_size, c->dim, 2.0f, 0.0f);
+    ADD("model.norm.weight", c->dim, 1, 0.2f, 1.0f);
+    ADD("lm_head.weight", c->vocab_size, c->dim, 1.5f, 0.0f);
+    static const char *lin[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                 "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                 "mlp.down_proj"};
+    for (int l = 0; l < c->n_layers; l++) {
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
+        ADD(name, c->dim, 1, 0.2f, 1.0f);
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
+        ADD(name, c->dim, 1, 0.2f, 1.0f);
+        for (int j = 0; j < 7; j++) {
+            int o = j == 1 || j == 2 ? kvd : j == 4 || j == 5 ? c->hidden_dim : c->dim;
+            int i = j == 6 ? c->hidden_dim : c->dim;
+            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, lin[j]);
+            ADD(name, o, i, 1.0f, 0.0f);
+        }
+    }
+#undef ADD
+    char p[600];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    CHECK_OK(aq_st_writer_write(w, p, &err), &err);
+    aq_st_writer_free(w);
+    for (int k = 0; k < nb; k++)
+        free(bufs[k]);
+    snprintf(p, sizeof p, "%s/config.json", dir);
+    CHECK_OK(aq_llama_config_write_json(p, c, &err), &err);
+}
+
+/* float64 log-softmax of z[V] (written independently of the library). */
+static void ref_log_softmax(const float *z, int V, double *out)
+{
+    double mx = -INFINITY, s = 0;
+    for (int i = 0; i < V; i++)
+        if (z[i] > mx) mx = z[i];
+    for (int i = 0; i < V; i++)
+        s += exp((double)z[i] - mx);
+    for (int i = 0; i < V; i++)
+        out[i] = (double)z[i] - mx - log(s);
+}
+
+/* Direct mean KL(FP || Q) over predicted positions: each window forwarded
+ * alone, FP then quantized (the overrides currently installed). */
+static double ref_kl(aq_model *m, const int *tok, const int *lens, int n)
+{
+    int V = aq_model_config(m)->vocab_size;
+    aq_forward_opts q;
+    aq_forward_opts_default(&q);
+    q.quantized = 1;
+    double sum = 0, *lp = malloc(sizeof(double) * V), *lq = malloc(sizeof(double) * V);
+    size_t cnt = 0, off = 0;
+    aq_error err = {0};
+    for (int s = 0; s < n; off += (size_t)lens[s++]) {
+        float *zf = malloc(sizeof(float) * (size_t)lens[s] * V);
+        float *zq = malloc(sizeof(float) * (size_t)lens[s] * V);
+        CHECK_OK(aq_model_forward(m, tok + off, lens + s, 1, NULL, zf, &err), &err);
+        CHECK_OK(aq_model_forward(m, tok + off, lens + s, 1, &q, zq, &err), &err);
+        for (int t = 0; t + 1 < lens[s]; t++, cnt++) {
+            ref_log_softmax(zf + (size_t)t * V, V, lp);
+            ref_log_softmax(zq + (size_t)t * V, V, lq);
+            for (int v = 0; v < V; v++)
+                sum += exp(lp[v]) * (lp[v] - lq[v]);
+        }
+        free(zf);
+        free(zq);
+    }
+    free(lp);
+    free(lq);
+    return sum / (double)cnt;
+}
+
+static void make_tokens(int *t, const int *lens, int n, int V)
+{
+    for (int s = 0, k = 0; s < n; s++)
+        for (int i = 0; i < lens[s]; i++, k++) {
+            rng = rng * 1103515245u + 12345u;
+            t[k] = i == 0 ? 1 : (int)((rng >> 8) % (unsigned)V);
+        }
+}
+
+/* Perturbed copy of the FP weight of (b, which): W + amp * max|W| * noise. */
+static float *perturbed(aq_model *m, int b, aq_linear which, float amp, int *n)
+{
+    const float *w;
+    int o, i;
+    aq_error err = {0};
+    CHECK_OK(aq_model_linear(m, b, which, &w, &o, &i, &err), &err);
+    float *q = malloc(sizeof(float) * (size_t)o * i), mx = 0;
+    for (int k = 0; k < o * i; k++)
+        mx = fmaxf(mx, fabsf(w[k]));
+    for (int k = 0; k < o * i; k++)
+        q[k] = w[k] + amp * mx * frand();
+    *n = o;
+    return q;
+}
+
+/* KL of several single layers vs the direct reference; identity gives 0. */
+static void check_layers(aq_model *m, aq_sens *s, const int *tok, const int *lens, int n,
+                         const int (*layers)[2], int n_layers, float amp)
+{
+    aq_error err = {0};
+    for (int j = 0; j < n_layers; j++) {
+        int b = layers[j][0], d_out;
+        aq_linear which = (aq_linear)layers[j][1];
+        float *q = perturbed(m, b, which, amp, &d_out);
+        float *bias = malloc(sizeof(float) * d_out);
+        for (int k = 0; k < d_out; k++)
+            bias[k] = 0.01f * frand();
+        aq_linear_override ov = {q, bias, 0, 1.0f, 0.0f};
+        double kl = -1, ref;
+        CHECK_OK(aq_sens_layer_kl(s, b, which, &ov, &kl, &err), &err);
+        CHECK(aq_model_override_count(m) == 0);
+        CHECK_OK(aq_model_set_override(m, b, which, &ov, &err), &err);
+        ref = ref_kl(m, tok, lens, n);
+        aq_model_clear_override(m, b, which);
+        printf("block %d %-9s KL %.10g  direct %.10g\n", b, aq_linear_short_name(which), kl, ref);
+        CHECK_MSG(ref > 1e-9, "the perturbation must change the output (ref %g)", ref);
+        CHECK_MSG(fabs(kl - ref) <= 1e-10 * ref, "KL %.17g vs direct %.17g", kl, ref);
+        /* identity override: exactly 0 */
+        const float *w;
+        int o, i;
+        CHECK_OK(aq_model_linear(m, b, which, &w, &o, &i, &err), &err);
+        aq_linear_override id = {w, NULL, 0, 1.0f, 0.0f};
+        CHECK_OK(aq_sens_layer_kl(s, b, which, &id, &kl, &err), &err);
+        CHECK_MSG(kl == 0.0, "identity override KL %g (must be exactly 0)", kl);
+        free(q);
+        free(bias);
+    }
+}
+
+/* The resumed forward from a saved residual equals the full forward. */
+static void check_resume(aq_model *m, const int *tok, const int *lens, int n)
+{
+    const aq_llama_config *c = aq_model_config(m);
+    size_t rows = 0;
+    for (int s = 0; s < n; s++)
+        rows += (size_t)lens[s];
+    float *full = malloc(sizeof(float) * rows * c->vocab_size);
+    float *res = malloc(sizeof(float) * rows * c->vocab_size);
+    float *xs = malloc(sizeof(float) * rows * c->dim * c->n_layers);
+    aq_error err = {0};
+    aq_forward_resume r = {0, NULL, xs};
+    CHECK_OK(aq_model_forward_resume(m, tok, lens, n, NULL, &r, full, &err), &err);
+    for (int b = 1; b < c->n_layers; b++) {
+        aq_forward_resume rb = {b, xs + (size_t)b * rows * c->dim, NULL};
+        CHECK_OK(aq_model_forward_resume(m, tok, lens, n, NULL, &rb, res, &err), &err);
+        CHECK_MSG(!memcmp(full, res, sizeof(float) * rows * c->vocab_size),
+                  "resume at block %d is not bit-identical", b);
+    }
+    aq_forward_resume bad = {2, NULL, NULL};
+    CHECK(aq_model_forward_resume(m, tok, lens, n, NULL, &bad, res, &err) == AQ_ERR_ARG);
+    bad.start_block = c->n_layers + 1;
+    CHECK(aq_model_forward_resume(m, tok, lens, n, NULL, &bad, res, &err) == AQ_ERR_ARG);
+    free(full);
+    free(res);
+    free(xs);
+}
+
+static void check_errors(aq_model *m, aq_sens *s)
+{
+    aq_error err = {0};
+    double kl;
+    const float *w;
+    int o, i;
+    CHECK_OK(aq_model_linear(m, 0, AQ_LIN_O, &w, &o, &i, &err), &err);
+    float *nanw = malloc(sizeof(float) * o * i);
+    memcpy(nanw, w, sizeof(float) * o * i);
+    nanw[3] = NAN;
+    aq_linear_override ov = {nanw, NULL, 0, 1.0f, 0.0f};
+    CHECK(aq_sens_layer_kl(s, 0, AQ_LIN_O, &ov, &kl, &err) == AQ_ERR_NUMERIC);
+    printf("NaN override -> %s\n", err.msg);
+    CHECK(strstr(err.msg, "model.layers.0.self_attn.o_proj") != NULL);
+    ov.weight = w;
+    CHECK(aq_sens_layer_kl(s, 99, AQ_LIN_O, &ov, &kl, &err) == AQ_ERR_ARG);
+    CHECK_OK(aq_model_set_override(m, 1, AQ_LIN_Q, &ov, &err), &err);
+    CHECK(aq_sens_layer_kl(s, 0, AQ_LIN_O, &ov, &kl, &err) == AQ_ERR_ARG);
+    printf("override installed -> %s\n", err.msg);
+    aq_model_clear_override(m, 1, AQ_LIN_Q);
+    CHECK(aq_model_override_count(m) == 0);
+    aq_sens *s2 = NULL;
+    int t1[2] = {1, 1}, l1[2] = {1, 1};
+    CHECK(aq_sens_new(m, t1, l1, 2, 0, &s2, &err) == AQ_ERR_ARG && !s2);
+    free(nanw);
+}
+
+/* Two layers at once: aq_sens_installed_kl equals the direct KL. */
+static void check_joint(aq_model *m, aq_sens *s, const int *tok, const int *lens, int n)
+{
+    aq_error err = {0};
+    int o1, o2;
+    float *a = perturbed(m, 0, AQ_LIN_V, 0.2f, &o1), *b = perturbed(m, 2, AQ_LIN_UP, 0.2f, &o2);
+    aq_linear_override oa = {a, NULL, 0, 1, 0}, ob = {b, NULL, 0, 1, 0};
+    CHECK_OK(aq_model_set_override(m, 0, AQ_LIN_V, &oa, &err), &err);
+    CHECK_OK(aq_model_set_override(m, 2, AQ_LIN_UP, &ob, &err), &err);
+    double kl = -1, ref = ref_kl(m, tok, lens, n);
+    CHECK_OK(aq_sens_installed_kl(s, &kl, &err), &err);
+    printf("joint (2 layers) KL %.10g direct %.10g\n", kl, ref);
+    CHECK_MSG(fabs(kl - ref) <= 1e-10 * ref, "KL %.17g vs direct %.17g", kl, ref);
+    aq_model_clear_override(m, 0, AQ_LIN_V);
+    aq_model_clear_override(m, 2, AQ_LIN_UP);
+    free(a);
+    free(b);
+}
+
+static void test_tiny(void)
+{
+    char *dir = aq_test_tmpdir("sens");
+    aq_llama_config c;
+    write_tiny(dir, &c);
+    aq_model *m = NULL;
+    aq_error err = {0};
+    CHECK_OK(aq_model_load_path(dir, &m, &err), &err);
+    if (!m) return;
+    int lens[5] = {12, 9, 1, 20, 7}, tok[49];
+    make_tokens(tok, lens, 5, c.vocab_size);
+    check_resume(m, tok, lens, 5);
+    aq_sens *s = NULL;
+    /* batches of at most 21 rows: {12, 9}, {1, 20}, {7} */
+    CHECK_OK(aq_sens_new(m, tok, lens, 5, 21, &s, &err), &err);
+    if (s) {
+        CHECK(aq_sens_predicted(s) == 11 + 8 + 0 + 19 + 6);
+        static const int layers[][2] = {
+            {0, AQ_LIN_Q}, {0, AQ_LIN_DOWN}, {1, AQ_LIN_K}, {1, AQ_LIN_O},
+            {2, AQ_LIN_GATE}, {2, AQ_LIN_V}, {3, AQ_LIN_HEAD}};
+        check_layers(m, s, tok, lens, 5, layers, 7, 0.1f);
+        check_joint(m, s, tok, lens, 5);
+        check_errors(m, s);
+    }
+    aq_sens_free(s);
+    aq_model_free(m);
+    char p[600];
+    snprintf(p, sizeof p, "rm -rf '%s'", dir);
+    CHECK(system(p) == 0);
+    free(dir);
+}
+
+static void test_stories(void)
+{
+    const char *sd = getenv("AQ_SHARED_DIR");
+    char path[1024];
+    snprintf(path, sizeof path, "%s/models/stories260K/stories260K.bin", sd ? sd : "../shared");
+    if (access(path, R_OK) != 0) {
+        printf("SKIP part: %s absent\n", path);
+        return;
+    }
+    aq_model *m = NULL;
+    aq_error err = {0};
+    CHECK_OK(aq_model_load_path(path, &m, &err), &err);
+    if (!m) return;
+    int lens[3] = {64, 64, 40}, tok[168];
+    make_tokens(tok, lens, 3, aq_model_config(m)->vocab_size);
+    aq_sens *s = NULL;
+    CHECK_OK(aq_sens_new(m, tok, lens, 3, 0, &s, &err), &err);
+    if (s) {
+        static const int layers[][2] = {{0, AQ_LIN_K}, {2, AQ_LIN_UP}, {4, AQ_LIN_DOWN}};
+        check_layers(m, s, tok, lens, 3, layers, 3, 0.05f);
+        printf("stories260K: cache %zu bytes for %zu predicted tokens\n", aq_sens_bytes(s),
+               aq_sens_predicted(s));
+    }
+    aq_sens_free(s);
+    aq_model_free(m);
+}
+
+int main(void)
+{
+    test_tiny();
+    test_stories();
+    AQ_TEST_END();
+}
