@@ -14,9 +14,13 @@
  *   scaled     layer error x (KL / layer error of the layer's LOWEST-bit option):
  *              one KL measurement per layer instead of one per option
  * Also prints sum_l KL_l vs the joint KL of the chosen allocation (additivity).
+ * --relin R: R times, re-measure every (layer, option) KL with the other layers
+ * quantized as in the allocation found (column "relin", see relin_column) and
+ * re-solve: a fixed-point correction of the additive approximation.
  *
  * usage: bench_quality --work WORK [--shared DIR] [--options LIST]
- *        [--kl-windows 8,16] [--bits 4.0,3.0] [--eval-docs N] [--uniform w4a16]
+ *        [--kl-windows 8,16] [--bits 4.0,3.0] [--eval-docs N] [--relin R]
+ *        [--naive K: also time a straightforward full-forward KL on K windows]
  * (stories260K; the calibration windows are re-made with 64 x 256 like quantize) */
 #include <getopt.h>
 #include <math.h>
@@ -140,6 +144,56 @@ static aq_status kl_column(bench *b, const int *win, int K, int T, aq_sens **kee
     return st;
 }
 
+/* For timing only: the KL the way a straightforward implementation does it
+ * (full FP-reference-free quantized forward from the embedding, log-softmax of
+ * both distributions, exp(lp) per element), over all (layer, option). */
+static aq_status naive_kl_time(bench *b, const int *win, int K, int T, aq_error *err)
+{
+    int V = aq_model_config(b->m)->vocab_size;
+    size_t rows = (size_t)K * T;
+    int *lens = malloc((size_t)K * sizeof(int));
+    float *z = malloc(rows * V * sizeof(float));
+    double *lp = malloc(rows * V * sizeof(double)), *lq = malloc((size_t)V * sizeof(double));
+    for (int i = 0; i < K; i++)
+        lens[i] = T;
+    AQ_TRY(aq_model_forward(b->m, win, lens, K, NULL, z, err));
+    for (size_t r = 0; r < rows; r++) {
+        const float *zr = z + r * V;
+        double mx = zr[0], sm = 0;
+        for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
+        for (int v = 0; v < V; v++) sm += exp((double)zr[v] - mx);
+        for (int v = 0; v < V; v++) lp[r * V + v] = (double)zr[v] - mx - log(sm);
+    }
+    double t0 = now(), chk = 0;
+    aq_forward_opts o;
+    aq_forward_opts_default(&o);
+    o.quantized = 1;
+    for (int l = 0; l < b->nl; l++)
+        for (int k = 0; k < b->no; k++) {
+            aq_linear_override ov = ov_of(&b->c[l * b->no + k]);
+            AQ_TRY(aq_model_set_override(b->m, l / AQ_LIN_COUNT, lin_of(b, l), &ov, err));
+            AQ_TRY(aq_model_forward(b->m, win, lens, K, &o, z, err));
+            aq_model_clear_override(b->m, l / AQ_LIN_COUNT, lin_of(b, l));
+            double sum = 0;
+            for (size_t r = 0; r < rows; r++) {
+                const float *zr = z + r * V;
+                double mx = zr[0], sm = 0;
+                for (int v = 1; v < V; v++) mx = zr[v] > mx ? zr[v] : mx;
+                for (int v = 0; v < V; v++) sm += exp((double)zr[v] - mx);
+                for (int v = 0; v < V; v++) lq[v] = (double)zr[v] - mx - log(sm);
+                for (int v = 0; v < V; v++) sum += exp(lp[r * V + v]) * (lp[r * V + v] - lq[v]);
+            }
+            chk += sum;
+        }
+    printf("naive kl%-3d (full forward, 2 exps/entry): %d layer KLs %.3f s (%.2f ms each; sum %.4g)\n",
+           K, b->nl * b->no, now() - t0, 1e3 * (now() - t0) / (b->nl * b->no), chk);
+    free(lens);
+    free(z);
+    free(lp);
+    free(lq);
+    return AQ_OK;
+}
+
 /* Perplexity of the model with the overrides currently installed. */
 static aq_status ppl_q(bench *b, double *ppl, aq_error *err)
 {
@@ -220,11 +274,45 @@ static aq_status solve(bench *b, const double *loss, double bits, int *choice, a
     return st;
 }
 
-/* Solve with column ci at `bits`, evaluate, print one line. */
-static aq_status run_alloc(bench *b, int ci, double bits, aq_sens *s, aq_error *err)
+/* Column "relin": the KL re-measured around an allocation `base` (every
+ * other layer quantized as in base, layer l at option k), minus the smallest
+ * of the layer's row (a per-layer constant does not change the argmin). It
+ * accounts for interactions the additive sum of single-layer KLs misses. */
+static aq_status relin_column(bench *b, aq_sens *s, const int *base, double *col, aq_error *err)
+{
+    install(b, base);
+    aq_status st = aq_sens_set_base(s, err); /* resume from the base's residuals */
+    for (int l = 0; l < b->nl && st == AQ_OK; l++) {
+        double mn = INFINITY;
+        aq_linear_override bo = ov_of(&b->c[l * b->no + base[l]]);
+        for (int k = 0; k < b->no && st == AQ_OK; k++) {
+            aq_linear_override ov = ov_of(&b->c[l * b->no + k]);
+            st = aq_sens_swap_kl(s, l / AQ_LIN_COUNT, lin_of(b, l), &ov, &bo, &col[l * b->no + k],
+                                 err);
+            mn = fmin(mn, col[l * b->no + k]);
+        }
+        for (int k = 0; k < b->no; k++)
+            col[l * b->no + k] -= mn;
+    }
+    uninstall(b);
+    if (st == AQ_OK) st = aq_sens_set_base(s, err); /* FP again */
+    return st;
+}
+
+/* Solve with column ci at `bits`, evaluate, print one line. relin > 0: then
+ * re-linearise around the allocation found, relin times. */
+static aq_status run_alloc(bench *b, int ci, double bits, aq_sens *s, int relin, aq_error *err)
 {
     int choice[512];
     AQ_TRY(solve(b, b->loss[ci], bits, choice, err));
+    double *rc = relin > 0 ? malloc((size_t)(b->nl * b->no) * sizeof(double)) : NULL;
+    for (int it = 0; it < relin; it++) {
+        double t0 = now();
+        AQ_TRY(relin_column(b, s, choice, rc, err));
+        AQ_TRY(solve(b, rc, bits, choice, err));
+        printf("  (relinearisation %d: %.1f s)\n", it + 1, now() - t0);
+    }
+    free(rc);
     char bitstr[1024] = "";
     double sum_kl = 0;
     int kl16 = -1;
@@ -242,8 +330,8 @@ static aq_status run_alloc(bench *b, int ci, double bits, aq_sens *s, aq_error *
     if (st == AQ_OK && s) st = aq_sens_installed_kl(s, &joint, err);
     uninstall(b);
     if (st == AQ_OK)
-        printf("%-7s %.2f bits: ppl %.4f | sumKL %.4f joint KL %.4f | bits per block (qkvo gud):%s\n",
-               b->col[ci], bits, ppl, sum_kl, joint, bitstr);
+        printf("%-7s%s %.2f bits: ppl %.4f | sumKL %.4f joint KL %.4f | bits per block (qkvo gud):%s\n",
+               b->col[ci], relin ? "+R" : "", bits, ppl, sum_kl, joint, bitstr);
     return st;
 }
 
@@ -263,10 +351,10 @@ int main(int argc, char **argv)
 {
     const char *shared = AQ_SHARED_DIR_DEFAULT, *work = NULL, *opts = "w8a16,w6a16,w4a16,w3a16";
     const char *klw = "8,16", *bits = "4.0,3.0";
-    int eval_docs = 0, eval_len = 512;
+    int eval_docs = 0, eval_len = 512, relin = 0, naive = 0;
     static const struct option lo[] = {{"work", 1, 0, 'w'},       {"shared", 1, 0, 's'},
                                        {"options", 1, 0, 'o'},    {"kl-windows", 1, 0, 'k'},
-                                       {"bits", 1, 0, 'b'},       {"eval-docs", 1, 0, 'e'},
+                                       {"bits", 1, 0, 'b'},       {"eval-docs", 1, 0, 'e'}, {"relin", 1, 0, 'r'}, {"naive", 1, 0, 'n'},
                                        {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         if (c == 'w') work = optarg;
@@ -275,6 +363,8 @@ int main(int argc, char **argv)
         else if (c == 'k') klw = optarg;
         else if (c == 'b') bits = optarg;
         else if (c == 'e') eval_docs = atoi(optarg);
+        else if (c == 'r') relin = atoi(optarg);
+        else if (c == 'n') naive = atoi(optarg);
         else return 2;
     }
     if (!work) {
@@ -321,6 +411,7 @@ int main(int argc, char **argv)
         col[i] = b.c[i].err;
     double kv[8];
     int nk = parse_list(klw, kv, 8);
+    if (naive > 0 && naive_kl_time(&b, win, naive, T, &err)) return fail("naive kl", &err);
     aq_sens *s = NULL; /* the cache of the largest K, for the joint KL */
     for (int i = nk - 1; i >= 0; i--)
         if (kl_column(&b, win, (int)kv[i], T, &s, &err)) return fail("kl", &err);
@@ -343,7 +434,9 @@ int main(int argc, char **argv)
     printf("\n");
     for (int i = 0; i < nbits; i++)
         for (int ci = 0; ci < b.ncol; ci++)
-            if (run_alloc(&b, ci, bv[i], s, &err)) return fail("allocation", &err);
+            if (run_alloc(&b, ci, bv[i], s, 0, &err)) return fail("allocation", &err);
+    for (int i = 0; i < nbits && relin > 0; i++) /* re-linearised, from the first KL column */
+        if (run_alloc(&b, 1, bv[i], s, relin, &err)) return fail("allocation", &err);
     /* uniform options, for reference */
     for (int k = 0; k < b.no; k++) {
         int choice[512];

@@ -119,7 +119,7 @@ int main(int argc, char **argv)
                                               "layers\\.([0-9]+)\\.mlp\\.(gate|up)_proj"};
         sp.tie_act = tie_act, sp.n_tie_act = 2;
         sp.no_presolve = 0;
-        sp.time_limit = cbc_only_limit;
+        sp.time_limit = argc > 3 ? atof(argv[3]) : 0;
         if (aq_alloc_solve(&t, &sp, &s, &err) == AQ_OK) {
             snprintf(note, sizeof note, "core: %zu units to CBC", s.core_layers);
             row(n, "+tie-act, CBC", s.seconds, s.status == AQ_ALLOC_OPTIMAL ? "optimal" : "time-limit", s.gap,

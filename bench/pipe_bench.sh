@@ -38,3 +38,5 @@ W=(--work "$T/w_p2" --resume)
 q u_w4a16 2 "${W[@]}" --options w4a16 --target-bits 4
 q u_w4a8 2 "${W[@]}" --options w4a8 --target-bits 4
 q mixed3 2 "${W[@]}" --options w8a16,w6a16,w4a16,w3a16,w2a16 --target-bits 3
+q seq4 2 "${W[@]}" --mode sequential
+echo "(mixed 4.0 parallel = p2; seq4 = the same allocation recalibrated with --mode sequential)"

@@ -19,9 +19,7 @@ _Static_assert(AQ_F64 == 0 && AQ_F32 == 1 && AQ_F16 == 2 && AQ_BF16 == 3 && AQ_I
                    AQ_U32 == 10 && AQ_BOOL == 11,
                "result file dtype codes changed");
 
-#define ROW_BYTES_V1 80 /* version 1: no loss_layer */
-#define ROW_BYTES 88    /* version 2 (written): + loss_layer at byte 80 */
-#define ROW_BYTES_OF(ver) ((ver) == 1u ? ROW_BYTES_V1 : ROW_BYTES)
+#define ROW_BYTES 80
 /* zlib cannot expand more than ~1032:1; a larger claimed raw size is corrupt. */
 #define MAX_RATIO 1040u
 
@@ -87,10 +85,9 @@ static void encode_row(unsigned char *p, const aq_loss_row *r)
     put_u64(p + 64, (uint64_t)r->iterations);
     put_u32(p + 72, (uint32_t)r->w_bits);
     put_u32(p + 76, (uint32_t)r->a_bits);
-    put_f64(p + 80, r->loss_layer);
 }
 
-static void decode_row(const unsigned char *p, uint32_t ver, aq_loss_row *r)
+static void decode_row(const unsigned char *p, aq_loss_row *r)
 {
     r->loss = get_f64(p + 0);
     r->loss_rtn = get_f64(p + 8);
@@ -103,7 +100,6 @@ static void decode_row(const unsigned char *p, uint32_t ver, aq_loss_row *r)
     r->iterations = (int64_t)get_u64(p + 64);
     r->w_bits = (int32_t)get_u32(p + 72);
     r->a_bits = (int32_t)get_u32(p + 76);
-    r->loss_layer = ver == 1u ? NAN : get_f64(p + 80);
 }
 
 /* Checks a tensor view and returns its record size in the payload via *rec. */
@@ -245,10 +241,9 @@ static aq_status check_header(const char *name, const unsigned char *b, size_t l
     if (memcmp(b, AQ_RESULT_MAGIC, 8) != 0)
         return aq_fail(err, AQ_ERR_FORMAT, "%s: bad magic at byte 0 (not an adaquant result file)", name);
     uint32_t ver = get_u32(b + 8);
-    if (ver != AQ_RESULT_VERSION && ver != 1u)
-        return aq_fail(err, AQ_ERR_FORMAT,
-                       "%s: unsupported format version %u at byte 8 (this build reads 1 and %u)", name, ver,
-                       AQ_RESULT_VERSION);
+    if (ver != AQ_RESULT_VERSION)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: unsupported format version %u at byte 8 (this build reads %u)",
+                       name, ver, AQ_RESULT_VERSION);
     uint64_t H = get_u32(b + 12);
     uint64_t L = get_u16(b + 32), O = get_u16(b + 34);
     if (H != AQ_RESULT_FIXED_HEADER + L + O + 4 || L == 0 || O == 0 || L > AQ_RESULT_MAX_KEY ||
@@ -273,7 +268,7 @@ static aq_status check_header(const char *name, const unsigned char *b, size_t l
         return aq_fail(err, AQ_ERR_FORMAT, "%s: %s: header says %llu payload bytes, the file has %llu",
                        name, C > len - H ? "truncated" : "trailing bytes", (unsigned long long)C,
                        (unsigned long long)(len - H));
-    if (R < ROW_BYTES_OF(ver) || R > (uint64_t)MAX_RATIO * C + 64)
+    if (R < ROW_BYTES || R > (uint64_t)MAX_RATIO * C + 64)
         return aq_fail(err, AQ_ERR_FORMAT, "%s: implausible raw payload size %llu (byte 48) for %llu "
                        "compressed bytes", name, (unsigned long long)R, (unsigned long long)C);
     uint32_t pstored = get_u32(b + 56), pcalc = crc_of(b + H, C);
@@ -381,10 +376,9 @@ static aq_status check_unique(const char *name, const aq_result *r, aq_error *er
     return st;
 }
 
-static aq_status parse_payload(const char *name, aq_result *r, uint32_t ver, size_t rlen, size_t count,
-                               aq_error *err)
+static aq_status parse_payload(const char *name, aq_result *r, size_t rlen, size_t count, aq_error *err)
 {
-    decode_row(r->payload, ver, &r->row);
+    decode_row(r->payload, &r->row);
     if (!isfinite(r->row.loss))
         return aq_fail(err, AQ_ERR_NUMERIC, "%s: stored loss is not finite (%g)", name, r->row.loss);
     if (count > rlen / 14 + 1)
@@ -392,7 +386,7 @@ static aq_status parse_payload(const char *name, aq_result *r, uint32_t ver, siz
                        name, count, rlen);
     r->tensors = calloc(count ? count : 1, sizeof *r->tensors);
     if (!r->tensors) return aq_fail_nomem(err, "result tensor list", count * sizeof *r->tensors);
-    size_t off = ROW_BYTES_OF(ver);
+    size_t off = ROW_BYTES;
     for (size_t i = 0; i < count; i++) {
         AQ_TRY(parse_tensor(name, r->payload, rlen, &off, i, &r->tensors[i], err));
         r->n_tensors = i + 1;
@@ -431,7 +425,7 @@ aq_status aq_result_decode(const char *name, const unsigned char *b, size_t len,
     }
     size_t rlen = (size_t)get_u64(b + 48);
     AQ_TRY_GOTO(st, inflate_payload(name, b + H, len - H, rlen, &r->payload, err), fail);
-    AQ_TRY_GOTO(st, parse_payload(name, r, get_u32(b + 8), rlen, get_u32(b + 36), err), fail);
+    AQ_TRY_GOTO(st, parse_payload(name, r, rlen, get_u32(b + 36), err), fail);
     *out = r;
     return AQ_OK;
 fail:

@@ -20,7 +20,7 @@
 #include "tensor.h"
 
 #define AQ_RESULT_MAGIC "AQRESULT" /* 8 bytes, no NUL */
-#define AQ_RESULT_VERSION 2u /* written; version 1 files are still read */
+#define AQ_RESULT_VERSION 1u
 #define AQ_RESULT_FIXED_HEADER 64 /* bytes before the layer name */
 #define AQ_RESULT_ZLEVEL 6
 #define AQ_RESULT_MAX_KEY 4096 /* max bytes of a layer name / option string */
@@ -28,9 +28,7 @@
 /* The per-task numbers for the allocation table. `loss` must be finite; the
  * auxiliary losses may be NaN meaning "not measured". */
 typedef struct aq_loss_row {
-    double loss;       /* the allocation loss: the layer's normalized output error
-                          after AdaQuant, or a network-level measure (e.g. the KL of
-                          the model with only this layer quantized): the writer says */
+    double loss;       /* normalized output error after AdaQuant */
     double loss_rtn;   /* same error for round-to-nearest on the initial grid */
     double loss_gptq;  /* same error for GPTQ */
     double loss_init;  /* error of the initialization AdaQuant started from */
@@ -40,9 +38,6 @@ typedef struct aq_loss_row {
     int64_t size_bits; /* stored size at this option incl. scales/zero points */
     int64_t iterations;
     int32_t w_bits, a_bits; /* a_bits = 16 means activations not quantized */
-    double loss_layer; /* normalized output error after AdaQuant when `loss` holds
-                          something else (version 2; NaN = not stored, e.g. any
-                          version-1 file) */
 } aq_loss_row;
 
 /* What to write. Everything is borrowed for the duration of the call. */

@@ -181,7 +181,8 @@ save_record() {
 }
 
 # The environment of every job: the binary, the shard count, where this script
-# lives (so that `adaquant solve` can print a resubmit command with its path).
+# lives (for a resubmit command with the real path; `adaquant solve` prints
+# `slurm/submit.sh --resubmit ...` relative to the source tree).
 # The AQ_* parameters of the templates are cleared: we pass arguments instead.
 submit() { # submit NAME sbatch-args... ; prints the job id
   local name=$1

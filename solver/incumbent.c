@@ -17,7 +17,7 @@
 
 #include "problem.h"
 
-enum { K_MAX = 64, W_MAX = 1 << 16 };
+enum { K_MAX = 160, W_MAX = 1 << 16 };
 
 typedef struct keyed_unit {
     double key;

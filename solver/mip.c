@@ -159,7 +159,7 @@ static aq_status plan_rows(build *b, lp *m)
     for (size_t u = 0; u < b->p->n_units; u++) {
         b->actrow[u] = -1;
         int gi = b->p->units[u].act_group;
-        if (gi < 0 || b->fu[u] < 0) continue; /* fixed units belong to settled groups only */
+        if (gi < 0 || !b->gmask[gi]) continue; /* no group, or settled on one width */
         b->actrow[u] = (long)m->nrow;
         size_t k = (size_t)__builtin_popcount(b->gmask[gi]);
         for (size_t i = 0; i < k; i++) m->rlo[m->nrow] = m->rhi[m->nrow] = 0.0, m->nrow++;
@@ -196,7 +196,7 @@ static aq_status add_columns(build *b, lp *m, size_t *colopt, aq_error *err)
                 if (r != AQ_RES_LOSS) v = nearbyint(v);
                 if (v != 0 && lp_push(m, (int)b->res_row[r], v)) goto nomem;
             }
-            if (un->act_group >= 0 &&
+            if (b->actrow[u] >= 0 &&
                 lp_push(m, (int)(b->actrow[u] + rank_in(b->gmask[un->act_group], op->a_bits)), 1.0))
                 goto nomem;
         }
@@ -280,8 +280,9 @@ static aq_status run_cbc(build *b, lp *m, const size_t *colopt, const size_t *in
         goto done;
     }
     if (!x) {
-        st = aq_fail(err, AQ_ERR_SOLVER, "CBC found no solution (status %d/%d%s)", Cbc_status(model),
-                     Cbc_secondaryStatus(model), Cbc_secondaryStatus(model) == 4 ? ": time limit reached" : "");
+        int tl = Cbc_secondaryStatus(model) == 4 || Cbc_isSecondsLimitReached(model);
+        st = aq_fail(err, AQ_ERR_SOLVER, "CBC found no solution (status %d/%d)%s", Cbc_status(model),
+                     Cbc_secondaryStatus(model), tl ? ": time limit reached; raise --time-limit" : "");
         goto done;
     }
     *optimal = Cbc_isProvenOptimal(model);
@@ -334,8 +335,27 @@ aq_status aq_alloc_mip_solve(const aq_alloc_prob *p, const aq_alloc_goal *g, dou
     int have_inc = 0;
     double inc_obj = 0, lb = -INFINITY;
     if (!no_presolve) AQ_TRY_GOTO(st, aq_alloc_presolve(p, g, keep, inc, &have_inc, &inc_obj, &lb, err), done);
-    /* Units with one option left are fixed; inside a --tie-act group only when the
-     * whole group is down to one option per unit at one width (then it needs no y). */
+    /* --tie-act: a group can only use the widths every member still has (drop the
+     * others); a group down to one width needs no y and its members are independent.
+     * Then units with one option left are fixed. gmask = widths of unsettled groups. */
+    for (size_t gi = 0; gi < p->n_act_groups; gi++) b.gmask[gi] = ~0u;
+    for (size_t u = 0; u < nu; u++) {
+        const aq_alloc_unit *un = &p->units[u];
+        if (un->act_group < 0) continue;
+        unsigned mu = 0;
+        for (size_t j = 0; j < un->n_opts; j++)
+            if (keep[un->first_opt + j]) mu |= 1u << p->opts[un->first_opt + j].a_bits;
+        b.gmask[un->act_group] &= mu;
+    }
+    for (size_t u = 0; u < nu; u++) {
+        const aq_alloc_unit *un = &p->units[u];
+        if (un->act_group >= 0)
+            for (size_t j = 0; j < un->n_opts; j++)
+                if (!(b.gmask[un->act_group] >> p->opts[un->first_opt + j].a_bits & 1)) keep[un->first_opt + j] = 0;
+    }
+    for (size_t gi = 0; gi < p->n_act_groups; gi++)
+        if (__builtin_popcount(b.gmask[gi]) <= 1) b.gmask[gi] = 0; /* settled (empty cannot happen: the
+                                                                     incumbent's width is in every member) */
     size_t nfree = 0;
     for (size_t u = 0; u < nu; u++) {
         const aq_alloc_unit *un = &p->units[u];
@@ -343,20 +363,10 @@ aq_status aq_alloc_mip_solve(const aq_alloc_prob *p, const aq_alloc_goal *g, dou
         for (size_t j = 0; j < un->n_opts; j++)
             if (keep[un->first_opt + j]) k++, last = j;
         choice[u] = last;
-        b.fu[u] = k == 1 ? -1 : 0;
-        if (un->act_group >= 0)
-            for (size_t j = 0; j < un->n_opts; j++)
-                if (keep[un->first_opt + j]) b.gmask[un->act_group] |= 1u << p->opts[un->first_opt + j].a_bits;
-    }
-    for (size_t u = 0; u < nu; u++) /* a group with a free member or two widths: all members free */
-        if (p->units[u].act_group >= 0 && (b.fu[u] == 0 || __builtin_popcount(b.gmask[p->units[u].act_group]) > 1))
-            b.gmask[p->units[u].act_group] |= 1u; /* bit 0 (no width) marks "unsettled" */
-    for (size_t u = 0; u < nu; u++) {
-        int gi = p->units[u].act_group;
-        if (gi >= 0 && (b.gmask[gi] & 1u)) b.fu[u] = 0;
+        int linked = un->act_group >= 0 && b.gmask[un->act_group] != 0;
+        b.fu[u] = k == 1 && !linked ? -1 : 0;
         if (b.fu[u] >= 0) nfree++;
     }
-    for (size_t gi = 0; gi < p->n_act_groups; gi++) b.gmask[gi] = b.gmask[gi] & 1u ? b.gmask[gi] & ~1u : 0;
     b.keep = keep;
     pick->core_units = nfree;
     int optimal = 1;

@@ -95,11 +95,31 @@ static size_t unit_hull(const hullctx *hc, size_t u, const unsigned char *keep, 
     return n;
 }
 
-/* Move every member of each --tie-act group to one activation width: per
- * member the best option of that width not larger in `a` than its current one
- * (else its least-`a` option of that width); per group the width with the
- * least increase of c among those not increasing `a`, else the least `a`.
- * order is scratch (n_units). Returns 1 if the result meets sum a <= B. */
+/* The option unit u takes at width w when repairing: the best (least c) of
+ * that width not larger in `a` than its current one, else its least-`a`
+ * option of that width; (size_t)-1 if it has no kept option of width w. */
+static size_t at_width(const aq_alloc_prob *p, aq_alloc_res c, aq_alloc_res a, const unsigned char *keep,
+                       size_t u, int w, size_t cur)
+{
+    const aq_alloc_unit *un = &p->units[u];
+    double ca = aq_alloc_opt_res(&p->opts[cur], a);
+    size_t pick = (size_t)-1, low = (size_t)-1;
+    for (size_t j = 0; j < un->n_opts; j++) {
+        size_t o = un->first_opt + j;
+        const aq_alloc_opt *op = &p->opts[o];
+        if (!keep[o] || op->a_bits != w) continue;
+        if (aq_alloc_opt_res(op, a) <= ca &&
+            (pick == (size_t)-1 || aq_alloc_opt_res(op, c) < aq_alloc_opt_res(&p->opts[pick], c)))
+            pick = o;
+        if (low == (size_t)-1 || aq_alloc_opt_res(op, a) < aq_alloc_opt_res(&p->opts[low], a)) low = o;
+    }
+    return pick != (size_t)-1 ? pick : low;
+}
+
+/* Move every member of each --tie-act group to one activation width (per
+ * group the width with the least increase of c among those not increasing
+ * `a`, else the least `a`; members as at_width). order is scratch
+ * (n_units). Returns 1 if the result meets sum a <= B. */
 static int repair_act(const aq_alloc_prob *p, aq_alloc_res c, aq_alloc_res a, double B, const unsigned char *keep,
                       size_t *pos, size_t *order)
 {
@@ -119,48 +139,20 @@ static int repair_act(const aq_alloc_prob *p, aq_alloc_res c, aq_alloc_res a, do
         double best_dc = INFINITY, best_da = INFINITY;
         for (int w = 2; w <= 16; w++) {
             double dc = 0, da = 0;
-            int all = 1;
-            for (size_t k = s0; k < s1 && all; k++) {
-                size_t u = order[k], pick = (size_t)-1, low = (size_t)-1;
-                const aq_alloc_unit *un = &p->units[u];
-                double ca = aq_alloc_opt_res(&p->opts[pos[u]], a);
-                for (size_t j = 0; j < un->n_opts; j++) {
-                    size_t o = un->first_opt + j;
-                    const aq_alloc_opt *op = &p->opts[o];
-                    if (!keep[o] || op->a_bits != w) continue;
-                    if (aq_alloc_opt_res(op, a) <= ca &&
-                        (pick == (size_t)-1 || aq_alloc_opt_res(op, c) < aq_alloc_opt_res(&p->opts[pick], c)))
-                        pick = o;
-                    if (low == (size_t)-1 || aq_alloc_opt_res(op, a) < aq_alloc_opt_res(&p->opts[low], a)) low = o;
-                }
-                if (low == (size_t)-1) all = 0;
-                else {
-                    size_t o = pick != (size_t)-1 ? pick : low;
-                    dc += aq_alloc_opt_res(&p->opts[o], c) - aq_alloc_opt_res(&p->opts[pos[u]], c);
-                    da += aq_alloc_opt_res(&p->opts[o], a) - ca;
-                }
+            size_t k;
+            for (k = s0; k < s1; k++) {
+                size_t u = order[k], o = at_width(p, c, a, keep, u, w, pos[u]);
+                if (o == (size_t)-1) break;
+                dc += aq_alloc_opt_res(&p->opts[o], c) - aq_alloc_opt_res(&p->opts[pos[u]], c);
+                da += aq_alloc_opt_res(&p->opts[o], a) - aq_alloc_opt_res(&p->opts[pos[u]], a);
             }
-            if (!all) continue;
+            if (k < s1) continue; /* a member lacks width w */
             int ok = da <= 0;
             if ((ok && (!best_ok || dc < best_dc)) || (!ok && !best_ok && da < best_da))
                 best_w = w, best_ok = ok, best_dc = dc, best_da = da;
         }
         if (best_w < 0) return 0;
-        for (size_t k = s0; k < s1; k++) { /* apply the chosen width (same rule as above) */
-            size_t u = order[k], pick = (size_t)-1, low = (size_t)-1;
-            const aq_alloc_unit *un = &p->units[u];
-            double ca = aq_alloc_opt_res(&p->opts[pos[u]], a);
-            for (size_t j = 0; j < un->n_opts; j++) {
-                size_t o = un->first_opt + j;
-                const aq_alloc_opt *op = &p->opts[o];
-                if (!keep[o] || op->a_bits != best_w) continue;
-                if (aq_alloc_opt_res(op, a) <= ca &&
-                    (pick == (size_t)-1 || aq_alloc_opt_res(op, c) < aq_alloc_opt_res(&p->opts[pick], c)))
-                    pick = o;
-                if (low == (size_t)-1 || aq_alloc_opt_res(op, a) < aq_alloc_opt_res(&p->opts[low], a)) low = o;
-            }
-            pos[u] = pick != (size_t)-1 ? pick : low;
-        }
+        for (size_t k = s0; k < s1; k++) pos[order[k]] = at_width(p, c, a, keep, order[k], best_w, pos[order[k]]);
         s0 = s1;
     }
     double tot = 0;

@@ -14,3 +14,6 @@ endforeach()
 set_tests_properties(pipeline_ref PROPERTIES FIXTURES_SETUP pipeline_ref_out)
 set_tests_properties(pipeline_ranks pipeline_resume pipeline_failure pipeline_stages pipeline_sequential
                      PROPERTIES FIXTURES_REQUIRED pipeline_ref_out)
+
+# Pure parts of the pipeline (budget check, statistics files, option menu): unit, ASan-clean.
+aq_test(NAME test_pipeline_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline_unit.c LIBS aq_dist)

@@ -241,7 +241,9 @@ def mode_stages(top):
         p = run(["calibrate", "--work", work, "--shard", str(s), "--shards", "3"])
         check(p.returncode == 0, f"calibrate shard {s} of 3")
     p = run(["solve", "--work", work, "--out", out] + BUD + OUT)
-    check(p.returncode != 0 and "missing shards 1 of 3" in p.stderr and "--array=1 " in p.stderr,
+    check(p.returncode != 0 and "missing shards 1 of 3" in p.stderr
+          and f"submit.sh --resubmit 1 --shards 3 --work {work} " in p.stderr
+          and f"adaquant calibrate --work {work} --shard 1 --shards 3" in p.stderr,
           "solve reports the missing shard and the resubmit command: " + p.stderr.strip()[-300:])
     check(not os.path.exists(out), "no OUTDIR while shards are missing")
     p = run(["calibrate", "--work", work, "--shard", "1", "--shards", "3"])

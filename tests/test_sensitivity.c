@@ -247,6 +247,64 @@ static void check_joint(aq_model *m, aq_sens *s, const int *tok, const int *lens
     free(b);
 }
 
+/* A quantized base (3 layers) and swaps: KL(FP || base with one layer
+ * changed) equals the direct computation with exactly those overrides. */
+static void check_base(aq_model *m, aq_sens *s, const int *tok, const int *lens, int n)
+{
+    aq_error err = {0};
+    static const int base_l[3][2] = {{0, AQ_LIN_K}, {1, AQ_LIN_UP}, {2, AQ_LIN_O}};
+    float *bw[3], *alt;
+    aq_linear_override bo[3];
+    for (int j = 0; j < 3; j++) {
+        int o;
+        bw[j] = perturbed(m, base_l[j][0], (aq_linear)base_l[j][1], 0.15f, &o);
+        bo[j] = (aq_linear_override){bw[j], NULL, 0, 1, 0};
+        CHECK_OK(aq_model_set_override(m, base_l[j][0], (aq_linear)base_l[j][1], &bo[j], &err), &err);
+    }
+    double joint = -1, kl = -1, ref;
+    CHECK_OK(aq_sens_set_base(s, &err), &err);
+    CHECK_OK(aq_sens_installed_kl(s, &joint, &err), &err);
+    CHECK(aq_sens_layer_kl(s, 0, AQ_LIN_Q, &bo[0], &kl, &err) == AQ_ERR_ARG);
+    /* swap a base layer (1 up) for another quantization of it */
+    int o;
+    alt = perturbed(m, 1, AQ_LIN_UP, 0.05f, &o);
+    aq_linear_override ao = {alt, NULL, 0, 1, 0};
+    CHECK_OK(aq_sens_swap_kl(s, 1, AQ_LIN_UP, &ao, &bo[1], &kl, &err), &err);
+    CHECK_OK(aq_model_set_override(m, 1, AQ_LIN_UP, &ao, &err), &err);
+    ref = ref_kl(m, tok, lens, n);
+    CHECK_OK(aq_model_set_override(m, 1, AQ_LIN_UP, &bo[1], &err), &err);
+    printf("base + swap 1.up_proj: KL %.10g direct %.10g (base alone %.10g)\n", kl, ref, joint);
+    CHECK_MSG(fabs(kl - ref) <= 1e-10 * ref && fabs(kl - joint) > 1e-6 * joint,
+              "swap KL %.17g vs direct %.17g (base %.17g)", kl, ref, joint);
+    /* add a layer outside the base (2 gate), restore = NULL */
+    float *g = perturbed(m, 2, AQ_LIN_GATE, 0.2f, &o);
+    aq_linear_override go = {g, NULL, 0, 1, 0};
+    CHECK_OK(aq_sens_swap_kl(s, 2, AQ_LIN_GATE, &go, NULL, &kl, &err), &err);
+    CHECK(aq_model_override_count(m) == 3);
+    CHECK_OK(aq_model_set_override(m, 2, AQ_LIN_GATE, &go, &err), &err);
+    ref = ref_kl(m, tok, lens, n);
+    aq_model_clear_override(m, 2, AQ_LIN_GATE);
+    printf("base + 2.gate_proj:    KL %.10g direct %.10g\n", kl, ref);
+    CHECK_MSG(fabs(kl - ref) <= 1e-10 * ref, "add KL %.17g vs direct %.17g", kl, ref);
+    /* the base is intact: the swap with its own override gives the base KL */
+    CHECK_OK(aq_sens_swap_kl(s, 0, AQ_LIN_K, &bo[0], &bo[0], &kl, &err), &err);
+    CHECK_MSG(kl == joint, "base KL %.17g then %.17g", joint, kl);
+    for (int j = 0; j < 3; j++) {
+        aq_model_clear_override(m, base_l[j][0], (aq_linear)base_l[j][1]);
+        free(bw[j]);
+    }
+    free(alt);
+    free(g);
+    /* back to the FP cache: single-layer queries work again */
+    CHECK_OK(aq_sens_set_base(s, &err), &err);
+    const float *w;
+    int d_in;
+    CHECK_OK(aq_model_linear(m, 0, AQ_LIN_K, &w, &o, &d_in, &err), &err);
+    aq_linear_override id = {w, NULL, 0, 1, 0};
+    CHECK_OK(aq_sens_layer_kl(s, 0, AQ_LIN_K, &id, &kl, &err), &err);
+    CHECK(kl == 0.0);
+}
+
 static void test_tiny(void)
 {
     char *dir = aq_test_tmpdir("sens");
@@ -269,6 +327,7 @@ static void test_tiny(void)
             {2, AQ_LIN_GATE}, {2, AQ_LIN_V}, {3, AQ_LIN_HEAD}};
         check_layers(m, s, tok, lens, 5, layers, 7, 0.1f);
         check_joint(m, s, tok, lens, 5);
+        check_base(m, s, tok, lens, 5);
         check_errors(m, s);
     }
     aq_sens_free(s);

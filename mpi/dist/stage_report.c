@@ -24,7 +24,7 @@ static const aq_loss_row *chosen(const aq_pipe_cfg *c, const aq_loss_row *rows, 
 }
 
 static json_t *layers_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
-                           const int *choice, totals *tt)
+                           const int *choice, const double *out_error, totals *tt)
 {
     json_t *a = json_array();
     memset(tt, 0, sizeof *tt);
@@ -39,6 +39,7 @@ static json_t *layers_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq
         json_object_set_new(o, "d_out", json_integer(p->layers[l].d_out));
         json_object_set_new(o, "d_in", json_integer(p->layers[l].d_in));
         json_object_set_new(o, "loss", json_real(r->loss));
+        if (isfinite(out_error[l])) json_object_set_new(o, "out_error", json_real(out_error[l]));
         json_object_set_new(o, "loss_rtn", json_real(r->loss_rtn));
         if (isfinite(r->loss_gptq)) json_object_set_new(o, "loss_gptq", json_real(r->loss_gptq));
         json_object_set_new(o, "size_bits", json_integer(r->size_bits));
@@ -73,7 +74,7 @@ static json_t *budget_json(const aq_pipe_budget *b)
 }
 
 static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
-                          const aq_loss_row *rows, const int *choice, totals *tt)
+                          const aq_loss_row *rows, const int *choice, const double *out_error, totals *tt)
 {
     json_t *o = json_object(), *opts = json_array(), *tot = json_object(), *cal = json_object();
     json_object_set_new(o, "format", json_string("adaquant-quantization"));
@@ -91,7 +92,7 @@ static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_
     json_object_set_new(cal, "mode", json_string(c->sequential ? "sequential" : "parallel"));
     json_object_set_new(cal, "seed", json_integer((json_int_t)c->seed));
     json_object_set_new(o, "calibration", cal);
-    json_t *layers = layers_json(c, p, rows, choice, tt);
+    json_t *layers = layers_json(c, p, rows, choice, out_error, tt);
     json_object_set_new(tot, "params", json_integer(tt->params));
     json_object_set_new(tot, "avg_w_bits", json_real((double)tt->wbits_sum / (double)tt->params));
     json_object_set_new(tot, "size_bits", json_integer(tt->size_bits));
@@ -220,10 +221,10 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
 
 aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p,
                                const aq_pipe_budget *b, const aq_loss_row *rows, const int *choice,
-                               const aq_pipe_eval_result *ev, const aq_pipe_timing *t, aq_error *err)
+                               const double *out_error, const aq_pipe_eval_result *ev, const aq_pipe_timing *t, aq_error *err)
 {
     totals tt;
-    json_t *q = quant_json(c, p, b, rows, choice, &tt);
+    json_t *q = quant_json(c, p, b, rows, choice, out_error, &tt);
     aq_status st = dump_json(dir, "quantization.json", q, err);
     char path[AQ_PIPE_PATH + 64];
     struct stat s;

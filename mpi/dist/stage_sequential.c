@@ -76,9 +76,11 @@ static aq_status install_block(seq_ctx *x, const aq_dist_task *tasks, aq_error *
                              *wz = aq_result_find(r, "w_zero"), *b = aq_result_find(r, "bias"),
                              *as = aq_result_find(r, "a_scale"), *az = aq_result_find(r, "a_zero");
         size_t n = (size_t)L->d_out * L->d_in;
-        float *w = malloc(n * sizeof *w);
-        if (!codes || !ws || !wz || !b || !as || !az || codes->nbytes != n || !w) {
+        float *w = malloc(n * sizeof *w), *bias = malloc((size_t)L->d_out * sizeof *bias);
+        if (!codes || !ws || !wz || !b || !as || !az || codes->nbytes != n || !w || !bias ||
+            b->nbytes != (size_t)L->d_out * 4) {
             free(w);
+            free(bias);
             aq_result_free(r);
             return aq_fail(err, AQ_ERR_FORMAT, "sequential result of %s: missing tensors", t->layer);
         }
@@ -90,12 +92,14 @@ static aq_status install_block(seq_ctx *x, const aq_dist_task *tasks, aq_error *
             for (int c = 0; c < L->d_in; c++)
                 w[(size_t)row * L->d_in + c] = scale * ((float)u[(size_t)row * L->d_in + c] - zero);
         }
+        memcpy(bias, b->data, b->nbytes); /* aligned copy */
         memcpy(&a_s, as->data, 4);
         memcpy(&a_z, az->data, 4);
         int a_bits = r->row.a_bits < 16 ? r->row.a_bits : 0;
-        aq_linear_override ov = {w, b->data, a_bits, a_s, a_z};
+        aq_linear_override ov = {w, bias, a_bits, a_s, a_z};
         st = aq_model_set_override(x->m, L->block, (aq_linear)L->which, &ov, err);
         free(w);
+        free(bias);
         aq_result_free(r);
         AQ_TRY(st);
     }

@@ -63,8 +63,8 @@ static aq_status missing_error(const aq_pipe_cfg *c, const aq_pipe_plan *p, cons
                 seen[shard[i]] = 1;
                 l += snprintf(l, (size_t)(list + sizeof list - l), "%s%d", l == list ? "" : ",", shard[i]);
             }
-        PUT("; missing shards %s of %d; resubmit exactly those: sbatch --array=%s slurm/adaquant-array.sbatch, "
-            "or without Slurm:", list, shards, list);
+        PUT("; missing shards %s of %d; resubmit exactly those: slurm/submit.sh --resubmit %s --shards %d --work %s "
+            "(Slurm), or without Slurm:", list, shards, list, shards, c->work);
         for (int s = 0, k = 0; seen && s < shards; s++)
             if (seen[s]) PUT("%s adaquant calibrate --work %s --shard %d --shards %d", k++ ? ";" : "", c->work, s, shards);
         free(seen);

@@ -54,6 +54,20 @@ static aq_status want(const aq_result *r, const char *path, const char *name, aq
     return AQ_OK;
 }
 
+/* An aligned, owned copy of a tensor's data (the numeric core reads doubles
+ * and floats directly); on allocation failure own[i] = s marks the error. */
+static const void *aligned(aq_stats *s, int i, const aq_tensor_view *v)
+{
+    void *p = malloc(v->nbytes ? v->nbytes : 1);
+    if (!p) {
+        s->own[i] = s;
+        return NULL;
+    }
+    memcpy(p, v->data, v->nbytes);
+    s->own[i] = p;
+    return p;
+}
+
 aq_status aq_stats_read(const char *work, const char *sub, int block, int point, const aq_fingerprint *fp,
                         aq_stats *out, aq_error *err)
 {
@@ -76,8 +90,8 @@ aq_status aq_stats_read(const char *work, const char *sub, int block, int point,
         return st;
     }
     out->d = (int)s->shape[1];
-    out->gram = g->data;
-    out->sample = s->data;
+    out->gram = aligned(out, 0, g);
+    out->sample = aligned(out, 1, s);
     out->n_sample = (size_t)s->shape[0];
     int64_t nr;
     memcpy(&nr, n->data, 8);
@@ -89,15 +103,22 @@ aq_status aq_stats_read(const char *work, const char *sub, int block, int point,
             aq_stats_free(out);
             return aq_fail(err, AQ_ERR_FORMAT, "%s: incomplete sequential-mode statistics", path);
         }
-        out->cross = x->data;
-        out->gram_q = y->data;
-        out->sample_q = z->data;
+        out->cross = aligned(out, 2, x);
+        out->gram_q = aligned(out, 3, y);
+        out->sample_q = aligned(out, 4, z);
     }
+    for (int i = 0; i < 5; i++)
+        if (out->own[i] == out) { /* an allocation failed */
+            aq_stats_free(out);
+            return aq_fail_nomem(err, "statistics", g->nbytes);
+        }
     return AQ_OK;
 }
 
 void aq_stats_free(aq_stats *s)
 {
+    for (int i = 0; i < 5; i++)
+        if (s->own[i] != s) free(s->own[i]);
     aq_result_free(s->r);
     memset(s, 0, sizeof *s);
 }

@@ -14,6 +14,7 @@
 /* A statistics file read back (views point into r; free with aq_stats_free). */
 typedef struct aq_stats {
     aq_result *r;
+    void *own[5]; /* aligned copies (tensor data in a payload may be unaligned) */
     int d;
     uint64_t n_rows;
     const double *gram; /* (d+1)^2 */

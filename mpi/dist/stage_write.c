@@ -6,6 +6,7 @@
  * ranks, on timings, or on which run produced a result file. */
 #include <dirent.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -18,10 +19,18 @@
 #include "stage_eval.h"
 #include "stage_report.h"
 
+static void *dup_data(const aq_tensor_view *t)
+{
+    void *p = malloc(t->nbytes ? t->nbytes : 1);
+    if (p) memcpy(p, t->data, t->nbytes);
+    return p;
+}
+
 /* Read the chosen result of every layer and view it as an aq_layer_result
- * (arrays borrowed from res[l]). */
+ * (its four arrays are separate mallocs owned by v[l], freed by the caller —
+ * not aq_layer_result_free, which frees one block). */
 static aq_status load_chosen(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice, aq_result **res,
-                             aq_layer_result *v, aq_error *err)
+                             aq_layer_result *v, double *out_error, aq_error *err)
 {
     for (int l = 0; l < p->n_layers; l++) {
         const aq_dist_task *t = &p->tasks[(size_t)l * c->n_options + choice[l]];
@@ -47,13 +56,19 @@ static aq_status load_chosen(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
         v[l].w_bits = o.w_bits;
         v[l].a_bits = o.a_bits;
         v[l].symmetric = o.symmetric;
-        v[l].codes = (uint8_t *)codes->data;
-        v[l].w_scale = (float *)ws->data;
-        v[l].w_zero = (float *)wz->data;
-        v[l].bias = (float *)b->data;
+        /* owned, aligned copies: payload data may be unaligned for float */
+        v[l].codes = dup_data(codes);
+        v[l].w_scale = dup_data(ws);
+        v[l].w_zero = dup_data(wz);
+        v[l].bias = dup_data(b);
+        if (!v[l].codes || !v[l].w_scale || !v[l].w_zero || !v[l].bias)
+            return aq_fail_nomem(err, "chosen layer", codes->nbytes);
         memcpy(&v[l].a_scale, as->data, 4);
         memcpy(&v[l].a_zero, az->data, 4);
         v[l].loss_final = r->row.loss;
+        const aq_tensor_view *oe = aq_result_find(r, "out_error");
+        out_error[l] = NAN;
+        if (oe && oe->dtype == AQ_F64 && oe->nbytes == 8) memcpy(&out_error[l], oe->data, 8);
     }
     return AQ_OK;
 }
@@ -148,8 +163,8 @@ static aq_status sync_dir(const char *dir, aq_error *err)
 /* Rank 0: every file into OUTDIR.tmp.<pid>, then the rename. */
 static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                               const aq_loss_row *rows, const int *choice, const aq_layer_result *v,
-                              const aq_pipe_out *o, const aq_pipe_eval_result *ev, aq_pipe_timing *t,
-                              aq_error *err)
+                              const double *out_error, const aq_pipe_out *o, const aq_pipe_eval_result *ev,
+                              aq_pipe_timing *t, aq_error *err)
 {
     char tmp[AQ_PIPE_PATH + 32], path[AQ_PIPE_PATH + 64], old[AQ_PIPE_PATH + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->outdir, (long)getpid());
@@ -166,7 +181,7 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     snprintf(path, sizeof path, "%s/config.json", tmp);
     if (st == AQ_OK) st = aq_llama_config_write_json(path, &mc, err);
     t->write += aq_progress_now() - t0;
-    if (st == AQ_OK) st = aq_pipe_report_write(tmp, c, p, b, rows, choice, ev, t, err);
+    if (st == AQ_OK) st = aq_pipe_report_write(tmp, c, p, b, rows, choice, out_error, ev, t, err);
     if (st == AQ_OK) st = sync_dir(tmp, err);
     if (st == AQ_OK) {
         struct stat s;
@@ -206,14 +221,15 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     MPI_Comm_rank(comm, &rank);
     aq_result **res = calloc((size_t)p->n_layers, sizeof *res);
     aq_layer_result *v = calloc((size_t)p->n_layers, sizeof *v);
+    double *out_error = calloc((size_t)p->n_layers, sizeof *out_error);
     aq_model *m = NULL;
     aq_seqs seqs;
     memset(&seqs, 0, sizeof seqs);
     aq_pipe_eval_result ev;
     memset(&ev, 0, sizeof ev);
     ev.ppl_fp = ev.ppl_q = ev.kl_mean = ev.top1_agree = -1; /* not evaluated */
-    aq_status st = res && v ? AQ_OK : aq_fail_nomem(err, "layer list", (size_t)p->n_layers);
-    if (st == AQ_OK) st = load_chosen(c, p, choice, res, v, err);
+    aq_status st = res && v && out_error ? AQ_OK : aq_fail_nomem(err, "layer list", (size_t)p->n_layers);
+    if (st == AQ_OK) st = load_chosen(c, p, choice, res, v, out_error, err);
     double t0 = aq_progress_now();
     if (st == AQ_OK && !o->no_eval) {
         st = eval_setup(c, o, &m, &seqs, err);
@@ -225,11 +241,18 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
         st = aq_pipe_eval(comm, m, &seqs, &ev, err);
     }
     t->eval += aq_progress_now() - t0;
-    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, o, &ev, t, err);
+    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, out_error, o, &ev, t, err);
     st = aq_pipe_agree(comm, st, err);
     for (int l = 0; res && l < p->n_layers; l++) aq_result_free(res[l]);
+    for (int l = 0; v && l < p->n_layers; l++) {
+        free(v[l].codes);
+        free(v[l].w_scale);
+        free(v[l].w_zero);
+        free(v[l].bias);
+    }
     free(res);
     free(v);
+    free(out_error);
     aq_seqs_free(&seqs);
     aq_model_free(m);
     return st;

@@ -24,6 +24,7 @@ struct aq_sens {
     double *p;     /* [rows, V] FP probabilities exp(lp) */
     float *logits; /* [cap, V] scratch */
     size_t bytes;
+    int base;      /* x holds a quantized base model's residuals (aq_sens_set_base) */
 };
 
 /* log-sum-exp of z[V] in float64; the FP and the quantized rows go through
@@ -78,12 +79,22 @@ static aq_status alloc_cache(aq_sens *s, aq_error *err)
     return AQ_OK;
 }
 
+/* The residual cache of one batch from a forward with (quantized) overrides
+ * used or not. */
+static aq_status cache_batch(aq_sens *s, const sens_batch *b, int quantized, aq_error *err)
+{
+    aq_forward_opts o;
+    aq_forward_opts_default(&o);
+    o.quantized = quantized;
+    aq_forward_resume r = {0, NULL, s->x + b->r0 * (size_t)s->dim * (size_t)s->n_layers};
+    return aq_model_forward_resume(s->m, s->tokens + b->r0, s->lens + b->s0, b->nb, &o, &r,
+                                   s->logits, err);
+}
+
 /* The FP pass of one batch: residuals into the cache, log-probs and probs. */
 static aq_status fp_batch(aq_sens *s, const sens_batch *b, aq_error *err)
 {
-    aq_forward_resume r = {0, NULL, s->x + b->r0 * (size_t)s->dim * (size_t)s->n_layers};
-    AQ_TRY(aq_model_forward_resume(s->m, s->tokens + b->r0, s->lens + b->s0, b->nb, NULL, &r,
-                                   s->logits, err));
+    AQ_TRY(cache_batch(s, b, 0, err));
     size_t V = (size_t)s->V;
     for (size_t i = 0; i < b->rows; i++) {
         const float *z = s->logits + i * V;
@@ -208,6 +219,9 @@ aq_status aq_sens_layer_kl(aq_sens *s, int block, aq_linear which, const aq_line
 {
     char name[96];
     aq_linear_prefix(block, which, name, sizeof name);
+    if (s->base)
+        return aq_fail(err, AQ_ERR_ARG,
+                       "sensitivity of %s: the cache holds a quantized base (aq_sens_swap_kl)", name);
     if (aq_model_override_count(s->m) != 0)
         return aq_fail(err, AQ_ERR_ARG,
                        "sensitivity of %s: the model already has %d overrides installed", name,
@@ -219,6 +233,36 @@ aq_status aq_sens_layer_kl(aq_sens *s, int block, aq_linear which, const aq_line
         aq_model_clear_override(s->m, block, which);
     }
     if (st != AQ_OK) aq_error_prefix(err, "sensitivity of %s", name);
+    return st;
+}
+
+aq_status aq_sens_set_base(aq_sens *s, aq_error *err)
+{
+    s->base = 0; /* until the cache is consistent again */
+    for (int b = 0; b < s->n_batches; b++)
+        AQ_TRY(cache_batch(s, &s->batches[b], 1, err));
+    s->base = aq_model_override_count(s->m) > 0;
+    return AQ_OK;
+}
+
+aq_status aq_sens_swap_kl(aq_sens *s, int block, aq_linear which, const aq_linear_override *ov,
+                          const aq_linear_override *restore, double *kl, aq_error *err)
+{
+    char name[96];
+    aq_linear_prefix(block, which, name, sizeof name);
+    aq_status st = aq_model_set_override(s->m, block, which, ov, err);
+    if (st == AQ_OK) st = run_kl(s, block < s->n_layers ? block : s->n_layers - 1, kl, err);
+    if (restore) {
+        aq_error e2 = {0};
+        aq_status rs = aq_model_set_override(s->m, block, which, restore, &e2);
+        if (st == AQ_OK && rs != AQ_OK) {
+            *err = e2;
+            st = rs;
+        }
+    } else {
+        aq_model_clear_override(s->m, block, which);
+    }
+    if (st != AQ_OK) aq_error_prefix(err, "sensitivity of %s in the base", name);
     return st;
 }
 

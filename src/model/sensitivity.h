@@ -12,7 +12,8 @@
  *
  * Memory (the limit: meant for models whose whole forward fits one rank):
  *   16 * rows * vocab  +  4 * rows * dim * n_layers  +  4 * batch * vocab  bytes,
- * rows = total tokens of the windows. stories260K, 16 windows of 256: 34 MB;
+ * rows = total tokens of the windows, batch = rows per forward (<= 4096).
+ * stories260K, 16 windows of 256: 47 MB;
  * a 32k-vocab model with 16 x 2048 windows would need 17 GB (use fewer windows).
  *
  * Positions: in every window, position t < len-1 predicts token t+1 (the
@@ -51,6 +52,18 @@ aq_status aq_sens_layer_kl(aq_sens *s, int block, aq_linear which, const aq_line
  * a whole allocation): the full forward with quantized = 1 (no resume). Used
  * to check the additive approximation sum_l KL_l against the joint KL. */
 aq_status aq_sens_installed_kl(aq_sens *s, double *kl, aq_error *err);
+
+/* Re-linearisation around an allocation: make the installed overrides the
+ * "base" (the residual cache is rebuilt from a quantized forward; the FP
+ * reference is kept). With no override installed the cache is FP again.
+ * While a base is set, aq_sens_layer_kl refuses (AQ_ERR_ARG). */
+aq_status aq_sens_set_base(aq_sens *s, aq_error *err);
+/* KL(FP || base with (block, which) replaced by ov): installs ov, re-runs
+ * blocks >= block from the base residuals, then installs `restore` (the base's
+ * override of that layer; NULL = clear it). The model's overrides must be the
+ * ones aq_sens_set_base saw. Errors as aq_sens_layer_kl. */
+aq_status aq_sens_swap_kl(aq_sens *s, int block, aq_linear which, const aq_linear_override *ov,
+                          const aq_linear_override *restore, double *kl, aq_error *err);
 
 /* Predicted tokens and bytes held by the cache. */
 size_t aq_sens_predicted(const aq_sens *s);

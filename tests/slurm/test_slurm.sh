@@ -163,7 +163,7 @@ echo "$msg" | tail -n 3
 check '[ $rc -ne 0 ]'
 check '[ ! -e "$d/out2" ]'
 check 'grep -q "missing shards 2 of 4" <<<"$msg"'
-resub=$(grep -o 'submit\.sh --resubmit [^(;]*' <<<"$msg" | head -1 | sed 's/[[:space:]]*$//')
+resub=$(grep -oE 'submit\.sh --resubmit [0-9,-]+ --shards [0-9]+ --work [^ ,;()]+' <<<"$msg" | head -1)
 check '[ "$resub" = "submit.sh --resubmit 2 --shards 4 --work $d/w2" ]'
 if [ -n "$resub" ]; then
   # run exactly that command (the path of submit.sh is this checkout's)
