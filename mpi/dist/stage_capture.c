@@ -4,7 +4,8 @@
  * chunks are spread over the ranks in contiguous blocks, each rank runs the FP
  * forward on its chunks, and rank 0 merges the chunk partials IN CHUNK ORDER
  * (aq_dist_merge_chunks + aq_capture_merge), so the float64 sums are the same
- * bytes for any number of ranks. Rank 0 then writes one statistics file per
+ * bytes for any number of ranks. This is done block by block: block b's
+ * merged statistics live only on rank b mod P, which writes one file per
  * capture point, WORK/stats/<block>.<point>.aqs, in the result-file format
  * (io/resultfile.h: zlib, CRC32, fingerprint, atomic) with the tensors
  * gram F64 [d+1, d+1], xmin/xmax F32 [d], sample F32 [n, d],
@@ -86,8 +87,8 @@ aq_status aq_pipe_load_calib(const aq_pipe_cfg *c, aq_model **m, int **tokens, a
 }
 
 aq_status aq_pipe_capture_chunks(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *m, const int *tokens,
-                                 const aq_capture_opts *o, const char *sub, const aq_fingerprint *fp,
-                                 aq_error *err)
+                                 const aq_capture_opts *o, int owner_rank, const char *sub,
+                                 const aq_fingerprint *fp, aq_error *err)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -108,13 +109,14 @@ aq_status aq_pipe_capture_chunks(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *
     }
     if (st == AQ_OK) st = aq_capture_new(m, o, &cap, err);
     if (st == AQ_OK) st = run_chunks(m, c, tokens, lo, hi, cap, &x, err);
-    if (st == AQ_OK && rank == 0) {
+    if (st == AQ_OK && rank == owner_rank) {
         st = aq_capture_new(m, o, &x.total, err);
         if (st == AQ_OK) st = aq_capture_new(m, o, &x.scratch, err);
     }
     st = aq_pipe_agree(comm, st, err);
-    if (st == AQ_OK) st = aq_dist_merge_chunks(comm, 0, n_chunks, owner, cap_pack, cap_merge, &x, 0, err);
-    if (st == AQ_OK && rank == 0) st = write_stats(c, sub, x.total, fp, err);
+    if (st == AQ_OK)
+        st = aq_dist_merge_chunks(comm, owner_rank, n_chunks, owner, cap_pack, cap_merge, &x, 0, err);
+    if (st == AQ_OK && rank == owner_rank) st = write_stats(c, sub, x.total, fp, err);
     st = aq_pipe_agree(comm, st, err);
     for (size_t ch = 0; ch < n_chunks && x.packed; ch++) free(x.packed[ch]);
     free(x.packed);
@@ -137,7 +139,16 @@ static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, aq_error *err)
     o.seed = c->sample_seed;
     aq_fingerprint fp = aq_pipe_stats_fp(c);
     st = aq_pipe_agree(comm, st, err);
-    if (st == AQ_OK) st = aq_pipe_capture_chunks(comm, c, m, tokens, &o, "stats", &fp, err);
+    /* one capture per block, owned (merged and written) by rank block mod P, so
+     * no rank holds more than its own blocks' statistics; the forward of block
+     * b stops after b, so the passes cost ~(L+1)/2 forwards in total */
+    int size;
+    MPI_Comm_size(comm, &size);
+    int L = st == AQ_OK ? aq_model_config(m)->n_layers : 0;
+    for (int b = 0; st == AQ_OK && b < L; b++) {
+        o.block_first = o.block_last = b;
+        st = aq_pipe_capture_chunks(comm, c, m, tokens, &o, b % size, "stats", &fp, err);
+    }
     free(tokens);
     aq_model_free(m);
     return st;

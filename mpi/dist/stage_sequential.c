@@ -155,7 +155,9 @@ static aq_status seq_block(MPI_Comm comm, seq_ctx *x, const int *tokens, int blk
     aq_fp_add_i64(&b, "block", blk);
     x->stats_fp = aq_fp_final(&b);
     double t0 = aq_progress_now();
-    AQ_TRY(aq_pipe_capture_chunks(comm, x->c, x->m, tokens, &o, "stats", &x->stats_fp, err));
+    int size;
+    MPI_Comm_size(comm, &size);
+    AQ_TRY(aq_pipe_capture_chunks(comm, x->c, x->m, tokens, &o, blk % size, "stats", &x->stats_fp, err));
     double t1 = aq_progress_now();
     aq_dist_options opt;
     aq_dist_options_default(&opt, x->c->work);
