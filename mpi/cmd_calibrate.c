@@ -6,7 +6,7 @@
 #include <mpi.h>
 
 #include "cli.h"
-#include "dist/pipeline_run.h"
+#include "pipeline_cli.h"
 
 #define CMD "calibrate"
 #define MASK (AQ_ARGS_WORK | AQ_ARGS_SHARD)
@@ -26,23 +26,7 @@ static void calibrate_help(FILE *out)
 
 static int calibrate_run(int argc, char **argv)
 {
-    aq_pipe_args *a = calloc(1, sizeof *a); /* large (paths): not on the stack */
-    if (!a) return 1;
-    int rc = aq_pipe_args_parse(CMD, MASK, argc, argv, a);
-    if (rc == 0) {
-        aq_error err = {0};
-        int rank;
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        if (aq_pipe_run_calibrate(MPI_COMM_WORLD, a, &err) != AQ_OK) rc = rank == 0 ? aq_cli_fail(CMD, &err) : 1;
-    }
-    free(a);
-    if (rc != 0) {
-        /* every rank reached the same verdict (statuses are agreed): end
-         * cleanly rather than through MPI_Abort's banner */
-        MPI_Finalize();
-        exit(rc);
-    }
-    return rc;
+    return aq_pipe_cli_run(CMD, MASK, aq_pipe_run_calibrate, argc, argv);
 }
 
 const aq_command aq_cmd_calibrate = {

@@ -99,6 +99,7 @@ typedef struct aq_pipe_budget {
     size_t n_keep;
     char keep_regex[AQ_PIPE_MAX_KEEP][256];
     char keep_opt[AQ_PIPE_MAX_KEEP][16];
+    int refine; /* --refine rounds (mpi/dist/refine.h); 0 = none */
 } aq_pipe_budget;
 
 /* Default: average 4.0 bits per weight. */

@@ -45,7 +45,7 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 }
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
-       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW };
+       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE };
 
 static const struct {
     struct option o;
@@ -64,6 +64,8 @@ static const struct {
     {{"starts", required_argument, 0, O_STARTS}, AQ_ARGS_MODEL},
     {{"polish", required_argument, 0, O_POLISH}, AQ_ARGS_MODEL},
     {{"kl-windows", required_argument, 0, O_KLW}, AQ_ARGS_MODEL},
+    {{"loss", required_argument, 0, O_LOSS}, AQ_ARGS_MODEL},
+    {{"refine", required_argument, 0, O_REFINE}, AQ_ARGS_BUDGET},
     {{"work", required_argument, 0, O_WORK}, AQ_ARGS_WORK},
     {{"resume", no_argument, 0, O_RESUME}, AQ_ARGS_WORK},
     {{"target-bits", required_argument, 0, O_TBITS}, AQ_ARGS_BUDGET},
@@ -122,7 +124,13 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_ITERS: return parse_int(cmd, "--iters", v, 0, 1000000, &g->iters);
     case O_WIN: return parse_int(cmd, "--calib-windows", v, 1, 1000000, &g->windows);
     case O_LEN: return parse_int(cmd, "--calib-len", v, 2, 1000000, &g->seq_len);
-    case O_KLW: return parse_int(cmd, "--kl-windows", v, 0, 1000000, &g->kl_windows);
+    case O_KLW: a->kl_given = 1; return parse_int(cmd, "--kl-windows", v, 0, 1000000, &g->kl_windows);
+    case O_LOSS:
+        if (!strcmp(v, "kl")) a->loss = 1;
+        else if (!strcmp(v, "layer")) a->loss = 2;
+        else return usage(cmd, "--loss must be kl or layer, not '%s'", v);
+        return 0;
+    case O_REFINE: return parse_int(cmd, "--refine", v, 0, 100, &a->budget.refine);
     case O_STARTS: return parse_int(cmd, "--starts", v, 1, 1000, &g->starts);
     case O_POLISH: return parse_int(cmd, "--polish", v, 0, 1000, &g->polish);
     case O_SROWS: return parse_int(cmd, "--sample-rows", v, 0, 1000000, &g->sample_rows);
@@ -158,6 +166,12 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
         if ((rc = apply(cmd, c, optarg, a, &nbudget))) return rc;
     }
     if (nbudget > 1) return usage(cmd, "give at most one of --target-bits, --target-size, --max-loss");
+    if (a->loss == 2 && a->kl_given && a->cfg.kl_windows > 0)
+        return usage(cmd, "--loss layer does not use --kl-windows (give one or the other)");
+    if (a->loss == 2) a->cfg.kl_windows = 0;
+    if (a->loss == 1 && a->cfg.kl_windows == 0) return usage(cmd, "--loss kl needs --kl-windows >= 1");
+    if (a->budget.refine > 0 && a->budget.objective != AQ_ALLOC_MIN_LOSS)
+        return usage(cmd, "--refine needs a size budget (--target-bits / --target-size), not --max-loss");
     int want_pos = (mask & AQ_ARGS_MODEL) ? 1 : 0;
     if (argc - optind != want_pos)
         return usage(cmd, want_pos ? "expected exactly one MODEL argument" : "unexpected argument '%s'",
@@ -198,9 +212,12 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "  --init rtn|gptq        AdaQuant initialisation (default gptq)\n"
                 "  --starts N             initial grids per layer, best kept per row (default 5)\n"
                 "  --polish N             exact polishing rounds per start (default 8)\n"
-                "  --kl-windows K         each task's allocation loss = mean KL(FP || model with only\n"
-                "                         that layer quantized) on the first K calibration windows\n"
-                "                         (default 16; 0 = the layer's normalised output error)\n"
+                "  --loss kl|layer        the allocation loss of a task: kl (default) = mean KL(FP ||\n"
+                "                         model with only that layer quantized) per predicted token on\n"
+                "                         the first K calibration windows (the whole model on one\n"
+                "                         rank); layer = the layer's normalised output error, which\n"
+                "                         is reported in either case\n"
+                "  --kl-windows K         windows of --loss kl (default 16; 0 = --loss layer)\n"
                 "  --seed S               seed (default 0)\n");
     if (mask & AQ_ARGS_WORK)
         fprintf(out,
@@ -215,7 +232,11 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         by parameters (scale/zero overhead not counted)\n"
                 "  --target-size F        size as a fraction of FP32 (same measure / 32)\n"
                 "  --max-loss L           smallest model whose summed layer loss is <= L\n"
-                "  --keep REGEX=OPT       pin layers matching REGEX to option OPT (repeatable)\n");
+                "  --keep REGEX=OPT       pin layers matching REGEX to option OPT (repeatable)\n"
+                "  --refine R             R rounds (default 0) re-measuring every task's KL with the\n"
+                "                         other layers at their allocated options, then re-solving:\n"
+                "                         accounts for interactions at low bits (docs/QUALITY.md);\n"
+                "                         costs R x tasks forwards on rank 0\n");
     if (mask & AQ_ARGS_OUT)
         fprintf(out,
                 "output:\n"

@@ -23,6 +23,8 @@ typedef struct aq_pipe_args {
     aq_pipe_out out;
     int resume, shard, shards;
     int have_work;
+    int loss;     /* --loss: 0 not given, 1 kl, 2 layer */
+    int kl_given; /* --kl-windows given */
 } aq_pipe_args;
 
 /* Parse argv (argv[0] = command name) with the groups in mask. Returns 0, or

@@ -9,6 +9,7 @@
 #include "collect.h"
 #include "pipeline_run.h"
 #include "progress.h"
+#include "refine.h"
 #include "stage_sequential.h"
 
 /* Rank 0 decided cfg (paths, fingerprints): give every rank the same bytes. */
@@ -27,6 +28,8 @@ static aq_status solve_and_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_p
     aq_status st = choice ? AQ_OK : aq_fail_nomem(err, "choice", (size_t)p->n_layers);
     double t0 = aq_progress_now();
     if (st == AQ_OK && rank == 0) st = aq_pipe_solve(c, p, &a->budget, rows, rows ? NULL : &read, choice, err);
+    if (st == AQ_OK && rank == 0 && a->budget.refine > 0)
+        st = aq_pipe_refine(c, p, &a->budget, rows ? rows : read, choice, a->budget.refine, err);
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = aq_dist_bcast_choice(comm, 0, choice, (size_t)p->n_layers, err);
     t->solve += aq_progress_now() - t0;

@@ -17,6 +17,7 @@
 #include "../../io/atomic_file.h"
 #include "../../src/adaquant/adaquant.h"
 #include "../../src/model/model.h"
+#include "../../src/model/sensitivity.h"
 #include "../../src/text/textdata.h"
 #include "driver.h"
 #include "progress.h"
@@ -28,58 +29,23 @@ typedef struct cal_ctx {
     const aq_pipe_plan *p;
     aq_model *m;
     aq_fingerprint stats_fp;
-    /* network-level KL: the first kl_n calibration windows and the FP log-probs */
+    /* network-level KL: the first kl_n calibration windows; the FP residuals and
+     * log-probabilities over them are cached on first use (sensitivity.h) */
     int kl_n, *kl_tok, *kl_lens;
-    double *lp_fp; /* [kl_n * T, V], computed on first use */
-    float *logits;
+    aq_sens *sens;
 } cal_ctx;
 
-static aq_status log_softmax_rows(const float *z, size_t rows, int V, double *lp, aq_error *err)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const float *zr = z + r * (size_t)V;
-        double mx = zr[0], s = 0;
-        for (int i = 1; i < V; i++) mx = zr[i] > mx ? zr[i] : mx;
-        for (int i = 0; i < V; i++) s += exp((double)zr[i] - mx);
-        double lse = mx + log(s);
-        if (!isfinite(lse)) return aq_fail(err, AQ_ERR_NUMERIC, "non-finite logits in the KL measurement");
-        for (int i = 0; i < V; i++) lp[r * (size_t)V + i] = (double)zr[i] - lse;
-    }
-    return AQ_OK;
-}
-
-/* Mean KL(FP || Q) per position with only layer L quantized (result r). */
+/* Mean KL(FP || model with only layer L quantized as r) per predicted token on
+ * the KL windows (src/model/sensitivity.h: re-runs only blocks >= L's block). */
 static aq_status task_kl(cal_ctx *x, const aq_pipe_layer *L, const aq_layer_result *r, double *kl, aq_error *err)
 {
-    int V = aq_model_config(x->m)->vocab_size, T = x->c->seq_len;
-    size_t rows = (size_t)x->kl_n * T;
-    if (!x->lp_fp) {
-        x->logits = malloc(rows * V * sizeof *x->logits);
-        x->lp_fp = malloc(rows * V * sizeof *x->lp_fp);
-        if (!x->logits || !x->lp_fp) return aq_fail_nomem(err, "KL logits", rows * V * 12);
-        AQ_TRY(aq_model_forward(x->m, x->kl_tok, x->kl_lens, x->kl_n, NULL, x->logits, err));
-        AQ_TRY(log_softmax_rows(x->logits, rows, V, x->lp_fp, err));
-    }
+    if (!x->sens) AQ_TRY(aq_sens_new(x->m, x->kl_tok, x->kl_lens, x->kl_n, 0, &x->sens, err));
     float *w = malloc(r->d_out * r->d_in * sizeof *w);
-    double *lq = malloc((size_t)V * sizeof *lq);
-    aq_status st = w && lq ? AQ_OK : aq_fail_nomem(err, "KL scratch", r->d_out * r->d_in * 4);
-    if (st == AQ_OK) {
-        aq_layer_result_dequant(r, w);
-        aq_linear_override ov = {w, r->bias, r->a_bits < 16 ? r->a_bits : 0, r->a_scale, r->a_zero};
-        st = aq_model_set_override(x->m, L->block, (aq_linear)L->which, &ov, err);
-    }
-    aq_forward_opts fo = {.quantized = 1, .stop_after_block = -1};
-    if (st == AQ_OK) st = aq_model_forward(x->m, x->kl_tok, x->kl_lens, x->kl_n, &fo, x->logits, err);
-    aq_model_clear_override(x->m, L->block, (aq_linear)L->which);
-    double sum = 0;
-    for (size_t i = 0; st == AQ_OK && i < rows; i++) {
-        st = log_softmax_rows(x->logits + i * (size_t)V, 1, V, lq, err);
-        const double *lp = x->lp_fp + i * (size_t)V;
-        for (int v = 0; st == AQ_OK && v < V; v++) sum += exp(lp[v]) * (lp[v] - lq[v]);
-    }
-    *kl = sum > 0 ? sum / (double)rows : 0.0;
+    if (!w) return aq_fail_nomem(err, "KL weight", r->d_out * r->d_in * sizeof *w);
+    aq_layer_result_dequant(r, w);
+    aq_linear_override ov = {w, r->bias, r->a_bits < 16 ? r->a_bits : 0, r->a_scale, r->a_zero};
+    aq_status st = aq_sens_layer_kl(x->sens, L->block, (aq_linear)L->which, &ov, kl, err);
     free(w);
-    free(lq);
     return st;
 }
 
@@ -240,8 +206,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     free(sub);
     free(x.kl_tok);
     free(x.kl_lens);
-    free(x.lp_fp);
-    free(x.logits);
+    aq_sens_free(x.sens);
     aq_model_free(x.m);
     return st;
 }

@@ -70,6 +70,7 @@ static json_t *budget_json(const aq_pipe_budget *b)
         json_array_append_new(k, json_string(s));
     }
     json_object_set_new(o, "keep", k);
+    if (b->refine > 0) json_object_set_new(o, "refine", json_integer(b->refine));
     return o;
 }
 

@@ -56,17 +56,30 @@ static aq_status missing_error(const aq_pipe_cfg *c, const aq_pipe_plan *p, cons
         if (miss[i]) PUT(" %s %s%s", p->tasks[i].layer, p->tasks[i].option, ++shown < 3 ? "," : "");
     PUT(")");
     if (shard) {
-        char list[512] = "", *l = list;
+        /* Missing shards as Slurm array syntax with ranges ("2,5-9"), bounded. */
+        char list[256] = "";
+        size_t used = 0;
         unsigned char *seen = calloc((size_t)shards, 1);
         for (size_t i = 0; i < p->n_tasks && seen; i++)
-            if (miss[i] && !seen[shard[i]]) {
-                seen[shard[i]] = 1;
-                l += snprintf(l, (size_t)(list + sizeof list - l), "%s%d", l == list ? "" : ",", shard[i]);
-            }
+            if (miss[i]) seen[shard[i]] = 1;
+        for (int s = 0; seen && s < shards; s++) {
+            if (!seen[s] || (s > 0 && seen[s - 1])) continue;
+            int e = s;
+            while (e + 1 < shards && seen[e + 1]) e++;
+            char item[32];
+            int w = e > s ? snprintf(item, sizeof item, "%s%d-%d", used ? "," : "", s, e)
+                          : snprintf(item, sizeof item, "%s%d", used ? "," : "", s);
+            if (w < 0 || used + (size_t)w >= sizeof list) break; /* the count below still says how many */
+            memcpy(list + used, item, (size_t)w + 1);
+            used += (size_t)w;
+        }
+        int n_seen = 0;
+        for (int s = 0; seen && s < shards; s++) n_seen += seen[s];
         PUT("; missing shards %s of %d; resubmit exactly those: slurm/submit.sh --resubmit %s --shards %d --work %s "
             "(Slurm), or without Slurm:", list, shards, list, shards, c->work);
         for (int s = 0, k = 0; seen && s < shards; s++)
-            if (seen[s]) PUT("%s adaquant calibrate --work %s --shard %d --shards %d", k++ ? ";" : "", c->work, s, shards);
+            if (seen[s] && k < 3) PUT("%s adaquant calibrate --work %s --shard %d --shards %d", k++ ? ";" : "", c->work, s, shards);
+        if (n_seen > 3) PUT("; ... (%d shards in all)", n_seen);
         free(seen);
     } else {
         PUT("; run: adaquant calibrate --work %s --shard 0 --shards 1", c->work);

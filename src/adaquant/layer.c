@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <stdio.h>
 
 #include "../quant/quant.h"
 #include "gptq.h"
@@ -318,6 +319,7 @@ static aq_status outer(run_ctx *c, aq_error *err)
         }
         double gs, gz;
         AQ_TRY(aq_actq_grad(&c->S, &c->aq, c->rx, c->rxin, c->rn, &gs, &gz, err));
+        fprintf(stderr, "TRACE k=%d aq=%a %a g=%a %a best=%a gbest=%a\n", k, c->aq.scale, c->aq.zero, gs, gz, c->best.loss, c->gbest.loss);
         c->aq.scale *= exp(-lr * adam1(&ms, &vs, gs * c->aq.scale, k));
         c->aq.zero -= lr * c->aq.qmax * adam1(&mz, &vz, gz, k);
         c->aq.scale = (float)c->aq.scale; /* what is stored */
@@ -374,6 +376,7 @@ static aq_status setup(run_ctx *c, aq_layer_result *out, aq_error *err)
         aq_actq_fit(&c->aq, o->a_bits, c->rxin ? c->rxin : c->rx, c->rn, d_in);
     AQ_TRY(aq_ls_new(&c->S, d_out, d_in, o->w_bits, o->symmetric, p->weight, p->bias, err));
     AQ_TRY(build_grams(c, err));
+    fprintf(stderr, "TRACE fit aq=%a %a A00=%a B01=%a C11=%a\n", c->aq.scale, c->aq.zero, c->S.A[0], c->S.B[1], c->S.C[c->S.D+1]);
     int any = 0;
     for (size_t i = 0; i < d_in && !any; i++) any = c->S.A[i * D + i] > 0;
     if (!any)

@@ -1,0 +1,25 @@
+/* pipeline_cli.c — see pipeline_cli.h. */
+#include "pipeline_cli.h"
+
+#include <stdlib.h>
+
+#include "cli.h"
+
+int aq_pipe_cli_run(const char *cmd, unsigned mask, aq_pipe_stage_fn stage, int argc, char **argv)
+{
+    aq_pipe_args *a = calloc(1, sizeof *a); /* large (paths): not on the stack */
+    if (!a) return 1;
+    int rc = aq_pipe_args_parse(cmd, mask, argc, argv, a);
+    if (rc == 0) {
+        aq_error err = {0};
+        int rank;
+        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+        if (stage(MPI_COMM_WORLD, a, &err) != AQ_OK) rc = rank == 0 ? aq_cli_fail(cmd, &err) : 1;
+    }
+    free(a);
+    if (rc != 0) {
+        MPI_Finalize();
+        exit(rc);
+    }
+    return 0;
+}
