@@ -138,8 +138,20 @@ static void print_text(aq_checkpoint *ck, const aq_tensor_view **v, long long pa
             c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
             c->max_seq_len, (double)c->norm_eps, (double)c->rope_theta,
             c->tied_embeddings ? "true" : "false");
-    printf("parameters: %s\nbytes: %s\n", commas(params, b1, sizeof b1),
-           commas(bytes, b2, sizeof b2));
+    size_t n_quant = 0;
+    for (size_t i = 0; i < aq_ckpt_meta_count(ck); i++) {
+        const char *k, *val;
+        aq_ckpt_meta_at(ck, i, &k, &val);
+        n_quant += strncmp(k, "quant.", 6) == 0;
+    }
+    if (n_quant)
+        /* packed codes: element counts are bytes, not weights (docs/FORMAT.md) */
+        printf("quantized layers: %zu (packed; per-layer options and parameter counts in "
+               "quantization.json)\nstored elements: %s\nbytes: %s\n",
+               n_quant, commas(params, b1, sizeof b1), commas(bytes, b2, sizeof b2));
+    else
+        printf("parameters: %s\nbytes: %s\n", commas(params, b1, sizeof b1),
+               commas(bytes, b2, sizeof b2));
 }
 
 static int inspect_run(int argc, char **argv)
