@@ -299,6 +299,83 @@ static aq_status relin_column(bench *b, aq_sens *s, const int *base, double *col
     return st;
 }
 
+/* ---- sequential bias correction (DESIGN step 3), an experiment ---- */
+typedef struct mean_cap {
+    int block, point;
+    double *sum; /* [d] */
+    size_t n;
+} mean_cap;
+
+static aq_status grab_mean(void *ctx, const aq_capture_event *ev, aq_error *err)
+{
+    mean_cap *mc = ctx;
+    (void)err;
+    if (ev->block != mc->block || (int)ev->point != mc->point) return AQ_OK;
+    for (size_t r = 0; r < ev->n_rows; r++)
+        for (int j = 0; j < ev->d; j++)
+            mc->sum[j] += ev->rows[r * (size_t)ev->d + j];
+    mc->n += ev->n_rows;
+    return AQ_OK;
+}
+
+/* Mean input of (block, point) over the windows, FP or with the overrides. */
+static aq_status mean_input(bench *b, const int *win, int K, int T, int block, int point, int quantized,
+                            double *mean, int d, aq_error *err)
+{
+    int *lens = malloc((size_t)K * sizeof(int));
+    for (int i = 0; i < K; i++)
+        lens[i] = T;
+    memset(mean, 0, (size_t)d * sizeof(double));
+    mean_cap mc = {block, point, mean, 0};
+    aq_forward_opts o;
+    aq_forward_opts_default(&o);
+    o.quantized = quantized;
+    o.capture = grab_mean;
+    o.capture_ctx = &mc;
+    o.stop_after_block = block;
+    aq_status st = aq_model_forward(b->m, win, lens, K, &o, NULL, err);
+    for (int j = 0; j < d; j++)
+        mean[j] /= (double)mc.n;
+    free(lens);
+    return st;
+}
+
+/* Install choice, then layer by layer in model order set the bias so the mean
+ * output on the windows equals FP's: b += W mu_fp - W^ mu_q (mu_q with every
+ * upstream correction applied; activation quantization ignored: a16 menus). */
+static aq_status bias_correct(bench *b, const int *choice, const int *win, int K, int T, aq_error *err)
+{
+    install(b, choice);
+    double *mf = malloc(4096 * sizeof(double)), *mq = malloc(4096 * sizeof(double));
+    aq_status st = AQ_OK;
+    for (int l = 0; l < b->nl && st == AQ_OK; l++) {
+        int blk = l / AQ_LIN_COUNT, d_out, d_in;
+        aq_linear which = lin_of(b, l);
+        const float *w;
+        st = aq_model_linear(b->m, blk, which, &w, &d_out, &d_in, err);
+        int pt = (int)aq_linear_cap_point(which);
+        if (st == AQ_OK) st = mean_input(b, win, K, T, blk, pt, 0, mf, d_in, err);
+        if (st == AQ_OK) st = mean_input(b, win, K, T, blk, pt, 1, mq, d_in, err);
+        const cand *c = &b->c[l * b->no + choice[l]];
+        float *nb = malloc((size_t)d_out * sizeof(float));
+        for (int o = 0; o < d_out; o++) {
+            double yf = 0, yq = 0;
+            for (int i = 0; i < d_in; i++) {
+                yf += (double)w[(size_t)o * d_in + i] * mf[i];
+                yq += (double)c->w[(size_t)o * d_in + i] * mq[i];
+            }
+            nb[o] = c->bias[o] + (float)(yf - (yq + c->bias[o]));
+        }
+        aq_linear_override ov = ov_of(c);
+        ov.bias = nb;
+        if (st == AQ_OK) st = aq_model_set_override(b->m, blk, which, &ov, err);
+        free(nb);
+    }
+    free(mf);
+    free(mq);
+    return st; /* overrides stay installed: the caller evaluates and uninstalls */
+}
+
 /* Solve with column ci at `bits`, evaluate, print one line. relin > 0: then
  * re-linearise around the allocation found, relin times. */
 static aq_status run_alloc(bench *b, int ci, double bits, aq_sens *s, int relin, aq_error *err)
@@ -351,10 +428,10 @@ int main(int argc, char **argv)
 {
     const char *shared = AQ_SHARED_DIR_DEFAULT, *work = NULL, *opts = "w8a16,w6a16,w4a16,w3a16";
     const char *klw = "8,16", *bits = "4.0,3.0";
-    int eval_docs = 0, eval_len = 512, relin = 0, naive = 0;
+    int eval_docs = 0, eval_len = 512, relin = 0, naive = 0, biasc = 0;
     static const struct option lo[] = {{"work", 1, 0, 'w'},       {"shared", 1, 0, 's'},
                                        {"options", 1, 0, 'o'},    {"kl-windows", 1, 0, 'k'},
-                                       {"bits", 1, 0, 'b'},       {"eval-docs", 1, 0, 'e'}, {"relin", 1, 0, 'r'}, {"naive", 1, 0, 'n'},
+                                       {"bits", 1, 0, 'b'},       {"eval-docs", 1, 0, 'e'}, {"relin", 1, 0, 'r'}, {"naive", 1, 0, 'n'}, {"bias-correct", 1, 0, 'c'},
                                        {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         if (c == 'w') work = optarg;
@@ -365,6 +442,7 @@ int main(int argc, char **argv)
         else if (c == 'e') eval_docs = atoi(optarg);
         else if (c == 'r') relin = atoi(optarg);
         else if (c == 'n') naive = atoi(optarg);
+        else if (c == 'c') biasc = atoi(optarg);
         else return 2;
     }
     if (!work) {
@@ -432,11 +510,40 @@ int main(int argc, char **argv)
     double bv[8];
     int nbits = parse_list(bits, bv, 8);
     printf("\n");
-    for (int i = 0; i < nbits; i++)
+    for (int i = 0; i < nbits && !biasc; i++)
         for (int ci = 0; ci < b.ncol; ci++)
             if (run_alloc(&b, ci, bv[i], s, 0, &err)) return fail("allocation", &err);
-    for (int i = 0; i < nbits && relin > 0; i++) /* re-linearised, from the first KL column */
+    for (int i = 0; i < nbits && relin > 0 && !biasc; i++) /* re-linearised, from the first KL column */
         if (run_alloc(&b, 1, bv[i], s, relin, &err)) return fail("allocation", &err);
+    /* bias correction on K windows after the first KL column's allocation */
+    for (int i = 0; i < nbits && biasc > 0; i++) {
+        int choice[512];
+        double ppl0, ppl1, t0 = now();
+        if (solve(&b, b.loss[1], bv[i], choice, &err)) return fail("solve", &err);
+        install(&b, choice);
+        if (ppl_q(&b, &ppl0, &err)) return fail("eval", &err);
+        uninstall(&b);
+        if (bias_correct(&b, choice, win, biasc, T, &err)) return fail("bias", &err);
+        double tb = now() - t0;
+        if (ppl_q(&b, &ppl1, &err)) return fail("eval", &err);
+        uninstall(&b);
+        printf("%s %.2f bits: ppl %.4f -> bias-corrected on %d windows %.4f (%.1f s)\n", b.col[1], bv[i], ppl0,
+               biasc, ppl1, tb);
+    }
+    for (int k = 0; k < b.no && biasc > 0; k++) {
+        int choice[512];
+        double ppl0, ppl1;
+        for (int l = 0; l < b.nl; l++)
+            choice[l] = k;
+        install(&b, choice);
+        if (ppl_q(&b, &ppl0, &err)) return fail("eval", &err);
+        uninstall(&b);
+        if (bias_correct(&b, choice, win, biasc, T, &err)) return fail("bias", &err);
+        if (ppl_q(&b, &ppl1, &err)) return fail("eval", &err);
+        uninstall(&b);
+        printf("uniform %s: ppl %.4f -> bias-corrected %.4f\n", b.opt[k], ppl0, ppl1);
+    }
+    if (biasc > 0) goto done;
     /* uniform options, for reference */
     for (int k = 0; k < b.no; k++) {
         int choice[512];
@@ -449,6 +556,7 @@ int main(int argc, char **argv)
         uninstall(&b);
         printf("uniform %-6s: ppl %.4f joint KL %.4f\n", b.opt[k], ppl, joint);
     }
+done:
     aq_sens_free(s);
     for (int i = 0; i < b.nl * b.no; i++) {
         free(b.c[i].w);

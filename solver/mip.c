@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <coin/Cbc_C_Interface.h>
 
@@ -159,7 +160,7 @@ static aq_status plan_rows(build *b, lp *m)
     for (size_t u = 0; u < b->p->n_units; u++) {
         b->actrow[u] = -1;
         int gi = b->p->units[u].act_group;
-        if (gi < 0 || !b->gmask[gi]) continue; /* no group, or settled on one width */
+        if (gi < 0 || b->fu[u] < 0) continue; /* fixed units belong to settled groups only */
         b->actrow[u] = (long)m->nrow;
         size_t k = (size_t)__builtin_popcount(b->gmask[gi]);
         for (size_t i = 0; i < k; i++) m->rlo[m->nrow] = m->rhi[m->nrow] = 0.0, m->nrow++;
@@ -273,16 +274,23 @@ static aq_status run_cbc(build *b, lp *m, const size_t *colopt, const size_t *in
         }
         Cbc_setMIPStartI(model, k, sidx, sval);
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     Cbc_solve(model);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double took = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     const double *x = Cbc_bestSolution(model);
-    if (Cbc_isProvenInfeasible(model) && !x) {
+    /* CBC can flag "infeasible" when the time limit stops it early (even with status
+     * 0 when it stops inside the root LP): trust it only when no limit was near. */
+    int limited = Cbc_secondaryStatus(model) == 4 || Cbc_isSecondsLimitReached(model) || Cbc_status(model) == 1 ||
+                  (time_limit > 0 && took >= 0.9 * time_limit);
+    if (Cbc_isProvenInfeasible(model) && !x && !limited) {
         st = AQ_ERR_INFEASIBLE;
         goto done;
     }
     if (!x) {
-        int tl = Cbc_secondaryStatus(model) == 4 || Cbc_isSecondsLimitReached(model);
         st = aq_fail(err, AQ_ERR_SOLVER, "CBC found no solution (status %d/%d)%s", Cbc_status(model),
-                     Cbc_secondaryStatus(model), tl ? ": time limit reached; raise --time-limit" : "");
+                     Cbc_secondaryStatus(model), limited ? ": time limit reached; raise --time-limit" : "");
         goto done;
     }
     *optimal = Cbc_isProvenOptimal(model);
@@ -335,27 +343,8 @@ aq_status aq_alloc_mip_solve(const aq_alloc_prob *p, const aq_alloc_goal *g, dou
     int have_inc = 0;
     double inc_obj = 0, lb = -INFINITY;
     if (!no_presolve) AQ_TRY_GOTO(st, aq_alloc_presolve(p, g, keep, inc, &have_inc, &inc_obj, &lb, err), done);
-    /* --tie-act: a group can only use the widths every member still has (drop the
-     * others); a group down to one width needs no y and its members are independent.
-     * Then units with one option left are fixed. gmask = widths of unsettled groups. */
-    for (size_t gi = 0; gi < p->n_act_groups; gi++) b.gmask[gi] = ~0u;
-    for (size_t u = 0; u < nu; u++) {
-        const aq_alloc_unit *un = &p->units[u];
-        if (un->act_group < 0) continue;
-        unsigned mu = 0;
-        for (size_t j = 0; j < un->n_opts; j++)
-            if (keep[un->first_opt + j]) mu |= 1u << p->opts[un->first_opt + j].a_bits;
-        b.gmask[un->act_group] &= mu;
-    }
-    for (size_t u = 0; u < nu; u++) {
-        const aq_alloc_unit *un = &p->units[u];
-        if (un->act_group >= 0)
-            for (size_t j = 0; j < un->n_opts; j++)
-                if (!(b.gmask[un->act_group] >> p->opts[un->first_opt + j].a_bits & 1)) keep[un->first_opt + j] = 0;
-    }
-    for (size_t gi = 0; gi < p->n_act_groups; gi++)
-        if (__builtin_popcount(b.gmask[gi]) <= 1) b.gmask[gi] = 0; /* settled (empty cannot happen: the
-                                                                     incumbent's width is in every member) */
+    /* Units with one option left are fixed; inside a --tie-act group only when the
+     * whole group is down to one option per unit at one width (then it needs no y). */
     size_t nfree = 0;
     for (size_t u = 0; u < nu; u++) {
         const aq_alloc_unit *un = &p->units[u];
@@ -363,10 +352,20 @@ aq_status aq_alloc_mip_solve(const aq_alloc_prob *p, const aq_alloc_goal *g, dou
         for (size_t j = 0; j < un->n_opts; j++)
             if (keep[un->first_opt + j]) k++, last = j;
         choice[u] = last;
-        int linked = un->act_group >= 0 && b.gmask[un->act_group] != 0;
-        b.fu[u] = k == 1 && !linked ? -1 : 0;
+        b.fu[u] = k == 1 ? -1 : 0;
+        if (un->act_group >= 0)
+            for (size_t j = 0; j < un->n_opts; j++)
+                if (keep[un->first_opt + j]) b.gmask[un->act_group] |= 1u << p->opts[un->first_opt + j].a_bits;
+    }
+    for (size_t u = 0; u < nu; u++) /* a group with a free member or two widths: all members free */
+        if (p->units[u].act_group >= 0 && (b.fu[u] == 0 || __builtin_popcount(b.gmask[p->units[u].act_group]) > 1))
+            b.gmask[p->units[u].act_group] |= 1u; /* bit 0 (no width) marks "unsettled" */
+    for (size_t u = 0; u < nu; u++) {
+        int gi = p->units[u].act_group;
+        if (gi >= 0 && (b.gmask[gi] & 1u)) b.fu[u] = 0;
         if (b.fu[u] >= 0) nfree++;
     }
+    for (size_t gi = 0; gi < p->n_act_groups; gi++) b.gmask[gi] = b.gmask[gi] & 1u ? b.gmask[gi] & ~1u : 0;
     b.keep = keep;
     pick->core_units = nfree;
     int optimal = 1;

@@ -10,7 +10,9 @@
  *  - Gram-form loss == direct row loss (1e-6 relative), Gram accumulation vs a
  *    naive float64 loop;
  *  - w8a16 loss < 1e-4, final <= init on every layer, AdaQuant < GPTQ at w4,
- *    statistics feed == rows feed, symmetric grids, determinism (bytes);
+ *    statistics feed == rows feed, symmetric grids, determinism (bytes),
+ *    including misaligned input arrays == aligned ones;
+ *  - the outer activation step vs a float64 Adam (stored float32 values);
  *  - bad problems give errors naming the layer. */
 #include <math.h>
 #include <stdint.h>
@@ -450,6 +452,124 @@ static void test_determinism_and_stats(void)
     free_layer(&L);
 }
 
+/* The outer activation step against a float64 Adam written here: the stored
+ * (float32) scale/zero must be the float32 rounding of the reference. This
+ * is the regression test of the a8 build-dependence: the old code kept them
+ * in doubles rounded by `x = (float)x` statements that GCC 12.2 -O2 SLP
+ * vectorisation deleted, leaving unrounded values (!= the float reference). */
+static void test_actq_step(void)
+{
+    aq_actq q = {8, 0.0371f, 131.0f, 255};
+    aq_actq_adam m = {0, 0, 0, 0};
+    double s = q.scale, z = q.zero, ms = 0, vs = 0, mz = 0, vz = 0, lr = 0.05;
+    const double gsv[4] = {0.37, -1.25, 0.0, 2e-3}, gzv[4] = {-3e-4, 0.0, 0.0, 7e-5};
+    for (int t = 1; t <= 4; t++) {
+        double gs = gsv[t - 1], gz = gzv[t - 1], g = gs * s;
+        ms = 0.9 * ms + 0.1 * g;
+        vs = 0.999 * vs + 0.001 * g * g;
+        mz = 0.9 * mz + 0.1 * gz;
+        vz = 0.999 * vz + 0.001 * gz * gz;
+        double ds = vs > 0 ? (ms / (1 - pow(0.9, t))) / sqrt(vs / (1 - pow(0.999, t))) : 0;
+        double dz = vz > 0 ? (mz / (1 - pow(0.9, t))) / sqrt(vz / (1 - pow(0.999, t))) : 0;
+        float want_s = (float)(s * exp(-lr * ds)), want_z = (float)(z - lr * 255 * dz);
+        aq_actq_step(&q, &m, gs, gz, lr, t);
+        CHECK_MSG(q.scale == want_s && q.zero == want_z, "step %d: (%a, %a) vs float64 reference (%a, %a)", t,
+                  (double)q.scale, (double)q.zero, (double)want_s, (double)want_z);
+        s = want_s;
+        z = want_z;
+    }
+    CHECK(q.scale != 0.0371f && q.zero != 131.0f); /* it did move */
+    aq_actq a = q, b = q;
+    CHECK(aq_actq_same(&a, &b));
+    b.zero += 1;
+    CHECK(!aq_actq_same(&a, &b));
+}
+
+/* A copy of n bytes of src at byte offset off (1..7) into a fresh buffer; *base keeps the allocation. */
+static const void *shifted(const void *src, size_t n, size_t off, void **base)
+{
+    unsigned char *b = malloc(n + 16);
+    memcpy(b + off, src, n);
+    *base = b;
+    return b + off;
+}
+
+/* aq_layer_run on misaligned input arrays (tensors inside a payload) gives the
+ * bytes of the aligned run; under UBSan any misaligned typed load would abort.
+ * Rows and statistics feeds, a16 (x_in = x aliasing kept) and a8. */
+static void test_misaligned(void)
+{
+    layer L = make_layer(7, 11, 120, 1);
+    size_t D = L.d_in + 1, nx = L.n * L.d_in * 4;
+    aq_error err = {0};
+    aq_layer_opts o;
+    aq_layer_opts_default(&o);
+    o.iters = 20;
+    o.outer_iters = 3;
+    o.starts = 2;
+    double *g = calloc(D * D, 8);
+    CHECK_OK(aq_gram_accumulate(g, L.x, L.n, L.d_in, &err), &err);
+    void *bw, *bb, *bx, *bxi, *bg, *bs;
+    const float *w1 = shifted(L.w, L.d_out * L.d_in * 4, 1, &bw), *b1 = shifted(L.b, L.d_out * 4, 2, &bb);
+    const float *x1 = shifted(L.x, nx, 3, &bx), *xi1 = shifted(L.xin, nx, 1, &bxi);
+    const double *g1 = shifted(g, D * D * 8, 4, &bg);
+    const float *s1 = shifted(L.x, nx, 2, &bs);
+    for (int a_bits = 16; a_bits >= 8; a_bits -= 8) {
+        o.a_bits = a_bits;
+        for (int seq = 0; seq < 2; seq++) {
+            aq_layer_problem p = {.name = "mis", .d_out = L.d_out, .d_in = L.d_in, .weight = L.w, .bias = L.b,
+                                  .n_rows = L.n, .x = L.x, .x_in = seq ? L.xin : L.x};
+            aq_layer_problem pm = {.name = "mis", .d_out = L.d_out, .d_in = L.d_in, .weight = w1, .bias = b1,
+                                   .n_rows = L.n, .x = x1, .x_in = seq ? xi1 : x1};
+            aq_layer_result r1, r2;
+            CHECK_OK(aq_layer_run(&p, &o, &r1, &err), &err);
+            CHECK_OK(aq_layer_run(&pm, &o, &r2, &err), &err);
+            CHECK_MSG(same_result(&r1, &r2), "a%d seq %d rows: misaligned %.17g vs aligned %.17g", a_bits, seq,
+                      r2.loss_final, r1.loss_final);
+            aq_layer_result_free(&r1);
+            aq_layer_result_free(&r2);
+        }
+        aq_layer_problem ps = {.name = "mis", .d_out = L.d_out, .d_in = L.d_in, .weight = L.w, .bias = L.b,
+                               .gram_a = g, .n_tokens = L.n, .n_sample = L.n, .sample_x = L.x};
+        aq_layer_problem pm = ps;
+        pm.weight = w1;
+        pm.bias = b1;
+        pm.gram_a = g1;
+        pm.gram_b = g1; /* explicit parallel-mode Grams, misaligned */
+        pm.sample_x = s1;
+        aq_layer_result r1, r2;
+        CHECK_OK(aq_layer_run(&ps, &o, &r1, &err), &err);
+        CHECK_OK(aq_layer_run(&pm, &o, &r2, &err), &err);
+        CHECK_MSG(same_result(&r1, &r2), "a%d statistics: misaligned %.17g vs aligned %.17g", a_bits,
+                  r2.loss_final, r1.loss_final);
+        aq_layer_result_free(&r1);
+        aq_layer_result_free(&r2);
+    }
+    /* Gram accumulation from misaligned rows: the same bytes; a misaligned Gram is refused */
+    double *g2 = calloc(D * D, 8);
+    CHECK_OK(aq_gram_accumulate(g2, x1, L.n, L.d_in, &err), &err);
+    CHECK(memcmp(g, g2, D * D * 8) == 0);
+    double *c1 = calloc(D * D, 8), *c2 = calloc(D * D, 8);
+    CHECK_OK(aq_gram_accumulate_cross(c1, L.x, L.xin, L.n, L.d_in, &err), &err);
+    CHECK_OK(aq_gram_accumulate_cross(c2, x1, xi1, L.n, L.d_in, &err), &err);
+    CHECK(memcmp(c1, c2, D * D * 8) == 0);
+    unsigned char *gb = calloc(D * D * 8 + 16, 1);
+    CHECK(aq_gram_accumulate((double *)(void *)(gb + 4), L.x, L.n, L.d_in, &err) == AQ_ERR_ARG &&
+          strstr(err.msg, "aligned"));
+    free(gb);
+    free(c1);
+    free(c2);
+    free(g2);
+    free(bw);
+    free(bb);
+    free(bx);
+    free(bxi);
+    free(bg);
+    free(bs);
+    free(g);
+    free_layer(&L);
+}
+
 static void expect_error(const aq_layer_problem *p, const aq_layer_opts *o, aq_status code, const char *word)
 {
     aq_error err = {0};
@@ -534,6 +654,8 @@ int main(void)
     test_gradients(4, 0, 1);
     test_layers();
     test_determinism_and_stats();
+    test_actq_step();
+    test_misaligned();
     test_errors();
     AQ_TEST_END();
 }

@@ -10,7 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <mpi.h>
 
 #include "../mpi/dist/refine.h"
 #include "../src/model/model.h"
@@ -19,6 +22,52 @@
 
 #define K_WIN 2
 #define T_LEN 64
+
+static int same_file(const char *a, const char *b)
+{
+    char cmd[3000];
+    snprintf(cmd, sizeof cmd, "cmp -s '%s' '%s'", a, b);
+    return system(cmd) == 0;
+}
+
+/* `quantize --refine 1` through the CLI (results reused from the work dir)
+ * at P = 1 and P = 2: identical output bytes; bad option combinations are
+ * usage errors (exit 2). */
+static void check_cli(const char *cli, const char *base_cmd, const char *tmp)
+{
+    char cmd[6000], a[700], b[700];
+    int rc1, rc2;
+    snprintf(cmd, sizeof cmd, "AQ_PROGRESS=none %s --resume --refine 1 --out '%s/r1' > /dev/null 2>&1",
+             base_cmd, tmp);
+    rc1 = system(cmd);
+    snprintf(cmd, sizeof cmd,
+             "AQ_PROGRESS=none mpirun --allow-run-as-root --oversubscribe -np 2 %s --resume --refine 1 "
+             "--out '%s/r2' "
+             "> /dev/null 2>&1",
+             base_cmd, tmp);
+    rc2 = system(cmd);
+    CHECK_MSG(rc1 == 0 && rc2 == 0, "quantize --refine 1 failed (P=1 %d, P=2 %d)", rc1, rc2);
+    static const char *files[] = {"model.safetensors", "quantization.json"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(a, sizeof a, "%s/r1/%s", tmp, files[i]);
+        snprintf(b, sizeof b, "%s/r2/%s", tmp, files[i]);
+        CHECK_MSG(same_file(a, b), "%s differs between P = 1 and P = 2 with --refine", files[i]);
+    }
+    snprintf(cmd, sizeof cmd, "grep -q '\"refine\": 1' '%s/r1/quantization.json'", tmp);
+    CHECK_MSG(system(cmd) == 0, "quantization.json does not record refine 1");
+    snprintf(cmd, sizeof cmd, "'%s' quantize x --tokenizer y --calib-text z --out '%s/r3' --loss layer "
+             "--kl-windows 4 > /dev/null 2>&1", cli, tmp);
+    rc1 = system(cmd);
+    CHECK_MSG(WEXITSTATUS(rc1) == 2, "--loss layer --kl-windows 4 must be a usage error (got %d)", rc1);
+    snprintf(cmd, sizeof cmd, "'%s' quantize x --tokenizer y --calib-text z --out '%s/r3' --loss klx "
+             "> /dev/null 2>&1", cli, tmp);
+    rc1 = system(cmd);
+    CHECK_MSG(WEXITSTATUS(rc1) == 2, "--loss klx must be a usage error (got %d)", rc1);
+    snprintf(cmd, sizeof cmd, "'%s' quantize x --tokenizer y --calib-text z --out '%s/r3' --refine 1 "
+             "--max-loss 0.5 > /dev/null 2>&1", cli, tmp);
+    rc1 = system(cmd);
+    CHECK_MSG(WEXITSTATUS(rc1) == 2, "--refine with --max-loss must be a usage error (got %d)", rc1);
+}
 
 static double kl_full(aq_model *m, const int *tok, int n, int T, const double *lp_fp)
 {
@@ -101,7 +150,7 @@ static void load_ov(const aq_pipe_cfg *c, const aq_pipe_plan *p, size_t i, float
     aq_result_free(r);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     char *mp = aq_test_asset("models/stories260K/stories260K.bin");
     char *tp = aq_test_asset("models/stories260K/tok512.bin");
@@ -111,16 +160,19 @@ int main(void)
         printf("SKIP: AQ_CLI (the adaquant binary) is not set; run through ctest\n");
         return 77;
     }
-    char *tmp = aq_test_tmpdir("refine"), cmd[4096], work[600];
+    char *tmp = aq_test_tmpdir("refine"), cmd[6000], base[4096], work[600];
     snprintf(work, sizeof work, "%s/work", tmp);
-    snprintf(cmd, sizeof cmd,
-             "AQ_PROGRESS=none '%s' quantize '%s' --tokenizer '%s' --calib-text '%s' --out '%s/out' "
+    snprintf(base, sizeof base,
+             "'%s' quantize '%s' --tokenizer '%s' --calib-text '%s' "
              "--work '%s' --calib-windows 8 --calib-len %d --iters 5 --starts 1 --polish 1 "
-             "--options w8a16,w4a16,w2a16 --kl-windows %d --target-bits 3.0 --no-eval > /dev/null",
-             cli, mp, tp, xp, tmp, work, T_LEN, K_WIN);
+             "--options w8a16,w4a16,w2a16 --kl-windows %d --target-bits 3.0 --no-eval",
+             cli, mp, tp, xp, work, T_LEN, K_WIN);
+    snprintf(cmd, sizeof cmd, "AQ_PROGRESS=none %s --out '%s/out' > /dev/null", base, tmp);
     int rc = system(cmd);
     CHECK_MSG(rc == 0, "quantize failed: %s", cmd);
     if (rc != 0) AQ_TEST_END();
+    check_cli(cli, base, tmp); /* before MPI_Init: no mpirun inside an MPI process */
+    MPI_Init(&argc, &argv);
     aq_error err = {0};
     aq_pipe_cfg c;
     aq_pipe_plan p;
@@ -135,7 +187,7 @@ int main(void)
     CHECK_OK(aq_pipe_solve(&c, &p, &b, NULL, &rows, choice, &err), &err);
     if (!rows) AQ_TEST_END();
     memcpy(mine, choice, sizeof(int) * nl);
-    CHECK_OK(aq_pipe_refine(&c, &p, &b, rows, mine, 1, &err), &err);
+    CHECK_OK(aq_pipe_refine(MPI_COMM_SELF, &c, &p, &b, rows, mine, 1, &err), &err);
 
     /* the direct re-linearisation */
     aq_model *m = NULL;
@@ -185,7 +237,7 @@ int main(void)
     /* --max-loss is refused */
     b.objective = AQ_ALLOC_MIN_SIZE;
     b.max_loss = 1;
-    CHECK(aq_pipe_refine(&c, &p, &b, rows, mine, 1, &err) == AQ_ERR_ARG);
+    CHECK(aq_pipe_refine(MPI_COMM_SELF, &c, &p, &b, rows, mine, 1, &err) == AQ_ERR_ARG);
     for (size_t i = 0; i < p.n_tasks; i++) {
         free(w[i]);
         free(bb[i]);
@@ -205,5 +257,6 @@ int main(void)
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     CHECK(system(cmd) == 0);
     free(tmp);
+    MPI_Finalize();
     AQ_TEST_END();
 }

@@ -28,10 +28,10 @@ static aq_status solve_and_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_p
     aq_status st = choice ? AQ_OK : aq_fail_nomem(err, "choice", (size_t)p->n_layers);
     double t0 = aq_progress_now();
     if (st == AQ_OK && rank == 0) st = aq_pipe_solve(c, p, &a->budget, rows, rows ? NULL : &read, choice, err);
-    if (st == AQ_OK && rank == 0 && a->budget.refine > 0)
-        st = aq_pipe_refine(c, p, &a->budget, rows ? rows : read, choice, a->budget.refine, err);
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = aq_dist_bcast_choice(comm, 0, choice, (size_t)p->n_layers, err);
+    if (st == AQ_OK && a->budget.refine > 0)
+        st = aq_pipe_refine(comm, c, p, &a->budget, rows ? rows : read, choice, a->budget.refine, err);
     t->solve += aq_progress_now() - t0;
     if (st == AQ_OK && c->sequential) {
         aq_pipe_cfg *sc = malloc(sizeof *sc);

@@ -7,6 +7,7 @@
 
 #include "../../src/model/sensitivity.h"
 #include "../../src/text/textdata.h"
+#include "collect.h"
 
 typedef struct cand {
     float *w, *bias; /* dequantised weight [d_out, d_in], bias [d_out] */
@@ -111,27 +112,36 @@ static aq_status install(refine_ctx *x, const int *choice, aq_error *err)
     return AQ_OK;
 }
 
-/* One round: the re-linearised loss of every task into loss[], then solve. */
-static aq_status round_once(refine_ctx *x, const aq_pipe_budget *b, aq_loss_row *rows, int *choice, aq_error *err)
+/* This rank's share of a round: task i (i mod size == rank) re-measured into
+ * mine[i] (the other slots stay 0, so a SUM reduction adds exact zeros). */
+static aq_status measure(refine_ctx *x, const int *choice, int rank, int size, double *mine, aq_error *err)
 {
     int no = x->c->n_options;
+    memset(mine, 0, x->p->n_tasks * sizeof *mine);
     AQ_TRY(install(x, choice, err));
-    AQ_TRY(aq_sens_set_base(x->sens, err));
-    for (int l = 0; l < x->p->n_layers; l++) {
+    aq_status st = aq_sens_set_base(x->sens, err);
+    for (size_t i = (size_t)rank; st == AQ_OK && i < x->p->n_tasks; i += (size_t)size) {
+        int l = (int)(i / (size_t)no);
         const aq_pipe_layer *L = &x->p->layers[l];
-        aq_linear_override base = ov_of(&x->cd[(size_t)l * no + choice[l]]);
-        double mn = INFINITY;
-        for (int k = 0; k < no; k++) {
-            aq_linear_override ov = ov_of(&x->cd[(size_t)l * no + k]);
-            AQ_TRY(aq_sens_swap_kl(x->sens, L->block, (aq_linear)L->which, &ov, &base, &rows[(size_t)l * no + k].loss,
-                                   err));
-            mn = fmin(mn, rows[(size_t)l * no + k].loss);
-        }
-        for (int k = 0; k < no; k++) rows[(size_t)l * no + k].loss -= mn;
+        aq_linear_override base = ov_of(&x->cd[(size_t)l * no + choice[l]]), ov = ov_of(&x->cd[i]);
+        st = aq_sens_swap_kl(x->sens, L->block, (aq_linear)L->which, &ov, &base, &mine[i], err);
     }
     for (int l = 0; l < x->p->n_layers; l++)
         aq_model_clear_override(x->m, x->p->layers[l].block, (aq_linear)x->p->layers[l].which);
-    AQ_TRY(aq_sens_set_base(x->sens, err)); /* FP again */
+    if (st == AQ_OK) st = aq_sens_set_base(x->sens, err); /* FP again */
+    return st;
+}
+
+/* Rank 0: shift each layer's row to a minimum of 0 and solve. */
+static aq_status resolve(refine_ctx *x, const aq_pipe_budget *b, const double *all, aq_loss_row *rows, int *choice,
+                         aq_error *err)
+{
+    int no = x->c->n_options;
+    for (int l = 0; l < x->p->n_layers; l++) {
+        double mn = INFINITY;
+        for (int k = 0; k < no; k++) mn = fmin(mn, all[(size_t)l * no + k]);
+        for (int k = 0; k < no; k++) rows[(size_t)l * no + k].loss = all[(size_t)l * no + k] - mn;
+    }
     aq_alloc_table t;
     aq_alloc_solution sol;
     AQ_TRY(aq_pipe_alloc(x->c, x->p, b, rows, &t, &sol, err));
@@ -141,25 +151,46 @@ static aq_status round_once(refine_ctx *x, const aq_pipe_budget *b, aq_loss_row 
     return AQ_OK;
 }
 
-aq_status aq_pipe_refine(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+/* One round, collective: measure (tasks spread over the ranks), reduce to
+ * rank 0, solve there, broadcast the new choice. */
+static aq_status round_once(MPI_Comm comm, refine_ctx *x, const aq_pipe_budget *b, aq_loss_row *rows, int *choice,
+                            double *mine, double *all, aq_error *err)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    aq_status st = measure(x, choice, rank, size, mine, err);
+    AQ_TRY(aq_pipe_agree(comm, st, err));
+    MPI_Reduce(mine, all, (int)x->p->n_tasks, MPI_DOUBLE, MPI_SUM, 0, comm);
+    if (rank == 0) st = resolve(x, b, all, rows, choice, err);
+    AQ_TRY(aq_pipe_agree(comm, st, err));
+    return aq_dist_bcast_choice(comm, 0, choice, (size_t)x->p->n_layers, err);
+}
+
+aq_status aq_pipe_refine(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                          const aq_loss_row *rows, int *choice, int rounds, aq_error *err)
 {
     if (rounds <= 0) return AQ_OK;
     if (b->objective != AQ_ALLOC_MIN_LOSS)
         return aq_fail(err, AQ_ERR_ARG, "--refine needs a size budget (--target-bits / --target-size), not --max-loss");
+    int rank;
+    MPI_Comm_rank(comm, &rank);
     refine_ctx x = {.c = c, .p = p};
-    aq_loss_row *rr = malloc(p->n_tasks * sizeof *rr);
+    aq_loss_row *rr = rank == 0 ? malloc(p->n_tasks * sizeof *rr) : NULL;
+    double *mine = malloc(p->n_tasks * sizeof *mine), *all = calloc(p->n_tasks, sizeof *all);
     x.cd = calloc(p->n_tasks, sizeof *x.cd);
-    aq_status st = rr && x.cd ? AQ_OK : aq_fail_nomem(err, "refinement table", p->n_tasks);
-    if (st == AQ_OK) memcpy(rr, rows, p->n_tasks * sizeof *rr);
+    aq_status st = (rr || rank) && mine && all && x.cd ? AQ_OK : aq_fail_nomem(err, "refinement table", p->n_tasks);
+    if (st == AQ_OK && rank == 0 && !rows) st = aq_fail(err, AQ_ERR_INTERNAL, "refine: rank 0 has no loss rows");
+    if (st == AQ_OK && rr) memcpy(rr, rows, p->n_tasks * sizeof *rr);
     for (size_t i = 0; st == AQ_OK && i < p->n_tasks; i++)
         if (p->tasks[i].layer_index * c->n_options + p->tasks[i].option_index != (int)i)
             st = aq_fail(err, AQ_ERR_INTERNAL, "refine: task %zu is not in canonical order", i);
     if (st == AQ_OK) st = aq_model_load_path(c->model, &x.m, err);
     for (size_t i = 0; st == AQ_OK && i < p->n_tasks; i++) st = load_cand(&x, i, err);
     if (st == AQ_OK) st = open_sens(&x, err);
+    st = aq_pipe_agree(comm, st, err);
     for (int r = 0; st == AQ_OK && r < rounds; r++) {
-        st = round_once(&x, b, rr, choice, err);
+        st = round_once(comm, &x, b, rr, choice, mine, all, err);
         if (st != AQ_OK) aq_error_prefix(err, "refinement round %d", r + 1);
     }
     aq_sens_free(x.sens);
@@ -170,5 +201,7 @@ aq_status aq_pipe_refine(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_p
     }
     free(x.cd);
     free(rr);
+    free(mine);
+    free(all);
     return st;
 }

@@ -36,6 +36,23 @@ void aq_actq_fit(aq_actq *q, int bits, const float *x, size_t n, size_t d)
     q->zero = ze;
 }
 
+static double adam_dir(double *m, double *v, double g, int t)
+{
+    *m = 0.9 * *m + 0.1 * g;
+    *v = 0.999 * *v + 0.001 * g * g;
+    double d = sqrt(*v / (1 - pow(0.999, t)));
+    return d > 0 ? (*m / (1 - pow(0.9, t))) / d : 0.0;
+}
+
+void aq_actq_step(aq_actq *q, aq_actq_adam *m, double g_scale, double g_zero, double lr, int t)
+{
+    double s = q->scale, z = q->zero;
+    s *= exp(-lr * adam_dir(&m->ms, &m->vs, g_scale * s, t));
+    z -= lr * q->qmax * adam_dir(&m->mz, &m->vz, g_zero, t);
+    q->scale = (float)s; /* the stored type rounds (layer_state.h: why not doubles) */
+    q->zero = (float)z;
+}
+
 aq_status aq_grams_from_rows(const float *x, const float *xin, size_t n, size_t d,
                              const aq_actq *q, double **A, double **B, double **C, aq_error *err)
 {
@@ -103,7 +120,7 @@ static void grad_block(const aq_ls *S, const aq_actq *q, const float *x, const f
         for (size_t c = 0; c < d_in; c++) {
             float vf = xin[i * d_in + c];
             double v = vf, g = dX[i * D + c];
-            double t = nearbyintf(vf / (float)q->scale) + (float)q->zero; /* as aq_actq_apply */
+            double t = nearbyintf(vf / q->scale) + q->zero; /* as aq_actq_apply (float) */
             if (t < 0 || t > q->qmax) {
                 double u = t < 0 ? 0 : q->qmax;
                 gsz[0] += g * (u - q->zero);

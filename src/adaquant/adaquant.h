@@ -91,6 +91,9 @@ void aq_layer_opts_string(const aq_layer_opts *o, char *buf, size_t n);
 uint64_t aq_layer_seed(const char *name, const char *option, uint64_t user_seed);
 
 /* One layer problem. All pointers are borrowed for the duration of the call.
+ * They need not be aligned (e.g. tensors inside a file or result payload):
+ * aq_layer_run reads misaligned arrays through aligned copies, and the result
+ * does not depend on the alignment.
  * Feed by rows: x (and optionally x_in) non-NULL, gram_a NULL.
  * Feed by statistics: gram_a non-NULL, x NULL. */
 typedef struct aq_layer_problem {
@@ -159,7 +162,8 @@ void aq_layer_result_dequant(const aq_layer_result *r, float *out);
  * to float64 rounding; docs/ADAQUANT.md gives the measured error. */
 aq_status aq_gram_accumulate(double *gram, const float *x, size_t n, size_t d, aq_error *err);
 /* Cross Gram: G += [x 1]^T [y 1] (x, y: [n, d]); G is not symmetric.
- * Both fail only with AQ_ERR_NOMEM (a small row-block buffer). */
+ * x and y may be misaligned (read with memcpy); gram must be 8-byte aligned
+ * (AQ_ERR_ARG otherwise). Also AQ_ERR_NOMEM (a small row-block buffer). */
 aq_status aq_gram_accumulate_cross(double *gram, const float *x, const float *y, size_t n,
                                    size_t d, aq_error *err);
 

@@ -2,6 +2,7 @@
  * rows (conv.h). One row buffer and one weight buffer are reused across
  * groups, so depthwise convs cost no per-group allocation here. */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +105,12 @@ aq_status aq_conv_run(const aq_conv_spec *s, const char *name, const float *weig
         return err ? err->code : AQ_ERR_ARG;
     }
     if (N < 1) return aq_fail(err, AQ_ERR_ARG, "layer %s: no input rows (N = 0)", nm);
+    const void *arr[4] = {weight, bias, x, x_in};
+    const char *arr_name[4] = {"weight", "bias", "inputs", "inputs_q"};
+    for (int i = 0; i < 4; i++)
+        if ((uintptr_t)arr[i] % sizeof(float))
+            return aq_fail(err, AQ_ERR_ARG, "layer %s: conv %s array %p is not 4-byte aligned (copy it first)", nm,
+                           arr_name[i], arr[i]);
     size_t G = (size_t)s->groups, og = (size_t)s->c_out / G, K = (size_t)(s->c_in / s->groups) * s->kh * s->kw;
     size_t rows = (size_t)N * OH * OW;
     aq_layer_opts go = *o;

@@ -36,7 +36,9 @@ void aq_im2col(const float *x, int N, int H, int W, const aq_conv_spec *s, int g
  * "<name>/g<k>" for the seed when groups > 1). x [N, C_in, H, W]; x_in the
  * quantized layer's input or NULL. *out is [C_out, (C_in/g)*kh*kw]; its
  * losses are the group losses combined with weights ||Y_g||^2 (= the
- * normalised loss of the whole conv output), iterations and seconds summed. */
+ * normalised loss of the whole conv output), iterations and seconds summed.
+ * weight, bias, x, x_in must be 4-byte aligned (AQ_ERR_ARG naming the array
+ * otherwise; aq_layer_run itself accepts any alignment). */
 aq_status aq_conv_run(const aq_conv_spec *s, const char *name, const float *weight, const float *bias,
                       const float *x, const float *x_in, int N, int H, int W, const aq_layer_opts *o,
                       aq_layer_result *out, aq_error *err);

@@ -5,6 +5,7 @@
  * block of rows is widened to float64 (the products of float32 values are then
  * exact) and added with dsyrk/dgemm, so accumulation error is float64's. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,18 +17,27 @@
 enum { GRAM_BLOCK = 256 };
 
 /* Widen rows [n, d] of x into xb [n, d+1] float64 with a ones column; x rows are
- * optionally fake-quantised with aq (a_bits < 16). */
+ * optionally fake-quantised with aq (a_bits < 16). x may be misaligned (rows
+ * straight from a payload): its floats are loaded with memcpy. */
 static void widen(const float *x, size_t n, size_t d, const aq_actq *aq, double *xb)
 {
+    const unsigned char *xc = (const unsigned char *)x;
     for (size_t i = 0; i < n; i++) {
-        const float *xi = x + i * d;
         double *o = xb + i * (d + 1);
-        if (aq && aq->bits < 16)
-            for (size_t c = 0; c < d; c++) o[c] = aq_actq_apply(aq, xi[c]);
-        else
-            for (size_t c = 0; c < d; c++) o[c] = xi[c];
+        for (size_t c = 0; c < d; c++) {
+            float v;
+            memcpy(&v, xc + (i * d + c) * sizeof v, sizeof v);
+            o[c] = aq && aq->bits < 16 ? aq_actq_apply(aq, v) : (double)v;
+        }
         o[d] = 1.0;
     }
+}
+
+static aq_status check_gram_aligned(const double *gram, aq_error *err)
+{
+    if ((uintptr_t)(const void *)gram % sizeof(double) == 0) return AQ_OK;
+    return aq_fail(err, AQ_ERR_ARG, "Gram accumulation: the Gram buffer %p is not 8-byte aligned "
+                   "(it is updated in place by BLIS; pass an aligned array)", (const void *)gram);
 }
 
 /* Copy the upper triangle of a symmetric D x D matrix to the lower one. */
@@ -41,6 +51,7 @@ aq_status aq_gram_acc_q(double *gram, const float *x, size_t n, size_t d, const 
                         aq_error *err)
 {
     size_t D = d + 1;
+    AQ_TRY(check_gram_aligned(gram, err));
     double *xb = malloc(GRAM_BLOCK * D * sizeof *xb);
     if (!xb) return aq_fail_nomem(err, "Gram row block", GRAM_BLOCK * D * sizeof *xb);
     /* dsyrk updates only the upper triangle (row-major): keep it, then mirror. */
@@ -59,6 +70,7 @@ aq_status aq_gram_acc_cross_q(double *gram, const float *x, const float *y, size
                               const aq_actq *aq, aq_error *err)
 {
     size_t D = d + 1;
+    AQ_TRY(check_gram_aligned(gram, err));
     double *xb = malloc(2 * GRAM_BLOCK * D * sizeof *xb);
     if (!xb) return aq_fail_nomem(err, "cross-Gram row block", 2 * GRAM_BLOCK * D * sizeof *xb);
     double *yb = xb + GRAM_BLOCK * D;

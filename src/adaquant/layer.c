@@ -12,7 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
-#include <stdio.h>
 
 #include "../quant/quant.h"
 #include "gptq.h"
@@ -290,14 +289,6 @@ static void inner(run_ctx *c)
     }
 }
 
-static double adam1(double *m, double *v, double g, int t)
-{
-    *m = 0.9 * *m + 0.1 * g;
-    *v = 0.999 * *v + 0.001 * g * g;
-    double d = sqrt(*v / (1 - pow(0.999, t)));
-    return d > 0 ? (*m / (1 - pow(0.9, t))) / d : 0.0;
-}
-
 /* Outer loop over the activation quantizer (a_bits < 16): Adam steps on
  * (log a_scale, a_zero) from the LSQ gradient at the best weights, each step
  * followed by a Gram rebuild and an inner optimisation from the best weights.
@@ -310,20 +301,17 @@ static aq_status outer(run_ctx *c, aq_error *err)
     inner(c);
     snap_copy(&c->gbest, &c->best, c->p->d_out, c->p->d_in);
     if (c->aq.bits >= 16 || o->act_fixed) return AQ_OK;
-    double lr = o->lr_act, ms = 0, vs = 0, mz = 0, vz = 0;
+    double lr = o->lr_act;
+    aq_actq_adam m = {0, 0, 0, 0};
     for (int k = 1; k < o->outer_iters; k++) {
         snap_load(&c->gbest, &c->S);
-        if (memcmp(&c->aq, &c->gbest.aq, sizeof c->aq) != 0) {
+        if (!aq_actq_same(&c->aq, &c->gbest.aq)) {
             c->aq = c->gbest.aq;
             AQ_TRY(build_grams(c, err));
         }
         double gs, gz;
         AQ_TRY(aq_actq_grad(&c->S, &c->aq, c->rx, c->rxin, c->rn, &gs, &gz, err));
-        fprintf(stderr, "TRACE k=%d aq=%a %a g=%a %a best=%a gbest=%a\n", k, c->aq.scale, c->aq.zero, gs, gz, c->best.loss, c->gbest.loss);
-        c->aq.scale *= exp(-lr * adam1(&ms, &vs, gs * c->aq.scale, k));
-        c->aq.zero -= lr * c->aq.qmax * adam1(&mz, &vz, gz, k);
-        c->aq.scale = (float)c->aq.scale; /* what is stored */
-        c->aq.zero = (float)c->aq.zero;
+        aq_actq_step(&c->aq, &m, gs, gz, lr, k);
         AQ_TRY(build_grams(c, err));
         double l = eval_rows(&c->S, c->rowl);
         snap_save(&c->best, &c->S, &c->aq, l, c->rowl);
@@ -376,7 +364,6 @@ static aq_status setup(run_ctx *c, aq_layer_result *out, aq_error *err)
         aq_actq_fit(&c->aq, o->a_bits, c->rxin ? c->rxin : c->rx, c->rn, d_in);
     AQ_TRY(aq_ls_new(&c->S, d_out, d_in, o->w_bits, o->symmetric, p->weight, p->bias, err));
     AQ_TRY(build_grams(c, err));
-    fprintf(stderr, "TRACE fit aq=%a %a A00=%a B01=%a C11=%a\n", c->aq.scale, c->aq.zero, c->S.A[0], c->S.B[1], c->S.C[c->S.D+1]);
     int any = 0;
     for (size_t i = 0; i < d_in && !any; i++) any = c->S.A[i * D + i] > 0;
     if (!any)
@@ -403,7 +390,18 @@ aq_status aq_layer_run(const aq_layer_problem *p, const aq_layer_opts *o, aq_lay
 {
     double t0 = now_sec();
     memset(out, 0, sizeof *out);
-    AQ_TRY(aq_layer_validate(p, o, err));
+    /* misaligned caller arrays are read through aligned copies (align.c) */
+    aq_layer_problem pa;
+    void *owned[AQ_PROBLEM_ARRAYS];
+    aq_status st = aq_problem_align(p, &pa, owned, err);
+    if (st == AQ_OK) st = aq_layer_validate(&pa, o, err);
+    if (st != AQ_OK) {
+        aq_problem_align_free(owned);
+        if (err && !strstr(err->msg, p->name ? p->name : "layer"))
+            aq_error_prefix(err, "layer %s", p->name ? p->name : "layer");
+        return st;
+    }
+    p = &pa;
     run_ctx c;
     memset(&c, 0, sizeof c);
     c.p = p;
@@ -416,7 +414,6 @@ aq_status aq_layer_run(const aq_layer_problem *p, const aq_layer_opts *o, aq_lay
     aq_aq_mode mode = o->mode;
     if (!p->x) mode = AQ_MODE_GRAM;
     else if (mode == AQ_MODE_AUTO) mode = p->n_rows > p->d_in ? AQ_MODE_GRAM : AQ_MODE_ROWS;
-    aq_status st;
     AQ_TRY_GOTO(st, setup(&c, out, err), done);
     c.cfg = (aq_adam_cfg){.f32 = o->f32_gemm, .lr_w = o->lr_w, .lr_s = o->lr_scale,
                           .lr_z = o->lr_zero, .lr_b = o->lr_bias, .aq = &c.aq};
@@ -446,6 +443,7 @@ done:
     snap_free(&c.gbest);
     free(c.rowl);
     free(c.grid_s);
+    aq_problem_align_free(owned);
     if (st != AQ_OK) {
         aq_layer_result_free(out);
         if (err && !strstr(err->msg, c.name)) aq_error_prefix(err, "layer %s", c.name);

@@ -29,18 +29,32 @@ static inline double aq_rint(double x)
     return (x + big) - big; /* not folded: C without -ffast-math keeps both roundings */
 }
 
-/* Per-tensor activation fake-quantizer (bits >= 16: identity). */
+/* Per-tensor activation fake-quantizer (bits >= 16: identity).
+ * scale and zero are float because float32 is what is stored (qlayer.h) and
+ * what aq_actq_apply uses; the type itself does the rounding. Keeping them
+ * as doubles rounded by `q->scale = (float)q->scale; q->zero = (float)q->zero;`
+ * is NOT safe: GCC 12.2 -O2 (Debian 12.2.0-14) SLP-vectorises the two
+ * adjacent stores and drops both double->float->double conversions (a
+ * miscompile; the ASan build is not vectorised and did round), so the normal
+ * and sanitizer builds gave different a8 bytes. */
 typedef struct aq_actq {
     int bits;
-    double scale, zero, qmax;
+    float scale, zero;
+    double qmax;
 } aq_actq;
+
+/* Same quantizer (field by field: the struct has padding, so never memcmp it). */
+static inline int aq_actq_same(const aq_actq *a, const aq_actq *b)
+{
+    return a->bits == b->bits && a->scale == b->scale && a->zero == b->zero && a->qmax == b->qmax;
+}
 
 /* Exactly the stored formula in float32 (qlayer.h), so that the optimised
  * loss is the loss of what the engine runs; scale and zero are kept
  * float-representable by the optimiser. */
 static inline double aq_actq_apply(const aq_actq *q, float x)
 {
-    float s = (float)q->scale, z = (float)q->zero, qm = (float)q->qmax;
+    float s = q->scale, z = q->zero, qm = (float)q->qmax;
     float t = nearbyintf(x / s) + z; /* round half even (default rounding mode) */
     if (t < 0) t = 0;
     if (t > qm) t = qm;
@@ -147,10 +161,29 @@ void aq_actq_fit(aq_actq *q, int bits, const float *x, size_t n, size_t d);
 aq_status aq_actq_grad(aq_ls *S, const aq_actq *q, const float *x, const float *xin,
                        size_t n, double *g_scale, double *g_zero, aq_error *err);
 
+/* Adam moments of the outer activation loop (zero-initialise). */
+typedef struct aq_actq_adam {
+    double ms, vs, mz, vz;
+} aq_actq_adam;
+/* One outer step t (>= 1) from the loss gradients: scale *= exp(-lr * dir_s)
+ * with dir_s the bias-corrected Adam direction of g_scale * scale, zero -=
+ * lr * qmax * dir_z (direction of g_zero); a zero second moment gives a zero
+ * direction. The new values are stored as float32. */
+void aq_actq_step(aq_actq *q, aq_actq_adam *m, double g_scale, double g_zero, double lr, int t);
+
 /* Build normalised Grams from rows: A from x; B, C from (x, Q_a(xin)).
  * When xin == x and q is NULL/16 bits, B = C = A (aliased). */
 aq_status aq_grams_from_rows(const float *x, const float *xin, size_t n, size_t d,
                              const aq_actq *q, double **A, double **B, double **C, aq_error *err);
+
+/* Aligned view of a problem (align.c): *out = *in, except that every array
+ * whose address is not a multiple of its element size (4 for float, 8 for
+ * double) points to an aligned malloc'd copy, recorded in owned (caller's
+ * array of AQ_PROBLEM_ARRAYS; free with aq_problem_align_free, also on
+ * error). AQ_ERR_SHAPE when the sizes overflow, AQ_ERR_NOMEM. */
+enum { AQ_PROBLEM_ARRAYS = 9 };
+aq_status aq_problem_align(const aq_layer_problem *in, aq_layer_problem *out, void **owned, aq_error *err);
+void aq_problem_align_free(void **owned);
 
 /* Check a problem and its options (validate.c): feed, shapes, NaN/Inf. */
 aq_status aq_layer_validate(const aq_layer_problem *p, const aq_layer_opts *o, aq_error *err);
