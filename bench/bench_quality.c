@@ -21,6 +21,8 @@
  * usage: bench_quality --work WORK [--shared DIR] [--options LIST]
  *        [--kl-windows 8,16] [--bits 4.0,3.0] [--eval-docs N] [--relin R]
  *        [--naive K: also time a straightforward full-forward KL on K windows]
+ *        [--bias-correct K: only the sequential bias-correction experiment on K
+ *         windows, for the first KL column's allocations and the uniform ones]
  * (stories260K; the calibration windows are re-made with 64 x 256 like quantize) */
 #include <getopt.h>
 #include <math.h>

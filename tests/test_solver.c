@@ -271,7 +271,7 @@ static void shaped_cases(void)
     for (int it = 0; it < 8; it++) {
         aq_alloc_table t;
         aq_alloc_table_init(&t);
-        make_shaped(&r, &t, 150 + 20 * (it % 6));
+        make_shaped(&r, &t, 90 + 15 * (it % 6));
         aq_alloc_spec sp = {.objective = it % 2, .size_unit = AQ_SIZE_AVG_BITS, .size_budget = 3.3 + 0.4 * it};
         if (it % 2) sp.size_unit = AQ_SIZE_NONE, sp.max_loss = 0.02 + 0.01 * it;
         static const char *const tie_act[] = {"^blk\\.([0-9]+)\\."};

@@ -3,9 +3,10 @@
  * file per task holding the loss row and the layer's quantized tensors:
  *   codes U8 [d_out, d_in] (unpacked), w_scale, w_zero, bias F32 [d_out],
  *   a_scale, a_zero F32 [1], out_error F64 [1]
- * The row's `loss` is the allocation loss: with kl_windows > 0 the mean
- * KL(FP || model with only this layer quantized) over the first kl_windows
- * calibration windows (a network-level measure: a layer whose error matters
+ * The row's `loss` is the allocation loss: with kl_windows > 0 (--loss kl) the
+ * mean KL(FP || model with only this layer quantized) per predicted token over
+ * the first kl_windows calibration windows (src/model/sensitivity.h; a
+ * network-level measure: a layer whose error matters
  * more downstream costs more), else the layer's normalised output error,
  * which is always kept in out_error.
  * The write stage packs them into the qlayer layout. A task reads only its
