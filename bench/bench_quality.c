@@ -98,10 +98,14 @@ static aq_status load_cand(bench *b, const char *work, int l, int k, aq_error *e
     c->w = malloc(o * in * sizeof(float));
     c->bias = malloc(o * sizeof(float));
     const uint8_t *u = codes->data;
-    const float *s = sc->data, *z = zp->data;
-    for (size_t i = 0; i < o; i++)
+    const char *s = sc->data, *z = zp->data; /* unaligned in the payload */
+    for (size_t i = 0; i < o; i++) {
+        float si, zi;
+        memcpy(&si, s + 4 * i, 4);
+        memcpy(&zi, z + 4 * i, 4);
         for (size_t j = 0; j < in; j++)
-            c->w[i * in + j] = s[i] * ((float)u[i * in + j] - z[i]); /* the qlayer formula */
+            c->w[i * in + j] = si * ((float)u[i * in + j] - zi); /* the qlayer formula */
+    }
     memcpy(c->bias, bi->data, o * sizeof(float));
     c->w_bits = r->row.w_bits;
     c->a_bits = r->row.a_bits;

@@ -136,10 +136,14 @@ static void load_ov(const aq_pipe_cfg *c, const aq_pipe_plan *p, size_t i, float
     *b = malloc(sizeof(float) * o);
     if (!r) return;
     const uint8_t *u = aq_result_find(r, "codes")->data;
-    const float *s = aq_result_find(r, "w_scale")->data, *z = aq_result_find(r, "w_zero")->data;
-    for (size_t a = 0; a < o; a++)
+    const char *s = aq_result_find(r, "w_scale")->data, *z = aq_result_find(r, "w_zero")->data;
+    for (size_t a = 0; a < o; a++) {
+        float sa, za; /* unaligned in the payload */
+        memcpy(&sa, s + 4 * a, 4);
+        memcpy(&za, z + 4 * a, 4);
         for (size_t k = 0; k < n; k++)
-            (*w)[a * n + k] = s[a] * ((float)u[a * n + k] - z[a]);
+            (*w)[a * n + k] = sa * ((float)u[a * n + k] - za);
+    }
     memcpy(*b, aq_result_find(r, "bias")->data, o * 4);
     *ov = (aq_linear_override){*w, *b, 0, 1, 0};
     if (r->row.a_bits < 16) {

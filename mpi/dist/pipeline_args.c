@@ -236,7 +236,7 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "  --refine R             R rounds (default 0) re-measuring every task's KL with the\n"
                 "                         other layers at their allocated options, then re-solving:\n"
                 "                         accounts for interactions at low bits (docs/QUALITY.md);\n"
-                "                         costs R x tasks forwards on rank 0\n");
+                "                         costs R x tasks forwards, spread over the ranks\n");
     if (mask & AQ_ARGS_OUT)
         fprintf(out,
                 "output:\n"

@@ -65,11 +65,15 @@ static aq_status load_cand(refine_ctx *x, size_t i, aq_error *err)
         if (!c->w || !c->bias) st = aq_fail_nomem(err, "refinement weights", o * n * 4);
     }
     if (st == AQ_OK) {
+        /* the payload gives no alignment: copy the per-row floats out first */
         const uint8_t *uu = u;
-        const float *ss = s, *zz = z;
-        for (size_t a = 0; a < o; a++)
+        float sa, za;
+        for (size_t a = 0; a < o; a++) {
+            memcpy(&sa, (const char *)s + a * 4, 4);
+            memcpy(&za, (const char *)z + a * 4, 4);
             for (size_t k = 0; k < n; k++)
-                c->w[a * n + k] = ss[a] * ((float)uu[a * n + k] - zz[a]);
+                c->w[a * n + k] = sa * ((float)uu[a * n + k] - za);
+        }
         memcpy(c->bias, b, o * 4);
         memcpy(&c->a_scale, as, 4);
         memcpy(&c->a_zero, az, 4);
