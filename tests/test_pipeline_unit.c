@@ -86,7 +86,7 @@ static void test_stats_roundtrip(void)
     srand(7);
     for (int i = 0; i < 36; i++) gram[i] = (double)rand() / RAND_MAX * 1e3 - 500;
     for (int i = 0; i < 5; i++) xmin[i] = -(float)i, xmax[i] = (float)i * 2;
-    for (int i = 0; i < 35; i++) sample[i] = (float)rand() / RAND_MAX;
+    for (int i = 0; i < 35; i++) sample[i] = (float)((double)rand() / RAND_MAX);
     for (int i = 0; i < 7; i++) win[i] = (uint32_t)i, pos[i] = (uint32_t)(3 * i);
     aq_capstat s = {.block = 2, .point = AQ_CAP_MLP_IN, .d = d, .n_rows = 4096, .gram = gram, .xmin = xmin,
                     .xmax = xmax, .n_sample = n, .sample_cap = n, .sample = sample, .sample_win = win,
