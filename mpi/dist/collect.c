@@ -6,9 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Every rank learns the first failing rank's status and message, so no rank
- * goes on alone (used before and after the data-moving collectives). */
-static aq_status agree(MPI_Comm comm, aq_status st, aq_error *err)
+aq_status aq_dist_agree(MPI_Comm comm, aq_status st, aq_error *err)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -83,13 +81,13 @@ aq_status aq_dist_gather_rows(MPI_Comm comm, int root, size_t n_tasks, const siz
         all_rows = malloc((total ? total : 1) * sizeof *all_rows);
         if (st == AQ_OK && (!all_idx || !all_rows)) st = aq_fail_nomem(err, "gathered rows", total * 88);
     }
-    st = agree(comm, st, err);
+    st = aq_dist_agree(comm, st, err);
     if (st == AQ_OK) {
         MPI_Gatherv(my_idx, kk, MPI_INT64_T, all_idx, counts, displs, MPI_INT64_T, root, comm);
         MPI_Gatherv(rows, kk * (int)sizeof(aq_loss_row), MPI_BYTE, all_rows, bcounts, bdispls, MPI_BYTE, root,
                     comm);
         if (rank == root) st = place_rows(n_tasks, all_idx, all_rows, total, table, err);
-        st = agree(comm, st, err);
+        st = aq_dist_agree(comm, st, err);
     }
     free(my_idx);
     free(all_idx);

@@ -13,6 +13,11 @@
 #include "../../common/status.h"
 #include "../../io/resultfile.h"
 
+/* Collective: every rank learns the lowest failing rank's status and message,
+ * so no rank goes on alone. The failing rank keeps its own message; the others
+ * get it prefixed with "rank R: ". Returns AQ_OK only if every rank passed AQ_OK. */
+aq_status aq_dist_agree(MPI_Comm comm, aq_status st, aq_error *err);
+
 /* Collective over comm. Each rank passes the k rows it holds with their task
  * indices (idx[j] in [0, n_tasks)); on `root`, table[n_tasks] receives row i
  * at position i (table is ignored elsewhere). The root checks that every task

@@ -11,6 +11,7 @@
 #include "../../io/atomic_file.h"
 #include "../../src/adaquant/adaquant.h"
 #include "pipeline.h"
+#include "collect.h"
 
 void aq_pipe_cfg_default(aq_pipe_cfg *c)
 {
@@ -268,15 +269,5 @@ aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err)
 
 aq_status aq_pipe_agree(MPI_Comm comm, aq_status st, aq_error *err)
 {
-    int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
-    int mine = st != AQ_OK ? rank : size, first;
-    MPI_Allreduce(&mine, &first, 1, MPI_INT, MPI_MIN, comm);
-    if (first == size) return AQ_OK;
-    aq_error e = {0};
-    if (rank == first) e = *err;
-    MPI_Bcast(&e, (int)sizeof e, MPI_BYTE, first, comm);
-    *err = e;
-    return e.code ? e.code : AQ_ERR_INTERNAL;
+    return aq_dist_agree(comm, st, err);
 }
