@@ -54,6 +54,10 @@ void aq_pipe_cfg_default(aq_pipe_cfg *c);
 /* Parse a comma-separated option menu into c->options (canonical form).
  * AQ_ERR_ARG naming an unknown option or a duplicate. */
 aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *err);
+/* Non-zero if an option of the menu quantizes activations (M < 16). */
+int aq_pipe_menu_quantizes_acts(const aq_pipe_cfg *c);
+/* Default row sample per capture point when activations are quantized. */
+#define AQ_PIPE_SAMPLE_ROWS_ACT 8192
 /* Hash the model (a file, or every regular file of a directory in name
  * order), the tokenizer and the calibration text. AQ_ERR_IO naming a path. */
 aq_status aq_pipe_cfg_fingerprint(aq_pipe_cfg *c, aq_error *err);

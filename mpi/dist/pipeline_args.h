@@ -25,6 +25,7 @@ typedef struct aq_pipe_args {
     int have_work;
     int loss;     /* --loss: 0 not given, 1 kl, 2 layer */
     int kl_given; /* --kl-windows given */
+    int srows_given; /* --sample-rows given */
 } aq_pipe_args;
 
 /* Parse argv (argv[0] = command name) with the groups in mask. Returns 0, or

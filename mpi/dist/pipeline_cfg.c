@@ -28,6 +28,17 @@ void aq_pipe_cfg_default(aq_pipe_cfg *c)
     aq_pipe_cfg_set_options(c, "w8a16,w6a16,w4a16,w3a16", NULL);
 }
 
+int aq_pipe_menu_quantizes_acts(const aq_pipe_cfg *c)
+{
+    for (int k = 0; k < c->n_options; k++) {
+        aq_layer_opts o;
+        aq_layer_opts_default(&o);
+        aq_error e = {0};
+        if (aq_layer_opts_parse(c->options[k], &o, &e) == AQ_OK && o.a_bits < 16) return 1;
+    }
+    return 0;
+}
+
 aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *err)
 {
     char buf[1024];
