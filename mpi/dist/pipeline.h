@@ -40,7 +40,7 @@ typedef struct aq_pipe_cfg {
     int iters;
     int kl_windows;     /* windows for the network-level KL loss of a task (0 = use the layer error) */
     int starts, polish; /* AdaQuant initial grids and polishing rounds (adaquant.h) */
-    int init_gptq;  /* 1 gptq, 0 rtn */
+    int init_gptq;  /* 1 gptq, 0 rtn, 2 best: both, keep the lower network KL */
     int sequential; /* --mode sequential */
     uint64_t seed;
     /* content fingerprints of the input files (filled by aq_pipe_cfg_fingerprint) */
@@ -49,11 +49,13 @@ typedef struct aq_pipe_cfg {
 } aq_pipe_cfg;
 
 /* Defaults: windows 64, seq_len 256, chunk 8, sample rows 1024, options
- * w8a16,w6a16,w4a16,w3a16, iters 200, gptq init, parallel mode, seed 0. */
+ * w8a16,w6a16,w4a16,w3a16, iters 200, best-of-gptq-and-rtn init, parallel mode, seed 0. */
 void aq_pipe_cfg_default(aq_pipe_cfg *c);
 /* Parse a comma-separated option menu into c->options (canonical form).
  * AQ_ERR_ARG naming an unknown option or a duplicate. */
 aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *err);
+/* "rtn", "gptq" or "best" for cfg.init_gptq. */
+const char *aq_pipe_init_name(int init_gptq);
 /* Non-zero if an option of the menu quantizes activations (M < 16). */
 int aq_pipe_menu_quantizes_acts(const aq_pipe_cfg *c);
 /* Default row sample per capture point when activations are quantized. */

@@ -113,8 +113,9 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
         else return usage(cmd, "--mode must be parallel or sequential, not '%s'", v);
         return 0;
     case O_INIT:
-        if (strcmp(v, "rtn") && strcmp(v, "gptq")) return usage(cmd, "--init must be rtn or gptq, not '%s'", v);
-        g->init_gptq = !strcmp(v, "gptq");
+        if (strcmp(v, "rtn") && strcmp(v, "gptq") && strcmp(v, "best"))
+            return usage(cmd, "--init must be rtn, gptq or best, not '%s'", v);
+        g->init_gptq = !strcmp(v, "best") ? 2 : !strcmp(v, "gptq");
         return 0;
     case O_SEED: {
         char *end;
@@ -215,7 +216,8 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         allocation, the chosen layers are recalibrated block by\n"
                 "                         block on the inputs of the quantized upstream\n"
                 "  --iters N              Adam iterations per AdaQuant step (default 200)\n"
-                "  --init rtn|gptq        AdaQuant initialisation (default gptq)\n"
+                "  --init rtn|gptq|best   AdaQuant initialisation; best runs both and keeps the lower\n"
+                "                         network KL per (layer, option) (default best)\n"
                 "  --starts N             initial grids per layer, best kept per row (default 5)\n"
                 "  --polish N             exact polishing rounds per start (default 8)\n"
                 "  --loss kl|layer        the allocation loss of a task: kl (default) = mean KL(FP ||\n"

@@ -24,8 +24,13 @@ void aq_pipe_cfg_default(aq_pipe_cfg *c)
     c->starts = 5;
     c->kl_windows = 16;
     c->polish = 8;
-    c->init_gptq = 1;
+    c->init_gptq = 2; /* best of gptq and rtn by network KL: docs/QUALITY.md */
     aq_pipe_cfg_set_options(c, "w8a16,w6a16,w4a16,w3a16", NULL);
+}
+
+const char *aq_pipe_init_name(int init_gptq)
+{
+    return init_gptq == 2 ? "best" : init_gptq ? "gptq" : "rtn";
 }
 
 int aq_pipe_menu_quantizes_acts(const aq_pipe_cfg *c)
@@ -148,7 +153,7 @@ aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const ch
     aq_fp_add_i64(&b, "starts", c->starts);
     aq_fp_add_i64(&b, "kl_windows", c->kl_windows);
     aq_fp_add_i64(&b, "polish", c->polish);
-    aq_fp_add_str(&b, "init", c->init_gptq ? "gptq" : "rtn");
+    aq_fp_add_str(&b, "init", aq_pipe_init_name(c->init_gptq));
     aq_fp_add_str(&b, "option", option);
     aq_fp_add_u64(&b, "seed", c->seed);
     aq_fp_add_u64(&b, "result_version", AQ_RESULT_VERSION);
@@ -177,7 +182,7 @@ aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
     json_object_set_new(o, "starts", json_integer(c->starts));
     json_object_set_new(o, "kl_windows", json_integer(c->kl_windows));
     json_object_set_new(o, "polish", json_integer(c->polish));
-    json_object_set_new(o, "init", json_string(c->init_gptq ? "gptq" : "rtn"));
+    json_object_set_new(o, "init", json_string(aq_pipe_init_name(c->init_gptq)));
     json_object_set_new(o, "mode", json_string(c->sequential ? "sequential" : "parallel"));
     snprintf(s, sizeof s, "%llu", (unsigned long long)c->seed);
     json_object_set_new(o, "seed", json_string(s));
@@ -230,7 +235,7 @@ static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_
     AQ_TRY(get_str(o, path, "seed", s, sizeof s, err));
     c->seed = strtoull(s, NULL, 10);
     AQ_TRY(get_str(o, path, "init", s, sizeof s, err));
-    c->init_gptq = strcmp(s, "rtn") != 0;
+    c->init_gptq = !strcmp(s, "best") ? 2 : strcmp(s, "rtn") != 0;
     AQ_TRY(get_str(o, path, "mode", s, sizeof s, err));
     c->sequential = !strcmp(s, "sequential");
     json_t *a = json_object_get(o, "options");

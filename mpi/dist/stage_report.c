@@ -89,7 +89,7 @@ static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_
     json_object_set_new(cal, "starts", json_integer(c->starts));
     json_object_set_new(cal, "kl_windows", json_integer(c->kl_windows));
     json_object_set_new(cal, "polish", json_integer(c->polish));
-    json_object_set_new(cal, "init", json_string(c->init_gptq ? "gptq" : "rtn"));
+    json_object_set_new(cal, "init", json_string(aq_pipe_init_name(c->init_gptq)));
     json_object_set_new(cal, "mode", json_string(c->sequential ? "sequential" : "parallel"));
     json_object_set_new(cal, "seed", json_integer((json_int_t)c->seed));
     json_object_set_new(o, "calibration", cal);
