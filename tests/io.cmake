@@ -17,5 +17,5 @@ aq_script_test(NAME io_inspect_malformed LABELS unit
 # The inspect CLI on files it accepts: HF dirs, --json; and the real stories260K.bin.
 aq_script_test(NAME io_inspect_cli LABELS unit
   COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/inspect_cli.sh)
-aq_script_test(NAME io_inspect_stories260K LABELS unit
-  COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/inspect_stories260K.sh)
+aq_script_test(NAME io_inspect_shared_llama2c LABELS unit
+  COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fixtures/inspect_shared_llama2c.sh)
