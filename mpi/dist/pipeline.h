@@ -22,6 +22,7 @@
 #include "../../io/fingerprint.h"
 #include "../../io/resultfile.h"
 #include "../../solver/allocate.h"
+#include "../../src/adaquant/adaquant.h"
 #include "tasks.h"
 
 #define AQ_PIPE_PATH 4096
@@ -54,6 +55,9 @@ void aq_pipe_cfg_default(aq_pipe_cfg *c);
 /* Parse a comma-separated option menu into c->options (canonical form).
  * AQ_ERR_ARG naming an unknown option or a duplicate. */
 aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *err);
+/* The AdaQuant options of one task: the option string plus the run's
+ * iterations, starts, polish rounds, initialisation and seed. */
+aq_status aq_pipe_layer_opts(const aq_pipe_cfg *c, const char *option, aq_layer_opts *o, aq_error *err);
 /* "rtn", "gptq" or "best" for cfg.init_gptq. */
 const char *aq_pipe_init_name(int init_gptq);
 /* Non-zero if an option of the menu quantizes activations (M < 16). */

@@ -28,6 +28,18 @@ void aq_pipe_cfg_default(aq_pipe_cfg *c)
     aq_pipe_cfg_set_options(c, "w8a16,w6a16,w4a16,w3a16", NULL);
 }
 
+aq_status aq_pipe_layer_opts(const aq_pipe_cfg *c, const char *option, aq_layer_opts *o, aq_error *err)
+{
+    aq_layer_opts_default(o);
+    AQ_TRY(aq_layer_opts_parse(option, o, err));
+    o->iters = c->iters;
+    o->starts = c->starts;
+    o->polish_rounds = c->polish;
+    o->init = c->init_gptq ? AQ_INIT_GPTQ : AQ_INIT_RTN; /* best: GPTQ first, see stage_calibrate.c */
+    o->seed = c->seed;
+    return AQ_OK;
+}
+
 const char *aq_pipe_init_name(int init_gptq)
 {
     return init_gptq == 2 ? "best" : init_gptq ? "gptq" : "rtn";

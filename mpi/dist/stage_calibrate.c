@@ -112,13 +112,7 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
     if (st == AQ_OK && s.d != d_in)
         st = aq_fail(err, AQ_ERR_SHAPE, "%s: statistics have d = %d, the layer d_in = %d", L->name, s.d, d_in);
     aq_layer_opts o;
-    aq_layer_opts_default(&o);
-    if (st == AQ_OK) st = aq_layer_opts_parse(task->option, &o, err);
-    o.iters = x->c->iters;
-    o.starts = x->c->starts;
-    o.polish_rounds = x->c->polish;
-    o.init = x->c->init_gptq ? AQ_INIT_GPTQ : AQ_INIT_RTN;
-    o.seed = x->c->seed;
+    if (st == AQ_OK) st = aq_pipe_layer_opts(x->c, task->option, &o, err);
     aq_layer_problem pr = {.name = L->name,
                            .d_out = (size_t)d_out,
                            .d_in = (size_t)d_in,

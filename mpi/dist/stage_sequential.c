@@ -39,13 +39,7 @@ static aq_status seq_task(void *vctx, const aq_dist_task *task, size_t index, co
     if (st == AQ_OK && (!s.cross || s.d != d_in))
         st = aq_fail(err, AQ_ERR_FORMAT, "%s: sequential statistics missing or misshapen", L->name);
     aq_layer_opts o;
-    aq_layer_opts_default(&o);
-    if (st == AQ_OK) st = aq_layer_opts_parse(task->option, &o, err);
-    o.iters = x->c->iters;
-    o.starts = x->c->starts;
-    o.polish_rounds = x->c->polish;
-    o.init = x->c->init_gptq ? AQ_INIT_GPTQ : AQ_INIT_RTN;
-    o.seed = x->c->seed;
+    if (st == AQ_OK) st = aq_pipe_layer_opts(x->c, task->option, &o, err);
     aq_layer_problem pr = {.name = L->name, .d_out = (size_t)d_out, .d_in = (size_t)d_in, .weight = weight,
                            .gram_a = s.gram, .gram_b = s.cross, .gram_c = s.gram_q, .n_tokens = s.n_rows,
                            .n_sample = s.n_sample, .sample_x = s.sample, .sample_x_in = s.sample_q};
