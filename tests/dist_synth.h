@@ -118,22 +118,4 @@ static inline unsigned char *syn_expected(const aq_dist_task *t, size_t *len)
     return buf;
 }
 
-static inline unsigned char *syn_slurp(const char *path, size_t *len)
-{
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    if (b) *len = (size_t)n;
-    return b;
-}
-
 #endif

@@ -74,7 +74,7 @@ static int cmp_file(const char *dir, const aq_dist_task *t, size_t i)
     aq_error e = {0};
     if (aq_result_path(dir, t->layer, t->option, &path, &e) != AQ_OK) return -1;
     size_t n1, n2;
-    unsigned char *a = syn_slurp(path, &n1), *b = syn_expected(t, &n2);
+    unsigned char *a = aq_test_read_file(path, &n1), *b = syn_expected(t, &n2);
     int same = a && b && n1 == n2 && !memcmp(a, b, n1);
     int missing = a == NULL;
     free(a);
@@ -127,7 +127,7 @@ static void corrupt(const char *dir, const aq_dist_task *t, int how)
     aq_result_path(dir, t->layer, t->option, &path, &e);
     if (how == 0) { /* flip one payload byte */
         size_t n;
-        unsigned char *b = syn_slurp(path, &n);
+        unsigned char *b = aq_test_read_file(path, &n);
         b[n - 3] ^= 0x10;
         FILE *f = fopen(path, "wb");
         fwrite(b, 1, n, f);

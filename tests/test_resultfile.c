@@ -14,24 +14,6 @@
 #include "../io/resultfile.h"
 #include "testutil.h"
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    *len = 0;
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, f) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *len = (size_t)n;
-    return b;
-}
-
 static void spit(const char *path, const unsigned char *b, size_t len)
 {
     FILE *f = fopen(path, "wb");
@@ -218,7 +200,7 @@ static void test_round_trip(const char *dir)
     size_t n1 = 0, n2 = 0, nf = 0;
     CHECK_OK(aq_result_encode(&s.d, &b1, &n1, &err), &err);
     CHECK_OK(aq_result_encode(&s.d, &b2, &n2, &err), &err);
-    unsigned char *bf = slurp(path, &nf);
+    unsigned char *bf = aq_test_read_file(path, &nf);
     CHECK(n1 == n2 && !memcmp(b1, b2, n1) && bf && nf == n1 && !memcmp(bf, b1, n1));
     independent_decode(bf, nf, &s);
     free(b1);
@@ -426,7 +408,7 @@ static void test_python_written(void)
     char path[600];
     snprintf(path, sizeof path, "%s/tests/fuzz/seeds/fuzz_resultfile/file0", src);
     size_t n = 0;
-    unsigned char *b = slurp(path, &n);
+    unsigned char *b = aq_test_read_file(path, &n);
     CHECK_MSG(b && n > 1, "cannot read %s", path);
     if (!b || n < 2) return;
     aq_result *r = NULL;

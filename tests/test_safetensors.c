@@ -11,23 +11,6 @@
 #include "malformed/malformed.h"
 #include "testutil.h"
 
-static unsigned char *read_all(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, fp) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(fp);
-    *len = (size_t)n;
-    return b;
-}
-
 /* The 12 dtypes with hand-encoded little-endian payloads and their values. */
 typedef struct dt_case {
     aq_dtype dt;
@@ -139,7 +122,7 @@ static void test_round_trip(const char *dir)
     CHECK_OK(write_model(p2, &err), &err);
 
     size_t l1, l2;
-    unsigned char *b1 = read_all(p1, &l1), *b2 = read_all(p2, &l2);
+    unsigned char *b1 = aq_test_read_file(p1, &l1), *b2 = aq_test_read_file(p2, &l2);
     CHECK(b1 && b2 && l1 == l2 && !memcmp(b1, b2, l1)); /* deterministic bytes */
     uint64_t n = 0;
     for (int i = 7; i >= 0; i--)

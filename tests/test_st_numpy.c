@@ -15,23 +15,6 @@
 
 static char dir[512];
 
-static unsigned char *slurp(const char *path, size_t *len)
-{
-    FILE *fp = fopen(path, "rb");
-    if (!fp) return NULL;
-    fseek(fp, 0, SEEK_END);
-    long n = ftell(fp);
-    fseek(fp, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)n + 1);
-    if (b && fread(b, 1, (size_t)n, fp) != (size_t)n) {
-        free(b);
-        b = NULL;
-    }
-    fclose(fp);
-    *len = (size_t)n;
-    return b;
-}
-
 static int run_script(const char *args)
 {
     const char *src = getenv("AQ_SOURCE_DIR");
@@ -70,9 +53,9 @@ static void read_numpy_file(void)
         CHECK_MSG(nd == v->ndim, "%s: ndim %d vs %d", name, v->ndim, nd);
         size_t rl, fl;
         snprintf(path, sizeof path, "%s/%s.raw", dir, name);
-        unsigned char *raw = slurp(path, &rl);
+        unsigned char *raw = aq_test_read_file(path, &rl);
         snprintf(path, sizeof path, "%s/%s.f32", dir, name);
-        unsigned char *ref = slurp(path, &fl);
+        unsigned char *ref = aq_test_read_file(path, &fl);
         CHECK_MSG(raw && rl == v->nbytes && !memcmp(raw, v->data, rl), "%s: bytes differ", name);
         float *ours = NULL;
         CHECK_OK(aq_view_to_f32_alloc(v, &ours, &err), &err);

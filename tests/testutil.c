@@ -35,6 +35,26 @@ char *aq_test_tmpdir(const char *tag)
     return strdup(d);
 }
 
+unsigned char *aq_test_read_file(const char *path, size_t *len)
+{
+    *len = 0;
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    unsigned char *b = NULL;
+    long n = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    if (n >= 0 && fseek(f, 0, SEEK_SET) == 0 && (b = malloc((size_t)n + 1))) {
+        if (fread(b, 1, (size_t)n, f) == (size_t)n) {
+            b[n] = 0;
+            *len = (size_t)n;
+        } else {
+            free(b);
+            b = NULL;
+        }
+    }
+    fclose(f);
+    return b;
+}
+
 int aq_test_have_numpy(void)
 {
     return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;

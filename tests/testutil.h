@@ -66,6 +66,9 @@ extern int aq_test_failures;
 char *aq_test_asset(const char *relpath);
 /* A fresh temporary directory (removed by the caller or left in /tmp). */
 char *aq_test_tmpdir(const char *tag);
+/* The whole file, malloc'd with a NUL after the last byte (caller frees);
+ * *len = its size. NULL (and *len = 0) if it cannot be read. */
+unsigned char *aq_test_read_file(const char *path, size_t *len);
 /* Non-zero if /usr/bin/python3 can import numpy. */
 int aq_test_have_numpy(void);
 
