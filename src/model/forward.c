@@ -53,8 +53,8 @@ static aq_status ensure_scratch(aq_model *m, size_t rows, size_t seq, size_t n_s
     return AQ_OK;
 }
 
-static aq_status check_batch(const aq_model *m, const int *tokens, const int *lens, int n_seqs,
-                             size_t *rows, size_t *longest, aq_error *err)
+aq_status aq_model_check_batch(const aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                               size_t *rows, size_t *longest, aq_error *err)
 {
     if (n_seqs <= 0) return aq_fail(err, AQ_ERR_ARG, "forward: empty batch (%d sequences)", n_seqs);
     size_t n = 0, mx = 0;
@@ -81,19 +81,8 @@ static aq_status check_batch(const aq_model *m, const int *tokens, const int *le
 static void attend_seq(aq_model *m, size_t r0, int L)
 {
     aq_scratch *s = &m->s;
-    int hs = m->hs, qd = m->qd, kvd = m->kvd, group = m->cfg.n_heads / m->cfg.n_kv_heads;
-    float alpha = 1.0f / sqrtf((float)hs);
-    for (int h = 0; h < m->cfg.n_heads; h++) {
-        float *q = s->q + r0 * qd + (size_t)h * hs;
-        float *k = s->k + r0 * kvd + (size_t)(h / group) * hs;
-        float *v = s->v + r0 * kvd + (size_t)(h / group) * hs;
-        float *sc = s->scores, *o = s->att + r0 * qd + (size_t)h * hs;
-        /* scores[L, L] = alpha * Q_h K_h^T (strided views into q and k) */
-        aq_sgemm(0, 1, L, L, hs, alpha, q, qd, 1, k, kvd, 1, 0.0f, sc, L, 1);
-        for (int i = 0; i < L; i++)
-            aq_softmax_prefix(sc + (size_t)i * L, i + 1, L); /* causal mask: j > i -> 0 */
-        aq_sgemm(0, 0, L, hs, L, 1.0f, sc, L, 1, v, kvd, 1, 0.0f, o, qd, 1);
-    }
+    aq_attend_seq(m, s->q + r0 * m->qd, s->k + r0 * m->kvd, s->v + r0 * m->kvd, s->att + r0 * m->qd,
+                  s->scores, L);
 }
 
 typedef struct fwd_ctx {
@@ -118,7 +107,7 @@ static aq_status run_block(fwd_ctx *f, int l, size_t n, aq_error *err)
     aq_scratch *s = &m->s;
     const aq_llama_config *c = &m->cfg;
     int qz = f->ev.quantized;
-    aq_rmsnorm_rows(s->x, m->blocks[l].attn_norm, s->xb, n, c->dim, c->norm_eps);
+    aq_rmsnorm_rows(s->x, aq_model_norm(m, l, 0, qz), s->xb, n, c->dim, c->norm_eps);
     AQ_TRY(capture(f, l, AQ_CAP_ATTN_IN, s->xb, err));
     aq_model_apply_linear(m, l, AQ_LIN_Q, s->xb, s->q, n, qz, s->xq);
     aq_model_apply_linear(m, l, AQ_LIN_K, s->xb, s->k, n, qz, s->xq);
@@ -135,7 +124,7 @@ static aq_status run_block(fwd_ctx *f, int l, size_t n, aq_error *err)
     for (size_t i = 0; i < n * (size_t)c->dim; i++)
         s->x[i] += s->xb2[i];
 
-    aq_rmsnorm_rows(s->x, m->blocks[l].ffn_norm, s->xb, n, c->dim, c->norm_eps);
+    aq_rmsnorm_rows(s->x, aq_model_norm(m, l, 1, qz), s->xb, n, c->dim, c->norm_eps);
     AQ_TRY(capture(f, l, AQ_CAP_MLP_IN, s->xb, err));
     aq_model_apply_linear(m, l, AQ_LIN_GATE, s->xb, s->hb, n, qz, s->xq);
     aq_model_apply_linear(m, l, AQ_LIN_UP, s->xb, s->hb2, n, qz, s->xq);
@@ -162,7 +151,7 @@ static aq_status forward(aq_model *m, const int *tokens, const int *lens, int n_
                          aq_error *err)
 {
     size_t n = 0, longest = 0;
-    AQ_TRY(check_batch(m, tokens, lens, n_seqs, &n, &longest, err));
+    AQ_TRY(aq_model_check_batch(m, tokens, lens, n_seqs, &n, &longest, err));
     AQ_TRY(ensure_scratch(m, n, longest, (size_t)n_seqs, err));
     aq_scratch *s = &m->s;
     const aq_llama_config *c = &m->cfg;
@@ -190,7 +179,8 @@ static aq_status forward(aq_model *m, const int *tokens, const int *lens, int n_
         AQ_TRY(run_block(&f, l, n, err));
         if (stop == l) return AQ_OK;
     }
-    aq_rmsnorm_rows(s->x, m->final_norm, s->xb, n, c->dim, c->norm_eps);
+    const float *gf = aq_model_norm(m, c->n_layers, 0, f.ev.quantized);
+    aq_rmsnorm_rows(s->x, gf, s->xb, n, c->dim, c->norm_eps);
     AQ_TRY(capture(&f, c->n_layers, AQ_CAP_HEAD, s->xb, err));
     if (logits)
         aq_model_apply_linear(m, c->n_layers, AQ_LIN_HEAD, s->xb, logits, n, f.ev.quantized, s->xq);

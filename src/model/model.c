@@ -94,7 +94,7 @@ size_t aq_model_weight_bytes(const aq_model *m)
 }
 size_t aq_model_scratch_bytes(const aq_model *m)
 {
-    return m->s.bytes;
+    return m->s.bytes + m->gs.bytes;
 }
 
 /* Fetch tensor `name`, check it is [rows, cols] (cols 0 = 1-D [rows]), finite,
@@ -248,7 +248,8 @@ aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err)
     m->kvd = m->cfg.n_kv_heads * m->hs;
     m->blocks = calloc((size_t)m->cfg.n_layers, sizeof *m->blocks);
     m->ovr = calloc((size_t)m->cfg.n_layers * AQ_LIN_COUNT + 1, sizeof *m->ovr);
-    if (!m->blocks || !m->ovr) {
+    m->norm_ovr = calloc(2 * (size_t)m->cfg.n_layers + 1, sizeof *m->norm_ovr);
+    if (!m->blocks || !m->ovr || !m->norm_ovr) {
         st = aq_fail_nomem(err, "model tables", 0);
         goto fail;
     }
@@ -308,11 +309,14 @@ void aq_model_free(aq_model *m)
     if (m->head != m->embed) free(m->head);
     free(m->embed);
     free(m->final_norm);
+    if (m->norm_ovr) aq_model_clear_norm_overrides(m);
+    free(m->norm_ovr);
     free(m->blocks);
     free(m->ovr);
     free(m->rope_cos);
     free(m->rope_sin);
     free_scratch(&m->s);
+    aq_grad_scratch_free(&m->gs);
     free(m);
 }
 
@@ -389,4 +393,51 @@ int aq_model_override_count(const aq_model *m)
     for (int i = 0; i <= m->cfg.n_layers * AQ_LIN_COUNT; i++)
         n += m->ovr[i].weight != NULL;
     return n;
+}
+
+int aq_model_norm_index(const aq_model *m, int block, int which)
+{
+    int L = m->cfg.n_layers;
+    if (block == L && which == 0) return 2 * L;
+    if (block < 0 || block >= L || which < 0 || which > 1) return -1;
+    return 2 * block + which;
+}
+
+const float *aq_model_norm(const aq_model *m, int block, int which, int quantized)
+{
+    int idx = aq_model_norm_index(m, block, which);
+    if (idx < 0) return NULL;
+    if (quantized && m->norm_ovr[idx]) return m->norm_ovr[idx];
+    if (block == m->cfg.n_layers) return m->final_norm;
+    return which ? m->blocks[block].ffn_norm : m->blocks[block].attn_norm;
+}
+
+aq_status aq_model_set_norm_override(aq_model *m, int block, int which, const float *g,
+                                     aq_error *err)
+{
+    int idx = aq_model_norm_index(m, block, which), d = m->cfg.dim;
+    if (idx < 0 || !g)
+        return aq_fail(err, AQ_ERR_ARG,
+                       "norm override: %s (block %d, which %d; model has %d blocks, the final "
+                       "norm is block %d which 0)",
+                       g ? "no such norm" : "no gain given", block, which, m->cfg.n_layers,
+                       m->cfg.n_layers);
+    for (int i = 0; i < d; i++)
+        if (!isfinite(g[i]))
+            return aq_fail(err, AQ_ERR_NUMERIC,
+                           "norm override (block %d, which %d): non-finite gain at element %d",
+                           block, which, i);
+    float *c = m->norm_ovr[idx] ? m->norm_ovr[idx] : malloc((size_t)d * sizeof(float));
+    if (!c) return aq_fail_nomem(err, "norm override", (size_t)d * sizeof(float));
+    memcpy(c, g, (size_t)d * sizeof(float));
+    m->norm_ovr[idx] = c;
+    return AQ_OK;
+}
+
+void aq_model_clear_norm_overrides(aq_model *m)
+{
+    for (int i = 0; i <= 2 * m->cfg.n_layers; i++) {
+        free(m->norm_ovr[i]);
+        m->norm_ovr[i] = NULL;
+    }
 }

@@ -161,12 +161,29 @@ void aq_model_clear_override(aq_model *m, int block, aq_linear which);
 /* Number of linears with an override installed. */
 int aq_model_override_count(const aq_model *m);
 
+/* Quantized-mode RMSNorm gains (global tuning). which 0 = input_layernorm
+ * (before attention), 1 = post_attention_layernorm (before the MLP); block =
+ * n_layers with which 0 = the final model.norm. g [dim] is COPIED; a forward
+ * with quantized = 1 uses it instead of the model's gain (FP forwards never
+ * do; the KV-cache decoder runs FP only). AQ_ERR_ARG for a bad (block, which)
+ * or g NULL, AQ_ERR_NUMERIC for NaN/Inf, AQ_ERR_NOMEM. */
+aq_status aq_model_set_norm_override(aq_model *m, int block, int which, const float *g,
+                                     aq_error *err);
+void aq_model_clear_norm_overrides(aq_model *m);
+/* The gain [dim] a forward with this quantized flag uses for norm (block,
+ * which) (the override when quantized and installed, else the model's; owned
+ * by m, valid until the override changes); NULL for a bad (block, which). */
+const float *aq_model_norm(const aq_model *m, int block, int which, int quantized);
+
 /* Load every quantized layer found in a quantized checkpoint (a directory or
  * safetensors file written by the pipeline in the qlayer layout,
  * src/adaquant/qlayer.h: metadata "quant.P" marks layer P) as overrides, read
  * with aq_qlayer_load_ckpt (link aq_adaquant). *n_loaded receives the count;
  * no quant.* metadata is AQ_ERR_NOTFOUND; on an error the layers loaded before
- * it stay installed. */
+ * it stay installed. Every RMSNorm gain present in the checkpoint
+ * (model.layers.<i>.input_layernorm.weight, ...post_attention_layernorm.weight,
+ * model.norm.weight; [dim], F32/F16/BF16, finite, else an error naming the
+ * file and tensor) is installed as a norm override (aq_model_set_norm_override). */
 aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, aq_error *err);
 
 /* Incremental decoding with a KV cache (generation). One sequence, one token

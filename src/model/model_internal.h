@@ -31,6 +31,19 @@ typedef struct aq_scratch {
     size_t bytes;
 } aq_scratch;
 
+/* Caches of aq_model_kl_grad (grad.c), grown on demand like aq_scratch: the
+ * quantized forward's activations of every block (acts), the logits (zf FP,
+ * zq quantized; zq becomes dKL/dz), the backward's row buffers (bwd) and the
+ * per-sequence attention matrices (p, dp: [cap_seq, cap_seq] each), two
+ * float64 rows of vocab for the KL (kl_row) and the rows' positions. */
+typedef struct aq_grad_scratch {
+    size_t cap_rows, cap_seq;
+    float *acts, *zf, *zq, *bwd, *p, *dp;
+    double *kl_row;
+    int *pos; /* [cap_rows] positions */
+    size_t bytes;
+} aq_grad_scratch;
+
 struct aq_model {
     aq_llama_config cfg;
     int hs, qd, kvd;            /* head size, n_heads*hs, n_kv_heads*hs */
@@ -40,8 +53,11 @@ struct aq_model {
     aq_block_w *blocks;         /* [n_layers] */
     aq_ovr *ovr;                /* [n_layers * AQ_LIN_COUNT + 1]; last = classifier */
     float *rope_cos, *rope_sin; /* [max_seq_len, hs/2] */
+    float **norm_ovr;           /* [2 * n_layers + 1] quantized-mode RMSNorm gains [dim] or
+                                   NULL: block b attn at 2b, ffn at 2b+1, final at 2 n_layers */
     size_t weight_bytes;
     aq_scratch s;
+    aq_grad_scratch gs;
 };
 
 /* Index of (block, which) into m->ovr; -1 if invalid. */
@@ -66,6 +82,17 @@ void aq_softmax_prefix(float *row, int n, int len);
 void aq_rmsnorm_rows(const float *x, const float *g, float *out, size_t n, int d, float eps);
 /* HF rotate-half RoPE on n rows of n_heads heads, row r at position pos[r]. */
 void aq_rope_rows(const aq_model *m, float *x, size_t n, int n_heads, const int *pos);
+/* Causal grouped-query attention of one sequence of L rows: q [L, qd] (row
+ * stride qd), k, v [L, kvd] (stride kvd) -> out [L, qd]; scores [L, L] scratch. */
+void aq_attend_seq(const aq_model *m, const float *q, const float *k, const float *v, float *out,
+                   float *scores, int L);
+/* Index of a norm (block, which) into m->norm_ovr; -1 if invalid. */
+int aq_model_norm_index(const aq_model *m, int block, int which);
+/* Validate a packed batch (forward's errors); rows = sum(lens), longest = max. */
+aq_status aq_model_check_batch(const aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                               size_t *rows, size_t *longest, aq_error *err);
+/* Free the kl_grad caches (grad.c). */
+void aq_grad_scratch_free(aq_grad_scratch *g);
 /* Apply linear (block, which) to x [n, d_in] -> y [n, d_out], with its
  * override when quantized (x is not modified: fake-quant goes to m->s.xq,
  * which must hold n * d_in floats). */

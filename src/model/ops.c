@@ -119,6 +119,23 @@ void aq_softmax_prefix(float *row, int n, int len)
     if (len > n) memset(row + n, 0, (size_t)(len - n) * sizeof(float));
 }
 
+void aq_attend_seq(const aq_model *m, const float *q, const float *k, const float *v, float *out,
+                   float *scores, int L)
+{
+    int hs = m->hs, qd = m->qd, kvd = m->kvd, group = m->cfg.n_heads / m->cfg.n_kv_heads;
+    float alpha = 1.0f / sqrtf((float)hs);
+    for (int h = 0; h < m->cfg.n_heads; h++) {
+        const float *qh = q + (size_t)h * hs, *kh = k + (size_t)(h / group) * hs,
+                    *vh = v + (size_t)(h / group) * hs;
+        float *o = out + (size_t)h * hs;
+        /* scores[L, L] = alpha * Q_h K_h^T (strided views into q and k) */
+        aq_sgemm(0, 1, L, L, hs, alpha, qh, qd, 1, kh, kvd, 1, 0.0f, scores, L, 1);
+        for (int i = 0; i < L; i++)
+            aq_softmax_prefix(scores + (size_t)i * L, i + 1, L); /* causal mask: j > i -> 0 */
+        aq_sgemm(0, 0, L, hs, L, 1.0f, scores, L, 1, vh, kvd, 1, 0.0f, o, qd, 1);
+    }
+}
+
 void aq_rmsnorm_rows(const float *x, const float *g, float *out, size_t n, int d, float eps)
 {
     for (size_t r = 0; r < n; r++) {

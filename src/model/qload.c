@@ -1,7 +1,9 @@
 /* qload.c — installing a quantized checkpoint's layers as model overrides:
  * every linear prefix P with metadata "quant.P" is read with the qlayer reader
  * (src/adaquant/qlayer.h, which owns and validates the layout) and its
- * dequantised weight, bias and activation quantiser become the override. */
+ * dequantised weight, bias and activation quantiser become the override; the
+ * RMSNorm gains the checkpoint holds (tuned by global tuning) become norm
+ * overrides. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +33,49 @@ static aq_status load_layer(aq_model *m, aq_checkpoint *ck, int block, aq_linear
     return st;
 }
 
+static int has_tensor(aq_checkpoint *ck, const char *name)
+{
+    for (size_t i = 0; i < aq_ckpt_count(ck); i++)
+        if (!strcmp(aq_ckpt_name(ck, i), name)) return 1;
+    return 0;
+}
+
+/* Install tensor `name` (if present) as the norm override (block, which):
+ * a float vector [dim] with finite values. */
+static aq_status load_norm(aq_model *m, aq_checkpoint *ck, int block, int which, const char *name,
+                           aq_error *err)
+{
+    if (!has_tensor(ck, name)) return AQ_OK;
+    const aq_tensor_view *v;
+    AQ_TRY(aq_ckpt_get(ck, name, &v, err));
+    if (v->ndim != 1 || v->shape[0] != m->cfg.dim)
+        return aq_fail(err, AQ_ERR_SHAPE, "norm tensor %s: expected shape [%d], got %d-D [%lld%s]",
+                       name, m->cfg.dim, v->ndim, v->ndim ? (long long)v->shape[0] : 0LL,
+                       v->ndim > 1 ? ", ..." : "");
+    if (v->dtype != AQ_F32 && v->dtype != AQ_F16 && v->dtype != AQ_BF16)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "norm tensor %s: dtype %s is not a float type (F32/F16/BF16)", name,
+                       aq_dtype_name(v->dtype));
+    float *g;
+    AQ_TRY(aq_view_to_f32_alloc(v, &g, err));
+    aq_status st = aq_model_set_norm_override(m, block, which, g, err);
+    free(g);
+    if (st != AQ_OK) aq_error_prefix(err, "tensor %s", name);
+    return st;
+}
+
+static aq_status load_norms(aq_model *m, aq_checkpoint *ck, aq_error *err)
+{
+    char name[256];
+    for (int b = 0; b < m->cfg.n_layers; b++) {
+        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", b);
+        AQ_TRY(load_norm(m, ck, b, 0, name, err));
+        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", b);
+        AQ_TRY(load_norm(m, ck, b, 1, name, err));
+    }
+    return load_norm(m, ck, m->cfg.n_layers, 0, "model.norm.weight", err);
+}
+
 aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, aq_error *err)
 {
     aq_checkpoint *ck;
@@ -51,6 +96,7 @@ aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, 
     if (st == AQ_OK && n == 0)
         st = aq_fail(err, AQ_ERR_NOTFOUND,
                      "no quantized layer (metadata quant.<layer>) for this model's layers");
+    if (st == AQ_OK) st = load_norms(m, ck, err);
     if (st != AQ_OK) aq_error_prefix(err, "%s", path);
     aq_ckpt_close(ck);
     if (n_loaded) *n_loaded = n;
