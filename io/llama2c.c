@@ -298,7 +298,7 @@ aq_status aq_l2c_open_memory(const void *buf, size_t len, const char *label, aq_
                              aq_error *err)
 {
     *out = NULL;
-    aq_llama2c *m;
+    aq_llama2c *m = NULL;
     AQ_TRY(new_handle(label, &m, err));
     m->base = buf;
     m->len = len;
@@ -335,7 +335,7 @@ aq_status aq_l2c_open(const char *path, aq_llama2c **out, aq_error *err)
     close(fd);
     if (map == MAP_FAILED)
         return aq_fail(err, AQ_ERR_IO, "%s: mmap failed: %s", path, strerror(map_errno));
-    aq_llama2c *m;
+    aq_llama2c *m = NULL;
     aq_status st = new_handle(path, &m, err);
     if (st != AQ_OK) {
         munmap(map, len);
