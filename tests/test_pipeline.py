@@ -18,6 +18,7 @@ usage: test_pipeline.py MODE DIR   (MODE: ref ranks resume failure errors stages
 Environment (set by ctest): AQ_CLI, AQ_MPIRUN, AQ_SHARED_DIR, AQ_SOURCE_DIR.
 Exit 77 (skip) when the stories260K assets are absent.
 """
+import json
 import os
 import re
 import shutil
@@ -38,7 +39,9 @@ MPIRUN = [os.environ.get("AQ_MPIRUN", "mpirun"), "--allow-run-as-root", "--overs
 CAL = ["--calib-windows", "8", "--calib-len", "64", "--iters", "5", "--starts", "1", "--polish", "2",
        "--options", "w8a16,w4a16,w3a16,w4a8"]
 BUD = ["--target-bits", "3.5", "--keep", r"layers\.0\.self_attn\.q_proj=w4a8"]
-OUT = ["--eval-docs", "16"]
+# global tuning: 20 steps of 20 documents (chunks of 8, 8, 4: uneven over 2 and 4 ranks)
+TUNE = ["--tune-steps", "20", "--tune-docs", "40", "--tune-batch", "20", "--tune-lr", "3e-3"]
+OUT = ["--eval-docs", "16"] + TUNE
 ENV = dict(os.environ, AQ_PROGRESS="plain", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 COMPARED = ["model.safetensors", "quantization.json", "config.json"]
 failures = []
@@ -88,6 +91,24 @@ def mode_ref(top):
     check("perplexity: FP" in p.stdout and out in p.stdout, "prints FP/quantized perplexity and where the output is")
     ev = run(["eval", MODEL, "--tokenizer", TOK, "--text", TEXT, "--quantized", out, "--max-docs", "16"])
     check(ev.returncode == 0 and "perplexity (Q)" in ev.stdout, "adaquant eval --quantized reads OUTDIR")
+    rep = json.load(open(os.path.join(out, "report.json")))
+    m = re.search(r"perplexity \(Q\):\s*([0-9.]+)", ev.stdout)
+    check(m is not None and abs(float(m.group(1)) - rep["run"]["evaluation"]["ppl_quantized"]) < 1e-3,
+          "eval --quantized OUTDIR (tuned norms, scales, biases read from the file) reproduces the report's "
+          f"perplexity: {m.group(1) if m else ev.stdout[-300:]} vs {rep['run']['evaluation']['ppl_quantized']}")
+    tune = json.load(open(os.path.join(out, "quantization.json")))["tune"]
+    check(tune["steps"] == 20 and tune["docs"] == 40 and tune["kl_last_step"] < tune["kl_first_step"],
+          f"global tuning ran and lowered the batch KL: {tune}")
+    # the same allocation without tuning (results reused): tuning lowers the evaluation KL
+    nt = os.path.join(top, "ref", "notune")
+    fresh(nt)
+    p = quantize(nt, extra=["--work", out + ".work", "--resume", "--no-tune"])
+    check(p.returncode == 0, "--no-tune run succeeds: " + p.stderr[-300:])
+    if p.returncode == 0:
+        kl_nt = json.load(open(os.path.join(nt, "report.json")))["run"]["evaluation"]["kl_mean"]
+        kl_t = rep["run"]["evaluation"]["kl_mean"]
+        check(kl_t < kl_nt, f"tuning lowers the evaluation KL (held-out documents): {kl_t:.5f} < {kl_nt:.5f}")
+        check(json.load(open(os.path.join(nt, "quantization.json")))["tune"] == {"steps": 0}, "--no-tune recorded")
     ins = run(["inspect", out])
     check(ins.returncode == 0 and "q_proj.qweight" in ins.stdout, "adaquant inspect reads OUTDIR")
     # independent reader vs adaquant's own dequantisation

@@ -169,7 +169,7 @@ int main(int argc, char **argv)
     snprintf(base, sizeof base,
              "'%s' quantize '%s' --tokenizer '%s' --calib-text '%s' "
              "--work '%s' --calib-windows 8 --calib-len %d --iters 5 --starts 1 --polish 1 "
-             "--options w8a16,w4a16,w2a16 --kl-windows %d --target-bits 3.0 --no-eval",
+             "--options w8a16,w4a16,w2a16 --kl-windows %d --target-bits 3.0 --no-eval --no-tune",
              cli, mp, tp, xp, work, T_LEN, K_WIN);
     snprintf(cmd, sizeof cmd, "AQ_PROGRESS=none %s --out '%s/out' > /dev/null", base, tmp);
     int rc = system(cmd);

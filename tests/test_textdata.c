@@ -73,6 +73,16 @@ static void test_tinystories(void)
     CHECK(aq_calib_windows(tok, &d, 1000, 256, &w, &err) == AQ_ERR_ARG);
     printf("short stream: %s\n", err.msg);
     CHECK(strstr(err.msg, "192694") && strstr(err.msg, "256000"));
+    /* the calibration documents as sequences: 2150 of them, holding the same
+     * 192,694 tokens as the stream (every one is shorter than 512) */
+    aq_seqs cs;
+    CHECK_OK(aq_calib_seqs(tok, &d, 512, 0, &cs, &err), &err);
+    CHECK(cs.n == 2150 && cs.n_tokens == 192694 && cs.n_predicted == 192694 - 2150);
+    CHECK(!memcmp(cs.tokens, head, sizeof head)); /* document 0 starts the stream */
+    aq_seqs_free(&cs);
+    CHECK_OK(aq_calib_seqs(tok, &d, 16, 3, &cs, &err), &err);
+    CHECK(cs.n == 3 && cs.lens[0] == 16 && cs.n_tokens <= 48);
+    aq_seqs_free(&cs);
     aq_seqs s;
     CHECK_OK(aq_eval_seqs(tok, &d, 512, 0, &s, &err), &err);
     CHECK(s.n == 2150 && s.n_predicted == 190118 && s.n_tokens == 190118 + 2150);

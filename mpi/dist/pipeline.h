@@ -58,6 +58,13 @@ aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *er
 /* The AdaQuant options of one task: the option string plus the run's
  * iterations, starts, polish rounds, initialisation and seed. */
 aq_status aq_pipe_layer_opts(const aq_pipe_cfg *c, const char *option, aq_layer_opts *o, aq_error *err);
+/* The windows of the network-level KL loss (--loss kl, --refine): the
+ * first min(kl_windows, windows) calibration windows of seq_len tokens,
+ * packed in *out (aq_seqs_free). (Whole calibration documents instead gave a
+ * worse allocation on stories260K: docs/QUALITY.md.) AQ_ERR_ARG if
+ * kl_windows < 1, plus the text's errors. */
+struct aq_seqs;
+aq_status aq_pipe_kl_seqs(const aq_pipe_cfg *c, int vocab, struct aq_seqs *out, aq_error *err);
 /* "rtn", "gptq" or "best" for cfg.init_gptq. */
 const char *aq_pipe_init_name(int init_gptq);
 /* Non-zero if an option of the menu quantizes activations (M < 16). */
@@ -123,12 +130,28 @@ aq_status aq_pipe_budget_add_keep(aq_pipe_budget *b, const char *rule, aq_error 
 aq_status aq_pipe_budget_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                                aq_error *err);
 
+/* Global tuning after assembly (mpi/dist/stage_tune.h). */
+typedef struct aq_pipe_tune_opts {
+    int steps;   /* Adam steps; 0 = no tuning */
+    int docs;    /* pool: the first `docs` calibration documents (0 = all) */
+    int max_len; /* tokens per document (BOS + text, truncated) */
+    int batch;   /* documents per step */
+    double lr;   /* Adam learning rate */
+} aq_pipe_tune_opts;
+
+#define AQ_TUNE_STEPS_DEFAULT 100
+#define AQ_TUNE_MAX_LEN_DEFAULT 512
+#define AQ_TUNE_BATCH_DEFAULT 64
+#define AQ_TUNE_LR_DEFAULT 1e-3
+#define AQ_TUNE_CHUNK 8 /* documents per gradient chunk (fixed: output bytes depend on it) */
+
 typedef struct aq_pipe_out {
     char outdir[AQ_PIPE_PATH];
     int force;       /* replace an existing OUTDIR */
     int eval_docs;   /* evaluation documents (0 = all) */
     int eval_len;    /* tokens per evaluation document (default 512) */
     int no_eval;
+    aq_pipe_tune_opts tune;
 } aq_pipe_out;
 
 void aq_pipe_out_default(aq_pipe_out *o);
@@ -138,7 +161,7 @@ aq_status aq_pipe_out_check(const aq_pipe_out *o, aq_error *err);
 
 /* Phase timings and run facts for the report (not part of any compared file). */
 typedef struct aq_pipe_timing {
-    double capture, calibrate, solve, write, eval;
+    double capture, calibrate, solve, tune, write, eval;
     int ranks;
     size_t reused, computed;
 } aq_pipe_timing;

@@ -45,7 +45,8 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 }
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
-       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE };
+       O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
+       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE };
 
 static const struct {
     struct option o;
@@ -77,6 +78,12 @@ static const struct {
     {{"eval-docs", required_argument, 0, O_EDOCS}, AQ_ARGS_OUT},
     {{"eval-len", required_argument, 0, O_ELEN}, AQ_ARGS_OUT},
     {{"no-eval", no_argument, 0, O_NOEVAL}, AQ_ARGS_OUT},
+    {{"tune-steps", required_argument, 0, O_TSTEPS}, AQ_ARGS_OUT},
+    {{"tune-docs", required_argument, 0, O_TDOCS}, AQ_ARGS_OUT},
+    {{"tune-len", required_argument, 0, O_TLEN}, AQ_ARGS_OUT},
+    {{"tune-batch", required_argument, 0, O_TBATCH}, AQ_ARGS_OUT},
+    {{"tune-lr", required_argument, 0, O_TLR}, AQ_ARGS_OUT},
+    {{"no-tune", no_argument, 0, O_NOTUNE}, AQ_ARGS_OUT},
     {{"shard", required_argument, 0, O_SHARD}, AQ_ARGS_SHARD},
     {{"shards", required_argument, 0, O_SHARDS}, AQ_ARGS_SHARD},
 };
@@ -140,6 +147,16 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_NOEVAL: a->out.no_eval = 1; return 0;
     case O_EDOCS: return parse_int(cmd, "--eval-docs", v, 0, 100000000, &a->out.eval_docs);
     case O_ELEN: return parse_int(cmd, "--eval-len", v, 2, 1000000, &a->out.eval_len);
+    case O_TSTEPS: return parse_int(cmd, "--tune-steps", v, 0, 1000000, &a->out.tune.steps);
+    case O_NOTUNE: a->out.tune.steps = 0; return 0;
+    case O_TDOCS: return parse_int(cmd, "--tune-docs", v, 0, 100000000, &a->out.tune.docs);
+    case O_TLEN: return parse_int(cmd, "--tune-len", v, 2, 1000000, &a->out.tune.max_len);
+    case O_TBATCH: return parse_int(cmd, "--tune-batch", v, 1, 1000000, &a->out.tune.batch);
+    case O_TLR: {
+        int rc = parse_num(cmd, "--tune-lr", v, &a->out.tune.lr);
+        if (!rc && !(a->out.tune.lr > 0)) rc = usage(cmd, "--tune-lr must be > 0");
+        return rc;
+    }
     case O_SHARD: return parse_int(cmd, "--shard", v, 0, 1000000, &a->shard);
     case O_SHARDS: return parse_int(cmd, "--shards", v, 1, 1000000, &a->shards);
     }
@@ -252,7 +269,19 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "  --force                replace an existing OUTDIR\n"
                 "  --eval-docs N          evaluate on the first N evaluation documents (0 = all)\n"
                 "  --eval-len N           tokens per evaluation document (default 512)\n"
-                "  --no-eval              skip the FP-vs-quantized evaluation\n");
+                "  --no-eval              skip the FP-vs-quantized evaluation\n"
+                "global tuning (after the allocation; docs/TUNE.md):\n"
+                "  --tune-steps N         Adam steps tuning every quantized layer's scales, zero\n"
+                "                         points and biases and the RMSNorm gains end to end on\n"
+                "                         KL(FP || quantized), codes fixed (default %d; 0 = off)\n"
+                "  --no-tune              same as --tune-steps 0\n"
+                "  --tune-docs N          the steps cycle through the first N calibration documents\n"
+                "                         (BOS + text, like the evaluation; default 0 = all)\n"
+                "  --tune-len N           tokens per document, longer ones truncated (default %d)\n"
+                "  --tune-batch B         documents per step (default %d), split over the ranks in\n"
+                "                         fixed chunks of %d\n"
+                "  --tune-lr X            Adam learning rate (default %g)\n",
+                AQ_TUNE_STEPS_DEFAULT, AQ_TUNE_MAX_LEN_DEFAULT, AQ_TUNE_BATCH_DEFAULT, AQ_TUNE_CHUNK, AQ_TUNE_LR_DEFAULT);
     if (mask & AQ_ARGS_SHARD)
         fprintf(out,
                 "sharding:\n"

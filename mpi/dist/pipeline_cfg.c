@@ -11,6 +11,7 @@
 #include "../../io/atomic_file.h"
 #include "../../src/adaquant/adaquant.h"
 #include "pipeline.h"
+#include "../../src/text/textdata.h"
 #include "collect.h"
 
 void aq_pipe_cfg_default(aq_pipe_cfg *c)
@@ -298,4 +299,30 @@ aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err)
 aq_status aq_pipe_agree(MPI_Comm comm, aq_status st, aq_error *err)
 {
     return aq_dist_agree(comm, st, err);
+}
+
+aq_status aq_pipe_kl_seqs(const aq_pipe_cfg *c, int vocab, aq_seqs *out, aq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    int K = c->kl_windows < c->windows ? c->kl_windows : c->windows;
+    if (K < 1) return aq_fail(err, AQ_ERR_ARG, "KL loss: %d windows", K);
+    aq_tokenizer *tok;
+    AQ_TRY(aq_tok_open(c->tokenizer, vocab, &tok, err));
+    aq_docs d;
+    aq_status st = aq_docs_read(c->calib_text, &d, err);
+    if (st == AQ_OK) {
+        st = aq_calib_windows(tok, &d, K, c->seq_len, &out->tokens, err);
+        aq_docs_free(&d);
+    }
+    aq_tok_close(tok);
+    AQ_TRY(st);
+    if (!(out->lens = malloc((size_t)K * sizeof *out->lens))) {
+        aq_seqs_free(out);
+        return aq_fail_nomem(err, "KL windows", (size_t)K * sizeof(int));
+    }
+    for (int i = 0; i < K; i++) out->lens[i] = c->seq_len;
+    out->n = K;
+    out->n_tokens = (size_t)K * (size_t)c->seq_len;
+    out->n_predicted = out->n_tokens - (size_t)K;
+    return AQ_OK;
 }

@@ -171,6 +171,10 @@ void aq_pipe_out_default(aq_pipe_out *o)
 {
     memset(o, 0, sizeof *o);
     o->eval_len = 512;
+    o->tune.steps = AQ_TUNE_STEPS_DEFAULT;
+    o->tune.max_len = AQ_TUNE_MAX_LEN_DEFAULT;
+    o->tune.batch = AQ_TUNE_BATCH_DEFAULT;
+    o->tune.lr = AQ_TUNE_LR_DEFAULT;
 }
 
 aq_status aq_pipe_out_check(const aq_pipe_out *o, aq_error *err)

@@ -76,8 +76,8 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     if (st == AQ_OK) st = solve_and_write(comm, c, &p, a, rows, &t, err);
     if (st == AQ_OK && rank == 0) {
         printf("quantized model written to %s (work directory %s)\n", a->out.outdir, c->work);
-        printf("phases: capture %.2f s, calibrate %.2f s, solve %.2f s, eval %.2f s, write %.2f s on %d rank%s\n",
-               t.capture, t.calibrate, t.solve, t.eval, t.write, size, size > 1 ? "s" : "");
+        printf("phases: capture %.2f s, calibrate %.2f s, solve %.2f s, tune %.2f s, eval %.2f s, write %.2f s on %d rank%s\n",
+               t.capture, t.calibrate, t.solve, t.tune, t.eval, t.write, size, size > 1 ? "s" : "");
     }
     free(rows);
     aq_pipe_plan_free(&p);

@@ -85,24 +85,12 @@ static aq_status load_cand(refine_ctx *x, size_t i, aq_error *err)
 
 static aq_status open_sens(refine_ctx *x, aq_error *err)
 {
-    const aq_pipe_cfg *c = x->c;
-    int K = c->kl_windows > 0 ? c->kl_windows : 16, *tok = NULL;
-    if (K > c->windows) K = c->windows;
-    aq_tokenizer *tk;
-    AQ_TRY(aq_tok_open(c->tokenizer, aq_model_config(x->m)->vocab_size, &tk, err));
-    aq_docs d;
-    aq_status st = aq_docs_read(c->calib_text, &d, err);
-    if (st == AQ_OK) {
-        st = aq_calib_windows(tk, &d, K, c->seq_len, &tok, err);
-        aq_docs_free(&d);
-    }
-    aq_tok_close(tk);
-    int *lens = st == AQ_OK ? malloc((size_t)K * sizeof *lens) : NULL;
-    if (st == AQ_OK && !lens) st = aq_fail_nomem(err, "refinement windows", (size_t)K);
-    for (int i = 0; st == AQ_OK && i < K; i++) lens[i] = c->seq_len;
-    if (st == AQ_OK) st = aq_sens_new(x->m, tok, lens, K, 0, &x->sens, err);
-    free(tok);
-    free(lens);
+    aq_pipe_cfg c = *x->c;
+    if (c.kl_windows <= 0) c.kl_windows = 16; /* --refine with --loss layer: the default KL data */
+    aq_seqs kl;
+    AQ_TRY(aq_pipe_kl_seqs(&c, aq_model_config(x->m)->vocab_size, &kl, err));
+    aq_status st = aq_sens_new(x->m, kl.tokens, kl.lens, kl.n, 0, &x->sens, err);
+    aq_seqs_free(&kl);
     return st;
 }
 

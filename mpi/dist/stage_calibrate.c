@@ -30,9 +30,10 @@ typedef struct cal_ctx {
     const aq_pipe_plan *p;
     aq_model *m;
     aq_fingerprint stats_fp;
-    /* network-level KL: the first kl_n calibration windows; the FP residuals and
-     * log-probabilities over them are cached on first use (sensitivity.h) */
-    int kl_n, *kl_tok, *kl_lens;
+    /* network-level KL: the sequences of aq_pipe_kl_seqs (kl.n = 0: layer loss);
+     * the FP residuals and log-probabilities over them are cached on first use
+     * (sensitivity.h) */
+    aq_seqs kl;
     aq_sens *sens;
 } cal_ctx;
 
@@ -40,7 +41,7 @@ typedef struct cal_ctx {
  * the KL windows (src/model/sensitivity.h: re-runs only blocks >= L's block). */
 static aq_status task_kl(cal_ctx *x, const aq_pipe_layer *L, const aq_layer_result *r, double *kl, aq_error *err)
 {
-    if (!x->sens) AQ_TRY(aq_sens_new(x->m, x->kl_tok, x->kl_lens, x->kl_n, 0, &x->sens, err));
+    if (!x->sens) AQ_TRY(aq_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, &x->sens, err));
     float *w = malloc(r->d_out * r->d_in * sizeof *w);
     if (!w) return aq_fail_nomem(err, "KL weight", r->d_out * r->d_in * sizeof *w);
     aq_layer_result_dequant(r, w);
@@ -52,21 +53,8 @@ static aq_status task_kl(cal_ctx *x, const aq_pipe_layer *L, const aq_layer_resu
 
 static aq_status load_kl_windows(cal_ctx *x, aq_error *err)
 {
-    x->kl_n = x->c->kl_windows < x->c->windows ? x->c->kl_windows : x->c->windows;
-    if (x->kl_n <= 0) return AQ_OK;
-    aq_tokenizer *tok;
-    AQ_TRY(aq_tok_open(x->c->tokenizer, aq_model_config(x->m)->vocab_size, &tok, err));
-    aq_docs d;
-    aq_status st = aq_docs_read(x->c->calib_text, &d, err);
-    if (st == AQ_OK) {
-        st = aq_calib_windows(tok, &d, x->kl_n, x->c->seq_len, &x->kl_tok, err);
-        aq_docs_free(&d);
-    }
-    aq_tok_close(tok);
-    x->kl_lens = malloc((size_t)x->kl_n * sizeof *x->kl_lens);
-    if (st == AQ_OK && !x->kl_lens) st = aq_fail_nomem(err, "KL windows", (size_t)x->kl_n);
-    for (int i = 0; st == AQ_OK && i < x->kl_n; i++) x->kl_lens[i] = x->c->seq_len;
-    return st;
+    if (x->c->kl_windows <= 0) return AQ_OK;
+    return aq_pipe_kl_seqs(x->c, aq_model_config(x->m)->vocab_size, &x->kl, err);
 }
 
 aq_status aq_pipe_write_task_result(const char *path, const aq_dist_task *task, const aq_layer_result *r, double kl,
@@ -127,7 +115,7 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
     if (st == AQ_OK) st = aq_layer_run(&pr, &o, &r, err);
     aq_dist_poll(w);
     double kl = 0;
-    if (st == AQ_OK && x->kl_n > 0) st = task_kl(x, L, &r, &kl, err);
+    if (st == AQ_OK && x->kl.n > 0) st = task_kl(x, L, &r, &kl, err);
     aq_dist_poll(w);
     if (st == AQ_OK && x->c->init_gptq == 2) {
         /* --init best: the GPTQ start wins on the layer's own output error,
@@ -140,16 +128,16 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
         o.init = AQ_INIT_RTN;
         st = aq_layer_run(&pr, &o, &r2, err);
         aq_dist_poll(w);
-        if (st == AQ_OK && x->kl_n > 0) st = task_kl(x, L, &r2, &kl2, err);
+        if (st == AQ_OK && x->kl.n > 0) st = task_kl(x, L, &r2, &kl2, err);
         aq_dist_poll(w);
-        int take = st == AQ_OK && (x->kl_n > 0 ? kl2 < kl : r2.loss_final < r.loss_final);
+        int take = st == AQ_OK && (x->kl.n > 0 ? kl2 < kl : r2.loss_final < r.loss_final);
         if (take) {
             aq_layer_result tmp = r;
             r = r2, r2 = tmp, kl = kl2;
         }
         aq_layer_result_free(&r2);
     }
-    if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, &r, kl, x->kl_n > 0, err);
+    if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, &r, kl, x->kl.n > 0, err);
     aq_layer_result_free(&r);
     aq_stats_free(&s);
     return st;
@@ -219,8 +207,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
         t->computed += ds.computed;
     }
     free(sub);
-    free(x.kl_tok);
-    free(x.kl_lens);
+    aq_seqs_free(&x.kl);
     aq_sens_free(x.sens);
     aq_model_free(x.m);
     return st;

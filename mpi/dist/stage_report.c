@@ -74,8 +74,25 @@ static json_t *budget_json(const aq_pipe_budget *b)
     return o;
 }
 
+static json_t *tune_json(const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "steps", json_integer(tn->steps));
+    if (tn->steps > 0) {
+        json_object_set_new(o, "docs", json_integer(tn->docs));
+        json_object_set_new(o, "tokens", json_integer((json_int_t)tn->tokens));
+        json_object_set_new(o, "max_len", json_integer(tu->max_len));
+        json_object_set_new(o, "batch", json_integer(tu->batch));
+        json_object_set_new(o, "lr", json_real(tu->lr));
+        json_object_set_new(o, "kl_first_step", json_real(tn->kl_first));
+        json_object_set_new(o, "kl_last_step", json_real(tn->kl_last));
+    }
+    return o;
+}
+
 static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
-                          const aq_loss_row *rows, const int *choice, const double *out_error, totals *tt)
+                          const aq_loss_row *rows, const int *choice, const double *out_error,
+                          const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn, totals *tt)
 {
     json_t *o = json_object(), *opts = json_array(), *tot = json_object(), *cal = json_object();
     json_object_set_new(o, "format", json_string("adaquant-quantization"));
@@ -93,6 +110,7 @@ static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_
     json_object_set_new(cal, "mode", json_string(c->sequential ? "sequential" : "parallel"));
     json_object_set_new(cal, "seed", json_integer((json_int_t)c->seed));
     json_object_set_new(o, "calibration", cal);
+    json_object_set_new(o, "tune", tune_json(tu, tn));
     json_t *layers = layers_json(c, p, rows, choice, out_error, tt);
     json_object_set_new(tot, "params", json_integer(tt->params));
     json_object_set_new(tot, "avg_w_bits", json_real((double)tt->wbits_sum / (double)tt->params));
@@ -181,6 +199,7 @@ static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, 
     json_object_set_new(tm, "capture", json_real(t->capture));
     json_object_set_new(tm, "calibrate", json_real(t->calibrate));
     json_object_set_new(tm, "solve", json_real(t->solve));
+    json_object_set_new(tm, "tune", json_real(t->tune));
     json_object_set_new(tm, "eval", json_real(t->eval));
     json_object_set_new(tm, "write", json_real(t->write));
     json_object_set_new(o, "seconds", tm);
@@ -193,7 +212,7 @@ static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, 
 
 static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
                           const int *choice, const totals *tt, const aq_pipe_eval_result *ev,
-                          const aq_pipe_timing *t, int64_t bytes, aq_error *err)
+                          const aq_pipe_tuned *tn, const aq_pipe_timing *t, int64_t bytes, aq_error *err)
 {
     char path[AQ_PIPE_PATH + 64];
     snprintf(path, sizeof path, "%s/report.md", dir);
@@ -207,14 +226,17 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
     fprintf(f, "| bits per weight incl. scales/zeros/bias | %.4f |\n", (double)tt->size_bits / (double)tt->params);
     fprintf(f, "| model.safetensors | %lld bytes |\n", (long long)bytes);
     fprintf(f, "| sum of layer losses | %.6g |\n", tt->loss);
+    if (tn->steps > 0)
+        fprintf(f, "| global tuning: steps, pool documents, batch KL first / last step | %d, %d, %.5f / %.5f |\n",
+                tn->steps, tn->docs, tn->kl_first, tn->kl_last);
     if (ev->ppl_fp >= 0) {
         fprintf(f, "| perplexity FP / quantized | %.4f / %.4f (%zu docs, %zu tokens) |\n", ev->ppl_fp, ev->ppl_q,
                 ev->n_docs, ev->n_predicted);
         fprintf(f, "| mean KL(FP‖Q) | %.6f |\n| top-1 agreement | %.4f |\n", ev->kl_mean, ev->top1_agree);
     }
     fprintf(f, "| ranks | %d |\n| tasks computed / reused | %zu / %zu |\n", t->ranks, t->computed, t->reused);
-    fprintf(f, "| seconds: capture, calibrate, solve, eval, write | %.2f, %.2f, %.2f, %.2f, %.2f |\n\n", t->capture,
-            t->calibrate, t->solve, t->eval, t->write);
+    fprintf(f, "| seconds: capture, calibrate, solve, tune, eval, write | %.2f, %.2f, %.2f, %.2f, %.2f, %.2f |\n\n",
+            t->capture, t->calibrate, t->solve, t->tune, t->eval, t->write);
     print_table(f, c, p, rows, choice, 1);
     fprintf(f, "\n![loss vs bits](pareto.svg)\n![bits per layer](bits.svg)\n");
     return aq_atomic_commit(af, err);
@@ -222,10 +244,12 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
 
 aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p,
                                const aq_pipe_budget *b, const aq_loss_row *rows, const int *choice,
-                               const double *out_error, const aq_pipe_eval_result *ev, const aq_pipe_timing *t, aq_error *err)
+                               const double *out_error, const aq_pipe_eval_result *ev,
+                               const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn, const aq_pipe_timing *t,
+                               aq_error *err)
 {
     totals tt;
-    json_t *q = quant_json(c, p, b, rows, choice, out_error, &tt);
+    json_t *q = quant_json(c, p, b, rows, choice, out_error, tu, tn, &tt);
     aq_status st = dump_json(dir, "quantization.json", q, err);
     char path[AQ_PIPE_PATH + 64];
     struct stat s;
@@ -235,7 +259,7 @@ aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_p
     json_object_set_new(q, "format", json_string("adaquant-report"));
     if (st == AQ_OK) st = dump_json(dir, "report.json", q, err);
     json_decref(q);
-    if (st == AQ_OK) st = write_md(dir, c, p, rows, choice, &tt, ev, t, bytes, err);
+    if (st == AQ_OK) st = write_md(dir, c, p, rows, choice, &tt, ev, tn, t, bytes, err);
     if (st == AQ_OK) st = write_svgs(dir, c, p, b, rows, err);
     if (st == AQ_OK) {
         print_table(stdout, c, p, rows, choice, 0);

@@ -18,6 +18,7 @@
 #include "progress.h"
 #include "stage_eval.h"
 #include "stage_report.h"
+#include "stage_tune.h"
 
 static void *dup_data(const aq_tensor_view *t)
 {
@@ -73,20 +74,6 @@ static aq_status load_chosen(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
     return AQ_OK;
 }
 
-static aq_status install(aq_model *m, const aq_pipe_plan *p, const aq_layer_result *v, aq_error *err)
-{
-    for (int l = 0; l < p->n_layers; l++) {
-        float *w = malloc(v[l].d_out * v[l].d_in * sizeof *w);
-        if (!w) return aq_fail_nomem(err, "dequantised weight", v[l].d_out * v[l].d_in * 4);
-        aq_layer_result_dequant(&v[l], w);
-        aq_linear_override ov = {w, v[l].bias, v[l].a_bits < 16 ? v[l].a_bits : 0, v[l].a_scale, v[l].a_zero};
-        aq_status st = aq_model_set_override(m, p->layers[l].block, (aq_linear)p->layers[l].which, &ov, err);
-        free(w);
-        AQ_TRY(st);
-    }
-    return AQ_OK;
-}
-
 static aq_status add_fp_tensor(aq_st_writer *w, const aq_tensor_view *tv, float **keep, aq_error *err)
 {
     AQ_TRY(aq_view_to_f32_alloc(tv, keep, err));
@@ -95,8 +82,23 @@ static aq_status add_fp_tensor(aq_st_writer *w, const aq_tensor_view *tv, float 
 
 /* model.safetensors: checkpoint order; a quantized layer's weight is replaced
  * by its qlayer tensors; everything else is copied as F32. */
+/* The tuned gain replacing tensor `name`, or NULL (not a norm, or no tuning). */
+static const float *tuned_norm(const aq_pipe_tuned *tn, const char *name)
+{
+    if (!tn || !tn->attn_norm) return NULL;
+    if (!strcmp(name, "model.norm.weight")) return tn->final_norm;
+    int b, n = 0;
+    char kind[40];
+    if (sscanf(name, "model.layers.%d.%39[a-z_].weight%n", &b, kind, &n) != 2 || name[n] || b < 0 ||
+        b >= tn->n_layers)
+        return NULL;
+    if (!strcmp(kind, "input_layernorm")) return tn->attn_norm + (size_t)b * tn->dim;
+    if (!strcmp(kind, "post_attention_layernorm")) return tn->ffn_norm + (size_t)b * tn->dim;
+    return NULL;
+}
+
 static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pipe_plan *p,
-                             const aq_layer_result *v, aq_error *err)
+                             const aq_layer_result *v, const aq_pipe_tuned *tn, aq_error *err)
 {
     aq_checkpoint *ck;
     AQ_TRY(aq_ckpt_open(c->model, &ck, err));
@@ -118,7 +120,13 @@ static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pi
         }
         const aq_tensor_view *tv;
         st = aq_ckpt_get(ck, name, &tv, err);
-        if (st == AQ_OK) st = add_fp_tensor(w, tv, &bufs[i], err);
+        const float *g = st == AQ_OK ? tuned_norm(tn, name) : NULL;
+        if (g && (tv->ndim != 1 || tv->shape[0] != tn->dim))
+            st = aq_fail(err, AQ_ERR_SHAPE, "%s: a norm gain of %d values was expected", name, tn->dim);
+        else if (g)
+            st = aq_st_writer_add(w, name, AQ_F32, 1, tv->shape, g, err);
+        else if (st == AQ_OK)
+            st = add_fp_tensor(w, tv, &bufs[i], err);
     }
     char opts[512] = "";
     for (int k = 0; k < c->n_options; k++) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%s%s", k ? "," : "", c->options[k]);
@@ -164,7 +172,7 @@ static aq_status sync_dir(const char *dir, aq_error *err)
 static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                               const aq_loss_row *rows, const int *choice, const aq_layer_result *v,
                               const double *out_error, const aq_pipe_out *o, const aq_pipe_eval_result *ev,
-                              aq_pipe_timing *t, aq_error *err)
+                              const aq_pipe_tuned *tn, aq_pipe_timing *t, aq_error *err)
 {
     char tmp[AQ_PIPE_PATH + 32], path[AQ_PIPE_PATH + 64], old[AQ_PIPE_PATH + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->outdir, (long)getpid());
@@ -172,7 +180,7 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     if (mkdir(tmp, 0777) != 0) return aq_fail(err, AQ_ERR_IO, "%s: cannot create the output directory", tmp);
     double t0 = aq_progress_now();
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    aq_status st = write_model(path, c, p, v, err);
+    aq_status st = write_model(path, c, p, v, tn, err);
     aq_checkpoint *ck = NULL;
     aq_llama_config mc;
     if (st == AQ_OK) st = aq_ckpt_open(c->model, &ck, err);
@@ -181,7 +189,7 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     snprintf(path, sizeof path, "%s/config.json", tmp);
     if (st == AQ_OK) st = aq_llama_config_write_json(path, &mc, err);
     t->write += aq_progress_now() - t0;
-    if (st == AQ_OK) st = aq_pipe_report_write(tmp, c, p, b, rows, choice, out_error, ev, t, err);
+    if (st == AQ_OK) st = aq_pipe_report_write(tmp, c, p, b, rows, choice, out_error, ev, &o->tune, tn, t, err);
     if (st == AQ_OK) st = sync_dir(tmp, err);
     if (st == AQ_OK) {
         struct stat s;
@@ -201,6 +209,7 @@ static aq_status eval_setup(const aq_pipe_cfg *c, const aq_pipe_out *o, aq_model
                             aq_error *err)
 {
     AQ_TRY(aq_model_load_path(c->model, m, err));
+    if (o->no_eval) return AQ_OK; /* the model only (tuning) */
     aq_tokenizer *tok;
     AQ_TRY(aq_tok_open(c->tokenizer, aq_model_config(*m)->vocab_size, &tok, err));
     aq_docs d;
@@ -228,20 +237,24 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     aq_pipe_eval_result ev;
     memset(&ev, 0, sizeof ev);
     ev.ppl_fp = ev.ppl_q = ev.kl_mean = ev.top1_agree = -1; /* not evaluated */
+    aq_pipe_tuned tn;
+    memset(&tn, 0, sizeof tn);
     aq_status st = res && v && out_error ? AQ_OK : aq_fail_nomem(err, "layer list", (size_t)p->n_layers);
     if (st == AQ_OK) st = load_chosen(c, p, choice, res, v, out_error, err);
-    double t0 = aq_progress_now();
-    if (st == AQ_OK && !o->no_eval) {
-        st = eval_setup(c, o, &m, &seqs, err);
-        if (st == AQ_OK) st = install(m, p, v, err);
-    }
+    int need_model = !o->no_eval || o->tune.steps > 0;
+    if (st == AQ_OK && need_model) st = eval_setup(c, o, &m, &seqs, err);
     st = aq_pipe_agree(comm, st, err);
+    double t0 = aq_progress_now();
+    if (st == AQ_OK && need_model) st = aq_pipe_tune(comm, c, p, &o->tune, m, v, &tn, err);
+    st = aq_pipe_agree(comm, st, err);
+    t->tune += aq_progress_now() - t0;
+    t0 = aq_progress_now();
     if (st == AQ_OK && !o->no_eval) {
         if (rank == 0) fprintf(stderr, "adaquant: evaluating FP vs quantized on %d documents\n", seqs.n);
         st = aq_pipe_eval(comm, m, &seqs, &ev, err);
     }
     t->eval += aq_progress_now() - t0;
-    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, out_error, o, &ev, t, err);
+    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, out_error, o, &ev, &tn, t, err);
     st = aq_pipe_agree(comm, st, err);
     for (int l = 0; res && l < p->n_layers; l++) aq_result_free(res[l]);
     for (int l = 0; v && l < p->n_layers; l++) {
@@ -255,5 +268,6 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     free(out_error);
     aq_seqs_free(&seqs);
     aq_model_free(m);
+    aq_pipe_tuned_free(&tn);
     return st;
 }

@@ -139,21 +139,18 @@ aq_status aq_calib_windows(const aq_tokenizer *tok, const aq_docs *d, int S, int
     return AQ_OK;
 }
 
-aq_status aq_eval_seqs(const aq_tokenizer *tok, const aq_docs *d, int max_len, size_t max_docs,
-                       aq_seqs *out, aq_error *err)
+/* BOS + encode(doc) of documents [first, first + count), each truncated to max_len. */
+static aq_status seqs_range(const aq_tokenizer *tok, const aq_docs *d, size_t first, size_t count, int max_len,
+                            const char *what, aq_seqs *out, aq_error *err)
 {
     memset(out, 0, sizeof *out);
-    size_t first, count;
-    aq_docs_eval_range(d, &first, &count);
-    if (max_docs > 0 && max_docs < count) count = max_docs;
-    if (max_len < 2) return aq_fail(err, AQ_ERR_ARG, "evaluation: max length %d < 2", max_len);
-    if (count == 0)
-        return aq_fail(err, AQ_ERR_ARG, "evaluation: no evaluation documents (%zu in total)", d->n);
+    if (max_len < 2) return aq_fail(err, AQ_ERR_ARG, "%s: max length %d < 2", what, max_len);
+    if (count == 0) return aq_fail(err, AQ_ERR_ARG, "%s: no %s documents (%zu in total)", what, what, d->n);
     out->lens = malloc(count * sizeof(int));
     out->tokens = malloc(count * (size_t)max_len * sizeof(int));
     if (!out->lens || !out->tokens) {
         aq_seqs_free(out);
-        return aq_fail_nomem(err, "evaluation sequences", count * (size_t)max_len * sizeof(int));
+        return aq_fail_nomem(err, what, count * (size_t)max_len * sizeof(int));
     }
     for (size_t i = 0; i < count; i++) {
         int *ids;
@@ -161,7 +158,7 @@ aq_status aq_eval_seqs(const aq_tokenizer *tok, const aq_docs *d, int max_len, s
         aq_status st = aq_tok_encode_alloc(tok, d->doc[first + i], 1, 0, &ids, &n, err);
         if (st != AQ_OK) {
             aq_seqs_free(out);
-            aq_error_prefix(err, "evaluation document %zu", first + i);
+            aq_error_prefix(err, "%s document %zu", what, first + i);
             return st;
         }
         if (n > (size_t)max_len) n = (size_t)max_len;
@@ -172,6 +169,24 @@ aq_status aq_eval_seqs(const aq_tokenizer *tok, const aq_docs *d, int max_len, s
         out->n_predicted += n - 1;
     }
     return AQ_OK;
+}
+
+aq_status aq_eval_seqs(const aq_tokenizer *tok, const aq_docs *d, int max_len, size_t max_docs,
+                       aq_seqs *out, aq_error *err)
+{
+    size_t first, count;
+    aq_docs_eval_range(d, &first, &count);
+    if (max_docs > 0 && max_docs < count) count = max_docs;
+    return seqs_range(tok, d, first, count, max_len, "evaluation", out, err);
+}
+
+aq_status aq_calib_seqs(const aq_tokenizer *tok, const aq_docs *d, int max_len, size_t max_docs,
+                        aq_seqs *out, aq_error *err)
+{
+    size_t first, count;
+    aq_docs_calib_range(d, &first, &count);
+    if (max_docs > 0 && max_docs < count) count = max_docs;
+    return seqs_range(tok, d, first, count, max_len, "calibration", out, err);
 }
 
 void aq_seqs_free(aq_seqs *s)

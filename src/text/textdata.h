@@ -60,6 +60,11 @@ typedef struct aq_seqs {
  * (>= 2) tokens. AQ_ERR_ARG if there is no evaluation document. */
 aq_status aq_eval_seqs(const aq_tokenizer *tok, const aq_docs *d, int max_len, size_t max_docs,
                        aq_seqs *out, aq_error *err);
+/* The calibration documents as sequences, like aq_eval_seqs (BOS +
+ * encode(doc), truncated to max_len, at most max_docs if > 0): what global
+ * tuning trains on, shaped like the evaluation data. */
+aq_status aq_calib_seqs(const aq_tokenizer *tok, const aq_docs *d, int max_len, size_t max_docs,
+                        aq_seqs *out, aq_error *err);
 void aq_seqs_free(aq_seqs *s);
 
 #endif

@@ -50,7 +50,7 @@ show_logs() {
 
 # The same reduced settings on every path (a run takes seconds, not minutes).
 SMALL=(--calib-windows 8 --calib-len 64 --sample-rows 128 --iters 4 --starts 1 --polish 1 --options w8a16,w4a16,w3a16)
-BUDGET=(--target-bits 4.0 --eval-docs 4)
+BUDGET=(--target-bits 4.0 --eval-docs 4 --tune-steps 5 --tune-docs 16 --tune-batch 12)
 inputs=("$model" --tokenizer "$tok" --calib-text "$text")
 
 aq_slurm_start "$d/slurm" ||
