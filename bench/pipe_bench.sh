@@ -2,7 +2,8 @@
 # pipe_bench.sh — end-to-end benchmark of `adaquant quantize` on stories260K:
 # wall time for P = 1 and P = 2 with the per-phase breakdown, and the quality
 # (full-split perplexity) of uniform w4a16, uniform w4a8, mixed at 4.0 and at
-# 3.0 average weight bits, against the targets of issue #6.
+# 3.0 average weight bits, against the targets of issue #6, and the mixed
+# 4.0-bit model without global tuning (docs/TUNE.md).
 # usage: bench/pipe_bench.sh ADAQUANT [SHARED_DIR] [SCRATCH_DIR]
 set -u
 AQ=${1:?usage: pipe_bench.sh ADAQUANT [SHARED_DIR] [SCRATCH_DIR]}
@@ -35,8 +36,10 @@ cmp -s "$T/p1/model.safetensors" "$T/p2/model.safetensors" && echo "P=1 and P=2 
 echo "== quality (FP32 perplexity 6.099; targets: w4a16 <= 6.45, w4a8 <= 6.55, mixed 4.0 <= 6.30, mixed 3.0 <= 8.0)"
 echo "mixed 4.0: see p2 above"
 W=(--work "$T/w_p2" --resume)
+q notune4 2 "${W[@]}" --no-tune
 q u_w4a16 2 "${W[@]}" --options w4a16 --target-bits 4
 q u_w4a8 2 "${W[@]}" --options w4a8 --target-bits 4
 q mixed3 2 "${W[@]}" --options w8a16,w6a16,w4a16,w3a16,w2a16 --target-bits 3
 q seq4 2 "${W[@]}" --mode sequential
-echo "(mixed 4.0 parallel = p2; seq4 = the same allocation recalibrated with --mode sequential)"
+echo "(mixed 4.0 parallel = p2; notune4 = p2's allocation without global tuning; seq4 = the same allocation"
+echo " recalibrated with --mode sequential)"

@@ -139,11 +139,11 @@ typedef struct aq_pipe_tune_opts {
     double lr;   /* Adam learning rate */
 } aq_pipe_tune_opts;
 
-#define AQ_TUNE_STEPS_DEFAULT 100
+#define AQ_TUNE_STEPS_DEFAULT 400
 #define AQ_TUNE_MAX_LEN_DEFAULT 512
-#define AQ_TUNE_BATCH_DEFAULT 64
-#define AQ_TUNE_LR_DEFAULT 1e-3
-#define AQ_TUNE_CHUNK 8 /* documents per gradient chunk (fixed: output bytes depend on it) */
+#define AQ_TUNE_BATCH_DEFAULT 16
+#define AQ_TUNE_LR_DEFAULT 5e-3
+#define AQ_TUNE_CHUNK 4 /* documents per gradient chunk (fixed: output bytes depend on it) */
 
 typedef struct aq_pipe_out {
     char outdir[AQ_PIPE_PATH];

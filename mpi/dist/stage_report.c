@@ -81,7 +81,7 @@ static json_t *tune_json(const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn)
     if (tn->steps > 0) {
         json_object_set_new(o, "docs", json_integer(tn->docs));
         json_object_set_new(o, "tokens", json_integer((json_int_t)tn->tokens));
-        json_object_set_new(o, "max_len", json_integer(tu->max_len));
+        json_object_set_new(o, "max_len", json_integer(tn->max_len));
         json_object_set_new(o, "batch", json_integer(tu->batch));
         json_object_set_new(o, "lr", json_real(tu->lr));
         json_object_set_new(o, "kl_first_step", json_real(tn->kl_first));

@@ -290,6 +290,11 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, tuner *t,
         if (st == AQ_OK) MPI_Bcast(t->g, (int)(t->np + 1), MPI_DOUBLE, 0, comm);
         if (st != AQ_OK) break;
         double kl = t->g[t->np] / n_tok;
+        if (!isfinite(kl)) {
+            st = aq_fail(err, AQ_ERR_NUMERIC, "global tuning diverged at step %d of %d (batch KL %g): lower --tune-lr (%g)",
+                         k + 1, tu->steps, kl, tu->lr);
+            break;
+        }
         if (k == 0) out->kl_first = kl;
         out->kl_last = kl;
         adam_step(t, k + 1, tu->steps, tu->lr, n_tok);
@@ -319,17 +324,21 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *
     tuner t;
     size_t *start = NULL;
     memset(&t, 0, sizeof t);
-    aq_status st = load_pool(c, tu, aq_model_config(m)->vocab_size, &pool, err);
+    aq_pipe_tune_opts o = *tu;
+    const aq_llama_config *mc = aq_model_config(m);
+    if (o.max_len > mc->max_seq_len) o.max_len = mc->max_seq_len; /* the model's context */
+    aq_status st = load_pool(c, &o, mc->vocab_size, &pool, err);
     if (st == AQ_OK && !(start = malloc((size_t)pool.n * sizeof *start)))
         st = aq_fail_nomem(err, "tuning documents", (size_t)pool.n * 8);
     for (int i = 0, at = 0; st == AQ_OK && i < pool.n; at += pool.lens[i++]) start[i] = (size_t)at;
     if (st == AQ_OK) st = tuner_init(&t, p, m, v, err);
-    if (st == AQ_OK) st = run_steps(comm, tu, &t, &pool, start, out, err);
+    if (st == AQ_OK) st = run_steps(comm, &o, &t, &pool, start, out, err);
     if (st == AQ_OK) {
         size_t ln = (size_t)t.L * t.dim;
         out->dim = t.dim;
         out->n_layers = t.L;
         out->steps = tu->steps;
+        out->max_len = o.max_len;
         out->docs = pool.n;
         out->tokens = pool.n_tokens;
         out->attn_norm = malloc(ln * sizeof(float));

@@ -35,6 +35,7 @@ typedef struct aq_pipe_tuned {
     int dim, n_layers;
     int steps, docs;             /* what ran (docs = pool size) */
     size_t tokens;               /* tokens in the pool */
+    int max_len;                 /* tokens per document used (--tune-len, at most the model's context) */
     double kl_first, kl_last;    /* mean KL per token of the first and last step's batch */
 } aq_pipe_tuned;
 
