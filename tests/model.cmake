@@ -7,3 +7,4 @@ aq_test(NAME test_model_quant SOURCES test_model_quant.c LIBS aq_model aq_adaqua
 aq_test(NAME test_model_hf SOURCES test_model_hf.c LIBS aq_model)
 aq_script_test(NAME model_cli COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/scripts/model_cli.py TIMEOUT 300)
 aq_test(NAME test_model_grad SOURCES test_model_grad.c LIBS aq_model aq_adaquant)
+aq_test(NAME test_tune SOURCES test_tune.c LIBS aq_model aq_adaquant)

@@ -1,0 +1,230 @@
+/* tune.c — the parameter vector of global tuning (tune.h): per-row
+ * log-scales, zero points and biases of the quantized linears and the RMSNorm
+ * gains, their gradient from the engine's backward pass, and Adam. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "grad.h"
+#include "tune.h"
+
+aq_status aq_tune_install_layer(aq_model *m, int block, aq_linear which, const aq_layer_result *v, float *w,
+                                aq_error *err)
+{
+    aq_layer_result_dequant(v, w);
+    aq_linear_override ov = {w, v->bias, v->a_bits < 16 ? v->a_bits : 0, v->a_scale, v->a_zero};
+    return aq_model_set_override(m, block, which, &ov, err);
+}
+
+struct aq_tuner {
+    int n_layers;
+    const aq_tune_layer *lay; /* [n_layers] (copied) */
+    aq_model *m;
+    aq_layer_result *v;
+    int L, dim;
+    size_t np, norm_off, *off;
+    double *x, *s0;       /* parameters [np]; the starting scales (concatenated d_out) */
+    double *am, *av;      /* Adam moments [np] */
+    float **w;            /* per layer: the dequantised weight installed */
+    float *norms;         /* float copy of the gains [2*L*dim + dim] */
+    aq_grad_buf gb;       /* the engine's gradient buffers */
+    float **dw, **db;     /* indexed by linear (block*AQ_LIN_COUNT+which) */
+};
+
+void aq_tuner_free(aq_tuner *t)
+{
+    if (!t) return;
+    int nl = t->L * AQ_LIN_COUNT;
+    for (int l = 0; t->w && l < t->n_layers; l++) free(t->w[l]);
+    for (int i = 0; t->dw && i < nl; i++) free(t->dw[i]);
+    for (int i = 0; t->db && i < nl; i++) free(t->db[i]);
+    free(t->w);
+    free(t->dw);
+    free(t->db);
+    free(t->off);
+    free(t->x);
+    free(t->s0);
+    free(t->am);
+    free(t->av);
+    free(t->norms);
+    free(t->gb.d_attn_norm);
+    free(t->gb.d_ffn_norm);
+    free(t->gb.d_final_norm);
+    free((void *)t->lay);
+    free(t);
+}
+
+static int lin_index(const aq_tune_layer *pl) { return pl->block * AQ_LIN_COUNT + (int)pl->which; }
+
+static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay, aq_model *m, aq_layer_result *v,
+                            aq_error *err)
+{
+    const aq_llama_config *mc = aq_model_config(m);
+    t->n_layers = n_layers;
+    t->m = m;
+    t->v = v;
+    t->L = mc->n_layers;
+    t->dim = mc->dim;
+    int nl = t->L * AQ_LIN_COUNT;
+    aq_tune_layer *cp = malloc((size_t)(n_layers > 0 ? n_layers : 1) * sizeof *cp);
+    if (cp) memcpy(cp, lay, (size_t)n_layers * sizeof *cp);
+    t->lay = cp;
+    t->off = calloc((size_t)n_layers + 1, sizeof *t->off);
+    t->w = calloc((size_t)n_layers, sizeof *t->w);
+    t->dw = calloc((size_t)nl, sizeof *t->dw);
+    t->db = calloc((size_t)nl, sizeof *t->db);
+    if (!cp || !t->off || !t->w || !t->dw || !t->db) return aq_fail_nomem(err, "tuning state", (size_t)nl * 8);
+    size_t rows = 0;
+    for (int l = 0; l < n_layers; l++) {
+        t->off[l] = 3 * rows;
+        rows += v[l].d_out;
+        int d_out, d_in;
+        if (lay[l].which >= AQ_LIN_COUNT || lay[l].block < 0 || lay[l].block >= t->L ||
+            aq_model_linear(m, lay[l].block, lay[l].which, NULL, &d_out, &d_in, err) != AQ_OK)
+            return aq_fail(err, AQ_ERR_ARG, "tuning: layer %d (block %d, linear %d) is not a block linear", l,
+                           lay[l].block, (int)lay[l].which);
+        if ((size_t)d_out != v[l].d_out || (size_t)d_in != v[l].d_in)
+            return aq_fail(err, AQ_ERR_SHAPE, "tuning: layer %d is [%zu, %zu], the model's linear is [%d, %d]", l,
+                           v[l].d_out, v[l].d_in, d_out, d_in);
+        int li = lin_index(&lay[l]);
+        if (t->dw[li])
+            return aq_fail(err, AQ_ERR_ARG, "tuning: linear (block %d, %d) given twice", lay[l].block,
+                           (int)lay[l].which);
+        size_t wn = v[l].d_out * v[l].d_in;
+        t->w[l] = malloc(wn * sizeof(float));
+        t->dw[li] = malloc(wn * sizeof(float));
+        t->db[li] = malloc(v[l].d_out * sizeof(float));
+        if (!t->w[l] || !t->dw[li] || !t->db[li]) return aq_fail_nomem(err, "tuning gradients", wn * 8);
+    }
+    size_t ln = (size_t)t->L * t->dim;
+    t->norm_off = 3 * rows;
+    t->np = t->norm_off + 2 * ln + (size_t)t->dim;
+    t->x = calloc(t->np, sizeof *t->x);
+    t->s0 = calloc(rows ? rows : 1, sizeof *t->s0);
+    t->am = calloc(t->np, sizeof *t->am);
+    t->av = calloc(t->np, sizeof *t->av);
+    t->norms = malloc((2 * ln + (size_t)t->dim) * sizeof *t->norms);
+    t->gb.d_weight = t->dw;
+    t->gb.d_bias = t->db;
+    t->gb.d_attn_norm = malloc(ln * sizeof(float));
+    t->gb.d_ffn_norm = malloc(ln * sizeof(float));
+    t->gb.d_final_norm = malloc((size_t)t->dim * sizeof(float));
+    if (!t->x || !t->s0 || !t->am || !t->av || !t->norms || !t->gb.d_attn_norm || !t->gb.d_ffn_norm ||
+        !t->gb.d_final_norm)
+        return aq_fail_nomem(err, "tuning parameters", t->np * 40);
+    size_t r0 = 0;
+    for (int l = 0; l < n_layers; l++) {
+        double *x = t->x + t->off[l];
+        size_t n = v[l].d_out;
+        for (size_t r = 0; r < n; r++) {
+            t->s0[r0 + r] = v[l].w_scale[r];
+            x[r] = 0.0; /* theta: s = s0 * exp(theta) */
+            x[n + r] = v[l].w_zero[r];
+            x[2 * n + r] = v[l].bias[r];
+        }
+        r0 += n;
+    }
+    for (int b = 0; b < t->L; b++)
+        for (int k = 0; k < 2; k++) {
+            const float *gsrc = aq_model_norm(m, b, k, 0);
+            for (int i = 0; i < t->dim; i++) t->x[t->norm_off + (size_t)k * ln + (size_t)b * t->dim + i] = gsrc[i];
+        }
+    const float *gf = aq_model_norm(m, t->L, 0, 0);
+    for (int i = 0; i < t->dim; i++) t->x[t->norm_off + 2 * ln + i] = gf[i];
+    return AQ_OK;
+}
+
+aq_status aq_tuner_apply(aq_tuner *t, aq_error *err)
+{
+    size_t r0 = 0, ln = (size_t)t->L * t->dim;
+    for (int l = 0; l < t->n_layers; l++) {
+        aq_layer_result *v = &t->v[l];
+        const double *x = t->x + t->off[l];
+        size_t n = v->d_out;
+        for (size_t r = 0; r < n; r++) {
+            v->w_scale[r] = (float)(t->s0[r0 + r] * exp(x[r]));
+            if (!v->symmetric) v->w_zero[r] = (float)x[n + r];
+            v->bias[r] = (float)x[2 * n + r];
+        }
+        r0 += n;
+        AQ_TRY(aq_tune_install_layer(t->m, t->lay[l].block, t->lay[l].which, v, t->w[l], err));
+    }
+    for (size_t i = 0; i < 2 * ln + (size_t)t->dim; i++) t->norms[i] = (float)t->x[t->norm_off + i];
+    for (int b = 0; b < t->L; b++)
+        for (int k = 0; k < 2; k++)
+            AQ_TRY(aq_model_set_norm_override(t->m, b, k, t->norms + (size_t)k * ln + (size_t)b * t->dim, err));
+    return aq_model_set_norm_override(t->m, t->L, 0, t->norms + 2 * ln, err);
+}
+
+aq_status aq_tuner_grad(aq_tuner *t, const int *tokens, const int *lens, int n_seqs, double *out, aq_error *err)
+{
+    size_t ln = (size_t)t->L * t->dim;
+    for (int l = 0; l < t->n_layers; l++) {
+        int li = lin_index(&t->lay[l]);
+        memset(t->dw[li], 0, t->v[l].d_out * t->v[l].d_in * sizeof(float));
+        memset(t->db[li], 0, t->v[l].d_out * sizeof(float));
+    }
+    memset(t->gb.d_attn_norm, 0, ln * sizeof(float));
+    memset(t->gb.d_ffn_norm, 0, ln * sizeof(float));
+    memset(t->gb.d_final_norm, 0, (size_t)t->dim * sizeof(float));
+    double kl = 0.0;
+    AQ_TRY(aq_model_kl_grad(t->m, tokens, lens, n_seqs, &kl, &t->gb, err));
+    for (int l = 0; l < t->n_layers; l++) {
+        const aq_layer_result *v = &t->v[l];
+        int li = lin_index(&t->lay[l]);
+        double *o = out + t->off[l];
+        size_t n = v->d_out, d = v->d_in;
+        for (size_t r = 0; r < n; r++) {
+            const float *dw = t->dw[li] + r * d, *w = t->w[l] + r * d;
+            double gw = 0.0, gs = 0.0;
+            for (size_t c = 0; c < d; c++) {
+                gw += (double)dw[c] * w[c]; /* dKL/dtheta = sum_c dW * W  (W = s0 e^theta (u - z)) */
+                gs += dw[c];
+            }
+            o[r] = gw;
+            o[n + r] = v->symmetric ? 0.0 : -(double)v->w_scale[r] * gs; /* dW/dz = -s */
+            o[2 * n + r] = t->db[li][r];
+        }
+    }
+    for (size_t i = 0; i < ln; i++) {
+        out[t->norm_off + i] = t->gb.d_attn_norm[i];
+        out[t->norm_off + ln + i] = t->gb.d_ffn_norm[i];
+    }
+    for (int i = 0; i < t->dim; i++) out[t->norm_off + 2 * ln + i] = t->gb.d_final_norm[i];
+    out[t->np] = kl;
+    return AQ_OK;
+}
+
+void aq_tuner_adam(aq_tuner *t, const double *g_sum, int k, int n, double lr0, double n_tok)
+{
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8, pi = 3.14159265358979323846;
+    double lr = lr0 * 0.5 * (1.0 + cos(pi * (k - 1) / n));
+    double c1 = 1.0 - pow(b1, k), c2 = 1.0 - pow(b2, k);
+    for (size_t i = 0; i < t->np; i++) {
+        double g = g_sum[i] / n_tok;
+        t->am[i] = b1 * t->am[i] + (1.0 - b1) * g;
+        t->av[i] = b2 * t->av[i] + (1.0 - b2) * g * g;
+        t->x[i] -= lr * (t->am[i] / c1) / (sqrt(t->av[i] / c2) + eps);
+    }
+}
+
+aq_status aq_tuner_new(aq_model *m, int n_layers, const aq_tune_layer *lay, aq_layer_result *v, aq_tuner **out,
+                       aq_error *err)
+{
+    *out = NULL;
+    aq_tuner *t = calloc(1, sizeof *t);
+    if (!t) return aq_fail_nomem(err, "tuner", sizeof *t);
+    aq_status st = tuner_init(t, n_layers, lay, m, v, err);
+    if (st != AQ_OK) {
+        aq_tuner_free(t);
+        return st;
+    }
+    *out = t;
+    return AQ_OK;
+}
+
+size_t aq_tuner_n_params(const aq_tuner *t) { return t->np; }
+double *aq_tuner_params(aq_tuner *t) { return t->x; }
+size_t aq_tuner_layer_offset(const aq_tuner *t, int l) { return t->off[l]; }
+size_t aq_tuner_norm_offset(const aq_tuner *t) { return t->norm_off; }
+const float *aq_tuner_norms(const aq_tuner *t) { return t->norms; }
