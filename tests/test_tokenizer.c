@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../src/text/tokenizer.h"
+#include "runc_encode.h"
 #include "testutil.h"
 
 /* ---- tool mode ---- */
@@ -118,47 +119,11 @@ static void ref_free(ref_tok *r)
     free(r->sorted);
 }
 
+static int ref_lookup_cb(const void *r, const char *s) { return ref_lookup(r, s); }
+
 static int ref_encode(const ref_tok *r, const char *text, int bos, int eos, int *tokens)
 {
-    char buf[64];
-    size_t str_len = 0;
-    int n = 0;
-    if (bos) tokens[n++] = 1;
-    if (text[0] != '\0') tokens[n++] = ref_lookup(r, " ");
-    for (const char *c = text; *c != '\0'; c++) {
-        if ((*c & 0xC0) != 0x80) str_len = 0;
-        buf[str_len++] = *c;
-        buf[str_len] = '\0';
-        if ((*(c + 1) & 0xC0) == 0x80 && str_len < 4) continue;
-        int id = ref_lookup(r, buf);
-        if (id != -1) {
-            tokens[n++] = id;
-        } else {
-            for (size_t i = 0; i < str_len; i++)
-                tokens[n++] = (unsigned char)buf[i] + 3;
-        }
-        str_len = 0;
-    }
-    for (;;) {
-        float best_score = -1e10;
-        int best_id = -1, best_idx = -1;
-        for (int i = 0; i < n - 1; i++) {
-            snprintf(buf, sizeof buf, "%s%s", r->vocab[tokens[i]], r->vocab[tokens[i + 1]]);
-            int id = ref_lookup(r, buf);
-            if (id != -1 && r->scores[id] > best_score) {
-                best_score = r->scores[id];
-                best_id = id;
-                best_idx = i;
-            }
-        }
-        if (best_idx == -1) break;
-        tokens[best_idx] = best_id;
-        for (int i = best_idx + 1; i < n - 1; i++)
-            tokens[i] = tokens[i + 1];
-        n--;
-    }
-    if (eos) tokens[n++] = 2;
-    return n;
+    return aq_runc_encode((const char *const *)r->vocab, r->scores, ref_lookup_cb, r, text, bos, eos, tokens);
 }
 
 /* ---- tests ---- */

@@ -20,6 +20,7 @@
 
 #include "../../io/llama2c.h"
 #include "../../src/text/tokenizer.c"
+#include "../runc_encode.h"
 
 #define REQUIRE(c)                                                                                 \
     do {                                                                                           \
@@ -142,53 +143,13 @@ static aq_tokenizer *fz_tokenizer(void)
     return t;
 }
 
-/* run.c's encode merge loop, literally (linear lookup: the vocabulary is tiny). */
-static int fz_lookup(const aq_tokenizer *t, const char *s)
+/* Linear lookup for the reference encoder: the vocabulary is tiny. */
+static int fz_lookup(const void *ctx, const char *s)
 {
+    const aq_tokenizer *t = ctx;
     for (int i = 0; i < t->v.n; i++)
         if (!strcmp(t->v.pieces[i], s)) return i;
     return -1;
-}
-
-static size_t fz_runc(const aq_tokenizer *t, const char *text, int *tokens)
-{
-    char buf[32];
-    size_t str_len = 0, n = 0;
-    tokens[n++] = 1;
-    if (text[0] != '\0') tokens[n++] = fz_lookup(t, " ");
-    for (const char *c = text; *c != '\0'; c++) {
-        if ((*c & 0xC0) != 0x80) str_len = 0;
-        buf[str_len++] = *c;
-        buf[str_len] = '\0';
-        if ((*(c + 1) & 0xC0) == 0x80 && str_len < 4) continue;
-        int id = fz_lookup(t, buf);
-        if (id != -1) {
-            tokens[n++] = id;
-        } else {
-            for (size_t i = 0; i < str_len; i++)
-                tokens[n++] = (unsigned char)buf[i] + 3;
-        }
-        str_len = 0;
-    }
-    for (;;) {
-        float best_score = -1e10;
-        int best_id = -1, best_idx = -1;
-        for (int i = 0; i + 1 < (int)n; i++) {
-            snprintf(buf, sizeof buf, "%s%s", t->v.pieces[tokens[i]], t->v.pieces[tokens[i + 1]]);
-            int id = fz_lookup(t, buf);
-            if (id != -1 && t->v.scores[id] > best_score) {
-                best_score = t->v.scores[id];
-                best_id = id;
-                best_idx = i;
-            }
-        }
-        if (best_idx == -1) break;
-        tokens[best_idx] = best_id;
-        for (size_t i = (size_t)best_idx + 1; i + 1 < n; i++)
-            tokens[i] = tokens[i + 1];
-        n--;
-    }
-    return n;
 }
 
 static void fuzz_encode(const uint8_t *data, size_t size)
@@ -202,7 +163,8 @@ static void fuzz_encode(const uint8_t *data, size_t size)
     int *ids = malloc(cap * sizeof *ids), *want = malloc(cap * sizeof *want);
     aq_error err = {0};
     REQUIRE(aq_tok_encode(t, text, 1, 0, ids, cap, &n, &err) == AQ_OK);
-    REQUIRE(n == fz_runc(t, text, want) && !memcmp(ids, want, n * sizeof *ids));
+    REQUIRE(n == (size_t)aq_runc_encode((const char *const *)t->v.pieces, t->v.scores, fz_lookup, t, text, 1, 0, want) &&
+            !memcmp(ids, want, n * sizeof *ids));
     char *dec = NULL;
     size_t dl = 0;
     REQUIRE(aq_tok_decode_all(t, ids, n, &dec, &dl, &err) == AQ_OK);
