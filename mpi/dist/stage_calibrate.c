@@ -87,28 +87,44 @@ aq_status aq_pipe_write_task_result(const char *path, const aq_dist_task *task, 
     return aq_result_write(path, &d, err);
 }
 
+aq_status aq_pipe_task_problem(const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_model *m, const aq_fingerprint *stats_fp,
+                               const aq_dist_task *task, int cross, aq_stats *s, aq_layer_problem *pr,
+                               aq_layer_opts *o, aq_error *err)
+{
+    const aq_pipe_layer *L = &p->layers[task->layer_index];
+    memset(s, 0, sizeof *s);
+    AQ_TRY(aq_stats_read(c->work, "stats", L->block, L->point, stats_fp, s, err));
+    const float *weight;
+    int d_out, d_in;
+    AQ_TRY(aq_model_linear(m, L->block, (aq_linear)L->which, &weight, &d_out, &d_in, err));
+    if (cross && !s->cross)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: sequential statistics missing", L->name);
+    if (s->d != d_in)
+        return aq_fail(err, AQ_ERR_SHAPE, "%s: statistics have d = %d, the layer d_in = %d", L->name, s->d, d_in);
+    AQ_TRY(aq_pipe_layer_opts(c, task->option, o, err));
+    *pr = (aq_layer_problem){.name = L->name,
+                             .d_out = (size_t)d_out,
+                             .d_in = (size_t)d_in,
+                             .weight = weight,
+                             .gram_a = s->gram,
+                             .gram_b = s->cross,
+                             .gram_c = s->gram_q,
+                             .n_tokens = s->n_rows,
+                             .n_sample = s->n_sample,
+                             .sample_x = s->sample,
+                             .sample_x_in = s->sample_q};
+    return AQ_OK;
+}
+
 static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, const char *path, aq_dist_worker *w,
                           aq_error *err)
 {
     cal_ctx *x = vctx;
     const aq_pipe_layer *L = &x->p->layers[task->layer_index];
     aq_stats s;
-    AQ_TRY(aq_stats_read(x->c->work, "stats", L->block, L->point, &x->stats_fp, &s, err));
-    const float *weight;
-    int d_out, d_in;
-    aq_status st = aq_model_linear(x->m, L->block, (aq_linear)L->which, &weight, &d_out, &d_in, err);
-    if (st == AQ_OK && s.d != d_in)
-        st = aq_fail(err, AQ_ERR_SHAPE, "%s: statistics have d = %d, the layer d_in = %d", L->name, s.d, d_in);
+    aq_layer_problem pr;
     aq_layer_opts o;
-    if (st == AQ_OK) st = aq_pipe_layer_opts(x->c, task->option, &o, err);
-    aq_layer_problem pr = {.name = L->name,
-                           .d_out = (size_t)d_out,
-                           .d_in = (size_t)d_in,
-                           .weight = weight,
-                           .gram_a = s.gram,
-                           .n_tokens = s.n_rows,
-                           .n_sample = s.n_sample,
-                           .sample_x = s.sample};
+    aq_status st = aq_pipe_task_problem(x->c, x->p, x->m, &x->stats_fp, task, 0, &s, &pr, &o, err);
     aq_layer_result r;
     memset(&r, 0, sizeof r);
     aq_dist_poll(w);

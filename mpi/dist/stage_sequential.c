@@ -30,19 +30,10 @@ static aq_status seq_task(void *vctx, const aq_dist_task *task, size_t index, co
                           aq_error *err)
 {
     seq_ctx *x = vctx;
-    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
     aq_stats s;
-    AQ_TRY(aq_stats_read(x->c->work, "stats", L->block, L->point, &x->stats_fp, &s, err));
-    const float *weight;
-    int d_out, d_in;
-    aq_status st = aq_model_linear(x->m, L->block, (aq_linear)L->which, &weight, &d_out, &d_in, err);
-    if (st == AQ_OK && (!s.cross || s.d != d_in))
-        st = aq_fail(err, AQ_ERR_FORMAT, "%s: sequential statistics missing or misshapen", L->name);
+    aq_layer_problem pr;
     aq_layer_opts o;
-    if (st == AQ_OK) st = aq_pipe_layer_opts(x->c, task->option, &o, err);
-    aq_layer_problem pr = {.name = L->name, .d_out = (size_t)d_out, .d_in = (size_t)d_in, .weight = weight,
-                           .gram_a = s.gram, .gram_b = s.cross, .gram_c = s.gram_q, .n_tokens = s.n_rows,
-                           .n_sample = s.n_sample, .sample_x = s.sample, .sample_x_in = s.sample_q};
+    aq_status st = aq_pipe_task_problem(x->c, x->p, x->m, &x->stats_fp, task, 1, &s, &pr, &o, err);
     aq_layer_result r;
     memset(&r, 0, sizeof r);
     aq_dist_poll(w);
