@@ -14,14 +14,6 @@
 #include "reduce.h"
 #include "stage_tune.h"
 
-void aq_pipe_tuned_free(aq_pipe_tuned *t)
-{
-    free(t->attn_norm);
-    free(t->ffn_norm);
-    free(t->final_norm);
-    memset(t, 0, sizeof *t);
-}
-
 aq_status aq_pipe_install_layers(aq_model *m, const aq_pipe_plan *p, const aq_layer_result *v, aq_error *err)
 {
     for (int l = 0; l < p->n_layers; l++) {
@@ -34,18 +26,17 @@ aq_status aq_pipe_install_layers(aq_model *m, const aq_pipe_plan *p, const aq_la
     return AQ_OK;
 }
 
-static aq_status load_pool(const aq_pipe_cfg *c, const aq_pipe_tune_opts *tu, int vocab, aq_seqs *pool,
-                           aq_error *err)
+/* --tune-len, at most the model's context. */
+static int tune_max_len(const aq_pipe_tune_opts *tu, const aq_model *m)
 {
-    aq_tokenizer *tok;
-    AQ_TRY(aq_tok_open(c->tokenizer, vocab, &tok, err));
-    aq_docs d;
-    aq_status st = aq_docs_read(c->calib_text, &d, err);
-    if (st == AQ_OK) {
-        st = aq_calib_seqs(tok, &d, tu->max_len, (size_t)tu->docs, pool, err);
-        aq_docs_free(&d);
-    }
-    aq_tok_close(tok);
+    int ctx = aq_model_config(m)->max_seq_len;
+    return tu->max_len < ctx ? tu->max_len : ctx;
+}
+
+aq_status aq_pipe_tune_pool(const aq_pipe_tune_opts *tu, const aq_tokenizer *tok, const aq_docs *d,
+                            const aq_model *m, aq_seqs *pool, aq_error *err)
+{
+    aq_status st = aq_calib_seqs(tok, d, tune_max_len(tu, m), (size_t)tu->docs, pool, err);
     if (st != AQ_OK) aq_error_prefix(err, "global tuning");
     return st;
 }
@@ -57,7 +48,8 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    int B = tu->batch, T = tu->max_len;
+    int B = tu->batch, T = 0; /* T: the longest document, sizes a chunk's token buffer */
+    for (int i = 0; i < pool->n; i++) T = pool->lens[i] > T ? pool->lens[i] : T;
     size_t np = aq_tuner_n_params(t);
     size_t n_chunks = ((size_t)B + AQ_TUNE_CHUNK - 1) / AQ_TUNE_CHUNK, lo, hi, n_doc = (size_t)pool->n;
     aq_dist_block_range(n_chunks, size, rank, &lo, &hi);
@@ -119,7 +111,7 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
     return st;
 }
 
-aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu,
+aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu, const aq_seqs *pool,
                        aq_model *m, aq_layer_result *v, aq_pipe_tuned *out, aq_error *err)
 {
     memset(out, 0, sizeof *out);
@@ -127,46 +119,25 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *
     if (tu->batch < 1 || !(tu->lr > 0))
         return aq_fail(err, AQ_ERR_ARG, "global tuning: batch %d and learning rate %g must be positive", tu->batch,
                        tu->lr);
-    aq_seqs pool;
     aq_tuner *t = NULL;
-    size_t *start = NULL;
-    aq_pipe_tune_opts o = *tu;
-    const aq_llama_config *mc = aq_model_config(m);
-    if (o.max_len > mc->max_seq_len) o.max_len = mc->max_seq_len; /* the model's context */
-    aq_status st = load_pool(c, &o, mc->vocab_size, &pool, err);
-    if (st == AQ_OK && !(start = malloc((size_t)pool.n * sizeof *start)))
-        st = aq_fail_nomem(err, "tuning documents", (size_t)pool.n * 8);
-    for (int i = 0, at = 0; st == AQ_OK && i < pool.n; at += pool.lens[i++]) start[i] = (size_t)at;
-    aq_tune_layer *lay = st == AQ_OK ? malloc((size_t)p->n_layers * sizeof *lay) : NULL;
-    if (st == AQ_OK && !lay) st = aq_fail_nomem(err, "tuning layers", (size_t)p->n_layers);
-    for (int l = 0; st == AQ_OK && l < p->n_layers; l++) lay[l] = (aq_tune_layer){p->layers[l].block, (aq_linear)p->layers[l].which};
+    size_t *start = malloc((size_t)pool->n * sizeof *start);
+    aq_tune_layer *lay = malloc((size_t)p->n_layers * sizeof *lay);
+    aq_status st = start && lay ? AQ_OK : aq_fail_nomem(err, "tuning documents", (size_t)pool->n * 8);
+    for (int i = 0, at = 0; st == AQ_OK && i < pool->n; at += pool->lens[i++]) start[i] = (size_t)at;
+    for (int l = 0; st == AQ_OK && l < p->n_layers; l++)
+        lay[l] = (aq_tune_layer){p->layers[l].block, (aq_linear)p->layers[l].which};
     if (st == AQ_OK) st = aq_tuner_new(m, p->n_layers, lay, v, &t, err);
-    free(lay);
-    if (st == AQ_OK) st = run_steps(comm, &o, t, &pool, start, out, err);
+    if (st == AQ_OK) st = run_steps(comm, tu, t, pool, start, out, err);
     if (st == AQ_OK) {
-        const aq_llama_config *cf = aq_model_config(m);
-        size_t ln = (size_t)cf->n_layers * cf->dim;
-        const float *nrm = aq_tuner_norms(t);
-        out->dim = cf->dim;
-        out->n_layers = cf->n_layers;
         out->steps = tu->steps;
-        out->max_len = o.max_len;
-        out->docs = pool.n;
-        out->tokens = pool.n_tokens;
-        out->attn_norm = malloc(ln * sizeof(float));
-        out->ffn_norm = malloc(ln * sizeof(float));
-        out->final_norm = malloc((size_t)cf->dim * sizeof(float));
-        if (!out->attn_norm || !out->ffn_norm || !out->final_norm) {
-            st = aq_fail_nomem(err, "tuned norms", ln * 8);
-        } else {
-            memcpy(out->attn_norm, nrm, ln * sizeof(float));
-            memcpy(out->ffn_norm, nrm + ln, ln * sizeof(float));
-            memcpy(out->final_norm, nrm + 2 * ln, (size_t)cf->dim * sizeof(float));
-        }
+        out->docs = pool->n;
+        out->tokens = pool->n_tokens;
+        out->max_len = tune_max_len(tu, m);
+    } else {
+        memset(out, 0, sizeof *out);
     }
-    if (st != AQ_OK) aq_pipe_tuned_free(out);
     aq_tuner_free(t);
+    free(lay);
     free(start);
-    aq_seqs_free(&pool);
     return st;
 }

@@ -26,29 +26,32 @@
 #define AQ_DIST_STAGE_TUNE_H
 
 #include "../../src/model/model.h"
+#include "../../src/text/textdata.h"
 #include "pipeline.h"
 
-/* The tuned norm gains (owned; aq_pipe_tuned_free). NULL arrays = not tuned. */
+/* What a tuning run did (for quantization.json and the report). The tuned
+ * norm gains are not copied out: they are m's quantized-mode norm overrides
+ * (aq_model_norm(m, block, which, 1)). */
 typedef struct aq_pipe_tuned {
-    float *attn_norm, *ffn_norm; /* [n_layers * dim] */
-    float *final_norm;           /* [dim] */
-    int dim, n_layers;
-    int steps, docs;             /* what ran (docs = pool size) */
-    size_t tokens;               /* tokens in the pool */
-    int max_len;                 /* tokens per document used (--tune-len, at most the model's context) */
-    double kl_first, kl_last;    /* mean KL per token of the first and last step's batch */
+    int steps, docs; /* what ran (docs = pool size) */
+    size_t tokens;   /* tokens in the pool */
+    int max_len;     /* tokens per document used */
+    double kl_first, kl_last; /* mean KL per token of the first and last step's batch */
 } aq_pipe_tuned;
 
-void aq_pipe_tuned_free(aq_pipe_tuned *t);
+/* The tuning data: the first tu->docs calibration documents of d (0 = all),
+ * BOS + text truncated to tu->max_len, at most m's context. */
+aq_status aq_pipe_tune_pool(const aq_pipe_tune_opts *tu, const aq_tokenizer *tok, const aq_docs *d,
+                            const aq_model *m, aq_seqs *pool, aq_error *err);
 
 /* Collective. m: the FP model (same on every rank); v[n_layers]: the chosen
  * layers (codes, w_scale, w_zero, bias, activation parameters), updated in
- * place with the tuned w_scale / w_zero / bias. On return m has the tuned
- * layers and norms installed as quantized-mode overrides (ready for the
- * evaluation) and *out holds the norms. tu->steps == 0: installs v as it is
- * and leaves *out empty. Errors: AQ_ERR_ARG if there is no calibration
- * document, plus the engine's. */
-aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu,
+ * place with the tuned w_scale / w_zero / bias; pool: aq_pipe_tune_pool's
+ * documents (same on every rank). On return m has the tuned layers and norms
+ * installed as quantized-mode overrides (ready for the evaluation and for
+ * writing). tu->steps == 0: installs v as it is (pool unused). Errors: the
+ * engine's, and AQ_ERR_NUMERIC if the run diverges. */
+aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu, const aq_seqs *pool,
                        aq_model *m, aq_layer_result *v, aq_pipe_tuned *out, aq_error *err);
 
 /* The layers of v as quantized-mode overrides of m (dequantised weights,

@@ -82,23 +82,23 @@ static aq_status add_fp_tensor(aq_st_writer *w, const aq_tensor_view *tv, float 
 
 /* model.safetensors: checkpoint order; a quantized layer's weight is replaced
  * by its qlayer tensors; everything else is copied as F32. */
-/* The tuned gain replacing tensor `name`, or NULL (not a norm, or no tuning). */
-static const float *tuned_norm(const aq_pipe_tuned *tn, const char *name)
+/* The tuned gain replacing tensor `name` (the quantized-mode norm override
+ * installed in tuned), or NULL: not a norm, or no tuning (tuned NULL). */
+static const float *tuned_norm(const aq_model *tuned, const char *name)
 {
-    if (!tn || !tn->attn_norm) return NULL;
-    if (!strcmp(name, "model.norm.weight")) return tn->final_norm;
-    int b, n = 0;
+    if (!tuned) return NULL;
+    int L = aq_model_config(tuned)->n_layers, b, n = 0;
+    if (!strcmp(name, "model.norm.weight")) return aq_model_norm(tuned, L, 0, 1);
     char kind[40];
-    if (sscanf(name, "model.layers.%d.%39[a-z_].weight%n", &b, kind, &n) != 2 || name[n] || b < 0 ||
-        b >= tn->n_layers)
+    if (sscanf(name, "model.layers.%d.%39[a-z_].weight%n", &b, kind, &n) != 2 || name[n] || b < 0 || b >= L)
         return NULL;
-    if (!strcmp(kind, "input_layernorm")) return tn->attn_norm + (size_t)b * tn->dim;
-    if (!strcmp(kind, "post_attention_layernorm")) return tn->ffn_norm + (size_t)b * tn->dim;
+    if (!strcmp(kind, "input_layernorm")) return aq_model_norm(tuned, b, 0, 1);
+    if (!strcmp(kind, "post_attention_layernorm")) return aq_model_norm(tuned, b, 1, 1);
     return NULL;
 }
 
 static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pipe_plan *p,
-                             const aq_layer_result *v, const aq_pipe_tuned *tn, aq_error *err)
+                             const aq_layer_result *v, const aq_model *tuned, aq_error *err)
 {
     aq_checkpoint *ck;
     AQ_TRY(aq_ckpt_open(c->model, &ck, err));
@@ -120,9 +120,10 @@ static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pi
         }
         const aq_tensor_view *tv;
         st = aq_ckpt_get(ck, name, &tv, err);
-        const float *g = st == AQ_OK ? tuned_norm(tn, name) : NULL;
-        if (g && (tv->ndim != 1 || tv->shape[0] != tn->dim))
-            st = aq_fail(err, AQ_ERR_SHAPE, "%s: a norm gain of %d values was expected", name, tn->dim);
+        const float *g = st == AQ_OK ? tuned_norm(tuned, name) : NULL;
+        if (g && (tv->ndim != 1 || tv->shape[0] != aq_model_config(tuned)->dim))
+            st = aq_fail(err, AQ_ERR_SHAPE, "%s: a norm gain of %d values was expected", name,
+                         aq_model_config(tuned)->dim);
         else if (g)
             st = aq_st_writer_add(w, name, AQ_F32, 1, tv->shape, g, err);
         else if (st == AQ_OK)
@@ -172,7 +173,7 @@ static aq_status sync_dir(const char *dir, aq_error *err)
 static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                               const aq_loss_row *rows, const int *choice, const aq_layer_result *v,
                               const double *out_error, const aq_pipe_out *o, const aq_pipe_eval_result *ev,
-                              const aq_pipe_tuned *tn, aq_pipe_timing *t, aq_error *err)
+                              const aq_pipe_tuned *tn, const aq_model *m, aq_pipe_timing *t, aq_error *err)
 {
     char tmp[AQ_PIPE_PATH + 32], path[AQ_PIPE_PATH + 64], old[AQ_PIPE_PATH + 32];
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", o->outdir, (long)getpid());
@@ -180,7 +181,7 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     if (mkdir(tmp, 0777) != 0) return aq_fail(err, AQ_ERR_IO, "%s: cannot create the output directory", tmp);
     double t0 = aq_progress_now();
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    aq_status st = write_model(path, c, p, v, tn, err);
+    aq_status st = write_model(path, c, p, v, tn->steps > 0 ? m : NULL, err);
     aq_checkpoint *ck = NULL;
     aq_llama_config mc;
     if (st == AQ_OK) st = aq_ckpt_open(c->model, &ck, err);
@@ -205,19 +206,20 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     return st;
 }
 
-static aq_status eval_setup(const aq_pipe_cfg *c, const aq_pipe_out *o, aq_model **m, aq_seqs *seqs,
-                            aq_error *err)
+/* The model, and from one read of the text the evaluation documents (unless
+ * --no-eval) and the tuning documents (when tuning). */
+static aq_status load_inputs(const aq_pipe_cfg *c, const aq_pipe_out *o, aq_model **m, aq_seqs *seqs,
+                             aq_seqs *pool, aq_error *err)
 {
     AQ_TRY(aq_model_load_path(c->model, m, err));
-    if (o->no_eval) return AQ_OK; /* the model only (tuning) */
     aq_tokenizer *tok;
     AQ_TRY(aq_tok_open(c->tokenizer, aq_model_config(*m)->vocab_size, &tok, err));
     aq_docs d;
     aq_status st = aq_docs_read(c->calib_text, &d, err);
-    if (st == AQ_OK) {
+    if (st == AQ_OK && !o->no_eval)
         st = aq_eval_seqs(tok, &d, o->eval_len, (size_t)(o->eval_docs > 0 ? o->eval_docs : 0), seqs, err);
-        aq_docs_free(&d);
-    }
+    if (st == AQ_OK && o->tune.steps > 0) st = aq_pipe_tune_pool(&o->tune, tok, &d, *m, pool, err);
+    aq_docs_free(&d);
     aq_tok_close(tok);
     return st;
 }
@@ -232,8 +234,9 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     aq_layer_result *v = calloc((size_t)p->n_layers, sizeof *v);
     double *out_error = calloc((size_t)p->n_layers, sizeof *out_error);
     aq_model *m = NULL;
-    aq_seqs seqs;
+    aq_seqs seqs, pool;
     memset(&seqs, 0, sizeof seqs);
+    memset(&pool, 0, sizeof pool);
     aq_pipe_eval_result ev;
     memset(&ev, 0, sizeof ev);
     ev.ppl_fp = ev.ppl_q = ev.kl_mean = ev.top1_agree = -1; /* not evaluated */
@@ -242,10 +245,10 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     aq_status st = res && v && out_error ? AQ_OK : aq_fail_nomem(err, "layer list", (size_t)p->n_layers);
     if (st == AQ_OK) st = load_chosen(c, p, choice, res, v, out_error, err);
     int need_model = !o->no_eval || o->tune.steps > 0;
-    if (st == AQ_OK && need_model) st = eval_setup(c, o, &m, &seqs, err);
+    if (st == AQ_OK && need_model) st = load_inputs(c, o, &m, &seqs, &pool, err);
     st = aq_pipe_agree(comm, st, err);
     double t0 = aq_progress_now();
-    if (st == AQ_OK && need_model) st = aq_pipe_tune(comm, c, p, &o->tune, m, v, &tn, err);
+    if (st == AQ_OK && need_model) st = aq_pipe_tune(comm, p, &o->tune, &pool, m, v, &tn, err);
     st = aq_pipe_agree(comm, st, err);
     t->tune += aq_progress_now() - t0;
     t0 = aq_progress_now();
@@ -254,7 +257,7 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
         st = aq_pipe_eval(comm, m, &seqs, &ev, err);
     }
     t->eval += aq_progress_now() - t0;
-    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, out_error, o, &ev, &tn, t, err);
+    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, out_error, o, &ev, &tn, m, t, err);
     st = aq_pipe_agree(comm, st, err);
     for (int l = 0; res && l < p->n_layers; l++) aq_result_free(res[l]);
     for (int l = 0; v && l < p->n_layers; l++) {
@@ -267,7 +270,7 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     free(v);
     free(out_error);
     aq_seqs_free(&seqs);
+    aq_seqs_free(&pool);
     aq_model_free(m);
-    aq_pipe_tuned_free(&tn);
     return st;
 }

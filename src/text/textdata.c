@@ -61,6 +61,7 @@ aq_status aq_docs_split(const char *text, size_t len, const char *label, aq_docs
 
 aq_status aq_docs_read(const char *path, aq_docs *out, aq_error *err)
 {
+    memset(out, 0, sizeof *out);
     FILE *f = fopen(path, "rb");
     if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot open text file", path);
     size_t cap = 1 << 16, len = 0;
@@ -73,12 +74,11 @@ aq_status aq_docs_read(const char *path, aq_docs *out, aq_error *err)
         if (!t) free(text);
         text = t;
     }
-    int bad = !text || ferror(f);
+    int nomem = !text, bad = nomem || ferror(f);
     fclose(f);
     if (bad) {
         free(text);
-        return text ? aq_fail(err, AQ_ERR_IO, "%s: read error", path)
-                    : aq_fail_nomem(err, path, cap);
+        return nomem ? aq_fail_nomem(err, path, cap) : aq_fail(err, AQ_ERR_IO, "%s: read error", path);
     }
     aq_status st = aq_docs_split(text, len, path, out, err);
     free(text);

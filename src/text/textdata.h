@@ -29,7 +29,8 @@ typedef struct aq_docs {
 } aq_docs;
 
 /* Read and split a text file. Errors: AQ_ERR_IO naming the file; AQ_ERR_ARG
- * "no documents" if it holds nothing but whitespace. Free with aq_docs_free. */
+ * "no documents" if it holds nothing but whitespace. Free with aq_docs_free
+ * (safe after an error too: *out is zeroed first). */
 aq_status aq_docs_read(const char *path, aq_docs *out, aq_error *err);
 /* Same from memory (label names it in errors). */
 aq_status aq_docs_split(const char *text, size_t len, const char *label, aq_docs *out,
