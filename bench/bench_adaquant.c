@@ -29,6 +29,7 @@
 #include "../src/model/model.h"
 #include "../src/text/textdata.h"
 #include "../src/text/tokenizer.h"
+#include "benchutil.h"
 
 #ifndef AQ_SHARED_DIR_DEFAULT
 #define AQ_SHARED_DIR_DEFAULT "../shared"
@@ -39,13 +40,6 @@ typedef struct bench_cfg {
     double lr_w;
     char options[256];
 } bench_cfg;
-
-static double now_sec(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static uint64_t rng_state = 42;
 static double urand(void) { return (double)(aq_splitmix64(&rng_state) >> 11) * (1.0 / 9007199254740992.0); }
@@ -111,10 +105,10 @@ static void bench_speed(const bench_cfg *b)
             for (size_t i = 0; i < d * d; i++) w[i] = (float)(0.05 * grand());
             aq_error err = {0};
             aq_ls S;
-            double t0 = now_sec();
+            double t0 = aq_bench_wall_seconds();
             double *A, *B, *C;
             aq_grams_from_rows(x, NULL, n, d, NULL, &A, &B, &C, &err);
-            double tg = now_sec() - t0;
+            double tg = aq_bench_wall_seconds() - t0;
             aq_ls_new(&S, d, d, 4, 0, w, NULL, &err);
             aq_ls_set_grams(&S, A, B, C, &err);
             for (size_t r = 0; r < d; r++) {
@@ -134,14 +128,14 @@ static void bench_speed(const bench_cfg *b)
             for (size_t i = 0; i < d * D; i++) a[i] = (float)grand();
             double ti = 1e30, ts = 1e30;
             for (int rep = 0; rep < 3; rep++) {
-                t0 = now_sec();
+                t0 = aq_bench_wall_seconds();
                 aq_adam_run(&S, &adam, &cfg, it);
-                ti = fmin(ti, (now_sec() - t0) / it);
-                t0 = now_sec();
+                ti = fmin(ti, (aq_bench_wall_seconds() - t0) / it);
+                t0 = aq_bench_wall_seconds();
                 for (int k = 0; k < it; k++)
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (f77_int)d, (f77_int)D,
                                 (f77_int)D, 1.0f, a, (f77_int)D, S.Cf, (f77_int)D, 0.0f, c, (f77_int)D);
-                ts = fmin(ts, (now_sec() - t0) / it);
+                ts = fmin(ts, (aq_bench_wall_seconds() - t0) / it);
             }
             double flops = 2.0 * d * D * D;
             /* rows mode: a full-batch step over all rows costs ~3 gemms of n x d x D */
@@ -152,9 +146,9 @@ static void bench_speed(const bench_cfg *b)
             rc.batch = n < 4096 ? n : 4096;
             aq_adam_new(&adam, &S, &rc, 1, &err);
             int rit = d >= 4096 ? 1 : d >= 1024 ? 2 : 10;
-            t0 = now_sec();
+            t0 = aq_bench_wall_seconds();
             aq_adam_run(&S, &adam, &rc, rit);
-            double tr = (now_sec() - t0) / rit; /* per batch of rc.batch rows */
+            double tr = (aq_bench_wall_seconds() - t0) / rit; /* per batch of rc.batch rows */
             double cross = ti / tr * (double)rc.batch;
             printf("%6zu %7zu %12.6f %10.2f %10.2f %8.3f %10.3f %10.5f %10.0f\n", d, n, ti, flops / ti * 1e-9,
                    flops / ts * 1e-9, ts / ti, tg, tr, cross);
@@ -247,11 +241,11 @@ static void bench_conv(const bench_cfg *b)
         apply_cfg(b, &o);
         aq_error err = {0};
         aq_layer_result r;
-        double t0 = now_sec();
+        double t0 = aq_bench_wall_seconds();
         if (aq_conv_run(s, names[k], w, NULL, x, NULL, N, H, W, &o, &r, &err) != AQ_OK) {
             printf("%s: error %s\n", names[k], err.msg);
         } else {
-            double t = now_sec() - t0;
+            double t = aq_bench_wall_seconds() - t0;
             printf("%-20s N=%d %dx%d groups %3d: loss_rtn %.4e gptq %.4e aq %.4e (aq/gptq %.3f), %.2f s total, "
                    "%.2f ms per group\n", names[k], N, H, W, s->groups, r.loss_rtn, r.loss_gptq, r.loss_final,
                    r.loss_final / r.loss_gptq, t, 1e3 * t / s->groups);

@@ -12,21 +12,9 @@
 #include "../src/model/capture.h"
 #include "../src/model/model.h"
 #include "../src/text/textdata.h"
+#include "benchutil.h"
 
-/* Process CPU time: the machine is shared, and CPU seconds of a single-threaded
- * run are far less sensitive to other jobs than wall time. */
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int fail(const char *what, const aq_error *err)
-{
-    fprintf(stderr, "bench_model: %s: %s\n", what, err->msg);
-    return 1;
-}
+static int fail(const char *what, const aq_error *err) { return aq_bench_fail("bench_model", what, err); }
 
 /* tokens/s of forwards over S windows of T, B windows per call, reps times. */
 static double fwd_rate(aq_model *m, const int *tok, int S, int T, int B, float *logits,
@@ -35,11 +23,11 @@ static double fwd_rate(aq_model *m, const int *tok, int S, int T, int B, float *
     int lens[64];
     for (int i = 0; i < B; i++)
         lens[i] = T;
-    double t0 = now();
+    double t0 = aq_bench_cpu_seconds();
     for (int w = 0; w + B <= S; w += B)
         if (aq_model_forward(m, tok + (size_t)w * T, lens, B, NULL, logits, err) != AQ_OK)
             return -1;
-    return (double)(S / B * B) * T / (now() - t0);
+    return (double)(S / B * B) * T / (aq_bench_cpu_seconds() - t0);
 }
 
 int main(int argc, char **argv)
@@ -68,20 +56,20 @@ int main(int argc, char **argv)
     printf("forward, 8 sequences per call:  %10.0f tokens/s (x%.2f)\n", r8, r8 / r1);
     aq_kv_cache *kc;
     if (aq_kv_cache_new(m, &kc, &err)) return fail("kv cache", &err);
-    double t0 = now();
+    double t0 = aq_bench_cpu_seconds();
     for (int p = 0; p < T; p++)
         if (aq_model_decode_step(m, kc, win[p], p, logits, &err)) return fail("decode", &err);
     printf("KV-cache decoding (1 token per step, %d steps): %10.0f tokens/s\n", T,
-           T / (now() - t0));
+           T / (aq_bench_cpu_seconds() - t0));
     aq_kv_cache_free(kc);
     aq_capture_opts o;
     aq_capture_opts_default(&o);
     o.head = 1;
     aq_capture *c;
     if (aq_capture_new(m, &o, &c, &err)) return fail("capture", &err);
-    t0 = now();
+    t0 = aq_bench_cpu_seconds();
     if (aq_capture_run(c, m, win, 0, S, T, &err)) return fail("capture", &err);
-    double tc = now() - t0;
+    double tc = aq_bench_cpu_seconds() - t0;
     printf("capture %d points (Gram + min/max + %d-row sample), %d x %d windows: %.3f s (%.0f "
            "tokens/s)\n",
            aq_capture_count(c), o.sample_rows, S, T, tc, S * T / tc);

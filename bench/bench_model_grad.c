@@ -12,19 +12,9 @@
 
 #include "../src/model/grad.h"
 #include "../src/text/textdata.h"
+#include "benchutil.h"
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int fail(const char *what, const aq_error *err)
-{
-    fprintf(stderr, "bench_model_grad: %s: %s\n", what, err->msg);
-    return 1;
-}
+static int fail(const char *what, const aq_error *err) { return aq_bench_fail("bench_model_grad", what, err); }
 
 /* Perturbed copies of every block linear as overrides, with a small bias. */
 static aq_status install_overrides(aq_model *m, aq_error *err)
@@ -93,25 +83,25 @@ int main(int argc, char **argv)
     /* warm-up (grows the scratch) */
     if (aq_model_kl_grad(m, win, lens, B, &kl, &g, &err)) return fail("kl_grad", &err);
     size_t before = aq_model_scratch_bytes(m);
-    double t0 = now();
+    double t0 = aq_bench_cpu_seconds();
     for (int r = 0; r < reps; r++)
         if (aq_model_forward(m, win, lens, B, NULL, logits, &err)) return fail("forward", &err);
-    double t_fwd = (now() - t0) / reps;
-    t0 = now();
+    double t_fwd = (aq_bench_cpu_seconds() - t0) / reps;
+    t0 = aq_bench_cpu_seconds();
     for (int r = 0; r < reps; r++)
         if (aq_model_forward(m, win, lens, B, &qo, logits, &err)) return fail("forward", &err);
-    double t_qfwd = (now() - t0) / reps;
-    t0 = now();
+    double t_qfwd = (aq_bench_cpu_seconds() - t0) / reps;
+    t0 = aq_bench_cpu_seconds();
     for (int r = 0; r < reps; r++)
         if (aq_model_kl_grad(m, win, lens, B, &kl, &g, &err)) return fail("kl_grad", &err);
-    double t_grad = (now() - t0) / reps;
+    double t_grad = (aq_bench_cpu_seconds() - t0) / reps;
     /* FP logits cached (logits holds the quantized ones now: recompute FP once) */
     if (aq_model_forward(m, win, lens, B, NULL, logits, &err)) return fail("forward", &err);
-    t0 = now();
+    t0 = aq_bench_cpu_seconds();
     for (int r = 0; r < reps; r++)
         if (aq_model_kl_grad_fp(m, win, lens, B, logits, &kl, &g, &err))
             return fail("kl_grad_fp", &err);
-    double t_gfp = (now() - t0) / reps;
+    double t_gfp = (aq_bench_cpu_seconds() - t0) / reps;
     printf("stories260K, %d windows x %d tokens per call, overrides on all %zu block linears\n", B,
            T, nl);
     printf("forward FP:         %9.0f tokens/s (%.1f ms per call)\n", rows / t_fwd, 1e3 * t_fwd);

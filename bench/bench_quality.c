@@ -35,6 +35,7 @@
 #include "../solver/allocate.h"
 #include "../src/model/sensitivity.h"
 #include "../src/text/textdata.h"
+#include "benchutil.h"
 
 #define MAXO 8
 #define MAXC 12
@@ -59,18 +60,7 @@ typedef struct bench {
     aq_seqs eval;
 } bench;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int fail(const char *what, const aq_error *e)
-{
-    fprintf(stderr, "bench_quality: %s: %s\n", what, e->msg);
-    return 1;
-}
+static int fail(const char *what, const aq_error *err) { return aq_bench_fail("bench_quality", what, err); }
 
 static aq_linear lin_of(const bench *b, int l)
 {
@@ -130,11 +120,11 @@ static aq_status kl_column(bench *b, const int *win, int K, int T, aq_sens **kee
     for (int i = 0; i < K; i++)
         lens[i] = T;
     aq_sens *s = NULL;
-    double t0 = now();
+    double t0 = aq_bench_wall_seconds();
     aq_status st = aq_sens_new(b->m, win, lens, K, 0, &s, err);
     free(lens);
     if (st != AQ_OK) return st;
-    double t1 = now();
+    double t1 = aq_bench_wall_seconds();
     double *col = b->loss[b->ncol] = malloc((size_t)(b->nl * b->no) * sizeof(double));
     snprintf(b->col[b->ncol++], 32, "kl%d", K);
     for (int l = 0; l < b->nl && st == AQ_OK; l++)
@@ -143,8 +133,8 @@ static aq_status kl_column(bench *b, const int *win, int K, int T, aq_sens **kee
             st = aq_sens_layer_kl(s, l / AQ_LIN_COUNT, lin_of(b, l), &ov, &col[l * b->no + k], err);
         }
     printf("kl%-3d: FP cache %.3f s (%.1f MB), %d layer KLs %.3f s (%.2f ms each)\n", K, t1 - t0,
-           (double)aq_sens_bytes(s) / 1e6, b->nl * b->no, now() - t1,
-           1e3 * (now() - t1) / (b->nl * b->no));
+           (double)aq_sens_bytes(s) / 1e6, b->nl * b->no, aq_bench_wall_seconds() - t1,
+           1e3 * (aq_bench_wall_seconds() - t1) / (b->nl * b->no));
     if (st == AQ_OK && keep && !*keep) *keep = s;
     else aq_sens_free(s);
     return st;
@@ -170,7 +160,7 @@ static aq_status naive_kl_time(bench *b, const int *win, int K, int T, aq_error 
         for (int v = 0; v < V; v++) sm += exp((double)zr[v] - mx);
         for (int v = 0; v < V; v++) lp[r * V + v] = (double)zr[v] - mx - log(sm);
     }
-    double t0 = now(), chk = 0;
+    double t0 = aq_bench_wall_seconds(), chk = 0;
     aq_forward_opts o;
     aq_forward_opts_default(&o);
     o.quantized = 1;
@@ -192,7 +182,7 @@ static aq_status naive_kl_time(bench *b, const int *win, int K, int T, aq_error 
             chk += sum;
         }
     printf("naive kl%-3d (full forward, 2 exps/entry): %d layer KLs %.3f s (%.2f ms each; sum %.4g)\n",
-           K, b->nl * b->no, now() - t0, 1e3 * (now() - t0) / (b->nl * b->no), chk);
+           K, b->nl * b->no, aq_bench_wall_seconds() - t0, 1e3 * (aq_bench_wall_seconds() - t0) / (b->nl * b->no), chk);
     free(lens);
     free(z);
     free(lp);
@@ -390,10 +380,10 @@ static aq_status run_alloc(bench *b, int ci, double bits, aq_sens *s, int relin,
     AQ_TRY(solve(b, b->loss[ci], bits, choice, err));
     double *rc = relin > 0 ? malloc((size_t)(b->nl * b->no) * sizeof(double)) : NULL;
     for (int it = 0; it < relin; it++) {
-        double t0 = now();
+        double t0 = aq_bench_wall_seconds();
         AQ_TRY(relin_column(b, s, choice, rc, err));
         AQ_TRY(solve(b, rc, bits, choice, err));
-        printf("  (relinearisation %d: %.1f s)\n", it + 1, now() - t0);
+        printf("  (relinearisation %d: %.1f s)\n", it + 1, aq_bench_wall_seconds() - t0);
     }
     free(rc);
     char bitstr[1024] = "";
@@ -524,13 +514,13 @@ int main(int argc, char **argv)
     /* bias correction on K windows after the first KL column's allocation */
     for (int i = 0; i < nbits && biasc > 0; i++) {
         int choice[512];
-        double ppl0, ppl1, t0 = now();
+        double ppl0, ppl1, t0 = aq_bench_wall_seconds();
         if (solve(&b, b.loss[1], bv[i], choice, &err)) return fail("solve", &err);
         install(&b, choice);
         if (ppl_q(&b, &ppl0, &err)) return fail("eval", &err);
         uninstall(&b);
         if (bias_correct(&b, choice, win, biasc, T, &err)) return fail("bias", &err);
-        double tb = now() - t0;
+        double tb = aq_bench_wall_seconds() - t0;
         if (ppl_q(&b, &ppl1, &err)) return fail("eval", &err);
         uninstall(&b);
         printf("%s %.2f bits: ppl %.4f -> bias-corrected on %d windows %.4f (%.1f s)\n", b.col[1], bv[i], ppl0,

@@ -15,15 +15,9 @@
 
 #include "../src/adaquant/gptq.h"
 #include "../src/quant/quant.h"
+#include "benchutil.h"
 
 enum { COLS = 4096 };
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t); /* CPU time: robust on a shared machine */
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static double urand(void)
@@ -41,9 +35,9 @@ static double laplace(void)
     do {                                                                                           \
         double best_ = 1e30;                                                                       \
         for (int r_ = 0; r_ < (reps); r_++) {                                                      \
-            double t0_ = now();                                                                    \
+            double t0_ = aq_bench_cpu_seconds();                                                                    \
             stmt;                                                                                  \
-            double dt_ = now() - t0_;                                                              \
+            double dt_ = aq_bench_cpu_seconds() - t0_;                                                              \
             if (dt_ < best_) best_ = dt_;                                                          \
         }                                                                                          \
         (out) = best_;                                                                             \

@@ -18,6 +18,7 @@
 
 #include "../solver/allocate.h"
 #include "../solver/exact.h"
+#include "benchutil.h"
 
 static uint64_t rs = 42;
 static double unif(void)
@@ -30,13 +31,6 @@ static double unif(void)
 static double gauss(void)
 {
     return sqrt(-2 * log(1 - unif())) * cos(6.283185307179586 * unif());
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void make_table(aq_alloc_table *t, int n)
@@ -102,10 +96,10 @@ int main(int argc, char **argv)
         double est = (double)n * 6.0 * 43 /* span per layer in GCD units (gate/up/down) */ * 12 * n * 0.7;
         if (est < max_dp_work) {
             aq_alloc_exact_result ex;
-            double t0 = now();
+            double t0 = aq_bench_wall_seconds();
             if (aq_alloc_exact(&t, &sp, AQ_EXACT_DP, 1e10, &ex, &err) != AQ_OK) printf("%7d  exact failed: %s\n", n, err.msg);
             else {
-                double dt = now() - t0;
+                double dt = aq_bench_wall_seconds() - t0;
                 snprintf(note, sizeof note, "%.3g cell updates; %s", ex.work,
                          fabs(ex.objective - ref) <= 1e-9 * fabs(ref) ? "matches CBC" : "MISMATCH");
                 row(n, "exact DP (baseline)", dt, "optimal", 0, ex.objective, note);
