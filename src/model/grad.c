@@ -255,24 +255,6 @@ static void rms_bwd(const float *x, const float *gn, const float *dy, float *dx,
     }
 }
 
-/* Inverse HF rotate-half rotation (the transpose of aq_rope_rows). */
-static void rope_inv(const aq_model *m, float *x, size_t n, int n_heads, const int *pos)
-{
-    int hs = m->hs, half = hs / 2;
-    for (size_t r = 0; r < n; r++) {
-        const float *c = m->rope_cos + (size_t)pos[r] * half,
-                    *s = m->rope_sin + (size_t)pos[r] * half;
-        for (int h = 0; h < n_heads; h++) {
-            float *v = x + r * (size_t)n_heads * hs + (size_t)h * hs;
-            for (int i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * c[i] + b * s[i];
-                v[i + half] = b * c[i] - a * s[i];
-            }
-        }
-    }
-}
-
 /* Softmax backward of rows i0.. of a causal tile (n rows of width w, row
  * ii holds keys 0..i0+ii): dP <- P * (dP - rowsum(P * dP)), 0 past the prefix. */
 static void softmax_bwd_tile(const float *P, float *dP, int i0, int n, int w)
@@ -346,8 +328,8 @@ static void bwd_block(aq_model *m, int l, const blk_cache *bc, const bwd_bufs *b
         attn_bwd(m, bc->q + oq, bc->k + ok, bc->v + ok, b->datt + oq, b->dq + oq, b->dk + ok,
                  b->dv + ok, lens[s]);
     }
-    rope_inv(m, b->dq, n, c->n_heads, m->gs.pos);
-    rope_inv(m, b->dk, n, c->n_kv_heads, m->gs.pos);
+    aq_rope_rows_inv(m, b->dq, n, c->n_heads, m->gs.pos);
+    aq_rope_rows_inv(m, b->dk, n, c->n_kv_heads, m->gs.pos);
     lin_bwd(m, l, AQ_LIN_Q, bc->xn1, b->dq, b->dxn, 0, b->tmp, b->xq, g, n);
     lin_bwd(m, l, AQ_LIN_K, bc->xn1, b->dk, b->dxn, 1, b->tmp, b->xq, g, n);
     lin_bwd(m, l, AQ_LIN_V, bc->xn1, b->dv, b->dxn, 1, b->tmp, b->xq, g, n);

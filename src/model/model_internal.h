@@ -82,6 +82,8 @@ void aq_softmax_prefix(float *row, int n, int len);
 void aq_rmsnorm_rows(const float *x, const float *g, float *out, size_t n, int d, float eps);
 /* HF rotate-half RoPE on n rows of n_heads heads, row r at position pos[r]. */
 void aq_rope_rows(const aq_model *m, float *x, size_t n, int n_heads, const int *pos);
+/* Its inverse (the transpose of the rotation): the backward pass. */
+void aq_rope_rows_inv(const aq_model *m, float *x, size_t n, int n_heads, const int *pos);
 /* Causal grouped-query attention of one sequence of L rows: q [L, qd] (row
  * stride qd), k, v [L, kvd] (stride kvd) -> out [L, qd]; scores [L, L] scratch. */
 void aq_attend_seq(const aq_model *m, const float *q, const float *k, const float *v, float *out,

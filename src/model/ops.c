@@ -150,7 +150,10 @@ void aq_rmsnorm_rows(const float *x, const float *g, float *out, size_t n, int d
     }
 }
 
-void aq_rope_rows(const aq_model *m, float *x, size_t n, int n_heads, const int *pos)
+/* Rotate every head's halves (a, b) by the position's angle: dir = +1 the
+ * forward rotation, -1 its inverse (the transpose). Multiplying by +-1 is
+ * exact, so the forward's bits do not depend on the shared code. */
+static void rope_rotate(const aq_model *m, float *x, size_t n, int n_heads, const int *pos, float dir)
 {
     int hs = m->hs, half = hs / 2;
     for (size_t r = 0; r < n; r++) {
@@ -160,11 +163,21 @@ void aq_rope_rows(const aq_model *m, float *x, size_t n, int n_heads, const int 
             float *v = x + r * (size_t)n_heads * hs + (size_t)h * hs;
             for (int i = 0; i < half; i++) {
                 float a = v[i], b = v[i + half];
-                v[i] = a * c[i] - b * s[i];
-                v[i + half] = b * c[i] + a * s[i];
+                v[i] = a * c[i] - (dir * b) * s[i];
+                v[i + half] = b * c[i] + (dir * a) * s[i];
             }
         }
     }
+}
+
+void aq_rope_rows(const aq_model *m, float *x, size_t n, int n_heads, const int *pos)
+{
+    rope_rotate(m, x, n, n_heads, pos, 1.0f);
+}
+
+void aq_rope_rows_inv(const aq_model *m, float *x, size_t n, int n_heads, const int *pos)
+{
+    rope_rotate(m, x, n, n_heads, pos, -1.0f);
 }
 
 void aq_model_apply_linear(aq_model *m, int block, aq_linear which, const float *x, float *y,
