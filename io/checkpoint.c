@@ -9,6 +9,7 @@
  * safetensors header length followed by '{') and otherwise taken as llama2.c,
  * which has no magic number. */
 #include "checkpoint.h"
+#include "name_index.h"
 
 #include <errno.h>
 #include <jansson.h>
@@ -83,15 +84,7 @@ static int shard_cmp(const void *a, const void *b)
     return strcmp(((const ck_shard *)a)->file, ((const ck_shard *)b)->file);
 }
 
-typedef struct name_idx {
-    const char *name;
-    size_t idx;
-} name_idx;
-
-static int name_idx_cmp(const void *a, const void *b)
-{
-    return strcmp(((const name_idx *)a)->name, ((const name_idx *)b)->name);
-}
+static const char *entry_name(const void *ck, size_t i) { return ((const aq_checkpoint *)ck)->entries[i].name; }
 
 /* Index of shard `file` (shards sorted by file name). */
 static size_t shard_index(const aq_checkpoint *ck, const char *file)
@@ -169,15 +162,7 @@ static aq_status load_entries(aq_checkpoint *ck, json_t *wm, aq_error *err)
         e->shard = shard_index(ck, json_string_value(v));
         ck->n++;
     }
-    name_idx *tmp = calloc(n ? n : 1, sizeof *tmp);
-    if (!tmp) return aq_fail_nomem(err, "tensor index", n * sizeof *tmp);
-    for (size_t i = 0; i < ck->n; i++)
-        tmp[i] = (name_idx){ck->entries[i].name, i};
-    qsort(tmp, ck->n, sizeof *tmp, name_idx_cmp);
-    for (size_t i = 0; i < ck->n; i++)
-        ck->byname[i] = tmp[i].idx;
-    free(tmp);
-    return AQ_OK;
+    return aq_name_index_build(ck->byname, ck->n, entry_name, ck, err);
 }
 
 static aq_status open_sharded(aq_checkpoint *ck, const char *ipath, aq_error *err)
@@ -316,27 +301,16 @@ const char *aq_ckpt_name(const aq_checkpoint *ck, size_t i)
 static aq_status get_sharded(aq_checkpoint *ck, const char *name, const aq_tensor_view **out,
                              aq_error *err)
 {
-    size_t lo = 0, hi = ck->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const ck_entry *e = &ck->entries[ck->byname[mid]];
-        int c = strcmp(name, e->name);
-        if (c < 0) {
-            hi = mid;
-        } else if (c > 0) {
-            lo = mid + 1;
-        } else {
-            AQ_TRY(shard_open(ck, e->shard, err));
-            *out = aq_st_find(ck->shards[e->shard].st, name);
-            if (!*out)
-                return aq_fail(err, AQ_ERR_NOTFOUND,
-                               "%s/%s: tensor '%s' is listed in " INDEX_NAME
-                               " but absent from the shard",
-                               ck->dir, ck->shards[e->shard].file, name);
-            return AQ_OK;
-        }
-    }
-    return aq_fail(err, AQ_ERR_NOTFOUND, "%s: no tensor named '%s'", ck->path, name);
+    size_t i = aq_name_index_find(ck->byname, ck->n, entry_name, ck, name);
+    if (i == (size_t)-1) return aq_fail(err, AQ_ERR_NOTFOUND, "%s: no tensor named '%s'", ck->path, name);
+    const ck_entry *e = &ck->entries[i];
+    AQ_TRY(shard_open(ck, e->shard, err));
+    *out = aq_st_find(ck->shards[e->shard].st, name);
+    if (!*out)
+        return aq_fail(err, AQ_ERR_NOTFOUND,
+                       "%s/%s: tensor '%s' is listed in " INDEX_NAME " but absent from the shard", ck->dir,
+                       ck->shards[e->shard].file, name);
+    return AQ_OK;
 }
 
 aq_status aq_ckpt_get(aq_checkpoint *ck, const char *name, const aq_tensor_view **out,

@@ -5,6 +5,7 @@
  * views[] is sorted by data offset and covers the data area exactly once;
  * every view's bytes lie inside the image; byname[] sorts views by name;
  * meta keys are sorted. Nothing is copied out of the image except names. */
+#include "name_index.h"
 #include "safetensors.h"
 
 #include <errno.h>
@@ -287,16 +288,7 @@ static aq_status parse_metadata(aq_st_file *f, json_t *m, aq_error *err)
     return AQ_OK;
 }
 
-/* Thread-safe qsort over the name index needs the views: sort (name, index) pairs. */
-typedef struct name_idx {
-    const char *name;
-    size_t idx;
-} name_idx;
-
-static int name_idx_cmp(const void *a, const void *b)
-{
-    return strcmp(((const name_idx *)a)->name, ((const name_idx *)b)->name);
-}
+static const char *view_name(const void *f, size_t i) { return ((const aq_st_file *)f)->views[i].name; }
 
 /* Builds views[], the names arena and byname[] from the sorted entries. */
 static aq_status build_views(aq_st_file *f, const st_entry *e, size_t n, size_t data_start,
@@ -308,11 +300,8 @@ static aq_status build_views(aq_st_file *f, const st_entry *e, size_t n, size_t 
     f->views = calloc(n ? n : 1, sizeof *f->views);
     f->byname = calloc(n ? n : 1, sizeof *f->byname);
     f->names = malloc(total ? total : 1);
-    name_idx *tmp = calloc(n ? n : 1, sizeof *tmp);
-    if (!f->views || !f->byname || !f->names || !tmp) {
-        free(tmp);
+    if (!f->views || !f->byname || !f->names)
         return aq_fail_nomem(err, "safetensors index", total + n * sizeof *f->views);
-    }
     char *p = f->names;
     for (size_t i = 0; i < n; i++) {
         aq_tensor_view *v = &f->views[i];
@@ -325,14 +314,9 @@ static aq_status build_views(aq_st_file *f, const st_entry *e, size_t n, size_t 
         memcpy(v->shape, e[i].shape, sizeof v->shape);
         v->data = f->base + data_start + e[i].begin;
         v->nbytes = (size_t)(e[i].end - e[i].begin);
-        tmp[i] = (name_idx){v->name, i};
     }
-    qsort(tmp, n, sizeof *tmp, name_idx_cmp);
-    for (size_t i = 0; i < n; i++)
-        f->byname[i] = tmp[i].idx;
     f->n = n;
-    free(tmp);
-    return AQ_OK;
+    return aq_name_index_build(f->byname, n, view_name, f, err);
 }
 
 /* Validates the header JSON tree and fills f. */
@@ -515,18 +499,8 @@ const aq_tensor_view *aq_st_tensor(const aq_st_file *f, size_t i)
 
 const aq_tensor_view *aq_st_find(const aq_st_file *f, const char *name)
 {
-    size_t lo = 0, hi = f->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        const aq_tensor_view *v = &f->views[f->byname[mid]];
-        int c = strcmp(name, v->name);
-        if (!c) return v;
-        if (c < 0)
-            hi = mid;
-        else
-            lo = mid + 1;
-    }
-    return NULL;
+    size_t i = aq_name_index_find(f->byname, f->n, view_name, f, name);
+    return i == (size_t)-1 ? NULL : &f->views[i];
 }
 
 size_t aq_st_meta_count(const aq_st_file *f)
