@@ -14,18 +14,7 @@
 enum { NROWS = 512 };
 
 static uint64_t rng_state = 0x13198A2E03707344ull;
-static double urand(void)
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    uint64_t v = rng_state * 2685821657736338717ull;
-    return ((double)(v >> 11) + 0.5) / 9007199254740992.0;
-}
-static double nrand(void)
-{
-    return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand());
-}
+static double nrand(void) { return aq_test_nrand(&rng_state); }
 
 /* quant.h convention in float64: value rounded to float, t = fl32(x/scale),
  * round half even, + zero, clamp. */

@@ -12,18 +12,8 @@
 
 /* ---- random numbers (xorshift64*, Box-Muller) ---- */
 static uint64_t rng_state = 0x243F6A8885A308D3ull;
-static double urand(void) /* (0, 1) */
-{
-    rng_state ^= rng_state >> 12;
-    rng_state ^= rng_state << 25;
-    rng_state ^= rng_state >> 27;
-    uint64_t v = rng_state * 2685821657736338717ull;
-    return ((double)(v >> 11) + 0.5) / 9007199254740992.0;
-}
-static double nrand(void)
-{
-    return sqrt(-2.0 * log(urand())) * cos(6.283185307179586 * urand());
-}
+static double urand(void) { return aq_test_urand(&rng_state); } /* (0, 1) */
+static double nrand(void) { return aq_test_nrand(&rng_state); }
 static double laplace(void)
 {
     return urand() < 0.5 ? log(urand()) : -log(urand());

@@ -1,6 +1,7 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -58,4 +59,19 @@ unsigned char *aq_test_read_file(const char *path, size_t *len)
 int aq_test_have_numpy(void)
 {
     return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
+}
+
+double aq_test_urand(uint64_t *state)
+{
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    uint64_t v = *state * 2685821657736338717ull;
+    return ((double)(v >> 11) + 0.5) / 9007199254740992.0;
+}
+
+double aq_test_nrand(uint64_t *state)
+{
+    double u = aq_test_urand(state);
+    return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * aq_test_urand(state));
 }

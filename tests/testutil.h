@@ -5,6 +5,7 @@
 #define AQ_TESTUTIL_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -71,5 +72,9 @@ char *aq_test_tmpdir(const char *tag);
 unsigned char *aq_test_read_file(const char *path, size_t *len);
 /* Non-zero if /usr/bin/python3 can import numpy. */
 int aq_test_have_numpy(void);
+/* Deterministic test randomness (xorshift64*): uniform in (0, 1) and standard
+ * normal (Box-Muller), advancing *state (any non-zero seed). */
+double aq_test_urand(uint64_t *state);
+double aq_test_nrand(uint64_t *state);
 
 #endif
