@@ -14,7 +14,8 @@
 #include "reduce.h"
 #include "stage_tune.h"
 
-aq_status aq_pipe_install_layers(aq_model *m, const aq_pipe_plan *p, const aq_layer_result *v, aq_error *err)
+/* The layers of v as quantized-mode overrides of m (no tuning). */
+static aq_status install_layers(aq_model *m, const aq_pipe_plan *p, const aq_layer_result *v, aq_error *err)
 {
     for (int l = 0; l < p->n_layers; l++) {
         float *w = malloc(v[l].d_out * v[l].d_in * sizeof *w);
@@ -115,7 +116,7 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_
                        aq_model *m, aq_layer_result *v, aq_pipe_tuned *out, aq_error *err)
 {
     memset(out, 0, sizeof *out);
-    if (tu->steps <= 0) return aq_pipe_install_layers(m, p, v, err);
+    if (tu->steps <= 0) return install_layers(m, p, v, err);
     if (tu->batch < 1 || !(tu->lr > 0))
         return aq_fail(err, AQ_ERR_ARG, "global tuning: batch %d and learning rate %g must be positive", tu->batch,
                        tu->lr);

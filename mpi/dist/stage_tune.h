@@ -54,8 +54,4 @@ aq_status aq_pipe_tune_pool(const aq_pipe_tune_opts *tu, const aq_tokenizer *tok
 aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu, const aq_seqs *pool,
                        aq_model *m, aq_layer_result *v, aq_pipe_tuned *out, aq_error *err);
 
-/* The layers of v as quantized-mode overrides of m (dequantised weights,
- * biases, activation quantizers). */
-aq_status aq_pipe_install_layers(aq_model *m, const aq_pipe_plan *p, const aq_layer_result *v, aq_error *err);
-
 #endif

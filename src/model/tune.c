@@ -227,4 +227,3 @@ size_t aq_tuner_n_params(const aq_tuner *t) { return t->np; }
 double *aq_tuner_params(aq_tuner *t) { return t->x; }
 size_t aq_tuner_layer_offset(const aq_tuner *t, int l) { return t->off[l]; }
 size_t aq_tuner_norm_offset(const aq_tuner *t) { return t->norm_off; }
-const float *aq_tuner_norms(const aq_tuner *t) { return t->norms; }

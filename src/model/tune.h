@@ -35,8 +35,6 @@ size_t aq_tuner_n_params(const aq_tuner *t);
 double *aq_tuner_params(aq_tuner *t);
 size_t aq_tuner_layer_offset(const aq_tuner *t, int l); /* theta of layer l; zero at +d_out, bias at +2 d_out */
 size_t aq_tuner_norm_offset(const aq_tuner *t);
-/* The current gains as float [2 * n_layers * dim + dim] (valid after apply). */
-const float *aq_tuner_norms(const aq_tuner *t);
 
 /* The parameters into v (rounded to float) and into m as overrides. Errors:
  * AQ_ERR_NUMERIC for non-finite values (a diverged run). */
