@@ -44,7 +44,7 @@ aq_status aq_pipe_tune_pool(const aq_pipe_tune_opts *tu, const aq_tokenizer *tok
 
 /* Steps over the pool: step k (0-based) uses documents (k*batch + i) mod n. */
 static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner *t, const aq_seqs *pool,
-                           const size_t *start, aq_pipe_tuned *out, aq_error *err)
+                           aq_pipe_tuned *out, aq_error *err)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
@@ -58,14 +58,18 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
     const double **local = calloc(n_chunks, sizeof *local);
     double *part = calloc((hi - lo) * (np + 1) + 1, sizeof *part), *g = calloc(np + 1, sizeof *g);
     int *toks = malloc((size_t)AQ_TUNE_CHUNK * (size_t)T * sizeof *toks), lens[AQ_TUNE_CHUNK];
-    aq_status st = chunk_rank && local && part && g && toks ? AQ_OK : aq_fail_nomem(err, "tuning chunks", np * 8);
+    size_t *start = malloc((n_doc ? n_doc : 1) * sizeof *start); /* offset of each document in pool->tokens */
+    aq_status st = chunk_rank && local && part && g && toks && start ? AQ_OK
+                                                                     : aq_fail_nomem(err, "tuning chunks", np * 8);
+    for (size_t i = 0, at = 0; st == AQ_OK && i < n_doc; at += (size_t)pool->lens[i++]) start[i] = at;
     for (int r = 0; st == AQ_OK && r < size; r++) {
         size_t a, b;
         aq_dist_block_range(n_chunks, size, r, &a, &b);
         for (size_t ch = a; ch < b; ch++) chunk_rank[ch] = r;
     }
     for (size_t ch = lo; st == AQ_OK && ch < hi; ch++) local[ch] = part + (ch - lo) * (np + 1);
-    double t0 = aq_progress_now(), every = tu->steps >= 10 ? tu->steps / 10 : 1;
+    double t0 = aq_progress_now();
+    int every = tu->steps >= 10 ? tu->steps / 10 : 1;
     if (rank == 0 && st == AQ_OK)
         fprintf(stderr, "adaquant: tuning %zu parameters: %d steps of %d documents (pool %zu documents, %zu tokens)\n",
                 np, tu->steps, B, n_doc, pool->n_tokens);
@@ -97,7 +101,7 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
         if (k == 0) out->kl_first = kl;
         out->kl_last = kl;
         aq_tuner_adam(t, g, k + 1, tu->steps, tu->lr, n_tok);
-        if (rank == 0 && ((k + 1) % (int)every == 0 || k + 1 == tu->steps)) {
+        if (rank == 0 && ((k + 1) % every == 0 || k + 1 == tu->steps)) {
             double el = aq_progress_now() - t0;
             fprintf(stderr, "adaquant: tune step %d/%d  KL %.5f  %.0f s, ETA %.0f s\n", k + 1, tu->steps, kl, el,
                     el / (k + 1) * (tu->steps - k - 1));
@@ -109,6 +113,7 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
     free(part);
     free(g);
     free(toks);
+    free(start);
     return st;
 }
 
@@ -121,14 +126,12 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_
         return aq_fail(err, AQ_ERR_ARG, "global tuning: batch %d and learning rate %g must be positive", tu->batch,
                        tu->lr);
     aq_tuner *t = NULL;
-    size_t *start = malloc((size_t)pool->n * sizeof *start);
     aq_tune_layer *lay = malloc((size_t)p->n_layers * sizeof *lay);
-    aq_status st = start && lay ? AQ_OK : aq_fail_nomem(err, "tuning documents", (size_t)pool->n * 8);
-    for (int i = 0, at = 0; st == AQ_OK && i < pool->n; at += pool->lens[i++]) start[i] = (size_t)at;
+    aq_status st = lay ? AQ_OK : aq_fail_nomem(err, "tuning layers", (size_t)p->n_layers);
     for (int l = 0; st == AQ_OK && l < p->n_layers; l++)
         lay[l] = (aq_tune_layer){p->layers[l].block, (aq_linear)p->layers[l].which};
     if (st == AQ_OK) st = aq_tuner_new(m, p->n_layers, lay, v, &t, err);
-    if (st == AQ_OK) st = run_steps(comm, tu, t, pool, start, out, err);
+    if (st == AQ_OK) st = run_steps(comm, tu, t, pool, out, err);
     if (st == AQ_OK) {
         out->steps = tu->steps;
         out->docs = pool->n;
@@ -139,6 +142,5 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_
     }
     aq_tuner_free(t);
     free(lay);
-    free(start);
     return st;
 }
