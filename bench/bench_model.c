@@ -12,6 +12,7 @@
 #include "../src/model/capture.h"
 #include "../src/model/model.h"
 #include "../src/text/textdata.h"
+#include "bench_stories.h"
 #include "benchutil.h"
 
 static int fail(const char *what, const aq_error *err) { return aq_bench_fail("bench_model", what, err); }
@@ -33,19 +34,10 @@ static double fwd_rate(aq_model *m, const int *tok, int S, int T, int B, float *
 int main(int argc, char **argv)
 {
     const char *shared = argc > 1 ? argv[1] : AQ_SHARED_DIR_DEFAULT;
-    char mp[1024], tp[1024], xp[1024];
-    snprintf(mp, sizeof mp, "%s/models/stories260K/stories260K.bin", shared);
-    snprintf(tp, sizeof tp, "%s/models/stories260K/tok512.bin", shared);
-    snprintf(xp, sizeof xp, "%s/data/tinystories/validation.txt", shared);
     aq_error err = {0};
     aq_model *m;
-    aq_tokenizer *tok;
-    aq_docs docs;
     int *win, S = 64, T = 256;
-    if (aq_model_load_path(mp, &m, &err)) return fail("model", &err);
-    if (aq_tok_open(tp, 512, &tok, &err)) return fail("tokenizer", &err);
-    if (aq_docs_read(xp, &docs, &err)) return fail("text", &err);
-    if (aq_calib_windows(tok, &docs, S, T, &win, &err)) return fail("windows", &err);
+    if (aq_bench_stories(shared, S, T, &m, &win, &err)) return fail("stories260K assets", &err);
     float *logits = malloc(sizeof(float) * 8 * T * 512);
     printf("stories260K, %d windows x %d tokens, single-threaded BLIS, CPU-time rates\n", S, T);
     fwd_rate(m, win, 8, T, 8, logits, &err); /* warm-up: scratch allocation */
@@ -80,8 +72,6 @@ int main(int argc, char **argv)
     aq_capture_free(c);
     free(win);
     free(logits);
-    aq_docs_free(&docs);
-    aq_tok_close(tok);
     aq_model_free(m);
     return 0;
 }

@@ -12,6 +12,7 @@
 
 #include "../src/model/grad.h"
 #include "../src/text/textdata.h"
+#include "bench_stories.h"
 #include "benchutil.h"
 
 static int fail(const char *what, const aq_error *err) { return aq_bench_fail("bench_model_grad", what, err); }
@@ -46,19 +47,10 @@ static aq_status install_overrides(aq_model *m, aq_error *err)
 int main(int argc, char **argv)
 {
     const char *shared = argc > 1 ? argv[1] : AQ_SHARED_DIR_DEFAULT;
-    char mp[1024], tp[1024], xp[1024];
-    snprintf(mp, sizeof mp, "%s/models/stories260K/stories260K.bin", shared);
-    snprintf(tp, sizeof tp, "%s/models/stories260K/tok512.bin", shared);
-    snprintf(xp, sizeof xp, "%s/data/tinystories/validation.txt", shared);
     aq_error err = {0};
     aq_model *m;
-    aq_tokenizer *tok;
-    aq_docs docs;
     int *win, B = 8, T = 256, reps = 6, lens[8];
-    if (aq_model_load_path(mp, &m, &err)) return fail("model", &err);
-    if (aq_tok_open(tp, 512, &tok, &err)) return fail("tokenizer", &err);
-    if (aq_docs_read(xp, &docs, &err)) return fail("text", &err);
-    if (aq_calib_windows(tok, &docs, B, T, &win, &err)) return fail("windows", &err);
+    if (aq_bench_stories(shared, B, T, &m, &win, &err)) return fail("stories260K assets", &err);
     if (install_overrides(m, &err)) return fail("overrides", &err);
     const aq_llama_config *c = aq_model_config(m);
     for (int i = 0; i < B; i++)
@@ -117,8 +109,6 @@ int main(int argc, char **argv)
     for (size_t j = 0; j < nl; j++)
         free(dw[j]), free(db[j]);
     free(dw), free(db), free(dn), free(logits), free(win);
-    aq_docs_free(&docs);
-    aq_tok_close(tok);
     aq_model_free(m);
     return 0;
 }
