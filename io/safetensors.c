@@ -429,7 +429,7 @@ static aq_status st_new(const char *label, aq_st_file **out, aq_error *err)
 aq_status aq_st_open_memory(const void *buf, size_t len, const char *label, aq_st_file **out,
                             aq_error *err)
 {
-    aq_st_file *f;
+    aq_st_file *f = NULL; /* set by st_new; GCC 12 -O3 warns (maybe-uninitialized) otherwise */
     AQ_TRY(st_new(label, &f, err));
     f->base = buf;
     f->len = len;
@@ -454,7 +454,7 @@ aq_status aq_st_open(const char *path, aq_st_file **out, aq_error *err)
         close(fd);
         return st;
     }
-    aq_st_file *f;
+    aq_st_file *f = NULL; /* set by st_new; GCC 12 -O3 warns (maybe-uninitialized) otherwise */
     aq_status st = st_new(path, &f, err);
     if (st != AQ_OK) {
         close(fd);

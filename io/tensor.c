@@ -142,7 +142,7 @@ static aq_status view_check(const aq_tensor_view *v, size_t *numel, aq_error *er
 
 aq_status aq_view_to_f32(const aq_tensor_view *v, float *dst, aq_error *err)
 {
-    size_t n;
+    size_t n = 0; /* set by view_check; GCC 12 -O3 warns (maybe-uninitialized) otherwise */
     AQ_TRY(view_check(v, &n, err));
     const unsigned char *p = v->data;
     switch (v->dtype) {
@@ -165,7 +165,7 @@ aq_status aq_view_to_f32(const aq_tensor_view *v, float *dst, aq_error *err)
 
 aq_status aq_view_to_f32_alloc(const aq_tensor_view *v, float **out, aq_error *err)
 {
-    size_t n;
+    size_t n = 0; /* set by view_check; GCC 12 -O3 warns (maybe-uninitialized) otherwise */
     AQ_TRY(view_check(v, &n, err));
     if (n > SIZE_MAX / sizeof(float)) return aq_fail_nomem(err, "tensor conversion", SIZE_MAX);
     float *buf = malloc(n ? n * sizeof(float) : 1);

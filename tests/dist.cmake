@@ -15,7 +15,7 @@ function(aq_dist_np_tests name)
   foreach(np 2 4)
     add_test(NAME ${name}_np${np} COMMAND ${AQ_MPIRUN} -np ${np} $<TARGET_FILE:${name}>)
     set_tests_properties(${name}_np${np} PROPERTIES LABELS mpi TIMEOUT 60 SKIP_RETURN_CODE 77
-      ENVIRONMENT "AQ_SHARED_DIR=${AQ_SHARED_DIR};OMPI_ALLOW_RUN_AS_ROOT=1;OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1")
+      ENVIRONMENT "${AQ_TEST_ENV}")
   endforeach()
 endfunction()
 

@@ -1,7 +1,9 @@
 # Tests of the llama2.c importer (io/llama2c.c), the tokenizer (src/text/tokenizer.c)
 # and `adaquant convert` (mpi/cmd_convert.c).
-aq_test(NAME test_llama2c SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_llama2c.c LIBS aq_io LABELS unit)
-aq_test(NAME test_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer.c LIBS aq_text LABELS unit)
+aq_test(NAME test_llama2c SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_llama2c.c LIBS aq_io LABELS unit
+        ASSETS models/stories260K/stories260K.bin models/stories260K/tok512.bin)
+aq_test(NAME test_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenizer.c LIBS aq_text LABELS unit
+        ASSETS models/stories260K/tok512.bin data/tinystories/validation.txt)
 # The independent Python port of run.c's tokenizer vs the C tokenizer.
 aq_script_test(NAME tok_reference LABELS unit
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/scripts/tok_reference.py

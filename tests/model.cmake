@@ -1,10 +1,11 @@
 # Tests of the transformer engine (src/model) and the text data (src/text/textdata).
-aq_test(NAME test_model SOURCES test_model.c LIBS aq_model)
-aq_test(NAME test_model_eval SOURCES test_model_eval.c LIBS aq_model LABELS integration TIMEOUT 120)
-aq_test(NAME test_model_capture SOURCES test_model_capture.c LIBS aq_model)
-aq_test(NAME test_textdata SOURCES test_textdata.c LIBS aq_text)
-aq_test(NAME test_model_quant SOURCES test_model_quant.c LIBS aq_model aq_adaquant)
-aq_test(NAME test_model_hf SOURCES test_model_hf.c LIBS aq_model)
+aq_test(NAME test_model SOURCES test_model.c LIBS aq_model ASSETS models/stories260K/stories260K.bin)
+aq_test(NAME test_model_eval SOURCES test_model_eval.c LIBS aq_model LABELS integration TIMEOUT 120
+        ASSETS models/stories260K/stories260K.bin models/stories260K/tok512.bin data/tinystories/validation.txt)
+aq_test(NAME test_model_capture SOURCES test_model_capture.c LIBS aq_model ASSETS models/stories260K/stories260K.bin)
+aq_test(NAME test_textdata SOURCES test_textdata.c LIBS aq_text ASSETS models/stories260K/tok512.bin data/tinystories/validation.txt)
+aq_test(NAME test_model_quant SOURCES test_model_quant.c LIBS aq_model aq_adaquant ASSETS models/stories260K/stories260K.bin)
+aq_test(NAME test_model_hf SOURCES test_model_hf.c LIBS aq_model ASSETS models/stories260K/stories260K.bin)
 aq_script_test(NAME model_cli COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/scripts/model_cli.py TIMEOUT 300)
 aq_test(NAME test_model_grad SOURCES test_model_grad.c LIBS aq_model aq_adaquant)
-aq_test(NAME test_tune SOURCES test_tune.c LIBS aq_model aq_adaquant)
+aq_test(NAME test_tune SOURCES test_tune.c LIBS aq_model aq_adaquant ASSETS models/stories260K/stories260K.bin)

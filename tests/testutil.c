@@ -8,10 +8,62 @@
 
 int aq_test_failures = 0;
 
-char *aq_test_asset(const char *relpath)
+/* Assets are checked before main runs: a test that finds an asset missing
+ * half-way would report "skipped" for a run in which some checks already
+ * ran (and may have failed). ctest passes the test's declared assets (the
+ * ASSETS list of aq_test in tests/<area>.cmake) in AQ_TEST_ASSETS, separated
+ * by ':'; this constructor skips (77) before any check if one is absent, and
+ * aq_test_asset refuses a path the registration did not declare. Run by hand
+ * (AQ_TEST_ASSETS unset), aq_test_asset skips at the call as before. */
+static const char *aq_test_shared_dir(void)
 {
     const char *dir = getenv("AQ_SHARED_DIR");
-    if (!dir) dir = "../shared";
+    return dir ? dir : "../shared";
+}
+
+__attribute__((constructor)) static void aq_test_check_assets(void)
+{
+    const char *list = getenv("AQ_TEST_ASSETS");
+    if (!list) return;
+    const char *dir = aq_test_shared_dir();
+    while (*list) {
+        size_t n = strcspn(list, ":");
+        char p[4096];
+        if (n > 0) {
+            snprintf(p, sizeof p, "%s/%.*s", dir, (int)n, list);
+            if (access(p, R_OK) != 0) {
+                printf("SKIP: test asset %s is absent (set AQ_SHARED_DIR to the shared/ folder); "
+                       "no check ran\n", p);
+                fflush(stdout);
+                exit(77);
+            }
+        }
+        list += n;
+        if (*list == ':') list++;
+    }
+}
+
+char *aq_test_asset(const char *relpath)
+{
+    const char *declared = getenv("AQ_TEST_ASSETS");
+    if (declared) {
+        size_t rl = strlen(relpath);
+        const char *s = declared;
+        int found = 0;
+        while (*s && !found) {
+            size_t n = strcspn(s, ":");
+            found = n == rl && strncmp(s, relpath, n) == 0;
+            s += n;
+            if (*s == ':') s++;
+        }
+        if (!found) {
+            fprintf(stderr, "FAIL: test asset %s is not in the test's ASSETS list (tests/<area>.cmake); "
+                    "declare it there so that a missing asset skips the test before any check\n",
+                    relpath);
+            exit(1);
+        }
+    }
+    const char *dir = aq_test_shared_dir();
     size_t n = strlen(dir) + strlen(relpath) + 2;
     char *p = malloc(n);
     if (!p) exit(1);

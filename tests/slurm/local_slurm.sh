@@ -7,6 +7,23 @@
 # MinJobAge=3600 keeps finished jobs visible to `scontrol show job` (there is
 # no accounting database, so sacct cannot be used). Ports: the first free pair
 # from 16817/16818 up. DIR/owner.pid records the shell that started it.
+# Every wait polls a state against a wall-clock deadline (aq_slurm_poll), with
+# the bound given and explained where it is used: iteration counts would
+# stretch with the load, and fixed sleeps are either too short or too slow.
+
+# aq_slurm_poll SECONDS CMD...: run CMD every 0.2 s until it succeeds (0) or
+# SECONDS of wall time have passed (1).
+aq_slurm_poll() {
+  local end=$((SECONDS + $1))
+  shift
+  while :; do
+    "$@" && return 0
+    [ $SECONDS -lt $end ] || return 1
+    sleep 0.2
+  done
+}
+aq_slurm_node_idle() { [ "$(sinfo -h -o %T 2>/dev/null | head -1)" = idle ]; }
+aq_slurm_gone() { ! kill -0 "$1" 2>/dev/null; }
 
 aq_slurm_start() {
   local dir=$1 host
@@ -62,11 +79,10 @@ CONF
   slurmctld -f "$SLURM_CONF" || { echo "local_slurm: slurmctld failed" >&2; return 1; }
   slurmd -f "$SLURM_CONF" || { echo "local_slurm: slurmd failed" >&2; return 1; }
 
-  for _ in $(seq 1 100); do
-    if [ "$(sinfo -h -o %T 2>/dev/null | head -1)" = idle ]; then return 0; fi
-    sleep 0.2
-  done
-  echo "local_slurm: node did not become idle; logs in $dir/log" >&2
+  # slurmd registers and the node turns idle in about 1 s on an idle machine;
+  # 60 s leaves room for a 2-core machine busy with parallel builds and tests.
+  aq_slurm_poll 60 aq_slurm_node_idle && return 0
+  echo "local_slurm: node did not become idle within 60 s; logs in $dir/log" >&2
   sinfo >&2 || true
   return 1
 }
@@ -104,8 +120,9 @@ aq_slurm_stop() {
     if [ -f "$dir/$f.pid" ]; then
       pid=$(cat "$dir/$f.pid")
       kill "$pid" 2>/dev/null || true
-      for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "$pid" 2>/dev/null || true
+      # a daemon exits well within 1 s of SIGTERM (slurmctld saves its small
+      # state first); after 20 s of a loaded machine it is killed outright
+      aq_slurm_poll 20 aq_slurm_gone "$pid" || kill -9 "$pid" 2>/dev/null || true
     fi
   done
   # munged is shared: if another local Slurm (started meanwhile by another
@@ -123,6 +140,8 @@ aq_slurm_stop() {
   if [ -f "$dir/munged.started" ] && [ -f "$dir/munged.pid" ]; then
     pid=$(cat "$dir/munged.pid")
     kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    # munged exits at once on SIGTERM; wait (bounded as above) so that the next
+    # start does not find the old one still running and skip starting its own
+    aq_slurm_poll 20 aq_slurm_gone "$pid" || true
   fi
 }
