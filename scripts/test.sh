@@ -1,23 +1,132 @@
 #!/usr/bin/env bash
-# test.sh — install dependencies, build (warnings are errors), run the whole
-# test suite with ctest, then the unit tests again under AddressSanitizer+UBSan,
-# then the fuzzers for a bounded time.
+# test.sh — what CI runs (.ci/run): install the dependencies, then
+#  1. build (RelWithDebInfo, warnings are errors) and run the whole suite with
+#     ctest, on the BLIS kernel that is picked automatically;
+#  2. the unit and MPI tests again with each forced BLIS kernel family of
+#     AQ_KERNELS (results differ in the last bits between kernels, and every
+#     test must hold for each of them);
+#  3. a Release build (-O3, the usual user build) with warnings as errors, and
+#     its unit tests;
+#  4. the unit and MPI tests under AddressSanitizer + UBSan;
+#  5. the fuzzers (clang), for a bounded time each.
+# A skipped test fails the run (e.g. when ../shared is missing, the model tests
+# skip): set AQ_ALLOW_SKIP=1 to accept skips. AQ_SHARED_DIR names the test
+# assets folder (default ../shared beside this clone).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh test
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 jobs=$(nproc)
+src=$PWD
+shared=$(realpath -m "${AQ_SHARED_DIR:-$src/../shared}")
+allow_skip=${AQ_ALLOW_SKIP:-0}
+t_start=$SECONDS
+step() { printf '\n=== %s  [%d s]\n' "$*" $((SECONDS - t_start)); }
+skip_help="Put the test assets at ../shared beside this clone (or set AQ_SHARED_DIR=DIR), or set AQ_ALLOW_SKIP=1 to accept skipped tests."
 
-cmake -S . -B build -DAQ_WERROR=ON >/dev/null
-cmake --build build -j"$jobs"
-(cd build && ctest --output-on-failure -j"$jobs" -LE fuzz)
-
-cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_WERROR=ON >/dev/null
-cmake --build build-asan -j"$jobs"
-(cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j"$jobs" -L unit)
-
-if command -v clang >/dev/null; then
-  CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_WERROR=ON >/dev/null
-  cmake --build build-fuzz -j"$jobs"
-  (cd build-fuzz && ctest --output-on-failure -L fuzz)
+if [ "$allow_skip" != 1 ] && [ ! -d "$shared" ]; then
+  echo "test.sh: the test assets folder $shared does not exist, so every test that needs a model or text would be skipped." >&2
+  echo "test.sh: $skip_help" >&2
+  exit 1
 fi
+
+# check_skips PASS JUNIT: a test that was skipped (exit 77), or that passed but
+# skipped a part of its checks (prints "SKIP part"), fails the run unless
+# AQ_ALLOW_SKIP=1. Reads ctest's JUnit file, which keeps each test's output.
+check_skips() {
+  /usr/bin/python3 - "$1" "$2" "$allow_skip" "$skip_help" <<'PY'
+import re, sys, xml.etree.ElementTree as ET
+name, junit, allow, help_ = sys.argv[1:]
+found = []
+for tc in ET.parse(junit).getroot().iter("testcase"):
+    out = tc.findtext("system-out") or ""
+    why = [l.strip() for l in out.splitlines() if re.match(r"\s*skip( part)?:", l, re.I)]
+    if tc.find("skipped") is not None or tc.get("status") == "notrun":
+        found.append((tc.get("name"), "skipped", why[0] if why else "(no reason printed)"))
+    elif why:
+        found.append((tc.get("name"), "partly skipped", why[0]))
+if found:
+    word = "allowed (AQ_ALLOW_SKIP=1)" if allow == "1" else "not allowed"
+    print(f"test.sh: {len(found)} test(s) of the {name} pass skipped checks, {word}:", file=sys.stderr)
+    for t, kind, why in found:
+        print(f"  {t}: {kind}: {why}", file=sys.stderr)
+    if allow != "1":
+        print("test.sh: " + help_, file=sys.stderr)
+        sys.exit(1)
+PY
+}
+
+# run_ctest PASS BUILD_DIR CTEST_ARGS...: ctest in BUILD_DIR, then check_skips.
+# The passed tests' output is kept whole (not ctest's 1 kB) for check_skips.
+run_ctest() {
+  local pass=$1 dir=$2 rc=0
+  shift 2
+  local junit=$src/$dir/junit-${pass// /_}.xml
+  (cd "$dir" && ctest --output-on-failure --test-output-size-passed 1000000 --output-junit "$junit" "$@") || rc=$?
+  check_skips "$pass" "$junit" || rc=1
+  [ $rc = 0 ] || { echo "test.sh: the $pass pass failed" >&2; exit $rc; }
+}
+
+# blis_kernel: the sub-configuration BLIS selects in this environment (an id
+# whose kernels were not built, or that this CPU cannot run, aborts here).
+blis_kernel() {
+  /usr/bin/python3 -c 'import ctypes, ctypes.util
+b = ctypes.CDLL(ctypes.util.find_library("blis")); b.bli_init()
+b.bli_arch_string.restype = ctypes.c_char_p
+print(b.bli_arch_string(b.bli_arch_query_id()).decode())'
+}
+
+# 1. The whole suite, automatic kernel (adaquant's own choice when BLIS_ARCH_TYPE is unset).
+if [ -n "${BLIS_ARCH_TYPE+x}" ]; then
+  echo "test.sh: ignoring BLIS_ARCH_TYPE=$BLIS_ARCH_TYPE from the environment: the first pass uses the automatic kernel"
+  unset BLIS_ARCH_TYPE
+fi
+step "build (RelWithDebInfo, -Werror)"
+cmake -S . -B build -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
+cmake --build build -j"$jobs"
+step "ctest, whole suite; BLIS kernel: automatic (BLIS_ARCH_TYPE unset; BLIS alone would pick $(blis_kernel))"
+build/adaquant --version 2>&1 | sed 1d
+run_ctest "whole suite" build -j"$jobs" -LE fuzz
+
+# 2. The unit and MPI tests with forced kernel families, BLIS_ARCH_TYPE=id
+# (BLIS 0.9.0's arch_t ids: 0 skx, 3 haswell, 6 zen3, 25 generic; a name
+# would silently parse as 0). generic runs everywhere; haswell needs AVX2+FMA.
+for id in ${AQ_KERNELS:-25 3}; do
+  if [ "$id" = 3 ] && ! grep -qw avx2 /proc/cpuinfo; then
+    echo "test.sh: this CPU has no AVX2, so the haswell kernels (BLIS_ARCH_TYPE=3) cannot run here" >&2
+    exit 1
+  fi
+  name=$(BLIS_ARCH_TYPE=$id blis_kernel)
+  step "ctest -L 'unit|mpi'; BLIS kernel: $name (forced, BLIS_ARCH_TYPE=$id)"
+  # the user's BLIS_ARCH_TYPE must win over adaquant's own choice of kernel
+  ver=$(BLIS_ARCH_TYPE=$id BLIS_ARCH_DEBUG=1 build/adaquant --version 2>&1 || true)
+  got=$(sed -n "s/.*selecting sub-configuration '\([A-Za-z0-9_]*\)'.*/\1/p" <<<"$ver" | tail -n 1)
+  if [ -n "$got" ] && [ "$got" != "$name" ]; then
+    echo "test.sh: with BLIS_ARCH_TYPE=$id ($name) set, adaquant --version runs the $got kernel" >&2
+    exit 1
+  fi
+  BLIS_ARCH_TYPE=$id run_ctest "kernel $name" build -j"$jobs" -L 'unit|mpi'
+done
+
+# 3. What a user builds: Release (-O3 -DNDEBUG), here with warnings as errors.
+step "Release build (-O3, -Werror) and its unit tests"
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
+cmake --build build-release -j"$jobs"
+run_ctest "Release" build-release -j"$jobs" -L unit
+
+# 4. AddressSanitizer + UBSan: the unit and MPI tests except the pipeline_*
+# integration tests (tests/pipeline.cmake says why). LeakSanitizer reads
+# tests/lsan.supp (third-party leaks only), set by tests/CMakeLists.txt.
+step "AddressSanitizer + UBSan build and ctest -L 'unit|mpi'"
+cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
+cmake --build build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1 run_ctest "ASan" build-asan -j"$jobs" -L 'unit|mpi' -E '^pipeline_'
+
+# 5. Fuzzers (clang builds everything too: its warnings are errors as well).
+if command -v clang >/dev/null; then
+  step "clang build and fuzzers"
+  CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
+  cmake --build build-fuzz -j"$jobs"
+  run_ctest "fuzz" build-fuzz -L fuzz
+fi
+step "all passes passed"

@@ -9,6 +9,15 @@
 #     that command resubmits only shard 2 and gives the same bytes again.
 # Stops every daemon it started (trap EXIT), by PID. Skips (77) only when the
 # Slurm packages or the stories260K assets are absent.
+# Waits poll job states (scontrol) against wall-clock deadlines, never fixed
+# sleeps. The bounds are sized from a run on a 2-core machine busy with
+# parallel builds (233 s in all: reference 76 s, the 6-job array run 42 s):
+# REF_LIMIT for the mpirun reference and JOB_LIMIT for each of the four job
+# waits, about 3x those figures; their sum (240 + 4 x 150 = 840 s) stays under
+# the ctest TIMEOUT (tests/slurm.cmake), so a hung job is reported here, with
+# the job states and logs, rather than by ctest's kill.
+REF_LIMIT=240
+JOB_LIMIT=150
 # shellcheck disable=SC2016 # check() evaluates its single-quoted argument later
 set -u
 CLI=${AQ_CLI:?AQ_CLI not set}
@@ -59,9 +68,9 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_pml=ob
 
 # Reference: the whole pipeline under mpirun.
 t0=$SECONDS
-"$MPIRUN" --allow-run-as-root --oversubscribe -np 2 "$CLI" quantize "${inputs[@]}" "${SMALL[@]}" \
+timeout -k 10 $REF_LIMIT "$MPIRUN" --allow-run-as-root --oversubscribe -np 2 "$CLI" quantize "${inputs[@]}" "${SMALL[@]}" \
   --work "$d/wref" --out "$d/ref" "${BUDGET[@]}" >"$d/ref.log" 2>&1 ||
-  { tail -n 30 "$d/ref.log"; die "mpirun -np 2 adaquant quantize failed"; }
+  { tail -n 30 "$d/ref.log"; die "mpirun -np 2 adaquant quantize failed or took over $REF_LIMIT s"; }
 echo "reference (mpirun -np 2 quantize): $((SECONDS - t0)) s"
 
 # job_states ID: one line per job/array task: "ID STATE REASON"
@@ -78,7 +87,8 @@ job_states() {
     print (at != "" ? aj "_" at : id), st, rs
   }' | sort
 }
-# wait_jobs TIMEOUT ID...: until no job is pending/running (polling scontrol).
+# wait_jobs TIMEOUT ID...: until no job is pending/running (polling scontrol
+# every second against a wall-clock deadline of TIMEOUT seconds).
 wait_jobs() {
   local limit=$1 id busy
   shift
@@ -117,7 +127,7 @@ line=$(jobs_line "$out")
 [[ $line =~ ^capture=([0-9]+)\ array=([0-9]+)\ solve=([0-9]+)$ ]] || die "no AQ_JOBS line in submit.sh's output"
 cap=${BASH_REMATCH[1]} arr=${BASH_REMATCH[2]} sol=${BASH_REMATCH[3]}
 check 'scontrol show job "$arr" | grep -q "ArrayTaskThrottle=2"'
-wait_jobs 150 "$cap" "$arr" "$sol" || die "the jobs did not finish"
+wait_jobs $JOB_LIMIT "$cap" "$arr" "$sol" || die "the jobs did not finish"
 echo "slurm run: $((SECONDS - t0)) s"
 states=$(job_states "$cap"; job_states "$arr"; job_states "$sol")
 echo "$states"
@@ -135,7 +145,7 @@ done
 mid=$(ADAQUANT=$CLI sbatch --parsable --ntasks=2 --output="$d/mpi-%j.out" "$SRC/slurm/adaquant-mpi.sbatch" \
       "${inputs[@]}" "${SMALL[@]}" --work "$d/wm" --out "$d/outm" "${BUDGET[@]}") || die "sbatch adaquant-mpi.sbatch failed"
 mid=${mid%%;*}
-wait_jobs 150 "$mid" || die "the adaquant-mpi.sbatch job did not finish"
+wait_jobs $JOB_LIMIT "$mid" || die "the adaquant-mpi.sbatch job did not finish"
 check 'grep -q "^$mid COMPLETED" <<<"$(job_states "$mid")"'
 check 'grep -q "on 2 ranks" "$d/mpi-$mid.out"'
 if [ -d "$d/outm" ]; then same_bytes "$d/outm"; else echo "FAIL: adaquant-mpi.sbatch wrote no $d/outm"; tail -n 20 "$d/mpi-$mid.out"; fail=1; fi
@@ -149,7 +159,7 @@ line=$(jobs_line "$out")
 cap=${BASH_REMATCH[1]} arr=${BASH_REMATCH[2]} sol=${BASH_REMATCH[3]}
 scancel "${arr}_2" || die "scancel ${arr}_2 failed"
 scontrol release "$arr" || die "scontrol release $arr failed"
-wait_jobs 150 "$cap" "$arr" "$sol" || die "the jobs did not finish"
+wait_jobs $JOB_LIMIT "$cap" "$arr" "$sol" || die "the jobs did not finish"
 states=$(job_states "$cap"; job_states "$arr"; job_states "$sol")
 echo "$states"
 for i in 0 1 3; do check 'grep -q "^${arr}_$i COMPLETED" <<<"$states"'; done
@@ -177,7 +187,7 @@ echo "$out"
 line=$(jobs_line "$out")
 [[ $line =~ ^array=([0-9]+)\ solve=([0-9]+)$ ]] || die "no AQ_JOBS line in submit.sh --resubmit's output"
 arr=${BASH_REMATCH[1]} sol=${BASH_REMATCH[2]}
-wait_jobs 150 "$arr" "$sol" || die "the resubmitted jobs did not finish"
+wait_jobs $JOB_LIMIT "$arr" "$sol" || die "the resubmitted jobs did not finish"
 states=$(job_states "$arr"; job_states "$sol")
 echo "$states"
 check '[ "$(wc -l <<<"$states")" = 2 ]'
