@@ -47,7 +47,8 @@ for tc in ET.parse(junit).getroot().iter("testcase"):
         found.append((tc.get("name"), "partly skipped", why[0]))
 if found:
     word = "allowed (AQ_ALLOW_SKIP=1)" if allow == "1" else "not allowed"
-    print(f"test.sh: {len(found)} test(s) of the {name} pass skipped checks, {word}:", file=sys.stderr)
+    print(f"test.sh: in the {name} pass, {len(found)} test(s) skipped some or all of their checks; "
+          f"skips are {word}:", file=sys.stderr)
     for t, kind, why in found:
         print(f"  {t}: {kind}: {why}", file=sys.stderr)
     if allow != "1":
@@ -127,6 +128,6 @@ if command -v clang >/dev/null; then
   step "clang build and fuzzers"
   CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
   cmake --build build-fuzz -j"$jobs"
-  run_ctest "fuzz" build-fuzz -L fuzz
+  run_ctest "fuzz" build-fuzz -j"$jobs" -L fuzz
 fi
 step "all passes passed"

@@ -34,6 +34,6 @@ aq_dist_np_tests(test_dist_reduce)
 
 # Injected failures, SIGKILL and resume, driven from outside mpirun: 16 mpirun
 # launches. TIMEOUT 300: it took 60 s under ASan+UBSan with ctest -j2 on a
-# 2-core machine at load 10 (hitting the 60 s it had), NORMAL_S s in the normal build.
+# 2-core machine at load 10 (hitting the 60 s it had), 21 s in the normal build.
 aq_script_test(NAME test_dist_failure LABELS mpi TIMEOUT 300
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/dist_failure.py $<TARGET_FILE:test_dist_driver>)
