@@ -68,14 +68,19 @@ TOL_SMOOTH = 1e-5
 # Quantized activations make the forward discontinuous: an input within
 # float32 rounding of a rounding tie may go to either neighbour, and the flip
 # propagates (one at the BOS position, the attention sink, moves every
-# document). Both answers are correct readings of the spec, so the
-# tolerance is measured: the reader re-runs its forward with every quantized
-# layer's input multiplied by (1 + 1e-6 N(0,1)) (a few float32 ulp, the size of
-# the engine's rounding errors), PERTURB_SEEDS times; we allow PERTURB_FACTOR
-# times the largest move (measured ~5e-3 relative on a8menu, against an actual
-# difference ~1e-3), never less than TOL_SMOOTH.
-PERTURB_SEEDS = 3
-PERTURB_FACTOR = 3.0
+# document). Both answers are correct readings of the spec: adaquant itself,
+# evaluating one a8menu file with different BLIS kernels, spreads by up to
+# 7e-4 relative. So the tolerance is measured: the reader re-runs its forward
+# with every quantized layer's input multiplied by (1 + 1e-6 N(0,1)) (a few
+# float32 ulp, the size of the engine's rounding errors) for PERTURB_SEEDS
+# seeds, and we allow PERTURB_FACTOR times the RMS of the moves (RMS is
+# steadier than the max: the moves are heavy-tailed). Measured on the a8menu
+# files of four kernels: RMS 1.7e-3 to 2.6e-3, actual reader-vs-adaquant
+# differences 6e-5 to 1.3e-3, i.e. at most 0.8 RMS. The misreadings below stay
+# 30x outside; subtler misreadings of the quantizer itself are the bit-exact
+# check's job (step 2).
+PERTURB_SEEDS = 6
+PERTURB_FACTOR = 5.0
 
 failures = []
 
@@ -166,13 +171,14 @@ def one_run(top, dump_helper, name, args, length):
         moves = [reader_eval(out, length, "--perturb", s) for s in range(1, PERTURB_SEEDS + 1)]
         check(all(m is not None for m in moves), f"{name}: perturbed evaluations run")
         if all(m is not None for m in moves):
-            dp = max(rel(m["ppl_quantized"], mine["ppl_quantized"]) for m in moves)
-            tol = max(TOL_SMOOTH, PERTURB_FACTOR * dp)
+            dp = [m["ppl_quantized"] / mine["ppl_quantized"] - 1 for m in moves]
+            rms = (sum(x * x for x in dp) / len(dp)) ** 0.5
+            tol = max(TOL_SMOOTH, PERTURB_FACTOR * rms)
             # KL = cross-entropy(FP, Q) - entropy(FP): it moves with log ppl, i.e. by ~ the relative ppl move
             tol_kl = tol
-            print(f"  float32-sized perturbations move the perplexity by up to {dp:.3g} (relative): "
-                  f"tolerance {tol:.3g}; {mine['near_ties']} activation decisions within 1e-4 of a tie",
-                  flush=True)
+            print(f"  float32-sized perturbations move the perplexity by {', '.join(f'{x:.2g}' for x in dp)} "
+                  f"(relative; RMS {rms:.3g}): tolerance {tol:.3g}; {mine['near_ties']} activation decisions "
+                  "within 1e-4 of a tie", flush=True)
     d_ppl, d_kl = rel(mine["ppl_quantized"], ev["ppl_quantized"]), abs(mine["kl_mean"] - ev["kl_mean"])
     check(d_ppl < tol, f"{name}: quantized perplexity, reader vs adaquant: {mine['ppl_quantized']:.9f} vs "
           f"{ev['ppl_quantized']:.9f} (relative {d_ppl:.2g} < {tol:.2g})")
