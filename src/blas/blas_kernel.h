@@ -4,7 +4,7 @@
  * BLIS picks its sub-configuration once per process, at its first
  * initialisation, from cpuid or from the BLIS_ARCH_TYPE environment variable
  * (BLIS 0.9.0: the numeric id of its arch_t enum). BLIS 0.9.0 does not know
- * newer CPUs (AMD Zen 4/5, cpuid family 0x1A) and falls back to its `generic`
+ * newer CPUs (AMD Zen 5, cpuid family 0x1A) and falls back to its `generic`
  * reference kernels, 4.3x slower than `skx` on a Zen 5. aq_blas_kernel_select,
  * called at start-up before anything calls BLAS, sets BLIS_ARCH_TYPE to the best
  * sub-configuration the CPU's instructions support in that case only. A
