@@ -241,6 +241,8 @@ int main(int argc, char **argv)
 {
     test_ticks();
     test_grid();
-    test_files(argc > 1 ? argv[1] : aq_test_tmpdir("svg"));
+    char *tmp = argc > 1 ? NULL : aq_test_tmpdir("svg");
+    test_files(argc > 1 ? argv[1] : tmp);
+    free(tmp);
     AQ_TEST_END();
 }
