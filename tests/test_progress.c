@@ -6,6 +6,7 @@
  * The batch log of a real mpirun run is tests/test_progress_log.py. */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../mpi/dist/progress.h"
 #include "testutil.h"
@@ -164,8 +165,35 @@ static void test_stream(void)
     unsetenv("AQ_PROGRESS");
 }
 
+/* aq_progress_probe reads Open MPI's environment: a singleton (no mpirun)
+ * is not "under mpirun"; a rank whose mpirun is not found says so. */
+static void test_probe(void)
+{
+    aq_progress_env e;
+    setenv("OMPI_MCA_orte_launch", "1", 1);
+    setenv("OMPI_MCA_ess", "singleton", 1); /* what MPI_Init exports without mpirun */
+    aq_progress_probe(stderr, &e);
+    CHECK(e.orte == 0);
+    setenv("OMPI_MCA_ess", "^singleton", 1); /* what mpirun exports */
+    setenv("OMPI_MCA_orte_hnp_uri", "1.0;tcp://127.0.0.1:1", 1);
+    /* a session directory naming a process that is not mpirun (ourselves) */
+    char dir[64];
+    snprintf(dir, sizeof dir, "/tmp/ompi.x/pid.%ld", (long)getpid());
+    setenv("OMPI_MCA_orte_jobfam_session_dir", dir, 1);
+    setenv("OMPI_MCA_orte_tag_output", "1", 1);
+    aq_progress_probe(stderr, &e);
+    CHECK(e.orte == 1 && e.per_rank_output == 1 && e.launcher_found == 0);
+    CHECK(aq_progress_auto(&e, NULL, 0) == AQ_PROGRESS_PLAIN);
+    unsetenv("OMPI_MCA_orte_tag_output");
+    unsetenv("OMPI_MCA_orte_jobfam_session_dir");
+    unsetenv("OMPI_MCA_orte_hnp_uri");
+    unsetenv("OMPI_MCA_orte_launch");
+    unsetenv("OMPI_MCA_ess");
+}
+
 int main(void)
 {
+    test_probe();
     test_auto_rule();
     test_mode_names();
     test_format();

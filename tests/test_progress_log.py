@@ -13,7 +13,9 @@ item 5, docs/PIPELINE.md "Progress").
           usage error (exit 2) naming the accepted values.
   tty     the run resumed inside a terminal (util-linux `script` gives mpirun
           a pty): auto picks the bar, so the rule really looks at mpirun's
-          streams (skipped with a note when `script` is absent).
+          streams; a single process (no mpirun) draws the bar on a terminal
+          and writes plain lines to a file (skipped with a note when
+          `script` is absent).
 Usage: test_progress_log.py WORKDIR. Environment (ctest): AQ_CLI, AQ_MPIRUN,
 AQ_SHARED_DIR. Exit 77 (skip) when the stories260K assets are absent.
 """
@@ -134,6 +136,16 @@ def mode_tty(top):
     check(p.returncode == 0, f"quantize under a terminal succeeds (rc {p.returncode})")
     check(b"\r\x1b[K[" in p.stdout, "auto draws the bar when mpirun's stdout and stderr are a terminal")
     check(b"(progress plain:" not in p.stdout, "no plain header on a terminal")
+    # one process, no mpirun: Open MPI's singleton MPI_Init exports
+    # OMPI_MCA_orte_launch too, yet the process owns its streams
+    single = quantize_cmd(out, ["--resume", "--force"])[len(MPIRUN) + 2:]
+    p = subprocess.run([script, "-qec", " ".join(shlex.quote(a) for a in single), "/dev/null"],
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                       env=env(TERM="xterm"), timeout=240)
+    check(p.returncode == 0 and b"\r\x1b[K[" in p.stdout, "a single process on a terminal draws the bar")
+    rc, data = run_to_log(single, os.path.join(top, "single.log"), env())
+    check(rc == 0 and b"(progress plain: stderr is not a terminal" in data and b"\r" not in data,
+          "a single process > log 2>&1 writes plain lines")
 
 
 def main():

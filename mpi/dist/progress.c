@@ -122,7 +122,11 @@ void aq_progress_probe(FILE *out, aq_progress_env *e)
     const char *term = getenv("TERM");
     e->term_dumb = term && !strcmp(term, "dumb");
     e->own_tty = out && isatty(fileno(out));
-    e->orte = getenv("OMPI_MCA_orte_launch") || getenv("OMPI_MCA_orte_hnp_uri");
+    /* mpirun exports its URI to the ranks; a process started without it
+     * (Open MPI "singleton") sets orte_launch in MPI_Init as well, but with
+     * ess=singleton and no URI: that one owns its streams */
+    const char *ess = getenv("OMPI_MCA_ess");
+    e->orte = getenv("OMPI_MCA_orte_hnp_uri") || (getenv("OMPI_MCA_orte_launch") && !(ess && !strcmp(ess, "singleton")));
     if (!e->orte) return;
     static const char *const tags[] = {"OMPI_MCA_orte_tag_output", "OMPI_MCA_orte_timestamp_output",
                                        "OMPI_MCA_orte_output_filename", "OMPI_MCA_orte_xml_output"};

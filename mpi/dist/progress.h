@@ -32,7 +32,7 @@ const char *aq_progress_mode_name(aq_progress_mode m);
 typedef struct aq_progress_env {
     int term_dumb;       /* TERM=dumb: the terminal cannot redraw a line */
     int own_tty;         /* isatty() of the progress stream itself */
-    int orte;            /* started by Open MPI's mpirun (OMPI_MCA_orte_launch / _hnp_uri) */
+    int orte;            /* started by Open MPI's mpirun (OMPI_MCA_orte_hnp_uri; not a singleton) */
     int per_rank_output; /* mpirun --tag-output, --timestamp-output, --output-filename, --xml */
     int launcher_found;  /* mpirun's process is on this node and readable */
     int launcher_tty;    /* mpirun's stdout and stderr are both terminals */
