@@ -60,7 +60,7 @@ void aq_dist_options_default(aq_dist_options *o, const char *workdir)
     o->tail_fraction = 0.2;
     o->progress = stderr;
     o->progress_tty = -1;
-    o->progress_interval = 5.0;
+    o->progress_interval = 0; /* plain: one line per task (docs/PIPELINE.md) */
 }
 
 int aq_dist_worker_rank(const aq_dist_worker *w) { return w->rank; }

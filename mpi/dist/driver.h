@@ -45,11 +45,11 @@ typedef struct aq_dist_options {
     int resume;               /* reuse valid result files instead of recomputing */
     double tail_fraction;     /* share of the estimated work left to the dynamic queue */
     FILE *progress;           /* rank 0's progress stream; NULL = silent */
-    int progress_tty;         /* -1 detect, 0 plain lines, 1 one-line bar */
-    double progress_interval; /* seconds between plain lines */
+    int progress_tty;         /* -1 resolve (progress.h), 0 plain lines, 1 one-line bar */
+    double progress_interval; /* seconds between plain lines (0 = every task) */
 } aq_dist_options;
 
-/* Defaults: resume off, tail 0.2, progress to stderr (auto TTY), 5 s. */
+/* Defaults: resume off, tail 0.2, progress to stderr (mode from progress.h), a plain line per task. */
 void aq_dist_options_default(aq_dist_options *o, const char *workdir);
 
 typedef struct aq_dist_stats {
