@@ -1,0 +1,3 @@
+#include "fdcheck.h"
+#include "testutil.h"
+int main(void) { AQ_TEST_END(); }
