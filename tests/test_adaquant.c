@@ -169,6 +169,9 @@ static void test_gradients(int a_bits, int sym, int with_xin)
     ref R = {&L, &S, V, S.s, S.z, S.bq, dw, q.scale, q.zero, a_bits < 16 ? q.qmax : 0, dx, cw, cx};
     /* the Gram loss equals the direct loss at the base point */
     double l0 = ref_loss(&R);
+    /* Gram form vs direct rows, both float64: the Gram form's cancellation
+     * (~1e-16 / loss relative) for a loss of ~1e-3..1e-1, and the float32
+     * scales rounding into it; 1e-7 is ~100 times the former */
     CHECK_CLOSE(aq_ls_loss(&S, NULL) / l0, 1.0, 1e-7);
     /* The surrogate freezes every rounding and clamp decision at the base
      * point (dw, cw, dx, cx): it has no integer decision left, so no stencil
@@ -279,7 +282,11 @@ static void test_fused_step(int sym, int with_xin)
     aq_ls_grad(&S2, 1, G, gV, gs, gz, gb);
     CHECK(!memcmp(gV, ad.gV, nw * 4));
     for (size_t r = 0; r < L.d_out; r++) {
+        /* the fused step accumulates the scale gradient in float32 (unit
+         * roundoff 6e-8 over d_in = 17 terms and the Gram products); 1e-5
+         * relative is ~10 times that bound; 1e-12 for a vanishing entry */
         CHECK_MSG(fabs(gs[r] - ad.gs[r]) <= 1e-5 * fabs(gs[r]) + 1e-12, "gs %g vs %g", gs[r], ad.gs[r]);
+        /* the same float64 sum, possibly regrouped: a few double ulps */
         CHECK(gz[r] == ad.gz[r] || fabs(gz[r] - ad.gz[r]) <= 1e-12 * fabs(gz[r]));
         CHECK(gb[r] == ad.gb[r]);
     }
@@ -314,6 +321,8 @@ static void test_gram_loss(void)
         md = fmax(md, fabs(g[i] - gref[i]));
         mr = fmax(mr, fabs(gref[i]));
     }
+    /* float64 sums of 1000 products of float32 values (exact in double):
+     * <= 1000 * 1.1e-16 = 1.1e-13 of the largest entry in any order */
     CHECK_MSG(md <= 1e-13 * mr, "Gram max error %g of %g", md, mr);
     CHECK(gref[D * D - 1] == 1000.0);
     float *wq = malloc(L.d_out * d * 4), *bq = malloc(L.d_out * 4);
@@ -331,6 +340,8 @@ static void test_gram_loss(void)
             den += y * y;
         }
     double lg = aq_gram_loss(g, NULL, NULL, L.d_out, d, L.w, L.b, wq, bq);
+    /* the Gram form's cancellation: ~1e-16 / loss relative for a loss ~1e-4
+     * here (weights perturbed by 0.01), so ~1e-12; 1e-6 is a wide margin */
     CHECK_MSG(fabs(lg - num / den) <= 1e-6 * num / den, "Gram loss %.12g vs rows %.12g", lg, num / den);
     free(g);
     free(gref);
@@ -393,9 +404,14 @@ static void test_layers(void)
                 continue;
             }
             double lr = result_loss_rows(&L, &r);
+            /* reported (float64 Gram form, cancellation ~1e-16 / loss) vs direct
+             * rows: 1e-5 relative holds for losses above ~1e-10 */
             CHECK_MSG(fabs(lr - r.loss_final) <= 1e-5 * lr, "%s layer %d: rows %g vs reported %g", opts[k], t, lr,
                       r.loss_final);
             CHECK_MSG(r.loss_final <= r.loss_init, "%s: final %g > init %g", opts[k], r.loss_final, r.loss_init);
+            /* w8: a step of range/255 per weight, error variance step^2/12 of
+             * weights ~1/sqrt(d_in): relative output error ~(1/255)^2 = 1.5e-5 before
+             * optimisation; 1e-4 bounds a working 8-bit quantizer */
             if (!strcmp(opts[k], "w8a16") && !L.xin) CHECK_MSG(r.loss_final < 1e-4, "w8a16 loss %g", r.loss_final);
             if (t == 0 && !strcmp(opts[k], "w4a16"))
                 CHECK_MSG(r.loss_final < r.loss_gptq, "w4a16: aq %g not below gptq %g", r.loss_final, r.loss_gptq);
