@@ -113,8 +113,7 @@ def quantized_test(tmp):
     # Perplexity = exp(mean NLL): float32 logits carry ~1e-7 relative rounding,
     # measured 1e-7 with every BLIS kernel -> 1e-4. The quantized run also has
     # a8 codes that may flip where float32 and float64 land on different
-    # sides of a rounding tie (each flip moves the mean NLL by ~1e-6):
-    # measured 2e-7 -> 1e-3. KL is a difference of nearly equal log-probs
+    # sides of a rounding tie: measured 2e-7 -> 1e-3. KL is a difference of nearly equal log-probs
     # (float32 cancellation ~1e-7 / 0.03 relative per term): measured 1.2e-5
     # relative -> 2%. Top-1 can flip only at near-ties: measured 0 -> 0.01.
     check(abs(got["ppl_fp"] / ppl_f - 1) < 1e-4, "FP perplexity matches the reference to 1e-4")
