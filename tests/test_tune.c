@@ -1,6 +1,7 @@
 /* test_tune.c — the parameter vector of global tuning (src/model/tune.h) on
  * stories260K: its gradient (log-scale, zero point, bias, RMSNorm gains)
- * against central finite differences of the KL the engine measures with the
+ * against five-point finite differences (tests/fdcheck.h: code changes
+ * detected, measured evaluation noise) of the KL the engine measures with the
  * parameters applied, the symmetric layers' fixed zero points, and the first
  * Adam step against its closed form. The quantized layers are built here by
  * plain round-to-nearest (independent of src/adaquant). Skips (77) without
