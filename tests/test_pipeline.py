@@ -343,9 +343,9 @@ def mode_failure(top):
     check(len(killed) == 1 and n2 < 140, f"rank 1 (pid {killed}) killed by SIGSEGV mid-calibration "
           f"({n2} of 140 results)")
     check(p.returncode != 0, f"the job ends non-zero after a rank's SIGSEGV (rc {p.returncode})")
-    m = logged(p, r"process rank 1 with PID (\d+) on node \S+ exited on signal 11")
-    check(m is not None and killed and int(m.group(1)) == killed[0],
-          "mpirun names the rank, its pid and the signal: " + (m.group(0) if m else (p.stderr + p.stdout)[-400:]))
+    # (the PID in the message is not compared: Open MPI 4.1 prints 0 for a local rank)
+    m = logged(p, r"process rank 1 with PID \d+ on node \S+ exited on signal 11")
+    check(m is not None, "mpirun names the rank and the signal: " + (m.group(0) if m else (p.stderr + p.stdout)[-400:]))
     check(no_outdir(out), "no OUTDIR after the crash")
     # 3. the completed results resume to the reference bytes
     p = quantize(out, np=2, extra=["--resume"])
