@@ -124,6 +124,9 @@ def fresh(d):
     shutil.rmtree(d, ignore_errors=True)
     shutil.rmtree(d + ".work", ignore_errors=True)
     os.makedirs(os.path.dirname(d), exist_ok=True)
+    for f in os.listdir(os.path.dirname(d)):  # temporaries of an earlier killed writer
+        if f.startswith(os.path.basename(d) + ".tmp."):
+            shutil.rmtree(os.path.join(os.path.dirname(d), f), ignore_errors=True)
 
 
 def mode_ref(top):
