@@ -28,6 +28,9 @@ aq_test(NAME test_dist_reduce SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_redu
         LABELS mpi TIMEOUT 60)
 aq_dist_np_tests(test_dist_reduce)
 
-# Injected failures, SIGKILL and resume, driven from outside mpirun.
-aq_script_test(NAME test_dist_failure LABELS mpi TIMEOUT 60
+# Injected failures, SIGKILL and resume, driven from outside mpirun: 16 mpirun
+# launches of ~1 s each idle, ~5 s each on a 2-core machine loaded 5x (ctest -j2
+# next to other MPI tests): 300 s is 4x that; a hang trips each launch's own
+# 120 s timeout in dist_failure.py first.
+aq_script_test(NAME test_dist_failure LABELS mpi TIMEOUT 300
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/dist_failure.py $<TARGET_FILE:test_dist_driver>)
