@@ -23,6 +23,7 @@
 
 #include <blis.h>
 
+#include "../src/blas/blas_kernel.h"
 #include "../src/adaquant/adaquant.h"
 #include "../src/adaquant/conv.h"
 #include "../src/adaquant/layer_state.h"
@@ -403,6 +404,11 @@ static int bench_real(const bench_cfg *b)
 
 int main(int argc, char **argv)
 {
+    /* Before any BLAS call: the kernel the adaquant command runs, named with the figures. */
+    char blas[160];
+    aq_blas_kernel_select(NULL, 0);
+    aq_blas_kernel_describe(blas, sizeof blas);
+    printf("%s\n", blas);
     bench_cfg b = {.max_d = 4096, .max_n = 65536};
     snprintf(b.options, sizeof b.options, "w4a16,w3a16");
     const char *what = argc > 1 ? argv[1] : "all";

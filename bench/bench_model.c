@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "../src/blas/blas_kernel.h"
 #include "../src/model/capture.h"
 #include "../src/model/model.h"
 #include "../src/text/textdata.h"
@@ -33,6 +34,11 @@ static double fwd_rate(aq_model *m, const int *tok, int S, int T, int B, float *
 
 int main(int argc, char **argv)
 {
+    /* Before any BLAS call: the kernel the adaquant command runs, named with the figures. */
+    char blas[160];
+    aq_blas_kernel_select(NULL, 0);
+    aq_blas_kernel_describe(blas, sizeof blas);
+    printf("%s\n", blas);
     const char *shared = argc > 1 ? argv[1] : AQ_SHARED_DIR_DEFAULT;
     aq_error err = {0};
     aq_model *m;

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "../src/blas/blas_kernel.h"
 #include "../src/model/grad.h"
 #include "../src/text/textdata.h"
 #include "bench_stories.h"
@@ -46,6 +47,11 @@ static aq_status install_overrides(aq_model *m, aq_error *err)
 
 int main(int argc, char **argv)
 {
+    /* Before any BLAS call: the kernel the adaquant command runs, named with the figures. */
+    char blas[160];
+    aq_blas_kernel_select(NULL, 0);
+    aq_blas_kernel_describe(blas, sizeof blas);
+    printf("%s\n", blas);
     const char *shared = argc > 1 ? argv[1] : AQ_SHARED_DIR_DEFAULT;
     aq_error err = {0};
     aq_model *m;

@@ -33,6 +33,7 @@
 
 #include "../io/resultfile.h"
 #include "../solver/allocate.h"
+#include "../src/blas/blas_kernel.h"
 #include "../src/model/sensitivity.h"
 #include "../src/text/textdata.h"
 #include "benchutil.h"
@@ -422,6 +423,11 @@ static int parse_list(const char *s, double *v, int max)
 
 int main(int argc, char **argv)
 {
+    /* Before any BLAS call: the kernel the adaquant command runs, named with the figures. */
+    char blas[160];
+    aq_blas_kernel_select(NULL, 0);
+    aq_blas_kernel_describe(blas, sizeof blas);
+    printf("%s\n", blas);
     const char *shared = AQ_SHARED_DIR_DEFAULT, *work = NULL, *opts = "w8a16,w6a16,w4a16,w3a16";
     const char *klw = "8,16", *bits = "4.0,3.0";
     int eval_docs = 0, eval_len = 512, relin = 0, naive = 0, biasc = 0;

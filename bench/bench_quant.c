@@ -13,6 +13,7 @@
 
 #include <blis.h>
 
+#include "../src/blas/blas_kernel.h"
 #include "../src/adaquant/gptq.h"
 #include "../src/quant/quant.h"
 #include "benchutil.h"
@@ -71,6 +72,11 @@ static void bench_gptq(size_t d_out, size_t d_in)
 
 int main(int argc, char **argv)
 {
+    /* Before any BLAS call: the kernel the adaquant command runs, named with the figures. */
+    char blas[160];
+    aq_blas_kernel_select(NULL, 0);
+    aq_blas_kernel_describe(blas, sizeof blas);
+    printf("%s\n", blas);
     size_t rows = argc > 1 ? (size_t)atol(argv[1]) : 1024, n = rows * COLS;
     float *w = malloc(n * sizeof *w), *out = malloc(n * sizeof *out);
     float *s = malloc(rows * sizeof *s), *z = malloc(rows * sizeof *z);

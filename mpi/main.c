@@ -1,10 +1,12 @@
 /* main.c — the `adaquant` entry point: dispatches to subcommands (cli.h). */
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <mpi.h>
 
+#include "../src/blas/blas_kernel.h"
 #include "cli.h"
 
 /* Subcommands that exist, one line each (declared in cmd_<name>.c). A command
@@ -69,6 +71,21 @@ static void usage(FILE *out)
     fprintf(out, "\n'adaquant COMMAND --help' describes one command. 'adaquant --version' prints the version.\n");
 }
 
+/* Rank 0 of the launch, or not launched by mpirun/srun: the process that logs
+ * start-up facts once. Read from the launcher's environment because the BLAS
+ * kernel is chosen before MPI_Init, and for commands that never call it.
+ * mpirun's variable comes first: inside a Slurm job every rank it starts
+ * inherits the batch step's SLURM_PROCID=0. */
+static int launch_rank0(void)
+{
+    static const char *const vars[] = {"OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) return atoi(v) == 0;
+    }
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
@@ -82,8 +99,14 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    /* Before anything can call BLAS (BLIS fixes its kernel at its first use)
+     * and before MPI_Init (the choice forks a child). */
+    char blas_log[256];
+    aq_blas_kernel_select(blas_log, sizeof blas_log);
     if (!strcmp(argv[1], "--version")) {
-        printf("adaquant 0.1.0\n");
+        char blas[160];
+        aq_blas_kernel_describe(blas, sizeof blas);
+        printf("adaquant 0.1.0\n%s\n", blas);
         return 0;
     }
     for (size_t i = 0; commands[i]; i++) {
@@ -93,6 +116,7 @@ int main(int argc, char **argv)
             c->help(stdout);
             return 0;
         }
+        if (blas_log[0] && launch_rank0()) fprintf(stderr, "adaquant: %s\n", blas_log);
         if (!c->needs_mpi) return c->run(argc - 1, argv + 1);
         MPI_Init(&argc, &argv);
         int rc = c->run(argc - 1, argv + 1);

@@ -44,9 +44,13 @@ void aq_alloc_write_sweep_csv(FILE *f, const aq_alloc_sweep *s);
 /* The sweep as JSON {"points": [...], "chosen": {...} or null}. chosen may be NULL. */
 void aq_alloc_write_sweep_json(FILE *f, const aq_alloc_sweep *s, const aq_alloc_solution *chosen);
 /* SVG: loss vs average bits of the feasible points, Pareto points joined,
- * the chosen solution (may be NULL) marked in red. */
+ * the chosen solution (may be NULL) marked in red; round axis ticks and the
+ * legend in a band above the plot (svg.h). */
 void aq_alloc_write_sweep_svg(FILE *f, const aq_alloc_sweep *s, const aq_alloc_solution *chosen);
-/* SVG bar chart: bits per weight of each layer of s (colour = activation bits). */
+/* SVG of the bits of each layer of s: up to AQ_SVG_BARS_MAX layers a bar per
+ * layer (bits per weight, colour = activation bits, labelled); above, a heat
+ * map of blocks x linear types (colour = weight bits) when the layer names
+ * are PREFIX.BLOCK.TYPE, else unlabelled bars. */
 void aq_alloc_write_bits_svg(FILE *f, const aq_alloc_table *t, const aq_alloc_solution *s);
 
 #endif

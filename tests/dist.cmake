@@ -33,7 +33,9 @@ aq_test(NAME test_dist_reduce SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_redu
 aq_dist_np_tests(test_dist_reduce)
 
 # Injected failures, SIGKILL and resume, driven from outside mpirun: 16 mpirun
-# launches. TIMEOUT 300: it took 60 s under ASan+UBSan with ctest -j2 on a
-# 2-core machine at load 10 (hitting the 60 s it had), 21 s in the normal build.
+# launches of ~1 s each idle, ~5 s each on a 2-core machine loaded 5x (ctest -j2
+# next to other MPI tests): 300 s is 4x that; a hang trips each launch's own
+# 120 s timeout in dist_failure.py first. Under ASan+UBSan it took 60 s with
+# ctest -j2 on this machine at load 10 (21 s in the normal build).
 aq_script_test(NAME test_dist_failure LABELS mpi TIMEOUT 300
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/dist_failure.py $<TARGET_FILE:test_dist_driver>)

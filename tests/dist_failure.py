@@ -13,6 +13,11 @@ writing a result file) it checks that:
   - a --resume run reuses exactly the files left behind, computes the rest
     and ends with all files valid; its progress lines report 18/18 tasks.
 Usage: dist_failure.py PATH/test_dist_driver
+
+Time: 8 scenarios x 2 mpirun launches (+ 10 short non-MPI runs). The tasks are
+tiny: a launch is ~1 s on an idle machine, dominated by mpirun's start-up, and
+~5 s on a 2-core machine loaded ~5x (ctest -j2 next to other MPI tests). Each
+launch gets RUN_TIMEOUT, the whole script the ctest TIMEOUT of tests/dist.cmake.
 """
 import os
 import re
@@ -25,6 +30,9 @@ EXE = sys.argv[1]
 MPIRUN = [os.environ.get("AQ_MPIRUN", "mpirun"), "--allow-run-as-root", "--oversubscribe",
           "--mca", "pml", "ob1", "--mca", "btl", "self,vader"]
 NTASKS = 18
+# One launch normally takes ~1-5 s; 120 s only trips when a job hangs (the case
+# these tests guard against: a rank waiting forever for a dead peer).
+RUN_TIMEOUT = 120
 failures = []
 
 
@@ -35,7 +43,8 @@ def check(cond, what):
 
 
 def plan(np):
-    out = subprocess.run([EXE, "plan", str(np)], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([EXE, "plan", str(np)], capture_output=True, text=True, check=True,
+                         timeout=RUN_TIMEOUT).stdout
     ranks = {}
     for line in out.splitlines():
         head, _, rest = line.partition(":")
@@ -51,11 +60,12 @@ def run(np, work, resume=False, env_extra=None):
     env["AQ_PROGRESS"] = "plain"  # the checks read the plain progress lines
     env.update(env_extra or {})
     cmd = MPIRUN + ["-np", str(np), EXE, "run", work] + (["--resume"] if resume else [])
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=40)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=RUN_TIMEOUT)
 
 
 def verify(work):
-    out = subprocess.run([EXE, "verify", work], capture_output=True, text=True, check=True).stdout
+    out = subprocess.run([EXE, "verify", work], capture_output=True, text=True, check=True,
+                         timeout=RUN_TIMEOUT).stdout
     m = re.search(r"valid=(\d+) missing=(\d+) different=(\d+)", out)
     missing = {int(i): name for i, name in re.findall(r"missing (\d+) (\S+)", out)}
     return int(m.group(1)), missing, int(m.group(3))

@@ -24,6 +24,7 @@
 
 #include "../src/adaquant/adaquant.h"
 #include "../src/adaquant/layer_state.h"
+#include "fdcheck.h"
 #include "testutil.h"
 
 static uint64_t rs = 12345;
@@ -110,6 +111,20 @@ static double ref_loss(const ref *R)
     return num / den;
 }
 
+/* The surrogate loss for the finite-difference check (fdcheck.h). */
+static double fd_ref(void *ctx) { return ref_loss(ctx); }
+static double fd_worst; /* largest |analytic - fd| / tolerance, reported */
+
+static void fd_expect(const aq_fd_fun *fn, double *p, double g, const aq_fd_opts *o, const char *what)
+{
+    aq_fd_probe pr;
+    if (aq_fd_check(fn, p, g, o, &pr) != AQ_FD_PASS) {
+        aq_fd_print(what, &pr);
+        CHECK_MSG(0, "%s: analytic %g, finite difference %g", what, g, pr.fd);
+    }
+    fd_worst = fmax(fd_worst, fabs(pr.g - pr.fd) / pr.tol);
+}
+
 static void test_gradients(int a_bits, int sym, int with_xin)
 {
     layer L = make_layer(6, 9, 300, with_xin);
@@ -154,17 +169,31 @@ static void test_gradients(int a_bits, int sym, int with_xin)
     ref R = {&L, &S, V, S.s, S.z, S.bq, dw, q.scale, q.zero, a_bits < 16 ? q.qmax : 0, dx, cw, cx};
     /* the Gram loss equals the direct loss at the base point */
     double l0 = ref_loss(&R);
+    /* Gram form vs direct rows, both float64: the Gram form's cancellation
+     * (~1e-16 / loss relative) for a loss of ~1e-3..1e-1, and the float32
+     * scales rounding into it; 1e-7 is ~100 times the former */
     CHECK_CLOSE(aq_ls_loss(&S, NULL) / l0, 1.0, 1e-7);
-    double h = 1e-6;
+    /* The surrogate freezes every rounding and clamp decision at the base
+     * point (dw, cw, dx, cx): it has no integer decision left, so no stencil
+     * can straddle one (codes NULL). It is quadratic in each parameter (w^ is
+     * affine in V, s, z; the loss is a sum of squares over a fixed
+     * denominator), so a central difference has no truncation error: what
+     * remains is the float64 rounding of the loss, measured here (fourth
+     * differences of a quadratic are rounding only), and the analytic side's:
+     * gV is stored in float32 (6e-8 relative), all come from the Gram form
+     * (float64 through BLAS, with cancellation in sum (y - yh)^2). rel 1e-4
+     * bounds both with a wide margin: the worst entry uses 3% of its
+     * tolerance with every kernel (printed). abs 1e-9 is for gradients that
+     * vanish: six times the float64 rounding of a loss below 1 divided by
+     * h = 1e-6 (2.2e-16 / 1e-6 / sqrt 2 = 1.6e-10). */
+    aq_fd_fun fn = {fd_ref, NULL, &R};
+    double *np_[4] = {&V[0], &V[nw / 2], &S.s[0], &S.bq[d_out - 1]};
+    double sigma = aq_fd_noise(&fn, np_, 4, 1e-6, NULL);
+    aq_fd_opts o = {2, 1e-6, 0, sigma, 1e-4, 1e-9};
+    char what[64];
     for (size_t i = 0; i < nw; i += 5) {
-        double keep = V[i];
-        V[i] = keep + h;
-        double lp = ref_loss(&R);
-        V[i] = keep - h;
-        double lm = ref_loss(&R);
-        V[i] = keep;
-        double fd = (lp - lm) / (2 * h);
-        CHECK_MSG(fabs(fd - gV[i]) <= 1e-4 * fabs(fd) + 1e-9, "dV[%zu]: analytic %g fd %g", i, (double)gV[i], fd);
+        snprintf(what, sizeof what, "dV[%zu] (a%d sym %d)", i, a_bits, sym);
+        fd_expect(&fn, &V[i], gV[i], &o, what);
     }
     for (size_t r = 0; r < d_out; r++) {
         double *par[3] = {S.s, S.z, S.bq}, *ana[3] = {gs, gz, gb};
@@ -174,16 +203,9 @@ static void test_gradients(int a_bits, int sym, int with_xin)
                 CHECK(gz[r] == 0);
                 continue;
             }
-            double keep = par[k][r];
-            /* keep the frozen offsets: they are part of the surrogate */
-            par[k][r] = keep + h;
-            double lp = ref_loss(&R);
-            par[k][r] = keep - h;
-            double lm = ref_loss(&R);
-            par[k][r] = keep;
-            double fd = (lp - lm) / (2 * h);
-            CHECK_MSG(fabs(fd - ana[k][r]) <= 1e-4 * fabs(fd) + 1e-9, "%s[%zu] (a%d sym %d): analytic %g fd %g",
-                      nm[k], r, a_bits, sym, ana[k][r], fd);
+            /* the frozen offsets stay: they are part of the surrogate */
+            snprintf(what, sizeof what, "%s[%zu] (a%d sym %d)", nm[k], r, a_bits, sym);
+            fd_expect(&fn, &par[k][r], ana[k][r], &o, what);
         }
     }
     if (a_bits < 16) {
@@ -200,20 +222,16 @@ static void test_gradients(int a_bits, int sym, int with_xin)
         Rc.V = Vc;
         Rc.dw = dwc;
         Rc.cw = cwc;
-        double hs = 1e-6 * q.scale, fds, fdz;
-        Rc.as = q.scale + hs;
-        double lp = ref_loss(&Rc);
-        Rc.as = q.scale - hs;
-        double lm = ref_loss(&Rc);
-        Rc.as = q.scale;
-        fds = (lp - lm) / (2 * hs);
-        CHECK_MSG(fabs(fds - ga) <= 1e-4 * fabs(fds) + 1e-7, "d a_scale: analytic %g fd %g", ga, fds);
-        Rc.az = q.zero + 1e-6;
-        lp = ref_loss(&Rc);
-        Rc.az = q.zero - 1e-6;
-        lm = ref_loss(&Rc);
-        fdz = (lp - lm) / 2e-6;
-        CHECK_MSG(fabs(fdz - gza) <= 1e-4 * fabs(fdz) + 1e-7, "d a_zero: analytic %g fd %g", gza, fdz);
+        /* the same surrogate argument (affine in a_scale and a_zero, no
+         * decision left); ga and gza are float64 (aq_actq_grad, BLAS sums of
+         * 300 x 9 inputs): rel 1e-4 as above, abs 1e-7 for the entries the
+         * clamped inputs nearly cancel */
+        aq_fd_fun fc = {fd_ref, NULL, &Rc};
+        double *npc[2] = {&Rc.as, &Rc.az};
+        double sc = aq_fd_noise(&fc, npc, 2, 1e-6 * q.scale, NULL);
+        aq_fd_opts oa = {2, 1e-6 * q.scale, 0, sc, 1e-4, 1e-7}, oz = {2, 1e-6, 0, sc, 1e-4, 1e-7};
+        fd_expect(&fc, &Rc.as, ga, &oa, "d a_scale");
+        fd_expect(&fc, &Rc.az, gza, &oz, "d a_zero");
         free(Vc);
         free(dwc);
         free(cwc);
@@ -264,7 +282,11 @@ static void test_fused_step(int sym, int with_xin)
     aq_ls_grad(&S2, 1, G, gV, gs, gz, gb);
     CHECK(!memcmp(gV, ad.gV, nw * 4));
     for (size_t r = 0; r < L.d_out; r++) {
+        /* the fused step accumulates the scale gradient in float32 (unit
+         * roundoff 6e-8 over d_in = 17 terms and the Gram products); 1e-5
+         * relative is ~10 times that bound; 1e-12 for a vanishing entry */
         CHECK_MSG(fabs(gs[r] - ad.gs[r]) <= 1e-5 * fabs(gs[r]) + 1e-12, "gs %g vs %g", gs[r], ad.gs[r]);
+        /* the same float64 sum, possibly regrouped: a few double ulps */
         CHECK(gz[r] == ad.gz[r] || fabs(gz[r] - ad.gz[r]) <= 1e-12 * fabs(gz[r]));
         CHECK(gb[r] == ad.gb[r]);
     }
@@ -299,6 +321,8 @@ static void test_gram_loss(void)
         md = fmax(md, fabs(g[i] - gref[i]));
         mr = fmax(mr, fabs(gref[i]));
     }
+    /* float64 sums of 1000 products of float32 values (exact in double):
+     * <= 1000 * 1.1e-16 = 1.1e-13 of the largest entry in any order */
     CHECK_MSG(md <= 1e-13 * mr, "Gram max error %g of %g", md, mr);
     CHECK(gref[D * D - 1] == 1000.0);
     float *wq = malloc(L.d_out * d * 4), *bq = malloc(L.d_out * 4);
@@ -316,6 +340,8 @@ static void test_gram_loss(void)
             den += y * y;
         }
     double lg = aq_gram_loss(g, NULL, NULL, L.d_out, d, L.w, L.b, wq, bq);
+    /* the Gram form's cancellation: ~1e-16 / loss relative for a loss ~1e-4
+     * here (weights perturbed by 0.01), so ~1e-12; 1e-6 is a wide margin */
     CHECK_MSG(fabs(lg - num / den) <= 1e-6 * num / den, "Gram loss %.12g vs rows %.12g", lg, num / den);
     free(g);
     free(gref);
@@ -378,9 +404,14 @@ static void test_layers(void)
                 continue;
             }
             double lr = result_loss_rows(&L, &r);
+            /* reported (float64 Gram form, cancellation ~1e-16 / loss) vs direct
+             * rows: 1e-5 relative holds for losses above ~1e-10 */
             CHECK_MSG(fabs(lr - r.loss_final) <= 1e-5 * lr, "%s layer %d: rows %g vs reported %g", opts[k], t, lr,
                       r.loss_final);
             CHECK_MSG(r.loss_final <= r.loss_init, "%s: final %g > init %g", opts[k], r.loss_final, r.loss_init);
+            /* w8: a step of range/255 per weight, error variance step^2/12 of
+             * weights ~1/sqrt(d_in): relative output error ~(1/255)^2 = 1.5e-5 before
+             * optimisation; 1e-4 bounds a working 8-bit quantizer */
             if (!strcmp(opts[k], "w8a16") && !L.xin) CHECK_MSG(r.loss_final < 1e-4, "w8a16 loss %g", r.loss_final);
             if (t == 0 && !strcmp(opts[k], "w4a16"))
                 CHECK_MSG(r.loss_final < r.loss_gptq, "w4a16: aq %g not below gptq %g", r.loss_final, r.loss_gptq);
@@ -652,6 +683,7 @@ int main(void)
     test_gradients(16, 1, 0);
     test_gradients(8, 0, 0);
     test_gradients(4, 0, 1);
+    printf("STE gradients vs finite differences: worst |analytic - fd| / tolerance %.3g\n", fd_worst);
     test_layers();
     test_determinism_and_stats();
     test_actq_step();

@@ -72,6 +72,9 @@ static void test_im2col(aq_conv_spec s, int N, int H, int W)
             }
         }
     }
+    /* both are float64 sums of the same float32 products in different
+     * orders: K (<= a few hundred) terms of O(1) give ~K * 1e-16; 1e-9 is far
+     * above that and far below any indexing mistake (O(0.1)) */
     CHECK_MSG(maxerr < 1e-9, "im2col conv differs from direct conv by %g (groups %d stride %d pad %d dil %d)", maxerr,
               s.groups, s.stride_h, s.pad_h, s.dil_h);
     free(w);
@@ -131,6 +134,9 @@ static void test_conv_run(aq_conv_spec s, int N, int H, int W, const char *opt, 
         den += y[i] * y[i];
     }
     /* zero padding is not quantized (pads are exact zeros in both) */
+    /* the reported loss is the float64 Gram form, num = w A w - 2 w B w^ +
+     * w^ C w^: a difference of terms ~1/loss times larger, so ~1e-16/loss
+     * relative (BLAS sums, any order); 1e-5 holds for losses above ~1e-10 */
     CHECK_MSG(fabs(num / den - r.loss_final) <= 1e-5 * r.loss_final, "%s: direct %g vs reported %g", opt, num / den,
               r.loss_final);
     if (xq != x) free(xq);

@@ -62,6 +62,10 @@ int main(void)
     CHECK_OK(aq_eval_run(m, &seqs, NULL, &r, &err), &err);
     printf("docs %zu, eval docs %zu, predicted %zu, perplexity %.6f\n", docs.n, r.n_docs,
            r.n_predicted, r.ppl_fp);
+    /* the known answer for stories260K on this split, 6.0990 (6.099033 with
+     * every BLIS kernel); the kernels change it by ~1e-6 relative (float32
+     * rounding over 190,118 tokens), so 5e-4 (~1e-4 relative) only admits
+     * kernel differences, not a different evaluation protocol */
     CHECK_MSG(fabs(r.ppl_fp - 6.099) < 0.0005, "perplexity %.6f", r.ppl_fp);
     /* without overrides the quantized comparison is refused */
     aq_eval_opts eo = {0};

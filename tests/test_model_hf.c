@@ -194,6 +194,9 @@ int main(void)
         for (size_t k = 0; k < n; k++)
             num += (la[k] - lb[k]) * (double)(la[k] - lb[k]), den += la[k] * (double)la[k];
         printf("BF16 checkpoint: relative logit difference %.4f\n", sqrt(num / den));
+        /* bf16 keeps 8 bits of mantissa (2^-9 relative per weight), compounded
+         * over the blocks like w8 above; 0.05 bounds that, a mis-read tensor
+         * gives O(1); num > 0: the bf16 weights really are used */
         CHECK(sqrt(num / den) < 0.05 && num > 0);
         aq_model_free(c);
     }

@@ -2,21 +2,33 @@
 """test_pipeline.py — end-to-end tests of `adaquant quantize` and its stage
 commands on stories260K with reduced settings (docs/PIPELINE.md).
 
-usage: test_pipeline.py MODE DIR   (MODE: ref ranks resume failure errors stages)
+usage: test_pipeline.py MODE DIR   (MODE: ref ranks resume failure errors stages sequential)
   ref      single-process run -> DIR/ref/out (the fixture the others compare with);
            eval / inspect read it; the independent numpy reader (pipe_reader.py,
            written from docs/FORMAT.md) dequantises it bit-identically to adaquant
-  ranks    mpirun -np 2 and -np 4: byte-identical model.safetensors, quantization.json
-  resume   SIGKILL mid-run, --resume: identical bytes, reuse logged; a corrupted
-           result file is detected, reported and recomputed
-  failure  AQ_FAIL_AT=1:55 (a task LPT gives rank 1): non-zero exit naming rank and task, no OUTDIR; resumable
+  ranks    mpirun -np 2 and -np 4: byte-identical model.safetensors, quantization.json,
+           config.json, and the same report.json values (evaluation included: more
+           documents than AQ_EVAL_CHUNK x 4, so every rank evaluates)
+  resume   one work directory, killed at a deterministic point of every other phase
+           (AQ_FAIL_AT=capture:..., tune:..., write:...), each run resuming the last;
+           a corrupted result file and a corrupted statistics file before the final
+           resume are reported and recomputed; the end result equals the reference
+  failure  AQ_FAIL_AT=1:55 (a task LPT gives rank 1), then SIGSEGV sent to rank 1 from
+           outside in the middle of calibration: non-zero exit naming the rank, no
+           OUTDIR; the completed results resume to the reference bytes
   errors   every bad input fails with a clear message before any work
   stages   capture (np 2) + calibrate shards + solve: missing shard reported with
-           the resubmit command; then identical bytes to quantize
+           the resubmit command; then identical bytes to quantize; then a tampered
+           settings.json, a damaged one, a changed model, a changed calibration text
+           and a corrupted statistics file are each refused naming the file
   sequential  --mode sequential at P = 1 and P = 2: identical bytes, the parallel
            allocation is kept, the layers differ from the parallel ones
 Environment (set by ctest): AQ_CLI, AQ_MPIRUN, AQ_SHARED_DIR, AQ_SOURCE_DIR.
 Exit 77 (skip) when the stories260K assets are absent.
+
+Time: each mode makes 1-5 runs of a few seconds to ~40 s each on a loaded 2-core
+machine; run() gives each one RUN_TIMEOUT (see there) and tests/pipeline.cmake the
+whole mode its ctest TIMEOUT.
 """
 import json
 import os
@@ -26,6 +38,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 CLI = os.environ.get("AQ_CLI", "adaquant")
 SHARED = os.environ.get("AQ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
@@ -39,11 +52,25 @@ MPIRUN = [os.environ.get("AQ_MPIRUN", "mpirun"), "--allow-run-as-root", "--overs
 CAL = ["--calib-windows", "8", "--calib-len", "64", "--iters", "5", "--starts", "1", "--polish", "2",
        "--options", "w8a16,w4a16,w3a16,w4a8"]
 BUD = ["--target-bits", "3.5", "--keep", r"layers\.0\.self_attn\.q_proj=w4a8"]
-# global tuning: 20 steps of 20 documents (chunks of 8, 8, 4: uneven over 2 and 4 ranks)
-TUNE = ["--tune-steps", "20", "--tune-docs", "40", "--tune-batch", "20", "--tune-lr", "3e-3"]
-OUT = ["--eval-docs", "16"] + TUNE
+# global tuning: 20 steps of 18 documents, cut into fixed chunks of AQ_TUNE_CHUNK = 4
+# documents (mpi/dist/pipeline.h): 4, 4, 4, 4, 2 -> chunks 3 + 2 over 2 ranks and
+# 2 + 1 + 1 + 1 over 4 ranks, the last one short
+TUNE = ["--tune-steps", "20", "--tune-docs", "40", "--tune-batch", "18", "--tune-lr", "3e-3"]
+# evaluation: 160 documents = 5 fixed chunks of AQ_EVAL_CHUNK = 32 (mpi/dist/stage_eval.c;
+# checked below): 3 + 2 chunks over 2 ranks, 2 + 1 + 1 + 1 over 4, so every rank
+# evaluates and the chunk sums cross ranks
+EVAL_DOCS = 160
+OUT = ["--eval-docs", str(EVAL_DOCS)] + TUNE
 ENV = dict(os.environ, AQ_PROGRESS="plain", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+ENV.pop("AQ_FAIL_AT", None)
 COMPARED = ["model.safetensors", "quantization.json", "config.json"]
+# report.json keys whose values legitimately differ between runs of the same job:
+# wall times, the rank count, and how many tasks a (resumed) run reused or computed
+RUN_VARIABLE = ("seconds", "ranks", "tasks_reused", "tasks_computed")
+# One quantize run of these settings takes ~35 s at P = 1 on an idle 2-core machine
+# and ~100 s at load ~11 (measured); 450 s leaves room for a slower (sanitizer)
+# build and still ends a hung run well inside the ctest TIMEOUT (pipeline.cmake).
+RUN_TIMEOUT = 450
 failures = []
 
 
@@ -53,7 +80,7 @@ def check(cond, what):
         failures.append(what)
 
 
-def run(args, np=0, env=None, timeout=300):
+def run(args, np=0, env=None, timeout=RUN_TIMEOUT):
     cmd = (MPIRUN + ["-np", str(np)] if np else []) + [CLI] + args
     t0 = time.time()
     p = subprocess.run(cmd, capture_output=True, text=True, env=env or ENV, timeout=timeout)
@@ -66,17 +93,40 @@ def quantize(out, np=0, extra=(), env=None):
                + list(extra), np=np, env=env)
 
 
+def report_values(d):
+    """report.json without the run-dependent fields (RUN_VARIABLE), or None."""
+    path = os.path.join(d, "report.json")
+    if not os.path.exists(path):
+        return None
+    rep = json.load(open(path))
+    for k in RUN_VARIABLE:
+        rep.get("run", {}).pop(k, None)
+    return rep
+
+
 def same_output(a, b, what):
     for f in COMPARED:
         x = open(os.path.join(a, f), "rb").read() if os.path.exists(os.path.join(a, f)) else None
         y = open(os.path.join(b, f), "rb").read() if os.path.exists(os.path.join(b, f)) else None
         check(x is not None and x == y, f"{what}: {f} byte-identical")
+    # the report's numbers (perplexity, KL, top-1 agreement, the layer table) are
+    # printed with 17 significant digits, so equal values mean equal doubles
+    ra, rb = report_values(a), report_values(b)
+    diff = [] if ra is None or rb is None else \
+        [k for k in sorted(set(ra) | set(rb)) if ra.get(k) != rb.get(k)] + \
+        [f"run.{k}" for k in sorted(set(ra.get("run", {})) | set(rb.get("run", {})))
+         if ra.get("run", {}).get(k) != rb.get("run", {}).get(k)]
+    check(ra is not None and ra == rb, f"{what}: report.json values identical except "
+          f"{', '.join('run.' + k for k in RUN_VARIABLE)} (differ: {diff})")
 
 
 def fresh(d):
     shutil.rmtree(d, ignore_errors=True)
     shutil.rmtree(d + ".work", ignore_errors=True)
     os.makedirs(os.path.dirname(d), exist_ok=True)
+    for f in os.listdir(os.path.dirname(d)):  # temporaries of an earlier killed writer
+        if f.startswith(os.path.basename(d) + ".tmp."):
+            shutil.rmtree(os.path.join(os.path.dirname(d), f), ignore_errors=True)
 
 
 def mode_ref(top):
@@ -89,10 +139,13 @@ def mode_ref(top):
     for f in COMPARED + ["report.md", "report.json", "pareto.svg", "bits.svg"]:
         check(os.path.exists(os.path.join(out, f)), f"OUTDIR has {f}")
     check("perplexity: FP" in p.stdout and out in p.stdout, "prints FP/quantized perplexity and where the output is")
-    ev = run(["eval", MODEL, "--tokenizer", TOK, "--text", TEXT, "--quantized", out, "--max-docs", "16"])
+    ev = run(["eval", MODEL, "--tokenizer", TOK, "--text", TEXT, "--quantized", out, "--max-docs", str(EVAL_DOCS)])
     check(ev.returncode == 0 and "perplexity (Q)" in ev.stdout, "adaquant eval --quantized reads OUTDIR")
     rep = json.load(open(os.path.join(out, "report.json")))
     m = re.search(r"perplexity \(Q\):\s*([0-9.]+)", ev.stdout)
+    check(rep["run"]["evaluation"]["documents"] == EVAL_DOCS, f"the report evaluates {EVAL_DOCS} documents")
+    # eval prints 4 decimals: 1e-3 is the print rounding (5e-5) with a margin, far
+    # below any change a wrong tuned parameter would make
     check(m is not None and abs(float(m.group(1)) - rep["run"]["evaluation"]["ppl_quantized"]) < 1e-3,
           "eval --quantized OUTDIR (tuned norms, scales, biases read from the file) reproduces the report's "
           f"perplexity: {m.group(1) if m else ev.stdout[-300:]} vs {rep['run']['evaluation']['ppl_quantized']}")
@@ -137,8 +190,19 @@ def ref_out(top):
     return out
 
 
+def eval_chunk():
+    """AQ_EVAL_CHUNK from the source: the test must keep covering every rank."""
+    src = os.path.join(os.environ.get("AQ_SOURCE_DIR", "."), "mpi", "dist", "stage_eval.c")
+    m = re.search(r"#define AQ_EVAL_CHUNK (\d+)", open(src).read())
+    return int(m.group(1)) if m else None
+
+
 def mode_ranks(top):
     ref = ref_out(top)
+    chunk = eval_chunk()
+    # > 4 chunks: at P = 4 every rank evaluates, and one of them more than one chunk
+    check(chunk is not None and EVAL_DOCS > 4 * chunk,
+          f"{EVAL_DOCS} evaluation documents are more than 4 chunks of AQ_EVAL_CHUNK = {chunk}")
     for np in (2, 4):
         out = os.path.join(top, f"ranks{np}", "out")
         fresh(out)
@@ -152,55 +216,149 @@ def count_results(work):
     return len([f for f in os.listdir(d) if f.endswith(".aqr")]) if os.path.isdir(d) else 0
 
 
+def flip_byte(path, where, bit):
+    data = bytearray(open(path, "rb").read())
+    data[where] ^= bit
+    open(path, "wb").write(bytes(data))
+
+
+def logged(p, pattern):
+    """The first match of pattern in the run's stderr + stdout, or None."""
+    return re.search(pattern, p.stderr + p.stdout)
+
+
+def no_outdir(out):
+    return not os.path.exists(out)
+
+
 def mode_resume(top):
+    """Kill and resume in every phase but calibration (mode failure does that): one
+    work directory, each run stopped at a deterministic point by the AQ_FAIL_AT
+    hook and resumed by the next; the last run must give the reference bytes. Tuning
+    keeps no checkpoint: the resume after a kill in tuning tunes again from step 0."""
     ref = ref_out(top)
     out = os.path.join(top, "resume", "out")
+    work = out + ".work"
     fresh(out)
-    cmd = MPIRUN + ["-np", "2", CLI, "quantize", MODEL, "--tokenizer", TOK, "--calib-text", TEXT, "--out", out] \
-        + CAL + BUD + OUT
-    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
-    deadline = time.time() + 120
-    while count_results(out + ".work") < 30 and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    n_before = count_results(out + ".work")
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    check(n_before >= 30 and n_before < 140, f"killed with SIGKILL mid-calibration ({n_before} of 140 results)")
-    check(not os.path.exists(out), "no OUTDIR after the kill")
+    # capture: rank 1 SIGKILLs itself before block 2; blocks 0 and 1 are written
+    p = quantize(out, np=2, env=dict(ENV, AQ_FAIL_AT="capture:2:1:kill"))
+    check(p.returncode != 0 and logged(p, r"rank 1 failed in capture at block 2 of 5: injected failure"),
+          "killed in capture: non-zero exit naming the rank and the block: " + p.stderr[-300:])
+    stats = sorted(os.listdir(os.path.join(work, "stats"))) if os.path.isdir(os.path.join(work, "stats")) else []
+    check(len(stats) == 8 and all(f[0] in "01" for f in stats),
+          f"blocks 0 and 1 captured (8 statistics files), nothing after: {stats}")
+    check(no_outdir(out), "no OUTDIR after the kill in capture")
+    # calibrate completes, then tuning: rank 0 exits without MPI_Finalize before step 5
+    p = quantize(out, np=2, extra=["--resume"], env=dict(ENV, AQ_FAIL_AT="tune:5:0:exit"))
+    check(p.returncode != 0 and logged(p, r"rank 0 failed in tune at step 5 of 20: injected failure"),
+          "killed in tuning: non-zero exit naming the rank and the step: " + p.stderr[-300:])
+    check(logged(p, r"capture: 8 windows") is not None, "the incomplete capture is run again")
+    check(count_results(work) == 140 and no_outdir(out), "all 140 results written, no OUTDIR")
+    # writing: every output file written and synced, rank 0 SIGKILLed before the rename
+    p = quantize(out, np=2, extra=["--resume"], env=dict(ENV, AQ_FAIL_AT="write:3:kill"))
+    check(p.returncode != 0 and logged(p, r"rank 0 failed in write at file 3, all written, before the rename"),
+          "killed in writing: non-zero exit naming the point: " + p.stderr[-300:])
+    check(logged(p, r"capture: reusing the valid statistics") and logged(p, r"calibrate: 140 tasks, 140 reused"),
+          "the resume after tuning reused the statistics and all 140 results")
+    check(no_outdir(out), "no OUTDIR after the kill in writing")
+    left = [f for f in os.listdir(os.path.dirname(out)) if f.startswith("out.tmp.")]
+    check(len(left) == 1 and os.path.exists(os.path.join(os.path.dirname(out), left[0], "report.json")),
+          f"the killed writer left its complete temporary directory (documented): {left}")
+    for f in left:
+        shutil.rmtree(os.path.join(os.path.dirname(out), f))
+    # damage one result file (payload) and one statistics file before the last resume
+    res = os.path.join(work, "results")
+    victim = os.path.join(res, sorted(os.listdir(res))[7])
+    flip_byte(victim, os.path.getsize(victim) // 2, 0x40)
+    sfile = os.path.join(work, "stats", stats[3])
+    flip_byte(sfile, os.path.getsize(sfile) // 2, 0x40)
     p = quantize(out, np=2, extra=["--resume"])
-    check(p.returncode == 0, "--resume completes: " + p.stderr[-500:])
-    m = re.search(r"calibrate: 140 tasks, (\d+) reused", p.stderr)
-    check(m is not None and int(m.group(1)) >= n_before, "resume logs the reused results: "
-          + (m.group(0) if m else "no calibrate summary line"))
-    same_output(ref, out, "kill -9 + resume vs uninterrupted")
-    # corrupt one result file: detected, reported, recomputed, same bytes
-    res = os.path.join(out + ".work", "results")
-    victim = sorted(os.listdir(res))[7]
-    path = os.path.join(res, victim)
-    data = bytearray(open(path, "rb").read())
-    data[len(data) // 2] ^= 0x40
-    open(path, "wb").write(bytes(data))
-    p = quantize(out, extra=["--resume", "--force"])
-    check(p.returncode == 0, "resume with a corrupted result succeeds")
-    check("invalid result file" in p.stderr and "CRC" in p.stderr, "corrupted result file detected and reported")
-    check("1 invalid recomputed" in p.stderr, "exactly the corrupted task is recomputed")
-    same_output(ref, out, "after recomputing the corrupted result")
+    check(p.returncode == 0, "the last --resume completes: " + p.stderr[-500:])
+    check(logged(p, r"invalid statistics file, recomputing: \S*" + re.escape(stats[3]) + r": .*CRC"),
+          "the corrupted statistics file is reported by name and captured again")
+    check(logged(p, r"invalid result file, recomputing task \d+ .*CRC") is not None,
+          "the corrupted result file is reported")
+    check(logged(p, r"calibrate: 140 tasks, 139 reused, 1 invalid recomputed") is not None,
+          "exactly the corrupted task is recomputed, the rest reused")
+    same_output(ref, out, "killed in capture, tuning and writing, resumed each time vs uninterrupted")
+
+
+def rank_pids(marker, rank):
+    """The pids of MPI rank `rank` of the job whose environment holds `marker`
+    (a unique string: other jobs on the machine are never touched)."""
+    want = (marker.encode(), f"OMPI_COMM_WORLD_RANK={rank}".encode())
+    pids = []
+    for d in os.listdir("/proc"):
+        try:
+            env = open(f"/proc/{d}/environ", "rb").read().split(b"\0") if d.isdigit() else []
+        except OSError:
+            continue
+        if all(w in env for w in want):
+            pids.append(int(d))
+    return pids
+
+
+def quantize_and_kill(out, np, rank, sig, when):
+    """quantize under mpirun; as soon as when() holds, send sig to MPI rank `rank`
+    from outside (no cooperation from adaquant). The trigger is an event of the run
+    (e.g. a result file appearing), not a time. Returns (CompletedProcess-like,
+    killed pids)."""
+    marker = "AQ_TEST_JOB=" + uuid.uuid4().hex
+    env = dict(ENV, AQ_TEST_JOB=marker.split("=", 1)[1])
+    cmd = MPIRUN + ["-np", str(np), CLI, "quantize", MODEL, "--tokenizer", TOK, "--calib-text", TEXT,
+                    "--out", out] + CAL + BUD + OUT + ["--resume"]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    killed = []
+    try:
+        while proc.poll() is None and not killed and time.time() - t0 < RUN_TIMEOUT:
+            if when():
+                killed = rank_pids(marker, rank)
+                for pid in killed:
+                    os.kill(pid, sig)
+            time.sleep(0.02)
+        so, se = proc.communicate(timeout=RUN_TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    print(f"$ {' '.join(cmd)}\n  -> {sig!r} to rank {rank} pids {killed}; rc {proc.returncode} "
+          f"in {time.time() - t0:.1f} s", flush=True)
+    return subprocess.CompletedProcess(cmd, proc.returncode, so, se), killed
 
 
 def mode_failure(top):
     ref = ref_out(top)
     out = os.path.join(top, "failure", "out")
+    work = out + ".work"
     fresh(out)
+    # 1. the driver's own failure path (AQ_FAIL_AT in calibration)
     p = quantize(out, np=2, env=dict(ENV, AQ_FAIL_AT="1:55"))
     check(p.returncode != 0, "injected failure: non-zero exit")
     check("rank 1 failed at task 55" in p.stderr, "message names the rank and the task: "
           + [l for l in p.stderr.splitlines() if "failed" in l][:1].__repr__())
-    check(not os.path.exists(out) and not [f for f in os.listdir(os.path.dirname(out)) if ".tmp." in f],
+    check(no_outdir(out) and not [f for f in os.listdir(os.path.dirname(out)) if ".tmp." in f],
           "no OUTDIR (nor a temporary one)")
+    n1 = count_results(work)
+    # 2. a crash the code does not see coming: SIGSEGV sent to rank 1 from outside
+    #    once 10 more result files exist (or half of what is left), i.e. mid-calibration
+    goal = n1 + max(1, min(10, (140 - n1) // 2))
+    p, killed = quantize_and_kill(out, 2, 1, signal.SIGSEGV, lambda: count_results(work) >= goal)
+    n2 = count_results(work)
+    check(len(killed) == 1 and n2 < 140, f"rank 1 (pid {killed}) killed by SIGSEGV mid-calibration "
+          f"({n2} of 140 results)")
+    check(p.returncode != 0, f"the job ends non-zero after a rank's SIGSEGV (rc {p.returncode})")
+    # (the PID in the message is not compared: Open MPI 4.1 prints 0 for a local rank)
+    m = logged(p, r"process rank 1 with PID \d+ on node \S+ exited on signal 11")
+    check(m is not None, "mpirun names the rank and the signal: " + (m.group(0) if m else (p.stderr + p.stdout)[-400:]))
+    check(no_outdir(out), "no OUTDIR after the crash")
+    # 3. the completed results resume to the reference bytes
     p = quantize(out, np=2, extra=["--resume"])
-    check(p.returncode == 0, "the failed run resumes")
-    same_output(ref, out, "failure + resume vs uninterrupted")
+    check(p.returncode == 0, "the crashed run resumes: " + p.stderr[-300:])
+    m = logged(p, r"calibrate: 140 tasks, (\d+) reused, 0 invalid recomputed")
+    check(m is not None and int(m.group(1)) >= n2,
+          f"every result file left by the crash is complete and reused (>= {n2}): "
+          + (m.group(0) if m else "no calibrate summary line"))
+    same_output(ref, out, "failure + SIGSEGV + resume vs uninterrupted")
 
 
 def bad_tokenizer(path):
@@ -256,7 +414,11 @@ def mode_stages(top):
     shutil.rmtree(base, ignore_errors=True)
     os.makedirs(base)
     work, out = os.path.join(base, "work"), os.path.join(base, "out")
-    p = run(["capture", MODEL, "--tokenizer", TOK, "--calib-text", TEXT, "--work", work] + CAL, np=2)
+    # copies of the model and the text, changed below to check that the stages notice
+    model, text = os.path.join(base, "model.bin"), os.path.join(base, "text.txt")
+    shutil.copyfile(MODEL, model)
+    shutil.copyfile(TEXT, text)
+    p = run(["capture", model, "--tokenizer", TOK, "--calib-text", text, "--work", work] + CAL, np=2)
     check(p.returncode == 0, "capture under mpirun -np 2: " + p.stderr[-300:])
     for s in (0, 2):
         p = run(["calibrate", "--work", work, "--shard", str(s), "--shards", "3"])
@@ -272,6 +434,65 @@ def mode_stages(top):
     p = run(["solve", "--work", work, "--out", out] + BUD + OUT, np=2)
     check(p.returncode == 0, "solve succeeds: " + p.stderr[-300:])
     same_output(ref, out, "capture + calibrate shards + solve vs quantize")
+    changed_inputs(work, model, text)
+
+
+def changed_inputs(work, model, text):
+    """A work directory whose inputs or files changed since capture: each change
+    is refused by the stage commands with an error naming the file (nothing is
+    computed), or, for the statistics, reported and captured again."""
+    settings = os.path.join(work, "settings.json")
+    good = open(settings, "rb").read()
+
+    def refused(what, needle, cmd=("calibrate",)):
+        p = run(list(cmd) + ["--work", work] + (["--shard", "0", "--shards", "1"] if cmd[0] == "calibrate" else
+                                                 ["--out", work + "/never"] + BUD + OUT))
+        first = (p.stderr.strip().splitlines() or [""])[0]
+        check(p.returncode != 0 and needle in p.stderr, f"{what}: {cmd[0]} refuses it ({first})")
+        check(not os.path.exists(work + "/never"), f"{what}: no OUTDIR")
+
+    # settings.json edited by hand (another iteration count than the results have)
+    open(settings, "wb").write(good.replace(b'"iters": 5,', b'"iters": 6,'))
+    refused("tampered settings.json", f"{settings}: the settings were changed after capture")
+    # settings.json damaged (cut in half)
+    open(settings, "wb").write(good[: len(good) // 2])
+    refused("damaged settings.json", f"{settings}: not valid JSON")
+    open(settings, "wb").write(good)
+    # the model changed since capture: one weight byte near the end (still loadable)
+    flip_byte(model, os.path.getsize(model) - 100, 0x01)
+    refused("changed model", f"{model}: the model changed since capture")
+    refused("changed model", f"{model}: the model changed since capture", cmd=("solve",))
+    flip_byte(model, os.path.getsize(model) - 100, 0x01)
+    # the calibration text changed since capture: a paragraph appended
+    orig = open(text, "rb").read()
+    open(text, "ab").write(b"\n\nOnce upon a time a test changed this text.\n")
+    refused("changed calibration text", f"{text}: the calibration text changed since capture")
+    # capture --resume names the changed input and captures again (then restore)
+    p = run(["capture", model, "--tokenizer", TOK, "--calib-text", text, "--work", work, "--resume"] + CAL)
+    check(p.returncode == 0 and f"the calibration text {text} changed since {work} was captured" in p.stderr,
+          "capture --resume names the changed text and captures again: " + p.stderr[-300:])
+    open(text, "wb").write(orig)
+    # a corrupted statistics file: a task that reads it fails naming it; capture
+    # --resume reports it and writes it again, byte for byte
+    p = run(["capture", model, "--tokenizer", TOK, "--calib-text", text, "--work", work, "--resume"] + CAL)
+    check(p.returncode == 0, "capture again with the original text")
+    sdir = os.path.join(work, "stats")
+    victim = os.path.join(sdir, sorted(os.listdir(sdir))[0])
+    intact = open(victim, "rb").read()
+    flip_byte(victim, len(intact) // 2, 0x40)
+    assert victim.endswith("/0.attn_in.aqs")  # read by the q, k and v projections of block 0
+    tasks = [f for f in os.listdir(os.path.join(work, "results"))
+             if re.match(r"model\.layers\.0\.self_attn\.[qkv]_proj--", f)]
+    for f in tasks:  # these tasks must run again (the rest is reused)
+        os.unlink(os.path.join(work, "results", f))
+    p = run(["calibrate", "--work", work, "--shard", "0", "--shards", "1"])
+    check(p.returncode != 0 and re.search(r"rank 0 failed at task \d+ \(layer model\.layers\.0\.[^)]*\): "
+                                          + re.escape(victim) + r": payload CRC mismatch", p.stderr),
+          "a task reading the corrupted statistics file fails naming it: " + p.stderr.strip()[-300:])
+    p = run(["capture", model, "--tokenizer", TOK, "--calib-text", text, "--work", work, "--resume"] + CAL)
+    check(p.returncode == 0 and f"invalid statistics file, recomputing: {victim}" in p.stderr,
+          "capture --resume reports the corrupted statistics file: " + p.stderr[-300:])
+    check(open(victim, "rb").read() == intact, "and writes it again byte-identical")
 
 
 def mode_sequential(top):

@@ -6,7 +6,11 @@
  *  - the statistics file round trip: random Gram/sample data written and read
  *    back bit for bit (aligned copies), a flipped byte and a wrong fingerprint
  *    rejected;
- *  - the option menu: canonical names, unknown and duplicate names rejected. */
+ *  - the option menu: canonical names, unknown and duplicate names rejected;
+ *  - the AQ_FAIL_AT test hook's grammar (every phase, the short form, the
+ *    defaults, malformed values rejected);
+ *  - settings.json: a round trip, then a hand edit, a damaged file and a
+ *    changed input, each refused with an error naming the file. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +18,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../mpi/dist/driver.h"
 #include "../mpi/dist/pipeline.h"
 #include "../mpi/dist/stage_stats.h"
 #include "testutil.h"
@@ -126,8 +131,129 @@ static void test_stats_roundtrip(void)
     free(dir);
 }
 
+static void test_fail_at(void)
+{
+    static const struct {
+        const char *spec, *phase;
+        long unit;
+        int rank, mode;
+    } good[] = {
+        {"1:55", "calibrate", 55, 1, AQ_FAIL_ABORT},        /* the original short form */
+        {"0:7:kill", "calibrate", 7, 0, AQ_FAIL_KILL},
+        {"calibrate:9:2:exit", "calibrate", 9, 2, AQ_FAIL_EXIT},
+        {"capture:2:1:kill", "capture", 2, 1, AQ_FAIL_KILL},
+        {"tune:5", "tune", 5, 0, AQ_FAIL_ABORT},            /* rank defaults to 0 */
+        {"tune:0:exit", "tune", 0, 0, AQ_FAIL_EXIT},        /* a mode without a rank */
+        {"write:3:0:abort", "write", 3, 0, AQ_FAIL_ABORT},
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        aq_dist_failspec f;
+        aq_error e = {0};
+        CHECK_OK(aq_dist_parse_fail_at(good[i].spec, &f, &e), &e);
+        CHECK_MSG(!strcmp(f.phase, good[i].phase) && f.unit == good[i].unit && f.rank == good[i].rank &&
+                      f.mode == good[i].mode,
+                  "AQ_FAIL_AT=%s parsed as %s:%ld:%d:%d", good[i].spec, f.phase, f.unit, f.rank, f.mode);
+    }
+    static const char *bad[] = {"tune", "tune:", "tune:x", "tune:-1", "tune:5:1:boom", "tune:5:1:kill:x",
+                                "foo:1", "1", "1:", "1:2:3", "-1:5", "capture:1:+2", "write:3:kill:0"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        aq_dist_failspec f;
+        aq_error e = {0};
+        CHECK_MSG(aq_dist_parse_fail_at(bad[i], &f, &e) == AQ_ERR_ARG && strstr(e.msg, bad[i]),
+                  "AQ_FAIL_AT=%s must be rejected naming the value (%s)", bad[i], e.msg);
+    }
+    aq_dist_failspec f;
+    aq_error e = {0};
+    CHECK(aq_dist_parse_fail_at("", &f, &e) == AQ_OK && f.phase[0] == '\0');
+    CHECK(aq_dist_parse_fail_at(NULL, &f, &e) == AQ_OK && f.phase[0] == '\0');
+}
+
+static void put(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL);
+    if (!f) return;
+    fputs(text, f);
+    fclose(f);
+}
+
+static char *slurp(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = calloc(1, 1 << 16);
+    if (buf) buf[fread(buf, 1, (1 << 16) - 1, f)] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* settings.json refuses, naming the file, each way a work dir can go stale. */
+static void test_settings(void)
+{
+    char *dir = aq_test_tmpdir("pipe_settings");
+    aq_pipe_cfg c, r;
+    aq_pipe_cfg_default(&c);
+    /* the settings code only hashes the inputs: small stand-in files suffice */
+    snprintf(c.model, sizeof c.model, "%s/model.bin", dir);
+    snprintf(c.tokenizer, sizeof c.tokenizer, "%s/tok.bin", dir);
+    snprintf(c.calib_text, sizeof c.calib_text, "%s/text.txt", dir);
+    snprintf(c.work, sizeof c.work, "%s/work", dir);
+    put(c.model, "model bytes");
+    put(c.tokenizer, "tokenizer bytes");
+    put(c.calib_text, "Once upon a time.\n");
+    CHECK(mkdir(c.work, 0777) == 0);
+    c.iters = 5;
+    c.seed = 12345678901234567ULL;
+    c.sequential = 1;
+    aq_error e = {0};
+    CHECK_OK(aq_pipe_cfg_fingerprint(&c, &e), &e);
+    CHECK_OK(aq_pipe_cfg_write(&c, &e), &e);
+    CHECK_OK(aq_pipe_cfg_read(c.work, &r, &e), &e);
+    CHECK(r.iters == 5 && r.seed == c.seed && r.sequential == 1 && r.n_options == c.n_options &&
+          !strcmp(r.model, c.model) && aq_fp_equal(&r.fp_text, &c.fp_text));
+    aq_fingerprint a = aq_pipe_task_fp(&c, "x", "w4a16"), b = aq_pipe_task_fp(&r, "x", "w4a16");
+    CHECK_MSG(aq_fp_equal(&a, &b), "the settings read back give other task fingerprints");
+    char path[AQ_PIPE_PATH + 16];
+    snprintf(path, sizeof path, "%s/settings.json", c.work);
+    char *good = slurp(path), *edit = good ? strdup(good) : NULL, *at = edit ? strstr(edit, "\"iters\": 5") : NULL;
+    CHECK(at != NULL);
+    if (!at) return;
+    at[9] = '6'; /* a hand edit */
+    put(path, edit);
+    e = (aq_error){0};
+    CHECK_MSG(aq_pipe_cfg_read(c.work, &r, &e) == AQ_ERR_FORMAT && strstr(e.msg, path) &&
+                  strstr(e.msg, "changed after capture"),
+              "a hand-edited settings.json: %s", e.msg);
+    edit[strlen(edit) / 2] = '\0'; /* cut short */
+    put(path, edit);
+    e = (aq_error){0};
+    CHECK_MSG(aq_pipe_cfg_read(c.work, &r, &e) == AQ_ERR_FORMAT && strstr(e.msg, path) &&
+                  strstr(e.msg, "not valid JSON"),
+              "a damaged settings.json: %s", e.msg);
+    put(path, good);
+    put(c.calib_text, "Once upon a time!\n"); /* the text changed since capture */
+    e = (aq_error){0};
+    CHECK_MSG(aq_pipe_cfg_read(c.work, &r, &e) == AQ_ERR_ARG && strstr(e.msg, c.calib_text) &&
+                  strstr(e.msg, "calibration text changed since capture"),
+              "a changed calibration text: %s", e.msg);
+    unlink(path);
+    e = (aq_error){0};
+    CHECK_MSG(aq_pipe_cfg_read(c.work, &r, &e) == AQ_ERR_NOTFOUND && strstr(e.msg, "run `adaquant capture"),
+              "no settings.json: %s", e.msg);
+    free(good);
+    free(edit);
+    unlink(c.model);
+    unlink(c.tokenizer);
+    unlink(c.calib_text);
+    rmdir(c.work);
+    rmdir(dir);
+    free(dir);
+}
+
 int main(void)
 {
+    test_fail_at();
+    test_settings();
     test_options();
     test_budget();
     test_stats_roundtrip();

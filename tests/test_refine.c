@@ -5,7 +5,9 @@
  * installed, the one layer swapped, float64 log-softmax/KL loop over the
  * predicted positions), shifts each layer's row to a minimum of 0, solves
  * with the same budget and checks that aq_pipe_refine chose exactly the same
- * options. Skipped when stories260K or the CLI is absent. */
+ * options — from the solved allocation, and from an all-lowest-bits start
+ * that refinement must change (so a no-op refinement fails). Skipped when
+ * stories260K or the CLI is absent. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -154,6 +156,47 @@ static void load_ov(const aq_pipe_cfg *c, const aq_pipe_plan *p, size_t i, float
     aq_result_free(r);
 }
 
+/* One refinement round written here from its definition: install `start`,
+ * re-measure every (layer, option) KL with full forwards (that one layer
+ * swapped), shift each layer's row to a minimum of 0, solve under budget b.
+ * ref[] receives the choice; returns how many layers it changes. */
+static int direct_round(aq_model *m, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
+                        aq_loss_row *rows, const aq_linear_override *ov, const int *start, const int *tok,
+                        const double *lp, int *ref)
+{
+    int nl = p->n_layers, no = c->n_options;
+    aq_error err = {0};
+    for (int l = 0; l < nl; l++)
+        CHECK_OK(aq_model_set_override(m, p->layers[l].block, (aq_linear)p->layers[l].which,
+                                       &ov[(size_t)l * no + start[l]], &err),
+                 &err);
+    for (int l = 0; l < nl; l++) {
+        const aq_pipe_layer *L = &p->layers[l];
+        double mn = INFINITY;
+        for (int k = 0; k < no; k++) {
+            aq_model_set_override(m, L->block, (aq_linear)L->which, &ov[(size_t)l * no + k], &err);
+            rows[(size_t)l * no + k].loss = kl_full(m, tok, K_WIN, T_LEN, lp);
+            mn = fmin(mn, rows[(size_t)l * no + k].loss);
+        }
+        aq_model_set_override(m, L->block, (aq_linear)L->which, &ov[(size_t)l * no + start[l]], &err);
+        for (int k = 0; k < no; k++)
+            rows[(size_t)l * no + k].loss -= mn;
+    }
+    aq_alloc_table t;
+    aq_alloc_solution sol;
+    CHECK_OK(aq_pipe_alloc(c, p, b, rows, &t, &sol, &err), &err);
+    int changed = 0;
+    for (int l = 0; l < nl; l++) {
+        ref[l] = (int)(sol.row[l] % (size_t)no);
+        changed += ref[l] != start[l];
+    }
+    aq_alloc_solution_free(&sol);
+    aq_alloc_table_free(&t);
+    for (int l = 0; l < nl; l++)
+        aq_model_clear_override(m, p->layers[l].block, (aq_linear)p->layers[l].which);
+    return changed;
+}
+
 int main(int argc, char **argv)
 {
     char *mp = aq_test_asset("models/stories260K/stories260K.bin");
@@ -208,36 +251,40 @@ int main(int argc, char **argv)
     aq_linear_override *ov = calloc(p.n_tasks, sizeof *ov);
     for (size_t i = 0; i < p.n_tasks; i++)
         load_ov(&c, &p, i, &w[i], &bb[i], &ov[i]);
+    /* 1. around the solved allocation */
+    int *ref = calloc((size_t)nl, sizeof *ref);
+    int changed = direct_round(m, &c, &p, &b, rows, ov, choice, tok, lp, ref), same = 1;
     for (int l = 0; l < nl; l++)
-        CHECK_OK(aq_model_set_override(m, p.layers[l].block, (aq_linear)p.layers[l].which,
-                                       &ov[(size_t)l * no + choice[l]], &err),
-                 &err);
-    for (int l = 0; l < nl; l++) {
-        const aq_pipe_layer *L = &p.layers[l];
-        double mn = INFINITY;
-        for (int k = 0; k < no; k++) {
-            aq_model_set_override(m, L->block, (aq_linear)L->which, &ov[(size_t)l * no + k], &err);
-            rows[(size_t)l * no + k].loss = kl_full(m, tok, K_WIN, T_LEN, lp);
-            mn = fmin(mn, rows[(size_t)l * no + k].loss);
-        }
-        aq_model_set_override(m, L->block, (aq_linear)L->which, &ov[(size_t)l * no + choice[l]], &err);
-        for (int k = 0; k < no; k++)
-            rows[(size_t)l * no + k].loss -= mn;
-    }
-    aq_alloc_table t;
-    aq_alloc_solution sol;
-    CHECK_OK(aq_pipe_alloc(&c, &p, &b, rows, &t, &sol, &err), &err);
-    int changed = 0, same = 1;
-    for (int l = 0; l < nl; l++) {
-        int ref = (int)(sol.row[l] % (size_t)no);
-        changed += ref != choice[l];
-        same &= ref == mine[l];
-    }
-    printf("refinement changed %d of %d layers; aq_pipe_refine %s the direct computation\n", changed,
-           nl, same ? "agrees with" : "DIFFERS from");
+        same &= ref[l] == mine[l];
+    printf("from the solved allocation: refinement changed %d of %d layers; aq_pipe_refine %s the direct "
+           "computation\n", changed, nl, same ? "agrees with" : "DIFFERS from");
     CHECK(same);
-    aq_alloc_solution_free(&sol);
-    aq_alloc_table_free(&t);
+    /* 2. from a start refinement must change: every layer at the cheapest option
+     * (w2a16: 2.0 average bits, 1.0 below the budget). Each re-measured row is
+     * shifted to a minimum of 0, so the start costs 0 only if w2a16 were the
+     * least-KL option of every layer; a higher option of at least one layer has a
+     * lower KL, and the solver spends the free budget on it. So a refinement that
+     * leaves the allocation alone, or changes it wrongly, fails here. */
+    int *start = calloc((size_t)nl, sizeof *start);
+    for (int l = 0; l < nl; l++)
+        start[l] = no - 1;
+    CHECK(!strcmp(c.options[no - 1], "w2a16"));
+    memcpy(mine, start, sizeof(int) * nl);
+    CHECK_OK(aq_pipe_refine(MPI_COMM_SELF, &c, &p, &b, rows, mine, 1, &err), &err);
+    changed = direct_round(m, &c, &p, &b, rows, ov, start, tok, lp, ref);
+    int moved = 0;
+    same = 1;
+    for (int l = 0; l < nl; l++) {
+        same &= ref[l] == mine[l];
+        moved += mine[l] != start[l];
+    }
+    printf("from all-w2a16: the direct computation changes %d of %d layers, aq_pipe_refine %d (%s)\n", changed,
+           nl, moved, same ? "the same choice" : "DIFFERENT choices");
+    CHECK_MSG(changed > 0, "the direct re-linearisation keeps the all-w2a16 start: the test lost its point");
+    CHECK_MSG(moved > 0, "aq_pipe_refine left the all-w2a16 allocation unchanged");
+    CHECK(same);
+    free(start);
+    free(ref);
     /* --max-loss is refused */
     b.objective = AQ_ALLOC_MIN_SIZE;
     b.max_loss = 1;

@@ -69,16 +69,20 @@ static void check_solution(const aq_alloc_table *t, const aq_alloc_solution *s, 
     }
     CHECK(size == s->size_bits);
     CHECK(bops == s->bops);
+    /* the same <= 64 doubles summed in another order: <= 64 * 1.1e-16 */
     CHECK_CLOSE(loss, s->loss, 1e-12);
     if (s->size_budget_bits >= 0) CHECK(size <= s->size_budget_bits);
     if (sp->has_max_bops) CHECK((double)bops <= sp->max_bops);
+    /* the budget is met up to the summation rounding above (1e-9 is wide) */
     if (sp->objective == AQ_ALLOC_MIN_SIZE) CHECK(loss <= sp->max_loss * (1 + 1e-9));
     double obj = sp->objective == AQ_ALLOC_MIN_SIZE ? (double)size : loss;
-    CHECK_CLOSE(obj, s->objective, 1e-12);
+    CHECK_CLOSE(obj, s->objective, 1e-12); /* summation order, as above */
     CHECK(s->status == AQ_ALLOC_OPTIMAL);
+    /* the exact optimum of the same doubles: equal but for summation order
+     * (and a tie broken another way, which has the same value) */
     if (fabs(obj - exact_obj) > 1e-9 * fabs(exact_obj) + 1e-300)
         CHECK_MSG(0, "CBC objective %.15g != exact %.15g", obj, exact_obj);
-    CHECK(s->bound <= s->objective * (1 + 1e-9) + 1e-300);
+    CHECK(s->bound <= s->objective * (1 + 1e-9) + 1e-300); /* CBC's bound: summation rounding */
     /* pins: every layer matching a --keep pattern has that option */
     for (size_t k = 0; k < sp->n_keep; k++) {
         regex_t re;
@@ -169,13 +173,13 @@ static void one_case(rng *r, const aq_alloc_table *t, int objective, int with_bo
             if (s.infeasible == AQ_BUDGET_SIZE) {
                 double want = sp.has_max_bops && ex.min_size_any <= (double)s.size_budget_bits ? ex.min_size : ex.min_size_any;
                 CHECK_MSG(fabs(s.min_feasible_raw - want) < 0.5, "min size %.0f vs exact %.0f", s.min_feasible_raw, want);
-                CHECK_CLOSE(s.min_feasible, s.min_feasible_raw / (double)tp, 1e-12);
+                CHECK_CLOSE(s.min_feasible, s.min_feasible_raw / (double)tp, 1e-12); /* one division */
                 CHECK(strstr(e.msg, "bits/weight") != NULL);
             } else if (s.infeasible == AQ_BUDGET_BOPS) {
                 CHECK_MSG(fabs(s.min_feasible_raw - ex.min_bops) < 0.5, "min bops %.0f vs %.0f", s.min_feasible_raw, ex.min_bops);
             } else if (s.infeasible == AQ_BUDGET_LOSS) {
                 CHECK(sp.objective == AQ_ALLOC_MIN_SIZE);
-                CHECK_CLOSE(s.min_feasible_raw, ex.min_loss, 1e-9);
+                CHECK_CLOSE(s.min_feasible_raw, ex.min_loss, 1e-9); /* summation order of <= 64 doubles */
                 CHECK(ex.min_loss > sp.max_loss);
             } else
                 CHECK_MSG(0, "infeasible without a named budget: %s", e.msg);
@@ -237,7 +241,7 @@ static void exact_agree(void)
             continue;
         }
         CHECK(a.feasible == b.feasible);
-        if (a.feasible && b.feasible) CHECK_CLOSE(a.objective, b.objective, 1e-12);
+        if (a.feasible && b.feasible) CHECK_CLOSE(a.objective, b.objective, 1e-12); /* summation order */
         CHECK(a.min_size_any == b.min_size_any);
         aq_alloc_table_free(&t);
     }
@@ -307,7 +311,7 @@ static void time_limit_case(void)
     if (st != AQ_OK) printf("time limit case: %s\n", err.msg);
     if (st == AQ_OK) {
         CHECK(s.size_bits <= s.size_budget_bits);
-        CHECK(s.bound <= s.objective * (1 + 1e-12));
+        CHECK(s.bound <= s.objective * (1 + 1e-12)); /* summation order */
         if (s.status == AQ_ALLOC_FEASIBLE) CHECK(s.gap > 0);
         printf("time limit case: status %d, gap %g, %.2f s\n", (int)s.status, s.gap, s.seconds);
         CHECK(s.seconds < 30); /* the limit is 0.3 s; generous for loaded or sanitized runs */
@@ -332,14 +336,14 @@ static void sweep_case(void)
     int64_t tp = aq_alloc_total_params(&t, &err);
     aq_alloc_exact_result ex;
     CHECK_OK(aq_alloc_exact(&t, &sp, AQ_EXACT_BRUTE, 1e8, &ex, &err), &err);
-    CHECK_CLOSE(sw.min_feasible, ex.min_size_any / (double)tp, 1e-12);
+    CHECK_CLOSE(sw.min_feasible, ex.min_size_any / (double)tp, 1e-12); /* one division */
     double prev = INFINITY;
     for (size_t i = 0; i < sw.n; i++) {
         aq_alloc_spec s1 = {.size_unit = AQ_SIZE_AVG_BITS, .size_budget = sw.pt[i].budget};
         CHECK_OK(aq_alloc_exact(&t, &s1, AQ_EXACT_BRUTE, 1e8, &ex, &err), &err);
         CHECK(sw.pt[i].feasible == ex.feasible);
         if (!ex.feasible) continue;
-        CHECK_CLOSE(sw.pt[i].loss, ex.objective, 1e-12);
+        CHECK_CLOSE(sw.pt[i].loss, ex.objective, 1e-12); /* summation order */
         CHECK(sw.pt[i].loss <= prev);
         if (sw.pt[i].pareto) CHECK(sw.pt[i].loss < prev);
         prev = sw.pt[i].loss;

@@ -145,14 +145,14 @@ static void degenerate_and_known(void)
     sp.size_budget = 4.5;
     CHECK_OK(aq_alloc_solve(&t, &sp, &s, &err), &err);
     CHECK(s.row[0] == 1 && s.row[1] == 5 && s.row[2] == 6);
-    CHECK_CLOSE(s.loss, 0.45, 1e-15);
+    CHECK_CLOSE(s.loss, 0.45, 1e-15); /* a sum of three decimals: a few ulps of 0.45 */
     CHECK(s.size_bits == 1600 && s.avg_bits == 4.0);
     aq_alloc_solution_free(&s);
     /* same budget as a fraction of FP32: 4.5/32 */
     sp.size_unit = AQ_SIZE_FP32_FRACTION;
     sp.size_budget = 4.5 / 32;
     CHECK_OK(aq_alloc_solve(&t, &sp, &s, &err), &err);
-    CHECK_CLOSE(s.loss, 0.45, 1e-15);
+    CHECK_CLOSE(s.loss, 0.45, 1e-15); /* a sum of three decimals: a few ulps of 0.45 */
     CHECK(s.size_budget_bits == 1800);
     aq_alloc_solution_free(&s);
     /* (b): smallest size with loss <= 0.60: a4 b4 c2 = 1200 bits (.60); a8 b2 c2 1200 .70 no;
@@ -163,12 +163,12 @@ static void degenerate_and_known(void)
     sp.max_loss = 0.60;
     CHECK_OK(aq_alloc_solve(&t, &sp, &s, &err), &err);
     CHECK(s.size_bits == 1200);
-    CHECK_CLOSE(s.loss, 0.60, 1e-12);
+    CHECK_CLOSE(s.loss, 0.60, 1e-12); /* a sum of three decimals */
     aq_alloc_solution_free(&s);
     sp.max_loss = 0.05; /* least possible: a8 b8 c8 = .06 */
     CHECK(aq_alloc_solve(&t, &sp, &s, &err) == AQ_ERR_INFEASIBLE);
     CHECK(s.infeasible == AQ_BUDGET_LOSS);
-    CHECK_CLOSE(s.min_feasible, 0.06, 1e-12);
+    CHECK_CLOSE(s.min_feasible, 0.06, 1e-12); /* a sum of three decimals */
     CHECK_MSG(strstr(err.msg, "smallest achievable loss is 0.06"), "%s", err.msg);
     /* BOPs: macs = params; a8 b8 c2 bops = 100*8*16+100*8*16+200*2*16 = 32000. */
     sp.objective = AQ_ALLOC_MIN_LOSS;

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../src/blas/blas_kernel.h"
+
 int aq_test_failures = 0;
 
 /* Assets are checked before main runs: a test that finds an asset missing
@@ -126,4 +128,13 @@ double aq_test_nrand(uint64_t *state)
 {
     double u = aq_test_urand(state);
     return sqrt(-2.0 * log(u)) * cos(6.283185307179586 * aq_test_urand(state));
+}
+
+/* Every test runs the BLAS kernel that the adaquant command runs by default:
+ * the same start-up choice (src/blas/blas_kernel.h), made before main and so
+ * before any BLAS call. A BLIS_ARCH_TYPE in the environment (the forced-kernel
+ * passes of scripts/test.sh) still wins. */
+__attribute__((constructor)) static void aq_test_blas_kernel(void)
+{
+    aq_blas_kernel_select(NULL, 0);
 }

@@ -25,7 +25,6 @@
 
 enum { TAG_TO_ROOT = 1, TAG_GIVE = 2 };
 enum { MSG_DONE = 0, MSG_REQ = 1 };
-enum { FAIL_ABORT = 0, FAIL_EXIT = 1, FAIL_KILL = 2 };
 
 struct aq_dist_worker {
     MPI_Comm comm; /* private dup */
@@ -47,9 +46,8 @@ struct aq_dist_worker {
     size_t dynamic;
     unsigned char *finished; /* [n] per task: done in this run */
     aq_progress progress;
-    /* failure injection */
-    int fail_rank, fail_mode;
-    long fail_task;
+    /* failure injection (AQ_FAIL_AT, calibrate phase) */
+    aq_dist_failspec fail;
     const char *fail_spec;
 };
 
@@ -60,31 +58,90 @@ void aq_dist_options_default(aq_dist_options *o, const char *workdir)
     o->tail_fraction = 0.2;
     o->progress = stderr;
     o->progress_tty = -1;
-    o->progress_interval = 5.0;
+    o->progress_interval = 0; /* plain: one line per task (docs/PIPELINE.md) */
 }
 
 int aq_dist_worker_rank(const aq_dist_worker *w) { return w->rank; }
 
-aq_status aq_dist_parse_fail_at(const char *s, int *rank, long *task, int *mode, aq_error *err)
+static const char *const fail_phases[] = {"capture", "calibrate", "tune", "write"};
+
+static int parse_mode(const char *m)
 {
-    *rank = -1, *task = -1, *mode = FAIL_ABORT;
-    if (!s || !*s) return AQ_OK;
+    return !strcmp(m, "abort") ? AQ_FAIL_ABORT : !strcmp(m, "exit") ? AQ_FAIL_EXIT : !strcmp(m, "kill") ? AQ_FAIL_KILL : -1;
+}
+
+/* A non-negative decimal number filling the whole field, else -1. */
+static long parse_count(const char *t)
+{
     char *end;
-    long r = strtol(s, &end, 10);
-    if (end == s || *end != ':' || r < 0 || r > 1000000)
-        return aq_fail(err, AQ_ERR_ARG, "AQ_FAIL_AT='%s': expected RANK:TASK[:abort|exit|kill]", s);
-    const char *t = end + 1;
-    long k = strtol(t, &end, 10);
-    if (end == t || k < 0 || (*end && *end != ':'))
-        return aq_fail(err, AQ_ERR_ARG, "AQ_FAIL_AT='%s': expected RANK:TASK[:abort|exit|kill]", s);
-    if (*end == ':') {
-        if (!strcmp(end + 1, "abort")) *mode = FAIL_ABORT;
-        else if (!strcmp(end + 1, "exit")) *mode = FAIL_EXIT;
-        else if (!strcmp(end + 1, "kill")) *mode = FAIL_KILL;
-        else return aq_fail(err, AQ_ERR_ARG, "AQ_FAIL_AT='%s': unknown mode '%s'", s, end + 1);
+    if (!*t || *t == '-' || *t == '+') return -1;
+    long v = strtol(t, &end, 10);
+    return *end || v > 100000000 ? -1 : v;
+}
+
+aq_status aq_dist_parse_fail_at(const char *s, aq_dist_failspec *f, aq_error *err)
+{
+    memset(f, 0, sizeof *f);
+    f->rank = -1;
+    if (!s || !*s) return AQ_OK;
+    char buf[128], *field[5];
+    int n = 0;
+    if (strlen(s) >= sizeof buf) return aq_fail(err, AQ_ERR_ARG, "AQ_FAIL_AT='%.40s...': too long", s);
+    strcpy(buf, s);
+    for (char *p = buf; n < 5;) { /* split on ':' keeping empty fields */
+        field[n++] = p;
+        char *c = strchr(p, ':');
+        if (!c) break;
+        *c = '\0';
+        p = c + 1;
     }
-    *rank = (int)r, *task = k;
+    int ph = -1;
+    for (int k = 0; k < 4; k++)
+        if (!strcmp(field[0], fail_phases[k])) ph = k;
+    long unit, rank = 0;
+    int mode = AQ_FAIL_ABORT, i;
+    if (ph < 0) { /* short form RANK:TASK[:MODE] */
+        rank = parse_count(field[0]);
+        unit = n >= 2 ? parse_count(field[1]) : -1;
+        ph = 1, i = 2;
+    } else {
+        unit = n >= 2 ? parse_count(field[1]) : -1;
+        i = 2;
+        if (i < n && parse_count(field[i]) >= 0) rank = parse_count(field[i++]);
+    }
+    if (i < n) mode = parse_mode(field[i++]);
+    if (rank < 0 || rank > 1000000 || unit < 0 || mode < 0 || i != n)
+        return aq_fail(err, AQ_ERR_ARG,
+                       "AQ_FAIL_AT='%s': expected PHASE:K[:RANK][:abort|exit|kill] (PHASE capture, calibrate, tune "
+                       "or write) or RANK:TASK[:abort|exit|kill]",
+                       s);
+    strcpy(f->phase, fail_phases[ph]);
+    f->unit = unit, f->rank = (int)rank, f->mode = mode;
     return AQ_OK;
+}
+
+/* End this process the way the failure mode says (after the message). */
+static void fail_now(MPI_Comm comm, int mode)
+{
+    fflush(stderr);
+    fflush(stdout);
+    if (mode == AQ_FAIL_KILL) raise(SIGKILL);
+    if (mode == AQ_FAIL_EXIT) _exit(1);
+    MPI_Abort(comm, 1);
+    _exit(1); /* not reached */
+}
+
+aq_status aq_dist_failpoint(const char *phase, long unit, int rank, const char *what, aq_error *err)
+{
+    const char *spec = getenv("AQ_FAIL_AT");
+    if (!spec || !*spec) return AQ_OK;
+    aq_dist_failspec f;
+    AQ_TRY(aq_dist_parse_fail_at(spec, &f, err));
+    if (strcmp(f.phase, phase) || f.unit != unit || f.rank != rank) return AQ_OK;
+    fprintf(stderr, "adaquant: rank %d failed in %s at %s: injected failure (AQ_FAIL_AT=%s)\n", rank, phase, what,
+            spec);
+    fail_now(MPI_COMM_WORLD, f.mode);
+    return AQ_OK; /* not reached */
 }
 
 /* Report a task failure and end the job: nothing after this returns. */
@@ -93,12 +150,7 @@ static void die(aq_dist_worker *w, size_t i, const char *reason, int mode)
     if (w->rank == 0) aq_progress_break(&w->progress);
     fprintf(stderr, "adaquant: rank %d failed at task %zu (layer %s, option %s): %s\n", w->rank, i,
             w->tasks[i].layer, w->tasks[i].option, reason);
-    fflush(stderr);
-    fflush(stdout);
-    if (mode == FAIL_KILL) raise(SIGKILL);
-    if (mode == FAIL_EXIT) _exit(1);
-    MPI_Abort(w->comm, 1);
-    _exit(1); /* not reached */
+    fail_now(w->comm, mode);
 }
 
 /* Remember a row for the final gather. Each task is kept by exactly one rank
@@ -243,10 +295,10 @@ void aq_dist_poll(aq_dist_worker *w)
 static void run_task(aq_dist_worker *w, size_t i)
 {
     const aq_dist_task *t = &w->tasks[i];
-    if (w->rank == w->fail_rank && (long)i == w->fail_task) {
+    if (!strcmp(w->fail.phase, "calibrate") && w->rank == w->fail.rank && (long)i == w->fail.unit) {
         char why[160];
         snprintf(why, sizeof why, "injected failure (AQ_FAIL_AT=%s)", w->fail_spec);
-        die(w, i, why, w->fail_mode);
+        die(w, i, why, w->fail.mode);
     }
     aq_error e = {0};
     char *path = NULL;
@@ -258,7 +310,7 @@ static void run_task(aq_dist_worker *w, size_t i)
         if (st != AQ_OK) aq_error_prefix(&e, "the result file written by the task does not validate");
     }
     free(path);
-    if (st != AQ_OK) die(w, i, e.msg[0] ? e.msg : aq_status_name(st), FAIL_ABORT);
+    if (st != AQ_OK) die(w, i, e.msg[0] ? e.msg : aq_status_name(st), AQ_FAIL_ABORT);
     keep_row(w, i, &row);
     if (w->rank == 0) {
         root_task_done(w, i, row.loss);
@@ -339,7 +391,7 @@ static aq_status worker_init(aq_dist_worker *w, MPI_Comm comm, const aq_dist_tas
         return aq_fail(err, AQ_ERR_ARG, "aq_dist_run: missing work directory, callback or tasks");
     w->tasks = tasks, w->n = n, w->fn = fn, w->ctx = ctx, w->opt = opt;
     w->fail_spec = getenv("AQ_FAIL_AT");
-    AQ_TRY(aq_dist_parse_fail_at(w->fail_spec, &w->fail_rank, &w->fail_task, &w->fail_mode, err));
+    AQ_TRY(aq_dist_parse_fail_at(w->fail_spec, &w->fail, err));
     MPI_Comm_dup(comm, &w->comm);
     MPI_Comm_rank(w->comm, &w->rank);
     MPI_Comm_size(w->comm, &w->size);

@@ -17,11 +17,11 @@
  * by rank 0. aq_dist_run returns AQ_OK only when every task has a valid
  * result file, so callers write final outputs only after it succeeded.
  *
- * Failure: a callback error, or the test hook AQ_FAIL_AT="RANK:TASK[:MODE]"
- * (rank RANK fails when it reaches task index TASK; MODE abort (default):
- * MPI_Abort, exit: _exit(1) without MPI_Finalize, kill: SIGKILL itself),
- * prints "adaquant: rank R failed at task K (layer L, option O): reason" and
- * ends the whole job non-zero. Result files already written stay valid. */
+ * Failure: a callback error, or the test hook AQ_FAIL_AT (below) set to
+ * "calibrate:TASK:RANK[:MODE]" or its short form "RANK:TASK[:MODE]" (rank RANK
+ * fails when it reaches task index TASK), prints
+ * "adaquant: rank R failed at task K (layer L, option O): reason" and ends the
+ * whole job non-zero. Result files already written stay valid. */
 #ifndef AQ_DIST_DRIVER_H
 #define AQ_DIST_DRIVER_H
 
@@ -45,11 +45,11 @@ typedef struct aq_dist_options {
     int resume;               /* reuse valid result files instead of recomputing */
     double tail_fraction;     /* share of the estimated work left to the dynamic queue */
     FILE *progress;           /* rank 0's progress stream; NULL = silent */
-    int progress_tty;         /* -1 detect, 0 plain lines, 1 one-line bar */
-    double progress_interval; /* seconds between plain lines */
+    int progress_tty;         /* -1 resolve (progress.h), 0 plain lines, 1 one-line bar */
+    double progress_interval; /* seconds between plain lines (0 = every task) */
 } aq_dist_options;
 
-/* Defaults: resume off, tail 0.2, progress to stderr (auto TTY), 5 s. */
+/* Defaults: resume off, tail 0.2, progress to stderr (mode from progress.h), a plain line per task. */
 void aq_dist_options_default(aq_dist_options *o, const char *workdir);
 
 typedef struct aq_dist_stats {
@@ -76,8 +76,38 @@ void aq_dist_poll(aq_dist_worker *w);
 /* This worker's rank in the communicator passed to aq_dist_run. */
 int aq_dist_worker_rank(const aq_dist_worker *w);
 
-/* Parse an AQ_FAIL_AT value "RANK:TASK[:abort|exit|kill]" (NULL/empty: no
- * injection, *rank = -1). mode: 0 abort, 1 exit, 2 kill. AQ_ERR_ARG if malformed. */
-aq_status aq_dist_parse_fail_at(const char *s, int *rank, long *task, int *mode, aq_error *err);
+/* The test hook AQ_FAIL_AT: one injected failure at a deterministic point of
+ * one phase, so tests can stop a run after K units of work without polling or
+ * timing (docs/PIPELINE.md, "Test hook"). The value is
+ *   PHASE:K[:RANK][:MODE]   PHASE capture | calibrate | tune | write
+ *   RANK:TASK[:MODE]        short form of calibrate:TASK:RANK:MODE
+ * RANK defaults to 0; MODE is abort (default: message + MPI_Abort), exit
+ * (message + _exit(1) without MPI_Finalize, like a crash) or kill (message +
+ * SIGKILL of itself, like the OOM killer). The unit K is:
+ *   capture    the block index: blocks 0..K-1 are captured and written;
+ *   calibrate  the task index (canonical order) the rank fails at instead of
+ *              running it;
+ *   tune       the Adam step index: steps 0..K-1 have run (tuning keeps no
+ *              checkpoint, so a resume tunes again from step 0);
+ *   write      rank 0's output files: 0 before model.safetensors, 1 before
+ *              config.json, 2 before the reports, 3 after everything is
+ *              written and synced but before OUTDIR.tmp.<pid> is renamed. */
+enum { AQ_FAIL_ABORT = 0, AQ_FAIL_EXIT = 1, AQ_FAIL_KILL = 2 };
+typedef struct aq_dist_failspec {
+    char phase[16]; /* "" = no injection */
+    long unit;
+    int rank, mode;
+} aq_dist_failspec;
+
+/* Parse an AQ_FAIL_AT value (NULL/empty: no injection, phase ""). AQ_ERR_ARG
+ * naming the value if malformed. */
+aq_status aq_dist_parse_fail_at(const char *s, aq_dist_failspec *f, aq_error *err);
+
+/* A failure point of `phase` at unit `unit` on rank `rank`: if AQ_FAIL_AT
+ * names exactly this point, print "adaquant: rank R failed in PHASE at UNIT
+ * (what): injected failure (AQ_FAIL_AT=...)" and end the process as the mode
+ * says (does not return). Otherwise returns AQ_OK, or AQ_ERR_ARG for a
+ * malformed AQ_FAIL_AT (the same on every rank). */
+aq_status aq_dist_failpoint(const char *phase, long unit, int rank, const char *what, aq_error *err);
 
 #endif

@@ -78,9 +78,17 @@ aq_status aq_pipe_cfg_fingerprint(aq_pipe_cfg *c, aq_error *err);
 aq_fingerprint aq_pipe_stats_fp(const aq_pipe_cfg *c);
 /* Fingerprint of one task's result (stats fp + AdaQuant settings + key). */
 aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const char *option);
-/* WORK/settings.json: write (atomic) / read back. */
+/* WORK/settings.json: write (atomic) / read back. The file records the
+ * inputs' fingerprints and a fingerprint of every setting in it; reading
+ * refuses, naming the file, a damaged or hand-edited settings.json
+ * (AQ_ERR_FORMAT) and an input that changed since capture (AQ_ERR_ARG naming
+ * the model, tokenizer or text path). */
+#define AQ_PIPE_SETTINGS_VERSION 2
 aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err);
 aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err);
+/* --resume of quantize/capture: say on log which input (c's fingerprints)
+ * differs from the one WORK/settings.json was captured from, if any. */
+void aq_pipe_cfg_report_changed_inputs(const aq_pipe_cfg *c, FILE *log);
 /* "<work>/<rel>" into out (AQ_PIPE_PATH). */
 void aq_pipe_path(const char *work, const char *rel, char *out);
 

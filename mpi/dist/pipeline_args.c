@@ -46,7 +46,9 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
        O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
-       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE };
+       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS };
+
+#define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD)
 
 static const struct {
     struct option o;
@@ -86,6 +88,7 @@ static const struct {
     {{"no-tune", no_argument, 0, O_NOTUNE}, AQ_ARGS_OUT},
     {{"shard", required_argument, 0, O_SHARD}, AQ_ARGS_SHARD},
     {{"shards", required_argument, 0, O_SHARDS}, AQ_ARGS_SHARD},
+    {{"progress", required_argument, 0, O_PROGRESS}, ALL_GROUPS},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 
@@ -159,6 +162,11 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     }
     case O_SHARD: return parse_int(cmd, "--shard", v, 0, 1000000, &a->shard);
     case O_SHARDS: return parse_int(cmd, "--shards", v, 1, 1000000, &a->shards);
+    case O_PROGRESS:
+        a->progress_given = 1;
+        if (aq_progress_mode_parse(v, &a->progress))
+            return usage(cmd, "--progress must be bar, plain, none or auto, not '%s'", v);
+        return 0;
     }
     return usage(cmd, "unknown option");
 }
@@ -286,4 +294,19 @@ void aq_pipe_args_help(FILE *out, int mask)
         fprintf(out,
                 "sharding:\n"
                 "  --shard I --shards N   run shard I (0-based) of N cost-balanced task subsets\n");
+    fprintf(out,
+            "display (rank 0, on stderr; docs/PIPELINE.md \"Progress\"):\n"
+            "  --progress MODE        bar: one line redrawn in place (needs a terminal);\n"
+            "                         plain: one line per finished task with its ETA, no\n"
+            "                         control characters (batch logs); none: silent;\n"
+            "                         auto (default; AQ_PROGRESS=MODE sets the default): bar\n"
+            "                         only when the text reaches a terminal, else plain. Under\n"
+            "                         mpirun a rank's stdout is always a pty (Open MPI makes\n"
+            "                         one), so auto looks at mpirun's own stdout and stderr:\n"
+            "                         bar if both are terminals and the output is not tagged\n"
+            "                         or split per rank; plain for a file, pipe, `mpirun >\n"
+            "                         log`, an sbatch job, or rank 0 on another node. Without\n"
+            "                         mpirun (one process, or srun): bar if stderr is a\n"
+            "                         terminal. TERM=dumb means plain. A plain run's first\n"
+            "                         line says which rule chose it.\n");
 }

@@ -8,6 +8,7 @@
 #include <stdio.h>
 
 #include "pipeline.h"
+#include "progress.h"
 
 enum {
     AQ_ARGS_MODEL = 1,    /* MODEL --tokenizer --calib-text --options --mode --iters --init --seed --calib-* */
@@ -16,6 +17,7 @@ enum {
     AQ_ARGS_OUT = 8,      /* --out --force --eval-docs --eval-len --no-eval */
     AQ_ARGS_SHARD = 16    /* --shard --shards */
 };
+/* --progress is accepted by every pipeline command (whatever the mask). */
 
 typedef struct aq_pipe_args {
     aq_pipe_cfg cfg;
@@ -26,6 +28,8 @@ typedef struct aq_pipe_args {
     int loss;     /* --loss: 0 not given, 1 kl, 2 layer */
     int kl_given; /* --kl-windows given */
     int srows_given; /* --sample-rows given */
+    int progress_given;        /* --progress given */
+    aq_progress_mode progress; /* its value (the command exports it: progress.h) */
 } aq_pipe_args;
 
 /* Parse argv (argv[0] = command name) with the groups in mask. Returns 0, or

@@ -2,6 +2,7 @@
  * fingerprints that tie results to their inputs, WORK/settings.json, and the
  * agreement of a status over the ranks. */
 #include <dirent.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -174,11 +175,50 @@ aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const ch
     return aq_fp_final(&b);
 }
 
+/* Fingerprint of every setting settings.json records (paths, calibration and
+ * AdaQuant settings, menu, mode, seed, the inputs' fingerprints), in a fixed
+ * order: recorded as "settings_fingerprint" and recomputed from the parsed
+ * values on reading, so a hand-edited file is refused instead of silently
+ * mixing results computed with different settings. */
+static aq_fingerprint settings_fp(const aq_pipe_cfg *c)
+{
+    aq_fp_builder b;
+    aq_fp_init(&b);
+    aq_fp_add_str(&b, "model", c->model);
+    aq_fp_add_str(&b, "tokenizer", c->tokenizer);
+    aq_fp_add_str(&b, "calib_text", c->calib_text);
+    /* the sizes are not recorded in settings.json (the stats fingerprint has them) */
+    aq_fp_add_fp(&b, "model", &c->fp_model, 0);
+    aq_fp_add_fp(&b, "tokenizer", &c->fp_tok, 0);
+    aq_fp_add_fp(&b, "calib_text", &c->fp_text, 0);
+    aq_fp_add_i64(&b, "windows", c->windows);
+    aq_fp_add_i64(&b, "seq_len", c->seq_len);
+    aq_fp_add_i64(&b, "chunk_windows", c->chunk_windows);
+    aq_fp_add_i64(&b, "sample_rows", c->sample_rows);
+    aq_fp_add_u64(&b, "sample_seed", c->sample_seed);
+    for (int k = 0; k < c->n_options; k++) aq_fp_add_str(&b, "option", c->options[k]);
+    aq_fp_add_i64(&b, "iters", c->iters);
+    aq_fp_add_i64(&b, "starts", c->starts);
+    aq_fp_add_i64(&b, "kl_windows", c->kl_windows);
+    aq_fp_add_i64(&b, "polish", c->polish);
+    aq_fp_add_str(&b, "init", aq_pipe_init_name(c->init_gptq));
+    aq_fp_add_i64(&b, "sequential", c->sequential);
+    aq_fp_add_u64(&b, "seed", c->seed);
+    return aq_fp_final(&b);
+}
+
+static void set_hex(json_t *o, const char *key, const aq_fingerprint *f)
+{
+    char hex[33];
+    aq_fp_hex(f, hex);
+    json_object_set_new(o, key, json_string(hex));
+}
+
 aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
 {
     json_t *o = json_object(), *opts = json_array();
     json_object_set_new(o, "format", json_string("adaquant-work-settings"));
-    json_object_set_new(o, "version", json_integer(1));
+    json_object_set_new(o, "version", json_integer(AQ_PIPE_SETTINGS_VERSION));
     json_object_set_new(o, "model", json_string(c->model));
     json_object_set_new(o, "tokenizer", json_string(c->tokenizer));
     json_object_set_new(o, "calib_text", json_string(c->calib_text));
@@ -199,10 +239,13 @@ aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
     json_object_set_new(o, "mode", json_string(c->sequential ? "sequential" : "parallel"));
     snprintf(s, sizeof s, "%llu", (unsigned long long)c->seed);
     json_object_set_new(o, "seed", json_string(s));
-    char hex[33];
+    set_hex(o, "model_fingerprint", &c->fp_model);
+    set_hex(o, "tokenizer_fingerprint", &c->fp_tok);
+    set_hex(o, "calib_text_fingerprint", &c->fp_text);
     aq_fingerprint f = aq_pipe_stats_fp(c);
-    aq_fp_hex(&f, hex);
-    json_object_set_new(o, "stats_fingerprint", json_string(hex));
+    set_hex(o, "stats_fingerprint", &f);
+    f = settings_fp(c);
+    set_hex(o, "settings_fingerprint", &f);
     char path[AQ_PIPE_PATH];
     aq_pipe_path(c->work, "settings.json", path);
     char *txt = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -229,9 +272,26 @@ static aq_status get_int(json_t *o, const char *path, const char *key, int *dst,
     return AQ_OK;
 }
 
+/* The recorded fingerprints of the three inputs, in cfg field order. */
+static const char *const input_keys[3] = {"model_fingerprint", "tokenizer_fingerprint", "calib_text_fingerprint"};
+static const char *const input_names[3] = {"model", "tokenizer", "calibration text"};
+
+static void input_of(const aq_pipe_cfg *c, int i, const char **path, const aq_fingerprint **fp)
+{
+    *path = i == 0 ? c->model : i == 1 ? c->tokenizer : c->calib_text;
+    *fp = i == 0 ? &c->fp_model : i == 1 ? &c->fp_tok : &c->fp_text;
+}
+
 static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_error *err)
 {
     char s[64], list[1024] = "";
+    json_t *ver = json_object_get(o, "version");
+    if (!json_is_integer(ver) || json_integer_value(ver) != AQ_PIPE_SETTINGS_VERSION)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: settings version %lld, this adaquant reads version %d (written by another version: run "
+                       "capture again)",
+                       path, json_is_integer(ver) ? (long long)json_integer_value(ver) : -1LL,
+                       AQ_PIPE_SETTINGS_VERSION);
     AQ_TRY(get_str(o, path, "model", c->model, sizeof c->model, err));
     AQ_TRY(get_str(o, path, "tokenizer", c->tokenizer, sizeof c->tokenizer, err));
     AQ_TRY(get_str(o, path, "calib_text", c->calib_text, sizeof c->calib_text, err));
@@ -262,38 +322,106 @@ static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_
         if (i) strcat(list, ",");
         strcat(list, t);
     }
-    return aq_pipe_cfg_set_options(c, list, err);
+    AQ_TRY(aq_pipe_cfg_set_options(c, list, err));
+    /* the recorded input fingerprints enter the settings fingerprint */
+    aq_fingerprint *dst[3] = {&c->fp_model, &c->fp_tok, &c->fp_text};
+    for (int k = 0; k < 3; k++) {
+        aq_fingerprint *w = dst[k];
+        AQ_TRY(get_str(o, path, input_keys[k], s, sizeof s, err));
+        if (strlen(s) != 32 || sscanf(s, "%16" SCNx64 "%16" SCNx64, &w->h[0], &w->h[1]) != 2)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: \"%s\" is not 32 hex digits", path, input_keys[k]);
+    }
+    char want[33];
+    AQ_TRY(get_str(o, path, "settings_fingerprint", want, sizeof want, err));
+    char hex[33];
+    aq_fingerprint f = settings_fp(c);
+    aq_fp_hex(&f, hex);
+    if (strcmp(want, hex))
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: the settings were changed after capture (settings fingerprint %s, recorded %s); "
+                       "this file is written by capture and must not be edited: run capture again",
+                       path, hex, want);
+    return AQ_OK;
 }
 
 aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err)
 {
     char path[AQ_PIPE_PATH];
     aq_pipe_cfg_default(c);
+    if (strlen(work) >= sizeof c->work) return aq_fail(err, AQ_ERR_ARG, "--work %.64s...: path too long", work);
     aq_pipe_path(work, "settings.json", path);
+    struct stat sb;
+    if (stat(path, &sb) != 0)
+        return aq_fail(err, AQ_ERR_NOTFOUND, "%s: not found (run `adaquant capture ... --work %s` first)", path,
+                       work);
     json_error_t je;
     json_t *o = json_load_file(path, 0, &je);
     if (!o)
-        return aq_fail(err, AQ_ERR_NOTFOUND, "%s: %s (run `adaquant capture ... --work %s` first)", path, je.text,
-                       work);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: not valid JSON (line %d: %s): the file is damaged; run capture again",
+                       path, je.line, je.text);
     aq_status st = parse_settings(o, path, c, err);
+    char want_stats[33] = "";
+    const char *ws = json_string_value(json_object_get(o, "stats_fingerprint"));
+    if (st == AQ_OK && (!ws || strlen(ws) != 32))
+        st = aq_fail(err, AQ_ERR_FORMAT, "%s: missing or bad \"stats_fingerprint\"", path);
+    if (st == AQ_OK) strcpy(want_stats, ws);
     json_decref(o);
-    if (strlen(work) >= sizeof c->work) return aq_fail(err, AQ_ERR_ARG, "work path too long");
+    AQ_TRY(st);
     strcpy(c->work, work);
-    if (st == AQ_OK) st = aq_pipe_cfg_fingerprint(c, err);
-    if (st == AQ_OK) {
-        /* the inputs must still be the ones the statistics were captured from */
-        const char *want = json_string_value(json_object_get(o = json_load_file(path, 0, &je), "stats_fingerprint"));
-        char hex[33];
-        aq_fingerprint f = aq_pipe_stats_fp(c);
-        aq_fp_hex(&f, hex);
-        if (!want || strcmp(want, hex))
-            st = aq_fail(err, AQ_ERR_ARG,
-                         "%s: the model, tokenizer or calibration text changed since capture "
-                         "(fingerprint %s, recorded %s): run capture again",
-                         path, hex, want ? want : "none");
-        json_decref(o);
+    /* the inputs must still be the ones the statistics were captured from:
+     * name the one that changed */
+    aq_fingerprint rec[3];
+    for (int k = 0; k < 3; k++) {
+        const char *p;
+        const aq_fingerprint *f;
+        input_of(c, k, &p, &f);
+        rec[k] = *f;
     }
-    return st;
+    AQ_TRY(aq_pipe_cfg_fingerprint(c, err));
+    for (int k = 0; k < 3; k++) {
+        const char *p;
+        const aq_fingerprint *f;
+        input_of(c, k, &p, &f);
+        if (!aq_fp_equal(f, &rec[k])) {
+            char now[33], then[33];
+            aq_fp_hex(f, now);
+            aq_fp_hex(&rec[k], then);
+            return aq_fail(err, AQ_ERR_ARG,
+                           "%s: the %s changed since capture (fingerprint %s, recorded in %s: %s): its statistics "
+                           "and results are stale; run capture again",
+                           p, input_names[k], now, path, then);
+        }
+    }
+    char hex[33];
+    aq_fingerprint f = aq_pipe_stats_fp(c);
+    aq_fp_hex(&f, hex);
+    if (strcmp(want_stats, hex))
+        return aq_fail(err, AQ_ERR_ARG,
+                       "%s: the model, tokenizer or calibration text changed since capture "
+                       "(statistics fingerprint %s, recorded %s): run capture again",
+                       path, hex, want_stats);
+    return AQ_OK;
+}
+
+void aq_pipe_cfg_report_changed_inputs(const aq_pipe_cfg *c, FILE *log)
+{
+    char path[AQ_PIPE_PATH];
+    aq_pipe_path(c->work, "settings.json", path);
+    json_t *o = json_load_file(path, 0, NULL);
+    if (!o) return; /* nothing captured yet, or damaged: capture rewrites it */
+    for (int k = 0; k < 3; k++) {
+        const char *p, *rec = json_string_value(json_object_get(o, input_keys[k]));
+        const aq_fingerprint *f;
+        input_of(c, k, &p, &f);
+        char now[33];
+        aq_fp_hex(f, now);
+        if (rec && strcmp(rec, now))
+            fprintf(log,
+                    "adaquant: capture: --resume: the %s %s changed since %s was captured (fingerprint %s, recorded "
+                    "%s): its statistics and results are recomputed\n",
+                    input_names[k], p, c->work, now, rec);
+    }
+    json_decref(o);
 }
 
 aq_status aq_pipe_agree(MPI_Comm comm, aq_status st, aq_error *err)

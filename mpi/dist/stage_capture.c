@@ -17,6 +17,7 @@
 
 #include "../../src/model/capture.h"
 #include "../../src/text/textdata.h"
+#include "driver.h"
 #include "progress.h"
 #include "reduce.h"
 #include "stage_capture.h"
@@ -142,10 +143,15 @@ static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, aq_error *err)
     /* one capture per block, owned (merged and written) by rank block mod P, so
      * no rank holds more than its own blocks' statistics; the forward of block
      * b stops after b, so the passes cost ~(L+1)/2 forwards in total */
-    int size;
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
     int L = st == AQ_OK ? aq_model_config(m)->n_layers : 0;
     for (int b = 0; st == AQ_OK && b < L; b++) {
+        char what[48];
+        snprintf(what, sizeof what, "block %d of %d", b, L);
+        st = aq_pipe_agree(comm, aq_dist_failpoint("capture", b, rank, what, err), err); /* test hook */
+        if (st != AQ_OK) break;
         o.block_first = o.block_last = b;
         st = aq_pipe_capture_chunks(comm, c, m, tokens, &o, b % size, "stats", &fp, err);
     }
@@ -165,7 +171,10 @@ aq_status aq_pipe_capture(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq_pi
     st = aq_pipe_agree(comm, st, err);
     if (st != AQ_OK) return st;
     int have = 0;
-    if (resume && rank == 0) have = aq_stats_all_valid(c, stderr);
+    if (resume && rank == 0) {
+        aq_pipe_cfg_report_changed_inputs(c, stderr);
+        have = aq_stats_all_valid(c, stderr);
+    }
     MPI_Bcast(&have, 1, MPI_INT, 0, comm);
     if (have) {
         if (rank == 0) fprintf(stderr, "adaquant: capture: reusing the valid statistics in %s/stats\n", c->work);

@@ -11,6 +11,7 @@
 
 #include "../../io/atomic_file.h"
 #include "../../solver/report.h"
+#include "../../src/blas/blas_kernel.h"
 #include "stage_report.h"
 
 typedef struct totals {
@@ -207,6 +208,10 @@ static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, 
     json_object_set_new(o, "tasks_reused", json_integer((json_int_t)t->reused));
     json_object_set_new(o, "tasks_computed", json_integer((json_int_t)t->computed));
     json_object_set_new(o, "model_safetensors_bytes", json_integer(file_bytes));
+    aq_blas_kernel k; /* the writer's (rank 0's); every rank on one kind of node chooses alike */
+    aq_blas_kernel_query(&k);
+    json_object_set_new(o, "blas", json_pack("{s:s, s:s, s:s, s:s}", "library", "BLIS", "version", k.version,
+                                             "kernel", k.name, "selection", aq_blas_kernel_source_key(k.source)));
     return o;
 }
 
@@ -234,6 +239,9 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
                 ev->n_docs, ev->n_predicted);
         fprintf(f, "| mean KL(FP‖Q) | %.6f |\n| top-1 agreement | %.4f |\n", ev->kl_mean, ev->top1_agree);
     }
+    char blas[160];
+    aq_blas_kernel_describe(blas, sizeof blas);
+    fprintf(f, "| BLAS | %s |\n", blas);
     fprintf(f, "| ranks | %d |\n| tasks computed / reused | %zu / %zu |\n", t->ranks, t->computed, t->reused);
     fprintf(f, "| seconds: capture, calibrate, solve, tune, eval, write | %.2f, %.2f, %.2f, %.2f, %.2f, %.2f |\n\n",
             t->capture, t->calibrate, t->solve, t->tune, t->eval, t->write);

@@ -10,6 +10,7 @@
 
 #include "../../src/model/tune.h"
 #include "../../src/text/textdata.h"
+#include "driver.h"
 #include "progress.h"
 #include "reduce.h"
 #include "stage_tune.h"
@@ -74,7 +75,10 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
         fprintf(stderr, "adaquant: tuning %zu parameters: %d steps of %d documents (pool %zu documents, %zu tokens)\n",
                 np, tu->steps, B, n_doc, pool->n_tokens);
     for (int k = 0; st == AQ_OK && k < tu->steps; k++) {
-        st = aq_tuner_apply(t, err);
+        char what[48];
+        snprintf(what, sizeof what, "step %d of %d", k, tu->steps);
+        st = aq_dist_failpoint("tune", k, rank, what, err); /* test hook; a bad spec is agreed below */
+        if (st == AQ_OK) st = aq_tuner_apply(t, err);
         double n_tok = 0.0;
         for (int i = 0; i < B; i++) n_tok += pool->lens[((size_t)k * (size_t)B + (size_t)i) % n_doc];
         for (size_t ch = lo; st == AQ_OK && ch < hi; ch++) {

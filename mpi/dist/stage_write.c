@@ -15,6 +15,7 @@
 #include "../../io/checkpoint.h"
 #include "../../io/safetensors.h"
 #include "../../src/adaquant/qlayer.h"
+#include "driver.h"
 #include "progress.h"
 #include "stage_eval.h"
 #include "stage_report.h"
@@ -181,17 +182,22 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     if (mkdir(tmp, 0777) != 0) return aq_fail(err, AQ_ERR_IO, "%s: cannot create the output directory", tmp);
     double t0 = aq_progress_now();
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
-    aq_status st = write_model(path, c, p, v, tn->steps > 0 ? m : NULL, err);
+    /* test hook (AQ_FAIL_AT=write:K): units 0..3 are the points between the files */
+    aq_status st = aq_dist_failpoint("write", 0, 0, "file 0, before model.safetensors", err);
+    if (st == AQ_OK) st = write_model(path, c, p, v, tn->steps > 0 ? m : NULL, err);
     aq_checkpoint *ck = NULL;
     aq_llama_config mc;
     if (st == AQ_OK) st = aq_ckpt_open(c->model, &ck, err);
     if (st == AQ_OK) st = aq_ckpt_llama_config(ck, &mc, err);
     aq_ckpt_close(ck);
     snprintf(path, sizeof path, "%s/config.json", tmp);
+    if (st == AQ_OK) st = aq_dist_failpoint("write", 1, 0, "file 1, before config.json", err);
     if (st == AQ_OK) st = aq_llama_config_write_json(path, &mc, err);
     t->write += aq_progress_now() - t0;
+    if (st == AQ_OK) st = aq_dist_failpoint("write", 2, 0, "file 2, before the reports", err);
     if (st == AQ_OK) st = aq_pipe_report_write(tmp, c, p, b, rows, choice, out_error, ev, &o->tune, tn, t, err);
     if (st == AQ_OK) st = sync_dir(tmp, err);
+    if (st == AQ_OK) st = aq_dist_failpoint("write", 3, 0, "file 3, all written, before the rename", err);
     if (st == AQ_OK) {
         struct stat s;
         snprintf(old, sizeof old, "%s.old.%ld", o->outdir, (long)getpid());

@@ -14,7 +14,8 @@
  * config) and must satisfy row_bytes == ceil(d_in * w_bits / 8).
  * Dequantised   W[r,c] = w_scale[r] * (u[r,c] - w_zero[r])
  * Activations   x^ = a_scale * (clamp(round_half_even(x / a_scale) + a_zero, 0, 2^a_bits - 1) - a_zero)
- * (a_zero is integer-valued for activations; weights' w_zero may be fractional). */
+ * Both zero points may be fractional; every operation is a float32 one, in the
+ * order docs/FORMAT.md states exactly. */
 #ifndef AQ_QLAYER_H
 #define AQ_QLAYER_H
 

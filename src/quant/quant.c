@@ -5,7 +5,8 @@
  * bit-exact reproducibility:
  *  - quantize computes t = x / scale in float (IEEE division, correctly
  *    rounded), rounds t half-to-even, adds zero and clamps to [0, 2^bits-1];
- *  - dequantize computes scale * (u - zero) in float (one rounding);
+ *  - dequantize computes scale * ((float)u - zero) in float: the subtraction
+ *    rounds when zero is fractional, then the product (docs/FORMAT.md);
  *  - ranges are computed in double and the final scale rounded to float once;
  *    zero is re-derived from that float scale.
  * No allocation and no global state: every function is reentrant. */

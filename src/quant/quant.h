@@ -10,7 +10,9 @@
  * Per output channel = one (scale, zero) per row of a row-major [rows, cols]
  * matrix; per tensor = one pair for all elements.
  * x / scale is a float division (IEEE, correctly rounded); x_hat is computed
- * in float as scale * ((float)u - zero) (one rounding). NaN quantizes to 0.
+ * in float as scale * ((float)u - zero): two roundings, the subtraction's
+ * (exact when zero is integer-valued, not after tuning made it fractional)
+ * and the product's (docs/FORMAT.md states this order). NaN quantizes to 0.
  * Ranges ALWAYS include 0 ([min(x,0), max(x,0)]), and asymmetric zero points
  * are integers, so 0.0 (zero padding, zero inputs) is reproduced exactly.
  * Everything here is deterministic, reentrant and allocation-free unless the

@@ -205,6 +205,7 @@ def compare(np, model, out_dir):
                      ("num_attention_heads", nh), ("num_key_value_heads", nkv), ("vocab_size", vocab),
                      ("max_position_embeddings", seq), ("tie_word_embeddings", shared)):
         check(cfg.get(key) == val, "config %s = %r, want %r" % (key, cfg.get(key), val))
+    # the decimal 1e-5 through JSON: exact up to the decimal's own rounding
     check(abs(cfg.get("rms_norm_eps", 0) - 1e-5) < 1e-12, "rms_norm_eps")
     check(cfg.get("rope_theta") == 10000, "rope_theta")
     check(cfg.get("model_type") == "llama", "model_type")
@@ -239,11 +240,14 @@ def compare(np, model, out_dir):
         k2 = rope_hf(got[p + "k_proj.weight"].astype(np.float64) @ x[1], pos_[1])
         s1 = np.array([q1[h] @ k1[h // group] for h in range(nh)])
         s2 = np.array([q2[h] @ k2[h // group] for h in range(nh)])
+        # the same float64 products after a row permutation: summation order
+        # only (hs = 8 terms of O(1): ~1e-15); 1e-9 is wide
         check(np.allclose(s1, s2, rtol=1e-9, atol=1e-9), "layer %d RoPE scores agree: %s vs %s" % (l, s1, s2))
         # and they would not without the permutation
         q3 = rope_hf(wq[l].astype(np.float64) @ x[0], pos_[0])
         k3 = rope_hf(wk[l].astype(np.float64) @ x[1], pos_[1])
         s3 = np.array([q3[h] @ k3[h // group] for h in range(nh)])
+        # without the permutation the scores differ by O(1); 1e-3 separates
         check(not np.allclose(s1, s3, rtol=1e-3, atol=1e-3), "layer %d: the permutation matters" % l)
     print("checked %d tensors, %d parameters, bit-identical" % (len(want), n_params))
 

@@ -55,6 +55,7 @@ def load_model(path):
 
 
 def rmsnorm(x, g):
+    # 1e-5 is the model's RMSNorm epsilon (config), not a tolerance
     return x / np.sqrt(np.mean(x * x, axis=-1, keepdims=True) + 1e-5) * g
 
 
