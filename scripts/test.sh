@@ -85,23 +85,31 @@ fi
 step "build (RelWithDebInfo, -Werror)"
 cmake -S . -B build -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build -j"$jobs"
-step "ctest, whole suite; BLIS kernel: automatic (BLIS_ARCH_TYPE unset; BLIS alone would pick $(blis_kernel))"
-build/adaquant --version 2>&1 | sed 1d
+# adaquant's choice, from `adaquant --version` ("BLIS 0.9.0, kernel skx (...)")
+auto=$(build/adaquant --version 2>&1 | sed -n 's/.*kernel \([A-Za-z0-9_]*\).*/\1/p' | head -n 1)
+step "ctest, whole suite; BLIS kernel: ${auto:-automatic} (BLIS_ARCH_TYPE unset; BLIS alone would pick $(blis_kernel))"
 run_ctest "whole suite" build -j"$jobs" -LE fuzz
 
 # 2. The unit and MPI tests with forced kernel families, BLIS_ARCH_TYPE=id
 # (BLIS 0.9.0's arch_t ids: 0 skx, 3 haswell, 6 zen3, 25 generic; a name
 # would silently parse as 0). generic runs everywhere; haswell needs AVX2+FMA.
-for id in ${AQ_KERNELS:-25 3}; do
-  if [ "$id" = 3 ] && ! grep -qw avx2 /proc/cpuinfo; then
+# Where the automatic pass already ran haswell (BLIS's choice on Intel AVX-512
+# CPUs), skx (AVX-512F/DQ/BW/VL) takes its place if the CPU has it, so that
+# three kernel families run.
+cpu_has() { local f; for f in "$@"; do grep -qw "$f" /proc/cpuinfo || return 1; done; }
+kernels=${AQ_KERNELS:-25 3}
+if [ -z "${AQ_KERNELS:-}" ] && [ "$auto" = haswell ] && cpu_has avx512f avx512dq avx512bw avx512vl; then
+  kernels="25 0"
+fi
+for id in $kernels; do
+  if [ "$id" = 3 ] && ! cpu_has avx2 fma; then
     echo "test.sh: this CPU has no AVX2, so the haswell kernels (BLIS_ARCH_TYPE=3) cannot run here" >&2
     exit 1
   fi
   name=$(BLIS_ARCH_TYPE=$id blis_kernel)
   step "ctest -L 'unit|mpi'; BLIS kernel: $name (forced, BLIS_ARCH_TYPE=$id)"
   # the user's BLIS_ARCH_TYPE must win over adaquant's own choice of kernel
-  ver=$(BLIS_ARCH_TYPE=$id BLIS_ARCH_DEBUG=1 build/adaquant --version 2>&1 || true)
-  got=$(sed -n "s/.*selecting sub-configuration '\([A-Za-z0-9_]*\)'.*/\1/p" <<<"$ver" | tail -n 1)
+  got=$(BLIS_ARCH_TYPE=$id build/adaquant --version 2>&1 | sed -n 's/.*kernel \([A-Za-z0-9_]*\).*/\1/p' | head -n 1)
   if [ -n "$got" ] && [ "$got" != "$name" ]; then
     echo "test.sh: with BLIS_ARCH_TYPE=$id ($name) set, adaquant --version runs the $got kernel" >&2
     exit 1
@@ -115,13 +123,14 @@ cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAQ_WERROR=ON -DAQ_SHARE
 cmake --build build-release -j"$jobs"
 run_ctest "Release" build-release -j"$jobs" -L unit
 
-# 4. AddressSanitizer + UBSan: the unit and MPI tests except the pipeline_*
-# integration tests (tests/pipeline.cmake says why). LeakSanitizer reads
+# 4. AddressSanitizer + UBSan: the unit and MPI tests except those also
+# labelled integration (pipeline_*, progress_log: whole `adaquant quantize`
+# runs under mpirun; tests/pipeline.cmake says why). LeakSanitizer reads
 # tests/lsan.supp (third-party leaks only), set by tests/CMakeLists.txt.
 step "AddressSanitizer + UBSan build and ctest -L 'unit|mpi'"
 cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build-asan -j"$jobs"
-ASAN_OPTIONS=detect_leaks=1 run_ctest "ASan" build-asan -j"$jobs" -L 'unit|mpi' -E '^pipeline_'
+ASAN_OPTIONS=detect_leaks=1 run_ctest "ASan" build-asan -j"$jobs" -L 'unit|mpi' -LE integration
 
 # 5. Fuzzers (clang builds everything too: its warnings are errors as well).
 if command -v clang >/dev/null; then

@@ -1,7 +1,7 @@
 # Pipeline tests (tests/test_pipeline.py): `adaquant quantize` end to end and
 # its stage commands on stories260K with reduced settings. pipeline_ref makes
 # the single-process reference output the other tests compare with (fixture).
-# scripts/test.sh leaves them out of its ASan+UBSan pass (ctest -E '^pipeline_'):
+# scripts/test.sh leaves them (label integration) out of its ASan+UBSan pass:
 # each runs the whole CLI pipeline many times under mpirun (a minute or more
 # each in the normal build on 2 cores), and the sanitizers would multiply that
 # beyond the suite's 15-minute budget. The code they drive is covered under the
