@@ -8,9 +8,8 @@
 # sanitizers piece by piece: mpi/dist by test_dist_* (under mpirun, label mpi),
 # the pipeline's pure parts by test_pipeline_unit, the engine by the unit tests.
 
-# adaquant's own dequantisation of an OUTDIR, for the independent numpy reader
-add_executable(test_pipeline_dequant ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline_dequant.c)
-target_link_libraries(test_pipeline_dequant PRIVATE adaquant)
+# adaquant's own dequantisation of an OUTDIR, for the independent numpy reader,
+# is dumped by test_reader_dump (tests/reader.cmake), shared with test_reader.py.
 
 set(pipe_dir ${CMAKE_CURRENT_BINARY_DIR}/pipeline)
 set(pipe_py /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline.py)

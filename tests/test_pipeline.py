@@ -40,13 +40,8 @@ import sys
 import time
 import uuid
 
-CLI = os.environ.get("AQ_CLI", "adaquant")
-SHARED = os.environ.get("AQ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
-TOK = os.path.join(SHARED, "models/stories260K/tok512.bin")
-TEXT = os.path.join(SHARED, "data/tinystories/validation.txt")
-MPIRUN = [os.environ.get("AQ_MPIRUN", "mpirun"), "--allow-run-as-root", "--oversubscribe", "--mca", "pml", "ob1",
-          "--mca", "btl", "self,vader"]
+from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures
+
 # reduced settings: 8 windows x 64 tokens, cheap AdaQuant, one layer pinned to
 # w4a8 so that activation parameters are exercised
 CAL = ["--calib-windows", "8", "--calib-len", "64", "--iters", "5", "--starts", "1", "--polish", "2",
@@ -71,13 +66,7 @@ RUN_VARIABLE = ("seconds", "ranks", "tasks_reused", "tasks_computed")
 # and ~100 s at load ~11 (measured); 450 s leaves room for a slower (sanitizer)
 # build and still ends a hung run well inside the ctest TIMEOUT (pipeline.cmake).
 RUN_TIMEOUT = 450
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def run(args, np=0, env=None, timeout=RUN_TIMEOUT):
@@ -173,7 +162,7 @@ def mode_ref(top):
     dump = os.path.join(top, "ref", "dump")
     shutil.rmtree(dump, ignore_errors=True)
     os.makedirs(dump)
-    helper = os.path.join(os.path.dirname(CLI), "tests", "test_pipeline_dequant")
+    helper = os.path.join(os.path.dirname(CLI), "tests", "test_reader_dump")
     d = subprocess.run([helper, out, dump], capture_output=True, text=True)
     check(d.returncode == 0, "adaquant's dequantisation dumped: " + d.stderr)
     reader = os.path.join(os.environ.get("AQ_SOURCE_DIR", "."), "tests", "scripts", "pipe_reader.py")

@@ -26,13 +26,8 @@ import shutil
 import subprocess
 import sys
 
-CLI = os.environ.get("AQ_CLI", "adaquant")
-SHARED = os.environ.get("AQ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "shared"))
-MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
-TOK = os.path.join(SHARED, "models/stories260K/tok512.bin")
-TEXT = os.path.join(SHARED, "data/tinystories/validation.txt")
-MPIRUN = [os.environ.get("AQ_MPIRUN", "mpirun"), "--allow-run-as-root", "--oversubscribe", "--mca", "pml", "ob1",
-          "--mca", "btl", "self,vader"]
+from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures
+
 OPTIONS = ["w8a16", "w4a16", "w3a16", "w4a8"]
 # test_pipeline.py's reduced settings; no tuning and 4 evaluation documents
 # (this test is about the log, not the model)
@@ -47,13 +42,7 @@ KEYS = {(f"model.layers.{b}.{lin}", o) for b in range(5) for lin in LINEARS for 
 TASK_LINE = re.compile(r"^adaquant: (\d+)/(\d+) tasks \((\d+)%, (\d+) reused\) \| last (\S+) (\S+) loss (\S+) "
                        r"\| (\d+\.\d\d) task/s \| ETA (\d+:\d\d(?::\d\d)?)$")
 FINAL_LINE = re.compile(r"^adaquant: (\d+)/(\d+) tasks \(100%, (\d+) reused\) \| .* \| done in \d+:\d\d")
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def env(**kw):

@@ -32,12 +32,8 @@ import shutil
 import subprocess
 import sys
 
-CLI = os.environ.get("AQ_CLI", "adaquant")
-SRC = os.environ.get("AQ_SOURCE_DIR", os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-SHARED = os.environ.get("AQ_SHARED_DIR", os.path.join(SRC, "..", "shared"))
-MODEL = os.path.join(SHARED, "models/stories260K/stories260K.bin")
-TOK = os.path.join(SHARED, "models/stories260K/tok512.bin")
-TEXT = os.path.join(SHARED, "data/tinystories/validation.txt")
+from aqtest import CLI, MODEL, SRC, TEXT, TOK, check, failures
+
 READER = os.path.join(SRC, "tests", "scripts", "pipe_reader.py")
 ENV = dict(os.environ, AQ_PROGRESS="plain")
 
@@ -82,13 +78,7 @@ TOL_SMOOTH = 1e-5
 PERTURB_SEEDS = 6
 PERTURB_FACTOR = 5.0
 
-failures = []
 
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
 
 
 def run(cmd, timeout=200):

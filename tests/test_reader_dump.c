@@ -1,4 +1,4 @@
-/* test_reader_dump.c — helper of tests/test_reader.py: dumps what adaquant's
+/* test_reader_dump.c — helper of tests/test_reader.py and tests/test_pipeline.py: dumps what adaquant's
  * OWN code makes of an OUTDIR, for the independent reader
  * (tests/scripts/pipe_reader.py, written from docs/FORMAT.md) to compare with
  * bit for bit:
