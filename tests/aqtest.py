@@ -21,3 +21,13 @@ def check(cond, what):
     print(("ok   " if cond else "FAIL ") + what, flush=True)
     if not cond:
         failures.append(what)
+
+
+def missing_asset():
+    """The first stories260K asset that is absent (a skip message is printed),
+    or None. Tests call it before any check, so a skip never follows checks."""
+    for f in (MODEL, TOK, TEXT):
+        if not os.path.exists(f):
+            print(f"skip: test asset {f} is absent (set AQ_SHARED_DIR)")
+            return f
+    return None

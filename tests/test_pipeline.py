@@ -40,7 +40,7 @@ import sys
 import time
 import uuid
 
-from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures
+from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures, missing_asset
 
 # reduced settings: 8 windows x 64 tokens, cheap AdaQuant, one layer pinned to
 # w4a8 so that activation parameters are exercised
@@ -510,10 +510,8 @@ def main():
     if len(sys.argv) != 3:
         print(__doc__)
         return 2
-    for f in (MODEL, TOK, TEXT):
-        if not os.path.exists(f):
-            print(f"skip: test asset {f} is absent (set AQ_SHARED_DIR)")
-            return 77
+    if missing_asset():
+        return 77
     mode, top = sys.argv[1], os.path.abspath(sys.argv[2])
     os.makedirs(top, exist_ok=True)
     {"ref": mode_ref, "ranks": mode_ranks, "resume": mode_resume, "failure": mode_failure,

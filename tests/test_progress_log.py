@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 
-from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures
+from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures, missing_asset
 
 OPTIONS = ["w8a16", "w4a16", "w3a16", "w4a8"]
 # test_pipeline.py's reduced settings; no tuning and 4 evaluation documents
@@ -140,10 +140,8 @@ def mode_tty(top):
 def main():
     if len(sys.argv) != 2:
         sys.exit("usage: test_progress_log.py WORKDIR")
-    for f in (MODEL, TOK, TEXT):
-        if not os.path.exists(f):
-            print(f"skip: asset {f} not found (set AQ_SHARED_DIR)")
-            sys.exit(77)
+    if missing_asset():
+        sys.exit(77)
     top = sys.argv[1]
     shutil.rmtree(top, ignore_errors=True)
     os.makedirs(top)

@@ -32,7 +32,7 @@ import shutil
 import subprocess
 import sys
 
-from aqtest import CLI, MODEL, SRC, TEXT, TOK, check, failures
+from aqtest import CLI, MODEL, SRC, TEXT, TOK, check, failures, missing_asset
 
 READER = os.path.join(SRC, "tests", "scripts", "pipe_reader.py")
 ENV = dict(os.environ, AQ_PROGRESS="plain")
@@ -187,10 +187,8 @@ def main():
     if len(sys.argv) != 3:
         print(__doc__)
         return 2
-    for f in (MODEL, TOK, TEXT):
-        if not os.path.exists(f):
-            print(f"skip: test asset {f} is absent (set AQ_SHARED_DIR)")
-            return 77
+    if missing_asset():
+        return 77
     try:
         import numpy  # noqa: F401
     except ImportError:
