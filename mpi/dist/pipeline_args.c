@@ -5,11 +5,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <mpi.h>
+
 #include "pipeline_args.h"
 
+/* A usage error, on stderr of rank 0 only: every rank parses the same command
+ * line and fails alike, and P copies of the message would interleave. */
 static int usage(const char *cmd, const char *fmt, ...) AQ_PRINTF(2, 3);
 static int usage(const char *cmd, const char *fmt, ...)
 {
+    int up = 0, rank = 0;
+    MPI_Initialized(&up);
+    if (up) MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    if (rank != 0) return 2;
     va_list ap;
     fprintf(stderr, "adaquant %s: ", cmd);
     va_start(ap, fmt);
