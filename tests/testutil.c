@@ -23,25 +23,33 @@ static const char *aq_test_shared_dir(void)
     return dir ? dir : "../shared";
 }
 
+/* The next non-empty item of a ':'-separated list: its start and length, and
+ * *list moved past it; 0 at the end. */
+static int aq_test_list_next(const char **list, const char **item, size_t *n)
+{
+    while (**list == ':') ++*list;
+    if (!**list) return 0;
+    *item = *list;
+    *n = strcspn(*list, ":");
+    *list += *n;
+    return 1;
+}
+
 __attribute__((constructor)) static void aq_test_check_assets(void)
 {
-    const char *list = getenv("AQ_TEST_ASSETS");
+    const char *list = getenv("AQ_TEST_ASSETS"), *item;
     if (!list) return;
     const char *dir = aq_test_shared_dir();
-    while (*list) {
-        size_t n = strcspn(list, ":");
+    size_t n;
+    while (aq_test_list_next(&list, &item, &n)) {
         char p[4096];
-        if (n > 0) {
-            snprintf(p, sizeof p, "%s/%.*s", dir, (int)n, list);
-            if (access(p, R_OK) != 0) {
-                printf("SKIP: test asset %s is absent (set AQ_SHARED_DIR to the shared/ folder); "
-                       "no check ran\n", p);
-                fflush(stdout);
-                exit(77);
-            }
+        snprintf(p, sizeof p, "%s/%.*s", dir, (int)n, item);
+        if (access(p, R_OK) != 0) {
+            printf("SKIP: test asset %s is absent (set AQ_SHARED_DIR to the shared/ folder); "
+                   "no check ran\n", p);
+            fflush(stdout);
+            exit(77);
         }
-        list += n;
-        if (*list == ':') list++;
     }
 }
 
@@ -49,15 +57,10 @@ char *aq_test_asset(const char *relpath)
 {
     const char *declared = getenv("AQ_TEST_ASSETS");
     if (declared) {
-        size_t rl = strlen(relpath);
-        const char *s = declared;
+        size_t rl = strlen(relpath), n;
+        const char *s = declared, *item;
         int found = 0;
-        while (*s && !found) {
-            size_t n = strcspn(s, ":");
-            found = n == rl && strncmp(s, relpath, n) == 0;
-            s += n;
-            if (*s == ':') s++;
-        }
+        while (!found && aq_test_list_next(&s, &item, &n)) found = n == rl && strncmp(item, relpath, n) == 0;
         if (!found) {
             fprintf(stderr, "FAIL: test asset %s is not in the test's ASSETS list (tests/<area>.cmake); "
                     "declare it there so that a missing asset skips the test before any check\n",

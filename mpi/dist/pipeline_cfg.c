@@ -370,13 +370,7 @@ aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err)
     strcpy(c->work, work);
     /* the inputs must still be the ones the statistics were captured from:
      * name the one that changed */
-    aq_fingerprint rec[3];
-    for (int k = 0; k < 3; k++) {
-        const char *p;
-        const aq_fingerprint *f;
-        input_of(c, k, &p, &f);
-        rec[k] = *f;
-    }
+    const aq_fingerprint rec[3] = {c->fp_model, c->fp_tok, c->fp_text}; /* as recorded (input_of order) */
     AQ_TRY(aq_pipe_cfg_fingerprint(c, err));
     for (int k = 0; k < 3; k++) {
         const char *p;
