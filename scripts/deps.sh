@@ -5,7 +5,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake pkg-config
       openmpi-bin libopenmpi-dev libscalapack-openmpi-dev libblis-dev liblapack-dev
-      coinor-libcbc-dev zlib1g-dev libjansson-dev)
+      coinor-libcbc-dev zlib1g-dev libjansson-dev libpcre2-dev libutf8proc-dev)
 if [ "${1:-}" = test ]; then
   pkgs+=(clang libclang-rt-dev python3 python3-numpy slurm-wlm munge)
 fi
