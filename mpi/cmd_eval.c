@@ -1,6 +1,7 @@
-/* cmd_eval.c — `adaquant eval`: perplexity of a model on the evaluation half of
- * a text file (src/text/textdata.h), and with --quantized the quantized
- * model's perplexity, mean KL(FP || Q) per token and top-1 agreement. */
+/* cmd_eval.c — `adaquant eval`: perplexity of a model on the evaluation
+ * documents (the second half of --text, or --eval; src/text/textdata.h,
+ * docs/DATA.md), and with --quantized the quantized model's perplexity, mean
+ * KL(FP || Q) per token and top-1 agreement. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "../src/text/textdata.h"
 #include "../src/text/tokenizer.h"
 #include "cli.h"
+#include "dist/pipeline_args.h"
 
 #define CMD "eval"
 
@@ -20,19 +22,29 @@ static void eval_help(FILE *out)
 {
     fprintf(
         out,
-        "usage: adaquant eval MODEL --tokenizer TOK.bin --text FILE [--quantized OUTDIR]\n"
+        "usage: adaquant eval MODEL [--tokenizer TOK] (--text FILE | --eval FILE)...\n"
+        "                     [--data-format F] [--text-field NAME] [--quantized OUTDIR]\n"
         "                     [--max-docs N] [--max-len N] [--json]\n"
         "\n"
         "Perplexity of MODEL (a llama2.c .bin, an HF directory or a safetensors file) on\n"
-        "the evaluation documents of FILE: FILE is split into documents on blank lines\n"
-        "(\"\\n\\n\"), each stripped; the first half (floor(n/2)) is the calibration set, the\n"
-        "second half is evaluated. Each document is scored on its own (context reset):\n"
-        "BOS + encode(doc), truncated to --max-len tokens; every token after BOS is\n"
-        "predicted. perplexity = exp(total NLL / predicted tokens).\n"
+        "the evaluation documents: with --text, the data is split into documents (a text\n"
+        "file on blank lines \"\\n\\n\", each stripped) and the second half is evaluated\n"
+        "(the first, floor(n/2), is the calibration set of `adaquant quantize --text`);\n"
+        "with --eval, every document is evaluated. Each document is scored on its own\n"
+        "(context reset): BOS + its tokens, truncated to --max-len tokens; every token\n"
+        "after the first is predicted. perplexity = exp(total NLL / predicted tokens).\n"
         "\n"
         "options:\n"
-        "  -t, --tokenizer TOK.bin  llama2.c tokenizer (required)\n"
-        "  -x, --text FILE          text file (required)\n"
+        "  -t, --tokenizer TOK      tokenizer .bin or tokenizer.json; default:\n"
+        "                           MODEL/tokenizer.json, else MODEL/tokenizer.bin,\n"
+        "                           when MODEL is such a directory\n"
+        "  -x, --text FILE          data split in halves, the second evaluated\n"
+        "  -e, --eval FILE          data evaluated whole (instead of --text)\n"
+        "                           FILE may be a glob; both repeat (files in order,\n"
+        "                           glob matches sorted); docs/DATA.md\n"
+        "      --data-format F      auto (default: .jsonl, .tok, else text), text,\n"
+        "                           jsonl or tokens (pre-tokenized ids)\n"
+        "      --text-field NAME    the JSONL field holding the text (default text)\n"
         "  -q, --quantized OUTDIR   also evaluate the quantized model in OUTDIR (the\n"
         "                           pipeline's output, qlayer layout): prints FP and\n"
         "                           quantized perplexity, mean KL(FP||Q) per predicted\n"
@@ -45,7 +57,8 @@ static void eval_help(FILE *out)
         "Progress goes to stderr (a one-line bar on a terminal, plain lines otherwise).\n"
         "Exit status: 0 success, 1 error, 2 usage error.\n"
         "\n"
-        "example: adaquant eval stories260K.bin --tokenizer tok512.bin --text validation.txt\n");
+        "example: adaquant eval stories260K.bin --tokenizer tok512.bin --text validation.txt\n"
+        "         adaquant eval ./Llama-3.2-1B --eval 'wiki/test-*.jsonl' --text-field text\n");
 }
 
 typedef struct progress {
@@ -69,7 +82,9 @@ static void on_progress(void *ctx, size_t done, size_t total)
 }
 
 typedef struct eval_args {
-    const char *model, *tok, *text, *quant;
+    const char *model, *tok, *quant;
+    char tok_default[4096];
+    aq_data_spec data;
     long max_docs, max_len;
     int json;
 } eval_args;
@@ -78,6 +93,9 @@ static int parse(int argc, char **argv, eval_args *a)
 {
     static const struct option opts[] = {{"tokenizer", required_argument, 0, 't'},
                                          {"text", required_argument, 0, 'x'},
+                                         {"eval", required_argument, 0, 'e'},
+                                         {"data-format", required_argument, 0, 'F'},
+                                         {"text-field", required_argument, 0, 'T'},
                                          {"quantized", required_argument, 0, 'q'},
                                          {"max-docs", required_argument, 0, 'n'},
                                          {"max-len", required_argument, 0, 'l'},
@@ -87,10 +105,24 @@ static int parse(int argc, char **argv, eval_args *a)
     a->max_len = 512;
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "t:x:q:n:l:j", opts, NULL)) != -1) {
+    aq_error e = {0};
+    while ((c = getopt_long(argc, argv, "t:x:e:q:n:l:j", opts, NULL)) != -1) {
         switch (c) {
         case 't': a->tok = optarg; break;
-        case 'x': a->text = optarg; break;
+        case 'x':
+        case 'e':
+            if (aq_data_spec_add(&a->data, c == 'x' ? AQ_DATA_SPLIT : AQ_DATA_EVAL, optarg, &e) != AQ_OK)
+                return aq_cli_usage(CMD, "%s", e.msg);
+            break;
+        case 'F':
+            if ((a->data.format = aq_data_format_parse(optarg)) < 0)
+                return aq_cli_usage(CMD, "--data-format must be auto, text, jsonl or tokens, not '%s'", optarg);
+            break;
+        case 'T':
+            if (!*optarg || strlen(optarg) >= sizeof a->data.text_field)
+                return aq_cli_usage(CMD, "--text-field: empty or too long");
+            strcpy(a->data.text_field, optarg);
+            break;
         case 'q': a->quant = optarg; break;
         case 'j': a->json = 1; break;
         case 'n':
@@ -107,8 +139,12 @@ static int parse(int argc, char **argv, eval_args *a)
     }
     if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL argument");
     a->model = argv[optind];
-    if (!a->tok) return aq_cli_usage(CMD, "--tokenizer is required");
-    if (!a->text) return aq_cli_usage(CMD, "--text is required");
+    if (!a->tok && aq_default_tokenizer(a->model, a->tok_default, sizeof a->tok_default) == 0)
+        a->tok = a->tok_default;
+    if (!a->tok)
+        return aq_cli_usage(CMD, "--tokenizer is required (MODEL is not a directory holding tokenizer.json or "
+                                 "tokenizer.bin)");
+    if (a->data.n == 0) return aq_cli_usage(CMD, "--text FILE or --eval FILE is required");
     return 0;
 }
 
@@ -142,7 +178,7 @@ static aq_status run_eval(const eval_args *a, aq_eval_result *r, aq_error *err)
     aq_status st;
     AQ_TRY_GOTO(st, aq_model_load_path(a->model, &m, err), done);
     AQ_TRY_GOTO(st, aq_tok_open(a->tok, aq_model_config(m)->vocab_size, &tok, err), done);
-    AQ_TRY_GOTO(st, aq_docs_read(a->text, &docs, err), done);
+    AQ_TRY_GOTO(st, aq_docs_load(&a->data, &docs, err), done);
     AQ_TRY_GOTO(st, aq_eval_seqs(tok, &docs, (int)a->max_len, (size_t)a->max_docs, &seqs, err),
                 done);
     if (a->quant) {
@@ -166,7 +202,7 @@ done:
 
 static int eval_main(int argc, char **argv)
 {
-    eval_args a;
+    static eval_args a; /* holds the data sources (tens of KB): not on the stack */
     int rc = parse(argc, argv, &a);
     if (rc) return rc;
     aq_error err = {0};
@@ -178,7 +214,7 @@ static int eval_main(int argc, char **argv)
 
 const aq_command aq_cmd_eval = {
     .name = CMD,
-    .summary = "perplexity (and FP-vs-quantized KL, top-1) on a text's evaluation split",
+    .summary = "perplexity (and FP-vs-quantized KL, top-1) on the evaluation documents",
     .run = eval_main,
     .help = eval_help,
     .needs_mpi = 0,

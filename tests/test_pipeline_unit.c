@@ -187,6 +187,47 @@ static char *slurp(const char *path)
     return buf;
 }
 
+/* --calib / --eval sources (a glob among them) round-trip through
+ * settings.json; a new file matching the glob, or another --text-field, is a
+ * change of the data that reading the settings refuses. */
+static void test_settings_sources(aq_pipe_cfg *c, const char *dir)
+{
+    char calib[AQ_PIPE_PATH + 16], ev1[AQ_PIPE_PATH + 16], ev2[AQ_PIPE_PATH + 16], pat[AQ_PIPE_PATH + 16];
+    snprintf(calib, sizeof calib, "%s/calib.jsonl", dir);
+    snprintf(ev1, sizeof ev1, "%s/ev1.txt", dir);
+    snprintf(ev2, sizeof ev2, "%s/ev2.txt", dir);
+    snprintf(pat, sizeof pat, "%s/ev*.txt", dir);
+    put(calib, "{\"text\": \"Once.\"}\n");
+    put(ev1, "Twice.\n");
+    memset(&c->data, 0, sizeof c->data);
+    aq_error e = {0};
+    CHECK_OK(aq_data_spec_add(&c->data, AQ_DATA_CALIB, calib, &e), &e);
+    CHECK_OK(aq_data_spec_add(&c->data, AQ_DATA_EVAL, pat, &e), &e);
+    CHECK(aq_data_spec_add(&c->data, AQ_DATA_SPLIT, ev1, &e) == AQ_ERR_ARG && strstr(e.msg, "cannot be combined"));
+    CHECK_OK(aq_pipe_cfg_fingerprint(c, &e), &e);
+    CHECK_OK(aq_pipe_cfg_write(c, &e), &e);
+    aq_pipe_cfg r;
+    CHECK_OK(aq_pipe_cfg_read(c->work, &r, &e), &e);
+    CHECK(r.data.n == 2 && r.data.src[1].role == AQ_DATA_EVAL && !strcmp(r.data.src[1].path, pat) &&
+          aq_fp_equal(&r.fp_text, &c->fp_text));
+    put(ev2, "Thrice.\n"); /* a second match of the --eval glob */
+    e = (aq_error){0};
+    CHECK_MSG(aq_pipe_cfg_read(c->work, &r, &e) == AQ_ERR_ARG && strstr(e.msg, "--eval") &&
+                  strstr(e.msg, "data changed since capture"),
+              "a new file matching the --eval glob: %s", e.msg);
+    unlink(ev2);
+    CHECK_OK(aq_pipe_cfg_read(c->work, &r, &e), &e);
+    aq_fingerprint before = c->fp_text;
+    strcpy(c->data.text_field, "body");
+    CHECK_OK(aq_pipe_cfg_fingerprint(c, &e), &e);
+    CHECK(!aq_fp_equal(&before, &c->fp_text)); /* the field enters the data fingerprint */
+    char path[AQ_PIPE_PATH + 16];
+    snprintf(path, sizeof path, "%s/settings.json", c->work);
+    unlink(path);
+    unlink(calib);
+    unlink(ev1);
+}
+
 /* settings.json refuses, naming the file, each way a work dir can go stale. */
 static void test_settings(void)
 {
@@ -196,11 +237,14 @@ static void test_settings(void)
     /* the settings code only hashes the inputs: small stand-in files suffice */
     snprintf(c.model, sizeof c.model, "%s/model.bin", dir);
     snprintf(c.tokenizer, sizeof c.tokenizer, "%s/tok.bin", dir);
-    snprintf(c.calib_text, sizeof c.calib_text, "%s/text.txt", dir);
+    char text[AQ_PIPE_PATH + 16];
+    snprintf(text, sizeof text, "%s/text.txt", dir);
+    aq_error e0 = {0};
+    CHECK_OK(aq_data_spec_add(&c.data, AQ_DATA_SPLIT, text, &e0), &e0);
     snprintf(c.work, sizeof c.work, "%s/work", dir);
     put(c.model, "model bytes");
     put(c.tokenizer, "tokenizer bytes");
-    put(c.calib_text, "Once upon a time.\n");
+    put(text, "Once upon a time.\n");
     CHECK(mkdir(c.work, 0777) == 0);
     c.iters = 5;
     c.seed = 12345678901234567ULL;
@@ -231,9 +275,9 @@ static void test_settings(void)
                   strstr(e.msg, "not valid JSON"),
               "a damaged settings.json: %s", e.msg);
     put(path, good);
-    put(c.calib_text, "Once upon a time!\n"); /* the text changed since capture */
+    put(text, "Once upon a time!\n"); /* the text changed since capture */
     e = (aq_error){0};
-    CHECK_MSG(aq_pipe_cfg_read(c.work, &r, &e) == AQ_ERR_ARG && strstr(e.msg, c.calib_text) &&
+    CHECK_MSG(aq_pipe_cfg_read(c.work, &r, &e) == AQ_ERR_ARG && strstr(e.msg, text) &&
                   strstr(e.msg, "calibration text changed since capture"),
               "a changed calibration text: %s", e.msg);
     unlink(path);
@@ -244,7 +288,8 @@ static void test_settings(void)
     free(edit);
     unlink(c.model);
     unlink(c.tokenizer);
-    unlink(c.calib_text);
+    unlink(text);
+    test_settings_sources(&c, dir);
     rmdir(c.work);
     rmdir(dir);
     free(dir);

@@ -23,6 +23,7 @@
 #include "../../io/resultfile.h"
 #include "../../solver/allocate.h"
 #include "../../src/adaquant/adaquant.h"
+#include "../../src/text/textdata.h"
 #include "tasks.h"
 
 #define AQ_PIPE_PATH 4096
@@ -32,7 +33,8 @@
 
 /* Everything that enters a task fingerprint. Plain value (fixed arrays). */
 typedef struct aq_pipe_cfg {
-    char model[AQ_PIPE_PATH], tokenizer[AQ_PIPE_PATH], calib_text[AQ_PIPE_PATH];
+    char model[AQ_PIPE_PATH], tokenizer[AQ_PIPE_PATH];
+    aq_data_spec data; /* calibration / evaluation sources (src/text/textdata.h, docs/DATA.md) */
     char work[AQ_PIPE_PATH];
     int windows, seq_len, chunk_windows, sample_rows;
     uint64_t sample_seed;
@@ -44,7 +46,8 @@ typedef struct aq_pipe_cfg {
     int init_gptq;  /* 1 gptq, 0 rtn, 2 best: both, keep the lower network KL */
     int sequential; /* --mode sequential */
     uint64_t seed;
-    /* content fingerprints of the input files (filled by aq_pipe_cfg_fingerprint) */
+    /* content fingerprints of the inputs (filled by aq_pipe_cfg_fingerprint);
+     * fp_text covers every data file (aq_data_fingerprint) */
     aq_fingerprint fp_model, fp_tok, fp_text;
     uint64_t sz_model, sz_tok, sz_text;
 } aq_pipe_cfg;
@@ -83,7 +86,7 @@ aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const ch
  * refuses, naming the file, a damaged or hand-edited settings.json
  * (AQ_ERR_FORMAT) and an input that changed since capture (AQ_ERR_ARG naming
  * the model, tokenizer or text path). */
-#define AQ_PIPE_SETTINGS_VERSION 2
+#define AQ_PIPE_SETTINGS_VERSION 3 /* 3: "data" (sources) replaces "calib_text" */
 aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err);
 aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err);
 /* --resume of quantize/capture: say on log which input (c's fingerprints)

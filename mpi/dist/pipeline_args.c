@@ -1,6 +1,8 @@
 /* pipeline_args.c — parsing of the pipeline commands' shared options
- * (pipeline_args.h). Pure: no file is touched here (checks come later). */
+ * (pipeline_args.h). Pure but for one stat: the default tokenizer is looked
+ * up in a model directory; every other check comes later. */
 #include <getopt.h>
+#include <sys/stat.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,7 +56,7 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
        O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
-       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS };
+       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD };
 
 #define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD)
 
@@ -64,6 +66,11 @@ static const struct {
 } table[] = {
     {{"tokenizer", required_argument, 0, O_TOK}, AQ_ARGS_MODEL},
     {{"calib-text", required_argument, 0, O_TEXT}, AQ_ARGS_MODEL},
+    {{"text", required_argument, 0, O_TEXT}, AQ_ARGS_MODEL},
+    {{"calib", required_argument, 0, O_CALIB}, AQ_ARGS_MODEL},
+    {{"eval", required_argument, 0, O_EVAL}, AQ_ARGS_MODEL},
+    {{"data-format", required_argument, 0, O_DFMT}, AQ_ARGS_MODEL},
+    {{"text-field", required_argument, 0, O_TFIELD}, AQ_ARGS_MODEL},
     {{"options", required_argument, 0, O_OPTS}, AQ_ARGS_MODEL},
     {{"mode", required_argument, 0, O_MODE}, AQ_ARGS_MODEL},
     {{"iters", required_argument, 0, O_ITERS}, AQ_ARGS_MODEL},
@@ -106,7 +113,21 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     aq_error e = {0};
     switch (c) {
     case O_TOK: return copy_path(cmd, "--tokenizer", v, g->tokenizer);
-    case O_TEXT: return copy_path(cmd, "--calib-text", v, g->calib_text);
+    case O_TEXT:
+    case O_CALIB:
+    case O_EVAL:
+        if (aq_data_spec_add(&g->data, c == O_TEXT ? AQ_DATA_SPLIT : c == O_CALIB ? AQ_DATA_CALIB : AQ_DATA_EVAL, v,
+                             &e) != AQ_OK)
+            return usage(cmd, "%s", e.msg);
+        return 0;
+    case O_DFMT:
+        if ((g->data.format = aq_data_format_parse(v)) < 0)
+            return usage(cmd, "--data-format must be auto, text, jsonl or tokens, not '%s'", v);
+        return 0;
+    case O_TFIELD:
+        if (!*v || strlen(v) >= sizeof g->data.text_field) return usage(cmd, "--text-field: empty or too long");
+        strcpy(g->data.text_field, v);
+        return 0;
     case O_OUT: return copy_path(cmd, "--out", v, a->out.outdir);
     case O_WORK: a->have_work = 1; return copy_path(cmd, "--work", v, g->work);
     case O_OPTS:
@@ -179,6 +200,33 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     return usage(cmd, "unknown option");
 }
 
+int aq_default_tokenizer(const char *model, char *out, size_t n)
+{
+    /* the files a hub download has next to config.json, tokenizer.json first */
+    static const char *const names[] = {"tokenizer.json", "tokenizer.bin"};
+    struct stat s;
+    if (stat(model, &s) != 0 || !S_ISDIR(s.st_mode)) return -1;
+    for (int k = 0; k < 2; k++) {
+        int w = snprintf(out, n, "%s/%s", model, names[k]);
+        if (w > 0 && (size_t)w < n && stat(out, &s) == 0 && S_ISREG(s.st_mode)) return 0;
+    }
+    out[0] = '\0';
+    return -1;
+}
+
+/* The data sources: some are required; --eval alone has nothing to calibrate
+ * on; quantize evaluates, so --calib alone needs --no-eval. */
+static int check_data(const char *cmd, int mask, const aq_pipe_args *a)
+{
+    int roles = aq_data_spec_roles(&a->cfg.data);
+    if (!roles) return usage(cmd, "the data is required: --text FILE (split in halves) or --calib FILE --eval FILE");
+    if (!(roles & (1 << AQ_DATA_SPLIT | 1 << AQ_DATA_CALIB)))
+        return usage(cmd, "--eval needs --calib (the calibration documents)");
+    if ((mask & AQ_ARGS_OUT) && roles == 1 << AQ_DATA_CALIB && !a->out.no_eval)
+        return usage(cmd, "--calib without --eval: give the evaluation documents with --eval, or --no-eval");
+    return 0;
+}
+
 int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -217,8 +265,10 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
                      optind < argc ? argv[optind] : "");
     if (want_pos) {
         if ((rc = copy_path(cmd, "MODEL", argv[optind], a->cfg.model))) return rc;
-        if (!a->cfg.tokenizer[0]) return usage(cmd, "--tokenizer TOK is required");
-        if (!a->cfg.calib_text[0]) return usage(cmd, "--calib-text FILE is required");
+        if (!a->cfg.tokenizer[0] && aq_default_tokenizer(a->cfg.model, a->cfg.tokenizer, sizeof a->cfg.tokenizer))
+            return usage(cmd, "--tokenizer TOK is required (MODEL is not a directory holding tokenizer.json or "
+                              "tokenizer.bin)");
+        if ((rc = check_data(cmd, mask, a))) return rc;
     }
     if ((mask & AQ_ARGS_OUT) && !a->out.outdir[0]) return usage(cmd, "--out OUTDIR is required");
     if ((mask & AQ_ARGS_WORK) && !(mask & AQ_ARGS_OUT) && !a->have_work) return usage(cmd, "--work DIR is required");
@@ -235,9 +285,19 @@ void aq_pipe_args_help(FILE *out, int mask)
         fprintf(out,
                 "model and calibration:\n"
                 "  MODEL                  llama2.c .bin, HF directory or safetensors file\n"
-                "  --tokenizer TOK        tokenizer .bin (its vocabulary must match the model's)\n"
-                "  --calib-text FILE      text; its first half (documents split on blank lines)\n"
-                "                         calibrates, its second half evaluates\n"
+                "  --tokenizer TOK        tokenizer .bin or tokenizer.json (its vocabulary must match\n"
+                "                         the model's); default: MODEL/tokenizer.json, else\n"
+                "                         MODEL/tokenizer.bin, when MODEL is such a directory\n"
+                "data (docs/DATA.md; FILE may be a glob, options repeatable, files in the order\n"
+                "given, glob matches sorted; format from the extension: .jsonl, .tok, else text):\n"
+                "  --text FILE            documents whose first half (floor(n/2)) calibrates and\n"
+                "                         second half evaluates (--calib-text: the same)\n"
+                "  --calib FILE           calibration documents (with --eval: no split)\n"
+                "  --eval FILE            evaluation documents\n"
+                "  --data-format F        auto (default), text (split on blank lines), jsonl (one\n"
+                "                         JSON object per line) or tokens (pre-tokenized ids)\n"
+                "  --text-field NAME      the JSONL field holding the text (default text)\n"
+                "calibration:\n"
                 "  --calib-windows S      calibration windows (default 64)\n"
                 "  --calib-len T          tokens per window (default 256); the text must hold S x T\n"
                 "  --sample-rows R        input rows kept per capture point for activation quantizers\n"

@@ -11,7 +11,7 @@
 #include "progress.h"
 
 enum {
-    AQ_ARGS_MODEL = 1,    /* MODEL --tokenizer --calib-text --options --mode --iters --init --seed --calib-* */
+    AQ_ARGS_MODEL = 1,    /* MODEL --tokenizer, the data (--text --calib --eval ...), --options --mode --iters ... */
     AQ_ARGS_WORK = 2,     /* --work --resume */
     AQ_ARGS_BUDGET = 4,   /* --target-bits --target-size --max-loss --keep */
     AQ_ARGS_OUT = 8,      /* --out --force --eval-docs --eval-len --no-eval */
@@ -35,6 +35,10 @@ typedef struct aq_pipe_args {
 /* Parse argv (argv[0] = command name) with the groups in mask. Returns 0, or
  * the exit code 2 after printing the usage problem (aq_cli_usage style). */
 int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe_args *a);
+/* The default tokenizer of MODEL when --tokenizer is omitted (quantize,
+ * capture, eval): MODEL/tokenizer.json, else MODEL/tokenizer.bin, when MODEL is
+ * a directory holding one. 0 and the path in out, or -1 (out emptied). */
+int aq_default_tokenizer(const char *model, char *out, size_t n);
 /* The help text of the options in mask. */
 void aq_pipe_args_help(FILE *out, int mask);
 

@@ -135,14 +135,14 @@ aq_status aq_pipe_cfg_fingerprint(aq_pipe_cfg *c, aq_error *err)
     if (S_ISDIR(s.st_mode)) AQ_TRY(fp_dir(c->model, &c->fp_model, &c->sz_model, err));
     else AQ_TRY(aq_fp_file(c->model, &c->fp_model, &c->sz_model, err));
     AQ_TRY(aq_fp_file(c->tokenizer, &c->fp_tok, &c->sz_tok, err));
-    return aq_fp_file(c->calib_text, &c->fp_text, &c->sz_text, err);
+    return aq_data_fingerprint(&c->data, &c->fp_text, &c->sz_text, err);
 }
 
 static void add_stats_fields(aq_fp_builder *b, const aq_pipe_cfg *c)
 {
     aq_fp_add_fp(b, "model", &c->fp_model, c->sz_model);
     aq_fp_add_fp(b, "tokenizer", &c->fp_tok, c->sz_tok);
-    aq_fp_add_fp(b, "calib_text", &c->fp_text, c->sz_text);
+    aq_fp_add_fp(b, "data", &c->fp_text, c->sz_text);
     aq_fp_add_i64(b, "windows", c->windows);
     aq_fp_add_i64(b, "seq_len", c->seq_len);
     aq_fp_add_i64(b, "chunk_windows", c->chunk_windows);
@@ -186,11 +186,16 @@ static aq_fingerprint settings_fp(const aq_pipe_cfg *c)
     aq_fp_init(&b);
     aq_fp_add_str(&b, "model", c->model);
     aq_fp_add_str(&b, "tokenizer", c->tokenizer);
-    aq_fp_add_str(&b, "calib_text", c->calib_text);
+    for (int i = 0; i < c->data.n; i++) {
+        aq_fp_add_i64(&b, "data_role", c->data.src[i].role);
+        aq_fp_add_str(&b, "data_path", c->data.src[i].path);
+    }
+    aq_fp_add_str(&b, "data_format", aq_data_format_name(c->data.format));
+    aq_fp_add_str(&b, "text_field", c->data.text_field);
     /* the sizes are not recorded in settings.json (the stats fingerprint has them) */
     aq_fp_add_fp(&b, "model", &c->fp_model, 0);
     aq_fp_add_fp(&b, "tokenizer", &c->fp_tok, 0);
-    aq_fp_add_fp(&b, "calib_text", &c->fp_text, 0);
+    aq_fp_add_fp(&b, "data", &c->fp_text, 0);
     aq_fp_add_i64(&b, "windows", c->windows);
     aq_fp_add_i64(&b, "seq_len", c->seq_len);
     aq_fp_add_i64(&b, "chunk_windows", c->chunk_windows);
@@ -214,6 +219,49 @@ static void set_hex(json_t *o, const char *key, const aq_fingerprint *f)
     json_object_set_new(o, key, json_string(hex));
 }
 
+static const char *const role_names[3] = {"text", "calib", "eval"}; /* aq_data_role */
+
+/* "data": {"sources": [{"role", "path"}...], "format", "text_field"} */
+static json_t *data_json(const aq_data_spec *s)
+{
+    json_t *o = json_object(), *a = json_array();
+    for (int i = 0; i < s->n; i++) {
+        json_t *e = json_object();
+        json_object_set_new(e, "role", json_string(role_names[s->src[i].role]));
+        json_object_set_new(e, "path", json_string(s->src[i].path));
+        json_array_append_new(a, e);
+    }
+    json_object_set_new(o, "sources", a);
+    json_object_set_new(o, "format", json_string(aq_data_format_name(s->format)));
+    json_object_set_new(o, "text_field", json_string(s->text_field));
+    return o;
+}
+
+static aq_status parse_data(json_t *o, const char *path, aq_data_spec *s, aq_error *err)
+{
+    memset(s, 0, sizeof *s);
+    json_t *a = json_object_get(o, "sources"), *e;
+    const char *fmt = json_string_value(json_object_get(o, "format"));
+    const char *field = json_string_value(json_object_get(o, "text_field"));
+    if (!json_is_array(a) || !fmt || (s->format = aq_data_format_parse(fmt)) < 0 || !field ||
+        strlen(field) >= sizeof s->text_field)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: missing or bad \"data\"", path);
+    strcpy(s->text_field, field);
+    size_t i;
+    json_array_foreach(a, i, e)
+    {
+        const char *r = json_string_value(json_object_get(e, "role"));
+        const char *p = json_string_value(json_object_get(e, "path"));
+        int role = -1;
+        for (int k = 0; r && k < 3; k++)
+            if (!strcmp(r, role_names[k])) role = k;
+        aq_error e2 = {0};
+        if (role < 0 || !p || aq_data_spec_add(s, (aq_data_role)role, p, &e2) != AQ_OK)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: bad \"data\" source %zu %s", path, i, e2.msg);
+    }
+    return AQ_OK;
+}
+
 aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
 {
     json_t *o = json_object(), *opts = json_array();
@@ -221,7 +269,7 @@ aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
     json_object_set_new(o, "version", json_integer(AQ_PIPE_SETTINGS_VERSION));
     json_object_set_new(o, "model", json_string(c->model));
     json_object_set_new(o, "tokenizer", json_string(c->tokenizer));
-    json_object_set_new(o, "calib_text", json_string(c->calib_text));
+    json_object_set_new(o, "data", data_json(&c->data));
     json_object_set_new(o, "windows", json_integer(c->windows));
     json_object_set_new(o, "seq_len", json_integer(c->seq_len));
     json_object_set_new(o, "chunk_windows", json_integer(c->chunk_windows));
@@ -241,7 +289,7 @@ aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
     json_object_set_new(o, "seed", json_string(s));
     set_hex(o, "model_fingerprint", &c->fp_model);
     set_hex(o, "tokenizer_fingerprint", &c->fp_tok);
-    set_hex(o, "calib_text_fingerprint", &c->fp_text);
+    set_hex(o, "data_fingerprint", &c->fp_text);
     aq_fingerprint f = aq_pipe_stats_fp(c);
     set_hex(o, "stats_fingerprint", &f);
     f = settings_fp(c);
@@ -273,13 +321,24 @@ static aq_status get_int(json_t *o, const char *path, const char *key, int *dst,
 }
 
 /* The recorded fingerprints of the three inputs, in cfg field order. */
-static const char *const input_keys[3] = {"model_fingerprint", "tokenizer_fingerprint", "calib_text_fingerprint"};
-static const char *const input_names[3] = {"model", "tokenizer", "calibration text"};
+static const char *const input_keys[3] = {"model_fingerprint", "tokenizer_fingerprint", "data_fingerprint"};
 
-static void input_of(const aq_pipe_cfg *c, int i, const char **path, const aq_fingerprint **fp)
+/* Input i's name and path (the data: its sources, aq_data_spec_describe) for messages. */
+static const aq_fingerprint *input_of(const aq_pipe_cfg *c, int i, const char **name, char *path, size_t n)
 {
-    *path = i == 0 ? c->model : i == 1 ? c->tokenizer : c->calib_text;
-    *fp = i == 0 ? &c->fp_model : i == 1 ? &c->fp_tok : &c->fp_text;
+    if (i < 2) {
+        /* a path longer than the buffer is cut (messages only) */
+        const char *p = i == 0 ? c->model : c->tokenizer;
+        size_t len = strnlen(p, n - 1);
+        memcpy(path, p, len);
+        path[len] = '\0';
+    } else {
+        aq_data_spec_describe(&c->data, path, n);
+    }
+    /* one --text file: "calibration text" as before; else the whole data */
+    int one = c->data.n == 1 && c->data.src[0].role == AQ_DATA_SPLIT;
+    *name = i == 0 ? "model" : i == 1 ? "tokenizer" : one ? "calibration text" : "data";
+    return i == 0 ? &c->fp_model : i == 1 ? &c->fp_tok : &c->fp_text;
 }
 
 static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_error *err)
@@ -294,7 +353,7 @@ static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_
                        AQ_PIPE_SETTINGS_VERSION);
     AQ_TRY(get_str(o, path, "model", c->model, sizeof c->model, err));
     AQ_TRY(get_str(o, path, "tokenizer", c->tokenizer, sizeof c->tokenizer, err));
-    AQ_TRY(get_str(o, path, "calib_text", c->calib_text, sizeof c->calib_text, err));
+    AQ_TRY(parse_data(json_object_get(o, "data"), path, &c->data, err));
     AQ_TRY(get_int(o, path, "windows", &c->windows, err));
     AQ_TRY(get_int(o, path, "seq_len", &c->seq_len, err));
     AQ_TRY(get_int(o, path, "chunk_windows", &c->chunk_windows, err));
@@ -373,9 +432,9 @@ aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err)
     const aq_fingerprint rec[3] = {c->fp_model, c->fp_tok, c->fp_text}; /* as recorded (input_of order) */
     AQ_TRY(aq_pipe_cfg_fingerprint(c, err));
     for (int k = 0; k < 3; k++) {
-        const char *p;
-        const aq_fingerprint *f;
-        input_of(c, k, &p, &f);
+        const char *name;
+        char p[AQ_PIPE_PATH];
+        const aq_fingerprint *f = input_of(c, k, &name, p, sizeof p);
         if (!aq_fp_equal(f, &rec[k])) {
             char now[33], then[33];
             aq_fp_hex(f, now);
@@ -383,7 +442,7 @@ aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err)
             return aq_fail(err, AQ_ERR_ARG,
                            "%s: the %s changed since capture (fingerprint %s, recorded in %s: %s): its statistics "
                            "and results are stale; run capture again",
-                           p, input_names[k], now, path, then);
+                           p, name, now, path, then);
         }
     }
     char hex[33];
@@ -391,7 +450,7 @@ aq_status aq_pipe_cfg_read(const char *work, aq_pipe_cfg *c, aq_error *err)
     aq_fp_hex(&f, hex);
     if (strcmp(want_stats, hex))
         return aq_fail(err, AQ_ERR_ARG,
-                       "%s: the model, tokenizer or calibration text changed since capture "
+                       "%s: the model, tokenizer or data changed since capture "
                        "(statistics fingerprint %s, recorded %s): run capture again",
                        path, hex, want_stats);
     return AQ_OK;
@@ -404,16 +463,16 @@ void aq_pipe_cfg_report_changed_inputs(const aq_pipe_cfg *c, FILE *log)
     json_t *o = json_load_file(path, 0, NULL);
     if (!o) return; /* nothing captured yet, or damaged: capture rewrites it */
     for (int k = 0; k < 3; k++) {
-        const char *p, *rec = json_string_value(json_object_get(o, input_keys[k]));
-        const aq_fingerprint *f;
-        input_of(c, k, &p, &f);
+        const char *name, *rec = json_string_value(json_object_get(o, input_keys[k]));
+        char p[AQ_PIPE_PATH];
+        const aq_fingerprint *f = input_of(c, k, &name, p, sizeof p);
         char now[33];
         aq_fp_hex(f, now);
         if (rec && strcmp(rec, now))
             fprintf(log,
                     "adaquant: capture: --resume: the %s %s changed since %s was captured (fingerprint %s, recorded "
                     "%s): its statistics and results are recomputed\n",
-                    input_names[k], p, c->work, now, rec);
+                    name, p, c->work, now, rec);
     }
     json_decref(o);
 }
@@ -431,7 +490,7 @@ aq_status aq_pipe_kl_seqs(const aq_pipe_cfg *c, int vocab, aq_seqs *out, aq_erro
     aq_tokenizer *tok;
     AQ_TRY(aq_tok_open(c->tokenizer, vocab, &tok, err));
     aq_docs d;
-    aq_status st = aq_docs_read(c->calib_text, &d, err);
+    aq_status st = aq_docs_load(&c->data, &d, err);
     if (st == AQ_OK) {
         st = aq_calib_windows(tok, &d, K, c->seq_len, &out->tokens, err);
         aq_docs_free(&d);

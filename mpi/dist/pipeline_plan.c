@@ -211,15 +211,18 @@ aq_status aq_pipe_check_inputs(const aq_pipe_cfg *c, aq_error *err)
         return st;
     }
     aq_docs d;
-    st = aq_docs_read(c->calib_text, &d, err);
+    st = aq_docs_load(&c->data, &d, err);
     int *tokens = NULL;
+    if (st == AQ_OK) st = aq_docs_check_ids(&d, m.vocab_size, err); /* the evaluation side too, before any work */
     if (st == AQ_OK) {
         st = aq_calib_windows(tok, &d, c->windows, c->seq_len, &tokens, err);
+        char what[256];
+        aq_data_spec_describe(&c->data, what, sizeof what);
         if (st != AQ_OK)
-            aq_error_prefix(err, "--calib-text %s is too short for %d windows x %d tokens", c->calib_text,
+            aq_error_prefix(err, "the calibration data %s is too short for %d windows x %d tokens", what,
                             c->windows, c->seq_len);
-        aq_docs_free(&d);
     }
+    aq_docs_free(&d);
     free(tokens);
     aq_tok_close(tok);
     return st;

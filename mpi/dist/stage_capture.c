@@ -78,7 +78,7 @@ aq_status aq_pipe_load_calib(const aq_pipe_cfg *c, aq_model **m, int **tokens, a
     aq_tokenizer *tok;
     AQ_TRY(aq_tok_open(c->tokenizer, aq_model_config(*m)->vocab_size, &tok, err));
     aq_docs d;
-    aq_status st = aq_docs_read(c->calib_text, &d, err);
+    aq_status st = aq_docs_load(&c->data, &d, err);
     if (st == AQ_OK) {
         st = aq_calib_windows(tok, &d, c->windows, c->seq_len, tokens, err);
         aq_docs_free(&d);

@@ -221,7 +221,7 @@ static aq_status load_inputs(const aq_pipe_cfg *c, const aq_pipe_out *o, aq_mode
     aq_tokenizer *tok;
     AQ_TRY(aq_tok_open(c->tokenizer, aq_model_config(*m)->vocab_size, &tok, err));
     aq_docs d;
-    aq_status st = aq_docs_read(c->calib_text, &d, err);
+    aq_status st = aq_docs_load(&c->data, &d, err);
     if (st == AQ_OK && !o->no_eval)
         st = aq_eval_seqs(tok, &d, o->eval_len, (size_t)(o->eval_docs > 0 ? o->eval_docs : 0), seqs, err);
     if (st == AQ_OK && o->tune.steps > 0) st = aq_pipe_tune_pool(&o->tune, tok, &d, *m, pool, err);

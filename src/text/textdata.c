@@ -1,13 +1,108 @@
-/* textdata.c — documents, calibration windows and evaluation sequences (textdata.h). */
+/* textdata.c — the document table, calibration windows and evaluation
+ * sequences (textdata.h); the source readers are in datasrc.c. */
 #include "textdata.h"
 
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "docs_build.h"
+
 static int is_ws(char c)
 {
     return c == ' ' || c == '\t' || c == '\n' || c == '\v' || c == '\f' || c == '\r';
+}
+
+void aq_docs_strip(const char *buf, size_t *a, size_t *b)
+{
+    while (*a < *b && is_ws(buf[*a]))
+        ++*a;
+    while (*b > *a && is_ws(buf[*b - 1]))
+        --*b;
+}
+
+/* Grow *p (cap elements of size sz) to hold need; 0 on failure. */
+static int grow(void **p, size_t *cap, size_t need, size_t sz)
+{
+    if (need <= *cap) return 1;
+    size_t c = *cap ? 2 * *cap : 256;
+    void *q = realloc(*p, c * sz);
+    if (!q) return 0;
+    *p = q;
+    *cap = c;
+    return 1;
+}
+
+aq_status aq_docs_own(aq_docs *d, void *block, aq_error *err)
+{
+    size_t cap = d->cap_blocks;
+    if (!grow((void **)&d->blocks, &cap, d->n_blocks + 1, sizeof *d->blocks)) {
+        free(block);
+        return aq_fail_nomem(err, "document table", cap * sizeof *d->blocks);
+    }
+    d->cap_blocks = cap;
+    d->blocks[d->n_blocks++] = block;
+    return AQ_OK;
+}
+
+aq_status aq_docs_add_name(aq_docs *d, const char *name, int *index, aq_error *err)
+{
+    size_t cap = d->cap_names;
+    char *copy = strdup(name);
+    if (!copy || !grow((void **)&d->names, &cap, d->n_names + 1, sizeof *d->names)) {
+        free(copy);
+        return aq_fail_nomem(err, "file names", strlen(name));
+    }
+    d->cap_names = cap;
+    d->names[d->n_names] = copy;
+    *index = (int)d->n_names++;
+    return AQ_OK;
+}
+
+aq_status aq_docs_push(aq_docs *d, char *text, const uint32_t *ids, size_t n_ids, int src, size_t pos,
+                       aq_error *err)
+{
+    if (d->n == d->cap) {
+        /* the per-document arrays grow together (same capacity) */
+        size_t c = d->cap ? 2 * d->cap : 256, ok = 1;
+        void **arr[5] = {(void **)&d->doc, (void **)&d->ids, (void **)&d->n_ids, (void **)&d->src,
+                         (void **)&d->pos};
+        size_t sz[5] = {sizeof *d->doc, sizeof *d->ids, sizeof *d->n_ids, sizeof *d->src, sizeof *d->pos};
+        for (int k = 0; k < 5; k++) {
+            size_t cap = d->cap;
+            ok &= grow(arr[k], &cap, c, sz[k]) && cap >= c;
+        }
+        if (!ok) return aq_fail_nomem(err, "document table", c * sizeof(void *));
+        d->cap = c;
+    }
+    d->doc[d->n] = text;
+    d->ids[d->n] = ids;
+    d->n_ids[d->n] = n_ids;
+    d->src[d->n] = src;
+    d->pos[d->n] = pos;
+    d->n++;
+    return AQ_OK;
+}
+
+aq_status aq_docs_split_into(aq_docs *d, char *buf, size_t len, int src, aq_error *err)
+{
+    buf[len] = '\0';
+    size_t start = 0;
+    for (size_t i = 0; i <= len; i++) {
+        int sep = i + 1 < len && buf[i] == '\n' && buf[i + 1] == '\n';
+        if (!sep && i < len) continue;
+        /* piece [start, i): strip, keep if non-empty */
+        size_t a = start, b = i;
+        aq_docs_strip(buf, &a, &b);
+        if (b > a) {
+            buf[b] = '\0'; /* b <= i: overwrites whitespace or the separator */
+            AQ_TRY(aq_docs_push(d, buf + a, NULL, 0, src, 0, err));
+        }
+        start = i + 2;
+        i++; /* skip the second '\n' of the separator */
+    }
+    return AQ_OK;
 }
 
 aq_status aq_docs_split(const char *text, size_t len, const char *label, aq_docs *out,
@@ -17,60 +112,33 @@ aq_status aq_docs_split(const char *text, size_t len, const char *label, aq_docs
     char *buf = malloc(len + 1);
     if (!buf) return aq_fail_nomem(err, "text", len + 1);
     memcpy(buf, text, len);
-    buf[len] = '\0';
-    size_t cap = 0, n = 0;
-    char **doc = NULL;
-    size_t start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        int sep = i + 1 < len && buf[i] == '\n' && buf[i + 1] == '\n';
-        if (!sep && i < len) continue;
-        /* piece [start, i): strip, keep if non-empty */
-        size_t a = start, b = i;
-        while (a < b && is_ws(buf[a]))
-            a++;
-        while (b > a && is_ws(buf[b - 1]))
-            b--;
-        if (b > a) {
-            if (n == cap) {
-                cap = cap ? 2 * cap : 256;
-                char **nd = realloc(doc, cap * sizeof *nd);
-                if (!nd) {
-                    free(doc);
-                    free(buf);
-                    return aq_fail_nomem(err, "document table", cap * sizeof *nd);
-                }
-                doc = nd;
-            }
-            buf[b] = '\0'; /* b <= i: overwrites whitespace or the separator */
-            doc[n++] = buf + a;
-        }
-        start = i + 2;
-        i++; /* skip the second '\n' of the separator */
+    int src;
+    aq_status st = aq_docs_own(out, buf, err);
+    if (st == AQ_OK) st = aq_docs_add_name(out, label, &src, err);
+    if (st == AQ_OK) st = aq_docs_split_into(out, buf, len, src, err);
+    if (st == AQ_OK && out->n == 0)
+        st = aq_fail(err, AQ_ERR_ARG, "%s: no documents (the text is empty or only whitespace)", label);
+    if (st != AQ_OK) {
+        aq_docs_free(out);
+        return st;
     }
-    if (n == 0) {
-        free(doc);
-        free(buf);
-        return aq_fail(err, AQ_ERR_ARG, "%s: no documents (the text is empty or only whitespace)",
-                       label);
-    }
-    out->n = n;
-    out->doc = doc;
-    out->buf = buf;
+    out->n_calib = out->n / 2;
     return AQ_OK;
 }
 
-aq_status aq_docs_read(const char *path, aq_docs *out, aq_error *err)
+aq_status aq_docs_read_file(const char *path, char **buf, size_t *len, aq_error *err)
 {
-    memset(out, 0, sizeof *out);
+    *buf = NULL;
+    *len = 0;
     FILE *f = fopen(path, "rb");
-    if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot open text file", path);
-    size_t cap = 1 << 16, len = 0;
-    char *text = malloc(cap);
+    if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot open data file", path);
+    size_t cap = 1 << 16, n = 0;
+    char *text = malloc(cap + 1);
     while (text) {
-        size_t got = fread(text + len, 1, cap - len, f);
-        len += got;
-        if (len < cap) break;
-        char *t = realloc(text, cap *= 2);
+        size_t got = fread(text + n, 1, cap - n, f);
+        n += got;
+        if (n < cap) break;
+        char *t = realloc(text, (cap *= 2) + 1);
         if (!t) free(text);
         text = t;
     }
@@ -80,6 +148,18 @@ aq_status aq_docs_read(const char *path, aq_docs *out, aq_error *err)
         free(text);
         return nomem ? aq_fail_nomem(err, path, cap) : aq_fail(err, AQ_ERR_IO, "%s: read error", path);
     }
+    text[n] = '\0';
+    *buf = text;
+    *len = n;
+    return AQ_OK;
+}
+
+aq_status aq_docs_read(const char *path, aq_docs *out, aq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    char *text;
+    size_t len;
+    AQ_TRY(aq_docs_read_file(path, &text, &len, err));
     aq_status st = aq_docs_split(text, len, path, out, err);
     free(text);
     return st;
@@ -88,21 +168,78 @@ aq_status aq_docs_read(const char *path, aq_docs *out, aq_error *err)
 void aq_docs_free(aq_docs *d)
 {
     if (!d) return;
+    for (size_t i = 0; i < d->n_blocks; i++)
+        free(d->blocks[i]);
+    for (size_t i = 0; i < d->n_names; i++)
+        free(d->names[i]);
+    free(d->blocks);
+    free(d->names);
     free(d->doc);
-    free(d->buf);
+    free(d->ids);
+    free(d->n_ids);
+    free(d->src);
+    free(d->pos);
     memset(d, 0, sizeof *d);
 }
 
 void aq_docs_calib_range(const aq_docs *d, size_t *first, size_t *count)
 {
     *first = 0;
-    *count = d->n / 2;
+    *count = d->n_calib;
 }
 
 void aq_docs_eval_range(const aq_docs *d, size_t *first, size_t *count)
 {
-    *first = d->n / 2;
-    *count = d->n - d->n / 2;
+    *first = d->n_calib;
+    *count = d->n - d->n_calib;
+}
+
+/* TODO(issue 15 merge): the tokenizer helper adds aq_tok_bos_id(tok) to
+ * tokenizer.h (-1 when the tokenizer has no BOS, e.g. Qwen); call it here and
+ * drop this shim. llama2.c vocabularies all have BOS = 1. */
+static int tok_bos_id(const aq_tokenizer *tok)
+{
+    (void)tok;
+    return AQ_TOK_BOS;
+}
+
+static aq_status bad_id(const aq_docs *d, size_t i, size_t j, int vocab, aq_error *err)
+{
+    return aq_fail(err, AQ_ERR_FORMAT,
+                   "%s: token %zu (0-based, in the file's id array): id %" PRIu32 " >= the vocabulary size %d",
+                   d->names[d->src[i]], d->pos[i] + j, d->ids[i][j], vocab);
+}
+
+aq_status aq_docs_check_ids(const aq_docs *d, int vocab, aq_error *err)
+{
+    for (size_t i = 0; i < d->n; i++)
+        for (size_t j = 0; d->ids[i] && j < d->n_ids[i]; j++)
+            if (d->ids[i][j] >= (uint32_t)vocab) return bad_id(d, i, j, vocab, err);
+    return AQ_OK;
+}
+
+/* The tokens of document i: BOS + encode(text), or BOS + its ids (checked
+ * against the vocabulary). *ids is malloc'd. */
+static aq_status doc_tokens(const aq_tokenizer *tok, const aq_docs *d, size_t i, int **ids, size_t *n,
+                            aq_error *err)
+{
+    if (d->doc[i]) return aq_tok_encode_alloc(tok, d->doc[i], 1, 0, ids, n, err);
+    int bos = tok_bos_id(tok), vocab = aq_tok_vocab_size(tok);
+    size_t m = d->n_ids[i], k = bos >= 0;
+    int *out = malloc((m + k) * sizeof *out);
+    if (!out) return aq_fail_nomem(err, "document tokens", (m + k) * sizeof *out);
+    if (bos >= 0) out[0] = bos;
+    for (size_t j = 0; j < m; j++) {
+        uint32_t id = d->ids[i][j];
+        if (id >= (uint32_t)vocab) {
+            free(out);
+            return bad_id(d, i, j, vocab, err);
+        }
+        out[k + j] = (int)id;
+    }
+    *ids = out;
+    *n = m + k;
+    return AQ_OK;
 }
 
 aq_status aq_calib_windows(const aq_tokenizer *tok, const aq_docs *d, int S, int T, int **tokens,
@@ -117,7 +254,7 @@ aq_status aq_calib_windows(const aq_tokenizer *tok, const aq_docs *d, int S, int
     for (size_t i = first; i < first + count && have < need; i++) {
         int *ids;
         size_t n;
-        aq_status st = aq_tok_encode_alloc(tok, d->doc[i], 1, 0, &ids, &n, err);
+        aq_status st = doc_tokens(tok, d, i, &ids, &n, err);
         if (st != AQ_OK) {
             free(out);
             aq_error_prefix(err, "calibration document %zu", i);
@@ -155,7 +292,7 @@ static aq_status seqs_range(const aq_tokenizer *tok, const aq_docs *d, size_t fi
     for (size_t i = 0; i < count; i++) {
         int *ids;
         size_t n;
-        aq_status st = aq_tok_encode_alloc(tok, d->doc[first + i], 1, 0, &ids, &n, err);
+        aq_status st = doc_tokens(tok, d, first + i, &ids, &n, err);
         if (st != AQ_OK) {
             aq_seqs_free(out);
             aq_error_prefix(err, "%s document %zu", what, first + i);
@@ -166,7 +303,7 @@ static aq_status seqs_range(const aq_tokenizer *tok, const aq_docs *d, size_t fi
         free(ids);
         out->lens[out->n++] = (int)n;
         out->n_tokens += n;
-        out->n_predicted += n - 1;
+        out->n_predicted += n ? n - 1 : 0;
     }
     return AQ_OK;
 }
