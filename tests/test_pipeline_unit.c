@@ -286,10 +286,10 @@ static void test_settings(void)
               "no settings.json: %s", e.msg);
     free(good);
     free(edit);
+    test_settings_sources(&c, dir);
     unlink(c.model);
     unlink(c.tokenizer);
     unlink(text);
-    test_settings_sources(&c, dir);
     rmdir(c.work);
     rmdir(dir);
     free(dir);

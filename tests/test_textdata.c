@@ -1,10 +1,17 @@
 /* test_textdata.c — document splitting, calibration windows and evaluation
- * sequences (src/text/textdata.h). Known answers for TinyStories validation.txt
- * come from the independent Python implementation (tests/scripts/model_ref.py:
- * str.split("\n\n") + strip + its own llama2.c BPE encoder). */
+ * sequences (src/text/textdata.h), and the other containers of the same
+ * documents (JSONL, several files and globs, pre-tokenized ids, separate
+ * calibration / evaluation sources: docs/DATA.md). Known answers for
+ * TinyStories validation.txt come from the independent Python implementation
+ * (tests/scripts/model_ref.py: str.split("\n\n") + strip + its own llama2.c
+ * BPE encoder). The other containers are written by tests/scripts/write_data.py
+ * (json module; ids from tests/scripts/tok_reference.py, an independent
+ * tokenizer) into the directory given as argv[1]: the same documents in another
+ * container must give exactly the windows and sequences of the text path. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../src/text/textdata.h"
 #include "testutil.h"
@@ -103,9 +110,171 @@ static void test_tinystories(void)
     free(xp);
 }
 
-int main(void)
+/* ---- the other containers (argv[1]: write_data.py's directory) ---- */
+
+static const char *g_dir;
+
+static aq_data_spec spec_of(int role, const char *name, int format, const char *field)
+{
+    aq_data_spec s;
+    memset(&s, 0, sizeof s);
+    s.format = format;
+    if (field) strcpy(s.text_field, field);
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    aq_error e = {0};
+    CHECK_OK(aq_data_spec_add(&s, (aq_data_role)role, p, &e), &e);
+    return s;
+}
+
+static void add_src(aq_data_spec *s, int role, const char *name)
+{
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s", g_dir, name);
+    aq_error e = {0};
+    CHECK_OK(aq_data_spec_add(s, (aq_data_role)role, p, &e), &e);
+}
+
+static int same_seqs(const aq_seqs *a, const aq_seqs *b)
+{
+    return a->n == b->n && a->n_tokens == b->n_tokens && a->n_predicted == b->n_predicted &&
+           !memcmp(a->lens, b->lens, (size_t)a->n * sizeof(int)) &&
+           !memcmp(a->tokens, b->tokens, a->n_tokens * sizeof(int));
+}
+
+/* d (another container) must give the windows and sequences of ref (the text path). */
+static void expect_same(const aq_tokenizer *tok, const aq_docs *ref, const aq_docs *d, const char *what)
+{
+    aq_error e = {0};
+    CHECK_MSG(d->n == ref->n && d->n_calib == ref->n_calib, "%s: %zu documents (%zu calibration), want %zu (%zu)",
+              what, d->n, d->n_calib, ref->n, ref->n_calib);
+    aq_seqs a = {0}, b = {0};
+    /* the whole calibration stream: every calibration document, untruncated */
+    CHECK_OK(aq_calib_seqs(tok, ref, 1 << 20, 0, &a, &e), &e);
+    CHECK_OK(aq_calib_seqs(tok, d, 1 << 20, 0, &b, &e), &e);
+    CHECK_MSG(same_seqs(&a, &b), "%s: calibration documents differ", what);
+    int S = 16, T = (int)(a.n_tokens / 16); /* windows covering the whole stream but its tail */
+    aq_seqs_free(&a);
+    aq_seqs_free(&b);
+    int *wa = NULL, *wb = NULL;
+    CHECK_OK(aq_calib_windows(tok, ref, S, T, &wa, &e), &e);
+    CHECK_OK(aq_calib_windows(tok, d, S, T, &wb, &e), &e);
+    CHECK_MSG(wa && wb && !memcmp(wa, wb, (size_t)S * (size_t)T * sizeof(int)), "%s: calibration windows differ",
+              what);
+    free(wa);
+    free(wb);
+    for (int len = 64; len <= 512; len *= 8) {
+        CHECK_OK(aq_eval_seqs(tok, ref, len, 0, &a, &e), &e);
+        CHECK_OK(aq_eval_seqs(tok, d, len, 0, &b, &e), &e);
+        CHECK_MSG(same_seqs(&a, &b), "%s: evaluation sequences (max_len %d) differ", what, len);
+        aq_seqs_free(&a);
+        aq_seqs_free(&b);
+    }
+}
+
+static void check_same(const aq_tokenizer *tok, const aq_docs *ref, aq_data_spec s, const char *what)
+{
+    aq_docs d;
+    aq_error e = {0};
+    CHECK_OK(aq_docs_load(&s, &d, &e), &e);
+    if (d.n) expect_same(tok, ref, &d, what);
+    aq_docs_free(&d);
+}
+
+/* loading s (or, with use = 1, its evaluation sequences) fails with code and
+ * a message holding both needles */
+static void expect_error(const aq_tokenizer *tok, aq_data_spec s, int use, aq_status code, const char *n1,
+                         const char *n2)
+{
+    aq_docs d;
+    aq_seqs q = {0};
+    aq_error e = {0};
+    aq_status st = aq_docs_load(&s, &d, &e);
+    if (use && st == AQ_OK) st = aq_eval_seqs(tok, &d, 512, 0, &q, &e);
+    printf("expected error: %s\n", e.msg);
+    CHECK_MSG(st == code && strstr(e.msg, n1) && strstr(e.msg, n2), "want %d '%s' '%s', got %d: %s", code, n1, n2,
+              st, e.msg);
+    aq_seqs_free(&q);
+    aq_docs_free(&d);
+}
+
+static void test_sources(const char *dir)
+{
+    g_dir = dir;
+    char *tp = aq_test_asset("models/stories260K/tok512.bin");
+    char *xp = aq_test_asset("data/tinystories/validation.txt");
+    aq_error e = {0};
+    aq_tokenizer *tok = NULL;
+    aq_docs ref = {0}, head = {0};
+    CHECK_OK(aq_tok_open(tp, 512, &tok, &e), &e);
+    CHECK_OK(aq_docs_read(xp, &ref, &e), &e);
+    char hp[1024];
+    snprintf(hp, sizeof hp, "%s/head.txt", dir);
+    CHECK_OK(aq_docs_read(hp, &head, &e), &e);
+    if (!tok || !ref.n || !head.n) return;
+    CHECK(head.n == 600); /* write_data.py's HEAD */
+    check_same(tok, &ref, spec_of(AQ_DATA_SPLIT, "full.jsonl", 0, NULL), "JSONL");
+    check_same(tok, &ref, spec_of(AQ_DATA_SPLIT, "story.jsonl", 0, "story"), "JSONL --text-field story");
+    check_same(tok, &ref, spec_of(AQ_DATA_SPLIT, "part-*.txt", 0, NULL), "a glob of 7 text files");
+    aq_data_spec s = spec_of(AQ_DATA_SPLIT, "part-0.txt", 0, NULL);
+    for (int k = 1; k < 7; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "part-%d.txt", k);
+        add_src(&s, AQ_DATA_SPLIT, name);
+    }
+    check_same(tok, &ref, s, "7 text files in order");
+    s = spec_of(AQ_DATA_CALIB, "calib-*.txt", 0, NULL);
+    add_src(&s, AQ_DATA_EVAL, "eval.jsonl");
+    check_same(tok, &ref, s, "--calib 3 text files --eval JSONL");
+    /* pre-tokenized (Python ids, no BOS) vs the C encoder on the same documents */
+    check_same(tok, &head, spec_of(AQ_DATA_SPLIT, "head.u16.tok", 0, NULL), "pre-tokenized uint16");
+    check_same(tok, &head, spec_of(AQ_DATA_SPLIT, "head-?.u32.tok", 0, NULL), "pre-tokenized uint32, 2 files");
+    s = spec_of(AQ_DATA_SPLIT, "head.u16.tok", 0, NULL);
+    strcat(s.src[0].path, ".bin"); /* no extension to tell: --data-format tokens */
+    char cmd[2200];
+    snprintf(cmd, sizeof cmd, "cp '%s/head.u16.tok' '%s'", dir, s.src[0].path);
+    CHECK(system(cmd) == 0);
+    s.format = AQ_DATA_TOKENS;
+    check_same(tok, &head, s, "pre-tokenized, --data-format tokens");
+    unlink(s.src[0].path);
+    /* bad inputs: each error names the file and the line or position */
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "story.jsonl", 0, NULL), 0, AQ_ERR_FORMAT, "story.jsonl:1:",
+                 "field \"text\" is not a string");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-field.jsonl", 0, NULL), 0, AQ_ERR_FORMAT, "bad-field.jsonl:3:",
+                 "no \"text\" field");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-json.jsonl", 0, NULL), 0, AQ_ERR_FORMAT, "bad-json.jsonl:2:",
+                 "not valid JSON");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-array.jsonl", 0, NULL), 0, AQ_ERR_FORMAT, "bad-array.jsonl:1:",
+                 "not a JSON object");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-header.tok", 0, NULL), 0, AQ_ERR_FORMAT, "bad-header.tok",
+                 "truncated");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-body.tok", 0, NULL), 0, AQ_ERR_FORMAT, "bad-body.tok",
+                 "truncated");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-magic.tok", 0, NULL), 0, AQ_ERR_FORMAT, "bad-magic.tok",
+                 "magic");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-id.tok", 0, NULL), 1, AQ_ERR_FORMAT, "bad-id.tok: token 4 ",
+                 "id 512 >= the vocabulary size 512");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "nothing-*.txt", 0, NULL), 0, AQ_ERR_ARG, "nothing-*.txt",
+                 "no file matches");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "head.txt", AQ_DATA_TOKENS, NULL), 0, AQ_ERR_FORMAT, "head.txt",
+                 "not a pre-tokenized file");
+    aq_docs d;
+    s = spec_of(AQ_DATA_SPLIT, "bad-id.tok", 0, NULL);
+    CHECK_OK(aq_docs_load(&s, &d, &e), &e);
+    CHECK(aq_docs_check_ids(&d, 512, &e) == AQ_ERR_FORMAT && strstr(e.msg, "token 4"));
+    CHECK_OK(aq_docs_check_ids(&d, 513, &e), &e);
+    aq_docs_free(&d);
+    aq_docs_free(&head);
+    aq_docs_free(&ref);
+    aq_tok_close(tok);
+    free(tp);
+    free(xp);
+}
+
+int main(int argc, char **argv)
 {
     test_split();
     test_tinystories();
+    if (argc > 1) test_sources(argv[1]);
     AQ_TEST_END();
 }
