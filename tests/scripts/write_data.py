@@ -15,7 +15,7 @@ Files in OUTDIR (documents of TEXT.txt, n = all of them):
   calib-0..2.txt       the first n/2 documents in 3 parts; eval.jsonl the rest
   head.txt             the first HEAD documents, joined by blank lines
   head.u16.tok         their ids (no BOS), uint16
-  head-a.u32.tok, head-b.u32.tok  the same split 250 + the rest, uint32
+  head-a.u32.tok, head-b.u32.tok  the same split 70 + the rest, uint32
   bad-*.{tok,jsonl}    broken inputs (see BAD below)
 Exits 77 if an input is absent.
 """
@@ -29,7 +29,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import tok_reference  # noqa: E402
 
-HEAD = 600  # documents of the pre-tokenized files (the Python encoder is slow)
+HEAD = 200  # documents of the pre-tokenized files (the Python encoder is slow)
 MAGIC = b"AQTOKENS"
 
 
@@ -90,8 +90,8 @@ def main():
     ids = [ref.encode(d, 0, 0) for d in docs[:HEAD]]
     write(os.path.join(out, "head.txt"), b"\n\n".join(docs[:HEAD]))
     write(os.path.join(out, "head.u16.tok"), tok_file(ids, 2))
-    write(os.path.join(out, "head-a.u32.tok"), tok_file(ids[:250], 4))
-    write(os.path.join(out, "head-b.u32.tok"), tok_file(ids[250:], 4))
+    write(os.path.join(out, "head-a.u32.tok"), tok_file(ids[:70], 4))
+    write(os.path.join(out, "head-b.u32.tok"), tok_file(ids[70:], 4))
     # BAD: each names its flaw for test_textdata
     good = tok_file(ids[:3], 2)
     write(os.path.join(out, "bad-header.tok"), good[:20])          # cut inside the header
