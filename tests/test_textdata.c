@@ -159,7 +159,9 @@ static void expect_of(const aq_tokenizer *tok, const aq_docs *ref, expected *x)
     memset(x, 0, sizeof *x);
     x->n = ref->n;
     x->n_calib = ref->n_calib;
-    CHECK_OK(aq_calib_seqs(tok, ref, 1 << 20, 0, &a, &e), &e);
+    /* (2048 > the longest TinyStories document: the whole stream; a longer
+     * cap would only make the packed buffer, count x max_len ids, bigger) */
+    CHECK_OK(aq_calib_seqs(tok, ref, 2048, 0, &a, &e), &e);
     x->S = 16;
     x->T = (int)(a.n_tokens / 16);
     aq_seqs_free(&a);
@@ -231,16 +233,9 @@ static void test_sources(const char *dir)
     expect_of(tok, &ref, &full);
     expect_of(tok, &head, &hx);
     check_same(tok, &full, spec_of(AQ_DATA_SPLIT, "full.jsonl", 0, NULL), "JSONL");
-    check_same(tok, &full, spec_of(AQ_DATA_SPLIT, "story.jsonl", 0, "story"), "JSONL --text-field story");
+    check_same(tok, &hx, spec_of(AQ_DATA_SPLIT, "story.jsonl", 0, "story"), "JSONL --text-field story");
     check_same(tok, &full, spec_of(AQ_DATA_SPLIT, "part-*.txt", 0, NULL), "a glob of 7 text files");
-    aq_data_spec s = spec_of(AQ_DATA_SPLIT, "part-0.txt", 0, NULL);
-    for (int k = 1; k < 7; k++) {
-        char name[32];
-        snprintf(name, sizeof name, "part-%d.txt", k);
-        add_src(&s, AQ_DATA_SPLIT, name);
-    }
-    check_same(tok, &full, s, "7 text files in order");
-    s = spec_of(AQ_DATA_CALIB, "calib-*.txt", 0, NULL);
+    aq_data_spec s = spec_of(AQ_DATA_CALIB, "calib-*.txt", 0, NULL);
     add_src(&s, AQ_DATA_EVAL, "eval.jsonl");
     check_same(tok, &full, s, "--calib 3 text files --eval JSONL");
     /* pre-tokenized (Python ids, no BOS) vs the C encoder on the same documents */

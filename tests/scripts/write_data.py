@@ -10,7 +10,7 @@ usage: write_data.py TOKENIZER.bin VOCAB_SIZE TEXT.txt OUTDIR
 Files in OUTDIR (documents of TEXT.txt, n = all of them):
   full.jsonl           every document as {"id": i, "text": doc} (non-ASCII \\u-escaped,
                        a blank line, a CRLF line end, keys in varying order)
-  story.jsonl          the same under the field "story" (with a numeric "text")
+  story.jsonl          the first HEAD documents under the field "story" (with a numeric "text")
   part-0.txt..part-6.txt  the documents in 7 parts, joined by blank lines
   calib-0..2.txt       the first n/2 documents in 3 parts; eval.jsonl the rest
   head.txt             the first HEAD documents, joined by blank lines
@@ -75,8 +75,8 @@ def main():
     lines = [jsonl_line(i, t, "text") for i, t in enumerate(text)]
     lines.insert(3, "   ")  # blank lines are skipped
     write(os.path.join(out, "full.jsonl"), ("\n".join(lines[:10]) + "\r\n" + "\n".join(lines[10:])).encode())
-    write(os.path.join(out, "story.jsonl"), "".join(jsonl_line(i, t, "story") + "\n" for i, t in enumerate(text))
-          .encode())
+    write(os.path.join(out, "story.jsonl"), "".join(jsonl_line(i, t, "story") + "\n"
+                                                     for i, t in enumerate(text[:HEAD])).encode())
     bounds = np.linspace(0, n, 8).astype(int)
     for k in range(7):
         write(os.path.join(out, "part-%d.txt" % k), b"\n\n".join(docs[bounds[k]:bounds[k + 1]]) + b"\n")
