@@ -14,7 +14,8 @@
 static void capture_help(FILE *out)
 {
     fprintf(out,
-            "usage: [mpirun -np P] adaquant capture MODEL --tokenizer TOK --calib-text FILE --work DIR [options]\n"
+            "usage: [mpirun -np P] adaquant capture MODEL [--tokenizer TOK] --text FILE --work DIR [options]\n"
+            "       (or --calib FILE [--eval FILE] instead of --text: docs/DATA.md)\n"
             "\n"
             "Stage 1 of `quantize` (docs/PIPELINE.md): runs the FP model on the calibration\n"
             "windows and writes one statistics file per capture point to DIR/stats/ plus the\n"

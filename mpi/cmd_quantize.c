@@ -14,7 +14,8 @@
 static void quantize_help(FILE *out)
 {
     fprintf(out,
-            "usage: [mpirun -np P] adaquant quantize MODEL --tokenizer TOK --calib-text FILE --out OUTDIR [options]\n"
+            "usage: [mpirun -np P] adaquant quantize MODEL [--tokenizer TOK] --text FILE --out OUTDIR [options]\n"
+            "       (or --calib FILE --eval FILE instead of --text: docs/DATA.md)\n"
             "\n"
             "The main job. Captures per-layer input statistics on calibration windows (split\n"
             "over the ranks in fixed chunks, summed in chunk order), runs AdaQuant for every\n"
