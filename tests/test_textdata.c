@@ -214,6 +214,84 @@ static void expect_error(const aq_tokenizer *tok, aq_data_spec s, int use, aq_st
     aq_docs_free(&d);
 }
 
+static char *slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = NULL;
+    if (f && fseek(f, 0, SEEK_END) == 0) {
+        long n = ftell(f);
+        buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+        rewind(f);
+        *len = buf ? fread(buf, 1, (size_t)n, f) : 0;
+    }
+    if (f) fclose(f);
+    return buf;
+}
+
+/* Brute force over damaged copies of small valid files: every proper prefix
+ * of a pre-tokenized file is reported as truncated, and every byte of its
+ * header and offsets flipped gives an error or valid documents (never a crash
+ * or an out-of-range read: the ASan pass runs this); every prefix of a JSONL
+ * file loads or names its file and a line. */
+static void test_damaged(const aq_tokenizer *tok)
+{
+    char *tmp = aq_test_tmpdir("textdata_damaged"), src[1024], dst[1100];
+    snprintf(src, sizeof src, "%s/small.tok", g_dir);
+    snprintf(dst, sizeof dst, "%s/x.tok", tmp);
+    size_t len = 0, bad = 0;
+    char *good = slurp(src, &len);
+    CHECK(good && len == 32 + 8 * 4 + 2 * 9); /* write_data.py: 3 documents, 9 uint16 ids */
+    for (size_t cut = 0; good && cut <= len + 64; cut++) {
+        int flip = cut > len;
+        size_t at = cut - len - 1, n = flip ? len : cut;
+        if (flip) good[at] ^= 0x55;
+        FILE *f = fopen(dst, "wb");
+        if (f) fwrite(good, 1, n, f), fclose(f);
+        if (flip) good[at] ^= 0x55;
+        aq_data_spec s;
+        memset(&s, 0, sizeof s);
+        aq_error e = {0};
+        CHECK_OK(aq_data_spec_add(&s, AQ_DATA_CALIB, dst, &e), &e);
+        aq_docs d;
+        aq_status st = aq_docs_load(&s, &d, &e);
+        aq_seqs q = {0};
+        if (st == AQ_OK) st = aq_calib_seqs(tok, &d, 64, 0, &q, &e);
+        aq_seqs_free(&q);
+        aq_docs_free(&d);
+        if (!flip) bad += cut < len ? !(st == AQ_ERR_FORMAT && strstr(e.msg, "truncated") && strstr(e.msg, dst))
+                                    : st != AQ_OK;
+        else bad += st != AQ_OK && !strstr(e.msg, dst);
+    }
+    CHECK_MSG(bad == 0, "%zu damaged copies of small.tok not reported as such", bad);
+    free(good);
+    snprintf(src, sizeof src, "%s/bad-field.jsonl", g_dir);
+    snprintf(dst, sizeof dst, "%s/x.jsonl", tmp);
+    good = slurp(src, &len);
+    bad = 0;
+    for (size_t cut = 0; good && cut < len; cut++) {
+        FILE *f = fopen(dst, "wb");
+        if (f) fwrite(good, 1, cut, f), fclose(f);
+        aq_data_spec s;
+        memset(&s, 0, sizeof s);
+        aq_error e = {0};
+        CHECK_OK(aq_data_spec_add(&s, AQ_DATA_SPLIT, dst, &e), &e);
+        aq_docs d;
+        aq_status st = aq_docs_load(&s, &d, &e);
+        aq_docs_free(&d);
+        char where[1200];
+        snprintf(where, sizeof where, "%s:", dst);
+        /* empty prefixes hold no document; the others name file and line */
+        bad += st != AQ_OK && !(strstr(e.msg, where) || strstr(e.msg, "no documents"));
+    }
+    CHECK_MSG(bad == 0, "%zu prefixes of a JSONL file without a clear error", bad);
+    free(good);
+    unlink(dst);
+    snprintf(dst, sizeof dst, "%s/x.tok", tmp);
+    unlink(dst);
+    rmdir(tmp);
+    free(tmp);
+}
+
 static void test_sources(const char *dir)
 {
     g_dir = dir;
@@ -270,6 +348,7 @@ static void test_sources(const char *dir)
                  "no file matches");
     expect_error(tok, spec_of(AQ_DATA_SPLIT, "head.txt", AQ_DATA_TOKENS, NULL), 0, AQ_ERR_FORMAT, "head.txt",
                  "not a pre-tokenized file");
+    test_damaged(tok);
     aq_docs d;
     s = spec_of(AQ_DATA_SPLIT, "bad-id.tok", 0, NULL);
     CHECK_OK(aq_docs_load(&s, &d, &e), &e);

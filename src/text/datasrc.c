@@ -296,9 +296,13 @@ static aq_status read_tokens(aq_docs *d, const char *path, int src, aq_error *er
     int w = 0;
     uint64_t nd = 0, nt = 0;
     aq_status st = tok_header(path, b, len, &w, &nd, &nt, err);
-    uint32_t *ids = NULL;
-    if (st == AQ_OK && !(ids = malloc((nt ? nt : 1) * sizeof *ids))) st = aq_fail_nomem(err, path, nt * 4);
-    if (st == AQ_OK) st = aq_docs_own(d, ids, err);
+    if (st != AQ_OK) {
+        free(raw);
+        return st;
+    }
+    /* from here the header is checked: offsets and ids lie inside the file */
+    uint32_t *ids = malloc((nt ? nt : 1) * sizeof *ids);
+    st = ids ? aq_docs_own(d, ids, err) : aq_fail_nomem(err, path, nt * sizeof *ids);
     const unsigned char *off = b + 32, *body = off + 8 * (nd + 1);
     for (uint64_t j = 0; st == AQ_OK && j < nt; j++)
         ids[j] = (uint32_t)le(body + j * (uint64_t)w, w);

@@ -16,6 +16,7 @@ Files in OUTDIR (documents of TEXT.txt, n = all of them):
   head.txt             the first HEAD documents, joined by blank lines
   head.u16.tok         their ids (no BOS), uint16
   head-a.u32.tok, head-b.u32.tok  the same split 70 + the rest, uint32
+  small.tok            3 documents, 9 uint16 ids (test_textdata damages copies of it)
   bad-*.{tok,jsonl}    broken inputs (see BAD below)
 Exits 77 if an input is absent.
 """
@@ -93,6 +94,7 @@ def main():
     write(os.path.join(out, "head-a.u32.tok"), tok_file(ids[:70], 4))
     write(os.path.join(out, "head-b.u32.tok"), tok_file(ids[70:], 4))
     # BAD: each names its flaw for test_textdata
+    write(os.path.join(out, "small.tok"), tok_file([[5, 6, 7], [8], [9, 10, 11, 12, 13]], 2))  # test_damaged
     good = tok_file(ids[:3], 2)
     write(os.path.join(out, "bad-header.tok"), good[:20])          # cut inside the header
     write(os.path.join(out, "bad-body.tok"), good[:-1])            # cut inside the ids
