@@ -91,6 +91,17 @@ static void attend_cached(const aq_model *m, aq_kv_cache *kc, int l, int pos)
     }
 }
 
+/* y = W x + b of one token through linear (l, which) with the FP weights. */
+static void lin1(const aq_model *m, int l, aq_linear which, const float *x, float *y)
+{
+    int d_out, d_in;
+    aq_model_lin_shape(m, which, &d_out, &d_in);
+    aq_sgemv_wx(m->blocks[l].lin[which], x, y, d_in, d_out);
+    const float *b = m->blocks[l].bias[which];
+    for (int j = 0; b && j < d_out; j++)
+        y[j] += b[j];
+}
+
 aq_status aq_model_decode_step(aq_model *m, aq_kv_cache *kc, int token, int pos, float *logits,
                                aq_error *err)
 {
@@ -102,26 +113,33 @@ aq_status aq_model_decode_step(aq_model *m, aq_kv_cache *kc, int token, int pos,
     if (pos < 0 || pos >= c->max_seq_len || pos > kc->next_pos)
         return aq_fail(err, AQ_ERR_ARG, "decode: position %d invalid (next is %d, max_seq_len %d)",
                        pos, kc->next_pos, c->max_seq_len);
+    if (m->window && pos >= m->window)
+        return aq_fail(err, AQ_ERR_ARG,
+                       "decode: position %d is past the sliding attention window of %d tokens "
+                       "(config sliding_window), which is not implemented",
+                       pos, m->window);
     memcpy(kc->x, m->embed + (size_t)token * c->dim, (size_t)c->dim * sizeof(float));
     for (int l = 0; l < c->n_layers; l++) {
         float *kr = kc->k + ((size_t)l * kc->max_seq + pos) * kc->kvd;
         float *vr = kc->v + ((size_t)l * kc->max_seq + pos) * kc->kvd;
         aq_rmsnorm_rows(kc->x, m->blocks[l].attn_norm, kc->xb, 1, c->dim, c->norm_eps);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_Q], kc->xb, kc->q, c->dim, m->qd);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_K], kc->xb, kr, c->dim, m->kvd);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_V], kc->xb, vr, c->dim, m->kvd);
+        lin1(m, l, AQ_LIN_Q, kc->xb, kc->q);
+        lin1(m, l, AQ_LIN_K, kc->xb, kr);
+        lin1(m, l, AQ_LIN_V, kc->xb, vr);
+        aq_model_qk_norm(m, l, 0, kc->q, 1);
+        aq_model_qk_norm(m, l, 1, kr, 1);
         aq_rope_rows(m, kc->q, 1, c->n_heads, &pos);
         aq_rope_rows(m, kr, 1, c->n_kv_heads, &pos);
         attend_cached(m, kc, l, pos);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_O], kc->att, kc->xb2, m->qd, c->dim);
+        lin1(m, l, AQ_LIN_O, kc->att, kc->xb2);
         for (int i = 0; i < c->dim; i++)
             kc->x[i] += kc->xb2[i];
         aq_rmsnorm_rows(kc->x, m->blocks[l].ffn_norm, kc->xb, 1, c->dim, c->norm_eps);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_GATE], kc->xb, kc->hb, c->dim, c->hidden_dim);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_UP], kc->xb, kc->hb2, c->dim, c->hidden_dim);
+        lin1(m, l, AQ_LIN_GATE, kc->xb, kc->hb);
+        lin1(m, l, AQ_LIN_UP, kc->xb, kc->hb2);
         for (int i = 0; i < c->hidden_dim; i++)
             kc->hb[i] = kc->hb[i] / (1.0f + expf(-kc->hb[i])) * kc->hb2[i];
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_DOWN], kc->hb, kc->xb2, c->hidden_dim, c->dim);
+        lin1(m, l, AQ_LIN_DOWN, kc->hb, kc->xb2);
         for (int i = 0; i < c->dim; i++)
             kc->x[i] += kc->xb2[i];
     }
