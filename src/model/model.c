@@ -181,10 +181,11 @@ static aq_status load_bias(aq_model *m, aq_checkpoint *ck, int l, int w, aq_erro
     snprintf(name, sizeof name, "%s.bias", pre);
     aq_status st = load_tensor(ck, name, o, 0, &m->blocks[l].bias[w], &m->weight_bytes, err);
     if (st == AQ_ERR_NOTFOUND)
-        aq_error_prefix(err, "the config gives %s a bias (%s)", aq_linear_short_name((aq_linear)w),
-                        w <= AQ_LIN_O ? (m->cfg.model_type == AQ_MT_QWEN2 ? "model_type qwen2"
-                                                                          : "attention_bias true")
-                                      : "mlp_bias true");
+        return aq_fail(err, st, "%s: no tensor %s, but the config gives %s a bias (%s)",
+                       aq_ckpt_path(ck), name, aq_linear_short_name((aq_linear)w),
+                       w <= AQ_LIN_O ? (m->cfg.model_type == AQ_MT_QWEN2 ? "model_type qwen2"
+                                                                         : "attention_bias true")
+                                     : "mlp_bias true");
     return st;
 }
 
