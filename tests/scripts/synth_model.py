@@ -7,7 +7,9 @@ against tests/scripts/hf_ref.py) and for scale benchmarks (real shapes by flags)
   synth_model.py ARCH OUTDIR [--dtype bf16|f16|f32] [--shards N] [--seed S]
                  [--dim D] [--layers L] [--vocab V] [--heads H] [--kv-heads K]
                  [--hidden F] [--head-dim HD] [--max-pos P]
-                 [--set KEY=JSON]... [--bad-qnorm]
+                 [--attention-bias] [--mlp-bias] [--set KEY=JSON]... [--bad-qnorm]
+  --attention-bias / --mlp-bias turn those config fields on (llama, qwen3),
+  with the bias tensors;
   --set overrides a config.json field (bad-input tests: --set model_type='"gemma"');
   --bad-qnorm writes layer 0's q_norm two elements short (a shape mismatch).
 
@@ -160,10 +162,16 @@ def main():
     p.add_argument("--hidden", type=int, default=0)
     p.add_argument("--head-dim", type=int, default=0)
     p.add_argument("--max-pos", type=int, default=256)
+    p.add_argument("--attention-bias", action="store_true")
+    p.add_argument("--mlp-bias", action="store_true")
     p.add_argument("--set", action="append", default=[])
     p.add_argument("--bad-qnorm", action="store_true")
     a = p.parse_args()
     c = make_config(a.arch, a)
+    if a.attention_bias:
+        c["attention_bias"] = True
+    if a.mlp_bias:
+        c["mlp_bias"] = True
     rng = np.random.default_rng(a.seed)
     t = make_weights(c, rng)
     for kv in a.set:  # after the weights: the tensors stay those of the real config
