@@ -16,3 +16,7 @@ aq_test(NAME test_tune SOURCES test_tune.c LIBS aq_model aq_adaquant ASSETS mode
 # ~35 Python runs of ~0.25 s: 10 s wall, so integration (once per CI run); the
 # numbers were checked under the generic, haswell and skx BLIS kernels by hand.
 aq_test(NAME test_arch SOURCES test_arch.c LIBS aq_model LABELS integration TIMEOUT 120)
+# The backward pass on the variants (q/k norm, biases, head_dim, llama3 RoPE):
+# gradients vs finite differences of the engine's forward (itself checked by
+# test_arch against hf_ref.py).
+aq_test(NAME test_arch_grad SOURCES test_arch_grad.c LIBS aq_model)
