@@ -172,6 +172,15 @@ def one_run(top, dump_helper, name, args, length):
         check((wz != np.round(wz)).any(), f"{name}: fractional weight zero points present (global tuning ran)")
     if name == "qwen3":
         check_qwen3_output(out, model, tensors)
+        # `adaquant eval --quantized` loads OUTDIR's layers (calibrated biases) onto
+        # the source model: the report's figures, up to the order of float64 sums
+        # (1e-9 relative is ~1e6 times that rounding, far below any modelling change)
+        e = run([CLI, "eval", model, "--tokenizer", TOK, "--text", TEXT, "--quantized", out,
+                 "--max-docs", "16", "--json"])
+        ej = json.loads(e.stdout.strip().splitlines()[-1]) if e.returncode == 0 else {}
+        check(e.returncode == 0 and rel(ej["ppl_q"], ev["ppl_quantized"]) < 1e-9
+              and rel(ej["ppl_fp"], ev["ppl_fp"]) < 1e-9,
+              f"{name}: adaquant eval --quantized reproduces the report ({ej.get('ppl_q')} vs {ev['ppl_quantized']})")
 
     # 1, 2: bit-exact dequantisation and activation quantizers
     if acts:
