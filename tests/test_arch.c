@@ -233,5 +233,6 @@ int main(void)
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (!aq_test_failures) sh(cmd);
+    free(tmp);
     AQ_TEST_END();
 }

@@ -243,5 +243,6 @@ int main(void)
     }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (!aq_test_failures && system(cmd) != 0) fprintf(stderr, "cannot remove %s\n", tmp);
+    free(tmp);
     AQ_TEST_END();
 }
