@@ -204,6 +204,76 @@ static void check_bad_inputs(void)
     aq_model_free(m);
 }
 
+/* Two spellings of one config (same seed, so the same weights) give
+ * bit-identical logits; with expect_same = 0 they must differ. */
+static void check_same(const char *arch, const char *flags_a, const char *flags_b, int expect_same,
+                       const char *what)
+{
+    char da[1100], db[1100], na[64], nb[64];
+    static int count;
+    snprintf(na, sizeof na, "s%da-%s", count, arch);
+    snprintf(nb, sizeof nb, "s%db-%s", count++, arch);
+    if (make(arch, na, flags_a, da, sizeof da) || make(arch, nb, flags_b, db, sizeof db)) {
+        CHECK_MSG(0, "%s: synth_model.py failed", what);
+        return;
+    }
+    aq_error err = {0};
+    aq_model *a = NULL, *b = NULL;
+    CHECK_OK(aq_model_load_path(da, &a, &err), &err);
+    CHECK_OK(aq_model_load_path(db, &b, &err), &err);
+    if (a && b) {
+        int V = aq_model_config(a)->vocab_size, tok[T], lens[1] = {T};
+        for (int i = 0; i < T; i++)
+            tok[i] = (7 * i + 3) % V;
+        float *za = malloc(2 * (size_t)T * V * sizeof(float)), *zb = za + (size_t)T * V;
+        CHECK_OK(aq_model_forward(a, tok, lens, 1, NULL, za, &err), &err);
+        CHECK_OK(aq_model_forward(b, tok, lens, 1, NULL, zb, &err), &err);
+        int same = !memcmp(za, zb, (size_t)T * V * sizeof(float));
+        printf("%-40s logits %s\n", what, same ? "identical" : "differ");
+        CHECK_MSG(same == expect_same, "%s: logits %s", what, same ? "identical" : "differ");
+        free(za);
+    }
+    aq_model_free(a);
+    aq_model_free(b);
+}
+
+static void check_spellings(void)
+{
+    /* transformers 5 writes rope_parameters (with rope_theta inside) instead of
+     * rope_scaling + rope_theta */
+    check_same("llama3.1", "",
+               "--set rope_scaling=null --set rope_theta=null --set rope_parameters='{\"rope_type\": "
+               "\"llama3\", \"rope_theta\": 500000.0, \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+               "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}'",
+               1, "rope_parameters == rope_scaling");
+    /* Qwen: use_sliding_window with max_window_layers >= layers applies no window */
+    check_same("qwen2", "", "--set use_sliding_window=true --set max_window_layers=2", 1,
+               "qwen2 window on no layer == no window");
+    /* the can-fail counterpart: a different rope_theta changes the logits */
+    check_same("qwen2", "", "--set rope_theta=10000.0", 0, "qwen2 rope_theta matters");
+}
+
+static void check_qwen_window(void)
+{
+    /* use_sliding_window with window 32 on layer 1 (max_window_layers 1 < 2):
+     * 64 tokens would be windowed, so they are refused */
+    char dir[1100];
+    if (make("qwen2", "b-qwin", "--set use_sliding_window=true", dir, sizeof dir) != 0) return;
+    aq_error err = {0};
+    aq_model *m = NULL;
+    CHECK_OK(aq_model_load_path(dir, &m, &err), &err);
+    if (!m) return;
+    int tok[T] = {0}, lens[1] = {T};
+    float *lg = malloc((size_t)T * aq_model_config(m)->vocab_size * sizeof(float));
+    aq_status st = aq_model_forward(m, tok, lens, 1, NULL, lg, &err);
+    printf("qwen2 use_sliding_window, 64 tokens -> %s\n", err.msg);
+    CHECK(st == AQ_ERR_ARG && strstr(err.msg, "sliding attention window of 32"));
+    lens[0] = 32; /* up to the window: full attention, runs */
+    CHECK_OK(aq_model_forward(m, tok, lens, 1, NULL, lg, &err), &err);
+    free(lg);
+    aq_model_free(m);
+}
+
 int main(void)
 {
     const char *src = getenv("AQ_SOURCE_DIR");
@@ -230,6 +300,8 @@ int main(void)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
         check_arch(&cases[i]);
     check_bad_inputs();
+    check_spellings();
+    check_qwen_window();
     char cmd[1200];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
     if (!aq_test_failures) sh(cmd);
