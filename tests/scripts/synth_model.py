@@ -29,7 +29,10 @@ ARCH (each a config.json as transformers writes it for such a model):
 The weights are random normal (seeded): linears with std 1/sqrt(d_in), norm
 gains 1 + 0.2 N, biases 0.3 N, so that every part of the block visibly moves
 the logits. Written with numpy only (the BF16 rounding of
-tests/fixtures/st_numpy.py)."""
+tests/fixtures/st_numpy.py), drawn and encoded 4M values at a time, so real
+shapes (e.g. --dim 4096 --layers 32 --hidden 14336 --heads 32 --kv-heads 8
+--vocab 128256 --dtype bf16 --shards 4 for a Llama-3.1-8B shape) need memory
+for one chunk, not the model."""
 import argparse
 import json
 import os
@@ -85,7 +88,9 @@ def make_config(arch, a):
     return c
 
 
-def make_weights(c, rng):
+def make_specs(c):
+    """name -> (shape, mean, std) in checkpoint order: what each tensor is
+    drawn from (normal), without drawing it (real shapes stream to disk)."""
     d, f, V = c["hidden_size"], c["intermediate_size"], c["vocab_size"]
     H, KV = c["num_attention_heads"], c["num_key_value_heads"]
     hs = c.get("head_dim") or d // H
@@ -93,58 +98,60 @@ def make_weights(c, rng):
     qkv_bias = mt == "qwen2" or c.get("attention_bias", False)
     o_bias = mt != "qwen2" and c.get("attention_bias", False)
     mlp_bias = c.get("mlp_bias", False)
-
-    def lin(o, i):
-        return rng.standard_normal((o, i)) / np.sqrt(i)
-
-    def gain(n):
-        return 1.0 + 0.2 * rng.standard_normal(n)
-
-    t = {"model.embed_tokens.weight": rng.standard_normal((V, d))}
+    t = {"model.embed_tokens.weight": ((V, d), 0.0, 1.0)}
     for l in range(c["num_hidden_layers"]):
         p = f"model.layers.{l}."
-        t[p + "input_layernorm.weight"] = gain(d)
+        t[p + "input_layernorm.weight"] = ((d,), 1.0, 0.2)
         shapes = {"self_attn.q_proj": (H * hs, d), "self_attn.k_proj": (KV * hs, d),
                   "self_attn.v_proj": (KV * hs, d), "self_attn.o_proj": (d, H * hs),
                   "mlp.gate_proj": (f, d), "mlp.up_proj": (f, d), "mlp.down_proj": (d, f)}
         for name, (o, i) in shapes.items():
-            t[p + name + ".weight"] = lin(o, i)
+            t[p + name + ".weight"] = ((o, i), 0.0, 1.0 / np.sqrt(i))
             has = (mlp_bias if name.startswith("mlp") else
                    o_bias if name.endswith("o_proj") else qkv_bias)
             if has:
-                t[p + name + ".bias"] = 0.3 * rng.standard_normal(o)
+                t[p + name + ".bias"] = ((o,), 0.0, 0.3)
         if mt == "qwen3":
-            t[p + "self_attn.q_norm.weight"] = gain(hs)
-            t[p + "self_attn.k_norm.weight"] = gain(hs)
-        t[p + "post_attention_layernorm.weight"] = gain(d)
-    t["model.norm.weight"] = gain(d)
+            t[p + "self_attn.q_norm.weight"] = ((hs,), 1.0, 0.2)
+            t[p + "self_attn.k_norm.weight"] = ((hs,), 1.0, 0.2)
+        t[p + "post_attention_layernorm.weight"] = ((d,), 1.0, 0.2)
+    t["model.norm.weight"] = ((d,), 1.0, 0.2)
     if not c["tie_word_embeddings"]:
-        t["lm_head.weight"] = lin(V, d)
+        t["lm_head.weight"] = ((V, d), 0.0, 1.0 / np.sqrt(d))
     return t
+
+
+CHUNK = 1 << 22  # elements drawn and encoded at a time (bounded memory for real shapes)
+DTYPES = {"bf16": ("BF16", 2), "f16": ("F16", 2), "f32": ("F32", 4)}
 
 
 def encode(a, dtype):
     a = np.asarray(a, dtype=np.float32)
     if dtype == "bf16":
-        return "BF16", f32_to_bf16_rne(a).astype("<u2").tobytes()
+        return f32_to_bf16_rne(a).astype("<u2").tobytes()
     if dtype == "f16":
-        return "F16", a.astype("<f2").tobytes()
-    return "F32", a.astype("<f4").tobytes()
+        return a.astype("<f2").tobytes()
+    return a.astype("<f4").tobytes()
 
 
-def write_st(path, tensors, dtype):
-    header, blobs, off = {"__metadata__": {"format": "pt"}}, [], 0
-    for name, a in tensors.items():
-        dt, b = encode(a, dtype)
-        header[name] = {"dtype": dt, "shape": list(np.shape(a)), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
+def write_st(path, specs, dtype, rng):
+    """One safetensors file: the header from the shapes, then each tensor drawn
+    and encoded CHUNK elements at a time, in header order."""
+    name_dt, size = DTYPES[dtype]
+    header, off = {"__metadata__": {"format": "pt"}}, 0
+    for name, (shape, _, _) in specs.items():
+        n = int(np.prod(shape)) * size
+        header[name] = {"dtype": name_dt, "shape": list(shape), "data_offsets": [off, off + n]}
+        off += n
     h = json.dumps(header).encode()
     h += b" " * (-len(h) % 8)
     with open(path, "wb") as f:
         f.write(struct.pack("<Q", len(h)) + h)
-        for b in blobs:
-            f.write(b)
+        for name, (shape, mean, std) in specs.items():
+            total = int(np.prod(shape))
+            for k in range(0, total, CHUNK):
+                x = rng.standard_normal(min(CHUNK, total - k), dtype=np.float32)
+                f.write(encode(mean + std * x, dtype))
 
 
 def main():
@@ -172,26 +179,27 @@ def main():
         c["attention_bias"] = True
     if a.mlp_bias:
         c["mlp_bias"] = True
-    rng = np.random.default_rng(a.seed)
-    t = make_weights(c, rng)
-    for kv in a.set:  # after the weights: the tensors stay those of the real config
+    specs = make_specs(c)
+    for kv in a.set:  # after the tensors are planned: they stay those of the real config
         k, v = kv.split("=", 1)
         c[k] = json.loads(v)
     if a.bad_qnorm:
-        t["model.layers.0.self_attn.q_norm.weight"] = t["model.layers.0.self_attn.q_norm.weight"][:-2]
+        shape, mean, std = specs["model.layers.0.self_attn.q_norm.weight"]
+        specs["model.layers.0.self_attn.q_norm.weight"] = ((shape[0] - 2,), mean, std)
+    rng = np.random.default_rng(a.seed)
     os.makedirs(a.outdir, exist_ok=True)
     with open(os.path.join(a.outdir, "config.json"), "w") as f:
         json.dump(c, f, indent=2)
-    names = list(t)
+    names = list(specs)
     if a.shards <= 1:
-        write_st(os.path.join(a.outdir, "model.safetensors"), t, a.dtype)
+        write_st(os.path.join(a.outdir, "model.safetensors"), specs, a.dtype, rng)
         return
     wmap = {}
     per = -(-len(names) // a.shards)
     for s in range(a.shards):
         fn = f"model-{s + 1:05d}-of-{a.shards:05d}.safetensors"
-        part = {n: t[n] for n in names[s * per:(s + 1) * per]}
-        write_st(os.path.join(a.outdir, fn), part, a.dtype)
+        part = {n: specs[n] for n in names[s * per:(s + 1) * per]}
+        write_st(os.path.join(a.outdir, fn), part, a.dtype, rng)
         wmap.update({n: fn for n in part})
     with open(os.path.join(a.outdir, "model.safetensors.index.json"), "w") as f:
         json.dump({"metadata": {"total_size": 0}, "weight_map": wmap}, f, indent=2)
