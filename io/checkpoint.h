@@ -24,7 +24,37 @@ typedef struct aq_llama_config {
     float norm_eps;     /* rms_norm_eps */
     float rope_theta;
     int tied_embeddings; /* tie_word_embeddings */
+    /* The Llama-family variants (issue 15). A zeroed tail is the plain Llama
+     * block, so configs built field by field (llama2.c import, tests) keep
+     * their meaning. */
+    int model_type;      /* aq_model_type: which config.json dialect (and defaults) */
+    int head_dim;        /* head_dim; 0 = dim / n_heads */
+    int qkv_bias;        /* q_proj, k_proj, v_proj have biases (Qwen2; Llama attention_bias) */
+    int o_bias;          /* o_proj has a bias (Llama / Qwen3 attention_bias) */
+    int mlp_bias;        /* gate/up/down_proj have biases (Llama mlp_bias) */
+    int qk_norm;         /* Qwen3: RMSNorm of every q and k head (gain [head_dim]) before RoPE */
+    int rope_type;       /* aq_rope_type (rope_scaling.rope_type, legacy key "type") */
+    float rope_factor;   /* rope_scaling.factor (linear, dynamic, llama3) */
+    float rope_low_freq_factor, rope_high_freq_factor; /* llama3 */
+    int rope_orig_max_pos; /* llama3: rope_scaling.original_max_position_embeddings */
+    int sliding_window;    /* sliding_window in tokens as the file says; 0 = null / absent */
+    int use_sliding_window; /* Qwen2/3: use_sliding_window (Mistral: implied by sliding_window) */
+    int max_window_layers;  /* Qwen2/3: layers >= this one use the window */
 } aq_llama_config;
+
+/* config.json model_type values understood (AQ_MT_LLAMA also covers TinyLlama,
+ * SmolLM, Llama 1/2/3.x). */
+typedef enum aq_model_type { AQ_MT_LLAMA, AQ_MT_MISTRAL, AQ_MT_QWEN2, AQ_MT_QWEN3, AQ_MT_COUNT } aq_model_type;
+/* RoPE frequency schemes (transformers' modeling_rope_utils names). */
+typedef enum aq_rope_type { AQ_ROPE_DEFAULT, AQ_ROPE_LINEAR, AQ_ROPE_DYNAMIC, AQ_ROPE_LLAMA3 } aq_rope_type;
+
+/* The head size (head_dim, else dim / n_heads). */
+int aq_llama_head_dim(const aq_llama_config *c);
+/* The attention window some layer applies (tokens), 0 = every layer attends
+ * to the whole prefix. */
+int aq_llama_window(const aq_llama_config *c);
+/* "llama", "mistral", "qwen2", "qwen3" ("?" out of range). */
+const char *aq_model_type_name(int model_type);
 
 typedef enum aq_ckpt_kind { AQ_CKPT_SAFETENSORS, AQ_CKPT_HF_DIR, AQ_CKPT_HF_SHARDED, AQ_CKPT_LLAMA2C } aq_ckpt_kind;
 

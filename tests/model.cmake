@@ -18,3 +18,14 @@ aq_test(NAME test_model_hf SOURCES test_model_hf.c LIBS aq_model ASSETS models/s
 aq_script_test(NAME model_cli COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/scripts/model_cli.py TIMEOUT 300)
 aq_test(NAME test_model_grad SOURCES test_model_grad.c LIBS aq_model aq_adaquant)
 aq_test(NAME test_tune SOURCES test_tune.c LIBS aq_model aq_adaquant ASSETS models/stories260K/stories260K.bin)
+# The architectures of config.json (Llama 1/2/3.x rope scalings, Mistral, Qwen2,
+# Qwen3, SmolLM, biases, head_dim): the engine against tests/scripts/hf_ref.py,
+# an independent float64 NumPy implementation, on random checkpoints written by
+# tests/scripts/synth_model.py; plus the bad-input errors.
+# ~35 Python runs of ~0.25 s: 10 s wall, so integration (once per CI run); the
+# numbers were checked under the generic, haswell and skx BLIS kernels by hand.
+aq_test(NAME test_arch SOURCES test_arch.c LIBS aq_model LABELS integration TIMEOUT 120)
+# The backward pass on the variants (q/k norm, biases, head_dim, llama3 RoPE):
+# gradients vs finite differences of the engine's forward (itself checked by
+# test_arch against hf_ref.py).
+aq_test(NAME test_arch_grad SOURCES test_arch_grad.c LIBS aq_model)

@@ -46,7 +46,9 @@ static float frand(void)
     return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
 }
 
-static aq_llama_config cfg = {16, 24, NL, 4, 2, 40, 160, 1e-5f, 10000.0f, 0};
+static aq_llama_config cfg = {.dim = 16, .hidden_dim = 24, .n_layers = NL, .n_heads = 4, .n_kv_heads = 2,
+                              .vocab_size = 40, .max_seq_len = 160, .norm_eps = 1e-5f,
+                              .rope_theta = 10000.0f};
 static const char *lin_names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                    "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                    "mlp.down_proj"};

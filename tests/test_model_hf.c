@@ -111,7 +111,7 @@ static void write_sharded(aq_checkpoint *ck, const char *dir, const aq_llama_con
     }
     static const float bias[32];
     const int64_t bshape[1] = {32};
-    if (add_bias && w[0]) { /* a Qwen2-style projection bias the engine must refuse */
+    if (add_bias && w[0]) { /* a projection bias the llama config does not announce: refused */
         CHECK_OK(aq_st_writer_add(w[0], "model.layers.1.self_attn.k_proj.bias", AQ_F32, 1, bshape,
                                   bias, &err),
                  &err);
@@ -201,7 +201,8 @@ int main(void)
         aq_model_free(c);
     }
     /* unsupported projection bias, config / tensor mismatches */
-    expect_error(bdir, AQ_ERR_FORMAT, "model.layers.1.self_attn.k_proj.bias", "not supported");
+    /* a projection bias the config does not announce (attention_bias false) */
+    expect_error(bdir, AQ_ERR_FORMAT, "model.layers.1.self_attn.k_proj.bias", "no bias");
     aq_llama_config bad = cfg;
     bad.hidden_dim = 100;
     snprintf(dir, sizeof dir, "%s/bad_hidden", tmp);

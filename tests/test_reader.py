@@ -1,12 +1,15 @@
 #!/usr/bin/python3
 """test_reader.py — docs/FORMAT.md is exact: the independent reader
 (tests/scripts/pipe_reader.py, Python + numpy, written from FORMAT.md alone)
-reproduces what adaquant wrote, for three kinds of run:
+reproduces what adaquant wrote, for four kinds of run:
 
   w4a16     asymmetric 4-bit weights (fractional zero points after tuning)
   a8menu    the menu w8a8,w4a8: every layer's activations quantized to 8 bits
   sym       the menu w4a16s,w3a16s (symmetric weights; 3-bit rows with padding
             bits), evaluated with --eval-len 48 so that documents are truncated
+  qwen3     a random Qwen3-shaped HF checkpoint (synth_model.py: biases, q/k
+            norms, head_dim != hidden / heads, BF16 shards), w4a16: the
+            calibrated biases and float q/k norms in the output
 
 Each run is `adaquant quantize` on stories260K with reduced settings (4
 calibration windows of 64 tokens, 5 AdaQuant iterations, 3 tuning steps, 16
@@ -48,7 +51,14 @@ RUNS = [
     ("w4a16", ["--options", "w4a16", "--target-bits", "4"], 512),
     ("a8menu", ["--options", "w8a8,w4a8", "--target-bits", "6"], 512),
     ("sym", ["--options", "w4a16s,w3a16s", "--target-bits", "3.5", "--eval-len", "48"], 48),
+    ("qwen3", ["--options", "w4a16", "--target-bits", "4"], 512),
 ]
+# The "qwen3" run quantizes a random Qwen3-shaped HF checkpoint written by
+# tests/scripts/synth_model.py (BF16, 2 shards, vocab 512 for tok512.bin):
+# q/k/v/o biases (attention_bias), per-head q/k norms, head_dim 24 != 64 / 4.
+# Its FP reference is tests/scripts/hf_ref.py's float64 forward.
+SYNTH = os.path.join(SRC, "tests", "scripts", "synth_model.py")
+QWEN3_ARGS = ["qwen3", "--vocab", "512", "--attention-bias", "--dtype", "bf16", "--shards", "2"]
 
 # Tolerance of a continuous model (no quantized activations): adaquant
 # evaluates in float32, the reader in float64 from the same float32 weights,
@@ -101,13 +111,42 @@ def rel(a, b):
     return abs(a - b) / abs(b)
 
 
+def check_qwen3_output(out, model, tensors):
+    """The output carries what the Qwen3 block needs: calibrated biases that
+    started from the model's own (a calibration that ignored them would fit
+    biases near 0: correlation ~0 with the originals), the float q/k norms
+    unchanged, and the config's architecture fields."""
+    import numpy as np
+    import hf_ref
+    orig = hf_ref.read_weights(model)
+    for b in range(2):
+        for proj in ("q_proj", "k_proj", "v_proj", "o_proj"):
+            n = f"model.layers.{b}.self_attn.{proj}.bias"
+            c = float(np.corrcoef(tensors[n].astype(np.float64), orig[n])[0, 1])
+            check(c > 0.9, f"qwen3: calibrated {n} follows the model's bias (correlation {c:.3f} > 0.9)")
+        for nm in ("q_norm", "k_norm"):
+            n = f"model.layers.{b}.self_attn.{nm}.weight"
+            check(n in tensors and np.array_equal(tensors[n].astype(np.float64), orig[n]),
+                  f"qwen3: {n} copied unchanged (float)")
+    cfg = json.load(open(os.path.join(out, "config.json")))
+    check(cfg["model_type"] == "qwen3" and cfg["head_dim"] == 24 and cfg["attention_bias"] is True,
+          f"qwen3: config.json keeps model_type, head_dim, attention_bias ({cfg.get('model_type')}, "
+          f"{cfg.get('head_dim')}, {cfg.get('attention_bias')})")
+
+
 def one_run(top, dump_helper, name, args, length):
     import numpy as np
     out, dump = os.path.join(top, name, "out"), os.path.join(top, name, "dump")
     for d in (out, out + ".work", dump):
         shutil.rmtree(d, ignore_errors=True)
     os.makedirs(dump)
-    p = run([CLI, "quantize", MODEL, "--tokenizer", TOK, "--calib-text", TEXT, "--out", out] + COMMON + args)
+    model, fp = MODEL, ["--fp", MODEL]
+    if name == "qwen3":
+        model = os.path.join(top, name, "hf")
+        check(run(["/usr/bin/python3", SYNTH] + QWEN3_ARGS[:1] + [model] + QWEN3_ARGS[1:]).returncode == 0,
+              f"{name}: synth_model.py writes the checkpoint")
+        fp = ["--fp-hf", model]
+    p = run([CLI, "quantize", model, "--tokenizer", TOK, "--calib-text", TEXT, "--out", out] + COMMON + args)
     check(p.returncode == 0, f"{name}: quantize succeeds")
     if p.returncode:
         return
@@ -131,6 +170,17 @@ def one_run(top, dump_helper, name, args, length):
     else:
         wz = np.concatenate([tensors[p + ".w_zero"] for p in layers])
         check((wz != np.round(wz)).any(), f"{name}: fractional weight zero points present (global tuning ran)")
+    if name == "qwen3":
+        check_qwen3_output(out, model, tensors)
+        # `adaquant eval --quantized` loads OUTDIR's layers (calibrated biases) onto
+        # the source model: the report's figures, up to the order of float64 sums
+        # (1e-9 relative is ~1e6 times that rounding, far below any modelling change)
+        e = run([CLI, "eval", model, "--tokenizer", TOK, "--text", TEXT, "--quantized", out,
+                 "--max-docs", "16", "--json"])
+        ej = json.loads(e.stdout.strip().splitlines()[-1]) if e.returncode == 0 else {}
+        check(e.returncode == 0 and rel(ej["ppl_q"], ev["ppl_quantized"]) < 1e-9
+              and rel(ej["ppl_fp"], ev["ppl_fp"]) < 1e-9,
+              f"{name}: adaquant eval --quantized reproduces the report ({ej.get('ppl_q')} vs {ev['ppl_quantized']})")
 
     # 1, 2: bit-exact dequantisation and activation quantizers
     if acts:
@@ -146,7 +196,7 @@ def one_run(top, dump_helper, name, args, length):
         check(r.returncode == 0, f"{name}: reader's activation quantizer equals adaquant's bit for bit: {last}")
 
     # 3: evaluation
-    mine = reader_eval(out, length, "--fp", MODEL)
+    mine = reader_eval(out, length, *fp)
     check(mine is not None, f"{name}: reader evaluates OUTDIR")
     if mine is None:
         return

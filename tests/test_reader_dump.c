@@ -22,7 +22,9 @@
 static size_t d_in_of(const char *prefix, const aq_llama_config *c)
 {
     if (strstr(prefix, "down_proj")) return (size_t)c->hidden_dim;
-    return (size_t)c->dim; /* q/k/v/gate/up: hidden_size; o: n_heads * head_dim = hidden_size */
+    /* o: n_heads * head_dim (head_dim may differ from hidden / heads: Qwen3) */
+    if (strstr(prefix, "o_proj")) return (size_t)c->n_heads * (size_t)aq_llama_head_dim(c);
+    return (size_t)c->dim; /* q/k/v/gate/up: hidden_size */
 }
 
 /* The whole file as floats (*n of them); NULL on error (message printed). */

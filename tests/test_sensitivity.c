@@ -26,7 +26,8 @@ static float frand(void)
 /* A random Llama model (untied classifier) as an HF directory. */
 static void write_tiny(const char *dir, aq_llama_config *c)
 {
-    *c = (aq_llama_config){16, 24, 3, 4, 2, 40, 32, 1e-5f, 10000.0f, 0};
+    *c = (aq_llama_config){.dim = 16, .hidden_dim = 24, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
+                           .vocab_size = 40, .max_seq_len = 32, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
     aq_error err = {0};
     aq_st_writer *w = NULL;
     CHECK_OK(aq_st_writer_new(&w, &err), &err);

@@ -29,7 +29,7 @@ static aq_status model_config(const char *path, aq_llama_config *cfg, aq_error *
 
 static void layer_shape(const aq_llama_config *m, int which, int *d_out, int *d_in)
 {
-    int hs = m->dim / m->n_heads, q = m->n_heads * hs, kv = m->n_kv_heads * hs;
+    int hs = aq_llama_head_dim(m), q = m->n_heads * hs, kv = m->n_kv_heads * hs;
     switch (which) {
     case AQ_LIN_Q: *d_out = q, *d_in = m->dim; break;
     case AQ_LIN_K:

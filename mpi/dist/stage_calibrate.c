@@ -106,6 +106,10 @@ aq_status aq_pipe_task_problem(const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_m
                              .d_out = (size_t)d_out,
                              .d_in = (size_t)d_in,
                              .weight = weight,
+                             /* the model's own bias (Qwen2 q/k/v, attention_bias,
+                              * mlp_bias), NULL = none: the target is W x + b and
+                              * AdaQuant calibrates b' from it like every bias */
+                             .bias = aq_model_linear_bias(m, L->block, (aq_linear)L->which),
                              .gram_a = s->gram,
                              .gram_b = s->cross,
                              .gram_c = s->gram_q,

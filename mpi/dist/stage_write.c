@@ -81,8 +81,10 @@ static aq_status add_fp_tensor(aq_st_writer *w, const aq_tensor_view *tv, float 
     return aq_st_writer_add(w, tv->name, AQ_F32, tv->ndim, tv->shape, *keep, err);
 }
 
-/* model.safetensors: checkpoint order; a quantized layer's weight is replaced
- * by its qlayer tensors; everything else is copied as F32. */
+/* model.safetensors: checkpoint order; a quantized layer's weight (and its
+ * bias, if the model has one) is replaced by its qlayer tensors; everything
+ * else (norms, Qwen3's q/k norms, biases of layers left in float) is copied
+ * as F32. */
 /* The tuned gain replacing tensor `name` (the quantized-mode norm override
  * installed in tuned), or NULL: not a norm, or no tuning (tuned NULL). */
 static const float *tuned_norm(const aq_model *tuned, const char *name)
@@ -110,11 +112,16 @@ static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pi
     aq_status st = bufs && keep ? aq_st_writer_new(&w, err) : aq_fail_nomem(err, "writer", n);
     for (size_t i = 0; i < n && st == AQ_OK; i++) {
         const char *name = aq_ckpt_name(ck, i);
-        int q = -1;
+        int q = -1, is_bias = 0;
         for (int l = 0; l < p->n_layers && q < 0; l++) {
             size_t k = strlen(p->layers[l].name);
-            if (!strncmp(name, p->layers[l].name, k) && !strcmp(name + k, ".weight")) q = l;
+            if (strncmp(name, p->layers[l].name, k) != 0) continue;
+            if (!strcmp(name + k, ".weight")) q = l;
+            if (!strcmp(name + k, ".bias")) q = l, is_bias = 1;
         }
+        /* a quantized layer's original bias (Qwen2, attention_bias, mlp_bias)
+         * is replaced by its calibrated P.bias, which aq_qlayer_add writes */
+        if (q >= 0 && is_bias) continue;
         if (q >= 0) {
             st = aq_qlayer_add(w, p->layers[q].name, &v[q], &keep[q], err);
             continue;

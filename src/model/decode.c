@@ -10,7 +10,10 @@
 
 struct aq_kv_cache {
     int n_layers, max_seq, kvd, next_pos;
-    float *k, *v; /* [n_layers, max_seq, kvd] */
+    int cap;      /* positions allocated: grown by doubling up to max_seq, so a
+                     model with a long context (Llama 3.1: 131072) does not
+                     reserve its whole cache up front */
+    float *k, *v; /* [cap, n_layers, kvd]: position-major, so growing keeps the rows */
     float *x, *xb, *xb2, *q, *att, *hb, *hb2, *sc;
 };
 
@@ -19,10 +22,11 @@ aq_status aq_kv_cache_new(const aq_model *m, aq_kv_cache **out, aq_error *err)
     const aq_llama_config *c = &m->cfg;
     aq_kv_cache *kc = calloc(1, sizeof *kc);
     if (!kc) return aq_fail_nomem(err, "KV cache", sizeof *kc);
-    size_t n = (size_t)c->n_layers * c->max_seq_len * m->kvd;
     kc->n_layers = c->n_layers;
     kc->max_seq = c->max_seq_len;
     kc->kvd = m->kvd;
+    kc->cap = c->max_seq_len < 32 ? c->max_seq_len : 32; /* grown in grow_cache */
+    size_t n = (size_t)c->n_layers * kc->cap * m->kvd;
     kc->k = malloc(n * sizeof(float));
     kc->v = malloc(n * sizeof(float));
     kc->x = malloc((size_t)c->dim * sizeof(float));
@@ -62,15 +66,15 @@ void aq_kv_cache_free(aq_kv_cache *c)
 static void attend_cached(const aq_model *m, aq_kv_cache *kc, int l, int pos)
 {
     int hs = m->hs, group = m->cfg.n_heads / m->cfg.n_kv_heads;
-    const float *K = kc->k + (size_t)l * kc->max_seq * kc->kvd,
-                *V = kc->v + (size_t)l * kc->max_seq * kc->kvd;
+    size_t stride = (size_t)kc->n_layers * kc->kvd;
+    const float *K = kc->k + (size_t)l * kc->kvd, *V = kc->v + (size_t)l * kc->kvd;
     float scale = 1.0f / sqrtf((float)hs);
     for (int h = 0; h < m->cfg.n_heads; h++) {
         const float *q = kc->q + (size_t)h * hs;
         size_t ko = (size_t)(h / group) * hs;
         float mx = -INFINITY;
         for (int t = 0; t <= pos; t++) {
-            const float *k = K + (size_t)t * kc->kvd + ko;
+            const float *k = K + (size_t)t * stride + ko;
             float d = 0.0f;
             for (int i = 0; i < hs; i++)
                 d += q[i] * k[i];
@@ -84,11 +88,39 @@ static void attend_cached(const aq_model *m, aq_kv_cache *kc, int l, int pos)
         memset(o, 0, (size_t)hs * sizeof(float));
         for (int t = 0; t <= pos; t++) {
             float a = (float)(kc->sc[t] / sum);
-            const float *v = V + (size_t)t * kc->kvd + ko;
+            const float *v = V + (size_t)t * stride + ko;
             for (int i = 0; i < hs; i++)
                 o[i] += a * v[i];
         }
     }
+}
+
+/* Make room for position pos (doubling, at most max_seq positions). */
+static aq_status grow_cache(aq_kv_cache *kc, int pos, aq_error *err)
+{
+    if (pos < kc->cap) return AQ_OK;
+    int cap = kc->cap;
+    while (cap <= pos)
+        cap = cap > kc->max_seq / 2 ? kc->max_seq : 2 * cap;
+    size_t n = (size_t)cap * kc->n_layers * kc->kvd * sizeof(float);
+    float *k = realloc(kc->k, n);
+    if (k) kc->k = k;
+    float *v = k ? realloc(kc->v, n) : NULL;
+    if (!v) return aq_fail_nomem(err, "KV cache", 2 * n);
+    kc->v = v;
+    kc->cap = cap;
+    return AQ_OK;
+}
+
+/* y = W x + b of one token through linear (l, which) with the FP weights. */
+static void lin1(const aq_model *m, int l, aq_linear which, const float *x, float *y)
+{
+    int d_out, d_in;
+    aq_model_lin_shape(m, which, &d_out, &d_in);
+    aq_sgemv_wx(m->blocks[l].lin[which], x, y, d_in, d_out);
+    const float *b = m->blocks[l].bias[which];
+    for (int j = 0; b && j < d_out; j++)
+        y[j] += b[j];
 }
 
 aq_status aq_model_decode_step(aq_model *m, aq_kv_cache *kc, int token, int pos, float *logits,
@@ -102,26 +134,34 @@ aq_status aq_model_decode_step(aq_model *m, aq_kv_cache *kc, int token, int pos,
     if (pos < 0 || pos >= c->max_seq_len || pos > kc->next_pos)
         return aq_fail(err, AQ_ERR_ARG, "decode: position %d invalid (next is %d, max_seq_len %d)",
                        pos, kc->next_pos, c->max_seq_len);
+    if (m->window && pos >= m->window)
+        return aq_fail(err, AQ_ERR_ARG,
+                       "decode: position %d is past the sliding attention window of %d tokens "
+                       "(config sliding_window), which is not implemented",
+                       pos, m->window);
+    AQ_TRY(grow_cache(kc, pos, err));
     memcpy(kc->x, m->embed + (size_t)token * c->dim, (size_t)c->dim * sizeof(float));
     for (int l = 0; l < c->n_layers; l++) {
-        float *kr = kc->k + ((size_t)l * kc->max_seq + pos) * kc->kvd;
-        float *vr = kc->v + ((size_t)l * kc->max_seq + pos) * kc->kvd;
+        float *kr = kc->k + ((size_t)pos * kc->n_layers + l) * kc->kvd;
+        float *vr = kc->v + ((size_t)pos * kc->n_layers + l) * kc->kvd;
         aq_rmsnorm_rows(kc->x, m->blocks[l].attn_norm, kc->xb, 1, c->dim, c->norm_eps);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_Q], kc->xb, kc->q, c->dim, m->qd);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_K], kc->xb, kr, c->dim, m->kvd);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_V], kc->xb, vr, c->dim, m->kvd);
+        lin1(m, l, AQ_LIN_Q, kc->xb, kc->q);
+        lin1(m, l, AQ_LIN_K, kc->xb, kr);
+        lin1(m, l, AQ_LIN_V, kc->xb, vr);
+        aq_model_qk_norm(m, l, 0, kc->q, 1);
+        aq_model_qk_norm(m, l, 1, kr, 1);
         aq_rope_rows(m, kc->q, 1, c->n_heads, &pos);
         aq_rope_rows(m, kr, 1, c->n_kv_heads, &pos);
         attend_cached(m, kc, l, pos);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_O], kc->att, kc->xb2, m->qd, c->dim);
+        lin1(m, l, AQ_LIN_O, kc->att, kc->xb2);
         for (int i = 0; i < c->dim; i++)
             kc->x[i] += kc->xb2[i];
         aq_rmsnorm_rows(kc->x, m->blocks[l].ffn_norm, kc->xb, 1, c->dim, c->norm_eps);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_GATE], kc->xb, kc->hb, c->dim, c->hidden_dim);
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_UP], kc->xb, kc->hb2, c->dim, c->hidden_dim);
+        lin1(m, l, AQ_LIN_GATE, kc->xb, kc->hb);
+        lin1(m, l, AQ_LIN_UP, kc->xb, kc->hb2);
         for (int i = 0; i < c->hidden_dim; i++)
             kc->hb[i] = kc->hb[i] / (1.0f + expf(-kc->hb[i])) * kc->hb2[i];
-        aq_sgemv_wx(m->blocks[l].lin[AQ_LIN_DOWN], kc->hb, kc->xb2, c->hidden_dim, c->dim);
+        lin1(m, l, AQ_LIN_DOWN, kc->hb, kc->xb2);
         for (int i = 0; i < c->dim; i++)
             kc->x[i] += kc->xb2[i];
     }

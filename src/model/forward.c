@@ -63,6 +63,12 @@ aq_status aq_model_check_batch(const aq_model *m, const int *tokens, const int *
             return aq_fail(err, AQ_ERR_ARG,
                            "forward: sequence %d has %d tokens (must be 1..max_seq_len %d)", s,
                            lens[s], m->cfg.max_seq_len);
+        if (m->window && lens[s] > m->window)
+            return aq_fail(err, AQ_ERR_ARG,
+                           "forward: sequence %d has %d tokens, more than the sliding attention "
+                           "window of %d (config sliding_window): windowed attention is not "
+                           "implemented; use sequences of at most %d tokens",
+                           s, lens[s], m->window, m->window);
         for (int t = 0; t < lens[s]; t++)
             if (tokens[n + t] < 0 || tokens[n + t] >= m->cfg.vocab_size)
                 return aq_fail(err, AQ_ERR_ARG,
@@ -112,6 +118,8 @@ static aq_status run_block(fwd_ctx *f, int l, size_t n, aq_error *err)
     aq_model_apply_linear(m, l, AQ_LIN_Q, s->xb, s->q, n, qz, s->xq);
     aq_model_apply_linear(m, l, AQ_LIN_K, s->xb, s->k, n, qz, s->xq);
     aq_model_apply_linear(m, l, AQ_LIN_V, s->xb, s->v, n, qz, s->xq);
+    aq_model_qk_norm(m, l, 0, s->q, n);
+    aq_model_qk_norm(m, l, 1, s->k, n);
     aq_rope_rows(m, s->q, n, c->n_heads, s->pos);
     aq_rope_rows(m, s->k, n, c->n_kv_heads, s->pos);
     size_t r0 = 0;

@@ -1,6 +1,10 @@
 /* grad.c — the backward pass of the transformer engine (grad.h): the KL of the
  * quantized network to the FP one and its exact gradient with respect to the
- * quantized forward's override weights, biases and RMSNorm gains.
+ * quantized forward's override weights, biases and RMSNorm gains. Every
+ * architecture variant of the forward is differentiated: biases (constants
+ * without an override), Qwen3's q/k norm (through, its gains not tuned), any
+ * head size and RoPE frequencies (the same tables); sequences longer than a
+ * sliding window are refused by the batch check as in the forward.
  *
  * The quantized forward is replayed here with the engine's own primitives (so
  * its logits are those of aq_model_forward with quantized = 1) while keeping
@@ -18,17 +22,21 @@
 /* One block's cached activations (row-major, n rows each). */
 typedef struct blk_cache {
     float *x_in, *xn1, *q, *k, *v, *att, *x_mid, *xn2, *g, *u, *h;
+    float *qp, *kp; /* Qwen3: q and k before their per-head norm (else NULL) */
 } blk_cache;
 
 /* The backward's row buffers. */
 typedef struct bwd_bufs {
     float *dres, *dxn, *tmp, *xq, *dg, *du, *dh, *datt, *dq, *dk, *dv;
+    float *dqp, *dkp; /* Qwen3: gradients before the q/k norm */
 } bwd_bufs;
 
 static size_t block_row_floats(const aq_model *m)
 {
     const aq_llama_config *c = &m->cfg;
-    return 4 * (size_t)c->dim + 2 * (size_t)m->qd + 2 * (size_t)m->kvd + 3 * (size_t)c->hidden_dim;
+    size_t qk = c->qk_norm ? (size_t)m->qd + (size_t)m->kvd : 0;
+    return 4 * (size_t)c->dim + 2 * (size_t)m->qd + 2 * (size_t)m->kvd + 3 * (size_t)c->hidden_dim +
+           qk;
 }
 
 static size_t wide_of(const aq_model *m)
@@ -42,8 +50,9 @@ static size_t wide_of(const aq_model *m)
 static size_t bwd_row_floats(const aq_model *m)
 {
     const aq_llama_config *c = &m->cfg;
+    size_t qk = c->qk_norm ? (size_t)m->qd + (size_t)m->kvd : 0;
     return 2 * (size_t)c->dim + 2 * wide_of(m) + 3 * (size_t)c->hidden_dim + 2 * (size_t)m->qd +
-           2 * (size_t)m->kvd;
+           2 * (size_t)m->kvd + qk;
 }
 
 static int grow(float **p, size_t n)
@@ -109,7 +118,9 @@ static blk_cache block_cache(aq_model *m, int l, size_t n)
     b.xn2 = p, p += n * c->dim;
     b.g = p, p += n * c->hidden_dim;
     b.u = p, p += n * c->hidden_dim;
-    b.h = p;
+    b.h = p, p += n * c->hidden_dim;
+    b.qp = c->qk_norm ? p : NULL, p += c->qk_norm ? n * m->qd : 0;
+    b.kp = c->qk_norm ? p : NULL;
     return b;
 }
 
@@ -129,7 +140,9 @@ static bwd_bufs bwd_layout(aq_model *m, size_t n)
     b.datt = p, p += n * m->qd;
     b.dq = p, p += n * m->qd;
     b.dk = p, p += n * m->kvd;
-    b.dv = p;
+    b.dv = p, p += n * m->kvd;
+    b.dqp = c->qk_norm ? p : NULL, p += c->qk_norm ? n * m->qd : 0;
+    b.dkp = c->qk_norm ? p : NULL;
     return b;
 }
 
@@ -141,9 +154,15 @@ static void fwd_block(aq_model *m, int l, const blk_cache *bc, float *x_out, siz
     const aq_llama_config *c = &m->cfg;
     size_t nd = n * (size_t)c->dim, nh = n * (size_t)c->hidden_dim;
     aq_rmsnorm_rows(bc->x_in, aq_model_norm(m, l, 0, 1), bc->xn1, n, c->dim, c->norm_eps);
-    aq_model_apply_linear(m, l, AQ_LIN_Q, bc->xn1, bc->q, n, 1, xq);
-    aq_model_apply_linear(m, l, AQ_LIN_K, bc->xn1, bc->k, n, 1, xq);
+    aq_model_apply_linear(m, l, AQ_LIN_Q, bc->xn1, bc->qp ? bc->qp : bc->q, n, 1, xq);
+    aq_model_apply_linear(m, l, AQ_LIN_K, bc->xn1, bc->kp ? bc->kp : bc->k, n, 1, xq);
     aq_model_apply_linear(m, l, AQ_LIN_V, bc->xn1, bc->v, n, 1, xq);
+    if (bc->qp) { /* the q/k norm, keeping its input for the backward */
+        memcpy(bc->q, bc->qp, n * (size_t)m->qd * sizeof(float));
+        memcpy(bc->k, bc->kp, n * (size_t)m->kvd * sizeof(float));
+        aq_model_qk_norm(m, l, 0, bc->q, n);
+        aq_model_qk_norm(m, l, 1, bc->k, n);
+    }
     aq_rope_rows(m, bc->q, n, c->n_heads, m->gs.pos);
     aq_rope_rows(m, bc->k, n, c->n_kv_heads, m->gs.pos);
     size_t r0 = 0;
@@ -330,8 +349,18 @@ static void bwd_block(aq_model *m, int l, const blk_cache *bc, const bwd_bufs *b
     }
     aq_rope_rows_inv(m, b->dq, n, c->n_heads, m->gs.pos);
     aq_rope_rows_inv(m, b->dk, n, c->n_kv_heads, m->gs.pos);
-    lin_bwd(m, l, AQ_LIN_Q, bc->xn1, b->dq, b->dxn, 0, b->tmp, b->xq, g, n);
-    lin_bwd(m, l, AQ_LIN_K, bc->xn1, b->dk, b->dxn, 1, b->tmp, b->xq, g, n);
+    float *dq = b->dq, *dk = b->dk;
+    if (bc->qp) { /* through the per-head q/k norm (its gains are not tuned) */
+        memset(b->dqp, 0, n * (size_t)m->qd * sizeof(float));
+        memset(b->dkp, 0, n * (size_t)m->kvd * sizeof(float));
+        rms_bwd(bc->qp, aq_model_qk_norm_gain(m, l, 0), b->dq, b->dqp, NULL,
+                n * (size_t)c->n_heads, m->hs, c->norm_eps);
+        rms_bwd(bc->kp, aq_model_qk_norm_gain(m, l, 1), b->dk, b->dkp, NULL,
+                n * (size_t)c->n_kv_heads, m->hs, c->norm_eps);
+        dq = b->dqp, dk = b->dkp;
+    }
+    lin_bwd(m, l, AQ_LIN_Q, bc->xn1, dq, b->dxn, 0, b->tmp, b->xq, g, n);
+    lin_bwd(m, l, AQ_LIN_K, bc->xn1, dk, b->dxn, 1, b->tmp, b->xq, g, n);
     lin_bwd(m, l, AQ_LIN_V, bc->xn1, b->dv, b->dxn, 1, b->tmp, b->xq, g, n);
     rms_bwd(bc->x_in, aq_model_norm(m, l, 0, 1), b->dxn, b->dres,
             g && g->d_attn_norm ? g->d_attn_norm + (size_t)l * D : NULL, n, c->dim, c->norm_eps);

@@ -13,7 +13,10 @@
  * plus 2 L^2 floats for the longest sequence L (attention probabilities and their
  * gradient, recomputed per head) and 2 vocab doubles, on top of the forward's
  * own scratch (aq_model_forward runs too, for the FP targets).
- * (qd = n_heads * head_size, kvd = n_kv_heads * head_size.) stories260K with
+ * (qd = n_heads * head_size, kvd = n_kv_heads * head_size; a model with
+ * Qwen3's q/k norm keeps qd + kvd more per block row and per backward row.)
+ * Sequences longer than a sliding window are refused as by the forward.
+ * stories260K with
  * 8 x 256 rows: 32.6 KB per row in all (forward + kl_grad caches).
  *
  * Cost: one FP forward + one quantized forward + a backward of ~2.3 forwards

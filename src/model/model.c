@@ -140,23 +140,53 @@ static aq_status load_tensor(aq_checkpoint *ck, const char *name, int64_t rows, 
 static aq_status check_config(const aq_llama_config *c, aq_error *err)
 {
     if (c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 ||
-        c->n_kv_heads <= 0 || c->vocab_size <= 0 || c->max_seq_len <= 0)
+        c->n_kv_heads <= 0 || c->vocab_size <= 0 || c->max_seq_len <= 0 || c->head_dim < 0)
         return aq_fail(err, AQ_ERR_FORMAT,
                        "config: non-positive size (dim %d, hidden %d, layers %d, heads %d, "
-                       "kv_heads %d, vocab %d, max_seq_len %d)",
+                       "kv_heads %d, vocab %d, max_seq_len %d, head_dim %d)",
                        c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
-                       c->max_seq_len);
-    if (c->dim % c->n_heads || (c->dim / c->n_heads) % 2)
+                       c->max_seq_len, c->head_dim);
+    if ((!c->head_dim && c->dim % c->n_heads) || aq_llama_head_dim(c) % 2 || !aq_llama_head_dim(c))
         return aq_fail(err, AQ_ERR_FORMAT,
-                       "config: dim %d is not n_heads %d times an even head size", c->dim,
-                       c->n_heads);
+                       "config: head size %d (head_dim %d, dim %d, n_heads %d) is not a positive "
+                       "even number",
+                       aq_llama_head_dim(c), c->head_dim, c->dim, c->n_heads);
     if (c->n_heads % c->n_kv_heads)
         return aq_fail(err, AQ_ERR_FORMAT, "config: n_heads %d is not a multiple of n_kv_heads %d",
                        c->n_heads, c->n_kv_heads);
     if (!(c->norm_eps > 0) || !(c->rope_theta > 0))
         return aq_fail(err, AQ_ERR_FORMAT, "config: rms_norm_eps %g and rope_theta %g must be > 0",
                        (double)c->norm_eps, (double)c->rope_theta);
+    if (c->rope_type < AQ_ROPE_DEFAULT || c->rope_type > AQ_ROPE_LLAMA3 ||
+        (c->rope_type != AQ_ROPE_DEFAULT && !(c->rope_factor > 0)) ||
+        (c->rope_type == AQ_ROPE_LLAMA3 &&
+         (c->rope_orig_max_pos <= 0 || !(c->rope_high_freq_factor > c->rope_low_freq_factor))))
+        return aq_fail(err, AQ_ERR_FORMAT, "config: invalid RoPE scaling (type %d, factor %g)",
+                       c->rope_type, (double)c->rope_factor);
     return AQ_OK;
+}
+
+/* Does the config give linear w a bias? */
+static int has_bias(const aq_llama_config *c, int w)
+{
+    return w <= AQ_LIN_V ? c->qkv_bias : w == AQ_LIN_O ? c->o_bias : c->mlp_bias;
+}
+
+static aq_status load_bias(aq_model *m, aq_checkpoint *ck, int l, int w, aq_error *err)
+{
+    char name[256], pre[200];
+    int o, i;
+    aq_model_lin_shape(m, (aq_linear)w, &o, &i);
+    aq_linear_prefix(l, (aq_linear)w, pre, sizeof pre);
+    snprintf(name, sizeof name, "%s.bias", pre);
+    aq_status st = load_tensor(ck, name, o, 0, &m->blocks[l].bias[w], &m->weight_bytes, err);
+    if (st == AQ_ERR_NOTFOUND)
+        return aq_fail(err, st, "%s: no tensor %s, but the config gives %s a bias (%s)",
+                       aq_ckpt_path(ck), name, aq_linear_short_name((aq_linear)w),
+                       w <= AQ_LIN_O ? (m->cfg.model_type == AQ_MT_QWEN2 ? "model_type qwen2"
+                                                                         : "attention_bias true")
+                                     : "mlp_bias true");
+    return st;
 }
 
 static aq_status load_block(aq_model *m, aq_checkpoint *ck, int l, aq_error *err)
@@ -174,8 +204,39 @@ static aq_status load_block(aq_model *m, aq_checkpoint *ck, int l, aq_error *err
         aq_linear_prefix(l, (aq_linear)w, pre, sizeof pre);
         snprintf(name, sizeof name, "%s.weight", pre);
         AQ_TRY(load_tensor(ck, name, o, i, &b->lin[w], by, err));
+        if (has_bias(&m->cfg, w)) AQ_TRY(load_bias(m, ck, l, w, err));
     }
-    return AQ_OK;
+    if (!m->cfg.qk_norm) return AQ_OK;
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
+    AQ_TRY(load_tensor(ck, name, m->hs, 0, &b->q_norm, by, err));
+    snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
+    return load_tensor(ck, name, m->hs, 0, &b->k_norm, by, err);
+}
+
+/* inv_freq[i] of the config's RoPE type, as transformers' modeling_rope_utils
+ * computes it (_compute_default / _linear_scaling / _dynamic_ntk / _llama3
+ * _rope_parameters), in double. */
+static double rope_inv_freq(const aq_llama_config *c, int hs, size_t i)
+{
+    double base = c->rope_theta, d = hs, f = c->rope_factor;
+    if (c->rope_type == AQ_ROPE_DYNAMIC) {
+        /* NTK: base * (f * seq / max_pos - (f - 1))^(d / (d - 2)) with seq =
+         * max(sequence length, max_position_embeddings); the engine refuses
+         * sequences past max_position_embeddings, so seq = max_pos here and
+         * the factor is 1: the default frequencies, exactly as HF for these
+         * lengths. */
+        double seq = c->max_seq_len;
+        base *= pow(f * seq / c->max_seq_len - (f - 1.0), d / (d - 2.0));
+    }
+    double inv = 1.0 / pow(base, 2.0 * (double)i / d);
+    if (c->rope_type == AQ_ROPE_LINEAR) return inv / f;
+    if (c->rope_type != AQ_ROPE_LLAMA3) return inv;
+    double old = c->rope_orig_max_pos, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+    double wavelen = 2.0 * 3.14159265358979323846 / inv;
+    if (wavelen < old / hi) return inv;     /* high frequencies: unchanged */
+    if (wavelen > old / lo) return inv / f; /* low frequencies: divided by factor */
+    double smooth = (old / wavelen - lo) / (hi - lo);
+    return (1.0 - smooth) * inv / f + smooth * inv;
 }
 
 static aq_status init_rope(aq_model *m, aq_error *err)
@@ -186,8 +247,7 @@ static aq_status init_rope(aq_model *m, aq_error *err)
     if (!m->rope_cos || !m->rope_sin)
         return aq_fail_nomem(err, "RoPE tables", 2 * n * sizeof(float));
     for (size_t i = 0; i < half; i++) {
-        /* HF: inv_freq[i] = theta^(-2i/hs), computed in double */
-        double inv = pow((double)m->cfg.rope_theta, -2.0 * (double)i / (double)m->hs);
+        double inv = rope_inv_freq(&m->cfg, m->hs, i);
         for (int p = 0; p < m->cfg.max_seq_len; p++) {
             m->rope_cos[(size_t)p * half + i] = (float)cos(p * inv);
             m->rope_sin[(size_t)p * half + i] = (float)sin(p * inv);
@@ -196,18 +256,26 @@ static aq_status init_rope(aq_model *m, aq_error *err)
     return AQ_OK;
 }
 
-/* Plain Llama linears have no bias; a checkpoint with projection biases
- * (Qwen2-style) would silently compute something else, so refuse it. */
-static aq_status check_no_bias(aq_checkpoint *ck, aq_error *err)
+/* A projection bias the config does not announce would be silently ignored
+ * (transformers drops it with a warning): refuse it instead. */
+static aq_status check_extra_bias(const aq_model *m, aq_checkpoint *ck, aq_error *err)
 {
     for (size_t i = 0; i < aq_ckpt_count(ck); i++) {
         const char *n = aq_ckpt_name(ck, i);
         size_t len = strlen(n);
-        if (len > 10 && !strcmp(n + len - 10, "_proj.bias"))
+        if (len <= 10 || strcmp(n + len - 10, "_proj.bias") != 0) continue;
+        int w = -1;
+        for (int k = 0; k < AQ_LIN_COUNT; k++) {
+            size_t kl = strlen(lin_short[k]);
+            if (len >= kl + 6 && !strncmp(n + len - kl - 5, lin_short[k], kl) &&
+                n[len - kl - 6] == '.')
+                w = k;
+        }
+        if (w < 0 || !has_bias(&m->cfg, w))
             return aq_fail(err, AQ_ERR_FORMAT,
-                           "tensor %s: linear layers with biases are not supported by the Llama "
-                           "engine",
-                           n);
+                           "tensor %s: the config (model_type %s, attention_bias / mlp_bias) "
+                           "gives this linear layer no bias",
+                           n, aq_model_type_name(m->cfg.model_type));
     }
     return AQ_OK;
 }
@@ -215,7 +283,7 @@ static aq_status check_no_bias(aq_checkpoint *ck, aq_error *err)
 static aq_status load_all(aq_model *m, aq_checkpoint *ck, aq_error *err)
 {
     const aq_llama_config *c = &m->cfg;
-    AQ_TRY(check_no_bias(ck, err));
+    AQ_TRY(check_extra_bias(m, ck, err));
     AQ_TRY(load_tensor(ck, "model.embed_tokens.weight", c->vocab_size, c->dim, &m->embed,
                        &m->weight_bytes, err));
     for (int l = 0; l < c->n_layers; l++)
@@ -243,7 +311,8 @@ aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err)
     aq_status st;
     AQ_TRY_GOTO(st, aq_ckpt_llama_config(ck, &m->cfg, err), fail);
     AQ_TRY_GOTO(st, check_config(&m->cfg, err), fail);
-    m->hs = m->cfg.dim / m->cfg.n_heads;
+    m->hs = aq_llama_head_dim(&m->cfg);
+    m->window = aq_llama_window(&m->cfg);
     m->qd = m->cfg.n_heads * m->hs;
     m->kvd = m->cfg.n_kv_heads * m->hs;
     m->blocks = calloc((size_t)m->cfg.n_layers, sizeof *m->blocks);
@@ -298,8 +367,12 @@ void aq_model_free(aq_model *m)
         for (int l = 0; l < m->cfg.n_layers; l++) {
             free(m->blocks[l].attn_norm);
             free(m->blocks[l].ffn_norm);
-            for (int w = 0; w < AQ_LIN_COUNT; w++)
+            free(m->blocks[l].q_norm);
+            free(m->blocks[l].k_norm);
+            for (int w = 0; w < AQ_LIN_COUNT; w++) {
                 free(m->blocks[l].lin[w]);
+                free(m->blocks[l].bias[w]);
+            }
         }
     if (m->ovr)
         for (int i = 0; i <= m->cfg.n_layers * AQ_LIN_COUNT; i++) {
@@ -330,6 +403,18 @@ aq_status aq_model_linear(const aq_model *m, int block, aq_linear which, const f
     aq_model_lin_shape(m, which, d_out, d_in);
     if (weight) *weight = aq_model_lin_weight(m, block, which);
     return AQ_OK;
+}
+
+const float *aq_model_linear_bias(const aq_model *m, int block, aq_linear which)
+{
+    if (aq_model_lin_index(m, block, which) < 0 || which == AQ_LIN_HEAD) return NULL;
+    return m->blocks[block].bias[which];
+}
+
+const float *aq_model_qk_norm_gain(const aq_model *m, int block, int which)
+{
+    if (block < 0 || block >= m->cfg.n_layers || which < 0 || which > 1) return NULL;
+    return which ? m->blocks[block].k_norm : m->blocks[block].q_norm;
 }
 
 aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,

@@ -2,9 +2,16 @@
  *
  * Loads any aq_checkpoint (llama2.c import, HF directory single or sharded,
  * F32/F16/BF16 — converted to F32 once at load) and runs batches of token
- * sequences through: embedding, per block RMSNorm -> q/k/v -> HF rotate-half
- * RoPE -> grouped-query causal attention -> o, RMSNorm -> SwiGLU MLP
- * (down(silu(gate x) * up x)), final RMSNorm, tied or untied classifier.
+ * sequences through: embedding, per block RMSNorm -> q/k/v (+ biases) ->
+ * [Qwen3: RMSNorm of every q and k head] -> HF rotate-half RoPE (default,
+ * linear, dynamic or llama3 frequencies) -> grouped-query causal attention ->
+ * o (+ bias), RMSNorm -> SwiGLU MLP (down(silu(gate x) * up x), + biases),
+ * final RMSNorm, tied or untied classifier. The variants come from the config
+ * (checkpoint.h: model_type llama, mistral, qwen2, qwen3; head_dim may differ
+ * from dim / n_heads). A sliding attention window (Mistral, Qwen with
+ * use_sliding_window) is not implemented: sequences longer than the window
+ * are refused (AQ_ERR_ARG naming the window), where the window would change
+ * the result; shorter ones are exactly full causal attention.
  * Matrix products are single-threaded BLIS (bli_sgemm).
  *
  * A batch is n_seqs sequences PACKED back to back (no padding): tokens[] holds
@@ -91,7 +98,9 @@ typedef struct aq_forward_opts {
 void aq_forward_opts_default(aq_forward_opts *o);
 
 /* A per-linear override for quantized execution (all arrays are COPIED by
- * aq_model_set_override). a_bits 0 or >= 16 = activations not quantized. */
+ * aq_model_set_override). a_bits 0 or >= 16 = activations not quantized. The
+ * override's bias REPLACES the model's bias of that linear (NULL = no bias),
+ * as a calibrated bias replaces the original one. */
 typedef struct aq_linear_override {
     const float *weight; /* [d_out, d_in] dequantised */
     const float *bias;   /* [d_out] or NULL */
@@ -139,10 +148,16 @@ aq_status aq_model_forward_resume(aq_model *m, const int *tokens, const int *len
                                   float *logits, aq_error *err);
 
 /* Linear layer geometry and its FP weight [d_out, d_in] (owned by m; weight may
- * be NULL). Llama linears have no bias. block = n_layers with AQ_LIN_HEAD for
- * the classifier. AQ_ERR_ARG for an invalid (block, which). */
+ * be NULL). block = n_layers with AQ_LIN_HEAD for the classifier. AQ_ERR_ARG
+ * for an invalid (block, which). */
 aq_status aq_model_linear(const aq_model *m, int block, aq_linear which, const float **weight,
                           int *d_out, int *d_in, aq_error *err);
+/* The FP bias [d_out] of a linear (owned by m), or NULL when it has none
+ * (plain Llama; the classifier never has one) or (block, which) is invalid. */
+const float *aq_model_linear_bias(const aq_model *m, int block, aq_linear which);
+/* Qwen3's per-head RMSNorm gain [head size] of block's q (which 0) or k
+ * (which 1) before RoPE; NULL when the model has none. Never quantized. */
+const float *aq_model_qk_norm_gain(const aq_model *m, int block, int which);
 /* The capture point feeding a linear (Q/K/V -> ATTN_IN, ...; HEAD -> HEAD). */
 aq_cap_point aq_linear_cap_point(aq_linear which);
 /* HF tensor prefix of a linear ("model.layers.3.mlp.down_proj", "lm_head")

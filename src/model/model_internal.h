@@ -18,6 +18,8 @@ typedef struct aq_ovr {
 typedef struct aq_block_w {
     float *attn_norm, *ffn_norm; /* [dim] */
     float *lin[AQ_LIN_COUNT];    /* q,k,v,o,gate,up,down weights [d_out, d_in] */
+    float *bias[AQ_LIN_COUNT];   /* their biases [d_out], NULL where the config has none */
+    float *q_norm, *k_norm;      /* Qwen3 per-head RMSNorm gains [head size], or NULL */
 } aq_block_w;
 
 /* Scratch for one packed batch of up to cap_rows tokens; grown on demand. */
@@ -53,6 +55,7 @@ struct aq_model {
     aq_block_w *blocks;         /* [n_layers] */
     aq_ovr *ovr;                /* [n_layers * AQ_LIN_COUNT + 1]; last = classifier */
     float *rope_cos, *rope_sin; /* [max_seq_len, hs/2] */
+    int window;                 /* aq_llama_window: sequences longer are refused (0 = none) */
     float **norm_ovr;           /* [2 * n_layers + 1] quantized-mode RMSNorm gains [dim] or
                                    NULL: block b attn at 2b, ffn at 2b+1, final at 2 n_layers */
     size_t weight_bytes;
@@ -95,8 +98,11 @@ aq_status aq_model_check_batch(const aq_model *m, const int *tokens, const int *
                                size_t *rows, size_t *longest, aq_error *err);
 /* Free the kl_grad caches (grad.c). */
 void aq_grad_scratch_free(aq_grad_scratch *g);
-/* Apply linear (block, which) to x [n, d_in] -> y [n, d_out], with its
- * override when quantized (x is not modified: fake-quant goes to m->s.xq,
+/* The Qwen3 q/k norm, in place on n rows of n_heads heads of q (which 0) or
+ * k (which 1); nothing when the model has none. */
+void aq_model_qk_norm(const aq_model *m, int block, int which, float *x, size_t n);
+/* Apply linear (block, which) to x [n, d_in] -> y [n, d_out] (plus the
+ * model's bias if it has one), with its override (weight and bias) when quantized (x is not modified: fake-quant goes to m->s.xq,
  * which must hold n * d_in floats). */
 void aq_model_apply_linear(aq_model *m, int block, aq_linear which, const float *x, float *y,
                            size_t n, int quantized, float *xq_buf);

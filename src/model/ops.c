@@ -1,5 +1,6 @@
-/* ops.c — the numeric primitives of the engine: the BLIS matrix product, RMSNorm,
- * HF rotate-half RoPE and a linear layer with its optional quantized override. */
+/* ops.c — the numeric primitives of the engine: the BLIS matrix product, RMSNorm
+ * (also per head: Qwen3's q/k norm), HF rotate-half RoPE and a linear layer
+ * (with its bias) or its quantized override. */
 #include <blis.h>
 #include <math.h>
 #include <string.h>
@@ -180,6 +181,15 @@ void aq_rope_rows_inv(const aq_model *m, float *x, size_t n, int n_heads, const 
     rope_rotate(m, x, n, n_heads, pos, -1.0f);
 }
 
+void aq_model_qk_norm(const aq_model *m, int block, int which, float *x, size_t n)
+{
+    const float *g = aq_model_qk_norm_gain(m, block, which);
+    int heads = which ? m->cfg.n_kv_heads : m->cfg.n_heads;
+    /* every head of every row is one RMSNorm row of hs (in place is safe:
+     * each element is read before it is written) */
+    if (g) aq_rmsnorm_rows(x, g, x, n * (size_t)heads, m->hs, m->cfg.norm_eps);
+}
+
 void aq_model_apply_linear(aq_model *m, int block, aq_linear which, const float *x, float *y,
                            size_t n, int quantized, float *xq_buf)
 {
@@ -188,6 +198,10 @@ void aq_model_apply_linear(aq_model *m, int block, aq_linear which, const float 
     const aq_ovr *ov = quantized ? &m->ovr[aq_model_lin_index(m, block, which)] : NULL;
     if (!ov || !ov->weight) {
         aq_sgemm_xwt(x, aq_model_lin_weight(m, block, which), y, n, d_in, d_out);
+        const float *b = aq_model_linear_bias(m, block, which);
+        for (size_t r = 0; b && r < n; r++)
+            for (int j = 0; j < d_out; j++)
+                y[r * (size_t)d_out + j] += b[j];
         return;
     }
     const float *in = x;

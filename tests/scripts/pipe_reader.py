@@ -18,14 +18,17 @@ usage:
       write the inputs DUMPDIR/<P>.in.f32 used by `actq` (every rounding tie,
       both clamp regions, a fine grid over the range).
   pipe_reader.py eval OUTDIR TOKENIZER TEXT [--docs N] [--len N] [--fp MODEL.bin]
-                 [--perturb SEED] [--misread rope|azero]
+                 [--fp-hf HFDIR] [--perturb SEED] [--misread rope|azero]
       run FORMAT.md's evaluation protocol on the quantized model read from
       OUTDIR, with an independent float64 forward (HF Llama: rotate-half RoPE,
       grouped-query attention, the quantized layers' biases and activation
       quantizers) and print one JSON line: documents, predicted_tokens,
       ppl_quantized, near_ties (activation rounding decisions within 1e-4 of a
       tie), and with --fp (the llama2.c source, run by model_ref.py in its own
-      interleaved-RoPE convention) ppl_fp, kl_mean, top1_agreement.
+      interleaved-RoPE convention) or --fp-hf (an HF checkpoint directory, run
+      by hf_ref.py: Qwen/Mistral/Llama-3 variants) ppl_fp, kl_mean,
+      top1_agreement. The forward follows config.json: head_dim, rope_scaling
+      (hf_ref.py's frequencies), Qwen3's q/k norms, the biases of float layers.
       --perturb SEED multiplies every quantized layer's input by
       (1 + 1e-6 N(0,1)) (seeded): how much float32-sized errors move the
       result. --misread makes a plausible reading error on purpose (rope: the
@@ -84,6 +87,8 @@ def parse_option(opt):
 
 
 def head_dim(cfg):
+    if cfg.get("head_dim"):
+        return cfg["head_dim"]
     assert cfg["hidden_size"] % cfg["num_attention_heads"] == 0
     return cfg["hidden_size"] // cfg["num_attention_heads"]
 
@@ -262,12 +267,16 @@ class QuantModel:
                     if act is not None and misread == "azero":
                         act = (act[0], F32(0), act[2])
                     self.lin[p] = (w.astype(F64), bias.astype(F64), act)
-                else:
-                    self.lin[p] = (f[p + ".weight"], None, None)
+                else:  # a float layer, with its bias if the model has one
+                    self.lin[p] = (f[p + ".weight"], f.get(p + ".bias"), None)
         self.g1 = [f[f"model.layers.{b}.input_layernorm.weight"] for b in range(self.L)]
         self.g2 = [f[f"model.layers.{b}.post_attention_layernorm.weight"] for b in range(self.L)]
-        half = self.hd // 2
-        self.inv_freq = cfg.get("rope_theta", 10000.0) ** (-2.0 * np.arange(half) / self.hd)
+        # Qwen3: per-head RMSNorm of q and k before RoPE (float tensors, when present)
+        self.qn = [f.get(f"model.layers.{b}.self_attn.q_norm.weight") for b in range(self.L)]
+        self.kn = [f.get(f"model.layers.{b}.self_attn.k_norm.weight") for b in range(self.L)]
+        # RoPE frequencies of config.json (rope_theta, rope_scaling), as HF computes them
+        import hf_ref
+        self.inv_freq = hf_ref.inv_freq(cfg, self.hd, 0, False)
         self.near_ties = 0
 
     def linear(self, p, x):
@@ -305,8 +314,11 @@ class QuantModel:
         for b in range(self.L):
             pre = f"model.layers.{b}."
             h = self.rmsnorm(x, self.g1[b])
-            q = self.rope(self.linear(pre + "self_attn.q_proj", h).reshape(T, H, hd))
-            k = self.rope(self.linear(pre + "self_attn.k_proj", h).reshape(T, KV, hd))
+            q = self.linear(pre + "self_attn.q_proj", h).reshape(T, H, hd)
+            k = self.linear(pre + "self_attn.k_proj", h).reshape(T, KV, hd)
+            if self.qn[b] is not None:
+                q, k = self.rmsnorm(q, self.qn[b]), self.rmsnorm(k, self.kn[b])
+            q, k = self.rope(q), self.rope(k)
             v = self.linear(pre + "self_attn.v_proj", h).reshape(T, KV, hd)
             att = np.empty((T, H, hd))
             for hh in range(H):
@@ -345,6 +357,10 @@ def mode_eval(argv):
     if max_docs > 0:
         ev = ev[:max_docs]
     fp = model_ref.load_model(opts["--fp"]) if "--fp" in opts else None
+    if "--fp-hf" in opts:  # an HF directory, run by hf_ref.py's float64 forward
+        import hf_ref
+        hf_cfg = json.load(open(os.path.join(opts["--fp-hf"], "config.json")))
+        fp = ("hf", hf_cfg, hf_ref.read_weights(opts["--fp-hf"]))
     nll_q = nll_fp = kl = 0.0
     agree = n = 0
     for d in ev:
@@ -354,7 +370,8 @@ def mode_eval(argv):
         nll_q -= lq[np.arange(len(tgt)), tgt].sum()
         n += len(tgt)
         if fp is not None:
-            lf = log_softmax(model_ref.forward(fp[0], fp[1], ids))[:-1]
+            z = hf_ref.forward(fp[1], fp[2], ids) if fp[0] == "hf" else model_ref.forward(fp[0], fp[1], ids)
+            lf = log_softmax(z)[:-1]
             nll_fp -= lf[np.arange(len(tgt)), tgt].sum()
             kl += (np.exp(lf) * (lf - lq)).sum()
             agree += int((lf.argmax(axis=1) == lq.argmax(axis=1)).sum())
