@@ -218,6 +218,8 @@ aq_status aq_pipe_check_inputs(const aq_pipe_cfg *c, aq_error *err)
         if (st != AQ_OK)
             aq_error_prefix(err, "--calib-text %s is too short for %d windows x %d tokens", c->calib_text,
                             c->windows, c->seq_len);
+        else
+            aq_tok_report_unknown(tok, "calibration text", stderr);
         aq_docs_free(&d);
     }
     free(tokens);
