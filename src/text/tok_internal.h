@@ -17,6 +17,7 @@ struct aq_tokenizer {
     aq_l2ctok *l2c; /* kind AQ_TOK_LLAMA2C */
     aq_hftok *hf;   /* kind AQ_TOK_HF_JSON */
     int vocab, bos, eos, unk;
+    int bos_added; /* tokenizer.json: BOS from tokenizer_config.json, added by us */
     int stop[AQ_TOK_MAX_STOP], n_stop;
     /* Counted by encode through a const handle: a separate object, so the
      * handle itself stays read-only. */

@@ -93,7 +93,9 @@ static json_t *load_side(const char *dir, const char *name, char *file, size_t c
     snprintf(file, cap, "%s/%s", dir, name);
     if (!is_file(file)) return NULL;
     json_error_t je;
-    json_t *j = json_load_file(file, 0, &je);
+    /* All numbers as reals: tokenizer_config.json holds integers beyond
+     * int64 ("model_max_length": 1e30 written out), which jansson refuses. */
+    json_t *j = json_load_file(file, JSON_DECODE_INT_AS_REAL, &je);
     if (!j || !json_is_object(j)) {
         *st = aq_fail(err, AQ_ERR_FORMAT, "%s: %s (line %d, column %d)", file,
                       j ? "not a JSON object" : je.text, je.line, je.column);
@@ -103,29 +105,51 @@ static json_t *load_side(const char *dir, const char *name, char *file, size_t c
     return j;
 }
 
-/* tokenizer_config.json "eos_token": a string or {"content": string}. */
-static aq_status eos_from_tokenizer_config(aq_tokenizer *t, const char *dir, aq_error *err)
+/* The id of tokenizer_config.json's key (a string or {"content": string});
+ * -1 if absent or null. */
+static aq_status config_token(const aq_tokenizer *t, json_t *j, const char *key, const char *file,
+                              int *id, aq_error *err)
+{
+    json_t *e = json_object_get(j, key);
+    *id = -1;
+    if (json_is_object(e)) e = json_object_get(e, "content");
+    if (!e || json_is_null(e)) return AQ_OK;
+    if (!json_is_string(e))
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: \"%s\" must be a string or {\"content\": string}",
+                       file, key);
+    *id = aq_hftok_token_id(t->hf, json_string_value(e));
+    if (*id < 0)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: %s \"%s\" is not a token of the tokenizer.json",
+                       file, key, json_string_value(e));
+    return AQ_OK;
+}
+
+/* tokenizer_config.json: "eos_token"; and "bos_token" when "add_bos_token"
+ * is true but the post-processor adds no BOS (as transformers' Llama
+ * tokenizers do: some Llama-3 files have a ByteLevel post-processor only). */
+static aq_status from_tokenizer_config(aq_tokenizer *t, const char *dir, aq_error *err)
 {
     char file[PATH_MAX];
     aq_status st;
     json_t *j = load_side(dir, "tokenizer_config.json", file, sizeof file, &st, err);
     if (!j) return st;
-    json_t *e = json_object_get(j, "eos_token");
-    if (json_is_object(e)) e = json_object_get(e, "content");
-    if (e && !json_is_null(e)) {
-        if (!json_is_string(e)) {
-            st = aq_fail(err, AQ_ERR_FORMAT,
-                         "%s: \"eos_token\" must be a string or {\"content\": string}", file);
-        } else {
-            int id = aq_hftok_token_id(t->hf, json_string_value(e));
-            st = id >= 0 ? add_stop(t, id, file, err)
-                         : aq_fail(err, AQ_ERR_FORMAT,
-                                   "%s: eos_token \"%s\" is not a token of the tokenizer.json",
-                                   file, json_string_value(e));
-        }
+    int eos, bos;
+    st = config_token(t, j, "eos_token", file, &eos, err);
+    if (st == AQ_OK && eos >= 0) st = add_stop(t, eos, file, err);
+    if (st == AQ_OK && t->bos < 0 && json_is_true(json_object_get(j, "add_bos_token"))) {
+        st = config_token(t, j, "bos_token", file, &bos, err);
+        t->bos = bos;
+        t->bos_added = bos >= 0;
     }
     json_decref(j);
     return st;
+}
+
+/* A token id read as a JSON number (load_side reads numbers as reals). */
+static int json_id(const json_t *v)
+{
+    double x = json_number_value(v);
+    return json_is_number(v) && x >= 0 && x < INT_MAX && x == (double)(int)x ? (int)x : -1;
 }
 
 /* config.json "eos_token_id": an integer or a list of them. */
@@ -137,13 +161,16 @@ static aq_status eos_from_config(aq_tokenizer *t, const char *dir, aq_error *err
     if (!j) return st;
     json_t *e = json_object_get(j, "eos_token_id"), *v;
     size_t i;
-    if (json_is_integer(e)) {
-        st = add_stop(t, (int)json_integer_value(e), file, err);
+    if (json_is_number(e)) {
+        st = json_id(e) >= 0 ? add_stop(t, json_id(e), file, err)
+                             : aq_fail(err, AQ_ERR_FORMAT,
+                                       "%s: eos_token_id is not a non-negative integer", file);
     } else if (json_is_array(e)) {
         json_array_foreach(e, i, v) {
-            st = json_is_integer(v) ? add_stop(t, (int)json_integer_value(v), file, err)
-                                    : aq_fail(err, AQ_ERR_FORMAT,
-                                              "%s: eos_token_id[%zu] is not an integer", file, i);
+            st = json_id(v) >= 0 ? add_stop(t, json_id(v), file, err)
+                                 : aq_fail(err, AQ_ERR_FORMAT,
+                                           "%s: eos_token_id[%zu] is not a non-negative integer",
+                                           file, i);
             if (st != AQ_OK) break;
         }
     } else if (e && !json_is_null(e)) {
@@ -162,7 +189,7 @@ static aq_status hf_side_files(aq_tokenizer *t, const char *file, aq_error *err)
         *slash = '\0';
     else
         snprintf(dir, sizeof dir, ".");
-    AQ_TRY(eos_from_tokenizer_config(t, dir, err));
+    AQ_TRY(from_tokenizer_config(t, dir, err));
     return eos_from_config(t, dir, err);
 }
 
@@ -337,16 +364,22 @@ static aq_status hf_encode(const aq_tokenizer *t, const char *text, int bos, int
                            size_t *n, aq_error *err)
 {
     AQ_TRY(aq_hftok_encode(t->hf, text, strlen(text), bos, ids, n, err));
-    if (eos && t->eos >= 0) {
-        int *grown = realloc(*ids, (*n + 1) * sizeof **ids);
+    int pre = bos && t->bos_added, post = eos && t->eos >= 0;
+    if (pre || post) {
+        int *grown = realloc(*ids, (*n + 2) * sizeof **ids);
         if (!grown) {
             free(*ids);
             *ids = NULL;
             *n = 0;
-            return aq_fail_nomem(err, "token ids", (*n + 1) * sizeof **ids);
+            return aq_fail_nomem(err, "token ids", (*n + 2) * sizeof **ids);
         }
         *ids = grown;
-        (*ids)[(*n)++] = t->eos;
+        if (pre) {
+            memmove(*ids + 1, *ids, *n * sizeof **ids);
+            (*ids)[0] = t->bos;
+            (*n)++;
+        }
+        if (post) (*ids)[(*n)++] = t->eos;
     }
     size_t unk = 0;
     for (size_t i = 0; t->unk >= 0 && i < *n; i++)

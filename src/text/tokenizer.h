@@ -39,7 +39,8 @@ typedef enum aq_tok_kind { AQ_TOK_LLAMA2C = 1, AQ_TOK_HF_JSON = 2 } aq_tok_kind;
  * tokenizer.json: its ids must be < vocab_size (HF models pad the embedding,
  * so fewer tokens than vocab_size is fine); the EOS is read from
  * tokenizer_config.json ("eos_token") or config.json ("eos_token_id") next
- * to it when present.
+ * to it when present, and the BOS is the post-processor's, or else
+ * tokenizer_config.json's "bos_token" when its "add_bos_token" is true.
  * Errors: AQ_ERR_IO (missing/unreadable), AQ_ERR_NOTFOUND (a directory with
  * neither file), AQ_ERR_FORMAT (malformed file, names file and place),
  * AQ_ERR_ARG ("config/tokenizer vocabulary mismatch", naming both numbers).
@@ -61,7 +62,8 @@ const char *aq_tok_describe(const aq_tokenizer *t);
 /* 1 + the largest token id. */
 int aq_tok_vocab_size(const aq_tokenizer *t);
 /* The special ids, -1 if the tokenizer has none. BOS: what encode(bos=1)
- * puts first (tokenizer.json: the post-processor's first special token).
+ * puts first (tokenizer.json: the post-processor's first special token, or
+ * tokenizer_config.json's bos_token with add_bos_token true).
  * EOS: what encode(eos=1) appends. */
 int aq_tok_bos_id(const aq_tokenizer *t);
 int aq_tok_eos_id(const aq_tokenizer *t);
