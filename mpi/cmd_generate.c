@@ -67,10 +67,12 @@ static aq_status decode_loop(aq_model *m, const aq_tokenizer *tok, const int *id
     AQ_TRY_GOTO(st, aq_tok_stream_new(tok, &ts, err), done);
     AQ_TRY_GOTO(st, emit(ts, ids[0], err), done);
     if (steps > c->max_seq_len) steps = c->max_seq_len;
+    int n_ids = aq_tok_vocab_size(tok) < c->vocab_size ? aq_tok_vocab_size(tok) : c->vocab_size;
     int token = ids[0], next;
     for (int pos = 0; pos < steps; pos++, token = next) {
         AQ_TRY_GOTO(st, aq_model_decode_step(m, kc, token, pos, logits, err), done);
-        next = (size_t)pos + 1 < n ? ids[pos + 1] : argmax(logits, c->vocab_size);
+        /* Only ids the tokenizer has: HF models pad the embedding beyond it. */
+        next = (size_t)pos + 1 < n ? ids[pos + 1] : argmax(logits, n_ids);
         if (aq_tok_is_stop(tok, next)) break;
         AQ_TRY_GOTO(st, emit(ts, next, err), done);
     }

@@ -17,3 +17,7 @@ aq_script_test(NAME test_tokenize_cli_hf LABELS integration TIMEOUT 300
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenize_cli_hf.py)
 set_property(TEST test_tokenize_cli_hf APPEND PROPERTY ENVIRONMENT "${AQ_HFTOK_ENV}")
 set_property(TEST test_tokenize_cli_hf PROPERTY FIXTURES_REQUIRED npm_refs)
+# `adaquant generate` and `eval` with a tokenizer.json (written from tok512.bin's
+# pieces; with and without BOS) on stories260K: same text as the .bin, no-BOS rules.
+aq_script_test(NAME test_generate_eval_hf LABELS integration TIMEOUT 300
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_generate_eval_hf.py)
