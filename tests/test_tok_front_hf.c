@@ -90,6 +90,8 @@ static char *stream_all(const aq_tokenizer *t, const int *ids, size_t n, long he
     return out;
 }
 
+static void test_side_files(const char *dir);
+
 /* SentencePiece-style fixture: <unk> 0, <s> 1, </s> 2, <0xHH> 3 + HH, "▁" 259,
  * a 260, b 261, "▁a" 262, "ab" 263, "▁ab" 264; <s> from TemplateProcessing. */
 static void test_spm_dir(void)
@@ -127,8 +129,20 @@ static void test_spm_dir(void)
         CHECK(aq_tok_decode(t, 1, 264, &p, &n, &err) == AQ_ERR_ARG && strstr(err.msg, "stream"));
         aq_tok_close(t);
     }
+    test_side_files(dir);
+    drop(dir, "tokenizer.json");
+    rmdir(dir);
+    free(dir);
+    free(json);
+}
+
+/* dir holds the SentencePiece fixture's tokenizer.json, tokenizer_config.json
+ * and config.json; the vocab check and the side files' variants and errors. */
+static void test_side_files(const char *dir)
+{
+    aq_error err = {0};
+    aq_tokenizer *t = (aq_tokenizer *)1;
     /* The model's vocab_size is smaller than the tokenizer's. */
-    t = (aq_tokenizer *)1;
     CHECK(aq_tok_open(dir, 264, &t, &err) == AQ_ERR_ARG && t == NULL);
     CHECK_MSG(strstr(err.msg, "config/tokenizer vocabulary mismatch") && strstr(err.msg, "264") &&
                   strstr(err.msg, "265 tokens"),
@@ -159,10 +173,6 @@ static void test_spm_dir(void)
     CHECK(aq_tok_open(path, 265, &t, &err) == AQ_ERR_FORMAT);
     CHECK_MSG(strstr(err.msg, "config.json") != NULL, "%s", err.msg);
     drop(dir, "config.json");
-    drop(dir, "tokenizer.json");
-    rmdir(dir);
-    free(dir);
-    free(json);
 }
 
 /* Without byte fallback an unknown character is <unk>, counted. */

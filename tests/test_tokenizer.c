@@ -321,12 +321,22 @@ static void test_synthetic_vocab(void)
         expect_ids(t, " ", 2, (const int[]){259, 259});
         aq_tok_close(t);
     }
-    /* A well-formed vocabulary without byte tokens and without <unk>: it loads,
-     * encodes what it covers, and names a character it cannot represent. */
-    p = buf + 4;
+    free(buf);
+}
+
+/* A well-formed vocabulary without byte tokens and without <unk>: it loads,
+ * encodes what it covers, and names a character it cannot represent. */
+static void test_small_vocab(void)
+{
+    static const char *const pieces[] = {" ", "a", "b", "aa", "ab", "bab"};
+    static const float scores[] = {0, 0, 0, -1, -1, -2};
+    unsigned char *buf = malloc(4 + 6 * 16), *p = buf + 4;
+    int32_t maxlen = 8;
+    memcpy(buf, &maxlen, 4);
+    aq_error err = {0};
+    aq_tokenizer *t = NULL;
     for (int i = 0; i < 6; i++)
-        p = put_piece(p, extra[i].score, extra[i].s);
-    t = NULL;
+        p = put_piece(p, scores[i], pieces[i]);
     CHECK_OK(aq_tok_open_memory(buf, (size_t)(p - buf), 6, "small", &t, &err), &err);
     if (t) {
         /* " "=0 a=1 b=2 aa=3 ab=4 bab=5 */
@@ -657,6 +667,7 @@ int main(int argc, char **argv)
     test_known_ids(t);
     test_decode(t);
     test_synthetic_vocab();
+    test_small_vocab();
     test_char_vocab();
     test_dispatch(tok_path);
     test_stream(t);

@@ -28,9 +28,7 @@ static int is_file(const char *path)
     return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The file to open for path: itself, or a directory's tokenizer.json /
- * tokenizer.bin. */
-static aq_status resolve(const char *path, char *file, size_t cap, aq_error *err)
+aq_status aq_tok_resolve(const char *path, char *file, size_t cap, aq_error *err)
 {
     if (!is_dir(path)) {
         if ((size_t)snprintf(file, cap, "%s", path) >= cap)
@@ -254,7 +252,7 @@ aq_status aq_tok_open(const char *path, int vocab_size, aq_tokenizer **out, aq_e
         return aq_fail(err, AQ_ERR_ARG, "%s: vocab_size %d must not be negative", path, vocab_size);
     char file[PATH_MAX];
     int json = 0;
-    AQ_TRY(resolve(path, file, sizeof file, err));
+    AQ_TRY(aq_tok_resolve(path, file, sizeof file, err));
     AQ_TRY(sniff_file(file, &json, err));
     aq_tokenizer *t;
     AQ_TRY(tok_new(&t, err));

@@ -47,6 +47,11 @@ typedef enum aq_tok_kind { AQ_TOK_LLAMA2C = 1, AQ_TOK_HF_JSON = 2 } aq_tok_kind;
  * *out is owned by the caller (aq_tok_close). */
 aq_status aq_tok_open(const char *path, int vocab_size, aq_tokenizer **out, aq_error *err);
 
+/* The file aq_tok_open reads for path (path itself, or the tokenizer.json /
+ * tokenizer.bin of a directory) into file[cap], e.g. to fingerprint it.
+ * AQ_ERR_NOTFOUND for a directory with neither. */
+aq_status aq_tok_resolve(const char *path, char *file, size_t cap, aq_error *err);
+
 /* Same from an in-memory image of a tokenizer .bin or tokenizer.json (no
  * side files; label names it in errors). */
 aq_status aq_tok_open_memory(const void *buf, size_t len, int vocab_size, const char *label,
