@@ -397,33 +397,26 @@ const char *aq_l2c_path(const aq_llama2c *m)
  * only rejects garbage headers. */
 #define L2C_MAX_PIECE (1 << 16)
 
-aq_status aq_l2c_vocab_parse(const void *buf, size_t len, int vocab_size, const char *label,
-                             aq_l2c_vocab *out, aq_error *err)
+/* Pass 1 of parsing: validate every token and measure, so pass 2 cannot fail
+ * half-way. vocab_size 0 reads tokens up to the end of the buffer (*count
+ * receives how many); otherwise exactly vocab_size tokens. */
+static aq_status vocab_scan(const uint8_t *b, size_t len, int vocab_size, int32_t maxlen,
+                            const char *label, int *count, size_t *text, aq_error *err)
 {
-    memset(out, 0, sizeof *out);
-    const uint8_t *b = buf;
-    if (!label) label = "<memory>";
-    if (vocab_size <= 0)
-        return aq_fail(err, AQ_ERR_ARG, "%s: vocab_size %d must be positive", label, vocab_size);
-    if (len < 4)
-        return aq_fail(err, AQ_ERR_FORMAT,
-                       "%s: file is %zu bytes, too short for the int32 max_token_length", label,
-                       len);
-    int32_t maxlen = rd_i32(b);
-    if (maxlen <= 0 || maxlen > L2C_MAX_PIECE)
-        return aq_fail(err, AQ_ERR_FORMAT,
-                       "%s: max_token_length %d at byte offset 0 is not in [1, %d]", label, maxlen,
-                       L2C_MAX_PIECE);
-    /* Pass 1: validate and measure, so pass 2 cannot fail half-way. */
-    size_t off = 4, text = 0;
-    for (int i = 0; i < vocab_size; i++) {
+    size_t off = 4;
+    int i = 0;
+    *text = 0;
+    for (; vocab_size ? i < vocab_size : off < len; i++) {
+        if (i == INT32_MAX - 1)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: more than %d tokens", label, i);
         if (len - off < 8)
             return aq_fail(err, AQ_ERR_FORMAT,
-                           "%s: truncated at token %d of %d (byte offset %zu): need 8 bytes for "
-                           "score and length, "
-                           "%zu left (the file is cut short, or holds fewer tokens than the "
-                           "model's vocab_size)",
-                           label, i, vocab_size, off, len - off);
+                           "%s: truncated at token %d%s%.0d (byte offset %zu): need 8 bytes for "
+                           "score and length, %zu left (the file is cut short%s)",
+                           label, i, vocab_size ? " of " : "", vocab_size, off, len - off,
+                           vocab_size ? ", or holds fewer tokens than the model's vocab_size: "
+                                        "config/tokenizer vocabulary mismatch"
+                                      : "");
         float score = rd_f32(b + off);
         int32_t n = rd_i32(b + off + 4);
         if (!isfinite(score))
@@ -441,26 +434,52 @@ aq_status aq_l2c_vocab_parse(const void *buf, size_t len, int vocab_size, const 
                 "%s: truncated in token %d (byte offset %zu): %d bytes announced, %zu left", label,
                 i, off, n, len - off);
         off += (size_t)n;
-        text += (size_t)n + 1;
+        *text += (size_t)n + 1;
     }
     if (off != len)
         return aq_fail(err, AQ_ERR_FORMAT,
                        "%s: %zu trailing bytes after token %d (byte offset %zu): the tokenizer "
-                       "holds more tokens "
-                       "than the model's vocab_size %d",
+                       "holds more tokens than the model's vocab_size %d (config/tokenizer "
+                       "vocabulary mismatch)",
                        label, len - off, vocab_size - 1, off, vocab_size);
+    if (i == 0) return aq_fail(err, AQ_ERR_FORMAT, "%s: the tokenizer holds no token", label);
+    *count = i;
+    return AQ_OK;
+}
+
+aq_status aq_l2c_vocab_parse(const void *buf, size_t len, int vocab_size, const char *label,
+                             aq_l2c_vocab *out, aq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    const uint8_t *b = buf;
+    if (!label) label = "<memory>";
+    if (vocab_size < 0)
+        return aq_fail(err, AQ_ERR_ARG, "%s: vocab_size %d must not be negative", label,
+                       vocab_size);
+    if (len < 4)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: file is %zu bytes, too short for the int32 max_token_length", label,
+                       len);
+    int32_t maxlen = rd_i32(b);
+    if (maxlen <= 0 || maxlen > L2C_MAX_PIECE)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: max_token_length %d at byte offset 0 is not in [1, %d]", label, maxlen,
+                       L2C_MAX_PIECE);
+    int count = 0;
+    size_t text = 0;
+    AQ_TRY(vocab_scan(b, len, vocab_size, maxlen, label, &count, &text, err));
     /* Pass 2: copy. All pieces live in one block starting at pieces[0]. */
-    out->pieces = calloc((size_t)vocab_size, sizeof *out->pieces);
-    out->lengths = calloc((size_t)vocab_size, sizeof *out->lengths);
-    out->scores = calloc((size_t)vocab_size, sizeof *out->scores);
+    out->pieces = calloc((size_t)count, sizeof *out->pieces);
+    out->lengths = calloc((size_t)count, sizeof *out->lengths);
+    out->scores = calloc((size_t)count, sizeof *out->scores);
     char *blob = malloc(text);
     if (!out->pieces || !out->lengths || !out->scores || !blob) {
         free(blob);
         aq_l2c_vocab_free(out);
         return aq_fail_nomem(err, "tokenizer vocabulary", text);
     }
-    off = 4;
-    for (int i = 0; i < vocab_size; i++) {
+    size_t off = 4;
+    for (int i = 0; i < count; i++) {
         out->scores[i] = rd_f32(b + off);
         out->lengths[i] = rd_i32(b + off + 4);
         off += 8;
@@ -470,7 +489,7 @@ aq_status aq_l2c_vocab_parse(const void *buf, size_t len, int vocab_size, const 
         blob += out->lengths[i] + 1;
         off += (size_t)out->lengths[i];
     }
-    out->n = vocab_size;
+    out->n = count;
     out->max_token_length = maxlen;
     return AQ_OK;
 }

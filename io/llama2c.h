@@ -40,13 +40,15 @@ const aq_tensor_view *aq_l2c_find(const aq_llama2c *m, const char *name);
 const char *aq_l2c_path(const aq_llama2c *m);
 
 /* Tokenizer .bin: int32 max_token_length, then per token float32 score,
- * int32 length, bytes. vocab_size comes from the model: the file must hold
- * exactly that many tokens. Errors (AQ_ERR_FORMAT) name the file, the token
- * index and the byte offset: truncation, negative length or length >
- * max_token_length, non-finite score, trailing bytes (count mismatch);
- * AQ_ERR_IO if the file cannot be read; AQ_ERR_ARG if vocab_size <= 0.
- * On success *out owns its arrays (aq_l2c_vocab_free); on failure *out is
- * zeroed. */
+ * int32 length, bytes. The file does not store the count: vocab_size comes
+ * from the model and the file must hold exactly that many tokens (errors say
+ * "config/tokenizer vocabulary mismatch"); vocab_size 0 (no model, e.g.
+ * `adaquant tokenize`) reads tokens up to the end of the file. Errors
+ * (AQ_ERR_FORMAT) name the file, the token index and the byte offset:
+ * truncation, negative length or length > max_token_length, non-finite score,
+ * trailing bytes (count mismatch), no token at all; AQ_ERR_IO if the file
+ * cannot be read; AQ_ERR_ARG if vocab_size < 0. On success *out owns its
+ * arrays (aq_l2c_vocab_free); on failure *out is zeroed. */
 typedef struct aq_l2c_vocab {
     int n;
     int max_token_length;

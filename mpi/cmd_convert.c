@@ -143,7 +143,13 @@ static aq_status copy_tokenizer(const char *src, int vocab, const char *dst, aq_
 {
     aq_tokenizer *t;
     AQ_TRY(aq_tok_open(src, vocab, &t, err));
+    aq_tok_kind kind = aq_tok_kind_of(t);
     aq_tok_close(t);
+    if (kind != AQ_TOK_LLAMA2C)
+        return aq_fail(err, AQ_ERR_ARG,
+                       "%s is not a llama2.c tokenizer .bin (convert copies one as tokenizer.bin; "
+                       "a tokenizer.json is used as it is)",
+                       src);
     FILE *f = fopen(src, "rb");
     if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot open: %s", src, strerror(errno));
     aq_status st = AQ_OK;

@@ -181,6 +181,7 @@ static aq_status run_eval(const eval_args *a, aq_eval_result *r, aq_error *err)
     AQ_TRY_GOTO(st, aq_docs_load(&a->data, &docs, err), done);
     AQ_TRY_GOTO(st, aq_eval_seqs(tok, &docs, (int)a->max_len, (size_t)a->max_docs, &seqs, err),
                 done);
+    aq_tok_report_unknown(tok, "eval", stderr);
     if (a->quant) {
         int n;
         AQ_TRY_GOTO(st, aq_model_load_quantized(m, a->quant, &n, err), done);

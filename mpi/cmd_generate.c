@@ -1,5 +1,7 @@
 /* cmd_generate.c — `adaquant generate`: greedy decoding with a KV cache from BOS
- * (or BOS + a prompt), printing the decoded text. */
+ * (or BOS + a prompt), printing the decoded text as it comes (streaming
+ * decode, so byte tokens of one character print together). Works with every
+ * tokenizer of tokenizer.h; one without BOS (Qwen) needs a prompt. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,15 +15,18 @@
 
 static void generate_help(FILE *out)
 {
-    fprintf(out, "usage: adaquant generate MODEL --tokenizer TOK.bin [--steps N] [--prompt TEXT]\n"
+    fprintf(out, "usage: adaquant generate MODEL --tokenizer TOK [--steps N] [--prompt TEXT]\n"
                  "\n"
                  "Greedy (argmax) decoding from BOS, or from BOS + encode(TEXT), with a KV cache.\n"
                  "Prints the prompt and the generated text; stops after N positions in total\n"
                  "(prompt included, as llama2.c's run does), at max_seq_len, or when the model\n"
-                 "emits BOS or EOS.\n"
+                 "emits an end token (llama2.c: BOS or EOS; tokenizer.json: the EOS ids of the\n"
+                 "model's tokenizer_config.json / config.json). A tokenizer without BOS (Qwen)\n"
+                 "needs a --prompt.\n"
                  "\n"
                  "options:\n"
-                 "  -t, --tokenizer TOK.bin  llama2.c tokenizer (required)\n"
+                 "  -t, --tokenizer TOK      llama2.c tokenizer .bin, tokenizer.json, or a model\n"
+                 "                           directory holding one (required)\n"
                  "  -n, --steps N            total positions (default 256)\n"
                  "  -p, --prompt TEXT        start text (default: none)\n"
                  "  -h, --help               this text\n"
@@ -37,43 +42,72 @@ static int argmax(const float *z, int n)
     return a;
 }
 
+/* Print the text that token makes final. */
+static aq_status emit(aq_tok_stream *ts, int token, aq_error *err)
+{
+    const char *text;
+    size_t len;
+    AQ_TRY(aq_tok_stream_push(ts, token, &text, &len, err));
+    fwrite(text, 1, len, stdout);
+    fflush(stdout);
+    return AQ_OK;
+}
+
+/* The KV-cache loop from ids[0]: the first n ids are the prompt, then argmax. */
+static aq_status decode_loop(aq_model *m, const aq_tokenizer *tok, const int *ids, size_t n,
+                             long steps, aq_error *err)
+{
+    const aq_llama_config *c = aq_model_config(m);
+    aq_kv_cache *kc = NULL;
+    aq_tok_stream *ts = NULL;
+    float *logits = malloc((size_t)c->vocab_size * sizeof(float));
+    aq_status st;
+    if (!logits) return aq_fail_nomem(err, "logits", (size_t)c->vocab_size * sizeof(float));
+    AQ_TRY_GOTO(st, aq_kv_cache_new(m, &kc, err), done);
+    AQ_TRY_GOTO(st, aq_tok_stream_new(tok, &ts, err), done);
+    AQ_TRY_GOTO(st, emit(ts, ids[0], err), done);
+    if (steps > c->max_seq_len) steps = c->max_seq_len;
+    int n_ids = aq_tok_vocab_size(tok) < c->vocab_size ? aq_tok_vocab_size(tok) : c->vocab_size;
+    int token = ids[0], next;
+    for (int pos = 0; pos < steps; pos++, token = next) {
+        AQ_TRY_GOTO(st, aq_model_decode_step(m, kc, token, pos, logits, err), done);
+        /* Only ids the tokenizer has: HF models pad the embedding beyond it. */
+        next = (size_t)pos + 1 < n ? ids[pos + 1] : argmax(logits, n_ids);
+        if (aq_tok_is_stop(tok, next)) break;
+        AQ_TRY_GOTO(st, emit(ts, next, err), done);
+    }
+    const char *rest;
+    size_t len;
+    AQ_TRY_GOTO(st, aq_tok_stream_flush(ts, &rest, &len, err), done);
+    fwrite(rest, 1, len, stdout);
+    printf("\n");
+done:
+    aq_tok_stream_free(ts);
+    aq_kv_cache_free(kc);
+    free(logits);
+    return st;
+}
+
 static aq_status generate(const char *model, const char *tokp, long steps, const char *prompt,
                           aq_error *err)
 {
     aq_model *m = NULL;
     aq_tokenizer *tok = NULL;
-    aq_kv_cache *kc = NULL;
     int *ids = NULL;
-    float *logits = NULL;
     size_t n = 0;
     aq_status st;
     AQ_TRY_GOTO(st, aq_model_load_path(model, &m, err), done);
-    const aq_llama_config *c = aq_model_config(m);
-    AQ_TRY_GOTO(st, aq_tok_open(tokp, c->vocab_size, &tok, err), done);
+    AQ_TRY_GOTO(st, aq_tok_open(tokp, aq_model_config(m)->vocab_size, &tok, err), done);
     AQ_TRY_GOTO(st, aq_tok_encode_alloc(tok, prompt ? prompt : "", 1, 0, &ids, &n, err), done);
-    AQ_TRY_GOTO(st, aq_kv_cache_new(m, &kc, err), done);
-    logits = malloc((size_t)c->vocab_size * sizeof(float));
-    if (!logits) {
-        st = aq_fail_nomem(err, "logits", (size_t)c->vocab_size * sizeof(float));
+    if (n == 0) {
+        st = aq_fail(err, AQ_ERR_ARG,
+                     "%s has no BOS token to start from: give a --prompt (%s)", tokp,
+                     aq_tok_describe(tok));
         goto done;
     }
-    if (steps > c->max_seq_len) steps = c->max_seq_len;
-    int token = ids[0], next;
-    for (int pos = 0; pos < steps; pos++, token = next) {
-        AQ_TRY_GOTO(st, aq_model_decode_step(m, kc, token, pos, logits, err), done);
-        next = (size_t)pos + 1 < n ? ids[pos + 1] : argmax(logits, c->vocab_size);
-        if (next == AQ_TOK_BOS || next == AQ_TOK_EOS) break;
-        const char *piece;
-        size_t len;
-        AQ_TRY_GOTO(st, aq_tok_decode(tok, token, next, &piece, &len, err), done);
-        fwrite(piece, 1, len, stdout);
-        fflush(stdout);
-    }
-    printf("\n");
+    st = decode_loop(m, tok, ids, n, steps, err);
 done:
-    free(logits);
     free(ids);
-    aq_kv_cache_free(kc);
     aq_tok_close(tok);
     aq_model_free(m);
     return st;

@@ -15,6 +15,7 @@ extern const aq_command aq_cmd_inspect;
 extern const aq_command aq_cmd_convert;
 extern const aq_command aq_cmd_eval;
 extern const aq_command aq_cmd_generate;
+extern const aq_command aq_cmd_tokenize;
 extern const aq_command aq_cmd_layer;
 extern const aq_command aq_cmd_allocate;
 extern const aq_command aq_cmd_quantize;
@@ -26,6 +27,7 @@ static const aq_command *const commands[] = {
     &aq_cmd_convert,
     &aq_cmd_eval,
     &aq_cmd_generate,
+    &aq_cmd_tokenize,
     &aq_cmd_layer,
     &aq_cmd_allocate,
     &aq_cmd_quantize,

@@ -14,3 +14,7 @@ aq_script_test(NAME tok_reference LABELS unit
 aq_script_test(NAME l2c_convert_check LABELS unit
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/scripts/l2c_convert_check.py
           ${AQ_SHARED_DIR}/models/stories260K/stories260K.bin ${AQ_SHARED_DIR}/models/stories260K/tok512.bin)
+# `adaquant tokenize` on the whole validation text (stories260K and a
+# character-level vocabulary) vs tok_reference.py; --decode round trip; errors.
+aq_script_test(NAME test_tokenize_cli LABELS integration TIMEOUT 300
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_tokenize_cli.py)

@@ -20,7 +20,7 @@ static void test_generate(aq_model *m, aq_tokenizer *tok)
 {
     aq_error err = {0};
     aq_kv_cache *kc = NULL;
-    int V = aq_model_config(m)->vocab_size, ids[64] = {AQ_TOK_BOS};
+    int V = aq_model_config(m)->vocab_size, ids[64] = {aq_tok_bos_id(tok)};
     float *lg = malloc(sizeof(float) * V);
     CHECK_OK(aq_kv_cache_new(m, &kc, &err), &err);
     int n = 1;

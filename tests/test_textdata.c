@@ -96,7 +96,7 @@ static void test_tinystories(void)
     int bos_ok = 1, max = 0;
     size_t off = 0;
     for (int i = 0; i < s.n; off += (size_t)s.lens[i++]) {
-        bos_ok &= s.tokens[off] == AQ_TOK_BOS;
+        bos_ok &= s.tokens[off] == aq_tok_bos_id(tok);
         max = s.lens[i] > max ? s.lens[i] : max;
     }
     CHECK(bos_ok && max == 469); /* the longest evaluation document (model_ref.py) */

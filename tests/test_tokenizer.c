@@ -1,14 +1,21 @@
-/* test_tokenizer.c — src/text/tokenizer.c against known ids, a literal
- * quadratic port of llama2.c run.c encode() (written here, not the heap code
- * under test), decode round trips, and malformed tokenizer files.
+/* test_tokenizer.c — the tokenizer front end (src/text/tokenizer.c) and the
+ * llama2.c backend (l2c_tokenizer.c) against known ids, a literal quadratic
+ * port of llama2.c run.c encode() (written here, not the heap code under
+ * test), decode round trips, streaming decode, malformed tokenizer files; a
+ * character-level vocabulary without byte fallback (<unk>, its count, the
+ * error without <unk>); dispatch by content and directory; the
+ * config/tokenizer vocabulary check.
  *
  * `test_tokenizer --encode-hex TOK.bin VOCAB` is a tool mode for
  * tests/scripts/tok_reference.py (the independent Python reference): it
- * reads "BOS EOS HEX" lines and prints "IDS<TAB>HEX(decode_all(IDS))". */
+ * reads "BOS EOS HEX" lines and prints "IDS<TAB>HEX(decode_all(IDS))<TAB>
+ * N_UNKNOWN" (characters mapped to <unk>), or "ERR<TAB>message". */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../src/text/tokenizer.h"
 #include "runc_encode.h"
@@ -42,11 +49,15 @@ static int encode_hex_tool(const char *tok_path, int vocab)
             text[i] = (char)(hexv(hx[2 * i]) * 16 + hexv(hx[2 * i + 1]));
         text[hl / 2] = '\0';
         int *ids;
-        size_t n;
+        size_t n, unk0 = aq_tok_unknown_count(t);
         char *dec;
         size_t dl;
-        if (aq_tok_encode_alloc(t, text, bos, eos, &ids, &n, &err) != AQ_OK ||
-            aq_tok_decode_all(t, ids, n, &dec, &dl, &err) != AQ_OK) {
+        if (aq_tok_encode_alloc(t, text, bos, eos, &ids, &n, &err) != AQ_OK) {
+            printf("ERR\t%s\n", err.msg); /* the reference checks where */
+            free(text);
+            continue;
+        }
+        if (aq_tok_decode_all(t, ids, n, &dec, &dl, &err) != AQ_OK) {
             fprintf(stderr, "%s\n", err.msg);
             return 1;
         }
@@ -55,7 +66,7 @@ static int encode_hex_tool(const char *tok_path, int vocab)
         putchar('\t');
         for (size_t i = 0; i < dl; i++)
             printf("%02x", (unsigned char)dec[i]);
-        putchar('\n');
+        printf("\t%zu\n", aq_tok_unknown_count(t) - unk0);
         free(ids);
         free(dec);
         free(text);
@@ -158,7 +169,7 @@ static void test_known_ids(const aq_tokenizer *t)
     int ids[8];
     size_t n;
     CHECK_OK(aq_tok_encode(t, "Once", 0, 1, ids, 8, &n, &err), &err);
-    CHECK(n == 2 && ids[0] == 403 && ids[1] == AQ_TOK_EOS);
+    CHECK(n == 2 && ids[0] == 403 && ids[1] == aq_tok_eos_id(t));
     CHECK_OK(aq_tok_encode(t, "", 0, 0, ids, 8, &n, &err), &err);
     CHECK(n == 0);
     /* Too little room is an error, not an overflow. */
@@ -171,7 +182,7 @@ static void test_decode(const aq_tokenizer *t)
     aq_error err = {0};
     const char *p;
     size_t len;
-    CHECK_OK(aq_tok_decode(t, AQ_TOK_BOS, 403, &p, &len, &err), &err);
+    CHECK_OK(aq_tok_decode(t, aq_tok_bos_id(t), 403, &p, &len, &err), &err);
     CHECK(len == 4 && !memcmp(p, "Once", 4)); /* space stripped after BOS */
     CHECK_OK(aq_tok_decode(t, 403, 407, &p, &len, &err), &err);
     CHECK(len == 5 && !memcmp(p, " upon", 5));
@@ -310,13 +321,132 @@ static void test_synthetic_vocab(void)
         expect_ids(t, " ", 2, (const int[]){259, 259});
         aq_tok_close(t);
     }
-    /* A well-formed file whose vocabulary is too small for the byte tokens. */
-    p = buf + 4;
+    free(buf);
+}
+
+/* A well-formed vocabulary without byte tokens and without <unk>: it loads,
+ * encodes what it covers, and names a character it cannot represent. */
+static void test_small_vocab(void)
+{
+    static const char *const pieces[] = {" ", "a", "b", "aa", "ab", "bab"};
+    static const float scores[] = {0, 0, 0, -1, -1, -2};
+    unsigned char *buf = malloc(4 + 6 * 16), *p = buf + 4;
+    int32_t maxlen = 8;
+    memcpy(buf, &maxlen, 4);
+    aq_error err = {0};
+    aq_tokenizer *t = NULL;
     for (int i = 0; i < 6; i++)
-        p = put_piece(p, 0, extra[i].s);
-    t = (aq_tokenizer *)1;
-    CHECK(aq_tok_open_memory(buf, (size_t)(p - buf), 6, "small", &t, &err) == AQ_ERR_ARG);
-    CHECK(t == NULL && strstr(err.msg, "vocab_size 6 is too small"));
+        p = put_piece(p, scores[i], pieces[i]);
+    CHECK_OK(aq_tok_open_memory(buf, (size_t)(p - buf), 6, "small", &t, &err), &err);
+    if (t) {
+        /* " "=0 a=1 b=2 aa=3 ab=4 bab=5 */
+        expect_ids(t, "ab", 2, (const int[]){0, 4});
+        CHECK(aq_tok_unk_id(t) == -1 && aq_tok_bos_id(t) == 1 && aq_tok_eos_id(t) == 2);
+        int ids[16];
+        size_t n;
+        CHECK(aq_tok_encode(t, "abc", 0, 0, ids, 16, &n, &err) == AQ_ERR_ARG);
+        CHECK_MSG(strstr(err.msg, "\"c\"") && strstr(err.msg, "byte offset 2 "), "%s", err.msg);
+        CHECK(aq_tok_encode(t, "a\xe4\xbd\xa0", 0, 0, ids, 16, &n, &err) == AQ_ERR_ARG);
+        CHECK_MSG(strstr(err.msg, "E4 BD A0") && strstr(err.msg, "byte offset 1 "), "%s", err.msg);
+        aq_tok_close(t);
+    }
+    free(buf);
+}
+
+/* ---- a character-level vocabulary (no byte fallback) ---- */
+
+/* 105 tokens like a BabyLlama-style char model: <unk> <s> </s>, "\n", the
+ * printable ASCII characters (id = c - 28), then " t" he " th" the " the" in
+ * (ids 99..104). unk_piece names id 0 ("<pad>": no unknown token). */
+static unsigned char *char_vocab(const char *unk_piece, size_t *len)
+{
+    static const struct {
+        float score;
+        const char *s;
+    } merges[] = {{-1, " t"}, {-2, "he"}, {-3, " th"}, {-3, "the"}, {-4, " the"}, {-2, "in"}};
+    unsigned char *buf = malloc(4 + 105 * 16), *p = buf + 4;
+    int32_t maxlen = 8;
+    memcpy(buf, &maxlen, 4);
+    p = put_piece(p, 0, unk_piece);
+    p = put_piece(p, 0, "\n<s>\n");
+    p = put_piece(p, 0, "\n</s>\n");
+    p = put_piece(p, 0, "\n");
+    for (int c = 32; c < 127; c++)
+        p = put_piece(p, (float)-(c - 32), (char[]){(char)c, 0});
+    for (int i = 0; i < 6; i++)
+        p = put_piece(p, merges[i].score, merges[i].s);
+    *len = (size_t)(p - buf);
+    return buf;
+}
+
+static void expect_bos_ids(const aq_tokenizer *t, const char *text, int n, const int *want,
+                           size_t unknown, const char *decoded)
+{
+    aq_error err = {0};
+    int *ids = NULL;
+    size_t got = 0, u0 = aq_tok_unknown_count(t);
+    CHECK_OK(aq_tok_encode_alloc(t, text, 1, 0, &ids, &got, &err), &err);
+    int same = got == (size_t)n;
+    for (int i = 0; same && i < n; i++)
+        same = ids[i] == want[i];
+    CHECK_MSG(same, "\"%s\": %zu ids, want %d", text, got, n);
+    CHECK_MSG(aq_tok_unknown_count(t) - u0 == unknown, "\"%s\": %zu unknown, want %zu", text,
+              aq_tok_unknown_count(t) - u0, unknown);
+    char *dec = NULL;
+    if (same) CHECK_OK(aq_tok_decode_all(t, ids, got, &dec, NULL, &err), &err);
+    CHECK_MSG(!same || (dec && !strcmp(dec, decoded)), "decode of \"%s\": \"%s\"", text,
+              dec ? dec : "");
+    free(dec);
+    free(ids);
+}
+
+static void test_char_vocab(void)
+{
+    size_t len;
+    unsigned char *buf = char_vocab("<unk>", &len);
+    aq_error err = {0};
+    aq_tokenizer *t = NULL;
+    CHECK_OK(aq_tok_open_memory(buf, len, 105, "char", &t, &err), &err);
+    if (t) {
+        CHECK(aq_tok_vocab_size(t) == 105 && aq_tok_unk_id(t) == 0 && aq_tok_bos_id(t) == 1);
+        CHECK(strstr(aq_tok_describe(t), "no byte fallback") != NULL);
+        /* Worked by hand: " t"(-1) first, then he(-2), then " t"+he = " the". */
+        expect_bos_ids(t, "the", 2, (const int[]){1, 103}, 0, "the");
+        /* " t", then in(-2) before " th"(-3); é -> <unk>, which never merges. */
+        expect_bos_ids(t, "thin \xc3\xa9", 5, (const int[]){1, 101, 104, 4, 0}, 1, "thin <unk>");
+        /* A run of unknowns (é, €, a tab) is one <unk>; each counts. */
+        expect_bos_ids(t, "\xc3\xa9\xe2\x82\xac\tx", 4, (const int[]){1, 4, 0, 92}, 3,
+                       "<unk>x");
+        CHECK(aq_tok_unknown_count(t) == 4);
+        char *dir = aq_test_tmpdir("tokrep"), path[512], line[256] = "";
+        snprintf(path, sizeof path, "%s/log", dir);
+        FILE *f = fopen(path, "w+");
+        aq_tok_report_unknown(t, "eval", f);
+        rewind(f);
+        CHECK(fgets(line, sizeof line, f) != NULL);
+        fclose(f);
+        CHECK_MSG(strstr(line, "eval: 4 characters outside the vocabulary mapped to <unk>") == line,
+                  "%s", line);
+        remove(path);
+        remove(dir);
+        free(dir);
+        aq_tok_close(t);
+    }
+    free(buf);
+    /* Without an unknown token: a clear error naming the character and where. */
+    buf = char_vocab("<pad>", &len);
+    CHECK_OK(aq_tok_open_memory(buf, len, 105, "char-nounk", &t, &err), &err);
+    if (t) {
+        int *ids = NULL;
+        size_t n;
+        CHECK(aq_tok_unk_id(t) == -1);
+        expect_bos_ids(t, "the", 2, (const int[]){1, 103}, 0, "the");
+        CHECK(aq_tok_encode_alloc(t, "thin \xc3\xa9", 1, 0, &ids, &n, &err) == AQ_ERR_ARG);
+        CHECK_MSG(ids == NULL && strstr(err.msg, "byte offset 5 ") && strstr(err.msg, "C3 A9") &&
+                      strstr(err.msg, "<unk>"),
+                  "%s", err.msg);
+        aq_tok_close(t);
+    }
     free(buf);
 }
 
@@ -374,7 +504,9 @@ static void test_malformed(const char *tok_path)
     expect_fail(b, o300 + 5, 512, AQ_ERR_FORMAT, "token 300", "byte offset");
     expect_fail(b, len, 513, AQ_ERR_FORMAT, "token 512", "fewer tokens");
     expect_fail(b, len, 511, AQ_ERR_FORMAT, "trailing bytes", "vocab_size 511");
-    expect_fail(b, len, 0, AQ_ERR_ARG, "vocab_size 0", NULL);
+    expect_fail(b, len, 511, AQ_ERR_FORMAT, "config/tokenizer vocabulary mismatch", NULL);
+    expect_fail(b, len, -1, AQ_ERR_ARG, "vocab_size -1", NULL);
+    expect_fail(b, 4, 0, AQ_ERR_FORMAT, "no token", NULL);
 
     int32_t v = -1;
     memcpy(c, b, len);
@@ -394,7 +526,7 @@ static void test_malformed(const char *tok_path)
     expect_fail(c, len, 512, AQ_ERR_FORMAT, "token 300", "non-finite");
     memcpy(c, b, len);
     c[token_offset(b, 3) + 8 + 4] = 'G'; /* "<0x00>" -> "<0x0G>" */
-    expect_fail(c, len, 512, AQ_ERR_FORMAT, "token 3", "<0x00>");
+    expect_fail(c, len, 512, AQ_ERR_FORMAT, "incomplete byte fallback", "<0x00> is missing");
 
     aq_error err = {0};
     aq_tokenizer *t;
@@ -416,6 +548,110 @@ static void test_malformed(const char *tok_path)
     free(c);
 }
 
+/* ---- dispatch: directories, content sniffing, vocab_size check ---- */
+
+static void write_file(const char *path, const void *data, size_t len)
+{
+    FILE *f = fopen(path, "wb");
+    CHECK(f && fwrite(data, 1, len, f) == len);
+    if (f) fclose(f);
+}
+
+static void expect_open(const char *path, int vocab, aq_status code, const char *n1,
+                        const char *n2)
+{
+    aq_error err = {0};
+    aq_tokenizer *t = (aq_tokenizer *)1;
+    aq_status st = aq_tok_open(path, vocab, &t, &err);
+    CHECK_MSG(st == code, "%s: want %s, got %s (%s)", path, aq_status_name(code),
+              aq_status_name(st), err.msg);
+    CHECK(t == NULL);
+    CHECK_MSG(strstr(err.msg, n1) && (!n2 || strstr(err.msg, n2)), "\"%s\" lacks \"%s\"/\"%s\"",
+              err.msg, n1, n2 ? n2 : "");
+}
+
+static void test_dispatch(const char *tok_path)
+{
+    size_t len;
+    unsigned char *b = slurp(tok_path, &len);
+    char *dir = aq_test_tmpdir("tokdir"), sub[600], path[700];
+    aq_error err = {0};
+    aq_tokenizer *t = NULL;
+    /* A directory holding tokenizer.bin; a .bin read to its end without a model. */
+    snprintf(sub, sizeof sub, "%s/l2c", dir);
+    CHECK(mkdir(sub, 0777) == 0);
+    snprintf(path, sizeof path, "%s/tokenizer.bin", sub);
+    write_file(path, b, len);
+    CHECK_OK(aq_tok_open(sub, 512, &t, &err), &err);
+    if (t) {
+        CHECK(aq_tok_kind_of(t) == AQ_TOK_LLAMA2C && aq_tok_vocab_size(t) == 512);
+        CHECK(strstr(aq_tok_describe(t), path) && strstr(aq_tok_describe(t), "byte fallback"));
+        CHECK(aq_tok_is_stop(t, 1) && aq_tok_is_stop(t, 2) && !aq_tok_is_stop(t, 0));
+        aq_tok_close(t);
+    }
+    CHECK_OK(aq_tok_open(path, AQ_TOK_NO_MODEL, &t, &err), &err);
+    if (t) CHECK(aq_tok_vocab_size(t) == 512 && aq_tok_unk_id(t) == -1);
+    aq_tok_close(t);
+    /* The model's vocab_size disagrees with the file: both directions. */
+    expect_open(tok_path, 600, AQ_ERR_FORMAT, "config/tokenizer vocabulary mismatch", "600");
+    expect_open(tok_path, 500, AQ_ERR_FORMAT, "config/tokenizer vocabulary mismatch", "500");
+    /* The kind comes from the content, not the name. */
+    snprintf(path, sizeof path, "%s/named.json", dir);
+    write_file(path, b, len);
+    CHECK_OK(aq_tok_open(path, 512, &t, &err), &err);
+    if (t) CHECK(aq_tok_kind_of(t) == AQ_TOK_LLAMA2C);
+    aq_tok_close(t);
+    remove(path);
+    /* A directory whose tokenizer.json (preferred over tokenizer.bin) is
+     * truncated JSON: the tokenizer.json reader reports it. */
+    snprintf(path, sizeof path, "%s/tokenizer.json", sub);
+    write_file(path, " \n{\"model\": {", 13);
+    expect_open(sub, 512, AQ_ERR_FORMAT, path, NULL);
+    remove(path);
+    snprintf(path, sizeof path, "%s/tokenizer.bin", sub);
+    remove(path);
+    expect_open(sub, 512, AQ_ERR_NOTFOUND, "neither tokenizer.json nor tokenizer.bin", NULL);
+    expect_open(tok_path, -5, AQ_ERR_ARG, "-5", NULL);
+    rmdir(sub);
+    rmdir(dir);
+    free(dir);
+    free(b);
+}
+
+/* Streaming decode gives decode_all's text, piece by piece (llama2.c). */
+static void test_stream(const aq_tokenizer *t)
+{
+    static const char *texts[] = {"Once upon a time", "caf\xc3\xa9 \xe4\xbd\xa0 \xf0\x9f\x98\x80!",
+                                  "  two\n\nlines  ", ""};
+    aq_error err = {0};
+    for (size_t k = 0; k < sizeof texts / sizeof texts[0]; k++) {
+        int *ids = NULL;
+        size_t n = 0, dl = 0, got = 0;
+        char *dec = NULL, out[256];
+        aq_tok_stream *s = NULL;
+        CHECK_OK(aq_tok_encode_alloc(t, texts[k], 1, 1, &ids, &n, &err), &err);
+        CHECK_OK(aq_tok_decode_all(t, ids, n, &dec, &dl, &err), &err);
+        CHECK_OK(aq_tok_stream_new(t, &s, &err), &err);
+        for (size_t i = 0; s && i <= n; i++) {
+            const char *piece;
+            size_t len;
+            if (i < n)
+                CHECK_OK(aq_tok_stream_push(s, ids[i], &piece, &len, &err), &err);
+            else
+                CHECK_OK(aq_tok_stream_flush(s, &piece, &len, &err), &err);
+            if (got + len < sizeof out) memcpy(out + got, piece, len);
+            got += len;
+        }
+        CHECK_MSG(dec && got == dl && !memcmp(out, dec, dl), "stream of \"%s\"", texts[k]);
+        const char *piece;
+        size_t len;
+        CHECK(s && aq_tok_stream_push(s, 512, &piece, &len, &err) == AQ_ERR_ARG);
+        aq_tok_stream_free(s);
+        free(dec);
+        free(ids);
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "--encode-hex"))
@@ -426,10 +662,15 @@ int main(int argc, char **argv)
     aq_tokenizer *t = NULL;
     CHECK_OK(aq_tok_open(tok_path, 512, &t, &err), &err);
     if (!t) AQ_TEST_END();
-    CHECK(aq_tok_vocab_size(t) == 512);
+    CHECK(aq_tok_vocab_size(t) == 512 && aq_tok_kind_of(t) == AQ_TOK_LLAMA2C);
+    CHECK(aq_tok_bos_id(t) == 1 && aq_tok_eos_id(t) == 2 && aq_tok_unk_id(t) == -1);
     test_known_ids(t);
     test_decode(t);
     test_synthetic_vocab();
+    test_small_vocab();
+    test_char_vocab();
+    test_dispatch(tok_path);
+    test_stream(t);
     test_against_runc(t, tok_path, text_path);
     test_malformed(tok_path);
     aq_tok_close(t);

@@ -128,13 +128,24 @@ static aq_status fp_dir(const char *dir, aq_fingerprint *out, uint64_t *size, aq
     return st;
 }
 
+/* The tokenizer file (of a model directory: its tokenizer.json / .bin). */
+static aq_status fp_tokenizer(const char *path, aq_fingerprint *out, uint64_t *size, aq_error *err)
+{
+    char *file = malloc(AQ_PIPE_PATH);
+    if (!file) return aq_fail_nomem(err, "path", AQ_PIPE_PATH);
+    aq_status st = aq_tok_resolve(path, file, AQ_PIPE_PATH, err);
+    if (st == AQ_OK) st = aq_fp_file(file, out, size, err);
+    free(file);
+    return st;
+}
+
 aq_status aq_pipe_cfg_fingerprint(aq_pipe_cfg *c, aq_error *err)
 {
     struct stat s;
     if (stat(c->model, &s) != 0) return aq_fail(err, AQ_ERR_IO, "%s: model not found", c->model);
     if (S_ISDIR(s.st_mode)) AQ_TRY(fp_dir(c->model, &c->fp_model, &c->sz_model, err));
     else AQ_TRY(aq_fp_file(c->model, &c->fp_model, &c->sz_model, err));
-    AQ_TRY(aq_fp_file(c->tokenizer, &c->fp_tok, &c->sz_tok, err));
+    AQ_TRY(fp_tokenizer(c->tokenizer, &c->fp_tok, &c->sz_tok, err));
     return aq_data_fingerprint(&c->data, &c->fp_text, &c->sz_text, err);
 }
 

@@ -221,6 +221,8 @@ aq_status aq_pipe_check_inputs(const aq_pipe_cfg *c, aq_error *err)
         if (st != AQ_OK)
             aq_error_prefix(err, "the calibration data %s is too short for %d windows x %d tokens", what,
                             c->windows, c->seq_len);
+        else
+            aq_tok_report_unknown(tok, "calibration data", stderr);
     }
     aq_docs_free(&d);
     free(tokens);

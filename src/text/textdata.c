@@ -194,15 +194,6 @@ void aq_docs_eval_range(const aq_docs *d, size_t *first, size_t *count)
     *count = d->n - d->n_calib;
 }
 
-/* TODO(issue 15 merge): the tokenizer helper adds aq_tok_bos_id(tok) to
- * tokenizer.h (-1 when the tokenizer has no BOS, e.g. Qwen); call it here and
- * drop this shim. llama2.c vocabularies all have BOS = 1. */
-static int tok_bos_id(const aq_tokenizer *tok)
-{
-    (void)tok;
-    return AQ_TOK_BOS;
-}
-
 static aq_status bad_id(const aq_docs *d, size_t i, size_t j, int vocab, aq_error *err)
 {
     return aq_fail(err, AQ_ERR_FORMAT,
@@ -224,7 +215,7 @@ static aq_status doc_tokens(const aq_tokenizer *tok, const aq_docs *d, size_t i,
                             aq_error *err)
 {
     if (d->doc[i]) return aq_tok_encode_alloc(tok, d->doc[i], 1, 0, ids, n, err);
-    int bos = tok_bos_id(tok), vocab = aq_tok_vocab_size(tok);
+    int bos = aq_tok_bos_id(tok), vocab = aq_tok_vocab_size(tok);
     size_t m = d->n_ids[i], k = bos >= 0;
     int *out = malloc((m + k) * sizeof *out);
     if (!out) return aq_fail_nomem(err, "document tokens", (m + k) * sizeof *out);
@@ -251,6 +242,7 @@ aq_status aq_calib_windows(const aq_tokenizer *tok, const aq_docs *d, int S, int
     aq_docs_calib_range(d, &first, &count);
     int *out = malloc(need * sizeof(int));
     if (!out) return aq_fail_nomem(err, "calibration windows", need * sizeof(int));
+    int sep = aq_tok_bos_id(tok) < 0 ? aq_tok_eos_id(tok) : -1;
     for (size_t i = first; i < first + count && have < need; i++) {
         int *ids;
         size_t n;
@@ -260,6 +252,9 @@ aq_status aq_calib_windows(const aq_tokenizer *tok, const aq_docs *d, int S, int
             aq_error_prefix(err, "calibration document %zu", i);
             return st;
         }
+        /* A tokenizer without BOS (Qwen): documents are joined by its EOS, as
+         * such models saw documents in training, not run together. */
+        if (sep >= 0 && i > first && have < need) out[have++] = sep;
         size_t take = n < need - have ? n : need - have;
         memcpy(out + have, ids, take * sizeof(int));
         have += take;

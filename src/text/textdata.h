@@ -14,11 +14,13 @@
  * down, so the evaluation half gets the extra document when n is odd);
  * --calib / --eval sources give their documents to one side each.
  * Calibration stream: for each calibration document BOS + encode(doc) (with
- * the tokenizer's dummy-prefix space, no EOS) or BOS + ids (pre-tokenized; no
- * BOS when the tokenizer has none), concatenated; cut into S consecutive
- * windows of T tokens from the start (the tail is unused).
- * Evaluation: per document BOS + its tokens, truncated to max_len tokens;
- * every position after the first is predicted (BOS is context only).
+ * the tokenizer's dummy-prefix space, no EOS) or BOS + ids (pre-tokenized),
+ * concatenated; cut into S consecutive windows of T tokens from the start
+ * (the tail is unused). A tokenizer without BOS (Qwen) gives no BOS; its
+ * documents are then joined by its EOS (none if it has no EOS either).
+ * Evaluation: per document BOS (if the tokenizer has one) + its tokens,
+ * truncated to max_len tokens; every position after the first is predicted
+ * (the first token, BOS or not, is context only).
  * On TinyStories validation.txt: 4,300 documents, 2,150 + 2,150, 190,118
  * predicted evaluation tokens (max_len 512). */
 #ifndef AQ_TEXTDATA_H

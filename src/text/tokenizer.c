@@ -1,355 +1,414 @@
-/* tokenizer.c — llama2.c BPE tokenizer (see tokenizer.h).
- *
- * Encode reproduces run.c's encode(): same dummy prefix, same UTF-8 grouping
- * (a codepoint is a lead byte plus at most 3 continuation bytes), same byte
- * fallback, same greedy merge order (highest score, leftmost on ties, only
- * scores > -1e10 as run.c's initial best_score). run.c rescans all pairs after
- * each merge (quadratic); here the candidate pairs sit in a heap keyed by
- * (score desc, left position asc) and stale entries are dropped by a per-node
- * version stamp, which picks the very same pair at every step.
- *
- * Pieces are compared as C strings (up to their first NUL), like run.c's
- * strcmp-based lookup. Duplicate pieces resolve to the lowest id. */
+/* tokenizer.c — the tokenizer front end (tokenizer.h): finds the file, tells
+ * a llama2.c .bin from a tokenizer.json by content, checks it against the
+ * model's vocab_size, reads the EOS of a tokenizer.json from the model's
+ * side files, and dispatches encode/decode to the backend
+ * (l2c_tokenizer.c, hf_tokenizer.c). Streaming decode is in tok_stream.c. */
 #include "tokenizer.h"
 
-#include <stdint.h>
+#include <errno.h>
+#include <jansson.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
-#include "../../io/llama2c.h"
+#include "tok_internal.h"
 
-#define TOK_N_BYTE_TOKENS 256
-#define TOK_FIRST_BYTE_ID 3
+/* ---- finding and recognising the file ---- */
 
-typedef struct tok_entry {
-    const char *s;
-    size_t len;
-    int id;
-} tok_entry;
-
-struct aq_tokenizer {
-    aq_l2c_vocab v;
-    size_t *clen; /* strlen of each piece */
-    size_t max_clen;
-    tok_entry *index; /* sorted by (piece, id): lookup by bsearch */
-    /* bucket[c] = first index entry that is non-empty with first byte >= c
-     * (empty pieces sort before bucket[0]); bucket[256] = n. */
-    size_t bucket[257];
-    char byte_pieces[TOK_N_BYTE_TOKENS * 2]; /* byte b at [2b], NUL at [2b+1] */
-};
-
-/* ---- loading ---- */
-
-/* memcmp order, then shorter first (= strcmp order for NUL-free strings).
- * An inline loop: pieces are a few bytes, a memcmp call costs more. */
-static int cmp_bytes(const char *a, size_t na, const char *b, size_t nb)
+static int is_dir(const char *path)
 {
-    size_t n = na < nb ? na : nb;
-    for (size_t i = 0; i < n; i++) {
-        unsigned char x = (unsigned char)a[i], y = (unsigned char)b[i];
-        if (x != y) return x < y ? -1 : 1;
-    }
-    return na < nb ? -1 : na > nb;
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-static int cmp_entry(const void *pa, const void *pb)
+static int is_file(const char *path)
 {
-    const tok_entry *a = pa, *b = pb;
-    int c = cmp_bytes(a->s, a->len, b->s, b->len);
-    return c ? c : (a->id > b->id) - (a->id < b->id);
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* Lowest id whose piece equals s[0..n), or -1. Binary search within the
- * bucket of pieces that share s's first byte. */
-static int lookup(const aq_tokenizer *t, const char *s, size_t n)
+aq_status aq_tok_resolve(const char *path, char *file, size_t cap, aq_error *err)
 {
-    size_t b = n ? (unsigned char)s[0] : 0;
-    size_t lo = n ? t->bucket[b] : 0, hi = n ? t->bucket[b + 1] : t->bucket[0];
-    while (lo < hi) { /* first entry >= s */
-        size_t mid = lo + (hi - lo) / 2;
-        if (cmp_bytes(t->index[mid].s, t->index[mid].len, s, n) < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
+    if (!is_dir(path)) {
+        if ((size_t)snprintf(file, cap, "%s", path) >= cap)
+            return aq_fail(err, AQ_ERR_ARG, "tokenizer path too long: %.64s...", path);
+        return AQ_OK;
     }
-    if (lo < (size_t)t->v.n && cmp_bytes(t->index[lo].s, t->index[lo].len, s, n) == 0)
-        return t->index[lo].id;
-    return -1;
+    static const char *const names[] = {"tokenizer.json", "tokenizer.bin"};
+    for (size_t i = 0; i < 2; i++) {
+        if ((size_t)snprintf(file, cap, "%s/%s", path, names[i]) >= cap)
+            return aq_fail(err, AQ_ERR_ARG, "tokenizer path too long: %.64s...", path);
+        if (is_file(file)) return AQ_OK;
+    }
+    return aq_fail(err, AQ_ERR_NOTFOUND,
+                   "%s: the directory holds neither tokenizer.json nor tokenizer.bin (give the "
+                   "tokenizer file itself)",
+                   path);
 }
 
-static int hexval(char c)
+/* A JSON object starts with '{' after optional whitespace and a UTF-8 BOM; a
+ * llama2.c .bin starts with a small int32 max_token_length, never that. */
+static int looks_like_json(const unsigned char *b, size_t len)
 {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    return -1;
+    size_t i = 0;
+    if (len >= 3 && b[0] == 0xEF && b[1] == 0xBB && b[2] == 0xBF) i = 3;
+    while (i < len && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r'))
+        i++;
+    return i < len && b[i] == '{';
 }
 
-/* The byte of a "<0xHH>" piece, or -1. */
-static int byte_piece_value(const char *p, size_t n)
+static aq_status sniff_file(const char *file, int *json, aq_error *err)
 {
-    if (n != 6 || memcmp(p, "<0x", 3) != 0 || p[5] != '>') return -1;
-    int hi = hexval(p[3]), lo = hexval(p[4]);
-    return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
-}
-
-static aq_status tok_build(aq_tokenizer *t, const char *label, aq_error *err)
-{
-    int n = t->v.n;
-    if (n < TOK_FIRST_BYTE_ID + TOK_N_BYTE_TOKENS)
-        return aq_fail(err, AQ_ERR_ARG,
-                       "%s: vocab_size %d is too small: ids 3..258 must be the byte tokens", label,
-                       n);
-    for (int b = 0; b < TOK_N_BYTE_TOKENS; b++) {
-        int id = b + TOK_FIRST_BYTE_ID;
-        if (byte_piece_value(t->v.pieces[id], (size_t)t->v.lengths[id]) != b)
-            return aq_fail(
-                err, AQ_ERR_FORMAT,
-                "%s: token %d should be the byte token <0x%02X> but is \"%.16s\" (not a llama2.c "
-                "tokenizer?)",
-                label, id, b, t->v.pieces[id]);
-        t->byte_pieces[2 * b] = (char)b;
-        t->byte_pieces[2 * b + 1] = '\0';
-    }
-    t->clen = malloc((size_t)n * sizeof *t->clen);
-    t->index = malloc((size_t)n * sizeof *t->index);
-    if (!t->clen || !t->index)
-        return aq_fail_nomem(err, "tokenizer index", (size_t)n * sizeof *t->index);
-    for (int i = 0; i < n; i++) {
-        t->clen[i] = strlen(t->v.pieces[i]);
-        if (t->clen[i] > t->max_clen) t->max_clen = t->clen[i];
-        t->index[i] = (tok_entry){t->v.pieces[i], t->clen[i], i};
-    }
-    qsort(t->index, (size_t)n, sizeof *t->index, cmp_entry);
-    size_t k = 0;
-    for (int c = 0; c <= 256; c++) {
-        while (k < (size_t)n && (t->index[k].len == 0 || (unsigned char)t->index[k].s[0] < c))
-            k++;
-        t->bucket[c] = k;
-    }
+    FILE *f = fopen(file, "rb");
+    if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot open tokenizer: %s", file, strerror(errno));
+    unsigned char head[64];
+    size_t got = fread(head, 1, sizeof head, f);
+    fclose(f);
+    *json = looks_like_json(head, got);
     return AQ_OK;
 }
 
-/* Takes ownership of *v (also on failure). */
-static aq_status tok_from_vocab(aq_l2c_vocab *v, const char *label, aq_tokenizer **out,
-                                aq_error *err)
+/* ---- the EOS of a tokenizer.json: the model's side files ---- */
+
+static aq_status add_stop(aq_tokenizer *t, int id, const char *file, aq_error *err)
 {
-    aq_tokenizer *t = calloc(1, sizeof *t);
-    if (!t) {
-        aq_l2c_vocab_free(v);
-        return aq_fail_nomem(err, "tokenizer", sizeof *t);
+    if (id < 0 || id >= t->vocab)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: eos token id %d is not a token of the tokenizer "
+                       "(ids 0..%d)", file, id, t->vocab - 1);
+    for (int i = 0; i < t->n_stop; i++)
+        if (t->stop[i] == id) return AQ_OK;
+    if (t->n_stop < AQ_TOK_MAX_STOP) t->stop[t->n_stop++] = id;
+    if (t->eos < 0) t->eos = id;
+    return AQ_OK;
+}
+
+/* dir/name parsed, or NULL (*st = AQ_OK) when the file is absent. */
+static json_t *load_side(const char *dir, const char *name, char *file, size_t cap,
+                         aq_status *st, aq_error *err)
+{
+    *st = AQ_OK;
+    snprintf(file, cap, "%s/%s", dir, name);
+    if (!is_file(file)) return NULL;
+    json_error_t je;
+    /* All numbers as reals: tokenizer_config.json holds integers beyond
+     * int64 ("model_max_length": 1e30 written out), which jansson refuses. */
+    json_t *j = json_load_file(file, JSON_DECODE_INT_AS_REAL, &je);
+    if (!j || !json_is_object(j)) {
+        *st = aq_fail(err, AQ_ERR_FORMAT, "%s: %s (line %d, column %d)", file,
+                      j ? "not a JSON object" : je.text, je.line, je.column);
+        json_decref(j);
+        return NULL;
     }
-    t->v = *v;
-    memset(v, 0, sizeof *v);
-    aq_status st = tok_build(t, label, err);
-    if (st != AQ_OK) {
-        aq_tok_close(t);
-        return st;
+    return j;
+}
+
+/* The id of tokenizer_config.json's key (a string or {"content": string});
+ * -1 if absent or null. */
+static aq_status config_token(const aq_tokenizer *t, json_t *j, const char *key, const char *file,
+                              int *id, aq_error *err)
+{
+    json_t *e = json_object_get(j, key);
+    *id = -1;
+    if (json_is_object(e)) e = json_object_get(e, "content");
+    if (!e || json_is_null(e)) return AQ_OK;
+    if (!json_is_string(e))
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: \"%s\" must be a string or {\"content\": string}",
+                       file, key);
+    *id = aq_hftok_token_id(t->hf, json_string_value(e));
+    if (*id < 0)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: %s \"%s\" is not a token of the tokenizer.json",
+                       file, key, json_string_value(e));
+    return AQ_OK;
+}
+
+/* tokenizer_config.json: "eos_token"; and "bos_token" when "add_bos_token"
+ * is true but the post-processor adds no BOS (as transformers' Llama
+ * tokenizers do: some Llama-3 files have a ByteLevel post-processor only). */
+static aq_status from_tokenizer_config(aq_tokenizer *t, const char *dir, aq_error *err)
+{
+    char file[PATH_MAX];
+    aq_status st;
+    json_t *j = load_side(dir, "tokenizer_config.json", file, sizeof file, &st, err);
+    if (!j) return st;
+    int eos, bos;
+    st = config_token(t, j, "eos_token", file, &eos, err);
+    if (st == AQ_OK && eos >= 0) st = add_stop(t, eos, file, err);
+    if (st == AQ_OK && t->bos < 0 && json_is_true(json_object_get(j, "add_bos_token"))) {
+        st = config_token(t, j, "bos_token", file, &bos, err);
+        t->bos = bos;
+        t->bos_added = bos >= 0;
     }
-    *out = t;
+    json_decref(j);
+    return st;
+}
+
+/* A token id read as a JSON number (load_side reads numbers as reals). */
+static int json_id(const json_t *v)
+{
+    double x = json_number_value(v);
+    return json_is_number(v) && x >= 0 && x < INT_MAX && x == (double)(int)x ? (int)x : -1;
+}
+
+/* config.json "eos_token_id": an integer or a list of them. */
+static aq_status eos_from_config(aq_tokenizer *t, const char *dir, aq_error *err)
+{
+    char file[PATH_MAX];
+    aq_status st;
+    json_t *j = load_side(dir, "config.json", file, sizeof file, &st, err);
+    if (!j) return st;
+    json_t *e = json_object_get(j, "eos_token_id"), *v;
+    size_t i;
+    if (json_is_number(e)) {
+        st = json_id(e) >= 0 ? add_stop(t, json_id(e), file, err)
+                             : aq_fail(err, AQ_ERR_FORMAT,
+                                       "%s: eos_token_id is not a non-negative integer", file);
+    } else if (json_is_array(e)) {
+        json_array_foreach(e, i, v) {
+            st = json_id(v) >= 0 ? add_stop(t, json_id(v), file, err)
+                                 : aq_fail(err, AQ_ERR_FORMAT,
+                                           "%s: eos_token_id[%zu] is not a non-negative integer",
+                                           file, i);
+            if (st != AQ_OK) break;
+        }
+    } else if (e && !json_is_null(e)) {
+        st = aq_fail(err, AQ_ERR_FORMAT, "%s: eos_token_id must be an integer or a list", file);
+    }
+    json_decref(j);
+    return st;
+}
+
+static aq_status hf_side_files(aq_tokenizer *t, const char *file, aq_error *err)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", file);
+    char *slash = strrchr(dir, '/');
+    if (slash)
+        *slash = '\0';
+    else
+        snprintf(dir, sizeof dir, ".");
+    AQ_TRY(from_tokenizer_config(t, dir, err));
+    return eos_from_config(t, dir, err);
+}
+
+/* ---- opening ---- */
+
+static void describe(aq_tokenizer *t, const char *label)
+{
+    char bos[16] = "none", eos[16] = "none";
+    if (t->bos >= 0) snprintf(bos, sizeof bos, "%d", t->bos);
+    if (t->eos >= 0) snprintf(eos, sizeof eos, "%d", t->eos);
+    if (t->kind == AQ_TOK_LLAMA2C)
+        snprintf(t->describe, sizeof t->describe,
+                 "llama2.c tokenizer %s: %d tokens, %s, BOS %s, EOS %s", label, t->vocab,
+                 aq_l2ctok_byte_fallback(t->l2c) ? "byte fallback"
+                 : t->unk >= 0                   ? "no byte fallback (unknown characters -> <unk>)"
+                                                 : "no byte fallback, no <unk>",
+                 bos, eos);
+    else
+        snprintf(t->describe, sizeof t->describe, "tokenizer.json %s: %d tokens, BOS %s, EOS %s",
+                 label, t->vocab, bos, eos);
+}
+
+/* The checks and the fields common to both kinds, once the backend is open. */
+static aq_status finish(aq_tokenizer *t, int vocab_size, const char *label, aq_error *err)
+{
+    if (t->kind == AQ_TOK_LLAMA2C) {
+        t->vocab = aq_l2ctok_vocab_size(t->l2c);
+        t->bos = t->vocab > AQ_L2CTOK_BOS ? AQ_L2CTOK_BOS : -1;
+        t->eos = t->vocab > AQ_L2CTOK_EOS ? AQ_L2CTOK_EOS : -1;
+        t->unk = aq_l2ctok_byte_fallback(t->l2c) ? -1 : aq_l2ctok_unk_id(t->l2c);
+        if (t->bos >= 0) t->stop[t->n_stop++] = t->bos;
+        if (t->eos >= 0) t->stop[t->n_stop++] = t->eos;
+    } else {
+        t->vocab = aq_hftok_vocab_size(t->hf);
+        t->bos = aq_hftok_bos_id(t->hf);
+        t->eos = -1;
+        t->unk = aq_hftok_unk_id(t->hf);
+        if (vocab_size > 0 && t->vocab > vocab_size)
+            return aq_fail(err, AQ_ERR_ARG,
+                           "%s: config/tokenizer vocabulary mismatch: the tokenizer has ids up to "
+                           "%d (%d tokens) but the model's vocab_size is %d",
+                           label, t->vocab - 1, t->vocab, vocab_size);
+    }
+    t->unknown = malloc(sizeof *t->unknown);
+    if (!t->unknown) return aq_fail_nomem(err, "tokenizer", sizeof *t->unknown);
+    atomic_init(t->unknown, 0);
+    return AQ_OK;
+}
+
+static aq_status tok_new(aq_tokenizer **out, aq_error *err)
+{
+    *out = calloc(1, sizeof **out);
+    if (!*out) return aq_fail_nomem(err, "tokenizer", sizeof **out);
+    (*out)->bos = (*out)->eos = (*out)->unk = -1;
     return AQ_OK;
 }
 
 aq_status aq_tok_open(const char *path, int vocab_size, aq_tokenizer **out, aq_error *err)
 {
     *out = NULL;
-    aq_l2c_vocab v;
-    AQ_TRY(aq_l2c_vocab_read(path, vocab_size, &v, err));
-    return tok_from_vocab(&v, path, out, err);
+    if (vocab_size < 0)
+        return aq_fail(err, AQ_ERR_ARG, "%s: vocab_size %d must not be negative", path, vocab_size);
+    char file[PATH_MAX];
+    int json = 0;
+    AQ_TRY(aq_tok_resolve(path, file, sizeof file, err));
+    AQ_TRY(sniff_file(file, &json, err));
+    aq_tokenizer *t;
+    AQ_TRY(tok_new(&t, err));
+    aq_status st;
+    if (json) {
+        t->kind = AQ_TOK_HF_JSON;
+        AQ_TRY_GOTO(st, aq_hftok_open(file, &t->hf, err), fail);
+        AQ_TRY_GOTO(st, finish(t, vocab_size, file, err), fail);
+        AQ_TRY_GOTO(st, hf_side_files(t, file, err), fail);
+    } else {
+        t->kind = AQ_TOK_LLAMA2C;
+        AQ_TRY_GOTO(st, aq_l2ctok_open(file, vocab_size, &t->l2c, err), fail);
+        AQ_TRY_GOTO(st, finish(t, vocab_size, file, err), fail);
+    }
+    describe(t, file);
+    *out = t;
+    return AQ_OK;
+fail:
+    aq_tok_close(t);
+    return st;
 }
 
 aq_status aq_tok_open_memory(const void *buf, size_t len, int vocab_size, const char *label,
                              aq_tokenizer **out, aq_error *err)
 {
     *out = NULL;
-    aq_l2c_vocab v;
     if (!label) label = "<memory>";
-    AQ_TRY(aq_l2c_vocab_parse(buf, len, vocab_size, label, &v, err));
-    return tok_from_vocab(&v, label, out, err);
+    if (vocab_size < 0)
+        return aq_fail(err, AQ_ERR_ARG, "%s: vocab_size %d must not be negative", label,
+                       vocab_size);
+    aq_tokenizer *t;
+    AQ_TRY(tok_new(&t, err));
+    aq_status st;
+    if (looks_like_json(buf, len)) {
+        t->kind = AQ_TOK_HF_JSON;
+        AQ_TRY_GOTO(st, aq_hftok_open_memory(buf, len, label, &t->hf, err), fail);
+    } else {
+        t->kind = AQ_TOK_LLAMA2C;
+        AQ_TRY_GOTO(st, aq_l2ctok_open_memory(buf, len, vocab_size, label, &t->l2c, err), fail);
+    }
+    AQ_TRY_GOTO(st, finish(t, vocab_size, label, err), fail);
+    describe(t, label);
+    *out = t;
+    return AQ_OK;
+fail:
+    aq_tok_close(t);
+    return st;
 }
 
 void aq_tok_close(aq_tokenizer *t)
 {
     if (!t) return;
-    aq_l2c_vocab_free(&t->v);
-    free(t->clen);
-    free(t->index);
+    aq_l2ctok_close(t->l2c);
+    if (t->hf) aq_hftok_close(t->hf);
+    free(t->unknown);
     free(t);
 }
 
-int aq_tok_vocab_size(const aq_tokenizer *t)
+/* ---- accessors ---- */
+
+aq_tok_kind aq_tok_kind_of(const aq_tokenizer *t) { return t->kind; }
+const char *aq_tok_describe(const aq_tokenizer *t) { return t->describe; }
+int aq_tok_vocab_size(const aq_tokenizer *t) { return t->vocab; }
+int aq_tok_bos_id(const aq_tokenizer *t) { return t->bos; }
+int aq_tok_eos_id(const aq_tokenizer *t) { return t->eos; }
+int aq_tok_unk_id(const aq_tokenizer *t) { return t->unk; }
+
+int aq_tok_is_stop(const aq_tokenizer *t, int id)
 {
-    return t->v.n;
+    for (int i = 0; i < t->n_stop; i++)
+        if (t->stop[i] == id) return 1;
+    return 0;
 }
 
 const char *aq_tok_piece(const aq_tokenizer *t, int id)
 {
-    return id >= 0 && id < t->v.n ? t->v.pieces[id] : NULL;
+    if (t->kind == AQ_TOK_LLAMA2C) return aq_l2ctok_piece(t->l2c, id);
+    return id >= 0 && id < t->vocab ? aq_hftok_piece(t->hf, id) : NULL;
 }
 
-size_t aq_tok_encode_max(size_t text_len)
+size_t aq_tok_unknown_count(const aq_tokenizer *t)
 {
-    return text_len + 3;
+    return atomic_load(t->unknown);
+}
+
+void aq_tok_report_unknown(const aq_tokenizer *t, const char *who, FILE *f)
+{
+    size_t n = aq_tok_unknown_count(t);
+    if (n == 0) return;
+    if (t->kind == AQ_TOK_LLAMA2C)
+        fprintf(f, "%s: %zu character%s outside the vocabulary mapped to <unk> (%s)\n", who, n,
+                n == 1 ? "" : "s", t->describe);
+    else
+        fprintf(f, "%s: %zu <unk> token%s for text outside the vocabulary (%s)\n", who, n,
+                n == 1 ? "" : "s", t->describe);
 }
 
 /* ---- encode ---- */
 
-/* A candidate merge of nodes left,right into id with the pair's score. */
-typedef struct tok_pair {
-    float score;
-    int left, right, id;
-    unsigned ver_l, ver_r;
-} tok_pair;
-
-/* Workspace of one encode call: a doubly linked list of nodes in text order
- * and a binary max-heap of candidate pairs. */
-typedef struct tok_ws {
-    int *tok, *prev, *next;
-    unsigned *ver;
-    tok_pair *heap;
-    size_t nheap;
-    char *buf; /* concatenation of two pieces */
-} tok_ws;
-
-/* a before b: higher score, then leftmost (node indices follow text order). */
-static int pair_before(const tok_pair *a, const tok_pair *b)
+size_t aq_tok_encode_max(size_t text_len)
 {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
+    return aq_l2ctok_encode_max(text_len);
 }
 
-static void heap_push(tok_ws *w, tok_pair p)
+/* tokenizer.json: the backend's ids, plus EOS, counting <unk>. */
+static aq_status hf_encode(const aq_tokenizer *t, const char *text, int bos, int eos, int **ids,
+                           size_t *n, aq_error *err)
 {
-    size_t i = w->nheap++;
-    while (i > 0) {
-        size_t parent = (i - 1) / 2;
-        if (!pair_before(&p, &w->heap[parent])) break;
-        w->heap[i] = w->heap[parent];
-        i = parent;
-    }
-    w->heap[i] = p;
-}
-
-static tok_pair heap_pop(tok_ws *w)
-{
-    tok_pair top = w->heap[0], last = w->heap[--w->nheap];
-    size_t i = 0, n = w->nheap;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && pair_before(&w->heap[c + 1], &w->heap[c])) c++;
-        if (!pair_before(&w->heap[c], &last)) break;
-        w->heap[i] = w->heap[c];
-        i = c;
-    }
-    if (n) w->heap[i] = last;
-    return top;
-}
-
-/* Push the merge of nodes l and r if their concatenation is a piece whose
- * score beats run.c's initial best_score of -1e10. */
-static void push_candidate(const aq_tokenizer *t, tok_ws *w, int l, int r)
-{
-    if (l < 0 || r < 0) return;
-    int a = w->tok[l], b = w->tok[r];
-    size_t na = t->clen[a], nb = t->clen[b];
-    memcpy(w->buf, t->v.pieces[a], na);
-    memcpy(w->buf + na, t->v.pieces[b], nb);
-    int id = lookup(t, w->buf, na + nb);
-    if (id < 0 || !(t->v.scores[id] > (float)-1e10)) return;
-    heap_push(w, (tok_pair){t->v.scores[id], l, r, id, w->ver[l], w->ver[r]});
-}
-
-/* Greedy BPE merges over nodes 0..m-1; writes the result to ids, returns its length. */
-static size_t merge_all(const aq_tokenizer *t, tok_ws *w, size_t m, int *ids)
-{
-    for (size_t i = 0; i < m; i++) {
-        w->prev[i] = (int)i - 1;
-        w->next[i] = i + 1 < m ? (int)i + 1 : -1;
-        w->ver[i] = 0;
-    }
-    for (size_t i = 0; i + 1 < m; i++)
-        push_candidate(t, w, (int)i, (int)i + 1);
-    while (w->nheap) {
-        tok_pair p = heap_pop(w);
-        /* Stale if either node changed (merged or merged away) since the push. */
-        if (w->ver[p.left] != p.ver_l || w->ver[p.right] != p.ver_r || w->next[p.left] != p.right)
-            continue;
-        int l = p.left, r = p.right;
-        w->tok[l] = p.id;
-        w->ver[l]++;
-        w->ver[r]++; /* r is gone: its version never matches again */
-        w->next[l] = w->next[r];
-        if (w->next[r] >= 0) w->prev[w->next[r]] = l;
-        push_candidate(t, w, w->prev[l], l);
-        push_candidate(t, w, l, w->next[l]);
-    }
-    size_t n = 0;
-    for (int i = m ? 0 : -1; i >= 0; i = w->next[i])
-        ids[n++] = w->tok[i];
-    return n;
-}
-
-/* Initial tokens: dummy prefix, then one per codepoint or per byte. */
-static size_t split_text(const aq_tokenizer *t, const char *text, int *tok)
-{
-    size_t m = 0;
-    if (text[0] == '\0') return 0;
-    int sp = lookup(t, " ", 1);
-    tok[m++] = sp >= 0 ? sp : ' ' + TOK_FIRST_BYTE_ID;
-    char cp[4];
-    size_t cl = 0;
-    for (const unsigned char *c = (const unsigned char *)text; *c; c++) {
-        if ((*c & 0xC0) != 0x80) cl = 0; /* a lead byte starts a new codepoint */
-        cp[cl++] = (char)*c;
-        if ((c[1] & 0xC0) == 0x80 && cl < 4) continue;
-        int id = lookup(t, cp, cl);
-        if (id >= 0) {
-            tok[m++] = id;
-        } else {
-            for (size_t i = 0; i < cl; i++)
-                tok[m++] = (unsigned char)cp[i] + TOK_FIRST_BYTE_ID;
+    AQ_TRY(aq_hftok_encode(t->hf, text, strlen(text), bos, ids, n, err));
+    int pre = bos && t->bos_added, post = eos && t->eos >= 0;
+    if (pre || post) {
+        int *grown = realloc(*ids, (*n + 2) * sizeof **ids);
+        if (!grown) {
+            free(*ids);
+            *ids = NULL;
+            *n = 0;
+            return aq_fail_nomem(err, "token ids", (*n + 2) * sizeof **ids);
         }
-        cl = 0;
+        *ids = grown;
+        if (pre) {
+            memmove(*ids + 1, *ids, *n * sizeof **ids);
+            (*ids)[0] = t->bos;
+            (*n)++;
+        }
+        if (post) (*ids)[(*n)++] = t->eos;
     }
-    return m;
+    size_t unk = 0;
+    for (size_t i = 0; t->unk >= 0 && i < *n; i++)
+        unk += (*ids)[i] == t->unk;
+    if (unk) atomic_fetch_add(t->unknown, unk);
+    return AQ_OK;
 }
 
 aq_status aq_tok_encode(const aq_tokenizer *t, const char *text, int bos, int eos, int *ids,
                         size_t cap, size_t *n, aq_error *err)
 {
     *n = 0;
-    size_t tl = strlen(text), need = aq_tok_encode_max(tl);
-    if (cap < need)
-        return aq_fail(err, AQ_ERR_ARG,
-                       "tokenizer: output room for %zu ids, need %zu for a %zu-byte text", cap,
-                       need, tl);
-    size_t m = need;
-    tok_ws w = {0};
-    w.tok = malloc(m * sizeof *w.tok);
-    w.prev = malloc(m * sizeof *w.prev);
-    w.next = malloc(m * sizeof *w.next);
-    w.ver = malloc(m * sizeof *w.ver);
-    w.heap = malloc(3 * m * sizeof *w.heap); /* m-1 initial pairs + 2 per merge */
-    w.buf = malloc(2 * t->max_clen + 1);
-    aq_status st = AQ_OK;
-    if (!w.tok || !w.prev || !w.next || !w.ver || !w.heap || !w.buf) {
-        st = aq_fail_nomem(err, "tokenizer workspace", 3 * m * sizeof *w.heap);
-        goto done;
+    if (t->kind == AQ_TOK_LLAMA2C) {
+        size_t unk = 0;
+        AQ_TRY(aq_l2ctok_encode(t->l2c, text, bos, eos, ids, cap, n, &unk, err));
+        if (unk) atomic_fetch_add(t->unknown, unk);
+        return AQ_OK;
     }
-    size_t k = 0;
-    if (bos) w.tok[k++] = AQ_TOK_BOS;
-    k += split_text(t, text, w.tok + k);
-    k = merge_all(t, &w, k, ids);
-    if (eos) ids[k++] = AQ_TOK_EOS;
+    int *got;
+    size_t k;
+    AQ_TRY(hf_encode(t, text, bos, eos, &got, &k, err));
+    if (k > cap) {
+        free(got);
+        return aq_fail(err, AQ_ERR_ARG,
+                       "tokenizer: output room for %zu ids, need %zu for a %zu-byte text", cap, k,
+                       strlen(text));
+    }
+    memcpy(ids, got, k * sizeof *ids);
+    free(got);
     *n = k;
-done:
-    free(w.tok);
-    free(w.prev);
-    free(w.next);
-    free(w.ver);
-    free(w.heap);
-    free(w.buf);
-    return st;
+    return AQ_OK;
 }
 
 aq_status aq_tok_encode_alloc(const aq_tokenizer *t, const char *text, int bos, int eos, int **ids,
@@ -357,6 +416,7 @@ aq_status aq_tok_encode_alloc(const aq_tokenizer *t, const char *text, int bos, 
 {
     *ids = NULL;
     *n = 0;
+    if (t->kind == AQ_TOK_HF_JSON) return hf_encode(t, text, bos, eos, ids, n, err);
     size_t cap = aq_tok_encode_max(strlen(text));
     int *buf = malloc(cap * sizeof *buf);
     if (!buf) return aq_fail_nomem(err, "token ids", cap * sizeof *buf);
@@ -374,51 +434,23 @@ aq_status aq_tok_encode_alloc(const aq_tokenizer *t, const char *text, int bos, 
 aq_status aq_tok_decode(const aq_tokenizer *t, int prev_token, int token, const char **piece,
                         size_t *len, aq_error *err)
 {
-    if (token < 0 || token >= t->v.n)
-        return aq_fail(err, AQ_ERR_ARG, "tokenizer: token id %d is out of range [0, %d)", token,
-                       t->v.n);
-    const char *p = t->v.pieces[token];
-    size_t n = t->clen[token];
-    /* After BOS, SentencePiece drops the dummy-prefix space (run.c, PR #89). */
-    if (prev_token == AQ_TOK_BOS && n > 0 && p[0] == ' ') p++, n--;
-    int b = byte_piece_value(p, n);
-    if (b >= 0) {
-        p = t->byte_pieces + 2 * b;
-        n = 1;
-    }
-    *piece = p;
-    *len = n;
-    return AQ_OK;
+    if (t->kind == AQ_TOK_LLAMA2C)
+        return aq_l2ctok_decode(t->l2c, prev_token, token, piece, len, err);
+    return aq_fail(err, AQ_ERR_ARG,
+                   "tokenizer: a tokenizer.json token is decoded in context (aq_tok_stream), not "
+                   "alone (token %d)",
+                   token);
 }
 
 aq_status aq_tok_decode_all(const aq_tokenizer *t, const int *ids, size_t n, char **out,
                             size_t *out_len, aq_error *err)
 {
+    if (t->kind == AQ_TOK_LLAMA2C) return aq_l2ctok_decode_all(t->l2c, ids, n, out, out_len, err);
     *out = NULL;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= t->v.n)
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] < 0 || ids[i] >= t->vocab)
             return aq_fail(err, AQ_ERR_ARG,
                            "tokenizer: token id %d at position %zu is out of range [0, %d)", ids[i],
-                           i, t->v.n);
-        total += t->clen[ids[i]];
-    }
-    char *s = malloc(total + 1);
-    if (!s) return aq_fail_nomem(err, "decoded text", total + 1);
-    size_t k = 0;
-    int prev = -1;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] != AQ_TOK_BOS && ids[i] != AQ_TOK_EOS) {
-            const char *p;
-            size_t len;
-            aq_tok_decode(t, prev, ids[i], &p, &len, err); /* ids were checked above */
-            memcpy(s + k, p, len);
-            k += len;
-        }
-        prev = ids[i];
-    }
-    s[k] = '\0';
-    *out = s;
-    if (out_len) *out_len = k;
-    return AQ_OK;
+                           i, t->vocab);
+    return aq_hftok_decode(t->hf, ids, n, 1, out, out_len, err);
 }
