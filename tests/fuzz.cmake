@@ -6,7 +6,8 @@
 # corpus: the files in tests/fuzz/seeds/fuzz_<name>/ if that folder exists,
 # plus those written by the program named in AQ_FUZZ_SEEDGEN_fuzz_<name> (set
 # below) if any. A harness defines LLVMFuzzerTestOneInput and may use any of
-# io/ (linked as aq_io_fuzz, a copy of aq_io instrumented for coverage).
+# io/ (linked as aq_io_fuzz, a copy of aq_io instrumented for coverage); the
+# fuzz_hftok_* harnesses also get src/text/ (aq_text_fuzz, likewise).
 if(AQ_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "AQ_FUZZ=ON needs clang: CC=clang cmake -DAQ_FUZZ=ON ...")
@@ -25,6 +26,12 @@ if(AQ_FUZZ)
   endif()
   target_compile_options(aq_io_fuzz PRIVATE -fsanitize=fuzzer-no-link ${aq_fuzz_san})
 
+  # aq_text again, instrumented, for the tokenizer.json harnesses (fuzz_hftok_*).
+  get_target_property(text_srcs aq_text_obj SOURCES)
+  add_library(aq_text_fuzz STATIC ${text_srcs})
+  target_link_libraries(aq_text_fuzz PUBLIC aq_io_fuzz PkgConfig::JANSSON PkgConfig::PCRE2 PkgConfig::UTF8PROC)
+  target_compile_options(aq_text_fuzz PRIVATE -fsanitize=fuzzer-no-link ${aq_fuzz_san})
+
   set(AQ_FUZZ_SEEDGEN_fuzz_safetensors $<TARGET_FILE:aq_gen_malformed>)
 
   file(GLOB aq_fuzzers CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)
@@ -34,6 +41,9 @@ if(AQ_FUZZ)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
     target_link_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
     target_link_libraries(${name} PRIVATE aq_io_fuzz)
+    if(name MATCHES "^fuzz_hftok_")
+      target_link_libraries(${name} PRIVATE aq_text_fuzz)
+    endif()
     add_test(NAME ${name}
       COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzzer.sh $<TARGET_FILE:${name}> ${AQ_FUZZ_SECONDS}
               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds/${name} "${AQ_FUZZ_SEEDGEN_${name}}")

@@ -37,6 +37,7 @@ static aq_status tok_begin(toks *l, aq_error *err)
         l->t = p;
         l->cap = c;
     }
+    AQ_TRY(hf_buf_add(&l->buf, "", 0, err)); /* never a NULL buffer, even for empty tokens */
     l->t[l->n].off = l->buf.n;
     l->t[l->n].len = 0;
     l->n++;

@@ -207,7 +207,7 @@ static aq_status template_ids(aq_hftok *h, json_t *j, const char *name, const ch
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *v = json_array_get(arr, i);
         json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
-        if (id < 0 || id >= h->n_ids)
+        if (id < 0 || id >= h->n_ids || !(h->pieces[id] || h->apieces[id]))
             return aq_fail(err, AQ_ERR_FORMAT, "%s.special_tokens[\"%.60s\"].ids[%zu]: not an id of the vocabulary",
                            path, name, i);
         int *p = realloc(*ids, (size_t)(*n + 1) * sizeof *p);
