@@ -183,5 +183,7 @@ int main(int argc, char **argv)
     unlink(tort);
     unlink(out);
     rmdir(dir);
+    free(dir);
+    free(valid);
     AQ_TEST_END();
 }

@@ -112,20 +112,26 @@ aq_status hf_parse_normalizer(aq_hftok *h, json_t *j, const char *path, aq_error
     return AQ_OK;
 }
 
-/* tokenizers' prepend_scheme, or the older add_prefix_space boolean. */
+/* tokenizers' prepend_scheme (default "always"); the older add_prefix_space
+ * false means "never" and, as tokenizers decides, contradicts any other
+ * declared scheme. */
 static aq_status get_prepend(json_t *j, const char *path, int *out, aq_error *err)
 {
     json_t *ps = json_object_get(j, "prepend_scheme");
-    if (json_is_string(ps)) {
-        const char *s = json_string_value(ps);
-        if (!strcmp(s, "always")) *out = HF_PREPEND_ALWAYS;
-        else if (!strcmp(s, "first")) *out = HF_PREPEND_FIRST;
-        else if (!strcmp(s, "never")) *out = HF_PREPEND_NEVER;
+    *out = HF_PREPEND_ALWAYS;
+    if (ps && !json_is_null(ps)) {
+        const char *s = json_is_string(ps) ? json_string_value(ps) : NULL;
+        if (s && !strcmp(s, "always")) *out = HF_PREPEND_ALWAYS;
+        else if (s && !strcmp(s, "first")) *out = HF_PREPEND_FIRST;
+        else if (s && !strcmp(s, "never")) *out = HF_PREPEND_NEVER;
         else return unsupported(err, "prepend_scheme", s, path, "always, first, never");
-        return AQ_OK;
     }
     json_t *ap = json_object_get(j, "add_prefix_space");
-    *out = (ap && json_is_false(ap)) ? HF_PREPEND_NEVER : HF_PREPEND_ALWAYS;
+    if (ap && json_is_false(ap)) {
+        if (*out != HF_PREPEND_NEVER)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: add_prefix_space false contradicts prepend_scheme", path);
+        *out = HF_PREPEND_NEVER;
+    }
     return AQ_OK;
 }
 
@@ -275,6 +281,9 @@ aq_status hf_parse_decoder(aq_hftok *h, json_t *j, const char *path, aq_error *e
     }
     if (kind == HF_D_STRIP) {
         AQ_TRY(get_str(j, "content", path, &d->str, &d->str_len, err));
+        int32_t cp;
+        if (d->str_len == 0 || hf_utf8_next((const unsigned char *)d->str, d->str_len, &cp) != (int)d->str_len)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s.content: not one character", path);
         json_t *a0 = json_object_get(j, "start"), *a1 = json_object_get(j, "stop");
         if (!json_is_integer(a0) || !json_is_integer(a1) || json_integer_value(a0) < 0 ||
             json_integer_value(a1) < 0 || json_integer_value(a0) > 1000000 || json_integer_value(a1) > 1000000)
