@@ -165,17 +165,28 @@ int main(int argc, char **argv)
     CHECK_MSG(rc == 0, "node tok_ref.mjs failed (exit %d)", rc);
     json_error_t je;
     json_t *ref = rc == 0 ? json_load_file(out, 0, &je) : NULL;
-    CHECK_MSG(json_is_array(ref) && json_array_size(ref) == 2, "reference output %s unreadable", out);
+    CHECK_MSG(json_is_array(ref) && json_array_size(ref) == 3, "reference output %s unreadable", out);
 
     aq_hftok *h = NULL;
     aq_error err = {0};
     CHECK_OK(aq_hftok_open(tokjson, &h, &err), &err);
-    if (h && json_is_array(ref) && json_array_size(ref) == 2) {
+    if (h && json_is_array(ref) && json_array_size(ref) == 3) {
         size_t vl = 0;
         unsigned char *vt = aq_test_read_file(valid, &vl);
         CHECK(vt != NULL);
         if (vt) check_text(model, "validation.txt", h, (const char *)vt, vl, json_array_get(ref, 0));
         check_text(model, "torture", h, torture, sizeof torture - 1, json_array_get(ref, 1));
+        /* With special tokens: the post-processor's BOS (Llama-2: <s>; the
+         * Llama-3 and Qwen3 files of these packages add none). */
+        json_t *probe = json_array_get(ref, 2);
+        const char *pt = json_string_value(json_object_get(probe, "probe"));
+        int *ids = NULL;
+        size_t n = 0;
+        CHECK_OK(aq_hftok_encode(h, pt ? pt : "", pt ? strlen(pt) : 0, 1, &ids, &n, &err), &err);
+        compare_ids("with special tokens", ids, n, json_object_get(probe, "ids"));
+        printf("%s: BOS id %d; \"%s\" with special tokens -> %zu ids, identical\n", model, aq_hftok_bos_id(h),
+               pt ? pt : "", n);
+        free(ids);
         free(vt);
     }
     aq_hftok_close(h);

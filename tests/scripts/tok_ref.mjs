@@ -11,6 +11,8 @@
 // clean-up of tokenization spaces; nfc: the text NFC-normalised (what a
 // normalising tokenizer gives back); seconds: the fastest of N timed encodes
 // (default 1), for the benchmark; bytes: the UTF-8 length of the text.
+// The last entry is {"probe": "...", "ids": [...]}: a short text encoded WITH
+// special tokens (the post-processor's BOS, if any).
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
@@ -44,4 +46,6 @@ const results = texts.map((file) => {
   const decoded = tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   return { ids, decoded, nfc: text.normalize("NFC"), seconds: best, bytes: Buffer.byteLength(text, "utf8") };
 });
+const probe = "Once upon a time, Tom's cat ran.";
+results.push({ probe, ids: tok.encode(probe, { add_special_tokens: true }) });
 writeFileSync(outFile, JSON.stringify(results));
