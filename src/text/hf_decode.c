@@ -76,7 +76,7 @@ static aq_status dec_replace(const hf_dec *d, const char *s, size_t n, toks *o, 
         AQ_TRY(tok_add(o, d->str, d->str_len, err));
         pos = me;
     }
-    if (r < 0) return err ? err->code : AQ_ERR_INTERNAL;
+    if (r < 0) return err ? err->code : AQ_ERR_FORMAT;
     return tok_add(o, s + pos, n - pos, err);
 }
 
