@@ -186,6 +186,9 @@ static void test_split(void)
                  "\\\\p{L}+|\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|"
                  "\\\\s+\"},\"behavior\":\"Isolated\",\"invert\":false}",
                  "null", "IT'S 12345  x\n\ny", "IT|'S| |123|45| | x|\n\n|y");
+    /* Digits (SmolLM, StarCoder): each number character alone, or runs. */
+    expect_words("{\"type\":\"Digits\",\"individual_digits\":true}", "null", "a123b\xD9\xA3" "x", "a|1|2|3|b|\xD9\xA3|x");
+    expect_words("{\"type\":\"Digits\",\"individual_digits\":false}", "null", "a123b\xC2\xBD" "4", "a|123|b|\xC2\xBD" "4");
     /* Metaspace in a Split-free chain; NFC and NFKC normalizers. */
     expect_words("null", "{\"type\":\"NFC\"}", "e\xCC\x81", "\xC3\xA9");
     expect_words("null", "{\"type\":\"NFKC\"}", "\xEF\xAC\x81x\xC2\xB2", "fix2");

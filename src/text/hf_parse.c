@@ -179,14 +179,22 @@ aq_status hf_parse_pretokenizer(aq_hftok *h, json_t *j, const char *path, aq_err
     if (!j || json_is_null(j)) return AQ_OK;
     const char *t = type_of(j);
     if (t && !strcmp(t, "Sequence")) return each(h, j, "pretokenizers", path, hf_parse_pretokenizer, err);
-    int kind = !t ? -1 : !strcmp(t, "Split") ? HF_P_SPLIT : !strcmp(t, "ByteLevel") ? HF_P_BYTELEVEL
+    int digits = t && !strcmp(t, "Digits");
+    int kind = !t ? -1 : !strcmp(t, "Split") || digits ? HF_P_SPLIT : !strcmp(t, "ByteLevel") ? HF_P_BYTELEVEL
                      : !strcmp(t, "Metaspace") ? HF_P_METASPACE : -1;
-    if (kind < 0) return unsupported(err, "pre-tokenizer", t, path, "Sequence, Split, ByteLevel, Metaspace");
+    if (kind < 0) return unsupported(err, "pre-tokenizer", t, path, "Sequence, Split, Digits, ByteLevel, Metaspace");
     hf_pretok *a = grow(h->pretoks, &h->n_pretoks, sizeof *a, err);
     if (!a) return AQ_ERR_NOMEM;
     h->pretoks = a;
     hf_pretok *p = &a[h->n_pretoks - 1];
     p->kind = kind;
+    if (digits) {
+        /* tokenizers' Digits: split at each char::is_numeric() character
+         * (general category N), alone or in runs. */
+        static const char num_re[] = "\\p{N}";
+        p->behavior = json_is_true(json_object_get(j, "individual_digits")) ? HF_SPLIT_ISOLATED : HF_SPLIT_CONTIGUOUS;
+        return hf_regex_compile(num_re, sizeof num_re - 1, path, &p->pat.re, err);
+    }
     if (kind == HF_P_SPLIT) return parse_split(j, path, p, err);
     if (kind == HF_P_BYTELEVEL) {
         /* tokenizers' defaults when a field is absent: both true. */
