@@ -10,7 +10,8 @@
 # variables name the three files; give them to a test as environment
 # variables of the same names and add `FIXTURES_REQUIRED npm_refs`:
 #   AQ_NPM_DIR          the npm prefix (node_modules/ under it)
-#   AQ_TOKJSON_LLAMA2   SentencePiece-style BPE (Prepend/Replace, byte_fallback); 32000 ids
+#   AQ_TOKJSON_LLAMA2   SentencePiece-style BPE (Prepend/Replace, byte_fallback, <s> BOS); 32000
+#                       ids (the package's vocabulary is Mistral-7B's: "\u2581the" is 272)
 #   AQ_TOKJSON_LLAMA3   byte-level BPE, Split regex with \p{L}\p{N}, ignore_merges; 128256 ids;
 #                       this package's file has no BOS template (post_processor ByteLevel only)
 #   AQ_TOKJSON_LLAMA3_1 the Llama-3.1 file: as Llama-3, plus TemplateProcessing with
