@@ -39,8 +39,9 @@ set_tests_properties(npm_refs PROPERTIES FIXTURES_SETUP npm_refs LABELS integrat
 
 # Component semantics with small inline tokenizer.json files (known answers),
 # the special-token rule and the bad-input errors: no npm needed.
-aq_test(NAME test_hf_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_hf_tokenizer.c LIBS aq_text
-        LABELS unit)
+find_package(Threads REQUIRED)
+aq_test(NAME test_hf_tokenizer SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_hf_tokenizer.c
+        LIBS aq_text Threads::Threads LABELS unit)
 
 # Ids identical to the JS reference on the whole TinyStories validation text
 # and a torture text, one test per tokenizer (each runs node once).

@@ -7,6 +7,7 @@
  * rule (added tokens are never produced from plain text), decode chains, and
  * bad input (each error names what and where). The comparison with the JS
  * reference on real files is test_hf_tokenizer_ref.c. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,6 +284,59 @@ static void test_bad_input(void)
     free(j);
 }
 
+/* One handle, several threads encoding at once: each must get the ids of a
+ * serial run (the handle is read-only; caches are per call). */
+typedef struct enc_job {
+    const aq_hftok *h;
+    const char *text;
+    size_t len;
+    int *ids;
+    size_t n;
+    aq_status st;
+} enc_job;
+
+static void *enc_thread(void *arg)
+{
+    enc_job *j = arg;
+    aq_error err = {0};
+    for (int r = 0; r < 20 && j->st == AQ_OK; r++) {
+        free(j->ids);
+        j->ids = NULL;
+        j->st = aq_hftok_encode(j->h, j->text, j->len, 1, &j->ids, &j->n, &err);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    size_t len;
+    char *js = fx_bytelevel(0, &len);
+    aq_hftok *h = open_json(js, len);
+    free(js);
+    if (!h) return;
+    char text[8192];
+    size_t tl = 0;
+    for (int i = 0; tl + 40 < sizeof text; i++)
+        tl += (size_t)snprintf(text + tl, sizeof text - tl, "the aaa%d ab\xC3\xA9 they'll %s", i, i % 7 ? "" : "\n");
+    int *want = NULL;
+    size_t nw = 0;
+    aq_error err = {0};
+    CHECK_OK(aq_hftok_encode(h, text, tl, 1, &want, &nw, &err), &err);
+    enc_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (enc_job){h, text, tl, NULL, 0, AQ_OK};
+        CHECK(pthread_create(&th[i], NULL, enc_thread, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].st == AQ_OK && jobs[i].n == nw && !memcmp(jobs[i].ids, want, nw * sizeof *want));
+        free(jobs[i].ids);
+    }
+    free(want);
+    aq_hftok_close(h);
+}
+
 int main(void)
 {
     test_bytelevel();
@@ -290,5 +344,6 @@ int main(void)
     test_metaspace();
     test_split();
     test_bad_input();
+    test_threads();
     AQ_TEST_END();
 }
