@@ -244,6 +244,7 @@ static void test_bad_input(void)
         {"\"dropout\":null", "\"dropout\":0.1", "model.dropout", NULL},
         {"\"dropout\":null", "\"dropout\":null,\"cache_capacity\":7", "unsupported BPE option at model.cache_capacity", NULL},
         {"\"a\":260", "\"a\":259", "model.vocab: id 259", NULL},
+        {"\"a\":260", "\"a\":9000000", "id 9000000 is far beyond", NULL},
         {"\"unk_token\":\"<unk>\"", "\"unk_token\":\"<nope>\"", "model.unk_token", NULL},
         {"\"\\u2581a b\"]", "\"\\u2581ab\"]", "model.merges[2]", "not two tokens"},
     };

@@ -59,6 +59,12 @@ static aq_status scan_ids(json_t *vocab, json_t *added, int *max_id, aq_error *e
                            i, HF_MAX_IDS);
         if (id > mx) mx = id;
     }
+    /* Real files number their tokens densely; a sparse id would only make us
+     * allocate tables for ids that do not exist (16M ids = 400 MB). */
+    size_t count = json_object_size(vocab) + json_array_size(added);
+    if (mx >= 0 && (size_t)mx > 2 * count + 65536)
+        return aq_fail(err, AQ_ERR_FORMAT, "model.vocab / added_tokens: id %d is far beyond the %zu tokens given",
+                       mx, count);
     *max_id = mx;
     return AQ_OK;
 }
