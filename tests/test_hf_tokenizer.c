@@ -264,8 +264,13 @@ static void test_bad_input(void)
     const char *notobj = "[1, 2]";
     expect_refused(notobj, strlen(notobj), AQ_ERR_FORMAT, "not a JSON object", NULL);
     free(j);
+}
 
-    /* Missing file; invalid UTF-8 text; an out-of-range id to decode. */
+/* Missing file; invalid UTF-8 text; an out-of-range id to decode. */
+static void test_bad_use(void)
+{
+    size_t len;
+    char *j;
     aq_hftok *h = NULL;
     aq_error err = {0};
     CHECK(aq_hftok_open("/nonexistent/tokenizer.json", &h, &err) == AQ_ERR_IO && strstr(err.msg, "/nonexistent"));
@@ -345,6 +350,7 @@ int main(void)
     test_metaspace();
     test_split();
     test_bad_input();
+    test_bad_use();
     test_threads();
     AQ_TEST_END();
 }
