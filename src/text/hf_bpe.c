@@ -272,6 +272,6 @@ aq_status hf_bpe_word(const aq_hftok *h, const char *w, size_t n, hf_bpe_cache *
     }
     size_t start = out->n;
     AQ_TRY(bpe_chars(h, w, n, c, out, err));
-    if (n <= CACHE_MAX_WORD) cache_put(c, w, n, hash, out->p + start, out->n - start);
+    if (n <= CACHE_MAX_WORD) cache_put(c, w, n, hash, out->n > start ? out->p + start : NULL, out->n - start);
     return AQ_OK;
 }

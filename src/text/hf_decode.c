@@ -37,6 +37,7 @@ static aq_status tok_begin(toks *l, aq_error *err)
         l->t = p;
         l->cap = c;
     }
+    AQ_TRY(hf_buf_add(&l->buf, "", 0, err)); /* never a NULL buffer, even for empty tokens */
     l->t[l->n].off = l->buf.n;
     l->t[l->n].len = 0;
     l->n++;
@@ -75,7 +76,7 @@ static aq_status dec_replace(const hf_dec *d, const char *s, size_t n, toks *o, 
         AQ_TRY(tok_add(o, d->str, d->str_len, err));
         pos = me;
     }
-    if (r < 0) return err ? err->code : AQ_ERR_INTERNAL;
+    if (r < 0) return err ? err->code : AQ_ERR_FORMAT;
     return tok_add(o, s + pos, n - pos, err);
 }
 
@@ -87,31 +88,36 @@ static aq_status dec_strip(const hf_dec *d, const char *s, size_t n, toks *o, aq
     return tok_add(o, s + a, b - a, err);
 }
 
+/* A token all of whose characters are byte-level characters becomes those
+ * bytes; any other token (an added token such as "<|eot_id|>" with a space,
+ * say) is kept as it is, as tokenizers' ByteLevel decoder does. */
 static aq_status dec_bytelevel(const aq_hftok *h, const char *s, size_t n, toks *o, aq_error *err)
 {
     for (size_t i = 0; i < n;) {
         int32_t cp;
         int l = hf_utf8_next((const unsigned char *)s + i, n - i, &cp);
-        if (l <= 0) l = 1, cp = -1;
-        int b = cp >= 0 && cp < 512 ? h->bytes.inv[cp] : -1;
-        if (b >= 0) {
-            char c = (char)b;
-            AQ_TRY(tok_add(o, &c, 1, err));
-        } else {
-            AQ_TRY(tok_add(o, s + i, (size_t)l, err)); /* not a byte-level character: kept */
-        }
+        if (l <= 0 || cp >= 512 || h->bytes.inv[cp] < 0) return tok_add(o, s, n, err);
+        i += (size_t)l;
+    }
+    for (size_t i = 0; i < n;) {
+        int32_t cp;
+        int l = hf_utf8_next((const unsigned char *)s + i, n - i, &cp);
+        char c = (char)h->bytes.inv[cp];
+        AQ_TRY(tok_add(o, &c, 1, err));
         i += (size_t)l;
     }
     return AQ_OK;
 }
 
+/* Each replacement character becomes a space, except in the first token
+ * (when a prefix was prepended) where tokenizers drops them all. */
 static aq_status dec_metaspace(const hf_dec *d, size_t idx, const char *s, size_t n, toks *o, aq_error *err)
 {
     size_t i = 0, k = d->str_len;
-    if (idx == 0 && d->prepend != HF_PREPEND_NEVER && n >= k && !memcmp(s, d->str, k)) i = k;
+    int drop = idx == 0 && d->prepend != HF_PREPEND_NEVER;
     while (i < n) {
         if (i + k <= n && !memcmp(s + i, d->str, k)) {
-            AQ_TRY(tok_add(o, " ", 1, err));
+            if (!drop) AQ_TRY(tok_add(o, " ", 1, err));
             i += k;
         } else {
             AQ_TRY(tok_add(o, s + i, 1, err));
@@ -120,7 +126,6 @@ static aq_status dec_metaspace(const hf_dec *d, size_t idx, const char *s, size_
     }
     return AQ_OK;
 }
-
 /* One decoder: in -> out. */
 static aq_status dec_step(const aq_hftok *h, const hf_dec *d, const toks *in, toks *o, pcre2_match_data *md,
                           aq_error *err)

@@ -145,8 +145,9 @@ size_t hf_utf8_check(const char *s, size_t n);
 aq_status hf_regex_compile(const char *re, size_t len, const char *where, pcre2_code **out,
                            aq_error *err);
 /* Next match of p in s[0..n) at or after start: 1 and [*ms, *me), 0 if none,
- * -1 on a PCRE2 failure (err filled). md: match data for a regex (NULL for a
- * literal). Empty regex matches are skipped (tokenizers ignores them too). */
+ * -1 on a PCRE2 failure such as a match limit (err filled, AQ_ERR_FORMAT).
+ * md: match data for a regex (NULL for a literal). Empty regex matches are
+ * skipped (tokenizers drops the empty pieces they would make). */
 int hf_find(const hf_pattern *p, const char *s, size_t n, size_t start, pcre2_match_data *md,
             size_t *ms, size_t *me, aq_error *err);
 void hf_pattern_free(hf_pattern *p);

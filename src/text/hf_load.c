@@ -59,6 +59,12 @@ static aq_status scan_ids(json_t *vocab, json_t *added, int *max_id, aq_error *e
                            i, HF_MAX_IDS);
         if (id > mx) mx = id;
     }
+    /* Real files number their tokens densely; a sparse id would only make us
+     * allocate tables for ids that do not exist (16M ids = 400 MB). */
+    size_t count = json_object_size(vocab) + json_array_size(added);
+    if (mx >= 0 && (size_t)mx > 2 * count + 65536)
+        return aq_fail(err, AQ_ERR_FORMAT, "model.vocab / added_tokens: id %d is far beyond the %zu tokens given",
+                       mx, count);
     *max_id = mx;
     return AQ_OK;
 }
@@ -161,8 +167,20 @@ static aq_status need_empty(json_t *model, const char *name, aq_error *err)
                    name);
 }
 
+static const char *const known_model[] = {"type", "dropout", "unk_token", "continuing_subword_prefix",
+                                          "end_of_word_suffix", "fuse_unk", "byte_fallback", "ignore_merges",
+                                          "vocab", "merges"};
+
 static aq_status load_options(aq_hftok *h, json_t *model, aq_error *err)
 {
+    const char *key;
+    json_t *v;
+    json_object_foreach(model, key, v) {
+        int known = 0;
+        for (size_t i = 0; i < sizeof known_model / sizeof known_model[0]; i++) known |= !strcmp(key, known_model[i]);
+        if (!known && !json_is_null(v) && !json_is_false(v))
+            return fmt_err(err, "unsupported BPE option at model.%.60s", key);
+    }
     json_t *d = json_object_get(model, "dropout");
     if (d && !json_is_null(d) && !(json_is_number(d) && json_number_value(d) == 0.0))
         return fmt_err(err, "unsupported BPE option at model.dropout%s (only null is implemented)", "");

@@ -112,20 +112,26 @@ aq_status hf_parse_normalizer(aq_hftok *h, json_t *j, const char *path, aq_error
     return AQ_OK;
 }
 
-/* tokenizers' prepend_scheme, or the older add_prefix_space boolean. */
+/* tokenizers' prepend_scheme (default "always"); the older add_prefix_space
+ * false means "never" and, as tokenizers decides, contradicts any other
+ * declared scheme. */
 static aq_status get_prepend(json_t *j, const char *path, int *out, aq_error *err)
 {
     json_t *ps = json_object_get(j, "prepend_scheme");
-    if (json_is_string(ps)) {
-        const char *s = json_string_value(ps);
-        if (!strcmp(s, "always")) *out = HF_PREPEND_ALWAYS;
-        else if (!strcmp(s, "first")) *out = HF_PREPEND_FIRST;
-        else if (!strcmp(s, "never")) *out = HF_PREPEND_NEVER;
+    *out = HF_PREPEND_ALWAYS;
+    if (ps && !json_is_null(ps)) {
+        const char *s = json_is_string(ps) ? json_string_value(ps) : NULL;
+        if (s && !strcmp(s, "always")) *out = HF_PREPEND_ALWAYS;
+        else if (s && !strcmp(s, "first")) *out = HF_PREPEND_FIRST;
+        else if (s && !strcmp(s, "never")) *out = HF_PREPEND_NEVER;
         else return unsupported(err, "prepend_scheme", s, path, "always, first, never");
-        return AQ_OK;
     }
     json_t *ap = json_object_get(j, "add_prefix_space");
-    *out = (ap && json_is_false(ap)) ? HF_PREPEND_NEVER : HF_PREPEND_ALWAYS;
+    if (ap && json_is_false(ap)) {
+        if (*out != HF_PREPEND_NEVER)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: add_prefix_space false contradicts prepend_scheme", path);
+        *out = HF_PREPEND_NEVER;
+    }
     return AQ_OK;
 }
 
@@ -173,14 +179,22 @@ aq_status hf_parse_pretokenizer(aq_hftok *h, json_t *j, const char *path, aq_err
     if (!j || json_is_null(j)) return AQ_OK;
     const char *t = type_of(j);
     if (t && !strcmp(t, "Sequence")) return each(h, j, "pretokenizers", path, hf_parse_pretokenizer, err);
-    int kind = !t ? -1 : !strcmp(t, "Split") ? HF_P_SPLIT : !strcmp(t, "ByteLevel") ? HF_P_BYTELEVEL
+    int digits = t && !strcmp(t, "Digits");
+    int kind = !t ? -1 : !strcmp(t, "Split") || digits ? HF_P_SPLIT : !strcmp(t, "ByteLevel") ? HF_P_BYTELEVEL
                      : !strcmp(t, "Metaspace") ? HF_P_METASPACE : -1;
-    if (kind < 0) return unsupported(err, "pre-tokenizer", t, path, "Sequence, Split, ByteLevel, Metaspace");
+    if (kind < 0) return unsupported(err, "pre-tokenizer", t, path, "Sequence, Split, Digits, ByteLevel, Metaspace");
     hf_pretok *a = grow(h->pretoks, &h->n_pretoks, sizeof *a, err);
     if (!a) return AQ_ERR_NOMEM;
     h->pretoks = a;
     hf_pretok *p = &a[h->n_pretoks - 1];
     p->kind = kind;
+    if (digits) {
+        /* tokenizers' Digits: split at each char::is_numeric() character
+         * (general category N), alone or in runs. */
+        static const char num_re[] = "\\p{N}";
+        p->behavior = json_is_true(json_object_get(j, "individual_digits")) ? HF_SPLIT_ISOLATED : HF_SPLIT_CONTIGUOUS;
+        return hf_regex_compile(num_re, sizeof num_re - 1, path, &p->pat.re, err);
+    }
     if (kind == HF_P_SPLIT) return parse_split(j, path, p, err);
     if (kind == HF_P_BYTELEVEL) {
         /* tokenizers' defaults when a field is absent: both true. */
@@ -207,7 +221,7 @@ static aq_status template_ids(aq_hftok *h, json_t *j, const char *name, const ch
     for (size_t i = 0; i < json_array_size(arr); i++) {
         json_t *v = json_array_get(arr, i);
         json_int_t id = json_is_integer(v) ? json_integer_value(v) : -1;
-        if (id < 0 || id >= h->n_ids)
+        if (id < 0 || id >= h->n_ids || !(h->pieces[id] || h->apieces[id]))
             return aq_fail(err, AQ_ERR_FORMAT, "%s.special_tokens[\"%.60s\"].ids[%zu]: not an id of the vocabulary",
                            path, name, i);
         int *p = realloc(*ids, (size_t)(*n + 1) * sizeof *p);
@@ -275,6 +289,9 @@ aq_status hf_parse_decoder(aq_hftok *h, json_t *j, const char *path, aq_error *e
     }
     if (kind == HF_D_STRIP) {
         AQ_TRY(get_str(j, "content", path, &d->str, &d->str_len, err));
+        int32_t cp;
+        if (d->str_len == 0 || hf_utf8_next((const unsigned char *)d->str, d->str_len, &cp) != (int)d->str_len)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s.content: not one character", path);
         json_t *a0 = json_object_get(j, "start"), *a1 = json_object_get(j, "stop");
         if (!json_is_integer(a0) || !json_is_integer(a1) || json_integer_value(a0) < 0 ||
             json_integer_value(a1) < 0 || json_integer_value(a0) > 1000000 || json_integer_value(a1) > 1000000)

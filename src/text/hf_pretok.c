@@ -56,8 +56,8 @@ static aq_status norm_unicode(int kind, hf_buf *b, aq_error *err)
     return AQ_OK;
 }
 
-/* Replace every non-overlapping match of pat in b by rep (used by the
- * Replace normalizer and by Metaspace's space replacement). */
+/* Replace every non-overlapping match of pat in b by rep (the Replace
+ * normalizer). */
 static aq_status replace_all(const hf_pattern *pat, const char *rep, size_t rep_len, hf_buf *b,
                              pcre2_match_data *md, aq_error *err)
 {
@@ -71,7 +71,7 @@ static aq_status replace_all(const hf_pattern *pat, const char *rep, size_t rep_
         pos = me;
     }
     if (r < 0) {
-        st = err ? err->code : AQ_ERR_INTERNAL;
+        st = err ? err->code : AQ_ERR_FORMAT;
         goto fail;
     }
     AQ_TRY_GOTO(st, hf_buf_add(&nb, b->p + pos, b->n - pos, err), fail);
@@ -147,7 +147,7 @@ static aq_status split_word(const hf_pattern *p, int behavior, const char *buf, 
         last_me = me;
         pos = me;
     }
-    if (r < 0) return err ? err->code : AQ_ERR_INTERNAL;
+    if (r < 0) return err ? err->code : AQ_ERR_FORMAT;
     if (run_open) {
         AQ_TRY(add_word(out, w.off + prev, last_me - prev, err));
         prev = last_me;

@@ -53,14 +53,17 @@ int aq_hftok_unk_id(const aq_hftok *h);
  * byte offset). add_special: apply the post-processor (BOS etc.), as
  * tokenizers' encode(text, add_special_tokens=True). Added tokens that appear
  * in the text are NOT matched (plain text never produces special tokens; see
- * the README of the tokenizer tests). *ids malloc'd (caller frees). */
+ * docs/TOKENIZER.md). *ids malloc'd (caller frees; non-NULL even when *n is 0).
+ * Reentrant: per-call state only (a bounded per-call cache of word ids). */
 aq_status aq_hftok_encode(const aq_hftok *h, const char *text, size_t len, int add_special,
                           int **ids, size_t *n, aq_error *err);
 
 /* Decode ids through the decoder chain into a malloc'd NUL-terminated string
  * (*out; *out_len its length, may be NULL). skip_special: drop special added
  * tokens, as tokenizers' decode(ids, skip_special_tokens=True). AQ_ERR_ARG
- * naming the position of an out-of-range id. */
+ * naming the position of an out-of-range id. Bytes that do not form valid
+ * UTF-8 (a prefix of a sequence that splits a character) are returned as they
+ * are, where tokenizers would put U+FFFD, so streamed output stays exact. */
 aq_status aq_hftok_decode(const aq_hftok *h, const int *ids, size_t n, int skip_special,
                           char **out, size_t *out_len, aq_error *err);
 

