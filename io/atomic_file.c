@@ -151,3 +151,30 @@ aq_status aq_atomic_write_file(const char *path, const void *buf, size_t len, aq
     }
     return aq_atomic_commit(f, err);
 }
+
+aq_status aq_atomic_copy_file(const char *src, const char *dst, aq_error *err)
+{
+    int fd = open(src, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return aq_fail(err, AQ_ERR_IO, "%s: cannot open for copying: %s", src, strerror(errno));
+    aq_atomic_file *f;
+    aq_status st = aq_atomic_open(dst, &f, err);
+    if (st != AQ_OK) {
+        close(fd);
+        return st;
+    }
+    char buf[1 << 16];
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) st = aq_fail(err, AQ_ERR_IO, "%s: read error while copying: %s", src, strerror(errno));
+        if (n <= 0 || st != AQ_OK) break;
+        st = aq_atomic_write(f, buf, (size_t)n, err);
+        if (st != AQ_OK) break;
+    }
+    close(fd);
+    if (st != AQ_OK) {
+        aq_atomic_abort(f);
+        return st;
+    }
+    return aq_atomic_commit(f, err);
+}

@@ -45,4 +45,7 @@ void aq_atomic_abort(aq_atomic_file *f);
 /* One shot: atomically replace `path` with buf[0..len). */
 aq_status aq_atomic_write_file(const char *path, const void *buf, size_t len, aq_error *err);
 
+/* Atomically replace dst with a copy of the file src. Errors name the file. */
+aq_status aq_atomic_copy_file(const char *src, const char *dst, aq_error *err);
+
 #endif

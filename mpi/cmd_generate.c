@@ -10,12 +10,14 @@
 #include "../src/model/model.h"
 #include "../src/text/tokenizer.h"
 #include "cli.h"
+#include "dist/pipeline_args.h"
 
 #define CMD "generate"
 
 static void generate_help(FILE *out)
 {
-    fprintf(out, "usage: adaquant generate MODEL --tokenizer TOK [--steps N] [--prompt TEXT]\n"
+    fprintf(out, "usage: adaquant generate MODEL [--tokenizer TOK] [--quantized OUTDIR] [--steps N]\n"
+                 "                         [--prompt TEXT]\n"
                  "\n"
                  "Greedy (argmax) decoding from BOS, or from BOS + encode(TEXT), with a KV cache.\n"
                  "Prints the prompt and the generated text; stops after N positions in total\n"
@@ -26,12 +28,18 @@ static void generate_help(FILE *out)
                  "\n"
                  "options:\n"
                  "  -t, --tokenizer TOK      llama2.c tokenizer .bin, tokenizer.json, or a model\n"
-                 "                           directory holding one (required)\n"
+                 "                           directory holding one (default: the one in OUTDIR\n"
+                 "                           with --quantized, else in MODEL when a directory)\n"
+                 "  -q, --quantized OUTDIR   generate with the quantized model of OUTDIR (the\n"
+                 "                           pipeline's output, applied over MODEL's float\n"
+                 "                           tensors as `eval --quantized` does); each step\n"
+                 "                           recomputes the whole sequence (no KV cache)\n"
                  "  -n, --steps N            total positions (default 256)\n"
                  "  -p, --prompt TEXT        start text (default: none)\n"
                  "  -h, --help               this text\n"
                  "\n"
-                 "example: adaquant generate stories260K.bin --tokenizer tok512.bin --steps 64\n");
+                 "example: adaquant generate stories260K.bin --tokenizer tok512.bin --steps 64\n"
+                 "         adaquant generate stories260K.bin --quantized OUT --steps 64\n");
 }
 
 static int argmax(const float *z, int n)
@@ -88,8 +96,51 @@ done:
     return st;
 }
 
-static aq_status generate(const char *model, const char *tokp, long steps, const char *prompt,
-                          aq_error *err)
+/* The quantized model's loop: the decoder's KV cache runs the float weights
+ * only, so each step runs the whole sequence through the forward with the
+ * overrides on (O(steps^2) work; meant for checks and short samples). */
+static aq_status quantized_loop(aq_model *m, const aq_tokenizer *tok, const int *ids, size_t n,
+                                long steps, aq_error *err)
+{
+    const aq_llama_config *c = aq_model_config(m);
+    if (steps > c->max_seq_len) steps = c->max_seq_len;
+    size_t V = (size_t)c->vocab_size, cap = (size_t)steps > n ? (size_t)steps : n;
+    int *seq = malloc(cap * sizeof *seq);
+    float *logits = malloc(cap * V * sizeof *logits);
+    aq_tok_stream *ts = NULL;
+    aq_status st = seq && logits ? AQ_OK : aq_fail_nomem(err, "sequence logits", cap * V * sizeof *logits);
+    if (st == AQ_OK) st = aq_tok_stream_new(tok, &ts, err);
+    int n_ids = aq_tok_vocab_size(tok) < c->vocab_size ? aq_tok_vocab_size(tok) : c->vocab_size;
+    aq_forward_opts fo;
+    aq_forward_opts_default(&fo);
+    fo.quantized = 1;
+    size_t len = n < (size_t)steps ? n : (size_t)steps;
+    if (st == AQ_OK) memcpy(seq, ids, len * sizeof *seq);
+    for (size_t i = 0; st == AQ_OK && i < len; i++) st = emit(ts, seq[i], err);
+    while (st == AQ_OK && len < (size_t)steps) {
+        int L = (int)len;
+        st = aq_model_forward(m, seq, &L, 1, &fo, logits, err);
+        if (st != AQ_OK) break;
+        int next = argmax(logits + (len - 1) * V, n_ids);
+        if (aq_tok_is_stop(tok, next)) break;
+        seq[len++] = next;
+        st = emit(ts, next, err);
+    }
+    const char *rest;
+    size_t rl;
+    if (st == AQ_OK) st = aq_tok_stream_flush(ts, &rest, &rl, err);
+    if (st == AQ_OK) {
+        fwrite(rest, 1, rl, stdout);
+        printf("\n");
+    }
+    aq_tok_stream_free(ts);
+    free(seq);
+    free(logits);
+    return st;
+}
+
+static aq_status generate(const char *model, const char *tokp, const char *quant, long steps,
+                          const char *prompt, aq_error *err)
 {
     aq_model *m = NULL;
     aq_tokenizer *tok = NULL;
@@ -97,6 +148,11 @@ static aq_status generate(const char *model, const char *tokp, long steps, const
     size_t n = 0;
     aq_status st;
     AQ_TRY_GOTO(st, aq_model_load_path(model, &m, err), done);
+    if (quant) {
+        int n_q;
+        AQ_TRY_GOTO(st, aq_model_load_quantized(m, quant, &n_q, err), done);
+        fprintf(stderr, "generate: %d quantized layers loaded from %s\n", n_q, quant);
+    }
     AQ_TRY_GOTO(st, aq_tok_open(tokp, aq_model_config(m)->vocab_size, &tok, err), done);
     AQ_TRY_GOTO(st, aq_tok_encode_alloc(tok, prompt ? prompt : "", 1, 0, &ids, &n, err), done);
     if (n == 0) {
@@ -105,7 +161,7 @@ static aq_status generate(const char *model, const char *tokp, long steps, const
                      aq_tok_describe(tok));
         goto done;
     }
-    st = decode_loop(m, tok, ids, n, steps, err);
+    st = quant ? quantized_loop(m, tok, ids, n, steps, err) : decode_loop(m, tok, ids, n, steps, err);
 done:
     free(ids);
     aq_tok_close(tok);
@@ -118,15 +174,18 @@ static int generate_main(int argc, char **argv)
     static const struct option opts[] = {{"tokenizer", required_argument, 0, 't'},
                                          {"steps", required_argument, 0, 'n'},
                                          {"prompt", required_argument, 0, 'p'},
+                                         {"quantized", required_argument, 0, 'q'},
                                          {0, 0, 0, 0}};
-    const char *tok = NULL, *prompt = NULL;
+    const char *tok = NULL, *prompt = NULL, *quant = NULL;
+    char tok_default[4096];
     long steps = 256;
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "t:n:p:", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "t:n:p:q:", opts, NULL)) != -1) {
         switch (c) {
         case 't': tok = optarg; break;
         case 'p': prompt = optarg; break;
+        case 'q': quant = optarg; break;
         case 'n':
             steps = strtol(optarg, &end, 10);
             if (*end || steps < 1)
@@ -136,9 +195,14 @@ static int generate_main(int argc, char **argv)
         }
     }
     if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL argument");
-    if (!tok) return aq_cli_usage(CMD, "--tokenizer is required");
+    if (!tok && ((quant && aq_default_tokenizer(quant, tok_default, sizeof tok_default) == 0) ||
+                 aq_default_tokenizer(argv[optind], tok_default, sizeof tok_default) == 0))
+        tok = tok_default;
+    if (!tok)
+        return aq_cli_usage(CMD, "--tokenizer TOK is required (no tokenizer.json or tokenizer.bin in %s)",
+                            quant ? quant : argv[optind]);
     aq_error err = {0};
-    if (generate(argv[optind], tok, steps, prompt, &err) != AQ_OK) return aq_cli_fail(CMD, &err);
+    if (generate(argv[optind], tok, quant, steps, prompt, &err) != AQ_OK) return aq_cli_fail(CMD, &err);
     return 0;
 }
 

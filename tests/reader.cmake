@@ -16,3 +16,14 @@ aq_script_test(NAME reader_formats
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_reader.py
           $<TARGET_FILE:test_reader_dump> ${CMAKE_CURRENT_BINARY_DIR}/reader
   LABELS integration TIMEOUT 240)
+
+# The whole quantize -> eval -> generate pipeline at P = 2 on a random Qwen2-shaped
+# and a Llama-3.1-shaped checkpoint with the real tokenizer.json of each family
+# (from the npm_refs fixture), checked by the independent reader, hf_ref.py and
+# the JS reference tokenizers (test_hf_e2e.py says how).
+aq_script_test(NAME hf_e2e
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_hf_e2e.py
+          $<TARGET_FILE:test_reader_dump> ${CMAKE_CURRENT_BINARY_DIR}/hf_e2e
+  LABELS integration TIMEOUT 600)
+set_property(TEST hf_e2e APPEND PROPERTY ENVIRONMENT "${AQ_HFTOK_ENV};AQ_TEST_ASSETS=data/tinystories/validation.txt")
+set_tests_properties(hf_e2e PROPERTIES FIXTURES_REQUIRED npm_refs)

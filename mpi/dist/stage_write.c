@@ -7,14 +7,17 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../../io/atomic_file.h"
 #include "../../io/checkpoint.h"
 #include "../../io/safetensors.h"
 #include "../../src/adaquant/qlayer.h"
+#include "../../src/text/tokenizer.h"
 #include "driver.h"
 #include "progress.h"
 #include "stage_eval.h"
@@ -177,6 +180,50 @@ static aq_status sync_dir(const char *dir, aq_error *err)
     return AQ_OK;
 }
 
+/* Copy dir/name into tmp/name when it exists (a side file of the tokenizer or model). */
+static aq_status copy_side_file(const char *dir, const char *name, const char *tmp, aq_error *err)
+{
+    char src[AQ_PIPE_PATH + 64], dst[AQ_PIPE_PATH + 64];
+    struct stat s;
+    snprintf(src, sizeof src, "%s/%s", dir, name);
+    if (stat(src, &s) != 0 || !S_ISREG(s.st_mode)) return AQ_OK;
+    snprintf(dst, sizeof dst, "%s/%s", tmp, name);
+    return aq_atomic_copy_file(src, dst, err);
+}
+
+/* OUTDIR is a complete model directory: the tokenizer goes with it, as
+ * tokenizer.json (with tokenizer_config.json and special_tokens_map.json from
+ * beside it, which carry BOS/EOS) or tokenizer.bin (llama2.c), so `eval`,
+ * `generate` and other runtimes find it by default; generation_config.json
+ * comes from a model directory. Kind by content, as aq_tok_open decides. */
+static aq_status copy_tokenizer(const aq_pipe_cfg *c, const char *tmp, aq_error *err)
+{
+    char file[AQ_PIPE_PATH], dst[AQ_PIPE_PATH + 64];
+    AQ_TRY(aq_tok_resolve(c->tokenizer, file, sizeof file, err));
+    FILE *f = fopen(file, "rb");
+    if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot open the tokenizer", file);
+    int ch;
+    while ((ch = fgetc(f)) == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {}
+    fclose(f);
+    int json = ch == '{';
+    snprintf(dst, sizeof dst, "%s/%s", tmp, json ? "tokenizer.json" : "tokenizer.bin");
+    AQ_TRY(aq_atomic_copy_file(file, dst, err));
+    char *slash = strrchr(file, '/');
+    const char *dir = ".";
+    if (slash) {
+        *slash = 0;
+        dir = file[0] ? file : "/";
+    }
+    if (json) {
+        AQ_TRY(copy_side_file(dir, "tokenizer_config.json", tmp, err));
+        AQ_TRY(copy_side_file(dir, "special_tokens_map.json", tmp, err));
+    }
+    struct stat s;
+    if (stat(c->model, &s) == 0 && S_ISDIR(s.st_mode))
+        AQ_TRY(copy_side_file(c->model, "generation_config.json", tmp, err));
+    return AQ_OK;
+}
+
 /* Rank 0: every file into OUTDIR.tmp.<pid>, then the rename. */
 static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                               const aq_loss_row *rows, const int *choice, const aq_layer_result *v,
@@ -200,6 +247,7 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     snprintf(path, sizeof path, "%s/config.json", tmp);
     if (st == AQ_OK) st = aq_dist_failpoint("write", 1, 0, "file 1, before config.json", err);
     if (st == AQ_OK) st = aq_llama_config_write_json(path, &mc, err);
+    if (st == AQ_OK) st = copy_tokenizer(c, tmp, err);
     t->write += aq_progress_now() - t0;
     if (st == AQ_OK) st = aq_dist_failpoint("write", 2, 0, "file 2, before the reports", err);
     if (st == AQ_OK) st = aq_pipe_report_write(tmp, c, p, b, rows, choice, out_error, ev, &o->tune, tn, t, err);
