@@ -221,6 +221,9 @@ def one_case(top, dump_helper, name, synth_args, tok_env, npm_model, docs):
     if p.returncode:
         return
     check(os.path.exists(os.path.join(out, "tokenizer.json")), f"{name}: OUTDIR carries tokenizer.json")
+    p = run([CLI, "generate", out, "--prompt", PROMPT, "--steps", 4])
+    check(p.returncode != 0 and "--quantized OUTDIR" in p.stderr,
+          f"{name}: generate OUTDIR (as if it were a float model) says to use --quantized")
     os.makedirs(dump, exist_ok=True)
     p = run([dump_helper, out, dump])
     r = run([PY, os.path.join(SCRIPTS, "pipe_reader.py"), out, dump]) if p.returncode == 0 else p

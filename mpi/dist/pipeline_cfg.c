@@ -128,13 +128,39 @@ static aq_status fp_dir(const char *dir, aq_fingerprint *out, uint64_t *size, aq
     return st;
 }
 
-/* The tokenizer file (of a model directory: its tokenizer.json / .bin). */
+/* The tokenizer file (of a model directory: its tokenizer.json / .bin) and,
+ * beside a tokenizer.json, the side files that decide its BOS and EOS
+ * (tokenizer_config.json: add_bos_token, bos/eos_token; config.json:
+ * eos_token_id), so a resume with a changed BOS is refused too. */
 static aq_status fp_tokenizer(const char *path, aq_fingerprint *out, uint64_t *size, aq_error *err)
 {
-    char *file = malloc(AQ_PIPE_PATH);
-    if (!file) return aq_fail_nomem(err, "path", AQ_PIPE_PATH);
+    static const char *const side[] = {"tokenizer_config.json", "config.json"};
+    char *file = malloc(2 * AQ_PIPE_PATH);
+    if (!file) return aq_fail_nomem(err, "path", 2 * AQ_PIPE_PATH);
+    char *p = file + AQ_PIPE_PATH;
     aq_status st = aq_tok_resolve(path, file, AQ_PIPE_PATH, err);
     if (st == AQ_OK) st = aq_fp_file(file, out, size, err);
+    size_t len = strlen(file);
+    if (st == AQ_OK && len >= 5 && strcmp(file + len - 5, ".json") == 0) {
+        aq_fp_builder b;
+        aq_fp_init(&b);
+        aq_fp_add_fp(&b, "tokenizer", out, *size);
+        char *slash = strrchr(file, '/');
+        int dlen = slash ? (int)(slash - file) : 1;
+        for (size_t i = 0; st == AQ_OK && i < sizeof side / sizeof side[0]; i++) {
+            struct stat s;
+            snprintf(p, AQ_PIPE_PATH, "%.*s/%s", dlen, slash ? file : ".", side[i]);
+            if (stat(p, &s) != 0) continue;
+            aq_fingerprint f;
+            uint64_t sz = 0;
+            st = aq_fp_file(p, &f, &sz, err);
+            if (st == AQ_OK) {
+                aq_fp_add_fp(&b, side[i], &f, sz);
+                *size += sz;
+            }
+        }
+        if (st == AQ_OK) *out = aq_fp_final(&b);
+    }
     free(file);
     return st;
 }

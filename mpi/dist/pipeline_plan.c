@@ -210,6 +210,7 @@ aq_status aq_pipe_check_inputs(const aq_pipe_cfg *c, aq_error *err)
                         m.vocab_size, c->tokenizer);
         return st;
     }
+    fprintf(stderr, "adaquant: tokenizer: %s\n", aq_tok_describe(tok));
     aq_docs d;
     st = aq_docs_load(&c->data, &d, err);
     int *tokens = NULL;

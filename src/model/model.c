@@ -309,6 +309,15 @@ aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err)
     aq_model *m = calloc(1, sizeof *m);
     if (!m) return aq_fail_nomem(err, "model", sizeof *m);
     aq_status st;
+    /* An OUTDIR of `adaquant quantize` holds codes, not float weights: say how to use it. */
+    const char *fmt = aq_ckpt_meta_get(ck, "format");
+    if (fmt && strstr(fmt, "adaquant")) {
+        st = aq_fail(err, AQ_ERR_ARG,
+                     "this is a quantized output of `adaquant quantize` (metadata format \"%s\"), not a float "
+                     "model: give the source model and this directory with --quantized, e.g. `adaquant eval "
+                     "MODEL --quantized OUTDIR` or `adaquant generate MODEL --quantized OUTDIR`", fmt);
+        goto fail;
+    }
     AQ_TRY_GOTO(st, aq_ckpt_llama_config(ck, &m->cfg, err), fail);
     AQ_TRY_GOTO(st, check_config(&m->cfg, err), fail);
     m->hs = aq_llama_head_dim(&m->cfg);
