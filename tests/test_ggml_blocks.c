@@ -3,11 +3,14 @@
  * formats (tests/scripts/ggml_ref.py) on awkward rows, hand-computed blocks,
  * fp16 rounding cases, and pack/unpack round trips.
  *
- * Checked to fail: reading Q5_0's high bits from the wrong end of qh
- * ((qh >> (31 - j)) in unpack_32) fails the Q5_0 known answer, the NumPy
- * comparison of dequantized floats and the Q5_0 quantized bytes (pack); and
- * dropping the (max - min) update of the K-quants' search (ggml moves the
- * min between steps) fails the Q2_K/Q4_K/Q5_K byte comparisons. */
+ * Checked to fail, each by a one-line change of the library:
+ *  - Q5 high bits read from the wrong end of qh ((qh >> (31 - j)) in
+ *    unpack_32): the Q5_0 known answer, the Q5_0/Q5_1 round trips and the
+ *    NumPy comparison of dequantized floats fail;
+ *  - Q3_K's hmask bit taken as w % 8 instead of w / 32 (pack_k): the Q3_K
+ *    round trips and the Q3_K bytes against NumPy fail;
+ *  - Q4_K's search with 15 steps instead of 20: the Q4_K bytes of most
+ *    kinds of rows differ from NumPy's. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
