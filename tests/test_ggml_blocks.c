@@ -17,16 +17,10 @@
 #include <string.h>
 
 #include "../src/quant/ggml_blocks.h"
+#include "ggml_rows.h"
 #include "testutil.h"
 
-enum { N = 512, NRAND_BLOCKS = 64 };
-
-static float f32_of(uint32_t bits)
-{
-    float f;
-    memcpy(&f, &bits, sizeof f);
-    return f;
-}
+enum { NRAND_BLOCKS = 64 };
 
 static void test_table(void)
 {
@@ -34,9 +28,9 @@ static void test_table(void)
         aq_ggml_type t;
         double bpw;
         int bytes;
-    } want[] = {{AQ_GGML_Q4_0, 4.5, 18},     {AQ_GGML_Q4_1, 5.0, 20},    {AQ_GGML_Q5_0, 5.5, 22},
-                {AQ_GGML_Q5_1, 6.0, 24},     {AQ_GGML_Q8_0, 8.5, 34},    {AQ_GGML_Q2_K, 2.625, 84},
-                {AQ_GGML_Q3_K, 3.4375, 110}, {AQ_GGML_Q4_K, 4.5, 144},   {AQ_GGML_Q5_K, 5.5, 176},
+    } want[] = {{AQ_GGML_Q4_0, 4.5, 18},     {AQ_GGML_Q4_1, 5.0, 20},  {AQ_GGML_Q5_0, 5.5, 22},
+                {AQ_GGML_Q5_1, 6.0, 24},     {AQ_GGML_Q8_0, 8.5, 34},  {AQ_GGML_Q2_K, 2.625, 84},
+                {AQ_GGML_Q3_K, 3.4375, 110}, {AQ_GGML_Q4_K, 4.5, 144}, {AQ_GGML_Q5_K, 5.5, 176},
                 {AQ_GGML_Q6_K, 6.5625, 210}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         const aq_ggml_format *f = aq_ggml_format_of(want[i].t);
@@ -99,9 +93,10 @@ static void test_known_answers(void)
     /* Q4_0 of x_j = j - 16: max |x| is x_0 = -16, d = -16 / -8 = 2 (fp16
      * 0x4000), u_j = min(15, trunc(x_j / 2 + 8.5)) = min(15, (j + 1) / 2);
      * byte j = u_j | u_{j+16} << 4. */
-    for (int j = 0; j < 32; j++) x[j] = (float)(j - 16);
-    static const uint8_t q4[18] = {0x00, 0x40, 0x80, 0x91, 0x91, 0xa2, 0xa2, 0xb3, 0xb3, 0xc4,
-                                   0xc4, 0xd5, 0xd5, 0xe6, 0xe6, 0xf7, 0xf7, 0xf8};
+    for (int j = 0; j < 32; j++)
+        x[j] = (float)(j - 16);
+    static const uint8_t q4[18] = {0x00, 0x40, 0x80, 0x91, 0x91, 0xa2, 0xa2, 0xb3, 0xb3,
+                                   0xc4, 0xc4, 0xd5, 0xd5, 0xe6, 0xe6, 0xf7, 0xf7, 0xf8};
     CHECK_OK(aq_ggml_quantize_row(AQ_GGML_Q4_0, x, 32, b, &err), &err);
     CHECK(memcmp(b, q4, 18) == 0);
     CHECK_OK(aq_ggml_dequantize_row(AQ_GGML_Q4_0, q4, 32, y, &err), &err);
@@ -109,7 +104,8 @@ static void test_known_answers(void)
     /* Q5_0 of the same ramp: d = -16 / -16 = 1 (0x3c00), u_j = j exactly; the
      * nibbles are j | j << 4 and qh has bit j set for j >= 16. */
     static uint8_t q5[22] = {0x00, 0x3c, 0x00, 0x00, 0xff, 0xff};
-    for (int j = 0; j < 16; j++) q5[6 + j] = (uint8_t)(j | j << 4);
+    for (int j = 0; j < 16; j++)
+        q5[6 + j] = (uint8_t)(j | j << 4);
     CHECK_OK(aq_ggml_quantize_row(AQ_GGML_Q5_0, x, 32, b, &err), &err);
     CHECK(memcmp(b, q5, 22) == 0);
     CHECK_OK(aq_ggml_dequantize_row(AQ_GGML_Q5_0, q5, 32, y, &err), &err);
@@ -119,8 +115,10 @@ static void test_known_answers(void)
      * 0, 2, 0, 2 for l < 16 (0x88) and 1, 3, 1, 3 (0xdd) above. */
     aq_ggml_block blk;
     memset(&blk, 0, sizeof blk);
-    for (int w = 0; w < 256; w++) blk.q[w] = (int8_t)(w % 64 - 32);
-    for (int s = 0; s < 16; s++) blk.sc[s] = (int16_t)(s - 8);
+    for (int w = 0; w < 256; w++)
+        blk.q[w] = (int8_t)(w % 64 - 32);
+    for (int s = 0; s < 16; s++)
+        blk.sc[s] = (int16_t)(s - 8);
     blk.d = 0x3c00;
     CHECK_OK(aq_ggml_pack(AQ_GGML_Q6_K, &blk, b, &err), &err);
     for (int l = 0; l < 32; l++) {
@@ -133,7 +131,8 @@ static void test_known_answers(void)
     static const uint8_t k4[12] = {0xfc, 0xfd, 0xfe, 0xff, 0x80, 0x89,
                                    0xd2, 0xdb, 0x4c, 0xdd, 0x6e, 0xff};
     memset(&blk, 0, sizeof blk);
-    for (int j = 0; j < 8; j++) blk.sc[j] = (int16_t)(60 + j % 4), blk.mn[j] = (uint8_t)(9 * j);
+    for (int j = 0; j < 8; j++)
+        blk.sc[j] = (int16_t)(60 + j % 4), blk.mn[j] = (uint8_t)(9 * j);
     CHECK_OK(aq_ggml_pack(AQ_GGML_Q4_K, &blk, b, &err), &err);
     CHECK(memcmp(b + 4, k4, 12) == 0);
 }
@@ -152,14 +151,16 @@ static void test_round_trips(void)
         const aq_ggml_format *f = aq_ggml_format_of(t);
         int bad = 0;
         for (int it = 0; it < 200; it++) {
-            for (int k = 0; k < f->bytes; k++) b[k] = (uint8_t)(aq_test_urand(&rs) * 256);
+            for (int k = 0; k < f->bytes; k++)
+                b[k] = (uint8_t)(aq_test_urand(&rs) * 256);
             aq_ggml_unpack(t, b, &blk);
             bad += aq_ggml_pack(t, &blk, b2, &err) != AQ_OK || memcmp(b, b2, (size_t)f->bytes) != 0;
             memset(&blk, 0, sizeof blk);
             for (int w = 0; w < f->block; w++)
                 blk.q[w] = (int8_t)(f->qmin + (int)(aq_test_urand(&rs) * (f->qmax - f->qmin + 1)));
             for (int s = 0; s < f->nsub; s++) {
-                blk.sc[s] = (int16_t)(f->scmin + (int)(aq_test_urand(&rs) * (f->scmax - f->scmin + 1)));
+                blk.sc[s] =
+                    (int16_t)(f->scmin + (int)(aq_test_urand(&rs) * (f->scmax - f->scmin + 1)));
                 blk.mn[s] = (uint8_t)(aq_test_urand(&rs) * (f->mnmax + 1));
             }
             blk.d = (uint16_t)(aq_test_urand(&rs) * 65536);
@@ -175,35 +176,6 @@ static void test_round_trips(void)
         CHECK(f->qmax == 127 ? st == AQ_OK : st == AQ_ERR_ARG && strstr(err.msg, f->name));
     }
 }
-
-/* Rows that stress the formats: zeros, constants, single outliers, one sign,
- * tiny and huge magnitudes (fp16 underflow and overflow of the scales),
- * values on the rounding grids (ties) and fp16 rounding ties. */
-static void fill_row(int kind, float *x, uint64_t *rs)
-{
-    for (int i = 0; i < N; i++) {
-        float g = (float)aq_test_nrand(rs);
-        switch (kind) {
-        case 0: x[i] = g; break;
-        case 1: x[i] = 0.0f; break;
-        case 2: x[i] = 0.75f; break;                          /* constant */
-        case 3: x[i] = i % 97 == 5 ? 40.0f : 0.01f * g; break; /* outliers */
-        case 4: x[i] = -fabsf(g); break;                       /* negative only */
-        case 5: x[i] = fabsf(g) + 3.0f; break;                 /* positive, offset */
-        case 6: x[i] = 1e-6f * g; break;
-        case 7: x[i] = 1e-30f * g; break;  /* scales below fp16's range */
-        case 8: x[i] = 3e5f * g; break;    /* scales above fp16's range */
-        case 9: x[i] = (float)((int)(g * 8.0f)) * 0.5f; break; /* grid values: ties */
-        case 10: x[i] = (float)(i % 32) - 15.5f; break;       /* ramps, half steps */
-        case 11: x[i] = i % 64 < 32 ? 0.0f : g; break;        /* half the blocks zero */
-        case 12: x[i] = f32_of(0x3f801000u + (uint32_t)(i % 7) * 0x2000u) * (i % 2 ? -1 : 1); break;
-        case 13: x[i] = i % 16 == 3 ? -2.0f : (i % 16 == 9 ? 2.0f : 0.0f); break; /* +-max ties */
-        case 14: x[i] = g * g * g; break;                                          /* heavy tails */
-        default: x[i] = (float)(i % 5) * 1e-3f + 1e4f; break; /* large offset, small spread */
-        }
-    }
-}
-enum { NKINDS = 16 };
 
 static int run_reference(const char *dir, const float *rows, size_t nrows, const uint8_t *rnd,
                          size_t nrnd)
@@ -238,8 +210,8 @@ static void compare_type(const char *dir, aq_ggml_type t, const float *rows, siz
     CHECK_MSG(ref && len == rowb * nrows, "%s: reference bytes", f->name);
     for (size_t r = 0; ref && r < nrows && len == rowb * nrows; r++) {
         CHECK_OK(aq_ggml_quantize_row(t, rows + r * N, N, q + r * rowb, &err), &err);
-        CHECK_MSG(memcmp(q + r * rowb, ref + r * rowb, rowb) == 0, "%s: bytes of row %zu (kind %zu)",
-                  f->name, r, r % NKINDS);
+        CHECK_MSG(memcmp(q + r * rowb, ref + r * rowb, rowb) == 0,
+                  "%s: bytes of row %zu (kind %zu)", f->name, r, r % NKINDS);
         CHECK_OK(aq_ggml_dequantize_row(t, q + r * rowb, N, y + r * N, &err), &err);
     }
     free(ref);
@@ -269,10 +241,12 @@ static void test_against_numpy(void)
     enum { NROWS = 2 * NKINDS };
     float *rows = malloc(sizeof(float) * N * NROWS);
     uint64_t rs = 0xfeedbeefu;
-    for (int r = 0; r < NROWS; r++) fill_row(r % NKINDS, rows + (size_t)r * N, &rs);
+    for (int r = 0; r < NROWS; r++)
+        fill_row(r % NKINDS, rows + (size_t)r * N, &rs);
     size_t nrnd = (size_t)NRAND_BLOCKS * 210;
     uint8_t *rnd = malloc(nrnd);
-    for (size_t k = 0; k < nrnd; k++) rnd[k] = (uint8_t)(aq_test_urand(&rs) * 256);
+    for (size_t k = 0; k < nrnd; k++)
+        rnd[k] = (uint8_t)(aq_test_urand(&rs) * 256);
     /* Random fp16 fields include inf and NaN scales: their products are
      * compared bit for bit too (the same IEEE operations on both sides). */
     char *dir = aq_test_tmpdir("ggml_blocks");

@@ -39,7 +39,8 @@ const aq_ggml_format *aq_ggml_format_by_name(const char *name)
 {
     for (int i = 0; name && i < AQ_GGML_NTYPES; i++) {
         const char *a = formats[i].name, *b = name;
-        while (*a && *b && toupper((unsigned char)*b) == *a) a++, b++;
+        while (*a && *b && toupper((unsigned char)*b) == *a)
+            a++, b++;
         if (!*a && !*b) return &formats[i];
     }
     return NULL;
@@ -76,7 +77,7 @@ uint16_t aq_fp32_to_fp16(float f)
     memcpy(&x, &f, sizeof x);
     uint16_t sign = (uint16_t)((x >> 16) & 0x8000u);
     uint32_t ax = x & 0x7fffffffu;
-    if (ax > 0x7f800000u) return sign | 0x7e00u; /* NaN */
+    if (ax > 0x7f800000u) return sign | 0x7e00u;  /* NaN */
     if (ax >= 0x477ff000u) return sign | 0x7c00u; /* >= 65520 rounds to inf */
     int e = (int)(ax >> 23) - 127;                /* unbiased exponent */
     uint32_t mant = (ax & 0x7fffffu) | 0x800000u; /* 24 significant bits */
@@ -85,8 +86,8 @@ uint16_t aq_fp32_to_fp16(float f)
     if (e >= -14) {                               /* normal fp16: keep 11 bits */
         shift = 13;
         base = (uint32_t)(e + 15) << 10;
-        mant &= 0x7fffffu; /* the implicit bit is carried by base */
-    } else {               /* subnormal fp16: units of 2^-24 */
+        mant &= 0x7fffffu;        /* the implicit bit is carried by base */
+    } else {                      /* subnormal fp16: units of 2^-24 */
         if (e < -25) return sign; /* below half the smallest subnormal */
         shift = -1 - e;           /* 14..24 */
         base = 0;
@@ -111,7 +112,8 @@ float aq_fp16_to_fp32(uint16_t h)
         x = sign;
     } else { /* subnormal: normalise */
         int k = 0;
-        while (!(mant & 0x400u)) mant <<= 1, k++;
+        while (!(mant & 0x400u))
+            mant <<= 1, k++;
         x = sign | ((uint32_t)(113 - k) << 23) | ((mant & 0x3ffu) << 13);
     }
     float f;
@@ -178,12 +180,14 @@ static void pack_q3_scales(const int16_t *sc, uint8_t *s)
  * weight 128h + 32s + l sits in bits 2s..2s+1 of byte 32h + l. */
 static void unpack_2bit(const uint8_t *qs, int8_t *u)
 {
-    for (int w = 0; w < 256; w++) u[w] = (int8_t)((qs[32 * (w / 128) + w % 32] >> (2 * ((w % 128) / 32))) & 3);
+    for (int w = 0; w < 256; w++)
+        u[w] = (int8_t)((qs[32 * (w / 128) + w % 32] >> (2 * ((w % 128) / 32))) & 3);
 }
 static void pack_2bit(const int8_t *u, uint8_t *qs)
 {
     memset(qs, 0, 64);
-    for (int w = 0; w < 256; w++) qs[32 * (w / 128) + w % 32] |= (uint8_t)((u[w] & 3) << (2 * ((w % 128) / 32)));
+    for (int w = 0; w < 256; w++)
+        qs[32 * (w / 128) + w % 32] |= (uint8_t)((u[w] & 3) << (2 * ((w % 128) / 32)));
 }
 
 /* ---- unpack ----------------------------------------------------------- */
@@ -196,11 +200,14 @@ static void unpack_32(const aq_ggml_format *f, const uint8_t *b, aq_ggml_block *
     blk->d = rd16(b);
     blk->m = f->has_m ? rd16(b + 2) : 0;
     if (f->type == AQ_GGML_Q8_0) {
-        for (int j = 0; j < 32; j++) blk->q[j] = (int8_t)b[2 + j];
+        for (int j = 0; j < 32; j++)
+            blk->q[j] = (int8_t)b[2 + j];
         return;
     }
     uint32_t qh = 0;
-    if (five) qh = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16 | (uint32_t)b[off + 3] << 24;
+    if (five)
+        qh = (uint32_t)b[off] | (uint32_t)b[off + 1] << 8 | (uint32_t)b[off + 2] << 16 |
+             (uint32_t)b[off + 3] << 24;
     const uint8_t *qs = b + off + 4 * five;
     for (int j = 0; j < 32; j++) {
         int u = j < 16 ? qs[j] & 0xf : qs[j - 16] >> 4;
@@ -214,13 +221,15 @@ static void unpack_k(const aq_ggml_format *f, const uint8_t *b, aq_ggml_block *b
     int8_t u[256];
     switch (f->type) {
     case AQ_GGML_Q2_K:
-        for (int s = 0; s < 16; s++) blk->sc[s] = b[s] & 0xf, blk->mn[s] = (uint8_t)(b[s] >> 4);
+        for (int s = 0; s < 16; s++)
+            blk->sc[s] = b[s] & 0xf, blk->mn[s] = (uint8_t)(b[s] >> 4);
         unpack_2bit(b + 16, blk->q);
         blk->d = rd16(b + 80), blk->m = rd16(b + 82);
         break;
     case AQ_GGML_Q3_K:
         unpack_2bit(b + 32, u);
-        for (int w = 0; w < 256; w++) blk->q[w] = (int8_t)(u[w] + (((b[w % 32] >> (w / 32)) & 1) << 2) - 4);
+        for (int w = 0; w < 256; w++)
+            blk->q[w] = (int8_t)(u[w] + (((b[w % 32] >> (w / 32)) & 1) << 2) - 4);
         unpack_q3_scales(b + 96, blk->sc);
         blk->d = rd16(b + 108);
         break;
@@ -245,7 +254,8 @@ static void unpack_k(const aq_ggml_format *f, const uint8_t *b, aq_ggml_block *b
             int v = (r < 2 ? lo & 0xf : lo >> 4) | (((b[128 + 32 * h + l] >> (2 * r)) & 3) << 4);
             blk->q[w] = (int8_t)(v - 32);
         }
-        for (int s = 0; s < 16; s++) blk->sc[s] = (int8_t)b[192 + s];
+        for (int s = 0; s < 16; s++)
+            blk->sc[s] = (int8_t)b[192 + s];
         blk->d = rd16(b + 208);
         break;
     }
@@ -287,7 +297,8 @@ static void pack_32(const aq_ggml_format *f, const aq_ggml_block *blk, uint8_t *
     wr16(b, blk->d);
     if (f->has_m) wr16(b + 2, blk->m);
     if (f->type == AQ_GGML_Q8_0) {
-        for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)blk->q[j];
+        for (int j = 0; j < 32; j++)
+            b[2 + j] = (uint8_t)blk->q[j];
         return;
     }
     uint32_t qh = 0;
@@ -299,7 +310,8 @@ static void pack_32(const aq_ggml_format *f, const aq_ggml_block *blk, uint8_t *
         qh |= (uint32_t)(u >> 4) << j;
     }
     if (five)
-        for (int k = 0; k < 4; k++) b[off + k] = (uint8_t)(qh >> (8 * k));
+        for (int k = 0; k < 4; k++)
+            b[off + k] = (uint8_t)(qh >> (8 * k));
 }
 
 static void pack_k(const aq_ggml_format *f, const aq_ggml_block *blk, uint8_t *b)
@@ -307,7 +319,8 @@ static void pack_k(const aq_ggml_format *f, const aq_ggml_block *blk, uint8_t *b
     int8_t u[256];
     switch (f->type) {
     case AQ_GGML_Q2_K:
-        for (int s = 0; s < 16; s++) b[s] = (uint8_t)(blk->sc[s] | (blk->mn[s] << 4));
+        for (int s = 0; s < 16; s++)
+            b[s] = (uint8_t)(blk->sc[s] | (blk->mn[s] << 4));
         pack_2bit(blk->q, b + 16);
         wr16(b + 80, blk->d), wr16(b + 82, blk->m);
         break;
@@ -342,7 +355,8 @@ static void pack_k(const aq_ggml_format *f, const aq_ggml_block *blk, uint8_t *b
             b[64 * h + 32 * (r & 1) + l] |= (uint8_t)((v & 0xf) << (r < 2 ? 0 : 4));
             b[128 + 32 * h + l] |= (uint8_t)((v >> 4) << (2 * r));
         }
-        for (int s = 0; s < 16; s++) b[192 + s] = (uint8_t)blk->sc[s];
+        for (int s = 0; s < 16; s++)
+            b[192 + s] = (uint8_t)blk->sc[s];
         wr16(b + 208, blk->d);
         break;
     }

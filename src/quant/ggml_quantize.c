@@ -87,7 +87,8 @@ static void quant_q5_0(const float *x, uint8_t *b)
         qh |= (uint32_t)((u0 & 0x10u) >> 4) << j;
         qh |= (uint32_t)((u1 & 0x10u) >> 4) << (j + 16);
     }
-    for (int k = 0; k < 4; k++) b[2 + k] = (uint8_t)(qh >> (8 * k));
+    for (int k = 0; k < 4; k++)
+        b[2 + k] = (uint8_t)(qh >> (8 * k));
 }
 
 /* Q4_1 (bits 4) and Q5_1 (bits 5): d = (max - min) / (2^bits - 1), m = min. */
@@ -117,16 +118,19 @@ static void quant_q_1(const float *x, uint8_t *b, int bits)
         }
     }
     if (bits == 5)
-        for (int k = 0; k < 4; k++) b[4 + k] = (uint8_t)(qh >> (8 * k));
+        for (int k = 0; k < 4; k++)
+            b[4 + k] = (uint8_t)(qh >> (8 * k));
 }
 
 static void quant_q8_0(const float *x, uint8_t *b)
 {
     float amax = 0.0f;
-    for (int j = 0; j < 32; j++) amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
+    for (int j = 0; j < 32; j++)
+        amax = fabsf(x[j]) > amax ? fabsf(x[j]) : amax;
     const float d = amax / 127, id = d != 0.0f ? 1.0f / d : 0.0f;
     wr16(b, aq_fp32_to_fp16(d));
-    for (int j = 0; j < 32; j++) b[2 + j] = (uint8_t)to_i8(roundf(x[j] * id));
+    for (int j = 0; j < 32; j++)
+        b[2 + j] = (uint8_t)to_i8(roundf(x[j] * id));
 }
 
 /* ---- the K-quants' per-group searches -------------------------------- */
@@ -217,7 +221,8 @@ static float q3_search(int n, int nmax, const float *x, int8_t *L)
         }
         if (!changed) break;
     }
-    for (int i = 0; i < n; i++) L[i] = (int8_t)(L[i] + nmax);
+    for (int i = 0; i < n; i++)
+        L[i] = (int8_t)(L[i] + nmax);
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
@@ -298,7 +303,8 @@ static void quant_q2_k(const float *x, aq_ggml_block *blk)
     uint8_t L[256];
     float w[16], scales[16], mins[16], max_scale = 0, max_min = 0;
     for (int j = 0; j < 16; j++) {
-        for (int l = 0; l < 16; l++) w[l] = fabsf(x[16 * j + l]);
+        for (int l = 0; l < 16; l++)
+            w[l] = fabsf(x[16 * j + l]);
         scales[j] = qkx_search(16, 3, x + 16 * j, w, L + 16 * j, &mins[j], -0.5f, 0.1f, 15, 1);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
@@ -307,12 +313,14 @@ static void quant_q2_k(const float *x, aq_ggml_block *blk)
     blk->d = blk->m = aq_fp32_to_fp16(0.f);
     if (max_scale > 0) {
         float iscale = 15.f / max_scale;
-        for (int j = 0; j < 16; j++) sb[j] = (uint8_t)nearest(iscale * scales[j]);
+        for (int j = 0; j < 16; j++)
+            sb[j] = (uint8_t)nearest(iscale * scales[j]);
         blk->d = aq_fp32_to_fp16(max_scale / 15.f);
     }
     if (max_min > 0) {
         float iscale = 15.f / max_min;
-        for (int j = 0; j < 16; j++) sb[j] |= (uint8_t)((unsigned)nearest(iscale * mins[j]) << 4);
+        for (int j = 0; j < 16; j++)
+            sb[j] |= (uint8_t)((unsigned)nearest(iscale * mins[j]) << 4);
         blk->m = aq_fp32_to_fp16(max_min / 15.f);
     }
     for (int j = 0; j < 16; j++) {
@@ -325,7 +333,8 @@ static void quant_q2_k(const float *x, aq_ggml_block *blk)
             L[16 * j + i] = (uint8_t)(l < 0 ? 0 : l > 3 ? 3 : l);
         }
     }
-    for (int i = 0; i < 256; i++) blk->q[i] = (int8_t)L[i];
+    for (int i = 0; i < 256; i++)
+        blk->q[i] = (int8_t)L[i];
 }
 
 static void quant_q3_k(const float *x, aq_ggml_block *blk)
@@ -336,7 +345,8 @@ static void quant_q3_k(const float *x, aq_ggml_block *blk)
         scales[j] = q3_search(16, 4, x + 16 * j, L + 16 * j);
         if (fabsf(scales[j]) > amax) amax = fabsf(scales[j]), max_scale = scales[j];
     }
-    for (int j = 0; j < 16; j++) blk->sc[j] = -32; /* all scale bytes 0 */
+    for (int j = 0; j < 16; j++)
+        blk->sc[j] = -32; /* all scale bytes 0 */
     blk->d = aq_fp32_to_fp16(0.f);
     if (max_scale != 0.0f) {
         float iscale = -32.f / max_scale;
@@ -354,7 +364,8 @@ static void quant_q3_k(const float *x, aq_ggml_block *blk)
             L[16 * j + i] = (int8_t)((l < -4 ? -4 : l > 3 ? 3 : l) + 4);
         }
     }
-    for (int i = 0; i < 256; i++) blk->q[i] = (int8_t)(L[i] - 4);
+    for (int i = 0; i < 256; i++)
+        blk->q[i] = (int8_t)(L[i] - 4);
 }
 
 /* Q4_K (nmax 15) and Q5_K (nmax 31): 8 groups of 32, 6-bit scale and min codes. */
@@ -367,9 +378,11 @@ static void quant_q45_k(const float *x, aq_ggml_block *blk, int nmax)
     for (int j = 0; j < 8; j++) {
         const float *xj = x + 32 * j;
         float sum_x2 = 0;
-        for (int l = 0; l < 32; l++) sum_x2 += xj[l] * xj[l];
+        for (int l = 0; l < 32; l++)
+            sum_x2 += xj[l] * xj[l];
         float av_x = sqrtf(sum_x2 / 32);
-        for (int l = 0; l < 32; l++) w[l] = av_x + fabsf(xj[l]);
+        for (int l = 0; l < 32; l++)
+            w[l] = av_x + fabsf(xj[l]);
         scales[j] = qkx_search(32, nmax, xj, w, L + 32 * j, &mins[j], rmin, 0.1f, nstep, 0);
         if (scales[j] > max_scale) max_scale = scales[j];
         if (mins[j] > max_min) max_min = mins[j];
@@ -377,7 +390,8 @@ static void quant_q45_k(const float *x, aq_ggml_block *blk, int nmax)
     float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
     float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
     for (int j = 0; j < 8; j++) {
-        uint8_t ls = (uint8_t)nearest(inv_scale * scales[j]), lm = (uint8_t)nearest(inv_min * mins[j]);
+        uint8_t ls = (uint8_t)nearest(inv_scale * scales[j]),
+                lm = (uint8_t)nearest(inv_min * mins[j]);
         blk->sc[j] = ls < 63 ? ls : 63;
         blk->mn[j] = lm < 63 ? lm : 63;
     }
@@ -392,7 +406,8 @@ static void quant_q45_k(const float *x, aq_ggml_block *blk, int nmax)
             L[32 * j + i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
         }
     }
-    for (int i = 0; i < 256; i++) blk->q[i] = (int8_t)L[i];
+    for (int i = 0; i < 256; i++)
+        blk->q[i] = (int8_t)L[i];
 }
 
 static void quant_q6_k(const float *x, aq_ggml_block *blk)
@@ -405,7 +420,8 @@ static void quant_q6_k(const float *x, aq_ggml_block *blk)
     }
     if (max_abs < GROUP_EPS) { /* ggml zeroes the whole block */
         memset(blk, 0, sizeof *blk);
-        for (int i = 0; i < 256; i++) blk->q[i] = -32;
+        for (int i = 0; i < 256; i++)
+            blk->q[i] = -32;
         blk->d = aq_fp32_to_fp16(0.f);
         return;
     }
@@ -423,7 +439,8 @@ static void quant_q6_k(const float *x, aq_ggml_block *blk)
             L[16 * j + i] = (int8_t)((l < -32 ? -32 : l > 31 ? 31 : l) + 32);
         }
     }
-    for (int i = 0; i < 256; i++) blk->q[i] = (int8_t)(L[i] - 32);
+    for (int i = 0; i < 256; i++)
+        blk->q[i] = (int8_t)(L[i] - 32);
 }
 
 static void quant_block(aq_ggml_type t, const float *x, uint8_t *b)
