@@ -232,6 +232,36 @@ static void compare_type(const char *dir, aq_ggml_type t, const float *rows, siz
     free(q);
 }
 
+/* The logical-form quantizer and pack_row give the bytes of quantize_row;
+ * pack_row names the block holding an out-of-range value. */
+static void test_row_blocks(void)
+{
+    float x[N];
+    uint8_t a[N * 2], b[N * 2];
+    aq_ggml_block blocks[N / 32];
+    uint64_t rs = 77;
+    aq_error err = {0};
+    for (int kind = 0; kind < NKINDS; kind++) {
+        fill_row(kind, x, &rs);
+        for (int i = 0; i < AQ_GGML_NTYPES; i++) {
+            aq_ggml_type t = aq_ggml_type_at(i);
+            const aq_ggml_format *f = aq_ggml_format_of(t);
+            size_t nb = (size_t)(N / f->block);
+            CHECK_OK(aq_ggml_quantize_row(t, x, N, a, &err), &err);
+            CHECK_OK(aq_ggml_quantize_row_blocks(t, x, N, blocks, &err), &err);
+            CHECK_OK(aq_ggml_pack_row(t, blocks, nb, b, &err), &err);
+            CHECK_MSG(memcmp(a, b, nb * (size_t)f->bytes) == 0, "%s kind %d", f->name, kind);
+        }
+    }
+    CHECK_OK(aq_ggml_quantize_row_blocks(AQ_GGML_Q4_0, x, N, blocks, &err), &err);
+    blocks[3].q[7] = 9; /* Q4_0's range is -8..7 */
+    CHECK(aq_ggml_pack_row(AQ_GGML_Q4_0, blocks, N / 32, b, &err) == AQ_ERR_ARG);
+    CHECK(strstr(err.msg, "block 3") && strstr(err.msg, "q[7] = 9"));
+    x[300] = INFINITY;
+    CHECK(aq_ggml_quantize_row_blocks(AQ_GGML_Q4_K, x, N, blocks, &err) == AQ_ERR_NUMERIC);
+    CHECK(strstr(err.msg, "weight 300") != NULL);
+}
+
 static void test_against_numpy(void)
 {
     if (!aq_test_have_numpy()) {
@@ -281,6 +311,7 @@ int main(void)
     test_fp16();
     test_known_answers();
     test_round_trips();
+    test_row_blocks();
     test_against_numpy();
     AQ_TEST_END();
 }

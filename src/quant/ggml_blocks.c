@@ -374,6 +374,21 @@ aq_status aq_ggml_pack(aq_ggml_type t, const aq_ggml_block *blk, uint8_t *bytes,
     return AQ_OK;
 }
 
+aq_status aq_ggml_pack_row(aq_ggml_type t, const aq_ggml_block *blocks, size_t nblocks,
+                           uint8_t *bytes, aq_error *err)
+{
+    const aq_ggml_format *f = aq_ggml_format_of(t);
+    if (!f) return aq_fail(err, AQ_ERR_ARG, "unknown ggml block type %d", (int)t);
+    for (size_t i = 0; i < nblocks; i++) {
+        aq_status st = aq_ggml_pack(t, &blocks[i], bytes + i * (size_t)f->bytes, err);
+        if (st != AQ_OK) {
+            aq_error_prefix(err, "block %zu", i);
+            return st;
+        }
+    }
+    return AQ_OK;
+}
+
 /* ---- dequantize ------------------------------------------------------- */
 
 void aq_ggml_dequantize_block(aq_ggml_type t, const aq_ggml_block *blk, float *out)

@@ -98,6 +98,11 @@ void aq_ggml_unpack(aq_ggml_type t, const uint8_t *bytes, aq_ggml_block *blk);
  * its range (the message names it); nothing is written then. */
 aq_status aq_ggml_pack(aq_ggml_type t, const aq_ggml_block *blk, uint8_t *bytes, aq_error *err);
 
+/* A row: nblocks logical blocks -> their bytes, back to back. AQ_ERR_ARG as
+ * aq_ggml_pack, the message prefixed with the block's index. */
+aq_status aq_ggml_pack_row(aq_ggml_type t, const aq_ggml_block *blocks, size_t nblocks,
+                           uint8_t *bytes, aq_error *err);
+
 /* The weights of one block (fmt->block floats) from its logical form, with
  * ggml's arithmetic. Values must be in range (as pack requires). */
 void aq_ggml_dequantize_block(aq_ggml_type t, const aq_ggml_block *blk, float *out);
@@ -111,5 +116,9 @@ aq_status aq_ggml_dequantize_row(aq_ggml_type t, const uint8_t *bytes, size_t n,
  * shape as aq_ggml_row_bytes; AQ_ERR_NUMERIC naming the first NaN/Inf. */
 aq_status aq_ggml_quantize_row(aq_ggml_type t, const float *x, size_t n, uint8_t *out,
                                aq_error *err);
+/* The same quantization in logical form (n / fmt->block blocks): the
+ * starting point of an optimiser. Errors as aq_ggml_quantize_row. */
+aq_status aq_ggml_quantize_row_blocks(aq_ggml_type t, const float *x, size_t n,
+                                      aq_ggml_block *blocks, aq_error *err);
 
 #endif

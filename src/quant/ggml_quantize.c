@@ -464,8 +464,8 @@ static void quant_block(aq_ggml_type t, const float *x, uint8_t *b)
     (void)aq_ggml_pack(t, &blk, b, &ignored);
 }
 
-aq_status aq_ggml_quantize_row(aq_ggml_type t, const float *x, size_t n, uint8_t *out,
-                               aq_error *err)
+/* The row's shape and values: a positive multiple of the block, all finite. */
+static aq_status check_row(aq_ggml_type t, const float *x, size_t n, aq_error *err)
 {
     size_t nbytes;
     AQ_TRY(aq_ggml_row_bytes(t, n, &nbytes, err));
@@ -473,8 +473,30 @@ aq_status aq_ggml_quantize_row(aq_ggml_type t, const float *x, size_t n, uint8_t
         if (!isfinite(x[i]))
             return aq_fail(err, AQ_ERR_NUMERIC, "cannot quantize to %s: weight %zu is %g",
                            aq_ggml_format_of(t)->name, i, (double)x[i]);
+    return AQ_OK;
+}
+
+aq_status aq_ggml_quantize_row(aq_ggml_type t, const float *x, size_t n, uint8_t *out,
+                               aq_error *err)
+{
+    AQ_TRY(check_row(t, x, n, err));
     const aq_ggml_format *f = aq_ggml_format_of(t);
     for (size_t i = 0; i < n / (size_t)f->block; i++)
         quant_block(t, x + i * (size_t)f->block, out + i * (size_t)f->bytes);
+    return AQ_OK;
+}
+
+aq_status aq_ggml_quantize_row_blocks(aq_ggml_type t, const float *x, size_t n,
+                                      aq_ggml_block *blocks, aq_error *err)
+{
+    AQ_TRY(check_row(t, x, n, err));
+    const aq_ggml_format *f = aq_ggml_format_of(t);
+    uint8_t b[256];
+    /* Block by block through the bytes: the 32-weight quantizers write bytes
+     * the way ggml does, and unpack is exact. */
+    for (size_t i = 0; i < n / (size_t)f->block; i++) {
+        quant_block(t, x + i * (size_t)f->block, b);
+        aq_ggml_unpack(t, b, &blocks[i]);
+    }
     return AQ_OK;
 }
