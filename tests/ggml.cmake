@@ -1,0 +1,10 @@
+# Tests of ggml's block formats in the quantizer core (src/quant/ggml_*).
+# test_ggml_blocks runs tests/scripts/ggml_ref.py (NumPy) as its reference.
+aq_test(NAME test_ggml_blocks SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ggml_blocks.c LIBS aq_quant LABELS unit)
+# Against ggml's own C code (integration: installs node-llama-cpp once into the
+# build tree and compiles its ggml-quants.c at test time; skipped without npm).
+add_executable(test_ggml_blocks_llamacpp ${CMAKE_CURRENT_SOURCE_DIR}/test_ggml_blocks_llamacpp.c)
+target_link_libraries(test_ggml_blocks_llamacpp PRIVATE aq_testutil aq_quant ${CMAKE_DL_LIBS})
+aq_script_test(NAME test_ggml_blocks_llamacpp TIMEOUT 900
+  COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/scripts/ggml_cbuild.sh ${CMAKE_BINARY_DIR}/npm_llamacpp
+          $<TARGET_FILE:test_ggml_blocks_llamacpp>)
