@@ -669,6 +669,7 @@ static void test_atomic_failures(void)
     unlink(path);
     unlink(blocker);
     rmdir(dir);
+    free(dir);
 }
 
 int main(void)
