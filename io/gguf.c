@@ -1,5 +1,5 @@
-/* gguf.c — GGUF type tables and the validating reader (gguf.h). The writer is
- * in gguf_write.c.
+/* gguf.c — the validating GGUF reader (gguf.h). The type tables are in
+ * gguf_types.c, the writer in gguf_write.c.
  *
  * The reader checks every count against the bytes that remain before it
  * allocates anything, so a hostile header cannot make it allocate more than a
@@ -16,96 +16,6 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/* ------------------------------------------------------------ type tables */
-
-static const struct {
-    const char *name;
-    size_t size;
-} gguf_types[AQ_GGUF_TYPE_COUNT] = {
-    {"uint8", 1}, {"int8", 1},  {"uint16", 2}, {"int16", 2},  {"uint32", 4},
-    {"int32", 4}, {"float32", 4}, {"bool", 1},  {"string", 0}, {"array", 0},
-    {"uint64", 8}, {"int64", 8}, {"float64", 8},
-};
-
-size_t aq_gguf_type_size(int type)
-{
-    return type >= 0 && type < AQ_GGUF_TYPE_COUNT ? gguf_types[type].size : 0;
-}
-
-const char *aq_gguf_type_name(int type)
-{
-    return type >= 0 && type < AQ_GGUF_TYPE_COUNT ? gguf_types[type].name : "?";
-}
-
-/* Block geometry from ggml's type traits (ggml.c / ggml-common.h block
- * structs): elements per block, bytes per block. QK_K = 256. */
-static const struct {
-    const char *name;
-    int64_t blck;
-    size_t bytes;
-} ggml_types[AQ_GGML_TYPE_COUNT] = {
-    [AQ_GGML_F32] = {"F32", 1, 4},          [AQ_GGML_F16] = {"F16", 1, 2},
-    [AQ_GGML_Q4_0] = {"Q4_0", 32, 18},      [AQ_GGML_Q4_1] = {"Q4_1", 32, 20},
-    [AQ_GGML_Q5_0] = {"Q5_0", 32, 22},      [AQ_GGML_Q5_1] = {"Q5_1", 32, 24},
-    [AQ_GGML_Q8_0] = {"Q8_0", 32, 34},      [AQ_GGML_Q8_1] = {"Q8_1", 32, 36},
-    [AQ_GGML_Q2_K] = {"Q2_K", 256, 84},     [AQ_GGML_Q3_K] = {"Q3_K", 256, 110},
-    [AQ_GGML_Q4_K] = {"Q4_K", 256, 144},    [AQ_GGML_Q5_K] = {"Q5_K", 256, 176},
-    [AQ_GGML_Q6_K] = {"Q6_K", 256, 210},    [AQ_GGML_Q8_K] = {"Q8_K", 256, 292},
-    [AQ_GGML_IQ2_XXS] = {"IQ2_XXS", 256, 66}, [AQ_GGML_IQ2_XS] = {"IQ2_XS", 256, 74},
-    [AQ_GGML_IQ3_XXS] = {"IQ3_XXS", 256, 98}, [AQ_GGML_IQ1_S] = {"IQ1_S", 256, 50},
-    [AQ_GGML_IQ4_NL] = {"IQ4_NL", 32, 18},  [AQ_GGML_IQ3_S] = {"IQ3_S", 256, 110},
-    [AQ_GGML_IQ2_S] = {"IQ2_S", 256, 82},   [AQ_GGML_IQ4_XS] = {"IQ4_XS", 256, 136},
-    [AQ_GGML_I8] = {"I8", 1, 1},            [AQ_GGML_I16] = {"I16", 1, 2},
-    [AQ_GGML_I32] = {"I32", 1, 4},          [AQ_GGML_I64] = {"I64", 1, 8},
-    [AQ_GGML_F64] = {"F64", 1, 8},          [AQ_GGML_IQ1_M] = {"IQ1_M", 256, 56},
-    [AQ_GGML_BF16] = {"BF16", 1, 2},        [AQ_GGML_TQ1_0] = {"TQ1_0", 256, 54},
-    [AQ_GGML_TQ2_0] = {"TQ2_0", 256, 66},   [AQ_GGML_MXFP4] = {"MXFP4", 32, 17},
-};
-
-int64_t aq_ggml_block_size(int type)
-{
-    return type >= 0 && type < AQ_GGML_TYPE_COUNT ? ggml_types[type].blck : 0;
-}
-
-size_t aq_ggml_block_bytes(int type)
-{
-    return type >= 0 && type < AQ_GGML_TYPE_COUNT ? ggml_types[type].bytes : 0;
-}
-
-const char *aq_ggml_type_name(int type)
-{
-    return type >= 0 && type < AQ_GGML_TYPE_COUNT ? ggml_types[type].name : NULL;
-}
-
-aq_status aq_ggml_nbytes(int type, uint32_t n_dims, const int64_t *ne, const char *what,
-                         uint64_t *out, aq_error *err)
-{
-    int64_t blck = aq_ggml_block_size(type);
-    if (blck == 0) return aq_fail(err, AQ_ERR_ARG, "%s: unknown ggml type id %d", what, type);
-    if (n_dims > AQ_GGUF_MAX_DIMS)
-        return aq_fail(err, AQ_ERR_SHAPE, "%s: %" PRIu32 " dimensions (at most %d)", what, n_dims,
-                       AQ_GGUF_MAX_DIMS);
-    uint64_t n = 1;
-    for (uint32_t i = 0; i < n_dims; i++) {
-        if (ne[i] < 0)
-            return aq_fail(err, AQ_ERR_SHAPE, "%s: dimension %" PRIu32 " is negative (%" PRId64 ")",
-                           what, i, ne[i]);
-        if (ne[i] && n > (uint64_t)INT64_MAX / (uint64_t)ne[i])
-            return aq_fail(err, AQ_ERR_SHAPE, "%s: element count overflows", what);
-        n *= (uint64_t)ne[i];
-    }
-    int64_t ne0 = n_dims ? ne[0] : 1;
-    if (ne0 % blck)
-        return aq_fail(err, AQ_ERR_SHAPE,
-                       "%s: row length ne[0] = %" PRId64 " is not a multiple of the %s block size %" PRId64,
-                       what, ne0, ggml_types[type].name, blck);
-    uint64_t blocks = n / (uint64_t)blck, bytes = ggml_types[type].bytes;
-    if (blocks > UINT64_MAX / 2 / bytes)
-        return aq_fail(err, AQ_ERR_SHAPE, "%s: byte size overflows", what);
-    *out = blocks * bytes;
-    return AQ_OK;
-}
 
 /* ----------------------------------------------------------------- reader */
 
@@ -139,7 +49,8 @@ typedef struct rd {
 static uint64_t le_u64(const uint8_t *p)
 {
     uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
     return v;
 }
 
@@ -192,14 +103,16 @@ static void value_free(aq_gguf_value *v)
 {
     if (v->type != AQ_GGUF_ARRAY) return;
     if (v->items)
-        for (uint64_t i = 0; i < v->n; i++) value_free((aq_gguf_value *)&v->items[i]);
+        for (uint64_t i = 0; i < v->n; i++)
+            value_free((aq_gguf_value *)&v->items[i]);
     free((void *)v->items);
     free((void *)v->strs);
     v->items = NULL;
     v->strs = NULL;
 }
 
-static aq_status parse_value(rd *r, aq_gguf_type type, int depth, aq_gguf_value *v, const char *key);
+static aq_status parse_value(rd *r, aq_gguf_type type, int depth, aq_gguf_value *v,
+                             const char *key);
 
 /* The smallest encoding of one element: bounds n before allocating. */
 static uint64_t min_elem_bytes(aq_gguf_type t)
@@ -221,19 +134,22 @@ static aq_status parse_array(rd *r, int depth, aq_gguf_value *v, const char *key
 {
     size_t at = r->pos;
     if (depth > AQ_GGUF_MAX_DEPTH)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %zu: arrays of key '%s' nest deeper than %d",
-                       r->label, at, key, AQ_GGUF_MAX_DEPTH);
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte %zu: arrays of key '%s' nest deeper than %d", r->label, at, key,
+                       AQ_GGUF_MAX_DEPTH);
     uint32_t et;
     AQ_TRY(rd_u32(r, &et, "array element type", key));
     if (et >= AQ_GGUF_TYPE_COUNT)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %zu: array of key '%s' has unknown element type %" PRIu32,
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte %zu: array of key '%s' has unknown element type %" PRIu32,
                        r->label, at, key, et);
     v->elem_type = (aq_gguf_type)et;
     AQ_TRY(rd_u64(r, &v->n, "array length", key));
     uint64_t m = min_elem_bytes(v->elem_type);
     if (v->n > (r->len - r->pos) / m)
         return aq_fail(r->err, AQ_ERR_FORMAT,
-                       "%s: byte %zu: array of key '%s' claims %" PRIu64 " %s elements, more than the %zu bytes left can hold",
+                       "%s: byte %zu: array of key '%s' claims %" PRIu64
+                       " %s elements, more than the %zu bytes left can hold",
                        r->label, at + 4, key, v->n, aq_gguf_type_name((int)et), r->len - r->pos);
     if (m == aq_gguf_type_size(v->elem_type)) { /* fixed-size elements */
         v->raw = r->p + r->pos;
@@ -246,7 +162,8 @@ static aq_status parse_array(rd *r, int depth, aq_gguf_value *v, const char *key
         aq_gguf_str *s = calloc((size_t)v->n, sizeof *s);
         if (!s) return aq_fail_nomem(r->err, "GGUF string array", (size_t)v->n * sizeof *s);
         v->strs = s;
-        for (uint64_t i = 0; i < v->n; i++) AQ_TRY(rd_str(r, &s[i], "array string", key));
+        for (uint64_t i = 0; i < v->n; i++)
+            AQ_TRY(rd_str(r, &s[i], "array string", key));
         return AQ_OK;
     }
     aq_gguf_value *items = calloc((size_t)v->n, sizeof *items);
@@ -277,7 +194,8 @@ static aq_status parse_value(rd *r, aq_gguf_type type, int depth, aq_gguf_value 
 static aq_status copy_name(rd *r, aq_gguf_str s, size_t at, const char *what, char **out)
 {
     if (memchr(s.ptr, '\0', (size_t)s.len))
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %zu: %s contains a NUL byte", r->label, at, what);
+        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %zu: %s contains a NUL byte", r->label, at,
+                       what);
     char *c = malloc((size_t)s.len + 1);
     if (!c) return aq_fail_nomem(r->err, what, (size_t)s.len + 1);
     memcpy(c, s.ptr, (size_t)s.len);
@@ -295,15 +213,17 @@ static aq_status parse_kv(rd *r, aq_gguf *g, size_t i)
     kv->offset = r->pos;
     AQ_TRY(rd_str(r, &ks, "key", ctx));
     if (ks.len == 0 || ks.len > 65535)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": key of %s has length %" PRIu64 " (1..65535)",
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte %" PRIu64 ": key of %s has length %" PRIu64 " (1..65535)",
                        r->label, kv->offset, ctx, ks.len);
     AQ_TRY(copy_name(r, ks, (size_t)kv->offset, "key", (char **)&kv->key));
     uint32_t type;
     size_t at = r->pos;
     AQ_TRY(rd_u32(r, &type, "value type", kv->key));
     if (type >= AQ_GGUF_TYPE_COUNT)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %zu: key '%s' has unknown value type %" PRIu32,
-                       r->label, at, kv->key, type);
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte %zu: key '%s' has unknown value type %" PRIu32, r->label, at,
+                       kv->key, type);
     return parse_value(r, (aq_gguf_type)type, 0, &kv->v, kv->key);
 }
 
@@ -315,20 +235,24 @@ static aq_status parse_tensor_info(rd *r, aq_gguf_tensor *t, size_t i)
     aq_gguf_str ns;
     AQ_TRY(rd_str(r, &ns, "name", ctx));
     if (ns.len > AQ_GGUF_MAX_NAME_SPEC)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": name of %s is %" PRIu64 " bytes long (at most %d)",
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte %" PRIu64 ": name of %s is %" PRIu64 " bytes long (at most %d)",
                        r->label, t->info_offset, ctx, ns.len, AQ_GGUF_MAX_NAME_SPEC);
     AQ_TRY(copy_name(r, ns, (size_t)t->info_offset, "tensor name", (char **)&t->name));
     size_t at = r->pos;
     AQ_TRY(rd_u32(r, &t->n_dims, "n_dims", t->name));
     if (t->n_dims > AQ_GGUF_MAX_DIMS)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %zu: tensor '%s' has %" PRIu32 " dimensions (at most %d)",
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte %zu: tensor '%s' has %" PRIu32 " dimensions (at most %d)",
                        r->label, at, t->name, t->n_dims, AQ_GGUF_MAX_DIMS);
     for (uint32_t d = 0; d < AQ_GGUF_MAX_DIMS; d++) {
         uint64_t v = 1;
         at = r->pos;
         if (d < t->n_dims) AQ_TRY(rd_u64(r, &v, "dimension", t->name));
         if (v > (uint64_t)INT64_MAX)
-            return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %zu: dimension %" PRIu32 " of tensor '%s' is too large (%" PRIu64 ")",
+            return aq_fail(r->err, AQ_ERR_FORMAT,
+                           "%s: byte %zu: dimension %" PRIu32
+                           " of tensor '%s' is too large (%" PRIu64 ")",
                            r->label, at, d, t->name, v);
         t->ne[d] = (int64_t)v;
     }
@@ -336,12 +260,14 @@ static aq_status parse_tensor_info(rd *r, aq_gguf_tensor *t, size_t i)
     at = r->pos;
     AQ_TRY(rd_u32(r, &type, "ggml type", t->name));
     if (aq_ggml_block_size((int)type) == 0)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %zu: tensor '%s' has unknown ggml type id %" PRIu32,
-                       r->label, at, t->name, type);
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte %zu: tensor '%s' has unknown ggml type id %" PRIu32, r->label, at,
+                       t->name, type);
     t->type = (int)type;
     aq_error e = {0};
     if (aq_ggml_nbytes(t->type, t->n_dims, t->ne, t->name, &t->nbytes, &e) != AQ_OK)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": %s", r->label, t->info_offset, e.msg);
+        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": %s", r->label, t->info_offset,
+                       e.msg);
     return rd_u64(r, &t->offset, "data offset", t->name);
 }
 
@@ -356,15 +282,17 @@ static aq_status sort_names(aq_gguf *g, name_ref **out, size_t n, int tensors, a
     if (n == 0) return AQ_OK;
     name_ref *s = malloc(n * sizeof *s);
     if (!s) return aq_fail_nomem(err, "GGUF name index", n * sizeof *s);
-    for (size_t i = 0; i < n; i++) s[i] = (name_ref){tensors ? g->t[i].name : g->kv[i].key, i};
+    for (size_t i = 0; i < n; i++)
+        s[i] = (name_ref){tensors ? g->t[i].name : g->kv[i].key, i};
     qsort(s, n, sizeof *s, cmp_name_ref);
     *out = s;
     for (size_t i = 1; i < n; i++) {
         if (strcmp(s[i - 1].name, s[i].name)) continue;
         size_t a = s[i - 1].i < s[i].i ? s[i - 1].i : s[i].i, b = s[i - 1].i ^ s[i].i ^ a;
         uint64_t off = tensors ? g->t[b].info_offset : g->kv[b].offset;
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": duplicate %s '%s' (entries %zu and %zu)",
-                       g->label, off, tensors ? "tensor name" : "key", s[i].name, a, b);
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: byte %" PRIu64 ": duplicate %s '%s' (entries %zu and %zu)", g->label,
+                       off, tensors ? "tensor name" : "key", s[i].name, a, b);
     }
     return AQ_OK;
 }
@@ -375,11 +303,13 @@ static aq_status read_alignment(aq_gguf *g, aq_error *err)
     const aq_gguf_kv *kv = aq_gguf_find_kv(g, "general.alignment");
     if (!kv) return AQ_OK;
     if (kv->v.type != AQ_GGUF_UINT32)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": general.alignment must be uint32, not %s",
-                       g->label, kv->offset, aq_gguf_type_name(kv->v.type));
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: byte %" PRIu64 ": general.alignment must be uint32, not %s", g->label,
+                       kv->offset, aq_gguf_type_name(kv->v.type));
     uint32_t a = le_u32(kv->v.raw);
     if (a == 0 || (a & (a - 1)))
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": general.alignment %" PRIu32 " is not a power of two",
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: byte %" PRIu64 ": general.alignment %" PRIu32 " is not a power of two",
                        g->label, kv->offset, a);
     g->alignment = a;
     return AQ_OK;
@@ -387,7 +317,8 @@ static aq_status read_alignment(aq_gguf *g, aq_error *err)
 
 static int cmp_offset(const void *a, const void *b)
 {
-    const aq_gguf_tensor *x = *(const aq_gguf_tensor *const *)a, *y = *(const aq_gguf_tensor *const *)b;
+    const aq_gguf_tensor *x = *(const aq_gguf_tensor *const *)a,
+                         *y = *(const aq_gguf_tensor *const *)b;
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
@@ -397,7 +328,8 @@ static aq_status check_layout(aq_gguf *g, size_t infos_end, aq_error *err)
     g->data_offset = (infos_end + g->alignment - 1) / g->alignment * (uint64_t)g->alignment;
     if (g->n_t == 0) return AQ_OK;
     if (g->data_offset > g->len)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: data section would start at byte %" PRIu64 ", past the end (%zu bytes)",
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: data section would start at byte %" PRIu64 ", past the end (%zu bytes)",
                        g->label, g->data_offset, g->len);
     uint64_t room = g->len - g->data_offset;
     const aq_gguf_tensor **by = malloc(g->n_t * sizeof *by);
@@ -407,18 +339,25 @@ static aq_status check_layout(aq_gguf *g, size_t infos_end, aq_error *err)
         aq_gguf_tensor *t = &g->t[i];
         by[i] = t;
         if (t->offset % g->alignment)
-            st = aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": tensor '%s' offset %" PRIu64 " is not a multiple of the alignment %" PRIu32,
+            st = aq_fail(err, AQ_ERR_FORMAT,
+                         "%s: byte %" PRIu64 ": tensor '%s' offset %" PRIu64
+                         " is not a multiple of the alignment %" PRIu32,
                          g->label, t->info_offset, t->name, t->offset, g->alignment);
         else if (t->offset > room || t->nbytes > room - t->offset)
-            st = aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": tensor '%s' data [%" PRIu64 ", +%" PRIu64 ") runs past the end of the file (data section holds %" PRIu64 " bytes)",
+            st = aq_fail(err, AQ_ERR_FORMAT,
+                         "%s: byte %" PRIu64 ": tensor '%s' data [%" PRIu64 ", +%" PRIu64
+                         ") runs past the end of the file (data section holds %" PRIu64 " bytes)",
                          g->label, t->info_offset, t->name, t->offset, t->nbytes, room);
         else
             t->data = g->base + g->data_offset + t->offset;
     }
     if (st == AQ_OK) qsort(by, g->n_t, sizeof *by, cmp_offset);
     for (size_t i = 1; i < g->n_t && st == AQ_OK; i++)
-        if (by[i - 1]->nbytes && by[i]->nbytes && by[i]->offset < by[i - 1]->offset + by[i - 1]->nbytes)
-            st = aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": tensor '%s' data at offset %" PRIu64 " overlaps tensor '%s' [%" PRIu64 ", +%" PRIu64 ")",
+        if (by[i - 1]->nbytes && by[i]->nbytes &&
+            by[i]->offset < by[i - 1]->offset + by[i - 1]->nbytes)
+            st = aq_fail(err, AQ_ERR_FORMAT,
+                         "%s: byte %" PRIu64 ": tensor '%s' data at offset %" PRIu64
+                         " overlaps tensor '%s' [%" PRIu64 ", +%" PRIu64 ")",
                          g->label, by[i]->info_offset, by[i]->name, by[i]->offset, by[i - 1]->name,
                          by[i - 1]->offset, by[i - 1]->nbytes);
     free(by);
@@ -429,22 +368,26 @@ static aq_status parse_header(rd *r, aq_gguf *g, uint64_t *n_t, uint64_t *n_kv)
 {
     AQ_TRY(need(r, 4, "magic", "header"));
     if (memcmp(r->p, "GGUF", 4))
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte 0: not a GGUF file (magic %02x %02x %02x %02x, expected \"GGUF\")",
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte 0: not a GGUF file (magic %02x %02x %02x %02x, expected \"GGUF\")",
                        r->label, r->p[0], r->p[1], r->p[2], r->p[3]);
     r->pos = 4;
     AQ_TRY(rd_u32(r, &g->version, "version", "header"));
     if (g->version != 2 && g->version != 3)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte 4: GGUF version %" PRIu32 " is not supported (2 or 3%s)",
-                       r->label, g->version,
-                       (g->version & 0xffff) == 0 ? "; a big-endian file?" : "");
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte 4: GGUF version %" PRIu32 " is not supported (2 or 3%s)", r->label,
+                       g->version, (g->version & 0xffff) == 0 ? "; a big-endian file?" : "");
     AQ_TRY(rd_u64(r, n_t, "tensor_count", "header"));
     AQ_TRY(rd_u64(r, n_kv, "metadata_kv_count", "header"));
     /* A metadata entry takes at least 8 + 1 + 4 + 1 bytes, a tensor info 8 + 4 + 4 + 8. */
     if (*n_kv > (r->len - r->pos) / 14)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte 16: metadata_kv_count %" PRIu64 " cannot fit in the %zu bytes left",
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte 16: metadata_kv_count %" PRIu64
+                       " cannot fit in the %zu bytes left",
                        r->label, *n_kv, r->len - r->pos);
     if (*n_t > (r->len - r->pos) / 24)
-        return aq_fail(r->err, AQ_ERR_FORMAT, "%s: byte 8: tensor_count %" PRIu64 " cannot fit in the %zu bytes left",
+        return aq_fail(r->err, AQ_ERR_FORMAT,
+                       "%s: byte 8: tensor_count %" PRIu64 " cannot fit in the %zu bytes left",
                        r->label, *n_t, r->len - r->pos);
     return AQ_OK;
 }
@@ -459,10 +402,12 @@ static aq_status parse(aq_gguf *g, aq_error *err)
         return aq_fail_nomem(err, "GGUF tables", (size_t)(n_kv + n_t) * sizeof *g->t);
     g->kv_cap = (size_t)n_kv;
     g->t_cap = (size_t)n_t;
-    for (; g->n_kv < n_kv; g->n_kv++) AQ_TRY(parse_kv(&r, g, g->n_kv));
+    for (; g->n_kv < n_kv; g->n_kv++)
+        AQ_TRY(parse_kv(&r, g, g->n_kv));
     AQ_TRY(sort_names(g, &g->kv_sorted, g->n_kv, 0, err));
     AQ_TRY(read_alignment(g, err));
-    for (; g->n_t < n_t; g->n_t++) AQ_TRY(parse_tensor_info(&r, &g->t[g->n_t], g->n_t));
+    for (; g->n_t < n_t; g->n_t++)
+        AQ_TRY(parse_tensor_info(&r, &g->t[g->n_t], g->n_t));
     AQ_TRY(sort_names(g, &g->t_sorted, g->n_t, 1, err));
     return check_layout(g, r.pos, err);
 }
@@ -509,7 +454,8 @@ aq_status aq_gguf_open(const char *path, aq_gguf **out, aq_error *err)
     int map_errno = errno;
     close(fd);
     if (map == MAP_FAILED)
-        return aq_fail(err, AQ_ERR_IO, "%s: mmap of %zu bytes failed: %s", path, len, strerror(map_errno));
+        return aq_fail(err, AQ_ERR_IO, "%s: mmap of %zu bytes failed: %s", path, len,
+                       strerror(map_errno));
     aq_gguf *g = calloc(1, sizeof *g);
     if (g) g->label = strdup(path);
     if (!g || !g->label) {
@@ -532,7 +478,8 @@ void aq_gguf_close(aq_gguf *g)
         free((void *)g->kv[i].key);
         value_free(&g->kv[i].v);
     }
-    for (size_t i = 0; i < g->t_cap; i++) free((void *)g->t[i].name);
+    for (size_t i = 0; i < g->t_cap; i++)
+        free((void *)g->t[i].name);
     free(g->kv);
     free(g->t);
     free(g->kv_sorted);
@@ -542,11 +489,26 @@ void aq_gguf_close(aq_gguf *g)
     free(g);
 }
 
-uint32_t aq_gguf_version(const aq_gguf *g) { return g->version; }
-uint32_t aq_gguf_alignment(const aq_gguf *g) { return g->alignment; }
-uint64_t aq_gguf_data_offset(const aq_gguf *g) { return g->data_offset; }
-size_t aq_gguf_n_kv(const aq_gguf *g) { return g->n_kv; }
-size_t aq_gguf_n_tensors(const aq_gguf *g) { return g->n_t; }
+uint32_t aq_gguf_version(const aq_gguf *g)
+{
+    return g->version;
+}
+uint32_t aq_gguf_alignment(const aq_gguf *g)
+{
+    return g->alignment;
+}
+uint64_t aq_gguf_data_offset(const aq_gguf *g)
+{
+    return g->data_offset;
+}
+size_t aq_gguf_n_kv(const aq_gguf *g)
+{
+    return g->n_kv;
+}
+size_t aq_gguf_n_tensors(const aq_gguf *g)
+{
+    return g->n_t;
+}
 
 const aq_gguf_kv *aq_gguf_kv_at(const aq_gguf *g, size_t i)
 {
@@ -586,7 +548,8 @@ static uint64_t elem_bits(const aq_gguf_value *v, uint64_t i, size_t *size)
     if (!sz || !v->raw || i >= v->n) return 0;
     const uint8_t *p = v->raw + i * sz;
     uint64_t b = 0;
-    for (size_t k = sz; k-- > 0;) b = b << 8 | p[k];
+    for (size_t k = sz; k-- > 0;)
+        b = b << 8 | p[k];
     return b;
 }
 
@@ -641,8 +604,8 @@ static aq_status get_kv(const aq_gguf *g, const char *key, const aq_gguf_kv **kv
 
 static aq_status wrong_type(const aq_gguf *g, const aq_gguf_kv *kv, const char *want, aq_error *err)
 {
-    return aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": key '%s' is %s, expected %s", g->label,
-                   kv->offset, kv->key, aq_gguf_type_name(kv->v.type), want);
+    return aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": key '%s' is %s, expected %s",
+                   g->label, kv->offset, kv->key, aq_gguf_type_name(kv->v.type), want);
 }
 
 static int is_int(int t)
@@ -656,8 +619,8 @@ aq_status aq_gguf_get_i64(const aq_gguf *g, const char *key, int64_t *out, aq_er
     AQ_TRY(get_kv(g, key, &kv, err));
     if (!is_int(kv->v.type)) return wrong_type(g, kv, "an integer", err);
     if (kv->v.type == AQ_GGUF_UINT64 && aq_gguf_value_u64(&kv->v, 0) > (uint64_t)INT64_MAX)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: key '%s' = %" PRIu64 " does not fit int64", g->label,
-                       key, aq_gguf_value_u64(&kv->v, 0));
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: key '%s' = %" PRIu64 " does not fit int64",
+                       g->label, key, aq_gguf_value_u64(&kv->v, 0));
     *out = aq_gguf_value_i64(&kv->v, 0);
     return AQ_OK;
 }
@@ -709,8 +672,9 @@ aq_status aq_gguf_get_array(const aq_gguf *g, const char *key, int elem_type_wan
     AQ_TRY(get_kv(g, key, &kv, err));
     if (kv->v.type != AQ_GGUF_ARRAY) return wrong_type(g, kv, "array", err);
     if (elem_type_want >= 0 && (int)kv->v.elem_type != elem_type_want)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: byte %" PRIu64 ": key '%s' is an array of %s, expected %s",
-                       g->label, kv->offset, key, aq_gguf_type_name(kv->v.elem_type),
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: byte %" PRIu64 ": key '%s' is an array of %s, expected %s", g->label,
+                       kv->offset, key, aq_gguf_type_name(kv->v.elem_type),
                        aq_gguf_type_name(elem_type_want));
     *out = &kv->v;
     return AQ_OK;

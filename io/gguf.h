@@ -128,8 +128,8 @@ typedef struct aq_gguf_value {
 } aq_gguf_value;
 
 typedef struct aq_gguf_kv {
-    const char *key;  /* NUL-terminated copy */
-    uint64_t offset;  /* byte offset of the key in the file */
+    const char *key; /* NUL-terminated copy */
+    uint64_t offset; /* byte offset of the key in the file */
     aq_gguf_value v;
 } aq_gguf_kv;
 
@@ -140,8 +140,8 @@ typedef struct aq_gguf_tensor {
     int type;                     /* aq_ggml_type */
     uint64_t offset;              /* relative to the data section */
     uint64_t nbytes;
-    uint64_t info_offset;         /* byte offset of the tensor info in the file */
-    const void *data;             /* inside the mapping */
+    uint64_t info_offset; /* byte offset of the tensor info in the file */
+    const void *data;     /* inside the mapping */
 } aq_gguf_tensor;
 
 typedef struct aq_gguf aq_gguf;
@@ -158,7 +158,7 @@ uint32_t aq_gguf_version(const aq_gguf *g);
 uint32_t aq_gguf_alignment(const aq_gguf *g);
 uint64_t aq_gguf_data_offset(const aq_gguf *g); /* file offset of the data section */
 size_t aq_gguf_n_kv(const aq_gguf *g);
-const aq_gguf_kv *aq_gguf_kv_at(const aq_gguf *g, size_t i); /* file order */
+const aq_gguf_kv *aq_gguf_kv_at(const aq_gguf *g, size_t i);          /* file order */
 const aq_gguf_kv *aq_gguf_find_kv(const aq_gguf *g, const char *key); /* NULL if absent */
 size_t aq_gguf_n_tensors(const aq_gguf *g);
 const aq_gguf_tensor *aq_gguf_tensor_at(const aq_gguf *g, size_t i); /* file order */
@@ -168,7 +168,8 @@ const aq_gguf_tensor *aq_gguf_find_tensor(const aq_gguf *g, const char *name);
  * type does not fit (integers: any integer type whose value fits). */
 aq_status aq_gguf_get_u64(const aq_gguf *g, const char *key, uint64_t *out, aq_error *err);
 aq_status aq_gguf_get_i64(const aq_gguf *g, const char *key, int64_t *out, aq_error *err);
-aq_status aq_gguf_get_f64(const aq_gguf *g, const char *key, double *out, aq_error *err); /* f32/f64 */
+aq_status aq_gguf_get_f64(const aq_gguf *g, const char *key, double *out,
+                          aq_error *err); /* f32/f64 */
 aq_status aq_gguf_get_bool(const aq_gguf *g, const char *key, int *out, aq_error *err);
 aq_status aq_gguf_get_str(const aq_gguf *g, const char *key, aq_gguf_str *out, aq_error *err);
 /* An array of elem_type (any element type if elem_type < 0). */
@@ -224,8 +225,8 @@ aq_status aq_gguf_set_nested_array(aq_gguf_writer *w, const char *key, aq_gguf_t
 aq_status aq_gguf_add_tensor(aq_gguf_writer *w, const char *name, uint32_t n_dims,
                              const int64_t *ne, int type, const void *data, aq_error *err);
 aq_status aq_gguf_add_tensor_stream(aq_gguf_writer *w, const char *name, uint32_t n_dims,
-                                    const int64_t *ne, int type, aq_gguf_stream_fn fn,
-                                    void *ctx, aq_error *err);
+                                    const int64_t *ne, int type, aq_gguf_stream_fn fn, void *ctx,
+                                    aq_error *err);
 
 /* The exact size of the file aq_gguf_write would produce now. */
 uint64_t aq_gguf_writer_size(const aq_gguf_writer *w);

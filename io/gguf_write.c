@@ -54,7 +54,8 @@ static aq_status grow(uint8_t **buf, size_t *cap, size_t need_len, aq_error *err
 {
     if (need_len <= *cap) return AQ_OK;
     size_t c = *cap ? *cap : 256;
-    while (c < need_len) c = c > SIZE_MAX / 2 ? need_len : c * 2;
+    while (c < need_len)
+        c = c > SIZE_MAX / 2 ? need_len : c * 2;
     uint8_t *p = realloc(*buf, c);
     if (!p) return aq_fail_nomem(err, "GGUF buffer", c);
     *buf = p;
@@ -72,7 +73,8 @@ static aq_status put(aq_gguf_writer *w, const void *p, size_t n, aq_error *err)
 
 static void le_store(uint8_t *p, uint64_t v, size_t n)
 {
-    for (size_t i = 0; i < n; i++, v >>= 8) p[i] = (uint8_t)v;
+    for (size_t i = 0; i < n; i++, v >>= 8)
+        p[i] = (uint8_t)v;
 }
 
 static aq_status put_u32(aq_gguf_writer *w, uint32_t v, aq_error *err)
@@ -104,12 +106,21 @@ static aq_status put_elems(aq_gguf_writer *w, aq_gguf_type t, const void *data, 
     const uint8_t *p = data;
     for (uint64_t i = 0; i < n; i++, p += sz) {
         uint64_t v = 0;
-        if (sz == 1) v = p[0];
-        else if (sz == 2) { uint16_t x; memcpy(&x, p, 2); v = x; }
-        else if (sz == 4) { uint32_t x; memcpy(&x, p, 4); v = x; }
-        else memcpy(&v, p, 8);
+        if (sz == 1)
+            v = p[0];
+        else if (sz == 2) {
+            uint16_t x;
+            memcpy(&x, p, 2);
+            v = x;
+        } else if (sz == 4) {
+            uint32_t x;
+            memcpy(&x, p, 4);
+            v = x;
+        } else
+            memcpy(&v, p, 8);
         if (t == AQ_GGUF_BOOL && v > 1)
-            return aq_fail(err, AQ_ERR_ARG, "GGUF bool element %" PRIu64 " is %u, not 0 or 1", i, p[0]);
+            return aq_fail(err, AQ_ERR_ARG, "GGUF bool element %" PRIu64 " is %u, not 0 or 1", i,
+                           p[0]);
         le_store(w->meta + w->meta_len, v, sz);
         w->meta_len += sz;
     }
@@ -127,8 +138,10 @@ aq_status aq_gguf_writer_new(aq_gguf_writer **out_w, aq_error *err)
 void aq_gguf_writer_free(aq_gguf_writer *w)
 {
     if (!w) return;
-    for (uint64_t i = 0; i < w->n_kv; i++) free(w->keys[i]);
-    for (size_t i = 0; i < w->n_t; i++) free(w->t[i].name);
+    for (uint64_t i = 0; i < w->n_kv; i++)
+        free(w->keys[i]);
+    for (size_t i = 0; i < w->n_t; i++)
+        free(w->t[i].name);
     free(w->keys);
     free(w->t);
     free(w->meta);
@@ -141,7 +154,8 @@ static aq_status check_key(const aq_gguf_writer *w, const char *key, aq_error *e
     if (n == 0 || n > 65535)
         return aq_fail(err, AQ_ERR_ARG, "GGUF key '%s' must be 1..65535 bytes", key ? key : "");
     for (uint64_t i = 0; i < w->n_kv; i++)
-        if (!strcmp(w->keys[i], key)) return aq_fail(err, AQ_ERR_ARG, "GGUF key '%s' set twice", key);
+        if (!strcmp(w->keys[i], key))
+            return aq_fail(err, AQ_ERR_ARG, "GGUF key '%s' set twice", key);
     return AQ_OK;
 }
 
@@ -164,7 +178,8 @@ static aq_status head(aq_gguf_writer *w, const char *key, aq_gguf_type type, aq_
     return put_u32(w, (uint32_t)type, err);
 }
 
-static aq_status finish(aq_gguf_writer *w, const char *key, size_t mark, aq_status st, aq_error *err)
+static aq_status finish(aq_gguf_writer *w, const char *key, size_t mark, aq_status st,
+                        aq_error *err)
 {
     if (st == AQ_OK) st = add_key(w, key, err);
     if (st != AQ_OK) w->meta_len = mark;
@@ -180,15 +195,16 @@ aq_status aq_gguf_set_scalar(aq_gguf_writer *w, const char *key, aq_gguf_type ty
                              const void *value, aq_error *err)
 {
     if (!fixed_type(type))
-        return aq_fail(err, AQ_ERR_ARG, "GGUF key '%s': %s is not a fixed-size scalar type", key ? key : "",
-                       aq_gguf_type_name(type));
+        return aq_fail(err, AQ_ERR_ARG, "GGUF key '%s': %s is not a fixed-size scalar type",
+                       key ? key : "", aq_gguf_type_name(type));
     if (key && !strcmp(key, "general.alignment")) {
         uint32_t a = 0;
         if (type == AQ_GGUF_UINT32) memcpy(&a, value, 4);
         if (a == 0 || (a & (a - 1)))
             return aq_fail(err, AQ_ERR_ARG, "general.alignment must be a uint32 power of two");
         if (w->n_t)
-            return aq_fail(err, AQ_ERR_ARG, "general.alignment must be set before the first tensor");
+            return aq_fail(err, AQ_ERR_ARG,
+                           "general.alignment must be set before the first tensor");
     }
     size_t mark = w->meta_len;
     aq_status st = head(w, key, type, err);
@@ -232,7 +248,8 @@ aq_status aq_gguf_set_array(aq_gguf_writer *w, const char *key, aq_gguf_type ele
                             const void *data, uint64_t n, aq_error *err)
 {
     if (!fixed_type(elem_type))
-        return aq_fail(err, AQ_ERR_ARG, "GGUF key '%s': aq_gguf_set_array takes fixed-size elements, not %s",
+        return aq_fail(err, AQ_ERR_ARG,
+                       "GGUF key '%s': aq_gguf_set_array takes fixed-size elements, not %s",
                        key ? key : "", aq_gguf_type_name(elem_type));
     size_t mark = w->meta_len;
     aq_status st = head(w, key, AQ_GGUF_ARRAY, err);
@@ -259,7 +276,8 @@ aq_status aq_gguf_set_nested_array(aq_gguf_writer *w, const char *key, aq_gguf_t
                                    aq_error *err)
 {
     if (!fixed_type(elem_type))
-        return aq_fail(err, AQ_ERR_ARG, "GGUF key '%s': nested arrays take fixed-size elements, not %s",
+        return aq_fail(err, AQ_ERR_ARG,
+                       "GGUF key '%s': nested arrays take fixed-size elements, not %s",
                        key ? key : "", aq_gguf_type_name(elem_type));
     size_t mark = w->meta_len, sz = aq_gguf_type_size(elem_type);
     const uint8_t *p = data;
@@ -282,13 +300,13 @@ static uint64_t align_up(uint64_t x, uint32_t a)
     return (x + a - 1) / a * a;
 }
 
-static aq_status add_tensor(aq_gguf_writer *w, const char *name, uint32_t n_dims,
-                            const int64_t *ne, int type, wtensor src, aq_error *err)
+static aq_status add_tensor(aq_gguf_writer *w, const char *name, uint32_t n_dims, const int64_t *ne,
+                            int type, wtensor src, aq_error *err)
 {
     size_t n = name ? strlen(name) : 0;
     if (n == 0 || n > AQ_GGUF_MAX_NAME_GGML)
-        return aq_fail(err, AQ_ERR_ARG, "GGUF tensor name '%s' must be 1..%d bytes", name ? name : "",
-                       AQ_GGUF_MAX_NAME_GGML);
+        return aq_fail(err, AQ_ERR_ARG, "GGUF tensor name '%s' must be 1..%d bytes",
+                       name ? name : "", AQ_GGUF_MAX_NAME_GGML);
     if (n_dims == 0 || n_dims > AQ_GGUF_MAX_DIMS)
         return aq_fail(err, AQ_ERR_SHAPE, "GGUF tensor '%s': %" PRIu32 " dimensions (1..%d)", name,
                        n_dims, AQ_GGUF_MAX_DIMS);
@@ -309,7 +327,8 @@ static aq_status add_tensor(aq_gguf_writer *w, const char *name, uint32_t n_dims
     src.name = strdup(name);
     if (!src.name) return aq_fail_nomem(err, "GGUF tensor name", n + 1);
     src.n_dims = n_dims;
-    for (uint32_t i = 0; i < AQ_GGUF_MAX_DIMS; i++) src.ne[i] = i < n_dims ? ne[i] : 1;
+    for (uint32_t i = 0; i < AQ_GGUF_MAX_DIMS; i++)
+        src.ne[i] = i < n_dims ? ne[i] : 1;
     src.type = type;
     src.nbytes = nbytes;
     src.offset = w->data_len;
@@ -325,17 +344,19 @@ aq_status aq_gguf_add_tensor(aq_gguf_writer *w, const char *name, uint32_t n_dim
 }
 
 aq_status aq_gguf_add_tensor_stream(aq_gguf_writer *w, const char *name, uint32_t n_dims,
-                                    const int64_t *ne, int type, aq_gguf_stream_fn fn,
-                                    void *ctx, aq_error *err)
+                                    const int64_t *ne, int type, aq_gguf_stream_fn fn, void *ctx,
+                                    aq_error *err)
 {
-    if (!fn) return aq_fail(err, AQ_ERR_ARG, "GGUF tensor '%s': no stream function", name ? name : "");
+    if (!fn)
+        return aq_fail(err, AQ_ERR_ARG, "GGUF tensor '%s': no stream function", name ? name : "");
     return add_tensor(w, name, n_dims, ne, type, (wtensor){.fn = fn, .ctx = ctx}, err);
 }
 
 static uint64_t infos_len(const aq_gguf_writer *w)
 {
     uint64_t n = 0;
-    for (size_t i = 0; i < w->n_t; i++) n += 8 + strlen(w->t[i].name) + 4 + 8 * w->t[i].n_dims + 4 + 8;
+    for (size_t i = 0; i < w->n_t; i++)
+        n += 8 + strlen(w->t[i].name) + 4 + 8 * w->t[i].n_dims + 4 + 8;
     return n;
 }
 
@@ -372,8 +393,9 @@ static aq_status out_pad(out *o, uint32_t a, aq_error *err)
 aq_status aq_gguf_sink_write(aq_gguf_sink *s, const void *buf, size_t len, aq_error *err)
 {
     if (len > s->left)
-        return aq_fail(err, AQ_ERR_INTERNAL, "GGUF tensor '%s': the stream wrote %zu bytes past its size",
-                       s->tensor, (size_t)(len - s->left));
+        return aq_fail(err, AQ_ERR_INTERNAL,
+                       "GGUF tensor '%s': the stream wrote %zu bytes past its size", s->tensor,
+                       (size_t)(len - s->left));
     s->left -= len;
     return out_write(s->o, buf, len, err);
 }
@@ -394,7 +416,8 @@ static aq_status write_header(const aq_gguf_writer *w, out *o, aq_error *err)
         AQ_TRY(out_write(o, b, 8, err));
         AQ_TRY(out_write(o, t->name, n, err));
         le_store(b + k, t->n_dims, 4), k += 4;
-        for (uint32_t d = 0; d < t->n_dims; d++) le_store(b + k, (uint64_t)t->ne[d], 8), k += 8;
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            le_store(b + k, (uint64_t)t->ne[d], 8), k += 8;
         le_store(b + k, (uint32_t)t->type, 4), k += 4;
         le_store(b + k, t->offset, 8), k += 8;
         AQ_TRY(out_write(o, b, k, err));
@@ -408,13 +431,16 @@ static aq_status write_data(const aq_gguf_writer *w, out *o, aq_error *err)
     for (size_t i = 0; i < w->n_t; i++) {
         const wtensor *t = &w->t[i];
         if (o->pos - start != t->offset)
-            return aq_fail(err, AQ_ERR_INTERNAL, "GGUF tensor '%s' lands at %" PRIu64 ", planned %" PRIu64,
-                           t->name, o->pos - start, t->offset);
+            return aq_fail(err, AQ_ERR_INTERNAL,
+                           "GGUF tensor '%s' lands at %" PRIu64 ", planned %" PRIu64, t->name,
+                           o->pos - start, t->offset);
         if (t->fn) {
             aq_gguf_sink s = {o, t->nbytes, t->name};
             AQ_TRY(t->fn(t->ctx, &s, err));
             if (s.left)
-                return aq_fail(err, AQ_ERR_INTERNAL, "GGUF tensor '%s': the stream wrote %" PRIu64 " of %" PRIu64 " bytes",
+                return aq_fail(err, AQ_ERR_INTERNAL,
+                               "GGUF tensor '%s': the stream wrote %" PRIu64 " of %" PRIu64
+                               " bytes",
                                t->name, t->nbytes - s.left, t->nbytes);
         } else if (t->nbytes) {
             if (!t->data) return aq_fail(err, AQ_ERR_ARG, "GGUF tensor '%s' has no data", t->name);

@@ -1,9 +1,11 @@
 # gguf.cmake — tests of the GGUF container (io/gguf*.c).
-#   test_gguf  unit: known bytes from the spec, round trips, every truncation,
-#              corrupted fields, atomic write failures (unwritable path, full disk).
+#   test_gguf      unit: known bytes from the spec, round trips, writer checks,
+#                  atomic write failures (unwritable path, full disk).
+#   test_gguf_bad  unit: every truncation of a valid file, corrupted fields.
 #   gguf_ref   integration: a file from our writer read by @huggingface/gguf
 #              (npm, installed by the npm_refs fixture of tests/hftok.cmake).
 aq_test(NAME test_gguf SOURCES test_gguf.c LIBS aq_io)
+aq_test(NAME test_gguf_bad SOURCES test_gguf_bad.c LIBS aq_io)
 
 # Needs the npm_refs fixture (tests/hftok.cmake, tests/scripts/npm_refs.sh
 # installs @huggingface/gguf with the JS tokenizers); skips (77) without it.

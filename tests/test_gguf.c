@@ -1,11 +1,12 @@
-/* test_gguf.c — the GGUF container (io/gguf.h).
+/* test_gguf.c — the GGUF container (io/gguf.h); malformed input is in
+ * test_gguf_bad.c.
  *
  * Known answers come from the spec (ggml docs/gguf.md), not from the writer:
  * a tiny file is written out byte by byte below and the writer must produce
- * exactly it; every malformed file is assembled by hand with the small
- * byte builder `bb` (no use of the writer). Also: a round trip of every
- * metadata type and of tensors of several ggml types with odd shapes at
- * alignments 32, 8 and 64; every truncation of a valid file; the atomic write
+ * exactly it, and the reader must read it. Also: the ggml block table against
+ * the block structs; a round trip of every metadata type and of tensors of
+ * several ggml types with odd shapes at alignments 32, 8 and 64; a 128256-entry
+ * token array; the writer's argument checks; the atomic write
  * onto an unwritable path and onto a full disk (RLIMIT_FSIZE: the kernel
  * refuses the write with EFBIG exactly as with ENOSPC, and the temporary file
  * lives next to the target, so /dev/full cannot stand in). */
@@ -19,64 +20,8 @@
 #include "../io/gguf.h"
 #include "testutil.h"
 
-/* ---- a byte builder, independent of the writer ---- */
-typedef struct bb {
-    uint8_t b[8192];
-    size_t n;
-} bb;
-
-static void bb_raw(bb *b, const void *p, size_t n)
-{
-    memcpy(b->b + b->n, p, n);
-    b->n += n;
-}
-static void bb_le(bb *b, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++, v >>= 8) b->b[b->n++] = (uint8_t)v;
-}
-static void bb_u32(bb *b, uint32_t v) { bb_le(b, v, 4); }
-static void bb_u64(bb *b, uint64_t v) { bb_le(b, v, 8); }
-static void bb_str(bb *b, const char *s)
-{
-    bb_u64(b, strlen(s));
-    bb_raw(b, s, strlen(s));
-}
-static void bb_head(bb *b, uint32_t version, uint64_t n_t, uint64_t n_kv)
-{
-    b->n = 0;
-    bb_raw(b, "GGUF", 4);
-    bb_u32(b, version);
-    bb_u64(b, n_t);
-    bb_u64(b, n_kv);
-}
-static void bb_pad(bb *b, size_t a)
-{
-    while (b->n % a) b->b[b->n++] = 0;
-}
-/* One tensor info with n_dims dims. */
-static void bb_tinfo(bb *b, const char *name, uint32_t n_dims, const uint64_t *ne, uint32_t type,
-                     uint64_t off)
-{
-    bb_str(b, name);
-    bb_u32(b, n_dims);
-    for (uint32_t i = 0; i < n_dims; i++) bb_u64(b, ne[i]);
-    bb_u32(b, type);
-    bb_u64(b, off);
-}
-
-static int expect_fail(const bb *b, const char *want, int line)
-{
-    aq_gguf *g = NULL;
-    aq_error err = {0};
-    aq_status st = aq_gguf_open_memory(b->b, b->n, "bad.gguf", &g, &err);
-    int ok = st == AQ_ERR_FORMAT && g == NULL && strstr(err.msg, want) && strstr(err.msg, "bad.gguf");
-    if (!ok) fprintf(stderr, "line %d: want error containing '%s', got status %d: %s\n", line, want, st, err.msg);
-    aq_gguf_close(g);
-    return ok;
-}
-#define EXPECT_FAIL(b, want) CHECK(expect_fail(b, want, __LINE__))
-
 /* ---- the tiny file of the spec, by hand ---- */
+// clang-format off
 static const uint8_t tiny_expected[160] = {
     'G', 'G', 'U', 'F', 3, 0, 0, 0,  /* magic, version 3 */
     1, 0, 0, 0, 0, 0, 0, 0,          /* tensor_count 1 */
@@ -90,10 +35,11 @@ static const uint8_t tiny_expected[160] = {
     1, 0, 0, 0,                      /* n_dims 1 */
     2, 0, 0, 0, 0, 0, 0, 0,          /* ne[0] 2 */
     0, 0, 0, 0,                      /* F32 */
-    0, 0, 0, 0, 0, 0, 0, 0,          /* offset 0; header ends at byte 97 */
-    [128] = 0x00, 0x00, 0x80, 0x3f,  /* data at 128 (padding 97..127 zero): 1.0f */
+    0, 0, 0, 0, 0, 0, 0, 0,          /* offset 0; the header ends at byte 97 */
+    [128] = 0x00, 0x00, 0x80, 0x3f,  /* data at 128 (bytes 97..127 zero): 1.0f */
     0x00, 0x00, 0x00, 0xc0,          /* -2.0f; then zero padding to 160 */
 };
+// clang-format on
 
 static void test_tiny_known_bytes(void)
 {
@@ -138,17 +84,25 @@ static void test_type_table(void)
         int64_t blck;
         size_t bytes;
     } want[] = {
-        {0, 1, 4},      {1, 1, 2},      {2, 32, 2 + 16},       {3, 32, 2 + 2 + 16},
-        {6, 32, 2 + 4 + 16}, {7, 32, 2 + 2 + 4 + 16}, {8, 32, 2 + 32},
-        {10, 256, 16 + 64 + 2 + 2},          /* Q2_K: scales, qs, d, dmin */
-        {11, 256, 32 + 64 + 12 + 2},         /* Q3_K: hmask, qs, scales, d */
-        {12, 256, 2 + 2 + 12 + 128},         /* Q4_K */
-        {13, 256, 2 + 2 + 12 + 32 + 128},    /* Q5_K */
-        {14, 256, 128 + 64 + 16 + 2},        /* Q6_K: ql, qh, scales, d */
-        {30, 1, 2},     {24, 1, 1},     {28, 1, 8},
+        {0, 1, 4},
+        {1, 1, 2},
+        {2, 32, 2 + 16},
+        {3, 32, 2 + 2 + 16},
+        {6, 32, 2 + 4 + 16},
+        {7, 32, 2 + 2 + 4 + 16},
+        {8, 32, 2 + 32},
+        {10, 256, 16 + 64 + 2 + 2},       /* Q2_K: scales, qs, d, dmin */
+        {11, 256, 32 + 64 + 12 + 2},      /* Q3_K: hmask, qs, scales, d */
+        {12, 256, 2 + 2 + 12 + 128},      /* Q4_K */
+        {13, 256, 2 + 2 + 12 + 32 + 128}, /* Q5_K */
+        {14, 256, 128 + 64 + 16 + 2},     /* Q6_K: ql, qh, scales, d */
+        {30, 1, 2},
+        {24, 1, 1},
+        {28, 1, 8},
     };
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
-        CHECK_MSG(aq_ggml_block_size(want[i].id) == want[i].blck && aq_ggml_block_bytes(want[i].id) == want[i].bytes,
+        CHECK_MSG(aq_ggml_block_size(want[i].id) == want[i].blck &&
+                      aq_ggml_block_bytes(want[i].id) == want[i].bytes,
                   "type %d", want[i].id);
     int removed[] = {4, 5, 31, 32, 33, 36, 37, 38, 40, -1, 1000};
     for (size_t i = 0; i < sizeof removed / sizeof removed[0]; i++)
@@ -159,7 +113,8 @@ static void test_type_table(void)
     CHECK_OK(aq_ggml_nbytes(AQ_GGML_Q4_K, 2, ne, "x", &nb, &err), &err);
     CHECK(nb == 2 * 3 * 144);
     ne[0] = 172; /* stories260K's down_proj rows: not a Q4_0 row */
-    CHECK(aq_ggml_nbytes(AQ_GGML_Q4_0, 2, ne, "down", &nb, &err) == AQ_ERR_SHAPE && strstr(err.msg, "172"));
+    CHECK(aq_ggml_nbytes(AQ_GGML_Q4_0, 2, ne, "down", &nb, &err) == AQ_ERR_SHAPE &&
+          strstr(err.msg, "172"));
 }
 
 /* ---- round trips ---- */
@@ -206,7 +161,8 @@ static void test_metadata_roundtrip(void)
     CHECK_OK(aq_gguf_set_str_array(w, "a.str", strs, NULL, 3, &err), &err);
     uint16_t nested[5] = {1, 2, 3, 4, 5};
     uint64_t counts[3] = {2, 0, 3};
-    CHECK_OK(aq_gguf_set_nested_array(w, "a.nested", AQ_GGUF_UINT16, counts, 3, nested, &err), &err);
+    CHECK_OK(aq_gguf_set_nested_array(w, "a.nested", AQ_GGUF_UINT16, counts, 3, nested, &err),
+             &err);
     uint8_t *buf = NULL;
     size_t len = 0;
     CHECK_OK(aq_gguf_write_memory(w, &buf, &len, &err), &err);
@@ -215,13 +171,17 @@ static void test_metadata_roundtrip(void)
 
     aq_gguf *g = NULL;
     CHECK_OK(aq_gguf_open_memory(buf, len, "meta", &g, &err), &err);
-    if (!g) { free(buf); return; }
+    if (!g) {
+        free(buf);
+        return;
+    }
     CHECK(aq_gguf_n_kv(g) == 20 && aq_gguf_n_tensors(g) == 0);
     const char *order[] = {"s.u8", "s.i8", "s.u16", "s.i16", "s.u32", "s.i32", "s.f32"};
-    const int types[] = {AQ_GGUF_UINT8, AQ_GGUF_INT8, AQ_GGUF_UINT16, AQ_GGUF_INT16, AQ_GGUF_UINT32,
-                         AQ_GGUF_INT32, AQ_GGUF_FLOAT32};
+    const int types[] = {AQ_GGUF_UINT8,  AQ_GGUF_INT8,  AQ_GGUF_UINT16, AQ_GGUF_INT16,
+                         AQ_GGUF_UINT32, AQ_GGUF_INT32, AQ_GGUF_FLOAT32};
     for (int i = 0; i < 7; i++)
-        CHECK(!strcmp(aq_gguf_kv_at(g, (size_t)i)->key, order[i]) && (int)aq_gguf_kv_at(g, (size_t)i)->v.type == types[i]);
+        CHECK(!strcmp(aq_gguf_kv_at(g, (size_t)i)->key, order[i]) &&
+              (int)aq_gguf_kv_at(g, (size_t)i)->v.type == types[i]);
     uint64_t u = 0;
     int64_t v = 0;
     double d = 0;
@@ -240,11 +200,14 @@ static void test_metadata_roundtrip(void)
     CHECK(aq_gguf_get_i64(g, "s.i64", &v, &err) == AQ_OK && v == i64);
     CHECK(aq_gguf_get_f64(g, "s.f64", &d, &err) == AQ_OK && d == f64);
     aq_gguf_str s = {0};
-    CHECK(aq_gguf_get_str(g, "s.str", &s, &err) == AQ_OK && s.len == 6 && !memcmp(s.ptr, "h\xc3\xa9llo", 6));
+    CHECK(aq_gguf_get_str(g, "s.str", &s, &err) == AQ_OK && s.len == 6 &&
+          !memcmp(s.ptr, "h\xc3\xa9llo", 6));
     CHECK(aq_gguf_get_str(g, "s.empty", &s, &err) == AQ_OK && s.len == 0);
     const aq_gguf_value *a = NULL;
     CHECK(aq_gguf_get_array(g, "a.i16", AQ_GGUF_INT16, &a, &err) == AQ_OK && a->n == 3);
-    if (a) CHECK(aq_gguf_value_i64(a, 0) == -1 && aq_gguf_value_i64(a, 1) == 2 && aq_gguf_value_i64(a, 2) == -32768);
+    if (a)
+        CHECK(aq_gguf_value_i64(a, 0) == -1 && aq_gguf_value_i64(a, 1) == 2 &&
+              aq_gguf_value_i64(a, 2) == -32768);
     CHECK(aq_gguf_get_array(g, "a.i16", AQ_GGUF_INT32, &a, &err) == AQ_ERR_FORMAT);
     CHECK(aq_gguf_get_array(g, "a.f64", AQ_GGUF_FLOAT64, &a, &err) == AQ_OK && a->n == 2 &&
           aq_gguf_value_f64(a, 0) == -0.25 && aq_gguf_value_f64(a, 1) == 1e300);
@@ -258,7 +221,8 @@ static void test_metadata_roundtrip(void)
           !memcmp(a->strs[2].ptr, "\xe2\x96\x81the", 6));
     CHECK(aq_gguf_get_array(g, "a.nested", AQ_GGUF_ARRAY, &a, &err) == AQ_OK && a->n == 3);
     if (a && a->items) {
-        CHECK(a->items[0].elem_type == AQ_GGUF_UINT16 && a->items[0].n == 2 && a->items[1].n == 0 && a->items[2].n == 3);
+        CHECK(a->items[0].elem_type == AQ_GGUF_UINT16 && a->items[0].n == 2 && a->items[1].n == 0 &&
+              a->items[2].n == 3);
         CHECK(aq_gguf_value_u64(&a->items[0], 1) == 2 && aq_gguf_value_u64(&a->items[2], 2) == 5);
     }
     aq_gguf_close(g);
@@ -282,27 +246,32 @@ static void test_tensor_roundtrip(uint32_t align)
         uint32_t n_dims;
         int64_t ne[4];
     } ts[] = {
-        {"f32", AQ_GGML_F32, 2, {3, 5}},        {"f16", AQ_GGML_F16, 1, {7}},
-        {"q4_0", AQ_GGML_Q4_0, 2, {32, 3}},     {"q8_0", AQ_GGML_Q8_0, 3, {64, 1, 3}},
-        {"q4_k", AQ_GGML_Q4_K, 2, {256, 3}},    {"q6_k", AQ_GGML_Q6_K, 1, {512}},
+        {"f32", AQ_GGML_F32, 2, {3, 5}},         {"f16", AQ_GGML_F16, 1, {7}},
+        {"q4_0", AQ_GGML_Q4_0, 2, {32, 3}},      {"q8_0", AQ_GGML_Q8_0, 3, {64, 1, 3}},
+        {"q4_k", AQ_GGML_Q4_K, 2, {256, 3}},     {"q6_k", AQ_GGML_Q6_K, 1, {512}},
         {"bf16", AQ_GGML_BF16, 4, {1, 1, 1, 1}}, {"q5_1", AQ_GGML_Q5_1, 2, {96, 1}},
-        {"q2_k", AQ_GGML_Q2_K, 2, {256, 1}},    {"empty", AQ_GGML_F32, 2, {4, 0}},
+        {"q2_k", AQ_GGML_Q2_K, 2, {256, 1}},     {"empty", AQ_GGML_F32, 2, {4, 0}},
     };
     const size_t nt = sizeof ts / sizeof ts[0];
     const uint64_t want[] = {60, 14, 3 * 18, 6 * 34, 3 * 144, 2 * 210, 2, 3 * 24, 84, 0};
     uint64_t seed = 12345 + align;
     uint8_t data[nt][1024];
     for (size_t i = 0; i < nt; i++)
-        for (size_t k = 0; k < 1024; k++) data[i][k] = (uint8_t)(aq_test_urand(&seed) * 256);
+        for (size_t k = 0; k < 1024; k++)
+            data[i][k] = (uint8_t)(aq_test_urand(&seed) * 256);
     aq_error err = {0};
     aq_gguf_writer *w = NULL;
     CHECK_OK(aq_gguf_writer_new(&w, &err), &err);
     if (align) CHECK_OK(aq_gguf_set_u32(w, "general.alignment", align, &err), &err);
     CHECK_OK(aq_gguf_set_str(w, "general.architecture", "llama", &err), &err);
     for (size_t i = 0; i < nt; i++)
-        CHECK_OK(aq_gguf_add_tensor(w, ts[i].name, ts[i].n_dims, ts[i].ne, ts[i].type, data[i], &err), &err);
+        CHECK_OK(
+            aq_gguf_add_tensor(w, ts[i].name, ts[i].n_dims, ts[i].ne, ts[i].type, data[i], &err),
+            &err);
     int64_t sne[2] = {32, 2};
-    CHECK_OK(aq_gguf_add_tensor_stream(w, "streamed", 2, sne, AQ_GGML_Q8_0, stream_bytes, data[0], &err), &err);
+    CHECK_OK(
+        aq_gguf_add_tensor_stream(w, "streamed", 2, sne, AQ_GGML_Q8_0, stream_bytes, data[0], &err),
+        &err);
     uint8_t *buf = NULL;
     size_t len = 0;
     CHECK_OK(aq_gguf_write_memory(w, &buf, &len, &err), &err);
@@ -311,24 +280,33 @@ static void test_tensor_roundtrip(uint32_t align)
     uint32_t a = align ? align : 32;
     aq_gguf *g = NULL;
     CHECK_OK(aq_gguf_open_memory(buf, len, "tensors", &g, &err), &err);
-    if (!g) { free(buf); return; }
-    CHECK(aq_gguf_alignment(g) == a && aq_gguf_data_offset(g) % a == 0 && aq_gguf_n_tensors(g) == nt + 1);
+    if (!g) {
+        free(buf);
+        return;
+    }
+    CHECK(aq_gguf_alignment(g) == a && aq_gguf_data_offset(g) % a == 0 &&
+          aq_gguf_n_tensors(g) == nt + 1);
     uint64_t expect_off = 0; /* contiguous in order, each padded to the alignment */
     for (size_t i = 0; i <= nt; i++) {
         const aq_gguf_tensor *t = aq_gguf_tensor_at(g, i);
         const uint8_t *src = i < nt ? data[i] : data[0];
         uint64_t nb = i < nt ? want[i] : 68;
-        CHECK_MSG(t->nbytes == nb && t->offset == expect_off && t->offset % a == 0, "tensor %zu", i);
+        CHECK_MSG(t->nbytes == nb && t->offset == expect_off && t->offset % a == 0, "tensor %zu",
+                  i);
         CHECK(!memcmp(t->data, src, (size_t)nb));
-        CHECK(t->type == (i < nt ? ts[i].type : AQ_GGML_Q8_0) && t->n_dims == (i < nt ? ts[i].n_dims : 2));
+        CHECK(t->type == (i < nt ? ts[i].type : AQ_GGML_Q8_0) &&
+              t->n_dims == (i < nt ? ts[i].n_dims : 2));
         for (uint32_t d = 0; d < 4; d++)
-            CHECK(t->ne[d] == (i < nt ? (d < ts[i].n_dims ? ts[i].ne[d] : 1) : (d < 2 ? sne[d] : 1)));
+            CHECK(t->ne[d] ==
+                  (i < nt ? (d < ts[i].n_dims ? ts[i].ne[d] : 1) : (d < 2 ? sne[d] : 1)));
         /* padding between tensors is zero */
         const uint8_t *end = (const uint8_t *)t->data + nb;
-        for (uint64_t k = nb; k % a; k++, end++) CHECK(*end == 0);
+        for (uint64_t k = nb; k % a; k++, end++)
+            CHECK(*end == 0);
         expect_off += (nb + a - 1) / a * a;
     }
-    CHECK(aq_gguf_find_tensor(g, "q6_k") == aq_gguf_tensor_at(g, 5) && !aq_gguf_find_tensor(g, "nope"));
+    CHECK(aq_gguf_find_tensor(g, "q6_k") == aq_gguf_tensor_at(g, 5) &&
+          !aq_gguf_find_tensor(g, "nope"));
     CHECK(len == aq_gguf_data_offset(g) + expect_off);
     aq_gguf_close(g);
     free(buf);
@@ -347,7 +325,9 @@ static void test_big_string_array(void)
     aq_error err = {0};
     aq_gguf_writer *w = NULL;
     CHECK_OK(aq_gguf_writer_new(&w, &err), &err);
-    CHECK_OK(aq_gguf_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)toks, NULL, N, &err), &err);
+    CHECK_OK(
+        aq_gguf_set_str_array(w, "tokenizer.ggml.tokens", (const char *const *)toks, NULL, N, &err),
+        &err);
     uint8_t *buf = NULL;
     size_t len = 0;
     CHECK_OK(aq_gguf_write_memory(w, &buf, &len, &err), &err);
@@ -359,186 +339,17 @@ static void test_big_string_array(void)
     if (a) {
         CHECK(a->n == N);
         for (int i = 0; i < N; i += 997)
-            CHECK(a->strs[i].len == strlen(toks[i]) && !memcmp(a->strs[i].ptr, toks[i], a->strs[i].len));
+            CHECK(a->strs[i].len == strlen(toks[i]) &&
+                  !memcmp(a->strs[i].ptr, toks[i], a->strs[i].len));
     }
     aq_gguf_close(g);
     free(buf);
-    for (int i = 0; i < N; i++) free(toks[i]);
+    for (int i = 0; i < N; i++)
+        free(toks[i]);
     free(toks);
 }
 
 /* A small valid file with metadata of several kinds and two tensors, by hand. */
-static void small_valid(bb *b, size_t *data_end)
-{
-    uint64_t ne1[2] = {32, 2}, ne2[1] = {3};
-    bb_head(b, 3, 2, 4);
-    bb_str(b, "general.alignment"), bb_u32(b, AQ_GGUF_UINT32), bb_u32(b, 16);
-    bb_str(b, "k.str"), bb_u32(b, AQ_GGUF_STRING), bb_str(b, "abc");
-    bb_str(b, "k.arr"), bb_u32(b, AQ_GGUF_ARRAY), bb_u32(b, AQ_GGUF_STRING), bb_u64(b, 2);
-    bb_str(b, "x"), bb_str(b, "yz");
-    bb_str(b, "k.b"), bb_u32(b, AQ_GGUF_BOOL), bb_le(b, 1, 1);
-    bb_tinfo(b, "w", 2, ne1, AQ_GGML_Q8_0, 0);
-    bb_tinfo(b, "v", 1, ne2, AQ_GGML_F32, 80); /* 68 bytes of Q8_0 padded to 16 */
-    bb_pad(b, 16);
-    size_t start = b->n;
-    for (int i = 0; i < 80 + 12; i++) b->b[b->n++] = (uint8_t)(i * 7 + 1);
-    *data_end = b->n;
-    (void)start;
-    bb_pad(b, 16);
-}
-
-static void test_truncations(void)
-{
-    bb b;
-    size_t data_end;
-    small_valid(&b, &data_end);
-    aq_error err = {0};
-    aq_gguf *g = NULL;
-    CHECK_OK(aq_gguf_open_memory(b.b, b.n, "full", &g, &err), &err);
-    if (g) CHECK(aq_gguf_n_kv(g) == 4 && aq_gguf_n_tensors(g) == 2 && aq_gguf_alignment(g) == 16);
-    aq_gguf_close(g);
-    /* Every prefix that cuts into the last tensor's bytes or earlier fails;
-     * the trailing padding is optional (the spec pads between tensors). */
-    for (size_t n = 0; n <= b.n; n++) {
-        g = NULL;
-        memset(&err, 0, sizeof err);
-        aq_status st = aq_gguf_open_memory(b.b, n, "cut", &g, &err);
-        if (n < data_end)
-            CHECK_MSG(st == AQ_ERR_FORMAT && !g && strstr(err.msg, "cut: ") && strstr(err.msg, "byte"),
-                      "prefix %zu: %d %s", n, st, err.msg);
-        else
-            CHECK_MSG(st == AQ_OK, "prefix %zu: %s", n, err.msg);
-        aq_gguf_close(g);
-    }
-}
-
-
-/* One KV "k" of the given type and raw value bytes, no tensors. */
-static void one_kv(bb *b, uint32_t type, const void *val, size_t n)
-{
-    bb_head(b, 3, 0, 1);
-    bb_str(b, "k");
-    bb_u32(b, type);
-    bb_raw(b, val, n);
-}
-
-/* One F32-or-other tensor "t" with the given dims/type/offset and 64 data bytes. */
-static void one_tensor(bb *b, uint32_t n_dims, const uint64_t *ne, uint32_t type, uint64_t off)
-{
-    bb_head(b, 3, 1, 0);
-    bb_tinfo(b, "t", n_dims, ne, type, off);
-    bb_pad(b, 32);
-    for (int i = 0; i < 64; i++) b->b[b->n++] = 0;
-}
-
-static void test_corrupt_header_kv(void)
-{
-    bb b;
-    b.n = 0;
-    EXPECT_FAIL(&b, "truncated at byte 0");
-    bb_head(&b, 3, 0, 0);
-    b.b[0] = 'g';
-    EXPECT_FAIL(&b, "not a GGUF file");
-    bb_head(&b, 1, 0, 0);
-    EXPECT_FAIL(&b, "version 1");
-    bb_head(&b, 4, 0, 0);
-    EXPECT_FAIL(&b, "version 4");
-    bb_head(&b, 0x03000000, 0, 0);
-    EXPECT_FAIL(&b, "big-endian");
-    bb_head(&b, 3, 0, UINT64_MAX);
-    EXPECT_FAIL(&b, "metadata_kv_count");
-    bb_head(&b, 3, 1ull << 40, 0);
-    EXPECT_FAIL(&b, "tensor_count");
-    bb_head(&b, 3, 0, 1);
-    bb_u64(&b, UINT64_MAX - 3), bb_u32(&b, 0), bb_u64(&b, 0);
-    EXPECT_FAIL(&b, "has length");
-    one_kv(&b, 13, "\0\0\0\0", 4);
-    EXPECT_FAIL(&b, "unknown value type 13");
-    one_kv(&b, AQ_GGUF_BOOL, "\2", 1);
-    EXPECT_FAIL(&b, "neither 0 nor 1");
-    uint8_t arr[12] = {99, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0};
-    one_kv(&b, AQ_GGUF_ARRAY, arr, 12);
-    EXPECT_FAIL(&b, "unknown element type 99");
-    uint8_t big[12] = {AQ_GGUF_UINT32, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
-    one_kv(&b, AQ_GGUF_ARRAY, big, 12);
-    EXPECT_FAIL(&b, "claims");
-    uint8_t strarr[12] = {AQ_GGUF_STRING, 0, 0, 0, 3, 0, 0, 0, 0, 0, 0, 0};
-    one_kv(&b, AQ_GGUF_ARRAY, strarr, 12); /* 3 strings, no bytes: rejected before allocation */
-    EXPECT_FAIL(&b, "claims");
-    bb_head(&b, 3, 0, 1); /* arrays nested 5 deep (limit 4) */
-    bb_str(&b, "deep"), bb_u32(&b, AQ_GGUF_ARRAY);
-    for (int d = 0; d < 5; d++) bb_u32(&b, AQ_GGUF_ARRAY), bb_u64(&b, 1);
-    bb_u32(&b, AQ_GGUF_UINT8), bb_u64(&b, 0);
-    EXPECT_FAIL(&b, "nest deeper");
-    bb_head(&b, 3, 0, 2);
-    bb_str(&b, "k"), bb_u32(&b, AQ_GGUF_UINT8), bb_le(&b, 1, 1);
-    bb_str(&b, "k"), bb_u32(&b, AQ_GGUF_UINT8), bb_le(&b, 2, 1);
-    EXPECT_FAIL(&b, "duplicate key 'k'");
-    bb_head(&b, 3, 0, 1);
-    bb_str(&b, ""), bb_u32(&b, AQ_GGUF_UINT8), bb_le(&b, 1, 1), bb_u64(&b, 0);
-    EXPECT_FAIL(&b, "has length 0");
-    bb_head(&b, 3, 0, 1);
-    bb_u64(&b, 3), bb_raw(&b, "a\0b", 3), bb_u32(&b, AQ_GGUF_UINT8), bb_le(&b, 1, 1);
-    EXPECT_FAIL(&b, "NUL byte");
-    bb_head(&b, 3, 0, 1);
-    bb_str(&b, "general.alignment"), bb_u32(&b, AQ_GGUF_UINT64), bb_u64(&b, 32);
-    EXPECT_FAIL(&b, "must be uint32");
-    bb_head(&b, 3, 0, 1);
-    bb_str(&b, "general.alignment"), bb_u32(&b, AQ_GGUF_UINT32), bb_u32(&b, 24);
-    EXPECT_FAIL(&b, "not a power of two");
-}
-
-static void test_corrupt_tensors(void)
-{
-    bb b;
-    uint64_t ne[5] = {8, 2, 1, 1, 1};
-    one_tensor(&b, 5, ne, AQ_GGML_F32, 0);
-    EXPECT_FAIL(&b, "5 dimensions");
-    uint64_t neg[2] = {8, 1ull << 63};
-    one_tensor(&b, 2, neg, AQ_GGML_F32, 0);
-    EXPECT_FAIL(&b, "too large");
-    one_tensor(&b, 1, ne, 4, 0); /* Q4_2, removed from ggml */
-    EXPECT_FAIL(&b, "unknown ggml type id 4");
-    one_tensor(&b, 1, ne, 40, 0);
-    EXPECT_FAIL(&b, "unknown ggml type id 40");
-    one_tensor(&b, 1, ne, AQ_GGML_Q4_0, 0);
-    EXPECT_FAIL(&b, "not a multiple of the Q4_0 block size 32");
-    one_tensor(&b, 1, ne, AQ_GGML_F32, 16);
-    EXPECT_FAIL(&b, "not a multiple of the alignment");
-    one_tensor(&b, 1, ne, AQ_GGML_F32, 64);
-    EXPECT_FAIL(&b, "runs past the end");
-    uint64_t huge[2] = {1ull << 40, 1ull << 30};
-    one_tensor(&b, 2, huge, AQ_GGML_F32, 0);
-    EXPECT_FAIL(&b, "overflows");
-    bb_head(&b, 3, 1, 0); /* name longer than the spec's 64 bytes */
-    bb_tinfo(&b, "0123456789012345678901234567890123456789012345678901234567890123456789", 1, ne, 0, 0);
-    EXPECT_FAIL(&b, "bytes long");
-    bb_head(&b, 3, 2, 0); /* two tensors on overlapping bytes */
-    uint64_t ne16[1] = {16};
-    bb_tinfo(&b, "a", 1, ne16, AQ_GGML_F32, 0);
-    bb_tinfo(&b, "b", 1, ne16, AQ_GGML_F32, 32);
-    bb_pad(&b, 32);
-    for (int i = 0; i < 128; i++) b.b[b.n++] = 0;
-    EXPECT_FAIL(&b, "overlaps tensor 'a'");
-    bb_head(&b, 3, 2, 0);
-    bb_tinfo(&b, "a", 1, ne16, AQ_GGML_F32, 0);
-    bb_tinfo(&b, "a", 1, ne16, AQ_GGML_F32, 64);
-    bb_pad(&b, 32);
-    for (int i = 0; i < 128; i++) b.b[b.n++] = 0;
-    EXPECT_FAIL(&b, "duplicate tensor name 'a'");
-    /* Spec-valid but unusual: out-of-order offsets with a hole are accepted. */
-    bb_head(&b, 3, 2, 0);
-    bb_tinfo(&b, "a", 1, ne16, AQ_GGML_F32, 128);
-    bb_tinfo(&b, "b", 1, ne16, AQ_GGML_F32, 0);
-    bb_pad(&b, 32);
-    for (int i = 0; i < 192; i++) b.b[b.n++] = (uint8_t)i;
-    aq_gguf *g = NULL;
-    aq_error err = {0};
-    CHECK_OK(aq_gguf_open_memory(b.b, b.n, "holes", &g, &err), &err);
-    if (g) CHECK(aq_gguf_tensor_at(g, 0)->data == b.b + aq_gguf_data_offset(g) + 128);
-    aq_gguf_close(g);
-}
-
 static void test_writer_errors(void)
 {
     aq_error err = {0};
@@ -557,13 +368,14 @@ static void test_writer_errors(void)
     CHECK(aq_gguf_set_array(w, "strs", AQ_GGUF_STRING, NULL, 0, &err) == AQ_ERR_ARG);
     CHECK(aq_gguf_add_tensor(w, "down", 2, ne, AQ_GGML_Q4_0, zero, &err) == AQ_ERR_SHAPE &&
           strstr(err.msg, "'down'") && strstr(err.msg, "172"));
-    CHECK(aq_gguf_add_tensor(w, "0123456789012345678901234567890123456789012345678901234567890123", 2, ne,
-                             AQ_GGML_F32, zero, &err) == AQ_ERR_ARG);
+    CHECK(aq_gguf_add_tensor(w, "0123456789012345678901234567890123456789012345678901234567890123",
+                             2, ne, AQ_GGML_F32, zero, &err) == AQ_ERR_ARG);
     CHECK(aq_gguf_add_tensor(w, "t", 5, ne, AQ_GGML_F32, zero, &err) == AQ_ERR_SHAPE);
     CHECK(aq_gguf_add_tensor(w, "t", 2, ne, 31, zero, &err) == AQ_ERR_ARG);
     CHECK_OK(aq_gguf_add_tensor(w, "t", 2, ne, AQ_GGML_F16, zero, &err), &err);
     CHECK(aq_gguf_add_tensor(w, "t", 2, ne, AQ_GGML_F16, zero, &err) == AQ_ERR_ARG);
-    CHECK(aq_gguf_set_u32(w, "general.alignment", 64, &err) == AQ_ERR_ARG && strstr(err.msg, "before"));
+    CHECK(aq_gguf_set_u32(w, "general.alignment", 64, &err) == AQ_ERR_ARG &&
+          strstr(err.msg, "before"));
     /* The failed calls left no trace: the file holds exactly "a" and "t". */
     uint8_t *buf = NULL;
     size_t len = 0;
@@ -647,8 +459,10 @@ static void test_atomic_failures(void)
 
     /* A stream that writes too little: error, no file change, no temporary. */
     int64_t ne[1] = {32};
-    CHECK_OK(aq_gguf_add_tensor_stream(w, "s", 1, ne, AQ_GGML_Q8_0, short_stream, NULL, &err), &err);
-    CHECK(aq_gguf_write(w, path, &err) == AQ_ERR_INTERNAL && strstr(err.msg, "'s'") && strstr(err.msg, path));
+    CHECK_OK(aq_gguf_add_tensor_stream(w, "s", 1, ne, AQ_GGML_Q8_0, short_stream, NULL, &err),
+             &err);
+    CHECK(aq_gguf_write(w, path, &err) == AQ_ERR_INTERNAL && strstr(err.msg, "'s'") &&
+          strstr(err.msg, path));
     CHECK(count_entries(dir) == 2);
     free(after);
     after = aq_test_read_file(path, &len1);
@@ -660,7 +474,8 @@ static void test_atomic_failures(void)
     if (g) CHECK(aq_gguf_n_tensors(g) == 1 && aq_gguf_tensor_at(g, 0)->nbytes == 200000);
     aq_gguf_close(g);
     CHECK(aq_gguf_open(bad, &g, &err) == AQ_ERR_IO && strstr(err.msg, bad) && !g);
-    CHECK(aq_gguf_open(blocker, &g, &err) == AQ_ERR_FORMAT && strstr(err.msg, "truncated")); /* empty file */
+    CHECK(aq_gguf_open(blocker, &g, &err) == AQ_ERR_FORMAT &&
+          strstr(err.msg, "truncated")); /* empty file */
 
     aq_gguf_writer_free(w);
     free(before);
@@ -681,9 +496,6 @@ int main(void)
     test_tensor_roundtrip(8);
     test_tensor_roundtrip(64);
     test_big_string_array();
-    test_truncations();
-    test_corrupt_header_kv();
-    test_corrupt_tensors();
     test_writer_errors();
     test_atomic_failures();
     AQ_TEST_END();

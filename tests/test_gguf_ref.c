@@ -32,7 +32,8 @@ static const struct {
 };
 #define NT (sizeof tensors / sizeof tensors[0])
 
-static const char *tokens[] = {"<unk>", "<s>", "</s>", "", "\xe2\x96\x81the", "<0x0A>", "\xe4\xb8\xad"};
+static const char *tokens[] = {"<unk>",           "<s>",    "</s>",        "",
+                               "\xe2\x96\x81the", "<0x0A>", "\xe4\xb8\xad"};
 #define NTOK (sizeof tokens / sizeof tokens[0])
 
 static void build(aq_gguf_writer *w, uint32_t align, uint8_t data[NT][2048], aq_error *err)
@@ -64,16 +65,19 @@ static void build(aq_gguf_writer *w, uint32_t align, uint8_t data[NT][2048], aq_
     int32_t ttypes[NTOK] = {2, 3, 3, 1, 1, 6, 1};
     uint8_t bools[3] = {0, 1, 0};
     uint64_t big[2] = {UINT64_MAX, 1};
-    CHECK_OK(aq_gguf_set_array(w, "tokenizer.ggml.scores", AQ_GGUF_FLOAT32, scores, NTOK, err), err);
-    CHECK_OK(aq_gguf_set_array(w, "tokenizer.ggml.token_type", AQ_GGUF_INT32, ttypes, NTOK, err), err);
+    CHECK_OK(aq_gguf_set_array(w, "tokenizer.ggml.scores", AQ_GGUF_FLOAT32, scores, NTOK, err),
+             err);
+    CHECK_OK(aq_gguf_set_array(w, "tokenizer.ggml.token_type", AQ_GGUF_INT32, ttypes, NTOK, err),
+             err);
     CHECK_OK(aq_gguf_set_array(w, "t.bools", AQ_GGUF_BOOL, bools, 3, err), err);
     CHECK_OK(aq_gguf_set_array(w, "t.u64s", AQ_GGUF_UINT64, big, 2, err), err);
     int8_t nested[4] = {1, -2, 3, -4};
     uint64_t counts[3] = {1, 0, 3};
     CHECK_OK(aq_gguf_set_nested_array(w, "t.nested", AQ_GGUF_INT8, counts, 3, nested, err), err);
     for (size_t i = 0; i < NT; i++)
-        CHECK_OK(aq_gguf_add_tensor(w, tensors[i].name, tensors[i].n_dims, tensors[i].ne, tensors[i].type,
-                                    data[i], err), err);
+        CHECK_OK(aq_gguf_add_tensor(w, tensors[i].name, tensors[i].n_dims, tensors[i].ne,
+                                    tensors[i].type, data[i], err),
+                 err);
 }
 
 /* ---- comparison helpers: JSON from the JS reader vs what we wrote ---- */
@@ -82,7 +86,8 @@ static json_t *entry(json_t *meta, const char *key, int type, int sub)
 {
     json_t *e = json_object_get(meta, key);
     int t = (int)json_integer_value(json_object_get(e, "type"));
-    int ok = e && t == type && (sub < 0 || json_integer_value(json_object_get(e, "subType")) == sub);
+    int ok =
+        e && t == type && (sub < 0 || json_integer_value(json_object_get(e, "subType")) == sub);
     CHECK_MSG(ok, "key %s: JS reads type %d/%d, we wrote %d/%d", key, t,
               (int)json_integer_value(json_object_get(e, "subType")), type, sub);
     return ok ? json_object_get(e, "value") : NULL;
@@ -102,14 +107,15 @@ static uint64_t big_of(json_t *v)
 static void check_num(json_t *meta, const char *key, int type, double want)
 {
     json_t *v = entry(meta, key, type, -1);
-    CHECK_MSG(json_is_number(v) && json_number_value(v) == want, "key %s: JS %.17g, wrote %.17g", key,
-              json_number_value(v), want);
+    CHECK_MSG(json_is_number(v) && json_number_value(v) == want, "key %s: JS %.17g, wrote %.17g",
+              key, json_number_value(v), want);
 }
 
 static void check_big(json_t *meta, const char *key, int type, const char *want)
 {
     json_t *v = entry(meta, key, type, -1);
-    CHECK_MSG(str_is(v, want), "key %s: JS %s, wrote %s", key, json_is_string(v) ? json_string_value(v) : "?", want);
+    CHECK_MSG(str_is(v, want), "key %s: JS %s, wrote %s", key,
+              json_is_string(v) ? json_string_value(v) : "?", want);
 }
 
 static void check_metadata(json_t *meta, uint32_t align)
@@ -146,7 +152,8 @@ static void check_metadata(json_t *meta, uint32_t align)
         CHECK(json_integer_value(json_array_get(tt, i)) == ttypes[i]);
     }
     json_t *bo = entry(meta, "t.bools", AQ_GGUF_ARRAY, AQ_GGUF_BOOL);
-    CHECK(json_array_size(bo) == 3 && json_is_false(json_array_get(bo, 0)) && json_is_true(json_array_get(bo, 1)));
+    CHECK(json_array_size(bo) == 3 && json_is_false(json_array_get(bo, 0)) &&
+          json_is_true(json_array_get(bo, 1)));
     json_t *u = entry(meta, "t.u64s", AQ_GGUF_ARRAY, AQ_GGUF_UINT64);
     CHECK(json_array_size(u) == 2 && str_is(json_array_get(u, 0), "18446744073709551615") &&
           str_is(json_array_get(u, 1), "1"));
@@ -173,15 +180,19 @@ static void check_tensors(json_t *ref, uint8_t data[NT][2048], const uint8_t *fi
         unsigned long long off = big_of(json_object_get(t, "offset"));
         uint64_t nb = 0;
         aq_error err = {0};
-        CHECK_OK(aq_ggml_nbytes(tensors[i].type, tensors[i].n_dims, tensors[i].ne, "t", &nb, &err), &err);
-        CHECK_MSG(base < len && off < len && base + off + nb <= len && !memcmp(file + base + off, data[i], (size_t)nb),
-                  "tensor %s: our bytes are not at JS's data offset %llu + %llu", tensors[i].name, base, off);
+        CHECK_OK(aq_ggml_nbytes(tensors[i].type, tensors[i].n_dims, tensors[i].ne, "t", &nb, &err),
+                 &err);
+        CHECK_MSG(base < len && off < len && base + off + nb <= len &&
+                      !memcmp(file + base + off, data[i], (size_t)nb),
+                  "tensor %s: our bytes are not at JS's data offset %llu + %llu", tensors[i].name,
+                  base, off);
     }
 }
 
 static int run_ref(const char *file, const char *out)
 {
-    const char *node = getenv("AQ_NODE"), *npm = getenv("AQ_NPM_DIR"), *src = getenv("AQ_SOURCE_DIR");
+    const char *node = getenv("AQ_NODE"), *npm = getenv("AQ_NPM_DIR"),
+               *src = getenv("AQ_SOURCE_DIR");
     char script[4096];
     snprintf(script, sizeof script, "%s/tests/scripts/gguf_ref.mjs", src ? src : ".");
     pid_t pid = fork();
@@ -204,7 +215,8 @@ static void one_file(const char *dir, uint32_t align)
     static uint8_t data[NT][2048];
     uint64_t seed = 99 + align;
     for (size_t i = 0; i < NT; i++)
-        for (size_t k = 0; k < 2048; k++) data[i][k] = (uint8_t)(aq_test_urand(&seed) * 256);
+        for (size_t k = 0; k < 2048; k++)
+            data[i][k] = (uint8_t)(aq_test_urand(&seed) * 256);
     aq_error err = {0};
     aq_gguf_writer *w = NULL;
     CHECK_OK(aq_gguf_writer_new(&w, &err), &err);
@@ -234,7 +246,8 @@ int main(void)
     char pkg[4096];
     snprintf(pkg, sizeof pkg, "%s/node_modules/@huggingface/gguf/dist/index.mjs", npm ? npm : "");
     if (!npm || access(pkg, R_OK) != 0) {
-        printf("skip: @huggingface/gguf not installed in %s (the npm_refs fixture did not run or npm was unreachable)\n",
+        printf("skip: @huggingface/gguf not installed in %s (the npm_refs fixture did not run or "
+               "npm was unreachable)\n",
                npm ? npm : "(AQ_NPM_DIR unset)");
         return 77;
     }

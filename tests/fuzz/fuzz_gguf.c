@@ -63,13 +63,15 @@ static int readd(aq_gguf_writer *w, const aq_gguf_kv *kv)
     if (v->elem_type == AQ_GGUF_STRING) {
         const char **s = malloc((v->n + 1) * sizeof *s);
         size_t *l = malloc((v->n + 1) * sizeof *l);
-        for (uint64_t i = 0; i < v->n; i++) s[i] = v->strs[i].ptr, l[i] = (size_t)v->strs[i].len;
+        for (uint64_t i = 0; i < v->n; i++)
+            s[i] = v->strs[i].ptr, l[i] = (size_t)v->strs[i].len;
         int ok = aq_gguf_set_str_array(w, kv->key, s, l, v->n, &err) == AQ_OK;
         free(s);
         free(l);
         return ok;
     }
-    if (v->elem_type != AQ_GGUF_ARRAY) return aq_gguf_set_array(w, kv->key, v->elem_type, v->raw, v->n, &err) == AQ_OK;
+    if (v->elem_type != AQ_GGUF_ARRAY)
+        return aq_gguf_set_array(w, kv->key, v->elem_type, v->raw, v->n, &err) == AQ_OK;
     if (v->n == 0) return 0;
     /* Arrays of fixed-size arrays, all of one element type, contiguous in the input. */
     aq_gguf_type et = v->items[0].elem_type;
@@ -81,7 +83,8 @@ static int readd(aq_gguf_writer *w, const aq_gguf_kv *kv)
     }
     /* inner payloads are not contiguous in the file (headers between): gather */
     size_t sz = aq_gguf_type_size(et), total = 0;
-    for (uint64_t i = 0; i < v->n && ok; i++) total += (size_t)counts[i] * sz;
+    for (uint64_t i = 0; i < v->n && ok; i++)
+        total += (size_t)counts[i] * sz;
     uint8_t *flat = ok ? malloc(total + 1) : NULL;
     for (uint64_t i = 0, at = 0; flat && i < v->n; i++) {
         memcpy(flat + at, v->items[i].raw, (size_t)counts[i] * sz);
@@ -96,14 +99,16 @@ static int readd(aq_gguf_writer *w, const aq_gguf_kv *kv)
 static int same_value(const aq_gguf_value *a, const aq_gguf_value *b)
 {
     if (a->type != b->type) return 0;
-    if (a->type == AQ_GGUF_STRING) return a->str.len == b->str.len && !memcmp(a->str.ptr, b->str.ptr, (size_t)a->str.len);
+    if (a->type == AQ_GGUF_STRING)
+        return a->str.len == b->str.len && !memcmp(a->str.ptr, b->str.ptr, (size_t)a->str.len);
     if (a->type != AQ_GGUF_ARRAY) return !memcmp(a->raw, b->raw, aq_gguf_type_size(a->type));
     if (a->elem_type != b->elem_type || a->n != b->n) return 0;
     size_t sz = aq_gguf_type_size(a->elem_type);
     if (sz) return a->n == 0 || !memcmp(a->raw, b->raw, (size_t)a->n * sz);
     for (uint64_t i = 0; i < a->n; i++) {
         if (a->elem_type == AQ_GGUF_STRING &&
-            (a->strs[i].len != b->strs[i].len || memcmp(a->strs[i].ptr, b->strs[i].ptr, (size_t)a->strs[i].len)))
+            (a->strs[i].len != b->strs[i].len ||
+             memcmp(a->strs[i].ptr, b->strs[i].ptr, (size_t)a->strs[i].len)))
             return 0;
         if (a->elem_type == AQ_GGUF_ARRAY && !same_value(&a->items[i], &b->items[i])) return 0;
     }
@@ -116,7 +121,8 @@ static void roundtrip(const aq_gguf *g)
     aq_error err = {0};
     REQUIRE(aq_gguf_writer_new(&w, &err) == AQ_OK);
     int ok = 1;
-    for (size_t i = 0; i < aq_gguf_n_kv(g) && ok; i++) ok = readd(w, aq_gguf_kv_at(g, i));
+    for (size_t i = 0; i < aq_gguf_n_kv(g) && ok; i++)
+        ok = readd(w, aq_gguf_kv_at(g, i));
     for (size_t i = 0; i < aq_gguf_n_tensors(g) && ok; i++) {
         const aq_gguf_tensor *t = aq_gguf_tensor_at(g, i);
         ok = aq_gguf_add_tensor(w, t->name, t->n_dims, t->ne, t->type, t->data, &err) == AQ_OK;
@@ -125,7 +131,8 @@ static void roundtrip(const aq_gguf *g)
     size_t len = 0;
     aq_gguf *c = NULL;
     if (ok) {
-        REQUIRE(aq_gguf_write_memory(w, &buf, &len, &err) == AQ_OK && len == aq_gguf_writer_size(w));
+        REQUIRE(aq_gguf_write_memory(w, &buf, &len, &err) == AQ_OK &&
+                len == aq_gguf_writer_size(w));
         REQUIRE(aq_gguf_open_memory(buf, len, "copy", &c, &err) == AQ_OK);
         REQUIRE(aq_gguf_n_kv(c) == aq_gguf_n_kv(g) && aq_gguf_n_tensors(c) == aq_gguf_n_tensors(g));
         REQUIRE(aq_gguf_alignment(c) == aq_gguf_alignment(g));
@@ -166,12 +173,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const aq_gguf_tensor *t = aq_gguf_tensor_at(g, i);
         uint64_t nb = 0;
         REQUIRE(aq_gguf_find_tensor(g, t->name) == t);
-        REQUIRE(aq_ggml_nbytes(t->type, t->n_dims, t->ne, t->name, &nb, &err) == AQ_OK && nb == t->nbytes);
-        REQUIRE(t->offset % a == 0 && (const uint8_t *)t->data == data + aq_gguf_data_offset(g) + t->offset);
+        REQUIRE(aq_ggml_nbytes(t->type, t->n_dims, t->ne, t->name, &nb, &err) == AQ_OK &&
+                nb == t->nbytes);
+        REQUIRE(t->offset % a == 0 &&
+                (const uint8_t *)t->data == data + aq_gguf_data_offset(g) + t->offset);
         check_in(t->data, t->nbytes);
         for (size_t j = 0; j < i; j++) { /* no overlap (quadratic: fuzz inputs are small) */
             const aq_gguf_tensor *u = aq_gguf_tensor_at(g, j);
-            REQUIRE(!t->nbytes || !u->nbytes || t->offset >= u->offset + u->nbytes || u->offset >= t->offset + t->nbytes);
+            REQUIRE(!t->nbytes || !u->nbytes || t->offset >= u->offset + u->nbytes ||
+                    u->offset >= t->offset + t->nbytes);
         }
     }
     roundtrip(g);
