@@ -102,6 +102,8 @@ static aq_status put_elems(aq_gguf_writer *w, aq_gguf_type t, const void *data, 
                            aq_error *err)
 {
     size_t sz = aq_gguf_type_size(t);
+    if (n > (SIZE_MAX - w->meta_len) / 8)
+        return aq_fail(err, AQ_ERR_ARG, "GGUF array of %" PRIu64 " elements is too large", n);
     AQ_TRY(grow(&w->meta, &w->meta_cap, w->meta_len + (size_t)n * sz, err));
     const uint8_t *p = data;
     for (uint64_t i = 0; i < n; i++, p += sz) {
