@@ -395,7 +395,7 @@ static aq_status parse_header(rd *r, aq_gguf *g, uint64_t *n_t, uint64_t *n_kv)
 static aq_status parse(aq_gguf *g, aq_error *err)
 {
     rd r = {g->base, g->len, 0, g->label, err};
-    uint64_t n_t, n_kv;
+    uint64_t n_t = 0, n_kv = 0;
     AQ_TRY(parse_header(&r, g, &n_t, &n_kv));
     if ((n_kv && !(g->kv = calloc((size_t)n_kv, sizeof *g->kv))) ||
         (n_t && !(g->t = calloc((size_t)n_t, sizeof *g->t))))

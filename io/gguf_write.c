@@ -453,20 +453,30 @@ static aq_status write_data(const aq_gguf_writer *w, out *o, aq_error *err)
     return AQ_OK;
 }
 
+/* "GGUF not written: <path>: <reason>": the atomic layer's messages already
+ * start with the path (or its temporary name); others get it added. */
+static aq_status not_written(const char *path, aq_status st, aq_error *err)
+{
+    if (err && strncmp(err->msg, path, strlen(path)))
+        aq_error_prefix(err, "GGUF not written: %s", path);
+    else
+        aq_error_prefix(err, "GGUF not written");
+    return st;
+}
+
 aq_status aq_gguf_write(aq_gguf_writer *w, const char *path, aq_error *err)
 {
     out o = {0};
-    AQ_TRY(aq_atomic_open(path, &o.af, err));
-    aq_status st = write_header(w, &o, err);
+    aq_status st = aq_atomic_open(path, &o.af, err);
+    if (st != AQ_OK) return not_written(path, st, err);
+    st = write_header(w, &o, err);
     if (st == AQ_OK) st = write_data(w, &o, err);
     if (st != AQ_OK) {
         aq_atomic_abort(o.af);
-        aq_error_prefix(err, "%s: GGUF not written", path);
-        return st;
+        return not_written(path, st, err);
     }
     st = aq_atomic_commit(o.af, err);
-    if (st != AQ_OK) aq_error_prefix(err, "%s: GGUF not written", path);
-    return st;
+    return st == AQ_OK ? st : not_written(path, st, err);
 }
 
 aq_status aq_gguf_write_memory(aq_gguf_writer *w, uint8_t **buf, size_t *len, aq_error *err)

@@ -430,7 +430,8 @@ static void test_atomic_failures(void)
     /* Unwritable path: the parent is a regular file (root ignores modes). */
     FILE *fp = fopen(blocker, "w");
     if (fp) fclose(fp);
-    CHECK(aq_gguf_write(w, bad, &err) == AQ_ERR_IO && strstr(err.msg, bad));
+    CHECK(aq_gguf_write(w, bad, &err) == AQ_ERR_IO && strstr(err.msg, bad) &&
+          !strncmp(err.msg, "GGUF not written: ", 18));
     CHECK(count_entries(dir) == 1);
 
     /* A good write, then a failing one must leave it intact. */
@@ -451,7 +452,9 @@ static void test_atomic_failures(void)
     aq_status st = aq_gguf_write(w, path, &err);
     setrlimit(RLIMIT_FSIZE, &old);
     signal(SIGXFSZ, prev);
-    CHECK_MSG(st == AQ_ERR_IO && strstr(err.msg, path), "full disk: %d %s", st, err.msg);
+    CHECK_MSG(st == AQ_ERR_IO && strstr(err.msg, path) &&
+                  !strncmp(err.msg, "GGUF not written: ", 18),
+              "full disk: %d %s", st, err.msg);
     size_t len1 = 0;
     unsigned char *after = aq_test_read_file(path, &len1);
     CHECK(after && len1 == len0 && !memcmp(before, after, len0));
