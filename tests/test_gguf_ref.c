@@ -7,7 +7,8 @@
  * seven ggml types with odd shapes. The JS reader must report every key with
  * its type and value as written, every tensor's name, shape, type and offset,
  * and the data section where the tensor bytes we supplied actually lie in the
- * file. Skips (77) when the npm_refs fixture could not install the package. */
+ * file. The package's ggml type enum and bits-per-weight table must match
+ * our type table. Skips (77) when the npm_refs fixture could not install the package. */
 #include <jansson.h>
 #include <string.h>
 #include <sys/wait.h>
@@ -189,6 +190,39 @@ static void check_tensors(json_t *ref, uint8_t data[NT][2048], const uint8_t *fi
     }
 }
 
+/* Our ggml type table against the package's enum (names and ids) and its
+ * bits-per-weight table. Q8_1 is left out of the sizes: the package counts
+ * 4 + 4 + 32 bytes, ggml's block_q8_1 is two fp16 (d, s) and 32 int8 = 36. */
+static void check_type_table(json_t *ref)
+{
+    json_t *names = json_object_get(ref, "ggmlTypes"), *bpw = json_object_get(ref, "bitsPerWeight");
+    const char *name;
+    json_t *id;
+    CHECK(json_object_size(names) >= 30);
+    json_object_foreach(names, name, id)
+    {
+        int i = (int)json_integer_value(id);
+        if (i >= AQ_GGML_TYPE_COUNT)
+            continue; /* newer than our table: rejected, see docs/GGUF.md */
+        CHECK_MSG(aq_ggml_type_name(i) && !strcmp(aq_ggml_type_name(i), name),
+                  "ggml type %d: JS %s, ours %s", i, name,
+                  aq_ggml_type_name(i) ? aq_ggml_type_name(i) : "none");
+    }
+    for (int i = 0; i < AQ_GGML_TYPE_COUNT; i++) {
+        const char *n = aq_ggml_type_name(i);
+        if (!n) continue;
+        CHECK_MSG(json_integer_value(json_object_get(names, n)) == i,
+                  "ggml type %s: not id %d in JS", n, i);
+        char key[16];
+        snprintf(key, sizeof key, "%d", i);
+        double want = (double)aq_ggml_block_bytes(i) * 8 / (double)aq_ggml_block_size(i);
+        if (i != AQ_GGML_Q8_1 && bpw) /* null: a later package version moved the table */
+            CHECK_MSG(json_number_value(json_object_get(bpw, key)) == want,
+                      "%s: JS %g bits/weight, ours %g", n,
+                      json_number_value(json_object_get(bpw, key)), want);
+    }
+}
+
 static int run_ref(const char *file, const char *out)
 {
     const char *node = getenv("AQ_NODE"), *npm = getenv("AQ_NPM_DIR"),
@@ -233,6 +267,7 @@ static void one_file(const char *dir, uint32_t align)
     if (ref && file) {
         check_metadata(json_object_get(ref, "metadata"), align);
         check_tensors(ref, data, file, len);
+        if (align == 0) check_type_table(ref);
     }
     json_decref(ref);
     free(file);
