@@ -119,7 +119,8 @@ static void test_type_table(void)
 
 /* ---- round trips ---- */
 
-static void test_metadata_roundtrip(void)
+/* A file with a value of every metadata type (and arrays); malloc'd. */
+static uint8_t *write_all_types(size_t *len_out)
 {
     aq_error err = {0};
     aq_gguf_writer *w = NULL;
@@ -168,13 +169,16 @@ static void test_metadata_roundtrip(void)
     CHECK_OK(aq_gguf_write_memory(w, &buf, &len, &err), &err);
     CHECK(len == aq_gguf_writer_size(w) && len % 32 == 0);
     aq_gguf_writer_free(w);
+    *len_out = len;
+    return buf;
+}
 
-    aq_gguf *g = NULL;
-    CHECK_OK(aq_gguf_open_memory(buf, len, "meta", &g, &err), &err);
-    if (!g) {
-        free(buf);
-        return;
-    }
+static void check_scalars(const aq_gguf *g)
+{
+    aq_error err = {0};
+    uint64_t u64 = 18000000000000000000ull;
+    int64_t i64 = -9000000000000000000ll;
+    double f64 = 3.141592653589793;
     CHECK(aq_gguf_n_kv(g) == 20 && aq_gguf_n_tensors(g) == 0);
     const char *order[] = {"s.u8", "s.i8", "s.u16", "s.i16", "s.u32", "s.i32", "s.f32"};
     const int types[] = {AQ_GGUF_UINT8,  AQ_GGUF_INT8,  AQ_GGUF_UINT16, AQ_GGUF_INT16,
@@ -203,6 +207,11 @@ static void test_metadata_roundtrip(void)
     CHECK(aq_gguf_get_str(g, "s.str", &s, &err) == AQ_OK && s.len == 6 &&
           !memcmp(s.ptr, "h\xc3\xa9llo", 6));
     CHECK(aq_gguf_get_str(g, "s.empty", &s, &err) == AQ_OK && s.len == 0);
+}
+
+static void check_arrays(const aq_gguf *g)
+{
+    aq_error err = {0};
     const aq_gguf_value *a = NULL;
     CHECK(aq_gguf_get_array(g, "a.i16", AQ_GGUF_INT16, &a, &err) == AQ_OK && a->n == 3);
     if (a)
@@ -224,6 +233,19 @@ static void test_metadata_roundtrip(void)
         CHECK(a->items[0].elem_type == AQ_GGUF_UINT16 && a->items[0].n == 2 && a->items[1].n == 0 &&
               a->items[2].n == 3);
         CHECK(aq_gguf_value_u64(&a->items[0], 1) == 2 && aq_gguf_value_u64(&a->items[2], 2) == 5);
+    }
+}
+
+static void test_metadata_roundtrip(void)
+{
+    size_t len = 0;
+    uint8_t *buf = write_all_types(&len);
+    aq_gguf *g = NULL;
+    aq_error err = {0};
+    CHECK_OK(aq_gguf_open_memory(buf, len, "meta", &g, &err), &err);
+    if (g) {
+        check_scalars(g);
+        check_arrays(g);
     }
     aq_gguf_close(g);
     free(buf);
