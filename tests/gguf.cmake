@@ -1,0 +1,16 @@
+# gguf.cmake — tests of the GGUF container (io/gguf*.c).
+#   test_gguf      unit: known bytes from the spec, round trips, writer checks,
+#                  atomic write failures (unwritable path, full disk).
+#   test_gguf_bad  unit: every truncation of a valid file, corrupted fields.
+#   gguf_ref   integration: a file from our writer read by @huggingface/gguf
+#              (npm, installed by the npm_refs fixture of tests/hftok.cmake).
+aq_test(NAME test_gguf SOURCES test_gguf.c LIBS aq_io)
+aq_test(NAME test_gguf_bad SOURCES test_gguf_bad.c LIBS aq_io)
+
+# Needs the npm_refs fixture (tests/hftok.cmake, tests/scripts/npm_refs.sh
+# installs @huggingface/gguf with the JS tokenizers); skips (77) without it.
+add_executable(test_gguf_ref ${CMAKE_CURRENT_SOURCE_DIR}/test_gguf_ref.c)
+target_link_libraries(test_gguf_ref PRIVATE aq_testutil aq_io PkgConfig::JANSSON)
+add_test(NAME gguf_ref COMMAND test_gguf_ref)
+set_tests_properties(gguf_ref PROPERTIES LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77
+  FIXTURES_REQUIRED npm_refs ENVIRONMENT "${AQ_TEST_ENV};${AQ_HFTOK_ENV};AQ_TEST_ASSETS=")
