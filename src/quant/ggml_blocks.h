@@ -31,21 +31,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../../common/ggml_type.h"
 #include "../../common/status.h"
 
-/* The values are ggml's enum ggml_type ids (the GGUF tensor type field). */
-typedef enum aq_ggml_type {
-    AQ_GGML_Q4_0 = 2,
-    AQ_GGML_Q4_1 = 3,
-    AQ_GGML_Q5_0 = 6,
-    AQ_GGML_Q5_1 = 7,
-    AQ_GGML_Q8_0 = 8,
-    AQ_GGML_Q2_K = 10,
-    AQ_GGML_Q3_K = 11,
-    AQ_GGML_Q4_K = 12,
-    AQ_GGML_Q5_K = 13,
-    AQ_GGML_Q6_K = 14
-} aq_ggml_type;
+/* The formats here: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K..Q6_K of aq_ggml_type
+ * (common/ggml_type.h, ggml's ids). */
 
 #define AQ_GGML_NTYPES 10 /* the types above */
 #define AQ_GGML_QK 32     /* weights per block of the 32-block types */

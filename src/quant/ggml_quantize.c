@@ -458,6 +458,7 @@ static void quant_block(aq_ggml_type t, const float *x, uint8_t *b)
     case AQ_GGML_Q4_K: quant_q45_k(x, &blk, 15); break;
     case AQ_GGML_Q5_K: quant_q45_k(x, &blk, 31); break;
     case AQ_GGML_Q6_K: quant_q6_k(x, &blk); break;
+    default: return; /* not a block format of this file: check_row refused it */
     }
     aq_error ignored = {0};
     /* Every value above is clamped into its range, so pack cannot fail. */
