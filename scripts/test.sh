@@ -8,7 +8,7 @@
 #  3. a Release build (-O3, the usual user build) with warnings as errors, and
 #     its unit tests;
 #  4. the unit and MPI tests under AddressSanitizer + UBSan;
-#  5. the fuzzers (clang), for a bounded time each.
+#  5. the fuzzers (clang), for a bounded time each (25 s, less for some).
 # A skipped test fails the run (e.g. when ../shared is missing, the model tests
 # skip): set AQ_ALLOW_SKIP=1 to accept skips. AQ_SHARED_DIR names the test
 # assets folder (default ../shared beside this clone).
@@ -83,8 +83,17 @@ if [ -n "${BLIS_ARCH_TYPE+x}" ]; then
   unset BLIS_ARCH_TYPE
 fi
 step "build (RelWithDebInfo, -Werror)"
+# The npm packages the reference tests use (npm_refs, test_ggml_blocks_llamacpp)
+# download while the build compiles: the fixtures then find them installed.
+# Their own messages and skips come from the fixtures, so failures are ignored here.
+mkdir -p build
+(sh tests/scripts/npm_refs.sh build/npm >/dev/null 2>&1 || true) &
+npm_refs_pid=$!
+(sh tests/scripts/ggml_cbuild.sh build/npm_llamacpp --install-only >/dev/null 2>&1 || true) &
+npm_ggml_pid=$!
 cmake -S . -B build -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build -j"$jobs"
+wait "$npm_refs_pid" "$npm_ggml_pid"
 # adaquant's choice, from `adaquant --version` ("BLIS 0.9.0, kernel skx (...)")
 auto=$(build/adaquant --version 2>&1 | sed -n 's/.*kernel \([A-Za-z0-9_]*\).*/\1/p' | head -n 1)
 step "ctest, whole suite; BLIS kernel: ${auto:-automatic} (BLIS_ARCH_TYPE unset; BLIS alone would pick $(blis_kernel))"
@@ -141,7 +150,7 @@ ASAN_OPTIONS=detect_leaks=1 run_ctest "ASan" build-asan -j"$jobs" -L 'unit|mpi' 
 # 5. Fuzzers (clang builds everything too: its warnings are errors as well).
 if command -v clang >/dev/null; then
   step "clang build and fuzzers"
-  CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
+  CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_FUZZ_SECONDS=25 -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
   cmake --build build-fuzz -j"$jobs"
   run_ctest "fuzz" build-fuzz -j"$jobs" -L fuzz
 fi

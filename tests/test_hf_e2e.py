@@ -57,7 +57,7 @@ CASES = [
      "AQ_TOKJSON_LLAMA3_1", "llama3_1"),
 ]
 N_DOCS = 60        # documents of TinyStories: 30 calibrate, 30 evaluate
-EVAL_DOCS = 12     # evaluated (2 x AQ_EVAL_CHUNK would need 64; the P-split is tested elsewhere)
+EVAL_DOCS = 8      # evaluated (the evaluation's split over ranks is tested by pipeline_ranks)
 EVAL_LEN = 96
 QUANT = ["--calib-windows", "4", "--calib-len", "64", "--iters", "5", "--starts", "1", "--polish", "1",
          "--init", "rtn", "--kl-windows", "0", "--options", "w8a16,w4a16", "--target-bits", "6",
@@ -69,9 +69,10 @@ STEPS = 16  # positions in total, prompt included (generate's --steps)
 # Perplexity tolerance: adaquant evaluates in float32, the references in
 # float64 from the same float32 (dequantised / BF16-widened) weights, and no
 # activation is quantized (w*a16), so only float32 rounding separates them:
-# measured 1.2e-8 relative on both models (skx kernel; the rounding errors of
-# the per-token NLLs are independent and average out over ~640 tokens). 1e-6
-# is 80x that. A tokenization that differs in one token of ~640 moves the
+# measured 1.2e-8 relative on both models with 12 documents (skx kernel; the
+# rounding errors of the per-token NLLs are independent and average out over
+# the ~400 tokens of 8 documents too). 1e-6 is 80x that. A tokenization that
+# differs in one token of ~400 moves the
 # perplexity by ~1e-2 relative, and the counts are compared exactly anyway.
 TOL_PPL = 1e-6
 # A greedy step is only decidable in float32 when the top-2 logits differ by
@@ -118,15 +119,12 @@ def log_softmax(z):
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def check_eval(name, model, out, tok_json, npm_model, eval_docs, work):
+def check_eval(name, model, out, ids, eval_docs, work):
+    """ids: the JS reference's ids of each evaluation document."""
     import numpy as np
     import hf_ref
     import pipe_reader
     rep = json.load(open(os.path.join(out, "report.json")))["run"]["evaluation"]
-    ids = js_encode(npm_model, eval_docs, work)
-    check(ids is not None, f"{name}: the JS reference tokenized the evaluation documents")
-    if ids is None:
-        return
     bos = json.load(open(os.path.join(model, "config.json")))["bos_token_id"] if name == "llama3.1" else None
     qm = pipe_reader.QuantModel(out)
     cfg = json.load(open(os.path.join(model, "config.json")))
@@ -165,13 +163,10 @@ def check_eval(name, model, out, tok_json, npm_model, eval_docs, work):
     return qm, bos
 
 
-def check_generate(name, model, out, npm_model, qm, bos, work):
+def check_generate(name, model, out, prompt_ids, qm, bos, work):
+    """prompt_ids: the JS reference's ids of PROMPT."""
     import numpy as np
-    ids = js_encode(npm_model, [PROMPT.encode()], work)
-    if ids is None:
-        check(False, f"{name}: the JS reference tokenized the prompt")
-        return
-    seq = ([bos] if bos is not None else []) + ids[0]
+    seq = ([bos] if bos is not None else []) + prompt_ids
     cfg = json.load(open(os.path.join(out, "config.json")))
     tj = json.load(open(os.path.join(out, "tokenizer.json")))
     tok_size = max(list(tj["model"]["vocab"].values()) + [t["id"] for t in tj.get("added_tokens", [])]) + 1
@@ -193,7 +188,7 @@ def check_generate(name, model, out, npm_model, qm, bos, work):
     text = p.stdout[:-1] if p.stdout.endswith("\n") else p.stdout
     idf = os.path.join(work, "gen_ids.txt")
     with open(idf, "w") as f:
-        f.write(" ".join(map(str, ids[0] + gen)))
+        f.write(" ".join(map(str, prompt_ids + gen)))
     d = run([CLI, "tokenize", "--tokenizer", out, "--text", idf, "--decode"])
     want = d.stdout[:-1] if d.stdout.endswith("\n") else d.stdout
     if decided:
@@ -229,9 +224,13 @@ def one_case(top, dump_helper, name, synth_args, tok_env, npm_model, docs):
     r = run([PY, os.path.join(SCRIPTS, "pipe_reader.py"), out, dump]) if p.returncode == 0 else p
     check(r.returncode == 0, f"{name}: the independent reader dequantises every layer bit for bit")
     ev = docs[len(docs) // 2:][:EVAL_DOCS]
-    res = check_eval(name, model, out, os.environ[tok_env], npm_model, ev, work)
+    ids = js_encode(npm_model, ev + [PROMPT.encode()], work)  # one node run: the documents, then the prompt
+    check(ids is not None, f"{name}: the JS reference tokenized the evaluation documents and the prompt")
+    if ids is None:
+        return
+    res = check_eval(name, model, out, ids[:-1], ev, work)
     if res:
-        check_generate(name, model, out, npm_model, res[0], res[1], work)
+        check_generate(name, model, out, ids[-1], res[0], res[1], work)
 
 
 def main():
