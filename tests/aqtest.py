@@ -31,3 +31,10 @@ def missing_asset():
             print(f"skip: test asset {f} is absent (set AQ_SHARED_DIR)")
             return f
     return None
+
+
+def finish(name=""):
+    """Print the summary line and return the exit code: 0, or 1 after a failed check."""
+    n = len(failures)
+    print(f"{name + ': ' if name else ''}{'all checks passed' if not n else f'{n} check(s) FAILED'}")
+    return 1 if n else 0

@@ -128,8 +128,7 @@ def main():
               "a tokenizer.json of 520 tokens with a 512-token model: %r" % res.stderr.strip()[-160:])
     finally:
         shutil.rmtree(tmp)
-    print("%d failed check(s)" % len(aqtest.failures))
-    return 1 if aqtest.failures else 0
+    return aqtest.finish()
 
 
 if __name__ == "__main__":

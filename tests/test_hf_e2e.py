@@ -41,7 +41,7 @@ import shutil
 import subprocess
 import sys
 
-from aqtest import CLI, MPIRUN, SRC, TEXT, check, failures
+from aqtest import CLI, MPIRUN, SRC, TEXT, check, finish
 
 SCRIPTS = os.path.join(SRC, "tests", "scripts")
 sys.path.insert(0, SCRIPTS)
@@ -259,8 +259,7 @@ def main():
         f.write(b"\n\n".join(docs))
     for name, synth_args, tok_env, npm_model in CASES:
         one_case(top, dump_helper, name, synth_args, tok_env, npm_model, docs)
-    print(f"{len(failures)} failure(s)" if failures else "all checks passed")
-    return 1 if failures else 0
+    return finish()
 
 
 if __name__ == "__main__":

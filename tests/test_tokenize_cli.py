@@ -137,8 +137,7 @@ def main():
         test_errors(tmp)
     finally:
         shutil.rmtree(tmp)
-    print("%d failed check(s)" % len(aqtest.failures))
-    return 1 if aqtest.failures else 0
+    return aqtest.finish()
 
 
 if __name__ == "__main__":

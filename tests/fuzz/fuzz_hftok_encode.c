@@ -16,15 +16,9 @@
 #include <string.h>
 #include <utf8proc.h>
 
+#include "fuzz_common.h"
 #include "../../src/text/hf_tokenizer.h"
 #include "../test_hf_tokenizer_fixtures.h"
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c)) abort();                                                                         \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 enum { FX_GPT2, FX_LLAMA3, FX_NFC, FX_SPM, FX_META, FX_N };
 

@@ -18,16 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_common.h"
 #include "../../io/llama2c.h"
 #include "../../src/text/l2c_tokenizer.c"
 #include "../runc_encode.h"
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c)) abort();                                                                         \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* q/k views are owned copies: row h*hs + half*hs/2 + i of the view must be row
  * h*hs + 2i + half of the source block that starts at src. */

@@ -15,14 +15,8 @@
 
 #include <zlib.h>
 
+#include "fuzz_common.h"
 #include "../../io/resultfile.h"
-
-#define REQUIRE(c)                                                                                 \
-    do {                                                                                           \
-        if (!(c)) abort();                                                                         \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void put32(uint8_t *p, uint32_t v)
 {
