@@ -63,14 +63,27 @@ static aq_status load_views(aq_checkpoint *ck, const aq_tensor_view ***out, aq_e
     return AQ_OK;
 }
 
+static const char *rope_name(int t)
+{
+    return t == AQ_ROPE_LINEAR ? "linear" : t == AQ_ROPE_DYNAMIC ? "dynamic" : t == AQ_ROPE_LLAMA3 ? "llama3" : "none";
+}
+
 static json_t *config_json(const aq_llama_config *c)
 {
-    return json_pack("{s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b}", "hidden_size", c->dim,
-                     "intermediate_size", c->hidden_dim, "num_hidden_layers", c->n_layers,
-                     "num_attention_heads", c->n_heads, "num_key_value_heads", c->n_kv_heads,
-                     "vocab_size", c->vocab_size, "max_position_embeddings", c->max_seq_len,
-                     "rms_norm_eps", (double)c->norm_eps, "rope_theta", (double)c->rope_theta,
-                     "tie_word_embeddings", c->tied_embeddings);
+    json_t *j = json_pack("{s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:i, s:f, s:f, s:b, s:b, s:b, s:b, s:b, s:s, "
+                          "s:i}",
+                          "model_type", aq_model_type_name(c->model_type), "hidden_size", c->dim,
+                          "intermediate_size", c->hidden_dim, "num_hidden_layers", c->n_layers,
+                          "num_attention_heads", c->n_heads, "num_key_value_heads", c->n_kv_heads,
+                          "head_dim", aq_llama_head_dim(c), "vocab_size", c->vocab_size,
+                          "max_position_embeddings", c->max_seq_len, "rms_norm_eps", (double)c->norm_eps,
+                          "rope_theta", (double)c->rope_theta, "tie_word_embeddings", c->tied_embeddings,
+                          "qkv_bias", c->qkv_bias, "o_bias", c->o_bias, "mlp_bias", c->mlp_bias, "qk_norm",
+                          c->qk_norm, "rope_scaling", rope_name(c->rope_type), "sliding_window",
+                          c->sliding_window);
+    if (j && c->rope_type != AQ_ROPE_DEFAULT)
+        json_object_set_new(j, "rope_factor", json_real((double)c->rope_factor));
+    return j;
 }
 
 static int print_json(aq_checkpoint *ck, const aq_tensor_view **v, long long params,
@@ -132,12 +145,15 @@ static void print_text(aq_checkpoint *ck, const aq_tensor_view **v, long long pa
         printf("config: unreadable: %s\n", cfg_err->msg);
     else
         printf(
-            "config: llama: hidden_size %d, intermediate_size %d, num_hidden_layers %d, "
-            "num_attention_heads %d, num_key_value_heads %d, vocab_size %d, "
-            "max_position_embeddings %d, rms_norm_eps %g, rope_theta %g, tie_word_embeddings %s\n",
-            c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab_size,
-            c->max_seq_len, (double)c->norm_eps, (double)c->rope_theta,
-            c->tied_embeddings ? "true" : "false");
+            "config: %s: hidden_size %d, intermediate_size %d, num_hidden_layers %d, "
+            "num_attention_heads %d, num_key_value_heads %d, head_dim %d, vocab_size %d, "
+            "max_position_embeddings %d, rms_norm_eps %g, rope_theta %g, tie_word_embeddings %s%s%s%s%s%s%s\n",
+            aq_model_type_name(c->model_type), c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+            aq_llama_head_dim(c), c->vocab_size, c->max_seq_len, (double)c->norm_eps, (double)c->rope_theta,
+            c->tied_embeddings ? "true" : "false", c->qkv_bias ? ", q/k/v biases" : "", c->o_bias ? ", o bias" : "",
+            c->mlp_bias ? ", mlp biases" : "", c->qk_norm ? ", q/k norms" : "",
+            c->rope_type != AQ_ROPE_DEFAULT ? ", rope_scaling " : "",
+            c->rope_type != AQ_ROPE_DEFAULT ? rope_name(c->rope_type) : "");
     size_t n_quant = 0;
     for (size_t i = 0; i < aq_ckpt_meta_count(ck); i++) {
         const char *k, *val;

@@ -210,6 +210,15 @@ def one_case(top, dump_helper, name, synth_args, tok_env, npm_model, docs):
         check(False, f"{name}: synth_model.py wrote the checkpoint")
         return
     shutil.copy(os.environ[tok_env], os.path.join(model, "tokenizer.json"))
+    p = run([CLI, "inspect", model, "--json"])
+    cfg, got = json.load(open(os.path.join(model, "config.json"))), {}
+    if p.returncode == 0:
+        got = json.loads(p.stdout).get("config") or {}
+    want_rope = (cfg.get("rope_scaling") or {}).get("rope_type", "none")
+    check(got.get("model_type") == cfg["model_type"] and got.get("qkv_bias") == (cfg["model_type"] == "qwen2")
+          and got.get("rope_scaling") == want_rope and got.get("vocab_size") == cfg["vocab_size"],
+          f"{name}: inspect --json reports the architecture of config.json ({got.get('model_type')}, "
+          f"qkv_bias {got.get('qkv_bias')}, rope_scaling {got.get('rope_scaling')})")
     text = os.path.join(top, "text.txt")
     p = run(MPIRUN + ["-np", "2", CLI, "quantize", model, "--text", text, "--out", out] + QUANT, timeout=400)
     check(p.returncode == 0, f"{name}: mpirun -np 2 adaquant quantize with MODEL/tokenizer.json")
