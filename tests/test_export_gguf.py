@@ -1,0 +1,220 @@
+"""test_export_gguf.py — `adaquant export --format gguf` checked by llama.cpp itself.
+
+  test_export_gguf.py WORKDIR NPM_DIR
+
+stories260K is exported as F32 and as Q8_0; llama.cpp (node-llama-cpp@3.21.1's
+prebuilt CPU build, tests/scripts/llamacpp_logits.mjs) loads each file and
+evaluates 64 tokens of a TinyStories evaluation document. Its log-probabilities
+are compared with an independent float64 NumPy forward (tests/scripts/model_ref.py,
+llama2.c's own layout and RoPE, reading the .bin itself): the exporter's q/k row
+order, names and hparams must all be right for these to agree. llama.cpp's own
+tokenization (model.tokenize) of documents must equal `adaquant tokenize`.
+Bad input: an unknown --type, an unwritable --out (no partial file left).
+Skips (77) when node/npm or the registry is unavailable.
+"""
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+import aqtest
+from aqtest import check
+
+sys.path.insert(0, os.path.join(aqtest.SRC, "tests", "scripts"))
+import model_ref  # noqa: E402
+
+PKG = "node-llama-cpp@3.21.1"
+SCRIPT = os.path.join(aqtest.SRC, "tests", "scripts", "llamacpp_logits.mjs")
+NTOK = 64
+
+
+def install(npm_dir):
+    """node-llama-cpp into npm_dir once (its CPU binary only: optional deps such
+    as the CUDA builds are omitted). False (after a skip line) when impossible."""
+    if os.path.exists(os.path.join(npm_dir, "node_modules", "node-llama-cpp", "package.json")):
+        return True
+    if not shutil.which("npm") or not shutil.which("node"):
+        print("skip: node/npm not installed (needed for node-llama-cpp)")
+        return False
+    os.makedirs(npm_dir, exist_ok=True)
+    cmd = ["npm", "install", "-E", "--prefix", npm_dir, "--no-audit", "--no-fund", "--omit=optional",
+           "--fetch-retries=1", "--fetch-timeout=60000", PKG, "@node-llama-cpp/linux-x64@3.21.1"]
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    except subprocess.TimeoutExpired:
+        r = None
+    if r is None or r.returncode != 0:
+        print(f"skip: npm install {PKG} failed (registry not reachable?)")
+        if r is not None:
+            print(r.stderr[-600:])
+        return False
+    return True
+
+
+def export(out, *args):
+    return subprocess.run([aqtest.CLI, "export", aqtest.MODEL, "--tokenizer", aqtest.TOK, "--out", out, *args],
+                          capture_output=True, text=True)
+
+
+def llamacpp(npm_dir, gguf, ids, text_file=None):
+    cmd = ["node", SCRIPT, npm_dir, gguf, json.dumps(ids)] + ([text_file] if text_file else [])
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if r.returncode != 0:
+        print(r.stderr[-2000:])
+        return None
+    d = json.loads(r.stdout)
+    lp = np.array([[(-np.inf if x is None else x) for x in row] for row in d["logprobs"]])
+    return lp, d.get("tokens"), (d.get("bos"), d.get("eos"))
+
+
+def q8_0(w):
+    """ggml's quantize_row_q8_0_ref then dequantize, rows of 32-blocks, in float32:
+    d = amax / 127, q = roundf(x / d) (half away from zero), stored d = fp16(d)."""
+    x = w.astype(np.float32).reshape(-1, 32)
+    d = np.abs(x).max(axis=1, keepdims=True) / np.float32(127)
+    with np.errstate(divide="ignore"):
+        idd = np.where(d > 0, np.float32(1) / d, np.float32(0)).astype(np.float32)
+    v = x * idd
+    q = np.sign(v) * np.floor(np.abs(v) + np.float32(0.5))
+    return (q * d.astype(np.float16).astype(np.float32)).reshape(w.shape).astype(np.float64)
+
+
+def q8_act(x):
+    """ggml's Q8_0 matmul quantizes its activation rows to Q8_0 too (vec_dot_type
+    of Q8_0 is Q8_0): the same rounding, applied to x's rows."""
+    return q8_0(x)
+
+
+def f16_act(x):
+    """An F16 weight's matmul rounds the activations to F16 (vec_dot_type F16)."""
+    return x.astype(np.float16).astype(np.float64)
+
+
+def forward_ggml(cfg, w, tokens):
+    """model_ref.forward (llama2.c's layout and RoPE, float64) with ggml's
+    rounding of the matmul inputs for the Q8_0 export: Q8_0 activations for
+    the Q8_0 weights, F16 for ffn_down. Attention and norms stay float."""
+    T, hs, H, KV = len(tokens), cfg["hs"], cfg["H"], cfg["KV"]
+    x = w["emb"][np.asarray(tokens)]
+    mask = np.triu(np.full((T, T), -np.inf), 1)
+    for layer in range(cfg["L"]):
+        h = q8_act(model_ref.rmsnorm(x, w["rms_att"][layer]))
+        q = model_ref.rope_pairs((h @ w["wq"][layer].T).reshape(T, H, hs), hs)
+        k = model_ref.rope_pairs((h @ w["wk"][layer].T).reshape(T, KV, hs), hs)
+        v = (h @ w["wv"][layer].T).reshape(T, KV, hs)
+        att = np.empty((T, H, hs))
+        for hh in range(H):
+            kh = hh // (H // KV)
+            sc = q[:, hh, :] @ k[:, kh, :].T / np.sqrt(hs) + mask
+            sc = np.exp(sc - sc.max(axis=1, keepdims=True))
+            att[:, hh, :] = (sc / sc.sum(axis=1, keepdims=True)) @ v[:, kh, :]
+        x = x + q8_act(att.reshape(T, -1)) @ w["wo"][layer].T
+        h = q8_act(model_ref.rmsnorm(x, w["rms_ffn"][layer]))
+        g = h @ w["w1"][layer].T
+        hb = (g / (1 + np.exp(-g))) * (h @ w["w3"][layer].T)
+        x = x + f16_act(hb) @ w["w2"][layer].T
+    return q8_act(model_ref.rmsnorm(x, w["rms_final"])) @ w["wcls"].T
+
+
+def as_q8_model(w):
+    """The weights the Q8_0 export holds: 64-wide rows Q8_0 (token_embd = the
+    tied classifier too), the 172-wide ffn_down rows fall back to F16."""
+    q = dict(w)
+    for k in ("emb", "wq", "wk", "wv", "wo", "w1", "w3"):
+        q[k] = q8_0(w[k])
+    q["w2"] = w["w2"].astype(np.float16).astype(np.float64)
+    q["wcls"] = q["emb"]
+    return q
+
+
+def compare(name, lp, ref, tol_max, tol_mean):
+    # Entries whose reference probability is below e^-30 are left out: float32
+    # softmax rounds them to relative noise (and exp underflows near e^-87).
+    ok = np.isfinite(lp).all() and lp.shape == ref.shape
+    d = np.abs(lp - ref)[ref > -30] if ok else np.array([np.inf])
+    print(f"{name}: max |dlogp| {d.max():.3g}, mean {d.mean():.3g}")
+    check(ok and d.max() <= tol_max and d.mean() <= tol_mean,
+          f"{name}: llama.cpp log-probs within {tol_max} (max) / {tol_mean} (mean) of the float64 reference")
+    check(ok and (lp.argmax(1) == ref.argmax(1)).mean() >= 0.95, f"{name}: top-1 agrees on >= 95% of positions")
+
+
+def check_tokenize(npm_dir, gguf, work, docs):
+    for i, doc in enumerate(docs):
+        f = os.path.join(work, f"doc{i}.txt")
+        open(f, "w").write(doc)
+        r = subprocess.run([aqtest.CLI, "tokenize", "-t", aqtest.TOK, "--text", f],
+                           capture_output=True, text=True)
+        ours = [int(t) for t in r.stdout.split()]
+        res = llamacpp(npm_dir, gguf, [1], f)
+        theirs = res[1] if res else None
+        if i == 0:
+            check(res is not None and res[2] == (1, 2), "llama.cpp reads BOS 1 and EOS 2")
+        check(r.returncode == 0 and theirs == ours,
+              f"document {i}: llama.cpp's tokenization equals adaquant's ({len(ours)} tokens)")
+
+
+def check_bad_input(work):
+    out = os.path.join(work, "bad.gguf")
+    r = export(out, "--type", "Q7_0")
+    check(r.returncode == 2 and "Q7_0" in r.stderr, "unknown --type: usage error naming it")
+    ro = os.path.join(work, "nodir", "x.gguf")
+    r = export(ro, "--type", "F32")
+    check(r.returncode == 1 and "nodir" in r.stderr and not os.path.exists(ro),
+          "unwritable --out: error naming the path, no file")
+    check(not glob.glob(os.path.join(work, "*.tmp*")), "no temporary file left behind")
+
+
+def main():
+    work, npm_dir = sys.argv[1], sys.argv[2]
+    if aqtest.missing_asset() or not install(npm_dir):
+        return 77
+    os.makedirs(work, exist_ok=True)
+    cfg, w = model_ref.load_model(aqtest.MODEL)
+    tok = model_ref.load_tokenizer(aqtest.TOK, cfg["V"])
+    docs = model_ref.documents(aqtest.TEXT)
+    ev = docs[len(docs) // 2:]
+    ids = next(t for t in (model_ref.encode(tok, d) for d in ev) if len(t) >= NTOK)[:NTOK]
+
+    f32 = os.path.join(work, "s260k_f32.gguf")
+    r = export(f32, "--type", "F32")
+    check(r.returncode == 0, "export --type F32")
+    res = llamacpp(npm_dir, f32, ids)
+    check(res is not None, "llama.cpp loads and evaluates the F32 GGUF")
+    if res:
+        # F32: both sides compute the same function; llama.cpp in float32
+        # (dot products of 64 and 172 terms, 5 blocks, softmax in float32),
+        # the reference in float64. The log-probs (|logit| < 30) differ by
+        # float32 rounding, ~1e-6 relative per operation, amplified by the
+        # depth: observed ~1e-5; 1e-3 bounds that with margin while a wrong
+        # q/k row order or hparam moves them by > 0.1.
+        compare("F32", res[0], model_ref.log_softmax(model_ref.forward(cfg, w, ids)), 1e-3, 1e-4)
+
+    q8 = os.path.join(work, "s260k_q8_0.gguf")
+    r = export(q8, "--type", "Q8_0")
+    check(r.returncode == 0 and "ffn_down" in r.stderr and "F16" in r.stderr,
+          "export --type Q8_0 (ffn_down's 172-wide rows fall back to F16, logged)")
+    res = llamacpp(npm_dir, q8, ids)
+    check(res is not None, "llama.cpp loads and evaluates the Q8_0 GGUF")
+    if res:
+        # Q8_0: the reference holds the same Q8_0/F16 weights (ggml's rounding,
+        # done here in NumPy); what remains is ggml's Q8_0 matmul, which rounds
+        # the activations to Q8_0 blocks (relative error <= 1/254 of each
+        # block's max). Through 5 blocks that moves log-probs by ~1e-2 (observed
+        # below), so 0.1 (max) / 0.02 (mean); the F32-vs-Q8_0 weight change
+        # itself (not modelled) would exceed that.
+        wq8 = as_q8_model(w)
+        print("Q8_0 vs weights-only ref:", np.abs(res[0]-model_ref.log_softmax(model_ref.forward(cfg, wq8, ids)))[res[0]>-30].max())
+        print("Q8_0 vs FP ref:", np.abs(res[0]-model_ref.log_softmax(model_ref.forward(cfg, w, ids)))[res[0]>-30].max())
+        compare("Q8_0", res[0], model_ref.log_softmax(forward_ggml(cfg, wq8, ids)), 0.1, 0.02)
+
+    check_tokenize(npm_dir, f32, work, ev[:3])
+    check_bad_input(work)
+    return aqtest.finish("export_gguf")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
