@@ -111,8 +111,8 @@ static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_erro
     if (c->model_type != AQ_MT_LLAMA && c->model_type != AQ_MT_MISTRAL)
         return aq_fail(err, AQ_ERR_ARG, "export: architecture %s is not supported yet",
                        aq_model_type_name(c->model_type));
-    if (c->qkv_bias || c->o_bias || c->mlp_bias || c->qk_norm)
-        return aq_fail(err, AQ_ERR_ARG, "export: linear biases and q/k norms are not supported yet");
+    if (c->qk_norm)
+        return aq_fail(err, AQ_ERR_ARG, "export: per-head q/k norms (Qwen3) are not supported yet");
     if (c->rope_type != AQ_ROPE_DEFAULT)
         return aq_fail(err, AQ_ERR_ARG, "export: rope_scaling is not supported yet");
     if (aq_llama_window(c) > 0)
@@ -121,9 +121,12 @@ static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_erro
     for (int i = 0; i <= c->n_layers * AQ_LIN_COUNT; i++) {
         const aq_ovr *v = &m->ovr[i];
         if (!v->weight) continue;
-        if (v->bias)
-            return aq_fail(err, AQ_ERR_ARG, "export: quantized layer %d has a calibrated bias, "
-                                            "which the llama GGUF architecture cannot hold (yet)", i);
+        /* llama.cpp's llama architecture has optional biases on the 7 block
+         * linears, none on the classifier. */
+        for (int r = 0; i == c->n_layers * AQ_LIN_COUNT && v->bias && r < c->vocab_size; r++)
+            if (v->bias[r] != 0.0f)
+                return aq_fail(err, AQ_ERR_ARG, "export: the quantized classifier has a calibrated "
+                                                "bias, which llama.cpp's llama architecture cannot hold");
         if (v->a_bits > 0 && v->a_bits < 16)
             return aq_fail(err, AQ_ERR_ARG, "export: quantized layer %d quantizes its activations "
                                             "to %d bits; GGUF weights cannot express that", i, v->a_bits);
@@ -155,16 +158,18 @@ static aq_status add_hparams(aq_gguf_writer *w, const aq_model *m, const aq_expo
     return aq_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size, err);
 }
 
-/* Add one 2-D weight, streamed. */
+/* Add one 2-D weight, streamed; cols 0 = a 1-D F32 vector of `rows` (a bias:
+ * q/k biases are reordered like their weights' rows). */
 static aq_status add_matrix(aq_gguf_writer *w, ex_tensor *t, const char *name, const float *data,
                             int rows, int cols, int heads, int type, aq_error *err)
 {
     t->w = data;
     t->rows = rows;
-    t->cols = cols;
+    t->cols = cols ? cols : 1;
     t->heads = heads;
-    t->type = fit_type(type, cols, name);
+    t->type = cols ? fit_type(type, cols, name) : AQ_GGML_F32;
     int64_t ne[2] = {cols, rows};
+    if (!cols) return aq_gguf_add_tensor_stream(w, name, 1, ne + 1, t->type, stream_tensor, t, err);
     return aq_gguf_add_tensor_stream(w, name, 2, ne, t->type, stream_tensor, t, err);
 }
 
@@ -174,6 +179,15 @@ static const float *weight_of(const aq_model *m, int block, aq_linear which, int
     int i = aq_model_lin_index(m, block, which);
     if (quantized && m->ovr[i].weight) return m->ovr[i].weight;
     return which == AQ_LIN_HEAD ? m->head : aq_model_lin_weight(m, block, which);
+}
+
+/* The bias a forward of this mode uses (an override's bias replaces the
+ * model's; NULL = none). */
+static const float *bias_of(const aq_model *m, int block, aq_linear which, int quantized)
+{
+    int i = aq_model_lin_index(m, block, which);
+    if (quantized && m->ovr[i].weight) return m->ovr[i].bias;
+    return aq_model_linear_bias(m, block, which);
 }
 
 static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opts *o,
@@ -197,6 +211,9 @@ static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opt
             snprintf(name, sizeof name, "blk.%d.%s.weight", b, lin_names[l]);
             AQ_TRY(add_matrix(w, &ts[k++], name, weight_of(m, b, (aq_linear)l, o->quantized), rows,
                               cols, heads, o->type, err));
+            const float *bias = bias_of(m, b, (aq_linear)l, o->quantized);
+            snprintf(name, sizeof name, "blk.%d.%s.bias", b, lin_names[l]);
+            if (bias) AQ_TRY(add_matrix(w, &ts[k++], name, bias, rows, 0, heads, AQ_GGML_F32, err));
         }
         snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", b);
         AQ_TRY(aq_gguf_add_tensor(w, name, 1, ne1, AQ_GGML_F32, aq_model_norm(m, b, 1, o->quantized), err));
@@ -216,7 +233,7 @@ aq_status aq_export_gguf(aq_model *m, const aq_tokenizer *tok, const char *tok_f
 {
     AQ_TRY(check_model(m, o, err));
     aq_gguf_writer *w = NULL;
-    ex_tensor *ts = calloc((size_t)m->cfg.n_layers * AQ_LIN_COUNT + 2, sizeof *ts);
+    ex_tensor *ts = calloc((size_t)m->cfg.n_layers * AQ_LIN_COUNT * 2 + 2, sizeof *ts);
     if (!ts) return aq_fail(err, AQ_ERR_NOMEM, "export: tensor table");
     aq_status st;
     AQ_TRY_GOTO(st, aq_gguf_writer_new(&w, err), done);

@@ -26,6 +26,7 @@ from aqtest import check
 
 sys.path.insert(0, os.path.join(aqtest.SRC, "tests", "scripts"))
 import model_ref  # noqa: E402
+import pipe_reader  # noqa: E402
 
 PKG = "node-llama-cpp@3.21.1"
 SCRIPT = os.path.join(aqtest.SRC, "tests", "scripts", "llamacpp_logits.mjs")
@@ -60,8 +61,8 @@ def export(out, *args):
                           capture_output=True, text=True)
 
 
-def llamacpp(npm_dir, gguf, ids, text_file=None):
-    cmd = ["node", SCRIPT, npm_dir, gguf, json.dumps(ids)] + ([text_file] if text_file else [])
+def llamacpp(npm_dir, gguf, ids, text_files=()):
+    cmd = ["node", SCRIPT, npm_dir, gguf, json.dumps(ids)] + list(text_files)
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if r.returncode != 0:
         print(r.stderr[-2000:])
@@ -142,18 +143,48 @@ def compare(name, lp, ref, tol_max, tol_mean):
     check(ok and (lp.argmax(1) == ref.argmax(1)).mean() >= 0.95, f"{name}: top-1 agrees on >= 95% of positions")
 
 
+# `adaquant quantize` with reduced settings (as test_reader.py): w4a16, ~2 s.
+QUANTIZE = ["--options", "w4a16", "--target-bits", "4", "--calib-windows", "4", "--calib-len", "64",
+            "--iters", "5", "--starts", "1", "--polish", "1", "--init", "rtn", "--kl-windows", "0",
+            "--eval-docs", "16", "--tune-steps", "3", "--tune-docs", "6", "--tune-batch", "2",
+            "--tune-len", "64"]
+
+
+def check_quantized(npm_dir, work, cfg, w, ids):
+    """--quantized OUTDIR: llama.cpp runs the quantized model (dequantized
+    weights, calibrated biases, tuned norm gains) that pipe_reader.py, the
+    independent reader written from docs/FORMAT.md, computes in float64."""
+    outdir = os.path.join(work, "q4")
+    shutil.rmtree(outdir, ignore_errors=True)
+    r = subprocess.run([aqtest.CLI, "quantize", aqtest.MODEL, "--tokenizer", aqtest.TOK, "--calib-text",
+                        aqtest.TEXT, "--out", outdir] + QUANTIZE, capture_output=True, text=True)
+    check(r.returncode == 0, "quantize stories260K (w4a16, reduced settings)")
+    if r.returncode:
+        print(r.stderr[-1500:])
+        return
+    gguf = os.path.join(work, "s260k_w4.gguf")
+    r = export(gguf, "--quantized", outdir, "--type", "F32")
+    check(r.returncode == 0 and "quantized layers loaded" in r.stderr, "export --quantized OUTDIR --type F32")
+    res = llamacpp(npm_dir, gguf, ids)
+    check(res is not None, "llama.cpp loads the quantized model's GGUF")
+    if res:
+        # Same float32-vs-float64 argument as the F32 export: 1e-3 / 1e-4.
+        compare("w4a16 F32", res[0], model_ref.log_softmax(pipe_reader.QuantModel(outdir).forward(ids)), 1e-3, 1e-4)
+        d = np.abs(res[0] - model_ref.log_softmax(model_ref.forward(cfg, w, ids))).max()
+        check(d > 0.1, f"w4a16 F32: and it is not the float model (max |dlogp| {d:.3g})")
+
+
 def check_tokenize(npm_dir, gguf, work, docs):
+    files = []
     for i, doc in enumerate(docs):
-        f = os.path.join(work, f"doc{i}.txt")
-        open(f, "w").write(doc)
-        r = subprocess.run([aqtest.CLI, "tokenize", "-t", aqtest.TOK, "--text", f],
-                           capture_output=True, text=True)
+        files.append(os.path.join(work, f"doc{i}.txt"))
+        open(files[-1], "w").write(doc)
+    res = llamacpp(npm_dir, gguf, [1], files)
+    check(res is not None and res[2] == (1, 2), "llama.cpp reads BOS 1 and EOS 2")
+    for i, f in enumerate(files):
+        r = subprocess.run([aqtest.CLI, "tokenize", "-t", aqtest.TOK, "--text", f], capture_output=True, text=True)
         ours = [int(t) for t in r.stdout.split()]
-        res = llamacpp(npm_dir, gguf, [1], f)
-        theirs = res[1] if res else None
-        if i == 0:
-            check(res is not None and res[2] == (1, 2), "llama.cpp reads BOS 1 and EOS 2")
-        check(r.returncode == 0 and theirs == ours,
+        check(r.returncode == 0 and res is not None and res[1][i] == ours,
               f"document {i}: llama.cpp's tokenization equals adaquant's ({len(ours)} tokens)")
 
 
@@ -218,7 +249,8 @@ def main():
         dq, dfp = (np.abs(lp - r)[r > -30].mean() for r in (ref_q, ref_fp))
         check(dq < 0.75 * dfp, f"Q8_0: closer to the Q8_0 reference ({dq:.3g}) than to the float model ({dfp:.3g})")
 
-    check_tokenize(npm_dir, f32, work, ev[:3])
+    check_quantized(npm_dir, work, cfg, w, ids)
+    check_tokenize(npm_dir, f32, work, ev[:8])
     check_bad_input(work)
     return aqtest.finish("export_gguf")
 

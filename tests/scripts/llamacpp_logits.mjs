@@ -1,18 +1,18 @@
 // llamacpp_logits.mjs — llama.cpp's (node-llama-cpp's) view of a GGUF, for
 // tests/test_export_gguf.py:
-//   node llamacpp_logits.mjs NPM_DIR MODEL.gguf IDS_JSON [TEXT_FILE]
+//   node llamacpp_logits.mjs NPM_DIR MODEL.gguf IDS_JSON [TEXT_FILE...]
 // IDS_JSON: a JSON array of token ids, evaluated as one sequence from
 // position 0 through node-llama-cpp's controlledEvaluate (the tokenizer is
 // bypassed). Prints one JSON object: {"logprobs": [[...vocab] per position],
-// "tokens": llama.cpp's tokenization of TEXT_FILE (model.tokenize: no BOS)
-// when given, "bos", "eos": its special ids}. The probabilities are the full softmax (temperature 1,
+// "tokens": llama.cpp's tokenization of each TEXT_FILE (model.tokenize: no
+// BOS), "bos", "eos": its special ids}. The probabilities are the full softmax (temperature 1,
 // top-k/top-p/min-p off), so log(p) = log_softmax(logits) in float32.
 // CPU only, 1 thread.
 import { readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
-const [npmDir, modelPath, idsJson, textFile] = process.argv.slice(2);
+const [npmDir, modelPath, idsJson, ...textFiles] = process.argv.slice(2);
 const require = createRequire(path.join(path.resolve(npmDir), "node_modules", "x.js"));
 const { getLlama, LlamaLogLevel } = await import(require.resolve("node-llama-cpp"));
 
@@ -37,7 +37,7 @@ const logprobs = res.map((r, i) => {
   return row;
 });
 const out = { logprobs };
-if (textFile) out.tokens = model.tokenize(readFileSync(textFile, "utf8")).map(Number);
+out.tokens = textFiles.map((f) => model.tokenize(readFileSync(f, "utf8")).map(Number));
 out.bos = model.tokens.bos; out.eos = model.tokens.eos;
 process.stdout.write(JSON.stringify(out));
 await context.dispose();
