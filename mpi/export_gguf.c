@@ -117,6 +117,14 @@ static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_erro
         return aq_fail(err, AQ_ERR_ARG, "export: rope_scaling is not supported yet");
     if (aq_llama_window(c) > 0)
         return aq_fail(err, AQ_ERR_ARG, "export: sliding-window attention is not supported yet");
+    /* A K-quant that fits no weight at all is a mistake, not a fallback. */
+    int64_t blk = aq_ggml_block_size(o->type);
+    int dims[3] = {c->dim, c->hidden_dim, c->n_heads * aq_llama_head_dim(c)}, fits = 0;
+    for (int i = 0; i < 3; i++) fits |= dims[i] % blk == 0;
+    if (!fits)
+        return aq_fail(err, AQ_ERR_ARG, "export: --type %s needs rows that are multiples of %lld, and "
+                                        "no weight of this model has them (row lengths %d, %d, %d)",
+                       aq_ggml_type_name(o->type), (long long)blk, dims[0], dims[1], dims[2]);
     if (!o->quantized) return AQ_OK;
     for (int i = 0; i <= c->n_layers * AQ_LIN_COUNT; i++) {
         const aq_ovr *v = &m->ovr[i];
