@@ -26,6 +26,7 @@ from aqtest import check
 
 sys.path.insert(0, os.path.join(aqtest.SRC, "tests", "scripts"))
 import model_ref  # noqa: E402
+import hf_ref  # noqa: E402
 import pipe_reader  # noqa: E402
 
 PKG = "node-llama-cpp@3.21.1"
@@ -174,6 +175,34 @@ def check_quantized(npm_dir, work, cfg, w, ids):
         check(d > 0.1, f"w4a16 F32: and it is not the float model (max |dlogp| {d:.3g})")
 
 
+def synth(work, arch):
+    d = os.path.join(work, "hf_" + arch)
+    shutil.rmtree(d, ignore_errors=True)
+    r = subprocess.run(["/usr/bin/python3", os.path.join(aqtest.SRC, "tests", "scripts", "synth_model.py"), arch, d,
+                        "--vocab", "512", "--dtype", "f32"], capture_output=True, text=True)
+    check(r.returncode == 0, f"synth_model.py {arch}")
+    return d
+
+
+def check_hf(npm_dir, work):
+    """An HF checkpoint (random, synth_model.py llama-bias): q/k/v/o and MLP
+    biases, head_dim 24 != 64 / 4 heads, GQA 4:2, untied classifier. Against
+    hf_ref.py's float64 HF forward (rotate-half RoPE): the q/k reordering of
+    an HF checkpoint, the biases and the head size, at float32 rounding (1e-3,
+    as the F32 export)."""
+    d = synth(work, "llama-bias")
+    gguf = os.path.join(work, "hf_llama_bias.gguf")
+    r = subprocess.run([aqtest.CLI, "export", d, "--tokenizer", aqtest.TOK, "--out", gguf], capture_output=True, text=True)
+    check(r.returncode == 0, "export an HF Llama directory with biases and head_dim != dim / heads")
+    ids = [1] + [int(t) for t in np.random.default_rng(0).integers(3, 512, NTOK - 1)]
+    res = llamacpp(npm_dir, gguf, ids)
+    check(res is not None, "llama.cpp loads it")
+    if res:
+        cfg = json.load(open(os.path.join(d, "config.json")))
+        compare("HF llama-bias F32", res[0], model_ref.log_softmax(hf_ref.forward(cfg, hf_ref.read_weights(d), ids)),
+                1e-3, 1e-4)
+
+
 def check_tokenize(npm_dir, gguf, work, docs):
     files = []
     for i, doc in enumerate(docs):
@@ -197,6 +226,13 @@ def check_bad_input(work):
     check(r.returncode == 1 and "nodir" in r.stderr and not os.path.exists(ro),
           "unwritable --out: error naming the path, no file")
     check(not glob.glob(os.path.join(work, "*.tmp*")), "no temporary file left behind")
+    r = export(out, "--type", "Q4_K")
+    check(r.returncode == 1 and "Q4_K" in r.stderr and "256" in r.stderr and not os.path.exists(out),
+          "a K-quant no row of stories260K fits: error naming it, no file")
+    d = synth(work, "qwen2")
+    r = subprocess.run([aqtest.CLI, "export", d, "--tokenizer", aqtest.TOK, "--out", out], capture_output=True, text=True)
+    check(r.returncode == 1 and "architecture qwen2 is not supported yet" in r.stderr and not os.path.exists(out),
+          "Qwen2: 'architecture qwen2 is not supported yet', no file")
 
 
 def main():
@@ -250,6 +286,7 @@ def main():
         check(dq < 0.75 * dfp, f"Q8_0: closer to the Q8_0 reference ({dq:.3g}) than to the float model ({dfp:.3g})")
 
     check_quantized(npm_dir, work, cfg, w, ids)
+    check_hf(npm_dir, work)
     check_tokenize(npm_dir, f32, work, ev[:8])
     check_bad_input(work)
     return aqtest.finish("export_gguf")
