@@ -15,3 +15,13 @@ aq_script_test(NAME export_gguf
   LABELS integration TIMEOUT 1200)
 set_property(TEST export_gguf APPEND PROPERTY ENVIRONMENT
   "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+
+# The K-quants (Q2_K..Q6_K) on a random 1-block HF Llama with 256-multiple rows
+# (synth_model.py), against ggml_ref.py's K-quant weights in hf_ref.py's forward.
+# Its own test so that it runs beside export_gguf; ~6 s.
+aq_script_test(NAME export_gguf_kquants
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_export_gguf.py
+          ${CMAKE_CURRENT_BINARY_DIR}/export_gguf_k ${AQ_LLAMACPP_NPM_DIR} --kquants
+  LABELS integration TIMEOUT 1200)
+set_property(TEST export_gguf_kquants APPEND PROPERTY ENVIRONMENT
+  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
