@@ -1,6 +1,6 @@
 """test_export_gguf.py — `adaquant export --format gguf` checked by llama.cpp itself.
 
-  test_export_gguf.py WORKDIR NPM_DIR [--kquants]
+  test_export_gguf.py WORKDIR NPM_DIR [--kquants | --install]
 
 stories260K is exported as F32 and as Q8_0; llama.cpp (node-llama-cpp@3.21.1's
 prebuilt CPU build, tests/scripts/llamacpp_logits.mjs) loads each file and
@@ -293,6 +293,8 @@ def check_bad_input(work):
 
 def main():
     work, npm_dir = sys.argv[1], sys.argv[2]
+    if sys.argv[3:] == ["--install"]:  # the fixture: install once, before both tests
+        return 0 if install(npm_dir) else 77
     if aqtest.missing_asset() or not install(npm_dir):
         return 77
     os.makedirs(work, exist_ok=True)
