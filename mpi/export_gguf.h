@@ -29,9 +29,14 @@ aq_status aq_export_gguf(aq_model *m, const aq_tokenizer *tok, const char *tok_f
 
 /* The tokenizer.ggml.* metadata of tok (export_vocab.c). llama2.c .bin:
  * SentencePiece ("llama": tokens with spaces as U+2581, scores, token
- * types), read from tok_file. AQ_ERR_ARG for a kind not supported yet. */
+ * types), read from tok_file; a byte-level BPE tokenizer.json: "gpt2".
+ * AQ_ERR_ARG for a kind not supported yet. */
 struct aq_gguf_writer;
 aq_status aq_export_add_vocab(struct aq_gguf_writer *w, const aq_tokenizer *tok,
                               const char *tok_file, int vocab, aq_error *err);
+
+/* Same for a byte-level BPE tokenizer.json (export_hfvocab.c): "gpt2". */
+aq_status aq_export_add_hf_vocab(struct aq_gguf_writer *w, const aq_tokenizer *tok,
+                                 const char *tok_file, int vocab, aq_error *err);
 
 #endif

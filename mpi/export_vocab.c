@@ -91,9 +91,7 @@ static aq_status read_l2c(const char *file, int n, l2c_vocab *v, aq_error *err)
 aq_status aq_export_add_vocab(struct aq_gguf_writer *w, const aq_tokenizer *tok,
                               const char *tok_file, int vocab, aq_error *err)
 {
-    if (aq_tok_kind_of(tok) != AQ_TOK_LLAMA2C)
-        return aq_fail(err, AQ_ERR_ARG, "export: tokenizer %s: tokenizer.json vocabularies are not "
-                                        "supported yet (only llama2.c .bin)", tok_file);
+    if (aq_tok_kind_of(tok) != AQ_TOK_LLAMA2C) return aq_export_add_hf_vocab(w, tok, tok_file, vocab, err);
     l2c_vocab v = {0};
     aq_status st;
     AQ_TRY_GOTO(st, read_l2c(tok_file, vocab, &v, err), done);

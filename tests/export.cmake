@@ -36,3 +36,15 @@ aq_script_test(NAME export_gguf_kquants
 set_tests_properties(export_gguf_kquants PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
 set_property(TEST export_gguf_kquants APPEND PROPERTY ENVIRONMENT
   "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+
+# Byte-level BPE tokenizer.json vocabularies (tokenizer.ggml.model gpt2): the real
+# Llama-3 and Qwen3 files of the npm_refs fixture (tests/hftok.cmake) on tiny
+# random models of their vocabulary size; llama.cpp's tokenization against
+# ours. ~12 s, mostly llama.cpp loading 128k/152k-token vocabularies.
+aq_script_test(NAME export_gguf_bpe
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_export_gguf.py
+          ${CMAKE_CURRENT_BINARY_DIR}/export_gguf_bpe ${AQ_LLAMACPP_NPM_DIR} --bpe
+  LABELS integration TIMEOUT 1200)
+set_tests_properties(export_gguf_bpe PROPERTIES FIXTURES_REQUIRED "npm_llamacpp;npm_refs")
+set_property(TEST export_gguf_bpe APPEND PROPERTY ENVIRONMENT ${AQ_HFTOK_ENV}
+  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")

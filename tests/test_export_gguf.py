@@ -1,6 +1,6 @@
 """test_export_gguf.py — `adaquant export --format gguf` checked by llama.cpp itself.
 
-  test_export_gguf.py WORKDIR NPM_DIR [--kquants | --install]
+  test_export_gguf.py WORKDIR NPM_DIR [--kquants | --bpe | --install]
 
 stories260K is exported as F32 and as Q8_0; llama.cpp (node-llama-cpp@3.21.1's
 prebuilt CPU build, tests/scripts/llamacpp_logits.mjs) loads each file and
@@ -11,6 +11,7 @@ order, names and hparams must all be right for these to agree. llama.cpp's own
 tokenization (model.tokenize) of documents must equal `adaquant tokenize`.
 Bad input: an unknown --type, an unwritable --out (no partial file left).
 With --kquants: every K-quant on a random model whose rows fit 256-blocks.
+With --bpe: byte-level BPE tokenizer.json vocabularies (Llama-3, Qwen3).
 Skips (77) when node/npm or the registry is unavailable.
 """
 import glob
@@ -259,6 +260,46 @@ def check_kquants(npm_dir, work):
         check(dq < 0.75 * dfp, f"{t}: closer to the {t} reference ({dq:.3g}) than to the float model ({dfp:.3g})")
 
 
+# Text that exercises the pre-tokenizer regexes: digits, contractions,
+# punctuation runs, newlines and spaces, non-Latin scripts, an emoji.
+PRETOK_TEXT = ("Hello world! 12345 numbers, I'm here; they'LL go. caf\u00e9\u2014na\u00efve \u201cquotes\u201d\n\n"
+               "  spaces\tand tabs \u65e5\u672c\u8a9e \U0001f642 x\n")
+
+
+def check_hf_bpe(npm_dir, work, docs):
+    """Byte-level BPE tokenizer.json vocabularies (the real Llama-3 and Qwen3
+    files from the npm_refs fixture, on a random 1-block Llama of their
+    vocabulary size): llama.cpp's tokenization through the exported
+    tokenizer.ggml.* (gpt2 model, merges, pre llama-bpe / qwen2) equals
+    `adaquant tokenize` on evaluation documents and PRETOK_TEXT."""
+    files = [os.path.join(work, "pretok.txt")]
+    open(files[0], "w").write(PRETOK_TEXT)
+    for i, doc in enumerate(docs):
+        files.append(os.path.join(work, f"bpe_doc{i}.txt"))
+        open(files[-1], "w").write(doc)
+    for name, env, vocab in (("llama3", "AQ_TOKJSON_LLAMA3", 128256), ("qwen3", "AQ_TOKJSON_QWEN3", 151669)):
+        tj = os.environ.get(env, "")
+        if not os.path.exists(tj):
+            print(f"note: {env} not set or absent (npm_refs fixture): {name} vocabulary not checked")
+            continue
+        d = os.path.join(work, "hf_" + name)
+        shutil.rmtree(d, ignore_errors=True)
+        # tiny and tied (smollm): the file is mostly the vocabulary
+        r = subprocess.run(["/usr/bin/python3", os.path.join(aqtest.SRC, "tests", "scripts", "synth_model.py"), "smollm",
+                            d, "--vocab", str(vocab), "--dtype", "f32", "--layers", "1", "--dim", "16", "--heads", "2",
+                            "--kv-heads", "1", "--hidden", "16"], capture_output=True, text=True)
+        gguf = os.path.join(work, name + ".gguf")
+        r = subprocess.run([aqtest.CLI, "export", d, "--tokenizer", tj, "--out", gguf], capture_output=True, text=True)
+        check(r.returncode == 0, f"export with the {name} tokenizer.json")
+        res = llamacpp(npm_dir, gguf, [0], files)
+        check(res is not None, f"llama.cpp loads the {name}-vocabulary GGUF")
+        for i, f in enumerate(files):
+            r = subprocess.run([aqtest.CLI, "tokenize", "-t", tj, "--text", f], capture_output=True, text=True)
+            ours = [int(t) for t in r.stdout.split()]
+            check(r.returncode == 0 and res is not None and res[1][i] == ours,
+                  f"{name}: llama.cpp's tokenization of {os.path.basename(f)} equals adaquant's ({len(ours)} tokens)")
+
+
 def check_tokenize(npm_dir, gguf, work, docs):
     files = []
     for i, doc in enumerate(docs):
@@ -301,6 +342,10 @@ def main():
     if sys.argv[3:] == ["--kquants"]:
         check_kquants(npm_dir, work)
         return aqtest.finish("export_gguf_kquants")
+    if sys.argv[3:] == ["--bpe"]:
+        docs = model_ref.documents(aqtest.TEXT)
+        check_hf_bpe(npm_dir, work, docs[len(docs) // 2 + 1:len(docs) // 2 + 2])
+        return aqtest.finish("export_gguf_bpe")
     cfg, w = model_ref.load_model(aqtest.MODEL)
     tok = model_ref.load_tokenizer(aqtest.TOK, cfg["V"])
     docs = model_ref.documents(aqtest.TEXT)
