@@ -108,7 +108,10 @@ static aq_status stream_tensor(void *ctx, aq_gguf_sink *sink, aq_error *err)
 static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_error *err)
 {
     const aq_llama_config *c = &m->cfg;
-    if (c->model_type != AQ_MT_LLAMA && c->model_type != AQ_MT_MISTRAL)
+    /* Qwen2 is a Llama block with q/k/v biases: llama.cpp's `llama` graph
+     * computes it exactly (all seven biases optional there), and unlike its
+     * `qwen2` graph it also holds the biases calibration gives o/gate/up/down. */
+    if (c->model_type != AQ_MT_LLAMA && c->model_type != AQ_MT_MISTRAL && c->model_type != AQ_MT_QWEN2)
         return aq_fail(err, AQ_ERR_ARG, "export: architecture %s is not supported yet",
                        aq_model_type_name(c->model_type));
     if (c->qk_norm)
