@@ -213,6 +213,56 @@ def check_hf(npm_dir, work):
             compare(f"HF {arch} F32", res[0], ref, 1e-3, 1e-4)
 
 
+KTYPES = ["Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K"]
+
+
+def ggml_round(w, t):
+    """w quantized to ggml type t and back by ggml_ref.py (the independent NumPy
+    model of ggml's quantize_row_*_ref / dequantize_row_*, bit-exact)."""
+    qk = ggml_ref.SIZE[t][0]
+    raw = ggml_ref.QUANT[t](w.astype(np.float32).reshape(-1, qk)).astype(np.uint8).tobytes()
+    return ggml_ref.dequantize(t, raw).reshape(w.shape).astype(np.float64)
+
+
+def check_kquants(npm_dir, work):
+    """Every K-quant on a random HF Llama whose rows are all multiples of 256
+    (dim 256, hidden 512, 1 block): llama.cpp's log-probs against hf_ref.py's
+    float64 forward with the same K-quant weights (ggml_ref.py). ggml's K-quant
+    matmuls round the activations to Q8_K (8 bits per 256-block); that noise
+    does not depend on the weight type and measures ~0.06-0.07 max / 0.010
+    mean for every type here (0.09 / 0.0135 with 2 blocks), so 0.2 / 0.025.
+    The weight quantization the reference models is far larger for the
+    low-bit types (0.43 mean for Q2_K, 0.029 for Q6_K against the float
+    model): the mean must stay under 3/4 of that."""
+    d = os.path.join(work, "hf_k")
+    shutil.rmtree(d, ignore_errors=True)
+    r = subprocess.run(["/usr/bin/python3", os.path.join(aqtest.SRC, "tests", "scripts", "synth_model.py"), "llama", d,
+                        "--vocab", "512", "--dtype", "f32", "--dim", "256", "--hidden", "512", "--layers", "1",
+                        "--heads", "4", "--kv-heads", "2"], capture_output=True, text=True)
+    check(r.returncode == 0, "synth_model.py llama, dim 256, hidden 512")
+    files = []
+    for t in KTYPES:
+        files.append(os.path.join(work, f"k_{t}.gguf"))
+        r = subprocess.run([aqtest.CLI, "export", d, "--tokenizer", aqtest.TOK, "--type", t, "--out", files[-1]],
+                           capture_output=True, text=True)
+        check(r.returncode == 0 and "using" not in r.stderr, f"export --type {t} (no fallback)")
+    ids = [1] + [int(t) for t in np.random.default_rng(0).integers(3, 512, NTOK - 1)]
+    r = subprocess.run(["node", SCRIPT, npm_dir, ",".join(files), json.dumps(ids)], capture_output=True, text=True)
+    check(r.returncode == 0, "llama.cpp loads and evaluates every K-quant file")
+    if r.returncode:
+        print(r.stderr[-2000:])
+        return
+    cfg, w = json.load(open(os.path.join(d, "config.json"))), hf_ref.read_weights(d)
+    fp = model_ref.log_softmax(hf_ref.forward(cfg, w, ids))
+    for t, o in zip(KTYPES, json.loads(r.stdout)):
+        lp = np.array([[(-np.inf if x is None else x) for x in row] for row in o["logprobs"]])
+        wq = {k: ggml_round(v, t) if v.ndim == 2 else v for k, v in w.items()}
+        ref = model_ref.log_softmax(hf_ref.forward(cfg, wq, ids))
+        compare(t, lp, ref, 0.2, 0.025)
+        dq, dfp = (np.abs(lp - x)[x > -30].mean() for x in (ref, fp))
+        check(dq < 0.75 * dfp, f"{t}: closer to the {t} reference ({dq:.3g}) than to the float model ({dfp:.3g})")
+
+
 # Text that exercises the pre-tokenizer regexes: digits, contractions,
 # punctuation runs, newlines and spaces, non-Latin scripts, an emoji.
 PRETOK_TEXT = ("Hello world! 12345 numbers, I'm here; they'LL go. caf\u00e9\u2014na\u00efve \u201cquotes\u201d\n\n"
