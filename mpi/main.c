@@ -22,6 +22,7 @@ extern const aq_command aq_cmd_quantize;
 extern const aq_command aq_cmd_capture;
 extern const aq_command aq_cmd_calibrate;
 extern const aq_command aq_cmd_solve;
+extern const aq_command aq_cmd_export;
 static const aq_command *const commands[] = {
     &aq_cmd_inspect,
     &aq_cmd_convert,
@@ -34,6 +35,7 @@ static const aq_command *const commands[] = {
     &aq_cmd_capture,
     &aq_cmd_calibrate,
     &aq_cmd_solve,
+    &aq_cmd_export,
     NULL,
 };
 

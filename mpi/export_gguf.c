@@ -1,0 +1,261 @@
+/* export_gguf.c — a loaded model as a llama.cpp GGUF (architecture `llama`).
+ *
+ * Weights are streamed: each tensor is converted row by row while the writer
+ * writes it, so the only full copy of the model is the aq_model itself.
+ * The q/k row order: our engine (and HF) apply rotate-half RoPE, llama.cpp's
+ * `llama` architecture applies Meta's interleaved RoPE (pairs 2i, 2i+1). Its
+ * HF converter (convert_hf_to_gguf.py, LlamaModel.permute) therefore reorders
+ * the rows of q_proj/k_proj within each head: GGUF row h*hs + 2i + j is HF
+ * row h*hs + j*hs/2 + i. We do the same (docs/EXPORT.md). */
+#include "export_gguf.h"
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "../io/gguf.h"
+#include "../src/model/model_internal.h"
+#include "../src/quant/ggml_blocks.h"
+
+/* One streamed weight matrix [rows, cols] (row-major, GGUF ne = {cols, rows}). */
+typedef struct ex_tensor {
+    const float *w;
+    int rows, cols;
+    int heads; /* > 0: q/k rows reordered for interleaved RoPE, per head */
+    int type;
+} ex_tensor;
+
+int aq_export_parse_type(const char *s)
+{
+    if (!strcasecmp(s, "F32")) return AQ_GGML_F32;
+    if (!strcasecmp(s, "F16")) return AQ_GGML_F16;
+    const aq_ggml_format *f = aq_ggml_format_by_name(s);
+    return f ? (int)f->type : -1;
+}
+
+/* llama.cpp's general.file_type (enum llama_ftype) of a uniform type; the
+ * K-quants map to their _S variants (informational only: llama.cpp reads
+ * every tensor's own type). */
+static uint32_t ftype_of(int t)
+{
+    switch (t) {
+    case AQ_GGML_F32: return 0;
+    case AQ_GGML_F16: return 1;
+    case AQ_GGML_Q4_0: return 2;
+    case AQ_GGML_Q4_1: return 3;
+    case AQ_GGML_Q8_0: return 7;
+    case AQ_GGML_Q5_0: return 8;
+    case AQ_GGML_Q5_1: return 9;
+    case AQ_GGML_Q2_K: return 10;
+    case AQ_GGML_Q3_K: return 11;
+    case AQ_GGML_Q4_K: return 14;
+    case AQ_GGML_Q5_K: return 16;
+    case AQ_GGML_Q6_K: return 18;
+    default: return 0;
+    }
+}
+
+/* The type a row of `cols` gets: the requested one if its block divides
+ * cols, else Q8_0, else F16 (llama.cpp's fallback direction), with a log line. */
+static int fit_type(int want, int cols, const char *name)
+{
+    int t = want;
+    while (cols % aq_ggml_block_size(t) != 0)
+        t = t == AQ_GGML_Q8_0 ? AQ_GGML_F16 : AQ_GGML_Q8_0;
+    if (t != want)
+        fprintf(stderr, "export: %s: rows of %d are not a multiple of %s's block of %lld, using %s\n",
+                name, cols, aq_ggml_type_name(want), (long long)aq_ggml_block_size(want),
+                aq_ggml_type_name(t));
+    return t;
+}
+
+/* The source row of GGUF row r (see the top comment). */
+static int src_row(const ex_tensor *t, int r)
+{
+    if (t->heads <= 0) return r;
+    int hs = t->rows / t->heads, h = r / hs, k = r % hs;
+    return h * hs + (k % 2) * (hs / 2) + k / 2;
+}
+
+static aq_status stream_tensor(void *ctx, aq_gguf_sink *sink, aq_error *err)
+{
+    const ex_tensor *t = ctx;
+    size_t rb = (size_t)t->cols * 4;
+    if (t->type == AQ_GGML_F16) rb = (size_t)t->cols * 2;
+    else if (t->type != AQ_GGML_F32)
+        AQ_TRY(aq_ggml_row_bytes((aq_ggml_type)t->type, (size_t)t->cols, &rb, err));
+    uint8_t *buf = malloc(rb);
+    if (!buf) return aq_fail(err, AQ_ERR_NOMEM, "export: row buffer of %zu bytes", rb);
+    aq_status st = AQ_OK;
+    for (int r = 0; r < t->rows && st == AQ_OK; r++) {
+        const float *x = t->w + (size_t)src_row(t, r) * (size_t)t->cols;
+        if (t->type == AQ_GGML_F32) memcpy(buf, x, rb); /* GGUF is little-endian, as the hosts we build on */
+        else if (t->type == AQ_GGML_F16)
+            for (int c = 0; c < t->cols; c++) {
+                uint16_t h = aq_fp32_to_fp16(x[c]);
+                memcpy(buf + 2 * (size_t)c, &h, 2);
+            }
+        else st = aq_ggml_quantize_row((aq_ggml_type)t->type, x, (size_t)t->cols, buf, err);
+        if (st == AQ_OK) st = aq_gguf_sink_write(sink, buf, rb, err);
+    }
+    free(buf);
+    return st;
+}
+
+/* Architectures and variants this exporter maps onto llama.cpp's `llama`. */
+static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    /* Qwen2 is a Llama block with q/k/v biases: llama.cpp's `llama` graph
+     * computes it exactly (all seven biases optional there), and unlike its
+     * `qwen2` graph it also holds the biases calibration gives o/gate/up/down. */
+    if (c->model_type != AQ_MT_LLAMA && c->model_type != AQ_MT_MISTRAL && c->model_type != AQ_MT_QWEN2)
+        return aq_fail(err, AQ_ERR_ARG, "export: architecture %s is not supported yet",
+                       aq_model_type_name(c->model_type));
+    if (c->qk_norm)
+        return aq_fail(err, AQ_ERR_ARG, "export: per-head q/k norms (Qwen3) are not supported yet");
+    if (c->rope_type != AQ_ROPE_DEFAULT)
+        return aq_fail(err, AQ_ERR_ARG, "export: rope_scaling is not supported yet");
+    if (aq_llama_window(c) > 0)
+        return aq_fail(err, AQ_ERR_ARG, "export: sliding-window attention is not supported yet");
+    /* A K-quant that fits no weight at all is a mistake, not a fallback. */
+    int64_t blk = aq_ggml_block_size(o->type);
+    int dims[3] = {c->dim, c->hidden_dim, c->n_heads * aq_llama_head_dim(c)}, fits = 0;
+    for (int i = 0; i < 3; i++) fits |= dims[i] % blk == 0;
+    if (!fits)
+        return aq_fail(err, AQ_ERR_ARG, "export: --type %s needs rows that are multiples of %lld, and "
+                                        "no weight of this model has them (row lengths %d, %d, %d)",
+                       aq_ggml_type_name(o->type), (long long)blk, dims[0], dims[1], dims[2]);
+    if (!o->quantized) return AQ_OK;
+    for (int i = 0; i <= c->n_layers * AQ_LIN_COUNT; i++) {
+        const aq_ovr *v = &m->ovr[i];
+        if (!v->weight) continue;
+        /* llama.cpp's llama architecture has optional biases on the 7 block
+         * linears, none on the classifier. */
+        for (int r = 0; i == c->n_layers * AQ_LIN_COUNT && v->bias && r < c->vocab_size; r++)
+            if (v->bias[r] != 0.0f)
+                return aq_fail(err, AQ_ERR_ARG, "export: the quantized classifier has a calibrated "
+                                                "bias, which llama.cpp's llama architecture cannot hold");
+        if (v->a_bits > 0 && v->a_bits < 16)
+            return aq_fail(err, AQ_ERR_ARG, "export: quantized layer %d quantizes its activations "
+                                            "to %d bits; GGUF weights cannot express that", i, v->a_bits);
+    }
+    return AQ_OK;
+}
+
+static aq_status add_hparams(aq_gguf_writer *w, const aq_model *m, const aq_export_opts *o,
+                             aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    int hs = aq_llama_head_dim(c);
+    AQ_TRY(aq_gguf_set_str(w, "general.architecture", "llama", err));
+    AQ_TRY(aq_gguf_set_str(w, "general.name", o->name, err));
+    AQ_TRY(aq_gguf_set_u32(w, "general.file_type", ftype_of(o->type), err));
+    if (o->type != AQ_GGML_F32 && o->type != AQ_GGML_F16)
+        AQ_TRY(aq_gguf_set_u32(w, "general.quantization_version", 2, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.context_length", (uint32_t)c->max_seq_len, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.embedding_length", (uint32_t)c->dim, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.block_count", (uint32_t)c->n_layers, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.feed_forward_length", (uint32_t)c->hidden_dim, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.attention.head_count_kv", (uint32_t)c->n_kv_heads, err));
+    AQ_TRY(aq_gguf_set_f32(w, "llama.attention.layer_norm_rms_epsilon", c->norm_eps, err));
+    AQ_TRY(aq_gguf_set_f32(w, "llama.rope.freq_base", c->rope_theta, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.rope.dimension_count", (uint32_t)hs, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.attention.key_length", (uint32_t)hs, err));
+    AQ_TRY(aq_gguf_set_u32(w, "llama.attention.value_length", (uint32_t)hs, err));
+    return aq_gguf_set_u32(w, "llama.vocab_size", (uint32_t)c->vocab_size, err);
+}
+
+/* Add one 2-D weight, streamed; cols 0 = a 1-D F32 vector of `rows` (a bias:
+ * q/k biases are reordered like their weights' rows). */
+static aq_status add_matrix(aq_gguf_writer *w, ex_tensor *t, const char *name, const float *data,
+                            int rows, int cols, int heads, int type, aq_error *err)
+{
+    t->w = data;
+    t->rows = rows;
+    t->cols = cols ? cols : 1;
+    t->heads = heads;
+    t->type = cols ? fit_type(type, cols, name) : AQ_GGML_F32;
+    int64_t ne[2] = {cols, rows};
+    if (!cols) return aq_gguf_add_tensor_stream(w, name, 1, ne + 1, t->type, stream_tensor, t, err);
+    return aq_gguf_add_tensor_stream(w, name, 2, ne, t->type, stream_tensor, t, err);
+}
+
+/* The weight a forward of this mode uses for (block, which). */
+static const float *weight_of(const aq_model *m, int block, aq_linear which, int quantized)
+{
+    int i = aq_model_lin_index(m, block, which);
+    if (quantized && m->ovr[i].weight) return m->ovr[i].weight;
+    return which == AQ_LIN_HEAD ? m->head : aq_model_lin_weight(m, block, which);
+}
+
+/* The bias a forward of this mode uses (an override's bias replaces the
+ * model's; NULL = none). */
+static const float *bias_of(const aq_model *m, int block, aq_linear which, int quantized)
+{
+    int i = aq_model_lin_index(m, block, which);
+    if (quantized && m->ovr[i].weight) return m->ovr[i].bias;
+    return aq_model_linear_bias(m, block, which);
+}
+
+static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opts *o,
+                             ex_tensor *ts, aq_error *err)
+{
+    static const char *const lin_names[AQ_LIN_COUNT] = {
+        "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
+    const aq_llama_config *c = &m->cfg;
+    char name[64];
+    int64_t ne1[1] = {c->dim};
+    size_t k = 0;
+    AQ_TRY(add_matrix(w, &ts[k++], "token_embd.weight", m->embed, c->vocab_size, c->dim,
+                      0, o->type_embd, err));
+    for (int b = 0; b < c->n_layers; b++) {
+        snprintf(name, sizeof name, "blk.%d.attn_norm.weight", b);
+        AQ_TRY(aq_gguf_add_tensor(w, name, 1, ne1, AQ_GGML_F32, aq_model_norm(m, b, 0, o->quantized), err));
+        for (int l = 0; l < AQ_LIN_COUNT; l++) {
+            int rows, cols;
+            aq_model_lin_shape(m, (aq_linear)l, &rows, &cols);
+            int heads = l == AQ_LIN_Q ? c->n_heads : l == AQ_LIN_K ? c->n_kv_heads : 0;
+            snprintf(name, sizeof name, "blk.%d.%s.weight", b, lin_names[l]);
+            AQ_TRY(add_matrix(w, &ts[k++], name, weight_of(m, b, (aq_linear)l, o->quantized), rows,
+                              cols, heads, o->type, err));
+            const float *bias = bias_of(m, b, (aq_linear)l, o->quantized);
+            snprintf(name, sizeof name, "blk.%d.%s.bias", b, lin_names[l]);
+            if (bias) AQ_TRY(add_matrix(w, &ts[k++], name, bias, rows, 0, heads, AQ_GGML_F32, err));
+        }
+        snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", b);
+        AQ_TRY(aq_gguf_add_tensor(w, name, 1, ne1, AQ_GGML_F32, aq_model_norm(m, b, 1, o->quantized), err));
+    }
+    AQ_TRY(aq_gguf_add_tensor(w, "output_norm.weight", 1, ne1, AQ_GGML_F32,
+                              aq_model_norm(m, c->n_layers, 0, o->quantized), err));
+    /* A tied classifier stays implicit (llama.cpp then uses token_embd), unless
+     * quantization gave the classifier its own weights. */
+    const float *head = weight_of(m, c->n_layers, AQ_LIN_HEAD, o->quantized);
+    if (head != m->embed)
+        AQ_TRY(add_matrix(w, &ts[k++], "output.weight", head, c->vocab_size, c->dim, 0, o->type, err));
+    return AQ_OK;
+}
+
+aq_status aq_export_gguf(aq_model *m, const aq_tokenizer *tok, const char *tok_file,
+                         const aq_export_opts *o, const char *path, aq_error *err)
+{
+    AQ_TRY(check_model(m, o, err));
+    aq_gguf_writer *w = NULL;
+    ex_tensor *ts = calloc((size_t)m->cfg.n_layers * AQ_LIN_COUNT * 2 + 2, sizeof *ts);
+    if (!ts) return aq_fail(err, AQ_ERR_NOMEM, "export: tensor table");
+    aq_status st;
+    AQ_TRY_GOTO(st, aq_gguf_writer_new(&w, err), done);
+    AQ_TRY_GOTO(st, add_hparams(w, m, o, err), done);
+    AQ_TRY_GOTO(st, aq_export_add_vocab(w, tok, tok_file, m->cfg.vocab_size, err), done);
+    AQ_TRY_GOTO(st, add_tensors(w, m, o, ts, err), done);
+    fprintf(stderr, "export: writing %s (%llu bytes)\n", path,
+            (unsigned long long)aq_gguf_writer_size(w));
+    st = aq_gguf_write(w, path, err);
+done:
+    aq_gguf_writer_free(w);
+    free(ts);
+    return st;
+}

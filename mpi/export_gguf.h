@@ -1,0 +1,42 @@
+/* export_gguf.h — writing a loaded model (float, or with a quantized OUTDIR's
+ * overrides installed) as a GGUF file that llama.cpp loads (architecture
+ * `llama`): llama.cpp's tensor names, its hparams keys, the tokenizer
+ * metadata, and each weight converted to a ggml type. docs/EXPORT.md. */
+#ifndef AQ_EXPORT_GGUF_H
+#define AQ_EXPORT_GGUF_H
+
+#include "../common/ggml_type.h"
+#include "../common/status.h"
+#include "../src/model/model.h"
+#include "../src/text/tokenizer.h"
+
+typedef struct aq_export_opts {
+    int type;         /* ggml type of the 2-D weights (aq_ggml_type) */
+    int type_embd;    /* of token_embd.weight */
+    const char *name; /* general.name */
+    int quantized;    /* 1: take the installed overrides (quantized model) */
+} aq_export_opts;
+
+/* "F32", "F16", "Q8_0", ... (case-insensitive) -> ggml type; -1 if unknown. */
+int aq_export_parse_type(const char *s);
+
+/* Write m (config, weights) and tok (the vocabulary; tok_file the file
+ * aq_tok_open read) to path, atomically. Errors: AQ_ERR_ARG for an
+ * architecture, variant or tokenizer kind not supported yet (named), for
+ * activation quantization (GGUF has none); the writer's errors (the path). */
+aq_status aq_export_gguf(aq_model *m, const aq_tokenizer *tok, const char *tok_file,
+                         const aq_export_opts *o, const char *path, aq_error *err);
+
+/* The tokenizer.ggml.* metadata of tok (export_vocab.c). llama2.c .bin:
+ * SentencePiece ("llama": tokens with spaces as U+2581, scores, token
+ * types), read from tok_file; a byte-level BPE tokenizer.json: "gpt2".
+ * AQ_ERR_ARG for a kind not supported yet. */
+struct aq_gguf_writer;
+aq_status aq_export_add_vocab(struct aq_gguf_writer *w, const aq_tokenizer *tok,
+                              const char *tok_file, int vocab, aq_error *err);
+
+/* Same for a byte-level BPE tokenizer.json (export_hfvocab.c): "gpt2". */
+aq_status aq_export_add_hf_vocab(struct aq_gguf_writer *w, const aq_tokenizer *tok,
+                                 const char *tok_file, int vocab, aq_error *err);
+
+#endif
