@@ -83,13 +83,13 @@ if [ -n "${BLIS_ARCH_TYPE+x}" ]; then
   unset BLIS_ARCH_TYPE
 fi
 step "build (RelWithDebInfo, -Werror)"
-# The npm packages the reference tests use (npm_refs, test_ggml_blocks_llamacpp)
+# The npm packages the reference tests use (fixtures npm_refs, npm_llamacpp)
 # download while the build compiles: the fixtures then find them installed.
 # Their own messages and skips come from the fixtures, so failures are ignored here.
 mkdir -p build
 (sh tests/scripts/npm_refs.sh build/npm >/dev/null 2>&1 || true) &
 npm_refs_pid=$!
-(sh tests/scripts/ggml_cbuild.sh build/npm_llamacpp --install-only >/dev/null 2>&1 || true) &
+(/usr/bin/python3 tests/test_export_gguf.py build/tests/export_gguf build/npm-llamacpp --install >/dev/null 2>&1 || true) &
 npm_ggml_pid=$!
 cmake -S . -B build -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build -j"$jobs"

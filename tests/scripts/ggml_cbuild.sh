@@ -1,5 +1,5 @@
 #!/bin/sh
-# ggml_cbuild.sh NPM_DIR TEST_BINARY|--install-only — runs TEST_BINARY against ggml's own C
+# ggml_cbuild.sh NPM_DIR TEST_BINARY — runs TEST_BINARY against ggml's own C
 # quantizers: installs node-llama-cpp@3.21.1 into NPM_DIR once (its scripts
 # are not run: only the llama.cpp source bundle inside it is used), checks
 # out ggml's sources from that bundle into a temporary directory, compiles
@@ -28,8 +28,6 @@ if [ ! -f "$bundle" ]; then
     exit 77
   fi
 fi
-# --install-only: just the install (scripts/test.sh prefetches it during the build)
-[ "$test_bin" != --install-only ] || exit 0
 tmp=$(mktemp -d /tmp/aqtest-ggmlc-XXXXXX) || exit 1
 trap 'rm -rf "$tmp"' EXIT
 git clone -q --no-checkout "$bundle" "$tmp/src" 2>"$tmp/git.log" &&
