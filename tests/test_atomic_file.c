@@ -9,16 +9,6 @@
 #include "../io/atomic_file.h"
 #include "testutil.h"
 
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    if (d) closedir(d);
-    return n;
-}
-
 static int file_is(const char *path, const char *want)
 {
     char buf[256] = {0};
@@ -38,7 +28,7 @@ int main(void)
 
     CHECK_OK(aq_atomic_write_file(path, "first", 5, &err), &err);
     CHECK(file_is(path, "first"));
-    CHECK(count_entries(dir) == 1);
+    CHECK(aq_test_count_entries(dir) == 1);
 
     /* while open, the target still holds the old content; the temp is beside it */
     aq_atomic_file *f;
@@ -48,10 +38,10 @@ int main(void)
     fputs("!", aq_atomic_stream(f));
     CHECK(aq_atomic_size(f) == 8);
     CHECK(file_is(path, "first"));
-    CHECK(count_entries(dir) == 2);
+    CHECK(aq_test_count_entries(dir) == 2);
     CHECK_OK(aq_atomic_commit(f, &err), &err);
     CHECK(file_is(path, "second 2!"));
-    CHECK(count_entries(dir) == 1);
+    CHECK(aq_test_count_entries(dir) == 1);
 
     /* abort leaves the target untouched and removes the temp */
     CHECK_OK(aq_atomic_open(path, &f, &err), &err);
@@ -59,7 +49,7 @@ int main(void)
     aq_atomic_abort(f);
     aq_atomic_abort(NULL);
     CHECK(file_is(path, "second 2!"));
-    CHECK(count_entries(dir) == 1);
+    CHECK(aq_test_count_entries(dir) == 1);
 
     /* errors name the path */
     char bad[600];
@@ -72,7 +62,7 @@ int main(void)
     snprintf(bad, sizeof bad, "%s/sub/inner", dir);
     CHECK(mkdir(bad, 0755) == 0);
     CHECK(aq_atomic_write_file(sub, "x", 1, &err) == AQ_ERR_IO && strstr(err.msg, sub));
-    CHECK(count_entries(dir) == 2); /* out.txt and sub: no temp left */
+    CHECK(aq_test_count_entries(dir) == 2); /* out.txt and sub: no temp left */
 
     /* a relative path (directory ".") works */
     char cwd[512];

@@ -410,16 +410,6 @@ static void test_writer_errors(void)
     aq_gguf_writer_free(w);
 }
 
-static int count_entries(const char *dir)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    for (struct dirent *e; d && (e = readdir(d));)
-        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
-    if (d) closedir(d);
-    return n;
-}
-
 static aq_status short_stream(void *ctx, aq_gguf_sink *sink, aq_error *err)
 {
     (void)ctx;
@@ -454,7 +444,7 @@ static void test_atomic_failures(void)
     if (fp) fclose(fp);
     CHECK(aq_gguf_write(w, bad, &err) == AQ_ERR_IO && strstr(err.msg, bad) &&
           !strncmp(err.msg, "GGUF not written: ", 18));
-    CHECK(count_entries(dir) == 1);
+    CHECK(aq_test_count_entries(dir) == 1);
 
     /* A good write, then a failing one must leave it intact. */
     CHECK_OK(aq_gguf_write(w, path, &err), &err);
@@ -480,7 +470,7 @@ static void test_atomic_failures(void)
     size_t len1 = 0;
     unsigned char *after = aq_test_read_file(path, &len1);
     CHECK(after && len1 == len0 && !memcmp(before, after, len0));
-    CHECK(count_entries(dir) == 2); /* m.gguf and the blocker: no temporary left */
+    CHECK(aq_test_count_entries(dir) == 2); /* m.gguf and the blocker: no temporary left */
 
     /* A stream that writes too little: error, no file change, no temporary. */
     int64_t ne[1] = {32};
@@ -488,7 +478,7 @@ static void test_atomic_failures(void)
              &err);
     CHECK(aq_gguf_write(w, path, &err) == AQ_ERR_INTERNAL && strstr(err.msg, "'s'") &&
           strstr(err.msg, path));
-    CHECK(count_entries(dir) == 2);
+    CHECK(aq_test_count_entries(dir) == 2);
     free(after);
     after = aq_test_read_file(path, &len1);
     CHECK(after && len1 == len0 && !memcmp(before, after, len0));

@@ -1,6 +1,7 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
 
+#include <dirent.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -140,4 +141,14 @@ double aq_test_nrand(uint64_t *state)
 __attribute__((constructor)) static void aq_test_blas_kernel(void)
 {
     aq_blas_kernel_select(NULL, 0);
+}
+
+int aq_test_count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) n++;
+    if (d) closedir(d);
+    return n;
 }

@@ -70,6 +70,9 @@ char *aq_test_tmpdir(const char *tag);
 /* The whole file, malloc'd with a NUL after the last byte (caller frees);
  * *len = its size. NULL (and *len = 0) if it cannot be read. */
 unsigned char *aq_test_read_file(const char *path, size_t *len);
+/* Entries of a directory other than "." and ".." (0 if it cannot be opened):
+ * e.g. that a failed atomic write left no temporary file. */
+int aq_test_count_entries(const char *dir);
 /* Non-zero if /usr/bin/python3 can import numpy. */
 int aq_test_have_numpy(void);
 /* Deterministic test randomness (xorshift64*): uniform in (0, 1) and standard

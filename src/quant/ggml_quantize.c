@@ -298,6 +298,25 @@ static float qkx_search(int n, int nmax, const float *x, const float *w, uint8_t
 
 /* ---- K-quant blocks: logical form, then aq_ggml_pack ----------------- */
 
+/* The final codes of the formats with sub-block mins (Q2_K, Q4_K, Q5_K), as
+ * ggml recomputes them from the quantized scales and mins: nsub sub-blocks of
+ * len weights, codes in [0, nmax]; a sub-block whose scale is 0 keeps the
+ * codes of the search (L). */
+static void requant_with_mins(const float *x, aq_ggml_block *blk, int nsub, int len, int nmax, uint8_t *L)
+{
+    for (int j = 0; j < nsub; j++) {
+        const float d = aq_fp16_to_fp32(blk->d) * (float)blk->sc[j];
+        if (d == 0.0f) continue;
+        const float dm = aq_fp16_to_fp32(blk->m) * (float)blk->mn[j];
+        for (int i = 0; i < len; i++) {
+            int l = nearest((x[len * j + i] + dm) / d);
+            L[len * j + i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
+        }
+    }
+    for (int i = 0; i < 256; i++)
+        blk->q[i] = (int8_t)L[i];
+}
+
 static void quant_q2_k(const float *x, aq_ggml_block *blk)
 {
     uint8_t L[256];
@@ -323,18 +342,9 @@ static void quant_q2_k(const float *x, aq_ggml_block *blk)
             sb[j] |= (uint8_t)((unsigned)nearest(iscale * mins[j]) << 4);
         blk->m = aq_fp32_to_fp16(max_min / 15.f);
     }
-    for (int j = 0; j < 16; j++) {
+    for (int j = 0; j < 16; j++)
         blk->sc[j] = sb[j] & 0xf, blk->mn[j] = (uint8_t)(sb[j] >> 4);
-        const float d = aq_fp16_to_fp32(blk->d) * (float)blk->sc[j];
-        if (d == 0.0f) continue;
-        const float dm = aq_fp16_to_fp32(blk->m) * (float)blk->mn[j];
-        for (int i = 0; i < 16; i++) {
-            int l = nearest((x[16 * j + i] + dm) / d);
-            L[16 * j + i] = (uint8_t)(l < 0 ? 0 : l > 3 ? 3 : l);
-        }
-    }
-    for (int i = 0; i < 256; i++)
-        blk->q[i] = (int8_t)L[i];
+    requant_with_mins(x, blk, 16, 16, 3, L);
 }
 
 static void quant_q3_k(const float *x, aq_ggml_block *blk)
@@ -397,17 +407,7 @@ static void quant_q45_k(const float *x, aq_ggml_block *blk, int nmax)
     }
     blk->d = aq_fp32_to_fp16(max_scale / 63.f);
     blk->m = aq_fp32_to_fp16(max_min / 63.f);
-    for (int j = 0; j < 8; j++) {
-        const float d = aq_fp16_to_fp32(blk->d) * (float)blk->sc[j];
-        if (d == 0.0f) continue;
-        const float dm = aq_fp16_to_fp32(blk->m) * (float)blk->mn[j];
-        for (int i = 0; i < 32; i++) {
-            int l = nearest((x[32 * j + i] + dm) / d);
-            L[32 * j + i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
-        }
-    }
-    for (int i = 0; i < 256; i++)
-        blk->q[i] = (int8_t)L[i];
+    requant_with_mins(x, blk, 8, 32, nmax, L);
 }
 
 static void quant_q6_k(const float *x, aq_ggml_block *blk)
