@@ -18,33 +18,29 @@ aq_script_test(NAME npm_llamacpp
           ${CMAKE_CURRENT_BINARY_DIR}/export_gguf ${AQ_LLAMACPP_NPM_DIR} --install
   LABELS integration TIMEOUT 1200)
 set_tests_properties(npm_llamacpp PROPERTIES FIXTURES_SETUP npm_llamacpp)
-aq_script_test(NAME export_gguf
-  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_export_gguf.py
-          ${CMAKE_CURRENT_BINARY_DIR}/export_gguf ${AQ_LLAMACPP_NPM_DIR}
-  LABELS integration TIMEOUT 1200)
-set_tests_properties(export_gguf PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
-set_property(TEST export_gguf APPEND PROPERTY ENVIRONMENT
-  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+
+# aq_export_test(NAME DIR [MODE FLAG] [FIXTURES f;...] [ENV ...]): test_export_gguf.py
+# in its own work directory, after the node-llama-cpp install.
+function(aq_export_test name dir)
+  cmake_parse_arguments(E "" "MODE" "FIXTURES;ENV" ${ARGN})
+  aq_script_test(NAME ${name}
+    COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_export_gguf.py
+            ${CMAKE_CURRENT_BINARY_DIR}/${dir} ${AQ_LLAMACPP_NPM_DIR} ${E_MODE}
+    LABELS integration TIMEOUT 1200)
+  set(fixtures npm_llamacpp ${E_FIXTURES})
+  set_tests_properties(${name} PROPERTIES FIXTURES_REQUIRED "${fixtures}")
+  set_property(TEST ${name} APPEND PROPERTY ENVIRONMENT ${E_ENV}
+    "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+endfunction()
+aq_export_test(export_gguf export_gguf)
 
 # The K-quants (Q2_K..Q6_K) on a random 1-block HF Llama with 256-multiple rows
 # (synth_model.py), against ggml_ref.py's K-quant weights in hf_ref.py's forward.
 # Its own test so that it runs beside export_gguf; ~6 s.
-aq_script_test(NAME export_gguf_kquants
-  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_export_gguf.py
-          ${CMAKE_CURRENT_BINARY_DIR}/export_gguf_k ${AQ_LLAMACPP_NPM_DIR} --kquants
-  LABELS integration TIMEOUT 1200)
-set_tests_properties(export_gguf_kquants PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
-set_property(TEST export_gguf_kquants APPEND PROPERTY ENVIRONMENT
-  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+aq_export_test(export_gguf_kquants export_gguf_k MODE --kquants)
 
 # Byte-level BPE tokenizer.json vocabularies (tokenizer.ggml.model gpt2): the real
 # Llama-3 and Qwen3 files of the npm_refs fixture (tests/hftok.cmake) on tiny
 # random models of their vocabulary size; llama.cpp's tokenization against
 # ours. ~12 s, mostly llama.cpp loading 128k/152k-token vocabularies.
-aq_script_test(NAME export_gguf_bpe
-  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_export_gguf.py
-          ${CMAKE_CURRENT_BINARY_DIR}/export_gguf_bpe ${AQ_LLAMACPP_NPM_DIR} --bpe
-  LABELS integration TIMEOUT 1200)
-set_tests_properties(export_gguf_bpe PROPERTIES FIXTURES_REQUIRED "npm_llamacpp;npm_refs")
-set_property(TEST export_gguf_bpe APPEND PROPERTY ENVIRONMENT ${AQ_HFTOK_ENV}
-  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+aq_export_test(export_gguf_bpe export_gguf_bpe MODE --bpe FIXTURES npm_refs ENV ${AQ_HFTOK_ENV})

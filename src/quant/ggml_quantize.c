@@ -347,6 +347,24 @@ static void quant_q2_k(const float *x, aq_ggml_block *blk)
     requant_with_mins(x, blk, 16, 16, 3, L);
 }
 
+/* The final codes of the symmetric K-quants (Q3_K: half 4, Q6_K: half 32), as
+ * ggml recomputes them from the quantized sub-block scales: 16 sub-blocks of
+ * 16 weights, signed codes in [-half, half - 1] (kept offset by half in L as
+ * ggml does); a sub-block whose scale is 0 keeps the search's codes. */
+static void requant_symmetric(const float *x, aq_ggml_block *blk, int half, int8_t *L)
+{
+    for (int j = 0; j < 16; j++) {
+        const float d = aq_fp16_to_fp32(blk->d) * (float)blk->sc[j];
+        if (d == 0.0f) continue;
+        for (int i = 0; i < 16; i++) {
+            int l = nearest(x[16 * j + i] / d);
+            L[16 * j + i] = (int8_t)((l < -half ? -half : l > half - 1 ? half - 1 : l) + half);
+        }
+    }
+    for (int i = 0; i < 256; i++)
+        blk->q[i] = (int8_t)(L[i] - half);
+}
+
 static void quant_q3_k(const float *x, aq_ggml_block *blk)
 {
     int8_t L[256];
@@ -366,16 +384,7 @@ static void quant_q3_k(const float *x, aq_ggml_block *blk)
         }
         blk->d = aq_fp32_to_fp16(1 / iscale);
     }
-    for (int j = 0; j < 16; j++) {
-        const float d = aq_fp16_to_fp32(blk->d) * (float)blk->sc[j];
-        if (d == 0.0f) continue;
-        for (int i = 0; i < 16; i++) {
-            int l = nearest(x[16 * j + i] / d);
-            L[16 * j + i] = (int8_t)((l < -4 ? -4 : l > 3 ? 3 : l) + 4);
-        }
-    }
-    for (int i = 0; i < 256; i++)
-        blk->q[i] = (int8_t)(L[i] - 4);
+    requant_symmetric(x, blk, 4, L);
 }
 
 /* Q4_K (nmax 15) and Q5_K (nmax 31): 8 groups of 32, 6-bit scale and min codes. */
@@ -431,16 +440,7 @@ static void quant_q6_k(const float *x, aq_ggml_block *blk)
         int l = nearest(iscale * scales[j]);
         blk->sc[j] = (int8_t)(uint8_t)((l < 127 ? l : 127) & 0xff);
     }
-    for (int j = 0; j < 16; j++) {
-        const float d = aq_fp16_to_fp32(blk->d) * (float)blk->sc[j];
-        if (d == 0.0f) continue;
-        for (int i = 0; i < 16; i++) {
-            int l = nearest(x[16 * j + i] / d);
-            L[16 * j + i] = (int8_t)((l < -32 ? -32 : l > 31 ? 31 : l) + 32);
-        }
-    }
-    for (int i = 0; i < 256; i++)
-        blk->q[i] = (int8_t)(L[i] - 32);
+    requant_symmetric(x, blk, 32, L);
 }
 
 static void quant_block(aq_ggml_type t, const float *x, uint8_t *b)
