@@ -352,14 +352,19 @@ static aq_status check_layout(aq_gguf *g, size_t infos_end, aq_error *err)
             t->data = g->base + g->data_offset + t->offset;
     }
     if (st == AQ_OK) qsort(by, g->n_t, sizeof *by, cmp_offset);
-    for (size_t i = 1; i < g->n_t && st == AQ_OK; i++)
-        if (by[i - 1]->nbytes && by[i]->nbytes &&
-            by[i]->offset < by[i - 1]->offset + by[i - 1]->nbytes)
+    /* Compare each non-empty tensor with the last non-empty one before it:
+     * an empty tensor between two others must not hide their overlap. */
+    const aq_gguf_tensor *prev = NULL;
+    for (size_t i = 0; i < g->n_t && st == AQ_OK; i++) {
+        if (!by[i]->nbytes) continue;
+        if (prev && by[i]->offset < prev->offset + prev->nbytes)
             st = aq_fail(err, AQ_ERR_FORMAT,
                          "%s: byte %" PRIu64 ": tensor '%s' data at offset %" PRIu64
                          " overlaps tensor '%s' [%" PRIu64 ", +%" PRIu64 ")",
-                         g->label, by[i]->info_offset, by[i]->name, by[i]->offset, by[i - 1]->name,
-                         by[i - 1]->offset, by[i - 1]->nbytes);
+                         g->label, by[i]->info_offset, by[i]->name, by[i]->offset, prev->name, prev->offset,
+                         prev->nbytes);
+        prev = by[i];
+    }
     free(by);
     return st;
 }
