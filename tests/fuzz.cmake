@@ -7,7 +7,7 @@
 # plus those written by the program named in AQ_FUZZ_SEEDGEN_fuzz_<name> (set
 # below) if any. A harness defines LLVMFuzzerTestOneInput and may use any of
 # io/ (linked as aq_io_fuzz, a copy of aq_io instrumented for coverage); the
-# fuzz_hftok_* harnesses also get src/text/ (aq_text_fuzz, likewise).
+# fuzz_hftok_* and fuzz_datasrc harnesses also get src/text/ (aq_text_fuzz, likewise).
 if(AQ_FUZZ)
   if(NOT CMAKE_C_COMPILER_ID MATCHES "Clang")
     message(FATAL_ERROR "AQ_FUZZ=ON needs clang: CC=clang cmake -DAQ_FUZZ=ON ...")
@@ -38,6 +38,9 @@ if(AQ_FUZZ)
   # longer by hand after changing src/text/hf_*.c.
   set(AQ_FUZZ_SECONDS_fuzz_hftok_json 20)
   set(AQ_FUZZ_SECONDS_fuzz_hftok_encode 20)
+  # The data-source readers (JSONL, .tok, text): small parsers over jansson;
+  # 15 s (the JSONL path's edges are mostly jansson's, fuzzed upstream).
+  set(AQ_FUZZ_SECONDS_fuzz_datasrc 15)
   # The GGUF reader: 15 s reach 405 of the 411 edges a 60 s run reaches (measured 2026-12-07).
   set(AQ_FUZZ_SECONDS_fuzz_gguf 15)
 
@@ -48,7 +51,7 @@ if(AQ_FUZZ)
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
     target_link_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
     target_link_libraries(${name} PRIVATE aq_io_fuzz)
-    if(name MATCHES "^fuzz_hftok_")
+    if(name MATCHES "^fuzz_(hftok_|datasrc)")
       target_link_libraries(${name} PRIVATE aq_text_fuzz)
     endif()
     set(secs ${AQ_FUZZ_SECONDS})

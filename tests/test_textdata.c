@@ -336,6 +336,10 @@ static void test_sources(const char *dir)
                  "not valid JSON");
     expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-array.jsonl", 0, NULL), 0, AQ_ERR_FORMAT, "bad-array.jsonl:1:",
                  "not a JSON object");
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-nul.jsonl", 0, NULL), 0, AQ_ERR_FORMAT, "bad-nul.jsonl:2:",
+                 "\\u0000 is not allowed"); /* jansson refuses it (no JSON_ALLOW_NUL): never a cut document */
+    expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-nul.txt", 0, NULL), 0, AQ_ERR_FORMAT, "bad-nul.txt",
+                 "a NUL byte at byte offset 19");
     expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-header.tok", 0, NULL), 0, AQ_ERR_FORMAT, "bad-header.tok",
                  "truncated");
     expect_error(tok, spec_of(AQ_DATA_SPLIT, "bad-body.tok", 0, NULL), 0, AQ_ERR_FORMAT, "bad-body.tok",

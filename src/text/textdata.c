@@ -87,6 +87,14 @@ aq_status aq_docs_push(aq_docs *d, char *text, const uint32_t *ids, size_t n_ids
 
 aq_status aq_docs_split_into(aq_docs *d, char *buf, size_t len, int src, aq_error *err)
 {
+    /* documents are C strings from here on: a NUL byte would silently cut one
+     * short (or make it empty), and means the file is not text */
+    const char *nul = memchr(buf, '\0', len);
+    if (nul)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: a NUL byte at byte offset %zu: not a text file (a pre-tokenized file needs the .tok "
+                       "extension or --data-format tokens)",
+                       d->names[src], (size_t)(nul - buf));
     buf[len] = '\0';
     size_t start = 0;
     for (size_t i = 0; i <= len; i++) {

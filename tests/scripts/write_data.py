@@ -103,6 +103,8 @@ def main():
     write(os.path.join(out, "bad-field.jsonl"), b'{"text": "a"}\n\n{"title": "b"}\n')        # line 3
     write(os.path.join(out, "bad-json.jsonl"), b'{"text": "a"}\n{"text": "unterminated}\n')  # line 2
     write(os.path.join(out, "bad-array.jsonl"), b'["a"]\n')                                 # line 1
+    write(os.path.join(out, "bad-nul.jsonl"), b'{"text": "a"}\n{"text": "\\u0000b"}\n')      # line 2
+    write(os.path.join(out, "bad-nul.txt"), b"Once upon a time.\n\n\x00\x01binary")   # NUL at byte 19
     print("%d documents, %d in the pre-tokenized files (%d ids)" % (n, HEAD, sum(len(i) for i in ids)))
     return 0
 
