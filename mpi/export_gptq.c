@@ -401,23 +401,31 @@ static void remove_tmp(const char *tmp)
 /* OUTDIR must be a quantized model: adaquant's format marker and a config. */
 static aq_status open_outdir(gptq_ctx *c, const char *outdir, aq_error *err)
 {
-    aq_status st = aq_ckpt_open(outdir, &c->ck, err);
-    const char *fmt = st == AQ_OK ? aq_ckpt_meta_get(c->ck, "format") : NULL;
-    if (st == AQ_OK && (!fmt || strcmp(fmt, "adaquant-quantized")))
-        st = aq_fail(err, AQ_ERR_ARG, "not a quantized model (its model.safetensors has no __metadata__ format "
-                                      "adaquant-quantized; docs/FORMAT.md)");
-    if (st == AQ_OK) st = aq_ckpt_llama_config(c->ck, &c->cfg, err);
+    if (aq_ckpt_open(outdir, &c->ck, err) != AQ_OK) {
+        aq_error_prefix(err, "not a quantized model directory (docs/FORMAT.md)");
+        return err ? err->code : AQ_ERR_ARG;
+    }
+    const char *fmt = aq_ckpt_meta_get(c->ck, "format");
+    if (!fmt || strcmp(fmt, "adaquant-quantized"))
+        return aq_fail(err, AQ_ERR_ARG, "%s: not a quantized model (no safetensors __metadata__ format "
+                                        "adaquant-quantized; docs/FORMAT.md)", outdir);
+    aq_status st = aq_ckpt_llama_config(c->ck, &c->cfg, err);
     if (st != AQ_OK) aq_error_prefix(err, "%s", outdir);
     return st;
+}
+
+static const char *where(const gptq_err *e)
+{
+    return e->where[0] ? e->where : "all exact";
 }
 
 static void log_errors(const gptq_ctx *c)
 {
     fprintf(stderr, "export: gptq: %zu layers, %zu rows; fp16 scales: max relative scale error %.6e (%s)\n",
-            c->n_layers, c->rows, c->scale_rel.v, c->scale_rel.where);
+            c->n_layers, c->rows, c->scale_rel.v, where(&c->scale_rel));
     fprintf(stderr, "export: gptq: dequantized weights vs adaquant's: max |dW|/|W| %.6e (%s), max |dW|/scale %.6e "
                     "(%s)\n",
-            c->w_rel.v, c->w_rel.where, c->w_steps.v, c->w_steps.where);
+            c->w_rel.v, where(&c->w_rel), c->w_steps.v, where(&c->w_steps));
     if (c->rows_rounded)
         fprintf(stderr, "export: gptq: %zu of %zu rows had a fractional zero point, rounded to the nearest integer "
                         "(--round-zeros)\n",
@@ -456,7 +464,8 @@ aq_status aq_export_gptq(const char *outdir, const aq_export_gptq_opts *o, const
     snprintf(tmp, sizeof tmp, "%s.tmp.%ld", dir, (long)getpid());
     remove_tmp(tmp);
     if (mkdir(tmp, 0777) != 0)
-        return aq_fail(err, AQ_ERR_IO, "%s: cannot create the output directory: %s", tmp, strerror(errno));
+        return aq_fail(err, AQ_ERR_IO, "%s: cannot create the output directory (as %s): %s", dir, tmp,
+                       strerror(errno));
     gptq_ctx c = {.o = o};
     aq_status st = build(&c, outdir, tmp, err);
     if (st == AQ_OK && rename(tmp, dir) != 0)
