@@ -296,27 +296,77 @@ static void dynamic_key(const char *prefix, char *out, size_t cap)
     snprintf(out + k, cap - k, "$");
 }
 
+/* dynamic[module] = the overrides of (bits, sym) against the top level, if any. */
+static void add_entry(json_t *dyn, const char *module, int bits, int sym, int top, int all_sym)
+{
+    if (bits == top && sym == all_sym) return;
+    json_t *e = json_object();
+    if (bits != top) json_object_set_new(e, "bits", json_integer(bits));
+    if (sym != all_sym) json_object_set_new(e, "sym", json_boolean(sym));
+    char dk[1200];
+    dynamic_key(module, dk, sizeof dk);
+    json_object_set_new(dyn, dk, e);
+}
+
+static void layer_bits(const json_t *l, int *bits, int *sym)
+{
+    *bits = (int)json_integer_value(json_object_get(l, "bits"));
+    *sym = json_is_true(json_object_get(l, "sym"));
+}
+
+/* vLLM fuses q/k/v into qkv_proj and gate/up into gate_up_proj and looks the
+ * fused name up in `dynamic`: give it an entry when its parts agree, and say so
+ * when they do not (vLLM cannot load that; GPTQModel and transformers can). */
+static const struct {
+    const char *fused, *parts[3];
+} fusions[] = {{"self_attn.qkv_proj", {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"}},
+               {"mlp.gate_up_proj", {"mlp.gate_proj", "mlp.up_proj", NULL}}};
+
+static void add_fused(const gptq_ctx *c, json_t *dyn, int top, int all_sym)
+{
+    const char *key;
+    json_t *l;
+    char base[1024], name[1100];
+    json_object_foreach(c->layers, key, l) for (size_t f = 0; f < sizeof fusions / sizeof *fusions; f++) {
+        size_t n = strlen(key), m = strlen(fusions[f].parts[0]);
+        if (n <= m || n - m >= sizeof base || strcmp(key + n - m, fusions[f].parts[0])) continue;
+        snprintf(base, n - m + 1, "%s", key);
+        int bits = 0, sym = 0, same = 1, b, s;
+        layer_bits(l, &bits, &sym);
+        for (int k = 1; k < 3 && fusions[f].parts[k]; k++) {
+            snprintf(name, sizeof name, "%s%s", base, fusions[f].parts[k]);
+            const json_t *p = json_object_get(c->layers, name);
+            if (!p) { /* a part not quantized: nothing vLLM could fuse */
+                same = -1;
+                break;
+            }
+            layer_bits(p, &b, &s);
+            same &= b == bits && s == sym;
+        }
+        snprintf(name, sizeof name, "%s%s", base, fusions[f].fused);
+        if (same > 0) add_entry(dyn, name, bits, sym, top, all_sym);
+        else if (same == 0)
+            fprintf(stderr, "export: gptq: the parts of %s have different bit widths or symmetry: vLLM, which "
+                            "fuses them, cannot load this checkpoint (GPTQModel and transformers can)\n", name);
+    }
+}
+
 /* quantize_config.json: the bits of most weights and sym (true only when every
- * layer is symmetric) at the top, the other layers in `dynamic`. */
+ * layer is symmetric) at the top, the other layers (and vLLM's fused names) in
+ * `dynamic`. */
 static json_t *quantize_config(const gptq_ctx *c)
 {
-    int top = 2, all_sym = 1;
+    int top = 2, all_sym = 1, bits, sym;
     for (int b = 2; b <= 8; b++)
         if (c->params_at_bits[b] >= c->params_at_bits[top]) top = b;
     const char *key;
     json_t *l, *dyn = json_object();
     json_object_foreach(c->layers, key, l) all_sym &= json_is_true(json_object_get(l, "sym"));
     json_object_foreach(c->layers, key, l) {
-        int bits = (int)json_integer_value(json_object_get(l, "bits"));
-        int sym = json_is_true(json_object_get(l, "sym"));
-        if (bits == top && sym == all_sym) continue;
-        json_t *e = json_object();
-        if (bits != top) json_object_set_new(e, "bits", json_integer(bits));
-        if (sym != all_sym) json_object_set_new(e, "sym", json_boolean(sym));
-        char dk[1200];
-        dynamic_key(key, dk, sizeof dk);
-        json_object_set_new(dyn, dk, e);
+        layer_bits(l, &bits, &sym);
+        add_entry(dyn, key, bits, sym, top, all_sym);
     }
+    add_fused(c, dyn, top, all_sym);
     if (!json_object_size(dyn)) {
         json_decref(dyn);
         dyn = json_null();

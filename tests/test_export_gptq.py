@@ -223,10 +223,30 @@ def check_layout(outdir, gdir, name):
             ok_codes &= all(np.array_equal(words3_values(words[:, o]), q[o]) for o in range(q.shape[0]))
     check(ok_codes, f"{name}: codes (3-bit also word by word), biases and fp16 scales are OUTDIR's")
     keys = list((qc["dynamic"] or {}))
-    one = all(sum(bool(re.match(k[2:], p)) for p in layers) == 1 for k in keys)
+    fused = [k for k in keys if "qkv_proj" in k or "gate_up_proj" in k]
+    one = all(sum(bool(re.match(k[2:], p)) for p in layers) == (0 if k in fused else 1) for k in keys)
     check(ok_bits and one, f"{name}: dynamic gives each of {len(layers)} modules its bits/sym "
-                           f"({len(keys)} entries, each matching one module)")
+                           f"({len(keys) - len(fused)} entries, each matching one module)")
     return cfg, src, layers, t, qc
+
+
+def check_fused(gdir, outdir, res, name):
+    """vLLM looks up the fused qkv_proj / gate_up_proj: where the parts agree it
+    must get their (bits, sym); where they differ the export says so."""
+    qc = json.load(open(os.path.join(gdir, "quantize_config.json")))
+    cfg = json.load(open(os.path.join(outdir, "config.json")))
+    ok, mixed = True, 0
+    for b in range(cfg["num_hidden_layers"]):
+        for fused, parts in (("self_attn.qkv_proj", ("q", "k", "v")), ("mlp.gate_up_proj", ("gate", "up"))):
+            base = f"model.layers.{b}." + fused.split(".")[0] + "."
+            got = {module_config(qc, base + p + "_proj") for p in parts}
+            if len(got) == 1:
+                ok &= module_config(qc, f"model.layers.{b}.{fused}") == got.pop()
+            else:
+                mixed += 1
+    nf = sum("qkv_proj" in k or "gate_up_proj" in k for k in qc["dynamic"] or {})
+    check(ok and nf > 0 and res.stderr.count("cannot load this checkpoint") == mixed,
+          f"{name}: vLLM's fused names get their parts' bits ({nf} fused entries); {mixed} mixed groups reported")
 
 
 def check_weights(outdir, gdir, dumpdir, name, res, exact):
@@ -337,6 +357,7 @@ def main():
         # fp16 round-to-nearest: |fp16(s) - s| <= 2^-11 s (normal range); adaquant's
         # float32 product adds at most 2^-24 relative, twice for safety
         check(0 < rel_w <= 2.0 ** -11 + 2.0 ** -23, f"sym: max |dW|/|W| {rel_w:.3g} <= 2^-11 + 2^-23")
+        check_fused(os.path.join(work, "g_sym"), base, res, "sym")
     # asymmetric block 0: fractional zeros rounded on request
     asym = variant(base, os.path.join(work, "asym"), make_asym)
     res = export(asym, os.path.join(work, "g_asym"), "--round-zeros")
@@ -350,8 +371,10 @@ def main():
         # 2^-11 relative scale error times |u - z| <= 16 (4 bits), plus float32 rounding
         check(abs(steps - 0.5) <= 17 * 2.0 ** -11, f"asym: max |dW| {steps:.4g} steps, 0.5 within 17 * 2^-11")
         qc = json.load(open(os.path.join(work, "g_asym", "quantize_config.json")))
-        check(qc["sym"] is False and sum(v.get("sym") is True for v in qc["dynamic"].values()) == 28,
+        check(qc["sym"] is False and sum(v.get("sym") is True for k, v in qc["dynamic"].items()
+                                         if "qkv" not in k and "gate_up" not in k) == 28,
               "asym: sym false at the top, the 28 symmetric modules marked sym true in dynamic")
+        check_fused(os.path.join(work, "g_asym"), asym, res, "asym")
     bad_input(work, base)
     return aqtest.finish("export_gptq")
 
