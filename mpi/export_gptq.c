@@ -49,7 +49,7 @@ typedef struct gptq_ctx {
     size_t nbuf, capbuf;
     json_t *layers;            /* prefix -> {"bits", "sym"} in model order */
     double params_at_bits[9];  /* weights per exported bit width (majority -> top-level bits) */
-    size_t rows, rows_rounded, n_layers;
+    size_t rows, rows_rounded, rows_shifted, n_layers;
     gptq_err scale_rel, w_rel, w_steps;
 } gptq_ctx;
 
@@ -103,10 +103,14 @@ static void pack_stream(const uint32_t *v, size_t n, int bits, uint32_t *words, 
     }
 }
 
-/* Row r's integer zero point (v1-stored as z - 1, so 1 <= z <= 2^bits), or an error. */
-static aq_status row_zero(gptq_ctx *c, const char *prefix, size_t r, float z, int bits, float *zi,
-                          aq_error *err)
+/* Row r's integer zero point zi (z itself, or round(z) with --round-zeros) and
+ * a code shift t. GPTQ v1 stores z - 1 in `bits` bits, so 1 <= zi + t <= 2^bits
+ * is needed; t = 0 unless zi is outside, then the row's codes and zero point
+ * move together by t (W = h (u - zi) unchanged) if the codes leave room. */
+static aq_status row_zero(gptq_ctx *c, const char *prefix, const aq_qlayer *q, size_t r, int bits, float *zi,
+                          int *shift, aq_error *err)
 {
+    float z = q->w_zero[r];
     *zi = nearbyintf(z);
     if (*zi != z) {
         if (!c->o->round_zeros)
@@ -118,11 +122,23 @@ static aq_status row_zero(gptq_ctx *c, const char *prefix, size_t r, float z, in
                            prefix, r, (double)z);
         c->rows_rounded++;
     }
-    if (*zi < 1 || *zi > (float)(1u << bits))
+    int top = 1 << bits, lo = 255, hi = 0;
+    float t = *zi < 1 ? 1 - *zi : *zi > (float)top ? (float)top - *zi : 0;
+    *shift = 0;
+    if (t == 0) return AQ_OK;
+    for (size_t i = 0; i < q->d_in; i++) {
+        int u = q->codes[r * q->d_in + i];
+        lo = u < lo ? u : lo;
+        hi = u > hi ? u : hi;
+    }
+    if ((float)hi + t > (float)(top - 1) || (float)lo + t < 0)
         return aq_fail(err, AQ_ERR_ARG,
-                       "layer %s row %zu: zero point %.9g is outside 1..%u, which GPTQ's v1 zero "
-                       "storage (z - 1 in %d bits) cannot hold",
-                       prefix, r, (double)*zi, 1u << bits, bits);
+                       "layer %s row %zu: zero point %.9g is outside 1..%d, which GPTQ's v1 zero storage "
+                       "(z - 1 in %d bits) cannot hold, and the row's codes (%d..%d) leave no room to "
+                       "shift codes and zero together",
+                       prefix, r, (double)*zi, top, bits, lo, hi);
+    *shift = (int)t;
+    c->rows_shifted++;
     return AQ_OK;
 }
 
@@ -177,15 +193,17 @@ static aq_status emit_layer(gptq_ctx *c, const char *prefix, const aq_qlayer *q,
     float *zi = keep_alloc(c, n * sizeof(float), err);
     if (!zi) return err ? err->code : AQ_ERR_NOMEM;
     for (size_t r = 0; r < n; r++) {
-        AQ_TRY(row_zero(c, prefix, r, q->w_zero[r], bits, &zi[r], err));
+        int t;
+        AQ_TRY(row_zero(c, prefix, q, r, bits, &zi[r], &t, err));
         AQ_TRY(row_scale(c, prefix, q, r, zi[r], &sc[r], err));
         uint16_t b = aq_f32_to_f16(q->bias[r]);
         if (!isfinite(aq_f16_to_f32(b)))
             return aq_fail(err, AQ_ERR_NUMERIC, "layer %s: bias[%zu] = %g is out of fp16's range", prefix, r,
                            (double)q->bias[r]);
         bi[r] = b;
-        for (size_t i = 0; i < d; i++) col[i] = q->codes[r * d + i];
+        for (size_t i = 0; i < d; i++) col[i] = (uint32_t)(q->codes[r * d + i] + t);
         pack_stream(col, d, bits, qw + r, n); /* column r of [wrows, n] */
+        zi[r] += (float)t;
     }
     for (size_t r = 0; r < n; r++) zs[r] = (uint32_t)zi[r] - 1u; /* v1: stored z - 1 */
     pack_stream(zs, n, bits, qz, 1);
@@ -480,6 +498,10 @@ static void log_errors(const gptq_ctx *c)
         fprintf(stderr, "export: gptq: %zu of %zu rows had a fractional zero point, rounded to the nearest integer "
                         "(--round-zeros)\n",
                 c->rows_rounded, c->rows);
+    if (c->rows_shifted)
+        fprintf(stderr, "export: gptq: %zu rows had a zero point outside GPTQ's 1..2^b: their codes and zero point "
+                        "were shifted together (exact)\n",
+                c->rows_shifted);
 }
 
 static aq_status build(gptq_ctx *c, const char *outdir, const char *tmp, aq_error *err)

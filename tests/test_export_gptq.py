@@ -10,8 +10,8 @@ One reduced `adaquant quantize` of stories260K (symmetric menu, one layer
 pinned at 2 and one at 8 bits: every exported width 2, 3, 4, 8 and 6 -> 8)
 makes OUTDIR; the other OUTDIRs are derived from it by rewriting its
 model.safetensors with NumPy (docs/FORMAT.md): fp16 scales, asymmetric zero
-points (fractional and integer), a zero point 0, an activation-quantized
-layer. adaquant's own dequantized weights come from DUMP_HELPER (the qlayer
+points (fractional and integer), zero points outside GPTQ's 1..2^K (shifted
+with the codes, or refused), an activation-quantized layer. adaquant's own dequantized weights come from DUMP_HELPER (the qlayer
 reader the engine loads OUTDIR with), OUTDIR's codes from pipe_reader.py
 (written from docs/FORMAT.md).
 """
@@ -214,8 +214,12 @@ def check_layout(outdir, gdir, name):
     for p, opt in layers.items():
         k, _, sym = pipe_reader.parse_option(opt)
         u = pipe_reader.unpack(src[p + ".qweight"], pipe_reader.d_in_of(p, cfg), k)
-        _, q, _, bits = gptq_layer(t, qc, p)
-        ok_codes &= np.array_equal(q, u) and np.array_equal(t[p + ".bias"], src[p + ".bias"].astype(np.float16))
+        _, q, z, bits = gptq_layer(t, qc, p)
+        # codes and zero move together only where round(z) is outside 1..2^b
+        zr = np.rint(src[p + ".w_zero"])
+        shift = z - zr
+        ok_codes &= ((shift == 0) | (zr < 1) | (zr > 2 ** bits)).all() and np.array_equal(q, u + shift[:, None])
+        ok_codes &= np.array_equal(t[p + ".bias"], src[p + ".bias"].astype(np.float16))
         ok_codes &= np.array_equal(t[p + ".scales"][0], src[p + ".w_scale"].astype(np.float16))
         ok_bits &= module_config(qc, p) == ({6: 8}.get(k, k), sym)
         if bits == 3 and q.shape[1] % 32 == 0:
@@ -259,7 +263,7 @@ def check_weights(outdir, gdir, dumpdir, name, res, exact):
         w, q, z, _ = gptq_layer(t, qc, p)
         s, z0 = src[p + ".w_scale"], src[p + ".w_zero"]
         u = pipe_reader.unpack(src[p + ".qweight"], w.shape[1], k)
-        ok_formula &= np.array_equal(z, np.rint(z0)) and np.array_equal(
+        ok_formula &= np.array_equal(q - z[:, None], u - np.rint(z0)[:, None]) and np.array_equal(
             w.view(np.uint32), pipe_reader.dequantize(u, s.astype(np.float16).astype(F32), np.rint(z0)).view(np.uint32))
         ref = adq_weights(dumpdir, p, w.shape)
         ok_adq &= np.array_equal(w.view(np.uint32), ref.view(np.uint32)) if exact else True
@@ -268,7 +272,7 @@ def check_weights(outdir, gdir, dumpdir, name, res, exact):
         rel_s = max(rel_s, float((np.abs(s.astype(np.float16).astype(np.float64) - s) / s).max()))
         rel_w = max(rel_w, float((d[ref != 0] / np.abs(ref[ref != 0])).max()))
         steps = max(steps, float((d / s[:, None]).max()))
-    check(ok_formula, f"{name}: zeros are round(z), weights fp16(s)*(u - round(z)) bit for bit")
+    check(ok_formula, f"{name}: q - z = u - round(z), weights fp16(s)*(u - round(z)) bit for bit")
     if exact:
         check(ok_adq, f"{name}: GPTQ weights equal adaquant's own dequantized weights bit for bit")
     check(mism_v2 > 0, f"{name}: a reader taking the zeros as v2 (no +1) fails ({mism_v2} weights differ)")
@@ -283,11 +287,31 @@ def no_output(dest):
     return not os.path.exists(dest) and not glob.glob(dest + ".tmp.*")
 
 
-def zero_0(t, m):
-    """layers.2.mlp.up_proj asymmetric (same bits), row 5's zero point 0."""
+def up_rows(t, m):
+    """layers.2.mlp.up_proj made asymmetric (same bits): its name, K, codes."""
     p = "model.layers.2.mlp.up_proj"
     m["quant." + p] = m["quant." + p].rstrip("s")
-    t[p + ".w_zero"][5] = 0.0
+    k = pipe_reader.parse_option(m["quant." + p])[0]
+    return p, k, pipe_reader.unpack(t[p + ".qweight"], t["model.embed_tokens.weight"].shape[1], k)
+
+
+def zero_fold(t, m):
+    """fp16 scales, and up_proj's zero points 0 on a row whose codes stay below
+    2^K - 1 and 2^K + 1 on a row whose codes are >= 1: outside GPTQ's 1..2^K,
+    exportable exactly by shifting the row's codes with its zero."""
+    to_fp16_scales(t, m)
+    p, k, u = up_rows(t, m)
+    a = np.flatnonzero(u.max(axis=1) < 2 ** k - 1)[0]
+    b = np.flatnonzero((u.min(axis=1) >= 1) & (np.arange(len(u)) != a))[0]
+    t[p + ".w_zero"][a], t[p + ".w_zero"][b] = 0.0, 2.0 ** k + 1
+
+
+def zero_0(t, m):
+    """up_proj's zero point 0 on a row that uses code 2^K - 1: no room to shift."""
+    p, k, u = up_rows(t, m)
+    r = np.flatnonzero(u.max(axis=1) == 2 ** k - 1)[0]
+    m["zero0_row"] = str(r)
+    t[p + ".w_zero"][r] = 0.0
 
 
 def act_8(t, m):
@@ -311,7 +335,9 @@ def bad_input(work, base):
     cases = [
         ("an unknown format", [aqtest.CLI, "export", base, "--format", "awq", "--out", "x"], 2, "gguf or gptq", None),
         ("a fractional zero without --round-zeros", None, 1, "is not an integer", asym),
-        ("a zero point 0", None, 1, "row 5: zero point 0 is outside 1..", zero0),
+        ("a zero point 0 and codes up to 2^K - 1", None, 1,
+         f"row {pipe_reader.read_safetensors(os.path.join(zero0, 'model.safetensors'))[1]['zero0_row']}: "
+         "zero point 0 is outside 1..", zero0),
         ("an activation-quantized layer", None, 1, "o_proj quantizes its activations", actq),
         ("a float model as OUTDIR", None, 1, "not a quantized model", aqtest.MODEL),
         ("an empty directory as OUTDIR", None, 1, "not a quantized model directory", empty),
@@ -342,13 +368,15 @@ def main():
     if r.returncode:
         print(r.stderr[-2000:])
         return aqtest.finish("export_gptq")
-    # fp16 scales: GPTQ holds OUTDIR exactly -> adaquant's weights bit for bit
-    f16 = variant(base, os.path.join(work, "f16"), lambda t, m: to_fp16_scales(t, m))
+    # fp16 scales (and two zero points outside 1..2^K, shifted with their codes):
+# GPTQ holds OUTDIR exactly -> adaquant's weights bit for bit
+    f16 = variant(base, os.path.join(work, "f16"), zero_fold)
     res = export(f16, os.path.join(work, "g_f16"))
     check(res.returncode == 0, "export f16")
     if res.returncode == 0:
         rel_w, steps = check_weights(f16, os.path.join(work, "g_f16"), dump(helper, f16), "f16", res, True)
-        check(rel_w == 0 and steps == 0, "f16: logged error 0")
+        check(rel_w == 0 and steps == 0 and "2 rows had a zero point outside" in res.stderr,
+              "f16: logged error 0, the 2 shifted rows logged")
     # as quantized: fp16 rounding of the scales is the only difference
     res = export(base, os.path.join(work, "g_sym"))
     check(res.returncode == 0, "export sym")
