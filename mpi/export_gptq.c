@@ -1,6 +1,6 @@
 /* export_gptq.c — `adaquant export OUTDIR --format gptq --out DIR`: the
  * quantized model of a pipeline OUTDIR (docs/FORMAT.md) as a GPTQ checkpoint
- * (docs/EXPORT.md "GPTQ" is the exact layout; this comment says why it is so).
+ * (docs/EXPORT.md "GPTQ checkpoints" is the exact layout; this says why).
  *
  * OUTDIR holds per output row an unsigned code grid u in [0, 2^K), a float32
  * scale and a float32 zero point: W = s * (u - z). GPTQ holds the same thing
@@ -12,8 +12,11 @@
  * So the codes and integer zero points carry over bit for bit, the scales lose
  * fp16 precision (reported), and a fractional zero point (AdaQuant and global
  * tuning move asymmetric zeros) cannot be represented: refused, or rounded
- * with --round-zeros and the error reported. K = 6 has no continuous GPTQ
- * layout and is widened to 8 bits, exactly (same codes, same zero). */
+ * with --round-zeros and the error reported. A zero point outside v1's
+ * 1..2^b moves together with the row's codes when they leave room (exact).
+ * K = 6 has no continuous GPTQ layout and is widened to 8 bits, exactly (same
+ * codes, same zero). The converted tensors are held until the one atomic
+ * safetensors write: memory ~ the GPTQ checkpoint plus OUTDIR's mapping. */
 #include "export_gptq.h"
 
 #include <dirent.h>
