@@ -369,7 +369,7 @@ def main():
         print(r.stderr[-2000:])
         return aqtest.finish("export_gptq")
     # fp16 scales (and two zero points outside 1..2^K, shifted with their codes):
-# GPTQ holds OUTDIR exactly -> adaquant's weights bit for bit
+    # GPTQ holds OUTDIR exactly -> adaquant's weights bit for bit
     f16 = variant(base, os.path.join(work, "f16"), zero_fold)
     res = export(f16, os.path.join(work, "g_f16"))
     check(res.returncode == 0, "export f16")
