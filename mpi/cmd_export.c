@@ -1,6 +1,7 @@
 /* cmd_export.c — `adaquant export`: a model (float, or quantized by the
- * pipeline: --quantized OUTDIR) as a file a runtime loads. Today: GGUF for
- * llama.cpp, architecture `llama` (export_gguf.h, docs/EXPORT.md). */
+ * pipeline: --quantized OUTDIR) as a file a runtime loads: GGUF for
+ * llama.cpp, architecture `llama` (export_gguf.h), or a quantized OUTDIR as a
+ * GPTQ checkpoint directory (export_gptq.h). docs/EXPORT.md. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "cli.h"
 #include "dist/pipeline_args.h"
 #include "export_gguf.h"
+#include "export_gptq.h"
 
 #define CMD "export"
 
@@ -20,15 +22,20 @@ static void export_help(FILE *out)
             "usage: adaquant export MODEL [--quantized OUTDIR] [--format gguf] [--type T]\n"
             "                       [--type-embd T] [--tokenizer TOK] [--name NAME]\n"
             "                       [--out FILE.gguf]\n"
+            "       adaquant export OUTDIR --format gptq [--round-zeros] --out DIR\n"
             "\n"
             "Write MODEL (a llama2.c .bin or an HF Llama directory) as a GGUF file that\n"
             "llama.cpp loads (architecture llama). With --quantized, the weights are the\n"
             "dequantized weights of the quantized model in OUTDIR, so llama.cpp runs the\n"
-            "model adaquant evaluated, up to the GGUF type. docs/EXPORT.md.\n"
+            "model adaquant evaluated, up to the GGUF type. With --format gptq, the\n"
+            "quantized model of OUTDIR becomes a GPTQ checkpoint directory (int32\n"
+            "qweight/qzeros, fp16 scales, quantize_config.json). docs/EXPORT.md.\n"
             "\n"
             "options:\n"
             "  -q, --quantized OUTDIR  the pipeline's output (qlayer layout)\n"
-            "  -f, --format F          gguf (the only format so far)\n"
+            "  -f, --format F          gguf (default) or gptq\n"
+            "      --round-zeros       gptq: round fractional zero points (error reported)\n"
+            "                          instead of refusing them\n"
             "  -T, --type T            type of the 2-D weights: F32, F16, Q8_0, Q4_0, Q4_1,\n"
             "                          Q5_0, Q5_1, Q2_K..Q6_K (default F32); rows its block\n"
             "                          does not divide fall back to Q8_0, then F16\n"
@@ -36,7 +43,8 @@ static void export_help(FILE *out)
             "  -t, --tokenizer TOK     llama2.c tokenizer .bin or byte-level BPE\n"
             "                          tokenizer.json (default: MODEL's, else OUTDIR's)\n"
             "  -n, --name NAME         general.name (default: adaquant export)\n"
-            "  -o, --out FILE          output path (default model.gguf); written atomically\n"
+            "  -o, --out FILE          output path (default model.gguf; gptq: required, a new\n"
+            "                          directory); written atomically\n"
             "  -h, --help              this text\n"
             "\n"
             "Exit status: 0 success, 1 error, 2 usage error.\n"
@@ -48,7 +56,20 @@ typedef struct export_args {
     const char *model, *quant, *tok, *out, *name;
     char tok_default[4096];
     aq_export_opts o;
+    int gptq, out_set, type_set;
+    aq_export_gptq_opts g;
 } export_args;
+
+/* --format gptq: the input is OUTDIR (positional, or --quantized; it holds
+ * the whole model and its tokenizer), the GGUF options do not apply. */
+static int parse_gptq(export_args *a)
+{
+    if (a->quant) a->model = a->quant;
+    if (!a->out_set) return aq_cli_usage(CMD, "--format gptq needs --out DIR (a new directory)");
+    if (a->type_set || a->tok || strcmp(a->name, "adaquant export"))
+        return aq_cli_usage(CMD, "--type, --type-embd, --tokenizer and --name apply to --format gguf only");
+    return 0;
+}
 
 static int parse(int argc, char **argv, export_args *a)
 {
@@ -59,6 +80,7 @@ static int parse(int argc, char **argv, export_args *a)
                                          {"tokenizer", required_argument, 0, 't'},
                                          {"name", required_argument, 0, 'n'},
                                          {"out", required_argument, 0, 'o'},
+                                         {"round-zeros", no_argument, 0, 'Z'},
                                          {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->out = "model.gguf";
@@ -70,24 +92,29 @@ static int parse(int argc, char **argv, export_args *a)
         switch (c) {
         case 'q': a->quant = optarg; break;
         case 'f':
-            if (strcmp(optarg, "gguf"))
-                return aq_cli_usage(CMD, "--format must be gguf, not '%s' (gptq is not implemented yet)", optarg);
+            if (strcmp(optarg, "gguf") && strcmp(optarg, "gptq"))
+                return aq_cli_usage(CMD, "--format must be gguf or gptq, not '%s'", optarg);
+            a->gptq = !strcmp(optarg, "gptq");
             break;
+        case 'Z': a->g.round_zeros = 1; break;
         case 'T':
         case 'E': {
             int t = aq_export_parse_type(optarg);
             if (t < 0) return aq_cli_usage(CMD, "unknown GGUF type '%s'", optarg);
             *(c == 'T' ? &a->o.type : &a->o.type_embd) = t;
+            a->type_set = 1;
             break;
         }
         case 't': a->tok = optarg; break;
         case 'n': a->name = optarg; break;
-        case 'o': a->out = optarg; break;
+        case 'o': a->out = optarg, a->out_set = 1; break;
         default: return aq_cli_usage(CMD, "unknown option");
         }
     }
     if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL argument");
     a->model = argv[optind];
+    if (a->gptq) return parse_gptq(a);
+    if (a->g.round_zeros) return aq_cli_usage(CMD, "--round-zeros applies to --format gptq only");
     if (a->o.type_embd < 0) a->o.type_embd = a->o.type;
     a->o.name = a->name;
     a->o.quantized = a->quant != NULL;
@@ -129,10 +156,11 @@ static int export_main(int argc, char **argv)
     int rc = parse(argc, argv, &a);
     if (rc) return rc;
     aq_error err = {0};
-    if (run_export(&a, &err) != AQ_OK) return aq_cli_fail(CMD, &err);
+    aq_status st = a.gptq ? aq_export_gptq(a.model, &a.g, a.out, &err) : run_export(&a, &err);
+    if (st != AQ_OK) return aq_cli_fail(CMD, &err);
     fprintf(stderr, "export: wrote %s\n", a.out);
     return 0;
 }
 
-const aq_command aq_cmd_export = {"export", "write a model as GGUF for llama.cpp", export_main,
+const aq_command aq_cmd_export = {"export", "write a model as GGUF for llama.cpp, or as a GPTQ checkpoint", export_main,
                                   export_help, 0};

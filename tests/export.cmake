@@ -1,4 +1,4 @@
-# export.cmake — `adaquant export --format gguf` (mpi/cmd_export.c, docs/EXPORT.md).
+# export.cmake — `adaquant export --format gguf|gptq` (mpi/cmd_export.c, docs/EXPORT.md).
 #   export_gguf  integration: stories260K exported as F32 and Q8_0 is loaded by
 #                llama.cpp itself (node-llama-cpp@3.21.1's prebuilt CPU build,
 #                installed once into ${AQ_LLAMACPP_NPM_DIR} by the fixture
@@ -44,3 +44,16 @@ aq_export_test(export_gguf_kquants export_gguf_k MODE --kquants)
 # random models of their vocabulary size; llama.cpp's tokenization against
 # ours. ~12 s, mostly llama.cpp loading 128k/152k-token vocabularies.
 aq_export_test(export_gguf_bpe export_gguf_bpe MODE --bpe FIXTURES npm_refs ENV ${AQ_HFTOK_ENV})
+
+# `adaquant export OUTDIR --format gptq` (mpi/export_gptq.c, docs/EXPORT.md "GPTQ
+# checkpoints"): tests/test_export_gptq.py's GPTQ reader, written from the doc,
+# against adaquant's own dequantized weights (test_reader_dump, tests/reader.cmake)
+# and OUTDIR as pipe_reader.py decodes it; one reduced quantize (~1.5 s CPU),
+# the rest derived from it with NumPy. No node/npm needed. ~4 s CPU; the
+# timeout leaves room for a loaded 2-core machine (measured 15-20 s wall at load 8).
+aq_script_test(NAME export_gptq
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_export_gptq.py
+          $<TARGET_FILE:test_reader_dump> ${CMAKE_CURRENT_BINARY_DIR}/export_gptq
+  LABELS integration TIMEOUT 300)
+set_property(TEST export_gptq APPEND PROPERTY ENVIRONMENT
+  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
