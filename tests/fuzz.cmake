@@ -25,6 +25,9 @@ if(AQ_FUZZ)
     target_include_directories(aq_io_fuzz PRIVATE ${io_incs})
   endif()
   target_compile_options(aq_io_fuzz PRIVATE -fsanitize=fuzzer-no-link ${aq_fuzz_san})
+  # io's generated ONNX protobuf code (top-level CMakeLists.txt): made there, warnings off here too.
+  add_dependencies(aq_io_fuzz aq_onnx_pb)
+  set_source_files_properties(${AQ_ONNX_PB_C} PROPERTIES COMPILE_OPTIONS "-w")
 
   # aq_text again, instrumented, for the tokenizer.json harnesses (fuzz_hftok_*).
   get_target_property(text_srcs aq_text_obj SOURCES)
