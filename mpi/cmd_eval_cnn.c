@@ -31,7 +31,7 @@ void aq_eval_cnn_help(FILE *out)
         "  -L, --eval-labels IDX    idx1 labels [n]: prints top-1\n"
         "  -N, --normalize M,S      MEAN,STD or none\n"
         "  -r, --eval-range A:B     images A..B-1 only (half-open, like Python)\n"
-        "  -b, --batch N            images per forward pass (default 256; memory)\n"
+        "  -b, --batch N            images per forward pass (default 64; memory)\n"
         "  -p, --predictions FILE   write the predicted class of each image, one a line\n"
         "  -c, --compare FILE       a predictions file of the same images: prints the\n"
         "                           top-1 agreement with it\n"
@@ -74,7 +74,7 @@ static int parse(int argc, char **argv, cnn_args *a)
         {"compare", required_argument, 0, 'c'},     {"json", no_argument, 0, 'j'},
         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
-    a->batch = 256;
+    a->batch = 64;
     a->from = a->to = -1;
     aq_error e = {0};
     int c;

@@ -2,4 +2,4 @@
 # references written by tests/scripts/cnn_ref.py (one Python run), small
 # networks batched vs one image at a time, bad graphs, and the evaluation
 # helpers on a graph with a known answer.
-aq_test(NAME test_cnn SOURCES test_cnn.c test_cnn_bad.c test_cnn_build.c LIBS aq_cnn TIMEOUT 60)
+aq_test(NAME test_cnn SOURCES test_cnn.c test_cnn_bad.c test_cnn_build.c LIBS aq_cnn aq_adaquant TIMEOUT 60)

@@ -169,7 +169,7 @@ static void check_per_image(const ref_case *c, const aq_cnn_plan *p, const float
     float *y1 = malloc(out1 * sizeof(float));
     CHECK_OK(aq_cnn_plan_init(&c->g, 1, &p1, &err), &err);
     for (int n = 0; n < p->batch && !aq_test_failures; n++) {
-        CHECK_OK(aq_cnn_forward(&p1, c->feed + n * in1, y1, NULL, NULL, &err), &err);
+        CHECK_OK(aq_cnn_forward(&p1, NULL, c->feed + n * in1, y1, NULL, NULL, &err), &err);
         CHECK_MSG(!memcmp(y1, y + n * out1, out1 * sizeof(float)), "%s: image %d alone differs", c->name, n);
     }
     aq_cnn_plan_free(&p1);
@@ -195,7 +195,7 @@ static void run_case(const ref_case *c)
               aq_cnn_shape_str(&c->expect_shape, b1, sizeof b1));
     size_t n = aq_cnn_numel(&c->expect_shape);
     float *y = calloc(aq_cnn_numel(os) + 1, sizeof(float));
-    CHECK_OK(aq_cnn_forward(&p, c->feed, y, NULL, NULL, &err), &err);
+    CHECK_OK(aq_cnn_forward(&p, NULL, c->feed, y, NULL, NULL, &err), &err);
     const double u = 1.0 / 16777216.0, gam = (c->K + 4) * u / (1 - (c->K + 4) * u);
     double worst = 0;
     int bad = 0;

@@ -1,12 +1,15 @@
 /* test_cnn_bad.c — part of test_cnn: graphs with shape mismatches between
- * ops must fail at plan time with a message naming the node; and the
+ * ops must fail at plan time with a message naming the node; the engine's
+ * im2col columns are exactly the transpose of aq_im2col's rows (conv.h, the
+ * AdaQuant capture's layout) for every stride/pad/dilation/group mix; and the
  * evaluation helpers (normalisation parsing, chunked prediction) on a graph
  * whose answer is known: Flatten + an identity Gemm, so the logits are the
  * normalised pixels themselves. */
 #include <stdlib.h>
 #include <string.h>
 
-#include "../src/cnn/cnn.h"
+#include "../src/adaquant/conv.h"
+#include "../src/cnn/cnn_internal.h"
 #include "test_cnn_build.h"
 #include "testutil.h"
 
@@ -147,8 +150,38 @@ static void known_predict(void)
         CHECK_MSG(aq_cnn_norm_parse(bad[i], &nm, &err) == AQ_ERR_ARG && strstr(err.msg, "MEAN,STD"), "'%s'", bad[i]);
 }
 
+static void im2col_case(int C, int H, int W, int kh, int kw, int s, int pad, int dil, int groups)
+{
+    aq_conv_spec sp = {C, groups, kh, kw, s, s, pad, pad, dil, dil, groups};
+    aq_cnn_attrs a = {.kernel = {kh, kw}, .strides = {s, s}, .pads = {pad, pad, pad, pad}, .dilations = {dil, dil}};
+    int OH, OW, cg = C / groups;
+    aq_error err = {0};
+    CHECK_OK(aq_conv_check(&sp, H, W, &OH, &OW, &err), &err);
+    size_t P = (size_t)OH * OW, K = (size_t)cg * kh * kw;
+    float *x = malloc((size_t)C * H * W * sizeof(float)), *rows = malloc(P * K * sizeof(float));
+    float *cols = malloc(P * K * sizeof(float));
+    for (int i = 0; i < C * H * W; i++) x[i] = (float)(i % 97) - 40.0f;
+    for (int g = 0; g < groups; g++) {
+        aq_im2col(x, 1, H, W, &sp, g, rows);
+        aq_cnn_im2col_t(x + (size_t)g * cg * H * W, cg, H, W, &a, OH, OW, cols);
+        int same = 1;
+        for (size_t p = 0; p < P; p++)
+            for (size_t k = 0; k < K; k++) same &= rows[p * K + k] == cols[k * P + p];
+        CHECK_MSG(same, "im2col C %d %dx%d k %dx%d s %d pad %d dil %d group %d/%d", C, H, W, kh, kw, s, pad, dil, g,
+                  groups);
+    }
+    free(x);
+    free(rows);
+    free(cols);
+}
+
 void test_cnn_bad(void)
 {
+    im2col_case(3, 7, 6, 3, 3, 1, 1, 1, 1);
+    im2col_case(4, 9, 8, 3, 2, 2, 2, 2, 2);
+    im2col_case(6, 5, 11, 5, 5, 3, 2, 1, 3);
+    im2col_case(2, 4, 4, 1, 1, 2, 0, 1, 1);
+    im2col_case(2, 6, 7, 2, 3, 1, 3, 3, 2);
     bad_conv();
     bad_chain();
     bad_graph();

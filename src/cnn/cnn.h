@@ -5,9 +5,10 @@
  * auto_pad and negative axes, folds nodes whose inputs are all constants
  * (e.g. the MNIST zoo model's Reshape of a weight) and records each value's
  * last reader so the forward pass frees intermediate values as soon as they
- * are dead. Convolutions are BLIS GEMMs over aq_im2col rows (one GEMM per
- * image and group, so an image's result does not depend on the batch it runs
- * in). See docs/CNN.md for the operators and their semantics. */
+ * are dead. Convolutions are BLIS GEMMs over im2col columns (the transpose
+ * of src/adaquant/conv.h's aq_im2col rows), one GEMM per image and group,
+ * so an image's result does not depend on the batch it runs in. Memory:
+ * the live activations of one chunk. See docs/CNN.md for the operators and their semantics. */
 #ifndef AQ_CNN_H
 #define AQ_CNN_H
 
@@ -53,10 +54,21 @@ const char *aq_cnn_shape_str(const aq_cnn_shape *s, char *buf, size_t cap);
 /* Called after each node with its output (valid only during the call). */
 typedef void (*aq_cnn_observer)(void *ctx, int node, const float *data, const aq_cnn_shape *shape);
 
+/* Activation buffers kept from one forward pass to the next, so a run over
+ * many chunks reuses memory instead of faulting in fresh pages for every
+ * node. Zero-initialise; one pool per thread; aq_cnn_pool_free at the end. */
+typedef struct aq_cnn_pool {
+    int n, cap;
+    float **buf;
+    size_t *floats;
+} aq_cnn_pool;
+void aq_cnn_pool_free(aq_cnn_pool *pool);
+
 /* Run the plan: x holds the input tensor (plan->shape[g->input]), y gets the
- * output tensor (plan->shape[g->output]). obs may be NULL. AQ_ERR_NOMEM. */
-aq_status aq_cnn_forward(const aq_cnn_plan *p, const float *x, float *y, aq_cnn_observer obs,
-                         void *ctx, aq_error *err);
+ * output tensor (plan->shape[g->output]). pool and obs may be NULL.
+ * AQ_ERR_NOMEM. */
+aq_status aq_cnn_forward(const aq_cnn_plan *p, aq_cnn_pool *pool, const float *x, float *y,
+                         aq_cnn_observer obs, void *ctx, aq_error *err);
 
 /* --- evaluation on u8 images --- */
 

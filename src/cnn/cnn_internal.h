@@ -54,6 +54,11 @@ aq_status aq_cnn_infer_conv(aq_cnn_infer_args *x, aq_error *err);
 aq_status aq_cnn_infer_pool(aq_cnn_infer_args *x, aq_error *err);
 aq_status aq_cnn_infer_gap(aq_cnn_infer_args *x, aq_error *err);
 void aq_cnn_run_conv(const aq_cnn_run_args *r);
+/* im2col columns of one image's group: x [cg, H, W] -> cols [K, OH*OW],
+ * K = cg*kh*kw in (c, ky, kx) order, zero in the padding (pads, strides,
+ * dilations from a). The transpose of aq_im2col's rows (conv.h). */
+void aq_cnn_im2col_t(const float *x, int cg, int H, int W, const aq_cnn_attrs *a, int OH, int OW,
+                     float *cols);
 void aq_cnn_run_pool(const aq_cnn_run_args *r);
 void aq_cnn_run_gap(const aq_cnn_run_args *r);
 

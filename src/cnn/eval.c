@@ -31,12 +31,12 @@ static void normalise(const uint8_t *px, size_t n, const aq_cnn_norm *nm, float 
 }
 
 /* One chunk of `b` images through plan p (planned for b). */
-static aq_status run_chunk(const aq_cnn_plan *p, const uint8_t *px, size_t image_size, const aq_cnn_norm *nm,
+static aq_status run_chunk(const aq_cnn_plan *p, aq_cnn_pool *pool, const uint8_t *px, size_t image_size, const aq_cnn_norm *nm,
                            float *x, float *y, size_t classes, int32_t *pred, float *logits, aq_error *err)
 {
     size_t b = (size_t)p->batch;
     normalise(px, b * image_size, nm, x);
-    AQ_TRY(aq_cnn_forward(p, x, y, NULL, NULL, err));
+    AQ_TRY(aq_cnn_forward(p, pool, x, y, NULL, NULL, err));
     for (size_t i = 0; i < b; i++) {
         const float *yi = y + i * classes;
         size_t best = 0;
@@ -73,6 +73,7 @@ aq_status aq_cnn_predict(const aq_cnn_graph *g, const uint8_t *pixels, size_t n,
     if (n == 0) return aq_fail(err, AQ_ERR_ARG, "CNN eval: no images");
     size_t b = n < (size_t)chunk ? n : (size_t)chunk, cls = 0;
     aq_cnn_plan p = {0};
+    aq_cnn_pool pool = {0}; /* activations reused from chunk to chunk */
     float *x = NULL, *y = NULL;
     aq_status st;
     AQ_TRY_GOTO(st, aq_cnn_plan_init(g, (int)b, &p, err), done);
@@ -88,11 +89,12 @@ aq_status aq_cnn_predict(const aq_cnn_graph *g, const uint8_t *pixels, size_t n,
             aq_cnn_plan_free(&p);
             AQ_TRY_GOTO(st, aq_cnn_plan_init(g, (int)(n - i), &p, err), done);
         }
-        AQ_TRY_GOTO(st, run_chunk(&p, pixels + i * image_size, image_size, norm, x, y, cls, pred + i,
+        AQ_TRY_GOTO(st, run_chunk(&p, &pool, pixels + i * image_size, image_size, norm, x, y, cls, pred + i,
                                   logits ? logits + i * cls : NULL, err), done);
     }
     if (classes) *classes = cls;
 done:
+    aq_cnn_pool_free(&pool);
     aq_cnn_plan_free(&p);
     free(x);
     free(y);

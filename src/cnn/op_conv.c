@@ -1,10 +1,9 @@
 /* op_conv.c — the spatial operators of the CNN engine: Conv as BLIS GEMMs over
- * aq_im2col rows, MaxPool/AveragePool (ceil_mode, count_include_pad,
+ * im2col columns, MaxPool/AveragePool (ceil_mode, count_include_pad,
  * dilations) and GlobalAveragePool, all 2-D NCHW. */
 #include <math.h>
 #include <string.h>
 
-#include "../adaquant/conv.h"
 #include "cnn_internal.h"
 
 /* Resolve one spatial axis: auto_pad into pads[axis] (begin) and
@@ -94,55 +93,67 @@ aq_status aq_cnn_infer_conv(aq_cnn_infer_args *x, aq_error *err)
     AQ_TRY(spatial_axis(n, a, 0, X->d[2], &oh, err));
     AQ_TRY(spatial_axis(n, a, 1, X->d[3], &ow, err));
     *x->out = (aq_cnn_shape){4, {X->d[0], W->d[0], oh, ow}};
-    size_t cg = (size_t)W->d[1], K = cg * a->kernel[0] * a->kernel[1];
-    size_t padded = cg * (size_t)(X->d[2] + a->pads[0] + a->pads[2]) * (size_t)(X->d[3] + a->pads[1] + a->pads[3]);
-    raise_scratch(x->scratch, (size_t)oh * ow * K + padded);
+    size_t K = (size_t)W->d[1] * a->kernel[0] * a->kernel[1];
+    raise_scratch(x->scratch, (size_t)oh * ow * K);
     return AQ_OK;
 }
 
-/* Copy channels [c0, c0 + cg) of one image into a zero-padded buffer, for
- * asymmetric padding (aq_im2col pads both sides alike). */
-static void pad_copy(const float *x, int c0, int cg, int H, int W, const int *pads, float *dst)
+/* One row of cols: tap (ky, kx) of channel plane xc [H, W] for every output
+ * position, zero where the tap falls in the padding. With stride 1 each
+ * output row is one memcpy; this is why the engine does not use
+ * aq_im2col's [P, K] layout (its transpose, built element by element; the
+ * test checks the two agree). */
+static void tap_row(const float *xc, int H, int W, const aq_cnn_attrs *a, int ky, int kx, int OH, int OW,
+                    float *dst)
 {
-    int Hp = H + pads[0] + pads[2], Wp = W + pads[1] + pads[3];
-    memset(dst, 0, (size_t)cg * Hp * Wp * sizeof(float));
-    for (int c = 0; c < cg; c++)
-        for (int y = 0; y < H; y++)
-            memcpy(dst + ((size_t)c * Hp + y + pads[0]) * Wp + pads[1], x + ((size_t)(c0 + c) * H + y) * W,
-                   (size_t)W * sizeof(float));
+    int sh = a->strides[0], sw = a->strides[1], x0 = kx * a->dilations[1] - a->pads[1];
+    /* output columns whose input column x0 + ox * sw lies in [0, W) */
+    int lo = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw, hi = x0 >= W ? 0 : (W - 1 - x0) / sw + 1;
+    if (hi > OW) hi = OW;
+    if (lo > hi) lo = hi;
+    for (int oy = 0; oy < OH; oy++, dst += OW) {
+        int iy = oy * sh - a->pads[0] + ky * a->dilations[0];
+        if (iy < 0 || iy >= H) {
+            memset(dst, 0, (size_t)OW * sizeof(float));
+            continue;
+        }
+        const float *src = xc + (size_t)iy * W;
+        memset(dst, 0, (size_t)lo * sizeof(float));
+        if (sw == 1)
+            memcpy(dst + lo, src + x0 + lo, (size_t)(hi - lo) * sizeof(float));
+        else
+            for (int ox = lo; ox < hi; ox++) dst[ox] = src[x0 + ox * sw];
+        memset(dst + hi, 0, (size_t)(OW - hi) * sizeof(float));
+    }
 }
 
-/* One image, one group: im2col rows [P, K] into scratch, then
- * Y_g [Mg, P] = W_g [Mg, K] rows^T. A 1x1 stride-1 unpadded conv needs no
- * im2col: the image's channels are already K x P. */
+void aq_cnn_im2col_t(const float *x, int cg, int H, int W, const aq_cnn_attrs *a, int OH, int OW, float *cols)
+{
+    size_t P = (size_t)OH * OW;
+    for (int c = 0; c < cg; c++)
+        for (int ky = 0; ky < a->kernel[0]; ky++)
+            for (int kx = 0; kx < a->kernel[1]; kx++, cols += P)
+                tap_row(x + (size_t)c * H * W, H, W, a, ky, kx, OH, OW, cols);
+}
+
+/* One image, one group: Y_g [Mg, P] = W_g [Mg, K] cols [K, P]. A 1x1
+ * stride-1 unpadded conv needs no cols: the image's channels are K x P. */
 static void conv_group(const aq_cnn_run_args *r, const float *xn, int grp, float *yn)
 {
     const aq_cnn_shape *X = r->in_shape[0], *W = r->in_shape[1], *Y = r->out_shape;
     const aq_cnn_attrs *a = r->a;
-    int C = (int)X->d[1], H = (int)X->d[2], Wd = (int)X->d[3], M = (int)W->d[0], cg = (int)W->d[1];
+    int H = (int)X->d[2], Wd = (int)X->d[3], M = (int)W->d[0], cg = (int)W->d[1];
     int Mg = M / a->group;
     long P = (long)Y->d[2] * Y->d[3], K = (long)cg * a->kernel[0] * a->kernel[1];
-    const float *wg = r->in[1] + (size_t)grp * Mg * K;
+    const float *wg = r->in[1] + (size_t)grp * Mg * K, *xg = xn + (size_t)grp * cg * H * Wd;
     float *yg = yn + (size_t)grp * Mg * P;
     const int *p = a->pads;
-    int no_pad = !p[0] && !p[1] && !p[2] && !p[3];
-    if (K == cg && no_pad && a->strides[0] == 1 && a->strides[1] == 1) {
-        aq_cnn_sgemm(0, 0, Mg, P, K, 1.0f, wg, K, 1, xn + (size_t)grp * cg * H * Wd, P, 1, 0.0f, yg, P, 1);
+    if (K == cg && !p[0] && !p[1] && !p[2] && !p[3] && a->strides[0] == 1 && a->strides[1] == 1) {
+        aq_cnn_sgemm(0, 0, Mg, P, K, 1.0f, wg, K, 1, xg, P, 1, 0.0f, yg, P, 1);
         return;
     }
-    aq_conv_spec s = {.c_in = C, .c_out = M, .kh = a->kernel[0], .kw = a->kernel[1],
-                      .stride_h = a->strides[0], .stride_w = a->strides[1], .pad_h = p[0], .pad_w = p[1],
-                      .dil_h = a->dilations[0], .dil_w = a->dilations[1], .groups = a->group};
-    float *rows = r->scratch;
-    if (p[0] == p[2] && p[1] == p[3]) {
-        aq_im2col(xn, 1, H, Wd, &s, grp, rows);
-    } else {
-        float *buf = rows + (size_t)P * K;
-        pad_copy(xn, grp * cg, cg, H, Wd, p, buf);
-        s.c_in = cg, s.c_out = Mg, s.groups = 1, s.pad_h = s.pad_w = 0;
-        aq_im2col(buf, 1, H + p[0] + p[2], Wd + p[1] + p[3], &s, 0, rows);
-    }
-    aq_cnn_sgemm(0, 1, Mg, P, K, 1.0f, wg, K, 1, rows, K, 1, 0.0f, yg, P, 1);
+    aq_cnn_im2col_t(xg, cg, H, Wd, a, (int)Y->d[2], (int)Y->d[3], r->scratch);
+    aq_cnn_sgemm(0, 0, Mg, P, K, 1.0f, wg, K, 1, r->scratch, P, 1, 0.0f, yg, P, 1);
 }
 
 void aq_cnn_run_conv(const aq_cnn_run_args *r)

@@ -65,7 +65,7 @@ void aq_cnn_run_unary(const aq_cnn_run_args *r)
     const aq_cnn_attrs *a = r->a;
     switch (r->node->op) {
     case AQ_OP_RELU:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : x[i] != x[i] ? x[i] : 0.0f;
+        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
         break;
     case AQ_OP_CLIP:
         for (size_t i = 0; i < n; i++) y[i] = x[i] != x[i] ? x[i] : clampf(x[i], a->clip_min, a->clip_max);
