@@ -53,34 +53,46 @@ static aq_status reshape_shape(const aq_onnx_rd *r, const aq_cnn_node *n, int nd
     return AQ_OK;
 }
 
+/* Fold node n (Reshape/Identity of a constant) into its output value. */
+static aq_status fold_one(aq_onnx_rd *r, aq_cnn_node *n, aq_error *err)
+{
+    aq_cnn_graph *g = r->g;
+    aq_cnn_value *src = &g->values[n->in[0]], *dst = &g->values[n->out];
+    int64_t shape[AQ_MAX_DIMS];
+    int ndim = src->ndim;
+    memcpy(shape, src->shape, sizeof shape);
+    if (n->op == AQ_OP_RESHAPE) {
+        AQ_TRY(reshape_shape(r, n, src->ndim, src->shape, shape, err));
+        ndim = n->a.shape_ndim;
+    }
+    size_t bytes = (size_t)numel_of(ndim, shape) * sizeof(float);
+    if (!(dst->data = malloc(bytes + 1))) return aq_fail_nomem(err, dst->name, bytes);
+    if (bytes) memcpy(dst->data, src->data, bytes);
+    dst->is_const = 1;
+    dst->ndim = ndim;
+    memcpy(dst->shape, shape, sizeof shape);
+    return AQ_OK;
+}
+
 aq_status aq_onnx_fold_constants(aq_onnx_rd *r, aq_error *err)
 {
     aq_cnn_graph *g = r->g;
-    int kept = 0;
+    /* fold in sorted order (a chain of folds sees its input folded), compact only
+     * once all succeeded: on an error the node array is still whole for freeing */
     for (int i = 0; i < g->n_nodes; i++) {
         aq_cnn_node *n = &g->nodes[i];
-        int in = n->in[0];
-        if ((n->op != AQ_OP_RESHAPE && n->op != AQ_OP_IDENTITY) || in < 0 || !g->values[in].is_const ||
-            n->out == g->output) {
-            g->nodes[kept] = *n;
-            r->src[kept++] = r->src[i];
+        if ((n->op == AQ_OP_RESHAPE || n->op == AQ_OP_IDENTITY) && n->in[0] >= 0 && g->values[n->in[0]].is_const &&
+            n->out != g->output)
+            AQ_TRY(fold_one(r, n, err));
+    }
+    int kept = 0;
+    for (int i = 0; i < g->n_nodes; i++) {
+        if (g->values[g->nodes[i].out].is_const) {
+            free(g->nodes[i].name);
             continue;
         }
-        aq_cnn_value *src = &g->values[in], *dst = &g->values[n->out];
-        int64_t shape[AQ_MAX_DIMS];
-        int ndim = src->ndim;
-        memcpy(shape, src->shape, sizeof shape);
-        if (n->op == AQ_OP_RESHAPE) {
-            AQ_TRY(reshape_shape(r, n, src->ndim, src->shape, shape, err));
-            ndim = n->a.shape_ndim;
-        }
-        size_t bytes = (size_t)numel_of(ndim, shape) * sizeof(float);
-        if (!(dst->data = malloc(bytes + 1))) return aq_fail_nomem(err, dst->name, bytes);
-        if (bytes) memcpy(dst->data, src->data, bytes);
-        dst->is_const = 1;
-        dst->ndim = ndim;
-        memcpy(dst->shape, shape, sizeof shape);
-        free(n->name);
+        g->nodes[kept] = g->nodes[i];
+        r->src[kept++] = r->src[i];
     }
     g->n_nodes = kept;
     return AQ_OK;

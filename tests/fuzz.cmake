@@ -43,6 +43,10 @@ if(AQ_FUZZ)
   set(AQ_FUZZ_SECONDS_fuzz_hftok_encode 20)
   # The GGUF reader: 15 s reach 405 of the 411 edges a 60 s run reaches (measured 2026-12-07).
   set(AQ_FUZZ_SECONDS_fuzz_gguf 15)
+  # The ONNX reader (protobuf-c's generated unpacking + io/onnx_*.c) and the idx reader: 15 s each
+  # (the issue-17 budget); seeds are small models and idx files written by tests/scripts/onnx_pb.py / struct.
+  set(AQ_FUZZ_SECONDS_fuzz_onnx 15)
+  set(AQ_FUZZ_SECONDS_fuzz_idx 15)
 
   file(GLOB aq_fuzzers CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)
   foreach(src ${aq_fuzzers})
