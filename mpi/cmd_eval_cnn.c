@@ -33,6 +33,8 @@ void aq_eval_cnn_help(FILE *out)
         "  -r, --eval-range A:B     images A..B-1 only (half-open, like Python)\n"
         "  -b, --batch N            images per forward pass (default 64; memory)\n"
         "  -p, --predictions FILE   write the predicted class of each image, one a line\n"
+        "  -o, --logits FILE        write the model outputs, float32 little-endian\n"
+        "                           [images, classes] (no header)\n"
         "  -c, --compare FILE       a predictions file of the same images: prints the\n"
         "                           top-1 agreement with it\n"
         "  -j, --json               print one JSON object instead of text\n"
@@ -49,7 +51,7 @@ int aq_eval_is_onnx(int argc, char **argv)
 }
 
 typedef struct cnn_args {
-    const char *model, *images, *labels, *pred_out, *compare;
+    const char *model, *images, *labels, *pred_out, *compare, *logits_out;
     aq_cnn_norm norm;
     int have_norm, json, batch;
     long from, to; /* -1: the whole file */
@@ -72,6 +74,7 @@ static int parse(int argc, char **argv, cnn_args *a)
         {"normalize", required_argument, 0, 'N'},   {"eval-range", required_argument, 0, 'r'},
         {"batch", required_argument, 0, 'b'},       {"predictions", required_argument, 0, 'p'},
         {"compare", required_argument, 0, 'c'},     {"json", no_argument, 0, 'j'},
+        {"logits", required_argument, 0, 'o'},
         {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->batch = 64;
@@ -79,7 +82,7 @@ static int parse(int argc, char **argv, cnn_args *a)
     aq_error e = {0};
     int c;
     char *end;
-    while ((c = getopt_long(argc, argv, "i:L:N:r:b:p:c:j", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:L:N:r:b:p:c:o:j", opts, NULL)) != -1) {
         switch (c) {
         case 'i': a->images = optarg; break;
         case 'L': a->labels = optarg; break;
@@ -96,6 +99,7 @@ static int parse(int argc, char **argv, cnn_args *a)
             break;
         case 'p': a->pred_out = optarg; break;
         case 'c': a->compare = optarg; break;
+        case 'o': a->logits_out = optarg; break;
         case 'j': a->json = 1; break;
         default: return aq_cli_usage(CMD, "unknown option");
         }
@@ -133,12 +137,17 @@ static aq_status read_predictions(const char *path, size_t n, int32_t *out, aq_e
     return AQ_OK;
 }
 
-static aq_status write_predictions(const char *path, const int32_t *pred, size_t n, aq_error *err)
+/* The predictions as text (one a line), or with `logits` the raw outputs. */
+static aq_status write_out(const char *path, const int32_t *pred, const float *logits, size_t n,
+                           aq_error *err)
 {
-    FILE *f = fopen(path, "w");
-    if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot create the predictions file", path);
-    for (size_t i = 0; i < n; i++) fprintf(f, "%d\n", pred[i]);
-    if (fclose(f) != 0) return aq_fail(err, AQ_ERR_IO, "%s: write failed", path);
+    FILE *f = fopen(path, logits ? "wb" : "w");
+    if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot create the output file", path);
+    if (logits)
+        fwrite(logits, sizeof(float), n, f);
+    else
+        for (size_t i = 0; i < n; i++) fprintf(f, "%d\n", pred[i]);
+    if (ferror(f) | (fclose(f) != 0)) return aq_fail(err, AQ_ERR_IO, "%s: write failed", path);
     return AQ_OK;
 }
 
@@ -181,6 +190,7 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
     aq_cnn_graph g = {0};
     aq_idx im = {0};
     int32_t *pred = NULL, *other = NULL;
+    float *logits = NULL;
     aq_status st;
     AQ_TRY_GOTO(st, aq_onnx_read(a->model, &g, err), done);
     AQ_TRY_GOTO(st, aq_idx_read_images(a->images, &im, err), done);
@@ -197,9 +207,19 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
         st = aq_fail_nomem(err, "predictions", r->n * sizeof *pred);
         goto done;
     }
-    size_t px = (size_t)(im.rows * im.cols);
+    size_t px = (size_t)(im.rows * im.cols), cls;
+    if (a->logits_out) { /* the output size per image, from a plan for one image */
+        aq_cnn_plan p1;
+        AQ_TRY_GOTO(st, aq_cnn_plan_init(&g, 1, &p1, err), done);
+        cls = aq_cnn_numel(&p1.shape[g.output]);
+        aq_cnn_plan_free(&p1);
+        if (!(logits = malloc(r->n * cls * sizeof(float)))) {
+            st = aq_fail_nomem(err, "logits", r->n * cls * sizeof(float));
+            goto done;
+        }
+    }
     double t0 = now_seconds();
-    AQ_TRY_GOTO(st, aq_cnn_predict(&g, im.data + r->from * px, r->n, px, &a->norm, a->batch, pred, NULL,
+    AQ_TRY_GOTO(st, aq_cnn_predict(&g, im.data + r->from * px, r->n, px, &a->norm, a->batch, pred, logits,
                                    &r->classes, err), done);
     r->seconds = now_seconds() - t0;
     if (a->labels) AQ_TRY_GOTO(st, score_labels(a, &im, pred, r, err), done);
@@ -213,8 +233,10 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
         r->agree = aq_cnn_count_equal(pred, other, r->n);
         r->have_compare = 1;
     }
-    if (a->pred_out) st = write_predictions(a->pred_out, pred, r->n, err);
+    if (a->pred_out) AQ_TRY_GOTO(st, write_out(a->pred_out, pred, NULL, r->n, err), done);
+    if (a->logits_out) st = write_out(a->logits_out, NULL, logits, r->n * r->classes, err);
 done:
+    free(logits);
     free(pred);
     free(other);
     aq_idx_free(&im);
