@@ -182,6 +182,11 @@ void test_cnn_bad(void)
     im2col_case(6, 5, 11, 5, 5, 3, 2, 1, 3);
     im2col_case(2, 4, 4, 1, 1, 2, 0, 1, 1);
     im2col_case(2, 6, 7, 2, 3, 1, 3, 3, 2);
+    /* "same" convs (stride 1, OW == W): the one-memcpy path */
+    im2col_case(4, 5, 9, 5, 5, 1, 2, 1, 1);
+    im2col_case(2, 6, 7, 3, 3, 1, 2, 2, 2);
+    im2col_case(1, 1, 3, 3, 3, 1, 1, 1, 1);
+    im2col_case(3, 2, 2, 3, 3, 1, 1, 1, 3);
     bad_conv();
     bad_chain();
     bad_graph();

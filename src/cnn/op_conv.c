@@ -98,6 +98,36 @@ aq_status aq_cnn_infer_conv(aq_cnn_infer_args *x, aq_error *err)
     return AQ_OK;
 }
 
+/* Output columns [*lo, *hi) whose input column x0 + ox * sw lies in [0, W). */
+static void valid_cols(int x0, int sw, int W, int OW, int *lo, int *hi)
+{
+    *lo = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw;
+    *hi = x0 >= W ? 0 : (W - 1 - x0) / sw + 1;
+    if (*hi > OW) *hi = OW;
+    if (*lo > *hi) *lo = *hi;
+}
+
+/* tap_row when strides are 1 and OW == W (a "same" conv): the tap's valid
+ * rows are one contiguous block in both the plane and the row of cols, so
+ * one memcpy (clipped to the plane), then the edge columns are zeroed (the
+ * clipped elements are edge columns too). */
+static void tap_row_same(const float *xc, int H, int W, int OH, int y0, int x0, int lo, int hi, float *dst)
+{
+    int oy0 = y0 < 0 ? -y0 : 0, oy1 = H - y0 < OH ? H - y0 : OH;
+    if (oy1 < oy0) oy1 = oy0;
+    memset(dst, 0, (size_t)oy0 * W * sizeof(float));
+    memset(dst + (size_t)oy1 * W, 0, (size_t)(OH - oy1) * W * sizeof(float));
+    long s0 = (long)(oy0 + y0) * W + x0, n = (long)(oy1 - oy0) * W, plane = (long)H * W;
+    long c0 = s0 < 0 ? -s0 : 0, c1 = s0 + n > plane ? s0 + n - plane : 0;
+    if (n - c0 - c1 > 0)
+        memcpy(dst + (long)oy0 * W + c0, xc + s0 + c0, (size_t)(n - c0 - c1) * sizeof(float));
+    for (int oy = oy0; oy < oy1; oy++) {
+        float *d = dst + (size_t)oy * W;
+        for (int i = 0; i < lo; i++) d[i] = 0.0f;
+        for (int i = hi; i < W; i++) d[i] = 0.0f;
+    }
+}
+
 /* One row of cols: tap (ky, kx) of channel plane xc [H, W] for every output
  * position, zero where the tap falls in the padding. With stride 1 each
  * output row is one memcpy; this is why the engine does not use
@@ -106,13 +136,15 @@ aq_status aq_cnn_infer_conv(aq_cnn_infer_args *x, aq_error *err)
 static void tap_row(const float *xc, int H, int W, const aq_cnn_attrs *a, int ky, int kx, int OH, int OW,
                     float *dst)
 {
-    int sh = a->strides[0], sw = a->strides[1], x0 = kx * a->dilations[1] - a->pads[1];
-    /* output columns whose input column x0 + ox * sw lies in [0, W) */
-    int lo = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw, hi = x0 >= W ? 0 : (W - 1 - x0) / sw + 1;
-    if (hi > OW) hi = OW;
-    if (lo > hi) lo = hi;
+    int sh = a->strides[0], sw = a->strides[1], x0 = kx * a->dilations[1] - a->pads[1], lo, hi;
+    int y0 = ky * a->dilations[0] - a->pads[0];
+    valid_cols(x0, sw, W, OW, &lo, &hi);
+    if (sh == 1 && sw == 1 && OW == W) {
+        tap_row_same(xc, H, W, OH, y0, x0, lo, hi, dst);
+        return;
+    }
     for (int oy = 0; oy < OH; oy++, dst += OW) {
-        int iy = oy * sh - a->pads[0] + ky * a->dilations[0];
+        int iy = oy * sh + y0;
         if (iy < 0 || iy >= H) {
             memset(dst, 0, (size_t)OW * sizeof(float));
             continue;
