@@ -256,6 +256,22 @@ def mnist():
         x = read_idx(images)[5000:5100].reshape(-1, 1, 28, 28).astype(np.float64)
         ref, bound = reference(model, x, True)
         compare_logits("mnist 5000..5099", cli_logits(tmp, model, images, "none", "5000:5100"), ref, bound)
+        # agreement: our own predictions with three of them changed agree on 97 of 100
+        pred, other = os.path.join(tmp, "pred.txt"), os.path.join(tmp, "other.txt")
+        rc, _, err = cli(model, "--eval-images", images, "--normalize", "none", "--eval-range", "5000:5100",
+                         "--predictions", pred)
+        check(rc == 0, f"--predictions: exit {rc}, {err.strip()}")
+        p = np.loadtxt(pred, dtype=int) if rc == 0 else np.zeros(100, int)
+        check(np.array_equal(p, ref.argmax(1)), "--predictions differ from the reference classes")
+        p[[3, 50, 99]] = (p[[3, 50, 99]] + 1) % 10
+        np.savetxt(other, p, fmt="%d")
+        r = eval_json(model, "--eval-images", images, "--normalize", "none", "--eval-range", "5000:5100",
+                      "--compare", other)
+        check(r.get("agree") == 97 and abs(r.get("agreement", 0) - 0.97) < 1e-12, f"agreement: {r}")
+        np.savetxt(other, p[:99], fmt="%d")
+        rc, _, err = cli(model, "--eval-images", images, "--normalize", "none", "--eval-range", "5000:5100",
+                         "--compare", other)
+        check(rc == 1 and "99 predictions" in err, f"--compare with 99 lines: exit {rc}, {err.strip()}")
         r = eval_json(model, "--eval-images", images, "--eval-labels", labels, "--normalize", "none",
                       "--eval-range", "5000:10000")
         check(r.get("images") == 5000 and r.get("correct") == 4976, f"mnist 5000..9999: {r} (want 4976/5000)")
