@@ -40,6 +40,8 @@ static aq_status reshape_shape(const aq_onnx_rd *r, const aq_cnn_node *n, int nd
             continue;
         }
         if (s < 0 || s == 0) return fail_node(r, n, "bad entry in the target shape", err);
+        if (known > ((int64_t)1 << 40) / s) /* constants hold at most 2^40 elements (io/onnx_read.c) */
+            return fail_node(r, n, "the target shape's size differs from the constant's", err);
         out[d] = s;
         known *= s;
     }
