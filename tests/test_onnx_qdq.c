@@ -5,9 +5,13 @@
  * write the QDQ model with aq_onnx_write_qdq. tests/scripts/test_onnx_qdq.py
  * checks the file independently (its own RTN, NumPy and onnxruntime runs).
  * `test_onnx_qdq --bad DIR` instead checks the writer's refusals. */
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../io/onnx_write.h"
 #include "../src/quant/quant.h"
@@ -53,11 +57,23 @@ static int quantize_layers(const aq_cnn_graph *g, int bits, const char *act_file
     return nl;
 }
 
-/* Refusals: each must fail with a message containing `want`. */
+/* Entries of dir other than . and .. */
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));) n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d) closedir(d);
+    return n;
+}
+
+/* Refusals: each must fail with a message containing `want`, and leave DIR empty. */
 static int bad_cases(const char *model, const char *dir)
 {
     aq_cnn_graph g;
     aq_error err = {0};
+    if (access(model, R_OK) != 0) return printf("skip: %s not found\n", model), 77;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return perror(dir), 1;
     if (aq_onnx_read(model, &g, &err) != AQ_OK) return fprintf(stderr, "%s\n", err.msg), 1;
     aq_onnx_qlayer L[64];
     int nl = quantize_layers(&g, 8, NULL, L), fails = 0;
@@ -86,8 +102,14 @@ static int bad_cases(const char *model, const char *dir)
         free(codes);
         free(zeros);
     }
+    /* an unwritable target: an I/O error naming it, no temporary file left */
+    snprintf(out, sizeof out, "%s/no_such_dir/x.onnx", dir);
+    if (aq_onnx_write_qdq(&g, L, nl, out, &err) != AQ_ERR_IO || !strstr(err.msg, "no_such_dir"))
+        fprintf(stderr, "FAIL: unwritable path: %s\n", err.msg), fails++;
+    if (count_entries(dir) != 0) fprintf(stderr, "FAIL: refusals left files in %s\n", dir), fails++;
     for (int k = 0; k < nl; k++) free((void *)L[k].codes), free((void *)L[k].scale), free((void *)L[k].zero);
     aq_cnn_graph_free(&g);
+    if (!fails) printf("all checks passed\n");
     return fails != 0;
 }
 

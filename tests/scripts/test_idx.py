@@ -49,11 +49,13 @@ def real_files(tmp):
     for path, first_labels in files:
         raw = gzip.open(path).read()
         plain = os.path.join(tmp, os.path.basename(path)[:-3])
-        with open(plain, "wb") as f:
-            f.write(raw)
+        if SHARED in path:
+            with open(plain, "wb") as f:
+                f.write(raw)
         want = reference(raw)
         mode = "images" if "images" in path else "labels"
-        for p in (path, plain):
+        # the plain (uncompressed) path once per kind is enough: it is the same parser
+        for p in (path, plain) if SHARED in path else (path,):
             got, msg = dump(mode, p)
             check(got == want, f"{p}: {got if got is None else {k: got[k] for k in ('ndim', 'n', 'sum')}} {msg}")
         check(want["n"] == 10000, f"{path}: 10000 items")

@@ -191,8 +191,6 @@ def main():
             print(f"skip: {p} not found")
             return 77
     with tempfile.TemporaryDirectory() as tmp:
-        p = subprocess.run([TOOL, "--bad", fr, tmp], capture_output=True, text=True)
-        check(p.returncode == 0, f"writer refusals: {p.stderr}")
         mx = idx_images(os.path.join(SHARED, "data/mnist/t10k-images-idx3-ubyte.gz"), 5000, 10000)
         # The float64 NumPy forward is the slow part (CI runs tests in parallel on 2 cores):
         # weight-only files agree to float32 rounding and need few images; the
