@@ -13,17 +13,11 @@ import subprocess
 import sys
 import tempfile
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from aqtest import SHARED, check, finish  # noqa: E402
+
 DUMPER = sys.argv[1]
-SHARED = os.environ.get("AQ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
 FASHION = "/usr/share/datasets/fashion-mnist"
-fails = 0
-
-
-def check(cond, msg):
-    global fails
-    if not cond:
-        fails += 1
-        print("FAIL:", msg)
 
 
 def dump(mode, path):
@@ -98,5 +92,4 @@ for p in (os.path.join(SHARED, "data/mnist/t10k-images-idx3-ubyte.gz"), os.path.
 with tempfile.TemporaryDirectory() as tmp:
     real_files(tmp)
     bad_files(tmp)
-print("FAILED" if fails else "all checks passed")
-sys.exit(1 if fails else 0)
+sys.exit(finish())

@@ -7,8 +7,9 @@ QDQ). Each file is checked three ways, all independent of the writer:
    (NumPy, asymmetric min/max per output channel);
  - onnxruntime-node (NPM_DIR, graph optimisation 'disabled') runs it;
  - ORT's logits agree with a float64 NumPy evaluation of the file (onnx_np.py).
-MNIST: eval images 5000-9999 (raw 0-255 pixels); fashion-resnet: 500 Fashion-MNIST
-test images, normalised as arch.json says."""
+MNIST: eval images 5000-9999 (raw 0-255 pixels); fashion-resnet: Fashion-MNIST
+test images, normalised as arch.json says (how many: main()). AQ_QDQ_ORT_LEVEL=basic
+runs ORT at graph optimisation level 'basic' instead of 'disabled'."""
 import gzip
 import os
 import struct
@@ -21,21 +22,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before NumPy loads BLAS: CI run
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 import onnx_np  # noqa: E402
 import onnx_pb as pb  # noqa: E402
 
+sys.path.insert(0, os.path.join(HERE, ".."))
+from aqtest import SHARED, check, finish  # noqa: E402
+
 TOOL, NPM = sys.argv[1], sys.argv[2]
-HERE = os.path.dirname(os.path.abspath(__file__))
-SHARED = os.environ.get("AQ_SHARED_DIR", os.path.join(HERE, "../../../shared"))
-fails = 0
-
-
-def check(cond, msg):
-    global fails
-    if not cond:
-        fails += 1
-        print("FAIL:", msg)
 
 
 def idx_images(path, lo, hi):
@@ -130,7 +125,7 @@ def write_qdq(tmp, model, tag, wbits, act=None):
     return out
 
 
-def ort_logits(tmp, files, x, batch, level="disabled"):
+def ort_logits(tmp, files, x, batch, level=os.environ.get("AQ_QDQ_ORT_LEVEL", "disabled")):
     inp, out = os.path.join(tmp, "x.bin"), os.path.join(tmp, "ort.bin")
     x.astype(np.float32).tofile(inp)
     p = subprocess.run(["node", os.path.join(HERE, "onnx_ort_run.mjs"), NPM, level, out, inp, str(len(x)), str(batch)]
@@ -204,8 +199,7 @@ def main():
         run_model(tmp, fr, fx, fx[:64], 100, [("fashion_w8", 8, 0, nf // 2), ("fashion_w4", 4, 0, nf // 2),
                                               ("fashion_w8a8", 8, 8, nf), ("fashion_w4a4", 4, 4, nf),
                                               ("fashion_w8a6", 8, 6, nf)])
-    print("FAILED" if fails else "all checks passed")
-    return 1 if fails else 0
+    return finish()
 
 
 sys.exit(main())
