@@ -156,7 +156,7 @@ static aq_status tensor_int(aq_onnx_rd *r, const Onnx__TensorProto *t, const cha
     } else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
         if (t->n_int64_data != (size_t)numel)
             return size_mismatch(r, name, "int64_data", t->n_int64_data, numel, err);
-        memcpy(c->v, t->int64_data, (size_t)numel * 8);
+        if (numel) memcpy(c->v, t->int64_data, (size_t)numel * 8); /* NULL when empty */
     } else {
         if (t->n_int32_data != (size_t)numel)
             return size_mismatch(r, name, "int32_data", t->n_int32_data, numel, err);

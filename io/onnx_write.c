@@ -61,7 +61,7 @@ Onnx__TensorProto *aq_ow_init(aq_ow *c, const char *name, int dtype, int ndim, c
     char *nm = aq_ow_str(c, "%s", name);
     if (!t || !dims || !nm) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(dims, shape, (size_t)ndim * sizeof *dims);
+    if (ndim) memcpy(dims, shape, (size_t)ndim * sizeof *dims); /* shape is NULL for scalars */
     t->n_dims = (size_t)ndim;
     t->dims = dims;
     t->has_data_type = 1;
