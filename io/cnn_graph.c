@@ -69,7 +69,8 @@ void aq_cnn_graph_free(aq_cnn_graph *g)
         free(g->values[i].name);
         free(g->values[i].data);
     }
-    for (int i = 0; i < g->n_nodes; i++) free(g->nodes[i].name);
+    for (int i = 0; i < g->n_nodes; i++)
+        free(g->nodes[i].name);
     free(g->values);
     free(g->nodes);
     free(g->path);

@@ -18,29 +18,35 @@ static uint32_t be32(const uint8_t *p)
 }
 
 /* Validate the header at buf (len bytes available); *hdr = its size, *total = element count. */
-static aq_status parse_header(const uint8_t *buf, size_t len, const char *what, aq_idx *x, size_t *hdr,
-                              int64_t *total, aq_error *err)
+static aq_status parse_header(const uint8_t *buf, size_t len, const char *what, aq_idx *x,
+                              size_t *hdr, int64_t *total, aq_error *err)
 {
-    if (len < 4) return aq_fail(err, AQ_ERR_FORMAT, "%s: not an idx file (%zu bytes, shorter than the 4-byte magic)",
-                                what, len);
+    if (len < 4)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: not an idx file (%zu bytes, shorter than the 4-byte magic)", what, len);
     if (buf[0] || buf[1])
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: not an idx file (magic %02x %02x %02x %02x; expected 00 00 08 0N)",
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: not an idx file (magic %02x %02x %02x %02x; expected 00 00 08 0N)",
                        what, buf[0], buf[1], buf[2], buf[3]);
     if (buf[2] != IDX_UBYTE)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: idx element type 0x%02x is not supported (only 0x08, unsigned byte)",
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: idx element type 0x%02x is not supported (only 0x08, unsigned byte)",
                        what, buf[2]);
     if (buf[3] < 1 || buf[3] > 3)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: idx file with %d dimensions (1 for labels, 3 for images)", what,
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: idx file with %d dimensions (1 for labels, 3 for images)", what,
                        buf[3]);
     x->ndim = buf[3];
     *hdr = 4 + 4 * (size_t)x->ndim;
     if (len < *hdr)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: truncated idx header (%zu of %zu bytes)", what, len, *hdr);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: truncated idx header (%zu of %zu bytes)", what, len,
+                       *hdr);
     *total = 1;
     for (int d = 0; d < 3; d++) {
         x->dims[d] = d < x->ndim ? be32(buf + 4 + 4 * d) : 1;
         if (x->dims[d] && *total > IDX_MAX_ITEMS / x->dims[d])
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: idx header dimensions are implausibly large", what);
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: idx header dimensions are implausibly large",
+                           what);
         *total *= x->dims[d];
     }
     x->n = x->dims[0];
@@ -49,14 +55,20 @@ static aq_status parse_header(const uint8_t *buf, size_t len, const char *what, 
     return AQ_OK;
 }
 
-static aq_status size_check(const char *what, const aq_idx *x, int64_t total, size_t have, int more, aq_error *err)
+static aq_status size_check(const char *what, const aq_idx *x, int64_t total, size_t have, int more,
+                            aq_error *err)
 {
     if ((int64_t)have == total && !more) return AQ_OK;
     char dims[96];
-    if (x->ndim == 1) snprintf(dims, sizeof dims, "%lld", (long long)x->n);
-    else if (x->ndim == 2) snprintf(dims, sizeof dims, "%lld x %lld", (long long)x->n, (long long)x->rows);
-    else snprintf(dims, sizeof dims, "%lld x %lld x %lld", (long long)x->n, (long long)x->rows, (long long)x->cols);
-    return aq_fail(err, AQ_ERR_FORMAT, "%s: the header says %s = %lld bytes of data, the file has %s%zu", what, dims,
+    if (x->ndim == 1)
+        snprintf(dims, sizeof dims, "%lld", (long long)x->n);
+    else if (x->ndim == 2)
+        snprintf(dims, sizeof dims, "%lld x %lld", (long long)x->n, (long long)x->rows);
+    else
+        snprintf(dims, sizeof dims, "%lld x %lld x %lld", (long long)x->n, (long long)x->rows,
+                 (long long)x->cols);
+    return aq_fail(err, AQ_ERR_FORMAT,
+                   "%s: the header says %s = %lld bytes of data, the file has %s%zu", what, dims,
                    (long long)total, more ? "more than " : "", have);
 }
 
@@ -76,8 +88,8 @@ aq_status aq_idx_read_mem(const void *buf, size_t len, const char *what, aq_idx 
 
 /* Continue reading f into the growing buffer (*buf, *cap bytes allocated,
  * *got filled) until *got = want or the end of the file. */
-static aq_status gz_read_upto(gzFile f, const char *path, size_t want, uint8_t **buf, size_t *cap, size_t *got,
-                              aq_error *err)
+static aq_status gz_read_upto(gzFile f, const char *path, size_t want, uint8_t **buf, size_t *cap,
+                              size_t *got, aq_error *err)
 {
     while (*got < want) {
         if (*got == *cap) {
@@ -93,13 +105,15 @@ static aq_status gz_read_upto(gzFile f, const char *path, size_t want, uint8_t *
         if (n < 0) {
             int zerr;
             const char *m = gzerror(f, &zerr);
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: read/decompression error after %zu bytes: %s", path, *got, m);
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: read/decompression error after %zu bytes: %s",
+                           path, *got, m);
         }
         if (n == 0) {
             int zerr; /* a cut gzip stream ends "normally" with Z_BUF_ERROR */
             const char *m = gzerror(f, &zerr);
             if (zerr != Z_OK)
-                return aq_fail(err, AQ_ERR_FORMAT, "%s: truncated or corrupt gzip stream after %zu bytes: %s", path,
+                return aq_fail(err, AQ_ERR_FORMAT,
+                               "%s: truncated or corrupt gzip stream after %zu bytes: %s", path,
                                *got, m);
             break;
         }
@@ -122,8 +136,9 @@ aq_status aq_idx_read(const char *path, aq_idx *out, aq_error *err)
     /* one byte more than announced: trailing data is an error too */
     if (st == AQ_OK) st = gz_read_upto(f, path, hdr + (size_t)total + 1, &buf, &cap, &got, err);
     gzclose(f);
-    if (st == AQ_OK) st = size_check(path, &x, total, got - hdr > (size_t)total ? (size_t)total : got - hdr,
-                                     got > hdr + (size_t)total, err);
+    if (st == AQ_OK)
+        st = size_check(path, &x, total, got - hdr > (size_t)total ? (size_t)total : got - hdr,
+                        got > hdr + (size_t)total, err);
     if (st == AQ_OK) {
         memmove(buf, buf + hdr, (size_t)total);
         x.data = buf;
@@ -140,8 +155,8 @@ aq_status aq_idx_read_images(const char *path, aq_idx *out, aq_error *err)
     int nd = out->ndim;
     if (nd == 3) return AQ_OK;
     aq_idx_free(out);
-    return aq_fail(err, AQ_ERR_FORMAT, "%s: an idx image file has 3 dimensions [n, rows, cols], this one %d", path,
-                   nd);
+    return aq_fail(err, AQ_ERR_FORMAT,
+                   "%s: an idx image file has 3 dimensions [n, rows, cols], this one %d", path, nd);
 }
 
 aq_status aq_idx_read_labels(const char *path, int n_classes, aq_idx *out, aq_error *err)
@@ -150,14 +165,15 @@ aq_status aq_idx_read_labels(const char *path, int n_classes, aq_idx *out, aq_er
     int nd = out->ndim;
     if (nd != 1) {
         aq_idx_free(out);
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: an idx label file has 1 dimension, this one %d", path, nd);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: an idx label file has 1 dimension, this one %d",
+                       path, nd);
     }
     for (int64_t i = 0; n_classes > 0 && i < out->n; i++)
         if (out->data[i] >= n_classes) {
             int v = out->data[i];
             aq_idx_free(out);
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: label %lld is %d, not below the %d classes", path, (long long)i,
-                           v, n_classes);
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: label %lld is %d, not below the %d classes",
+                           path, (long long)i, v, n_classes);
         }
     return AQ_OK;
 }

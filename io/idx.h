@@ -15,10 +15,10 @@
 #include "../common/status.h"
 
 typedef struct aq_idx {
-    int ndim;         /* 1 (labels [n]) or 3 (images [n, rows, cols]); 2 is read too */
-    int64_t dims[3];  /* dims[0] = n items */
+    int ndim;              /* 1 (labels [n]) or 3 (images [n, rows, cols]); 2 is read too */
+    int64_t dims[3];       /* dims[0] = n items */
     int64_t n, rows, cols; /* n = dims[0]; rows, cols = dims[1], dims[2] (1 when absent) */
-    uint8_t *data;    /* n * rows * cols bytes, owned */
+    uint8_t *data;         /* n * rows * cols bytes, owned */
 } aq_idx;
 
 /* Any unsigned-byte idx file with 1..3 dimensions. */
@@ -28,7 +28,8 @@ aq_status aq_idx_read(const char *path, aq_idx *out, aq_error *err);
 aq_status aq_idx_read_images(const char *path, aq_idx *out, aq_error *err);
 aq_status aq_idx_read_labels(const char *path, int n_classes, aq_idx *out, aq_error *err);
 /* The same from an uncompressed buffer (fuzzing); `what` names it in messages. */
-aq_status aq_idx_read_mem(const void *buf, size_t len, const char *what, aq_idx *out, aq_error *err);
+aq_status aq_idx_read_mem(const void *buf, size_t len, const char *what, aq_idx *out,
+                          aq_error *err);
 void aq_idx_free(aq_idx *x);
 
 #endif

@@ -33,13 +33,14 @@ typedef struct actx {
 
 static aq_status bad(const actx *c, const attr_t *a, const char *why)
 {
-    return aq_fail(c->err, AQ_ERR_FORMAT, "%s: node '%s' (%s): attribute '%s' %s", c->r->what, c->label,
-                   c->op, a->name ? a->name : "", why);
+    return aq_fail(c->err, AQ_ERR_FORMAT, "%s: node '%s' (%s): attribute '%s' %s", c->r->what,
+                   c->label, c->op, a->name ? a->name : "", why);
 }
 
 static aq_status get_int(const actx *c, const attr_t *a, int64_t lo, int64_t hi, int *out)
 {
-    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) return bad(c, a, "is not an int");
+    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT)
+        return bad(c, a, "is not an int");
     if (a->i < lo || a->i > hi) return bad(c, a, "is out of range");
     *out = (int)a->i;
     return AQ_OK;
@@ -47,7 +48,8 @@ static aq_status get_int(const actx *c, const attr_t *a, int64_t lo, int64_t hi,
 
 static aq_status get_float(const actx *c, const attr_t *a, float *out)
 {
-    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) return bad(c, a, "is not a float");
+    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT)
+        return bad(c, a, "is not a float");
     if (isnan(a->f)) return bad(c, a, "is NaN");
     *out = a->f;
     return AQ_OK;
@@ -57,15 +59,18 @@ static aq_status get_float(const actx *c, const attr_t *a, float *out)
  * and 4 for pads: the engine is 2-D only. */
 static aq_status get_ints(const actx *c, const attr_t *a, size_t n, int64_t lo, int *out)
 {
-    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) return bad(c, a, "is not a list of ints");
+    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS)
+        return bad(c, a, "is not a list of ints");
     if (a->n_ints != n) {
         char why[96];
-        snprintf(why, sizeof why, "has %zu entries, expected %zu (only 2-D spatial ops are supported)",
-                 a->n_ints, n);
+        snprintf(why, sizeof why,
+                 "has %zu entries, expected %zu (only 2-D spatial ops are supported)", a->n_ints,
+                 n);
         return bad(c, a, why);
     }
     for (size_t i = 0; i < n; i++) {
-        if (a->ints[i] < lo || a->ints[i] > (1 << 20)) return bad(c, a, "has an out-of-range entry");
+        if (a->ints[i] < lo || a->ints[i] > (1 << 20))
+            return bad(c, a, "has an out-of-range entry");
         out[i] = (int)a->ints[i];
     }
     return AQ_OK;
@@ -74,7 +79,8 @@ static aq_status get_ints(const actx *c, const attr_t *a, size_t n, int64_t lo, 
 static aq_status get_autopad(const actx *c, const attr_t *a, aq_cnn_autopad *out)
 {
     static const char *const names[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
-    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING) return bad(c, a, "is not a string");
+    if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING)
+        return bad(c, a, "is not a string");
     for (int i = 0; i < 4; i++)
         if (a->s.len == strlen(names[i]) && memcmp(a->s.data, names[i], a->s.len) == 0) {
             *out = (aq_cnn_autopad)i;
@@ -129,8 +135,10 @@ static aq_status one_attr(const actx *c, const attr_t *a, const Onnx__NodeProto 
         if (!strcmp(nm, "epsilon")) return get_float(c, a, &t->epsilon);
         if (!strcmp(nm, "spatial") || !strcmp(nm, "training_mode")) {
             AQ_TRY(get_int(c, a, 0, 1, &v));
-            if (v != (nm[0] == 's')) return bad(c, a, nm[0] == 's' ? "= 0 (per-activation statistics) is not supported"
-                                                                    : "= 1 (training) is not supported");
+            if (v != (nm[0] == 's'))
+                return bad(c, a,
+                           nm[0] == 's' ? "= 0 (per-activation statistics) is not supported"
+                                        : "= 1 (training) is not supported");
             return AQ_OK;
         }
         break;
@@ -155,10 +163,12 @@ static aq_status one_attr(const actx *c, const attr_t *a, const Onnx__NodeProto 
     case AQ_OP_RESHAPE:
         if (!strcmp(nm, "allowzero")) return get_int(c, a, 0, 1, &v); /* checked with the shape */
         if (!strcmp(nm, "shape")) {
-            if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) return bad(c, a, "is not a list of ints");
+            if (attr_type(a) != ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS)
+                return bad(c, a, "is not a list of ints");
             if (a->n_ints > AQ_MAX_DIMS) return bad(c, a, "has too many dimensions");
             t->shape_ndim = (int)a->n_ints;
-            for (size_t i = 0; i < a->n_ints; i++) t->shape[i] = a->ints[i];
+            for (size_t i = 0; i < a->n_ints; i++)
+                t->shape[i] = a->ints[i];
             return AQ_OK;
         }
         break;
@@ -167,15 +177,15 @@ static aq_status one_attr(const actx *c, const attr_t *a, const Onnx__NodeProto 
         if (!strcmp(nm, "beta")) return get_float(c, a, &t->beta);
         if (!strcmp(nm, "transA")) return get_int(c, a, 0, 1, &t->trans_a);
         if (!strcmp(nm, "transB")) return get_int(c, a, 0, 1, &t->trans_b);
-        if (!strcmp(nm, "broadcast")) return get_int(c, a, 0, 1, &v); /* opset < 7: C broadcasts as NumPy */
+        if (!strcmp(nm, "broadcast"))
+            return get_int(c, a, 0, 1, &v); /* opset < 7: C broadcasts as NumPy */
         break;
     case AQ_OP_IDENTITY: /* Dropout at inference */
         if (!strcmp(np->op_type, "Dropout") &&
             (!strcmp(nm, "ratio") || !strcmp(nm, "is_test") || !strcmp(nm, "seed")))
             return AQ_OK;
         break;
-    default:
-        break;
+    default: break;
     }
     return bad(c, a, "is not supported");
 }
@@ -187,21 +197,25 @@ aq_status aq_onnx_node_attrs(const aq_onnx_rd *r, const Onnx__NodeProto *np, con
     int has_allowzero = 0, has_axis = 0;
     for (size_t i = 0; i < np->n_attribute; i++) {
         const attr_t *a = np->attribute[i];
-        if (!a->name) return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s): an attribute has no name", r->what,
-                                     label, np->op_type);
+        if (!a->name)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s): an attribute has no name",
+                           r->what, label, np->op_type);
         AQ_TRY(one_attr(&c, a, np, n));
         if (!strcmp(a->name, "allowzero") && a->i) has_allowzero = 1;
         if (!strcmp(a->name, "axis")) has_axis = 1;
     }
     if ((n->op == AQ_OP_MAXPOOL || n->op == AQ_OP_AVGPOOL) && n->a.kernel[0] == 0)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s): kernel_shape is missing", r->what, label,
-                       np->op_type);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s): kernel_shape is missing", r->what,
+                       label, np->op_type);
     if (n->op == AQ_OP_CONCAT && !has_axis && r->opset >= 4)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (Concat): the axis attribute is missing", r->what,
-                       label);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (Concat): the axis attribute is missing",
+                       r->what, label);
     for (int i = 0; has_allowzero && i < n->a.shape_ndim; i++)
-        if (n->a.shape[i] == 0) /* checked here when the shape is an attribute; io/onnx_read.c otherwise */
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (Reshape): allowzero=1 with a 0 in the shape "
-                           "is not supported", r->what, label);
+        if (n->a.shape[i] ==
+            0) /* checked here when the shape is an attribute; io/onnx_read.c otherwise */
+            return aq_fail(err, AQ_ERR_FORMAT,
+                           "%s: node '%s' (Reshape): allowzero=1 with a 0 in the shape "
+                           "is not supported",
+                           r->what, label);
     return AQ_OK;
 }

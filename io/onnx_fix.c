@@ -14,21 +14,24 @@
 
 #include "onnx_internal.h"
 
-static aq_status fail_node(const aq_onnx_rd *r, const aq_cnn_node *n, const char *msg, aq_error *err)
+static aq_status fail_node(const aq_onnx_rd *r, const aq_cnn_node *n, const char *msg,
+                           aq_error *err)
 {
-    return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s): %s", r->what, n->name, aq_cnn_op_name(n->op), msg);
+    return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s): %s", r->what, n->name,
+                   aq_cnn_op_name(n->op), msg);
 }
 
 static int64_t numel_of(int ndim, const int64_t *shape)
 {
     int64_t n = 1;
-    for (int d = 0; d < ndim; d++) n *= shape[d];
+    for (int d = 0; d < ndim; d++)
+        n *= shape[d];
     return n;
 }
 
 /* Reshape's target shape for input shape (ndim, in): 0 copies, -1 infers. */
-static aq_status reshape_shape(const aq_onnx_rd *r, const aq_cnn_node *n, int ndim, const int64_t *in,
-                               int64_t *out, aq_error *err)
+static aq_status reshape_shape(const aq_onnx_rd *r, const aq_cnn_node *n, int ndim,
+                               const int64_t *in, int64_t *out, aq_error *err)
 {
     int infer = -1;
     int64_t known = 1;
@@ -40,12 +43,16 @@ static aq_status reshape_shape(const aq_onnx_rd *r, const aq_cnn_node *n, int nd
             continue;
         }
         if (s < 0 || s == 0) return fail_node(r, n, "bad entry in the target shape", err);
+        if (known >
+            ((int64_t)1 << 40) / s) /* constants hold at most 2^40 elements (io/onnx_read.c) */
+            return fail_node(r, n, "the target shape's size differs from the constant's", err);
         out[d] = s;
         known *= s;
     }
     int64_t total = numel_of(ndim, in);
     if (infer >= 0) {
-        if (known == 0 || total % known) return fail_node(r, n, "cannot infer the -1 dimension", err);
+        if (known == 0 || total % known)
+            return fail_node(r, n, "cannot infer the -1 dimension", err);
         out[infer] = total / known;
     } else if (known != total) {
         return fail_node(r, n, "the target shape's size differs from the constant's", err);
@@ -81,8 +88,8 @@ aq_status aq_onnx_fold_constants(aq_onnx_rd *r, aq_error *err)
      * once all succeeded: on an error the node array is still whole for freeing */
     for (int i = 0; i < g->n_nodes; i++) {
         aq_cnn_node *n = &g->nodes[i];
-        if ((n->op == AQ_OP_RESHAPE || n->op == AQ_OP_IDENTITY) && n->in[0] >= 0 && g->values[n->in[0]].is_const &&
-            n->out != g->output)
+        if ((n->op == AQ_OP_RESHAPE || n->op == AQ_OP_IDENTITY) && n->in[0] >= 0 &&
+            g->values[n->in[0]].is_const && n->out != g->output)
             AQ_TRY(fold_one(r, n, err));
     }
     int kept = 0;
@@ -103,7 +110,8 @@ static int uses(const aq_cnn_graph *g, int v)
 {
     int c = 0;
     for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_in; k++) c += g->nodes[i].in[k] == v;
+        for (int k = 0; k < g->nodes[i].n_in; k++)
+            c += g->nodes[i].in[k] == v;
     return c;
 }
 
@@ -124,12 +132,17 @@ static int legacy_axis(const Onnx__NodeProto *np, int *axis)
 static aq_status apply_axis(aq_onnx_rd *r, aq_cnn_node *n, int ra, int axis, aq_error *err)
 {
     aq_cnn_graph *g = r->g;
-    if (ra < 0) return fail_node(r, n, "opset < 7 broadcast with an axis needs the input's rank, unknown here", err);
+    if (ra < 0)
+        return fail_node(
+            r, n, "opset < 7 broadcast with an axis needs the input's rank, unknown here", err);
     if (n->in[1] < 0 || !g->values[n->in[1]].is_const)
-        return fail_node(r, n, "opset < 7 broadcast with an axis is supported for a constant second input only", err);
+        return fail_node(
+            r, n, "opset < 7 broadcast with an axis is supported for a constant second input only",
+            err);
     if (axis < 0) axis += ra;
     int bn = g->values[n->in[1]].ndim;
-    if (axis < 0 || axis + bn > ra) return fail_node(r, n, "broadcast axis out of range for the input ranks", err);
+    if (axis < 0 || axis + bn > ra)
+        return fail_node(r, n, "broadcast axis out of range for the input ranks", err);
     if (uses(g, n->in[1]) > 1) { /* shared: give this node its own copy */
         aq_cnn_value *b = &g->values[n->in[1]];
         char nm[512];
@@ -147,14 +160,16 @@ static aq_status apply_axis(aq_onnx_rd *r, aq_cnn_node *n, int ra, int axis, aq_
         n->in[1] = id;
     }
     aq_cnn_value *b = &g->values[n->in[1]];
-    for (int d = bn; d < ra - axis; d++) b->shape[d] = 1;
+    for (int d = bn; d < ra - axis; d++)
+        b->shape[d] = 1;
     b->ndim = ra - axis;
     return AQ_OK;
 }
 
 static int rank_of(aq_cnn_op op, const aq_cnn_node *n, const int *rank)
 {
-    int r0 = n->in[0] >= 0 ? rank[n->in[0]] : -1, r1 = n->n_in > 1 && n->in[1] >= 0 ? rank[n->in[1]] : -1;
+    int r0 = n->in[0] >= 0 ? rank[n->in[0]] : -1,
+        r1 = n->n_in > 1 && n->in[1] >= 0 ? rank[n->in[1]] : -1;
     switch (op) {
     case AQ_OP_FLATTEN:
     case AQ_OP_GEMM: return 2;
@@ -173,7 +188,8 @@ aq_status aq_onnx_rank_pass(aq_onnx_rd *r, aq_error *err)
     int *rank = malloc((size_t)nv * sizeof *rank);
     aq_status st = AQ_OK;
     if (!rank) return aq_fail_nomem(err, "ranks", (size_t)nv * sizeof *rank);
-    for (int v = 0; v < nv; v++) rank[v] = v < g->n_values && g->values[v].is_const ? g->values[v].ndim : -1;
+    for (int v = 0; v < nv; v++)
+        rank[v] = v < g->n_values && g->values[v].is_const ? g->values[v].ndim : -1;
     if (g->in_ndim > 0) rank[g->input] = g->in_ndim;
     for (int i = 0; i < g->n_nodes && st == AQ_OK; i++) {
         aq_cnn_node *n = &g->nodes[i];
@@ -181,13 +197,18 @@ aq_status aq_onnx_rank_pass(aq_onnx_rd *r, aq_error *err)
         int spatial = n->op == AQ_OP_CONV || n->op == AQ_OP_MAXPOOL || n->op == AQ_OP_AVGPOOL ||
                       n->op == AQ_OP_GLOBALAVGPOOL;
         if (spatial && r0 >= 0 && r0 != 4)
-            st = fail_node(r, n, "the input is not 4-D NCHW (only 2-D spatial ops are supported)", err);
+            st = fail_node(r, n, "the input is not 4-D NCHW (only 2-D spatial ops are supported)",
+                           err);
         if (st == AQ_OK && n->op == AQ_OP_CONV && n->in[1] >= 0 && g->values[n->in[1]].is_const) {
             const aq_cnn_value *w = &g->values[n->in[1]];
-            if (w->ndim != 4) st = fail_node(r, n, "the weight is not 4-D (only 2-D convolutions are supported)", err);
-            else if (n->a.kernel[0] == 0) n->a.kernel[0] = (int)w->shape[2], n->a.kernel[1] = (int)w->shape[3];
+            if (w->ndim != 4)
+                st = fail_node(r, n, "the weight is not 4-D (only 2-D convolutions are supported)",
+                               err);
+            else if (n->a.kernel[0] == 0)
+                n->a.kernel[0] = (int)w->shape[2], n->a.kernel[1] = (int)w->shape[3];
         }
-        if (st == AQ_OK && r->opset < 7 && (n->op == AQ_OP_ADD || n->op == AQ_OP_MUL) && legacy_axis(r->src[i], &axis)) {
+        if (st == AQ_OK && r->opset < 7 && (n->op == AQ_OP_ADD || n->op == AQ_OP_MUL) &&
+            legacy_axis(r->src[i], &axis)) {
             st = apply_axis(r, n, r0, axis, err);
             if (st == AQ_OK) rank[n->in[1]] = g->values[n->in[1]].ndim;
         }

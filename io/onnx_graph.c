@@ -9,7 +9,10 @@
 
 #include "onnx_internal.h"
 
-static const char *nz(const char *s) { return s ? s : ""; }
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
 
 static int op_of(const char *t, aq_cnn_op *op)
 {
@@ -31,37 +34,47 @@ aq_status aq_onnx_graph_input(aq_onnx_rd *r, const Onnx__GraphProto *gp, aq_erro
     const Onnx__ValueInfoProto *in = NULL;
     for (size_t i = 0; i < gp->n_input; i++) {
         const char *nm = nz(gp->input[i]->name);
-        if (aq_cnn_graph_find(g, nm) >= 0 || aq_onnx_iconst_find(r, nm)) continue; /* an initializer */
-        if (in) return aq_fail(err, AQ_ERR_FORMAT, "%s: the graph has several inputs ('%s', '%s'); one is supported",
-                               r->what, nz(in->name), nm);
+        if (aq_cnn_graph_find(g, nm) >= 0 || aq_onnx_iconst_find(r, nm))
+            continue; /* an initializer */
+        if (in)
+            return aq_fail(err, AQ_ERR_FORMAT,
+                           "%s: the graph has several inputs ('%s', '%s'); one is supported",
+                           r->what, nz(in->name), nm);
         in = gp->input[i];
     }
-    if (!in || !nz(in->name)[0]) return aq_fail(err, AQ_ERR_FORMAT, "%s: the graph has no (named) input", r->what);
+    if (!in || !nz(in->name)[0])
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: the graph has no (named) input", r->what);
     AQ_TRY(aq_onnx_add_value(r, in->name, &g->input, err));
     const Onnx__TypeProto *tp = in->type;
-    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE) return AQ_OK; /* shape unknown */
+    if (!tp || tp->value_case != ONNX__TYPE_PROTO__VALUE_TENSOR_TYPE)
+        return AQ_OK; /* shape unknown */
     const Onnx__TypeProto__Tensor *tt = tp->tensor_type;
     if (tt->has_elem_type && tt->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: graph input '%s' has element type %d; float32 is supported",
-                       r->what, in->name, tt->elem_type);
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: graph input '%s' has element type %d; float32 is supported", r->what,
+                       in->name, tt->elem_type);
     if (!tt->shape) return AQ_OK;
     if (tt->shape->n_dim > AQ_MAX_DIMS)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: graph input '%s' has %zu dimensions", r->what, in->name,
-                       tt->shape->n_dim);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: graph input '%s' has %zu dimensions", r->what,
+                       in->name, tt->shape->n_dim);
     g->in_ndim = (int)tt->shape->n_dim;
     for (int d = 0; d < g->in_ndim; d++) {
         const Onnx__TensorShapeProto__Dimension *dm = tt->shape->dim[d];
-        int known = dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE && dm->dim_value > 0;
+        int known = dm->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE &&
+                    dm->dim_value > 0;
         g->in_shape[d] = known ? dm->dim_value : -1;
     }
     return AQ_OK;
 }
 
-/* A Constant node: its value attribute (tensor, or value_float(s)/value_int(s)) becomes a constant. */
-static aq_status constant_node(aq_onnx_rd *r, const Onnx__NodeProto *np, const char *label, aq_error *err)
+/* A Constant node: its value attribute (tensor, or value_float(s)/value_int(s)) becomes a constant.
+ */
+static aq_status constant_node(aq_onnx_rd *r, const Onnx__NodeProto *np, const char *label,
+                               aq_error *err)
 {
     if (np->n_output != 1 || np->n_attribute != 1)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (Constant): needs one output and one value attribute",
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: node '%s' (Constant): needs one output and one value attribute",
                        r->what, label);
     const Onnx__AttributeProto *a = np->attribute[0];
     const char *an = nz(a->name), *out = nz(np->output[0]);
@@ -70,10 +83,11 @@ static aq_status constant_node(aq_onnx_rd *r, const Onnx__NodeProto *np, const c
     int fl = !strcmp(an, "value_float"), fls = !strcmp(an, "value_floats");
     int in = !strcmp(an, "value_int"), ins = !strcmp(an, "value_ints");
     if (!fl && !fls && !in && !ins)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (Constant): unsupported attribute '%s'", r->what, label,
-                       an);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (Constant): unsupported attribute '%s'",
+                       r->what, label, an);
     t.has_data_type = 1;
-    t.data_type = fl || fls ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
+    t.data_type =
+        fl || fls ? ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT : ONNX__TENSOR_PROTO__DATA_TYPE__INT64;
     t.n_float_data = fls ? a->n_floats : 1;
     t.float_data = fls ? a->floats : (float *)&a->f;
     t.n_int64_data = ins ? a->n_ints : 1;
@@ -84,7 +98,8 @@ static aq_status constant_node(aq_onnx_rd *r, const Onnx__NodeProto *np, const c
     return aq_onnx_add_tensor(r, &t, out, err);
 }
 
-static aq_status push_node(aq_onnx_rd *r, const Onnx__NodeProto *np, aq_cnn_node **out, aq_error *err)
+static aq_status push_node(aq_onnx_rd *r, const Onnx__NodeProto *np, aq_cnn_node **out,
+                           aq_error *err)
 {
     aq_cnn_graph *g = r->g;
     if (g->n_nodes == r->cap_nodes) {
@@ -112,19 +127,22 @@ aq_status aq_onnx_graph_nodes(aq_onnx_rd *r, const Onnx__GraphProto *gp, aq_erro
         const char *label = aq_onnx_node_label(np, (int)i, buf, sizeof buf);
         aq_cnn_op op;
         if (dom[0] && strcmp(dom, "ai.onnx") != 0)
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s': unsupported operator '%s' of domain '%s'", r->what,
+            return aq_fail(err, AQ_ERR_FORMAT,
+                           "%s: node '%s': unsupported operator '%s' of domain '%s'", r->what,
                            label, type, dom);
         if (!strcmp(type, "Constant")) {
             AQ_TRY(constant_node(r, np, label, err));
             continue;
         }
         if (!op_of(type, &op))
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s': unsupported operator '%s'", r->what, label, type);
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s': unsupported operator '%s'", r->what,
+                           label, type);
         if (np->n_output < 1 || !nz(np->output[0])[0])
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s) has no output", r->what, label, type);
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s) has no output", r->what, label,
+                           type);
         if (np->n_input > AQ_CNN_MAX_IN)
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s) has %zu inputs (at most %d)", r->what, label,
-                           type, np->n_input, AQ_CNN_MAX_IN);
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: node '%s' (%s) has %zu inputs (at most %d)",
+                           r->what, label, type, np->n_input, AQ_CNN_MAX_IN);
         aq_cnn_node *n = NULL;
         AQ_TRY(push_node(r, np, &n, err));
         n->op = op;
@@ -145,7 +163,9 @@ static void arity(aq_cnn_op op, const char *type, int opset, int *lo, int *hi)
     case AQ_OP_CONV: *lo = 2, *hi = 3; break;
     case AQ_OP_GEMM: *lo = 2, *hi = 3; break;
     case AQ_OP_BATCHNORM: *lo = *hi = 5; break;
-    case AQ_OP_ADD: case AQ_OP_MUL: case AQ_OP_MATMUL: *lo = *hi = 2; break;
+    case AQ_OP_ADD:
+    case AQ_OP_MUL:
+    case AQ_OP_MATMUL: *lo = *hi = 2; break;
     case AQ_OP_CLIP: *hi = opset >= 11 ? 3 : 1; break;
     case AQ_OP_RESHAPE: *lo = *hi = opset >= 5 ? 2 : 1; break;
     case AQ_OP_CONCAT: *hi = AQ_CNN_MAX_IN; break;
@@ -154,7 +174,8 @@ static void arity(aq_cnn_op op, const char *type, int opset, int *lo, int *hi)
     }
 }
 
-static aq_status node_fail(const aq_onnx_rd *r, int i, const char *fmt, const char *what, aq_error *err)
+static aq_status node_fail(const aq_onnx_rd *r, int i, const char *fmt, const char *what,
+                           aq_error *err)
 {
     char m[512];
     snprintf(m, sizeof m, fmt, what);
@@ -168,8 +189,9 @@ static aq_status dangling(const aq_onnx_rd *r, int i, const char *name, aq_error
     for (int j = 0; j < r->g->n_nodes; j++)
         for (size_t k = 1; k < r->src[j]->n_output; k++)
             if (!strcmp(nz(r->src[j]->output[k]), name))
-                return node_fail(r, i, "uses '%s', a secondary output (mask/indices/statistics), not supported",
-                                 name, err);
+                return node_fail(
+                    r, i, "uses '%s', a secondary output (mask/indices/statistics), not supported",
+                    name, err);
     return node_fail(r, i, "input '%s' is produced by no node, constant or graph input", name, err);
 }
 
@@ -180,22 +202,29 @@ static aq_status const_inputs(aq_onnx_rd *r, int i, aq_error *err)
     const Onnx__NodeProto *np = r->src[i];
     if (n->op == AQ_OP_RESHAPE && np->n_input == 2) {
         const aq_onnx_iconst *c = aq_onnx_iconst_find(r, nz(np->input[1]));
-        if (!c) return node_fail(r, i, "the shape input '%s' is not an integer constant", nz(np->input[1]), err);
-        if (c->n > AQ_MAX_DIMS) return node_fail(r, i, "the shape '%s' has too many entries", c->name, err);
+        if (!c)
+            return node_fail(r, i, "the shape input '%s' is not an integer constant",
+                             nz(np->input[1]), err);
+        if (c->n > AQ_MAX_DIMS)
+            return node_fail(r, i, "the shape '%s' has too many entries", c->name, err);
         n->a.shape_ndim = (int)c->n;
         for (int d = 0; d < n->a.shape_ndim; d++) {
             n->a.shape[d] = c->v[d];
             for (size_t k = 0; k < np->n_attribute; k++)
-                if (!strcmp(nz(np->attribute[k]->name), "allowzero") && np->attribute[k]->i && c->v[d] == 0)
-                    return node_fail(r, i, "%s: allowzero=1 with a 0 in the shape is not supported", c->name, err);
+                if (!strcmp(nz(np->attribute[k]->name), "allowzero") && np->attribute[k]->i &&
+                    c->v[d] == 0)
+                    return node_fail(r, i, "%s: allowzero=1 with a 0 in the shape is not supported",
+                                     c->name, err);
         }
     }
     for (int k = 1; n->op == AQ_OP_CLIP && k < (int)np->n_input; k++) {
         if (n->in[k] < 0) continue;
         const aq_cnn_value *v = &r->g->values[n->in[k]];
         int64_t numel = 1;
-        for (int d = 0; d < v->ndim; d++) numel *= v->shape[d];
-        if (!v->is_const || numel != 1) return node_fail(r, i, "min/max '%s' is not a constant scalar", v->name, err);
+        for (int d = 0; d < v->ndim; d++)
+            numel *= v->shape[d];
+        if (!v->is_const || numel != 1)
+            return node_fail(r, i, "min/max '%s' is not a constant scalar", v->name, err);
         *(k == 1 ? &n->a.clip_min : &n->a.clip_max) = v->data[0];
     }
     if (n->op == AQ_OP_IDENTITY && np->n_input == 3 && nz(np->input[2])[0]) {
@@ -224,11 +253,14 @@ static aq_status resolve_inputs(aq_onnx_rd *r, int i, aq_error *err)
         n->in[k] = nm[0] ? aq_cnn_graph_find(r->g, nm) : -1;
         if (n->in[k] >= 0) continue;
         int is_int = aq_onnx_iconst_find(r, nm) != NULL;
-        int optional = k > 0 && (n->op == AQ_OP_CONV || n->op == AQ_OP_GEMM || n->op == AQ_OP_CLIP ||
-                                 n->op == AQ_OP_IDENTITY);
+        int optional = k > 0 && (n->op == AQ_OP_CONV || n->op == AQ_OP_GEMM ||
+                                 n->op == AQ_OP_CLIP || n->op == AQ_OP_IDENTITY);
         int int_ok = k > 0 && (n->op == AQ_OP_RESHAPE || n->op == AQ_OP_IDENTITY);
-        if (!nm[0] && !optional) return node_fail(r, i, "required input %s is empty", k ? "(not the first)" : "(first)", err);
-        if (is_int && !int_ok) return node_fail(r, i, "input '%s' is an integer tensor (not supported here)", nm, err);
+        if (!nm[0] && !optional)
+            return node_fail(r, i, "required input %s is empty", k ? "(not the first)" : "(first)",
+                             err);
+        if (is_int && !int_ok)
+            return node_fail(r, i, "input '%s' is an integer tensor (not supported here)", nm, err);
         if (nm[0] && !is_int) return dangling(r, i, nm, err);
     }
     return const_inputs(r, i, err);
@@ -247,18 +279,22 @@ static aq_status topo_sort(aq_onnx_rd *r, aq_error *err)
         st = aq_fail_nomem(err, "the node sort", (size_t)nn * sizeof *sorted);
         goto out;
     }
-    for (int v = 0; v < g->n_values; v++) ready[v] = 1;
-    for (int i = 0; i < nn; i++) ready[g->nodes[i].out] = 0;
+    for (int v = 0; v < g->n_values; v++)
+        ready[v] = 1;
+    for (int i = 0; i < nn; i++)
+        ready[g->nodes[i].out] = 0;
     for (int m = 0; m < nn; m++) {
         int pick = -1;
         for (int i = 0; i < nn && pick < 0; i++) {
             if (done[i]) continue;
             int ok = 1;
-            for (int k = 0; k < g->nodes[i].n_in && ok; k++) ok = g->nodes[i].in[k] < 0 || ready[g->nodes[i].in[k]];
+            for (int k = 0; k < g->nodes[i].n_in && ok; k++)
+                ok = g->nodes[i].in[k] < 0 || ready[g->nodes[i].in[k]];
             if (ok) pick = i;
         }
         if (pick < 0) {
-            for (int i = 0; i < nn && pick < 0; i++) pick = done[i] ? -1 : i;
+            for (int i = 0; i < nn && pick < 0; i++)
+                pick = done[i] ? -1 : i;
             st = node_fail(r, pick, "is part of a cycle%s", "", err);
             goto out;
         }
@@ -280,13 +316,16 @@ out:
 aq_status aq_onnx_graph_finish(aq_onnx_rd *r, const Onnx__GraphProto *gp, aq_error *err)
 {
     aq_cnn_graph *g = r->g;
-    for (int i = 0; i < g->n_nodes; i++) AQ_TRY(resolve_inputs(r, i, err));
+    for (int i = 0; i < g->n_nodes; i++)
+        AQ_TRY(resolve_inputs(r, i, err));
     if (gp->n_output != 1)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: the graph has %zu outputs; one is supported", r->what, gp->n_output);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: the graph has %zu outputs; one is supported",
+                       r->what, gp->n_output);
     const char *on = nz(gp->output[0]->name);
     g->output = aq_cnn_graph_find(g, on);
     if (g->output < 0 || g->output == g->input || g->values[g->output].is_const)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: the graph output '%s' is produced by no node", r->what, on);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: the graph output '%s' is produced by no node",
+                       r->what, on);
     if (g->n_nodes == 0) return aq_fail(err, AQ_ERR_FORMAT, "%s: the graph has no nodes", r->what);
     AQ_TRY(topo_sort(r, err));
     AQ_TRY(aq_onnx_fold_constants(r, err));

@@ -43,7 +43,8 @@ const aq_onnx_iconst *aq_onnx_iconst_find(const aq_onnx_rd *r, const char *name)
 /* io/onnx_read.c: a new non-constant value named `name` (id in *id); an
  * initializer or Constant node's tensor as a float value or integer constant. */
 aq_status aq_onnx_add_value(aq_onnx_rd *r, const char *name, int *id, aq_error *err);
-aq_status aq_onnx_add_tensor(aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name, aq_error *err);
+aq_status aq_onnx_add_tensor(aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name,
+                             aq_error *err);
 
 /* io/onnx_graph.c: the graph input (value + declared shape); every node
  * (Constant nodes become constants, the others graph nodes with attributes);

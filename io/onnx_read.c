@@ -17,7 +17,10 @@
 
 #define DT_FLOAT ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT
 
-static const char *nz(const char *s) { return s ? s : ""; }
+static const char *nz(const char *s)
+{
+    return s ? s : "";
+}
 
 const char *aq_onnx_node_label(const Onnx__NodeProto *np, int index, char *buf, size_t cap)
 {
@@ -54,40 +57,45 @@ aq_status aq_onnx_add_value(aq_onnx_rd *r, const char *name, int *id, aq_error *
 }
 
 /* dims -> ndim/shape/numel, refusing external data, too many dims, negative dims. */
-static aq_status tensor_shape(const aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name, int *ndim,
-                              int64_t *shape, int64_t *numel, aq_error *err)
+static aq_status tensor_shape(const aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name,
+                              int *ndim, int64_t *shape, int64_t *numel, aq_error *err)
 {
     if ((t->has_data_location && t->data_location == ONNX__TENSOR_PROTO__DATA_LOCATION__EXTERNAL) ||
         t->n_external_data)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s' keeps its data in an external file (ONNX external "
-                       "data), which is not supported: save the model with its weights inside the .onnx file",
-                       r->what, name);
-    if (t->segment) return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s' is segmented (not supported)", r->what, name);
+        return aq_fail(
+            err, AQ_ERR_FORMAT,
+            "%s: tensor '%s' keeps its data in an external file (ONNX external "
+            "data), which is not supported: save the model with its weights inside the .onnx file",
+            r->what, name);
+    if (t->segment)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s' is segmented (not supported)", r->what,
+                       name);
     if (t->n_dims > AQ_MAX_DIMS)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s' has %zu dimensions (at most %d)", r->what, name,
-                       t->n_dims, AQ_MAX_DIMS);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s' has %zu dimensions (at most %d)",
+                       r->what, name, t->n_dims, AQ_MAX_DIMS);
     *ndim = (int)t->n_dims;
     *numel = 1;
     for (size_t i = 0; i < t->n_dims; i++) {
-        if (t->dims[i] < 0 || t->dims[i] > ((int64_t)1 << 40) || *numel * t->dims[i] > ((int64_t)1 << 40))
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s' has a bad or huge dimension %lld", r->what, name,
-                           (long long)t->dims[i]);
+        if (t->dims[i] < 0 || t->dims[i] > ((int64_t)1 << 40) ||
+            *numel * t->dims[i] > ((int64_t)1 << 40))
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s' has a bad or huge dimension %lld",
+                           r->what, name, (long long)t->dims[i]);
         shape[i] = t->dims[i];
         *numel *= t->dims[i];
     }
     return AQ_OK;
 }
 
-static aq_status size_mismatch(const aq_onnx_rd *r, const char *name, const char *field, size_t have, int64_t numel,
-                               aq_error *err)
+static aq_status size_mismatch(const aq_onnx_rd *r, const char *name, const char *field,
+                               size_t have, int64_t numel, aq_error *err)
 {
-    return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s': %s holds %zu elements, its dims say %lld", r->what, name,
-                   field, have, (long long)numel);
+    return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s': %s holds %zu elements, its dims say %lld",
+                   r->what, name, field, have, (long long)numel);
 }
 
 /* A float32 tensor into value v (data owned by the graph). */
-static aq_status tensor_float(const aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name, aq_cnn_value *v,
-                              aq_error *err)
+static aq_status tensor_float(const aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name,
+                              aq_cnn_value *v, aq_error *err)
 {
     int64_t numel;
     AQ_TRY(tensor_shape(r, t, name, &v->ndim, v->shape, &numel, err));
@@ -96,21 +104,29 @@ static aq_status tensor_float(const aq_onnx_rd *r, const Onnx__TensorProto *t, c
     if (!t->has_raw_data && t->n_float_data != (size_t)numel)
         return size_mismatch(r, name, "float_data", t->n_float_data, numel, err);
     v->is_const = 1;
-    if (!(v->data = malloc((size_t)numel * 4 + 1))) return aq_fail_nomem(err, name, (size_t)numel * 4);
-    if (numel) memcpy(v->data, t->has_raw_data ? (const void *)t->raw_data.data : (const void *)t->float_data,
-                      (size_t)numel * 4); /* raw_data is little-endian, as the host */
+    if (!(v->data = malloc((size_t)numel * 4 + 1)))
+        return aq_fail_nomem(err, name, (size_t)numel * 4);
+    if (numel)
+        memcpy(v->data,
+               t->has_raw_data ? (const void *)t->raw_data.data : (const void *)t->float_data,
+               (size_t)numel * 4); /* raw_data is little-endian, as the host */
     return AQ_OK;
 }
 
 /* An integer tensor (shapes, axes, flags) into the side table. */
-static aq_status tensor_int(aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name, aq_error *err)
+static aq_status tensor_int(aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name,
+                            aq_error *err)
 {
-    static const int sizes[] = {[2] = 1, [3] = 1, [6] = 4, [7] = 8, [9] = 1}; /* u8 i8 i32 i64 bool */
+    static const int sizes[] = {
+        [2] = 1, [3] = 1, [6] = 4, [7] = 8, [9] = 1}; /* u8 i8 i32 i64 bool */
     int ndim, dt = t->data_type;
     int64_t shape[AQ_MAX_DIMS], numel;
     AQ_TRY(tensor_shape(r, t, name, &ndim, shape, &numel, err));
-    if (numel > 4096) return aq_fail(err, AQ_ERR_FORMAT, "%s: integer tensor '%s' is too large (%lld elements) "
-                                     "for a shape or axis", r->what, name, (long long)numel);
+    if (numel > 4096)
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: integer tensor '%s' is too large (%lld elements) "
+                       "for a shape or axis",
+                       r->what, name, (long long)numel);
     if (r->n_ic == r->cap_ic) {
         int cap = r->cap_ic ? 2 * r->cap_ic : 16;
         aq_onnx_iconst *n = realloc(r->ic, (size_t)cap * sizeof *n);
@@ -125,27 +141,34 @@ static aq_status tensor_int(aq_onnx_rd *r, const Onnx__TensorProto *t, const cha
     r->n_ic++;
     int sz = sizes[dt];
     if (t->has_raw_data) {
-        if (t->raw_data.len != (size_t)(numel * sz)) return size_mismatch(r, name, "raw_data", t->raw_data.len / sz, numel, err);
+        if (t->raw_data.len != (size_t)(numel * sz))
+            return size_mismatch(r, name, "raw_data", t->raw_data.len / sz, numel, err);
         for (int64_t i = 0; i < numel; i++) {
             const uint8_t *p = t->raw_data.data + i * sz;
             int64_t x = 0;
             memcpy(&x, p, (size_t)sz);
-            if (sz == 4) x = (int32_t)x;
-            else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT8) x = (int8_t)x;
+            if (sz == 4)
+                x = (int32_t)x;
+            else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT8)
+                x = (int8_t)x;
             c->v[i] = x;
         }
     } else if (dt == ONNX__TENSOR_PROTO__DATA_TYPE__INT64) {
-        if (t->n_int64_data != (size_t)numel) return size_mismatch(r, name, "int64_data", t->n_int64_data, numel, err);
-        memcpy(c->v, t->int64_data, (size_t)numel * 8);
+        if (t->n_int64_data != (size_t)numel)
+            return size_mismatch(r, name, "int64_data", t->n_int64_data, numel, err);
+        if (numel) memcpy(c->v, t->int64_data, (size_t)numel * 8); /* NULL when empty */
     } else {
-        if (t->n_int32_data != (size_t)numel) return size_mismatch(r, name, "int32_data", t->n_int32_data, numel, err);
-        for (int64_t i = 0; i < numel; i++) c->v[i] = t->int32_data[i];
+        if (t->n_int32_data != (size_t)numel)
+            return size_mismatch(r, name, "int32_data", t->n_int32_data, numel, err);
+        for (int64_t i = 0; i < numel; i++)
+            c->v[i] = t->int32_data[i];
     }
     return AQ_OK;
 }
 
 /* Initializer or Constant value -> a float constant value or an integer constant. */
-aq_status aq_onnx_add_tensor(aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name, aq_error *err)
+aq_status aq_onnx_add_tensor(aq_onnx_rd *r, const Onnx__TensorProto *t, const char *name,
+                             aq_error *err)
 {
     int dt = t->has_data_type ? t->data_type : 0, id;
     if (!name[0]) return aq_fail(err, AQ_ERR_FORMAT, "%s: a constant tensor has no name", r->what);
@@ -158,23 +181,27 @@ aq_status aq_onnx_add_tensor(aq_onnx_rd *r, const Onnx__TensorProto *t, const ch
             return aq_fail(err, AQ_ERR_FORMAT, "%s: value '%s' is defined twice", r->what, name);
         return tensor_int(r, t, name, err);
     }
-    return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s' has ONNX data type %d; only float32 (weights) and "
-                   "integer shapes/axes are supported", r->what, name, dt);
+    return aq_fail(err, AQ_ERR_FORMAT,
+                   "%s: tensor '%s' has ONNX data type %d; only float32 (weights) and "
+                   "integer shapes/axes are supported",
+                   r->what, name, dt);
 }
 
 /* The ai.onnx opset the model imports (1 when an old model lists none). */
-static aq_status model_opset(const aq_onnx_rd *r, const Onnx__ModelProto *m, int *opset, aq_error *err)
+static aq_status model_opset(const aq_onnx_rd *r, const Onnx__ModelProto *m, int *opset,
+                             aq_error *err)
 {
     *opset = m->n_opset_import ? 0 : 1;
     for (size_t i = 0; i < m->n_opset_import; i++) {
         const Onnx__OperatorSetIdProto *o = m->opset_import[i];
         if (o->domain && o->domain[0] && strcmp(o->domain, "ai.onnx") != 0) continue;
         if (o->version < 1 || o->version > 21)
-            return aq_fail(err, AQ_ERR_FORMAT, "%s: ONNX opset %lld is not supported (1..21)", r->what,
-                           (long long)o->version);
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: ONNX opset %lld is not supported (1..21)",
+                           r->what, (long long)o->version);
         *opset = (int)o->version;
     }
-    if (!*opset) return aq_fail(err, AQ_ERR_FORMAT, "%s: the model imports no ai.onnx opset", r->what);
+    if (!*opset)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: the model imports no ai.onnx opset", r->what);
     return AQ_OK;
 }
 
@@ -195,7 +222,8 @@ static aq_status read_model(aq_onnx_rd *r, const Onnx__ModelProto *m, aq_error *
     return aq_onnx_graph_finish(r, gp, err);
 }
 
-aq_status aq_onnx_read_mem(const void *buf, size_t len, const char *what, aq_cnn_graph *g, aq_error *err)
+aq_status aq_onnx_read_mem(const void *buf, size_t len, const char *what, aq_cnn_graph *g,
+                           aq_error *err)
 {
     memset(g, 0, sizeof *g);
     g->input = g->output = -1;
@@ -203,12 +231,14 @@ aq_status aq_onnx_read_mem(const void *buf, size_t len, const char *what, aq_cnn
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
     if (!m) {
         aq_cnn_graph_free(g);
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: not a valid ONNX protobuf (truncated or malformed; %zu bytes)",
-                       what, len);
+        return aq_fail(err, AQ_ERR_FORMAT,
+                       "%s: not a valid ONNX protobuf (truncated or malformed; %zu bytes)", what,
+                       len);
     }
     aq_onnx_rd r = {.what = g->path, .g = g};
     aq_status st = read_model(&r, m, err);
-    for (int i = 0; i < r.n_ic; i++) free(r.ic[i].v);
+    for (int i = 0; i < r.n_ic; i++)
+        free(r.ic[i].v);
     free(r.ic);
     free(r.src);
     onnx__model_proto__free_unpacked(m, NULL);

@@ -53,15 +53,15 @@ static int push(aq_ow *c, void ***arr, size_t *n, void *p)
     return 1;
 }
 
-Onnx__TensorProto *aq_ow_init(aq_ow *c, const char *name, int dtype, int ndim, const int64_t *shape, const void *data,
-                              size_t bytes)
+Onnx__TensorProto *aq_ow_init(aq_ow *c, const char *name, int dtype, int ndim, const int64_t *shape,
+                              const void *data, size_t bytes)
 {
     Onnx__TensorProto *t = aq_ow_alloc(c, sizeof *t);
     int64_t *dims = aq_ow_alloc(c, (size_t)(ndim + 1) * sizeof *dims);
     char *nm = aq_ow_str(c, "%s", name);
     if (!t || !dims || !nm) return NULL;
     onnx__tensor_proto__init(t);
-    memcpy(dims, shape, (size_t)ndim * sizeof *dims);
+    if (ndim) memcpy(dims, shape, (size_t)ndim * sizeof *dims); /* shape is NULL for scalars */
     t->n_dims = (size_t)ndim;
     t->dims = dims;
     t->has_data_type = 1;
@@ -73,8 +73,8 @@ Onnx__TensorProto *aq_ow_init(aq_ow *c, const char *name, int dtype, int ndim, c
     return push(c, (void ***)&c->graph.initializer, &c->graph.n_initializer, t) ? t : NULL;
 }
 
-Onnx__NodeProto *aq_ow_node(aq_ow *c, const char *op, const char *name, int n_in, const char *const *in,
-                            const char *out)
+Onnx__NodeProto *aq_ow_node(aq_ow *c, const char *op, const char *name, int n_in,
+                            const char *const *in, const char *out)
 {
     Onnx__NodeProto *n = aq_ow_alloc(c, sizeof *n);
     char **ins = aq_ow_alloc(c, (size_t)(n_in + 1) * sizeof *ins);
@@ -93,7 +93,8 @@ Onnx__NodeProto *aq_ow_node(aq_ow *c, const char *op, const char *name, int n_in
     return push(c, (void ***)&c->graph.node, &c->graph.n_node, n) ? n : NULL;
 }
 
-static Onnx__AttributeProto *attr(aq_ow *c, Onnx__NodeProto *n, const char *name, Onnx__AttributeProto__AttributeType t)
+static Onnx__AttributeProto *attr(aq_ow *c, Onnx__NodeProto *n, const char *name,
+                                  Onnx__AttributeProto__AttributeType t)
 {
     Onnx__AttributeProto *a = aq_ow_alloc(c, sizeof *a);
     if (!a) return NULL;
@@ -106,24 +107,28 @@ static Onnx__AttributeProto *attr(aq_ow *c, Onnx__NodeProto *n, const char *name
 
 int aq_ow_attr_int(aq_ow *c, Onnx__NodeProto *n, const char *name, int64_t v)
 {
-    Onnx__AttributeProto *a = n ? attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) : NULL;
+    Onnx__AttributeProto *a =
+        n ? attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT) : NULL;
     if (a) a->has_i = 1, a->i = v;
     return a != NULL;
 }
 
 static int attr_float(aq_ow *c, Onnx__NodeProto *n, const char *name, float v)
 {
-    Onnx__AttributeProto *a = n ? attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) : NULL;
+    Onnx__AttributeProto *a =
+        n ? attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT) : NULL;
     if (a) a->has_f = 1, a->f = v;
     return a != NULL;
 }
 
 static int attr_ints(aq_ow *c, Onnx__NodeProto *n, const char *name, const int *v, int k)
 {
-    Onnx__AttributeProto *a = n ? attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) : NULL;
+    Onnx__AttributeProto *a =
+        n ? attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS) : NULL;
     int64_t *iv = aq_ow_alloc(c, (size_t)k * sizeof *iv);
     if (!a || !iv) return 0;
-    for (int i = 0; i < k; i++) iv[i] = v[i];
+    for (int i = 0; i < k; i++)
+        iv[i] = v[i];
     a->n_ints = (size_t)k;
     a->ints = iv;
     return 1;
@@ -131,7 +136,8 @@ static int attr_ints(aq_ow *c, Onnx__NodeProto *n, const char *name, const int *
 
 static int attr_str(aq_ow *c, Onnx__NodeProto *n, const char *name, const char *s)
 {
-    Onnx__AttributeProto *a = n ? attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING) : NULL;
+    Onnx__AttributeProto *a =
+        n ? attr(c, n, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__STRING) : NULL;
     if (!a) return 0;
     a->has_s = 1;
     a->s.len = strlen(s);
@@ -144,14 +150,17 @@ static int window_attrs(aq_ow *c, Onnx__NodeProto *o, const aq_cnn_node *n)
 {
     static const char *const pads[] = {"NOTSET", "SAME_UPPER", "SAME_LOWER", "VALID"};
     const aq_cnn_attrs *a = &n->a;
-    int ok = attr_ints(c, o, "kernel_shape", a->kernel, 2) && attr_ints(c, o, "strides", a->strides, 2);
-    ok = ok && (a->auto_pad == AQ_PAD_NOTSET ? attr_ints(c, o, "pads", a->pads, 4) : attr_str(c, o, "auto_pad", pads[a->auto_pad]));
+    int ok =
+        attr_ints(c, o, "kernel_shape", a->kernel, 2) && attr_ints(c, o, "strides", a->strides, 2);
+    ok = ok && (a->auto_pad == AQ_PAD_NOTSET ? attr_ints(c, o, "pads", a->pads, 4)
+                                             : attr_str(c, o, "auto_pad", pads[a->auto_pad]));
     /* AveragePool has dilations only from opset 19: written only when not 1 */
     if (ok && (n->op != AQ_OP_AVGPOOL || a->dilations[0] != 1 || a->dilations[1] != 1))
         ok = attr_ints(c, o, "dilations", a->dilations, 2);
     if (ok && n->op == AQ_OP_CONV) ok = aq_ow_attr_int(c, o, "group", a->group);
     if (ok && n->op != AQ_OP_CONV) ok = aq_ow_attr_int(c, o, "ceil_mode", a->ceil_mode);
-    if (ok && n->op == AQ_OP_AVGPOOL) ok = aq_ow_attr_int(c, o, "count_include_pad", a->count_include_pad);
+    if (ok && n->op == AQ_OP_AVGPOOL)
+        ok = aq_ow_attr_int(c, o, "count_include_pad", a->count_include_pad);
     return ok;
 }
 
@@ -165,7 +174,8 @@ static int extra_inputs(aq_ow *c, const aq_cnn_node *n, const char **in, int *n_
         if (!nm || !v) return 0;
         memcpy(v, n->a.shape, (size_t)len * 8);
         in[(*n_in)++] = nm;
-        return aq_ow_init(c, nm, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, &len, v, (size_t)len * 8) != NULL;
+        return aq_ow_init(c, nm, ONNX__TENSOR_PROTO__DATA_TYPE__INT64, 1, &len, v,
+                          (size_t)len * 8) != NULL;
     }
     if (n->op != AQ_OP_CLIP) return 1;
     const float *lim[2] = {&n->a.clip_min, &n->a.clip_max};
@@ -173,7 +183,8 @@ static int extra_inputs(aq_ow *c, const aq_cnn_node *n, const char **in, int *n_
         in[(*n_in)++] = "";
         if (isinf(*lim[k])) continue;
         char *nm = aq_ow_str(c, "%s.%s", n->name, k ? "max" : "min");
-        if (!nm || !aq_ow_init(c, nm, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 0, NULL, lim[k], 4)) return 0;
+        if (!nm || !aq_ow_init(c, nm, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, 0, NULL, lim[k], 4))
+            return 0;
         in[*n_in - 1] = nm;
     }
     if (!in[*n_in - 1][0]) (*n_in)--; /* a trailing empty optional input is left out */
@@ -186,20 +197,24 @@ static aq_status emit_node(aq_ow *c, const aq_cnn_node *n, const char **in, int 
 {
     const aq_cnn_attrs *a = &n->a;
     if (!extra_inputs(c, n, in, &n_in)) return aq_fail_nomem(c->err, "ONNX export", 0);
-    Onnx__NodeProto *o = aq_ow_node(c, aq_cnn_op_name(n->op), n->name, n_in, in, c->g->values[n->out].name);
+    Onnx__NodeProto *o =
+        aq_ow_node(c, aq_cnn_op_name(n->op), n->name, n_in, in, c->g->values[n->out].name);
     int ok = o != NULL;
     switch (n->op) {
     case AQ_OP_CONV:
     case AQ_OP_MAXPOOL:
     case AQ_OP_AVGPOOL: ok = ok && window_attrs(c, o, n); break;
     case AQ_OP_BATCHNORM: ok = ok && attr_float(c, o, "epsilon", a->epsilon); break;
-    case AQ_OP_HARDSIGMOID: ok = ok && attr_float(c, o, "alpha", a->alpha) && attr_float(c, o, "beta", a->beta); break;
+    case AQ_OP_HARDSIGMOID:
+        ok = ok && attr_float(c, o, "alpha", a->alpha) && attr_float(c, o, "beta", a->beta);
+        break;
     case AQ_OP_FLATTEN:
     case AQ_OP_SOFTMAX:
     case AQ_OP_CONCAT: ok = ok && aq_ow_attr_int(c, o, "axis", a->axis); break;
     case AQ_OP_GEMM:
         ok = ok && attr_float(c, o, "alpha", a->alpha) && attr_float(c, o, "beta", a->beta) &&
-             aq_ow_attr_int(c, o, "transA", a->trans_a) && aq_ow_attr_int(c, o, "transB", a->trans_b);
+             aq_ow_attr_int(c, o, "transA", a->trans_a) &&
+             aq_ow_attr_int(c, o, "transB", a->trans_b);
         break;
     default: break;
     }
@@ -214,17 +229,19 @@ static const aq_onnx_qlayer *layer_of(const aq_cnn_node *n, const aq_onnx_qlayer
     return NULL;
 }
 
-static aq_status check_layers(const aq_cnn_graph *g, const aq_onnx_qlayer *layers, int nl, const char *path,
-                              aq_error *err)
+static aq_status check_layers(const aq_cnn_graph *g, const aq_onnx_qlayer *layers, int nl,
+                              const char *path, aq_error *err)
 {
     for (int i = 0; i < nl; i++) {
         int found = 0;
-        for (int k = 0; k < g->n_nodes; k++) found += !strcmp(g->nodes[k].name, layers[i].node);
+        for (int k = 0; k < g->n_nodes; k++)
+            found += !strcmp(g->nodes[k].name, layers[i].node);
         for (int j = 0; j < i; j++)
             if (!strcmp(layers[j].node, layers[i].node)) found = 2;
         if (found != 1)
             return aq_fail(err, AQ_ERR_ARG, "%s: quantized layer '%s' %s", path, layers[i].node,
-                           found ? "is listed twice (or names several nodes)" : "is no node of the graph");
+                           found ? "is listed twice (or names several nodes)"
+                                 : "is no node of the graph");
     }
     return AQ_OK;
 }
@@ -250,9 +267,11 @@ static aq_status build_nodes(aq_ow *c, const aq_onnx_qlayer *layers, int nl)
     for (int v = 0; v < g->n_values; v++) {
         const aq_cnn_value *x = &g->values[v];
         int64_t numel = 1;
-        for (int d = 0; d < x->ndim; d++) numel *= x->shape[d];
+        for (int d = 0; d < x->ndim; d++)
+            numel *= x->shape[d];
         if (used[v] && x->is_const &&
-            !aq_ow_init(c, x->name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, x->ndim, x->shape, x->data, (size_t)numel * 4))
+            !aq_ow_init(c, x->name, ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT, x->ndim, x->shape,
+                        x->data, (size_t)numel * 4))
             return aq_fail_nomem(c->err, "ONNX export", 0);
     }
     return AQ_OK;
@@ -276,7 +295,8 @@ static Onnx__ValueInfoProto *value_info(aq_ow *c, const char *name, int ndim, co
     tt->elem_type = ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT;
     if (shape) {
         Onnx__TensorShapeProto *sp = aq_ow_alloc(c, sizeof *sp);
-        Onnx__TensorShapeProto__Dimension **dims = aq_ow_alloc(c, (size_t)(ndim + 1) * sizeof *dims);
+        Onnx__TensorShapeProto__Dimension **dims =
+            aq_ow_alloc(c, (size_t)(ndim + 1) * sizeof *dims);
         if (!sp || !dims) return NULL;
         onnx__tensor_shape_proto__init(sp);
         for (int d = 0; d < ndim; d++) {
@@ -321,8 +341,8 @@ static aq_status write_model(aq_ow *c, int opset)
     return st;
 }
 
-aq_status aq_onnx_write_qdq(const aq_cnn_graph *g, const aq_onnx_qlayer *layers, int n, const char *path,
-                            aq_error *err)
+aq_status aq_onnx_write_qdq(const aq_cnn_graph *g, const aq_onnx_qlayer *layers, int n,
+                            const char *path, aq_error *err)
 {
     AQ_TRY(check_layers(g, layers, n, path, err));
     aq_ow c = {.g = g, .path = path, .err = err};
@@ -341,7 +361,8 @@ aq_status aq_onnx_write_qdq(const aq_cnn_graph *g, const aq_onnx_qlayer *layers,
         c.graph.output = &out;
         st = write_model(&c, aq_ow_opset(g, layers, n));
     }
-    for (size_t i = 0; i < c.n_ptrs; i++) free(c.ptrs[i]);
+    for (size_t i = 0; i < c.n_ptrs; i++)
+        free(c.ptrs[i]);
     free(c.ptrs);
     return st;
 }

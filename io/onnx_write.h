@@ -36,8 +36,9 @@
 typedef struct aq_onnx_qlayer {
     const char *node; /* a Conv, Gemm or MatMul node of the graph (by name) */
     /* the weight (codes NULL: it stays float) */
-    int bits;                  /* 2..8 */
-    const uint8_t *codes;      /* [out, in] row-major: the quantizer's view; in = the rest of the weight */
+    int bits; /* 2..8 */
+    const uint8_t
+        *codes; /* [out, in] row-major: the quantizer's view; in = the rest of the weight */
     const float *scale, *zero; /* out each */
     /* the node's first input, per tensor (act_bits 0: not quantized) */
     int act_bits; /* 2..8 */
@@ -45,7 +46,7 @@ typedef struct aq_onnx_qlayer {
 } aq_onnx_qlayer;
 
 /* Write g with the n layers' quantization to path (atomically: io/atomic_file.h). */
-aq_status aq_onnx_write_qdq(const aq_cnn_graph *g, const aq_onnx_qlayer *layers, int n, const char *path,
-                            aq_error *err);
+aq_status aq_onnx_write_qdq(const aq_cnn_graph *g, const aq_onnx_qlayer *layers, int n,
+                            const char *path, aq_error *err);
 
 #endif

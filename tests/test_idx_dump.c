@@ -12,7 +12,8 @@ static long long item_sum(const aq_idx *x, int64_t i)
 {
     int64_t sz = x->rows * x->cols;
     long long s = 0;
-    for (int64_t k = 0; k < sz; k++) s += x->data[i * sz + k];
+    for (int64_t k = 0; k < sz; k++)
+        s += x->data[i * sz + k];
     return s;
 }
 
@@ -24,7 +25,7 @@ int main(int argc, char **argv)
     }
     aq_idx x;
     aq_error err = {0};
-    aq_status st = !strcmp(argv[1], "images") ? aq_idx_read_images(argv[2], &x, &err)
+    aq_status st = !strcmp(argv[1], "images")   ? aq_idx_read_images(argv[2], &x, &err)
                    : !strcmp(argv[1], "labels") ? aq_idx_read_labels(argv[2], 10, &x, &err)
                                                 : aq_idx_read(argv[2], &x, &err);
     if (st != AQ_OK) {
@@ -33,11 +34,14 @@ int main(int argc, char **argv)
     }
     int64_t total = x.n * x.rows * x.cols;
     long long sum = 0;
-    for (int64_t i = 0; i < total; i++) sum += x.data[i];
-    printf("{\"ndim\":%d,\"n\":%lld,\"rows\":%lld,\"cols\":%lld,\"sum\":%lld,\"first\":[", x.ndim, (long long)x.n,
-           (long long)x.rows, (long long)x.cols, sum);
-    for (int64_t i = 0; i < total && i < 32; i++) printf("%s%d", i ? "," : "", x.data[i]);
-    printf("],\"item_sums\":[%lld,%lld]}\n", x.n ? item_sum(&x, 0) : 0, x.n ? item_sum(&x, x.n - 1) : 0);
+    for (int64_t i = 0; i < total; i++)
+        sum += x.data[i];
+    printf("{\"ndim\":%d,\"n\":%lld,\"rows\":%lld,\"cols\":%lld,\"sum\":%lld,\"first\":[", x.ndim,
+           (long long)x.n, (long long)x.rows, (long long)x.cols, sum);
+    for (int64_t i = 0; i < total && i < 32; i++)
+        printf("%s%d", i ? "," : "", x.data[i]);
+    printf("],\"item_sums\":[%lld,%lld]}\n", x.n ? item_sum(&x, 0) : 0,
+           x.n ? item_sum(&x, x.n - 1) : 0);
     aq_idx_free(&x);
     return 0;
 }

@@ -15,30 +15,37 @@ static void put_str(const char *s)
     putchar('"');
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
     }
     putchar('"');
 }
 
 static void put_float(double x)
 {
-    if (isinf(x)) printf(x > 0 ? "Infinity" : "-Infinity");
-    else printf("%.9g", x);
+    if (isinf(x))
+        printf(x > 0 ? "Infinity" : "-Infinity");
+    else
+        printf("%.9g", x);
 }
 
 static void put_ints(const char *key, const int *v, int n)
 {
     printf(",\"%s\":[", key);
-    for (int i = 0; i < n; i++) printf("%s%d", i ? "," : "", v[i]);
+    for (int i = 0; i < n; i++)
+        printf("%s%d", i ? "," : "", v[i]);
     putchar(']');
 }
 
 static void put_i64s(const int64_t *v, int n)
 {
     putchar('[');
-    for (int i = 0; i < n; i++) printf("%s%lld", i ? "," : "", (long long)v[i]);
+    for (int i = 0; i < n; i++)
+        printf("%s%lld", i ? "," : "", (long long)v[i]);
     putchar(']');
 }
 
@@ -51,7 +58,8 @@ static void put_value(const aq_cnn_value *v)
         int64_t n = 1;
         printf(",\"shape\":");
         put_i64s(v->shape, v->ndim);
-        for (int d = 0; d < v->ndim; d++) n *= v->shape[d];
+        for (int d = 0; d < v->ndim; d++)
+            n *= v->shape[d];
         printf(",\"data\":[");
         for (int64_t i = 0; i < n; i++) {
             if (i) putchar(',');
@@ -103,8 +111,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "%s\n", err.msg);
         return 1;
     }
-    printf("{\"opset\":%d,\"ir_version\":%d,\"input\":%d,\"output\":%d,\"in_shape\":", g.opset, g.ir_version,
-           g.input, g.output);
+    printf("{\"opset\":%d,\"ir_version\":%d,\"input\":%d,\"output\":%d,\"in_shape\":", g.opset,
+           g.ir_version, g.input, g.output);
     put_i64s(g.in_shape, g.in_ndim);
     printf(",\n\"values\":[");
     for (int i = 0; i < g.n_values; i++) {

@@ -5,9 +5,13 @@
  * write the QDQ model with aq_onnx_write_qdq. tests/scripts/test_onnx_qdq.py
  * checks the file independently (its own RTN, NumPy and onnxruntime runs).
  * `test_onnx_qdq --bad DIR` instead checks the writer's refusals. */
+#include <dirent.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "../io/onnx_write.h"
 #include "../src/quant/quant.h"
@@ -17,13 +21,15 @@ static float *weight_rows(const aq_cnn_graph *g, const aq_cnn_node *n, size_t *r
 {
     const aq_cnn_value *w = &g->values[n->in[1]];
     size_t total = 1;
-    for (int d = 0; d < w->ndim; d++) total *= (size_t)w->shape[d];
+    for (int d = 0; d < w->ndim; d++)
+        total *= (size_t)w->shape[d];
     int axis1 = n->op == AQ_OP_MATMUL || (n->op == AQ_OP_GEMM && !n->a.trans_b);
     *rows = (size_t)w->shape[axis1];
     *cols = total / *rows;
     float *m = malloc(total * sizeof *m);
     for (size_t o = 0; o < *rows; o++)
-        for (size_t i = 0; i < *cols; i++) m[o * *cols + i] = axis1 ? w->data[i * *rows + o] : w->data[o * *cols + i];
+        for (size_t i = 0; i < *cols; i++)
+            m[o * *cols + i] = axis1 ? w->data[i * *rows + o] : w->data[o * *cols + i];
     return m;
 }
 
@@ -40,7 +46,8 @@ static int quantize_layers(const aq_cnn_graph *g, int bits, const char *act_file
         aq_qrange_rows(w, rows, cols, spec, AQ_RANGE_MINMAX, s, z);
         aq_quantize_rows(w, rows, cols, s, z, bits, u);
         free(w);
-        L[nl++] = (aq_onnx_qlayer){.node = n->name, .bits = bits, .codes = u, .scale = s, .zero = z};
+        L[nl++] =
+            (aq_onnx_qlayer){.node = n->name, .bits = bits, .codes = u, .scale = s, .zero = z};
     }
     FILE *f = act_file ? fopen(act_file, "r") : NULL;
     char name[512];
@@ -48,26 +55,42 @@ static int quantize_layers(const aq_cnn_graph *g, int bits, const char *act_file
     int ab;
     while (f && fscanf(f, "%511s %g %g %d", name, &sc, &zr, &ab) == 4)
         for (int k = 0; k < nl; k++)
-            if (!strcmp(L[k].node, name)) L[k].act_bits = ab, L[k].act_scale = sc, L[k].act_zero = zr;
+            if (!strcmp(L[k].node, name))
+                L[k].act_bits = ab, L[k].act_scale = sc, L[k].act_zero = zr;
     if (f) fclose(f);
     return nl;
 }
 
-/* Refusals: each must fail with a message containing `want`. */
+/* Entries of dir other than . and .. */
+static int count_entries(const char *dir)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    for (struct dirent *e; d && (e = readdir(d));)
+        n += strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+    if (d) closedir(d);
+    return n;
+}
+
+/* Refusals: each must fail with a message containing `want`, and leave DIR empty. */
 static int bad_cases(const char *model, const char *dir)
 {
     aq_cnn_graph g;
     aq_error err = {0};
+    if (access(model, R_OK) != 0) return printf("skip: %s not found\n", model), 77;
+    if (mkdir(dir, 0777) != 0 && errno != EEXIST) return perror(dir), 1;
     if (aq_onnx_read(model, &g, &err) != AQ_OK) return fprintf(stderr, "%s\n", err.msg), 1;
     aq_onnx_qlayer L[64];
     int nl = quantize_layers(&g, 8, NULL, L), fails = 0;
     char out[4096];
     snprintf(out, sizeof out, "%s/bad.onnx", dir);
-    struct { const char *what, *want; } cases[] = {{"fractional zero", "not an integer"},
-                                                    {"unknown node", "is no node"},
-                                                    {"bad scale", "not finite and positive"},
-                                                    {"code range", "exceeds 2^bits-1"},
-                                                    {"relu layer", "only Conv, Gemm and MatMul"}};
+    struct {
+        const char *what, *want;
+    } cases[] = {{"fractional zero", "not an integer"},
+                 {"unknown node", "is no node"},
+                 {"bad scale", "not finite and positive"},
+                 {"code range", "exceeds 2^bits-1"},
+                 {"relu layer", "only Conv, Gemm and MatMul"}};
     for (int c = 0; c < 5; c++) {
         aq_onnx_qlayer x = L[0];
         float z = x.zero[0] + 0.5f, s = -1, *zeros = calloc(1 << 12, sizeof(float));
@@ -86,8 +109,15 @@ static int bad_cases(const char *model, const char *dir)
         free(codes);
         free(zeros);
     }
-    for (int k = 0; k < nl; k++) free((void *)L[k].codes), free((void *)L[k].scale), free((void *)L[k].zero);
+    /* an unwritable target: an I/O error naming it, no temporary file left */
+    snprintf(out, sizeof out, "%s/no_such_dir/x.onnx", dir);
+    if (aq_onnx_write_qdq(&g, L, nl, out, &err) != AQ_ERR_IO || !strstr(err.msg, "no_such_dir"))
+        fprintf(stderr, "FAIL: unwritable path: %s\n", err.msg), fails++;
+    if (count_entries(dir) != 0) fprintf(stderr, "FAIL: refusals left files in %s\n", dir), fails++;
+    for (int k = 0; k < nl; k++)
+        free((void *)L[k].codes), free((void *)L[k].scale), free((void *)L[k].zero);
     aq_cnn_graph_free(&g);
+    if (!fails) printf("all checks passed\n");
     return fails != 0;
 }
 
@@ -105,7 +135,8 @@ int main(int argc, char **argv)
     int nl = quantize_layers(&g, atoi(argv[3]), argc > 4 ? argv[4] : NULL, L);
     aq_status st = aq_onnx_write_qdq(&g, L, nl, argv[2], &err);
     if (st != AQ_OK) fprintf(stderr, "%s\n", err.msg);
-    for (int k = 0; k < nl; k++) free((void *)L[k].codes), free((void *)L[k].scale), free((void *)L[k].zero);
+    for (int k = 0; k < nl; k++)
+        free((void *)L[k].codes), free((void *)L[k].scale), free((void *)L[k].zero);
     aq_cnn_graph_free(&g);
     return st != AQ_OK;
 }

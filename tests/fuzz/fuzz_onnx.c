@@ -37,8 +37,10 @@ static void check_graph(const aq_cnn_graph *g)
         const aq_cnn_node *n = &g->nodes[i];
         REQUIRE(n->name && (unsigned)n->op < AQ_OP_COUNT && strcmp(aq_cnn_op_name(n->op), "?"));
         REQUIRE(n->n_in >= 1 && n->n_in <= AQ_CNN_MAX_IN && n->in[0] >= 0);
-        for (int k = 0; k < n->n_in; k++) REQUIRE(n->in[k] < g->n_values && (n->in[k] < 0 || ready[n->in[k]]));
-        REQUIRE(n->out >= 0 && n->out < g->n_values && !ready[n->out] && !g->values[n->out].is_const);
+        for (int k = 0; k < n->n_in; k++)
+            REQUIRE(n->in[k] < g->n_values && (n->in[k] < 0 || ready[n->in[k]]));
+        REQUIRE(n->out >= 0 && n->out < g->n_values && !ready[n->out] &&
+                !g->values[n->out].is_const);
         ready[n->out] = 1;
         produced_output |= n->out == g->output;
         REQUIRE(n->a.group >= 1 && n->a.strides[0] >= 1 && n->a.strides[1] >= 1);

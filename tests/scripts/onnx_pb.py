@@ -115,7 +115,8 @@ def attribute(buf):
 
 
 def model(buf):
-    """A dict: opset, inputs, outputs, initializers {name: array}, nodes
+    """A dict: opset, inputs, outputs, initializers {name: array}, dtypes
+    {initializer name: ONNX element type}, nodes
     [(op_type, name, inputs, outputs, {attr: value})]."""
     m = decode(buf)
     opset = 1
@@ -125,6 +126,7 @@ def model(buf):
             opset = om[2][0]
     g = decode(m[7][0])
     inits = dict(tensor(t) for t in g.get(5, []))
+    dtypes = {_str(decode(t), 8): decode(t)[2][0] for t in g.get(5, [])}
     nodes = []
     for nb in g.get(1, []):
         n = decode(nb)
@@ -132,7 +134,7 @@ def model(buf):
                       [v.decode() for v in n.get(2, [])], dict(attribute(a) for a in n.get(5, []))))
     vi = lambda f: [_str(decode(v), 1) for v in g.get(f, [])]
     return dict(ir_version=m.get(1, [0])[0], opset=opset, inputs=vi(11), outputs=vi(12),
-                initializers=inits, nodes=nodes)
+                initializers=inits, dtypes=dtypes, nodes=nodes)
 
 
 # --- encoding (bad-input files built by hand) ---

@@ -18,18 +18,11 @@ import tempfile
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 import onnx_pb as pb  # noqa: E402
+from aqtest import SHARED, check, finish  # noqa: E402
 
 DUMPER = sys.argv[1]
-SHARED = os.environ.get("AQ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
-fails = 0
-
-
-def check(cond, msg):
-    global fails
-    if not cond:
-        fails += 1
-        print("FAIL:", msg)
 
 
 def dump(path):
@@ -249,5 +242,4 @@ with tempfile.TemporaryDirectory() as tmp:
     shared_models()
     small_models(tmp)
     bad_models(tmp)
-print("FAILED" if fails else "all checks passed")
-sys.exit(1 if fails else 0)
+sys.exit(finish())

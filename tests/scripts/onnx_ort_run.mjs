@@ -1,4 +1,4 @@
-// ort_run.mjs NPM_DIR OPT_LEVEL OUT.bin IN.bin N BATCH MODEL...  — run each MODEL in
+// onnx_ort_run.mjs NPM_DIR OPT_LEVEL OUT.bin IN.bin N BATCH MODEL...  — run each MODEL in
 // onnxruntime-node (graph optimisation OPT_LEVEL: 'disabled' or 'basic') on the
 // float32 NCHW images of IN.bin ([N, 1, 28, 28]) in batches of BATCH, and
 // append every model's logits (float32, [N, classes]) to OUT.bin in order.
