@@ -17,28 +17,26 @@
 
 void aq_eval_cnn_help(FILE *out)
 {
-    fprintf(
-        out,
-        "\n"
-        "usage: adaquant eval MODEL.onnx --eval-images IDX [--eval-labels IDX]\n"
-        "                     --normalize MEAN,STD|none [--eval-range A:B] [--batch N]\n"
-        "                     [--predictions FILE] [--compare FILE] [--json]\n"
-        "\n"
-        "Top-1 accuracy of an ONNX CNN (docs/CNN.md) on idx images (gzip or plain).\n"
-        "Pixels are normalised as x = (u8/255 - MEAN) / STD; 'none' feeds the raw\n"
-        "0..255 values (the ONNX model-zoo MNIST model). --normalize is required.\n"
-        "  -i, --eval-images IDX    idx3 images [n, rows, cols] (u8)\n"
-        "  -L, --eval-labels IDX    idx1 labels [n]: prints top-1\n"
-        "  -N, --normalize M,S      MEAN,STD or none\n"
-        "  -r, --eval-range A:B     images A..B-1 only (half-open, like Python)\n"
-        "  -b, --batch N            images per forward pass (default 64; memory)\n"
-        "  -p, --predictions FILE   write the predicted class of each image, one a line\n"
-        "  -o, --logits FILE        write the model outputs, float32 little-endian\n"
-        "                           [images, classes] (no header)\n"
-        "  -c, --compare FILE       a predictions file of the same images: prints the\n"
-        "                           top-1 agreement with it\n"
-        "  -j, --json               print one JSON object instead of text\n"
-        "Throughput (images/s) and the BLIS kernel go to stderr.\n");
+    fprintf(out, "\n"
+                 "usage: adaquant eval MODEL.onnx --eval-images IDX [--eval-labels IDX]\n"
+                 "                     --normalize MEAN,STD|none [--eval-range A:B] [--batch N]\n"
+                 "                     [--predictions FILE] [--compare FILE] [--json]\n"
+                 "\n"
+                 "Top-1 accuracy of an ONNX CNN (docs/CNN.md) on idx images (gzip or plain).\n"
+                 "Pixels are normalised as x = (u8/255 - MEAN) / STD; 'none' feeds the raw\n"
+                 "0..255 values (the ONNX model-zoo MNIST model). --normalize is required.\n"
+                 "  -i, --eval-images IDX    idx3 images [n, rows, cols] (u8)\n"
+                 "  -L, --eval-labels IDX    idx1 labels [n]: prints top-1\n"
+                 "  -N, --normalize M,S      MEAN,STD or none\n"
+                 "  -r, --eval-range A:B     images A..B-1 only (half-open, like Python)\n"
+                 "  -b, --batch N            images per forward pass (default 64; memory)\n"
+                 "  -p, --predictions FILE   write the predicted class of each image, one a line\n"
+                 "  -o, --logits FILE        write the model outputs, float32 little-endian\n"
+                 "                           [images, classes] (no header)\n"
+                 "  -c, --compare FILE       a predictions file of the same images: prints the\n"
+                 "                           top-1 agreement with it\n"
+                 "  -j, --json               print one JSON object instead of text\n"
+                 "Throughput (images/s) and the BLIS kernel go to stderr.\n");
 }
 
 int aq_eval_is_onnx(int argc, char **argv)
@@ -74,8 +72,7 @@ static int parse(int argc, char **argv, cnn_args *a)
         {"normalize", required_argument, 0, 'N'},   {"eval-range", required_argument, 0, 'r'},
         {"batch", required_argument, 0, 'b'},       {"predictions", required_argument, 0, 'p'},
         {"compare", required_argument, 0, 'c'},     {"json", no_argument, 0, 'j'},
-        {"logits", required_argument, 0, 'o'},
-        {0, 0, 0, 0}};
+        {"logits", required_argument, 0, 'o'},      {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->batch = 64;
     a->from = a->to = -1;
@@ -87,15 +84,19 @@ static int parse(int argc, char **argv, cnn_args *a)
         case 'i': a->images = optarg; break;
         case 'L': a->labels = optarg; break;
         case 'N':
-            if (aq_cnn_norm_parse(optarg, &a->norm, &e) != AQ_OK) return aq_cli_usage(CMD, "--normalize: %s", e.msg);
+            if (aq_cnn_norm_parse(optarg, &a->norm, &e) != AQ_OK)
+                return aq_cli_usage(CMD, "--normalize: %s", e.msg);
             a->have_norm = 1;
             break;
         case 'r':
-            if (parse_range(optarg, a)) return aq_cli_usage(CMD, "--eval-range must be A:B with 0 <= A < B, not '%s'", optarg);
+            if (parse_range(optarg, a))
+                return aq_cli_usage(CMD, "--eval-range must be A:B with 0 <= A < B, not '%s'",
+                                    optarg);
             break;
         case 'b':
             a->batch = (int)strtol(optarg, &end, 10);
-            if (*end || a->batch < 1 || a->batch > 65536) return aq_cli_usage(CMD, "invalid --batch '%s'", optarg);
+            if (*end || a->batch < 1 || a->batch > 65536)
+                return aq_cli_usage(CMD, "invalid --batch '%s'", optarg);
             break;
         case 'p': a->pred_out = optarg; break;
         case 'c': a->compare = optarg; break;
@@ -107,7 +108,8 @@ static int parse(int argc, char **argv, cnn_args *a)
     if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL.onnx argument");
     a->model = argv[optind];
     if (!a->images) return aq_cli_usage(CMD, "--eval-images IDX is required with an .onnx model");
-    if (!a->have_norm) return aq_cli_usage(CMD, "--normalize MEAN,STD (or none: raw 0..255 pixels) is required");
+    if (!a->have_norm)
+        return aq_cli_usage(CMD, "--normalize MEAN,STD (or none: raw 0..255 pixels) is required");
     return 0;
 }
 
@@ -132,8 +134,8 @@ static aq_status read_predictions(const char *path, size_t n, int32_t *out, aq_e
     extra = !feof(f);
     fclose(f);
     if (extra || k != n)
-        return aq_fail(err, AQ_ERR_FORMAT, "%s: %s %zu predictions, the evaluation has %zu images", path,
-                       extra ? "unreadable text after" : "holds", k, n);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: %s %zu predictions, the evaluation has %zu images",
+                       path, extra ? "unreadable text after" : "holds", k, n);
     return AQ_OK;
 }
 
@@ -146,27 +148,29 @@ static aq_status write_out(const char *path, const int32_t *pred, const float *l
     if (logits)
         fwrite(logits, sizeof(float), n, f);
     else
-        for (size_t i = 0; i < n; i++) fprintf(f, "%d\n", pred[i]);
+        for (size_t i = 0; i < n; i++)
+            fprintf(f, "%d\n", pred[i]);
     if (ferror(f) | (fclose(f) != 0)) return aq_fail(err, AQ_ERR_IO, "%s: write failed", path);
     return AQ_OK;
 }
 
 /* Labels of the evaluated images against the predictions. */
-static aq_status score_labels(const cnn_args *a, const aq_idx *im, const int32_t *pred, cnn_result *r,
-                              aq_error *err)
+static aq_status score_labels(const cnn_args *a, const aq_idx *im, const int32_t *pred,
+                              cnn_result *r, aq_error *err)
 {
     aq_idx lb = {0};
     AQ_TRY(aq_idx_read_labels(a->labels, 0, &lb, err));
     aq_status st = AQ_OK;
     if (lb.n != im->n) {
-        st = aq_fail(err, AQ_ERR_SHAPE, "%s holds %lld labels, %s %lld images", a->labels, (long long)lb.n,
-                     a->images, (long long)im->n);
+        st = aq_fail(err, AQ_ERR_SHAPE, "%s holds %lld labels, %s %lld images", a->labels,
+                     (long long)lb.n, a->images, (long long)im->n);
         goto done;
     }
     for (size_t i = 0; i < r->n; i++) {
         uint8_t l = lb.data[r->from + i];
         if (l >= r->classes) {
-            st = aq_fail(err, AQ_ERR_FORMAT, "%s: label %u of image %zu is not below the model's %zu classes",
+            st = aq_fail(err, AQ_ERR_FORMAT,
+                         "%s: label %u of image %zu is not below the model's %zu classes",
                          a->labels, l, r->from + i, r->classes);
             goto done;
         }
@@ -197,8 +201,8 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
     r->from = a->from < 0 ? 0 : (size_t)a->from;
     size_t to = a->to < 0 ? (size_t)im.n : (size_t)a->to;
     if (to > (size_t)im.n) {
-        st = aq_fail(err, AQ_ERR_ARG, "--eval-range %zu:%zu: %s holds %lld images", r->from, to, a->images,
-                     (long long)im.n);
+        st = aq_fail(err, AQ_ERR_ARG, "--eval-range %zu:%zu: %s holds %lld images", r->from, to,
+                     a->images, (long long)im.n);
         goto done;
     }
     r->n = to - r->from;
@@ -219,8 +223,10 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
         }
     }
     double t0 = now_seconds();
-    AQ_TRY_GOTO(st, aq_cnn_predict(&g, im.data + r->from * px, r->n, px, &a->norm, a->batch, pred, logits,
-                                   &r->classes, err), done);
+    AQ_TRY_GOTO(st,
+                aq_cnn_predict(&g, im.data + r->from * px, r->n, px, &a->norm, a->batch, pred,
+                               logits, &r->classes, err),
+                done);
     r->seconds = now_seconds() - t0;
     if (a->labels) AQ_TRY_GOTO(st, score_labels(a, &im, pred, r, err), done);
     if (a->compare) {
@@ -246,7 +252,8 @@ done:
 
 static void print_result(const cnn_args *a, const cnn_result *r)
 {
-    double top1 = r->n ? (double)r->correct / (double)r->n : 0, agr = r->n ? (double)r->agree / (double)r->n : 0;
+    double top1 = r->n ? (double)r->correct / (double)r->n : 0,
+           agr = r->n ? (double)r->agree / (double)r->n : 0;
     if (a->json) {
         printf("{\"images\": %zu, \"first\": %zu, \"classes\": %zu", r->n, r->from, r->classes);
         if (r->have_labels) printf(", \"correct\": %zu, \"top1\": %.10g", r->correct, top1);

@@ -47,7 +47,8 @@ static size_t read_shape(FILE *f, int *ndim, int64_t *d)
 {
     size_t n = 1;
     *ndim = (int)num(f);
-    for (int i = 0; i < *ndim; i++) n *= (size_t)((d[i] = num(f)) < 0 ? 1 : d[i]);
+    for (int i = 0; i < *ndim; i++)
+        n *= (size_t)((d[i] = num(f)) < 0 ? 1 : d[i]);
     return n;
 }
 
@@ -78,29 +79,48 @@ static void read_attr(FILE *f, aq_cnn_attrs *a)
     for (int i = 0; i < cnt; i++) {
         tok(f, v);
         if (!strcmp(key, "auto_pad"))
-            a->auto_pad = !strcmp(v, "SAME_UPPER") ? AQ_PAD_SAME_UPPER : !strcmp(v, "SAME_LOWER") ? AQ_PAD_SAME_LOWER
-                          : !strcmp(v, "VALID") ? AQ_PAD_VALID : AQ_PAD_NOTSET;
+            a->auto_pad = !strcmp(v, "SAME_UPPER")   ? AQ_PAD_SAME_UPPER
+                          : !strcmp(v, "SAME_LOWER") ? AQ_PAD_SAME_LOWER
+                          : !strcmp(v, "VALID")      ? AQ_PAD_VALID
+                                                     : AQ_PAD_NOTSET;
         else if (i < AQ_MAX_DIMS)
             x[i] = atof(v);
     }
-    if (!strcmp(key, "kernel_shape")) a->kernel[0] = (int)x[0], a->kernel[1] = (int)x[1];
-    else if (!strcmp(key, "strides")) a->strides[0] = (int)x[0], a->strides[1] = (int)x[1];
-    else if (!strcmp(key, "dilations")) a->dilations[0] = (int)x[0], a->dilations[1] = (int)x[1];
-    else if (!strcmp(key, "pads")) for (int i = 0; i < 4; i++) a->pads[i] = (int)x[i];
-    else if (!strcmp(key, "group")) a->group = (int)x[0];
-    else if (!strcmp(key, "ceil_mode")) a->ceil_mode = (int)x[0];
-    else if (!strcmp(key, "count_include_pad")) a->count_include_pad = (int)x[0];
-    else if (!strcmp(key, "epsilon")) a->epsilon = (float)x[0];
-    else if (!strcmp(key, "alpha")) a->alpha = (float)x[0];
-    else if (!strcmp(key, "beta")) a->beta = (float)x[0];
-    else if (!strcmp(key, "transA")) a->trans_a = (int)x[0];
-    else if (!strcmp(key, "transB")) a->trans_b = (int)x[0];
-    else if (!strcmp(key, "min")) a->clip_min = (float)x[0];
-    else if (!strcmp(key, "max")) a->clip_max = (float)x[0];
-    else if (!strcmp(key, "axis")) a->axis = (int)x[0];
+    if (!strcmp(key, "kernel_shape"))
+        a->kernel[0] = (int)x[0], a->kernel[1] = (int)x[1];
+    else if (!strcmp(key, "strides"))
+        a->strides[0] = (int)x[0], a->strides[1] = (int)x[1];
+    else if (!strcmp(key, "dilations"))
+        a->dilations[0] = (int)x[0], a->dilations[1] = (int)x[1];
+    else if (!strcmp(key, "pads"))
+        for (int i = 0; i < 4; i++)
+            a->pads[i] = (int)x[i];
+    else if (!strcmp(key, "group"))
+        a->group = (int)x[0];
+    else if (!strcmp(key, "ceil_mode"))
+        a->ceil_mode = (int)x[0];
+    else if (!strcmp(key, "count_include_pad"))
+        a->count_include_pad = (int)x[0];
+    else if (!strcmp(key, "epsilon"))
+        a->epsilon = (float)x[0];
+    else if (!strcmp(key, "alpha"))
+        a->alpha = (float)x[0];
+    else if (!strcmp(key, "beta"))
+        a->beta = (float)x[0];
+    else if (!strcmp(key, "transA"))
+        a->trans_a = (int)x[0];
+    else if (!strcmp(key, "transB"))
+        a->trans_b = (int)x[0];
+    else if (!strcmp(key, "min"))
+        a->clip_min = (float)x[0];
+    else if (!strcmp(key, "max"))
+        a->clip_max = (float)x[0];
+    else if (!strcmp(key, "axis"))
+        a->axis = (int)x[0];
     else if (!strcmp(key, "shape")) {
         a->shape_ndim = cnt;
-        for (int i = 0; i < cnt; i++) a->shape[i] = (int64_t)x[i];
+        for (int i = 0; i < cnt; i++)
+            a->shape[i] = (int64_t)x[i];
     } else if (strcmp(key, "auto_pad"))
         CHECK_MSG(0, "unknown attribute %s", key);
 }
@@ -111,11 +131,13 @@ static void read_node(FILE *f, aq_cnn_graph *g)
     const char *ip[AQ_CNN_MAX_IN];
     tok(f, op), tok(f, name);
     int n_in = (int)num(f);
-    for (int i = 0; i < n_in && i < AQ_CNN_MAX_IN; i++) tok(f, ins[i]), ip[i] = strcmp(ins[i], "-") ? ins[i] : NULL;
+    for (int i = 0; i < n_in && i < AQ_CNN_MAX_IN; i++)
+        tok(f, ins[i]), ip[i] = strcmp(ins[i], "-") ? ins[i] : NULL;
     tok(f, out);
     CHECK_MSG(tg_op(op) >= 0, "op %s", op);
     aq_cnn_node *n = tg_node(g, (aq_cnn_op)tg_op(op), name, n_in, ip, out);
-    for (long k = num(f); k > 0; k--) read_attr(f, &n->a);
+    for (long k = num(f); k > 0; k--)
+        read_attr(f, &n->a);
 }
 
 /* One case; 0 at the end of the stream. */
@@ -129,9 +151,12 @@ static int read_case(FILE *f, ref_case *c)
     tg_init(&c->g, (int)num(f));
     c->K = (int)num(f);
     while (tok(f, t) && strcmp(t, "end")) {
-        if (!strcmp(t, "value")) read_value(f, &c->g);
-        else if (!strcmp(t, "node")) read_node(f, &c->g);
-        else if (!strcmp(t, "output")) tok(f, t), c->g.output = tg_value(&c->g, t);
+        if (!strcmp(t, "value"))
+            read_value(f, &c->g);
+        else if (!strcmp(t, "node"))
+            read_node(f, &c->g);
+        else if (!strcmp(t, "output"))
+            tok(f, t), c->g.output = tg_value(&c->g, t);
         else if (!strcmp(t, "feed")) {
             c->n_feed = (size_t)num(f);
             c->feed = malloc(c->n_feed * sizeof(float) + 1);
@@ -139,11 +164,13 @@ static int read_case(FILE *f, ref_case *c)
         } else if (!strcmp(t, "expect")) {
             size_t n = read_shape(f, &c->expect_shape.ndim, c->expect_shape.d);
             c->expect = malloc(n * sizeof(double) + 1);
-            for (size_t i = 0; i < n; i++) CHECK(fscanf(f, "%lf", &c->expect[i]) == 1);
+            for (size_t i = 0; i < n; i++)
+                CHECK(fscanf(f, "%lf", &c->expect[i]) == 1);
         } else if (!strcmp(t, "mag")) {
             size_t n = aq_cnn_numel(&c->expect_shape);
             c->mag = malloc(n * sizeof(double) + 1);
-            for (size_t i = 0; i < n; i++) CHECK(fscanf(f, "%lf", &c->mag[i]) == 1);
+            for (size_t i = 0; i < n; i++)
+                CHECK(fscanf(f, "%lf", &c->mag[i]) == 1);
         } else {
             CHECK_MSG(0, "case %s: unexpected token %s", c->name, t);
             return 0;
@@ -165,12 +192,14 @@ static void check_per_image(const ref_case *c, const aq_cnn_plan *p, const float
 {
     aq_error err = {0};
     aq_cnn_plan p1;
-    size_t in1 = c->n_feed / (size_t)p->batch, out1 = aq_cnn_numel(&p->shape[c->g.output]) / (size_t)p->batch;
+    size_t in1 = c->n_feed / (size_t)p->batch,
+           out1 = aq_cnn_numel(&p->shape[c->g.output]) / (size_t)p->batch;
     float *y1 = malloc(out1 * sizeof(float));
     CHECK_OK(aq_cnn_plan_init(&c->g, 1, &p1, &err), &err);
     for (int n = 0; n < p->batch && !aq_test_failures; n++) {
         CHECK_OK(aq_cnn_forward(&p1, NULL, c->feed + n * in1, y1, NULL, NULL, &err), &err);
-        CHECK_MSG(!memcmp(y1, y + n * out1, out1 * sizeof(float)), "%s: image %d alone differs", c->name, n);
+        CHECK_MSG(!memcmp(y1, y + n * out1, out1 * sizeof(float)), "%s: image %d alone differs",
+                  c->name, n);
     }
     aq_cnn_plan_free(&p1);
     free(y1);
@@ -182,7 +211,8 @@ static void run_case(const ref_case *c)
     aq_cnn_plan p;
     const aq_cnn_graph *g = &c->g;
     int64_t per = 1;
-    for (int i = 1; i < g->in_ndim; i++) per *= g->in_shape[i];
+    for (int i = 1; i < g->in_ndim; i++)
+        per *= g->in_shape[i];
     int batch = (int)(c->n_feed / (size_t)per);
     if (aq_cnn_plan_init(g, batch, &p, &err) != AQ_OK) {
         CHECK_MSG(0, "%s: plan: %s", c->name, err.msg);
@@ -190,7 +220,8 @@ static void run_case(const ref_case *c)
     }
     const aq_cnn_shape *os = &p.shape[g->output];
     char b0[160], b1[160];
-    CHECK_MSG(os->ndim == c->expect_shape.ndim && !memcmp(os->d, c->expect_shape.d, sizeof(int64_t) * os->ndim),
+    CHECK_MSG(os->ndim == c->expect_shape.ndim &&
+                  !memcmp(os->d, c->expect_shape.d, sizeof(int64_t) * os->ndim),
               "%s: shape %s, expected %s", c->name, aq_cnn_shape_str(os, b0, sizeof b0),
               aq_cnn_shape_str(&c->expect_shape, b1, sizeof b1));
     size_t n = aq_cnn_numel(&c->expect_shape);
@@ -203,8 +234,8 @@ static void run_case(const ref_case *c)
         double e = fabs(y[i] - c->expect[i]), tol = gam * c->mag[i] + 1e-300;
         if (e / tol > worst) worst = e / tol;
         if (!(e <= tol) && bad++ < 3)
-            CHECK_MSG(0, "%s[%zu]: %.9g vs reference %.17g (|err| %.3g > bound %.3g)", c->name, i, y[i],
-                      c->expect[i], e, tol);
+            CHECK_MSG(0, "%s[%zu]: %.9g vs reference %.17g (|err| %.3g > bound %.3g)", c->name, i,
+                      y[i], c->expect[i], e, tol);
     }
     printf("%-32s %6zu values, max |err|/bound %.2e\n", c->name, n, worst);
     if (!strncmp(c->name, "net_", 4)) check_per_image(c, &p, y);
@@ -223,14 +254,16 @@ static void reference_cases(void)
     ref_case c;
     int ops_seen[AQ_OP_COUNT] = {0}, cases = 0;
     while (read_case(f, &c)) {
-        for (int k = 0; k < c.g.n_nodes; k++) ops_seen[c.g.nodes[k].op] = 1;
+        for (int k = 0; k < c.g.n_nodes; k++)
+            ops_seen[c.g.nodes[k].op] = 1;
         run_case(&c);
         free_case(&c);
         cases++;
     }
     CHECK(pclose(f) == 0);
     CHECK_MSG(cases >= 50, "only %d cases", cases);
-    for (int op = 0; op < AQ_OP_COUNT; op++) CHECK_MSG(ops_seen[op], "no case for %s", aq_cnn_op_name(op));
+    for (int op = 0; op < AQ_OP_COUNT; op++)
+        CHECK_MSG(ops_seen[op], "no case for %s", aq_cnn_op_name(op));
 }
 
 void test_cnn_bad(void);

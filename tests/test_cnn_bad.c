@@ -26,8 +26,8 @@ static void expect_fail(const aq_cnn_graph *g, aq_status code, const char *s1, c
     aq_error err = {0};
     aq_cnn_plan p;
     aq_status st = aq_cnn_plan_init(g, 2, &p, &err);
-    CHECK_MSG(st == code && strstr(err.msg, s1) && strstr(err.msg, s2), "status %d, message '%s' (want %s, %s)",
-              st, err.msg, s1, s2);
+    CHECK_MSG(st == code && strstr(err.msg, s1) && strstr(err.msg, s2),
+              "status %d, message '%s' (want %s, %s)", st, err.msg, s1, s2);
     if (st == AQ_OK) aq_cnn_plan_free(&p);
 }
 
@@ -72,7 +72,8 @@ static void bad_chain(void)
     tg_const(&g, "B", 3, (int64_t[]){5, 1, 1}, b);
     tg_node(&g, AQ_OP_ADD, "add", 2, (const char *[]){"X", "B"}, "Y");
     g.output = tg_value(&g, "Y");
-    expect_fail(&g, AQ_ERR_SHAPE, "node 'add' (Add)", "[2, 3, 4, 4] and [5, 1, 1] do not broadcast");
+    expect_fail(&g, AQ_ERR_SHAPE, "node 'add' (Add)",
+                "[2, 3, 4, 4] and [5, 1, 1] do not broadcast");
     tg_free(&g);
 
     tg_init(&g, 13);
@@ -81,7 +82,8 @@ static void bad_chain(void)
     n->a.shape_ndim = 3;
     memcpy(n->a.shape, (int64_t[]){0, 7, -1}, 3 * sizeof(int64_t));
     g.output = tg_value(&g, "Y");
-    expect_fail(&g, AQ_ERR_SHAPE, "node 'rs' (Reshape)", "cannot reshape [2, 3, 4, 5] to [0, 7, -1]");
+    expect_fail(&g, AQ_ERR_SHAPE, "node 'rs' (Reshape)",
+                "cannot reshape [2, 3, 4, 5] to [0, 7, -1]");
     tg_free(&g);
     free(b);
 }
@@ -112,7 +114,8 @@ static void known_predict(void)
 {
     aq_cnn_graph g;
     float eye[16] = {0};
-    for (int i = 0; i < 4; i++) eye[i * 5] = 1.0f;
+    for (int i = 0; i < 4; i++)
+        eye[i * 5] = 1.0f;
     tg_init(&g, 13);
     tg_input(&g, "X", 4, (int64_t[]){1, 1, 2, 2});
     tg_const(&g, "I", 2, (int64_t[]){4, 4}, eye);
@@ -123,7 +126,8 @@ static void known_predict(void)
     uint8_t px[N * 4];
     int32_t want[N], pred[N], pred3[N];
     float logits[N * 4];
-    for (int i = 0; i < N * 4; i++) px[i] = (uint8_t)(i * 37 % 251);
+    for (int i = 0; i < N * 4; i++)
+        px[i] = (uint8_t)(i * 37 % 251);
     for (int n = 0; n < N; n++) {
         want[n] = 0;
         for (int c = 1; c < 4; c++)
@@ -143,32 +147,39 @@ static void known_predict(void)
     CHECK(aq_cnn_count_equal(pred, want, N) == N);
     CHECK(aq_cnn_count_equal(pred3, want, N) == N);
     aq_status st = aq_cnn_predict(&g, px, N, 5, &nm, 3, pred, NULL, NULL, &err);
-    CHECK_MSG(st == AQ_ERR_SHAPE && strstr(err.msg, "takes 4 values per image, the images have 5"), "%s", err.msg);
+    CHECK_MSG(st == AQ_ERR_SHAPE && strstr(err.msg, "takes 4 values per image, the images have 5"),
+              "%s", err.msg);
     tg_free(&g);
     const char *bad[] = {"1", "0.5,0", "0.5,-1", "x,1", "0.5,1,2", ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
-        CHECK_MSG(aq_cnn_norm_parse(bad[i], &nm, &err) == AQ_ERR_ARG && strstr(err.msg, "MEAN,STD"), "'%s'", bad[i]);
+        CHECK_MSG(aq_cnn_norm_parse(bad[i], &nm, &err) == AQ_ERR_ARG && strstr(err.msg, "MEAN,STD"),
+                  "'%s'", bad[i]);
 }
 
 static void im2col_case(int C, int H, int W, int kh, int kw, int s, int pad, int dil, int groups)
 {
     aq_conv_spec sp = {C, groups, kh, kw, s, s, pad, pad, dil, dil, groups};
-    aq_cnn_attrs a = {.kernel = {kh, kw}, .strides = {s, s}, .pads = {pad, pad, pad, pad}, .dilations = {dil, dil}};
+    aq_cnn_attrs a = {.kernel = {kh, kw},
+                      .strides = {s, s},
+                      .pads = {pad, pad, pad, pad},
+                      .dilations = {dil, dil}};
     int OH, OW, cg = C / groups;
     aq_error err = {0};
     CHECK_OK(aq_conv_check(&sp, H, W, &OH, &OW, &err), &err);
     size_t P = (size_t)OH * OW, K = (size_t)cg * kh * kw;
     float *x = malloc((size_t)C * H * W * sizeof(float)), *rows = malloc(P * K * sizeof(float));
     float *cols = malloc(P * K * sizeof(float));
-    for (int i = 0; i < C * H * W; i++) x[i] = (float)(i % 97) - 40.0f;
+    for (int i = 0; i < C * H * W; i++)
+        x[i] = (float)(i % 97) - 40.0f;
     for (int g = 0; g < groups; g++) {
         aq_im2col(x, 1, H, W, &sp, g, rows);
         aq_cnn_im2col_t(x + (size_t)g * cg * H * W, cg, H, W, &a, OH, OW, cols);
         int same = 1;
         for (size_t p = 0; p < P; p++)
-            for (size_t k = 0; k < K; k++) same &= rows[p * K + k] == cols[k * P + p];
-        CHECK_MSG(same, "im2col C %d %dx%d k %dx%d s %d pad %d dil %d group %d/%d", C, H, W, kh, kw, s, pad, dil, g,
-                  groups);
+            for (size_t k = 0; k < K; k++)
+                same &= rows[p * K + k] == cols[k * P + p];
+        CHECK_MSG(same, "im2col C %d %dx%d k %dx%d s %d pad %d dil %d group %d/%d", C, H, W, kh, kw,
+                  s, pad, dil, g, groups);
     }
     free(x);
     free(rows);

@@ -20,7 +20,8 @@ void tg_free(aq_cnn_graph *g)
         free(g->values[v].name);
         free(g->values[v].data);
     }
-    for (int k = 0; k < g->n_nodes; k++) free(g->nodes[k].name);
+    for (int k = 0; k < g->n_nodes; k++)
+        free(g->nodes[k].name);
     free(g->values);
     free(g->nodes);
     free(g->path);
@@ -50,7 +51,8 @@ int tg_const(aq_cnn_graph *g, const char *name, int ndim, const int64_t *shape, 
     size_t n = 1;
     v->is_const = 1;
     v->ndim = ndim;
-    for (int i = 0; i < ndim; i++) n *= (size_t)(v->shape[i] = shape[i]);
+    for (int i = 0; i < ndim; i++)
+        n *= (size_t)(v->shape[i] = shape[i]);
     v->data = malloc(n * sizeof(float) + 1);
     memcpy(v->data, data, n * sizeof(float));
     return id;
@@ -76,8 +78,8 @@ static void defaults(aq_cnn_op op, int opset, aq_cnn_attrs *a)
     a->axis = op == AQ_OP_SOFTMAX && opset >= 13 ? -1 : op == AQ_OP_CONCAT ? 0 : 1;
 }
 
-aq_cnn_node *tg_node(aq_cnn_graph *g, aq_cnn_op op, const char *name, int n_in, const char *const *ins,
-                     const char *out)
+aq_cnn_node *tg_node(aq_cnn_graph *g, aq_cnn_op op, const char *name, int n_in,
+                     const char *const *ins, const char *out)
 {
     g->nodes = realloc(g->nodes, (size_t)(g->n_nodes + 1) * sizeof *g->nodes);
     aq_cnn_node *n = &g->nodes[g->n_nodes++];
@@ -85,7 +87,8 @@ aq_cnn_node *tg_node(aq_cnn_graph *g, aq_cnn_op op, const char *name, int n_in, 
     n->name = strdup(name);
     n->op = op;
     n->n_in = n_in;
-    for (int i = 0; i < n_in; i++) n->in[i] = ins[i] ? tg_value(g, ins[i]) : -1;
+    for (int i = 0; i < n_in; i++)
+        n->in[i] = ins[i] ? tg_value(g, ins[i]) : -1;
     n->out = tg_value(g, out);
     defaults(op, g->opset, &n->a);
     return n;

@@ -16,8 +16,8 @@ int tg_const(aq_cnn_graph *g, const char *name, int ndim, const int64_t *shape, 
 int tg_input(aq_cnn_graph *g, const char *name, int ndim, const int64_t *shape);
 /* A node with ONNX's default attributes; ins[i] NULL = omitted. Returns it
  * (valid until the next tg_node). */
-aq_cnn_node *tg_node(aq_cnn_graph *g, aq_cnn_op op, const char *name, int n_in, const char *const *ins,
-                     const char *out);
+aq_cnn_node *tg_node(aq_cnn_graph *g, aq_cnn_op op, const char *name, int n_in,
+                     const char *const *ins, const char *out);
 /* The op whose ONNX name is s, or -1. */
 int tg_op(const char *s);
 

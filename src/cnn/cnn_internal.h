@@ -40,8 +40,8 @@ typedef void (*aq_cnn_run_fn)(const aq_cnn_run_args *r);
 void aq_cnn_op_fns(aq_cnn_op op, aq_cnn_infer_fn *inf, aq_cnn_run_fn *run);
 
 /* "node 'NAME' (Op): " + message, with code. */
-aq_status aq_cnn_node_fail(aq_error *err, const aq_cnn_node *n, aq_status code, const char *fmt, ...)
-    AQ_PRINTF(4, 5);
+aq_status aq_cnn_node_fail(aq_error *err, const aq_cnn_node *n, aq_status code, const char *fmt,
+                           ...) AQ_PRINTF(4, 5);
 
 /* C = alpha op(A) op(B) + beta C with explicit strides; single-threaded
  * BLIS with the small-matrix path off (results independent of m). */

@@ -31,8 +31,9 @@ static void normalise(const uint8_t *px, size_t n, const aq_cnn_norm *nm, float 
 }
 
 /* One chunk of `b` images through plan p (planned for b). */
-static aq_status run_chunk(const aq_cnn_plan *p, aq_cnn_pool *pool, const uint8_t *px, size_t image_size, const aq_cnn_norm *nm,
-                           float *x, float *y, size_t classes, int32_t *pred, float *logits, aq_error *err)
+static aq_status run_chunk(const aq_cnn_plan *p, aq_cnn_pool *pool, const uint8_t *px,
+                           size_t image_size, const aq_cnn_norm *nm, float *x, float *y,
+                           size_t classes, int32_t *pred, float *logits, aq_error *err)
 {
     size_t b = (size_t)p->batch;
     normalise(px, b * image_size, nm, x);
@@ -56,8 +57,9 @@ static aq_status plan_sizes(const aq_cnn_plan *p, size_t image_size, size_t *cla
     size_t out = aq_cnn_numel(&p->shape[g->output]);
     const char *path = g->path ? g->path : "model";
     if (in != image_size)
-        return aq_fail(err, AQ_ERR_SHAPE, "%s: the model takes %zu values per image, the images have %zu pixels",
-                       path, in, image_size);
+        return aq_fail(err, AQ_ERR_SHAPE,
+                       "%s: the model takes %zu values per image, the images have %zu pixels", path,
+                       in, image_size);
     if (!p->batched[g->output] || out % (size_t)p->batch)
         return aq_fail(err, AQ_ERR_SHAPE, "%s: the output '%s' does not keep the batch axis", path,
                        g->values[g->output].name ? g->values[g->output].name : "?");
@@ -89,8 +91,10 @@ aq_status aq_cnn_predict(const aq_cnn_graph *g, const uint8_t *pixels, size_t n,
             aq_cnn_plan_free(&p);
             AQ_TRY_GOTO(st, aq_cnn_plan_init(g, (int)(n - i), &p, err), done);
         }
-        AQ_TRY_GOTO(st, run_chunk(&p, &pool, pixels + i * image_size, image_size, norm, x, y, cls, pred + i,
-                                  logits ? logits + i * cls : NULL, err), done);
+        AQ_TRY_GOTO(st,
+                    run_chunk(&p, &pool, pixels + i * image_size, image_size, norm, x, y, cls,
+                              pred + i, logits ? logits + i * cls : NULL, err),
+                    done);
     }
     if (classes) *classes = cls;
 done:
@@ -104,6 +108,7 @@ done:
 size_t aq_cnn_count_equal(const int32_t *a, const int32_t *b, size_t n)
 {
     size_t c = 0;
-    for (size_t i = 0; i < n; i++) c += a[i] == b[i];
+    for (size_t i = 0; i < n; i++)
+        c += a[i] == b[i];
     return c;
 }

@@ -10,13 +10,14 @@
  * pads[axis + 2] (end) by ONNX's formula, then the output size. ceil_mode
  * follows PyTorch (and ONNX >= 1.16's reference): a last window that would
  * start in the end padding is dropped. */
-static aq_status spatial_axis(const aq_cnn_node *n, aq_cnn_attrs *a, int axis, int64_t in, int64_t *out,
-                              aq_error *err)
+static aq_status spatial_axis(const aq_cnn_node *n, aq_cnn_attrs *a, int axis, int64_t in,
+                              int64_t *out, aq_error *err)
 {
     int k = a->kernel[axis], s = a->strides[axis], d = a->dilations[axis];
     if (k < 1 || s < 1 || d < 1)
-        return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "kernel %d, stride %d, dilation %d on axis %d must be >= 1",
-                                k, s, d, axis);
+        return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT,
+                                "kernel %d, stride %d, dilation %d on axis %d must be >= 1", k, s,
+                                d, axis);
     int64_t ek = (int64_t)d * (k - 1) + 1;
     int *pb = &a->pads[axis], *pe = &a->pads[axis + 2];
     if (a->auto_pad == AQ_PAD_SAME_UPPER || a->auto_pad == AQ_PAD_SAME_LOWER) {
@@ -29,7 +30,8 @@ static aq_status spatial_axis(const aq_cnn_node *n, aq_cnn_attrs *a, int axis, i
     }
     if (a->auto_pad == AQ_PAD_VALID) *pb = *pe = 0;
     if (*pb < 0 || *pe < 0)
-        return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "negative padding %d/%d on axis %d", *pb, *pe, axis);
+        return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "negative padding %d/%d on axis %d", *pb,
+                                *pe, axis);
     int64_t span = in + *pb + *pe - ek;
     if (span < 0)
         return aq_cnn_node_fail(err, n, AQ_ERR_SHAPE,
@@ -47,8 +49,8 @@ static aq_status need_rank(const aq_cnn_node *n, const aq_cnn_shape *s, int rank
     char b[160];
     if (!s) return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "input %s is missing", what);
     if (s->ndim != rank)
-        return aq_cnn_node_fail(err, n, AQ_ERR_SHAPE, "input %s has shape %s, expected rank %d", what,
-                                aq_cnn_shape_str(s, b, sizeof b), rank);
+        return aq_cnn_node_fail(err, n, AQ_ERR_SHAPE, "input %s has shape %s, expected rank %d",
+                                what, aq_cnn_shape_str(s, b, sizeof b), rank);
     return AQ_OK;
 }
 
@@ -67,12 +69,14 @@ static aq_status check_conv_weight(aq_cnn_infer_args *x, aq_error *err)
     AQ_TRY(need_rank(n, W, 4, "W", err));
     int g = a->group;
     if (g < 1 || X->d[1] % g || W->d[0] % g || W->d[1] * g != X->d[1])
-        return aq_cnn_node_fail(err, n, AQ_ERR_SHAPE, "weight %s does not fit input %s with group %d",
-                                aq_cnn_shape_str(W, bw, sizeof bw), aq_cnn_shape_str(X, bx, sizeof bx), g);
+        return aq_cnn_node_fail(
+            err, n, AQ_ERR_SHAPE, "weight %s does not fit input %s with group %d",
+            aq_cnn_shape_str(W, bw, sizeof bw), aq_cnn_shape_str(X, bx, sizeof bx), g);
     for (int i = 0; i < 2; i++) {
         if (a->kernel[i] > 0 && a->kernel[i] != W->d[2 + i])
-            return aq_cnn_node_fail(err, n, AQ_ERR_SHAPE, "kernel_shape %dx%d disagrees with weight %s",
-                                    a->kernel[0], a->kernel[1], aq_cnn_shape_str(W, bw, sizeof bw));
+            return aq_cnn_node_fail(err, n, AQ_ERR_SHAPE,
+                                    "kernel_shape %dx%d disagrees with weight %s", a->kernel[0],
+                                    a->kernel[1], aq_cnn_shape_str(W, bw, sizeof bw));
         a->kernel[i] = (int)W->d[2 + i];
     }
     if (B && (B->ndim != 1 || B->d[0] != W->d[0]))
@@ -111,7 +115,8 @@ static void valid_cols(int x0, int sw, int W, int OW, int *lo, int *hi)
  * rows are one contiguous block in both the plane and the row of cols, so
  * one memcpy (clipped to the plane), then the edge columns are zeroed (the
  * clipped elements are edge columns too). */
-static void tap_row_same(const float *xc, int H, int W, int OH, int y0, int x0, int lo, int hi, float *dst)
+static void tap_row_same(const float *xc, int H, int W, int OH, int y0, int x0, int lo, int hi,
+                         float *dst)
 {
     int oy0 = y0 < 0 ? -y0 : 0, oy1 = H - y0 < OH ? H - y0 : OH;
     if (oy1 < oy0) oy1 = oy0;
@@ -123,8 +128,10 @@ static void tap_row_same(const float *xc, int H, int W, int OH, int y0, int x0, 
         memcpy(dst + (long)oy0 * W + c0, xc + s0 + c0, (size_t)(n - c0 - c1) * sizeof(float));
     for (int oy = oy0; oy < oy1; oy++) {
         float *d = dst + (size_t)oy * W;
-        for (int i = 0; i < lo; i++) d[i] = 0.0f;
-        for (int i = hi; i < W; i++) d[i] = 0.0f;
+        for (int i = 0; i < lo; i++)
+            d[i] = 0.0f;
+        for (int i = hi; i < W; i++)
+            d[i] = 0.0f;
     }
 }
 
@@ -133,8 +140,8 @@ static void tap_row_same(const float *xc, int H, int W, int OH, int y0, int x0, 
  * output row is one memcpy; this is why the engine does not use
  * aq_im2col's [P, K] layout (its transpose, built element by element; the
  * test checks the two agree). */
-static void tap_row(const float *xc, int H, int W, const aq_cnn_attrs *a, int ky, int kx, int OH, int OW,
-                    float *dst)
+static void tap_row(const float *xc, int H, int W, const aq_cnn_attrs *a, int ky, int kx, int OH,
+                    int OW, float *dst)
 {
     int sh = a->strides[0], sw = a->strides[1], x0 = kx * a->dilations[1] - a->pads[1], lo, hi;
     int y0 = ky * a->dilations[0] - a->pads[0];
@@ -154,12 +161,14 @@ static void tap_row(const float *xc, int H, int W, const aq_cnn_attrs *a, int ky
         if (sw == 1)
             memcpy(dst + lo, src + x0 + lo, (size_t)(hi - lo) * sizeof(float));
         else
-            for (int ox = lo; ox < hi; ox++) dst[ox] = src[x0 + ox * sw];
+            for (int ox = lo; ox < hi; ox++)
+                dst[ox] = src[x0 + ox * sw];
         memset(dst + hi, 0, (size_t)(OW - hi) * sizeof(float));
     }
 }
 
-void aq_cnn_im2col_t(const float *x, int cg, int H, int W, const aq_cnn_attrs *a, int OH, int OW, float *cols)
+void aq_cnn_im2col_t(const float *x, int cg, int H, int W, const aq_cnn_attrs *a, int OH, int OW,
+                     float *cols)
 {
     size_t P = (size_t)OH * OW;
     for (int c = 0; c < cg; c++)
@@ -191,14 +200,17 @@ static void conv_group(const aq_cnn_run_args *r, const float *xn, int grp, float
 void aq_cnn_run_conv(const aq_cnn_run_args *r)
 {
     const aq_cnn_shape *X = r->in_shape[0], *Y = r->out_shape;
-    size_t in_img = (size_t)X->d[1] * X->d[2] * X->d[3], out_img = (size_t)Y->d[1] * Y->d[2] * Y->d[3];
+    size_t in_img = (size_t)X->d[1] * X->d[2] * X->d[3],
+           out_img = (size_t)Y->d[1] * Y->d[2] * Y->d[3];
     size_t P = (size_t)Y->d[2] * Y->d[3];
     const float *bias = r->node->n_in > 2 ? r->in[2] : NULL;
     for (int64_t n = 0; n < X->d[0]; n++) {
         float *yn = r->out + n * out_img;
-        for (int grp = 0; grp < r->a->group; grp++) conv_group(r, r->in[0] + n * in_img, grp, yn);
+        for (int grp = 0; grp < r->a->group; grp++)
+            conv_group(r, r->in[0] + n * in_img, grp, yn);
         for (int64_t m = 0; bias && m < Y->d[1]; m++)
-            for (size_t i = 0; i < P; i++) yn[m * P + i] += bias[m];
+            for (size_t i = 0; i < P; i++)
+                yn[m * P + i] += bias[m];
     }
 }
 
@@ -218,12 +230,14 @@ aq_status aq_cnn_infer_pool(aq_cnn_infer_args *x, aq_error *err)
 static int taps_in(int start, int k, int d, int lo, int hi)
 {
     int c = 0;
-    for (int t = 0; t < k; t++) c += start + t * d >= lo && start + t * d < hi;
+    for (int t = 0; t < k; t++)
+        c += start + t * d >= lo && start + t * d < hi;
     return c;
 }
 
 /* One output of a pool over plane xc [H, W]: the window starts at (y0, x0). */
-static float pool_one(const aq_cnn_attrs *a, int is_max, const float *xc, int H, int W, int y0, int x0)
+static float pool_one(const aq_cnn_attrs *a, int is_max, const float *xc, int H, int W, int y0,
+                      int x0)
 {
     float m = -INFINITY;
     double sum = 0;
@@ -272,7 +286,8 @@ aq_status aq_cnn_infer_gap(aq_cnn_infer_args *x, aq_error *err)
         return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "input %s must be [N, C, spatial...]",
                                 X ? aq_cnn_shape_str(X, b, sizeof b) : "(missing)");
     *x->out = *X;
-    for (int i = 2; i < X->ndim; i++) x->out->d[i] = 1;
+    for (int i = 2; i < X->ndim; i++)
+        x->out->d[i] = 1;
     return AQ_OK;
 }
 
@@ -282,7 +297,8 @@ void aq_cnn_run_gap(const aq_cnn_run_args *r)
     size_t planes = (size_t)X->d[0] * X->d[1], sp = aq_cnn_numel(X) / planes;
     for (size_t pl = 0; pl < planes; pl++) {
         double s = 0; /* double: the mean of up to H*W terms loses no bits to order */
-        for (size_t i = 0; i < sp; i++) s += r->in[0][pl * sp + i];
+        for (size_t i = 0; i < sp; i++)
+            s += r->in[0][pl * sp + i];
         r->out[pl] = (float)(s / (double)sp);
     }
 }

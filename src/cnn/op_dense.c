@@ -9,7 +9,8 @@
 static int64_t prod(const int64_t *d, int from, int to)
 {
     int64_t p = 1;
-    for (int i = from; i < to; i++) p *= d[i];
+    for (int i = from; i < to; i++)
+        p *= d[i];
     return p;
 }
 
@@ -18,7 +19,8 @@ static aq_status resolve_axis(const aq_cnn_node *n, int *axis, int r, int extra,
 {
     int ax = *axis < 0 ? *axis + r : *axis;
     if (ax < 0 || ax >= r + extra)
-        return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "axis %d is out of range for rank %d", *axis, r);
+        return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "axis %d is out of range for rank %d", *axis,
+                                r);
     *axis = ax;
     return AQ_OK;
 }
@@ -34,7 +36,8 @@ aq_status aq_cnn_infer_gemm(aq_cnn_infer_args *x, aq_error *err)
     int64_t M = A->d[x->a->trans_a ? 1 : 0], K = A->d[x->a->trans_a ? 0 : 1];
     int64_t K2 = B->d[x->a->trans_b ? 1 : 0], N = B->d[x->a->trans_b ? 0 : 1];
     if (K != K2)
-        return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "A %s (transA %d) and B %s (transB %d) disagree on K",
+        return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE,
+                                "A %s (transA %d) and B %s (transB %d) disagree on K",
                                 aq_cnn_shape_str(A, ba, sizeof ba), x->a->trans_a,
                                 aq_cnn_shape_str(B, bb, sizeof bb), x->a->trans_b);
     *x->out = (aq_cnn_shape){2, {M, N}};
@@ -45,7 +48,8 @@ aq_status aq_cnn_infer_gemm(aq_cnn_infer_args *x, aq_error *err)
             ok = C->d[i] == want || C->d[i] == 1;
         }
         if (!ok)
-            return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "C %s does not broadcast to [%lld, %lld]",
+            return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE,
+                                    "C %s does not broadcast to [%lld, %lld]",
                                     aq_cnn_shape_str(C, ba, sizeof ba), (long long)M, (long long)N);
     }
     return AQ_OK;
@@ -63,11 +67,12 @@ void aq_cnn_run_gemm(const aq_cnn_run_args *r)
         int64_t cm = C->ndim == 2 && C->d[0] != 1 ? C->d[1] : 0;
         int64_t cn = C->ndim >= 1 && C->d[C->ndim - 1] != 1 ? 1 : 0;
         for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) r->out[i * N + j] = a->beta * r->in[2][i * cm + j * cn];
+            for (int64_t j = 0; j < N; j++)
+                r->out[i * N + j] = a->beta * r->in[2][i * cm + j * cn];
         beta = 1.0f;
     }
-    aq_cnn_sgemm(a->trans_a, a->trans_b, M, N, K, a->alpha, r->in[0], A->d[1], 1, r->in[1], B->d[1], 1, beta,
-                 r->out, N, 1);
+    aq_cnn_sgemm(a->trans_a, a->trans_b, M, N, K, a->alpha, r->in[0], A->d[1], 1, r->in[1], B->d[1],
+                 1, beta, r->out, N, 1);
 }
 
 /* MatMul's operands in NumPy's terms: a 1-D A is [1, K] (row dropped from
@@ -107,7 +112,8 @@ aq_status aq_cnn_infer_matmul(aq_cnn_infer_args *x, aq_error *err)
     }
     if (bad)
         return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "operands %s and %s do not multiply",
-                                aq_cnn_shape_str(A, ba, sizeof ba), aq_cnn_shape_str(B, bb, sizeof bb));
+                                aq_cnn_shape_str(A, ba, sizeof ba),
+                                aq_cnn_shape_str(B, bb, sizeof bb));
     if (A->ndim >= 2) o->d[o->ndim++] = m.M;
     if (B->ndim >= 2) o->d[o->ndim++] = m.N;
     return AQ_OK;
@@ -131,17 +137,20 @@ void aq_cnn_run_matmul(const aq_cnn_run_args *r)
     }
     for (int64_t b = 0; b < nb; b++) {
         int64_t oa = 0, ob = 0;
-        for (int i = 0; i < rb; i++) oa += idx[i] * sa[i], ob += idx[i] * sb[i];
+        for (int i = 0; i < rb; i++)
+            oa += idx[i] * sa[i], ob += idx[i] * sb[i];
         aq_cnn_sgemm(0, 0, m.M, m.N, m.K, 1.0f, r->in[0] + oa, m.K, 1, r->in[1] + ob, m.N, 1, 0.0f,
                      r->out + b * m.M * m.N, m.N, 1);
-        for (int i = rb - 1; i >= 0 && ++idx[i] == od[i]; i--) idx[i] = 0;
+        for (int i = rb - 1; i >= 0 && ++idx[i] == od[i]; i--)
+            idx[i] = 0;
     }
 }
 
 aq_status aq_cnn_infer_softmax(aq_cnn_infer_args *x, aq_error *err)
 {
     const aq_cnn_shape *X = x->in[0];
-    if (!X || X->ndim < 1) return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "input must have rank >= 1");
+    if (!X || X->ndim < 1)
+        return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "input must have rank >= 1");
     AQ_TRY(resolve_axis(x->node, &x->a->axis, X->ndim, 0, err));
     *x->out = *X;
     return AQ_OK;
@@ -163,10 +172,13 @@ void aq_cnn_run_softmax(const aq_cnn_run_args *r)
             const float *xs = r->in[0] + o * len * inner + in;
             float *ys = r->out + o * len * inner + in;
             float mx = -INFINITY;
-            for (int64_t i = 0; i < len; i++) mx = fmaxf(mx, xs[i * inner]);
+            for (int64_t i = 0; i < len; i++)
+                mx = fmaxf(mx, xs[i * inner]);
             double s = 0;
-            for (int64_t i = 0; i < len; i++) s += exp((double)xs[i * inner] - mx);
-            for (int64_t i = 0; i < len; i++) ys[i * inner] = (float)(exp((double)xs[i * inner] - mx) / s);
+            for (int64_t i = 0; i < len; i++)
+                s += exp((double)xs[i * inner] - mx);
+            for (int64_t i = 0; i < len; i++)
+                ys[i * inner] = (float)(exp((double)xs[i * inner] - mx) / s);
         }
 }
 
@@ -174,16 +186,19 @@ aq_status aq_cnn_infer_concat(aq_cnn_infer_args *x, aq_error *err)
 {
     const aq_cnn_shape *F = x->in[0];
     char b0[160], b1[160];
-    if (!F || x->node->n_in < 1) return aq_cnn_node_fail(err, x->node, AQ_ERR_FORMAT, "needs inputs");
+    if (!F || x->node->n_in < 1)
+        return aq_cnn_node_fail(err, x->node, AQ_ERR_FORMAT, "needs inputs");
     AQ_TRY(resolve_axis(x->node, &x->a->axis, F->ndim, 0, err));
     *x->out = *F;
     for (int i = 1; i < x->node->n_in; i++) {
         const aq_cnn_shape *s = x->in[i];
         int ok = s && s->ndim == F->ndim;
-        for (int k = 0; ok && k < F->ndim; k++) ok = k == x->a->axis || s->d[k] == F->d[k];
+        for (int k = 0; ok && k < F->ndim; k++)
+            ok = k == x->a->axis || s->d[k] == F->d[k];
         if (!ok)
-            return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "input %d %s does not match input 0 %s off axis %d",
-                                    i, s ? aq_cnn_shape_str(s, b1, sizeof b1) : "(missing)",
+            return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE,
+                                    "input %d %s does not match input 0 %s off axis %d", i,
+                                    s ? aq_cnn_shape_str(s, b1, sizeof b1) : "(missing)",
                                     aq_cnn_shape_str(F, b0, sizeof b0), x->a->axis);
         x->out->d[x->a->axis] += s->d[x->a->axis];
     }
@@ -194,7 +209,8 @@ void aq_cnn_run_concat(const aq_cnn_run_args *r)
 {
     int ax = r->a->axis;
     const aq_cnn_shape *O = r->out_shape;
-    int64_t outer = prod(O->d, 0, ax), inner = prod(O->d, ax + 1, O->ndim), row = O->d[ax] * inner, off = 0;
+    int64_t outer = prod(O->d, 0, ax), inner = prod(O->d, ax + 1, O->ndim), row = O->d[ax] * inner,
+            off = 0;
     for (int i = 0; i < r->node->n_in; i++) {
         int64_t blk = r->in_shape[i]->d[ax] * inner;
         for (int64_t o = 0; o < outer; o++)
@@ -238,7 +254,8 @@ aq_status aq_cnn_infer_reshape(aq_cnn_infer_args *x, aq_error *err)
             continue;
         }
         if (v < 1)
-            return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "target entry %d is %lld", i, (long long)a->shape[i]);
+            return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "target entry %d is %lld", i,
+                                    (long long)a->shape[i]);
         o->d[i] = v;
         known *= v;
     }
@@ -249,7 +266,8 @@ aq_status aq_cnn_infer_reshape(aq_cnn_infer_args *x, aq_error *err)
     memcpy(t.d, a->shape, sizeof t.d);
     if ((infer >= 0 && (known <= 0 || total % known)) || aq_cnn_shape_numel(o) != total)
         return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "cannot reshape %s to %s",
-                                aq_cnn_shape_str(X, b0, sizeof b0), aq_cnn_shape_str(&t, b1, sizeof b1));
+                                aq_cnn_shape_str(X, b0, sizeof b0),
+                                aq_cnn_shape_str(&t, b1, sizeof b1));
     return AQ_OK;
 }
 

@@ -15,12 +15,14 @@ aq_status aq_cnn_infer_bn(aq_cnn_infer_args *x, aq_error *err)
                                 X ? aq_cnn_shape_str(X, b, sizeof b) : "(missing)");
     static const char *names[] = {"X", "scale", "B", "input_mean", "input_var"};
     if (x->node->n_in < 5)
-        return aq_cnn_node_fail(err, x->node, AQ_ERR_FORMAT, "needs 5 inputs, has %d", x->node->n_in);
+        return aq_cnn_node_fail(err, x->node, AQ_ERR_FORMAT, "needs 5 inputs, has %d",
+                                x->node->n_in);
     for (int i = 1; i < 5; i++) {
         const aq_cnn_shape *s = x->in[i];
         if (!s || s->ndim != 1 || s->d[0] != X->d[1])
-            return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "%s %s does not match %lld channels", names[i],
-                                    s ? aq_cnn_shape_str(s, b, sizeof b) : "(missing)", (long long)X->d[1]);
+            return aq_cnn_node_fail(
+                err, x->node, AQ_ERR_SHAPE, "%s %s does not match %lld channels", names[i],
+                s ? aq_cnn_shape_str(s, b, sizeof b) : "(missing)", (long long)X->d[1]);
     }
     *x->out = *X;
     return AQ_OK;
@@ -33,11 +35,13 @@ void aq_cnn_run_bn(const aq_cnn_run_args *r)
     const float *scale = r->in[1], *bias = r->in[2], *mean = r->in[3], *var = r->in[4];
     for (size_t c = 0; c < C; c++) {
         /* y = (x - mean) * (scale / sqrt(var + eps)) + B, the factor in double */
-        float k = (float)(scale[c] / sqrt((double)var[c] + r->a->epsilon)), m = mean[c], b = bias[c];
+        float k = (float)(scale[c] / sqrt((double)var[c] + r->a->epsilon)), m = mean[c],
+              b = bias[c];
         for (size_t n = 0; n < N; n++) {
             const float *xs = r->in[0] + (n * C + c) * sp;
             float *ys = r->out + (n * C + c) * sp;
-            for (size_t i = 0; i < sp; i++) ys[i] = (xs[i] - m) * k + b;
+            for (size_t i = 0; i < sp; i++)
+                ys[i] = (xs[i] - m) * k + b;
         }
     }
 }
@@ -65,19 +69,24 @@ void aq_cnn_run_unary(const aq_cnn_run_args *r)
     const aq_cnn_attrs *a = r->a;
     switch (r->node->op) {
     case AQ_OP_RELU:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] < 0.0f ? 0.0f : x[i]; /* NaN stays NaN */
         break;
     case AQ_OP_CLIP:
-        for (size_t i = 0; i < n; i++) y[i] = x[i] != x[i] ? x[i] : clampf(x[i], a->clip_min, a->clip_max);
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] != x[i] ? x[i] : clampf(x[i], a->clip_min, a->clip_max);
         break;
     case AQ_OP_HARDSIGMOID:
-        for (size_t i = 0; i < n; i++) y[i] = clampf(a->alpha * x[i] + a->beta, 0.0f, 1.0f);
+        for (size_t i = 0; i < n; i++)
+            y[i] = clampf(a->alpha * x[i] + a->beta, 0.0f, 1.0f);
         break;
     case AQ_OP_HARDSWISH: /* x * HardSigmoid(x) with alpha 1/6, beta 1/2 (ONNX) */
-        for (size_t i = 0; i < n; i++) y[i] = x[i] * clampf(x[i] / 6.0f + 0.5f, 0.0f, 1.0f);
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] * clampf(x[i] / 6.0f + 0.5f, 0.0f, 1.0f);
         break;
     case AQ_OP_SIGMOID:
-        for (size_t i = 0; i < n; i++) y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
+        for (size_t i = 0; i < n; i++)
+            y[i] = (float)(1.0 / (1.0 + exp(-(double)x[i])));
         break;
     default: memcpy(y, x, n * sizeof(float)); break;
     }
@@ -96,7 +105,8 @@ aq_status aq_cnn_infer_binary(aq_cnn_infer_args *x, aq_error *err)
         int64_t da = ia >= 0 ? A->d[ia] : 1, db = ib >= 0 ? B->d[ib] : 1;
         if (da != db && da != 1 && db != 1)
             return aq_cnn_node_fail(err, x->node, AQ_ERR_SHAPE, "shapes %s and %s do not broadcast",
-                                    aq_cnn_shape_str(A, ba, sizeof ba), aq_cnn_shape_str(B, bb, sizeof bb));
+                                    aq_cnn_shape_str(A, ba, sizeof ba),
+                                    aq_cnn_shape_str(B, bb, sizeof bb));
         x->out->d[i] = da == 1 ? db : da;
     }
     return AQ_OK;
@@ -115,12 +125,15 @@ static void bcast_strides(const aq_cnn_shape *s, const aq_cnn_shape *out, int64_
     }
 }
 
-static void binary_row(int mul, const float *a, int64_t sa, const float *b, int64_t sb, float *y, int64_t n)
+static void binary_row(int mul, const float *a, int64_t sa, const float *b, int64_t sb, float *y,
+                       int64_t n)
 {
     if (mul)
-        for (int64_t i = 0; i < n; i++) y[i] = a[i * sa] * b[i * sb];
+        for (int64_t i = 0; i < n; i++)
+            y[i] = a[i * sa] * b[i * sb];
     else
-        for (int64_t i = 0; i < n; i++) y[i] = a[i * sa] + b[i * sb];
+        for (int64_t i = 0; i < n; i++)
+            y[i] = a[i * sa] + b[i * sb];
 }
 
 void aq_cnn_run_binary(const aq_cnn_run_args *r)
@@ -137,8 +150,11 @@ void aq_cnn_run_binary(const aq_cnn_run_args *r)
     int64_t inner = O->d[nd - 1], rows = (int64_t)aq_cnn_numel(O) / inner;
     for (int64_t row = 0; row < rows; row++) {
         int64_t oa = 0, ob = 0;
-        for (int i = 0; i < nd - 1; i++) oa += idx[i] * sa[i], ob += idx[i] * sb[i];
-        binary_row(mul, r->in[0] + oa, sa[nd - 1], r->in[1] + ob, sb[nd - 1], r->out + row * inner, inner);
-        for (int i = nd - 2; i >= 0 && ++idx[i] == O->d[i]; i--) idx[i] = 0; /* odometer */
+        for (int i = 0; i < nd - 1; i++)
+            oa += idx[i] * sa[i], ob += idx[i] * sb[i];
+        binary_row(mul, r->in[0] + oa, sa[nd - 1], r->in[1] + ob, sb[nd - 1], r->out + row * inner,
+                   inner);
+        for (int i = nd - 2; i >= 0 && ++idx[i] == O->d[i]; i--)
+            idx[i] = 0; /* odometer */
     }
 }

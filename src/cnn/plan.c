@@ -8,7 +8,8 @@
 
 #include "cnn_internal.h"
 
-aq_status aq_cnn_node_fail(aq_error *err, const aq_cnn_node *n, aq_status code, const char *fmt, ...)
+aq_status aq_cnn_node_fail(aq_error *err, const aq_cnn_node *n, aq_status code, const char *fmt,
+                           ...)
 {
     char msg[AQ_ERROR_MSG_MAX];
     va_list ap;
@@ -47,7 +48,8 @@ size_t aq_cnn_numel(const aq_cnn_shape *s)
 void aq_cnn_plan_free(aq_cnn_plan *p)
 {
     if (p->folded)
-        for (int v = 0; v < p->g->n_values; v++) free(p->folded[v]);
+        for (int v = 0; v < p->g->n_values; v++)
+            free(p->folded[v]);
     free(p->folded);
     free(p->shape);
     free(p->batched);
@@ -89,13 +91,15 @@ void aq_cnn_op_fns(aq_cnn_op op, aq_cnn_infer_fn *inf, aq_cnn_run_fn *run)
 static aq_status input_shape(const aq_cnn_graph *g, int batch, aq_cnn_shape *s, aq_error *err)
 {
     if (g->in_ndim < 1 || g->in_ndim > AQ_MAX_DIMS)
-        return aq_fail(err, AQ_ERR_SHAPE, "%s: the graph input has rank %d; the engine needs [N, ...]",
+        return aq_fail(err, AQ_ERR_SHAPE,
+                       "%s: the graph input has rank %d; the engine needs [N, ...]",
                        g->path ? g->path : "graph", g->in_ndim);
     s->ndim = g->in_ndim;
     s->d[0] = batch;
     for (int i = 1; i < g->in_ndim; i++) {
         if (g->in_shape[i] < 1)
-            return aq_fail(err, AQ_ERR_SHAPE, "%s: dimension %d of the graph input is not fixed (%lld)",
+            return aq_fail(err, AQ_ERR_SHAPE,
+                           "%s: dimension %d of the graph input is not fixed (%lld)",
                            g->path ? g->path : "graph", i, (long long)g->in_shape[i]);
         s->d[i] = g->in_shape[i];
     }
@@ -131,19 +135,25 @@ static aq_status infer_node(aq_cnn_plan *p, int k, aq_error *err)
     aq_cnn_infer_fn inf;
     aq_cnn_run_fn run;
     aq_cnn_op_fns(n->op, &inf, &run);
-    if (!inf) return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "operator not supported by the engine");
+    if (!inf)
+        return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "operator not supported by the engine");
     if (n->out < 0 || n->out >= g->n_values || g->values[n->out].is_const)
         return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "bad output value id %d", n->out);
-    aq_cnn_infer_args x = {.g = g, .node = n, .a = &p->attrs[k], .out = &p->shape[n->out],
-                           .scratch = &p->scratch, .batch = p->batch};
+    aq_cnn_infer_args x = {.g = g,
+                           .node = n,
+                           .a = &p->attrs[k],
+                           .out = &p->shape[n->out],
+                           .scratch = &p->scratch,
+                           .batch = p->batch};
     for (int i = 0; i < n->n_in; i++) {
         int v = n->in[i];
         if (v < -1 || v >= g->n_values)
             return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "input %d has a bad value id %d", i, v);
         if (v < 0) continue;
         if (!p->cdata[v] && p->shape[v].ndim < 0)
-            return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT, "input %d ('%s') is not computed before this node",
-                                    i, g->values[v].name ? g->values[v].name : "?");
+            return aq_cnn_node_fail(err, n, AQ_ERR_FORMAT,
+                                    "input %d ('%s') is not computed before this node", i,
+                                    g->values[v].name ? g->values[v].name : "?");
         x.in[i] = &p->shape[v];
     }
     x.in_batched = n->n_in > 0 && n->in[0] >= 0 && p->batched[n->in[0]];
@@ -173,8 +183,12 @@ static aq_status fold_node(aq_cnn_plan *p, int k, aq_error *err)
         free(scratch);
         return aq_fail_nomem(err, "folded constant", numel * sizeof(float));
     }
-    aq_cnn_run_args r = {.g = p->g, .node = n, .a = &p->attrs[k], .out = out,
-                         .out_shape = &p->shape[n->out], .scratch = scratch};
+    aq_cnn_run_args r = {.g = p->g,
+                         .node = n,
+                         .a = &p->attrs[k],
+                         .out = out,
+                         .out_shape = &p->shape[n->out],
+                         .scratch = scratch};
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i] >= 0) r.in[i] = p->cdata[n->in[i]], r.in_shape[i] = &p->shape[n->in[i]];
     run(&r);
@@ -196,17 +210,19 @@ static aq_status plan_alloc(aq_cnn_plan *p, const aq_cnn_graph *g, aq_error *err
     p->last_use = malloc(nv * sizeof *p->last_use);
     p->attrs = malloc((nn + 1) * sizeof *p->attrs);
     p->skip = calloc(nn + 1, 1);
-    if (!p->shape || !p->batched || !p->cdata || !p->folded || !p->last_use || !p->attrs || !p->skip)
+    if (!p->shape || !p->batched || !p->cdata || !p->folded || !p->last_use || !p->attrs ||
+        !p->skip)
         return aq_fail_nomem(err, "CNN plan", nv * 64);
-    for (size_t k = 0; k < nn; k++) p->attrs[k] = g->nodes[k].a;
+    for (size_t k = 0; k < nn; k++)
+        p->attrs[k] = g->nodes[k].a;
     for (size_t v = 0; v < nv; v++) {
         const aq_cnn_value *val = &g->values[v];
         p->last_use[v] = -1;
         p->shape[v].ndim = -1; /* not computed yet */
         if (!val->is_const) continue;
         if (val->ndim < 0 || val->ndim > AQ_MAX_DIMS || !val->data)
-            return aq_fail(err, AQ_ERR_FORMAT, "constant '%s' has rank %d%s", val->name ? val->name : "?",
-                           val->ndim, val->data ? "" : " and no data");
+            return aq_fail(err, AQ_ERR_FORMAT, "constant '%s' has rank %d%s",
+                           val->name ? val->name : "?", val->ndim, val->data ? "" : " and no data");
         p->shape[v].ndim = val->ndim;
         memcpy(p->shape[v].d, val->shape, sizeof val->shape);
         p->cdata[v] = val->data;

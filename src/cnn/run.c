@@ -24,7 +24,8 @@ void aq_cnn_sgemm(int ta, int tb, long m, long n, long k, float alpha, const flo
 
 void aq_cnn_pool_free(aq_cnn_pool *pool)
 {
-    for (int i = 0; i < pool->n; i++) free(pool->buf[i]);
+    for (int i = 0; i < pool->n; i++)
+        free(pool->buf[i]);
     free(pool->buf);
     free(pool->floats);
     memset(pool, 0, sizeof *pool);
@@ -35,7 +36,8 @@ static float *pool_get(aq_cnn_pool *pool, size_t floats, size_t *got)
 {
     int best = -1;
     for (int i = 0; i < pool->n; i++)
-        if (pool->floats[i] >= floats && (best < 0 || pool->floats[i] < pool->floats[best])) best = i;
+        if (pool->floats[i] >= floats && (best < 0 || pool->floats[i] < pool->floats[best]))
+            best = i;
     if (best < 0) {
         *got = floats;
         return malloc((floats + 1) * sizeof(float));
@@ -110,7 +112,8 @@ static int in_place(const aq_cnn_plan *p, int k)
     case AQ_OP_FLATTEN: break;
     default: return 0;
     }
-    if (v < 0 || p->cdata[v] || v == p->g->input || v == p->g->output || p->last_use[v] != k) return 0;
+    if (v < 0 || p->cdata[v] || v == p->g->input || v == p->g->output || p->last_use[v] != k)
+        return 0;
     const aq_cnn_shape *a = &p->shape[v], *o = &p->shape[n->out];
     if (n->op == AQ_OP_ADD || n->op == AQ_OP_MUL)
         return a->ndim == o->ndim && !memcmp(a->d, o->d, (size_t)a->ndim * sizeof a->d[0]);
@@ -131,8 +134,12 @@ static aq_status run_node(const aq_cnn_plan *p, int k, live *l, const float *x, 
     if (!out)
         return aq_cnn_node_fail(err, n, AQ_ERR_NOMEM, "cannot allocate its output (%zu bytes)",
                                 numel * sizeof(float));
-    aq_cnn_run_args r = {.g = p->g, .node = n, .a = &p->attrs[k], .out = out,
-                         .out_shape = &p->shape[n->out], .scratch = scratch};
+    aq_cnn_run_args r = {.g = p->g,
+                         .node = n,
+                         .a = &p->attrs[k],
+                         .out = out,
+                         .out_shape = &p->shape[n->out],
+                         .scratch = scratch};
     for (int i = 0; i < n->n_in; i++) {
         int v = n->in[i];
         if (v < 0) continue;
@@ -154,8 +161,8 @@ aq_status aq_cnn_forward(const aq_cnn_plan *p, aq_cnn_pool *pool, const float *x
 {
     const aq_cnn_graph *g = p->g;
     aq_cnn_pool own = {0};
-    live l = {calloc((size_t)g->n_values, sizeof(float *)), calloc((size_t)g->n_values, sizeof(size_t)),
-              pool ? pool : &own};
+    live l = {calloc((size_t)g->n_values, sizeof(float *)),
+              calloc((size_t)g->n_values, sizeof(size_t)), pool ? pool : &own};
     size_t sfloats = 0;
     float *scratch = pool_get(l.pool, p->scratch, &sfloats);
     aq_status st = AQ_OK;
@@ -175,7 +182,8 @@ aq_status aq_cnn_forward(const aq_cnn_plan *p, aq_cnn_pool *pool, const float *x
     }
     memcpy(y, value_data(p, &l, x, g->output), aq_cnn_numel(&p->shape[g->output]) * sizeof(float));
 done:
-    for (int v = 0; l.buf && l.floats && v < g->n_values; v++) live_drop(&l, v);
+    for (int v = 0; l.buf && l.floats && v < g->n_values; v++)
+        live_drop(&l, v);
     pool_put(l.pool, scratch, sfloats);
     free(l.buf);
     free(l.floats);

@@ -38,18 +38,10 @@ import tempfile
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
 import onnx_pb  # noqa: E402
-
-CLI = os.environ.get("AQ_CLI", "adaquant")
-SHARED = os.environ.get("AQ_SHARED_DIR", os.path.join(os.path.dirname(__file__), "../../../shared"))
-FAILS = []
-
-
-def check(cond, msg):
-    if not cond:
-        FAILS.append(msg)
-        print("FAIL:", msg)
+from aqtest import CLI, SHARED, check, finish  # noqa: E402
 
 
 # --- the float64 reference interpreter ---
@@ -302,10 +294,7 @@ def main():
             print(f"skip: {need} is absent")
             sys.exit(77)
     {"mnist": mnist, "fashion": fashion}[sys.argv[1]]()
-    if FAILS:
-        print(f"{len(FAILS)} check(s) failed")
-        sys.exit(1)
-    print("all checks passed")
+    sys.exit(finish(f"cnn_models_{sys.argv[1]}"))
 
 
 if __name__ == "__main__":
