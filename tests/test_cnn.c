@@ -181,7 +181,7 @@ static int read_case(FILE *f, ref_case *c)
 
 static void free_case(ref_case *c)
 {
-    tg_free(&c->g);
+    aq_cnn_graph_free(&c->g);
     free(c->feed);
     free(c->expect);
     free(c->mag);

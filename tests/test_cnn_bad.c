@@ -42,7 +42,7 @@ static void bad_conv(void)
     tg_node(&g, AQ_OP_CONV, "conv_bad", 2, in, "Y");
     g.output = tg_value(&g, "Y");
     expect_fail(&g, AQ_ERR_SHAPE, "node 'conv_bad' (Conv)", "does not fit input [2, 3, 8, 8]");
-    tg_free(&g);
+    aq_cnn_graph_free(&g);
     /* a 5x5 kernel on a 3x3 input without padding */
     tg_init(&g, 13);
     tg_input(&g, "X", 4, (int64_t[]){-1, 2, 3, 3});
@@ -50,7 +50,7 @@ static void bad_conv(void)
     tg_node(&g, AQ_OP_CONV, "conv_big", 2, in, "Y");
     g.output = tg_value(&g, "Y");
     expect_fail(&g, AQ_ERR_SHAPE, "node 'conv_big'", "does not fit the padded input 3");
-    tg_free(&g);
+    aq_cnn_graph_free(&g);
     free(w);
 }
 
@@ -65,7 +65,7 @@ static void bad_chain(void)
     tg_node(&g, AQ_OP_GEMM, "fc", 2, (const char *[]){"F", "B"}, "Y");
     g.output = tg_value(&g, "Y");
     expect_fail(&g, AQ_ERR_SHAPE, "node 'fc' (Gemm)", "A [2, 18]");
-    tg_free(&g);
+    aq_cnn_graph_free(&g);
 
     tg_init(&g, 13);
     tg_input(&g, "X", 4, (int64_t[]){-1, 3, 4, 4});
@@ -74,7 +74,7 @@ static void bad_chain(void)
     g.output = tg_value(&g, "Y");
     expect_fail(&g, AQ_ERR_SHAPE, "node 'add' (Add)",
                 "[2, 3, 4, 4] and [5, 1, 1] do not broadcast");
-    tg_free(&g);
+    aq_cnn_graph_free(&g);
 
     tg_init(&g, 13);
     tg_input(&g, "X", 4, (int64_t[]){-1, 3, 4, 5});
@@ -84,7 +84,7 @@ static void bad_chain(void)
     g.output = tg_value(&g, "Y");
     expect_fail(&g, AQ_ERR_SHAPE, "node 'rs' (Reshape)",
                 "cannot reshape [2, 3, 4, 5] to [0, 7, -1]");
-    tg_free(&g);
+    aq_cnn_graph_free(&g);
     free(b);
 }
 
@@ -96,7 +96,7 @@ static void bad_graph(void)
     tg_node(&g, AQ_OP_RELU, "r", 1, (const char *[]){"X"}, "Y");
     g.output = tg_value(&g, "Y");
     expect_fail(&g, AQ_ERR_SHAPE, "dimension 2 of the graph input", "not fixed");
-    tg_free(&g);
+    aq_cnn_graph_free(&g);
     /* an operator the engine does not know, and a value read before it is computed */
     tg_init(&g, 13);
     tg_input(&g, "X", 2, (int64_t[]){-1, 3});
@@ -106,7 +106,7 @@ static void bad_graph(void)
     expect_fail(&g, AQ_ERR_FORMAT, "node 'r' (Relu)", "'Z') is not computed before");
     g.nodes[0].op = AQ_OP_COUNT;
     expect_fail(&g, AQ_ERR_FORMAT, "node 'r'", "not supported");
-    tg_free(&g);
+    aq_cnn_graph_free(&g);
 }
 
 /* Flatten + Gemm with an identity weight: logits = normalised pixels. */
@@ -149,7 +149,7 @@ static void known_predict(void)
     aq_status st = aq_cnn_predict(&g, px, N, 5, &nm, 3, pred, NULL, NULL, &err);
     CHECK_MSG(st == AQ_ERR_SHAPE && strstr(err.msg, "takes 4 values per image, the images have 5"),
               "%s", err.msg);
-    tg_free(&g);
+    aq_cnn_graph_free(&g);
     const char *bad[] = {"1", "0.5,0", "0.5,-1", "x,1", "0.5,1,2", ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++)
         CHECK_MSG(aq_cnn_norm_parse(bad[i], &nm, &err) == AQ_ERR_ARG && strstr(err.msg, "MEAN,STD"),

@@ -1,6 +1,6 @@
-/* test_cnn_build.c — the tests-only graph builder (test_cnn_build.h). Its
- * attribute defaults are ONNX's, written here from the operator docs. */
-#include <math.h>
+/* test_cnn_build.c — the tests-only graph builder (test_cnn_build.h). Nodes
+ * get io/cnn_graph.c's ONNX attribute defaults; the reference side
+ * (tests/scripts/cnn_ref.py) states every attribute it uses. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,20 +12,6 @@ void tg_init(aq_cnn_graph *g, int opset)
     g->opset = opset;
     g->input = g->output = -1;
     g->path = strdup("test graph");
-}
-
-void tg_free(aq_cnn_graph *g)
-{
-    for (int v = 0; v < g->n_values; v++) {
-        free(g->values[v].name);
-        free(g->values[v].data);
-    }
-    for (int k = 0; k < g->n_nodes; k++)
-        free(g->nodes[k].name);
-    free(g->values);
-    free(g->nodes);
-    free(g->path);
-    memset(g, 0, sizeof *g);
 }
 
 static int add_value(aq_cnn_graph *g, const char *name)
@@ -66,18 +52,6 @@ int tg_input(aq_cnn_graph *g, const char *name, int ndim, const int64_t *shape)
     return g->input;
 }
 
-static void defaults(aq_cnn_op op, int opset, aq_cnn_attrs *a)
-{
-    memset(a, 0, sizeof *a);
-    a->strides[0] = a->strides[1] = a->dilations[0] = a->dilations[1] = a->group = 1;
-    a->epsilon = 1e-5f;
-    a->alpha = op == AQ_OP_HARDSIGMOID ? 0.2f : 1.0f;
-    a->beta = op == AQ_OP_HARDSIGMOID ? 0.5f : 1.0f;
-    a->clip_min = -INFINITY;
-    a->clip_max = INFINITY;
-    a->axis = op == AQ_OP_SOFTMAX && opset >= 13 ? -1 : op == AQ_OP_CONCAT ? 0 : 1;
-}
-
 aq_cnn_node *tg_node(aq_cnn_graph *g, aq_cnn_op op, const char *name, int n_in,
                      const char *const *ins, const char *out)
 {
@@ -90,7 +64,7 @@ aq_cnn_node *tg_node(aq_cnn_graph *g, aq_cnn_op op, const char *name, int n_in,
     for (int i = 0; i < n_in; i++)
         n->in[i] = ins[i] ? tg_value(g, ins[i]) : -1;
     n->out = tg_value(g, out);
-    defaults(op, g->opset, &n->a);
+    aq_cnn_attrs_default(op, g->opset, &n->a);
     return n;
 }
 

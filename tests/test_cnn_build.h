@@ -5,9 +5,8 @@
 
 #include "../io/cnn_graph.h"
 
-/* An empty graph of the given opset; free with tg_free. */
+/* An empty graph of the given opset; free with aq_cnn_graph_free. */
 void tg_init(aq_cnn_graph *g, int opset);
-void tg_free(aq_cnn_graph *g);
 /* The id of the non-constant value `name`, added if new. */
 int tg_value(aq_cnn_graph *g, const char *name);
 /* A constant (shape and data copied). */

@@ -39,6 +39,10 @@ typedef void (*aq_cnn_run_fn)(const aq_cnn_run_args *r);
  * does not know (plan.c). */
 void aq_cnn_op_fns(aq_cnn_op op, aq_cnn_infer_fn *inf, aq_cnn_run_fn *run);
 
+/* Run node k of p: in[i] is the data of its input i (NULL if omitted),
+ * out gets the output, scratch holds p->scratch floats (run.c). */
+void aq_cnn_exec(const aq_cnn_plan *p, int k, const float *const *in, float *out, float *scratch);
+
 /* "node 'NAME' (Op): " + message, with code. */
 aq_status aq_cnn_node_fail(aq_error *err, const aq_cnn_node *n, aq_status code, const char *fmt,
                            ...) AQ_PRINTF(4, 5);

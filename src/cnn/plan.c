@@ -173,9 +173,6 @@ static aq_status fold_node(aq_cnn_plan *p, int k, aq_error *err)
     const aq_cnn_node *n = &p->g->nodes[k];
     for (int i = 0; i < n->n_in; i++)
         if (n->in[i] >= 0 && !p->cdata[n->in[i]]) return AQ_OK;
-    aq_cnn_infer_fn inf;
-    aq_cnn_run_fn run;
-    aq_cnn_op_fns(n->op, &inf, &run);
     size_t numel = aq_cnn_numel(&p->shape[n->out]);
     float *out = malloc(numel * sizeof(float)), *scratch = malloc((p->scratch + 1) * sizeof(float));
     if (!out || !scratch) {
@@ -183,15 +180,10 @@ static aq_status fold_node(aq_cnn_plan *p, int k, aq_error *err)
         free(scratch);
         return aq_fail_nomem(err, "folded constant", numel * sizeof(float));
     }
-    aq_cnn_run_args r = {.g = p->g,
-                         .node = n,
-                         .a = &p->attrs[k],
-                         .out = out,
-                         .out_shape = &p->shape[n->out],
-                         .scratch = scratch};
+    const float *in[AQ_CNN_MAX_IN] = {0};
     for (int i = 0; i < n->n_in; i++)
-        if (n->in[i] >= 0) r.in[i] = p->cdata[n->in[i]], r.in_shape[i] = &p->shape[n->in[i]];
-    run(&r);
+        if (n->in[i] >= 0) in[i] = p->cdata[n->in[i]];
+    aq_cnn_exec(p, k, in, out, scratch);
     free(scratch);
     p->folded[n->out] = out;
     p->cdata[n->out] = out;

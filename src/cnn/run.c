@@ -83,6 +83,23 @@ static void live_drop(live *l, int v)
     l->buf[v] = NULL;
 }
 
+void aq_cnn_exec(const aq_cnn_plan *p, int k, const float *const *in, float *out, float *scratch)
+{
+    const aq_cnn_node *n = &p->g->nodes[k];
+    aq_cnn_run_args r = {.g = p->g,
+                         .node = n,
+                         .a = &p->attrs[k],
+                         .out = out,
+                         .out_shape = &p->shape[n->out],
+                         .scratch = scratch};
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] >= 0) r.in[i] = in[i], r.in_shape[i] = &p->shape[n->in[i]];
+    aq_cnn_infer_fn inf;
+    aq_cnn_run_fn run;
+    aq_cnn_op_fns(n->op, &inf, &run);
+    run(&r);
+}
+
 /* Data of value v: a constant, the caller's input or a live activation. */
 static const float *value_data(const aq_cnn_plan *p, const live *l, const float *x, int v)
 {
@@ -134,22 +151,12 @@ static aq_status run_node(const aq_cnn_plan *p, int k, live *l, const float *x, 
     if (!out)
         return aq_cnn_node_fail(err, n, AQ_ERR_NOMEM, "cannot allocate its output (%zu bytes)",
                                 numel * sizeof(float));
-    aq_cnn_run_args r = {.g = p->g,
-                         .node = n,
-                         .a = &p->attrs[k],
-                         .out = out,
-                         .out_shape = &p->shape[n->out],
-                         .scratch = scratch};
-    for (int i = 0; i < n->n_in; i++) {
-        int v = n->in[i];
-        if (v < 0) continue;
-        r.in[i] = steal && v == n->in[0] ? out : value_data(p, l, x, v);
-        r.in_shape[i] = &p->shape[v];
-    }
-    aq_cnn_infer_fn inf;
-    aq_cnn_run_fn run;
-    aq_cnn_op_fns(n->op, &inf, &run);
-    if (!(steal && run == aq_cnn_run_copy)) run(&r); /* a stolen copy is already done */
+    const float *in[AQ_CNN_MAX_IN] = {0};
+    for (int i = 0; i < n->n_in; i++)
+        if (n->in[i] >= 0)
+            in[i] = steal && n->in[i] == n->in[0] ? out : value_data(p, l, x, n->in[i]);
+    if (!(steal && (n->op == AQ_OP_IDENTITY || n->op == AQ_OP_RESHAPE || n->op == AQ_OP_FLATTEN)))
+        aq_cnn_exec(p, k, in, out, scratch); /* a stolen copy is already done */
     live_drop(l, n->out); /* a value produced twice (invalid graph): keep the last */
     l->buf[n->out] = out;
     l->floats[n->out] = got;
