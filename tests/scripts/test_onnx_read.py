@@ -187,6 +187,33 @@ def small_models(tmp):
         check(d["nodes"][3]["shape"] == [2, -1] and len(d["nodes"][3]["in"]) == 1, f"opset {d['opset']}: reshape")
 
 
+def attr_defaults(tmp):
+    """ONNX's attribute defaults where a model leaves them out (the operator spec):
+    Softmax's axis is 1 before opset 13 and -1 from 13; HardSigmoid alpha 0.2, beta 0.5;
+    Gemm alpha = beta = 1; Conv's kernel from its weight; BatchNormalization epsilon 1e-5."""
+    ins, outs = [("x", [1, 2, 4, 4])], [("y", [1, 3])]
+    nodes = [pb.enc_node("Conv", ["x", "w"], ["c"], "conv"),
+             pb.enc_node("BatchNormalization", ["c", "s", "s", "s", "s"], ["b"], "bn"),
+             pb.enc_node("HardSigmoid", ["b"], ["h"], "hs"),
+             pb.enc_node("GlobalAveragePool", ["h"], ["p"], "gap"),
+             pb.enc_node("Flatten", ["p"], ["f"], "flat"),
+             pb.enc_node("Gemm", ["f", "fc"], ["g"], "fc"),
+             pb.enc_node("Softmax", ["g"], ["y"], "sm")]
+    inits = [pb.enc_tensor("w", np.ones((2, 2, 3, 5), F32)), pb.enc_tensor("s", np.ones(2, F32)),
+             pb.enc_tensor("fc", np.ones((2, 3), F32))]
+    for opset, axis in ((11, 1), (13, -1)):
+        d, msg = dump(write(tmp, f"defaults{opset}.onnx", pb.enc_model(nodes, inits, ins, outs, opset=opset)))
+        check(d is not None, f"defaults opset {opset}: {msg}")
+        if d is None:
+            continue
+        n = {x["name"]: x for x in d["nodes"]}
+        check(n["sm"]["axis"] == axis, f"opset {opset}: Softmax axis {n['sm']['axis']}")
+        check(n["conv"]["kernel"] == [3, 5] and n["conv"]["pads"] == [0, 0, 0, 0], "Conv kernel from the weight")
+        check(abs(n["hs"]["alpha"] - 0.2) < 1e-7 and n["hs"]["beta"] == 0.5, "HardSigmoid defaults")
+        check(n["fc"]["alpha"] == 1 and n["fc"]["beta"] == 1 and n["fc"]["trans_b"] == 0, "Gemm defaults")
+        check(abs(n["bn"]["epsilon"] - 1e-5) < 1e-12 and n["flat"]["axis"] == 1, "BN epsilon, Flatten axis")
+
+
 def bad_models(tmp):
     """Each bad file and the words its error must contain."""
     ins, outs = [("x", [1, 1, 4, 4])], [("y", [1, 1, 4, 4])]
@@ -241,5 +268,6 @@ for asset in ("models/mnist-cnn/model.onnx", "models/fashion-resnet/model.safete
 with tempfile.TemporaryDirectory() as tmp:
     shared_models()
     small_models(tmp)
+    attr_defaults(tmp)
     bad_models(tmp)
 sys.exit(finish())
