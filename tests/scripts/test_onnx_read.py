@@ -25,9 +25,17 @@ from aqtest import SHARED, check, finish  # noqa: E402
 DUMPER = sys.argv[1]
 
 
+def dump_many(paths):
+    """[(graph or None, error message)] for each file, from one DUMPER run."""
+    p = subprocess.run([DUMPER] + paths, capture_output=True, text=True)
+    lines = p.stdout.splitlines()
+    check(p.returncode == 0 and len(lines) == len(paths), f"dumper: exit {p.returncode}, {p.stderr[-500:]}")
+    out = [json.loads(line) for line in lines] + [{"error": "no output"}] * (len(paths) - len(lines))
+    return [(None, d["error"]) if "error" in d else (d, "") for d in out]
+
+
 def dump(path):
-    p = subprocess.run([DUMPER, path], capture_output=True, text=True)
-    return (json.loads(p.stdout) if p.returncode == 0 else None), p.stderr.strip()
+    return dump_many([path])[0]
 
 
 def expected_graph(m):
@@ -175,7 +183,7 @@ def small_models(tmp):
              pb.enc_tensor("hi", np.array(6, F32)), pb.enc_tensor("shp", np.array([2, -1], np.int64), raw=False),
              pb.enc_tensor("unused_w", w)]
     m13 = pb.enc_model(n13[::-1], inits, ins, outs, opset=13)
-    graphs = [dump(write(tmp, f"small{o}.onnx", m))[0] for o, m in ((1, m1), (13, m13))]
+    graphs = [d for d, _ in dump_many([write(tmp, f"small{o}.onnx", m) for o, m in ((1, m1), (13, m13))])]
     for d in graphs:
         check(d is not None, "small model read")
         if d is None:
@@ -201,8 +209,9 @@ def attr_defaults(tmp):
              pb.enc_node("Softmax", ["g"], ["y"], "sm")]
     inits = [pb.enc_tensor("w", np.ones((2, 2, 3, 5), F32)), pb.enc_tensor("s", np.ones(2, F32)),
              pb.enc_tensor("fc", np.ones((2, 3), F32))]
-    for opset, axis in ((11, 1), (13, -1)):
-        d, msg = dump(write(tmp, f"defaults{opset}.onnx", pb.enc_model(nodes, inits, ins, outs, opset=opset)))
+    cases = ((11, 1), (13, -1))
+    res = dump_many([write(tmp, f"defaults{o}.onnx", pb.enc_model(nodes, inits, ins, outs, opset=o)) for o, _ in cases])
+    for (opset, axis), (d, msg) in zip(cases, res):
         check(d is not None, f"defaults opset {opset}: {msg}")
         if d is None:
             continue
@@ -255,8 +264,8 @@ def bad_models(tmp):
                                      [pb.fv(1, 1) + pb.fv(2, 3) + pb.fb(8, "w") + pb.fb(9, b"\1")], ins, outs),
          ["node 'c1' (Conv)", "integer tensor"]),
     ]
-    for name, data, words in cases:
-        d, msg = dump(write(tmp, name + ".onnx", data))
+    res = dump_many([write(tmp, name + ".onnx", data) for name, data, _ in cases])
+    for (name, data, words), (d, msg) in zip(cases, res):
         check(d is None, f"{name}: accepted")
         check(all(wd in msg for wd in words) and name + ".onnx" in msg, f"{name}: message {msg!r} lacks {words}")
 
