@@ -75,8 +75,8 @@ static aq_status size_check(const char *what, const aq_idx *x, int64_t total, si
 aq_status aq_idx_read_mem(const void *buf, size_t len, const char *what, aq_idx *out, aq_error *err)
 {
     memset(out, 0, sizeof *out);
-    size_t hdr;
-    int64_t total;
+    size_t hdr = 0;
+    int64_t total = 0;
     aq_idx x = {0};
     AQ_TRY(parse_header(buf, len, what, &x, &hdr, &total, err));
     AQ_TRY(size_check(what, &x, total, len - hdr, 0, err));
@@ -128,8 +128,8 @@ aq_status aq_idx_read(const char *path, aq_idx *out, aq_error *err)
     gzFile f = gzopen(path, "rb");
     if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot open: %m", path);
     uint8_t *buf = NULL;
-    size_t got = 0, cap = 0, hdr;
-    int64_t total;
+    size_t got = 0, cap = 0, hdr = 0;
+    int64_t total = 0;
     aq_idx x = {0};
     aq_status st = gz_read_upto(f, path, 16, &buf, &cap, &got, err);
     if (st == AQ_OK) st = parse_header(buf, got, path, &x, &hdr, &total, err);

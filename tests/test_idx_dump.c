@@ -1,8 +1,10 @@
-/* test_idx_dump.c — `test_idx_dump images|labels|any FILE`: print what
+/* test_idx_dump.c — `test_idx_dump MODE FILE [MODE FILE]...` (MODE images,
+ * labels or any): print, one JSON line per file, what
  * io/idx.c reads from FILE as JSON (dims, the byte sum, the first 32 bytes,
  * per-item sums of the first and last item), for tests/scripts/test_idx.py,
  * which decodes the same files with Python's gzip + struct. On a reader
- * error: the message on stderr, exit 1. */
+ * error the line is {"error": message}. One process for many files: start-up
+ * dominates under ASan. */
 #include <stdio.h>
 #include <string.h>
 
@@ -17,20 +19,23 @@ static long long item_sum(const aq_idx *x, int64_t i)
     return s;
 }
 
-int main(int argc, char **argv)
+/* One JSON line for FILE read as `mode`: the summary, or {"error": message}. */
+static void dump_file(const char *mode, const char *path)
 {
-    if (argc != 3) {
-        fprintf(stderr, "usage: %s images|labels|any FILE\n", argv[0]);
-        return 2;
-    }
     aq_idx x;
     aq_error err = {0};
-    aq_status st = !strcmp(argv[1], "images")   ? aq_idx_read_images(argv[2], &x, &err)
-                   : !strcmp(argv[1], "labels") ? aq_idx_read_labels(argv[2], 10, &x, &err)
-                                                : aq_idx_read(argv[2], &x, &err);
+    aq_status st = !strcmp(mode, "images")   ? aq_idx_read_images(path, &x, &err)
+                   : !strcmp(mode, "labels") ? aq_idx_read_labels(path, 10, &x, &err)
+                                             : aq_idx_read(path, &x, &err);
     if (st != AQ_OK) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
+        printf("{\"error\":\"");
+        for (const char *c = err.msg; *c; c++)
+            if (*c == '"' || *c == '\\')
+                printf("\\%c", *c);
+            else if ((unsigned char)*c >= 0x20)
+                putchar(*c);
+        printf("\"}\n");
+        return;
     }
     int64_t total = x.n * x.rows * x.cols;
     long long sum = 0;
@@ -43,5 +48,15 @@ int main(int argc, char **argv)
     printf("],\"item_sums\":[%lld,%lld]}\n", x.n ? item_sum(&x, 0) : 0,
            x.n ? item_sum(&x, x.n - 1) : 0);
     aq_idx_free(&x);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3 || argc % 2 == 0) {
+        fprintf(stderr, "usage: %s images|labels|any FILE [MODE FILE]...\n", argv[0]);
+        return 2;
+    }
+    for (int i = 1; i + 1 < argc; i += 2)
+        dump_file(argv[i], argv[i + 1]);
     return 0;
 }

@@ -25,9 +25,17 @@ from aqtest import SHARED, check, finish  # noqa: E402
 DUMPER = sys.argv[1]
 
 
+def dump_many(paths):
+    """[(graph or None, error message)] for each file, from one DUMPER run."""
+    p = subprocess.run([DUMPER] + paths, capture_output=True, text=True)
+    lines = p.stdout.splitlines()
+    check(p.returncode == 0 and len(lines) == len(paths), f"dumper: exit {p.returncode}, {p.stderr[-500:]}")
+    out = [json.loads(line) for line in lines] + [{"error": "no output"}] * (len(paths) - len(lines))
+    return [(None, d["error"]) if "error" in d else (d, "") for d in out]
+
+
 def dump(path):
-    p = subprocess.run([DUMPER, path], capture_output=True, text=True)
-    return (json.loads(p.stdout) if p.returncode == 0 else None), p.stderr.strip()
+    return dump_many([path])[0]
 
 
 def expected_graph(m):
@@ -175,7 +183,7 @@ def small_models(tmp):
              pb.enc_tensor("hi", np.array(6, F32)), pb.enc_tensor("shp", np.array([2, -1], np.int64), raw=False),
              pb.enc_tensor("unused_w", w)]
     m13 = pb.enc_model(n13[::-1], inits, ins, outs, opset=13)
-    graphs = [dump(write(tmp, f"small{o}.onnx", m))[0] for o, m in ((1, m1), (13, m13))]
+    graphs = [d for d, _ in dump_many([write(tmp, f"small{o}.onnx", m) for o, m in ((1, m1), (13, m13))])]
     for d in graphs:
         check(d is not None, "small model read")
         if d is None:
@@ -185,6 +193,34 @@ def small_models(tmp):
         check(v["c"]["shape"] == [3, 1, 1] and v["c"]["data"] == [1, 2, 3], f"opset {d['opset']}: broadcast constant")
         check(d["nodes"][1]["clip"] == [0.5, 6.0] and len(d["nodes"][1]["in"]) == 1, f"opset {d['opset']}: clip")
         check(d["nodes"][3]["shape"] == [2, -1] and len(d["nodes"][3]["in"]) == 1, f"opset {d['opset']}: reshape")
+
+
+def attr_defaults(tmp):
+    """ONNX's attribute defaults where a model leaves them out (the operator spec):
+    Softmax's axis is 1 before opset 13 and -1 from 13; HardSigmoid alpha 0.2, beta 0.5;
+    Gemm alpha = beta = 1; Conv's kernel from its weight; BatchNormalization epsilon 1e-5."""
+    ins, outs = [("x", [1, 2, 4, 4])], [("y", [1, 3])]
+    nodes = [pb.enc_node("Conv", ["x", "w"], ["c"], "conv"),
+             pb.enc_node("BatchNormalization", ["c", "s", "s", "s", "s"], ["b"], "bn"),
+             pb.enc_node("HardSigmoid", ["b"], ["h"], "hs"),
+             pb.enc_node("GlobalAveragePool", ["h"], ["p"], "gap"),
+             pb.enc_node("Flatten", ["p"], ["f"], "flat"),
+             pb.enc_node("Gemm", ["f", "fc"], ["g"], "fc"),
+             pb.enc_node("Softmax", ["g"], ["y"], "sm")]
+    inits = [pb.enc_tensor("w", np.ones((2, 2, 3, 5), F32)), pb.enc_tensor("s", np.ones(2, F32)),
+             pb.enc_tensor("fc", np.ones((2, 3), F32))]
+    cases = ((11, 1), (13, -1))
+    res = dump_many([write(tmp, f"defaults{o}.onnx", pb.enc_model(nodes, inits, ins, outs, opset=o)) for o, _ in cases])
+    for (opset, axis), (d, msg) in zip(cases, res):
+        check(d is not None, f"defaults opset {opset}: {msg}")
+        if d is None:
+            continue
+        n = {x["name"]: x for x in d["nodes"]}
+        check(n["sm"]["axis"] == axis, f"opset {opset}: Softmax axis {n['sm']['axis']}")
+        check(n["conv"]["kernel"] == [3, 5] and n["conv"]["pads"] == [0, 0, 0, 0], "Conv kernel from the weight")
+        check(abs(n["hs"]["alpha"] - 0.2) < 1e-7 and n["hs"]["beta"] == 0.5, "HardSigmoid defaults")
+        check(n["fc"]["alpha"] == 1 and n["fc"]["beta"] == 1 and n["fc"]["trans_b"] == 0, "Gemm defaults")
+        check(abs(n["bn"]["epsilon"] - 1e-5) < 1e-12 and n["flat"]["axis"] == 1, "BN epsilon, Flatten axis")
 
 
 def bad_models(tmp):
@@ -228,8 +264,8 @@ def bad_models(tmp):
                                      [pb.fv(1, 1) + pb.fv(2, 3) + pb.fb(8, "w") + pb.fb(9, b"\1")], ins, outs),
          ["node 'c1' (Conv)", "integer tensor"]),
     ]
-    for name, data, words in cases:
-        d, msg = dump(write(tmp, name + ".onnx", data))
+    res = dump_many([write(tmp, name + ".onnx", data) for name, data, _ in cases])
+    for (name, data, words), (d, msg) in zip(cases, res):
         check(d is None, f"{name}: accepted")
         check(all(wd in msg for wd in words) and name + ".onnx" in msg, f"{name}: message {msg!r} lacks {words}")
 
@@ -241,5 +277,6 @@ for asset in ("models/mnist-cnn/model.onnx", "models/fashion-resnet/model.safete
 with tempfile.TemporaryDirectory() as tmp:
     shared_models()
     small_models(tmp)
+    attr_defaults(tmp)
     bad_models(tmp)
 sys.exit(finish())
