@@ -93,7 +93,7 @@ aq_status aq_cnn_infer_conv(aq_cnn_infer_args *x, aq_error *err)
     const aq_cnn_shape *X = x->in[0], *W = x->in[1];
     aq_cnn_attrs *a = x->a;
     a->ceil_mode = 0;
-    int64_t oh, ow;
+    int64_t oh = 0, ow = 0;
     AQ_TRY(spatial_axis(n, a, 0, X->d[2], &oh, err));
     AQ_TRY(spatial_axis(n, a, 1, X->d[3], &ow, err));
     *x->out = (aq_cnn_shape){4, {X->d[0], W->d[0], oh, ow}};
@@ -219,7 +219,7 @@ aq_status aq_cnn_infer_pool(aq_cnn_infer_args *x, aq_error *err)
     const aq_cnn_node *n = x->node;
     AQ_TRY(need_rank(n, x->in[0], 4, "X", err));
     const aq_cnn_shape *X = x->in[0];
-    int64_t oh, ow;
+    int64_t oh = 0, ow = 0;
     AQ_TRY(spatial_axis(n, x->a, 0, X->d[2], &oh, err));
     AQ_TRY(spatial_axis(n, x->a, 1, X->d[3], &ow, err));
     *x->out = (aq_cnn_shape){4, {X->d[0], X->d[1], oh, ow}};
