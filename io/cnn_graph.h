@@ -19,6 +19,14 @@
  *  - Gemm alpha/beta/transA/transB are kept; Softmax/Flatten/Concat axes are
  *    kept as given (negative axes resolved by the engine against the rank);
  *  - Identity and Dropout (inference: identity) become AQ_OP_IDENTITY.
+ * Added by the reader (io/onnx_read.c, documented here; no field changed):
+ *  - Reshape, Clip and Identity nodes have n_in = 1: their other ONNX inputs
+ *    (shape, min/max, Dropout's ratio/training_mode) are in attrs or dropped;
+ *  - Reshape/Identity/Dropout applied to a constant are folded: the output
+ *    value is a constant and the node is gone (the MNIST model's MatMul
+ *    weight is so a [256, 10] constant); the source constant stays a value;
+ *  - Conv's attrs.kernel is filled from a constant weight when absent;
+ *  - values may include constants no node uses (unused initializers).
  * Nodes are topologically sorted. Value 0..n_values-1; the graph input is the
  * one non-constant value that no node produces, the output the one value the
  * ONNX graph lists as output. Shapes of non-constant values are not stored:

@@ -14,6 +14,7 @@
 #include "../src/text/textdata.h"
 #include "../src/text/tokenizer.h"
 #include "cli.h"
+#include "cmd_eval_cnn.h"
 #include "dist/pipeline_args.h"
 
 #define CMD "eval"
@@ -59,6 +60,7 @@ static void eval_help(FILE *out)
         "\n"
         "example: adaquant eval stories260K.bin --tokenizer tok512.bin --text validation.txt\n"
         "         adaquant eval ./Llama-3.2-1B --eval 'wiki/test-*.jsonl' --text-field text\n");
+    aq_eval_cnn_help(out); /* the .onnx (CNN) form */
 }
 
 typedef struct progress {
@@ -204,6 +206,7 @@ done:
 static int eval_main(int argc, char **argv)
 {
     static eval_args a; /* holds the data sources (tens of KB): not on the stack */
+    if (aq_eval_is_onnx(argc, argv)) return aq_eval_cnn_main(argc, argv);
     int rc = parse(argc, argv, &a);
     if (rc) return rc;
     aq_error err = {0};

@@ -83,7 +83,7 @@ if [ -n "${BLIS_ARCH_TYPE+x}" ]; then
   unset BLIS_ARCH_TYPE
 fi
 step "build (RelWithDebInfo, -Werror)"
-# The npm packages the reference tests use (fixtures npm_refs, npm_llamacpp)
+# The npm packages the reference tests use (fixtures npm_refs, npm_llamacpp, npm_onnxruntime)
 # download while the build compiles: the fixtures then find them installed.
 # Their own messages and skips come from the fixtures, so failures are ignored here.
 mkdir -p build
@@ -91,9 +91,11 @@ mkdir -p build
 npm_refs_pid=$!
 (/usr/bin/python3 tests/test_export_gguf.py build/tests/export_gguf build/npm-llamacpp --install >/dev/null 2>&1 || true) &
 npm_ggml_pid=$!
+(sh tests/scripts/npm_onnxruntime.sh build/npm-onnxruntime >/dev/null 2>&1 || true) &
+npm_ort_pid=$!
 cmake -S . -B build -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build -j"$jobs"
-wait "$npm_refs_pid" "$npm_ggml_pid"
+wait "$npm_refs_pid" "$npm_ggml_pid" "$npm_ort_pid"
 # adaquant's choice, from `adaquant --version` ("BLIS 0.9.0, kernel skx (...)")
 auto=$(build/adaquant --version 2>&1 | sed -n 's/.*kernel \([A-Za-z0-9_]*\).*/\1/p' | head -n 1)
 step "ctest, whole suite; BLIS kernel: ${auto:-automatic} (BLIS_ARCH_TYPE unset; BLIS alone would pick $(blis_kernel))"
