@@ -152,33 +152,6 @@ static aq_status read_config(const char *path, aq_llama_config *m, double *file_
     return st;
 }
 
-static void docs_stats(const aq_seqs *s, aq_plan_docs *d)
-{
-    d->n = s->n, d->tokens = (double)s->n_tokens, d->sq = 0;
-    for (int i = 0; i < s->n; i++) d->sq += (double)s->lens[i] * s->lens[i];
-}
-
-/* Count the tuning and evaluation documents as the write stage forms them. */
-static aq_status data_docs(const aq_pipe_args *a, const aq_llama_config *m, aq_plan_input *in, aq_error *err)
-{
-    aq_tokenizer *tok;
-    AQ_TRY(aq_tok_open(a->cfg.tokenizer, m->vocab_size, &tok, err));
-    aq_docs d;
-    aq_seqs ev = {0}, tu = {0};
-    aq_status st = aq_docs_load(&a->cfg.data, &d, err);
-    if (st == AQ_OK) {
-        st = aq_eval_seqs(tok, &d, a->out.eval_len, (size_t)(a->out.eval_docs > 0 ? a->out.eval_docs : 0), &ev, err);
-        int len = a->out.tune.max_len < m->max_seq_len ? a->out.tune.max_len : m->max_seq_len;
-        if (st == AQ_OK) st = aq_calib_seqs(tok, &d, len, (size_t)a->out.tune.docs, &tu, err);
-        aq_docs_free(&d);
-    }
-    if (st == AQ_OK) docs_stats(&ev, &in->eval), docs_stats(&tu, &in->tune);
-    aq_seqs_free(&ev);
-    aq_seqs_free(&tu);
-    aq_tok_close(tok);
-    return st;
-}
-
 static void assumed_docs(const aq_pipe_args *a, const plan_opts *po, aq_plan_input *in)
 {
     double el = po->doc_tokens > 0 ? po->doc_tokens : a->out.eval_len;
@@ -203,7 +176,10 @@ static aq_status get_rates(const aq_pipe_args *a, const plan_opts *po, aq_plan_r
     aq_blas_kernel k;
     aq_blas_kernel_query(&k);
     aq_status st = path[0] && !po->calibrate ? aq_plan_rates_read(path, r, err) : AQ_ERR_NOTFOUND;
-    if (st == AQ_ERR_FORMAT) return st;
+    if (st == AQ_ERR_FORMAT) {
+        aq_error_prefix(err, "the rate cache is damaged (--calibrate measures it again)");
+        return st;
+    }
     int fresh = st != AQ_OK || strcmp(r->kernel, k.name) != 0;
     if (fresh) {
         fprintf(stderr, "adaquant plan: measuring kernel rates (kernel %s, a few seconds)\n", k.name);
@@ -232,7 +208,7 @@ static int run_solve(const aq_plan_input *in, const aq_pipe_args *a, const plan_
 
 static int plan_run(int argc, char **argv)
 {
-    plan_opts po = {.ranks = 1, .read_rate = 1024.0 * 1024 * 1024};
+    plan_opts po = {.ranks = 1, .read_rate = AQ_PLAN_READ_RATE};
     char **rest = calloc((size_t)argc + 8, sizeof *rest);
     int rc, n = 0;
     if (!rest) return 1;
@@ -259,7 +235,7 @@ static int plan_run(int argc, char **argv)
     aq_plan p;
     aq_status st = rc ? AQ_OK : read_config(a->cfg.model, &in.m, &in.model_file_bytes, &e);
     if (!rc && st == AQ_OK) {
-        if (have_data && strcmp(a->cfg.tokenizer, PLACEHOLDER) != 0) st = data_docs(a, &in.m, &in, &e);
+        if (have_data && strcmp(a->cfg.tokenizer, PLACEHOLDER) != 0) st = aq_plan_data_docs(&a->cfg, &a->out, &in.m, &in.tune, &in.eval, &e);
         else assumed_docs(a, &po, &in);
     }
     if (!rc && st == AQ_OK) st = get_rates(a, &po, &r, &e);

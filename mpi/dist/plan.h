@@ -139,6 +139,23 @@ double aq_plan_model_bytes(const aq_llama_config *m);
 double aq_plan_task_bytes(int d_out, int d_in, int init_best);
 double aq_plan_capture_block_bytes(const aq_llama_config *m, int sample_rows);
 
+/* The tuning and evaluation documents of the data, as the write stage forms them. */
+aq_status aq_plan_data_docs(const aq_pipe_cfg *c, const aq_pipe_out *o, const aq_llama_config *m, aq_plan_docs *tune,
+                            aq_plan_docs *eval, aq_error *err);
+
+#define AQ_PLAN_READ_RATE (1024.0 * 1024 * 1024) /* assumed model read rate, bytes/s */
+
+/* quantize's check of the model (plan_hook.c): with rates cached in
+ * WORK/plan_rates.json (or AQ_PLAN_RATES=FILE), print the prediction on log
+ * before the run and the measured phase times beside it after. Rank 0 only;
+ * never fails the run. */
+typedef struct aq_plan_hook {
+    int on;
+    aq_plan p;
+} aq_plan_hook;
+void aq_plan_hook_begin(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, aq_plan_hook *h, FILE *log);
+void aq_plan_hook_end(const aq_plan_hook *h, const aq_pipe_timing *t, FILE *log);
+
 /* Output. */
 void aq_plan_print(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_plan_rates *r);
 void aq_plan_print_json(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_plan_rates *r);

@@ -184,25 +184,43 @@ static void phase_capture(const aq_plan_input *in, const aq_plan_rates *r, aq_pl
     ph->mem = p->model_bytes + scratch_bytes(m, rows, T) + 4 * c->windows * T + (cmax + 3) * cap + 2 * gbytes / 4;
 }
 
-/* Seconds of one aq_layer_run (gptq or rtn start) at (d_out, d_in): a
- * per-element term (polishing, rounding, Adam updates: ~ d_out D) and a
- * GEMM term (the Gram-form products: ~ d_out D^2), fitted exactly to the two
- * measured shapes; the GEMM term is scaled by the rate ratio between the
- * second measured shape and this one (the ladder). */
+/* GEMM-bound seconds of one aq_layer_run at (d_out, d_in) (layer.c,
+ * state.c, polish.c, gptq.c): the float32 Gram-form product of every Adam
+ * iteration; float64 products d_out x D x D for the exact loss (every
+ * eval_every iterations), the state set-up (2), each polishing call (its
+ * passes + 1: 3 per start, 3 per round) and GPTQ's update (1); GPTQ's
+ * factorisation (about 2/3 D^3 at the potrf rate). */
+static double layer_gemm_seconds(const aq_plan_rates *r, double o, double D, int iters, int starts, int polish,
+                                 int gptq)
+{
+    double g = 2 * o * D * D;
+    double n_d = iters / 10.0 + 2 + 4.0 * starts + 4.0 * polish + (gptq ? 1 : 0);
+    double t = iters * (r->probe && g < 3e8 ? r->probe(r->probe_ctx, o, D, D) : g / aq_plan_rate_at(r->sgemm, mind3(o, D, D)));
+    t += n_d * g / aq_plan_rate_at(r->dgemm, mind3(o, D, D));
+    if (gptq) t += 2.0 / 3 * (D - 1) * (D - 1) * (D - 1) / (r->potrf * 1e9);
+    return t;
+}
+
+/* Seconds of one aq_layer_run (gptq or rtn start) at (d_out, d_in): the
+ * GEMM-bound part above, plus the scalar work (Adam's element-wise updates,
+ * rounding, the polishing's code moves), modelled as c1 d_out D + c2 d_out D^2
+ * and fitted exactly to what the two measured runs spent beyond their own
+ * GEMM-bound part (docs/PLAN.md). */
 static double layer_run_seconds(const aq_plan_rates *r, int d_out, int d_in, int gptq)
 {
+    int it = r->aq_iters, st = r->aq_starts, po = r->aq_polish;
     double x1[2], x2[2], t[2];
     for (int k = 0; k < 2; k++) {
         double o = r->aq_shape[k][0], D = r->aq_shape[k][1] + 1.0;
-        x1[k] = o * D, x2[k] = o * D * D, t[k] = gptq ? r->aq_gptq[k] : r->aq_rtn[k];
+        double g = layer_gemm_seconds(r, o, D, it, st, po, gptq), meas = gptq ? r->aq_gptq[k] : r->aq_rtn[k];
+        x1[k] = o * D, x2[k] = o * D * D, t[k] = meas > g ? meas - g : 0;
     }
     double det = x1[0] * x2[1] - x1[1] * x2[0];
     double c1 = (t[0] * x2[1] - t[1] * x2[0]) / det, c2 = (x1[0] * t[1] - x1[1] * t[0]) / det;
-    if (c1 < 0 || c2 < 0) c1 = 0, c2 = t[1] / x2[1]; /* noise: all of it GEMM-like */
+    if (c1 < 0) c1 = 0, c2 = t[1] / x2[1];
+    if (c2 < 0) c2 = 0, c1 = t[1] / x1[1];
     double o = d_out, D = d_in + 1.0;
-    double s1 = mind3(r->aq_shape[1][0], r->aq_shape[1][1] + 1, r->aq_shape[1][1] + 1);
-    double ratio = aq_plan_rate_at(r->sgemm, s1) / aq_plan_rate_at(r->sgemm, mind3(o, D, D));
-    return c1 * o * D + c2 * o * D * D * ratio;
+    return layer_gemm_seconds(r, o, D, it, st, po, gptq) + c1 * o * D + c2 * o * D * D;
 }
 
 /* Seconds of task (layer of block b, kind w, option k). */
