@@ -164,14 +164,13 @@ static void assumed_docs(const aq_pipe_args *a, const plan_opts *po, aq_plan_inp
 
 /* The rates: the cache if it matches this kernel and the AdaQuant settings,
  * else measured (and cached when there is a place for it). */
-static aq_status get_rates(const aq_pipe_args *a, const plan_opts *po, aq_plan_rates *r, aq_error *err)
+static aq_status get_rates(const aq_pipe_args *a, const plan_opts *po, aq_plan_rates *r, char *path, aq_error *err)
 {
-    char path[AQ_PIPE_PATH + 32] = "";
-    if (po->rates) snprintf(path, sizeof path, "%s", po->rates);
+    if (po->rates) snprintf(path, AQ_PIPE_PATH + 32, "%s", po->rates);
     else if (a->have_work) {
         if (mkdir(a->cfg.work, 0777) != 0 && errno != EEXIST)
             return aq_fail(err, AQ_ERR_IO, "--work %s: cannot create the work directory", a->cfg.work);
-        snprintf(path, sizeof path, "%s/plan_rates.json", a->cfg.work);
+        snprintf(path, AQ_PIPE_PATH + 32, "%s/plan_rates.json", a->cfg.work);
     }
     aq_blas_kernel k;
     aq_blas_kernel_query(&k);
@@ -238,10 +237,12 @@ static int plan_run(int argc, char **argv)
         if (have_data && strcmp(a->cfg.tokenizer, PLACEHOLDER) != 0) st = aq_plan_data_docs(&a->cfg, &a->out, &in.m, &in.tune, &in.eval, &e);
         else assumed_docs(a, &po, &in);
     }
-    if (!rc && st == AQ_OK) st = get_rates(a, &po, &r, &e);
+    char path[AQ_PIPE_PATH + 32] = "";
+    if (!rc && st == AQ_OK) st = get_rates(a, &po, &r, path, &e);
     if (!rc && st == AQ_OK) {
-        r.probe = aq_plan_probe_gemm, r.probe_ctx = &r; /* exact small GEMM shapes, timed on the spot */
+        r.probe = aq_plan_probe_gemm, r.probe_ctx = &r; /* exact small GEMM shapes, timed once and cached */
         st = aq_plan_compute(&in, &r, &p, &e);
+        if (st == AQ_OK && r.shapes_added && path[0]) st = aq_plan_rates_write(path, &r, &e);
     }
     if (!rc && st != AQ_OK) rc = aq_cli_fail(CMD, &e);
     if (!rc) {

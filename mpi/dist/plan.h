@@ -26,6 +26,7 @@
 
 #define AQ_PLAN_RATES_VERSION 1
 #define AQ_PLAN_NSIZES 9 /* GEMM ladder: 8, 16, ..., 2048 */
+#define AQ_PLAN_MAX_SHAPES 256
 
 /* Measured rates. GFLOP/s unless noted; sizes are the smallest GEMM dimension. */
 typedef struct aq_plan_rates {
@@ -46,15 +47,21 @@ typedef struct aq_plan_rates {
     int aq_iters, aq_starts, aq_polish;
     int aq_shape[2][2];
     double aq_gptq[2], aq_rtn[2];
-    /* Not cached: when set, the seconds of one single-precision GEMM of that
-     * exact shape measured on the spot (small shapes, where the ladder is
-     * too coarse); NULL = the ladder. */
+    /* Small GEMM shapes timed exactly (where the ladder is too coarse):
+     * seconds of C[m,n] = A[m,k] B[k,n], cached with the rates so that a
+     * plan is the same every time it is computed from the same file. */
+    int n_shapes;
+    double shape[AQ_PLAN_MAX_SHAPES][4]; /* m, n, k, seconds */
+    int shapes_added;                    /* measured since read: write the cache back */
+    /* When set, the seconds of one single-precision GEMM of a given shape
+     * (aq_plan_probe_gemm); NULL = the ladder only (tests). */
     double (*probe)(void *ctx, double m, double n, double k);
     void *probe_ctx;
 } aq_plan_rates;
 
-/* The probe of aq_plan_rates.probe: times shapes up to a few hundred MFLOP
- * (memoised), larger ones from ctx's ladder (ctx = the aq_plan_rates). */
+/* The probe of aq_plan_rates.probe (ctx = the aq_plan_rates): a cached
+ * shape, else shapes up to a few hundred MFLOP timed now and added to the
+ * cache, larger ones from the ladder (their rate has saturated). */
 double aq_plan_probe_gemm(void *ctx, double m, double n, double k);
 
 /* Measure every rate (a few seconds, single-threaded BLIS as the pipeline runs it). */

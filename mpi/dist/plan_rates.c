@@ -148,24 +148,19 @@ static double measure_exp_elem(aq_plan_rates *r)
 /* ---- the GEMM probe ---------------------------------------------------- */
 
 #define PROBE_MAX_FLOPS 3e8 /* larger shapes: the ladder (their rate has saturated) */
-#define PROBE_SLOTS 128
-
-typedef struct probe_memo {
-    double m, n, k, sec;
-} probe_memo;
 
 double aq_plan_probe_gemm(void *ctx, double m, double n, double k)
 {
-    static probe_memo memo[PROBE_SLOTS];
-    static int used;
-    const aq_plan_rates *r = ctx;
+    aq_plan_rates *r = ctx;
     double flops = 2 * m * n * k, mn = m < n ? m : n;
-    if (flops > PROBE_MAX_FLOPS) return flops / aq_plan_rate_at(r->sgemm, mn < k ? mn : k);
-    for (int i = 0; i < used; i++)
-        if (memo[i].m == m && memo[i].n == n && memo[i].k == k) return memo[i].sec;
+    double ladder = flops / aq_plan_rate_at(r->sgemm, mn < k ? mn : k);
+    if (flops > PROBE_MAX_FLOPS) return ladder;
+    for (int i = 0; i < r->n_shapes; i++)
+        if (r->shape[i][0] == m && r->shape[i][1] == n && r->shape[i][2] == k) return r->shape[i][3];
+    if (r->n_shapes == AQ_PLAN_MAX_SHAPES) return ladder;
     size_t M = (size_t)m, Nn = (size_t)n, K = (size_t)k;
     float *a = calloc(M * K, sizeof *a), *b = calloc(K * Nn, sizeof *b), *c = calloc(M * Nn, sizeof *c);
-    double sec = flops / aq_plan_rate_at(r->sgemm, mn < k ? mn : k);
+    double sec = ladder;
     if (a && b && c) {
         for (size_t i = 0; i < M * K; i++) a[i] = (float)urand();
         for (size_t i = 0; i < K * Nn; i++) b[i] = (float)urand();
@@ -183,7 +178,9 @@ double aq_plan_probe_gemm(void *ctx, double m, double n, double k)
         sec = t / reps;
     }
     free(a), free(b), free(c);
-    if (used < PROBE_SLOTS) memo[used++] = (probe_memo){m, n, k, sec};
+    double *e = r->shape[r->n_shapes++];
+    e[0] = m, e[1] = n, e[2] = k, e[3] = sec;
+    r->shapes_added = 1;
     return sec;
 }
 
@@ -327,6 +324,13 @@ aq_status aq_plan_rates_write(const char *path, const aq_plan_rates *r, aq_error
     json_object_set_new(l, "seconds_gptq", gp);
     json_object_set_new(l, "seconds_rtn", rt);
     json_object_set_new(o, "layer_run", l);
+    json_t *shp = json_array();
+    for (int i = 0; i < r->n_shapes; i++) {
+        json_t *e = json_array();
+        for (int q = 0; q < 4; q++) json_array_append_new(e, json_real(r->shape[i][q]));
+        json_array_append_new(shp, e);
+    }
+    json_object_set_new(o, "sgemm_shapes_m_n_k_seconds", shp);
     char *txt = json_dumps(o, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
     json_decref(o);
     if (!txt) return aq_fail_nomem(err, "rates JSON", 4096);
@@ -398,6 +402,21 @@ static aq_status rates_from_json(const char *path, json_t *o, aq_plan_rates *r, 
     AQ_TRY(get_arr(path, l, "seconds_rtn", r->aq_rtn, 2, err));
     r->aq_iters = it, r->aq_starts = sta, r->aq_polish = po;
     for (int q = 0; q < 4; q++) r->aq_shape[q / 2][q % 2] = (int)sh[q];
+    json_t *shp = json_object_get(o, "sgemm_shapes_m_n_k_seconds");
+    if (!shp) return AQ_OK; /* none measured yet */
+    if (!json_is_array(shp) || json_array_size(shp) > AQ_PLAN_MAX_SHAPES)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: field \"sgemm_shapes_m_n_k_seconds\" must be an array of at most %d "
+                       "[m, n, k, seconds]", path, AQ_PLAN_MAX_SHAPES);
+    for (size_t i = 0; i < json_array_size(shp); i++) {
+        char key[64];
+        snprintf(key, sizeof key, "sgemm_shapes_m_n_k_seconds[%zu]", i);
+        json_t *wrap = json_object();
+        json_object_set(wrap, key, json_array_get(shp, i));
+        aq_status st = get_arr(path, wrap, key, r->shape[i], 4, err);
+        json_decref(wrap);
+        AQ_TRY(st);
+        r->n_shapes++;
+    }
     return AQ_OK;
 }
 
