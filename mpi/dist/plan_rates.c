@@ -29,6 +29,23 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+/* The fastest of repeated runs of body (at least 3, for `budget` seconds in
+ * all): on a machine shared with other jobs the minimum is the core's own
+ * speed, where a mean would measure the load (docs/PLAN.md "Accuracy"). */
+#define BEST_OF(best, budget, body)                                                                \
+    do {                                                                                           \
+        double s0_ = now(), b_ = 1e300;                                                            \
+        int n_ = 0;                                                                                \
+        do {                                                                                       \
+            double t1_ = now();                                                                    \
+            body;                                                                                  \
+            double d_ = now() - t1_;                                                               \
+            b_ = d_ < b_ ? d_ : b_;                                                                \
+            n_++;                                                                                  \
+        } while (n_ < 3 || now() - s0_ < (budget));                                                \
+        (best) = b_;                                                                               \
+    } while (0)
+
 static uint64_t lcg = 0x9e3779b97f4a7c15ull;
 static double urand(void)
 {
@@ -45,18 +62,16 @@ static double gemm_rate(int dbl, long m, long n, long k, void *a, void *b, void 
     bli_rntm_disable_l3_sup(&rntm);
     float sa = 1, sb = 0;
     double da = 1, db = 0;
-    int reps = 0;
-    double t0 = now(), t;
-    do {
+    double t;
+    BEST_OF(t, MIN_SECONDS, {
         if (dbl)
             bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &da, a, k, 1, b, n, 1, &db, c, n, 1, NULL,
                          &rntm);
         else
             bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, m, n, k, &sa, a, k, 1, b, n, 1, &sb, c, n, 1, NULL,
                          &rntm);
-        reps++;
-    } while ((t = now() - t0) < MIN_SECONDS);
-    return 2.0 * m * n * k * reps / t / 1e9;
+    });
+    return 2.0 * m * n * k / t / 1e9;
 }
 
 static aq_status measure_ladders(aq_plan_rates *r, aq_error *err)
@@ -74,13 +89,9 @@ static aq_status measure_ladders(aq_plan_rates *r, aq_error *err)
         r->dgemm[i] = gemm_rate(1, m, s, s, a, b, c);
         /* the capture Gram: 512 rows of width s-1 (plus the ones column) */
         memset(g, 0, (size_t)s * s * sizeof *g);
-        int reps = 0;
-        double t0 = now(), t = 0;
-        do {
-            st = aq_gram_accumulate(g, x, 512, (size_t)s - 1, err);
-            reps++;
-        } while (st == AQ_OK && (t = now() - t0) < MIN_SECONDS);
-        if (st == AQ_OK) r->dsyrk[i] = 512.0 * s * s * reps / t / 1e9;
+        double t;
+        BEST_OF(t, MIN_SECONDS, if (st == AQ_OK) st = aq_gram_accumulate(g, x, 512, (size_t)s - 1, err));
+        if (st == AQ_OK) r->dsyrk[i] = 512.0 * s * s / t / 1e9;
     }
     for (int i = LADDER_MEASURED; i < AQ_PLAN_NSIZES; i++) {
         r->sgemm[i] = r->sgemm[i - 1];
@@ -93,7 +104,7 @@ static aq_status measure_ladders(aq_plan_rates *r, aq_error *err)
 
 static aq_status measure_potrf(aq_plan_rates *r, aq_error *err)
 {
-    int n = 512, info = 0, reps = 0;
+    int n = 512, info = 0;
     double *h = malloc((size_t)n * n * sizeof *h), *w = malloc((size_t)n * n * sizeof *w);
     if (!h || !w) {
         free(h), free(w);
@@ -103,29 +114,22 @@ static aq_status measure_potrf(aq_plan_rates *r, aq_error *err)
         for (int j = 0; j < n; j++) h[(size_t)i * n + j] = (i == j ? n : 0) + 0.01 * urand();
     for (int i = 0; i < n; i++)
         for (int j = 0; j < i; j++) h[(size_t)i * n + j] = h[(size_t)j * n + i];
-    double t0 = now(), t, spent = 0;
-    do {
-        memcpy(w, h, (size_t)n * n * sizeof *w);
-        double t1 = now();
+    double t;
+    BEST_OF(t, MIN_SECONDS, {
+        memcpy(w, h, (size_t)n * n * sizeof *w); /* inside the timing: < 1% of the factorisation */
         dpotrf_("U", &n, w, &n, &info, 1);
-        spent += now() - t1;
-        reps++;
-    } while ((t = now() - t0) < MIN_SECONDS);
-    r->potrf = (double)n * n * n / 3 * reps / spent / 1e9;
+    });
+    r->potrf = (double)n * n * n / 3 / t / 1e9;
     free(h), free(w);
     return info == 0 ? AQ_OK : aq_fail(err, AQ_ERR_INTERNAL, "rate measurement: dpotrf info %d", info);
 }
 
-/* Elements per second of f over a row of n floats, repeated. */
+/* Elements per second of body over n elements (the fastest run). */
 #define RATE_LOOP(rate, n, body)                                                                   \
     do {                                                                                           \
-        int reps_ = 0;                                                                             \
-        double t0_ = now(), t_ = 0;                                                                \
-        do {                                                                                       \
-            body;                                                                                  \
-            reps_++;                                                                               \
-        } while ((t_ = now() - t0_) < MIN_SECONDS);                                                \
-        (rate) = (double)(n) * reps_ / t_;                                                         \
+        double t_;                                                                                 \
+        BEST_OF(t_, MIN_SECONDS, body);                                                            \
+        (rate) = (double)(n) / t_;                                                                 \
     } while (0)
 
 /* libm expf and exp, and the engine's own softmax row and RMSNorm
@@ -152,6 +156,9 @@ static double measure_exp_elem(aq_plan_rates *r)
 double aq_plan_probe_gemm(void *ctx, double m, double n, double k)
 {
     aq_plan_rates *r = ctx;
+    /* whole dimensions (a mean document length is not one): the cache keys
+     * must read back exactly from the JSON file */
+    m = m < 1 ? 1 : round(m), n = n < 1 ? 1 : round(n), k = k < 1 ? 1 : round(k);
     double flops = 2 * m * n * k, mn = m < n ? m : n;
     double ladder = flops / aq_plan_rate_at(r->sgemm, mn < k ? mn : k);
     if (flops > PROBE_MAX_FLOPS) return ladder;
@@ -168,14 +175,9 @@ double aq_plan_probe_gemm(void *ctx, double m, double n, double k)
         bli_rntm_set_num_threads(1, &rntm);
         bli_rntm_disable_l3_sup(&rntm);
         float one = 1, zero = 0;
-        int reps = 0;
-        double t0 = now(), t = 0;
-        do {
-            bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, (dim_t)M, (dim_t)Nn, (dim_t)K, &one, a, (inc_t)K, 1, b,
-                         (inc_t)K, 1, &zero, c, (inc_t)Nn, 1, NULL, &rntm);
-            reps++;
-        } while ((t = now() - t0) < MIN_SECONDS / 4);
-        sec = t / reps;
+        BEST_OF(sec, MIN_SECONDS / 4,
+                bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_TRANSPOSE, (dim_t)M, (dim_t)Nn, (dim_t)K, &one, a, (inc_t)K, 1,
+                             b, (inc_t)K, 1, &zero, c, (inc_t)Nn, 1, NULL, &rntm));
     }
     free(a), free(b), free(c);
     double *e = r->shape[r->n_shapes++];
@@ -195,24 +197,23 @@ static aq_status measure_zlib_touch(aq_plan_rates *r, aq_error *err)
         return aq_fail_nomem(err, "rate measurement", cap * 3);
     }
     for (size_t i = 0; i < n; i++) g[i] = 1e3 * urand() * urand();
-    double t0 = now();
-    int rc = compress2(z, &clen, (const Bytef *)g, n * sizeof *g, 6);
-    r->deflate_rate = (double)(n * sizeof *g) / (now() - t0);
-    t0 = now();
-    if (rc == Z_OK) rc = uncompress(u, &ulen, z, clen);
-    r->inflate_rate = (double)(n * sizeof *g) / (now() - t0);
+    int rc = Z_OK;
+    double t;
+    BEST_OF(t, 0, if (rc == Z_OK) { clen = cap; rc = compress2(z, &clen, (const Bytef *)g, n * sizeof *g, 6); });
+    r->deflate_rate = (double)(n * sizeof *g) / t;
+    BEST_OF(t, 0, if (rc == Z_OK) { ulen = n * sizeof *g; rc = uncompress(u, &ulen, z, clen); });
+    r->inflate_rate = (double)(n * sizeof *g) / t;
     int reps = 0;
-    double t = 0;
-    t0 = now();
-    do { /* fresh pages written (malloc + first touch) and a copy */
+    BEST_OF(t, MIN_SECONDS, { /* fresh pages written (malloc + first touch) and a copy */
         unsigned char *f = malloc(n * sizeof *g);
-        if (!f) break;
-        memcpy(f, u, n * sizeof *g);
-        u[reps % 64] ^= f[(size_t)reps * 4097 % (n * sizeof *g)];
-        free(f);
+        if (f) {
+            memcpy(f, u, n * sizeof *g);
+            u[reps % 64] ^= f[(size_t)reps * 4097 % (n * sizeof *g)];
+            free(f);
+        }
         reps++;
-    } while ((t = now() - t0) < MIN_SECONDS);
-    r->touch_rate = t > 0 ? (double)(n * sizeof *g) * reps / t : 1e9;
+    });
+    r->touch_rate = (double)(n * sizeof *g) / t;
     free(g), free(z), free(u);
     return rc == Z_OK ? AQ_OK : aq_fail(err, AQ_ERR_INTERNAL, "rate measurement: zlib error %d", rc);
 }
@@ -248,11 +249,15 @@ static aq_status time_layer(int d_out, int d_in, int iters, int starts, int poli
     o.iters = iters, o.starts = starts, o.polish_rounds = polish, o.init = gptq ? AQ_INIT_GPTQ : AQ_INIT_RTN;
     aq_layer_problem p = {.name = "plan.rate", .d_out = (size_t)d_out, .d_in = (size_t)d_in, .weight = w,
                           .gram_a = g, .n_tokens = n};
-    aq_layer_result res;
-    double t0 = now();
-    if (st == AQ_OK) st = aq_layer_run(&p, &o, &res, err);
-    *sec = now() - t0;
-    if (st == AQ_OK) aq_layer_result_free(&res);
+    *sec = 1e300;
+    for (int rep = 0; rep < 2 && st == AQ_OK; rep++) { /* the faster of two (BEST_OF) */
+        aq_layer_result res;
+        double t0 = now();
+        st = aq_layer_run(&p, &o, &res, err);
+        double t = now() - t0;
+        *sec = t < *sec ? t : *sec;
+        if (st == AQ_OK) aq_layer_result_free(&res);
+    }
     free(w), free(x), free(g), free(u);
     return st;
 }
