@@ -99,13 +99,6 @@ static void test_memory(void)
     CHECK(aq_plan_task_bytes(3, 4, 0) == 400 + 200 + 100 + 256 + 720 + 144);
 }
 
-static unsigned long long rng = 0x2545F4914F6CDD1DULL;
-static double rnd(void)
-{
-    rng = rng * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(rng >> 11) * 0x1.0p-53;
-}
-
 static double brute_force(const double *c, int n, int P)
 {
     double best = 1e300;
@@ -128,11 +121,12 @@ static void test_schedule(void)
 {
     aq_error e = {0};
     double worst = 0;
+    uint64_t rng = 0x2545F4914F6CDD1DULL;
     for (int trial = 0; trial < 300; trial++) {
         int n = 3 + trial % 6, P = 2 + trial % 3;
         double c[8], total = 0, longest = 0, mk = 0;
         for (int i = 0; i < n; i++) {
-            c[i] = trial % 2 ? 1 + (int)(rnd() * 9) : 0.1 + rnd();
+            c[i] = trial % 2 ? 1 + (int)(aq_test_urand(&rng) * 9) : 0.1 + aq_test_urand(&rng);
             total += c[i];
             longest = c[i] > longest ? c[i] : longest;
         }
