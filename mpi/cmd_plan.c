@@ -19,7 +19,7 @@
 #define DEFAULT_EVAL_DOCS 2000 /* assumed when no data is given and --eval-docs is 0 (all) */
 
 typedef struct plan_opts {
-    int ranks, json, calibrate, solve, have_ranks;
+    int ranks, json, calibrate, solve, no_probe;
     double mem, read_rate, bops, doc_tokens;
     const char *rates;
 } plan_opts;
@@ -45,6 +45,8 @@ static void plan_help(FILE *out)
             "                         given (default: --tune-len / --eval-len)\n"
             "  --solve                also time CBC on a synthetic loss table of this task list\n"
             "  --bops FRAC            with --solve: also a BOPs budget, FRAC of all-w8a8\n"
+            "  --no-probe             the GEMM ladder only: time no exact shapes (quick, coarse for\n"
+            "                         small models)\n"
             "  --json                 JSON instead of text\n"
             "The quantize options (--options, --calib-windows, --iters, --init, --kl-windows,\n"
             "--tune-steps, --eval-docs, --target-bits ...) are those of `adaquant quantize`;\n"
@@ -95,6 +97,7 @@ static int split_args(int argc, char **argv, plan_opts *po, int *rest_argc, char
         if (!strcmp(argv[i], "--json")) po->json = 1;
         else if (!strcmp(argv[i], "--calibrate")) po->calibrate = 1;
         else if (!strcmp(argv[i], "--solve")) po->solve = 1;
+        else if (!strcmp(argv[i], "--no-probe")) po->no_probe = 1;
         else if ((r = take_value(argc, argv, &i, "--ranks", &v)) || (r = take_value(argc, argv, &i, "-P", &v))) {
             char *end;
             long x = r > 0 ? strtol(v, &end, 10) : 0;
@@ -179,7 +182,14 @@ static aq_status get_rates(const aq_pipe_args *a, const plan_opts *po, aq_plan_r
         aq_error_prefix(err, "the rate cache is damaged (--calibrate measures it again)");
         return st;
     }
-    int fresh = st != AQ_OK || strcmp(r->kernel, k.name) != 0;
+    /* a cache in the work directory follows this machine's kernel; a file
+     * given with --rates is used as it is (rates of another machine: plan
+     * for the cluster from its own node's measurement) */
+    int other = st == AQ_OK && strcmp(r->kernel, k.name) != 0;
+    if (other && po->rates)
+        fprintf(stderr, "adaquant plan: %s holds rates of kernel %s (this process runs %s): used as they are\n",
+                path, r->kernel, k.name);
+    int fresh = st != AQ_OK || (other && !po->rates);
     if (fresh) {
         fprintf(stderr, "adaquant plan: measuring kernel rates (kernel %s, a few seconds)\n", k.name);
         AQ_TRY(aq_plan_rates_measure(r, a->cfg.iters, a->cfg.starts, a->cfg.polish, err));
@@ -240,7 +250,7 @@ static int plan_run(int argc, char **argv)
     char path[AQ_PIPE_PATH + 32] = "";
     if (!rc && st == AQ_OK) st = get_rates(a, &po, &r, path, &e);
     if (!rc && st == AQ_OK) {
-        r.probe = aq_plan_probe_gemm, r.probe_ctx = &r; /* exact small GEMM shapes, timed once and cached */
+        if (!po.no_probe) r.probe = aq_plan_probe_gemm, r.probe_ctx = &r; /* small GEMM shapes, timed once, cached */
         st = aq_plan_compute(&in, &r, &p, &e);
         if (st == AQ_OK && r.shapes_added && path[0]) st = aq_plan_rates_write(path, &r, &e);
     }

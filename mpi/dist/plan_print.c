@@ -108,8 +108,8 @@ void aq_plan_print_json(FILE *f, const aq_plan_input *in, const aq_plan *p, cons
     json_object_set_new(o, "layers", json_integer(p->n_layers));
     json_object_set_new(o, "options", json_integer(p->n_options));
     json_object_set_new(o, "tasks", json_integer((json_int_t)p->n_tasks));
-    json_object_set_new(o, "params", json_real(p->params));
-    json_object_set_new(o, "model_params", json_real(p->model_params));
+    json_object_set_new(o, "params", json_integer((json_int_t)p->params));
+    json_object_set_new(o, "model_params", json_integer((json_int_t)p->model_params));
     json_object_set_new(o, "adaquant_flops", json_real(p->total_flops));
     for (int w = 0; w < AQ_LIN_COUNT; w++) {
         const aq_plan_class *k = &p->cls[w];
@@ -137,7 +137,7 @@ void aq_plan_print_json(FILE *f, const aq_plan_input *in, const aq_plan *p, cons
     json_object_set_new(o, "model_bytes", json_real(p->model_bytes));
     json_object_set_new(o, "fits", json_boolean(p->fits));
     json_object_set_new(o, "cooperative_tasks", json_integer(p->n_coop_tasks));
-    json_dumpf(o, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(6));
+    json_dumpf(o, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     fputc('\n', f);
     json_decref(o);
 }
