@@ -12,8 +12,8 @@ MENU12=w8a16,w6a16,w4a16,w3a16,w2a16,w8a8,w6a8,w4a8,w3a8,w2a8,w4a4,w8a4
 for m in llama2_7b llama2_70b llama3.1_405b; do
     echo "### $m"
     echo
-    echo "| P | makespan | lower bound | efficiency | calibrate | calibrate bound (work/P, longest task) | peak memory / rank | fits 256 GB | cooperative tasks |"
-    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+    echo "| P | makespan | lower bound | efficiency | capture | calibrate | calibrate bound (work/P, longest task) | calibrate / bound | tune | eval | peak memory / rank | fits 256 GB | cooperative tasks |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
     for P in 8 16 32 64 128 256 512 1024; do
         "$AQ" plan "$D/$m.json" --rates "$RATES" -P $P --mem-per-rank 256G --json 2>/dev/null | python3 -c '
 import json, sys
@@ -36,8 +36,11 @@ for k in p["classes"]:
     if k["cooperative_time"]: r.append("> total/P")
     if k["cooperative_mem"]: r.append("> memory")
     if r: why.append("%s (%s)" % (k["name"], ", ".join(r)))
-print("| %d | %s | %s | %.0f%% | %s | %s, %s | %s | %s | %s |" % (P, t(p["makespan"]), t(p["lower_bound"]),
-      100 * p["efficiency"], t(c["seconds"]), t(p["task_total_seconds"] / P), t(p["task_longest_seconds"]),
+ph = p["phases"]
+print("| %d | %s | %s | %.0f%% | %s | %s | %s, %s | %.3f | %s | %s | %s | %s | %s |" % (P, t(p["makespan"]),
+      t(p["lower_bound"]), 100 * p["efficiency"], t(ph["capture"]["seconds"]), t(c["seconds"]),
+      t(p["task_total_seconds"] / P), t(p["task_longest_seconds"]), c["seconds"] / c["lower_bound"],
+      t(ph["tune"]["seconds"]), t(ph["eval"]["seconds"]),
       b(p["peak_mem_bytes"]), "yes" if p["fits"] else "no", "; ".join(why) if why else "none"))
 '
     done
