@@ -161,7 +161,7 @@ double aq_plan_probe_gemm(void *ctx, double m, double n, double k)
     m = m < 1 ? 1 : round(m), n = n < 1 ? 1 : round(n), k = k < 1 ? 1 : round(k);
     double flops = 2 * m * n * k, mn = m < n ? m : n;
     double ladder = flops / aq_plan_rate_at(r->sgemm, mn < k ? mn : k);
-    if (flops > PROBE_MAX_FLOPS) return ladder;
+    if (flops > PROBE_MAX_FLOPS || m * k + k * n + m * n > (double)(1 << 24)) return ladder; /* <= 64 MiB of operands */
     for (int i = 0; i < r->n_shapes; i++)
         if (r->shape[i][0] == m && r->shape[i][1] == n && r->shape[i][2] == k) return r->shape[i][3];
     if (r->n_shapes == AQ_PLAN_MAX_SHAPES) return ladder;
