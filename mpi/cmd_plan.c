@@ -129,8 +129,10 @@ static int split_args(int argc, char **argv, plan_opts *po, int *rest_argc, char
 static int has_opt(int argc, char **argv, const char *const *names)
 {
     for (int i = 1; i < argc; i++)
-        for (const char *const *n = names; *n; n++)
-            if (!strncmp(argv[i], *n, strlen(*n))) return 1;
+        for (const char *const *n = names; *n; n++) {
+            size_t k = strlen(*n); /* the option itself or --opt=VALUE, not a longer name (--calib-windows) */
+            if (!strncmp(argv[i], *n, k) && (argv[i][k] == '\0' || argv[i][k] == '=')) return 1;
+        }
     return 0;
 }
 

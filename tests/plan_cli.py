@@ -58,6 +58,10 @@ for name, blocks, params in (("llama2_7b", 32, 6476005376), ("llama2_70b", 80, 6
 rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "-P", "8")
 check(rc == 0 and "896 tasks" in out and "lower bound" in out and "down_proj" in out, "7B text report: " + out[:300])
 
+# --calib-windows is not the data option --calib
+rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "--calib-windows", "16", "--json")
+check(rc == 0 and json.loads(out).get("tasks") == 896, f"--calib-windows without data: exit {rc}: {err}")
+
 rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "-P", "0")
 check(rc == 2 and "-P/--ranks must be an integer" in err, f"-P 0: exit {rc}: {err}")
 bad = os.path.join(tmp, "config.json")
