@@ -124,6 +124,7 @@ typedef struct aq_plan {
     aq_plan_class cls[AQ_LIN_COUNT];
     aq_plan_phase ph[AQ_PLAN_NPHASES];
     double task_total, task_longest; /* calibrate: sum and max of task seconds */
+    double calibrate_by_seconds; /* calibrate's makespan if the scheduler's cost were the predicted seconds */
     double makespan, lower_bound, efficiency; /* whole run */
     double peak_mem;
     double model_bytes;          /* the F32 model every rank holds today */

@@ -443,6 +443,8 @@ aq_status aq_plan_compute(const aq_plan_input *in, const aq_plan_rates *r, aq_pl
     for (size_t t = 0; t < tp.n_tasks; t++) cost[t] = tp.tasks[t].cost;
     double setup = p->ph[AQ_PLAN_CALIBRATE].work - p->task_total;
     aq_status st = aq_plan_schedule(cost, secs, tp.n_tasks, in->ranks, setup, &p->ph[AQ_PLAN_CALIBRATE].seconds, err);
+    /* issue 14 item 2: the same scheduler fed the predicted seconds instead of its flop-like estimate */
+    if (st == AQ_OK) st = aq_plan_schedule(secs, secs, tp.n_tasks, in->ranks, setup, &p->calibrate_by_seconds, err);
     free(secs);
     free(cost);
     aq_pipe_plan_free(&tp);

@@ -76,7 +76,9 @@ void aq_plan_print(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_
     human_time(p->task_total / in->ranks, a, sizeof a);
     human_time(p->task_longest, b, sizeof b);
     human_time(p->ph[AQ_PLAN_CALIBRATE].seconds, c, sizeof c);
-    fprintf(f, "calibrate: task work / P = %s, longest task %s, scheduled (LPT + dynamic tail) %s\n", a, b, c);
+    fprintf(f, "calibrate: task work / P = %s, longest task %s, scheduled (LPT + dynamic tail) %s", a, b, c);
+    human_time(p->calibrate_by_seconds, c, sizeof c);
+    fprintf(f, " (%s if scheduled by these predictions)\n", c);
     human_bytes(p->peak_mem, a, sizeof a);
     human_bytes(p->model_bytes, b, sizeof b);
     fprintf(f, "memory: peak %s per rank (of which the F32 model %s)%s\n", a, b,
@@ -133,6 +135,7 @@ void aq_plan_print_json(FILE *f, const aq_plan_input *in, const aq_plan *p, cons
     json_object_set_new(o, "efficiency", json_real(p->efficiency));
     json_object_set_new(o, "task_total_seconds", json_real(p->task_total));
     json_object_set_new(o, "task_longest_seconds", json_real(p->task_longest));
+    json_object_set_new(o, "calibrate_if_scheduled_by_prediction", json_real(p->calibrate_by_seconds));
     json_object_set_new(o, "peak_mem_bytes", json_real(p->peak_mem));
     json_object_set_new(o, "model_bytes", json_real(p->model_bytes));
     json_object_set_new(o, "fits", json_boolean(p->fits));
