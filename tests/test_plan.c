@@ -6,6 +6,7 @@
  * so nothing depends on the machine. argv[1] = tests/configs. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../mpi/dist/plan.h"
@@ -81,7 +82,9 @@ static void test_memory(void)
 {
     aq_error e = {0};
     aq_model *m = NULL;
-    CHECK_OK(aq_model_load_path(aq_test_asset("models/stories260K/stories260K.bin"), &m, &e), &e);
+    char *model = aq_test_asset("models/stories260K/stories260K.bin");
+    CHECK_OK(aq_model_load_path(model, &m, &e), &e);
+    free(model);
     if (m) {
         /* the engine counts the tensors it loads; the RoPE tables (cos and
          * sin, max_seq_len x head_dim / 2 floats each) come on top */
@@ -163,8 +166,11 @@ static void test_rates_file(void)
         fclose(f);
     }
     CHECK(aq_plan_rates_read(path, &back, &e) == AQ_ERR_FORMAT && strstr(e.msg, "sgemm_gflops"));
+    remove(path);
     snprintf(path, sizeof path, "%s/absent.json", dir);
     CHECK(aq_plan_rates_read(path, &back, &e) == AQ_ERR_NOTFOUND);
+    remove(dir);
+    free(dir);
 }
 
 static void write_text(const char *path, const char *text)
@@ -192,6 +198,9 @@ static void test_bad_input(void)
     write_text(path, "{\"model_type\": \"llama\", \"hidden_size\": 4000, \"intermediate_size\": 11008, "
                      "\"num_hidden_layers\": 32, \"num_attention_heads\": 48, \"vocab_size\": 32000}");
     CHECK(aq_llama_config_read_json(path, &m, &e) == AQ_ERR_FORMAT && strstr(e.msg, "inconsistent heads"));
+    remove(path);
+    remove(dir);
+    free(dir);
 }
 
 int main(int argc, char **argv)
