@@ -23,6 +23,7 @@ extern const aq_command aq_cmd_capture;
 extern const aq_command aq_cmd_calibrate;
 extern const aq_command aq_cmd_solve;
 extern const aq_command aq_cmd_export;
+extern const aq_command aq_cmd_plan;
 static const aq_command *const commands[] = {
     &aq_cmd_inspect,
     &aq_cmd_convert,
@@ -36,6 +37,7 @@ static const aq_command *const commands[] = {
     &aq_cmd_calibrate,
     &aq_cmd_solve,
     &aq_cmd_export,
+    &aq_cmd_plan,
     NULL,
 };
 

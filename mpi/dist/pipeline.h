@@ -116,6 +116,9 @@ typedef struct aq_pipe_plan {
 
 /* Build the plan from the model at cfg->model (reads only its config). */
 aq_status aq_pipe_plan_build(const aq_pipe_cfg *c, aq_pipe_plan *p, aq_error *err);
+/* The same from a config alone (`adaquant plan`: no weights needed). */
+struct aq_llama_config;
+aq_status aq_pipe_plan_build_config(const aq_pipe_cfg *c, const struct aq_llama_config *m, aq_pipe_plan *p, aq_error *err);
 void aq_pipe_plan_free(aq_pipe_plan *p);
 
 /* Budget and output options of solve/write. */

@@ -46,6 +46,13 @@ aq_status aq_pipe_plan_build(const aq_pipe_cfg *c, aq_pipe_plan *p, aq_error *er
     memset(p, 0, sizeof *p);
     aq_llama_config m;
     AQ_TRY(model_config(c->model, &m, err));
+    return aq_pipe_plan_build_config(c, &m, p, err);
+}
+
+aq_status aq_pipe_plan_build_config(const aq_pipe_cfg *c, const struct aq_llama_config *mc, aq_pipe_plan *p, aq_error *err)
+{
+    memset(p, 0, sizeof *p);
+    const aq_llama_config m = *mc;
     p->n_layers = m.n_layers * AQ_LIN_COUNT;
     p->n_tasks = (size_t)p->n_layers * (size_t)c->n_options;
     p->n_tokens = (int64_t)c->windows * c->seq_len;

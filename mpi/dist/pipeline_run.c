@@ -8,6 +8,7 @@
 
 #include "collect.h"
 #include "pipeline_run.h"
+#include "plan.h"
 #include "progress.h"
 #include "refine.h"
 #include "stage_sequential.h"
@@ -71,6 +72,8 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     AQ_TRY(aq_pipe_plan_build(c, &p, err));
     st = aq_pipe_budget_check(c, &p, &a->budget, err);
     aq_loss_row *rows = NULL;
+    aq_plan_hook ph = {0}; /* the planner's prediction, when rates are cached (plan.h) */
+    if (st == AQ_OK && rank == 0) aq_plan_hook_begin(c, &a->out, size, &ph, stderr);
     if (st == AQ_OK) st = aq_pipe_capture(comm, c, a->resume, &t, err);
     if (st == AQ_OK) st = aq_pipe_calibrate(comm, c, &p, a->resume, -1, 0, &rows, &t, err);
     if (st == AQ_OK) st = solve_and_write(comm, c, &p, a, rows, &t, err);
@@ -78,6 +81,7 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
         printf("quantized model written to %s (work directory %s)\n", a->out.outdir, c->work);
         printf("phases: capture %.2f s, calibrate %.2f s, solve %.2f s, tune %.2f s, eval %.2f s, write %.2f s on %d rank%s\n",
                t.capture, t.calibrate, t.solve, t.tune, t.eval, t.write, size, size > 1 ? "s" : "");
+        aq_plan_hook_end(&ph, &t, stderr);
     }
     free(rows);
     aq_pipe_plan_free(&p);

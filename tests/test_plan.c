@@ -1,0 +1,219 @@
+/* test_plan.c — `adaquant plan` (mpi/dist/plan.h): the task list and FLOP
+ * totals of Llama-2-7B against a hand computation from the public config
+ * numbers, the memory formula against the engine's own allocation and a
+ * small case by hand, the schedule's bounds against a brute-force optimum,
+ * the rate cache, and bad input. Rates are fixed numbers (no measurement),
+ * so nothing depends on the machine. argv[1] = tests/configs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../mpi/dist/plan.h"
+#include "../src/model/model.h"
+#include "testutil.h"
+
+static const char *cfg_dir;
+
+static void fixed_rates(aq_plan_rates *r)
+{
+    memset(r, 0, sizeof *r);
+    strcpy(r->kernel, "fixed");
+    for (int i = 0; i < AQ_PLAN_NSIZES; i++) r->sgemm[i] = r->dgemm[i] = r->dsyrk[i] = 10.0 * (i + 1);
+    r->potrf = 5, r->exp_rate = 1e8, r->dexp_rate = 5e7, r->softmax_rate = 4e8, r->elem_rate = 1e9;
+    r->deflate_rate = 2e7, r->inflate_rate = 1e8, r->touch_rate = 5e9;
+    r->aq_iters = 200, r->aq_starts = 5, r->aq_polish = 8;
+    r->aq_shape[0][0] = r->aq_shape[0][1] = 64, r->aq_shape[1][0] = 128, r->aq_shape[1][1] = 256;
+    r->aq_gptq[0] = 0.05, r->aq_gptq[1] = 0.9, r->aq_rtn[0] = 0.04, r->aq_rtn[1] = 0.8;
+}
+
+static aq_status plan_of(const char *config, int ranks, aq_plan *p, aq_error *e)
+{
+    static aq_pipe_cfg c;
+    static aq_pipe_out o;
+    aq_pipe_cfg_default(&c);
+    aq_pipe_out_default(&o);
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", cfg_dir, config);
+    aq_plan_input in = {.cfg = &c, .out = &o, .ranks = ranks, .read_rate = 1e9};
+    AQ_TRY(aq_llama_config_read_json(path, &in.m, e));
+    in.eval = (aq_plan_docs){2000, 2000 * 512.0, 2000 * 512.0 * 512};
+    in.tune = (aq_plan_docs){6400, 6400 * 512.0, 6400 * 512.0 * 512};
+    aq_plan_rates r;
+    fixed_rates(&r);
+    return aq_plan_compute(&in, &r, p, e);
+}
+
+/* Llama-2-7B: dim 4096, intermediate 11008, 32 blocks, 32 heads (32 KV),
+ * vocab 32000, 4096 positions (meta-llama/Llama-2-7b-hf config.json). */
+static void test_llama2_7b(void)
+{
+    aq_error e = {0};
+    aq_plan p;
+    CHECK_OK(plan_of("llama2_7b.json", 8, &p, &e), &e);
+    CHECK(p.n_layers == 224 && p.n_options == 4 && p.n_tasks == 896);
+    /* per block: q, k, v, o 4096 x 4096; gate, up 11008 x 4096; down 4096 x 11008 */
+    double per_block = 4.0 * 4096 * 4096 + 3.0 * 4096 * 11008;
+    CHECK(p.params == 32 * per_block);
+    CHECK(p.params == 6476005376.0);
+    /* AdaQuant iterations: 200 x 2 d_out (d_in + 1)^2 per task, 4 weight-only options */
+    double it = 4 * 2.0 * 4096 * 4097.0 * 4097 + 2 * 2.0 * 11008 * 4097.0 * 4097 + 2.0 * 4096 * 11009.0 * 11009;
+    CHECK_CLOSE(p.total_flops, 32 * 4 * 200 * it, 1e-12);
+    CHECK(p.cls[AQ_LIN_DOWN].d_out == 4096 && p.cls[AQ_LIN_DOWN].d_in == 11008);
+    CHECK(p.cls[AQ_LIN_GATE].d_out == 11008 && p.cls[AQ_LIN_GATE].d_in == 4096);
+    /* F32 model: untied embeddings and head, 2 norms per block + the final
+     * one, RoPE cos/sin tables of 4096 positions x 64 each, the linears */
+    double floats = 2.0 * 32000 * 4096 + 65.0 * 4096 + 4096.0 * 128 + 32 * per_block;
+    CHECK(p.model_bytes == 4 * floats);
+    /* the bounds: every phase is at least its lower bound; the whole run too */
+    for (int k = 0; k < AQ_PLAN_NPHASES; k++)
+        CHECK_MSG(p.ph[k].seconds >= p.ph[k].lower_bound * (1 - 1e-12), "phase %s", aq_plan_phase_name(k));
+    CHECK(p.makespan >= p.lower_bound * (1 - 1e-12));
+    CHECK(p.efficiency > 0 && p.efficiency <= 1 + 1e-12);
+    aq_plan p1;
+    CHECK_OK(plan_of("llama2_7b.json", 1, &p1, &e), &e);
+    CHECK(p1.ph[AQ_PLAN_CALIBRATE].seconds > p.ph[AQ_PLAN_CALIBRATE].seconds);
+    CHECK_CLOSE(p1.task_total, p.task_total, 1e-12); /* the work does not depend on P */
+}
+
+/* The model memory formula against what the engine allocates for the same
+ * config (stories260K), and one task's working set by hand. */
+static void test_memory(void)
+{
+    aq_error e = {0};
+    aq_model *m = NULL;
+    char *model = aq_test_asset("models/stories260K/stories260K.bin");
+    CHECK_OK(aq_model_load_path(model, &m, &e), &e);
+    free(model);
+    if (m) {
+        /* the engine counts the tensors it loads; the RoPE tables (cos and
+         * sin, max_seq_len x head_dim / 2 floats each) come on top */
+        const aq_llama_config *c = aq_model_config(m);
+        double rope = 4.0 * c->max_seq_len * aq_llama_head_dim(c);
+        CHECK_MSG(aq_plan_model_bytes(c) == (double)aq_model_weight_bytes(m) + rope, "%.0f vs %zu + %.0f",
+                  aq_plan_model_bytes(c), aq_model_weight_bytes(m), rope);
+        aq_model_free(m);
+    }
+    /* d_out 3, d_in 4 (D = 5), --init best: statistics Gram + compressed copy
+     * (2 x 8 x 25), A (8 x 25), Cf (4 x 25), GPTQ H and Hd (16 x 16), state
+     * 15 x (5 x 8 + 2 x 4), V, codes, snapshots, result, KL weight 12 x 12,
+     * the second result's codes 12 */
+    CHECK(aq_plan_task_bytes(3, 4, 1) == 400 + 200 + 100 + 256 + 720 + 144 + 12);
+    CHECK(aq_plan_task_bytes(3, 4, 0) == 400 + 200 + 100 + 256 + 720 + 144);
+}
+
+static double brute_force(const double *c, int n, int P)
+{
+    double best = 1e300;
+    long total = 1;
+    for (int i = 0; i < n; i++) total *= P;
+    for (long code = 0; code < total; code++) {
+        double load[4] = {0}, mk = 0;
+        long x = code;
+        for (int i = 0; i < n; i++, x /= P) load[x % P] += c[i];
+        for (int q = 0; q < P; q++) mk = load[q] > mk ? load[q] : mk;
+        best = mk < best ? mk : best;
+    }
+    return best;
+}
+
+/* The simulated schedule (static LPT + tail to the first free rank) with
+ * seconds = cost and no set-up is list scheduling in LPT order: at least
+ * max(total / P, longest) and at most Graham's (4/3 - 1/(3P)) OPT. */
+static void test_schedule(void)
+{
+    aq_error e = {0};
+    double worst = 0;
+    uint64_t rng = 0x2545F4914F6CDD1DULL;
+    for (int trial = 0; trial < 300; trial++) {
+        int n = 3 + trial % 6, P = 2 + trial % 3;
+        double c[8], total = 0, longest = 0, mk = 0;
+        for (int i = 0; i < n; i++) {
+            c[i] = trial % 2 ? 1 + (int)(aq_test_urand(&rng) * 9) : 0.1 + aq_test_urand(&rng);
+            total += c[i];
+            longest = c[i] > longest ? c[i] : longest;
+        }
+        CHECK_OK(aq_plan_schedule(c, c, (size_t)n, P, 0, &mk, &e), &e);
+        double opt = brute_force(c, n, P), lb = total / P > longest ? total / P : longest;
+        CHECK_MSG(mk >= lb * (1 - 1e-12), "trial %d: makespan %g below the bound %g", trial, mk, lb);
+        CHECK_MSG(mk <= (4.0 / 3 - 1.0 / (3 * P)) * opt * (1 + 1e-12), "trial %d: %g vs OPT %g", trial, mk, opt);
+        worst = mk / opt > worst ? mk / opt : worst;
+        /* a set-up time delays every rank alike */
+        double mk2 = 0;
+        CHECK_OK(aq_plan_schedule(c, c, (size_t)n, P, 2.5, &mk2, &e), &e);
+        CHECK_CLOSE(mk2, mk + 2.5, 1e-12);
+    }
+    printf("schedule: worst makespan / optimum %.3f over 300 instances\n", worst);
+    double c5[5] = {3, 3, 2, 2, 2}, mk = 0; /* the tight LPT instance: 7 vs OPT 6 */
+    CHECK_OK(aq_plan_schedule(c5, c5, 5, 2, 0, &mk, &e), &e);
+    CHECK(mk == 7);
+}
+
+static void test_rates_file(void)
+{
+    aq_error e = {0};
+    char *dir = aq_test_tmpdir("plan"), path[1024];
+    snprintf(path, sizeof path, "%s/rates.json", dir);
+    aq_plan_rates r, back;
+    fixed_rates(&r);
+    CHECK_OK(aq_plan_rates_write(path, &r, &e), &e);
+    CHECK_OK(aq_plan_rates_read(path, &back, &e), &e);
+    CHECK(!strcmp(back.kernel, "fixed") && back.sgemm[3] == r.sgemm[3] && back.aq_rtn[1] == r.aq_rtn[1] &&
+          back.aq_shape[1][1] == 256 && back.aq_polish == 8);
+    FILE *f = fopen(path, "w");
+    if (f) {
+        fputs("{\"format\": \"adaquant-plan-rates\", \"version\": 1, \"kernel\": \"x\", \"sgemm_gflops\": [1]}", f);
+        fclose(f);
+    }
+    CHECK(aq_plan_rates_read(path, &back, &e) == AQ_ERR_FORMAT && strstr(e.msg, "sgemm_gflops"));
+    remove(path);
+    snprintf(path, sizeof path, "%s/absent.json", dir);
+    CHECK(aq_plan_rates_read(path, &back, &e) == AQ_ERR_NOTFOUND);
+    remove(dir);
+    free(dir);
+}
+
+static void write_text(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f) fputs(text, f), fclose(f);
+}
+
+static void test_bad_input(void)
+{
+    aq_error e = {0};
+    aq_plan p;
+    CHECK(plan_of("llama2_7b.json", 0, &p, &e) == AQ_ERR_ARG && strstr(e.msg, "rank count"));
+    char *dir = aq_test_tmpdir("plancfg"), path[1024];
+    aq_llama_config m;
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    write_text(path, "{\"model_type\": \"llama\", \"intermediate_size\": 11008, \"num_hidden_layers\": 32, "
+                     "\"num_attention_heads\": 32, \"vocab_size\": 32000}");
+    CHECK(aq_llama_config_read_json(path, &m, &e) == AQ_ERR_FORMAT && strstr(e.msg, "hidden_size") &&
+          strstr(e.msg, path));
+    write_text(path, "{\"model_type\": \"llama\", \"hidden_size\": 4096, \"intermediate_size\": 11008, "
+                     "\"num_hidden_layers\": 32, \"num_attention_heads\": 32, \"num_key_value_heads\": 5, "
+                     "\"vocab_size\": 32000}");
+    CHECK(aq_llama_config_read_json(path, &m, &e) == AQ_ERR_FORMAT && strstr(e.msg, "kv_heads"));
+    write_text(path, "{\"model_type\": \"llama\", \"hidden_size\": 4000, \"intermediate_size\": 11008, "
+                     "\"num_hidden_layers\": 32, \"num_attention_heads\": 48, \"vocab_size\": 32000}");
+    CHECK(aq_llama_config_read_json(path, &m, &e) == AQ_ERR_FORMAT && strstr(e.msg, "inconsistent heads"));
+    remove(path);
+    remove(dir);
+    free(dir);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: test_plan CONFIG_DIR\n");
+        return 2;
+    }
+    cfg_dir = argv[1];
+    test_llama2_7b();
+    test_memory();
+    test_schedule();
+    test_rates_file();
+    test_bad_input();
+    AQ_TEST_END();
+}
