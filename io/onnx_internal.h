@@ -28,6 +28,12 @@ typedef struct aq_onnx_rd {
     int cap_nodes;
 } aq_onnx_rd;
 
+/* io/onnx_depth.c: 0 when the file's messages nest deeper than
+ * AQ_ONNX_MAX_DEPTH (checked before protobuf-c's recursive unpacking; real
+ * models nest about 5 deep, 10-20 with control-flow subgraphs). */
+#define AQ_ONNX_MAX_DEPTH 64
+int aq_onnx_depth_ok(const void *buf, size_t len);
+
 /* The node's ONNX name for messages ("Conv_3" when it has none). */
 const char *aq_onnx_node_label(const Onnx__NodeProto *np, int index, char *buf, size_t cap);
 

@@ -228,6 +228,11 @@ aq_status aq_onnx_read_mem(const void *buf, size_t len, const char *what, aq_cnn
     memset(g, 0, sizeof *g);
     g->input = g->output = -1;
     if (!(g->path = strdup(what))) return aq_fail_nomem(err, "a path", strlen(what) + 1);
+    if (!aq_onnx_depth_ok(buf, len)) {
+        aq_cnn_graph_free(g);
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: ONNX messages nested more than %d deep", what,
+                       AQ_ONNX_MAX_DEPTH);
+    }
     Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, len, buf);
     if (!m) {
         aq_cnn_graph_free(g);

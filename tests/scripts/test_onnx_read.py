@@ -223,6 +223,14 @@ def attr_defaults(tmp):
         check(abs(n["bn"]["epsilon"] - 1e-5) < 1e-12 and n["flat"]["axis"] == 1, "BN epsilon, Flatten axis")
 
 
+def nested(depth):
+    """A model whose If-node subgraphs nest `depth` deep (built inside out)."""
+    g = b""
+    for _ in range(depth):
+        g = pb.fb(1, pb.fb(4, "If") + pb.fb(5, pb.fb(1, "then_branch") + pb.fv(20, 5) + pb.fb(6, g)))
+    return pb.fv(1, 7) + pb.fb(8, pb.fv(2, 13)) + pb.fb(7, g)
+
+
 def bad_models(tmp):
     """Each bad file and the words its error must contain."""
     ins, outs = [("x", [1, 1, 4, 4])], [("y", [1, 1, 4, 4])]
@@ -234,6 +242,8 @@ def bad_models(tmp):
     cases = [
         ("truncated", mnist[:len(mnist) // 2], ["not a valid ONNX protobuf"]),
         ("garbage", b"\xff" * 64, ["not a valid ONNX protobuf"]),
+        # protobuf-c unpacks recursively: a deep file must be refused before it overflows the stack
+        ("deep", nested(100), ["nested more than 64 deep"]),
         ("unknown_op", pb.enc_model([pb.enc_node("FancyOp", ["x"], ["y"], "my_node")], [], ins, outs),
          ["node 'my_node'", "unsupported operator 'FancyOp'"]),
         ("unnamed_node", pb.enc_model([pb.enc_node("Relu", ["x"], ["t"]), pb.enc_node("Erf", ["t"], ["y"])], [], ins, outs),
