@@ -182,7 +182,6 @@ static void test_factor(const aq_coop_grid *g)
             worst = fmax(worst, fabs(t - (i == j)));
         }
     CHECK_MSG(worst <= tol, "U^T U P - I = %g > %g", worst, tol);
-    if (getenv("AQ_COOP_DEBUG")) printf("factor residual %g\n", worst);
     aq_coop_factor_free(&f);
     aq_coop_gram_free(&gr);
 }
@@ -304,7 +303,6 @@ static void test_run(const aq_coop_grid *g, const data *t, aq_layer_result *out)
               "cooperative loss %.10g vs single-rank %.10g", out->loss_final, ref.loss_final);
     CHECK(out->loss_final <= out->loss_init && out->loss_final < out->loss_gptq);
     CHECK(out->iterations == 30);
-    if (getenv("AQ_COOP_DEBUG")) printf("rtn %.17g %.17g gptq %.17g %.17g final %.17g %.17g ref %.17g\n", out->loss_rtn, ref.loss_rtn, out->loss_gptq, ref.loss_gptq, out->loss_final, ref.loss_final, ref_loss(t, out));
     /* the reported loss is the loss of the returned layer (float64 reference;
      * the two sums differ in order only: 1e-9 relative covers a loss 1e4 x
      * below ||Y||^2 with D eps rounding) */

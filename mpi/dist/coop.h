@@ -90,7 +90,6 @@ typedef struct aq_coop_problem {
     aq_coop_gram *gram; /* normalised in place by the run */
 } aq_coop_problem;
 
-/* Run AdaQuant; the Gram is normalised in place first (aq_coop_gram_normalise). */
 /* Per-phase wall times of a run (seconds) and the local rows. */
 typedef struct aq_coop_stats {
     double t_setup, t_gptq, t_adam, t_total;

@@ -173,15 +173,18 @@ static void start_grid(crun *c)
     }
 }
 
-/* Decreasing diagonal, ties by increasing index (aq_gptq's act-order). */
-static const double *g_sort_diag;
+typedef struct diag_idx {
+    double diag;
+    size_t idx;
+} diag_idx;
+
+/* Decreasing diagonal, ties by increasing index: aq_gptq's act-order (a total
+ * order, so the permutation does not depend on qsort's algorithm). */
 static int cmp_act(const void *a, const void *b)
 {
-    size_t i = *(const size_t *)a, j = *(const size_t *)b;
-    double x = g_sort_diag[i] == 0.0 ? 1.0 : g_sort_diag[i];
-    double y = g_sort_diag[j] == 0.0 ? 1.0 : g_sort_diag[j];
-    if (x != y) return x > y ? -1 : 1;
-    return i < j ? -1 : (i > j);
+    const diag_idx *x = a, *y = b;
+    if (x->diag != y->diag) return x->diag > y->diag ? -1 : 1;
+    return x->idx < y->idx ? -1 : (x->idx > y->idx);
 }
 
 /* GPTQ codes of the local rows on the grid sc/ze into S->u. */
@@ -190,19 +193,20 @@ static aq_status gptq_codes(crun *c)
     size_t d = c->p->d_in;
     size_t *perm = malloc(d * sizeof *perm);
     uint8_t *dead = malloc(d);
-    if (!perm || !dead) {
+    diag_idx *order = malloc(d * sizeof *order);
+    if (!perm || !dead || !order) {
         free(perm);
         free(dead);
-        return aq_fail_nomem(c->err, "GPTQ order", d * 9);
+        free(order);
+        return aq_fail_nomem(c->err, "GPTQ order", d * 25);
     }
     for (size_t i = 0; i < d; i++) {
-        perm[i] = i;
         dead[i] = c->diag[i] == 0.0;
+        order[i] = (diag_idx){dead[i] ? 1.0 : c->diag[i], i};
     }
-    if (c->o->gptq_act_order) {
-        g_sort_diag = c->diag; /* qsort has no context argument; single-threaded use */
-        qsort(perm, d, sizeof *perm, cmp_act);
-    }
+    if (c->o->gptq_act_order) qsort(order, d, sizeof *order, cmp_act);
+    for (size_t i = 0; i < d; i++) perm[i] = order[i].idx;
+    free(order);
     aq_coop_factor f;
     aq_status st = aq_coop_inverse_factor(c->g, c->p->gram, perm, c->o->gptq_damp, &f, c->err);
     if (st == AQ_OK)
@@ -345,7 +349,12 @@ static aq_status init_layer(crun *c, aq_layer_result *out, double *t_gptq)
         if (o->init == AQ_INIT_RTN)
             aq_quantize_rows(c->w_loc, c->n_loc, c->p->d_in, c->sc, c->ze, o->w_bits, c->S.u);
     }
-    AQ_TRY(eval_rows(c, &out->loss_init));
+    /* the state just evaluated is the initialisation unless RTN was redone
+     * (saves one d_out x D x D product: the layer's largest) */
+    if (o->init == AQ_INIT_GPTQ)
+        out->loss_init = out->loss_gptq;
+    else
+        AQ_TRY(eval_rows(c, &out->loss_init));
     best_save(c, out->loss_init);
     return AQ_OK;
 }
