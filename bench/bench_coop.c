@@ -94,6 +94,17 @@ static double peak_rss_mb(void)
     return (double)ru.ru_maxrss / 1024.0; /* KiB on Linux */
 }
 
+/* CPU seconds of this process so far: on a shared machine the wall time of a
+ * run depends on the other jobs, its CPU time much less (ranks waiting in a
+ * collective yield, mpi_yield_when_idle, so waiting costs little CPU). */
+static double cpu_seconds(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
 static void print_result(const char *mode, int q, const args *a, double t_gram, double t_task,
                          const double *rss, const aq_layer_result *r, const char *kernel)
 {
@@ -120,7 +131,7 @@ static int run_single(const args *a, const char *kernel)
     }
     free(x);
     for (size_t r = 0; r < a->d_out; r++) weight_row(r, a->d_in, w + r * a->d_in);
-    double t1 = aq_bench_wall_seconds();
+    double t1 = aq_bench_wall_seconds(), c1 = cpu_seconds();
     aq_layer_opts o;
     opts(a, &o);
     aq_layer_problem p = {.name = "mlp", .d_out = a->d_out, .d_in = a->d_in, .weight = w,
@@ -129,6 +140,7 @@ static int run_single(const args *a, const char *kernel)
     if (aq_layer_run(&p, &o, &r, &err)) return aq_bench_fail("bench_coop", "aq_layer_run", &err);
     double t2 = aq_bench_wall_seconds(), rss = peak_rss_mb();
     print_result("single", 1, a, t1 - t0, t2 - t1, &rss, &r, kernel);
+    printf("CPU mode=single q=1 shape=%zux%zu cpu_task=%.1f\n", a->d_out, a->d_in, cpu_seconds() - c1);
     aq_layer_result_free(&r);
     free(gram);
     free(w);
@@ -159,20 +171,22 @@ static int run_coop(const args *a, const char *kernel)
     if (aq_coop_gram_from_rows(&g, x, a->tokens, a->d_in, &gr, &err))
         return aq_bench_fail("bench_coop", "Gram", &err);
     free(x);
-    double t1 = aq_bench_wall_seconds();
+    double t1 = aq_bench_wall_seconds(), c1 = cpu_seconds();
     aq_layer_opts o;
     opts(a, &o);
     aq_coop_problem p = {"mlp", a->d_out, a->d_in, w, NULL, &gr};
     aq_layer_result r;
     aq_coop_stats st;
     if (aq_coop_layer_run(&g, &p, &o, &r, &st, &err)) return aq_bench_fail("bench_coop", "run", &err);
-    double t2 = aq_bench_wall_seconds(), rss = peak_rss_mb();
+    double t2 = aq_bench_wall_seconds(), rss = peak_rss_mb(), cpu = cpu_seconds() - c1, cpus = 0;
     double *all = malloc((size_t)q * sizeof *all);
+    MPI_Reduce(&cpu, &cpus, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
     MPI_Gather(&rss, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
     if (me == 0) {
         print_result("coop", q, a, t1 - t0, t2 - t1, all, &r, kernel);
         printf("PHASES q=%d shape=%zux%zu setup+baselines=%.2f gptq=%.2f adam+evals=%.2f\n", q,
                a->d_out, a->d_in, st.t_setup, st.t_gptq, st.t_adam);
+        printf("CPU mode=coop q=%d shape=%zux%zu cpu_task=%.1f (all ranks)\n", q, a->d_out, a->d_in, cpus);
     }
     free(all);
     aq_layer_result_free(&r);
