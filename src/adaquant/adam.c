@@ -115,6 +115,19 @@ static void grad_rows(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg)
     aq_ls_grad_from_G(S, a->G, a->gV, a->gs, a->gz, a->gb);
 }
 
+/* aq_ls_grad in float64 with the caller's product E C (cfg->product: the
+ * cooperative path's distributed PDGEMM) instead of the local dgemm. */
+static void grad_product(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg)
+{
+    size_t ne = S->d_out * S->D;
+    double k = 2.0 / S->y2;
+    aq_ls_codes_from_v(S);
+    aq_ls_error(S);
+    cfg->product(cfg->product_ctx, S, 0);
+    for (size_t i = 0; i < ne; i++) a->G[i] = k * (S->Pm[i] - S->EC[i]);
+    aq_ls_grad_from_G(S, a->G, a->gV, a->gs, a->gz, a->gb);
+}
+
 static inline double adam_dir(double *m, double *v, double g, double c1, double c2)
 {
     *m = B1 * *m + (1 - B1) * g;
@@ -168,8 +181,11 @@ static void step_gram_f32(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg, double c
         }
         ef[d_in] = (float)(wt[d_in] - S->bq[r]);
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (f77_int)d_out, (f77_int)D, (f77_int)D, 1.0f, S->Ef,
-                (f77_int)D, S->Cf, (f77_int)D, 0.0f, S->ECf, (f77_int)D);
+    if (cfg->product)
+        cfg->product(cfg->product_ctx, S, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (f77_int)d_out, (f77_int)D, (f77_int)D, 1.0f,
+                    S->Ef, (f77_int)D, S->Cf, (f77_int)D, 0.0f, S->ECf, (f77_int)D);
     for (size_t r = 0; r < d_out; r++) {
         const float *ec = S->ECf + r * D, *aux = a->aux + r * d_in;
         const double *pm = S->bc_alias ? NULL : S->Pm + r * D;
@@ -204,6 +220,8 @@ void aq_adam_run(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg, int iters)
         }
         if (cfg->x)
             grad_rows(S, a, cfg);
+        else if (cfg->product)
+            grad_product(S, a, cfg);
         else
             aq_ls_grad(S, cfg->f32, a->G, a->gV, a->gs, a->gz, a->gb);
         for (size_t r = 0; r < S->d_out; r++) adam_row(S, a, cfg, r, c1, c2);

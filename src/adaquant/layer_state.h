@@ -131,6 +131,11 @@ typedef struct aq_adam_cfg {
     const float *x, *xin;
     size_t n_rows, batch;
     const aq_actq *aq;
+    /* Gram mode: when set, computes S->EC = S->E C (f32 = 0) or S->ECf = S->Ef Cf
+     * (f32 = 1) instead of the local gemm with S->C / S->Cf (the cooperative
+     * path's distributed product; it records its own failures in ctx). */
+    void (*product)(void *ctx, aq_ls *S, int f32);
+    void *product_ctx;
 } aq_adam_cfg;
 typedef struct aq_adam {
     float *mV, *vV;                 /* [d_out*d_in] */

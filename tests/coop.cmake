@@ -1,0 +1,9 @@
+# The cooperative path (issue 14, mpi/dist/coop*.c): float64 references, the
+# single-rank code, identical bytes across sub-grids, bad input. Q = 2 groups
+# at -np 2 and -np 4 (a few seconds each).
+aq_test(NAME test_coop SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_coop.c LIBS aq_dist NP 2
+        LABELS mpi TIMEOUT 180)
+add_test(NAME test_coop_np4 COMMAND ${AQ_MPIRUN} -np 4 $<TARGET_FILE:test_coop>)
+set_tests_properties(test_coop_np4 PROPERTIES LABELS mpi TIMEOUT 180 SKIP_RETURN_CODE 77
+  ENVIRONMENT "${AQ_TEST_ENV}")
+aq_test_mpi_env(test_coop_np4 mpi)
