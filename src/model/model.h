@@ -185,6 +185,12 @@ int aq_model_override_count(const aq_model *m);
 aq_status aq_model_set_norm_override(aq_model *m, int block, int which, const float *g,
                                      aq_error *err);
 void aq_model_clear_norm_overrides(aq_model *m);
+/* Quantized-mode token embedding e [vocab, dim] (COPIED; NULL removes it): a
+ * forward with quantized = 1 (and the tuning gradient) looks tokens up in it
+ * instead of the model's embedding; FP forwards never do. A tied classifier is
+ * not changed by it: install the same matrix as the AQ_LIN_HEAD override.
+ * AQ_ERR_NUMERIC for NaN/Inf, AQ_ERR_NOMEM. */
+aq_status aq_model_set_embed_override(aq_model *m, const float *e, aq_error *err);
 /* The gain [dim] a forward with this quantized flag uses for norm (block,
  * which) (the override when quantized and installed, else the model's; owned
  * by m, valid until the override changes); NULL for a bad (block, which). */
