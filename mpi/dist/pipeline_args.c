@@ -271,9 +271,9 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
                                           ? AQ_PIPE_EMBED_OPTIONS_DEFAULT
                                           : "",
                                       NULL);
-    if (a->cfg.n_embed_options > 0 && (a->cfg.sequential || a->budget.refine > 0))
-        return usage(cmd, "--mode sequential and --refine do not handle the tensor menu yet: give "
-                          "--embed-options '' (the embedding stays F32)");
+    if (a->cfg.n_embed_options > 0 && a->cfg.sequential)
+        return usage(cmd, "--mode sequential does not handle the tensor menu yet: give --embed-options '' (the "
+                          "embedding stays F32)");
     if (!a->srows_given && aq_pipe_menu_quantizes_acts(&a->cfg))
         /* Activation quantizers are fitted on the row sample (A, B, C all come
          * from it): 1024 rows gave w4a8 perplexity 6.594 on stories260K, 8192

@@ -144,7 +144,9 @@ aq_status aq_pipe_parse_size(const char *v, aq_pipe_budget *b, aq_error *err)
     }
     for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
         if (!strcmp(end, units[i].suffix)) {
-            double bytes = floor(x * units[i].mult + 1e-9 * x * units[i].mult); /* whole bytes */
+            /* whole bytes: "4.2k" is 4200 although 4.2 * 1000 is 4199.99...; else rounded down */
+            double raw = x * units[i].mult, bytes = nearbyint(raw);
+            if (fabs(raw - bytes) > 1e-9 * raw) bytes = floor(raw);
             if (bytes < 1)
                 return aq_fail(err, AQ_ERR_ARG, "--target-size '%s' is less than one byte (the size of the "
                                                 "model files now; a fraction of FP32 is --target-fp32-fraction %s)",

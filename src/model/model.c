@@ -487,7 +487,7 @@ int aq_model_override_count(const aq_model *m)
     int n = 0;
     for (int i = 0; i <= m->cfg.n_layers * AQ_LIN_COUNT; i++)
         n += m->ovr[i].weight != NULL;
-    return n;
+    return n + (m->embed_ovr != NULL); /* the quantized-mode embedding counts as one */
 }
 
 int aq_model_norm_index(const aq_model *m, int block, int which)

@@ -173,7 +173,8 @@ int aq_cap_point_dim(const aq_model *m, aq_cap_point p);
 aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
                                 const aq_linear_override *ov, aq_error *err);
 void aq_model_clear_override(aq_model *m, int block, aq_linear which);
-/* Number of linears with an override installed. */
+/* Number of linears with an override installed, plus 1 when a quantized-mode
+ * embedding is (aq_model_set_embed_override). */
 int aq_model_override_count(const aq_model *m);
 
 /* Quantized-mode RMSNorm gains (global tuning). which 0 = input_layernorm
