@@ -205,7 +205,12 @@ const float *aq_model_norm(const aq_model *m, int block, int which, int quantize
  * it stay installed. Every RMSNorm gain present in the checkpoint
  * (model.layers.<i>.input_layernorm.weight, ...post_attention_layernorm.weight,
  * model.norm.weight; [dim], F32/F16/BF16, finite, else an error naming the
- * file and tensor) is installed as a norm override (aq_model_set_norm_override). */
+ * file and tensor) is installed as a norm override (aq_model_set_norm_override).
+ * An embedding stored at a tensor option (metadata quant.model.embed_tokens,
+ * format version 2: f16 or wK, qlayer.h aq_qtensor_load_ckpt) becomes the
+ * quantized-mode embedding and, when tied, the classifier override (no bias);
+ * an untied quant.lm_head at f16/wK the classifier override. Each counts in
+ * *n_loaded. */
 aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, aq_error *err);
 
 /* Incremental decoding with a KV cache (generation). One sequence, one token
