@@ -14,6 +14,8 @@ files and their size", docs/PIPELINE.md) on stories260K with reduced settings.
    codes equal to round-to-nearest on the stored grid (NumPy, float32, from the
    .bin's FP embedding); `adaquant eval --quantized` reproduces the run's
    perplexity (the loader installs the quantized embedding and tied classifier).
+4. An untied random Llama: embedding and lm_head allocated separately, bytes
+   on disk = predicted, eval --quantized reproduces the run.
 
 usage: test_bytes.py TOPDIR   (AQ_CLI = the adaquant binary). Exit 0 / 1 / 77.
 """
@@ -29,21 +31,51 @@ import numpy as np
 
 from aqtest import CLI, MODEL, TEXT, TOK, check, finish, missing_asset
 
-SETTINGS = ["--calib-windows", "4", "--calib-len", "64", "--iters", "5", "--starts", "1", "--polish", "1",
-            "--options", "w8a16,w4a16", "--embed-options", "f32,w8,w4", "--init", "rtn", "--kl-windows", "2",
-            "--no-tune", "--eval-docs", "16", "--eval-len", "128", "--progress", "none"]
+SETTINGS = ["--calib-windows", "2", "--calib-len", "64", "--iters", "5", "--starts", "1", "--polish", "1",
+            "--options", "w8a16,w4a16", "--init", "rtn", "--kl-windows", "2",
+            "--no-tune", "--eval-docs", "8", "--eval-len", "128", "--progress", "none"]
+EMBED = ["--embed-options", "f32,w8,w4"]
+SYNTH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "synth_model.py")
 ENV = dict(os.environ)
 ENV.pop("AQ_FAIL_AT", None)
 
 
-def quantize(top, name, size):
+def quantize(top, name, size, model=MODEL, embed=EMBED):
     out = os.path.join(top, name)
     shutil.rmtree(out, ignore_errors=True)
     shutil.rmtree(out + ".work", ignore_errors=True)
-    p = subprocess.run([CLI, "quantize", MODEL, "--tokenizer", TOK, "--text", TEXT, "--out", out,
-                        "--target-size", str(size)] + SETTINGS, capture_output=True, text=True, env=ENV,
+    p = subprocess.run([CLI, "quantize", model, "--tokenizer", TOK, "--text", TEXT, "--out", out,
+                        "--target-size", str(size)] + SETTINGS + embed, capture_output=True, text=True, env=ENV,
                        timeout=300)
     return p, out
+
+
+def untied(top):
+    """An untied random Llama (tests/scripts/synth_model.py, vocab 512 to fit
+    tok512.bin): the embedding and lm_head are allocated separately, the bytes
+    on disk are the predicted ones and eval --quantized reproduces the run."""
+    model = os.path.join(top, "untied-model")
+    shutil.rmtree(model, ignore_errors=True)
+    subprocess.run([sys.executable, SYNTH, "llama", model, "--vocab", "512", "--dim", "64", "--layers", "2",
+                    "--hidden", "128", "--max-pos", "512"], check=True, capture_output=True)
+    p, out = quantize(top, "untied", "120k", model, ["--embed-options", "f32,f16,w8,w4"])
+    check(p.returncode == 0, f"untied: --target-size 120k runs: {p.stderr[-400:]}")
+    if p.returncode:
+        return
+    q = json.load(open(os.path.join(out, "report.json")))
+    disk = sum(os.path.getsize(os.path.join(out, f)) for f in ("model.safetensors", "config.json", "tokenizer.bin"))
+    check(q["files"]["bytes"] == disk <= 120000, f"untied: predicted {q['files']['bytes']} = {disk} bytes on disk <= 120000")
+    names = [t["tensor"] for t in q["tensors"]]
+    check(names == ["model.embed_tokens", "lm_head"] and not q["tensors"][1]["tied"], f"untied: tensors {names}")
+    hdr = safetensors_layout(os.path.join(out, "model.safetensors"))
+    for t in q["tensors"]:
+        opt, meta = t["option"], hdr["__metadata__"].get("quant." + t["tensor"])
+        check(meta == (None if opt == "f32" else opt), f"untied: {t['tensor']} at {opt}, metadata {meta}")
+    e = subprocess.run([CLI, "eval", model, "--quantized", out, "--tokenizer", TOK, "--text", TEXT, "--max-docs", "8",
+                        "--max-len", "128"], capture_output=True, text=True, env=ENV, timeout=300)
+    got = re.search(r"perplexity \(Q\):\s+([0-9.]+)", e.stdout)
+    want = q["run"]["evaluation"]["ppl_quantized"]
+    check(got is not None and abs(float(got.group(1)) - want) < 6e-5, f"untied: eval --quantized {got and got.group(1)} = run {want:.4f}")
 
 
 def model_weights():
@@ -128,11 +160,12 @@ def main(top):
         hdr = safetensors_layout(os.path.join(out, "model.safetensors"))
         check_embedding(out, hdr, dim, vocab)
         e = subprocess.run([CLI, "eval", MODEL, "--quantized", out, "--tokenizer", TOK, "--text", TEXT,
-                            "--max-docs", "16", "--max-len", "128"], capture_output=True, text=True, env=ENV, timeout=300)
+                            "--max-docs", "8", "--max-len", "128"], capture_output=True, text=True, env=ENV, timeout=300)
         got = re.search(r"perplexity \(Q\):\s+([0-9.]+)", e.stdout)
         want = q["run"]["evaluation"]["ppl_quantized"]
         # eval prints 4 decimals; the same model and documents give the same sums up to their order
         check(got is not None and abs(float(got.group(1)) - want) < 6e-5, f"{name}: eval --quantized {got and got.group(1)} = run {want:.4f}")
+    untied(top)
     return finish("bytes")
 
 
