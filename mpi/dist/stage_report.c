@@ -101,16 +101,14 @@ static json_t *tensors_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const a
 {
     json_t *a = json_array();
     for (int e = 0; e < p->n_extra; e++) {
-        int k = choice[p->n_layers + e];
+        int k = choice[p->n_layers + e]; /* >= 0: in the table under a budget in bytes */
         size_t i = p->n_lin_tasks + (size_t)e * (size_t)c->n_embed_options + (size_t)(k < 0 ? 0 : k);
         json_t *o = json_object();
         json_object_set_new(o, "tensor", json_string(p->extra[e].name));
         json_object_set_new(o, "option", json_string(k < 0 ? "f32" : c->embed_options[k]));
         json_object_set_new(o, "tied", json_boolean(p->tied && e == 0));
-        if (k >= 0) {
-            json_object_set_new(o, "loss", json_real(rows[i].loss));
-            json_object_set_new(o, "bytes", json_integer(sz->task_bytes[i]));
-        }
+        json_object_set_new(o, "loss", json_real(rows[i].loss));
+        json_object_set_new(o, "bytes", json_integer(sz->task_bytes[i]));
         json_array_append_new(a, o);
     }
     return a;
@@ -156,7 +154,9 @@ static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_
     json_object_set_new(tot, "loss", json_real(tt->loss));
     json_object_set_new(o, "totals", tot);
     json_object_set_new(o, "layers", layers);
-    if (p->n_extra) json_object_set_new(o, "tensors", tensors_json(c, p, rows, choice, sz));
+    /* only when allocated: a --target-bits solve of a work directory captured
+     * with a tensor menu writes what a --target-bits quantize writes */
+    if (p->n_extra && aq_pipe_budget_bytes(b)) json_object_set_new(o, "tensors", tensors_json(c, p, rows, choice, sz));
     return o;
 }
 
