@@ -16,6 +16,9 @@ files and their size", docs/PIPELINE.md) on stories260K with reduced settings.
    perplexity (the loader installs the quantized embedding and tied classifier).
 4. An untied random Llama: embedding and lm_head allocated separately, bytes
    on disk = predicted, eval --quantized reproduces the run.
+5. The independent float64 reader (tests/scripts/pipe_reader.py, FORMAT.md
+   version 2) reproduces the perplexity of the mid run and the untied run; a
+   reader that ignores the embedding's zero points does not.
 
 usage: test_bytes.py TOPDIR   (AQ_CLI = the adaquant binary). Exit 0 / 1 / 77.
 """
@@ -36,6 +39,30 @@ SETTINGS = ["--calib-windows", "2", "--calib-len", "64", "--iters", "5", "--star
             "--no-tune", "--eval-docs", "8", "--eval-len", "128", "--progress", "none"]
 EMBED = ["--embed-options", "f32,w8,w4"]
 SYNTH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "synth_model.py")
+READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "pipe_reader.py")
+# The independent float64 reader (pipe_reader.py, written from FORMAT.md) runs
+# the same float32 weights as adaquant's float32 engine: they differ by the
+# engine's rounding, ~1e-7 relative in perplexity; 1e-5 is test_reader.py's
+# TOL_SMOOTH (argued there), far below a misreading of the embedding (zero
+# point ignored: the perplexity moves by orders of magnitude more).
+TOL_SMOOTH = 1e-5
+
+
+def reader_ppl(out, misread=None):
+    extra = ["--misread", misread] if misread else []
+    p = subprocess.run(["/usr/bin/python3", READER, "eval", out, TOK, TEXT, "--docs", "8", "--len", "128"] + extra,
+                       capture_output=True, text=True, timeout=300)
+    return json.loads(p.stdout.strip().splitlines()[-1])["ppl_quantized"] if p.returncode == 0 else None
+
+
+def check_reader(name, out, want, misread_too):
+    got = reader_ppl(out)
+    check(got is not None and abs(got / want - 1) < TOL_SMOOTH,
+          f"{name}: the independent reader's perplexity {got} = adaquant's {want:.9f} (relative < {TOL_SMOOTH})")
+    if misread_too:
+        bad = reader_ppl(out, "embed-zero")
+        check(bad is not None and abs(bad / want - 1) > TOL_SMOOTH,
+              f"{name}: a reader ignoring the embedding's zero points disagrees ({bad})")
 ENV = dict(os.environ)
 ENV.pop("AQ_FAIL_AT", None)
 
@@ -76,6 +103,7 @@ def untied(top):
     got = re.search(r"perplexity \(Q\):\s+([0-9.]+)", e.stdout)
     want = q["run"]["evaluation"]["ppl_quantized"]
     check(got is not None and abs(float(got.group(1)) - want) < 6e-5, f"untied: eval --quantized {got and got.group(1)} = run {want:.4f}")
+    check_reader("untied", out, want, False)
 
 
 def model_weights():
@@ -165,6 +193,8 @@ def main(top):
         want = q["run"]["evaluation"]["ppl_quantized"]
         # eval prints 4 decimals; the same model and documents give the same sums up to their order
         check(got is not None and abs(float(got.group(1)) - want) < 6e-5, f"{name}: eval --quantized {got and got.group(1)} = run {want:.4f}")
+        if name == "mid":
+            check_reader(name, out, want, True)
     untied(top)
     return finish("bytes")
 
