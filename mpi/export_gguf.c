@@ -210,7 +210,9 @@ static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opt
     char name[64];
     int64_t ne1[1] = {c->dim};
     size_t k = 0;
-    AQ_TRY(add_matrix(w, &ts[k++], "token_embd.weight", m->embed, c->vocab_size, c->dim,
+    /* an OUTDIR may hold the embedding at f16/wK: its quantized-mode lookup table */
+    const float *embd = aq_model_embed_rows(m, o->quantized);
+    AQ_TRY(add_matrix(w, &ts[k++], "token_embd.weight", embd, c->vocab_size, c->dim,
                       0, o->type_embd, err));
     for (int b = 0; b < c->n_layers; b++) {
         snprintf(name, sizeof name, "blk.%d.attn_norm.weight", b);
@@ -234,7 +236,9 @@ static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opt
     /* A tied classifier stays implicit (llama.cpp then uses token_embd), unless
      * quantization gave the classifier its own weights. */
     const float *head = weight_of(m, c->n_layers, AQ_LIN_HEAD, o->quantized);
-    if (head != m->embed)
+    size_t n = (size_t)c->vocab_size * (size_t)c->dim;
+    int same = head == m->embed || (head != NULL && embd != m->embed && !memcmp(head, embd, n * sizeof *head));
+    if (!same)
         AQ_TRY(add_matrix(w, &ts[k++], "output.weight", head, c->vocab_size, c->dim, 0, o->type, err));
     return AQ_OK;
 }

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # main.sh — install dependencies, build, and run the main job: a mixed-precision
-# quantization of stories260K under `mpirun -np 2` at the default budget
-# (4.0 average weight bits). Prints FP vs quantized perplexity and the output path.
+# quantization of stories260K under `mpirun -np 2` whose model files
+# (model.safetensors + config.json + tokenizer.bin) are at most 302,560 bytes,
+# the size of llama.cpp's Q5_0 GGUF of the same model. Prints the file size,
+# FP vs quantized perplexity and the output path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -15,12 +17,12 @@ for f in "$model/stories260K.bin" "$model/tok512.bin" "$shared/data/tinystories/
   [ -r "$f" ] || { echo "main.sh: $f is missing: put the shared/ folder beside this clone" >&2; exit 1; }
 done
 mkdir -p out
-out=out/stories260K-mixed4
+out=out/stories260K-q5size
 mpirun --oversubscribe --mca pml ob1 --mca btl self,vader -np 2 \
   ./build/adaquant quantize "$model/stories260K.bin" \
   --tokenizer "$model/tok512.bin" \
   --calib-text "$shared/data/tinystories/validation.txt" \
-  --out "$out" --force
+  --target-size 302560 --out "$out" --force
 echo
 ./build/adaquant inspect "$out" | tail -n 3
 echo "report: $out/report.md"

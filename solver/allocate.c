@@ -42,8 +42,10 @@ static aq_status min_of(const aq_alloc_prob *p, aq_alloc_res r, const aq_alloc_g
     return AQ_OK;
 }
 
-static double size_in_unit(const aq_alloc_prob *p, aq_alloc_size_unit u, double bits)
+static double size_in_unit(const aq_alloc_prob *p, const aq_alloc_spec *s, double bits)
 {
+    aq_alloc_size_unit u = s->size_unit;
+    if (u == AQ_SIZE_BYTES) return ceil(((double)s->size_fixed_bits + bits) / 8.0); /* whole bytes of the file */
     if (u == AQ_SIZE_AVG_BITS) return bits / (double)p->total_params;
     if (u == AQ_SIZE_FP32_FRACTION) return bits / (32.0 * (double)p->total_params);
     return bits;
@@ -54,6 +56,7 @@ static void show_size(char *buf, size_t n, aq_alloc_size_unit u, double v)
 {
     if (u == AQ_SIZE_AVG_BITS) snprintf(buf, n, "%.4f bits/weight", ceil(v * 1e4 - 1e-6) / 1e4);
     else if (u == AQ_SIZE_FP32_FRACTION) snprintf(buf, n, "%.6f of the FP32 size", ceil(v * 1e6 - 1e-6) / 1e6);
+    else if (u == AQ_SIZE_BYTES) snprintf(buf, n, "%.0f bytes", v);
     else snprintf(buf, n, "%.0f bits", v);
 }
 
@@ -102,7 +105,7 @@ static aq_status diagnose(const aq_alloc_prob *p, const aq_alloc_spec *s, const 
 size_fail:
     sol->infeasible = AQ_BUDGET_SIZE;
     sol->min_feasible_raw = v;
-    sol->min_feasible = size_in_unit(p, s->size_unit, v);
+    sol->min_feasible = size_in_unit(p, s, v);
     aq_alloc_format_size(want, sizeof want, s->size_unit, s->size_budget);
     show_size(got, sizeof got, s->size_unit, sol->min_feasible);
     return aq_fail(err, AQ_ERR_INFEASIBLE, "size budget %s is infeasible: the smallest feasible is %s (%.0f bits)%s",

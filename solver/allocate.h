@@ -37,7 +37,7 @@ typedef struct aq_alloc_row {
     char *layer;        /* layer name (owned by the table) */
     char *option;       /* option name, e.g. "w4a8" (owned by the table) */
     int64_t params;     /* weights in the layer, > 0, equal on all its rows */
-    int w_bits;         /* weight bits, 2..16 */
+    int w_bits;         /* weight bits, 2..32 (32 = an FP32 option) */
     int a_bits;         /* activation bits, 2..16 (16 = not quantized) */
     int64_t macs;       /* multiply-accumulates per inference, >= 0 */
     double loss;        /* measured loss increase, finite, >= 0 */
@@ -60,7 +60,7 @@ void aq_alloc_table_free(aq_alloc_table *t);
 
 /* Append one row (strings are copied). size_bits 0 = params·w_bits. line is
  * used in messages (0 = none). Checks the row on its own: NaN/Inf/negative
- * loss, params <= 0, bits outside 2..16, macs < 0, size_bits < 0, empty
+ * loss, params <= 0, w_bits outside 2..32, a_bits outside 2..16, macs < 0, size_bits < 0, empty
  * names, overflow of the size/BOPs in int64 -> AQ_ERR_ARG naming the row. */
 aq_status aq_alloc_table_add(aq_alloc_table *t, const char *layer, const char *option, int64_t params,
                              int w_bits, int a_bits, int64_t macs, double loss, int64_t size_bits,
@@ -95,7 +95,9 @@ typedef enum aq_alloc_size_unit {
     AQ_SIZE_NONE = 0,      /* no size budget */
     AQ_SIZE_AVG_BITS,      /* average bits per weight: budget = v·total params */
     AQ_SIZE_FP32_FRACTION, /* fraction of the FP32 size: budget = v·32·total params */
-    AQ_SIZE_BITS           /* absolute, in bits */
+    AQ_SIZE_BITS,          /* absolute, in bits */
+    AQ_SIZE_BYTES          /* a whole file in bytes: budget = 8·v − size_fixed_bits for the
+                              table's rows (the file's part outside the table is fixed) */
 } aq_alloc_size_unit;
 
 /* A (regex, option) rule of --keep / --exclude. The regex is POSIX extended,
@@ -111,6 +113,8 @@ typedef struct aq_alloc_spec {
     aq_alloc_objective objective;
     aq_alloc_size_unit size_unit; /* size budget (objective a); NONE = no size limit */
     double size_budget;           /* in size_unit */
+    int64_t size_fixed_bits;      /* AQ_SIZE_BYTES: bits of the file that no row pays
+                                     (non-allocated tensors, headers, side files), >= 0 */
     int has_max_bops;             /* BOPs budget (either objective) */
     double max_bops;
     double max_loss;              /* loss budget (objective b), >= 0 */

@@ -547,7 +547,12 @@ aq_status aq_alloc_goal_from_spec(const aq_alloc_prob *p, const aq_alloc_spec *s
         double tp = (double)p->total_params, v = s->size_budget;
         if (s->size_unit == AQ_SIZE_AVG_BITS) v *= tp;
         else if (s->size_unit == AQ_SIZE_FP32_FRACTION) v *= 32.0 * tp;
-        else if (s->size_unit != AQ_SIZE_BITS) return aq_fail(err, AQ_ERR_ARG, "unknown size unit %d", (int)s->size_unit);
+        else if (s->size_unit == AQ_SIZE_BYTES) {
+            if (s->size_fixed_bits < 0)
+                return aq_fail(err, AQ_ERR_ARG, "fixed size %lld bits must be >= 0", (long long)s->size_fixed_bits);
+            /* the budget the rows share; negative = infeasible (int_budget gives -1) */
+            v = 8.0 * v - (double)s->size_fixed_bits;
+        } else if (s->size_unit != AQ_SIZE_BITS) return aq_fail(err, AQ_ERR_ARG, "unknown size unit %d", (int)s->size_unit);
         g->has_max[AQ_RES_SIZE] = 1;
         g->max_size = aq_alloc_int_budget(v);
     }

@@ -59,8 +59,8 @@ static aq_status check_row(const char *layer, const char *option, int64_t params
     if (params <= 0)
         return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': params %lld must be positive", who, option,
                        (long long)params);
-    if (w_bits < 2 || w_bits > 16)
-        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': w_bits %d outside 2..16", who, option, w_bits);
+    if (w_bits < 2 || w_bits > 32) /* 32: an FP32 option of a tensor (the embedding's f32) */
+        return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': w_bits %d outside 2..32", who, option, w_bits);
     if (a_bits < 2 || a_bits > 16)
         return aq_fail(err, AQ_ERR_ARG, "layer '%s' option '%s': a_bits %d outside 2..16 (16 = not quantized)",
                        who, option, a_bits);
@@ -145,6 +145,7 @@ void aq_alloc_format_size(char *buf, size_t n, aq_alloc_size_unit unit, double v
     case AQ_SIZE_AVG_BITS: snprintf(buf, n, "%.4g bits/weight", value); break;
     case AQ_SIZE_FP32_FRACTION: snprintf(buf, n, "%.4g of the FP32 size", value); break;
     case AQ_SIZE_BITS: snprintf(buf, n, "%.0f bits", value); break;
+    case AQ_SIZE_BYTES: snprintf(buf, n, "%.0f bytes", value); break;
     default: snprintf(buf, n, "(no size budget)"); break;
     }
 }

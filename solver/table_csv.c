@@ -83,7 +83,7 @@ static aq_status parse_row(char **f, size_t nf, const int *col, aq_alloc_table *
         AQ_TRY(parse_int(f[col[c]], col_names[c], &v[c], err));
     }
     if (v[C_WBITS] < -1000 || v[C_WBITS] > 1000 || v[C_ABITS] < -1000 || v[C_ABITS] > 1000)
-        return aq_fail(err, AQ_ERR_FORMAT, "bits out of range 2..16 (w_bits '%s', a_bits '%s')", f[col[C_WBITS]],
+        return aq_fail(err, AQ_ERR_FORMAT, "bits out of range (w_bits 2..32, a_bits 2..16; w_bits '%s', a_bits '%s')", f[col[C_WBITS]],
                        f[col[C_ABITS]]);
     const char *ls = f[col[C_LOSS]];
     char *end;

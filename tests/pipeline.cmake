@@ -28,3 +28,9 @@ set_tests_properties(pipeline_ranks pipeline_resume pipeline_failure pipeline_st
 
 # Pure parts of the pipeline (budget check, statistics files, option menu): unit, ASan-clean.
 aq_test(NAME test_pipeline_unit SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_pipeline_unit.c LIBS aq_dist)
+# Budgets in file bytes end to end (tests/test_bytes.py): the least feasible
+# size named by the error, bytes on disk = the predicted bytes, the quantized
+# embedding checked with NumPy, eval --quantized. Three reduced quantize runs;
+# integration (runs once).
+aq_script_test(NAME pipeline_bytes LABELS integration TIMEOUT 300
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_bytes.py ${CMAKE_CURRENT_BINARY_DIR}/pipeline_bytes)

@@ -8,3 +8,6 @@
 aq_test(NAME test_solver SOURCES test_solver.c LIBS aq_solver LABELS unit TIMEOUT 600)
 aq_test(NAME test_solver_table SOURCES test_solver_table.c LIBS aq_solver LABELS unit TIMEOUT 60)
 aq_script_test(NAME solver_cli COMMAND bash ${CMAKE_CURRENT_SOURCE_DIR}/scripts/solver_cli.sh LABELS integration TIMEOUT 120)
+# Budgets in file bytes (AQ_SIZE_BYTES) against brute force, and the
+# --target-size syntax (aq_pipe_parse_size, hence aq_dist). ~0.5 s.
+aq_test(NAME test_alloc_bytes SOURCES test_alloc_bytes.c LIBS aq_solver aq_dist LABELS unit TIMEOUT 120)

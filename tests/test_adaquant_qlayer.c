@@ -160,6 +160,87 @@ static void test_fake_quant_act(void)
     CHECK(u[0] == 1e9f && u[1] == -3.0f);
 }
 
+/* The embedding / classifier layout (qlayer.h "Tensors outside the linear
+ * layers"): wK and f16 written by aq_qtensor_add read back by
+ * aq_qtensor_load_ckpt as the documented matrix (recomputed here); the RTN
+ * codes are round-to-nearest on their stored grid and no worse than the
+ * unclipped min/max grid; damaged files are refused naming the tensor. */
+static aq_status write_tensor(const char *path, const char *opt, size_t rows, size_t cols, const float *vals,
+                              const uint8_t *codes, const float *sc, const float *z, aq_error *err)
+{
+    aq_st_writer *w;
+    aq_qlayer_keep *k = NULL;
+    AQ_TRY(aq_st_writer_new(&w, err));
+    aq_status st = aq_qtensor_add(w, "model.embed_tokens", opt, rows, cols, vals, codes, sc, z, &k, err);
+    if (st == AQ_OK) st = aq_st_writer_write(w, path, err);
+    aq_st_writer_free(w);
+    aq_qlayer_keep_free(k);
+    return st;
+}
+
+static double row_sse_minmax(const float *w, size_t cols, int bits)
+{
+    float mn = 0, mx = 0, qmax = (float)((1 << bits) - 1);
+    for (size_t c = 0; c < cols; c++) mn = fminf(mn, w[c]), mx = fmaxf(mx, w[c]);
+    float s = (mx - mn) / qmax, z = nearbyintf(-mn / s);
+    double e = 0;
+    for (size_t c = 0; c < cols; c++) {
+        float q = fminf(fmaxf(nearbyintf(w[c] / s) + z, 0), qmax);
+        e += pow((double)(s * (q - z)) - w[c], 2);
+    }
+    return e;
+}
+
+static void test_tensor(const char *dir)
+{
+    enum { R = 6, C = 21 };
+    float w[R * C], sc[R], z[R], got[R * C];
+    uint8_t u[R * C];
+    for (int i = 0; i < R * C; i++) w[i] = sinf(0.37f * (float)i) * (1.0f + (float)(i % 5)) - 0.2f;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/embed.safetensors", dir);
+    aq_error err = {0};
+    for (int bits = 2; bits <= 8; bits += 2) {
+        aq_qtensor_rtn(w, R, C, bits, u, sc, z);
+        for (int r = 0; r < R; r++) {
+            double e = 0;
+            for (int c = 0; c < C; c++) {
+                float q = fminf(fmaxf(nearbyintf(w[r * C + c] / sc[r]) + z[r], 0), (float)((1 << bits) - 1));
+                CHECK(u[r * C + c] == (uint8_t)q && z[r] == nearbyintf(z[r]) && sc[r] > 0);
+                e += pow((double)(sc[r] * ((float)u[r * C + c] - z[r])) - w[r * C + c], 2);
+            }
+            CHECK(e <= row_sse_minmax(w + r * C, C, bits) * (1 + 1e-12));
+        }
+        char opt[8];
+        snprintf(opt, sizeof opt, "w%d", bits);
+        CHECK_OK(write_tensor(path, opt, R, C, NULL, u, sc, z, &err), &err);
+        aq_checkpoint *ck = NULL;
+        float *m = NULL;
+        CHECK_OK(aq_ckpt_open(path, &ck, &err), &err);
+        CHECK_OK(aq_qtensor_load_ckpt(ck, "model.embed_tokens", R, C, &m, &err), &err);
+        for (int i = 0; m && i < R * C; i++) CHECK(m[i] == sc[i / C] * ((float)u[i] - z[i / C]));
+        free(m);
+        aq_ckpt_close(ck);
+    }
+    for (int i = 0; i < R * C; i++) got[i] = aq_f16_to_f32(aq_f32_to_f16(w[i]));
+    CHECK_OK(write_tensor(path, "f16", R, C, got, NULL, NULL, NULL, &err), &err);
+    aq_checkpoint *ck = NULL;
+    float *m = NULL;
+    CHECK_OK(aq_ckpt_open(path, &ck, &err), &err);
+    CHECK_OK(aq_qtensor_load_ckpt(ck, "model.embed_tokens", R, C, &m, &err), &err);
+    CHECK(m && !memcmp(m, got, sizeof got));
+    free(m);
+    CHECK(aq_qtensor_load_ckpt(ck, "model.embed_tokens", R + 1, C, &m, &err) == AQ_ERR_SHAPE && strstr(err.msg, "weight"));
+    CHECK(aq_qtensor_load_ckpt(ck, "lm_head", R, C, &m, &err) == AQ_ERR_NOTFOUND && strstr(err.msg, "quant.lm_head"));
+    aq_ckpt_close(ck);
+    sc[2] = 0; /* scales must be > 0 */
+    CHECK_OK(write_tensor(path, "w4", R, C, NULL, u, sc, z, &err), &err);
+    CHECK_OK(aq_ckpt_open(path, &ck, &err), &err);
+    CHECK(aq_qtensor_load_ckpt(ck, "model.embed_tokens", R, C, &m, &err) == AQ_ERR_NUMERIC && strstr(err.msg, "w_scale"));
+    aq_ckpt_close(ck);
+    CHECK(write_tensor(path, "w9", R, C, NULL, u, sc, z, &err) == AQ_ERR_ARG && strstr(err.msg, "'w9'"));
+}
+
 int main(void)
 {
     char *dir = aq_test_tmpdir("qlayer");
@@ -170,6 +251,7 @@ int main(void)
     test_roundtrip(dir, 8, 16, 5);
     test_damaged(dir);
     test_fake_quant_act();
+    test_tensor(dir);
     free(dir);
     AQ_TEST_END();
 }

@@ -50,6 +50,8 @@ static void test_budget(void)
     CHECK_OK(aq_pipe_cfg_set_options(&c, "w8a16,w4a16,w3a16", &e), &e);
     aq_pipe_budget b;
     aq_pipe_budget_default(&b);
+    b.size_unit = AQ_SIZE_AVG_BITS; /* the --target-bits measure (the default is bytes: test_bytes.py) */
+    b.bpw = 0;
     /* independent: without pins every layer can take 3 bits */
     b.size_value = 3.0;
     CHECK_OK(aq_pipe_budget_check(&c, &p, &b, &e), &e);

@@ -82,12 +82,18 @@ static void api_errors(void)
     CHECK(aq_alloc_table_add(&t, "a", "w4", 10, 4, 16, 0, -1e-3, 0, 0, &err) == AQ_ERR_ARG);
     CHECK(aq_alloc_table_add(&t, "a", "w4", 10, 4, 16, 0, INFINITY, 0, 0, &err) == AQ_ERR_ARG);
     CHECK(aq_alloc_table_add(&t, "a", "w4", -5, 4, 16, 0, 0.1, 0, 0, &err) == AQ_ERR_ARG);
-    CHECK(aq_alloc_table_add(&t, "a", "w4", 10, 17, 16, 0, 0.1, 0, 0, &err) == AQ_ERR_ARG);
+    CHECK(aq_alloc_table_add(&t, "a", "w4", 10, 33, 16, 0, 0.1, 0, 0, &err) == AQ_ERR_ARG); /* w_bits 2..32 */
+    CHECK(aq_alloc_table_add(&t, "a", "w4", 10, 4, 17, 0, 0.1, 0, 0, &err) == AQ_ERR_ARG);  /* a_bits 2..16 */
     CHECK(aq_alloc_table_add(&t, "", "w4", 10, 4, 16, 0, 0.1, 0, 0, &err) == AQ_ERR_ARG);
     CHECK(t.n_rows == 0);
     CHECK_OK(aq_alloc_table_add(&t, "a", "w4", 10, 4, 16, 0, 0.1, 0, 0, &err), &err);
     CHECK_OK(aq_alloc_table_add(&t, "a", "w4", 10, 4, 16, 0, 0.2, 0, 0, &err), &err);
     CHECK(aq_alloc_table_check(&t, &err) == AQ_ERR_ARG);
+    aq_alloc_table t32;
+    aq_alloc_table_init(&t32);
+    CHECK_OK(aq_alloc_table_add(&t32, "e", "f32", 10, 32, 16, 0, 0, 0, 0, &err), &err); /* an embedding's f32 */
+    CHECK(aq_alloc_row_size(&t32.rows[0]) == 320);
+    aq_alloc_table_free(&t32);
     CHECK_MSG(strstr(err.msg, "row 1") && strstr(err.msg, "row 2"), "%s", err.msg);
     aq_alloc_solution s;
     aq_alloc_spec sp = {0};

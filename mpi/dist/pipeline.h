@@ -40,6 +40,11 @@ typedef struct aq_pipe_cfg {
     uint64_t sample_seed;
     int n_options;
     char options[AQ_PIPE_MAX_OPTIONS][16]; /* canonical strings, menu order */
+    /* the options of the tensors outside the linears (the embedding, an untied
+     * classifier: aq_tensor_opt_parse), menu order; 0 = not allocated (kept
+     * F32). Default f32,f16,w8,w6,w4 under a budget in bytes (docs/PIPELINE.md). */
+    int n_embed_options;
+    char embed_options[AQ_PIPE_MAX_OPTIONS][8];
     int iters;
     int kl_windows;     /* windows for the network-level KL loss of a task (0 = use the layer error) */
     int starts, polish; /* AdaQuant initial grids and polishing rounds (adaquant.h) */
@@ -55,6 +60,10 @@ typedef struct aq_pipe_cfg {
 /* Defaults: windows 64, seq_len 256, chunk 8, sample rows 1024, options
  * w8a16,w6a16,w4a16,w3a16, iters 200, best-of-gptq-and-rtn init, parallel mode, seed 0. */
 void aq_pipe_cfg_default(aq_pipe_cfg *c);
+/* The tensor menu (--embed-options; "" = none). AQ_ERR_ARG naming a bad or
+ * repeated option. */
+#define AQ_PIPE_EMBED_OPTIONS_DEFAULT "f32,f16,w8,w6,w4"
+aq_status aq_pipe_cfg_set_embed_options(aq_pipe_cfg *c, const char *list, aq_error *err);
 /* Parse a comma-separated option menu into c->options (canonical form).
  * AQ_ERR_ARG naming an unknown option or a duplicate. */
 aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *err);
@@ -111,6 +120,14 @@ typedef struct aq_pipe_plan {
     aq_pipe_layer *layers;
     size_t n_tasks;
     aq_dist_task *tasks;   /* mpi/dist/tasks.h; layer/option strings borrowed from here/cfg */
+    /* The tensors outside the linears that the tensor menu allocates (none when
+     * cfg->n_embed_options is 0): the embedding "model.embed_tokens" (which =
+     * -1; tied: it is the classifier too) and an untied "lm_head" (which =
+     * AQ_LIN_HEAD), d_out = vocab, d_in = dim. Their tasks follow the linear
+     * tasks: task n_lin_tasks + e * n_embed_options + k. */
+    int n_extra, tied;
+    aq_pipe_layer extra[2];
+    size_t n_lin_tasks;
     int64_t n_tokens;           /* calibration rows = windows * seq_len */
 } aq_pipe_plan;
 
@@ -124,8 +141,9 @@ void aq_pipe_plan_free(aq_pipe_plan *p);
 /* Budget and output options of solve/write. */
 typedef struct aq_pipe_budget {
     aq_alloc_objective objective;
-    aq_alloc_size_unit size_unit; /* AVG_BITS or FP32_FRACTION */
-    double size_value;
+    aq_alloc_size_unit size_unit; /* AVG_BITS, FP32_FRACTION or BYTES (the output's model files) */
+    double size_value;            /* BYTES: bytes, or bits per weight over all weights if bpw */
+    int bpw;                      /* BYTES given as "Xbpw" (resolved against the model's weights) */
     double max_loss;
     size_t n_keep;
     char keep_regex[AQ_PIPE_MAX_KEEP][256];
@@ -133,8 +151,17 @@ typedef struct aq_pipe_budget {
     int refine; /* --refine rounds (mpi/dist/refine.h); 0 = none */
 } aq_pipe_budget;
 
-/* Default: average 4.0 bits per weight. */
+/* Default: --target-size 5.5bpw (the model files at 5.5 bits per weight of
+ * all the model's weights, llama.cpp's BPW measure). */
 void aq_pipe_budget_default(aq_pipe_budget *b);
+#define AQ_PIPE_DEFAULT_BPW 5.5
+/* Parse a --target-size value: bytes ("302560", "302560B", "300k" = 300000,
+ * "0.3M", "1G"; "300Ki" = 307200, "Mi", "Gi") or bits per weight over all
+ * weights ("5.5bpw"). AQ_ERR_ARG naming the value (a fraction below 1 byte
+ * points to --target-fp32-fraction, the old meaning). */
+aq_status aq_pipe_parse_size(const char *v, aq_pipe_budget *b, aq_error *err);
+/* Non-zero when the budget is in file bytes (the tensor menu joins the table). */
+int aq_pipe_budget_bytes(const aq_pipe_budget *b);
 /* Parse "REGEX=OPT" into the next --keep slot (OPT must be in the menu at
  * check time). AQ_ERR_ARG for a malformed rule or too many. */
 aq_status aq_pipe_budget_add_keep(aq_pipe_budget *b, const char *rule, aq_error *err);
@@ -201,10 +228,15 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
 aq_status aq_pipe_solve(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                         const aq_loss_row *rows, aq_loss_row **rows_out, int *choice, aq_error *err);
 
-/* The allocation table of the rows (size = params x w_bits) and its solution
+/* The allocation table of the rows (size = params x w_bits; under a budget in
+ * bytes, every task's bytes in the model files) and its solution
  * under budget b (rank 0). On success the caller frees *t and *sol. */
 aq_status aq_pipe_alloc(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                         const aq_loss_row *rows, aq_alloc_table *t, aq_alloc_solution *sol, aq_error *err);
+
+/* The option index per layer of a solution (choice[n_layers + n_extra]; an
+ * extra not in the table: -1, kept F32). */
+void aq_pipe_choice_of(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_alloc_solution *sol, int *choice);
 
 /* Stage 4 (collective): evaluate (documents spread over ranks) and write
  * OUTDIR atomically on rank 0. choice valid on every rank. */

@@ -56,7 +56,7 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
        O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
-       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD };
+       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD, O_TFRAC, O_EOPTS };
 
 #define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD)
 
@@ -88,6 +88,8 @@ static const struct {
     {{"resume", no_argument, 0, O_RESUME}, AQ_ARGS_WORK},
     {{"target-bits", required_argument, 0, O_TBITS}, AQ_ARGS_BUDGET},
     {{"target-size", required_argument, 0, O_TSIZE}, AQ_ARGS_BUDGET},
+    {{"target-fp32-fraction", required_argument, 0, O_TFRAC}, AQ_ARGS_BUDGET},
+    {{"embed-options", required_argument, 0, O_EOPTS}, AQ_ARGS_MODEL},
     {{"max-loss", required_argument, 0, O_MAXLOSS}, AQ_ARGS_BUDGET},
     {{"keep", required_argument, 0, O_KEEP}, AQ_ARGS_BUDGET},
     {{"out", required_argument, 0, O_OUT}, AQ_ARGS_OUT},
@@ -134,11 +136,22 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
         if (aq_pipe_cfg_set_options(g, v, &e) != AQ_OK) return usage(cmd, "%s", e.msg);
         return 0;
     case O_TBITS:
-    case O_TSIZE:
+    case O_TFRAC:
         ++*nbudget;
         a->budget.objective = AQ_ALLOC_MIN_LOSS;
         a->budget.size_unit = c == O_TBITS ? AQ_SIZE_AVG_BITS : AQ_SIZE_FP32_FRACTION;
-        return parse_num(cmd, c == O_TBITS ? "--target-bits" : "--target-size", v, &a->budget.size_value);
+        a->budget.bpw = 0;
+        return parse_num(cmd, c == O_TBITS ? "--target-bits" : "--target-fp32-fraction", v, &a->budget.size_value);
+    case O_TSIZE:
+        ++*nbudget;
+        a->budget.objective = AQ_ALLOC_MIN_LOSS;
+        a->budget.size_unit = AQ_SIZE_BYTES;
+        if (aq_pipe_parse_size(v, &a->budget, &e) != AQ_OK) return usage(cmd, "%s", e.msg);
+        return 0;
+    case O_EOPTS:
+        a->embed_given = 1;
+        if (aq_pipe_cfg_set_embed_options(g, v, &e) != AQ_OK) return usage(cmd, "%s", e.msg);
+        return 0;
     case O_MAXLOSS:
         ++*nbudget;
         a->budget.objective = AQ_ALLOC_MIN_SIZE;
@@ -247,7 +260,20 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
                 return usage(cmd, "--%s is not an option of this command", table[i].o.name);
         if ((rc = apply(cmd, c, optarg, a, &nbudget))) return rc;
     }
-    if (nbudget > 1) return usage(cmd, "give at most one of --target-bits, --target-size, --max-loss");
+    if (nbudget > 1)
+        return usage(cmd, "give at most one of --target-size, --target-bits, --target-fp32-fraction, --max-loss");
+    /* The tensor menu (embedding, untied classifier) joins the allocation only
+     * under a budget in bytes (the measures in bits count the linears alone);
+     * capture alone does not know the budget, and bytes are the default. */
+    if (!a->embed_given && (mask & AQ_ARGS_MODEL))
+        aq_pipe_cfg_set_embed_options(&a->cfg,
+                                      aq_pipe_budget_bytes(&a->budget) && !a->cfg.sequential
+                                          ? AQ_PIPE_EMBED_OPTIONS_DEFAULT
+                                          : "",
+                                      NULL);
+    if (a->cfg.n_embed_options > 0 && a->cfg.sequential)
+        return usage(cmd, "--mode sequential does not handle the tensor menu yet: give --embed-options '' (the "
+                          "embedding stays F32)");
     if (!a->srows_given && aq_pipe_menu_quantizes_acts(&a->cfg))
         /* Activation quantizers are fitted on the row sample (A, B, C all come
          * from it): 1024 rows gave w4a8 perplexity 6.594 on stories260K, 8192
@@ -304,6 +330,9 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         (default 8192 when a menu option has M < 16, else 1024)\n"
                 "  --options LIST         bit options per layer (default w8a16,w6a16,w4a16,w3a16;\n"
                 "                         wKaM: K weight bits in 2,3,4,6,8, M activation bits 4,8,16)\n"
+                "  --embed-options LIST   options of the embedding and an untied classifier under a\n"
+                "                         budget in bytes (default f32,f16,w8,w6,w4; '' = kept F32):\n"
+                "                         f32, f16, wK = per-row K-bit codes (K in 2..8)\n"
                 "  --mode parallel|sequential  parallel (default): every layer calibrated on FP\n"
                 "                         inputs; sequential: after the parallel pass fixes the\n"
                 "                         allocation, the chosen layers are recalibrated block by\n"
@@ -328,10 +357,17 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         corrupted ones are reported and recomputed\n");
     if (mask & AQ_ARGS_BUDGET)
         fprintf(out,
-                "budget (one of; default --target-bits 4.0):\n"
-                "  --target-bits B        average weight bits over the quantized layers, weighted\n"
-                "                         by parameters (scale/zero overhead not counted)\n"
-                "  --target-size F        size as a fraction of FP32 (same measure / 32)\n"
+                "budget (one of; default --target-size 5.5bpw):\n"
+                "  --target-size S        the bytes of the output's model files (model.safetensors,\n"
+                "                         config.json, tokenizer files; docs/FORMAT.md): 302560,\n"
+                "                         302560B, 300k / 0.3M / 1G (powers of 1000), 300Ki / Mi / Gi\n"
+                "                         (powers of 1024), or 5.5bpw = bits per weight over all the\n"
+                "                         model's weights (llama.cpp's BPW). The embedding (and an\n"
+                "                         untied classifier) are allocated too (--embed-options)\n"
+                "  --target-bits B        average weight bits over the quantized linears, weighted\n"
+                "                         by parameters (scales, zero points, embedding not counted)\n"
+                "  --target-fp32-fraction F  the same measure as a fraction of FP32 (bits / 32; the\n"
+                "                         old meaning of --target-size)\n"
                 "  --max-loss L           smallest model whose summed layer loss is <= L\n"
                 "  --keep REGEX=OPT       pin layers matching REGEX to option OPT (repeatable)\n"
                 "  --refine R             R rounds (default 0) re-measuring every task's KL with the\n"

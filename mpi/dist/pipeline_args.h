@@ -27,6 +27,7 @@ typedef struct aq_pipe_args {
     int have_work;
     int loss;     /* --loss: 0 not given, 1 kl, 2 layer */
     int kl_given; /* --kl-windows given */
+    int embed_given; /* --embed-options given */
     int srows_given; /* --sample-rows given */
     int progress_given;        /* --progress given */
     aq_progress_mode progress; /* its value (the command exports it: progress.h) */

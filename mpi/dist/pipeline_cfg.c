@@ -85,6 +85,28 @@ aq_status aq_pipe_cfg_set_options(aq_pipe_cfg *c, const char *list, aq_error *er
     return AQ_OK;
 }
 
+aq_status aq_pipe_cfg_set_embed_options(aq_pipe_cfg *c, const char *list, aq_error *err)
+{
+    char buf[256];
+    if (strlen(list) >= sizeof buf) return aq_fail(err, AQ_ERR_ARG, "--embed-options: list too long");
+    strcpy(buf, list);
+    int n = 0, bits;
+    for (char *save = NULL, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (aq_tensor_opt_parse(tok, &bits, err) != AQ_OK) {
+            aq_error_prefix(err, "--embed-options");
+            return AQ_ERR_ARG;
+        }
+        if (n == AQ_PIPE_MAX_OPTIONS)
+            return aq_fail(err, AQ_ERR_ARG, "--embed-options: more than %d options", AQ_PIPE_MAX_OPTIONS);
+        for (int k = 0; k < n; k++)
+            if (!strcmp(c->embed_options[k], tok))
+                return aq_fail(err, AQ_ERR_ARG, "--embed-options: '%s' is listed twice", tok);
+        snprintf(c->embed_options[n++], sizeof c->embed_options[0], "%s", tok);
+    }
+    c->n_embed_options = n;
+    return AQ_OK;
+}
+
 void aq_pipe_path(const char *work, const char *rel, char *out)
 {
     int n = snprintf(out, AQ_PIPE_PATH, "%s/%s", work, rel);
@@ -239,6 +261,8 @@ static aq_fingerprint settings_fp(const aq_pipe_cfg *c)
     aq_fp_add_i64(&b, "sample_rows", c->sample_rows);
     aq_fp_add_u64(&b, "sample_seed", c->sample_seed);
     for (int k = 0; k < c->n_options; k++) aq_fp_add_str(&b, "option", c->options[k]);
+    /* only when present, so settings without a tensor menu keep their fingerprint */
+    for (int k = 0; k < c->n_embed_options; k++) aq_fp_add_str(&b, "embed_option", c->embed_options[k]);
     aq_fp_add_i64(&b, "iters", c->iters);
     aq_fp_add_i64(&b, "starts", c->starts);
     aq_fp_add_i64(&b, "kl_windows", c->kl_windows);
@@ -316,6 +340,11 @@ aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
     json_object_set_new(o, "sample_seed", json_string(s));
     for (int k = 0; k < c->n_options; k++) json_array_append_new(opts, json_string(c->options[k]));
     json_object_set_new(o, "options", opts);
+    if (c->n_embed_options > 0) {
+        json_t *eo = json_array();
+        for (int k = 0; k < c->n_embed_options; k++) json_array_append_new(eo, json_string(c->embed_options[k]));
+        json_object_set_new(o, "embed_options", eo);
+    }
     json_object_set_new(o, "iters", json_integer(c->iters));
     json_object_set_new(o, "starts", json_integer(c->starts));
     json_object_set_new(o, "kl_windows", json_integer(c->kl_windows));
@@ -419,6 +448,18 @@ static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_
         strcat(list, t);
     }
     AQ_TRY(aq_pipe_cfg_set_options(c, list, err));
+    /* optional (absent: no tensor menu, the embedding stays F32) */
+    list[0] = '\0';
+    json_array_foreach(json_object_get(o, "embed_options"), i, v)
+    {
+        const char *t = json_string_value(v);
+        if (!t || strlen(list) + strlen(t) + 2 > sizeof list)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: bad \"embed_options\"", path);
+        if (i) strcat(list, ",");
+        strcat(list, t);
+    }
+    c->n_embed_options = 0;
+    if (list[0]) AQ_TRY(aq_pipe_cfg_set_embed_options(c, list, err));
     /* the recorded input fingerprints enter the settings fingerprint */
     aq_fingerprint *dst[3] = {&c->fp_model, &c->fp_tok, &c->fp_text};
     for (int k = 0; k < 3; k++) {

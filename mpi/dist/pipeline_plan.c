@@ -15,6 +15,7 @@
 #include "../../src/model/model.h"
 #include "../../src/text/textdata.h"
 #include "pipeline.h"
+#include "pipeline_size.h"
 #include "tasks.h"
 
 static aq_status model_config(const char *path, aq_llama_config *cfg, aq_error *err)
@@ -54,7 +55,19 @@ aq_status aq_pipe_plan_build_config(const aq_pipe_cfg *c, const struct aq_llama_
     memset(p, 0, sizeof *p);
     const aq_llama_config m = *mc;
     p->n_layers = m.n_layers * AQ_LIN_COUNT;
-    p->n_tasks = (size_t)p->n_layers * (size_t)c->n_options;
+    p->n_lin_tasks = (size_t)p->n_layers * (size_t)c->n_options;
+    p->tied = m.tied_embeddings;
+    p->n_extra = c->n_embed_options > 0 ? (m.tied_embeddings ? 1 : 2) : 0;
+    for (int e = 0; e < p->n_extra; e++) {
+        aq_pipe_layer *X = &p->extra[e];
+        snprintf(X->name, sizeof X->name, "%s", e == 0 ? "model.embed_tokens" : "lm_head");
+        X->block = m.n_layers;
+        X->which = e == 0 ? -1 : AQ_LIN_HEAD;
+        X->point = -1;
+        X->d_out = m.vocab_size;
+        X->d_in = m.dim;
+    }
+    p->n_tasks = p->n_lin_tasks + (size_t)p->n_extra * (size_t)c->n_embed_options;
     p->n_tokens = (int64_t)c->windows * c->seq_len;
     p->layers = calloc((size_t)p->n_layers, sizeof *p->layers);
     p->tasks = calloc(p->n_tasks, sizeof *p->tasks);
@@ -83,6 +96,17 @@ aq_status aq_pipe_plan_build_config(const aq_pipe_cfg *c, const struct aq_llama_
             t->fp = aq_pipe_task_fp(c, L->name, c->options[k]);
         }
     }
+    for (int e = 0; e < p->n_extra; e++)
+        for (int k = 0; k < c->n_embed_options; k++) {
+            aq_dist_task *t = &p->tasks[p->n_lin_tasks + (size_t)e * c->n_embed_options + k];
+            t->layer = p->extra[e].name;
+            t->option = c->embed_options[k];
+            t->layer_index = p->n_layers + e;
+            t->option_index = k;
+            /* one KL forward over the KL windows: about a linear task of one iteration */
+            t->cost = aq_dist_task_cost(p->extra[e].d_out, p->extra[e].d_in, p->n_tokens, 1);
+            t->fp = aq_pipe_task_fp(c, p->extra[e].name, c->embed_options[k]);
+        }
     return aq_dist_tasks_order(p->tasks, p->n_tasks, err);
 }
 
@@ -97,8 +121,49 @@ void aq_pipe_budget_default(aq_pipe_budget *b)
 {
     memset(b, 0, sizeof *b);
     b->objective = AQ_ALLOC_MIN_LOSS;
-    b->size_unit = AQ_SIZE_AVG_BITS;
-    b->size_value = 4.0;
+    b->size_unit = AQ_SIZE_BYTES;
+    b->size_value = AQ_PIPE_DEFAULT_BPW;
+    b->bpw = 1;
+}
+
+int aq_pipe_budget_bytes(const aq_pipe_budget *b)
+{
+    return b->objective == AQ_ALLOC_MIN_LOSS && b->size_unit == AQ_SIZE_BYTES;
+}
+
+aq_status aq_pipe_parse_size(const char *v, aq_pipe_budget *b, aq_error *err)
+{
+    char *end;
+    double x = strtod(v, &end);
+    static const struct {
+        const char *suffix;
+        double mult;
+    } units[] = {{"", 1}, {"B", 1}, {"k", 1e3}, {"K", 1e3}, {"kB", 1e3}, {"KB", 1e3}, {"M", 1e6}, {"MB", 1e6},
+                 {"G", 1e9}, {"GB", 1e9}, {"Ki", 1024.0}, {"KiB", 1024.0}, {"Mi", 1048576.0}, {"MiB", 1048576.0},
+                 {"Gi", 1073741824.0}, {"GiB", 1073741824.0}};
+    if (end == v || !isfinite(x) || !(x > 0))
+        return aq_fail(err, AQ_ERR_ARG, "--target-size '%s': expected a positive size: bytes (302560, 300k, 0.3M, "
+                                        "300Ki) or bits per weight (5.5bpw)", v);
+    if (!strcmp(end, "bpw")) {
+        if (x > 64) return aq_fail(err, AQ_ERR_ARG, "--target-size '%s': more than 64 bits per weight", v);
+        b->size_value = x, b->bpw = 1;
+        return AQ_OK;
+    }
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++)
+        if (!strcmp(end, units[i].suffix)) {
+            /* whole bytes: "4.2k" is 4200 although 4.2 * 1000 is 4199.99...; else rounded down */
+            double raw = x * units[i].mult, bytes = nearbyint(raw);
+            if (fabs(raw - bytes) > 1e-9 * raw) bytes = floor(raw);
+            if (bytes < 1)
+                return aq_fail(err, AQ_ERR_ARG, "--target-size '%s' is less than one byte (the size of the "
+                                                "model files now; a fraction of FP32 is --target-fp32-fraction %s)",
+                               v, v);
+            if (bytes >= 4.0e15) return aq_fail(err, AQ_ERR_ARG, "--target-size '%s' is too large", v);
+            b->size_value = bytes, b->bpw = 0;
+            return AQ_OK;
+        }
+    return aq_fail(err, AQ_ERR_ARG, "--target-size '%s': unknown unit '%s' (B, k, M, G = 10^3.., Ki, Mi, Gi = "
+                                    "2^10.., or bpw)", v, end);
 }
 
 aq_status aq_pipe_budget_add_keep(aq_pipe_budget *b, const char *rule, aq_error *err)
@@ -124,6 +189,52 @@ static int option_index(const aq_pipe_cfg *c, const char *opt)
     return -1;
 }
 
+static int embed_option_index(const aq_pipe_cfg *c, const char *opt)
+{
+    for (int k = 0; k < c->n_embed_options; k++)
+        if (!strcmp(c->embed_options[k], opt)) return k;
+    return -1;
+}
+
+int64_t aq_pipe_budget_byte_value(const aq_pipe_budget *b, const aq_pipe_size *sz)
+{
+    /* bits per weight over every weight of the model, llama.cpp's BPW */
+    return b->bpw ? (int64_t)floor(b->size_value * (double)sz->total_weights / 8.0 + 1e-9) : (int64_t)b->size_value;
+}
+
+/* A budget in bytes: at least the fixed part plus each layer's smallest
+ * option (or its pin). The error names the smallest feasible size. */
+static aq_status bytes_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b, regex_t *re,
+                             aq_error *err)
+{
+    aq_pipe_size sz;
+    AQ_TRY(aq_pipe_size_build(c, p, 1, &sz, err));
+    int64_t least = sz.fixed;
+    for (int l = 0; l < p->n_layers + p->n_extra; l++) {
+        int ex = l >= p->n_layers, no = ex ? c->n_embed_options : c->n_options;
+        size_t base = ex ? p->n_lin_tasks + (size_t)(l - p->n_layers) * (size_t)no : (size_t)l * (size_t)no;
+        const char *name = ex ? p->extra[l - p->n_layers].name : p->layers[l].name;
+        int64_t lb = INT64_MAX;
+        for (int k = 0; k < no; k++) lb = sz.task_bytes[base + (size_t)k] < lb ? sz.task_bytes[base + (size_t)k] : lb;
+        for (size_t r = 0; r < b->n_keep; r++) {
+            int k = ex ? embed_option_index(c, b->keep_opt[r]) : option_index(c, b->keep_opt[r]);
+            if (k >= 0 && regexec(&re[r], name, 0, NULL, 0) == 0) lb = sz.task_bytes[base + (size_t)k];
+        }
+        least += lb;
+    }
+    int64_t want = aq_pipe_budget_byte_value(b, &sz);
+    char given[64];
+    if (b->bpw) snprintf(given, sizeof given, "%gbpw (%lld bytes)", b->size_value, (long long)want);
+    else snprintf(given, sizeof given, "%lld bytes", (long long)want);
+    aq_pipe_size_free(&sz);
+    if (want < least)
+        return aq_fail(err, AQ_ERR_INFEASIBLE,
+                       "--target-size %s is infeasible: the smallest feasible size of the model files with the "
+                       "options and pins given is %lld bytes",
+                       given, (long long)least);
+    return AQ_OK;
+}
+
 aq_status aq_pipe_budget_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                                aq_error *err)
 {
@@ -139,8 +250,8 @@ aq_status aq_pipe_budget_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, cons
     double total = 0, min_bits = 0;
     regex_t re[AQ_PIPE_MAX_KEEP];
     for (size_t r = 0; r < b->n_keep; r++) {
-        if (option_index(c, b->keep_opt[r]) < 0)
-            return aq_fail(err, AQ_ERR_ARG, "--keep '%s=%s': option '%s' is not in the menu (--options)",
+        if (option_index(c, b->keep_opt[r]) < 0 && embed_option_index(c, b->keep_opt[r]) < 0)
+            return aq_fail(err, AQ_ERR_ARG, "--keep '%s=%s': option '%s' is not in the menu (--options, --embed-options)",
                            b->keep_regex[r], b->keep_opt[r], b->keep_opt[r]);
         if (regcomp(&re[r], b->keep_regex[r], REG_EXTENDED | REG_NOSUB) != 0) {
             for (size_t q = 0; q < r; q++) regfree(&re[q]);
@@ -151,11 +262,14 @@ aq_status aq_pipe_budget_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, cons
         double params = (double)p->layers[l].d_out * p->layers[l].d_in;
         int lb = least;
         for (size_t r = 0; r < b->n_keep; r++)
-            if (regexec(&re[r], p->layers[l].name, 0, NULL, 0) == 0) lb = bits[option_index(c, b->keep_opt[r])];
+            if (option_index(c, b->keep_opt[r]) >= 0 && regexec(&re[r], p->layers[l].name, 0, NULL, 0) == 0)
+                lb = bits[option_index(c, b->keep_opt[r])];
         total += params;
         min_bits += params * lb;
     }
+    aq_status st = aq_pipe_budget_bytes(b) ? bytes_check(c, p, b, re, err) : AQ_OK;
     for (size_t r = 0; r < b->n_keep; r++) regfree(&re[r]);
+    AQ_TRY(st);
     if (b->objective != AQ_ALLOC_MIN_LOSS) {
         if (!(b->max_loss >= 0) || !isfinite(b->max_loss))
             return aq_fail(err, AQ_ERR_ARG, "--max-loss must be a finite number >= 0");

@@ -24,13 +24,14 @@ static aq_status solve_and_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_p
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    int *choice = calloc((size_t)p->n_layers, sizeof *choice);
+    size_t nc = (size_t)(p->n_layers + p->n_extra); /* the linears, then the tensor menu's tensors */
+    int *choice = calloc(nc, sizeof *choice);
     aq_loss_row *read = NULL;
-    aq_status st = choice ? AQ_OK : aq_fail_nomem(err, "choice", (size_t)p->n_layers);
+    aq_status st = choice ? AQ_OK : aq_fail_nomem(err, "choice", nc);
     double t0 = aq_progress_now();
     if (st == AQ_OK && rank == 0) st = aq_pipe_solve(c, p, &a->budget, rows, rows ? NULL : &read, choice, err);
     st = aq_pipe_agree(comm, st, err);
-    if (st == AQ_OK) st = aq_dist_bcast_choice(comm, 0, choice, (size_t)p->n_layers, err);
+    if (st == AQ_OK) st = aq_dist_bcast_choice(comm, 0, choice, nc, err);
     if (st == AQ_OK && a->budget.refine > 0)
         st = aq_pipe_refine(comm, c, p, &a->budget, rows ? rows : read, choice, a->budget.refine, err);
     t->solve += aq_progress_now() - t0;

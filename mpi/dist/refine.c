@@ -112,7 +112,8 @@ static aq_status measure(refine_ctx *x, const int *choice, int rank, int size, d
     memset(mine, 0, x->p->n_tasks * sizeof *mine);
     AQ_TRY(install(x, choice, err));
     aq_status st = aq_sens_set_base(x->sens, err);
-    for (size_t i = (size_t)rank; st == AQ_OK && i < x->p->n_tasks; i += (size_t)size) {
+    /* the linear tasks; the tensor menu's keep their measured KL (with FP linears) */
+    for (size_t i = (size_t)rank; st == AQ_OK && i < x->p->n_lin_tasks; i += (size_t)size) {
         int l = (int)(i / (size_t)no);
         const aq_pipe_layer *L = &x->p->layers[l];
         aq_linear_override base = ov_of(&x->cd[(size_t)l * no + choice[l]]), ov = ov_of(&x->cd[i]);
@@ -137,7 +138,7 @@ static aq_status resolve(refine_ctx *x, const aq_pipe_budget *b, const double *a
     aq_alloc_table t;
     aq_alloc_solution sol;
     AQ_TRY(aq_pipe_alloc(x->c, x->p, b, rows, &t, &sol, err));
-    for (int l = 0; l < x->p->n_layers; l++) choice[l] = (int)(sol.row[l] % (size_t)no);
+    aq_pipe_choice_of(x->c, x->p, &sol, choice);
     aq_alloc_solution_free(&sol);
     aq_alloc_table_free(&t);
     return AQ_OK;
@@ -156,7 +157,7 @@ static aq_status round_once(MPI_Comm comm, refine_ctx *x, const aq_pipe_budget *
     MPI_Reduce(mine, all, (int)x->p->n_tasks, MPI_DOUBLE, MPI_SUM, 0, comm);
     if (rank == 0) st = resolve(x, b, all, rows, choice, err);
     AQ_TRY(aq_pipe_agree(comm, st, err));
-    return aq_dist_bcast_choice(comm, 0, choice, (size_t)x->p->n_layers, err);
+    return aq_dist_bcast_choice(comm, 0, choice, (size_t)(x->p->n_layers + x->p->n_extra), err);
 }
 
 aq_status aq_pipe_refine(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
@@ -174,11 +175,11 @@ aq_status aq_pipe_refine(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan
     aq_status st = (rr || rank) && mine && all && x.cd ? AQ_OK : aq_fail_nomem(err, "refinement table", p->n_tasks);
     if (st == AQ_OK && rank == 0 && !rows) st = aq_fail(err, AQ_ERR_INTERNAL, "refine: rank 0 has no loss rows");
     if (st == AQ_OK && rr) memcpy(rr, rows, p->n_tasks * sizeof *rr);
-    for (size_t i = 0; st == AQ_OK && i < p->n_tasks; i++)
+    for (size_t i = 0; st == AQ_OK && i < p->n_lin_tasks; i++)
         if (p->tasks[i].layer_index * c->n_options + p->tasks[i].option_index != (int)i)
             st = aq_fail(err, AQ_ERR_INTERNAL, "refine: task %zu is not in canonical order", i);
     if (st == AQ_OK) st = aq_model_load_path(c->model, &x.m, err);
-    for (size_t i = 0; st == AQ_OK && i < p->n_tasks; i++) st = load_cand(&x, i, err);
+    for (size_t i = 0; st == AQ_OK && i < p->n_lin_tasks; i++) st = load_cand(&x, i, err);
     if (st == AQ_OK) st = open_sens(&x, err);
     st = aq_pipe_agree(comm, st, err);
     for (int r = 0; st == AQ_OK && r < rounds; r++) {

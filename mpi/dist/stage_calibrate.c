@@ -24,6 +24,7 @@
 #include "progress.h"
 #include "stage_calibrate.h"
 #include "stage_stats.h"
+#include "stage_tensor.h"
 
 typedef struct cal_ctx {
     const aq_pipe_cfg *c;
@@ -124,6 +125,11 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
                           aq_error *err)
 {
     cal_ctx *x = vctx;
+    if (task->layer_index >= x->p->n_layers) { /* the tensor menu: embedding, untied classifier */
+        if (!x->sens && x->kl.n > 0) AQ_TRY(aq_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, &x->sens, err));
+        (void)index, (void)w;
+        return aq_pipe_tensor_task(x->c, x->p, x->m, x->sens, task, path, err);
+    }
     const aq_pipe_layer *L = &x->p->layers[task->layer_index];
     aq_stats s;
     aq_layer_problem pr;

@@ -12,6 +12,7 @@
 #include "../../io/atomic_file.h"
 #include "../../solver/report.h"
 #include "../../src/blas/blas_kernel.h"
+#include "pipeline_size.h"
 #include "stage_report.h"
 
 typedef struct totals {
@@ -54,13 +55,16 @@ static json_t *layers_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq
     return a;
 }
 
-static json_t *budget_json(const aq_pipe_budget *b)
+static json_t *budget_json(const aq_pipe_budget *b, const aq_pipe_size *sz)
 {
     json_t *o = json_object();
     if (b->objective == AQ_ALLOC_MIN_SIZE) {
         json_object_set_new(o, "max_loss", json_real(b->max_loss));
     } else if (b->size_unit == AQ_SIZE_FP32_FRACTION) {
-        json_object_set_new(o, "target_size", json_real(b->size_value));
+        json_object_set_new(o, "target_fp32_fraction", json_real(b->size_value));
+    } else if (b->size_unit == AQ_SIZE_BYTES) {
+        json_object_set_new(o, "target_size", json_integer(aq_pipe_budget_byte_value(b, sz)));
+        if (b->bpw) json_object_set_new(o, "target_size_bpw", json_real(b->size_value));
     } else {
         json_object_set_new(o, "target_bits", json_real(b->size_value));
     }
@@ -91,16 +95,46 @@ static json_t *tune_json(const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn)
     return o;
 }
 
+/* The tensor menu's choices: embedding (and untied classifier). */
+static json_t *tensors_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
+                            const int *choice, const aq_pipe_size *sz)
+{
+    json_t *a = json_array();
+    for (int e = 0; e < p->n_extra; e++) {
+        int k = choice[p->n_layers + e]; /* >= 0: in the table under a budget in bytes */
+        size_t i = p->n_lin_tasks + (size_t)e * (size_t)c->n_embed_options + (size_t)(k < 0 ? 0 : k);
+        json_t *o = json_object();
+        json_object_set_new(o, "tensor", json_string(p->extra[e].name));
+        json_object_set_new(o, "option", json_string(k < 0 ? "f32" : c->embed_options[k]));
+        json_object_set_new(o, "tied", json_boolean(p->tied && e == 0));
+        json_object_set_new(o, "loss", json_real(rows[i].loss));
+        json_object_set_new(o, "bytes", json_integer(sz->task_bytes[i]));
+        json_array_append_new(a, o);
+    }
+    return a;
+}
+
+/* "files": the model files' exact bytes (pipeline_size.h) and bits per weight
+ * over every weight of the model (llama.cpp's BPW). */
+static json_t *files_json(const aq_pipe_size *sz, int64_t bytes, int64_t st_bytes)
+{
+    return json_pack("{s:I, s:I, s:I, s:I, s:f}", "bytes", (json_int_t)bytes, "model_safetensors",
+                     (json_int_t)st_bytes, "config_and_tokenizer", (json_int_t)sz->side, "weights",
+                     (json_int_t)sz->total_weights, "bits_per_weight", 8.0 * (double)bytes / (double)sz->total_weights);
+}
+
 static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                           const aq_loss_row *rows, const int *choice, const double *out_error,
-                          const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn, totals *tt)
+                          const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn, const aq_pipe_size *sz,
+                          int64_t bytes, int64_t st_bytes, totals *tt)
 {
     json_t *o = json_object(), *opts = json_array(), *tot = json_object(), *cal = json_object();
     json_object_set_new(o, "format", json_string("adaquant-quantization"));
     json_object_set_new(o, "format_version", json_integer(AQ_PIPE_FORMAT_VERSION));
     for (int k = 0; k < c->n_options; k++) json_array_append_new(opts, json_string(c->options[k]));
     json_object_set_new(o, "options", opts);
-    json_object_set_new(o, "budget", budget_json(b));
+    json_object_set_new(o, "budget", budget_json(b, sz));
+    json_object_set_new(o, "files", files_json(sz, bytes, st_bytes));
     json_object_set_new(cal, "windows", json_integer(c->windows));
     json_object_set_new(cal, "seq_len", json_integer(c->seq_len));
     json_object_set_new(cal, "iters", json_integer(c->iters));
@@ -120,6 +154,9 @@ static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_
     json_object_set_new(tot, "loss", json_real(tt->loss));
     json_object_set_new(o, "totals", tot);
     json_object_set_new(o, "layers", layers);
+    /* only when allocated: a --target-bits solve of a work directory captured
+     * with a tensor menu writes what a --target-bits quantize writes */
+    if (p->n_extra && aq_pipe_budget_bytes(b)) json_object_set_new(o, "tensors", tensors_json(c, p, rows, choice, sz));
     return o;
 }
 
@@ -144,7 +181,7 @@ static aq_status write_svgs(const char *dir, const aq_pipe_cfg *c, const aq_pipe
     aq_alloc_solution sol;
     AQ_TRY(aq_pipe_alloc(c, p, b, rows, &t, &sol, err));
     int lo = 99, hi = 0;
-    for (size_t i = 0; i < p->n_tasks; i++) {
+    for (size_t i = 0; i < t.n_rows; i++) {
         lo = rows[i].w_bits < lo ? rows[i].w_bits : lo;
         hi = rows[i].w_bits > hi ? rows[i].w_bits : hi;
     }
@@ -185,7 +222,7 @@ static void print_table(FILE *f, const aq_pipe_cfg *c, const aq_pipe_plan *p, co
     }
 }
 
-static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, int64_t file_bytes)
+static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, int64_t file_bytes, int64_t disk)
 {
     json_t *o = json_object(), *e = json_object(), *tm = json_object();
     if (ev->ppl_fp >= 0) {
@@ -208,6 +245,7 @@ static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, 
     json_object_set_new(o, "tasks_reused", json_integer((json_int_t)t->reused));
     json_object_set_new(o, "tasks_computed", json_integer((json_int_t)t->computed));
     json_object_set_new(o, "model_safetensors_bytes", json_integer(file_bytes));
+    json_object_set_new(o, "model_files_bytes_on_disk", json_integer(disk)); /* stat of each file */
     aq_blas_kernel k; /* the writer's (rank 0's); every rank on one kind of node chooses alike */
     aq_blas_kernel_query(&k);
     json_object_set_new(o, "blas", json_pack("{s:s, s:s, s:s, s:s}", "library", "BLIS", "version", k.version,
@@ -217,7 +255,8 @@ static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, 
 
 static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
                           const int *choice, const totals *tt, const aq_pipe_eval_result *ev,
-                          const aq_pipe_tuned *tn, const aq_pipe_timing *t, int64_t bytes, aq_error *err)
+                          const aq_pipe_tuned *tn, const aq_pipe_timing *t, int64_t bytes, int64_t disk, double bpw,
+                          aq_error *err)
 {
     char path[AQ_PIPE_PATH + 64];
     snprintf(path, sizeof path, "%s/report.md", dir);
@@ -230,6 +269,8 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
     fprintf(f, "| average weight bits (budget measure) | %.4f |\n", (double)tt->wbits_sum / (double)tt->params);
     fprintf(f, "| bits per weight incl. scales/zeros/bias | %.4f |\n", (double)tt->size_bits / (double)tt->params);
     fprintf(f, "| model.safetensors | %lld bytes |\n", (long long)bytes);
+    fprintf(f, "| model files (model.safetensors, config.json, tokenizer) | %lld bytes, %.4f bits per weight |\n",
+            (long long)disk, bpw);
     fprintf(f, "| sum of layer losses | %.6g |\n", tt->loss);
     if (tn->steps > 0)
         fprintf(f, "| global tuning: steps, pool documents, batch KL first / last step | %d, %d, %.5f / %.5f |\n",
@@ -250,6 +291,24 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
     return aq_atomic_commit(af, err);
 }
 
+/* The model files as written in dir (stat of each: the check of the prediction). */
+static int64_t on_disk(const char *dir, const aq_pipe_cfg *c)
+{
+    aq_pipe_side sf;
+    aq_error e = {0};
+    if (aq_pipe_side_files(c, &sf, &e) != AQ_OK) return -1;
+    static const char *const own[2] = {"model.safetensors", "config.json"};
+    int64_t n = 0;
+    for (int i = 0; i < 2 + sf.n; i++) {
+        char path[AQ_PIPE_PATH + 64];
+        struct stat s;
+        snprintf(path, sizeof path, "%s/%s", dir, i < 2 ? own[i] : sf.name[i - 2]);
+        if (stat(path, &s) != 0) return -1;
+        n += (int64_t)s.st_size;
+    }
+    return n;
+}
+
 aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p,
                                const aq_pipe_budget *b, const aq_loss_row *rows, const int *choice,
                                const double *out_error, const aq_pipe_eval_result *ev,
@@ -257,26 +316,46 @@ aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_p
                                aq_error *err)
 {
     totals tt;
-    json_t *q = quant_json(c, p, b, rows, choice, out_error, tu, tn, &tt);
-    aq_status st = dump_json(dir, "quantization.json", q, err);
+    aq_pipe_size sz;
+    int64_t pred, pred_st;
+    AQ_TRY(aq_pipe_size_build(c, p, aq_pipe_budget_bytes(b), &sz, err));
+    aq_status st = aq_pipe_size_exact(c, p, choice, &pred, &pred_st, err);
+    if (st != AQ_OK) {
+        aq_pipe_size_free(&sz);
+        return st;
+    }
+    json_t *q = quant_json(c, p, b, rows, choice, out_error, tu, tn, &sz, pred, pred_st, &tt);
+    st = dump_json(dir, "quantization.json", q, err);
     char path[AQ_PIPE_PATH + 64];
     struct stat s;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    int64_t bytes = stat(path, &s) == 0 ? (int64_t)s.st_size : -1;
-    json_object_set_new(q, "run", run_json(ev, t, bytes));
+    int64_t bytes = stat(path, &s) == 0 ? (int64_t)s.st_size : -1, disk = on_disk(dir, c);
+    json_object_set_new(q, "run", run_json(ev, t, bytes, disk));
     json_object_set_new(q, "format", json_string("adaquant-report"));
     if (st == AQ_OK) st = dump_json(dir, "report.json", q, err);
     json_decref(q);
-    if (st == AQ_OK) st = write_md(dir, c, p, rows, choice, &tt, ev, tn, t, bytes, err);
+    if (st == AQ_OK)
+        st = write_md(dir, c, p, rows, choice, &tt, ev, tn, t, bytes, disk, 8.0 * (double)disk / (double)sz.total_weights,
+                      err);
     if (st == AQ_OK) st = write_svgs(dir, c, p, b, rows, err);
     if (st == AQ_OK) {
         print_table(stdout, c, p, rows, choice, 0);
+        for (int e = 0; e < p->n_extra; e++)
+            printf("%-36s %s\n", p->extra[e].name,
+                   choice[p->n_layers + e] < 0 ? "f32" : c->embed_options[choice[p->n_layers + e]]);
         printf("average weight bits %.4f (%.4f with scales/zeros/bias), model.safetensors %lld bytes\n",
                (double)tt.wbits_sum / (double)tt.params, (double)tt.size_bits / (double)tt.params, (long long)bytes);
+        printf("model files %lld bytes (model.safetensors, config.json, tokenizer), %.4f bits per weight over all "
+               "%lld weights\n",
+               (long long)disk, 8.0 * (double)disk / (double)sz.total_weights, (long long)sz.total_weights);
         if (ev->ppl_fp >= 0)
             printf("perplexity: FP %.4f, quantized %.4f (KL %.5f, top-1 agreement %.4f, %zu docs)\n", ev->ppl_fp,
                    ev->ppl_q, ev->kl_mean, ev->top1_agree, ev->n_docs);
         fflush(stdout);
     }
+    if (st == AQ_OK && disk != pred) /* tests/test_bytes.py holds them equal; say so if not */
+        fprintf(stderr, "adaquant: warning: the model files are %lld bytes, %lld were predicted\n", (long long)disk,
+                (long long)pred);
+    aq_pipe_size_free(&sz);
     return st;
 }

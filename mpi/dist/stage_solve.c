@@ -9,6 +9,7 @@
 #include <jansson.h>
 
 #include "pipeline.h"
+#include "pipeline_size.h"
 #include "tasks.h"
 
 /* Which shard of `shards` each task belongs to (LPT, aq_dist_shard_tasks). */
@@ -112,17 +113,19 @@ static aq_status read_rows(const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_loss_
     return st;
 }
 
-static aq_status build_table(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
+/* The allocation table: the linear tasks (size = params x w_bits, the
+ * --target-bits measure) or, under a budget in bytes, every task with its
+ * bytes in the model files (pipeline_size.h), the tensor menu included. */
+static aq_status build_table(const aq_pipe_plan *p, const aq_loss_row *rows, const aq_pipe_size *sz,
                              aq_alloc_table *t, aq_error *err)
 {
     aq_alloc_table_init(t);
-    for (size_t i = 0; i < p->n_tasks; i++) {
+    size_t n = sz ? p->n_tasks : p->n_lin_tasks;
+    for (size_t i = 0; i < n; i++) {
         const aq_loss_row *r = &rows[i];
-        /* size = params x w_bits: --target-bits excludes the scale/zero overhead */
         AQ_TRY(aq_alloc_table_add(t, p->tasks[i].layer, p->tasks[i].option, r->params, r->w_bits, r->a_bits,
-                                  r->macs, r->loss, 0, 0, err));
+                                  r->macs, r->loss, sz ? 8 * sz->task_bytes[i] : 0, 0, err));
     }
-    (void)c;
     return AQ_OK;
 }
 
@@ -140,10 +143,31 @@ aq_status aq_pipe_alloc(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pi
     spec.keep = keep;
     spec.n_keep = b->n_keep;
     memset(sol, 0, sizeof *sol);
-    aq_status st = build_table(c, p, rows, t, err);
+    aq_pipe_size sz;
+    int bytes = aq_pipe_budget_bytes(b);
+    if (bytes) {
+        AQ_TRY(aq_pipe_size_build(c, p, 1, &sz, err));
+        spec.size_budget = (double)aq_pipe_budget_byte_value(b, &sz);
+        spec.size_fixed_bits = 8 * sz.fixed;
+    }
+    aq_status st = build_table(p, rows, bytes ? &sz : NULL, t, err);
     if (st == AQ_OK) st = aq_alloc_solve(t, &spec, sol, err);
     if (st != AQ_OK) aq_alloc_table_free(t);
+    if (bytes) aq_pipe_size_free(&sz);
     return st;
+}
+
+/* choice[l] from the solution: rows are in task order (linears, then the
+ * tensor menu); an extra outside the table stays -1 (F32). */
+void aq_pipe_choice_of(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_alloc_solution *sol, int *choice)
+{
+    for (int l = 0; l < p->n_layers; l++) choice[l] = (int)(sol->row[l] % (size_t)c->n_options);
+    for (int e = 0; e < p->n_extra; e++) {
+        choice[p->n_layers + e] = -1;
+        if ((size_t)(p->n_layers + e) < sol->n_layers)
+            choice[p->n_layers + e] =
+                (int)((sol->row[p->n_layers + e] - p->n_lin_tasks) % (size_t)c->n_embed_options);
+    }
 }
 
 aq_status aq_pipe_solve(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
@@ -164,7 +188,7 @@ aq_status aq_pipe_solve(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pi
     aq_alloc_solution sol;
     aq_status st = aq_pipe_alloc(c, p, b, rows, &t, &sol, err);
     if (st == AQ_OK) {
-        for (int l = 0; l < p->n_layers; l++) choice[l] = (int)(sol.row[l] % (size_t)c->n_options);
+        aq_pipe_choice_of(c, p, &sol, choice);
         aq_alloc_solution_free(&sol);
         aq_alloc_table_free(&t);
     }

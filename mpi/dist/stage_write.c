@@ -20,8 +20,10 @@
 #include "../../src/text/tokenizer.h"
 #include "driver.h"
 #include "progress.h"
+#include "pipeline_size.h"
 #include "stage_eval.h"
 #include "stage_report.h"
+#include "stage_tensor.h"
 #include "stage_tune.h"
 
 static void *dup_data(const aq_tensor_view *t)
@@ -103,15 +105,27 @@ static const float *tuned_norm(const aq_model *tuned, const char *name)
     return NULL;
 }
 
-static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pipe_plan *p,
-                             const aq_layer_result *v, const aq_model *tuned, aq_error *err)
+/* Extra e's tensor when it is stored at a tensor option (not f32), else NULL. */
+static const aq_pipe_qtensor *stored_extra(const aq_pipe_plan *p, const aq_pipe_qtensor *xq, const char *name)
+{
+    for (int e = 0; e < p->n_extra; e++) {
+        size_t k = strlen(p->extra[e].name);
+        if (xq[e].bits && xq[e].bits < 32 && !strncmp(name, p->extra[e].name, k) && !strcmp(name + k, ".weight"))
+            return &xq[e];
+    }
+    return NULL;
+}
+
+static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice,
+                             const aq_layer_result *v, const aq_pipe_qtensor *xq, const aq_model *tuned,
+                             aq_error *err)
 {
     aq_checkpoint *ck;
     AQ_TRY(aq_ckpt_open(c->model, &ck, err));
     size_t n = aq_ckpt_count(ck);
     aq_st_writer *w = NULL;
     float **bufs = calloc(n, sizeof *bufs);
-    aq_qlayer_keep **keep = calloc((size_t)p->n_layers, sizeof *keep);
+    aq_qlayer_keep **keep = calloc((size_t)p->n_layers + 2, sizeof *keep); /* + the tensor menu's */
     aq_status st = bufs && keep ? aq_st_writer_new(&w, err) : aq_fail_nomem(err, "writer", n);
     for (size_t i = 0; i < n && st == AQ_OK; i++) {
         const char *name = aq_ckpt_name(ck, i);
@@ -129,6 +143,15 @@ static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pi
             st = aq_qlayer_add(w, p->layers[q].name, &v[q], &keep[q], err);
             continue;
         }
+        const aq_pipe_qtensor *x = stored_extra(p, xq, name);
+        if (x) {
+            int e = (int)(x - xq);
+            char opt[8];
+            snprintf(opt, sizeof opt, "%s", c->embed_options[choice[p->n_layers + e]]);
+            st = aq_qtensor_add(w, p->extra[e].name, opt, x->rows, x->cols, x->w, x->codes, x->scale, x->zero,
+                                &keep[p->n_layers + e], err);
+            continue;
+        }
         const aq_tensor_view *tv;
         st = aq_ckpt_get(ck, name, &tv, err);
         const float *g = st == AQ_OK ? tuned_norm(tuned, name) : NULL;
@@ -143,12 +166,13 @@ static aq_status write_model(const char *path, const aq_pipe_cfg *c, const aq_pi
     char opts[512] = "";
     for (int k = 0; k < c->n_options; k++) snprintf(opts + strlen(opts), sizeof opts - strlen(opts), "%s%s", k ? "," : "", c->options[k]);
     if (st == AQ_OK) st = aq_st_writer_meta(w, "format", "adaquant-quantized", err);
-    if (st == AQ_OK) st = aq_st_writer_meta(w, "format_version", "1", err);
+    /* version 2: the embedding / classifier stored at a tensor option (FORMAT.md) */
+    if (st == AQ_OK) st = aq_st_writer_meta(w, "format_version", aq_pipe_format_version(c, p, choice) == 2 ? "2" : "1", err);
     if (st == AQ_OK) st = aq_st_writer_meta(w, "options", opts, err);
     if (st == AQ_OK) st = aq_st_writer_write(w, path, err);
     aq_st_writer_free(w);
     for (size_t i = 0; bufs && i < n; i++) free(bufs[i]);
-    for (int l = 0; keep && l < p->n_layers; l++) aq_qlayer_keep_free(keep[l]);
+    for (int l = 0; keep && l < p->n_layers + 2; l++) aq_qlayer_keep_free(keep[l]);
     free(bufs);
     free(keep);
     aq_ckpt_close(ck);
@@ -180,53 +204,28 @@ static aq_status sync_dir(const char *dir, aq_error *err)
     return AQ_OK;
 }
 
-/* Copy dir/name into tmp/name when it exists (a side file of the tokenizer or model). */
-static aq_status copy_side_file(const char *dir, const char *name, const char *tmp, aq_error *err)
-{
-    char src[AQ_PIPE_PATH + 64], dst[AQ_PIPE_PATH + 64];
-    struct stat s;
-    snprintf(src, sizeof src, "%s/%s", dir, name);
-    if (stat(src, &s) != 0 || !S_ISREG(s.st_mode)) return AQ_OK;
-    snprintf(dst, sizeof dst, "%s/%s", tmp, name);
-    return aq_atomic_copy_file(src, dst, err);
-}
-
 /* OUTDIR is a complete model directory: the tokenizer goes with it, as
  * tokenizer.json (with tokenizer_config.json and special_tokens_map.json from
  * beside it, which carry BOS/EOS) or tokenizer.bin (llama2.c), so `eval`,
  * `generate` and other runtimes find it by default; generation_config.json
- * comes from a model directory. Kind by content, as aq_tok_open decides. */
+ * comes from a model directory. The list is pipeline_size.c's, which counts
+ * these files in the size of the model files. */
 static aq_status copy_tokenizer(const aq_pipe_cfg *c, const char *tmp, aq_error *err)
 {
-    char file[AQ_PIPE_PATH], dst[AQ_PIPE_PATH + 64];
-    AQ_TRY(aq_tok_resolve(c->tokenizer, file, sizeof file, err));
-    FILE *f = fopen(file, "rb");
-    if (!f) return aq_fail(err, AQ_ERR_IO, "%s: cannot open the tokenizer", file);
-    int ch;
-    while ((ch = fgetc(f)) == ' ' || ch == '\t' || ch == '\n' || ch == '\r') {}
-    fclose(f);
-    int json = ch == '{';
-    snprintf(dst, sizeof dst, "%s/%s", tmp, json ? "tokenizer.json" : "tokenizer.bin");
-    AQ_TRY(aq_atomic_copy_file(file, dst, err));
-    char *slash = strrchr(file, '/');
-    const char *dir = ".";
-    if (slash) {
-        *slash = 0;
-        dir = file[0] ? file : "/";
+    aq_pipe_side sf;
+    AQ_TRY(aq_pipe_side_files(c, &sf, err));
+    for (int i = 0; i < sf.n; i++) {
+        char dst[AQ_PIPE_PATH + 64];
+        snprintf(dst, sizeof dst, "%s/%s", tmp, sf.name[i]);
+        AQ_TRY(aq_atomic_copy_file(sf.src[i], dst, err));
     }
-    if (json) {
-        AQ_TRY(copy_side_file(dir, "tokenizer_config.json", tmp, err));
-        AQ_TRY(copy_side_file(dir, "special_tokens_map.json", tmp, err));
-    }
-    struct stat s;
-    if (stat(c->model, &s) == 0 && S_ISDIR(s.st_mode))
-        AQ_TRY(copy_side_file(c->model, "generation_config.json", tmp, err));
     return AQ_OK;
 }
 
 /* Rank 0: every file into OUTDIR.tmp.<pid>, then the rename. */
 static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                               const aq_loss_row *rows, const int *choice, const aq_layer_result *v,
+                              const aq_pipe_qtensor *xq,
                               const double *out_error, const aq_pipe_out *o, const aq_pipe_eval_result *ev,
                               const aq_pipe_tuned *tn, const aq_model *m, aq_pipe_timing *t, aq_error *err)
 {
@@ -238,7 +237,7 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     snprintf(path, sizeof path, "%s/model.safetensors", tmp);
     /* test hook (AQ_FAIL_AT=write:K): units 0..3 are the points between the files */
     aq_status st = aq_dist_failpoint("write", 0, 0, "file 0, before model.safetensors", err);
-    if (st == AQ_OK) st = write_model(path, c, p, v, tn->steps > 0 ? m : NULL, err);
+    if (st == AQ_OK) st = write_model(path, c, p, choice, v, xq, tn->steps > 0 ? m : NULL, err);
     aq_checkpoint *ck = NULL;
     aq_llama_config mc;
     if (st == AQ_OK) st = aq_ckpt_open(c->model, &ck, err);
@@ -304,9 +303,16 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     aq_pipe_tuned tn;
     memset(&tn, 0, sizeof tn);
     aq_status st = res && v && out_error ? AQ_OK : aq_fail_nomem(err, "layer list", (size_t)p->n_layers);
+    aq_pipe_qtensor xq[2];
+    memset(xq, 0, sizeof xq);
     if (st == AQ_OK) st = load_chosen(c, p, choice, res, v, out_error, err);
+    for (int e = 0; st == AQ_OK && e < p->n_extra; e++)
+        if (choice[p->n_layers + e] >= 0) st = aq_pipe_qtensor_read(c, p, e, choice[p->n_layers + e], &xq[e], err);
     int need_model = !o->no_eval || o->tune.steps > 0;
     if (st == AQ_OK && need_model) st = load_inputs(c, o, &m, &seqs, &pool, err);
+    /* the tensor menu's choices stay fixed while tuning runs around them */
+    for (int e = 0; st == AQ_OK && need_model && e < p->n_extra; e++)
+        if (xq[e].bits && xq[e].bits < 32) st = aq_pipe_qtensor_install(m, p, e, &xq[e], err);
     st = aq_pipe_agree(comm, st, err);
     double t0 = aq_progress_now();
     if (st == AQ_OK && need_model) st = aq_pipe_tune(comm, p, &o->tune, &pool, m, v, &tn, err);
@@ -318,7 +324,7 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
         st = aq_pipe_eval(comm, m, &seqs, &ev, err);
     }
     t->eval += aq_progress_now() - t0;
-    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, out_error, o, &ev, &tn, m, t, err);
+    if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, xq, out_error, o, &ev, &tn, m, t, err);
     st = aq_pipe_agree(comm, st, err);
     for (int l = 0; res && l < p->n_layers; l++) aq_result_free(res[l]);
     for (int l = 0; v && l < p->n_layers; l++) {
@@ -327,6 +333,7 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
         free(v[l].w_zero);
         free(v[l].bias);
     }
+    for (int e = 0; e < 2; e++) aq_pipe_qtensor_free(&xq[e]);
     free(res);
     free(v);
     free(out_error);

@@ -60,6 +60,21 @@ void aq_layer_opts_string(const aq_layer_opts *o, char *buf, size_t n)
     snprintf(buf, n, "w%da%d%s", o->w_bits, o->a_bits, o->symmetric ? "s" : "");
 }
 
+aq_status aq_tensor_opt_parse(const char *s, int *bits, aq_error *err)
+{
+    int k = 0, n = 0;
+    const char *o = s ? s : "";
+    if (!strcmp(o, "f32") || !strcmp(o, "f16")) {
+        *bits = o[1] == '3' ? 32 : 16;
+        return AQ_OK;
+    }
+    if (sscanf(o, "w%d%n", &k, &n) == 1 && n > 1 && !o[n] && k >= 2 && k <= 8 && o[1] != '+' && o[1] != '-') {
+        *bits = k;
+        return AQ_OK;
+    }
+    return aq_fail(err, AQ_ERR_ARG, "bad embedding/classifier option '%s': expected f32, f16 or wK with K in 2..8", o);
+}
+
 uint64_t aq_splitmix64(uint64_t *state)
 {
     uint64_t z = (*state += 0x9E3779B97F4A7C15ull);

@@ -218,3 +218,160 @@ void aq_qlayer_fake_quant_act(float *x, size_t n, float a_scale, float a_zero, i
         x[i] = a_scale * (t - a_zero);
     }
 }
+
+/* ---- tensors outside the linear layers (qlayer.h) ---- */
+
+/* One row's codes for the range [lo, hi]; returns the squared error. */
+static double rtn_row(const float *w, size_t cols, int bits, float lo, float hi, uint8_t *u, float *scale,
+                      float *zero)
+{
+    float qmax = (float)((1u << bits) - 1u);
+    float s = (hi - lo) / qmax, z = 0;
+    if (!(s > 0)) {
+        /* a constant row: code 0 is the value itself (exact) */
+        s = 1;
+        z = -lo;
+    } else {
+        z = nearbyintf(-lo / s);
+        z = z < 0 ? 0 : z > qmax ? qmax : z;
+    }
+    double e = 0;
+    for (size_t c = 0; c < cols; c++) {
+        float q = nearbyintf(w[c] / s) + z;
+        q = q < 0 ? 0 : q > qmax ? qmax : q;
+        u[c] = (uint8_t)q;
+        double d = (double)(s * (q - z)) - (double)w[c];
+        e += d * d;
+    }
+    *scale = s;
+    *zero = z;
+    return e;
+}
+
+void aq_qtensor_rtn(const float *w, size_t rows, size_t cols, int bits, uint8_t *codes, float *scale,
+                    float *zero)
+{
+    uint8_t *tmp = malloc(cols ? cols : 1);
+    for (size_t r = 0; r < rows; r++) {
+        const float *x = w + r * cols;
+        float mn = 0, mx = 0; /* the range includes 0: the zero point stays in the code range */
+        for (size_t c = 0; c < cols; c++) mn = x[c] < mn ? x[c] : mn, mx = x[c] > mx ? x[c] : mx;
+        double best = INFINITY;
+        for (int k = 0; k < 17 && tmp; k++) {
+            float a = 1.0f - 0.03f * (float)k, s, z;
+            double e = rtn_row(x, cols, bits, a * mn, a * mx, tmp, &s, &z);
+            if (e < best) {
+                best = e;
+                memcpy(codes + r * cols, tmp, cols);
+                scale[r] = s;
+                zero[r] = z;
+            }
+        }
+        if (!tmp) rtn_row(x, cols, bits, mn, mx, codes + r * cols, &scale[r], &zero[r]);
+    }
+    free(tmp);
+}
+
+void aq_qtensor_dequant(const uint8_t *codes, const float *scale, const float *zero, size_t rows,
+                        size_t cols, float *out)
+{
+    for (size_t r = 0; r < rows; r++)
+        for (size_t c = 0; c < cols; c++) out[r * cols + c] = scale[r] * ((float)codes[r * cols + c] - zero[r]);
+}
+
+aq_status aq_qtensor_add(aq_st_writer *w, const char *base, const char *opt, size_t rows, size_t cols,
+                         const float *values, const uint8_t *codes, const float *scale, const float *zero,
+                         aq_qlayer_keep **keep, aq_error *err)
+{
+    *keep = NULL;
+    int bits;
+    AQ_TRY(aq_tensor_opt_parse(opt, &bits, err));
+    if (bits == 32) return aq_fail(err, AQ_ERR_ARG, "%s: option f32 is the plain tensor, not a quantized one", base);
+    size_t rb = bits == 16 ? cols * 2 : aq_packed_bytes(cols, bits);
+    aq_qlayer_keep *k = calloc(1, sizeof *k);
+    if (!k || !(k->packed = malloc(rows * rb > 0 ? rows * rb : 1))) {
+        free(k);
+        return aq_fail_nomem(err, "packed tensor", rows * rb);
+    }
+    *keep = k;
+    char name[1024];
+    int64_t shp[2] = {(int64_t)rows, bits == 16 ? (int64_t)cols : (int64_t)rb}, no = (int64_t)rows;
+    if (bits == 16) {
+        for (size_t i = 0; i < rows * cols; i++) {
+            uint16_t h = aq_f32_to_f16(values[i]);
+            k->packed[2 * i] = (uint8_t)h, k->packed[2 * i + 1] = (uint8_t)(h >> 8); /* little-endian */
+        }
+        tname(name, sizeof name, base, "weight");
+        AQ_TRY(aq_st_writer_add(w, name, AQ_F16, 2, shp, k->packed, err));
+    } else {
+        for (size_t r = 0; r < rows; r++) aq_pack(codes + r * cols, cols, bits, k->packed + r * rb);
+        tname(name, sizeof name, base, "qweight");
+        AQ_TRY(aq_st_writer_add(w, name, AQ_U8, 2, shp, k->packed, err));
+        tname(name, sizeof name, base, "w_scale");
+        AQ_TRY(aq_st_writer_add(w, name, AQ_F32, 1, &no, scale, err));
+        tname(name, sizeof name, base, "w_zero");
+        AQ_TRY(aq_st_writer_add(w, name, AQ_F32, 1, &no, zero, err));
+    }
+    snprintf(name, sizeof name, "quant.%s", base);
+    return aq_st_writer_meta(w, name, opt, err);
+}
+
+/* The "wK" layout of tensor base into out [rows, cols]. */
+static aq_status load_packed(aq_checkpoint *ck, const char *label, const char *base, size_t rows, size_t cols,
+                             int bits, float *out, aq_error *err)
+{
+    const aq_tensor_view *qw, *sc, *ze;
+    size_t rb = aq_packed_bytes(cols, bits);
+    AQ_TRY(get_tensor(find_ck, ck, label, base, "qweight", AQ_U8, 2, (int64_t)rows, (int64_t)rb, &qw, err));
+    AQ_TRY(get_tensor(find_ck, ck, label, base, "w_scale", AQ_F32, 1, (int64_t)rows, 0, &sc, err));
+    AQ_TRY(get_tensor(find_ck, ck, label, base, "w_zero", AQ_F32, 1, (int64_t)rows, 0, &ze, err));
+    float *sz = malloc(2 * rows * sizeof *sz);
+    uint8_t *u = malloc(cols ? cols : 1);
+    aq_status st = sz && u ? AQ_OK : aq_fail_nomem(err, "tensor scales", rows * 8);
+    if (st == AQ_OK) st = copy_f32(sc, sz, rows, 1, label, err);
+    if (st == AQ_OK) st = copy_f32(ze, sz + rows, rows, 0, label, err);
+    const uint8_t *pk = qw->data;
+    for (size_t r = 0; st == AQ_OK && r < rows; r++) {
+        const uint8_t *row = pk + r * rb;
+        size_t used = cols * (size_t)bits;
+        if (used % 8 && (row[rb - 1] >> (used % 8)) != 0)
+            st = aq_fail(err, AQ_ERR_FORMAT, "%s: tensor %s.qweight row %zu has non-zero padding bits", label, base, r);
+        aq_unpack(row, cols, bits, u);
+        for (size_t c = 0; st == AQ_OK && c < cols; c++) out[r * cols + c] = sz[r] * ((float)u[c] - sz[rows + r]);
+    }
+    free(sz);
+    free(u);
+    return st;
+}
+
+aq_status aq_qtensor_load_ckpt(aq_checkpoint *ck, const char *base, size_t rows, size_t cols, float **out,
+                               aq_error *err)
+{
+    *out = NULL;
+    const char *label = aq_ckpt_path(ck);
+    char key[1024];
+    snprintf(key, sizeof key, "quant.%s", base);
+    const char *opt = aq_ckpt_meta_get(ck, key);
+    int bits = 0;
+    if (!opt) return aq_fail(err, AQ_ERR_NOTFOUND, "%s: no metadata %s", label, key);
+    if (aq_tensor_opt_parse(opt, &bits, err) != AQ_OK || bits == 32) {
+        if (bits == 32) aq_fail(err, AQ_ERR_FORMAT, "option f32 is never recorded");
+        aq_error_prefix(err, "%s: metadata %s", label, key);
+        return AQ_ERR_FORMAT;
+    }
+    float *w = malloc(rows * cols > 0 ? rows * cols * sizeof *w : 1);
+    if (!w) return aq_fail_nomem(err, "tensor", rows * cols * 4);
+    aq_status st = AQ_OK;
+    if (bits == 16) {
+        const aq_tensor_view *v;
+        st = get_tensor(find_ck, ck, label, base, "weight", AQ_F16, 2, (int64_t)rows, (int64_t)cols, &v, err);
+        if (st == AQ_OK) st = aq_view_to_f32(v, w, err);
+        for (size_t i = 0; st == AQ_OK && i < rows * cols; i++)
+            if (!isfinite(w[i])) st = aq_fail(err, AQ_ERR_NUMERIC, "%s: tensor %s.weight element %zu is %g", label, base, i, (double)w[i]);
+    } else {
+        st = load_packed(ck, label, base, rows, cols, bits, w, err);
+    }
+    if (st != AQ_OK) free(w);
+    else *out = w;
+    return st;
+}

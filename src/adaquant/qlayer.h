@@ -56,4 +56,33 @@ void aq_qlayer_free(aq_qlayer *q);
  * documented above; a_bits >= 16 leaves x unchanged. */
 void aq_qlayer_fake_quant_act(float *x, size_t n, float a_scale, float a_zero, int a_bits);
 
+/* ---- Tensors outside the linear layers: the token embedding and an untied
+ * classifier (docs/FORMAT.md "Embedding and classifier"). Base name B is
+ * "model.embed_tokens" or "lm_head"; metadata "quant.B" holds the option
+ * (aq_tensor_opt_parse): "f16": B.weight F16 [rows, cols]; "wK": B.qweight U8
+ * [rows, ceil(cols K / 8)] (rows packed as in a qlayer), B.w_scale F32 [rows]
+ * (> 0), B.w_zero F32 [rows] (an integer), W = w_scale * ((float)u - w_zero).
+ * "f32" is the plain F32 B.weight without metadata. */
+
+/* Round-to-nearest per-row asymmetric K-bit codes of w [rows, cols]: for each
+ * row the range [a·min, a·max] with the clipping factor a in {1, 0.97, ...,
+ * 0.52} of least squared error, integer zero point. */
+void aq_qtensor_rtn(const float *w, size_t rows, size_t cols, int bits, uint8_t *codes, float *scale,
+                    float *zero);
+/* W = scale * ((float)u - zero), row by row (the qlayer formula). */
+void aq_qtensor_dequant(const uint8_t *codes, const float *scale, const float *zero, size_t rows,
+                        size_t cols, float *out);
+/* Add tensor B at option opt (not "f32") to w: for "f16" `values` [rows, cols]
+ * are converted to binary16 (exactly, when they came from aq_f16 rounding);
+ * for "wK" codes/scale/zero. The packed bytes live in *keep (free with
+ * aq_qlayer_keep_free after writing); the scale/zero arrays are borrowed. */
+aq_status aq_qtensor_add(aq_st_writer *w, const char *base, const char *opt, size_t rows, size_t cols,
+                         const float *values, const uint8_t *codes, const float *scale, const float *zero,
+                         aq_qlayer_keep **keep, aq_error *err);
+/* Load tensor B (option from metadata quant.B, which must be present) as a
+ * dequantised matrix *out [rows, cols] (malloc'd). Checks dtypes, shapes,
+ * codes, padding, finiteness, scales > 0. Errors name the file and tensor. */
+aq_status aq_qtensor_load_ckpt(aq_checkpoint *ck, const char *base, size_t rows, size_t cols, float **out,
+                               aq_error *err);
+
 #endif

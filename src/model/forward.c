@@ -176,7 +176,7 @@ static aq_status forward(aq_model *m, const int *tokens, const int *lens, int n_
         for (int t = 0; t < lens[q]; t++, r++) {
             s->pos[r] = t;
             if (!r0 || !r0->x_start)
-                memcpy(s->x + r * c->dim, m->embed + (size_t)tokens[r] * c->dim,
+                memcpy(s->x + r * c->dim, aq_model_embed_rows(m, f.ev.quantized) + (size_t)tokens[r] * c->dim,
                        (size_t)c->dim * sizeof(float));
         }
     size_t xn = n * (size_t)c->dim;

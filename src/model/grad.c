@@ -376,7 +376,7 @@ static void quant_forward(aq_model *m, const int *tokens, const int *lens, int n
     size_t D = (size_t)c->dim;
     float *x0 = block_cache(m, 0, n).x_in;
     for (size_t r = 0; r < n; r++)
-        memcpy(x0 + r * D, m->embed + (size_t)tokens[r] * D, D * sizeof(float));
+        memcpy(x0 + r * D, aq_model_embed_rows(m, 1) + (size_t)tokens[r] * D, D * sizeof(float));
     for (int l = 0; l < L; l++) {
         blk_cache bc = block_cache(m, l, n);
         float *x_out = l + 1 < L ? block_cache(m, l + 1, n).x_in : x_f;

@@ -390,6 +390,7 @@ void aq_model_free(aq_model *m)
         }
     if (m->head != m->embed) free(m->head);
     free(m->embed);
+    free(m->embed_ovr);
     free(m->final_norm);
     if (m->norm_ovr) aq_model_clear_norm_overrides(m);
     free(m->norm_ovr);
@@ -486,7 +487,7 @@ int aq_model_override_count(const aq_model *m)
     int n = 0;
     for (int i = 0; i <= m->cfg.n_layers * AQ_LIN_COUNT; i++)
         n += m->ovr[i].weight != NULL;
-    return n;
+    return n + (m->embed_ovr != NULL); /* the quantized-mode embedding counts as one */
 }
 
 int aq_model_norm_index(const aq_model *m, int block, int which)
@@ -525,6 +526,21 @@ aq_status aq_model_set_norm_override(aq_model *m, int block, int which, const fl
     if (!c) return aq_fail_nomem(err, "norm override", (size_t)d * sizeof(float));
     memcpy(c, g, (size_t)d * sizeof(float));
     m->norm_ovr[idx] = c;
+    return AQ_OK;
+}
+
+aq_status aq_model_set_embed_override(aq_model *m, const float *e, aq_error *err)
+{
+    size_t n = (size_t)m->cfg.vocab_size * (size_t)m->cfg.dim;
+    free(m->embed_ovr);
+    m->embed_ovr = NULL;
+    if (!e) return AQ_OK;
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(e[i]))
+            return aq_fail(err, AQ_ERR_NUMERIC, "embedding override: element %zu (token %zu) is %g", i,
+                           i / (size_t)m->cfg.dim, (double)e[i]);
+    if (!(m->embed_ovr = malloc(n * sizeof(float)))) return aq_fail_nomem(err, "embedding override", n * 4);
+    memcpy(m->embed_ovr, e, n * sizeof(float));
     return AQ_OK;
 }
 

@@ -173,7 +173,8 @@ int aq_cap_point_dim(const aq_model *m, aq_cap_point p);
 aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
                                 const aq_linear_override *ov, aq_error *err);
 void aq_model_clear_override(aq_model *m, int block, aq_linear which);
-/* Number of linears with an override installed. */
+/* Number of linears with an override installed, plus 1 when a quantized-mode
+ * embedding is (aq_model_set_embed_override). */
 int aq_model_override_count(const aq_model *m);
 
 /* Quantized-mode RMSNorm gains (global tuning). which 0 = input_layernorm
@@ -185,6 +186,12 @@ int aq_model_override_count(const aq_model *m);
 aq_status aq_model_set_norm_override(aq_model *m, int block, int which, const float *g,
                                      aq_error *err);
 void aq_model_clear_norm_overrides(aq_model *m);
+/* Quantized-mode token embedding e [vocab, dim] (COPIED; NULL removes it): a
+ * forward with quantized = 1 (and the tuning gradient) looks tokens up in it
+ * instead of the model's embedding; FP forwards never do. A tied classifier is
+ * not changed by it: install the same matrix as the AQ_LIN_HEAD override.
+ * AQ_ERR_NUMERIC for NaN/Inf, AQ_ERR_NOMEM. */
+aq_status aq_model_set_embed_override(aq_model *m, const float *e, aq_error *err);
 /* The gain [dim] a forward with this quantized flag uses for norm (block,
  * which) (the override when quantized and installed, else the model's; owned
  * by m, valid until the override changes); NULL for a bad (block, which). */
@@ -198,7 +205,12 @@ const float *aq_model_norm(const aq_model *m, int block, int which, int quantize
  * it stay installed. Every RMSNorm gain present in the checkpoint
  * (model.layers.<i>.input_layernorm.weight, ...post_attention_layernorm.weight,
  * model.norm.weight; [dim], F32/F16/BF16, finite, else an error naming the
- * file and tensor) is installed as a norm override (aq_model_set_norm_override). */
+ * file and tensor) is installed as a norm override (aq_model_set_norm_override).
+ * An embedding stored at a tensor option (metadata quant.model.embed_tokens,
+ * format version 2: f16 or wK, qlayer.h aq_qtensor_load_ckpt) becomes the
+ * quantized-mode embedding and, when tied, the classifier override (no bias);
+ * an untied quant.lm_head at f16/wK the classifier override. Each counts in
+ * *n_loaded. */
 aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, aq_error *err);
 
 /* Incremental decoding with a KV cache (generation). One sequence, one token

@@ -50,6 +50,7 @@ struct aq_model {
     aq_llama_config cfg;
     int hs, qd, kvd;            /* head size, n_heads*hs, n_kv_heads*hs */
     float *embed;               /* [vocab, dim] */
+    float *embed_ovr;           /* [vocab, dim] quantized-mode embedding (owned) or NULL */
     float *final_norm;          /* [dim] */
     float *head;                /* [vocab, dim]; == embed when tied (not owned then) */
     aq_block_w *blocks;         /* [n_layers] */
@@ -62,6 +63,12 @@ struct aq_model {
     aq_scratch s;
     aq_grad_scratch gs;
 };
+
+/* The embedding a forward looks tokens up in: the override when quantized and installed. */
+static inline const float *aq_model_embed_rows(const aq_model *m, int quantized)
+{
+    return quantized && m->embed_ovr ? m->embed_ovr : m->embed;
+}
 
 /* Index of (block, which) into m->ovr; -1 if invalid. */
 int aq_model_lin_index(const aq_model *m, int block, aq_linear which);

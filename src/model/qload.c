@@ -76,17 +76,51 @@ static aq_status load_norms(aq_model *m, aq_checkpoint *ck, aq_error *err)
     return load_norm(m, ck, m->cfg.n_layers, 0, "model.norm.weight", err);
 }
 
+/* The embedding and an untied classifier when OUTDIR stores them at a tensor
+ * option (metadata quant.model.embed_tokens / quant.lm_head, format version
+ * 2): the embedding becomes the quantized-mode lookup table and, when tied,
+ * the classifier override too (no bias); *n counts them. */
+static aq_status load_tensors(aq_model *m, aq_checkpoint *ck, int *n, int *head_done, aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    size_t rows = (size_t)c->vocab_size, cols = (size_t)c->dim;
+    float *w = NULL;
+    *head_done = 0;
+    if (aq_ckpt_meta_get(ck, "quant.model.embed_tokens")) {
+        AQ_TRY(aq_qtensor_load_ckpt(ck, "model.embed_tokens", rows, cols, &w, err));
+        aq_status st = aq_model_set_embed_override(m, w, err);
+        aq_linear_override ov = {w, NULL, 0, 1, 0};
+        if (st == AQ_OK && c->tied_embeddings)
+            st = aq_model_set_override(m, c->n_layers, AQ_LIN_HEAD, &ov, err), *head_done = 1;
+        free(w);
+        AQ_TRY(st);
+        ++*n;
+    }
+    const char *h = aq_ckpt_meta_get(ck, "quant.lm_head");
+    int bits;
+    if (!c->tied_embeddings && h && aq_tensor_opt_parse(h, &bits, NULL) == AQ_OK) {
+        AQ_TRY(aq_qtensor_load_ckpt(ck, "lm_head", rows, cols, &w, err));
+        aq_linear_override ov = {w, NULL, 0, 1, 0};
+        aq_status st = aq_model_set_override(m, c->n_layers, AQ_LIN_HEAD, &ov, err);
+        free(w);
+        AQ_TRY(st);
+        *head_done = 1;
+        ++*n;
+    }
+    return AQ_OK;
+}
+
 aq_status aq_model_load_quantized(aq_model *m, const char *path, int *n_loaded, aq_error *err)
 {
     aq_checkpoint *ck;
     AQ_TRY(aq_ckpt_open(path, &ck, err));
-    aq_status st = AQ_OK;
-    int n = 0, L = m->cfg.n_layers;
+    int n = 0, L = m->cfg.n_layers, head_done = 0;
+    aq_status st = load_tensors(m, ck, &n, &head_done, err);
     char pre[200], key[256];
     for (int b = 0; b <= L && st == AQ_OK; b++)
         for (int w = 0; w < AQ_LIN_COUNT && st == AQ_OK; w++) {
             aq_linear which = b == L ? AQ_LIN_HEAD : (aq_linear)w;
-            if (b == L && w > 0) break;
+            if (b == L && (w > 0 || head_done)) break;
             aq_linear_prefix(b, which, pre, sizeof pre);
             snprintf(key, sizeof key, "quant.%s", pre);
             if (!aq_ckpt_meta_get(ck, key)) continue;

@@ -62,8 +62,8 @@ def read_safetensors(path):
     header = json.loads(raw[8:8 + n].decode("utf-8"))
     meta = header.pop("__metadata__", {})
     data = raw[8 + n:]
-    sizes = {"F32": 4, "U8": 1}
-    kinds = {"F32": "<f4", "U8": "u1"}
+    sizes = {"F32": 4, "U8": 1, "F16": 2}
+    kinds = {"F32": "<f4", "U8": "u1", "F16": "<f2"}
     tensors, pos = {}, 0
     for name, t in header.items():  # json keeps the header's order
         b, e = t["data_offsets"]
@@ -138,10 +138,16 @@ def quantized_layers(outdir):
     """cfg, tensors, meta, {prefix: option}, with the file-level checks."""
     cfg = json.load(open(os.path.join(outdir, "config.json")))
     tensors, meta = read_safetensors(os.path.join(outdir, "model.safetensors"))
-    assert meta["format"] == "adaquant-quantized" and meta["format_version"] == "1", meta
+    assert meta["format"] == "adaquant-quantized" and meta["format_version"] in ("1", "2"), meta
     qj = json.load(open(os.path.join(outdir, "quantization.json")))
     by_layer = {l["layer"]: l for l in qj["layers"]}
-    layers = {k[6:]: v for k, v in meta.items() if k.startswith("quant.")}
+    # version 2: the embedding / an untied classifier at a tensor option (f16, wK)
+    stored = {k[6:]: v for k, v in meta.items()
+              if k in ("quant.model.embed_tokens", "quant.lm_head") and (v == "f16" or "a" not in v)}
+    assert bool(stored) == (meta["format_version"] == "2"), (meta["format_version"], stored)
+    for t in qj.get("tensors", []):
+        assert stored.get(t["tensor"], "f32") == t["option"], (t, stored)
+    layers = {k[6:]: v for k, v in meta.items() if k.startswith("quant.") and k[6:] not in stored}
     assert layers, "no quantized layer"
     assert sorted(layers) == sorted(by_layer), "metadata and quantization.json list different layers"
     menu = meta["options"].split(",")
@@ -149,6 +155,23 @@ def quantized_layers(outdir):
     for p, opt in layers.items():
         assert opt in menu and by_layer[p]["option"] == opt, (p, opt)
     return cfg, tensors, meta, layers
+
+
+def load_matrix(tensors, meta, base, cols, misread=None):
+    """FORMAT.md "Embedding and classifier": B.weight F32 (f32, no metadata) or
+    F16 (f16), or the wK codes with W = fl32(w_scale * fl32(u - w_zero))."""
+    opt = meta.get("quant." + base)
+    if opt is None or opt == "f16":
+        w = tensors[base + ".weight"]
+        assert w.dtype == (F32 if opt is None else np.float16), (base, w.dtype)
+        return w.astype(F32)
+    bits = int(opt[1:])
+    q, scale, zero = tensors[base + ".qweight"], tensors[base + ".w_scale"], tensors[base + ".w_zero"]
+    assert base + ".weight" not in tensors and np.all(zero == np.rint(zero)) and np.all(scale > 0), base
+    assert q.dtype == np.uint8 and q.shape[1] == (cols * bits + 7) // 8, (base, q.shape)
+    if misread == "embed-zero":  # a deliberate misreading (tests): the zero point ignored
+        zero = np.zeros_like(zero)
+    return dequantize(unpack(q, cols, bits), scale, zero)
 
 
 def load_layer(tensors, cfg, p, opt):
@@ -245,7 +268,7 @@ class QuantModel:
     exactly the float32 values of FORMAT.md, widened)."""
 
     def __init__(self, outdir, perturb=None, misread=None):
-        cfg, tensors, _, layers = quantized_layers(outdir)
+        cfg, tensors, meta, layers = quantized_layers(outdir)
         self.rng = np.random.default_rng(perturb) if perturb is not None else None
         self.misread = misread
         self.cfg = cfg
@@ -254,8 +277,10 @@ class QuantModel:
         self.eps = cfg["rms_norm_eps"]
         self.L = cfg["num_hidden_layers"]
         f = {k: v.astype(F64) for k, v in tensors.items() if v.dtype == F32 and v.ndim >= 1}
-        self.embed = f["model.embed_tokens.weight"]
-        self.head = self.embed if cfg["tie_word_embeddings"] else f["lm_head.weight"]
+        D = cfg["hidden_size"]
+        self.embed = load_matrix(tensors, meta, "model.embed_tokens", D, misread).astype(F64)
+        self.head = (self.embed if cfg["tie_word_embeddings"]
+                     else load_matrix(tensors, meta, "lm_head", D, misread).astype(F64))
         self.norm = f["model.norm.weight"]
         self.lin = {}
         for b in range(self.L):
