@@ -266,6 +266,40 @@ static aq_status plain_tensor(gptq_ctx *c, const char *name, aq_error *err)
     return st;
 }
 
+/* The embedding or an untied classifier stored at a tensor-menu option (f16,
+ * wK: docs/FORMAT.md "Embedding and classifier"): GPTQ quantizes only the
+ * linears, so it goes out dequantized, as fp16 B.weight [vocab, dim] like
+ * every other unquantized tensor (exact for f16; for wK the fp16 rounding of
+ * the dequantized values). */
+static aq_status menu_tensor(gptq_ctx *c, const char *base, aq_error *err)
+{
+    size_t rows = (size_t)c->cfg.vocab_size, cols = (size_t)c->cfg.dim;
+    float *f = NULL;
+    AQ_TRY(aq_qtensor_load_ckpt(c->ck, base, rows, cols, &f, err));
+    uint16_t *h = keep_alloc(c, rows * cols * 2, err);
+    aq_status st = h ? AQ_OK : (err ? err->code : AQ_ERR_NOMEM);
+    for (size_t i = 0; st == AQ_OK && i < rows * cols; i++) {
+        h[i] = aq_f32_to_f16(f[i]);
+        if (!isfinite(aq_f16_to_f32(h[i])))
+            st = aq_fail(err, AQ_ERR_NUMERIC, "tensor %s element %zu = %g is out of fp16's range", base, i,
+                         (double)f[i]);
+    }
+    free(f);
+    char name[1100];
+    snprintf(name, sizeof name, "%s.weight", base);
+    int64_t shp[2] = {(int64_t)rows, (int64_t)cols};
+    if (st == AQ_OK) st = aq_st_writer_add(c->w, name, AQ_F16, 2, shp, h, err);
+    return st;
+}
+
+/* Is prefix a tensor-menu tensor (its quant.* value a tensor option)? */
+static int is_menu_tensor(const gptq_ctx *c, const char *key)
+{
+    const char *v = aq_ckpt_meta_get(c->ck, key);
+    int bits;
+    return v && aq_tensor_opt_parse(v, &bits, NULL) == AQ_OK;
+}
+
 /* Every tensor of OUTDIR in its order; a quantized layer's GPTQ tensors take
  * the place of its qweight, its other qlayer tensors are consumed with it. */
 static aq_status convert_tensors(gptq_ctx *c, aq_error *err)
@@ -283,6 +317,11 @@ static aq_status convert_tensors(gptq_ctx *c, aq_error *err)
             continue;
         }
         const char *leaf = dot + 1;
+        if (is_menu_tensor(c, key)) {
+            /* its one weight-carrying tensor writes it; scales/zeros are consumed */
+            if (!strcmp(leaf, "qweight") || !strcmp(leaf, "weight")) AQ_TRY(menu_tensor(c, prefix, err));
+            continue;
+        }
         if (!strcmp(leaf, "qweight")) {
             AQ_TRY(gptq_layer(c, prefix, err));
         } else if (strcmp(leaf, "w_scale") && strcmp(leaf, "w_zero") && strcmp(leaf, "bias") &&
@@ -295,7 +334,7 @@ static aq_status convert_tensors(gptq_ctx *c, aq_error *err)
     for (size_t i = 0; i < aq_ckpt_meta_count(c->ck); i++) {
         const char *k, *v;
         aq_ckpt_meta_at(c->ck, i, &k, &v);
-        declared += !strncmp(k, "quant.", 6);
+        declared += !strncmp(k, "quant.", 6) && !is_menu_tensor(c, k);
     }
     if (declared != c->n_layers)
         return aq_fail(err, AQ_ERR_FORMAT, "%zu layers are declared quantized (quant.* metadata), %zu have a qweight",

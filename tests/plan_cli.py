@@ -35,14 +35,17 @@ def check(cond, what):
         fails += 1
 
 
-# (config, blocks): tasks = blocks x 7 linears x 4 default options
+# (config, blocks): tasks = blocks x 7 linears x 4 default options, plus the
+# tensor menu: 5 default options (f32 f16 w8 w6 w4, --embed-options) for the
+# embedding and, all three being untied, 5 for lm_head
+EMBED = 2 * 5
 for name, blocks, params in (("llama2_7b", 32, 6476005376), ("llama2_70b", 80, 68451041280),
                              ("llama3.1_405b", 126, 401646551040)):
     rc, out, err = run(os.path.join(cfg, name + ".json"), "--rates", rates, "-P", "64", "--mem-per-rank", "256G",
                        "--json")
     check(rc == 0, f"{name}: exit {rc}: {err}")
     p = json.loads(out) if rc == 0 else {}
-    check(p.get("tasks") == blocks * 7 * 4, f"{name}: tasks {p.get('tasks')} != {blocks * 7 * 4}")
+    check(p.get("tasks") == blocks * 7 * 4 + EMBED, f"{name}: tasks {p.get('tasks')} != {blocks * 7 * 4 + EMBED}")
     check(p.get("layers") == blocks * 7, f"{name}: layers")
     check(p.get("params") == params, f"{name}: params {p.get('params')} != {params}")
     check(p.get("ranks") == 64, f"{name}: ranks")
@@ -56,11 +59,11 @@ for name, blocks, params in (("llama2_7b", 32, 6476005376), ("llama2_70b", 80, 6
         check(p.get("fits") is True, "7B reported not to fit 256G")
 
 rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "-P", "8")
-check(rc == 0 and "896 tasks" in out and "lower bound" in out and "down_proj" in out, "7B text report: " + out[:300])
+check(rc == 0 and "+ 10 embedding/classifier tasks = 906 tasks" in out and "lower bound" in out and "down_proj" in out, "7B text report: " + out[:300])
 
 # --calib-windows is not the data option --calib
 rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "--calib-windows", "16", "--json")
-check(rc == 0 and json.loads(out).get("tasks") == 896, f"--calib-windows without data: exit {rc}: {err}")
+check(rc == 0 and json.loads(out).get("tasks") == 906, f"--calib-windows without data: exit {rc}: {err}")
 
 rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "-P", "0")
 check(rc == 2 and "-P/--ranks must be an integer" in err, f"-P 0: exit {rc}: {err}")

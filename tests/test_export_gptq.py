@@ -355,6 +355,26 @@ def bad_input(work, base):
               f"'{[l for l in r.stderr.splitlines() if 'adaquant export' in l][0][:150]}', no output")
 
 
+def embed_w4(t, meta):
+    """The embedding at the tensor-menu option w4 (docs/FORMAT.md "Embedding and
+    classifier", format version 2): per-row round-to-nearest codes, low nibble
+    first, F32 scale and integer zero. Returns nothing; the test keeps the
+    dequantized matrix it implies in EMBED_W4."""
+    w = t.pop("model.embed_tokens.weight").astype(np.float64)
+    lo, hi = np.minimum(w.min(1), 0), np.maximum(w.max(1), 0)
+    s = ((hi - lo) / 15).astype(F32)
+    z = np.round(-lo / s).astype(F32)
+    u = np.clip(np.round(w / s[:, None]) + z[:, None], 0, 15).astype(np.uint8)
+    t["model.embed_tokens.qweight"] = (u[:, 0::2] | (u[:, 1::2] << 4)).astype(np.uint8)
+    t["model.embed_tokens.w_scale"], t["model.embed_tokens.w_zero"] = s, z
+    meta["quant.model.embed_tokens"] = "w4"
+    meta["format_version"] = "2"
+    EMBED_W4.append((s[:, None] * (u.astype(F32) - z[:, None])).astype(F32))
+
+
+EMBED_W4 = []
+
+
 def main():
     helper, work = sys.argv[1], os.path.abspath(sys.argv[2])
     if aqtest.missing_asset():
@@ -403,6 +423,17 @@ def main():
                                          if "qkv" not in k and "gate_up" not in k) == 28,
               "asym: sym false at the top, the 28 symmetric modules marked sym true in dynamic")
         check_fused(os.path.join(work, "g_asym"), asym, res, "asym")
+    # a format-2 OUTDIR whose embedding is allocated (w4): GPTQ quantizes only
+    # the linears, so the embedding goes out as fp16 of its dequantized matrix
+    emb = variant(base, os.path.join(work, "emb"), embed_w4)
+    res = export(emb, os.path.join(work, "g_emb"))
+    check(res.returncode == 0, "export of a w4 embedding: " + res.stderr[-300:])
+    if res.returncode == 0:
+        g, _ = read_st(os.path.join(work, "g_emb", "model.safetensors"))
+        e = g.get("model.embed_tokens.weight")
+        check(e is not None and e.dtype == np.float16 and np.array_equal(e, EMBED_W4[0].astype(np.float16))
+              and not any(k.startswith("model.embed_tokens.") and k != "model.embed_tokens.weight" for k in g),
+              "w4 embedding: exported as fp16 of its dequantized rows, bit for bit, and nothing else")
     bad_input(work, base)
     return aqtest.finish("export_gptq")
 

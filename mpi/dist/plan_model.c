@@ -251,6 +251,15 @@ static void phase_calibrate(const aq_plan_input *in, const aq_plan_rates *r, con
     double total = 0, longest = 0;
     for (size_t t = 0; t < tp->n_tasks; t++) {
         const aq_dist_task *k = &tp->tasks[t];
+        if (k->layer_index >= tp->n_layers) {
+            /* the tensor menu (embedding, untied classifier): round-to-nearest,
+             * then, with a KL loss, one pass of the whole network */
+            double K = c->kl_windows < c->windows ? c->kl_windows : c->windows, T = c->seq_len;
+            secs[t] = c->kl_windows > 0 ? fwd_seconds(&in->m, r, K * T, K * T * T, in->m.n_layers, 1) : 0;
+            total += secs[t];
+            longest = secs[t] > longest ? secs[t] : longest;
+            continue;
+        }
         const aq_pipe_layer *L = &tp->layers[k->layer_index];
         aq_layer_opts o;
         aq_layer_opts_default(&o);
@@ -375,7 +384,7 @@ static void fill_classes(const aq_plan_input *in, const aq_pipe_plan *tp, const 
         k->seconds_min = INFINITY;
     }
     p->total_flops = 0;
-    for (size_t t = 0; t < tp->n_tasks; t++) {
+    for (size_t t = 0; t < tp->n_lin_tasks; t++) { /* the linears; the tensor menu's tasks follow them */
         const aq_pipe_layer *L = &tp->layers[tp->tasks[t].layer_index];
         aq_plan_class *k = &p->cls[L->which];
         aq_layer_opts o;

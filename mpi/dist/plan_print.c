@@ -27,8 +27,11 @@ static void human_time(double s, char *out, size_t n)
 
 static void print_tasks(FILE *f, const aq_plan_input *in, const aq_plan *p)
 {
-    fprintf(f, "tasks: %d layers (%d blocks x 7 linears) x %d options = %zu tasks; %.4g GFLOP of AdaQuant iterations\n",
-            p->n_layers, in->m.n_layers, p->n_options, p->n_tasks, p->total_flops / 1e9);
+    size_t n_lin = (size_t)p->n_layers * (size_t)p->n_options;
+    fprintf(f, "tasks: %d layers (%d blocks x 7 linears) x %d options", p->n_layers, in->m.n_layers, p->n_options);
+    if (p->n_tasks > n_lin) /* the tensor menu: embedding (and an untied classifier) x its options */
+        fprintf(f, " + %zu embedding/classifier tasks", p->n_tasks - n_lin);
+    fprintf(f, " = %zu tasks; %.4g GFLOP of AdaQuant iterations\n", p->n_tasks, p->total_flops / 1e9);
     fprintf(f, "  %-10s %7s %7s %11s %19s %11s  %s\n", "linear", "d_out", "d_in", "GFLOP/task", "task seconds",
             "task memory", "cooperative?");
     for (int w = 0; w < AQ_LIN_COUNT; w++) {
