@@ -225,6 +225,8 @@ int main(int argc, char **argv)
     aq_pipe_plan p;
     aq_pipe_budget b;
     aq_pipe_budget_default(&b);
+    b.size_unit = AQ_SIZE_AVG_BITS; /* --target-bits 3.0, as the quantize run above */
+    b.bpw = 0;
     b.size_value = 3.0;
     CHECK_OK(aq_pipe_cfg_read(work, &c, &err), &err);
     CHECK_OK(aq_pipe_plan_build(&c, &p, &err), &err);
