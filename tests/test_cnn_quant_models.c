@@ -5,7 +5,7 @@
  * least RTN's top-1 at w2a8 (the issue's baselines: RTN 97.10, target 99.2).
  * `fashion` (a benchmark driver, not registered: ~minutes): fashion-resnet at
  * w4a4 with the first and last layers at w8a8, RTN vs AdaQuant. Figures go
- * to stdout. */
+ * to stdout. A second argument `seq` runs sequential mode. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,17 +58,21 @@ static double evaluate(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res
 
 /* Quantize every layer with opt[i] and method m into res (n_layers entries);
  * returns the seconds. */
+static int sequential; /* argv: "seq" */
+
 static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *opt, aq_cnnq_method m,
                        aq_cnnq_result *res)
 {
     aq_error err = {0};
     double t0 = now();
+    aq_layer_opts *o = calloc((size_t)cap->n_layers, sizeof *o);
     for (int i = 0; i < cap->n_layers; i++) {
-        aq_layer_opts o;
-        aq_layer_opts_default(&o);
-        CHECK_OK(aq_layer_opts_parse(opt[i], &o, &err), &err);
-        CHECK_OK(aq_cnnq_quantize_layer(&b->g, cap, i, NULL, m, &o, &res[i], &err), &err);
+        aq_layer_opts_default(&o[i]);
+        CHECK_OK(aq_layer_opts_parse(opt[i], &o[i], &err), &err);
     }
+    aq_cnnq_seq seq = {b->calib, b->image, &b->norm, 64};
+    CHECK_OK(aq_cnnq_quantize_all(&b->g, cap, sequential ? &seq : NULL, m, o, res, &err), &err);
+    free(o);
     return now() - t0;
 }
 
@@ -244,6 +248,8 @@ static void fashion(void)
 
 int main(int argc, char **argv)
 {
+    sequential = argc > 2 && !strcmp(argv[2], "seq");
+    if (sequential) printf("sequential mode\n");
     if (argc > 1 && !strcmp(argv[1], "fashion"))
         fashion();
     else

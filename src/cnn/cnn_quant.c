@@ -92,19 +92,20 @@ aq_status aq_cnnq_layers(const aq_cnn_graph *g, aq_cnnq_layer **layers, int *n, 
 typedef struct capture_ctx {
     aq_cnnq_capture *cap;
     const aq_cnn_graph *g;
-    size_t first, batch; /* images of this chunk */
+    const aq_cnnq_model *m; /* fake quantization first, or NULL */
+    size_t first, batch;    /* images of this chunk */
 } capture_ctx;
 
 static void keep(aq_cnnq_capture *cap, int v, const float *data, size_t first, size_t batch)
 {
-    if (v >= 0 && cap->x[v])
+    if (v >= 0 && v < cap->n_values && cap->x[v])
         memcpy(cap->x[v] + first * cap->per_image[v], data, batch * cap->per_image[v] * sizeof(float));
 }
 
 static void observe(void *vctx, int node, const float *data, const aq_cnn_shape *shape)
 {
-    (void)shape;
     capture_ctx *c = vctx;
+    if (c->m) aq_cnnq_model_observe(c->m, node, data, shape);
     keep(c->cap, c->g->nodes[node].out, data, c->first, c->batch);
 }
 
@@ -129,19 +130,17 @@ static aq_status capture_alloc(const aq_cnn_graph *g, size_t n, aq_cnnq_capture 
     return AQ_OK;
 }
 
-aq_status aq_cnnq_capture_run(const aq_cnn_graph *g, const uint8_t *pixels, size_t n,
-                              size_t image_size, const aq_cnn_norm *norm, int chunk,
-                              aq_cnnq_capture *cap, aq_error *err)
+/* Run g (with m's fake quantization when m) on the images, `chunk` at a
+ * time, copying the values cap->x holds buffers for. */
+static aq_status forward_images(const aq_cnn_graph *g, const aq_cnnq_model *m, const uint8_t *pixels,
+                                size_t n, size_t image_size, const aq_cnn_norm *norm, int chunk,
+                                aq_cnnq_capture *cap, aq_error *err)
 {
-    memset(cap, 0, sizeof *cap);
-    if (n == 0 || chunk < 1) return aq_fail(err, AQ_ERR_ARG, "CNN capture: no images or chunk < 1");
-    aq_status st = AQ_OK;
-    AQ_TRY(aq_cnnq_layers(g, &cap->layers, &cap->n_layers, err));
     aq_cnn_plan p = {0};
     aq_cnn_pool pool = {0};
     size_t b = n < (size_t)chunk ? n : (size_t)chunk;
     float *x = NULL, *y = NULL;
-    AQ_TRY_GOTO(st, capture_alloc(g, n, cap, err), done);
+    aq_status st = AQ_OK;
     for (size_t i = 0; i < n; i += b) {
         size_t nb = n - i < b ? n - i : b;
         if (!p.g || p.batch != (int)nb) {
@@ -165,14 +164,49 @@ aq_status aq_cnnq_capture_run(const aq_cnn_graph *g, const uint8_t *pixels, size
             x[j] = norm->raw ? (float)u : (float)(((double)u / 255.0 - norm->mean) / norm->std);
         }
         keep(cap, g->input, x, i, nb);
-        capture_ctx c = {cap, g, i, nb};
+        capture_ctx c = {cap, g, m, i, nb};
         AQ_TRY_GOTO(st, aq_cnn_forward(&p, &pool, x, y, observe, &c, err), done);
     }
 done:
     aq_cnn_pool_free(&pool);
     aq_cnn_plan_free(&p);
     free(x), free(y);
+    return st;
+}
+
+aq_status aq_cnnq_capture_run(const aq_cnn_graph *g, const uint8_t *pixels, size_t n,
+                              size_t image_size, const aq_cnn_norm *norm, int chunk,
+                              aq_cnnq_capture *cap, aq_error *err)
+{
+    memset(cap, 0, sizeof *cap);
+    if (n == 0 || chunk < 1) return aq_fail(err, AQ_ERR_ARG, "CNN capture: no images or chunk < 1");
+    AQ_TRY(aq_cnnq_layers(g, &cap->layers, &cap->n_layers, err));
+    aq_status st = capture_alloc(g, n, cap, err);
+    if (st == AQ_OK) st = forward_images(g, NULL, pixels, n, image_size, norm, chunk, cap, err);
     if (st != AQ_OK) aq_cnnq_capture_free(cap);
+    return st;
+}
+
+aq_status aq_cnnq_capture_input(const aq_cnnq_model *m, const aq_cnnq_capture *cap, int i,
+                                 const uint8_t *pixels, size_t image_size, const aq_cnn_norm *norm,
+                                 int chunk, float **x_in, aq_error *err)
+{
+    int v = cap->layers[i].x_value;
+    size_t per = cap->per_image[v], n = (size_t)cap->n_images;
+    aq_cnnq_capture t = {0};
+    t.n_values = m->g.n_values, t.n_images = cap->n_images;
+    t.x = calloc((size_t)t.n_values, sizeof *t.x);
+    t.per_image = calloc((size_t)t.n_values, sizeof *t.per_image);
+    *x_in = malloc(n * per * sizeof(float));
+    aq_status st = AQ_OK;
+    if (!t.x || !t.per_image || !*x_in) {
+        st = aq_fail_nomem(err, "sequential capture", n * per * sizeof(float));
+    } else {
+        t.x[v] = *x_in, t.per_image[v] = per;
+        st = forward_images(&m->g, m, pixels, n, image_size, norm, chunk, &t, err);
+    }
+    free(t.x), free(t.per_image);
+    if (st != AQ_OK) free(*x_in), *x_in = NULL;
     return st;
 }
 

@@ -90,8 +90,10 @@ aq_status aq_cnnq_quantize_layer(const aq_cnn_graph *g, const aq_cnnq_capture *c
                                  const float *x_in, aq_cnnq_method m, const aq_layer_opts *o,
                                  aq_cnnq_result *r, aq_error *err);
 void aq_cnnq_result_free(aq_cnnq_result *r);
-/* Round weight and activation zero points to the nearest integer (what the
- * QDQ format stores); returns how many were fractional. */
+/* Round weight and activation zero points to the nearest integer and clamp
+ * them to [0, 2^bits - 1] (what the QDQ format stores; AdaQuant's tuned
+ * activation zero can drift just outside the grid); returns how many
+ * changed. The codes are kept. */
 int aq_cnnq_round_zeros(aq_cnnq_result *r);
 
 /* --- the quantized model --- */
@@ -124,10 +126,41 @@ aq_status aq_cnnq_predict(const aq_cnnq_model *m, const uint8_t *pixels, size_t 
                           size_t image_size, const aq_cnn_norm *norm, int chunk, int32_t *pred,
                           aq_error *err);
 
+/* The engine observer of a model built with fake_quant: quantizes the output
+ * of node `node` in place when it is an inserted Identity (else nothing). */
+void aq_cnnq_model_observe(const aq_cnnq_model *m, int node, const float *data, const aq_cnn_shape *shape);
+
+/* Sequential mode: layer i's input as the model m (e.g. layers 0..i-1
+ * quantized, fake_quant = 1, layer i still float) computes it on the same
+ * calibration images the capture ran on (pixels, normalisation), into a
+ * malloc'd [n_images, per-image] array *x_in (free()): the x_in of
+ * aq_cnnq_quantize_layer. */
+aq_status aq_cnnq_capture_input(const aq_cnnq_model *m, const aq_cnnq_capture *cap, int i,
+                                const uint8_t *pixels, size_t image_size, const aq_cnn_norm *norm,
+                                int chunk, float **x_in, aq_error *err);
+
+/* The calibration images again, for sequential mode. */
+typedef struct aq_cnnq_seq {
+    const uint8_t *pixels; /* the capture's n_images images */
+    size_t image_size;
+    const aq_cnn_norm *norm;
+    int chunk;
+} aq_cnnq_seq;
+
+/* Quantize every layer of cap with opts[i] into res[i] (n_layers entries,
+ * free each with aq_cnnq_result_free; nothing left allocated on error).
+ * seq NULL: parallel mode. Else sequential: layer i's x_in is its input in
+ * the model with layers 0..i-1 quantized (one forward pass over the
+ * calibration images per layer). */
+aq_status aq_cnnq_quantize_all(const aq_cnn_graph *g, const aq_cnnq_capture *cap,
+                               const aq_cnnq_seq *seq, aq_cnnq_method m, const aq_layer_opts *opts,
+                               aq_cnnq_result *res, aq_error *err);
+
 /* The QDQ writer's input for a model built with fake_quant = 0: q[i] for
  * layer i (names point into m->g, codes/scales into the results). Layers
  * with a NULL result get no codes. AQ_ERR_ARG naming the layer and channel
- * when a zero point is not an integer (call aq_cnnq_round_zeros first). */
+ * when a zero point is not an integer in [0, 2^bits - 1] (call
+ * aq_cnnq_round_zeros first). */
 aq_status aq_cnnq_qdq_layers(const aq_cnnq_model *m, aq_onnx_qlayer *q, aq_error *err);
 
 #endif

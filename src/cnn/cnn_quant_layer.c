@@ -42,18 +42,19 @@ void aq_cnnq_result_free(aq_cnnq_result *r)
     memset(r, 0, sizeof *r);
 }
 
+/* z rounded to an integer in [0, qmax]; counts a change. */
+static float grid_zero(float z, int bits, int *changed)
+{
+    float r = fminf(fmaxf(nearbyintf(z), 0.0f), (float)((1 << bits) - 1));
+    *changed += r != z;
+    return r;
+}
+
 int aq_cnnq_round_zeros(aq_cnnq_result *r)
 {
     int k = 0;
-    for (int i = 0; i < r->d_out; i++) {
-        float z = nearbyintf(r->zero[i]);
-        k += z != r->zero[i];
-        r->zero[i] = z;
-    }
-    if (r->a_bits < 16 && nearbyintf(r->a_zero) != r->a_zero) {
-        r->a_zero = nearbyintf(r->a_zero);
-        k++;
-    }
+    for (int i = 0; i < r->d_out; i++) r->zero[i] = grid_zero(r->zero[i], r->w_bits, &k);
+    if (r->a_bits < 16) r->a_zero = grid_zero(r->a_zero, r->a_bits, &k);
     return k;
 }
 

@@ -156,14 +156,18 @@ void aq_cnnq_model_free(aq_cnnq_model *m)
  * the live output buffer of the Identity node inserted before the layer,
  * which only that layer reads, so rewriting it in place is what the layer
  * then sees (the engine writes nothing there after the observer). */
-static void fake_quant_obs(void *ctx, int node, const float *data, const aq_cnn_shape *shape)
+void aq_cnnq_model_observe(const aq_cnnq_model *m, int node, const float *data, const aq_cnn_shape *shape)
 {
-    const aq_cnnq_model *m = ctx;
-    int i = m->fq_node[node];
+    int i = m->fake_quant ? m->fq_node[node] : -1;
     if (i < 0) return;
     const aq_cnnq_result *r = m->res[i];
     float *x = (float *)(uintptr_t)data;
     aq_fake_quant(x, aq_cnn_numel(shape), r->a_scale, r->a_zero, r->a_bits, x);
+}
+
+static void fake_quant_obs(void *ctx, int node, const float *data, const aq_cnn_shape *shape)
+{
+    aq_cnnq_model_observe(ctx, node, data, shape);
 }
 
 aq_status aq_cnnq_predict(const aq_cnnq_model *m, const uint8_t *pixels, size_t n,
@@ -216,6 +220,11 @@ done:
     return st;
 }
 
+static int on_grid(float z, int bits)
+{
+    return z == nearbyintf(z) && z >= 0 && z <= (float)((1 << bits) - 1);
+}
+
 aq_status aq_cnnq_qdq_layers(const aq_cnnq_model *m, aq_onnx_qlayer *q, aq_error *err)
 {
     for (int i = 0; i < m->n_layers; i++) {
@@ -225,12 +234,12 @@ aq_status aq_cnnq_qdq_layers(const aq_cnnq_model *m, aq_onnx_qlayer *q, aq_error
         q[i].node = name;
         if (!r) continue;
         for (int c = 0; c < r->d_out; c++)
-            if (r->zero[c] != nearbyintf(r->zero[c]))
-                return aq_fail(err, AQ_ERR_ARG, "node '%s': weight zero point %g of channel %d is not an integer "
-                               "(QDQ stores integers: aq_cnnq_round_zeros first)", name, (double)r->zero[c], c);
-        if (r->a_bits < 16 && r->a_zero != nearbyintf(r->a_zero))
-            return aq_fail(err, AQ_ERR_ARG, "node '%s': activation zero point %g is not an integer "
-                           "(aq_cnnq_round_zeros first)", name, (double)r->a_zero);
+            if (!on_grid(r->zero[c], r->w_bits))
+                return aq_fail(err, AQ_ERR_ARG, "node '%s': weight zero point %g of channel %d is not an integer in "
+                               "[0, 2^bits - 1] (QDQ stores those: aq_cnnq_round_zeros first)", name, (double)r->zero[c], c);
+        if (r->a_bits < 16 && !on_grid(r->a_zero, r->a_bits))
+            return aq_fail(err, AQ_ERR_ARG, "node '%s': activation zero point %g is not an integer in "
+                           "[0, 2^bits - 1] (aq_cnnq_round_zeros first)", name, (double)r->a_zero);
         q[i].bits = r->w_bits, q[i].codes = r->codes, q[i].scale = r->scale, q[i].zero = r->zero;
         if (r->a_bits < 16) q[i].act_bits = r->a_bits, q[i].act_scale = r->a_scale, q[i].act_zero = r->a_zero;
     }
