@@ -109,7 +109,12 @@ static double run(bench *b, const aq_cnnq_capture *cap, const char *const *opt, 
         int k = 0;
         char l2[128];
         CHECK(export_qdq(b, cap, res, NULL) == AQ_ERR_ARG); /* AdaQuant's fractional zero points */
-        for (int i = 0; i < cap->n_layers; i++) k += aq_cnnq_round_zeros(&res[i]);
+        aq_error e2 = {0};
+        for (int i = 0; i < cap->n_layers; i++) {
+            int c = 0;
+            CHECK_OK(aq_cnnq_round_zeros_corrected(cap, i, &res[i], &c, &e2), &e2);
+            k += c;
+        }
         snprintf(l2, sizeof l2, "%s, %d zeros rounded", label, k);
         *rounded = evaluate(b, cap, res, &ag, l2, tq);
         char *dir = aq_test_tmpdir("cnnq"), path[600];

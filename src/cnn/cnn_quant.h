@@ -96,6 +96,13 @@ void aq_cnnq_result_free(aq_cnnq_result *r);
  * changed. The codes are kept. */
 int aq_cnnq_round_zeros(aq_cnnq_result *r);
 
+/* The same with the weight rounding's mean output shift folded into the
+ * bias: W' - W = scale_r (z_r - z'_r) on row r, so b'_r += scale_r (z'_r - z_r)
+ * times the mean (over the capture's rows) of the row's input sum. The
+ * activation zero is rounded as above. *changed (if non-NULL): as above. */
+aq_status aq_cnnq_round_zeros_corrected(const aq_cnnq_capture *cap, int i, aq_cnnq_result *r,
+                                        int *changed, aq_error *err);
+
 /* --- the quantized model --- */
 
 /* A graph that borrows g's names and data and owns only what it changes:

@@ -166,3 +166,52 @@ done:
     }
     return st;
 }
+
+/* Mean over the calibration rows of the sum of one weight row's inputs
+ * (Conv: an im2col row of group gr, padding included as zeros; else x's row). */
+static aq_status mean_row_sum(const aq_cnnq_capture *cap, int i, int gr, double *out, aq_error *err)
+{
+    const aq_cnnq_layer *L = &cap->layers[i];
+    const float *x = aq_cnnq_capture_x(cap, i);
+    size_t per = (size_t)L->c * L->h * L->w, N = (size_t)cap->n_images;
+    double s = 0;
+    if (L->op != AQ_OP_CONV) {
+        for (size_t k = 0; k < N * per; k++) s += x[k];
+        *out = s / (double)N;
+        return AQ_OK;
+    }
+    int oh, ow;
+    AQ_TRY(aq_conv_check(&L->conv, L->h, L->w, &oh, &ow, err));
+    size_t rows = (size_t)oh * ow, K = (size_t)L->d_in;
+    float *buf = malloc(rows * K * sizeof *buf);
+    if (!buf) return aq_fail_nomem(err, "im2col rows", rows * K * sizeof *buf);
+    for (size_t n = 0; n < N; n++) {
+        aq_im2col(x + n * per, 1, L->h, L->w, &L->conv, gr, buf);
+        for (size_t k = 0; k < rows * K; k++) s += buf[k];
+    }
+    free(buf);
+    *out = s / ((double)N * (double)rows);
+    return AQ_OK;
+}
+
+aq_status aq_cnnq_round_zeros_corrected(const aq_cnnq_capture *cap, int i, aq_cnnq_result *r,
+                                        int *changed, aq_error *err)
+{
+    const aq_cnnq_layer *L = &cap->layers[i];
+    int G = L->op == AQ_OP_CONV ? L->conv.groups : 1, per_g = r->d_out / G, k = 0;
+    for (int gr = 0; gr < G; gr++) {
+        double msum = 0;
+        int moved = 0;
+        for (int c = gr * per_g; c < (gr + 1) * per_g; c++) moved |= !(r->zero[c] == nearbyintf(r->zero[c]));
+        if (moved) AQ_TRY(mean_row_sum(cap, i, gr, &msum, err));
+        for (int c = gr * per_g; c < (gr + 1) * per_g; c++) {
+            float z = grid_zero(r->zero[c], r->w_bits, &k);
+            /* W' - W = scale (z - z') on the whole row: its mean output shift */
+            r->bias[c] = (float)((double)r->bias[c] + (double)r->scale[c] * ((double)z - r->zero[c]) * msum);
+            r->zero[c] = z;
+        }
+    }
+    if (r->a_bits < 16) r->a_zero = grid_zero(r->a_zero, r->a_bits, &k);
+    if (changed) *changed = k;
+    return AQ_OK;
+}
