@@ -194,6 +194,31 @@ static void check_model(const aq_cnn_graph *g, const aq_cnnq_capture *cap, aq_cn
     aq_cnnq_model_free(&m);
 }
 
+/* The corrected rounding on the Conv: the bias moves by scale (z' - z) times
+ * the mean 3x3-window sum of the (zero-padded) raw pixels, computed here. */
+static void check_corrected(const aq_cnnq_capture *cap, aq_cnnq_result *res, const uint8_t *px)
+{
+    aq_error err = {0};
+    double msum = 0;
+    for (int n = 0; n < NI; n++)
+        for (int y = 0; y < HW; y++)
+            for (int x = 0; x < HW; x++)
+                for (int ky = -1; ky <= 1; ky++)
+                    for (int kx = -1; kx <= 1; kx++)
+                        if (y + ky >= 0 && y + ky < HW && x + kx >= 0 && x + kx < HW)
+                            msum += px[n * HW * HW + (y + ky) * HW + x + kx];
+    msum /= NI * HW * HW;
+    float z0 = res[0].zero[1] + 0.375f, b0 = res[0].bias[1], z1 = res[0].zero[0];
+    res[0].zero[1] = z0;
+    int changed = 0;
+    CHECK_OK(aq_cnnq_round_zeros_corrected(cap, 0, &res[0], &changed, &err), &err);
+    CHECK(changed == 1 && res[0].zero[1] == nearbyintf(z0) && res[0].zero[0] == z1);
+    double want = b0 + (double)res[0].scale[1] * (nearbyint(z0) - z0) * msum;
+    /* a float32 result of a float64 computation on integer pixel sums */
+    CHECK_CLOSE(res[0].bias[1], want, 1e-6);
+    CHECK(res[0].bias[1] != b0);
+}
+
 static void check_qdq(const aq_cnn_graph *g, const aq_cnnq_capture *cap, aq_cnnq_result *res)
 {
     aq_error err = {0};
@@ -229,6 +254,7 @@ int main(void)
         check_rtn(&g, &cap, 4, res);
         check_model(&g, &cap, res, px);
         check_qdq(&g, &cap, res);
+        check_corrected(&cap, res, px);
         for (int i = 0; i < 3; i++) aq_cnnq_result_free(&res[i]);
         /* AdaQuant through the same entry point: never worse than its RTN start */
         aq_layer_opts o;
