@@ -7,7 +7,7 @@
 #include <time.h>
 
 #include "../quant/quant.h"
-#include "cnn_quant.h"
+#include "cnn_quant_internal.h"
 
 static aq_status node_fail(aq_error *err, const aq_cnn_node *n, const char *why)
 {
@@ -109,6 +109,13 @@ static void observe(void *vctx, int node, const float *data, const aq_cnn_shape 
     keep(c->cap, c->g->nodes[node].out, data, c->first, c->batch);
 }
 
+static void capture_begin(void *vctx, size_t first, size_t nb, const float *x)
+{
+    capture_ctx *c = vctx;
+    c->first = first, c->batch = nb;
+    keep(c->cap, c->g->input, x, first, nb);
+}
+
 /* Per-value buffers for the distinct layer inputs. */
 static aq_status capture_alloc(const aq_cnn_graph *g, size_t n, aq_cnnq_capture *cap, aq_error *err)
 {
@@ -130,48 +137,59 @@ static aq_status capture_alloc(const aq_cnn_graph *g, size_t n, aq_cnnq_capture 
     return AQ_OK;
 }
 
-/* Run g (with m's fake quantization when m) on the images, `chunk` at a
- * time, copying the values cap->x holds buffers for. */
-static aq_status forward_images(const aq_cnn_graph *g, const aq_cnnq_model *m, const uint8_t *pixels,
-                                size_t n, size_t image_size, const aq_cnn_norm *norm, int chunk,
-                                aq_cnnq_capture *cap, aq_error *err)
+aq_status aq_cnnq_run_images(const aq_cnnq_runner *r, const uint8_t *pixels, size_t n,
+                             size_t image_size, const aq_cnn_norm *norm, int chunk, aq_error *err)
 {
+    if (n == 0 || chunk < 1) return aq_fail(err, AQ_ERR_ARG, "CNN run: no images or chunk < 1");
+    const aq_cnn_graph *g = r->g;
     aq_cnn_plan p = {0};
     aq_cnn_pool pool = {0};
-    size_t b = n < (size_t)chunk ? n : (size_t)chunk;
+    size_t b = n < (size_t)chunk ? n : (size_t)chunk, out = 0;
     float *x = NULL, *y = NULL;
     aq_status st = AQ_OK;
     for (size_t i = 0; i < n; i += b) {
         size_t nb = n - i < b ? n - i : b;
-        if (!p.g || p.batch != (int)nb) {
+        if (!p.g || p.batch != (int)nb) { /* the first chunk, and a last shorter one */
             aq_cnn_plan_free(&p);
             AQ_TRY_GOTO(st, aq_cnn_plan_init(g, (int)nb, &p, err), done);
-            free(x), free(y);
-            x = malloc(aq_cnn_numel(&p.shape[g->input]) * sizeof *x);
-            y = malloc(aq_cnn_numel(&p.shape[g->output]) * sizeof *y);
-            if (!x || !y) {
-                st = aq_fail_nomem(err, "capture batch", aq_cnn_numel(&p.shape[g->input]) * 4);
+            if (aq_cnn_numel(&p.shape[g->input]) != nb * image_size || !p.batched[g->output]) {
+                st = aq_fail(err, AQ_ERR_SHAPE, "%s: the model does not map %zu-pixel images to per-image outputs",
+                             g->path ? g->path : "model", image_size);
                 goto done;
             }
-        }
-        if (aq_cnn_numel(&p.shape[g->input]) != nb * image_size) {
-            st = aq_fail(err, AQ_ERR_SHAPE, "%s: the model does not take %zu-pixel images",
-                         g->path ? g->path : "model", image_size);
-            goto done;
+            out = aq_cnn_numel(&p.shape[g->output]) / nb;
+            free(x), free(y);
+            x = malloc(nb * image_size * sizeof *x);
+            y = malloc(nb * out * sizeof *y);
+            if (!x || !y) {
+                st = aq_fail_nomem(err, "CNN image batch", nb * (image_size + out) * sizeof(float));
+                goto done;
+            }
         }
         for (size_t j = 0; j < nb * image_size; j++) {
             uint8_t u = pixels[i * image_size + j];
             x[j] = norm->raw ? (float)u : (float)(((double)u / 255.0 - norm->mean) / norm->std);
         }
-        keep(cap, g->input, x, i, nb);
-        capture_ctx c = {cap, g, m, i, nb};
-        AQ_TRY_GOTO(st, aq_cnn_forward(&p, &pool, x, y, observe, &c, err), done);
+        if (r->begin) r->begin(r->ctx, i, nb, x);
+        AQ_TRY_GOTO(st, aq_cnn_forward(&p, &pool, x, y, r->obs, r->ctx, err), done);
+        if (r->end) r->end(r->ctx, i, nb, y, out);
     }
 done:
     aq_cnn_pool_free(&pool);
     aq_cnn_plan_free(&p);
     free(x), free(y);
     return st;
+}
+
+/* Run g (with m's fake quantization when m) on the images, copying the
+ * values cap->x holds buffers for. */
+static aq_status forward_images(const aq_cnn_graph *g, const aq_cnnq_model *m, const uint8_t *pixels,
+                                size_t n, size_t image_size, const aq_cnn_norm *norm, int chunk,
+                                aq_cnnq_capture *cap, aq_error *err)
+{
+    capture_ctx c = {cap, g, m, 0, 0};
+    aq_cnnq_runner r = {g, observe, &c, capture_begin, NULL};
+    return aq_cnnq_run_images(&r, pixels, n, image_size, norm, chunk, err);
 }
 
 aq_status aq_cnnq_capture_run(const aq_cnn_graph *g, const uint8_t *pixels, size_t n,

@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "../quant/quant.h"
-#include "cnn_quant.h"
+#include "cnn_quant_internal.h"
 
 static void *own(aq_cnnq_model *m, void *p)
 {
@@ -165,59 +165,36 @@ void aq_cnnq_model_observe(const aq_cnnq_model *m, int node, const float *data, 
     aq_fake_quant(x, aq_cnn_numel(shape), r->a_scale, r->a_zero, r->a_bits, x);
 }
 
-static void fake_quant_obs(void *ctx, int node, const float *data, const aq_cnn_shape *shape)
+typedef struct predict_ctx {
+    const aq_cnnq_model *m;
+    int32_t *pred;
+} predict_ctx;
+
+static void predict_obs(void *ctx, int node, const float *data, const aq_cnn_shape *shape)
 {
-    aq_cnnq_model_observe(ctx, node, data, shape);
+    aq_cnnq_model_observe(((predict_ctx *)ctx)->m, node, data, shape);
+}
+
+/* argmax per image (the first maximum on ties, as aq_cnn_predict) */
+static void predict_end(void *ctx, size_t first, size_t nb, const float *y, size_t cls)
+{
+    predict_ctx *c = ctx;
+    for (size_t j = 0; j < nb; j++) {
+        const float *yj = y + j * cls;
+        size_t best = 0;
+        for (size_t k = 1; k < cls; k++)
+            if (yj[k] > yj[best]) best = k;
+        c->pred[first + j] = (int32_t)best;
+    }
 }
 
 aq_status aq_cnnq_predict(const aq_cnnq_model *m, const uint8_t *pixels, size_t n,
                           size_t image_size, const aq_cnn_norm *norm, int chunk, int32_t *pred,
                           aq_error *err)
 {
-    if (n == 0 || chunk < 1) return aq_fail(err, AQ_ERR_ARG, "CNN predict: no images or chunk < 1");
-    const aq_cnn_graph *g = &m->g;
-    aq_cnn_plan p = {0};
-    aq_cnn_pool pool = {0};
-    size_t b = n < (size_t)chunk ? n : (size_t)chunk, cls = 0;
-    float *x = NULL, *y = NULL;
-    aq_status st = AQ_OK;
-    for (size_t i = 0; i < n; i += b) {
-        size_t nb = n - i < b ? n - i : b;
-        if (!p.g || p.batch != (int)nb) {
-            aq_cnn_plan_free(&p);
-            AQ_TRY_GOTO(st, aq_cnn_plan_init(g, (int)nb, &p, err), done);
-            cls = aq_cnn_numel(&p.shape[g->output]) / nb;
-            free(x), free(y);
-            x = malloc(nb * image_size * sizeof *x);
-            y = malloc(nb * cls * sizeof *y);
-            if (!x || !y) {
-                st = aq_fail_nomem(err, "predict batch", nb * (image_size + cls) * 4);
-                goto done;
-            }
-            if (aq_cnn_numel(&p.shape[g->input]) != nb * image_size || !p.batched[g->output]) {
-                st = aq_fail(err, AQ_ERR_SHAPE, "%s: the model does not map %zu-pixel images to per-image outputs",
-                             g->path ? g->path : "model", image_size);
-                goto done;
-            }
-        }
-        for (size_t j = 0; j < nb * image_size; j++) {
-            uint8_t u = pixels[i * image_size + j];
-            x[j] = norm->raw ? (float)u : (float)(((double)u / 255.0 - norm->mean) / norm->std);
-        }
-        AQ_TRY_GOTO(st, aq_cnn_forward(&p, &pool, x, y, m->fake_quant ? fake_quant_obs : NULL, (void *)m, err), done);
-        for (size_t j = 0; j < nb; j++) {
-            const float *yj = y + j * cls;
-            size_t best = 0;
-            for (size_t c = 1; c < cls; c++)
-                if (yj[c] > yj[best]) best = c;
-            pred[i + j] = (int32_t)best;
-        }
-    }
-done:
-    aq_cnn_pool_free(&pool);
-    aq_cnn_plan_free(&p);
-    free(x), free(y);
-    return st;
+    predict_ctx c = {m, pred};
+    aq_cnnq_runner r = {&m->g, m->fake_quant ? predict_obs : NULL, &c, NULL, predict_end};
+    return aq_cnnq_run_images(&r, pixels, n, image_size, norm, chunk, err);
 }
 
 static int on_grid(float z, int bits)
