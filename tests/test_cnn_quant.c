@@ -48,19 +48,20 @@ static void build(aq_cnn_graph *g, float alpha)
 /* float64 forward to the Gemm's and the MatMul's inputs for image px, and
  * their magnitudes (the same network on absolute values: float32's error is
  * at most gamma(terms) times that, Higham's bound). */
-static void reference(const uint8_t *px, double *flat, double *fc, double *flat_mag, double *fc_mag)
+static void reference_w(const uint8_t *px, const float *cw, const float *cb, double *flat, double *fc,
+                        double *flat_mag, double *fc_mag)
 {
     double c[CO][HW][HW], cm[CO][HW][HW];
     for (int o = 0; o < CO; o++)
         for (int y = 0; y < HW; y++)
             for (int x = 0; x < HW; x++) {
-                double a = b1[o], m = fabs(b1[o]);
+                double a = cb[o], m = fabs(cb[o]);
                 for (int ky = 0; ky < 3; ky++)
                     for (int kx = 0; kx < 3; kx++) {
                         int iy = y + ky - 1, ix = x + kx - 1;
                         if (iy >= 0 && iy < HW && ix >= 0 && ix < HW) {
-                            a += (double)w1[o * 9 + ky * 3 + kx] * px[iy * HW + ix];
-                            m += fabs((double)w1[o * 9 + ky * 3 + kx]) * px[iy * HW + ix];
+                            a += (double)cw[o * 9 + ky * 3 + kx] * px[iy * HW + ix];
+                            m += fabs((double)cw[o * 9 + ky * 3 + kx]) * px[iy * HW + ix];
                         }
                     }
                 c[o][y][x] = a > 0 ? a : 0, cm[o][y][x] = m;
@@ -81,6 +82,11 @@ static void reference(const uint8_t *px, double *flat, double *fc, double *flat_
             fc_mag[j] += flat_mag[k] * fabs((double)w2[k * FC + j]);
         }
     }
+}
+
+static void reference(const uint8_t *px, double *flat, double *fc, double *flat_mag, double *fc_mag)
+{
+    reference_w(px, w1, b1, flat, fc, flat_mag, fc_mag);
 }
 
 /* gamma(n) = n u / (1 - n u), u = 2^-24: the float32 sum bound. */
@@ -219,6 +225,42 @@ static void check_corrected(const aq_cnnq_capture *cap, aq_cnnq_result *res, con
     CHECK(res[0].bias[1] != b0);
 }
 
+/* Sequential mode: the Gemm's x_in is its input with the Conv quantized
+ * (w4a8 RTN): the float64 forward with the Conv's dequantized weights. The
+ * pixels' 8-bit grid is scale 1, zero 0 (checked), so their fake
+ * quantization changes nothing. */
+static void check_sequential(const aq_cnn_graph *g, const aq_cnnq_capture *cap, const uint8_t *px)
+{
+    aq_error err = {0};
+    aq_layer_opts o[3];
+    aq_cnnq_result res[3];
+    for (int i = 0; i < 3; i++) aq_layer_opts_default(&o[i]), o[i].w_bits = 4, o[i].a_bits = 8;
+    aq_cnn_norm raw = {1, 0, 1};
+    aq_cnnq_seq seq = {px, HW * HW, &raw, 2};
+    CHECK_OK(aq_cnnq_quantize_all(g, cap, &seq, AQ_CNNQ_RTN_MINMAX, o, res, &err), &err);
+    CHECK(res[0].a_scale == 1.0f && res[0].a_zero == 0.0f);
+    const aq_cnnq_result *rp[3] = {&res[0], NULL, NULL};
+    aq_cnnq_model m;
+    float *x_in = NULL, cw[CO * 9];
+    for (int r = 0; r < CO; r++)
+        for (int c = 0; c < 9; c++) cw[r * 9 + c] = res[0].scale[r] * ((float)res[0].codes[r * 9 + c] - res[0].zero[r]);
+    CHECK_OK(aq_cnnq_model_build(g, cap->layers, 3, rp, 1, &m, &err), &err);
+    CHECK_OK(aq_cnnq_capture_input(&m, cap, 1, px, HW * HW, &raw, 2, &x_in, &err), &err);
+    int moved = 0;
+    for (int im = 0; x_in && im < NI; im++) {
+        double flat[FLAT], fc[FC], fm[FLAT], fcm[FC];
+        reference_w(px + im * HW * HW, cw, b1, flat, fc, fm, fcm);
+        for (int k = 0; k < FLAT; k++) {
+            CHECK(fabs(x_in[im * FLAT + k] - flat[k]) <= gamma32(9 + 2) * fm[k]);
+            moved += x_in[im * FLAT + k] != aq_cnnq_capture_x(cap, 1)[im * FLAT + k];
+        }
+    }
+    CHECK(moved > 0); /* the quantized conv does change the Gemm's input */
+    free(x_in);
+    aq_cnnq_model_free(&m);
+    for (int i = 0; i < 3; i++) aq_cnnq_result_free(&res[i]);
+}
+
 static void check_qdq(const aq_cnn_graph *g, const aq_cnnq_capture *cap, aq_cnnq_result *res)
 {
     aq_error err = {0};
@@ -255,6 +297,7 @@ int main(void)
         check_model(&g, &cap, res, px);
         check_qdq(&g, &cap, res);
         check_corrected(&cap, res, px);
+        check_sequential(&g, &cap, px);
         for (int i = 0; i < 3; i++) aq_cnnq_result_free(&res[i]);
         /* AdaQuant through the same entry point: never worse than its RTN start */
         aq_layer_opts o;
