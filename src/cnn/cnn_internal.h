@@ -4,6 +4,7 @@
 #define AQ_CNN_INTERNAL_H
 
 #include "cnn.h"
+#include "../blas/sgemm.h"
 
 /* Shape inference for one node. in[i] is NULL for an omitted optional input;
  * a (a copy of the node's attributes) is resolved in place (auto_pad into
@@ -46,12 +47,6 @@ void aq_cnn_exec(const aq_cnn_plan *p, int k, const float *const *in, float *out
 /* "node 'NAME' (Op): " + message, with code. */
 aq_status aq_cnn_node_fail(aq_error *err, const aq_cnn_node *n, aq_status code, const char *fmt,
                            ...) AQ_PRINTF(4, 5);
-
-/* C = alpha op(A) op(B) + beta C with explicit strides; single-threaded
- * BLIS with the small-matrix path off (results independent of m). */
-void aq_cnn_sgemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long rsa,
-                  long csa, const float *b, long rsb, long csb, float beta, float *c, long rsc,
-                  long csc);
 
 /* op_conv.c: Conv, MaxPool, AveragePool, GlobalAveragePool */
 aq_status aq_cnn_infer_conv(aq_cnn_infer_args *x, aq_error *err);

@@ -190,11 +190,11 @@ static void conv_group(const aq_cnn_run_args *r, const float *xn, int grp, float
     float *yg = yn + (size_t)grp * Mg * P;
     const int *p = a->pads;
     if (K == cg && !p[0] && !p[1] && !p[2] && !p[3] && a->strides[0] == 1 && a->strides[1] == 1) {
-        aq_cnn_sgemm(0, 0, Mg, P, K, 1.0f, wg, K, 1, xg, P, 1, 0.0f, yg, P, 1);
+        aq_sgemm(0, 0, Mg, P, K, 1.0f, wg, K, 1, xg, P, 1, 0.0f, yg, P, 1);
         return;
     }
     aq_cnn_im2col_t(xg, cg, H, Wd, a, (int)Y->d[2], (int)Y->d[3], r->scratch);
-    aq_cnn_sgemm(0, 0, Mg, P, K, 1.0f, wg, K, 1, r->scratch, P, 1, 0.0f, yg, P, 1);
+    aq_sgemm(0, 0, Mg, P, K, 1.0f, wg, K, 1, r->scratch, P, 1, 0.0f, yg, P, 1);
 }
 
 void aq_cnn_run_conv(const aq_cnn_run_args *r)

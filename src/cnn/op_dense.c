@@ -71,7 +71,7 @@ void aq_cnn_run_gemm(const aq_cnn_run_args *r)
                 r->out[i * N + j] = a->beta * r->in[2][i * cm + j * cn];
         beta = 1.0f;
     }
-    aq_cnn_sgemm(a->trans_a, a->trans_b, M, N, K, a->alpha, r->in[0], A->d[1], 1, r->in[1], B->d[1],
+    aq_sgemm(a->trans_a, a->trans_b, M, N, K, a->alpha, r->in[0], A->d[1], 1, r->in[1], B->d[1],
                  1, beta, r->out, N, 1);
 }
 
@@ -139,7 +139,7 @@ void aq_cnn_run_matmul(const aq_cnn_run_args *r)
         int64_t oa = 0, ob = 0;
         for (int i = 0; i < rb; i++)
             oa += idx[i] * sa[i], ob += idx[i] * sb[i];
-        aq_cnn_sgemm(0, 0, m.M, m.N, m.K, 1.0f, r->in[0] + oa, m.K, 1, r->in[1] + ob, m.N, 1, 0.0f,
+        aq_sgemm(0, 0, m.M, m.N, m.K, 1.0f, r->in[0] + oa, m.K, 1, r->in[1] + ob, m.N, 1, 0.0f,
                      r->out + b * m.M * m.N, m.N, 1);
         for (int i = rb - 1; i >= 0 && ++idx[i] == od[i]; i--)
             idx[i] = 0;

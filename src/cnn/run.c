@@ -1,26 +1,10 @@
 /* run.c — the CNN engine's forward pass: runs a plan's nodes in order,
  * allocating each activation when it is produced and freeing it after its
- * last reader, and the BLIS GEMM the convolutions and dense layers use. */
-#include <blis.h>
+ * last reader. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cnn_internal.h"
-
-void aq_cnn_sgemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long rsa,
-                  long csa, const float *b, long rsb, long csb, float beta, float *c, long rsc,
-                  long csc)
-{
-    /* One thread, and no small-matrix ("sup") path: sup picks kernels by the
-     * matrix shape, so an image's result would depend on its batch. */
-    rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(1, &rntm);
-    bli_rntm_disable_l3_sup(&rntm);
-    /* the typed API takes non-const pointers but does not write A or B */
-    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-                 m, n, k, &alpha, (float *)a, rsa, csa, (float *)b, rsb, csb, &beta, c, rsc, csc,
-                 NULL, &rntm);
-}
 
 void aq_cnn_pool_free(aq_cnn_pool *pool)
 {

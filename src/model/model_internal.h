@@ -6,6 +6,7 @@
 #define AQ_MODEL_INTERNAL_H
 
 #include "model.h"
+#include "../blas/sgemm.h"
 
 /* A quantized-execution override; weight == NULL means "none installed". */
 typedef struct aq_ovr {
@@ -77,11 +78,6 @@ void aq_model_lin_shape(const aq_model *m, aq_linear which, int *d_out, int *d_i
 /* The FP weight of (block, which) (no checks). */
 float *aq_model_lin_weight(const aq_model *m, int block, aq_linear which);
 
-/* C = alpha op(A) op(B) + beta C, single-threaded BLIS without the sup path
- * (results independent of m); ta/tb non-zero = transpose. */
-void aq_sgemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long rsa,
-              long csa, const float *b, long rsb, long csb, float beta, float *c, long rsc,
-              long csc);
 /* y[n, d_out] = x[n, d_in] W^T (single-threaded BLIS sgemm). */
 void aq_sgemm_xwt(const float *x, const float *w, float *y, size_t n, int d_in, int d_out);
 /* y[d_out] = W[d_out, d_in] x (one token: decoding). */

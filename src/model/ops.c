@@ -1,4 +1,4 @@
-/* ops.c — the numeric primitives of the engine: the BLIS matrix product, RMSNorm
+/* ops.c — the numeric primitives of the engine: products over aq_sgemm (src/blas/sgemm.h), RMSNorm
  * (also per head: Qwen3's q/k norm), HF rotate-half RoPE and a linear layer
  * (with its bias) or its quantized override. */
 #include <blis.h>
@@ -7,24 +7,6 @@
 
 #include "../quant/quant.h"
 #include "model_internal.h"
-
-void aq_sgemm(int ta, int tb, long m, long n, long k, float alpha, const float *a, long rsa,
-              long csa, const float *b, long rsb, long csb, float beta, float *c, long rsc,
-              long csc)
-{
-    /* BLIS's small-matrix ("sup") path picks kernels by matrix shape, so a
-     * row's result would depend on how many other rows share the call. With
-     * it disabled every output element is accumulated in the same order
-     * whatever m is: a token's activations do not depend on the batch it is
-     * in, which makes capture statistics reproducible across batchings. */
-    rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(1, &rntm);
-    bli_rntm_disable_l3_sup(&rntm);
-    /* the typed API takes non-const pointers but does not write A or B */
-    bli_sgemm_ex(ta ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, tb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
-                 m, n, k, &alpha, (float *)a, rsa, csa, (float *)b, rsb, csb, &beta, c, rsc, csc,
-                 NULL, &rntm);
-}
 
 void aq_sgemm_xwt(const float *x, const float *w, float *y, size_t n, int d_in, int d_out)
 {
