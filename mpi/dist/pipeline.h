@@ -42,6 +42,8 @@ typedef struct aq_pipe_cfg {
     char options[AQ_PIPE_MAX_OPTIONS][16]; /* canonical strings, menu order */
     int iters;
     int kl_windows;     /* windows for the network-level KL loss of a task (0 = use the layer error) */
+    int sens_loss;      /* 0: as kl_windows says; 1 block-mse, 2 block-fisher on the kl_windows windows
+                           (src/model/block_loss.h); -1 auto, resolved by aq_pipe_loss_resolve */
     int starts, polish; /* AdaQuant initial grids and polishing rounds (adaquant.h) */
     int init_gptq;  /* 1 gptq, 0 rtn, 2 best: both, keep the lower network KL */
     int sequential; /* --mode sequential */

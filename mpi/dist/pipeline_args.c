@@ -168,7 +168,10 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_LOSS:
         if (!strcmp(v, "kl")) a->loss = 1;
         else if (!strcmp(v, "layer")) a->loss = 2;
-        else return usage(cmd, "--loss must be kl or layer, not '%s'", v);
+        else if (!strcmp(v, "block-mse")) a->loss = 3;   /* src/model/block_loss.h */
+        else if (!strcmp(v, "block-fisher")) a->loss = 4;
+        else if (!strcmp(v, "auto")) a->loss = 5;
+        else return usage(cmd, "--loss must be auto, kl, layer, block-mse or block-fisher, not '%s'", v);
         return 0;
     case O_REFINE: return parse_int(cmd, "--refine", v, 0, 100, &a->budget.refine);
     case O_STARTS: return parse_int(cmd, "--starts", v, 1, 1000, &g->starts);
@@ -256,7 +259,10 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
     if (a->loss == 2 && a->kl_given && a->cfg.kl_windows > 0)
         return usage(cmd, "--loss layer does not use --kl-windows (give one or the other)");
     if (a->loss == 2) a->cfg.kl_windows = 0;
-    if (a->loss == 1 && a->cfg.kl_windows == 0) return usage(cmd, "--loss kl needs --kl-windows >= 1");
+    if (a->loss != 2 && a->loss && a->cfg.kl_windows == 0)
+        return usage(cmd, "--loss kl, auto or block-* needs --kl-windows >= 1");
+    /* block-mse/-fisher: 1/2; auto (also when --loss is not given): -1, resolved by model size (sens_loss.h) */
+    a->cfg.sens_loss = a->loss >= 3 && a->loss <= 4 ? a->loss - 2 : a->loss % 5 == 0 && a->cfg.kl_windows > 0 ? -1 : 0;
     if (a->budget.refine > 0 && a->budget.objective != AQ_ALLOC_MIN_LOSS)
         return usage(cmd, "--refine needs a size budget (--target-bits / --target-size), not --max-loss");
     int want_pos = (mask & AQ_ARGS_MODEL) ? 1 : 0;
@@ -313,12 +319,16 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         network KL per (layer, option) (default best)\n"
                 "  --starts N             initial grids per layer, best kept per row (default 5)\n"
                 "  --polish N             exact polishing rounds per start (default 8)\n"
-                "  --loss kl|layer        the allocation loss of a task: kl (default) = mean KL(FP ||\n"
+                "  --loss auto|kl|layer|block-mse|block-fisher\n"
+                "                         the allocation loss of a task: kl = mean KL(FP ||\n"
                 "                         model with only that layer quantized) per predicted token on\n"
                 "                         the first K calibration windows (the whole model on one\n"
-                "                         rank); layer = the layer's normalised output error, which\n"
-                "                         is reported in either case\n"
-                "  --kl-windows K         windows of --loss kl (default 16; 0 = --loss layer)\n"
+                "                         rank); block-mse / block-fisher = the error of the layer's\n"
+                "                         block output (Fisher-weighted), one block per task; layer =\n"
+                "                         the layer's normalised output error, reported in any case;\n"
+                "                         auto (default) = kl for small models, else block-fisher\n"
+                "                         (docs/ALLOCATE.md \"Sensitivity\")\n"
+                "  --kl-windows K         windows of --loss kl / block-* (default 16; 0 = --loss layer)\n"
                 "  --seed S               seed (default 0)\n");
     if (mask & AQ_ARGS_WORK)
         fprintf(out,

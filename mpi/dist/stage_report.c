@@ -12,6 +12,7 @@
 #include "../../io/atomic_file.h"
 #include "../../solver/report.h"
 #include "../../src/blas/blas_kernel.h"
+#include "sens_loss.h"
 #include "stage_report.h"
 
 typedef struct totals {
@@ -106,6 +107,10 @@ static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_
     json_object_set_new(cal, "iters", json_integer(c->iters));
     json_object_set_new(cal, "starts", json_integer(c->starts));
     json_object_set_new(cal, "kl_windows", json_integer(c->kl_windows));
+    char why[320];
+    aq_pipe_loss_why(c, why, sizeof why);
+    json_object_set_new(cal, "loss", json_string(aq_pipe_loss_name(c)));
+    json_object_set_new(cal, "loss_why", json_string(why));
     json_object_set_new(cal, "polish", json_integer(c->polish));
     json_object_set_new(cal, "init", json_string(aq_pipe_init_name(c->init_gptq)));
     json_object_set_new(cal, "mode", json_string(c->sequential ? "sequential" : "parallel"));
@@ -231,6 +236,9 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
     fprintf(f, "| bits per weight incl. scales/zeros/bias | %.4f |\n", (double)tt->size_bits / (double)tt->params);
     fprintf(f, "| model.safetensors | %lld bytes |\n", (long long)bytes);
     fprintf(f, "| sum of layer losses | %.6g |\n", tt->loss);
+    char why[320];
+    aq_pipe_loss_why(c, why, sizeof why);
+    fprintf(f, "| allocation loss | %s (%s) |\n", aq_pipe_loss_name(c), why);
     if (tn->steps > 0)
         fprintf(f, "| global tuning: steps, pool documents, batch KL first / last step | %d, %d, %.5f / %.5f |\n",
                 tn->steps, tn->docs, tn->kl_first, tn->kl_last);
