@@ -150,13 +150,16 @@ typedef struct aq_pipe_tune_opts {
     int max_len; /* tokens per document (BOS + text, truncated) */
     int batch;   /* documents per step */
     double lr;   /* Adam learning rate */
+    int mode;    /* AQ_TUNE_AUTO (by model size), AQ_TUNE_GLOBAL, AQ_TUNE_BLOCK (stage_tune.h) */
 } aq_pipe_tune_opts;
 
 #define AQ_TUNE_STEPS_DEFAULT 400
 #define AQ_TUNE_MAX_LEN_DEFAULT 512
 #define AQ_TUNE_BATCH_DEFAULT 16
 #define AQ_TUNE_LR_DEFAULT 5e-3
-#define AQ_TUNE_CHUNK 4 /* documents per gradient chunk (fixed: output bytes depend on it) */
+#define AQ_TUNE_CHUNK 1 /* documents per gradient chunk (fixed: output bytes depend on it; 1 lets
+                           up to --tune-batch ranks work) */
+enum { AQ_TUNE_AUTO = 0, AQ_TUNE_GLOBAL = 1, AQ_TUNE_BLOCK = 2 };
 
 typedef struct aq_pipe_out {
     char outdir[AQ_PIPE_PATH];

@@ -56,7 +56,7 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
        O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
-       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD };
+       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD, O_TMODE };
 
 #define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD)
 
@@ -101,6 +101,7 @@ static const struct {
     {{"tune-batch", required_argument, 0, O_TBATCH}, AQ_ARGS_OUT},
     {{"tune-lr", required_argument, 0, O_TLR}, AQ_ARGS_OUT},
     {{"no-tune", no_argument, 0, O_NOTUNE}, AQ_ARGS_OUT},
+    {{"tune-mode", required_argument, 0, O_TMODE}, AQ_ARGS_OUT},
     {{"shard", required_argument, 0, O_SHARD}, AQ_ARGS_SHARD},
     {{"shards", required_argument, 0, O_SHARDS}, AQ_ARGS_SHARD},
     {{"progress", required_argument, 0, O_PROGRESS}, ALL_GROUPS},
@@ -184,6 +185,12 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_ELEN: return parse_int(cmd, "--eval-len", v, 2, 1000000, &a->out.eval_len);
     case O_TSTEPS: return parse_int(cmd, "--tune-steps", v, 0, 1000000, &a->out.tune.steps);
     case O_NOTUNE: a->out.tune.steps = 0; return 0;
+    case O_TMODE: /* docs/TUNE.md: auto picks by model size */
+        if (!strcmp(v, "auto")) a->out.tune.mode = AQ_TUNE_AUTO;
+        else if (!strcmp(v, "global")) a->out.tune.mode = AQ_TUNE_GLOBAL;
+        else if (!strcmp(v, "block")) a->out.tune.mode = AQ_TUNE_BLOCK;
+        else return usage(cmd, "--tune-mode must be auto, global or block, not '%s'", v);
+        return 0;
     case O_TDOCS: return parse_int(cmd, "--tune-docs", v, 0, 100000000, &a->out.tune.docs);
     case O_TLEN: return parse_int(cmd, "--tune-len", v, 2, 1000000, &a->out.tune.max_len);
     case O_TBATCH: return parse_int(cmd, "--tune-batch", v, 1, 1000000, &a->out.tune.batch);
@@ -366,7 +373,10 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "  --tune-len N           tokens per document, longer ones truncated (default %d)\n"
                 "  --tune-batch B         documents per step (default %d), split over the ranks in\n"
                 "                         fixed chunks of %d\n"
-                "  --tune-lr X            Adam learning rate (default %g)\n",
+                "  --tune-lr X            Adam learning rate (default %g)\n"
+                "  --tune-mode M          global (the KL of the whole network), block (each block\n"
+                "                         against its FP output, blocks over the ranks) or auto\n"
+                "                         (default: global up to 50M block parameters, else block)\n",
                 AQ_TUNE_STEPS_DEFAULT, AQ_TUNE_MAX_LEN_DEFAULT, AQ_TUNE_BATCH_DEFAULT, AQ_TUNE_CHUNK, AQ_TUNE_LR_DEFAULT);
     if (mask & AQ_ARGS_SHARD)
         fprintf(out,

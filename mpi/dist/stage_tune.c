@@ -43,6 +43,34 @@ aq_status aq_pipe_tune_pool(const aq_pipe_tune_opts *tu, const aq_tokenizer *tok
     return st;
 }
 
+/* The ranks of step k's chunks: longest first (ties by index) to the rank with
+ * the fewest tokens so far (ties: lowest rank). Only the work balance depends
+ * on it; the sum is in chunk order whatever the owner. */
+static void assign_chunks(const aq_seqs *pool, int B, int k, size_t n_chunks, int size, int *chunk_rank,
+                          size_t *order, double *load)
+{
+    size_t n_doc = (size_t)pool->n;
+    double *tok = load + size; /* load[0, size): tokens per rank; tok[n_chunks]: tokens per chunk */
+    for (size_t c = 0; c < n_chunks; c++) {
+        order[c] = c;
+        tok[c] = 0;
+        for (int i = (int)c * AQ_TUNE_CHUNK; i < B && i < (int)(c + 1) * AQ_TUNE_CHUNK; i++)
+            tok[c] += pool->lens[((size_t)k * (size_t)B + (size_t)i) % n_doc];
+    }
+    for (size_t a = 1; a < n_chunks; a++) /* insertion sort: n_chunks is --tune-batch, small */
+        for (size_t j = a; j > 0 && tok[order[j]] > tok[order[j - 1]]; j--) {
+            size_t t = order[j];
+            order[j] = order[j - 1], order[j - 1] = t;
+        }
+    for (int r = 0; r < size; r++) load[r] = 0;
+    for (size_t j = 0; j < n_chunks; j++) {
+        int best = 0;
+        for (int r = 1; r < size; r++) best = load[r] < load[best] ? r : best;
+        chunk_rank[order[j]] = best;
+        load[best] += tok[order[j]];
+    }
+}
+
 /* Steps over the pool: step k (0-based) uses documents (k*batch + i) mod n. */
 static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner *t, const aq_seqs *pool,
                            aq_pipe_tuned *out, aq_error *err)
@@ -53,23 +81,21 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
     int B = tu->batch, T = 0; /* T: the longest document, sizes a chunk's token buffer */
     for (int i = 0; i < pool->n; i++) T = pool->lens[i] > T ? pool->lens[i] : T;
     size_t np = aq_tuner_n_params(t);
-    size_t n_chunks = ((size_t)B + AQ_TUNE_CHUNK - 1) / AQ_TUNE_CHUNK, lo, hi, n_doc = (size_t)pool->n;
-    aq_dist_block_range(n_chunks, size, rank, &lo, &hi);
+    size_t n_chunks = ((size_t)B + AQ_TUNE_CHUNK - 1) / AQ_TUNE_CHUNK, n_doc = (size_t)pool->n;
     int *chunk_rank = malloc(n_chunks * sizeof *chunk_rank);
+    size_t *order = malloc(n_chunks * sizeof *order);
+    double *load = malloc((n_chunks + (size_t)size) * sizeof *load);
     const double **local = calloc(n_chunks, sizeof *local);
-    double *part = calloc((hi - lo) * (np + 1) + 1, sizeof *part), *g = calloc(np + 1, sizeof *g);
+    double *part = NULL, *g = calloc(np + 1, sizeof *g);
     int *toks = malloc((size_t)AQ_TUNE_CHUNK * (size_t)T * sizeof *toks), lens[AQ_TUNE_CHUNK];
     size_t *start = malloc((n_doc ? n_doc : 1) * sizeof *start); /* offset of each document in pool->tokens */
-    aq_status st = chunk_rank && local && part && g && toks && start ? AQ_OK
-                                                                     : aq_fail_nomem(err, "tuning chunks", np * 8);
+    part = calloc(n_chunks * (np + 1) + 1, sizeof *part); /* a slot per chunk: LPT may give one rank many */
+    aq_status st = chunk_rank && order && load && local && part && g && toks && start
+                       ? AQ_OK
+                       : aq_fail_nomem(err, "tuning chunks", np * 8);
     for (size_t i = 0, at = 0; st == AQ_OK && i < n_doc; at += (size_t)pool->lens[i++]) start[i] = at;
-    for (int r = 0; st == AQ_OK && r < size; r++) {
-        size_t a, b;
-        aq_dist_block_range(n_chunks, size, r, &a, &b);
-        for (size_t ch = a; ch < b; ch++) chunk_rank[ch] = r;
-    }
-    for (size_t ch = lo; st == AQ_OK && ch < hi; ch++) local[ch] = part + (ch - lo) * (np + 1);
-    double t0 = aq_progress_now();
+    double t0 = aq_progress_now(), my_tok = 0.0;
+    size_t my_chunks = 0;
     int every = tu->steps >= 10 ? tu->steps / 10 : 1;
     if (rank == 0 && st == AQ_OK)
         fprintf(stderr, "adaquant: tuning %zu parameters: %d steps of %d documents (pool %zu documents, %zu tokens)\n",
@@ -81,7 +107,11 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
         if (st == AQ_OK) st = aq_tuner_apply(t, err);
         double n_tok = 0.0;
         for (int i = 0; i < B; i++) n_tok += pool->lens[((size_t)k * (size_t)B + (size_t)i) % n_doc];
-        for (size_t ch = lo; st == AQ_OK && ch < hi; ch++) {
+        if (st == AQ_OK) assign_chunks(pool, B, k, n_chunks, size, chunk_rank, order, load);
+        for (size_t ch = 0; st == AQ_OK && ch < n_chunks; ch++) {
+            local[ch] = chunk_rank[ch] == rank ? part + ch * (np + 1) : NULL;
+            if (!local[ch]) continue;
+            my_chunks++;
             int d0 = (int)ch * AQ_TUNE_CHUNK, nd = B - d0 < AQ_TUNE_CHUNK ? B - d0 : AQ_TUNE_CHUNK;
             size_t at = 0;
             for (int i = 0; i < nd; i++) {
@@ -90,7 +120,8 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
                 memcpy(toks + at, pool->tokens + start[doc], (size_t)lens[i] * sizeof *toks);
                 at += (size_t)lens[i];
             }
-            st = aq_tuner_grad(t, toks, lens, nd, part + (ch - lo) * (np + 1), err);
+            my_tok += (double)at;
+            st = aq_tuner_grad(t, toks, lens, nd, (double *)local[ch], err);
         }
         st = aq_pipe_agree(comm, st, err);
         if (st == AQ_OK) st = aq_dist_reduce_chunks(comm, 0, n_chunks, chunk_rank, local, np + 1, g, err);
@@ -112,6 +143,11 @@ static aq_status run_steps(MPI_Comm comm, const aq_pipe_tune_opts *tu, aq_tuner 
         }
     }
     if (st == AQ_OK) st = aq_tuner_apply(t, err);
+    if (st == AQ_OK) /* the per-rank work: every rank takes part when --tune-batch >= ranks */
+        fprintf(stderr, "adaquant: tune: rank %d of %d computed %zu chunks (%.0f tokens) in %.1f s\n", rank, size,
+                my_chunks, my_tok, aq_progress_now() - t0);
+    free(order);
+    free(load);
     free(chunk_rank);
     free(local);
     free(part);
@@ -125,6 +161,8 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_
                        aq_model *m, aq_layer_result *v, aq_pipe_tuned *out, aq_error *err)
 {
     memset(out, 0, sizeof *out);
+    int rank;
+    MPI_Comm_rank(comm, &rank);
     if (tu->steps <= 0) return install_layers(m, p, v, err);
     if (tu->batch < 1 || !(tu->lr > 0))
         return aq_fail(err, AQ_ERR_ARG, "global tuning: batch %d and learning rate %g must be positive", tu->batch,
@@ -134,17 +172,38 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_
     aq_status st = lay ? AQ_OK : aq_fail_nomem(err, "tuning layers", (size_t)p->n_layers);
     for (int l = 0; st == AQ_OK && l < p->n_layers; l++)
         lay[l] = (aq_tune_layer){p->layers[l].block, (aq_linear)p->layers[l].which};
-    if (st == AQ_OK) st = aq_tuner_new(m, p->n_layers, lay, v, &t, err);
-    if (st == AQ_OK) st = run_steps(comm, tu, t, pool, out, err);
+    int mode = aq_pipe_tune_mode(tu, m);
+    if (rank == 0)
+        fprintf(stderr, "adaquant: tuning mode %s (%s)\n", aq_pipe_tune_mode_name(mode),
+                tu->mode == AQ_TUNE_AUTO ? "the default for this model's size" : "--tune-mode");
+    if (st == AQ_OK && mode == AQ_TUNE_BLOCK) st = aq_pipe_tune_blockwise(comm, p, tu, pool, m, v, out, err);
+    if (st == AQ_OK && mode != AQ_TUNE_BLOCK) st = aq_tuner_new(m, p->n_layers, lay, v, &t, err);
+    if (st == AQ_OK && mode != AQ_TUNE_BLOCK) st = run_steps(comm, tu, t, pool, out, err);
     if (st == AQ_OK) {
         out->steps = tu->steps;
         out->docs = pool->n;
         out->tokens = pool->n_tokens;
         out->max_len = tune_max_len(tu, m);
+        out->mode = mode;
     } else {
         memset(out, 0, sizeof *out);
     }
     aq_tuner_free(t);
     free(lay);
     return st;
+}
+
+int aq_pipe_tune_mode(const aq_pipe_tune_opts *tu, const aq_model *m)
+{
+    if (tu->mode != AQ_TUNE_AUTO) return tu->mode;
+    const aq_llama_config *c = aq_model_config(m);
+    size_t hd = (size_t)(c->head_dim > 0 ? c->head_dim : c->dim / c->n_heads), D = (size_t)c->dim;
+    size_t qd = hd * (size_t)c->n_heads, kvd = hd * (size_t)c->n_kv_heads;
+    size_t params = (size_t)c->n_layers * (2 * D * qd + 2 * D * kvd + 3 * D * (size_t)c->hidden_dim);
+    return params <= AQ_TUNE_GLOBAL_MAX_PARAMS ? AQ_TUNE_GLOBAL : AQ_TUNE_BLOCK;
+}
+
+const char *aq_pipe_tune_mode_name(int mode)
+{
+    return mode == AQ_TUNE_BLOCK ? "block" : "global";
 }
