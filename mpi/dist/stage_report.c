@@ -86,6 +86,7 @@ static json_t *tune_json(const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn)
         json_object_set_new(o, "max_len", json_integer(tn->max_len));
         json_object_set_new(o, "batch", json_integer(tu->batch));
         json_object_set_new(o, "lr", json_real(tu->lr));
+        json_object_set_new(o, "mode", json_string(aq_pipe_tune_mode_name(tn->mode)));
         json_object_set_new(o, "kl_first_step", json_real(tn->kl_first));
         json_object_set_new(o, "kl_last_step", json_real(tn->kl_last));
     }
@@ -240,8 +241,9 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
     aq_pipe_loss_why(c, why, sizeof why);
     fprintf(f, "| allocation loss | %s (%s) |\n", aq_pipe_loss_name(c), why);
     if (tn->steps > 0)
-        fprintf(f, "| global tuning: steps, pool documents, batch KL first / last step | %d, %d, %.5f / %.5f |\n",
-                tn->steps, tn->docs, tn->kl_first, tn->kl_last);
+        fprintf(f, "| tuning (%s): steps, pool documents, batch %s first / last step | %d, %d, %.5f / %.5f |\n",
+                aq_pipe_tune_mode_name(tn->mode), tn->mode == AQ_TUNE_BLOCK ? "block error" : "KL", tn->steps,
+                tn->docs, tn->kl_first, tn->kl_last);
     if (ev->ppl_fp >= 0) {
         fprintf(f, "| perplexity FP / quantized | %.4f / %.4f (%zu docs, %zu tokens) |\n", ev->ppl_fp, ev->ppl_q,
                 ev->n_docs, ev->n_predicted);

@@ -90,11 +90,8 @@ static aq_status fisher_window(aq_block_sens *s, const bl_batch *b, int q, size_
         memset(zr, 0, (size_t)V * sizeof *zr);
         zr[tok[t + 1]] = FISHER_TARGET_LOGIT;
     }
-    aq_grad_buf g;
-    memset(&g, 0, sizeof g);
-    g.d_resid = dres;
     double ce = 0.0;
-    AQ_TRY(aq_model_kl_grad_fp(s->m, tok, &s->lens[q], 1, z, &ce, &g, err));
+    AQ_TRY(aq_model_kl_grad_resid(s->m, tok, &s->lens[q], 1, z, &ce, dres, err));
     for (int l = 0; l < s->L; l++) {
         const float *gl = dres + (size_t)l * (size_t)n * D;
         float *fl = f_plane(s, b, l) + i0 * D;

@@ -404,8 +404,10 @@ static aq_status check_logits(const float *z, size_t n, int V, aq_error *err)
     return AQ_OK;
 }
 
-aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, int n_seqs,
-                              const float *fp_logits, double *kl_sum, aq_grad_buf *g, aq_error *err)
+/* aq_model_kl_grad_fp, and when d_resid is given, the residual gradients
+ * (aq_model_kl_grad_resid). */
+static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_seqs, const float *fp_logits,
+                         double *kl_sum, aq_grad_buf *g, float *d_resid, aq_error *err)
 {
     size_t n = 0, longest = 0;
     AQ_TRY(aq_model_check_batch(m, tokens, lens, n_seqs, &n, &longest, err));
@@ -429,16 +431,31 @@ aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, i
     quant_forward(m, tokens, lens, n_seqs, n, &b, x_f, xnf);
     double kl = kl_and_dz(zf, gs->zq, n, V, gs->kl_row);
     if (kl_sum) *kl_sum = kl;
-    if (!g) return AQ_OK;
+    aq_grad_buf none;
+    memset(&none, 0, sizeof none);
+    if (!g && !d_resid) return AQ_OK;
+    if (!g) g = &none;
     lin_bwd(m, L, AQ_LIN_HEAD, xnf, gs->zq, b.dxn, 0, b.tmp, b.xq, g, n);
     memset(b.dres, 0, n * D * sizeof(float));
     rms_bwd(x_f, aq_model_norm(m, L, 0, 1), b.dxn, b.dres, g->d_final_norm, n, c->dim, c->norm_eps);
     for (int l = L - 1; l >= 0; l--) {
         blk_cache bc = block_cache(m, l, n);
-        if (g->d_resid) memcpy(g->d_resid + (size_t)l * n * D, b.dres, n * D * sizeof(float));
+        if (d_resid) memcpy(d_resid + (size_t)l * n * D, b.dres, n * D * sizeof(float));
         bwd_block(m, l, &bc, &b, n, lens, n_seqs, g);
     }
     return AQ_OK;
+}
+
+aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                              const float *fp_logits, double *kl_sum, aq_grad_buf *g, aq_error *err)
+{
+    return kl_grad(m, tokens, lens, n_seqs, fp_logits, kl_sum, g, NULL, err);
+}
+
+aq_status aq_model_kl_grad_resid(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                                 const float *fp_logits, double *kl_sum, float *d_resid, aq_error *err)
+{
+    return kl_grad(m, tokens, lens, n_seqs, fp_logits, kl_sum, NULL, d_resid, err);
 }
 
 aq_status aq_model_kl_grad(aq_model *m, const int *tokens, const int *lens, int n_seqs,

@@ -38,9 +38,6 @@ typedef struct aq_grad_buf {
     float *d_attn_norm, *d_ffn_norm; /* NULL or [n_layers * dim]: += dKL/dg of the gains
                                         the quantized forward used */
     float *d_final_norm;             /* NULL or [dim] */
-    float *d_resid; /* NULL or [n_layers, rows, dim]: receives (=, not +=) dKL/d(output
-                       residual of block l) at l * rows * dim (aq_model_kl_grad only; the
-                       Fisher weights of block_loss.h) */
 } aq_grad_buf;
 
 /* FP forward (targets p = softmax(FP logits)), quantized forward with activation
@@ -64,6 +61,13 @@ aq_status aq_model_kl_grad(aq_model *m, const int *tokens, const int *lens, int 
 aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, int n_seqs,
                               const float *fp_logits, double *kl_sum, aq_grad_buf *g,
                               aq_error *err);
+
+/* aq_model_kl_grad_fp's backward for the residual stream only (the Fisher
+ * weights of block_loss.h): d_resid [n_layers, rows, dim] receives (=, not +=)
+ * dKL_sum/d(output residual of block l) at l * rows * dim; no parameter
+ * gradient. Same batches, targets and errors as aq_model_kl_grad_fp. */
+aq_status aq_model_kl_grad_resid(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                                 const float *fp_logits, double *kl_sum, float *d_resid, aq_error *err);
 
 /* Block reconstruction (block-wise tuning, docs/TUNE.md): run block `block`
  * as the quantized forward does (its overrides and quantized-mode norm gains)
