@@ -109,8 +109,25 @@ static void check_errors(aq_model *m, aq_block_sens *s, const int *tok, const in
     CHECK(aq_block_sens_new(m, tok, lens, 2, 0, (aq_block_loss_kind)7, &t, &err) == AQ_ERR_ARG);
 }
 
+/* --loss auto's rule (block_loss.h) on two known shapes: stories260K (dim 64,
+ * 5 blocks, 8/4 heads, hidden 172, vocab 512: 226,560 block weights, a 32 MiB
+ * KL cache at 16 x 256 tokens) keeps the network KL; TinyLlama-1.1B (dim 2048,
+ * 22 blocks, 32/4 heads, hidden 5632, vocab 32000: 22 x 44,040,192 =
+ * 968,884,224 block weights by hand, a 2000 MiB cache) takes block-fisher. */
+static void check_auto(void)
+{
+    aq_llama_config s = {0}, t = {0};
+    s.dim = 64, s.n_layers = 5, s.n_heads = 8, s.n_kv_heads = 4, s.hidden_dim = 172, s.vocab_size = 512;
+    t.dim = 2048, t.n_layers = 22, t.n_heads = 32, t.n_kv_heads = 4, t.hidden_dim = 5632, t.vocab_size = 32000;
+    CHECK(aq_block_params(&s) == 226560 && aq_block_params(&t) == 968884224);
+    CHECK(aq_block_loss_auto(&s, 16 * 256) == 0);
+    CHECK(aq_block_loss_auto(&t, 16 * 256) == AQ_BLOCK_LOSS_FISHER);
+    CHECK(aq_block_loss_auto(&s, 16 * 256 * 16) == AQ_BLOCK_LOSS_FISHER); /* 512 MiB of KL cache */
+}
+
 int main(void)
 {
+    check_auto();
     const char *src = getenv("AQ_SOURCE_DIR");
     if (!src || !aq_test_have_numpy()) {
         printf("SKIP: needs AQ_SOURCE_DIR (run through ctest) and /usr/bin/python3 with numpy\n");

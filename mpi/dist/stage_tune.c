@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../../src/model/block_loss.h"
 #include "../../src/model/tune.h"
 #include "../../src/text/textdata.h"
 #include "driver.h"
@@ -196,11 +197,7 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_
 int aq_pipe_tune_mode(const aq_pipe_tune_opts *tu, const aq_model *m)
 {
     if (tu->mode != AQ_TUNE_AUTO) return tu->mode;
-    const aq_llama_config *c = aq_model_config(m);
-    size_t hd = (size_t)(c->head_dim > 0 ? c->head_dim : c->dim / c->n_heads), D = (size_t)c->dim;
-    size_t qd = hd * (size_t)c->n_heads, kvd = hd * (size_t)c->n_kv_heads;
-    size_t params = (size_t)c->n_layers * (2 * D * qd + 2 * D * kvd + 3 * D * (size_t)c->hidden_dim);
-    return params <= AQ_TUNE_GLOBAL_MAX_PARAMS ? AQ_TUNE_GLOBAL : AQ_TUNE_BLOCK;
+    return aq_block_params(aq_model_config(m)) <= AQ_TUNE_GLOBAL_MAX_PARAMS ? AQ_TUNE_GLOBAL : AQ_TUNE_BLOCK;
 }
 
 const char *aq_pipe_tune_mode_name(int mode)

@@ -245,11 +245,15 @@ size_t aq_block_sens_bytes(const aq_block_sens *s)
     return s->bytes;
 }
 
-int aq_block_loss_auto(const aq_llama_config *c, size_t rows)
+size_t aq_block_params(const aq_llama_config *c)
 {
     size_t hd = (size_t)(c->head_dim > 0 ? c->head_dim : c->dim / c->n_heads);
     size_t qd = hd * (size_t)c->n_heads, kvd = hd * (size_t)c->n_kv_heads, D = (size_t)c->dim;
-    size_t params = (size_t)c->n_layers * (2 * D * qd + 2 * D * kvd + 3 * D * (size_t)c->hidden_dim);
+    return (size_t)c->n_layers * (2 * D * qd + 2 * D * kvd + 3 * D * (size_t)c->hidden_dim);
+}
+
+int aq_block_loss_auto(const aq_llama_config *c, size_t rows)
+{
     size_t cache = 16 * rows * (size_t)c->vocab_size;
-    return cache <= AQ_SENS_KL_MAX_CACHE && params <= AQ_SENS_KL_MAX_PARAMS ? 0 : AQ_BLOCK_LOSS_FISHER;
+    return cache <= AQ_SENS_KL_MAX_CACHE && aq_block_params(c) <= AQ_SENS_KL_MAX_PARAMS ? 0 : AQ_BLOCK_LOSS_FISHER;
 }

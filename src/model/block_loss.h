@@ -64,5 +64,8 @@ size_t aq_block_sens_bytes(const aq_block_sens *s);
 #define AQ_SENS_KL_MAX_CACHE ((size_t)256 << 20)
 #define AQ_SENS_KL_MAX_PARAMS ((size_t)50 * 1000 * 1000)
 int aq_block_loss_auto(const aq_llama_config *c, size_t rows);
+/* Weights of the quantized linears of every block (q, k, v, o, gate, up,
+ * down): the size measure of the automatic choices (also --tune-mode auto). */
+size_t aq_block_params(const aq_llama_config *c);
 
 #endif
