@@ -268,8 +268,10 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
     if (a->loss == 2) a->cfg.kl_windows = 0;
     if (a->loss != 2 && a->loss && a->cfg.kl_windows == 0)
         return usage(cmd, "--loss kl, auto or block-* needs --kl-windows >= 1");
-    /* block-mse/-fisher: 1/2; auto (also when --loss is not given): -1, resolved by model size (sens_loss.h) */
-    a->cfg.sens_loss = a->loss >= 3 && a->loss <= 4 ? a->loss - 2 : a->loss % 5 == 0 && a->cfg.kl_windows > 0 ? -1 : 0;
+    /* block-mse / block-fisher: 1 / 2; auto, also when --loss is not given: -1, resolved by model size
+     * (sens_loss.h); kl, layer, --kl-windows 0: 0 */
+    int auto_loss = (a->loss == 0 || a->loss == 5) && a->cfg.kl_windows > 0;
+    a->cfg.sens_loss = a->loss == 3 || a->loss == 4 ? a->loss - 2 : auto_loss ? -1 : 0;
     if (a->budget.refine > 0 && a->budget.objective != AQ_ALLOC_MIN_LOSS)
         return usage(cmd, "--refine needs a size budget (--target-bits / --target-size), not --max-loss");
     int want_pos = (mask & AQ_ARGS_MODEL) ? 1 : 0;
