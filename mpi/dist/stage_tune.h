@@ -18,7 +18,8 @@
  * (windows cut from the concatenated stream generalised worse: they start
  * mid-document and attend across document boundaries, docs/TUNE.md).
  * Distribution: step k uses `batch` documents of the pool, cut into FIXED
- * chunks of AQ_TUNE_CHUNK documents spread over the ranks; each chunk's
+ * chunks of AQ_TUNE_CHUNK documents spread over the ranks by length (longest
+ * first to the least loaded rank, so up to `batch` ranks work); each chunk's
  * gradient is a float64 vector, summed in chunk order on rank 0
  * (aq_dist_reduce_chunks) and broadcast, and every rank applies the same Adam
  * step. The result is the same bits for any number of ranks. */
