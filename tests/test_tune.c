@@ -189,8 +189,8 @@ static void check_block(aq_model *m, aq_tuner *global)
     size_t rows = (size_t)(lens[0] + lens[1]), D = (size_t)c->dim;
     float *x = malloc(rows * D * sizeof *x), *y = malloc(rows * D * sizeof *y);
     float *ws = malloc(aq_model_block_grad_floats(m, rows, 60) * sizeof *ws);
-    CHECK_OK(aq_block_run_fp(m, toks, lens, 2, 0, 1, NULL, x, 0, &err), &err);
-    CHECK_OK(aq_block_run_fp(m, toks, lens, 2, 2, 2, x, y, 0, &err), &err);
+    CHECK_OK(aq_block_run(m, toks, lens, 2, 0, 1, 0, NULL, x, 0, &err), &err);
+    CHECK_OK(aq_block_run(m, toks, lens, 2, 2, 2, 0, x, y, 0, &err), &err);
     size_t np = t ? aq_tuner_n_params(t) : 0, no = t ? aq_tuner_norm_offset(t) : 0;
     CHECK(t && np == no + 2 * D);
     double *g = calloc(np + 1, sizeof *g), *gs = calloc(np + 1, sizeof *gs);

@@ -170,9 +170,9 @@ static aq_status tune_range(aq_model *m, const aq_pipe_plan *p, const aq_pipe_tu
         d.longest = pool->lens[i] > d.longest ? pool->lens[i] : d.longest;
     }
     d.start = start;
-    if (st == AQ_OK) st = aq_block_run_fp(m, pool->tokens, pool->lens, d.nd, 0, lo - 1, NULL, x, 0, err);
+    if (st == AQ_OK) st = aq_block_run(m, pool->tokens, pool->lens, d.nd, 0, lo - 1, 0, NULL, x, 0, err);
     for (int b = lo; st == AQ_OK && b < hi; b++) {
-        st = aq_block_run_fp(m, pool->tokens, pool->lens, d.nd, b, b, x, y, 0, err);
+        st = aq_block_run(m, pool->tokens, pool->lens, d.nd, b, b, 0, x, y, 0, err);
         d.x = x, d.y = y;
         blk_job j;
         memset(&j, 0, sizeof j);

@@ -17,8 +17,8 @@ static void start_rows(const aq_model *m, const int *tokens, const float *x_in, 
     for (size_t r = r0; r < r0 + n; r++) memcpy(y + r * D, m->embed + (size_t)tokens[r] * D, D * sizeof(float));
 }
 
-aq_status aq_block_run_fp(aq_model *m, const int *tokens, const int *lens, int n_seqs, int first, int last,
-                          const float *x_in, float *y, size_t max_rows, aq_error *err)
+aq_status aq_block_run(aq_model *m, const int *tokens, const int *lens, int n_seqs, int first, int last,
+                       int quantized, const float *x_in, float *y, size_t max_rows, aq_error *err)
 {
     int L = m->cfg.n_layers;
     if (first < 0 || first > L || last < first - 1 || last >= L || (!x_in && first != 0))
@@ -28,6 +28,7 @@ aq_status aq_block_run_fp(aq_model *m, const int *tokens, const int *lens, int n
     aq_forward_opts o;
     aq_forward_opts_default(&o);
     o.stop_after_block = last;
+    o.quantized = quantized;
     for (int s0 = 0; s0 < n_seqs;) {
         int nb = 0;
         size_t rows = 0;
