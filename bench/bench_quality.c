@@ -34,6 +34,7 @@
 #include "../io/resultfile.h"
 #include "../solver/allocate.h"
 #include "../src/blas/blas_kernel.h"
+#include "../src/model/block_loss.h"
 #include "../src/model/sensitivity.h"
 #include "../src/text/textdata.h"
 #include "benchutil.h"
@@ -139,6 +140,60 @@ static aq_status kl_column(bench *b, const int *win, int K, int T, aq_sens **kee
     if (st == AQ_OK && keep && !*keep) *keep = s;
     else aq_sens_free(s);
     return st;
+}
+
+/* Columns "block-mse" / "block-fisher" (src/model/block_loss.h) on K windows. */
+static aq_status block_column(bench *b, const int *win, int K, int T, aq_block_loss_kind kind, aq_error *err)
+{
+    int *lens = malloc((size_t)K * sizeof(int));
+    for (int i = 0; i < K; i++) lens[i] = T;
+    aq_block_sens *s = NULL;
+    double t0 = aq_bench_wall_seconds();
+    aq_status st = aq_block_sens_new(b->m, win, lens, K, 0, kind, &s, err);
+    free(lens);
+    if (st != AQ_OK) return st;
+    double t1 = aq_bench_wall_seconds();
+    const char *name = kind == AQ_BLOCK_LOSS_MSE ? "block-mse" : "block-fisher";
+    double *col = b->loss[b->ncol] = malloc((size_t)(b->nl * b->no) * sizeof(double));
+    snprintf(b->col[b->ncol++], 32, "%s", name);
+    for (int l = 0; l < b->nl && st == AQ_OK; l++)
+        for (int k = 0; k < b->no && st == AQ_OK; k++) {
+            aq_linear_override ov = ov_of(&b->c[l * b->no + k]);
+            st = aq_block_sens_layer(s, l / AQ_LIN_COUNT, lin_of(b, l), &ov, &col[l * b->no + k], err);
+        }
+    printf("%s (%d windows): FP cache %.3f s (%.1f MB), %d layer losses %.3f s (%.2f ms each)\n", name, K,
+           t1 - t0, (double)aq_block_sens_bytes(s) / 1e6, b->nl * b->no, aq_bench_wall_seconds() - t1,
+           1e3 * (aq_bench_wall_seconds() - t1) / (b->nl * b->no));
+    aq_block_sens_free(s);
+    return st;
+}
+
+/* Ranks 1..n of v (ties: the mean rank), for Spearman's correlation. */
+static void ranks_of(const double *v, int n, double *r)
+{
+    for (int i = 0; i < n; i++) {
+        int below = 0, equal = 0;
+        for (int j = 0; j < n; j++) below += v[j] < v[i], equal += v[j] == v[i];
+        r[i] = below + (equal + 1) / 2.0;
+    }
+}
+
+/* Spearman's rank correlation of two columns over all (layer, option) tasks:
+ * the Pearson correlation of their ranks. */
+static double spearman(const double *a, const double *b, int n)
+{
+    double *ra = malloc((size_t)n * sizeof *ra), *rb = malloc((size_t)n * sizeof *rb), m = (n + 1) / 2.0;
+    ranks_of(a, n, ra);
+    ranks_of(b, n, rb);
+    double sab = 0, saa = 0, sbb = 0;
+    for (int i = 0; i < n; i++) {
+        sab += (ra[i] - m) * (rb[i] - m);
+        saa += (ra[i] - m) * (ra[i] - m);
+        sbb += (rb[i] - m) * (rb[i] - m);
+    }
+    free(ra);
+    free(rb);
+    return sab / sqrt(saa * sbb);
 }
 
 /* For timing only: the KL the way a straightforward implementation does it
@@ -430,10 +485,10 @@ int main(int argc, char **argv)
     printf("%s\n", blas);
     const char *shared = AQ_SHARED_DIR_DEFAULT, *work = NULL, *opts = "w8a16,w6a16,w4a16,w3a16";
     const char *klw = "8,16", *bits = "4.0,3.0";
-    int eval_docs = 0, eval_len = 512, relin = 0, naive = 0, biasc = 0;
+    int eval_docs = 0, eval_len = 512, relin = 0, naive = 0, biasc = 0, blockw = 0;
     static const struct option lo[] = {{"work", 1, 0, 'w'},       {"shared", 1, 0, 's'},
                                        {"options", 1, 0, 'o'},    {"kl-windows", 1, 0, 'k'},
-                                       {"bits", 1, 0, 'b'},       {"eval-docs", 1, 0, 'e'}, {"relin", 1, 0, 'r'}, {"naive", 1, 0, 'n'}, {"bias-correct", 1, 0, 'c'},
+                                       {"bits", 1, 0, 'b'},       {"eval-docs", 1, 0, 'e'}, {"relin", 1, 0, 'r'}, {"naive", 1, 0, 'n'}, {"bias-correct", 1, 0, 'c'}, {"block", 1, 0, 'B'},
                                        {0, 0, 0, 0}};
     for (int c; (c = getopt_long(argc, argv, "", lo, NULL)) != -1;) {
         if (c == 'w') work = optarg;
@@ -445,6 +500,7 @@ int main(int argc, char **argv)
         else if (c == 'r') relin = atoi(optarg);
         else if (c == 'n') naive = atoi(optarg);
         else if (c == 'c') biasc = atoi(optarg);
+        else if (c == 'B') blockw = atoi(optarg);
         else return 2;
     }
     if (!work) {
@@ -509,6 +565,13 @@ int main(int argc, char **argv)
     for (int l = 0; l < b.nl; l++)
         printf("  %-36s err %.5f KL %.5f\n", b.name[l], b.c[l * b.no + low].err,
                b.loss[klc][l * b.no + low]);
+    /* --block K: the one-block losses on K windows, and every column's
+     * Spearman correlation with the first KL column (largest K) */
+    for (int kind = AQ_BLOCK_LOSS_MSE; blockw > 0 && kind <= AQ_BLOCK_LOSS_FISHER; kind++)
+        if (block_column(&b, win, blockw, T, (aq_block_loss_kind)kind, &err)) return fail("block loss", &err);
+    for (int j = 0; blockw > 0 && j < b.ncol; j++)
+        printf("Spearman(%s, %s) over %d tasks: %.4f\n", b.col[j], b.col[klc], b.nl * b.no,
+               spearman(b.loss[j], b.loss[klc], b.nl * b.no));
     double bv[8];
     int nbits = parse_list(bits, bv, 8);
     printf("\n");

@@ -47,9 +47,9 @@ from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures, missing_asset
 CAL = ["--calib-windows", "8", "--calib-len", "64", "--iters", "5", "--starts", "1", "--polish", "2",
        "--options", "w8a16,w4a16,w3a16,w4a8"]
 BUD = ["--target-bits", "3.5", "--keep", r"layers\.0\.self_attn\.q_proj=w4a8"]
-# global tuning: 20 steps of 18 documents, cut into fixed chunks of AQ_TUNE_CHUNK = 4
-# documents (mpi/dist/pipeline.h): 4, 4, 4, 4, 2 -> chunks 3 + 2 over 2 ranks and
-# 2 + 1 + 1 + 1 over 4 ranks, the last one short
+# global tuning: 20 steps of 18 documents, cut into fixed chunks of AQ_TUNE_CHUNK = 1
+# document (mpi/dist/pipeline.h) spread over the ranks by length: every rank of 2 or 4
+# computes chunks, and the sums cross ranks
 TUNE = ["--tune-steps", "20", "--tune-docs", "40", "--tune-batch", "18", "--tune-lr", "3e-3"]
 # evaluation: 160 documents = 5 fixed chunks of AQ_EVAL_CHUNK = 32 (mpi/dist/stage_eval.c;
 # checked below): 3 + 2 chunks over 2 ranks, 2 + 1 + 1 + 1 over 4, so every rank

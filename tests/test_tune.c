@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/model/block_fp.h"
 #include "../src/model/grad.h"
 #include "../src/model/tune.h"
 #include "fdcheck.h"
@@ -86,12 +87,25 @@ typedef struct tune_fn {
     aq_model *m;
     aq_tuner *t;
     aq_layer_result *v;
+    int n;                  /* layers in v */
+    const float *bx, *by;   /* block mode: the block's FP input and output (NULL: the network KL) */
+    float *ws;              /* block mode: aq_model_block_grad's workspace */
+    double *g;              /* block mode: scratch for aq_tuner_block_grad [n_params + 1] */
 } tune_fn;
+
+/* The block tuner's reconstruction error E at the current parameters. */
+static double block_err_now(tune_fn *c)
+{
+    aq_error err = {0};
+    CHECK_OK(aq_tuner_apply(c->t, &err), &err);
+    CHECK_OK(aq_tuner_block_grad(c->t, c->bx, c->by, lens, 2, c->ws, c->g, &err), &err);
+    return c->g[aq_tuner_n_params(c->t)];
+}
 
 static double fd_kl(void *ctx)
 {
     tune_fn *c = ctx;
-    return kl_now(c->m, c->t);
+    return c->bx ? block_err_now(c) : kl_now(c->m, c->t);
 }
 
 /* The tuner keeps every code fixed (tune.h) and these layers are a16 (no
@@ -103,7 +117,7 @@ static uint64_t fd_codes(void *ctx)
     aq_error err = {0};
     CHECK_OK(aq_tuner_apply(c->t, &err), &err);
     uint64_t h = AQ_FD_HASH0;
-    for (int l = 0; l < NLAY; l++) {
+    for (int l = 0; l < c->n; l++) {
         h = aq_fd_hash(h, c->v[l].codes, c->v[l].d_out * c->v[l].d_in);
         h = aq_fd_hash(h, &c->v[l].a_bits, sizeof c->v[l].a_bits);
     }
@@ -151,6 +165,66 @@ static int check_fd(tune_fn *c, const double *g, size_t i, size_t group_end, dou
     return v == AQ_FD_PASS;
 }
 
+/* Block-wise tuning (tune.h aq_tuner_new_block): block 2's seven linears
+ * (RTN 4-bit) and its two gains; the gradient of the block reconstruction
+ * error E = sum (block_q(x) - y)^2 on the FP block input x and output y
+ * against five-point differences of E, with the same steps and tolerances as
+ * the KL check above (E is a float32 block summed in double: the noise is
+ * measured the same way). Plus the calls that mix the two kinds of tuner. */
+static void check_block(aq_model *m, aq_tuner *global)
+{
+    aq_error err = {0};
+    const aq_llama_config *c = aq_model_config(m);
+    aq_tune_layer bl[AQ_LIN_COUNT];
+    aq_layer_result bv[AQ_LIN_COUNT];
+    for (int k = 0; k < AQ_LIN_COUNT; k++) {
+        const float *w;
+        int d_out, d_in;
+        bl[k] = (aq_tune_layer){2, (aq_linear)k};
+        CHECK_OK(aq_model_linear(m, 2, (aq_linear)k, &w, &d_out, &d_in, &err), &err);
+        rtn(w, d_out, d_in, 4, 0, &bv[k]);
+    }
+    aq_tuner *t = NULL;
+    CHECK_OK(aq_tuner_new_block(m, 2, AQ_LIN_COUNT, bl, bv, &t, &err), &err);
+    size_t rows = (size_t)(lens[0] + lens[1]), D = (size_t)c->dim;
+    float *x = malloc(rows * D * sizeof *x), *y = malloc(rows * D * sizeof *y);
+    float *ws = malloc(aq_model_block_grad_floats(m, rows, 60) * sizeof *ws);
+    CHECK_OK(aq_block_run(m, toks, lens, 2, 0, 1, 0, NULL, x, 0, &err), &err);
+    CHECK_OK(aq_block_run(m, toks, lens, 2, 2, 2, 0, x, y, 0, &err), &err);
+    size_t np = t ? aq_tuner_n_params(t) : 0, no = t ? aq_tuner_norm_offset(t) : 0;
+    CHECK(t && np == no + 2 * D);
+    double *g = calloc(np + 1, sizeof *g), *gs = calloc(np + 1, sizeof *gs);
+    tune_fn fc = {m, t, bv, AQ_LIN_COUNT, x, y, ws, gs};
+    if (t) {
+        double *p = aq_tuner_params(t);
+        for (size_t i = 0; i < np; i++) p[i] += 0.01 * sin((double)i);
+        CHECK_OK(aq_tuner_apply(t, &err), &err);
+        CHECK_OK(aq_tuner_block_grad(t, x, y, lens, 2, ws, g, &err), &err);
+        CHECK(g[np] > 0);
+        double *probe[16];
+        for (int k = 0; k < 16; k++) probe[k] = &p[(size_t)k * (np / 16) + 3];
+        int used = 0;
+        aq_fd_fun nf = {fd_kl, fd_codes, &fc};
+        double sigma = aq_fd_noise(&nf, probe, 16, 1e-4, &used);
+        double gmax = 0;
+        for (size_t i = 0; i < np; i++) gmax = fmax(gmax, fabs(g[i]));
+        int bad = 0, n = 0;
+        for (size_t i = 5; i < np; i += np / 40, n++)
+            bad += !check_fd(&fc, g, i, i + 4 < np ? i + 4 : np, 3e-2, 1e-4 * gmax, sigma, "block param");
+        CHECK_MSG(bad == 0, "block tuning: %d of %d gradient entries differ from the finite differences", bad, n);
+        printf("block tuning: %d gradient entries checked (E %.6g, noise sigma %.3g)\n", n, g[np], sigma);
+        CHECK(aq_tuner_grad(t, toks, lens, 2, g, &err) == AQ_ERR_ARG);
+        CHECK(aq_tuner_block_grad(global, x, y, lens, 2, ws, g, &err) == AQ_ERR_ARG);
+        aq_tune_layer other[2] = {{2, AQ_LIN_Q}, {3, AQ_LIN_K}};
+        aq_tuner *t2 = NULL;
+        CHECK(aq_tuner_new_block(m, 2, 2, other, bv, &t2, &err) == AQ_ERR_ARG && !t2);
+    }
+    aq_model_clear_norm_overrides(m);
+    for (int k = 0; k < AQ_LIN_COUNT; k++) aq_model_clear_override(m, 2, (aq_linear)k), free_layer(&bv[k]);
+    aq_tuner_free(t);
+    free(x), free(y), free(ws), free(g), free(gs);
+}
+
 int main(void)
 {
     char *mp = aq_test_asset("models/stories260K/stories260K.bin");
@@ -191,7 +265,7 @@ int main(void)
     CHECK_MSG(fabs(g[np] - kl0) <= 1e-9 * fabs(kl0) && kl0 > 0, "KL_sum %.9g vs %.9g", g[np], kl0);
     CHECK(v[1].w_zero[0] == zero_sym0); /* symmetric: the zero point is not tuned */
 
-    tune_fn fc = {m, t, v};
+    tune_fn fc = {m, t, v, NLAY, NULL, NULL, NULL, NULL};
     /* The noise of one KL_sum evaluation, pooled over parameters of every
      * group: delta 1e-4 moves every dequantised weight / bias / gain by many
      * float32 ulps (so the rounding pattern changes) while delta^4 f^(4)
@@ -284,6 +358,7 @@ int main(void)
 
     free(x_before);
     free(g);
+    check_block(m, t);
     aq_tuner_free(t);
     for (int l = 0; l < NLAY; l++) free_layer(&v[l]);
     aq_model_free(m);

@@ -47,6 +47,8 @@ typedef struct aq_pipe_cfg {
     char embed_options[AQ_PIPE_MAX_OPTIONS][8];
     int iters;
     int kl_windows;     /* windows for the network-level KL loss of a task (0 = use the layer error) */
+    int sens_loss;      /* 0: as kl_windows says; 1 block-mse, 2 block-fisher on the kl_windows windows
+                           (src/model/block_loss.h); -1 auto, resolved by aq_pipe_loss_resolve */
     int starts, polish; /* AdaQuant initial grids and polishing rounds (adaquant.h) */
     int init_gptq;  /* 1 gptq, 0 rtn, 2 best: both, keep the lower network KL */
     int sequential; /* --mode sequential */
@@ -178,13 +180,16 @@ typedef struct aq_pipe_tune_opts {
     int max_len; /* tokens per document (BOS + text, truncated) */
     int batch;   /* documents per step */
     double lr;   /* Adam learning rate */
+    int mode;    /* AQ_TUNE_AUTO (by model size), AQ_TUNE_GLOBAL, AQ_TUNE_BLOCK (stage_tune.h) */
 } aq_pipe_tune_opts;
 
 #define AQ_TUNE_STEPS_DEFAULT 400
 #define AQ_TUNE_MAX_LEN_DEFAULT 512
 #define AQ_TUNE_BATCH_DEFAULT 16
 #define AQ_TUNE_LR_DEFAULT 5e-3
-#define AQ_TUNE_CHUNK 4 /* documents per gradient chunk (fixed: output bytes depend on it) */
+#define AQ_TUNE_CHUNK 1 /* documents per gradient chunk (fixed: output bytes depend on it; 1 lets
+                           up to --tune-batch ranks work) */
+enum { AQ_TUNE_AUTO = 0, AQ_TUNE_GLOBAL = 1, AQ_TUNE_BLOCK = 2 };
 
 typedef struct aq_pipe_out {
     char outdir[AQ_PIPE_PATH];

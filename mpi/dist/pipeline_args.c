@@ -56,7 +56,8 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
        O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
-       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD, O_TFRAC, O_EOPTS };
+       O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD, O_TFRAC, O_EOPTS,
+       O_TMODE };
 
 #define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD)
 
@@ -103,6 +104,7 @@ static const struct {
     {{"tune-batch", required_argument, 0, O_TBATCH}, AQ_ARGS_OUT},
     {{"tune-lr", required_argument, 0, O_TLR}, AQ_ARGS_OUT},
     {{"no-tune", no_argument, 0, O_NOTUNE}, AQ_ARGS_OUT},
+    {{"tune-mode", required_argument, 0, O_TMODE}, AQ_ARGS_OUT},
     {{"shard", required_argument, 0, O_SHARD}, AQ_ARGS_SHARD},
     {{"shards", required_argument, 0, O_SHARDS}, AQ_ARGS_SHARD},
     {{"progress", required_argument, 0, O_PROGRESS}, ALL_GROUPS},
@@ -181,7 +183,10 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_LOSS:
         if (!strcmp(v, "kl")) a->loss = 1;
         else if (!strcmp(v, "layer")) a->loss = 2;
-        else return usage(cmd, "--loss must be kl or layer, not '%s'", v);
+        else if (!strcmp(v, "block-mse")) a->loss = 3;   /* src/model/block_loss.h */
+        else if (!strcmp(v, "block-fisher")) a->loss = 4;
+        else if (!strcmp(v, "auto")) a->loss = 5;
+        else return usage(cmd, "--loss must be auto, kl, layer, block-mse or block-fisher, not '%s'", v);
         return 0;
     case O_REFINE: return parse_int(cmd, "--refine", v, 0, 100, &a->budget.refine);
     case O_STARTS: return parse_int(cmd, "--starts", v, 1, 1000, &g->starts);
@@ -194,6 +199,12 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_ELEN: return parse_int(cmd, "--eval-len", v, 2, 1000000, &a->out.eval_len);
     case O_TSTEPS: return parse_int(cmd, "--tune-steps", v, 0, 1000000, &a->out.tune.steps);
     case O_NOTUNE: a->out.tune.steps = 0; return 0;
+    case O_TMODE: /* docs/TUNE.md: auto picks by model size */
+        if (!strcmp(v, "auto")) a->out.tune.mode = AQ_TUNE_AUTO;
+        else if (!strcmp(v, "global")) a->out.tune.mode = AQ_TUNE_GLOBAL;
+        else if (!strcmp(v, "block")) a->out.tune.mode = AQ_TUNE_BLOCK;
+        else return usage(cmd, "--tune-mode must be auto, global or block, not '%s'", v);
+        return 0;
     case O_TDOCS: return parse_int(cmd, "--tune-docs", v, 0, 100000000, &a->out.tune.docs);
     case O_TLEN: return parse_int(cmd, "--tune-len", v, 2, 1000000, &a->out.tune.max_len);
     case O_TBATCH: return parse_int(cmd, "--tune-batch", v, 1, 1000000, &a->out.tune.batch);
@@ -282,7 +293,12 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
     if (a->loss == 2 && a->kl_given && a->cfg.kl_windows > 0)
         return usage(cmd, "--loss layer does not use --kl-windows (give one or the other)");
     if (a->loss == 2) a->cfg.kl_windows = 0;
-    if (a->loss == 1 && a->cfg.kl_windows == 0) return usage(cmd, "--loss kl needs --kl-windows >= 1");
+    if (a->loss != 2 && a->loss && a->cfg.kl_windows == 0)
+        return usage(cmd, "--loss kl, auto or block-* needs --kl-windows >= 1");
+    /* block-mse / block-fisher: 1 / 2; auto, also when --loss is not given: -1, resolved by model size
+     * (sens_loss.h); kl, layer, --kl-windows 0: 0 */
+    int auto_loss = (a->loss == 0 || a->loss == 5) && a->cfg.kl_windows > 0;
+    a->cfg.sens_loss = a->loss == 3 || a->loss == 4 ? a->loss - 2 : auto_loss ? -1 : 0;
     if (a->budget.refine > 0 && a->budget.objective != AQ_ALLOC_MIN_LOSS)
         return usage(cmd, "--refine needs a size budget (--target-bits / --target-size), not --max-loss");
     int want_pos = (mask & AQ_ARGS_MODEL) ? 1 : 0;
@@ -342,12 +358,16 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         network KL per (layer, option) (default best)\n"
                 "  --starts N             initial grids per layer, best kept per row (default 5)\n"
                 "  --polish N             exact polishing rounds per start (default 8)\n"
-                "  --loss kl|layer        the allocation loss of a task: kl (default) = mean KL(FP ||\n"
+                "  --loss auto|kl|layer|block-mse|block-fisher\n"
+                "                         the allocation loss of a task: kl = mean KL(FP ||\n"
                 "                         model with only that layer quantized) per predicted token on\n"
                 "                         the first K calibration windows (the whole model on one\n"
-                "                         rank); layer = the layer's normalised output error, which\n"
-                "                         is reported in either case\n"
-                "  --kl-windows K         windows of --loss kl (default 16; 0 = --loss layer)\n"
+                "                         rank); block-mse / block-fisher = the error of the layer's\n"
+                "                         block output (Fisher-weighted), one block per task; layer =\n"
+                "                         the layer's normalised output error, reported in any case;\n"
+                "                         auto (default) = kl for small models, else block-fisher\n"
+                "                         (docs/ALLOCATE.md \"Sensitivity\")\n"
+                "  --kl-windows K         windows of --loss kl / block-* (default 16; 0 = --loss layer)\n"
                 "  --seed S               seed (default 0)\n");
     if (mask & AQ_ARGS_WORK)
         fprintf(out,
@@ -392,7 +412,10 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "  --tune-len N           tokens per document, longer ones truncated (default %d)\n"
                 "  --tune-batch B         documents per step (default %d), split over the ranks in\n"
                 "                         fixed chunks of %d\n"
-                "  --tune-lr X            Adam learning rate (default %g)\n",
+                "  --tune-lr X            Adam learning rate (default %g)\n"
+                "  --tune-mode M          global (the KL of the whole network), block (each block\n"
+                "                         against its FP output, blocks over the ranks) or auto\n"
+                "                         (default: global up to 50M block parameters, else block)\n",
                 AQ_TUNE_STEPS_DEFAULT, AQ_TUNE_MAX_LEN_DEFAULT, AQ_TUNE_BATCH_DEFAULT, AQ_TUNE_CHUNK, AQ_TUNE_LR_DEFAULT);
     if (mask & AQ_ARGS_SHARD)
         fprintf(out,

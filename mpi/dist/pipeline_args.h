@@ -25,7 +25,7 @@ typedef struct aq_pipe_args {
     aq_pipe_out out;
     int resume, shard, shards;
     int have_work;
-    int loss;     /* --loss: 0 not given, 1 kl, 2 layer */
+    int loss;     /* --loss: 0 not given, 1 kl, 2 layer, 3 block-mse, 4 block-fisher, 5 auto */
     int kl_given; /* --kl-windows given */
     int embed_given; /* --embed-options given */
     int srows_given; /* --sample-rows given */

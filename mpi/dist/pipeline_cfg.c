@@ -225,6 +225,7 @@ aq_fingerprint aq_pipe_task_fp(const aq_pipe_cfg *c, const char *layer, const ch
     aq_fp_add_i64(&b, "iters", c->iters);
     aq_fp_add_i64(&b, "starts", c->starts);
     aq_fp_add_i64(&b, "kl_windows", c->kl_windows);
+    if (c->sens_loss) aq_fp_add_i64(&b, "sens_loss", c->sens_loss); /* absent = the older fingerprints */
     aq_fp_add_i64(&b, "polish", c->polish);
     aq_fp_add_str(&b, "init", aq_pipe_init_name(c->init_gptq));
     aq_fp_add_str(&b, "option", option);
@@ -266,6 +267,7 @@ static aq_fingerprint settings_fp(const aq_pipe_cfg *c)
     aq_fp_add_i64(&b, "iters", c->iters);
     aq_fp_add_i64(&b, "starts", c->starts);
     aq_fp_add_i64(&b, "kl_windows", c->kl_windows);
+    if (c->sens_loss) aq_fp_add_i64(&b, "sens_loss", c->sens_loss);
     aq_fp_add_i64(&b, "polish", c->polish);
     aq_fp_add_str(&b, "init", aq_pipe_init_name(c->init_gptq));
     aq_fp_add_i64(&b, "sequential", c->sequential);
@@ -348,6 +350,7 @@ aq_status aq_pipe_cfg_write(const aq_pipe_cfg *c, aq_error *err)
     json_object_set_new(o, "iters", json_integer(c->iters));
     json_object_set_new(o, "starts", json_integer(c->starts));
     json_object_set_new(o, "kl_windows", json_integer(c->kl_windows));
+    if (c->sens_loss) json_object_set_new(o, "sens_loss", json_integer(c->sens_loss));
     json_object_set_new(o, "polish", json_integer(c->polish));
     json_object_set_new(o, "init", json_string(aq_pipe_init_name(c->init_gptq)));
     json_object_set_new(o, "mode", json_string(c->sequential ? "sequential" : "parallel"));
@@ -427,6 +430,7 @@ static aq_status parse_settings(json_t *o, const char *path, aq_pipe_cfg *c, aq_
     AQ_TRY(get_int(o, path, "iters", &c->iters, err));
     AQ_TRY(get_int(o, path, "starts", &c->starts, err));
     AQ_TRY(get_int(o, path, "kl_windows", &c->kl_windows, err));
+    if (json_object_get(o, "sens_loss")) AQ_TRY(get_int(o, path, "sens_loss", &c->sens_loss, err));
     AQ_TRY(get_int(o, path, "polish", &c->polish, err));
     AQ_TRY(get_str(o, path, "sample_seed", s, sizeof s, err));
     c->sample_seed = strtoull(s, NULL, 10);

@@ -11,6 +11,7 @@
 #include "plan.h"
 #include "progress.h"
 #include "refine.h"
+#include "sens_loss.h"
 #include "stage_sequential.h"
 
 /* Rank 0 decided cfg (paths, fingerprints): give every rank the same bytes. */
@@ -66,6 +67,7 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
         st = aq_pipe_out_check(&a->out, err);
         if (st == AQ_OK) st = aq_pipe_check_inputs(c, err);
         if (st == AQ_OK) st = aq_pipe_cfg_fingerprint(c, err);
+        if (st == AQ_OK) st = aq_pipe_loss_resolve(c, err); /* --loss auto, by model size */
     }
     AQ_TRY(aq_pipe_agree(comm, st, err));
     bcast_cfg(comm, c);
@@ -97,6 +99,7 @@ aq_status aq_pipe_run_capture(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     if (rank == 0) {
         st = aq_pipe_check_inputs(&a->cfg, err);
         if (st == AQ_OK) st = aq_pipe_cfg_fingerprint(&a->cfg, err);
+        if (st == AQ_OK) st = aq_pipe_loss_resolve(&a->cfg, err);
     }
     AQ_TRY(aq_pipe_agree(comm, st, err));
     bcast_cfg(comm, &a->cfg);

@@ -18,6 +18,7 @@
 #include "../../io/atomic_file.h"
 #include "../../src/adaquant/adaquant.h"
 #include "../../src/model/model.h"
+#include "../../src/model/block_loss.h"
 #include "../../src/model/sensitivity.h"
 #include "../../src/text/textdata.h"
 #include "driver.h"
@@ -36,18 +37,24 @@ typedef struct cal_ctx {
      * (sensitivity.h) */
     aq_seqs kl;
     aq_sens *sens;
+    aq_block_sens *bsens; /* --loss block-mse / block-fisher (cfg.sens_loss > 0) */
 } cal_ctx;
 
 /* Mean KL(FP || model with only layer L quantized as r) per predicted token on
  * the KL windows (src/model/sensitivity.h: re-runs only blocks >= L's block). */
 static aq_status task_kl(cal_ctx *x, const aq_pipe_layer *L, const aq_layer_result *r, double *kl, aq_error *err)
 {
-    if (!x->sens) AQ_TRY(aq_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, &x->sens, err));
+    int blk = x->c->sens_loss > 0;
+    if (blk && !x->bsens)
+        AQ_TRY(aq_block_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, (aq_block_loss_kind)x->c->sens_loss,
+                                 &x->bsens, err));
+    if (!blk && !x->sens) AQ_TRY(aq_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, &x->sens, err));
     float *w = malloc(r->d_out * r->d_in * sizeof *w);
     if (!w) return aq_fail_nomem(err, "KL weight", r->d_out * r->d_in * sizeof *w);
     aq_layer_result_dequant(r, w);
     aq_linear_override ov = {w, r->bias, r->a_bits < 16 ? r->a_bits : 0, r->a_scale, r->a_zero};
-    aq_status st = aq_sens_layer_kl(x->sens, L->block, (aq_linear)L->which, &ov, kl, err);
+    aq_status st = blk ? aq_block_sens_layer(x->bsens, L->block, (aq_linear)L->which, &ov, kl, err)
+                       : aq_sens_layer_kl(x->sens, L->block, (aq_linear)L->which, &ov, kl, err);
     free(w);
     return st;
 }
@@ -235,6 +242,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     free(sub);
     aq_seqs_free(&x.kl);
     aq_sens_free(x.sens);
+    aq_block_sens_free(x.bsens);
     aq_model_free(x.m);
     return st;
 }

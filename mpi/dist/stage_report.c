@@ -13,6 +13,7 @@
 #include "../../solver/report.h"
 #include "../../src/blas/blas_kernel.h"
 #include "pipeline_size.h"
+#include "sens_loss.h"
 #include "stage_report.h"
 
 typedef struct totals {
@@ -89,6 +90,7 @@ static json_t *tune_json(const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn)
         json_object_set_new(o, "max_len", json_integer(tn->max_len));
         json_object_set_new(o, "batch", json_integer(tu->batch));
         json_object_set_new(o, "lr", json_real(tu->lr));
+        json_object_set_new(o, "mode", json_string(aq_pipe_tune_mode_name(tn->mode)));
         json_object_set_new(o, "kl_first_step", json_real(tn->kl_first));
         json_object_set_new(o, "kl_last_step", json_real(tn->kl_last));
     }
@@ -140,6 +142,10 @@ static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_
     json_object_set_new(cal, "iters", json_integer(c->iters));
     json_object_set_new(cal, "starts", json_integer(c->starts));
     json_object_set_new(cal, "kl_windows", json_integer(c->kl_windows));
+    char why[320];
+    aq_pipe_loss_why(c, why, sizeof why);
+    json_object_set_new(cal, "loss", json_string(aq_pipe_loss_name(c)));
+    json_object_set_new(cal, "loss_why", json_string(why));
     json_object_set_new(cal, "polish", json_integer(c->polish));
     json_object_set_new(cal, "init", json_string(aq_pipe_init_name(c->init_gptq)));
     json_object_set_new(cal, "mode", json_string(c->sequential ? "sequential" : "parallel"));
@@ -272,9 +278,13 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
     fprintf(f, "| model files (model.safetensors, config.json, tokenizer) | %lld bytes, %.4f bits per weight |\n",
             (long long)disk, bpw);
     fprintf(f, "| sum of layer losses | %.6g |\n", tt->loss);
+    char why[320];
+    aq_pipe_loss_why(c, why, sizeof why);
+    fprintf(f, "| allocation loss | %s (%s) |\n", aq_pipe_loss_name(c), why);
     if (tn->steps > 0)
-        fprintf(f, "| global tuning: steps, pool documents, batch KL first / last step | %d, %d, %.5f / %.5f |\n",
-                tn->steps, tn->docs, tn->kl_first, tn->kl_last);
+        fprintf(f, "| tuning (%s): steps, pool documents, batch %s first / last step | %d, %d, %.5f / %.5f |\n",
+                aq_pipe_tune_mode_name(tn->mode), tn->mode == AQ_TUNE_BLOCK ? "block error" : "KL", tn->steps,
+                tn->docs, tn->kl_first, tn->kl_last);
     if (ev->ppl_fp >= 0) {
         fprintf(f, "| perplexity FP / quantized | %.4f / %.4f (%zu docs, %zu tokens) |\n", ev->ppl_fp, ev->ppl_q,
                 ev->n_docs, ev->n_predicted);

@@ -18,7 +18,8 @@
  * (windows cut from the concatenated stream generalised worse: they start
  * mid-document and attend across document boundaries, docs/TUNE.md).
  * Distribution: step k uses `batch` documents of the pool, cut into FIXED
- * chunks of AQ_TUNE_CHUNK documents spread over the ranks; each chunk's
+ * chunks of AQ_TUNE_CHUNK documents spread over the ranks by length (longest
+ * first to the least loaded rank, so up to `batch` ranks work); each chunk's
  * gradient is a float64 vector, summed in chunk order on rank 0
  * (aq_dist_reduce_chunks) and broadcast, and every rank applies the same Adam
  * step. The result is the same bits for any number of ranks. */
@@ -36,7 +37,9 @@ typedef struct aq_pipe_tuned {
     int steps, docs; /* what ran (docs = pool size) */
     size_t tokens;   /* tokens in the pool */
     int max_len;     /* tokens per document used */
-    double kl_first, kl_last; /* mean KL per token of the first and last step's batch */
+    double kl_first, kl_last; /* mean KL per token of the first and last step's batch (block mode: the
+                                 summed block reconstruction errors) */
+    int mode;                 /* the mode that ran: AQ_TUNE_GLOBAL or AQ_TUNE_BLOCK */
 } aq_pipe_tuned;
 
 /* The tuning data: the first tu->docs calibration documents of d (0 = all),
@@ -51,6 +54,24 @@ aq_status aq_pipe_tune_pool(const aq_pipe_tune_opts *tu, const aq_tokenizer *tok
  * installed as quantized-mode overrides (ready for the evaluation and for
  * writing). tu->steps == 0: installs v as it is (pool unused). Errors: the
  * engine's, and AQ_ERR_NUMERIC if the run diverges. */
+/* Block-wise tuning (stage_tune_block.c): the same contract as aq_pipe_tune
+ * with tu->mode AQ_TUNE_BLOCK; out->kl_first / kl_last are the block
+ * reconstruction errors (mean squared error per token of the first / last
+ * step's batch, summed over the blocks). The tuning tokens: the first pool
+ * documents whose residual planes (input and target, 8 * dim bytes per token)
+ * fit AQ_TUNE_BLOCK_BYTES. */
+#define AQ_TUNE_BLOCK_BYTES ((size_t)256 << 20)
+aq_status aq_pipe_tune_blockwise(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu,
+                                 const aq_seqs *pool, aq_model *m, aq_layer_result *v, aq_pipe_tuned *out,
+                                 aq_error *err);
+/* The mode tu->mode resolves to for m: AQ_TUNE_GLOBAL while the model has at
+ * most AQ_TUNE_GLOBAL_MAX_PARAMS block parameters (its backward caches every
+ * block's activations and each step runs the whole network three times),
+ * else AQ_TUNE_BLOCK. */
+#define AQ_TUNE_GLOBAL_MAX_PARAMS ((size_t)50 * 1000 * 1000)
+int aq_pipe_tune_mode(const aq_pipe_tune_opts *tu, const aq_model *m);
+const char *aq_pipe_tune_mode_name(int mode);
+
 aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu, const aq_seqs *pool,
                        aq_model *m, aq_layer_result *v, aq_pipe_tuned *out, aq_error *err);
 

@@ -103,10 +103,10 @@ static aq_status ensure_grad(aq_model *m, size_t rows, size_t seq, aq_error *err
     return AQ_OK;
 }
 
-static blk_cache block_cache(aq_model *m, int l, size_t n)
+/* One block's activation layout over n rows starting at p. */
+static blk_cache block_cache_at(const aq_model *m, float *p, size_t n)
 {
     const aq_llama_config *c = &m->cfg;
-    float *p = m->gs.acts + (size_t)l * n * block_row_floats(m);
     blk_cache b;
     b.x_in = p, p += n * c->dim;
     b.xn1 = p, p += n * c->dim;
@@ -124,10 +124,14 @@ static blk_cache block_cache(aq_model *m, int l, size_t n)
     return b;
 }
 
-static bwd_bufs bwd_layout(aq_model *m, size_t n)
+static blk_cache block_cache(aq_model *m, int l, size_t n)
+{
+    return block_cache_at(m, m->gs.acts + (size_t)l * n * block_row_floats(m), n);
+}
+
+static bwd_bufs bwd_layout_at(const aq_model *m, float *p, size_t n)
 {
     const aq_llama_config *c = &m->cfg;
-    float *p = m->gs.bwd;
     size_t w = wide_of(m);
     bwd_bufs b;
     b.dres = p, p += n * c->dim;
@@ -144,6 +148,11 @@ static bwd_bufs bwd_layout(aq_model *m, size_t n)
     b.dqp = c->qk_norm ? p : NULL, p += c->qk_norm ? n * m->qd : 0;
     b.dkp = c->qk_norm ? p : NULL;
     return b;
+}
+
+static bwd_bufs bwd_layout(aq_model *m, size_t n)
+{
+    return bwd_layout_at(m, m->gs.bwd, n);
 }
 
 /* One block of the quantized forward, as forward.c's run_block, keeping its
@@ -395,8 +404,10 @@ static aq_status check_logits(const float *z, size_t n, int V, aq_error *err)
     return AQ_OK;
 }
 
-aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, int n_seqs,
-                              const float *fp_logits, double *kl_sum, aq_grad_buf *g, aq_error *err)
+/* aq_model_kl_grad_fp, and when d_resid is given, the residual gradients
+ * (aq_model_kl_grad_resid). */
+static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_seqs, const float *fp_logits,
+                         double *kl_sum, aq_grad_buf *g, float *d_resid, aq_error *err)
 {
     size_t n = 0, longest = 0;
     AQ_TRY(aq_model_check_batch(m, tokens, lens, n_seqs, &n, &longest, err));
@@ -420,19 +431,88 @@ aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, i
     quant_forward(m, tokens, lens, n_seqs, n, &b, x_f, xnf);
     double kl = kl_and_dz(zf, gs->zq, n, V, gs->kl_row);
     if (kl_sum) *kl_sum = kl;
-    if (!g) return AQ_OK;
+    aq_grad_buf none;
+    memset(&none, 0, sizeof none);
+    if (!g && !d_resid) return AQ_OK;
+    if (!g) g = &none;
     lin_bwd(m, L, AQ_LIN_HEAD, xnf, gs->zq, b.dxn, 0, b.tmp, b.xq, g, n);
     memset(b.dres, 0, n * D * sizeof(float));
     rms_bwd(x_f, aq_model_norm(m, L, 0, 1), b.dxn, b.dres, g->d_final_norm, n, c->dim, c->norm_eps);
     for (int l = L - 1; l >= 0; l--) {
         blk_cache bc = block_cache(m, l, n);
+        if (d_resid) memcpy(d_resid + (size_t)l * n * D, b.dres, n * D * sizeof(float));
         bwd_block(m, l, &bc, &b, n, lens, n_seqs, g);
     }
     return AQ_OK;
+}
+
+aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                              const float *fp_logits, double *kl_sum, aq_grad_buf *g, aq_error *err)
+{
+    return kl_grad(m, tokens, lens, n_seqs, fp_logits, kl_sum, g, NULL, err);
+}
+
+aq_status aq_model_kl_grad_resid(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                                 const float *fp_logits, double *kl_sum, float *d_resid, aq_error *err)
+{
+    return kl_grad(m, tokens, lens, n_seqs, fp_logits, kl_sum, NULL, d_resid, err);
 }
 
 aq_status aq_model_kl_grad(aq_model *m, const int *tokens, const int *lens, int n_seqs,
                            double *kl_sum, aq_grad_buf *g, aq_error *err)
 {
     return aq_model_kl_grad_fp(m, tokens, lens, n_seqs, NULL, kl_sum, g, err);
+}
+
+size_t aq_model_block_grad_floats(const aq_model *m, size_t rows, size_t seq)
+{
+    /* activations, backward rows, the block output, positions (as ints), P and dP */
+    return rows * (block_row_floats(m) + bwd_row_floats(m) + (size_t)m->cfg.dim + 1) + 2 * seq * seq;
+}
+
+/* The block's forward and backward from the caller's workspace: m->gs's
+ * positions and attention matrices are borrowed for the call (fwd_block and
+ * attn_bwd read them there) and given back, so the network-level caches are
+ * neither used nor grown: memory is one block's. */
+aq_status aq_model_block_grad(aq_model *m, int block, const float *x_in, const float *y, const int *lens,
+                              int n_seqs, float *ws, double *err_sum, aq_grad_buf *g, aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    if (block < 0 || block >= c->n_layers)
+        return aq_fail(err, AQ_ERR_ARG, "block_grad: block %d (model has %d)", block, c->n_layers);
+    size_t n = 0, longest = 0, D = (size_t)c->dim;
+    for (int s = 0; s < n_seqs; s++) {
+        if (lens[s] <= 0 || lens[s] > c->max_seq_len)
+            return aq_fail(err, AQ_ERR_ARG, "block_grad: sequence %d has %d tokens (1..%d)", s, lens[s],
+                           c->max_seq_len);
+        n += (size_t)lens[s];
+        longest = (size_t)lens[s] > longest ? (size_t)lens[s] : longest;
+    }
+    if (n_seqs <= 0) return aq_fail(err, AQ_ERR_ARG, "block_grad: empty batch");
+    float *p = ws;
+    blk_cache bc = block_cache_at(m, p, n);
+    p += n * block_row_floats(m);
+    bwd_bufs b = bwd_layout_at(m, p, n);
+    p += n * bwd_row_floats(m);
+    float *yq = p;
+    p += n * D;
+    int *pos = (int *)(void *)p;
+    p += n;
+    int *save_pos = m->gs.pos;
+    float *save_p = m->gs.p, *save_dp = m->gs.dp;
+    m->gs.pos = pos, m->gs.p = p, m->gs.dp = p + longest * longest;
+    for (int s = 0, r = 0; s < n_seqs; s++)
+        for (int t = 0; t < lens[s]; t++) pos[r++] = t;
+    memcpy(bc.x_in, x_in, n * D * sizeof(float));
+    fwd_block(m, block, &bc, yq, n, lens, n_seqs, b.tmp, b.xq);
+    double e = 0.0;
+    for (size_t i = 0; i < n * D; i++) {
+        float d = yq[i] - y[i];
+        e += (double)d * d;
+        b.dres[i] = 2.0f * d; /* dE/dy_q */
+    }
+    *err_sum = e;
+    if (g) bwd_block(m, block, &bc, &b, n, lens, n_seqs, g);
+    m->gs.pos = save_pos, m->gs.p = save_p, m->gs.dp = save_dp;
+    return AQ_OK;
 }

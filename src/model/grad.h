@@ -62,4 +62,25 @@ aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, i
                               const float *fp_logits, double *kl_sum, aq_grad_buf *g,
                               aq_error *err);
 
+/* aq_model_kl_grad_fp's backward for the residual stream only (the Fisher
+ * weights of block_loss.h): d_resid [n_layers, rows, dim] receives (=, not +=)
+ * dKL_sum/d(output residual of block l) at l * rows * dim; no parameter
+ * gradient. Same batches, targets and errors as aq_model_kl_grad_fp. */
+aq_status aq_model_kl_grad_resid(aq_model *m, const int *tokens, const int *lens, int n_seqs,
+                                 const float *fp_logits, double *kl_sum, float *d_resid, aq_error *err);
+
+/* Block reconstruction (block-wise tuning, docs/TUNE.md): run block `block`
+ * as the quantized forward does (its overrides and quantized-mode norm gains)
+ * on x_in [rows, dim] (the packed sequences lens; rows = sum(lens)) and
+ * compare its output with y [rows, dim]: *err_sum = sum over rows and
+ * entries of (y_q - y)^2 (in double), and the gradient of that sum is ADDED
+ * into g (the block's entries: d_weight / d_bias of its linears, d_attn_norm /
+ * d_ffn_norm at block * dim; g NULL: the error only). ws holds
+ * aq_model_block_grad_floats(m, rows, longest sequence) floats (caller-owned:
+ * the memory is one block's activations, nothing network-wide). AQ_ERR_ARG
+ * for a bad block or lengths. Deterministic and single-threaded. */
+size_t aq_model_block_grad_floats(const aq_model *m, size_t rows, size_t seq);
+aq_status aq_model_block_grad(aq_model *m, int block, const float *x_in, const float *y, const int *lens,
+                              int n_seqs, float *ws, double *err_sum, aq_grad_buf *g, aq_error *err);
+
 #endif

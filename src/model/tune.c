@@ -22,6 +22,8 @@ struct aq_tuner {
     aq_model *m;
     aq_layer_result *v;
     int L, dim;
+    int nb0, nbn, final; /* norms tuned: blocks [nb0, nb0 + nbn), and model.norm if final */
+    int blockwise;       /* aq_tuner_new_block: block nb0's layers and norms only */
     size_t np, norm_off, *off;
     double *x, *s0;       /* parameters [np]; the starting scales (concatenated d_out) */
     double *am, *av;      /* Adam moments [np] */
@@ -65,6 +67,7 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
     t->v = v;
     t->L = mc->n_layers;
     t->dim = mc->dim;
+    if (t->nbn == 0) t->nbn = t->L, t->final = 1; /* global: every norm */
     int nl = t->L * AQ_LIN_COUNT;
     aq_tune_layer *cp = malloc((size_t)(n_layers > 0 ? n_layers : 1) * sizeof *cp);
     if (cp) memcpy(cp, lay, (size_t)n_layers * sizeof *cp);
@@ -79,6 +82,8 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
         t->off[l] = 3 * rows;
         rows += v[l].d_out;
         int d_out, d_in;
+        if (t->blockwise && lay[l].block != t->nb0)
+            return aq_fail(err, AQ_ERR_ARG, "tuning block %d: layer %d is in block %d", t->nb0, l, lay[l].block);
         if (lay[l].which >= AQ_LIN_COUNT || lay[l].block < 0 || lay[l].block >= t->L ||
             aq_model_linear(m, lay[l].block, lay[l].which, NULL, &d_out, &d_in, err) != AQ_OK)
             return aq_fail(err, AQ_ERR_ARG, "tuning: layer %d (block %d, linear %d) is not a block linear", l,
@@ -96,18 +101,18 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
         t->db[li] = malloc(v[l].d_out * sizeof(float));
         if (!t->w[l] || !t->dw[li] || !t->db[li]) return aq_fail_nomem(err, "tuning gradients", wn * 8);
     }
-    size_t ln = (size_t)t->L * t->dim;
+    size_t ln = (size_t)t->nbn * t->dim, lall = (size_t)t->L * t->dim, nf = t->final ? (size_t)t->dim : 0;
     t->norm_off = 3 * rows;
-    t->np = t->norm_off + 2 * ln + (size_t)t->dim;
+    t->np = t->norm_off + 2 * ln + nf;
     t->x = calloc(t->np, sizeof *t->x);
     t->s0 = calloc(rows ? rows : 1, sizeof *t->s0);
     t->am = calloc(t->np, sizeof *t->am);
     t->av = calloc(t->np, sizeof *t->av);
-    t->norms = malloc((2 * ln + (size_t)t->dim) * sizeof *t->norms);
+    t->norms = malloc((2 * ln + nf + 1) * sizeof *t->norms);
     t->gb.d_weight = t->dw;
     t->gb.d_bias = t->db;
-    t->gb.d_attn_norm = malloc(ln * sizeof(float));
-    t->gb.d_ffn_norm = malloc(ln * sizeof(float));
+    t->gb.d_attn_norm = malloc(lall * sizeof(float)); /* the engine indexes them by model block */
+    t->gb.d_ffn_norm = malloc(lall * sizeof(float));
     t->gb.d_final_norm = malloc((size_t)t->dim * sizeof(float));
     if (!t->x || !t->s0 || !t->am || !t->av || !t->norms || !t->gb.d_attn_norm || !t->gb.d_ffn_norm ||
         !t->gb.d_final_norm)
@@ -124,19 +129,19 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
         }
         r0 += n;
     }
-    for (int b = 0; b < t->L; b++)
+    for (int b = 0; b < t->nbn; b++)
         for (int k = 0; k < 2; k++) {
-            const float *gsrc = aq_model_norm(m, b, k, 0);
+            const float *gsrc = aq_model_norm(m, t->nb0 + b, k, 0);
             for (int i = 0; i < t->dim; i++) t->x[t->norm_off + (size_t)k * ln + (size_t)b * t->dim + i] = gsrc[i];
         }
     const float *gf = aq_model_norm(m, t->L, 0, 0);
-    for (int i = 0; i < t->dim; i++) t->x[t->norm_off + 2 * ln + i] = gf[i];
+    for (size_t i = 0; i < nf; i++) t->x[t->norm_off + 2 * ln + i] = gf[i];
     return AQ_OK;
 }
 
 aq_status aq_tuner_apply(aq_tuner *t, aq_error *err)
 {
-    size_t r0 = 0, ln = (size_t)t->L * t->dim;
+    size_t r0 = 0, ln = (size_t)t->nbn * t->dim;
     for (int l = 0; l < t->n_layers; l++) {
         aq_layer_result *v = &t->v[l];
         const double *x = t->x + t->off[l];
@@ -149,26 +154,33 @@ aq_status aq_tuner_apply(aq_tuner *t, aq_error *err)
         r0 += n;
         AQ_TRY(aq_tune_install_layer(t->m, t->lay[l].block, t->lay[l].which, v, t->w[l], err));
     }
-    for (size_t i = 0; i < 2 * ln + (size_t)t->dim; i++) t->norms[i] = (float)t->x[t->norm_off + i];
-    for (int b = 0; b < t->L; b++)
+    for (size_t i = 0; i < t->np - t->norm_off; i++) t->norms[i] = (float)t->x[t->norm_off + i];
+    for (int b = 0; b < t->nbn; b++)
         for (int k = 0; k < 2; k++)
-            AQ_TRY(aq_model_set_norm_override(t->m, b, k, t->norms + (size_t)k * ln + (size_t)b * t->dim, err));
-    return aq_model_set_norm_override(t->m, t->L, 0, t->norms + 2 * ln, err);
+            AQ_TRY(aq_model_set_norm_override(t->m, t->nb0 + b, k, t->norms + (size_t)k * ln + (size_t)b * t->dim,
+                                              err));
+    return t->final ? aq_model_set_norm_override(t->m, t->L, 0, t->norms + 2 * ln, err) : AQ_OK;
 }
 
-aq_status aq_tuner_grad(aq_tuner *t, const int *tokens, const int *lens, int n_seqs, double *out, aq_error *err)
+/* Zero the engine's gradient buffers of the tuned parameters. */
+static void zero_grads(aq_tuner *t)
 {
-    size_t ln = (size_t)t->L * t->dim;
+    size_t lall = (size_t)t->L * t->dim;
     for (int l = 0; l < t->n_layers; l++) {
         int li = lin_index(&t->lay[l]);
         memset(t->dw[li], 0, t->v[l].d_out * t->v[l].d_in * sizeof(float));
         memset(t->db[li], 0, t->v[l].d_out * sizeof(float));
     }
-    memset(t->gb.d_attn_norm, 0, ln * sizeof(float));
-    memset(t->gb.d_ffn_norm, 0, ln * sizeof(float));
+    memset(t->gb.d_attn_norm, 0, lall * sizeof(float));
+    memset(t->gb.d_ffn_norm, 0, lall * sizeof(float));
     memset(t->gb.d_final_norm, 0, (size_t)t->dim * sizeof(float));
-    double kl = 0.0;
-    AQ_TRY(aq_model_kl_grad(t->m, tokens, lens, n_seqs, &kl, &t->gb, err));
+}
+
+/* The engine's weight / bias / gain gradients as parameter gradients into
+ * out[n_params], and out[n_params] = loss. */
+static void collect_grads(aq_tuner *t, double loss, double *out)
+{
+    size_t ln = (size_t)t->nbn * t->dim;
     for (int l = 0; l < t->n_layers; l++) {
         const aq_layer_result *v = &t->v[l];
         int li = lin_index(&t->lay[l]);
@@ -186,12 +198,35 @@ aq_status aq_tuner_grad(aq_tuner *t, const int *tokens, const int *lens, int n_s
             o[2 * n + r] = t->db[li][r];
         }
     }
+    size_t g0 = (size_t)t->nb0 * t->dim; /* the engine's buffers are indexed by model block */
     for (size_t i = 0; i < ln; i++) {
-        out[t->norm_off + i] = t->gb.d_attn_norm[i];
-        out[t->norm_off + ln + i] = t->gb.d_ffn_norm[i];
+        out[t->norm_off + i] = t->gb.d_attn_norm[g0 + i];
+        out[t->norm_off + ln + i] = t->gb.d_ffn_norm[g0 + i];
     }
-    for (int i = 0; i < t->dim; i++) out[t->norm_off + 2 * ln + i] = t->gb.d_final_norm[i];
-    out[t->np] = kl;
+    for (int i = 0; t->final && i < t->dim; i++) out[t->norm_off + 2 * ln + i] = t->gb.d_final_norm[i];
+    out[t->np] = loss;
+}
+
+aq_status aq_tuner_grad(aq_tuner *t, const int *tokens, const int *lens, int n_seqs, double *out, aq_error *err)
+{
+    if (t->blockwise)
+        return aq_fail(err, AQ_ERR_ARG, "tuning: a block tuner (block %d) has no network gradient", t->nb0);
+    zero_grads(t);
+    double kl = 0.0;
+    AQ_TRY(aq_model_kl_grad(t->m, tokens, lens, n_seqs, &kl, &t->gb, err));
+    collect_grads(t, kl, out);
+    return AQ_OK;
+}
+
+aq_status aq_tuner_block_grad(aq_tuner *t, const float *x_in, const float *y, const int *lens, int n_seqs,
+                              float *ws, double *out, aq_error *err)
+{
+    if (!t->blockwise)
+        return aq_fail(err, AQ_ERR_ARG, "tuning: block reconstruction needs a block tuner (aq_tuner_new_block)");
+    zero_grads(t);
+    double e = 0.0;
+    AQ_TRY(aq_model_block_grad(t->m, t->nb0, x_in, y, lens, n_seqs, ws, &e, &t->gb, err));
+    collect_grads(t, e, out);
     return AQ_OK;
 }
 
@@ -208,12 +243,16 @@ void aq_tuner_adam(aq_tuner *t, const double *g_sum, int k, int n, double lr0, d
     }
 }
 
-aq_status aq_tuner_new(aq_model *m, int n_layers, const aq_tune_layer *lay, aq_layer_result *v, aq_tuner **out,
-                       aq_error *err)
+/* block < 0: global (every norm); else block `block` only. */
+static aq_status tuner_new(aq_model *m, int n_layers, const aq_tune_layer *lay, aq_layer_result *v, int block,
+                           aq_tuner **out, aq_error *err)
 {
     *out = NULL;
+    if (block >= aq_model_config(m)->n_layers)
+        return aq_fail(err, AQ_ERR_ARG, "tuning: block %d (model has %d)", block, aq_model_config(m)->n_layers);
     aq_tuner *t = calloc(1, sizeof *t);
     if (!t) return aq_fail_nomem(err, "tuner", sizeof *t);
+    if (block >= 0) t->nb0 = block, t->nbn = 1, t->blockwise = 1;
     aq_status st = tuner_init(t, n_layers, lay, m, v, err);
     if (st != AQ_OK) {
         aq_tuner_free(t);
@@ -221,6 +260,18 @@ aq_status aq_tuner_new(aq_model *m, int n_layers, const aq_tune_layer *lay, aq_l
     }
     *out = t;
     return AQ_OK;
+}
+
+aq_status aq_tuner_new(aq_model *m, int n_layers, const aq_tune_layer *lay, aq_layer_result *v, aq_tuner **out,
+                       aq_error *err)
+{
+    return tuner_new(m, n_layers, lay, v, -1, out, err);
+}
+
+aq_status aq_tuner_new_block(aq_model *m, int block, int n_layers, const aq_tune_layer *lay, aq_layer_result *v,
+                             aq_tuner **out, aq_error *err)
+{
+    return tuner_new(m, n_layers, lay, v, block < 0 ? 0 : block, out, err);
 }
 
 size_t aq_tuner_n_params(const aq_tuner *t) { return t->np; }

@@ -1,4 +1,4 @@
-/* tune.h — the parameter vector of global tuning (docs/TUNE.md) and its
+/* tune.h — the parameter vector of global and block-wise tuning (docs/TUNE.md) and its
  * gradient: with every quantized linear's integer codes fixed, the tuned
  * parameters are, per layer l (in the order given), theta[d_out] (w_scale =
  * s0 * exp(theta), s0 the starting scale), zero[d_out] and bias[d_out]; then
@@ -27,6 +27,14 @@ typedef struct aq_tuner aq_tuner;
  * for a result whose shape is not the linear's, AQ_ERR_NOMEM. */
 aq_status aq_tuner_new(aq_model *m, int n_layers, const aq_tune_layer *lay, aq_layer_result *v, aq_tuner **out,
                        aq_error *err);
+/* Block-wise tuning (docs/TUNE.md "Block-wise"): the same parametrisation for
+ * the layers of one block (lay[] must all be in `block`) and that block's two
+ * RMSNorm gains (input_layernorm then post_attention_layernorm, [dim] each,
+ * after the layers; model.norm is not tuned). Memory: that block's gradients.
+ * aq_tuner_grad refuses it; use aq_tuner_block_grad. Errors as aq_tuner_new,
+ * plus AQ_ERR_ARG for a layer of another block or a bad block. */
+aq_status aq_tuner_new_block(aq_model *m, int block, int n_layers, const aq_tune_layer *lay, aq_layer_result *v,
+                             aq_tuner **out, aq_error *err);
 void aq_tuner_free(aq_tuner *t);
 
 size_t aq_tuner_n_params(const aq_tuner *t);
@@ -44,6 +52,13 @@ aq_status aq_tuner_apply(aq_tuner *t, aq_error *err);
  * respect to the parameters at the point last applied, into out[n_params]
  * (overwritten), and out[n_params] = KL_sum. Batches as aq_model_forward. */
 aq_status aq_tuner_grad(aq_tuner *t, const int *tokens, const int *lens, int n_seqs, double *out, aq_error *err);
+
+/* Block reconstruction gradient of a block tuner at the point last applied:
+ * out[n_params] = d/dparams of E = sum over rows and entries of
+ * (block_q(x_in) - y)^2 (grad.h aq_model_block_grad; x_in, y [rows, dim], the
+ * packed sequences lens; ws: aq_model_block_grad_floats floats), out[n_params] = E. */
+aq_status aq_tuner_block_grad(aq_tuner *t, const float *x_in, const float *y, const int *lens, int n_seqs,
+                              float *ws, double *out, aq_error *err);
 
 /* Adam step k of n (1-based; beta 0.9 / 0.999, eps 1e-8) on the mean gradient
  * g_sum / n_tok, rate lr0 decayed by a cosine over the n steps. */

@@ -107,55 +107,73 @@ def window_of(c, layer):
     return None
 
 
-def forward(c, w, toks, ignore_scaling=False):
+def geometry(c):
     mt = c.get("model_type", "llama")
     d, H = c["hidden_size"], c["num_attention_heads"]
     KV = c.get("num_key_value_heads") or H
     hs = c.get("head_dim") or (128 if mt == "qwen3" else d // H)
-    eps = c.get("rms_norm_eps", 1e-6)
-    T = len(toks)
-    pos = np.arange(T, dtype=np.float64)
-    fr = np.outer(pos, inv_freq(c, hs, T, ignore_scaling))
+    return mt, H, KV, hs, c.get("rms_norm_eps", 1e-6)
+
+
+def rope_tables(c, T, ignore_scaling=False):
+    hs = geometry(c)[3]
+    fr = np.outer(np.arange(T, dtype=np.float64), inv_freq(c, hs, T, ignore_scaling))
     emb = np.concatenate([fr, fr], axis=-1)  # rotate-half layout
-    cos, sin = np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]
+    return np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]
+
+
+def block(c, w, x, l, cos, sin):
+    """Block l on the residual stream x [T, dim] of one sequence: its output."""
+    mt, H, KV, hs, eps = geometry(c)
+    T = x.shape[0]
 
     def lin(x, p):
         y = x @ w[p + ".weight"].T
         return y + w[p + ".bias"] if p + ".bias" in w else y
 
+    p = f"model.layers.{l}."
+    h = rmsnorm(x, w[p + "input_layernorm.weight"], eps)
+    q = lin(h, p + "self_attn.q_proj").reshape(T, H, hs)
+    k = lin(h, p + "self_attn.k_proj").reshape(T, KV, hs)
+    v = lin(h, p + "self_attn.v_proj").reshape(T, KV, hs)
+    if mt == "qwen3":
+        q = rmsnorm(q, w[p + "self_attn.q_norm.weight"], eps)
+        k = rmsnorm(k, w[p + "self_attn.k_norm.weight"], eps)
+    q = q * cos + rotate_half(q) * sin
+    k = k * cos + rotate_half(k) * sin
+    i, j = np.arange(T)[:, None], np.arange(T)[None, :]
+    allowed = j <= i
+    win = window_of(c, l)
+    if win:
+        allowed &= (i - j) < win
+    att = np.empty((T, H, hs))
+    for hh in range(H):
+        kv = hh // (H // KV)
+        s = q[:, hh, :] @ k[:, kv, :].T / math.sqrt(hs)
+        s = np.where(allowed, s, -np.inf)
+        s = np.exp(s - s.max(axis=1, keepdims=True))
+        s /= s.sum(axis=1, keepdims=True)
+        att[:, hh, :] = s @ v[:, kv, :]
+    x = x + lin(att.reshape(T, H * hs), p + "self_attn.o_proj")
+    h2 = rmsnorm(x, w[p + "post_attention_layernorm.weight"], eps)
+    g = lin(h2, p + "mlp.gate_proj")
+    u = lin(h2, p + "mlp.up_proj")
+    return x + lin(g / (1 + np.exp(-g)) * u, p + "mlp.down_proj")
+
+
+def head(c, w, x):
+    """The final norm and the classifier: logits [T, vocab]."""
+    x = rmsnorm(x, w["model.norm.weight"], geometry(c)[4])
+    hw = w["model.embed_tokens.weight"] if c.get("tie_word_embeddings") else w["lm_head.weight"]
+    return x @ hw.T
+
+
+def forward(c, w, toks, ignore_scaling=False):
+    cos, sin = rope_tables(c, len(toks), ignore_scaling)
     x = w["model.embed_tokens.weight"][np.array(toks)]
     for l in range(c["num_hidden_layers"]):
-        p = f"model.layers.{l}."
-        h = rmsnorm(x, w[p + "input_layernorm.weight"], eps)
-        q = lin(h, p + "self_attn.q_proj").reshape(T, H, hs)
-        k = lin(h, p + "self_attn.k_proj").reshape(T, KV, hs)
-        v = lin(h, p + "self_attn.v_proj").reshape(T, KV, hs)
-        if mt == "qwen3":
-            q = rmsnorm(q, w[p + "self_attn.q_norm.weight"], eps)
-            k = rmsnorm(k, w[p + "self_attn.k_norm.weight"], eps)
-        q = q * cos + rotate_half(q) * sin
-        k = k * cos + rotate_half(k) * sin
-        i, j = np.arange(T)[:, None], np.arange(T)[None, :]
-        allowed = j <= i
-        win = window_of(c, l)
-        if win:
-            allowed &= (i - j) < win
-        att = np.empty((T, H, hs))
-        for hh in range(H):
-            kv = hh // (H // KV)
-            s = q[:, hh, :] @ k[:, kv, :].T / math.sqrt(hs)
-            s = np.where(allowed, s, -np.inf)
-            s = np.exp(s - s.max(axis=1, keepdims=True))
-            s /= s.sum(axis=1, keepdims=True)
-            att[:, hh, :] = s @ v[:, kv, :]
-        x = x + lin(att.reshape(T, H * hs), p + "self_attn.o_proj")
-        h2 = rmsnorm(x, w[p + "post_attention_layernorm.weight"], eps)
-        g = lin(h2, p + "mlp.gate_proj")
-        u = lin(h2, p + "mlp.up_proj")
-        x = x + lin(g / (1 + np.exp(-g)) * u, p + "mlp.down_proj")
-    x = rmsnorm(x, w["model.norm.weight"], eps)
-    head = w["model.embed_tokens.weight"] if c.get("tie_word_embeddings") else w["lm_head.weight"]
-    return x @ head.T
+        x = block(c, w, x, l, cos, sin)
+    return head(c, w, x)
 
 
 def main(argv):
