@@ -375,7 +375,10 @@ static void test_bad_payload(const char *dir)
         case 2: n += add_record(raw + n, "zz", 2, 1, 3, 12, 5); break;
         case 3: n += add_record(raw + n, "zz", 2, 12, 3, 12, 12); break;
         case 4: n += add_record(raw + n, "zz", 2, 1, 3, 11, 11); break;
-        case 5: n += add_record(raw + n, "zz", 2, 1, 3, 12, 12) + 0 * (raw[n] = 0), raw[n++] = 7; break;
+        case 5: /* one byte after the last tensor */
+            n += add_record(raw + n, "zz", 2, 1, 3, 12, 12);
+            raw[n++] = 7;
+            break;
         case 6: n += add_record(raw + n, "z\0z", 3, 1, 3, 12, 12); break;
         case 7: n += add_record(raw + n, "zz", 2, 1, 3, 12, 12); memcpy(raw, &(double){NAN}, 8); break;
         case 8: n += add_record(raw + n, "zz", 2, 1, 3, 12, 12); count = 1000; break;
