@@ -37,8 +37,9 @@ if(AQ_FUZZ)
 
   set(AQ_FUZZ_SEEDGEN_fuzz_safetensors $<TARGET_FILE:aq_gen_malformed>)
   # Shorter runs for the tokenizer.json harnesses (CI time is budgeted): 20 s
-  # reach most of the edges a 120 s run reaches (measured 2026-12-07); run them
-  # longer by hand after changing src/text/hf_*.c.
+  # reach most of the edges a 120 s run reaches (measured 2026-12-07); CI runs
+  # every harness for 15 s (scripts/test.sh); run them longer by hand after
+  # changing src/text/hf_*.c.
   set(AQ_FUZZ_SECONDS_fuzz_hftok_json 20)
   set(AQ_FUZZ_SECONDS_fuzz_hftok_encode 20)
   # The data-source readers (JSONL, .tok, text): small parsers over jansson;
@@ -51,10 +52,16 @@ if(AQ_FUZZ)
   set(AQ_FUZZ_SECONDS_fuzz_onnx 15)
   set(AQ_FUZZ_SECONDS_fuzz_idx 15)
 
+  # `aq_fuzzers` builds every harness and its seed generator (scripts/test.sh
+  # builds it and the CLI only: the tests and benchmarks are compiled by gcc
+  # with -Werror in the other passes).
+  add_custom_target(aq_fuzzers)
+  add_dependencies(aq_fuzzers aq_gen_malformed)
   file(GLOB aq_fuzzers CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/fuzz/fuzz_*.c)
   foreach(src ${aq_fuzzers})
     get_filename_component(name ${src} NAME_WE)
     add_executable(${name} ${src})
+    add_dependencies(aq_fuzzers ${name})
     target_compile_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
     target_link_options(${name} PRIVATE -fsanitize=fuzzer ${aq_fuzz_san})
     target_link_libraries(${name} PRIVATE aq_io_fuzz)
