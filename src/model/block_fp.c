@@ -14,7 +14,8 @@ static void start_rows(const aq_model *m, const int *tokens, const float *x_in, 
         memmove(y + r0 * D, x_in + r0 * D, n * D * sizeof(float));
         return;
     }
-    for (size_t r = r0; r < r0 + n; r++) memcpy(y + r * D, m->embed + (size_t)tokens[r] * D, D * sizeof(float));
+    float *dst = y + r0 * D;
+    for (size_t i = 0; i < n; i++, dst += D) memcpy(dst, m->embed + (size_t)tokens[r0 + i] * D, D * sizeof *dst);
 }
 
 aq_status aq_block_run(aq_model *m, const int *tokens, const int *lens, int n_seqs, int first, int last,
