@@ -117,6 +117,15 @@ aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err);
 aq_status aq_model_load_path(const char *path, aq_model **out, aq_error *err);
 void aq_model_free(aq_model *m);
 
+/* Block residency (issue 13: a rank holds only the blocks it works on).
+ * Before reading block b's weights (aq_model_linear, norms, ...) outside a
+ * whole-model forward, a caller acquires it; when done, releases it. A model
+ * loaded eagerly keeps every block resident and both are no-ops; a lazily
+ * loaded model materialises the block (converted to F32 from its stored
+ * dtype) on acquire and may drop it on the last release. Calls nest. */
+aq_status aq_model_block_acquire(aq_model *m, int block, aq_error *err);
+void aq_model_block_release(aq_model *m, int block);
+
 const aq_llama_config *aq_model_config(const aq_model *m);
 
 /* Run a packed batch (see top). logits: [sum(lens), vocab] caller-owned, or
