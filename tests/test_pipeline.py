@@ -128,6 +128,12 @@ def mode_ref(top):
     for f in COMPARED + ["report.md", "report.json", "pareto.svg", "bits.svg"]:
         check(os.path.exists(os.path.join(out, f)), f"OUTDIR has {f}")
     check("perplexity: FP" in p.stdout and out in p.stdout, "prints FP/quantized perplexity and where the output is")
+    if os.environ.get("AQ_PIPE_REF_OUTPUT_ONLY") == "1":
+        # scripts/test.sh's forced-kernel passes: only the P = 1 output that
+        # pipeline_ranks compares with; the checks below (eval, --no-tune,
+        # the independent reader) do not depend on the kernel and ran in pass 1
+        print("ref: output only (AQ_PIPE_REF_OUTPUT_ONLY=1)")
+        return
     ev = run(["eval", MODEL, "--tokenizer", TOK, "--text", TEXT, "--quantized", out, "--max-docs", str(EVAL_DOCS)])
     check(ev.returncode == 0 and "perplexity (Q)" in ev.stdout, "adaquant eval --quantized reads OUTDIR")
     rep = json.load(open(os.path.join(out, "report.json")))
