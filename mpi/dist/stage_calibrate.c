@@ -21,6 +21,7 @@
 #include "../../src/model/block_loss.h"
 #include "../../src/model/sensitivity.h"
 #include "../../src/text/textdata.h"
+#include "coop_sched.h"
 #include "driver.h"
 #include "progress.h"
 #include "stage_calibrate.h"
@@ -128,6 +129,36 @@ aq_status aq_pipe_task_problem(const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_m
     return AQ_OK;
 }
 
+/* Keep r, or under --init best the RTN start r2 when its result has the lower
+ * network KL (layer error without KL), and write the task's result file.
+ * --init best exists because the GPTQ start wins on the layer's own output
+ * error, yet the RTN start often changes the network less (stories260K
+ * uniform w4a16: 6.462 vs 6.426 perplexity). */
+static aq_status finish_task(cal_ctx *x, const aq_dist_task *task, aq_layer_result *r, aq_layer_result *r2,
+                             const char *path, aq_dist_worker *w, aq_error *err)
+{
+    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
+    double kl = 0, kl2 = 0;
+    aq_status st = AQ_OK;
+    if (x->kl.n > 0) st = task_kl(x, L, r, &kl, err);
+    if (w) aq_dist_poll(w);
+    if (st == AQ_OK && r2 && x->kl.n > 0) st = task_kl(x, L, r2, &kl2, err);
+    if (w) aq_dist_poll(w);
+    if (st == AQ_OK && r2 && (x->kl.n > 0 ? kl2 < kl : r2->loss_final < r->loss_final)) {
+        aq_layer_result tmp = *r;
+        *r = *r2, *r2 = tmp, kl = kl2;
+    }
+    if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, r, kl, x->kl.n > 0, err);
+    return st;
+}
+
+/* The cooperative phase's finish (coop_sched.h), on a group's first rank. */
+static aq_status coop_finish(void *vctx, const aq_dist_task *task, aq_layer_result *r, aq_layer_result *r2,
+                             const char *path, aq_error *err)
+{
+    return finish_task(vctx, task, r, r2, path, NULL, err);
+}
+
 static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, const char *path, aq_dist_worker *w,
                           aq_error *err)
 {
@@ -137,41 +168,24 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
         (void)index, (void)w;
         return aq_pipe_tensor_task(x->c, x->p, x->m, x->sens, task, path, err);
     }
-    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
     aq_stats s;
     aq_layer_problem pr;
     aq_layer_opts o;
     aq_status st = aq_pipe_task_problem(x->c, x->p, x->m, &x->stats_fp, task, 0, &s, &pr, &o, err);
-    aq_layer_result r;
+    aq_layer_result r, r2;
     memset(&r, 0, sizeof r);
+    memset(&r2, 0, sizeof r2);
     aq_dist_poll(w);
     if (st == AQ_OK) st = aq_layer_run(&pr, &o, &r, err);
     aq_dist_poll(w);
-    double kl = 0;
-    if (st == AQ_OK && x->kl.n > 0) st = task_kl(x, L, &r, &kl, err);
-    aq_dist_poll(w);
-    if (st == AQ_OK && x->c->init_gptq == 2) {
-        /* --init best: the GPTQ start wins on the layer's own output error,
-         * yet the RTN start often changes the network less (stories260K
-         * uniform w4a16: 6.462 vs 6.426 perplexity); keep the start whose
-         * result has the lower network KL, or layer error without KL. */
-        aq_layer_result r2;
-        memset(&r2, 0, sizeof r2);
-        double kl2 = 0;
+    if (st == AQ_OK && x->c->init_gptq == 2) { /* --init best: the RTN start too */
         o.init = AQ_INIT_RTN;
         st = aq_layer_run(&pr, &o, &r2, err);
         aq_dist_poll(w);
-        if (st == AQ_OK && x->kl.n > 0) st = task_kl(x, L, &r2, &kl2, err);
-        aq_dist_poll(w);
-        int take = st == AQ_OK && (x->kl.n > 0 ? kl2 < kl : r2.loss_final < r.loss_final);
-        if (take) {
-            aq_layer_result tmp = r;
-            r = r2, r2 = tmp, kl = kl2;
-        }
-        aq_layer_result_free(&r2);
     }
-    if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, &r, kl, x->kl.n > 0, err);
+    if (st == AQ_OK) st = finish_task(x, task, &r, x->c->init_gptq == 2 ? &r2 : NULL, path, w, err);
     aq_layer_result_free(&r);
+    aq_layer_result_free(&r2);
     aq_stats_free(&s);
     return st;
 }
@@ -182,6 +196,46 @@ static aq_status write_shards(const char *work, int shards, aq_error *err)
     aq_pipe_path(work, "shards.json", path);
     snprintf(txt, sizeof txt, "{\"shards\": %d}\n", shards);
     return aq_atomic_write_file(path, txt, strlen(txt), err);
+}
+
+/* The tasks left by the cooperative phase, through the driver on every rank
+ * (LPT + dynamic tail); then rank 0's table in task order, the cooperative
+ * rows read back from their (validated) result files. */
+static aq_status run_rest(MPI_Comm comm, const aq_pipe_cfg *c, const aq_dist_task *tasks, size_t n,
+                          aq_coop_sched *cs, aq_dist_task_fn fn, void *ctx, int resume, aq_loss_row *table,
+                          aq_dist_stats *ds, aq_error *err)
+{
+    aq_dist_options opt;
+    aq_dist_options_default(&opt, c->work);
+    opt.resume = resume;
+    if (!cs->n_coop) return aq_dist_run(comm, tasks, n, fn, ctx, &opt, table, ds, err);
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    size_t m = 0;
+    aq_dist_task *rest = malloc((n ? n : 1) * sizeof *rest);
+    aq_loss_row *rows = table ? malloc((n ? n : 1) * sizeof *rows) : NULL;
+    aq_status st = rest && (rows || !table) ? AQ_OK : aq_fail_nomem(err, "single-rank task list", n * 64);
+    for (size_t i = 0; st == AQ_OK && i < n; i++)
+        if (!cs->coop[i]) rest[m++] = tasks[i];
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK && m > 0) st = aq_dist_run(comm, rest, m, fn, ctx, &opt, rows, ds, err);
+    for (size_t i = 0, k = 0; st == AQ_OK && rank == 0 && table && i < n; i++) {
+        if (!cs->coop[i]) {
+            table[i] = rows[k++];
+            continue;
+        }
+        char *path = NULL;
+        st = aq_result_path(c->work, tasks[i].layer, tasks[i].option, &path, err);
+        if (st == AQ_OK) st = aq_result_check(path, tasks[i].layer, tasks[i].option, &tasks[i].fp, &table[i], err);
+        free(path);
+    }
+    st = aq_pipe_agree(comm, st, err);
+    ds->total += cs->n_coop;
+    ds->reused += cs->reused;
+    ds->computed += cs->computed;
+    free(rest);
+    free(rows);
+    return st;
 }
 
 aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, int resume,
@@ -220,16 +274,20 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     st = aq_pipe_agree(comm, st, err);
     aq_dist_stats ds;
     memset(&ds, 0, sizeof ds);
-    if (st == AQ_OK) {
-        aq_dist_options opt;
-        aq_dist_options_default(&opt, c->work);
-        opt.resume = resume;
-        st = aq_dist_run(comm, tasks, n, run_task, &x, &opt, table, &ds, err);
-    }
+    aq_coop_sched cs; /* --coop-ranks: the cooperative tasks run first (coop_sched.h) */
+    memset(&cs, 0, sizeof cs);
+    int size;
+    MPI_Comm_size(comm, &size);
+    if (st == AQ_OK) st = aq_coop_sched_pick(c, p, tasks, n, size, rank == 0 ? stderr : NULL, &cs, err);
+    if (st == AQ_OK)
+        st = aq_coop_sched_run(comm, c, p, x.m, &x.stats_fp, tasks, resume, &cs, coop_finish, &x,
+                               rank == 0 ? stderr : NULL, err);
+    if (st == AQ_OK) st = run_rest(comm, c, tasks, n, &cs, run_task, &x, resume, table, &ds, err);
     if (st == AQ_OK && rank == 0) {
         fprintf(stderr, "adaquant: calibrate: %zu tasks, %zu reused, %zu invalid recomputed, %zu computed\n",
                 ds.total, ds.reused, ds.invalid, ds.computed);
         if (shards > 0) st = write_shards(c->work, shards, err);
+        if (st == AQ_OK && cs.q > 1) st = aq_coop_sched_write(c->work, tasks, &cs, err);
     }
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK && rows && rank == 0) *rows = table;
@@ -240,6 +298,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
         t->computed += ds.computed;
     }
     free(sub);
+    aq_coop_sched_free(&cs);
     aq_seqs_free(&x.kl);
     aq_sens_free(x.sens);
     aq_block_sens_free(x.bsens);

@@ -187,3 +187,22 @@ aq_status aq_dist_shard_tasks(const double *cost, size_t n, int shard, int nshar
     *count = c;
     return st;
 }
+
+size_t aq_dist_coop_pick(const double *cost, const unsigned char *eligible, const unsigned char *too_big,
+                         size_t n, double total, int q, double threshold, unsigned char *coop)
+{
+    double lim = q > 0 ? threshold * total / q : INFINITY;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        coop[i] = eligible[i] && q > 1 && ((too_big && too_big[i]) || threshold == 0 || cost[i] > lim);
+        k += coop[i];
+    }
+    return k;
+}
+
+int aq_dist_coop_nb(int64_t d_out, int q)
+{
+    int nb = 64;
+    while (nb > 1 && d_out <= (int64_t)(q - 1) * nb) nb /= 2;
+    return d_out > (int64_t)(q - 1) * nb ? nb : 0;
+}
