@@ -257,6 +257,18 @@ static int check_data(const char *cmd, int mask, const aq_pipe_args *a)
     return 0;
 }
 
+/* --coop-ranks Q needs Q ranks (mpi/dist/coop_sched.h): refused before any work. */
+static int check_coop(const char *cmd, const aq_pipe_args *a)
+{
+    int up = 0, size = 1;
+    MPI_Initialized(&up);
+    if (up) MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (a->cfg.coop_ranks > size)
+        return usage(cmd, "--coop-ranks %d needs at least %d ranks; this run has %d (mpirun -np)", a->cfg.coop_ranks,
+                     a->cfg.coop_ranks, size);
+    return 0;
+}
+
 int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe_args *a)
 {
     memset(a, 0, sizeof *a);
@@ -323,6 +335,7 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
     if ((mask & AQ_ARGS_WORK) && !(mask & AQ_ARGS_OUT) && !a->have_work) return usage(cmd, "--work DIR is required");
     if ((mask & AQ_ARGS_SHARD) && (a->shards < 1 || a->shard < 0 || a->shard >= a->shards))
         return usage(cmd, "--shard I --shards N are required, with 0 <= I < N");
+    if ((rc = check_coop(cmd, a))) return rc;
     if ((mask & AQ_ARGS_OUT) && (mask & AQ_ARGS_MODEL) && !a->have_work)
         snprintf(a->cfg.work, sizeof a->cfg.work, "%.*s.work", AQ_PIPE_PATH - 8, a->out.outdir);
     return 0;
