@@ -107,6 +107,7 @@ static aq_status run_one(MPI_Comm sub, const aq_pipe_cfg *c, const aq_pipe_plan 
 {
     int me;
     MPI_Comm_rank(sub, &me);
+    double t0 = aq_progress_now();
     aq_stats s;
     aq_layer_problem pr;
     aq_layer_opts o;
@@ -130,7 +131,7 @@ static aq_status run_one(MPI_Comm sub, const aq_pipe_cfg *c, const aq_pipe_plan 
         o.init = AQ_INIT_RTN;
         st = aq_coop_layer_run(&g, &cp, &o, &r2, NULL, err);
     }
-    if (st == AQ_OK && me == 0) st = fn(ctx, t, &r, best ? &r2 : NULL, path, err);
+    if (st == AQ_OK && me == 0) st = fn(ctx, t, &r, best ? &r2 : NULL, path, t0, err);
     st = aq_pipe_agree(sub, st, err);
     aq_layer_result_free(&r);
     aq_layer_result_free(&r2);

@@ -39,9 +39,9 @@ void aq_coop_sched_free(aq_coop_sched *cs);
 
 /* Finish a task on its group's first rank: r is the run's result, r2 (or
  * NULL) the RTN start's under --init best; keep one, write the result file
- * at path. */
+ * at path; t_start: when the task began (aq_progress_now). */
 typedef aq_status (*aq_coop_finish_fn)(void *ctx, const aq_dist_task *task, aq_layer_result *r,
-                                       aq_layer_result *r2, const char *path, aq_error *err);
+                                       aq_layer_result *r2, const char *path, double t_start, aq_error *err);
 
 /* Collective over comm: run the cooperative tasks (with resume, valid result
  * files are kept). m: the model (every rank); stats_fp: the statistics'

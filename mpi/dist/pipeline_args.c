@@ -263,7 +263,7 @@ static int check_coop(const char *cmd, const aq_pipe_args *a)
     int up = 0, size = 1;
     MPI_Initialized(&up);
     if (up) MPI_Comm_size(MPI_COMM_WORLD, &size);
-    if (a->cfg.coop_ranks > size)
+    if (a->cfg.coop_ranks > size && strcmp(cmd, "plan") != 0) /* plan: -P is the rank count */
         return usage(cmd, "--coop-ranks %d needs at least %d ranks; this run has %d (mpirun -np)", a->cfg.coop_ranks,
                      a->cfg.coop_ranks, size);
     return 0;

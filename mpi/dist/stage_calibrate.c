@@ -23,6 +23,7 @@
 #include "../../src/text/textdata.h"
 #include "coop_sched.h"
 #include "driver.h"
+#include "plan.h"
 #include "progress.h"
 #include "stage_calibrate.h"
 #include "stage_stats.h"
@@ -135,7 +136,7 @@ aq_status aq_pipe_task_problem(const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_m
  * error, yet the RTN start often changes the network less (stories260K
  * uniform w4a16: 6.462 vs 6.426 perplexity). */
 static aq_status finish_task(cal_ctx *x, const aq_dist_task *task, aq_layer_result *r, aq_layer_result *r2,
-                             const char *path, aq_dist_worker *w, aq_error *err)
+                             const char *path, aq_dist_worker *w, double t_start, aq_error *err)
 {
     const aq_pipe_layer *L = &x->p->layers[task->layer_index];
     double kl = 0, kl2 = 0;
@@ -148,21 +149,25 @@ static aq_status finish_task(cal_ctx *x, const aq_dist_task *task, aq_layer_resu
         aq_layer_result tmp = *r;
         *r = *r2, *r2 = tmp, kl = kl2;
     }
+    /* the row's seconds: the whole task (every run, the KL), what the planner
+     * reads back (WORK/task_seconds.json, plan.h) */
+    r->seconds = aq_progress_now() - t_start;
     if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, r, kl, x->kl.n > 0, err);
     return st;
 }
 
 /* The cooperative phase's finish (coop_sched.h), on a group's first rank. */
 static aq_status coop_finish(void *vctx, const aq_dist_task *task, aq_layer_result *r, aq_layer_result *r2,
-                             const char *path, aq_error *err)
+                             const char *path, double t_start, aq_error *err)
 {
-    return finish_task(vctx, task, r, r2, path, NULL, err);
+    return finish_task(vctx, task, r, r2, path, NULL, t_start, err);
 }
 
 static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, const char *path, aq_dist_worker *w,
                           aq_error *err)
 {
     cal_ctx *x = vctx;
+    double t0 = aq_progress_now();
     if (task->layer_index >= x->p->n_layers) { /* the tensor menu: embedding, untied classifier */
         if (!x->sens && x->kl.n > 0) AQ_TRY(aq_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, &x->sens, err));
         (void)index, (void)w;
@@ -183,11 +188,20 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
         st = aq_layer_run(&pr, &o, &r2, err);
         aq_dist_poll(w);
     }
-    if (st == AQ_OK) st = finish_task(x, task, &r, x->c->init_gptq == 2 ? &r2 : NULL, path, w, err);
+    if (st == AQ_OK) st = finish_task(x, task, &r, x->c->init_gptq == 2 ? &r2 : NULL, path, w, t0, err);
     aq_layer_result_free(&r);
     aq_layer_result_free(&r2);
     aq_stats_free(&s);
     return st;
+}
+
+/* WORK/task_seconds.json: every task's measured seconds, for `adaquant plan`. */
+static aq_status write_seconds(const char *work, const aq_dist_task *tasks, const aq_loss_row *rows, size_t n,
+                               aq_error *err)
+{
+    char path[AQ_PIPE_PATH];
+    aq_pipe_path(work, "task_seconds.json", path);
+    return aq_plan_measured_write(path, tasks, rows, n, err);
 }
 
 static aq_status write_shards(const char *work, int shards, aq_error *err)
@@ -288,6 +302,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
                 ds.total, ds.reused, ds.invalid, ds.computed);
         if (shards > 0) st = write_shards(c->work, shards, err);
         if (st == AQ_OK && cs.q > 1) st = aq_coop_sched_write(c->work, tasks, &cs, err);
+        if (st == AQ_OK && table) st = write_seconds(c->work, tasks, table, n, err);
     }
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK && rows && rank == 0) *rows = table;
