@@ -267,9 +267,9 @@ static int plan_run(int argc, char **argv)
     char path[AQ_PIPE_PATH + 32] = "", mpath[AQ_PIPE_PATH + 32];
     if (!rc && st == AQ_OK) st = get_rates(a, &po, &r, path, &e);
     aq_plan_measured meas = {0};
-    if (!rc && st == AQ_OK && measured_path(a, &po, mpath) == 0 && aq_plan_measured_read(mpath, &meas, &e) == AQ_OK)
+    aq_error me = {0}; /* no measured seconds is no error: the model alone */
+    if (!rc && st == AQ_OK && measured_path(a, &po, mpath) == 0 && aq_plan_measured_read(mpath, &meas, &me) == AQ_OK)
         in.measured = &meas;
-    e.msg[0] = '\0';
     if (!rc && st == AQ_OK) {
         if (!po.no_probe) r.probe = aq_plan_probe_gemm, r.probe_ctx = &r; /* small GEMM shapes, timed once, cached */
         st = aq_plan_compute(&in, &r, &p, &e);
