@@ -156,40 +156,29 @@ static int reusable(MPI_Comm sub, const aq_dist_task *t, const char *path)
     return ok;
 }
 
-typedef struct by_cost {
-    double cost;
-    size_t i;
-} by_cost;
-
-static int cmp_cost(const void *a, const void *b)
-{
-    const by_cost *x = a, *y = b;
-    if (x->cost != y->cost) return x->cost > y->cost ? -1 : 1;
-    return x->i < y->i ? -1 : (x->i > y->i);
-}
-
 /* This group's tasks (owner == mine) by cost descending, then run each. */
-static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const aq_pipe_cfg *c, const aq_pipe_plan *p,
+static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const double *cost, const aq_pipe_cfg *c,
+                           const aq_pipe_plan *p,
                            aq_model *m, const aq_fingerprint *stats_fp, const aq_dist_task *tasks, int resume,
                            aq_coop_sched *cs, double *secs, aq_coop_finish_fn fn, void *ctx, aq_error *err)
 {
-    by_cost *k = malloc((cs->n ? cs->n : 1) * sizeof *k);
+    unsigned char *skip = malloc(cs->n ? cs->n : 1);
+    size_t nk = 0, *k = NULL;
+    for (size_t i = 0; skip && i < cs->n; i++) skip[i] = !(cs->coop[i] && owner[i] == mine);
+    if (skip) k = aq_dist_by_cost(cost, skip, cs->n, &nk);
+    free(skip);
     if (!k) return aq_fail_nomem(err, "cooperative order", cs->n * sizeof *k);
-    size_t nk = 0;
-    for (size_t i = 0; i < cs->n; i++)
-        if (cs->coop[i] && owner[i] == mine) k[nk++] = (by_cost){tasks[i].cost, i};
-    qsort(k, nk, sizeof *k, cmp_cost);
     aq_status st = AQ_OK;
     for (size_t j = 0; j < nk && st == AQ_OK; j++) {
-        const aq_dist_task *t = &tasks[k[j].i];
+        const aq_dist_task *t = &tasks[k[j]];
         char *path = NULL;
         st = aq_result_path(c->work, t->layer, t->option, &path, err);
         if (st == AQ_OK && resume && reusable(sub, t, path)) {
             cs->reused++;
         } else if (st == AQ_OK) {
             double t0 = aq_progress_now();
-            st = run_one(sub, c, p, m, stats_fp, t, cs->nb[k[j].i], fn, ctx, path, err);
-            secs[k[j].i] = aq_progress_now() - t0;
+            st = run_one(sub, c, p, m, stats_fp, t, cs->nb[k[j]], fn, ctx, path, err);
+            secs[k[j]] = aq_progress_now() - t0;
             cs->computed++;
         }
         free(path);
@@ -233,7 +222,7 @@ aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     if (st == AQ_OK) st = aq_coop_split(comm, cs->q, &sub, err);
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK && mine >= 0)
-        st = run_group(sub, mine, owner, c, p, m, stats_fp, tasks, resume, cs, secs, fn, ctx, err);
+        st = run_group(sub, mine, owner, cost, c, p, m, stats_fp, tasks, resume, cs, secs, fn, ctx, err);
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) {
         size_t counts[2] = {cs->reused, cs->computed}, tot[2] = {0, 0};

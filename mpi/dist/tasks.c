@@ -69,6 +69,19 @@ static keyed *by_cost(const double *cost, const unsigned char *skip, size_t n, s
     return k;
 }
 
+size_t *aq_dist_by_cost(const double *cost, const unsigned char *skip, size_t n, size_t *m)
+{
+    keyed *k = by_cost(cost, skip, n, m);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    for (size_t j = 0; k && idx && j < *m; j++) idx[j] = k[j].index;
+    free(k);
+    if (!k) {
+        free(idx);
+        return NULL;
+    }
+    return idx;
+}
+
 static int least_loaded(const double *load, int nranks)
 {
     int best = 0;

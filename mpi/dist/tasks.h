@@ -74,6 +74,11 @@ void aq_dist_schedule_free(aq_dist_schedule *s);
 aq_status aq_dist_shard_tasks(const double *cost, size_t n, int shard, int nshards, size_t *out,
                               size_t *count, aq_error *err);
 
+/* The indices of the tasks with skip[i] == 0 (skip may be NULL) by cost
+ * descending, ties by index: malloc'd (free it), *m = their count; NULL when
+ * out of memory. The order LPT visits them in. */
+size_t *aq_dist_by_cost(const double *cost, const unsigned char *skip, size_t n, size_t *m);
+
 /* Cooperative tasks (issue 14; docs/COOP.md, "Scheduling"). Task i runs on a
  * sub-grid of q ranks when eligible[i] (the cooperative path runs its option
  * and its layer fits the grid) and either too_big[i] (it fits no single rank;
