@@ -259,6 +259,52 @@ static void test_coop_pick(void)
     CHECK(aq_dist_coop_nb(4, 4) == 1 && aq_dist_coop_nb(3, 4) == 0 && aq_dist_coop_nb(65, 2) == 64);
 }
 
+/* Measured task seconds (plan.h): Llama-2-7B, one weight-only option, no KL,
+ * so every q_proj task has the same predicted seconds t; a file naming one of
+ * them at 2t (written and read back) doubles every task: the named one takes
+ * its 2t, the others the model x measured / predicted = 2. */
+static void test_measured(void)
+{
+    aq_error e = {0};
+    static aq_pipe_cfg c;
+    static aq_pipe_out o;
+    aq_pipe_cfg_default(&c);
+    aq_pipe_out_default(&o);
+    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16", &e), &e);
+    c.kl_windows = 0;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
+    aq_plan_input in = {.cfg = &c, .out = &o, .ranks = 8, .read_rate = 1e9};
+    CHECK_OK(aq_llama_config_read_json(path, &in.m, &e), &e);
+    aq_plan_rates r;
+    fixed_rates(&r);
+    aq_plan p0, p1;
+    CHECK_OK(aq_plan_compute(&in, &r, &p0, &e), &e);
+    double t = p0.cls[AQ_LIN_Q].seconds_min;
+    CHECK(t > 0 && t == p0.cls[AQ_LIN_Q].seconds_max && p0.n_measured == 0 && p0.measured_scale == 1);
+    aq_dist_task task = {.layer = "model.layers.0.self_attn.q_proj", .option = "w4a16"};
+    aq_loss_row row = {.seconds = 2 * t};
+    char *dir = aq_test_tmpdir("planmeas");
+    snprintf(path, sizeof path, "%s/task_seconds.json", dir);
+    CHECK_OK(aq_plan_measured_write(path, &task, &row, 1, &e), &e);
+    aq_plan_measured m;
+    CHECK_OK(aq_plan_measured_read(path, &m, &e), &e);
+    CHECK(m.n == 1 && m.seconds[0] == 2 * t && !strcmp(m.option[0], "w4a16"));
+    in.measured = &m;
+    CHECK_OK(aq_plan_compute(&in, &r, &p1, &e), &e);
+    CHECK(p1.n_measured == 1);
+    CHECK_CLOSE(p1.measured_scale, 2.0, 1e-15);
+    CHECK_CLOSE(p1.task_total, 2 * p0.task_total, 1e-12 * p0.task_total); /* sums of the same terms x 2 */
+    aq_plan_measured_free(&m);
+    FILE *f = fopen(path, "w");
+    if (f) fputs("{\"tasks\": [{\"layer\": \"x\"}]}", f), fclose(f);
+    CHECK(aq_plan_measured_read(path, &m, &e) == AQ_ERR_FORMAT && strstr(e.msg, path));
+    remove(path);
+    CHECK(aq_plan_measured_read(path, &m, &e) == AQ_ERR_NOTFOUND);
+    remove(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -272,5 +318,6 @@ int main(int argc, char **argv)
     test_rates_file();
     test_bad_input();
     test_coop_pick();
+    test_measured();
     AQ_TEST_END();
 }
