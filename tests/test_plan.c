@@ -261,8 +261,8 @@ static void test_coop_pick(void)
 
 /* Measured task seconds (plan.h): Llama-2-7B, one weight-only option, no KL,
  * so every q_proj task has the same predicted seconds t; a file naming one of
- * them at 2t (written and read back) doubles every task: the named one takes
- * its 2t, the others the model x measured / predicted = 2. */
+ * them at 2t CPU seconds (10t wall; written and read back) doubles every task:
+ * the named one takes its 2t, the others the model x measured / predicted = 2. */
 static void test_measured(void)
 {
     aq_error e = {0};
@@ -286,10 +286,12 @@ static void test_measured(void)
     aq_loss_row row = {.seconds = 2 * t};
     char *dir = aq_test_tmpdir("planmeas");
     snprintf(path, sizeof path, "%s/task_seconds.json", dir);
-    CHECK_OK(aq_plan_measured_write(path, &task, &row, 1, &e), &e);
+    double cpu = 2 * t; /* CPU seconds win over the wall seconds (10 t) */
+    row.seconds = 10 * t;
+    CHECK_OK(aq_plan_measured_write(path, &task, &row, &cpu, 1, &e), &e);
     aq_plan_measured m;
     CHECK_OK(aq_plan_measured_read(path, &m, &e), &e);
-    CHECK(m.n == 1 && m.seconds[0] == 2 * t && !strcmp(m.option[0], "w4a16"));
+    CHECK(m.n == 1 && m.seconds[0] == 10 * t && m.cpu[0] == 2 * t && m.have_cpu && !strcmp(m.option[0], "w4a16"));
     in.measured = &m;
     CHECK_OK(aq_plan_compute(&in, &r, &p1, &e), &e);
     CHECK(p1.n_measured == 1);

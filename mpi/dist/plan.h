@@ -84,20 +84,25 @@ typedef struct aq_plan_docs {
 
 /* Per-task wall seconds measured by an earlier quantize run (all its runs of
  * the task and its KL), WORK/task_seconds.json: {"tasks": [{"layer",
- * "option", "seconds"}...]}. The plan takes them for the tasks they name and
- * scales its model of the others by measured / predicted over those. */
+ * "option", "seconds", "cpu_seconds"}...]}: wall seconds, and the CPU seconds
+ * of the process that ran it (absent for a task reused or run cooperatively).
+ * The plan takes them for the tasks they name (CPU seconds when the file has
+ * any: the rates are a core of its own, the wall seconds carry the machine's
+ * load) and scales its model of the others by measured / predicted. */
 typedef struct aq_plan_measured {
     size_t n;
     char (*layer)[96];
     char (*option)[16];
     double *seconds;
+    double *cpu;   /* [n], 0 = absent */
+    int have_cpu;  /* any cpu_seconds in the file: the plan uses those */
 } aq_plan_measured;
 /* AQ_ERR_NOTFOUND when absent, AQ_ERR_FORMAT naming the file if malformed. */
 aq_status aq_plan_measured_read(const char *path, aq_plan_measured *m, aq_error *err);
 void aq_plan_measured_free(aq_plan_measured *m);
-/* rows[n] in the order of tasks[n] (their .seconds). */
-aq_status aq_plan_measured_write(const char *path, const aq_dist_task *tasks, const aq_loss_row *rows, size_t n,
-                                 aq_error *err);
+/* rows[n] in the order of tasks[n] (their .seconds), cpu[n] (NULL or 0: absent). */
+aq_status aq_plan_measured_write(const char *path, const aq_dist_task *tasks, const aq_loss_row *rows,
+                                 const double *cpu, size_t n, aq_error *err);
 
 typedef struct aq_plan_input {
     aq_llama_config m;

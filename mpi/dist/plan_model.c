@@ -255,11 +255,13 @@ static void use_measured(const aq_plan_measured *m, const aq_pipe_plan *tp, doub
     signed char *hit = calloc(tp->n_tasks ? tp->n_tasks : 1, 1);
     if (!hit) return; /* the model alone */
     for (size_t t = 0; t < tp->n_tasks; t++)
-        for (size_t j = 0; j < m->n && !hit[t]; j++)
-            if (!strcmp(m->layer[j], tp->tasks[t].layer) && !strcmp(m->option[j], tp->tasks[t].option)) {
-                hit[t] = 1, pred += secs[t], meas += m->seconds[j], secs[t] = m->seconds[j];
+        for (size_t j = 0; j < m->n && !hit[t]; j++) {
+            double v = m->have_cpu ? m->cpu[j] : m->seconds[j]; /* CPU seconds when the file has them */
+            if (v > 0 && !strcmp(m->layer[j], tp->tasks[t].layer) && !strcmp(m->option[j], tp->tasks[t].option)) {
+                hit[t] = 1, pred += secs[t], meas += v, secs[t] = v;
                 p->n_measured++;
             }
+        }
     p->measured_scale = pred > 0 && meas > 0 ? meas / pred : 1;
     *total = *longest = 0;
     for (size_t t = 0; t < tp->n_tasks; t++) {

@@ -447,6 +447,7 @@ void aq_plan_measured_free(aq_plan_measured *m)
     free(m->layer);
     free(m->option);
     free(m->seconds);
+    free(m->cpu);
     memset(m, 0, sizeof *m);
 }
 
@@ -464,7 +465,8 @@ aq_status aq_plan_measured_read(const char *path, aq_plan_measured *m, aq_error 
     m->layer = calloc(n ? n : 1, sizeof *m->layer);
     m->option = calloc(n ? n : 1, sizeof *m->option);
     m->seconds = calloc(n ? n : 1, sizeof *m->seconds);
-    if (st == AQ_OK && (!m->layer || !m->option || !m->seconds)) st = aq_fail_nomem(err, path, n * 120);
+    m->cpu = calloc(n ? n : 1, sizeof *m->cpu);
+    if (st == AQ_OK && (!m->layer || !m->option || !m->seconds || !m->cpu)) st = aq_fail_nomem(err, path, n * 128);
     for (size_t i = 0; st == AQ_OK && i < n; i++) {
         json_t *t = json_array_get(a, i), *l = json_object_get(t, "layer"), *op = json_object_get(t, "option");
         json_t *sec = json_object_get(t, "seconds");
@@ -475,6 +477,9 @@ aq_status aq_plan_measured_read(const char *path, aq_plan_measured *m, aq_error 
             strcpy(m->layer[i], json_string_value(l));
             strcpy(m->option[i], json_string_value(op));
             m->seconds[i] = json_number_value(sec);
+            json_t *cpu = json_object_get(t, "cpu_seconds");
+            m->cpu[i] = json_is_number(cpu) && json_number_value(cpu) > 0 ? json_number_value(cpu) : 0;
+            m->have_cpu |= m->cpu[i] > 0;
         }
     }
     m->n = n;
@@ -483,13 +488,16 @@ aq_status aq_plan_measured_read(const char *path, aq_plan_measured *m, aq_error 
     return st;
 }
 
-aq_status aq_plan_measured_write(const char *path, const aq_dist_task *tasks, const aq_loss_row *rows, size_t n,
-                                 aq_error *err)
+aq_status aq_plan_measured_write(const char *path, const aq_dist_task *tasks, const aq_loss_row *rows,
+                                 const double *cpu, size_t n, aq_error *err)
 {
     json_t *o = json_object(), *a = json_array();
-    for (size_t i = 0; i < n; i++)
-        json_array_append_new(a, json_pack("{s:s, s:s, s:f}", "layer", tasks[i].layer, "option", tasks[i].option,
-                                           "seconds", rows[i].seconds));
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_pack("{s:s, s:s, s:f}", "layer", tasks[i].layer, "option", tasks[i].option, "seconds",
+                              rows[i].seconds);
+        if (cpu && cpu[i] > 0) json_object_set_new(t, "cpu_seconds", json_real(cpu[i]));
+        json_array_append_new(a, t);
+    }
     json_object_set_new(o, "tasks", a);
     char *txt = json_dumps(o, JSON_INDENT(1));
     json_decref(o);

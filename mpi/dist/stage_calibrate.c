@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../io/atomic_file.h"
 #include "../../src/adaquant/adaquant.h"
@@ -40,7 +41,21 @@ typedef struct cal_ctx {
     aq_seqs kl;
     aq_sens *sens;
     aq_block_sens *bsens; /* --loss block-mse / block-fisher (cfg.sens_loss > 0) */
+    /* per task of the stage's list: this process's CPU seconds on it (0: not
+     * run here), for WORK/task_seconds.json; map: the driver's index -> list */
+    double *cpu;
+    const size_t *map;
 } cal_ctx;
+
+/* CPU seconds of this process: one task runs at a time on one core (BLIS
+ * single-threaded), so the difference over a task is its CPU time, whatever
+ * else shares the machine (the planner's rates are a core of its own). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* Mean KL(FP || model with only layer L quantized as r) per predicted token on
  * the KL windows (src/model/sensitivity.h: re-runs only blocks >= L's block). */
@@ -167,7 +182,7 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
                           aq_error *err)
 {
     cal_ctx *x = vctx;
-    double t0 = aq_progress_now();
+    double t0 = aq_progress_now(), c0 = cpu_now();
     if (task->layer_index >= x->p->n_layers) { /* the tensor menu: embedding, untied classifier */
         if (!x->sens && x->kl.n > 0) AQ_TRY(aq_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, &x->sens, err));
         (void)index, (void)w;
@@ -189,6 +204,7 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
         aq_dist_poll(w);
     }
     if (st == AQ_OK) st = finish_task(x, task, &r, x->c->init_gptq == 2 ? &r2 : NULL, path, w, t0, err);
+    if (x->cpu) x->cpu[x->map ? x->map[index] : index] = cpu_now() - c0;
     aq_layer_result_free(&r);
     aq_layer_result_free(&r2);
     aq_stats_free(&s);
@@ -196,12 +212,12 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
 }
 
 /* WORK/task_seconds.json: every task's measured seconds, for `adaquant plan`. */
-static aq_status write_seconds(const char *work, const aq_dist_task *tasks, const aq_loss_row *rows, size_t n,
-                               aq_error *err)
+static aq_status write_seconds(const char *work, const aq_dist_task *tasks, const aq_loss_row *rows,
+                               const double *cpu, size_t n, aq_error *err)
 {
     char path[AQ_PIPE_PATH];
     aq_pipe_path(work, "task_seconds.json", path);
-    return aq_plan_measured_write(path, tasks, rows, n, err);
+    return aq_plan_measured_write(path, tasks, rows, cpu, n, err);
 }
 
 static aq_status write_shards(const char *work, int shards, aq_error *err)
@@ -225,12 +241,13 @@ static aq_status run_rest(MPI_Comm comm, const aq_pipe_cfg *c, const aq_dist_tas
     if (!cs->n_coop) return aq_dist_run(comm, tasks, n, fn, ctx, &opt, table, ds, err);
     int rank;
     MPI_Comm_rank(comm, &rank);
-    size_t m = 0;
+    size_t m = 0, *map = malloc((n ? n : 1) * sizeof *map);
     aq_dist_task *rest = malloc((n ? n : 1) * sizeof *rest);
     aq_loss_row *rows = table ? malloc((n ? n : 1) * sizeof *rows) : NULL;
-    aq_status st = rest && (rows || !table) ? AQ_OK : aq_fail_nomem(err, "single-rank task list", n * 64);
+    aq_status st = rest && map && (rows || !table) ? AQ_OK : aq_fail_nomem(err, "single-rank task list", n * 64);
     for (size_t i = 0; st == AQ_OK && i < n; i++)
-        if (!cs->coop[i]) rest[m++] = tasks[i];
+        if (!cs->coop[i]) map[m] = i, rest[m++] = tasks[i];
+    ((cal_ctx *)ctx)->map = map;
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK && m > 0) st = aq_dist_run(comm, rest, m, fn, ctx, &opt, rows, ds, err);
     for (size_t i = 0, k = 0; st == AQ_OK && rank == 0 && table && i < n; i++) {
@@ -247,6 +264,8 @@ static aq_status run_rest(MPI_Comm comm, const aq_pipe_cfg *c, const aq_dist_tas
     ds->total += cs->n_coop;
     ds->reused += cs->reused;
     ds->computed += cs->computed;
+    ((cal_ctx *)ctx)->map = NULL;
+    free(map);
     free(rest);
     free(rows);
     return st;
@@ -296,13 +315,18 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     if (st == AQ_OK)
         st = aq_coop_sched_run(comm, c, p, x.m, &x.stats_fp, tasks, resume, &cs, coop_finish, &x,
                                rank == 0 ? stderr : NULL, err);
+    if (st == AQ_OK && !(x.cpu = calloc(n ? n : 1, sizeof *x.cpu))) st = aq_fail_nomem(err, "task CPU seconds", n * 8);
+    st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = run_rest(comm, c, tasks, n, &cs, run_task, &x, resume, table, &ds, err);
+    /* each task ran on one rank (0 elsewhere): the sum is its CPU seconds */
+    if (st == AQ_OK)
+        MPI_Reduce(rank == 0 ? MPI_IN_PLACE : x.cpu, x.cpu, (int)n, MPI_DOUBLE, MPI_SUM, 0, comm);
     if (st == AQ_OK && rank == 0) {
         fprintf(stderr, "adaquant: calibrate: %zu tasks, %zu reused, %zu invalid recomputed, %zu computed\n",
                 ds.total, ds.reused, ds.invalid, ds.computed);
         if (shards > 0) st = write_shards(c->work, shards, err);
         if (st == AQ_OK && cs.q > 1) st = aq_coop_sched_write(c->work, tasks, &cs, err);
-        if (st == AQ_OK && table) st = write_seconds(c->work, tasks, table, n, err);
+        if (st == AQ_OK && table) st = write_seconds(c->work, tasks, table, x.cpu, n, err);
     }
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK && rows && rank == 0) *rows = table;
@@ -314,6 +338,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     }
     free(sub);
     aq_coop_sched_free(&cs);
+    free(x.cpu);
     aq_seqs_free(&x.kl);
     aq_sens_free(x.sens);
     aq_block_sens_free(x.bsens);
