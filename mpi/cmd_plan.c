@@ -167,6 +167,21 @@ static void assumed_docs(const aq_pipe_args *a, const plan_opts *po, aq_plan_inp
     in->tune = (aq_plan_docs){nt, nt * tl, nt * tl * tl};
 }
 
+/* An earlier run's per-task seconds: WORK/task_seconds.json, or beside the
+ * --rates FILE. 0 and the path, or -1 (none to look for). */
+static int measured_path(const aq_pipe_args *a, const plan_opts *po, char *out)
+{
+    if (po->rates) {
+        const char *slash = strrchr(po->rates, '/');
+        int dir = slash ? (int)(slash - po->rates) : 1;
+        snprintf(out, AQ_PIPE_PATH + 32, "%.*s/task_seconds.json", dir, slash ? po->rates : ".");
+        return 0;
+    }
+    if (!a->have_work) return -1;
+    snprintf(out, AQ_PIPE_PATH + 32, "%s/task_seconds.json", a->cfg.work);
+    return 0;
+}
+
 /* The rates: the cache if it matches this kernel and the AdaQuant settings,
  * else measured (and cached when there is a place for it). */
 static aq_status get_rates(const aq_pipe_args *a, const plan_opts *po, aq_plan_rates *r, char *path, aq_error *err)
@@ -249,8 +264,12 @@ static int plan_run(int argc, char **argv)
         if (have_data && strcmp(a->cfg.tokenizer, PLACEHOLDER) != 0) st = aq_plan_data_docs(&a->cfg, &a->out, &in.m, &in.tune, &in.eval, &e);
         else assumed_docs(a, &po, &in);
     }
-    char path[AQ_PIPE_PATH + 32] = "";
+    char path[AQ_PIPE_PATH + 32] = "", mpath[AQ_PIPE_PATH + 32];
     if (!rc && st == AQ_OK) st = get_rates(a, &po, &r, path, &e);
+    aq_plan_measured meas = {0};
+    aq_error me = {0}; /* no measured seconds is no error: the model alone */
+    if (!rc && st == AQ_OK && measured_path(a, &po, mpath) == 0 && aq_plan_measured_read(mpath, &meas, &me) == AQ_OK)
+        in.measured = &meas;
     if (!rc && st == AQ_OK) {
         if (!po.no_probe) r.probe = aq_plan_probe_gemm, r.probe_ctx = &r; /* small GEMM shapes, timed once, cached */
         st = aq_plan_compute(&in, &r, &p, &e);
@@ -262,6 +281,7 @@ static int plan_run(int argc, char **argv)
         else aq_plan_print(stdout, &in, &p, &r);
         if (po.solve) rc = run_solve(&in, a, &po);
     }
+    aq_plan_measured_free(&meas);
     free(a);
     return rc;
 }

@@ -310,6 +310,35 @@ static void test_run(const aq_coop_grid *g, const data *t, aq_layer_result *out)
     aq_layer_result_free(&ref);
 }
 
+/* Multi-start and exact polishing (the pipeline's defaults run them): against
+ * aq_layer_run with the same options, and the same bytes from two sub-grids. */
+static void test_run_full(const aq_coop_grid *ga, const aq_coop_grid *gb, const data *t)
+{
+    aq_error err = {0};
+    aq_layer_opts o;
+    run_opts(&o, 0);
+    o.starts = 3;
+    o.polish_rounds = 2;
+    aq_layer_result ref, ra, rb;
+    aq_layer_problem p = {.name = "blk.0.ffn", .d_out = DOUT, .d_in = DIN, .weight = t->w,
+                          .bias = t->b, .gram_a = t->gram, .n_tokens = NTOK};
+    CHECK_OK(aq_layer_run(&p, &o, &ref, &err), &err);
+    CHECK_OK(coop_run(ga, t, &o, &ra, &err), &err);
+    CHECK_OK(coop_run(gb, t, &o, &rb, &err), &err);
+    /* the issue's target, 1e-3 relative: the same algorithm, products that differ
+     * in the last bits (a greedy polishing move may flip at a near-tie) */
+    CHECK_MSG(ra.codes && fabs(ra.loss_final - ref.loss_final) <= 1e-3 * ref.loss_final,
+              "cooperative polished loss %.10g vs single-rank %.10g", ra.loss_final, ref.loss_final);
+    /* polishing and extra starts only improve on the plain run's start */
+    CHECK(ra.loss_final <= ra.loss_init);
+    CHECK_MSG(ra.codes && rb.codes && same_result(&ra, &rb), "polished results differ between sub-grids");
+    /* the reported loss is the loss of the returned layer (as test_run) */
+    if (ra.codes) CHECK_CLOSE(ra.loss_final, ref_loss(t, &ra), 1e-9 * ra.loss_final);
+    aq_layer_result_free(&ref);
+    aq_layer_result_free(&ra);
+    aq_layer_result_free(&rb);
+}
+
 /* Clear errors, the same on every rank of the grid. */
 static void test_bad(const aq_coop_grid *g, const data *t, int world)
 {
@@ -401,6 +430,7 @@ int main(int argc, char **argv)
     aq_layer_result_free(&ra);
     aq_layer_result_free(&rb);
 
+    test_run_full(&ga, &gb, &t);
     test_bad(&ga, &t, size);
     aq_coop_grid_free(&ga);
     aq_coop_grid_free(&gb);

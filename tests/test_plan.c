@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../mpi/dist/coop_sched.h"
 #include "../mpi/dist/plan.h"
 #include "../src/model/model.h"
 #include "testutil.h"
@@ -203,6 +204,109 @@ static void test_bad_input(void)
     free(dir);
 }
 
+/* Which tasks go cooperative (coop_sched.h): Llama-2-7B's 224 linears with the
+ * menu w4a16,w4a8, by hand. The a8 tasks stay single-rank; threshold 0 takes
+ * every a16 task; a threshold between down_proj's cost and gate/up's takes the
+ * 32 down_proj a16 tasks only, whatever P is (the rule reads total / Q). */
+static void test_coop_pick(void)
+{
+    aq_error e = {0};
+    static aq_pipe_cfg c;
+    aq_llama_config m;
+    aq_pipe_plan pp;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
+    aq_pipe_cfg_default(&c);
+    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16,w4a8", &e), &e);
+    CHECK_OK(aq_llama_config_read_json(path, &m, &e), &e);
+    CHECK_OK(aq_pipe_plan_build_config(&c, &m, &pp, &e), &e);
+    CHECK(pp.n_tasks == 448);
+    aq_coop_sched cs;
+    c.coop_ranks = 4;
+    c.coop_threshold = 0;
+    CHECK_OK(aq_coop_sched_pick(&c, &pp, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e), &e);
+    size_t a16 = 0;
+    for (size_t i = 0; i < cs.n; i++) a16 += cs.coop[i] && !strcmp(pp.tasks[i].option, "w4a16");
+    CHECK(cs.n_coop == 224 && a16 == 224);
+    CHECK(cs.nb[0] == 64); /* 4096 rows over 4 ranks */
+    aq_coop_sched_free(&cs);
+    /* cost = iters d_out (d_in + 1)^2 + N (d_in + 1)^2 (tasks.h), N = windows x seq_len */
+    double N = (double)c.windows * c.seq_len, it = c.iters;
+    double down = (it * 4096 + N) * 11009.0 * 11009, gate = (it * 11008 + N) * 4097.0 * 4097;
+    double total = 0; /* the a8 tasks cost outer_iters times more: summed as given */
+    for (size_t i = 0; i < pp.n_tasks; i++) total += pp.tasks[i].cost;
+    CHECK(pp.tasks[6 * 2].cost == down && pp.tasks[4 * 2].cost == gate); /* block 0: down_proj, gate_proj a16 */
+    CHECK(down > gate);
+    c.coop_threshold = (down + gate) / 2 / (total / 4); /* between the two costs */
+    for (int P = 4; P <= 64; P *= 4) {
+        CHECK_OK(aq_coop_sched_pick(&c, &pp, pp.tasks, pp.n_tasks, P, NULL, &cs, &e), &e);
+        size_t ok = cs.n_coop == 32;
+        for (size_t i = 0; i < cs.n; i++)
+            if (cs.coop[i]) ok &= strstr(pp.tasks[i].layer, "down_proj") && !strcmp(pp.tasks[i].option, "w4a16");
+        CHECK_MSG(ok, "P = %d: %zu cooperative tasks, expected the 32 down_proj w4a16", P, cs.n_coop);
+        aq_coop_sched_free(&cs);
+    }
+    c.coop_threshold = 1; /* no task exceeds total / Q */
+    CHECK_OK(aq_coop_sched_pick(&c, &pp, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e), &e);
+    CHECK(cs.n_coop == 0);
+    aq_coop_sched_free(&cs);
+    c.coop_ranks = 16; /* more than P */
+    CHECK(aq_coop_sched_pick(&c, &pp, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e) == AQ_ERR_ARG &&
+          strstr(e.msg, "--coop-ranks 16 needs at least 16 ranks"));
+    aq_pipe_plan_free(&pp);
+    /* the block size: 64 halved until every rank owns rows */
+    CHECK(aq_dist_coop_nb(64, 2) == 32 && aq_dist_coop_nb(172, 2) == 64 && aq_dist_coop_nb(4096, 64) == 64);
+    CHECK(aq_dist_coop_nb(4, 4) == 1 && aq_dist_coop_nb(3, 4) == 0 && aq_dist_coop_nb(65, 2) == 64);
+}
+
+/* Measured task seconds (plan.h): Llama-2-7B, one weight-only option, no KL,
+ * so every q_proj task has the same predicted seconds t; a file naming one of
+ * them at 2t CPU seconds (10t wall; written and read back) doubles every task:
+ * the named one takes its 2t, the others the model x measured / predicted = 2. */
+static void test_measured(void)
+{
+    aq_error e = {0};
+    static aq_pipe_cfg c;
+    static aq_pipe_out o;
+    aq_pipe_cfg_default(&c);
+    aq_pipe_out_default(&o);
+    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16", &e), &e);
+    c.kl_windows = 0;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
+    aq_plan_input in = {.cfg = &c, .out = &o, .ranks = 8, .read_rate = 1e9};
+    CHECK_OK(aq_llama_config_read_json(path, &in.m, &e), &e);
+    aq_plan_rates r;
+    fixed_rates(&r);
+    aq_plan p0, p1;
+    CHECK_OK(aq_plan_compute(&in, &r, &p0, &e), &e);
+    double t = p0.cls[AQ_LIN_Q].seconds_min;
+    CHECK(t > 0 && t == p0.cls[AQ_LIN_Q].seconds_max && p0.n_measured == 0 && p0.measured_scale == 1);
+    aq_dist_task task = {.layer = "model.layers.0.self_attn.q_proj", .option = "w4a16"};
+    aq_loss_row row = {.seconds = 2 * t};
+    char *dir = aq_test_tmpdir("planmeas");
+    snprintf(path, sizeof path, "%s/task_seconds.json", dir);
+    double cpu = 2 * t; /* CPU seconds win over the wall seconds (10 t) */
+    row.seconds = 10 * t;
+    CHECK_OK(aq_plan_measured_write(path, &task, &row, &cpu, 1, &e), &e);
+    aq_plan_measured m;
+    CHECK_OK(aq_plan_measured_read(path, &m, &e), &e);
+    CHECK(m.n == 1 && m.seconds[0] == 10 * t && m.cpu[0] == 2 * t && m.have_cpu && !strcmp(m.option[0], "w4a16"));
+    in.measured = &m;
+    CHECK_OK(aq_plan_compute(&in, &r, &p1, &e), &e);
+    CHECK(p1.n_measured == 1);
+    CHECK_CLOSE(p1.measured_scale, 2.0, 1e-15);
+    CHECK_CLOSE(p1.task_total, 2 * p0.task_total, 1e-12 * p0.task_total); /* sums of the same terms x 2 */
+    aq_plan_measured_free(&m);
+    FILE *f = fopen(path, "w");
+    if (f) fputs("{\"tasks\": [{\"layer\": \"x\"}]}", f), fclose(f);
+    CHECK(aq_plan_measured_read(path, &m, &e) == AQ_ERR_FORMAT && strstr(e.msg, path));
+    remove(path);
+    CHECK(aq_plan_measured_read(path, &m, &e) == AQ_ERR_NOTFOUND);
+    remove(dir);
+    free(dir);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -215,5 +319,7 @@ int main(int argc, char **argv)
     test_schedule();
     test_rates_file();
     test_bad_input();
+    test_coop_pick();
+    test_measured();
     AQ_TEST_END();
 }

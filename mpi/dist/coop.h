@@ -14,10 +14,11 @@
  * The result depends only on the problem, the options, Q and nb: never on
  * which ranks form the sub-communicator or on the total rank count P.
  *
- * What it runs (a subset of aq_layer_run, stated in docs/COOP.md): parallel
+ * What it runs (aq_layer_run's algorithm, stated in docs/COOP.md): parallel
  * mode at a16 (B = C = A), the MSE grid, RTN and GPTQ baselines, GPTQ init,
- * Adam with STE and per-row keep-best (eval_every). Not yet: multi-start,
- * polishing, quantized activations, sequential Grams (clear errors). */
+ * multi-start, exact polishing (against a replicated Gram), Adam with STE and
+ * per-row keep-best (eval_every). Not yet: quantized activations, sequential
+ * Grams (clear errors). */
 #ifndef AQ_COOP_H
 #define AQ_COOP_H
 
@@ -105,6 +106,10 @@ typedef struct aq_coop_stats {
 aq_status aq_coop_layer_run(const aq_coop_grid *g, const aq_coop_problem *p,
                             const aq_layer_opts *o, aq_layer_result *out, aq_coop_stats *stats,
                             aq_error *err);
+
+/* 1 when the path runs these options (a16 today), 0 otherwise: the scheduler
+ * keeps the other tasks single-rank. */
+int aq_coop_runs_option(const aq_layer_opts *o);
 
 /* --- the distributed pieces, exposed for the tests --- */
 

@@ -7,8 +7,9 @@
  * with the Gram is one PDGEMM (PSGEMM for the float32 Adam step). Per-row
  * losses are gathered and summed in row order, so totals (and every decision
  * taken on them) are the same on all ranks and independent of P.
- * The order of work is layer.c's with starts = 1 and no polishing
- * (docs/COOP.md says what is not run yet). */
+ * The order of work is layer.c's: multi-start, exact polishing (on the local
+ * rows against a replicated copy of the Gram: docs/COOP.md, "Polishing"),
+ * Adam segments; quantized activations are not run (docs/COOP.md). */
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -35,6 +36,10 @@ typedef struct crun {
     double best_loss;
     float *grid_s, *grid_z, *sc, *ze; /* MSE grid and start grid [n_loc] */
     float *cf;               /* float32 copy of the local Gram columns (Adam) */
+    size_t *perm;            /* GPTQ column order [d_in], kept with the factor */
+    uint8_t *dead;           /* GPTQ dead inputs [d_in] */
+    aq_coop_factor f;        /* GPTQ's distributed factor (f.loc NULL: none) */
+    long best_version, polished_version; /* as layer.c: polish only a changed best */
     aq_ls S;
     aq_adam adam;
     aq_adam_cfg cfg;
@@ -140,32 +145,39 @@ static aq_status merge_rows(crun *c)
     aq_ls *S = &c->S;
     double cur;
     AQ_TRY(eval_rows(c, &cur));
+    int mine = 0, any = 0;
     for (size_t r = 0; r < S->d_out; r++) {
         if (!(c->rowl[r] < c->brow[r])) continue;
+        mine = 1;
         memcpy(c->bu + r * S->d_in, S->u + r * S->d_in, S->d_in);
         c->bs[r] = S->s[r];
         c->bz[r] = S->z[r];
         c->bb[r] = S->bq[r];
         c->brow[r] = c->rowl[r];
     }
+    /* a change anywhere is a change for every rank (the polishing decision) */
+    if (MPI_Allreduce(&mine, &any, 1, MPI_INT, MPI_MAX, c->g->comm) != MPI_SUCCESS)
+        return aq_fail(c->err, AQ_ERR_MPI, "layer %s: MPI_Allreduce of the best rows failed", c->name);
+    c->best_version += any;
     double tot;
     AQ_TRY(row_sum(c, c->brow, &tot));
     c->best_loss = tot / S->y2;
     return AQ_OK;
 }
 
-/* The MSE grid (factor 1) into S and sc/ze, as layer.c's start_grid. */
-static void start_grid(crun *c)
+/* The MSE grid scaled by f about its centre into S and sc/ze, as layer.c's
+ * start_grid. */
+static void start_grid(crun *c, double f)
 {
     aq_ls *S = &c->S;
     for (size_t r = 0; r < S->d_out; r++) {
-        double s0 = c->grid_s[r], z0 = c->grid_z[r], z1 = z0;
+        double s0 = c->grid_s[r], z0 = c->grid_z[r], s1 = s0 * f, z1 = z0;
         if (!S->sym) {
             double centre = s0 * (S->qmax / 2 - z0);
-            z1 = nearbyint(S->qmax / 2 - centre / s0);
+            z1 = nearbyint(S->qmax / 2 - centre / s1);
             z1 = z1 < 0 ? 0 : z1 > S->qmax ? S->qmax : z1;
         }
-        c->sc[r] = (float)s0;
+        c->sc[r] = (float)s1;
         c->ze[r] = (float)z1;
         S->s[r] = c->sc[r];
         S->z[r] = c->ze[r];
@@ -187,35 +199,42 @@ static int cmp_act(const void *a, const void *b)
     return x->idx < y->idx ? -1 : (x->idx > y->idx);
 }
 
-/* GPTQ codes of the local rows on the grid sc/ze into S->u. */
-static aq_status gptq_codes(crun *c)
+/* GPTQ's column order and distributed factor into c->perm / c->f (kept for
+ * the other starts: they differ only in the grid). */
+static aq_status gptq_prepare(crun *c)
 {
     size_t d = c->p->d_in;
-    size_t *perm = malloc(d * sizeof *perm);
-    uint8_t *dead = malloc(d);
+    c->perm = malloc(d * sizeof *c->perm);
+    c->dead = malloc(d);
     diag_idx *order = malloc(d * sizeof *order);
-    if (!perm || !dead || !order) {
-        free(perm);
-        free(dead);
+    if (!c->perm || !c->dead || !order) {
         free(order);
         return aq_fail_nomem(c->err, "GPTQ order", d * 25);
     }
     for (size_t i = 0; i < d; i++) {
-        dead[i] = c->diag[i] == 0.0;
-        order[i] = (diag_idx){dead[i] ? 1.0 : c->diag[i], i};
+        c->dead[i] = c->diag[i] == 0.0;
+        order[i] = (diag_idx){c->dead[i] ? 1.0 : c->diag[i], i};
     }
     if (c->o->gptq_act_order) qsort(order, d, sizeof *order, cmp_act);
-    for (size_t i = 0; i < d; i++) perm[i] = order[i].idx;
+    for (size_t i = 0; i < d; i++) c->perm[i] = order[i].idx;
     free(order);
-    aq_coop_factor f;
-    aq_status st = aq_coop_inverse_factor(c->g, c->p->gram, perm, c->o->gptq_damp, &f, c->err);
-    if (st == AQ_OK)
-        st = aq_coop_gptq_sweep(c->g, &f, perm, c->w_loc, c->n_loc, dead, c->sc, c->ze, c->o->w_bits,
-                                (size_t)(c->o->gptq_block > 0 ? c->o->gptq_block : 128), c->S.u, c->err);
-    aq_coop_factor_free(&f);
-    free(perm);
-    free(dead);
-    return st;
+    return aq_coop_inverse_factor(c->g, c->p->gram, c->perm, c->o->gptq_damp, &c->f, c->err);
+}
+
+static void gptq_release(crun *c)
+{
+    aq_coop_factor_free(&c->f);
+    free(c->perm);
+    free(c->dead);
+    c->perm = NULL;
+    c->dead = NULL;
+}
+
+/* GPTQ codes of the local rows on the grid sc/ze into S->u (factor ready). */
+static aq_status gptq_codes(crun *c)
+{
+    return aq_coop_gptq_sweep(c->g, &c->f, c->perm, c->w_loc, c->n_loc, c->dead, c->sc, c->ze, c->o->w_bits,
+                              (size_t)(c->o->gptq_block > 0 ? c->o->gptq_block : 128), c->S.u, c->err);
 }
 
 /* Checks that need no data: the same on every rank. */
@@ -224,7 +243,7 @@ static aq_status check_problem(const aq_coop_grid *g, const aq_coop_problem *p,
 {
     if (!p->weight || !p->gram || !p->gram->loc)
         return aq_fail(err, AQ_ERR_ARG, "layer %s: cooperative run without weights or Gram", name);
-    if (o->a_bits < 16)
+    if (!aq_coop_runs_option(o))
         return aq_fail(err, AQ_ERR_ARG, "layer %s: the cooperative path runs a16 options only "
                        "(this option quantizes activations to %d bits)", name, o->a_bits);
     if (o->w_bits < 2 || o->w_bits > 8)
@@ -317,10 +336,11 @@ static aq_status state_init(crun *c)
     if (!any)
         return aq_fail(c->err, AQ_ERR_NUMERIC, "layer %s: the inputs are all zero: the normalised "
                        "output error is undefined", c->name);
-    AQ_TRY(aq_coop_times_c(c->g, gr, p->d_out, S->Wt, S->EC, c->err));
+    /* T = W~ B = W~ C (polishing's constant gradient part), then ||Y||^2 */
+    AQ_TRY(aq_coop_times_c(c->g, gr, p->d_out, S->Wt, S->T, c->err));
     for (size_t r = 0; r < S->d_out; r++) {
         double t = 0;
-        for (size_t j = 0; j < D; j++) t += S->Wt[r * D + j] * S->EC[r * D + j];
+        for (size_t j = 0; j < D; j++) t += S->Wt[r * D + j] * S->T[r * D + j];
         c->rowl[r] = t;
     }
     AQ_TRY(row_sum(c, c->rowl, &S->y2));
@@ -331,20 +351,23 @@ static aq_status state_init(crun *c)
 }
 
 /* The MSE grid, the RTN and GPTQ baselines and the initialisation (layer.c's
- * init_layer), then the best iterate = the initialisation. */
+ * init_layer), then the best iterate = the initialisation. GPTQ's factor is
+ * kept when the other starts need it. */
 static aq_status init_layer(crun *c, aq_layer_result *out, double *t_gptq)
 {
     const aq_layer_opts *o = c->o;
     aq_qspec spec = {o->w_bits, o->symmetric};
     aq_qrange_rows(c->w_loc, c->n_loc, c->p->d_in, spec, AQ_RANGE_MSE, c->grid_s, c->grid_z);
-    start_grid(c);
+    start_grid(c, 1.0);
     aq_quantize_rows(c->w_loc, c->n_loc, c->p->d_in, c->sc, c->ze, o->w_bits, c->S.u);
     AQ_TRY(eval_rows(c, &out->loss_rtn));
     out->loss_gptq = NAN;
     if (o->init == AQ_INIT_GPTQ || o->compute_gptq) {
         double t0 = now_sec();
+        AQ_TRY(agree(c->g, gptq_prepare(c), c->err));
         AQ_TRY(agree(c->g, gptq_codes(c), c->err));
         *t_gptq = now_sec() - t0;
+        if (!(o->init == AQ_INIT_GPTQ && o->starts > 1)) gptq_release(c);
         AQ_TRY(eval_rows(c, &out->loss_gptq));
         if (o->init == AQ_INIT_RTN)
             aq_quantize_rows(c->w_loc, c->n_loc, c->p->d_in, c->sc, c->ze, o->w_bits, c->S.u);
@@ -359,7 +382,54 @@ static aq_status init_layer(crun *c, aq_layer_result *out, double *t_gptq)
     return AQ_OK;
 }
 
-/* layer.c's inner() without polishing: Adam segments, each from the best. */
+/* Exact polishing of the local rows (aq_ls_polish, unchanged): it reads rows
+ * of C one input at a time, so the Gram is replicated on first use (8 D^2
+ * bytes per rank: docs/COOP.md, "Polishing"). S->T = W~ C is state_init's. */
+static aq_status polish_local(crun *c)
+{
+    aq_ls *S = &c->S;
+    if (!S->C) {
+        size_t D = S->D;
+        double *full = malloc(D * D * sizeof *full);
+        aq_status st = full ? AQ_OK : aq_fail_nomem(c->err, "replicated Gram (polishing)", D * D * 8);
+        st = agree(c->g, st, c->err);
+        /* column j of the symmetric C is its row j: the gathered columns are C row-major */
+        if (st == AQ_OK)
+            st = aq_coop_allgather_rows(c->g, c->p->gram->loc, D, D * sizeof(double), full, c->err);
+        if (st != AQ_OK) {
+            free(full);
+            return st;
+        }
+        S->A = S->B = S->C = full; /* bc_alias: aq_ls_free frees it once */
+    }
+    aq_ls_polish(S, 3);
+    return AQ_OK;
+}
+
+/* layer.c's multistart: the initialiser on `starts` grids (factors 1, 0.95,
+ * 1.05, 0.9, ...), each polished; every row keeps its best start. */
+static aq_status multistart(crun *c)
+{
+    const aq_layer_opts *o = c->o;
+    int n = o->starts > 0 ? o->starts : 1;
+    for (int k = 0; k < n; k++) {
+        double f = 1.0 + 0.05 * (double)((k + 1) / 2) * (k % 2 ? -1.0 : 1.0);
+        start_grid(c, f);
+        if (k == 0)
+            best_load(c); /* the initialisation itself */
+        else if (o->init == AQ_INIT_GPTQ)
+            AQ_TRY(agree(c->g, gptq_codes(c), c->err));
+        else
+            aq_quantize_rows(c->w_loc, c->n_loc, c->p->d_in, c->sc, c->ze, o->w_bits, c->S.u);
+        if (o->polish_rounds > 0) AQ_TRY(polish_local(c));
+        AQ_TRY(merge_rows(c));
+    }
+    gptq_release(c);
+    return AQ_OK;
+}
+
+/* layer.c's inner(): Adam segments, each from the best, each followed by
+ * polishing of a changed best. */
 static aq_status adam_phase(crun *c)
 {
     const aq_layer_opts *o = c->o;
@@ -368,17 +438,24 @@ static aq_status adam_phase(crun *c)
     int every = o->eval_every > 0 ? o->eval_every : 10;
     for (int k = 0; k < rounds; k++) {
         int per = o->iters / rounds + (k < o->iters % rounds ? 1 : 0);
-        if (per <= 0) continue;
-        best_load(c);
-        aq_ls_v_from_codes(S);
-        aq_adam_reset(&c->adam, S);
-        for (int done = 0; done < per;) {
-            int n = per - done < every ? per - done : every;
-            aq_adam_run(S, &c->adam, &c->cfg, n);
-            AQ_TRY(c->pst);
-            done += n;
-            c->iterations += n;
+        if (per > 0) {
+            best_load(c);
+            aq_ls_v_from_codes(S);
+            aq_adam_reset(&c->adam, S);
+            for (int done = 0; done < per;) {
+                int n = per - done < every ? per - done : every;
+                aq_adam_run(S, &c->adam, &c->cfg, n);
+                AQ_TRY(c->pst);
+                done += n;
+                c->iterations += n;
+                AQ_TRY(merge_rows(c));
+            }
+        }
+        if (o->polish_rounds > 0 && c->best_version != c->polished_version) {
+            best_load(c);
+            AQ_TRY(polish_local(c));
             AQ_TRY(merge_rows(c));
+            c->polished_version = c->best_version;
         }
     }
     return AQ_OK;
@@ -447,6 +524,7 @@ static void crun_free(crun *c)
 {
     aq_adam_free(&c->adam);
     aq_ls_free(&c->S);
+    gptq_release(c);
     free(c->w_loc);
     free(c->b_loc);
     free(c->diag);
@@ -470,6 +548,7 @@ aq_status aq_coop_layer_run(const aq_coop_grid *g, const aq_coop_problem *p,
     c.o = o;
     c.err = err;
     c.name = p->name ? p->name : "layer";
+    c.polished_version = -1;
     AQ_TRY(check_problem(g, p, o, c.name, err));
     c.n_loc = aq_coop_nlocal(g, p->d_out, g->me);
     char opt[32];
@@ -480,6 +559,7 @@ aq_status aq_coop_layer_run(const aq_coop_grid *g, const aq_coop_problem *p,
     if (st == AQ_OK) st = init_layer(&c, out, &tg);
     t1 = now_sec();
     if (st == AQ_OK) st = agree(g, adam_init(&c, seed), err);
+    if (st == AQ_OK) st = multistart(&c);
     if (st == AQ_OK) st = adam_phase(&c);
     t2 = now_sec();
     if (st == AQ_OK) st = fill_result(&c, out, seed);
@@ -498,4 +578,9 @@ aq_status aq_coop_layer_run(const aq_coop_grid *g, const aq_coop_problem *p,
         stats->rows_local = c.n_loc;
     }
     return AQ_OK;
+}
+
+int aq_coop_runs_option(const aq_layer_opts *o)
+{
+    return o->a_bits >= 16;
 }

@@ -57,6 +57,11 @@ typedef struct aq_pipe_cfg {
      * fp_text covers every data file (aq_data_fingerprint) */
     aq_fingerprint fp_model, fp_tok, fp_text;
     uint64_t sz_model, sz_tok, sz_text;
+    /* --coop-ranks Q (0 = off) and --coop-threshold F (docs/COOP.md, "Scheduling"):
+     * run settings like P, not recorded in settings.json nor fingerprinted (results
+     * of another Q differ in the last bits only, as those of another BLAS kernel) */
+    int coop_ranks;
+    double coop_threshold;
 } aq_pipe_cfg;
 
 /* Defaults: windows 64, seq_len 256, chunk 8, sample rows 1024, options

@@ -58,6 +58,8 @@ enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, 
        O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
        O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD, O_TFRAC, O_EOPTS,
        O_TMODE };
+/* issue 14: the cooperative path's scheduling (docs/COOP.md, "Scheduling") */
+enum { O_COOP_RANKS = 480, O_COOP_THR };
 
 #define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD)
 
@@ -108,6 +110,8 @@ static const struct {
     {{"shard", required_argument, 0, O_SHARD}, AQ_ARGS_SHARD},
     {{"shards", required_argument, 0, O_SHARDS}, AQ_ARGS_SHARD},
     {{"progress", required_argument, 0, O_PROGRESS}, ALL_GROUPS},
+    {{"coop-ranks", required_argument, 0, O_COOP_RANKS}, AQ_ARGS_WORK},
+    {{"coop-threshold", required_argument, 0, O_COOP_THR}, AQ_ARGS_WORK},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 
@@ -215,6 +219,8 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     }
     case O_SHARD: return parse_int(cmd, "--shard", v, 0, 1000000, &a->shard);
     case O_SHARDS: return parse_int(cmd, "--shards", v, 1, 1000000, &a->shards);
+    case O_COOP_RANKS: return parse_int(cmd, "--coop-ranks", v, 0, 1000000, &g->coop_ranks);
+    case O_COOP_THR: return parse_num(cmd, "--coop-threshold", v, &g->coop_threshold);
     case O_PROGRESS:
         a->progress_given = 1;
         if (aq_progress_mode_parse(v, &a->progress))
@@ -251,12 +257,25 @@ static int check_data(const char *cmd, int mask, const aq_pipe_args *a)
     return 0;
 }
 
+/* --coop-ranks Q needs Q ranks (mpi/dist/coop_sched.h): refused before any work. */
+static int check_coop(const char *cmd, const aq_pipe_args *a)
+{
+    int up = 0, size = 1;
+    MPI_Initialized(&up);
+    if (up) MPI_Comm_size(MPI_COMM_WORLD, &size);
+    if (a->cfg.coop_ranks > size && strcmp(cmd, "plan") != 0) /* plan: -P is the rank count */
+        return usage(cmd, "--coop-ranks %d needs at least %d ranks; this run has %d (mpirun -np)", a->cfg.coop_ranks,
+                     a->cfg.coop_ranks, size);
+    return 0;
+}
+
 int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe_args *a)
 {
     memset(a, 0, sizeof *a);
     aq_pipe_cfg_default(&a->cfg);
     aq_pipe_budget_default(&a->budget);
     aq_pipe_out_default(&a->out);
+    a->cfg.coop_threshold = 1.0; /* --coop-threshold: tasks over total / Q */
     a->shard = -1;
     struct option lo[N_OPTS + 1];
     for (size_t i = 0; i < N_OPTS; i++) lo[i] = table[i].o;
@@ -316,6 +335,7 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
     if ((mask & AQ_ARGS_WORK) && !(mask & AQ_ARGS_OUT) && !a->have_work) return usage(cmd, "--work DIR is required");
     if ((mask & AQ_ARGS_SHARD) && (a->shards < 1 || a->shard < 0 || a->shard >= a->shards))
         return usage(cmd, "--shard I --shards N are required, with 0 <= I < N");
+    if ((rc = check_coop(cmd, a))) return rc;
     if ((mask & AQ_ARGS_OUT) && (mask & AQ_ARGS_MODEL) && !a->have_work)
         snprintf(a->cfg.work, sizeof a->cfg.work, "%.*s.work", AQ_PIPE_PATH - 8, a->out.outdir);
     return 0;
@@ -374,7 +394,11 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "work directory:\n"
                 "  --work DIR             statistics, results and settings (quantize: OUTDIR.work)\n"
                 "  --resume               reuse valid statistics / result files (CRC + fingerprint);\n"
-                "                         corrupted ones are reported and recomputed\n");
+                "                         corrupted ones are reported and recomputed\n"
+                "  --coop-ranks Q         run the largest tasks each on Q ranks together (ScaLAPACK,\n"
+                "                         docs/COOP.md; default 0 = off; needs P >= Q ranks)\n"
+                "  --coop-threshold F     cooperative when a task's cost > F x total / Q (default 1;\n"
+                "                         0 = every task the cooperative path runs)\n");
     if (mask & AQ_ARGS_BUDGET)
         fprintf(out,
                 "budget (one of; default --target-size 5.5bpw):\n"

@@ -129,6 +129,8 @@ aq_status aq_pipe_run_calibrate(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     aq_pipe_cfg c;
     aq_pipe_plan p;
     AQ_TRY(load_work(comm, a->cfg.work, &c, &p, err));
+    c.coop_ranks = a->cfg.coop_ranks; /* run settings, not in settings.json */
+    c.coop_threshold = a->cfg.coop_threshold;
     aq_status st = aq_pipe_calibrate(comm, &c, &p, 1, a->shard, a->shards, NULL, NULL, err);
     aq_pipe_plan_free(&p);
     return st;

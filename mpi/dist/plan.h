@@ -82,6 +82,28 @@ typedef struct aq_plan_docs {
     double n, tokens, sq;
 } aq_plan_docs;
 
+/* Per-task wall seconds measured by an earlier quantize run (all its runs of
+ * the task and its KL), WORK/task_seconds.json: {"tasks": [{"layer",
+ * "option", "seconds", "cpu_seconds"}...]}: wall seconds, and the CPU seconds
+ * of the process that ran it (absent for a task reused or run cooperatively).
+ * The plan takes them for the tasks they name (CPU seconds when the file has
+ * any: the rates are a core of its own, the wall seconds carry the machine's
+ * load) and scales its model of the others by measured / predicted. */
+typedef struct aq_plan_measured {
+    size_t n;
+    char (*layer)[96];
+    char (*option)[16];
+    double *seconds;
+    double *cpu;   /* [n], 0 = absent */
+    int have_cpu;  /* any cpu_seconds in the file: the plan uses those */
+} aq_plan_measured;
+/* AQ_ERR_NOTFOUND when absent, AQ_ERR_FORMAT naming the file if malformed. */
+aq_status aq_plan_measured_read(const char *path, aq_plan_measured *m, aq_error *err);
+void aq_plan_measured_free(aq_plan_measured *m);
+/* rows[n] in the order of tasks[n] (their .seconds), cpu[n] (NULL or 0: absent). */
+aq_status aq_plan_measured_write(const char *path, const aq_dist_task *tasks, const aq_loss_row *rows,
+                                 const double *cpu, size_t n, aq_error *err);
+
 typedef struct aq_plan_input {
     aq_llama_config m;
     const aq_pipe_cfg *cfg;     /* windows, seq_len, options, iters, starts, polish, kl_windows, init */
@@ -91,6 +113,7 @@ typedef struct aq_plan_input {
     double model_file_bytes;    /* bytes on disk (0: params x 2, bf16) */
     double read_rate;           /* bytes/s reading the model files (assumed, not measured) */
     aq_plan_docs tune, eval;
+    const aq_plan_measured *measured; /* NULL = none */
 } aq_plan_input;
 
 /* The phases as quantize reports them ("allocate" = the solve stage). */
@@ -128,7 +151,11 @@ typedef struct aq_plan {
     double makespan, lower_bound, efficiency; /* whole run */
     double peak_mem;
     double model_bytes;          /* the F32 model every rank holds today */
-    int n_coop_tasks;            /* tasks over total/P or over the memory left */
+    int n_coop_tasks;            /* tasks over total/P or over the memory left; with --coop-ranks Q the
+                                    tasks the calibrate stage would run on sub-grids (coop_sched.h) */
+    int coop_ranks;              /* --coop-ranks (0: none, the total/P rule) */
+    size_t n_measured;           /* calibrate tasks taken from measured seconds */
+    double measured_scale;       /* measured / predicted over them (1 = none) */
     int fits;                    /* peak_mem <= mem_per_rank (or no limit) */
 } aq_plan;
 

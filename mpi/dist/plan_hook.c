@@ -56,7 +56,12 @@ void aq_plan_hook_begin(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, a
     }
     if (st == AQ_OK) st = aq_plan_data_docs(c, o, &in.m, &in.tune, &in.eval, &e);
     r.probe = aq_plan_probe_gemm, r.probe_ctx = &r;
+    aq_plan_measured meas = {0}; /* an earlier run's per-task seconds in this work directory */
+    aq_error me = {0};
+    snprintf(path, sizeof path, "%s/task_seconds.json", c->work);
+    if (st == AQ_OK && aq_plan_measured_read(path, &meas, &me) == AQ_OK) in.measured = &meas;
     if (st == AQ_OK) st = aq_plan_compute(&in, &r, &h->p, &e);
+    aq_plan_measured_free(&meas);
     if (st != AQ_OK) {
         fprintf(log, "adaquant: plan: no prediction: %s\n", e.msg);
         return;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../../src/model/model.h"
+#include "coop_sched.h"
 #include "plan.h"
 #include "driver.h"
 #include "tasks.h"
@@ -244,6 +245,33 @@ static double task_seconds(const aq_plan_input *in, const aq_plan_rates *r, int 
     return t;
 }
 
+/* An earlier run's per-task seconds (aq_plan_measured) replace the model's
+ * for the tasks they name; the others are scaled by measured / predicted over
+ * those (the model's error on this machine and model). */
+static void use_measured(const aq_plan_measured *m, const aq_pipe_plan *tp, double *secs, aq_plan *p,
+                         double *total, double *longest)
+{
+    double pred = 0, meas = 0;
+    signed char *hit = calloc(tp->n_tasks ? tp->n_tasks : 1, 1);
+    if (!hit) return; /* the model alone */
+    for (size_t t = 0; t < tp->n_tasks; t++)
+        for (size_t j = 0; j < m->n && !hit[t]; j++) {
+            double v = m->have_cpu ? m->cpu[j] : m->seconds[j]; /* CPU seconds when the file has them */
+            if (v > 0 && !strcmp(m->layer[j], tp->tasks[t].layer) && !strcmp(m->option[j], tp->tasks[t].option)) {
+                hit[t] = 1, pred += secs[t], meas += v, secs[t] = v;
+                p->n_measured++;
+            }
+        }
+    p->measured_scale = pred > 0 && meas > 0 ? meas / pred : 1;
+    *total = *longest = 0;
+    for (size_t t = 0; t < tp->n_tasks; t++) {
+        if (!hit[t]) secs[t] *= p->measured_scale;
+        *total += secs[t];
+        *longest = secs[t] > *longest ? secs[t] : *longest;
+    }
+    free(hit);
+}
+
 static void phase_calibrate(const aq_plan_input *in, const aq_plan_rates *r, const aq_pipe_plan *tp, aq_plan *p,
                             double *secs)
 {
@@ -268,6 +296,7 @@ static void phase_calibrate(const aq_plan_input *in, const aq_plan_rates *r, con
         total += secs[t];
         longest = secs[t] > longest ? secs[t] : longest;
     }
+    if (in->measured) use_measured(in->measured, tp, secs, p, &total, &longest);
     p->task_total = total;
     p->task_longest = longest;
     double setup = load_seconds(in, r, p->model_bytes);
@@ -396,6 +425,22 @@ static void fill_classes(const aq_plan_input *in, const aq_pipe_plan *tp, const 
     }
 }
 
+/* With --coop-ranks Q (Q <= P): the tasks the calibrate stage's own rule
+ * (coop_sched.h) would run on sub-grids, per linear kind. */
+static void mark_coop_q(const aq_plan_input *in, const aq_pipe_plan *tp, aq_plan *p)
+{
+    aq_coop_sched cs;
+    aq_error e = {0};
+    p->coop_ranks = in->cfg->coop_ranks;
+    p->n_coop_tasks = 0; /* coop_mem stays: --max-rank-memory is the plan's --mem-per-rank here */
+    for (int w = 0; w < AQ_LIN_COUNT; w++) p->cls[w].coop_time = 0;
+    if (aq_coop_sched_pick(in->cfg, tp, tp->tasks, tp->n_tasks, in->ranks, NULL, &cs, &e) != AQ_OK) return;
+    for (size_t t = 0; t < cs.n && cs.coop; t++)
+        if (cs.coop[t]) p->cls[tp->layers[tp->tasks[t].layer_index].which].coop_time = 1;
+    p->n_coop_tasks = (int)cs.n_coop;
+    aq_coop_sched_free(&cs);
+}
+
 static void mark_coop(const aq_plan_input *in, aq_plan *p)
 {
     double share = p->task_total / in->ranks;
@@ -427,6 +472,7 @@ static aq_status check_input(const aq_plan_input *in, const aq_plan_rates *r, aq
 aq_status aq_plan_compute(const aq_plan_input *in, const aq_plan_rates *r, aq_plan *p, aq_error *err)
 {
     memset(p, 0, sizeof *p);
+    p->measured_scale = 1;
     AQ_TRY(check_input(in, r, err));
     aq_pipe_plan tp;
     AQ_TRY(aq_pipe_plan_build_config(in->cfg, &in->m, &tp, err));
@@ -456,9 +502,10 @@ aq_status aq_plan_compute(const aq_plan_input *in, const aq_plan_rates *r, aq_pl
     if (st == AQ_OK) st = aq_plan_schedule(secs, secs, tp.n_tasks, in->ranks, setup, &p->calibrate_by_seconds, err);
     free(secs);
     free(cost);
+    if (st == AQ_OK) mark_coop(in, p);
+    if (st == AQ_OK && in->cfg->coop_ranks > 1) mark_coop_q(in, &tp, p);
     aq_pipe_plan_free(&tp);
     AQ_TRY(st);
-    mark_coop(in, p);
     phase_solve_write(in, r, p);
     phase_tune_eval(in, r, p);
     double work = 0;

@@ -41,7 +41,7 @@ static void print_tasks(FILE *f, const aq_plan_input *in, const aq_plan *p)
         human_time(k->seconds_min, a, sizeof a);
         human_time(k->seconds_max, b, sizeof b);
         if (k->coop_time || k->coop_mem)
-            snprintf(why, sizeof why, "yes (%s%s%s)", k->coop_time ? "> total/P" : "",
+            snprintf(why, sizeof why, "yes (%s%s%s)", !k->coop_time ? "" : p->coop_ranks > 1 ? "--coop-ranks" : "> total/P",
                      k->coop_time && k->coop_mem ? ", " : "", k->coop_mem ? "> memory per rank" : "");
         fprintf(f, "  %-10s %7d %7d %11.4g %9s..%-9s %11s  %s\n", k->name, k->d_out, k->d_in, k->flops / 1e9, a, b,
                 mem, why);
@@ -86,9 +86,16 @@ void aq_plan_print(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_
     human_bytes(p->model_bytes, b, sizeof b);
     fprintf(f, "memory: peak %s per rank (of which the F32 model %s)%s\n", a, b,
             p->fits ? "" : "; DOES NOT FIT the memory per rank");
-    if (p->n_coop_tasks)
-        fprintf(f, "cooperative: %d tasks exceed total/P or one rank's memory (issue 14: sub-grid candidates)\n",
+    if (p->coop_ranks > 1)
+        fprintf(f, "cooperative: %d tasks run on sub-grids of --coop-ranks %d (cost > %g x total / %d%s)\n",
+                p->n_coop_tasks, p->coop_ranks, in->cfg->coop_threshold, p->coop_ranks,
+                p->coop_ranks > in->ranks ? "; needs P >= Q: none at this P" : "");
+    else if (p->n_coop_tasks)
+        fprintf(f, "cooperative: %d tasks exceed total/P or one rank's memory (candidates for --coop-ranks)\n",
                 p->n_coop_tasks);
+    if (p->n_measured)
+        fprintf(f, "calibrate: %zu tasks from measured seconds (an earlier run), the others' model x %.3g\n",
+                p->n_measured, p->measured_scale);
 }
 
 static json_t *phase_json(const aq_plan_phase *ph, int ranks)
@@ -143,6 +150,11 @@ void aq_plan_print_json(FILE *f, const aq_plan_input *in, const aq_plan *p, cons
     json_object_set_new(o, "model_bytes", json_real(p->model_bytes));
     json_object_set_new(o, "fits", json_boolean(p->fits));
     json_object_set_new(o, "cooperative_tasks", json_integer(p->n_coop_tasks));
+    if (p->coop_ranks > 1) json_object_set_new(o, "coop_ranks", json_integer(p->coop_ranks));
+    if (p->n_measured) {
+        json_object_set_new(o, "measured_tasks", json_integer((json_int_t)p->n_measured));
+        json_object_set_new(o, "measured_scale", json_real(p->measured_scale));
+    }
     json_dumpf(o, f, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(10));
     fputc('\n', f);
     json_decref(o);

@@ -441,3 +441,68 @@ aq_status aq_plan_rates_read(const char *path, aq_plan_rates *r, aq_error *err)
     json_decref(o);
     return st;
 }
+
+void aq_plan_measured_free(aq_plan_measured *m)
+{
+    free(m->layer);
+    free(m->option);
+    free(m->seconds);
+    free(m->cpu);
+    memset(m, 0, sizeof *m);
+}
+
+aq_status aq_plan_measured_read(const char *path, aq_plan_measured *m, aq_error *err)
+{
+    memset(m, 0, sizeof *m);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return aq_fail(err, AQ_ERR_NOTFOUND, "%s: no measured task seconds", path);
+    json_error_t je;
+    json_t *o = json_loadf(fp, 0, &je), *a = o ? json_object_get(o, "tasks") : NULL;
+    fclose(fp);
+    if (!o) return aq_fail(err, AQ_ERR_FORMAT, "%s: not JSON (line %d: %s)", path, je.line, je.text);
+    size_t n = json_is_array(a) ? json_array_size(a) : 0;
+    aq_status st = json_is_array(a) ? AQ_OK : aq_fail(err, AQ_ERR_FORMAT, "%s: no \"tasks\" array", path);
+    m->layer = calloc(n ? n : 1, sizeof *m->layer);
+    m->option = calloc(n ? n : 1, sizeof *m->option);
+    m->seconds = calloc(n ? n : 1, sizeof *m->seconds);
+    m->cpu = calloc(n ? n : 1, sizeof *m->cpu);
+    if (st == AQ_OK && (!m->layer || !m->option || !m->seconds || !m->cpu)) st = aq_fail_nomem(err, path, n * 128);
+    for (size_t i = 0; st == AQ_OK && i < n; i++) {
+        json_t *t = json_array_get(a, i), *l = json_object_get(t, "layer"), *op = json_object_get(t, "option");
+        json_t *sec = json_object_get(t, "seconds");
+        if (!json_is_string(l) || !json_is_string(op) || !json_is_number(sec) || !(json_number_value(sec) >= 0) ||
+            strlen(json_string_value(l)) >= sizeof m->layer[0] || strlen(json_string_value(op)) >= sizeof m->option[0])
+            st = aq_fail(err, AQ_ERR_FORMAT, "%s: task %zu needs \"layer\", \"option\" and \"seconds\" >= 0", path, i);
+        else {
+            strcpy(m->layer[i], json_string_value(l));
+            strcpy(m->option[i], json_string_value(op));
+            m->seconds[i] = json_number_value(sec);
+            json_t *cpu = json_object_get(t, "cpu_seconds");
+            m->cpu[i] = json_is_number(cpu) && json_number_value(cpu) > 0 ? json_number_value(cpu) : 0;
+            m->have_cpu |= m->cpu[i] > 0;
+        }
+    }
+    m->n = n;
+    json_decref(o);
+    if (st != AQ_OK) aq_plan_measured_free(m);
+    return st;
+}
+
+aq_status aq_plan_measured_write(const char *path, const aq_dist_task *tasks, const aq_loss_row *rows,
+                                 const double *cpu, size_t n, aq_error *err)
+{
+    json_t *o = json_object(), *a = json_array();
+    for (size_t i = 0; i < n; i++) {
+        json_t *t = json_pack("{s:s, s:s, s:f}", "layer", tasks[i].layer, "option", tasks[i].option, "seconds",
+                              rows[i].seconds);
+        if (cpu && cpu[i] > 0) json_object_set_new(t, "cpu_seconds", json_real(cpu[i]));
+        json_array_append_new(a, t);
+    }
+    json_object_set_new(o, "tasks", a);
+    char *txt = json_dumps(o, JSON_INDENT(1));
+    json_decref(o);
+    if (!txt) return aq_fail_nomem(err, path, n * 100);
+    aq_status st = aq_atomic_write_file(path, txt, strlen(txt), err);
+    free(txt);
+    return st;
+}

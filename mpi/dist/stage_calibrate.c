@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../io/atomic_file.h"
 #include "../../src/adaquant/adaquant.h"
@@ -21,7 +22,9 @@
 #include "../../src/model/block_loss.h"
 #include "../../src/model/sensitivity.h"
 #include "../../src/text/textdata.h"
+#include "coop_sched.h"
 #include "driver.h"
+#include "plan.h"
 #include "progress.h"
 #include "stage_calibrate.h"
 #include "stage_stats.h"
@@ -38,7 +41,21 @@ typedef struct cal_ctx {
     aq_seqs kl;
     aq_sens *sens;
     aq_block_sens *bsens; /* --loss block-mse / block-fisher (cfg.sens_loss > 0) */
+    /* per task of the stage's list: this process's CPU seconds on it (0: not
+     * run here), for WORK/task_seconds.json; map: the driver's index -> list */
+    double *cpu;
+    const size_t *map;
 } cal_ctx;
+
+/* CPU seconds of this process: one task runs at a time on one core (BLIS
+ * single-threaded), so the difference over a task is its CPU time, whatever
+ * else shares the machine (the planner's rates are a core of its own). */
+static double cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 /* Mean KL(FP || model with only layer L quantized as r) per predicted token on
  * the KL windows (src/model/sensitivity.h: re-runs only blocks >= L's block). */
@@ -128,52 +145,79 @@ aq_status aq_pipe_task_problem(const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_m
     return AQ_OK;
 }
 
+/* Keep r, or under --init best the RTN start r2 when its result has the lower
+ * network KL (layer error without KL), and write the task's result file.
+ * --init best exists because the GPTQ start wins on the layer's own output
+ * error, yet the RTN start often changes the network less (stories260K
+ * uniform w4a16: 6.462 vs 6.426 perplexity). */
+static aq_status finish_task(cal_ctx *x, const aq_dist_task *task, aq_layer_result *r, aq_layer_result *r2,
+                             const char *path, aq_dist_worker *w, double t_start, aq_error *err)
+{
+    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
+    double kl = 0, kl2 = 0;
+    aq_status st = AQ_OK;
+    if (x->kl.n > 0) st = task_kl(x, L, r, &kl, err);
+    if (w) aq_dist_poll(w);
+    if (st == AQ_OK && r2 && x->kl.n > 0) st = task_kl(x, L, r2, &kl2, err);
+    if (w) aq_dist_poll(w);
+    if (st == AQ_OK && r2 && (x->kl.n > 0 ? kl2 < kl : r2->loss_final < r->loss_final)) {
+        aq_layer_result tmp = *r;
+        *r = *r2, *r2 = tmp, kl = kl2;
+    }
+    /* the row's seconds: the whole task (every run, the KL), what the planner
+     * reads back (WORK/task_seconds.json, plan.h) */
+    r->seconds = aq_progress_now() - t_start;
+    if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, r, kl, x->kl.n > 0, err);
+    return st;
+}
+
+/* The cooperative phase's finish (coop_sched.h), on a group's first rank. */
+static aq_status coop_finish(void *vctx, const aq_dist_task *task, aq_layer_result *r, aq_layer_result *r2,
+                             const char *path, double t_start, aq_error *err)
+{
+    return finish_task(vctx, task, r, r2, path, NULL, t_start, err);
+}
+
 static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, const char *path, aq_dist_worker *w,
                           aq_error *err)
 {
     cal_ctx *x = vctx;
+    double t0 = aq_progress_now(), c0 = cpu_now();
     if (task->layer_index >= x->p->n_layers) { /* the tensor menu: embedding, untied classifier */
         if (!x->sens && x->kl.n > 0) AQ_TRY(aq_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, &x->sens, err));
         (void)index, (void)w;
         return aq_pipe_tensor_task(x->c, x->p, x->m, x->sens, task, path, err);
     }
-    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
     aq_stats s;
     aq_layer_problem pr;
     aq_layer_opts o;
     aq_status st = aq_pipe_task_problem(x->c, x->p, x->m, &x->stats_fp, task, 0, &s, &pr, &o, err);
-    aq_layer_result r;
+    aq_layer_result r, r2;
     memset(&r, 0, sizeof r);
+    memset(&r2, 0, sizeof r2);
     aq_dist_poll(w);
     if (st == AQ_OK) st = aq_layer_run(&pr, &o, &r, err);
     aq_dist_poll(w);
-    double kl = 0;
-    if (st == AQ_OK && x->kl.n > 0) st = task_kl(x, L, &r, &kl, err);
-    aq_dist_poll(w);
-    if (st == AQ_OK && x->c->init_gptq == 2) {
-        /* --init best: the GPTQ start wins on the layer's own output error,
-         * yet the RTN start often changes the network less (stories260K
-         * uniform w4a16: 6.462 vs 6.426 perplexity); keep the start whose
-         * result has the lower network KL, or layer error without KL. */
-        aq_layer_result r2;
-        memset(&r2, 0, sizeof r2);
-        double kl2 = 0;
+    if (st == AQ_OK && x->c->init_gptq == 2) { /* --init best: the RTN start too */
         o.init = AQ_INIT_RTN;
         st = aq_layer_run(&pr, &o, &r2, err);
         aq_dist_poll(w);
-        if (st == AQ_OK && x->kl.n > 0) st = task_kl(x, L, &r2, &kl2, err);
-        aq_dist_poll(w);
-        int take = st == AQ_OK && (x->kl.n > 0 ? kl2 < kl : r2.loss_final < r.loss_final);
-        if (take) {
-            aq_layer_result tmp = r;
-            r = r2, r2 = tmp, kl = kl2;
-        }
-        aq_layer_result_free(&r2);
     }
-    if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, &r, kl, x->kl.n > 0, err);
+    if (st == AQ_OK) st = finish_task(x, task, &r, x->c->init_gptq == 2 ? &r2 : NULL, path, w, t0, err);
+    if (x->cpu) x->cpu[x->map ? x->map[index] : index] = cpu_now() - c0;
     aq_layer_result_free(&r);
+    aq_layer_result_free(&r2);
     aq_stats_free(&s);
     return st;
+}
+
+/* WORK/task_seconds.json: every task's measured seconds, for `adaquant plan`. */
+static aq_status write_seconds(const char *work, const aq_dist_task *tasks, const aq_loss_row *rows,
+                               const double *cpu, size_t n, aq_error *err)
+{
+    char path[AQ_PIPE_PATH];
+    aq_pipe_path(work, "task_seconds.json", path);
+    return aq_plan_measured_write(path, tasks, rows, cpu, n, err);
 }
 
 static aq_status write_shards(const char *work, int shards, aq_error *err)
@@ -182,6 +226,49 @@ static aq_status write_shards(const char *work, int shards, aq_error *err)
     aq_pipe_path(work, "shards.json", path);
     snprintf(txt, sizeof txt, "{\"shards\": %d}\n", shards);
     return aq_atomic_write_file(path, txt, strlen(txt), err);
+}
+
+/* The tasks left by the cooperative phase, through the driver on every rank
+ * (LPT + dynamic tail); then rank 0's table in task order, the cooperative
+ * rows read back from their (validated) result files. */
+static aq_status run_rest(MPI_Comm comm, const aq_pipe_cfg *c, const aq_dist_task *tasks, size_t n,
+                          aq_coop_sched *cs, aq_dist_task_fn fn, void *ctx, int resume, aq_loss_row *table,
+                          aq_dist_stats *ds, aq_error *err)
+{
+    aq_dist_options opt;
+    aq_dist_options_default(&opt, c->work);
+    opt.resume = resume;
+    if (!cs->n_coop) return aq_dist_run(comm, tasks, n, fn, ctx, &opt, table, ds, err);
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    size_t m = 0, *map = malloc((n ? n : 1) * sizeof *map);
+    aq_dist_task *rest = malloc((n ? n : 1) * sizeof *rest);
+    aq_loss_row *rows = table ? malloc((n ? n : 1) * sizeof *rows) : NULL;
+    aq_status st = rest && map && (rows || !table) ? AQ_OK : aq_fail_nomem(err, "single-rank task list", n * 64);
+    for (size_t i = 0; st == AQ_OK && i < n; i++)
+        if (!cs->coop[i]) map[m] = i, rest[m++] = tasks[i];
+    ((cal_ctx *)ctx)->map = map;
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK && m > 0) st = aq_dist_run(comm, rest, m, fn, ctx, &opt, rows, ds, err);
+    for (size_t i = 0, k = 0; st == AQ_OK && rank == 0 && table && i < n; i++) {
+        if (!cs->coop[i]) {
+            table[i] = rows[k++];
+            continue;
+        }
+        char *path = NULL;
+        st = aq_result_path(c->work, tasks[i].layer, tasks[i].option, &path, err);
+        if (st == AQ_OK) st = aq_result_check(path, tasks[i].layer, tasks[i].option, &tasks[i].fp, &table[i], err);
+        free(path);
+    }
+    st = aq_pipe_agree(comm, st, err);
+    ds->total += cs->n_coop;
+    ds->reused += cs->reused;
+    ds->computed += cs->computed;
+    ((cal_ctx *)ctx)->map = NULL;
+    free(map);
+    free(rest);
+    free(rows);
+    return st;
 }
 
 aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, int resume,
@@ -220,16 +307,26 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     st = aq_pipe_agree(comm, st, err);
     aq_dist_stats ds;
     memset(&ds, 0, sizeof ds);
-    if (st == AQ_OK) {
-        aq_dist_options opt;
-        aq_dist_options_default(&opt, c->work);
-        opt.resume = resume;
-        st = aq_dist_run(comm, tasks, n, run_task, &x, &opt, table, &ds, err);
-    }
+    aq_coop_sched cs; /* --coop-ranks: the cooperative tasks run first (coop_sched.h) */
+    memset(&cs, 0, sizeof cs);
+    int size;
+    MPI_Comm_size(comm, &size);
+    if (st == AQ_OK) st = aq_coop_sched_pick(c, p, tasks, n, size, rank == 0 ? stderr : NULL, &cs, err);
+    if (st == AQ_OK)
+        st = aq_coop_sched_run(comm, c, p, x.m, &x.stats_fp, tasks, resume, &cs, coop_finish, &x,
+                               rank == 0 ? stderr : NULL, err);
+    if (st == AQ_OK && !(x.cpu = calloc(n ? n : 1, sizeof *x.cpu))) st = aq_fail_nomem(err, "task CPU seconds", n * 8);
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK) st = run_rest(comm, c, tasks, n, &cs, run_task, &x, resume, table, &ds, err);
+    /* each task ran on one rank (0 elsewhere): the sum is its CPU seconds */
+    if (st == AQ_OK)
+        MPI_Reduce(rank == 0 ? MPI_IN_PLACE : x.cpu, x.cpu, (int)n, MPI_DOUBLE, MPI_SUM, 0, comm);
     if (st == AQ_OK && rank == 0) {
         fprintf(stderr, "adaquant: calibrate: %zu tasks, %zu reused, %zu invalid recomputed, %zu computed\n",
                 ds.total, ds.reused, ds.invalid, ds.computed);
         if (shards > 0) st = write_shards(c->work, shards, err);
+        if (st == AQ_OK && cs.q > 1) st = aq_coop_sched_write(c->work, tasks, &cs, err);
+        if (st == AQ_OK && table) st = write_seconds(c->work, tasks, table, x.cpu, n, err);
     }
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK && rows && rank == 0) *rows = table;
@@ -240,6 +337,8 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
         t->computed += ds.computed;
     }
     free(sub);
+    aq_coop_sched_free(&cs);
+    free(x.cpu);
     aq_seqs_free(&x.kl);
     aq_sens_free(x.sens);
     aq_block_sens_free(x.bsens);

@@ -341,6 +341,11 @@ aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_p
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     int64_t bytes = stat(path, &s) == 0 ? (int64_t)s.st_size : -1, disk = on_disk(dir, c);
     json_object_set_new(q, "run", run_json(ev, t, bytes, disk));
+    if (c->coop_ranks > 1) { /* which tasks ran on sub-grids, where, how long (coop_sched.h) */
+        aq_pipe_path(c->work, "coop.json", path);
+        json_t *cj = json_load_file(path, 0, NULL);
+        if (cj) json_object_set_new(json_object_get(q, "run"), "cooperative", cj);
+    }
     json_object_set_new(q, "format", json_string("adaquant-report"));
     if (st == AQ_OK) st = dump_json(dir, "report.json", q, err);
     json_decref(q);

@@ -69,6 +69,19 @@ static keyed *by_cost(const double *cost, const unsigned char *skip, size_t n, s
     return k;
 }
 
+size_t *aq_dist_by_cost(const double *cost, const unsigned char *skip, size_t n, size_t *m)
+{
+    keyed *k = by_cost(cost, skip, n, m);
+    size_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    for (size_t j = 0; k && idx && j < *m; j++) idx[j] = k[j].index;
+    free(k);
+    if (!k) {
+        free(idx);
+        return NULL;
+    }
+    return idx;
+}
+
 static int least_loaded(const double *load, int nranks)
 {
     int best = 0;
@@ -186,4 +199,23 @@ aq_status aq_dist_shard_tasks(const double *cost, size_t n, int shard, int nshar
     free(owner);
     *count = c;
     return st;
+}
+
+size_t aq_dist_coop_pick(const double *cost, const unsigned char *eligible, const unsigned char *too_big,
+                         size_t n, double total, int q, double threshold, unsigned char *coop)
+{
+    double lim = q > 0 ? threshold * total / q : INFINITY;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        coop[i] = eligible[i] && q > 1 && ((too_big && too_big[i]) || threshold == 0 || cost[i] > lim);
+        k += coop[i];
+    }
+    return k;
+}
+
+int aq_dist_coop_nb(int64_t d_out, int q)
+{
+    int nb = 64;
+    while (nb > 1 && d_out <= (int64_t)(q - 1) * nb) nb /= 2;
+    return d_out > (int64_t)(q - 1) * nb ? nb : 0;
 }

@@ -74,4 +74,26 @@ void aq_dist_schedule_free(aq_dist_schedule *s);
 aq_status aq_dist_shard_tasks(const double *cost, size_t n, int shard, int nshards, size_t *out,
                               size_t *count, aq_error *err);
 
+/* The indices of the tasks with skip[i] == 0 (skip may be NULL) by cost
+ * descending, ties by index: malloc'd (free it), *m = their count; NULL when
+ * out of memory. The order LPT visits them in. */
+size_t *aq_dist_by_cost(const double *cost, const unsigned char *skip, size_t n, size_t *m);
+
+/* Cooperative tasks (issue 14; docs/COOP.md, "Scheduling"). Task i runs on a
+ * sub-grid of q ranks when eligible[i] (the cooperative path runs its option
+ * and its layer fits the grid) and either too_big[i] (it fits no single rank;
+ * too_big may be NULL) or its cost exceeds threshold * total / q, total = the
+ * sum of the costs of all the run's tasks, given by the caller: a shard sees
+ * only some of them (threshold 0: every eligible task). total / q and not
+ * total / P: which tasks are cooperative decides their output bytes, so it
+ * must not depend on P (at P = q it is the rule "cost > total / P").
+ * coop[n] receives 0/1; returns the number chosen. */
+size_t aq_dist_coop_pick(const double *cost, const unsigned char *eligible, const unsigned char *too_big,
+                         size_t n, double total, int q, double threshold, unsigned char *coop);
+
+/* The block size of a layer of d_out rows on a 1 x q grid: 64 (docs/COOP.md),
+ * halved until every rank owns a block of rows (d_out > (q - 1) nb); 0 when
+ * even nb = 1 does not fit (d_out < q). A function of the shape and q only. */
+int aq_dist_coop_nb(int64_t d_out, int q);
+
 #endif

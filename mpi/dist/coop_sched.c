@@ -1,0 +1,272 @@
+/* coop_sched.c — the calibrate stage's cooperative phase (coop_sched.h):
+ * which tasks go to sub-grids of Q ranks, the groups running them, and the
+ * record of what ran where. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <jansson.h>
+
+#include "../../io/atomic_file.h"
+#include "coop.h"
+#include "coop_sched.h"
+#include "progress.h"
+#include "scalapack.h"
+#include "stage_calibrate.h"
+
+void aq_coop_sched_free(aq_coop_sched *cs)
+{
+    free(cs->coop);
+    free(cs->nb);
+    free(cs->seconds);
+    free(cs->group);
+    memset(cs, 0, sizeof *cs);
+}
+
+static void log_pick(FILE *log, const aq_pipe_cfg *c, const aq_coop_sched *cs, size_t n_act, size_t n_rows,
+                     size_t n_other)
+{
+    if (!log) return;
+    fprintf(log, "adaquant: calibrate: cooperative: %zu of %zu tasks on sub-grids of %d ranks "
+            "(cost > %g x total / %d)\n", cs->n_coop, cs->n, cs->q, c->coop_threshold, cs->q);
+    if (n_act)
+        fprintf(log, "adaquant: calibrate: cooperative: %zu tasks kept single-rank: their option quantizes "
+                "activations (the cooperative path runs a16 options only, docs/COOP.md)\n", n_act);
+    if (n_rows)
+        fprintf(log, "adaquant: calibrate: cooperative: %zu tasks kept single-rank: the layer has fewer than "
+                "%d output rows (one per rank)\n", n_rows, cs->q);
+    if (n_other)
+        fprintf(log, "adaquant: calibrate: cooperative: %zu tasks kept single-rank: tensor menu "
+                "(embedding, classifier)\n", n_other);
+}
+
+aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_dist_task *tasks, size_t n,
+                             int nranks, FILE *log, aq_coop_sched *cs, aq_error *err)
+{
+    memset(cs, 0, sizeof *cs);
+    cs->q = c->coop_ranks;
+    cs->n = n;
+    if (cs->q <= 1) return AQ_OK;
+    if (cs->q > nranks)
+        return aq_fail(err, AQ_ERR_ARG, "--coop-ranks %d needs at least %d ranks; this run has %d (mpirun -np)",
+                       cs->q, cs->q, nranks);
+    unsigned char *ok = calloc(n ? n : 1, 1);
+    double *cost = malloc((n ? n : 1) * sizeof *cost);
+    cs->coop = calloc(n ? n : 1, 1);
+    cs->nb = calloc(n ? n : 1, sizeof *cs->nb);
+    cs->seconds = calloc(n ? n : 1, sizeof *cs->seconds);
+    cs->group = calloc(n ? n : 1, sizeof *cs->group);
+    aq_status st = ok && cost && cs->coop && cs->nb && cs->seconds && cs->group
+                       ? AQ_OK : aq_fail_nomem(err, "cooperative task list", n * 32);
+    size_t n_act = 0, n_rows = 0, n_other = 0;
+    for (size_t i = 0; i < n && st == AQ_OK; i++) {
+        cost[i] = tasks[i].cost;
+        if (tasks[i].layer_index >= p->n_layers) {
+            n_other++;
+            continue;
+        }
+        aq_layer_opts o;
+        st = aq_pipe_layer_opts(c, tasks[i].option, &o, err);
+        cs->nb[i] = aq_dist_coop_nb(p->layers[tasks[i].layer_index].d_out, cs->q);
+        if (st != AQ_OK) break;
+        if (!aq_coop_runs_option(&o)) n_act++;
+        else if (!cs->nb[i]) n_rows++;
+        else ok[i] = 1;
+    }
+    double total = 0; /* over all the run's tasks: a shard sees only its own */
+    for (size_t i = 0; i < p->n_tasks; i++) total += p->tasks[i].cost;
+    /* --max-rank-memory (too_big) is not an option of the pipeline yet: the cost rule alone */
+    if (st == AQ_OK) cs->n_coop = aq_dist_coop_pick(cost, ok, NULL, n, total, cs->q, c->coop_threshold, cs->coop);
+    free(ok);
+    free(cost);
+    if (st != AQ_OK) {
+        aq_coop_sched_free(cs);
+        return st;
+    }
+    log_pick(log, c, cs, n_act, n_rows, n_other);
+    return AQ_OK;
+}
+
+/* <work>/results on rank 0 (the driver makes it too, later). */
+static aq_status results_dir(const char *work, aq_error *err)
+{
+    char path[AQ_PIPE_PATH];
+    aq_pipe_path(work, "results", path);
+    if (mkdir(work, 0777) != 0 && errno != EEXIST)
+        return aq_fail(err, AQ_ERR_IO, "%s: cannot create the work directory: %s", work, strerror(errno));
+    if (mkdir(path, 0777) != 0 && errno != EEXIST)
+        return aq_fail(err, AQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
+    return AQ_OK;
+}
+
+/* One cooperative task on grid members of sub (collective over sub). */
+static aq_status run_one(MPI_Comm sub, const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_model *m,
+                         const aq_fingerprint *stats_fp, const aq_dist_task *t, int nb, aq_coop_finish_fn fn,
+                         void *ctx, const char *path, aq_error *err)
+{
+    int me;
+    MPI_Comm_rank(sub, &me);
+    double t0 = aq_progress_now();
+    aq_stats s;
+    aq_layer_problem pr;
+    aq_layer_opts o;
+    aq_coop_grid g;
+    aq_coop_gram gr;
+    memset(&g, 0, sizeof g);
+    memset(&gr, 0, sizeof gr);
+    aq_status st = aq_pipe_task_problem(c, p, m, stats_fp, t, 0, &s, &pr, &o, err);
+    st = aq_pipe_agree(sub, st, err);
+    if (st == AQ_OK) st = aq_coop_grid_init(&g, sub, nb, err);
+    /* every member read the whole captured Gram; it keeps its columns */
+    if (st == AQ_OK) st = aq_coop_gram_from_global(&g, pr.gram_a, pr.d_in, pr.n_tokens, &gr, err);
+    st = aq_pipe_agree(sub, st, err);
+    aq_coop_problem cp = {pr.name, pr.d_out, pr.d_in, pr.weight, pr.bias, &gr};
+    aq_layer_result r, r2;
+    memset(&r, 0, sizeof r);
+    memset(&r2, 0, sizeof r2);
+    if (st == AQ_OK) st = aq_coop_layer_run(&g, &cp, &o, &r, NULL, err);
+    int best = c->init_gptq == 2; /* --init best: the RTN start too (stage_calibrate.c) */
+    if (st == AQ_OK && best) {
+        o.init = AQ_INIT_RTN;
+        st = aq_coop_layer_run(&g, &cp, &o, &r2, NULL, err);
+    }
+    if (st == AQ_OK && me == 0) st = fn(ctx, t, &r, best ? &r2 : NULL, path, t0, err);
+    st = aq_pipe_agree(sub, st, err);
+    aq_layer_result_free(&r);
+    aq_layer_result_free(&r2);
+    aq_coop_gram_free(&gr);
+    if (g.q > 0) aq_coop_grid_free(&g);
+    aq_stats_free(&s);
+    return st;
+}
+
+/* With resume: is the task's result file already valid? (decided by the
+ * group's first rank, the same answer on all members) */
+static int reusable(MPI_Comm sub, const aq_dist_task *t, const char *path)
+{
+    int me, ok = 0;
+    MPI_Comm_rank(sub, &me);
+    if (me == 0) {
+        aq_loss_row row;
+        aq_error e = {0};
+        ok = aq_result_check(path, t->layer, t->option, &t->fp, &row, &e) == AQ_OK;
+    }
+    MPI_Bcast(&ok, 1, MPI_INT, 0, sub);
+    return ok;
+}
+
+/* This group's tasks (owner == mine) by cost descending, then run each. */
+static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const double *cost, const aq_pipe_cfg *c,
+                           const aq_pipe_plan *p,
+                           aq_model *m, const aq_fingerprint *stats_fp, const aq_dist_task *tasks, int resume,
+                           aq_coop_sched *cs, double *secs, aq_coop_finish_fn fn, void *ctx, aq_error *err)
+{
+    unsigned char *skip = malloc(cs->n ? cs->n : 1);
+    size_t nk = 0, *k = NULL;
+    for (size_t i = 0; skip && i < cs->n; i++) skip[i] = !(cs->coop[i] && owner[i] == mine);
+    if (skip) k = aq_dist_by_cost(cost, skip, cs->n, &nk);
+    free(skip);
+    if (!k) return aq_fail_nomem(err, "cooperative order", cs->n * sizeof *k);
+    aq_status st = AQ_OK;
+    for (size_t j = 0; j < nk && st == AQ_OK; j++) {
+        const aq_dist_task *t = &tasks[k[j]];
+        char *path = NULL;
+        st = aq_result_path(c->work, t->layer, t->option, &path, err);
+        if (st == AQ_OK && resume && reusable(sub, t, path)) {
+            cs->reused++;
+        } else if (st == AQ_OK) {
+            double t0 = aq_progress_now();
+            st = run_one(sub, c, p, m, stats_fp, t, cs->nb[k[j]], fn, ctx, path, err);
+            secs[k[j]] = aq_progress_now() - t0;
+            cs->computed++;
+        }
+        free(path);
+    }
+    free(k);
+    return st;
+}
+
+static void log_tasks(FILE *log, const aq_dist_task *tasks, const aq_coop_sched *cs)
+{
+    if (!log) return;
+    for (size_t i = 0; i < cs->n; i++)
+        if (cs->coop[i])
+            fprintf(log, "adaquant: calibrate: cooperative task %s %s: %d ranks (group %d, block %d), %s %.2f s\n",
+                    tasks[i].layer, tasks[i].option, cs->q, cs->group[i], cs->nb[i],
+                    cs->seconds[i] > 0 ? "ran in" : "reused,", cs->seconds[i]);
+}
+
+aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_model *m,
+                            const aq_fingerprint *stats_fp, const aq_dist_task *tasks, int resume,
+                            aq_coop_sched *cs, aq_coop_finish_fn fn, void *ctx, FILE *log, aq_error *err)
+{
+    if (!cs->n_coop) return AQ_OK;
+    int rank, size, bme, bnp;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    Cblacs_pinfo(&bme, &bnp); /* BLACS's own set-up is collective over MPI_COMM_WORLD: all at once */
+    int groups = size / cs->q, mine = rank / cs->q < groups ? rank / cs->q : -1;
+    MPI_Comm sub = MPI_COMM_NULL;
+    int *owner = malloc(cs->n * sizeof *owner);
+    double *cost = malloc(cs->n * sizeof *cost), *secs = calloc(cs->n, sizeof *secs);
+    unsigned char *skip = malloc(cs->n);
+    aq_status st = owner && cost && secs && skip ? AQ_OK : aq_fail_nomem(err, "cooperative schedule", cs->n * 24);
+    for (size_t i = 0; st == AQ_OK && i < cs->n; i++) {
+        cost[i] = tasks[i].cost;
+        skip[i] = !cs->coop[i];
+    }
+    /* the groups take the cooperative tasks by LPT (the extra P mod Q ranks wait) */
+    if (st == AQ_OK) st = aq_dist_lpt(cost, skip, cs->n, groups, owner, NULL, err);
+    if (st == AQ_OK && rank == 0) st = results_dir(c->work, err);
+    if (st == AQ_OK) st = aq_coop_split(comm, cs->q, &sub, err);
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK && mine >= 0)
+        st = run_group(sub, mine, owner, cost, c, p, m, stats_fp, tasks, resume, cs, secs, fn, ctx, err);
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK) {
+        size_t counts[2] = {cs->reused, cs->computed}, tot[2] = {0, 0};
+        int me_sub = 0;
+        if (sub != MPI_COMM_NULL) MPI_Comm_rank(sub, &me_sub);
+        if (me_sub != 0) counts[0] = counts[1] = 0; /* one count per group */
+        MPI_Reduce(secs, cs->seconds, (int)cs->n, MPI_DOUBLE, MPI_MAX, 0, comm);
+        MPI_Reduce(counts, tot, 2, MPI_UNSIGNED_LONG, MPI_SUM, 0, comm);
+        cs->reused = tot[0];
+        cs->computed = tot[1];
+        for (size_t i = 0; i < cs->n; i++) cs->group[i] = cs->coop[i] ? owner[i] : -1;
+        if (rank == 0) log_tasks(log, tasks, cs);
+    }
+    if (sub != MPI_COMM_NULL) MPI_Comm_free(&sub);
+    free(owner);
+    free(cost);
+    free(secs);
+    free(skip);
+    return st;
+}
+
+aq_status aq_coop_sched_write(const char *work, const aq_dist_task *tasks, const aq_coop_sched *cs,
+                              aq_error *err)
+{
+    json_t *o = json_object(), *a = json_array();
+    for (size_t i = 0; i < cs->n; i++) {
+        if (!cs->coop[i]) continue;
+        json_t *t = json_object();
+        json_object_set_new(t, "layer", json_string(tasks[i].layer));
+        json_object_set_new(t, "option", json_string(tasks[i].option));
+        json_object_set_new(t, "ranks", json_integer(cs->q));
+        json_object_set_new(t, "block", json_integer(cs->nb[i]));
+        json_object_set_new(t, "group", json_integer(cs->group[i]));
+        json_object_set_new(t, "seconds", json_real(cs->seconds[i]));
+        json_array_append_new(a, t);
+    }
+    json_object_set_new(o, "coop_ranks", json_integer(cs->q));
+    json_object_set_new(o, "tasks", a);
+    char *txt = json_dumps(o, JSON_INDENT(1));
+    json_decref(o);
+    if (!txt) return aq_fail_nomem(err, "coop.json", 0);
+    char path[AQ_PIPE_PATH];
+    aq_pipe_path(work, "coop.json", path);
+    aq_status st = aq_atomic_write_file(path, txt, strlen(txt), err);
+    free(txt);
+    return st;
+}

@@ -1,0 +1,59 @@
+/* coop_sched.h — the calibrate stage's cooperative phase (issue 14, item 2;
+ * docs/COOP.md, "Scheduling"): with --coop-ranks Q, the tasks chosen by
+ * aq_dist_coop_pick (tasks.h) run first, each on a sub-communicator of Q
+ * consecutive ranks through the cooperative path (coop.h), the groups taking
+ * them by LPT; then every rank takes the other tasks through the driver (LPT
+ * plus the dynamic tail). Which tasks are cooperative and the grid shape
+ * (1 x Q, block aq_dist_coop_nb) depend on the run settings and the shapes
+ * only, so a given Q gives the same bytes at any P >= Q. */
+#ifndef AQ_DIST_COOP_SCHED_H
+#define AQ_DIST_COOP_SCHED_H
+
+#include <stdio.h>
+
+#include <mpi.h>
+
+#include "../../src/adaquant/adaquant.h"
+#include "../../src/model/model.h"
+#include "pipeline.h"
+
+typedef struct aq_coop_sched {
+    int q;                /* --coop-ranks */
+    size_t n, n_coop;     /* tasks, of which cooperative */
+    unsigned char *coop;  /* [n] 1 = cooperative */
+    int *nb;              /* [n] block size of the cooperative ones */
+    double *seconds;      /* [n] wall time of each cooperative task (rank 0, after the phase; 0 = reused) */
+    int *group;           /* [n] the group (of Q ranks) that ran it */
+    size_t reused, computed;
+} aq_coop_sched;
+
+/* Which of tasks[n] run cooperatively (c->coop_ranks > 1; else none): the
+ * eligible ones (a linear layer, an option the path runs, a layer with rows
+ * for every rank) whose cost exceeds c->coop_threshold x total / Q, total =
+ * the cost of all p's tasks. Pure (the same on every rank). log (rank 0's
+ * stderr, or NULL) gets what was chosen and why tasks stayed single-rank.
+ * AQ_ERR_ARG when Q exceeds nranks. */
+aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_dist_task *tasks, size_t n,
+                             int nranks, FILE *log, aq_coop_sched *cs, aq_error *err);
+void aq_coop_sched_free(aq_coop_sched *cs);
+
+/* Finish a task on its group's first rank: r is the run's result, r2 (or
+ * NULL) the RTN start's under --init best; keep one, write the result file
+ * at path; t_start: when the task began (aq_progress_now). */
+typedef aq_status (*aq_coop_finish_fn)(void *ctx, const aq_dist_task *task, aq_layer_result *r,
+                                       aq_layer_result *r2, const char *path, double t_start, aq_error *err);
+
+/* Collective over comm: run the cooperative tasks (with resume, valid result
+ * files are kept). m: the model (every rank); stats_fp: the statistics'
+ * fingerprint. Rank 0 prints one line per task (layer, option, ranks, block,
+ * seconds) to log (may be NULL). The same status on every rank. */
+aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_model *m,
+                            const aq_fingerprint *stats_fp, const aq_dist_task *tasks, int resume,
+                            aq_coop_sched *cs, aq_coop_finish_fn fn, void *ctx, FILE *log, aq_error *err);
+
+/* Rank 0: WORK/coop.json, {"coop_ranks": Q, "tasks": [{"layer", "option",
+ * "ranks", "block", "group", "seconds"}...]} (the report reads it). */
+aq_status aq_coop_sched_write(const char *work, const aq_dist_task *tasks, const aq_coop_sched *cs,
+                              aq_error *err);
+
+#endif
