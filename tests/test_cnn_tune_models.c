@@ -15,6 +15,13 @@
 #include "../src/cnn/cnn_tune_internal.h"
 #include "testutil.h"
 
+/* the zoo MNIST CNN's logits are of size ~1e4 (raw pixels in): the KL's
+ * temperature brings them to ~10 */
+#define MNIST_T 1000.0
+#ifndef GRAD_H
+#define GRAD_H 1e-2
+#endif
+
 typedef struct bench {
     aq_cnn_graph g;
     aq_cnn_norm norm;
@@ -109,7 +116,7 @@ static void free_res(aq_cnnq_result *res, int L)
 
 /* The three steps one after the other on res, each printed. */
 static double all_steps(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res, const aq_cnnq_bnfold *f,
-                        int nf, aq_cnnq_tune_report *rep)
+                        int nf, double temperature, aq_cnnq_tune_report *rep)
 {
     aq_cnnq_tune_opts d, o;
     aq_cnnq_tune_defaults(&d);
@@ -117,11 +124,12 @@ static double all_steps(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *re
     step(b, cap, res, f, nf, o, "  + BN re-estimation", rep);
     o = d, o.bn_reestimate = 0, o.bias_iters = 0;
     step(b, cap, res, f, nf, o, "  + bias correction", rep);
-    o = d, o.bn_reestimate = 0, o.bias_correct = 0;
+    o = d, o.bn_reestimate = 0, o.bias_correct = 0, o.temperature = temperature;
     const char *it = getenv("AQ_TUNE_ITERS"), *lr = getenv("AQ_TUNE_LR"), *bs = getenv("AQ_TUNE_BATCH");
     if (it) o.bias_iters = atoi(it);
     if (lr) o.bias_lr = atof(lr);
     if (bs) o.batch = atoi(bs);
+    if (getenv("AQ_TUNE_T")) o.temperature = atof(getenv("AQ_TUNE_T"));
     return step(b, cap, res, f, nf, o, "  + bias tuning", rep);
 }
 
@@ -167,7 +175,7 @@ static void fashion(int argc, char **argv)
     printf("folded %d BNs: FP top-1 %.2f%%\n", nf, 100 * fp_top1(&b));
     aq_cnnq_capture cap = capture(&b);
     int L = cap.n_layers;
-    const char **o = malloc((size_t)L * sizeof *o);
+    const char **o = calloc((size_t)L + 1, sizeof *o);
     for (int i = 0; i < L; i++) o[i] = "w4a4";
     if (!all4) o[0] = o[L - 1] = "w8a8";
     aq_cnnq_result *res = calloc((size_t)L, sizeof *res);
@@ -177,7 +185,7 @@ static void fashion(int argc, char **argv)
            all4 ? "w4a4 all" : "w4a4, ends w8a8", nofold ? " (BN not folded)" : "",
            100 * t0, 100 * ag, tq);
     aq_cnnq_tune_report rep;
-    all_steps(&b, &cap, res, f, nf, &rep);
+    all_steps(&b, &cap, res, f, nf, 1.0, &rep);
     free_res(res, L), free(o);
     aq_cnnq_capture_free(&cap);
     aq_cnnq_bnfold_free(f, nf);
@@ -186,7 +194,94 @@ static void fashion(int argc, char **argv)
     aq_cnn_graph_free(&b.g);
 }
 
-static void mnist(void);
+/* The bias gradient of the tuning loss on the MNIST CNN (w8a16: no fake
+ * quantization, so the loss is smooth in the biases) against central
+ * differences, for a few channels of each layer. */
+static void mnist_grad(bench *b, const aq_cnnq_capture *cap)
+{
+    aq_error err = {0};
+    int L = cap->n_layers;
+    const char **o = calloc((size_t)L + 1, sizeof *o);
+    for (int i = 0; i < L; i++) o[i] = "w8a16";
+    aq_cnnq_result *res = calloc((size_t)L, sizeof *res);
+    aq_cnnq_result *rp[8];
+    quantize(b, cap, o, AQ_CNNQ_RTN_MINMAX, res);
+    for (int i = 0; i < L; i++) rp[i] = &res[i];
+    enum { NB = 32 };
+    aq_tune_net t;
+    CHECK_OK(aq_tune_net_init(&t, &b->g, cap->layers, L, rp, NB, &err), &err);
+    t.inv_t = 1.0 / MNIST_T;
+    aq_cnnq_seq seq = {b->calib, b->image, &b->norm, 64};
+    size_t idx[NB], off = 0;
+    int32_t pred[NB];
+    float fp[NB * 10];
+    for (int i = 0; i < NB; i++) idx[i] = (size_t)i;
+    aq_tune_images(&seq, idx, NB, t.x);
+    CHECK_OK(aq_cnn_predict(&b->g, b->calib, NB, b->image, &b->norm, NB, pred, fp, NULL, &err), &err);
+    double *gb = calloc(1024, sizeof *gb), l0, h = GRAD_H;
+    CHECK_OK(aq_tune_net_loss_grad(&t, fp, &l0, gb, &err), &err);
+    for (int i = 0; i < L; off += (size_t)res[i].d_out, i++)
+        for (int c = 0; c < res[i].d_out; c += 3) {
+            float b0 = res[i].bias[c];
+            double l[2];
+            for (int s = 0; s < 2; s++) {
+                res[i].bias[c] = b0 + (float)(s ? -h : h);
+                aq_tune_net_set_bias(&t, rp);
+                CHECK_OK(aq_tune_net_loss_grad(&t, fp, &l[s], NULL, &err), &err);
+            }
+            res[i].bias[c] = b0;
+            aq_tune_net_set_bias(&t, rp);
+            double fd = (l[0] - l[1]) / (2 * h), g = gb[off + (size_t)c];
+            printf("grad %d.%d %.6e fd %.6e\n", i, c, g, fd);
+        }
+    printf("loss %g\n", l0);
+    free(gb);
+    aq_tune_net_free(&t);
+    free_res(res, L), free(o);
+}
+
+static void mnist(void)
+{
+    aq_error err = {0};
+    bench b = {0};
+    aq_idx im = {0}, lb = {0};
+    char *model = aq_test_asset("models/mnist-cnn/model.onnx");
+    char *imgs = aq_test_asset("data/mnist/t10k-images-idx3-ubyte.gz");
+    char *labs = aq_test_asset("data/mnist/t10k-labels-idx1-ubyte.gz");
+    CHECK_OK(aq_onnx_read(model, &b.g, &err), &err);
+    CHECK_OK(aq_idx_read_images(imgs, &im, &err), &err);
+    CHECK_OK(aq_idx_read_labels(labs, 10, &lb, &err), &err);
+    b.norm.raw = 1;
+    b.image = (size_t)(im.rows * im.cols);
+    b.calib = im.data, b.n_calib = 256;
+    b.eval = im.data + 5000 * b.image, b.n_eval = 5000;
+    b.fp_pred = malloc(b.n_eval * sizeof *b.fp_pred), b.lab = malloc(b.n_eval * sizeof *b.lab);
+    for (size_t i = 0; i < b.n_eval; i++) b.lab[i] = lb.data[5000 + i];
+    CHECK_CLOSE(fp_top1(&b), 0.9952, 1e-9); /* 4976/5000, the engine's own test */
+    aq_cnnq_bnfold *f = NULL;
+    int nf = -1;
+    CHECK_OK(aq_cnnq_fold_bn(&b.g, &f, &nf, &err), &err);
+    CHECK(nf == 0); /* the zoo model has no BatchNormalization */
+    aq_cnnq_capture cap = capture(&b);
+    mnist_grad(&b, &cap);
+    int L = cap.n_layers;
+    const char **o = calloc((size_t)L + 1, sizeof *o);
+    for (int i = 0; i < L; i++) o[i] = "w2a8";
+    aq_cnnq_result *res = calloc((size_t)L, sizeof *res);
+    quantize(&b, &cap, o, AQ_CNNQ_RTN_MINMAX, res);
+    double ag, t0 = top1(&b, cap.layers, L, res, &ag);
+    printf("w2a8 RTN min/max: top-1 %.2f%%\n", 100 * t0);
+    aq_cnnq_tune_report rep;
+    double t1 = all_steps(&b, &cap, res, f, nf, MNIST_T, &rep);
+    (void)t1;
+    free_res(res, L), free(o);
+    aq_cnnq_capture_free(&cap);
+    aq_cnnq_bnfold_free(f, nf);
+    free(b.fp_pred), free(b.lab);
+    aq_idx_free(&im), aq_idx_free(&lb);
+    aq_cnn_graph_free(&b.g);
+    free(model), free(imgs), free(labs);
+}
 
 int main(int argc, char **argv)
 {
@@ -197,4 +292,3 @@ int main(int argc, char **argv)
     AQ_TEST_END();
 }
 
-static void mnist(void) {}

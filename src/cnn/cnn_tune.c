@@ -183,7 +183,7 @@ static void shuffle(size_t *perm, size_t n, uint64_t *s)
 typedef struct kl_ctx {
     const aq_cnnq_model *m;
     const float *fp; /* [n, classes] */
-    double sum;
+    double inv_t, sum;
 } kl_ctx;
 
 static void kl_obs(void *ctx, int node, const float *data, const aq_cnn_shape *s)
@@ -194,14 +194,14 @@ static void kl_obs(void *ctx, int node, const float *data, const aq_cnn_shape *s
 static void kl_end(void *ctx, size_t first, size_t nb, const float *y, size_t cls)
 {
     kl_ctx *c = ctx;
-    for (size_t j = 0; j < nb; j++) c->sum += aq_tune_kl1(c->fp + (first + j) * cls, y + j * cls, (int)cls, NULL, 0);
+    for (size_t j = 0; j < nb; j++) c->sum += aq_tune_kl1(c->fp + (first + j) * cls, y + j * cls, (int)cls, c->inv_t, NULL, 0);
 }
 
 /* Mean KL(FP || model) over the n calibration images. */
-static aq_status kl_all(const aq_cnnq_model *m, const float *fp, const aq_cnnq_seq *calib, size_t n,
-                        double *kl, aq_error *err)
+static aq_status kl_all(const aq_cnnq_model *m, const float *fp, double inv_t, const aq_cnnq_seq *calib,
+                        size_t n, double *kl, aq_error *err)
 {
-    kl_ctx c = {m, fp, 0};
+    kl_ctx c = {m, fp, inv_t, 0};
     aq_cnnq_runner r = {&m->g, kl_obs, &c, NULL, kl_end};
     AQ_TRY(aq_cnnq_run_images(&r, calib->pixels, n, calib->image_size, calib->norm, calib->chunk, err));
     *kl = c.sum / (double)n;
@@ -293,11 +293,12 @@ static aq_status bias_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, i
     }
     AQ_TRY_GOTO(st, aq_cnn_predict(g, calib->pixels, n, calib->image_size, calib->norm, calib->chunk, pred, fp, NULL, err), done);
     AQ_TRY_GOTO(st, aq_tune_net_init(&t, g, layers, L, res, o->batch < (int)n ? o->batch : (int)n, err), done);
-    AQ_TRY_GOTO(st, kl_all(&t.m, fp, calib, n, &rep->kl_before, err), done);
+    t.inv_t = 1.0 / o->temperature;
+    AQ_TRY_GOTO(st, kl_all(&t.m, fp, t.inv_t, calib, n, &rep->kl_before, err), done);
     biases_io(res, L, keep, 1);
     tune_job j = {calib, n, o, fp};
     AQ_TRY_GOTO(st, tune_loop(&t, &j, res, &a, err), done);
-    AQ_TRY_GOTO(st, kl_all(&t.m, fp, calib, n, &rep->kl_after, err), done);
+    AQ_TRY_GOTO(st, kl_all(&t.m, fp, t.inv_t, calib, n, &rep->kl_after, err), done);
     if (!(rep->kl_after < rep->kl_before)) { /* Adam overshot: keep what was there */
         biases_io(res, L, keep, 0);
         rep->tune_reverted = 1, rep->kl_after = rep->kl_before;
@@ -319,9 +320,9 @@ aq_status aq_cnnq_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int n
     size_t n = o->n_images;
     if (!calib || !calib->pixels || n == 0 || calib->chunk < 1)
         return aq_fail(err, AQ_ERR_ARG, "CNN tuning: no calibration images (opts.n_images = %zu) or chunk < 1", n);
-    if (o->bias_iters > 0 && (o->batch < 1 || !(o->bias_lr > 0)))
-        return aq_fail(err, AQ_ERR_ARG, "CNN bias tuning: batch %d and learning rate %g must be positive", o->batch,
-                       o->bias_lr);
+    if (o->bias_iters > 0 && (o->batch < 1 || !(o->bias_lr > 0) || !(o->temperature > 0)))
+        return aq_fail(err, AQ_ERR_ARG, "CNN bias tuning: batch %d, learning rate %g and temperature %g must be "
+                       "positive", o->batch, o->bias_lr, o->temperature);
     double t0 = now();
     if (o->bn_reestimate)
         AQ_TRY(bn_reestimate(g, layers, n_layers, res, folds, n_folds, calib, n, &rep->bn_reestimated, err));

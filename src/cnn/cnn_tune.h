@@ -40,6 +40,9 @@ typedef struct aq_cnnq_tune_opts {
     double bias_lr;      /* its Adam learning rate */
     int batch;           /* calibration images per bias-tuning step */
     uint64_t seed;       /* the order of the images in bias tuning */
+    double temperature;  /* of the KL's softmaxes (1: the logits as they are; a
+                          * model with logits of size 1e4, like the zoo MNIST
+                          * CNN, needs ~1e3 or its softmax is one-hot) */
     size_t n_images;     /* the calibration images in calib->pixels (required: the
                           * capture's n_images; aq_cnnq_seq does not carry it) */
 } aq_cnnq_tune_opts;

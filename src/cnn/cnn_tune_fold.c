@@ -17,6 +17,7 @@ void aq_cnnq_tune_defaults(aq_cnnq_tune_opts *o)
     o->bias_lr = 1e-3;
     o->batch = 32;
     o->seed = 0;
+    o->temperature = 1;
 }
 
 /* How many node inputs read value v (the graph output counts as a reader). */

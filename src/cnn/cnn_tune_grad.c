@@ -91,7 +91,7 @@ aq_status aq_tune_net_init(aq_tune_net *t, const aq_cnn_graph *g, const aq_cnnq_
                            int n_layers, aq_cnnq_result *const *res, int batch, aq_error *err)
 {
     memset(t, 0, sizeof *t);
-    t->batch = batch, t->n_layers = n_layers;
+    t->batch = batch, t->n_layers = n_layers, t->inv_t = 1;
     t->rc = calloc((size_t)n_layers + 1, sizeof *t->rc);
     t->bias = calloc((size_t)n_layers + 1, sizeof *t->bias);
     if (!t->rc || !t->bias) return aq_fail_nomem(err, "bias tuning", (size_t)n_layers * sizeof *t->rc);
@@ -167,23 +167,25 @@ aq_status aq_tune_net_forward(aq_tune_net *t, aq_error *err)
     return aq_cnn_forward(&t->p, &t->pool, t->x, t->y, keep_obs, t, err);
 }
 
-/* softmax of n logits in double */
-static void softmax_d(const float *z, int n, double *p)
+/* log-softmax of n logits divided by the temperature, in double */
+static void log_softmax_d(const float *z, int n, double inv_t, double *lp)
 {
     double mx = -INFINITY, s = 0;
-    for (int j = 0; j < n; j++) mx = fmax(mx, z[j]);
-    for (int j = 0; j < n; j++) s += (p[j] = exp((double)z[j] - mx));
-    for (int j = 0; j < n; j++) p[j] /= s;
+    for (int j = 0; j < n; j++) mx = fmax(mx, z[j] * inv_t);
+    for (int j = 0; j < n; j++) s += exp(z[j] * inv_t - mx);
+    double ls = log(s);
+    for (int j = 0; j < n; j++) lp[j] = z[j] * inv_t - mx - ls;
 }
 
-double aq_tune_kl1(const float *fp, const float *y, int C, float *gy, double gscale)
+double aq_tune_kl1(const float *fp, const float *y, int C, double inv_t, float *gy, double gscale)
 {
-    double p[C > 0 ? C : 1], q[C > 0 ? C : 1], kl = 0;
-    softmax_d(fp, C, p);
-    softmax_d(y, C, q);
+    double lp[C > 0 ? C : 1], lq[C > 0 ? C : 1], kl = 0;
+    log_softmax_d(fp, C, inv_t, lp);
+    log_softmax_d(y, C, inv_t, lq);
     for (int j = 0; j < C; j++) {
-        if (p[j] > 0) kl += p[j] * (log(p[j]) - log(q[j] > 1e-300 ? q[j] : 1e-300));
-        if (gy) gy[j] = (float)((q[j] - p[j]) * gscale);
+        double p = exp(lp[j]);
+        kl += p * (lp[j] - lq[j]);
+        if (gy) gy[j] = (float)((exp(lq[j]) - p) * inv_t * gscale);
     }
     return kl;
 }
@@ -194,7 +196,7 @@ static void kl_head(aq_tune_net *t, const float *fp, double *loss, float *gy)
     int C = t->classes;
     double kl = 0;
     for (int b = 0; b < t->batch; b++)
-        kl += aq_tune_kl1(fp + (size_t)b * C, t->y + (size_t)b * C, C, gy ? gy + (size_t)b * C : NULL,
+        kl += aq_tune_kl1(fp + (size_t)b * C, t->y + (size_t)b * C, C, t->inv_t, gy ? gy + (size_t)b * C : NULL,
                           1.0 / t->batch);
     *loss = kl / t->batch;
 }

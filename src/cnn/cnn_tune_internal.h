@@ -18,6 +18,7 @@ typedef struct aq_tune_net {
     aq_cnn_plan p;
     aq_cnn_pool pool;
     int batch, n_layers, classes;
+    double inv_t;         /* 1 / the KL's temperature (1 unless set) */
     float **val;          /* [n_values] the last forward pass's values (inputs: borrowed x) */
     float **grad;         /* [n_values] dLoss/dvalue where needed, else NULL */
     float **bias;         /* [n_layers] the model's bias of layer i, or NULL (float layer) */
@@ -44,9 +45,10 @@ aq_status aq_tune_net_loss_grad(aq_tune_net *t, const float *fp, double *loss, d
  * gradients of its inputs that need one. */
 aq_status aq_tune_back_node(aq_tune_net *t, int k, aq_error *err);
 
-/* KL(softmax(fp) || softmax(y)) of one image's C logits, in double; gy
- * (if non-NULL) gets gscale times its gradient with respect to y. */
-double aq_tune_kl1(const float *fp, const float *y, int C, float *gy, double gscale);
+/* KL(softmax(fp / T) || softmax(y / T)) of one image's C logits, in
+ * double, inv_t = 1 / T; gy (if non-NULL) gets gscale times its gradient
+ * with respect to y. */
+double aq_tune_kl1(const float *fp, const float *y, int C, double inv_t, float *gy, double gscale);
 
 /* The normalised calibration images idx[0..nb-1] into x. */
 void aq_tune_images(const aq_cnnq_seq *calib, const size_t *idx, size_t nb, float *x);
