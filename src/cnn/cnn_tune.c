@@ -212,16 +212,18 @@ static aq_status kl_all(const aq_cnnq_model *m, const float *fp, double inv_t, c
 typedef struct adam {
     size_t n;
     double *m, *v, *g;
+    double *sigma; /* [L] the layer's FP output spread: its step is lr * sigma */
     int step;
 } adam;
 
-static void adam_step(adam *a, aq_cnnq_result *const *res, int L, double lr)
+static void adam_step(adam *a, aq_cnnq_result *const *res, int L, double lr0)
 {
     a->step++;
     double c1 = 1 - pow(0.9, a->step), c2 = 1 - pow(0.999, a->step);
     size_t k = 0;
     for (int i = 0; i < L; i++)
         for (int ch = 0; res[i] && ch < res[i]->d_out; ch++, k++) {
+            double lr = lr0 * a->sigma[i];
             a->m[k] = 0.9 * a->m[k] + 0.1 * a->g[k];
             a->v[k] = 0.999 * a->v[k] + 0.001 * a->g[k] * a->g[k];
             double upd = lr * (a->m[k] / c1) / (sqrt(a->v[k] / c2) + 1e-8);
@@ -237,6 +239,39 @@ static void biases_io(aq_cnnq_result *const *res, int L, float *keep, int save)
         for (int ch = 0; res[i] && ch < res[i]->d_out; ch++, k++)
             if (save) keep[k] = res[i]->bias[ch];
             else res[i]->bias[ch] = keep[k];
+}
+
+/* sigma[i]: the root mean over channels of layer i's FP output variance on
+ * the calibration images, so that one learning rate fits layers (and
+ * models) whose outputs differ in scale by orders of magnitude. */
+static aq_status layer_spread(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L, const aq_cnnq_seq *calib,
+                              size_t n, double *sigma, aq_error *err)
+{
+    size_t tot = 0;
+    for (int i = 0; i < L; i++) tot += (size_t)layers[i].d_out;
+    double *buf = calloc(2 * tot + 1, sizeof *buf), **sum = calloc(2 * (size_t)L, sizeof *sum);
+    int *nodes = malloc((size_t)L * sizeof *nodes);
+    size_t *cnt = calloc((size_t)L, sizeof *cnt);
+    aq_status st = AQ_OK;
+    if (!buf || !sum || !nodes || !cnt) {
+        st = aq_fail_nomem(err, "layer spread", 2 * tot * sizeof *buf);
+        goto done;
+    }
+    for (int i = 0, off = 0; i < L; off += layers[i].d_out, i++)
+        sum[i] = buf + off, sum[L + i] = buf + tot + off, nodes[i] = layers[i].node;
+    stats_ctx c = {NULL, L, nodes, sum, sum + L, cnt};
+    AQ_TRY_GOTO(st, run_stats(g, NULL, &c, calib, n, err), done);
+    for (int i = 0; i < L; i++) {
+        double v = 0, N = (double)cnt[i];
+        for (int ch = 0; ch < layers[i].d_out; ch++) {
+            double m = sum[i][ch] / N;
+            v += fmax(sum[L + i][ch] / N - m * m, 0.0);
+        }
+        sigma[i] = v > 0 ? sqrt(v / layers[i].d_out) : 1.0;
+    }
+done:
+    free(buf), free(sum), free(nodes), free(cnt);
+    return st;
 }
 
 typedef struct tune_job {
@@ -278,14 +313,15 @@ static aq_status bias_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, i
     for (int i = 0; i < L; i++) nb += res[i] ? (size_t)res[i]->d_out : 0;
     int32_t *pred = malloc(n * sizeof *pred);
     float *fp = NULL, *keep = malloc((nb + 1) * sizeof *keep);
-    adam a = {nb, calloc(3 * nb + 1, sizeof(double)), NULL, NULL, 0};
+    adam a = {nb, calloc(3 * nb + (size_t)L + 1, sizeof(double)), NULL, NULL, NULL, 0};
     aq_tune_net t = {0};
     aq_status st = AQ_OK;
     if (!pred || !keep || !a.m) {
         st = aq_fail_nomem(err, "bias tuning", n * sizeof *pred);
         goto done;
     }
-    a.v = a.m + nb, a.g = a.v + nb;
+    a.v = a.m + nb, a.g = a.v + nb, a.sigma = a.g + nb;
+    AQ_TRY_GOTO(st, layer_spread(g, layers, L, calib, n, a.sigma, err), done);
     AQ_TRY_GOTO(st, aq_cnn_predict(g, calib->pixels, 1, calib->image_size, calib->norm, 1, pred, NULL, &classes, err), done);
     if (!(fp = malloc(n * classes * sizeof *fp))) {
         st = aq_fail_nomem(err, "FP logits", n * classes * sizeof *fp);
