@@ -124,10 +124,18 @@ static aq_status bn_reestimate(const aq_cnn_graph *g, const aq_cnnq_layer *layer
 
 /* The FP mean of every layer's output (one pass), then layer by layer the
  * quantized model's, the difference taken out of the bias. A MatMul's
- * bias is an Add after the observed node: added to its mean. */
+ * bias is an Add after the observed node: added to its mean. Layers with a
+ * fold in folds (NULL: none skipped) are left to BN re-estimation. */
+static int has_fold(const aq_cnnq_bnfold *folds, int n_folds, int node)
+{
+    for (int j = 0; j < n_folds; j++)
+        if (folds[j].conv_node == node) return 1;
+    return 0;
+}
+
 static aq_status bias_correct(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L,
-                              aq_cnnq_result *const *res, const aq_cnnq_seq *calib, size_t n, int *done,
-                              aq_error *err)
+                              aq_cnnq_result *const *res, const aq_cnnq_bnfold *folds, int n_folds,
+                              const aq_cnnq_seq *calib, size_t n, int *done, aq_error *err)
 {
     size_t tot = 0;
     for (int i = 0; i < L; i++) tot += (size_t)layers[i].d_out;
@@ -144,7 +152,7 @@ static aq_status bias_correct(const aq_cnn_graph *g, const aq_cnnq_layer *layers
     AQ_TRY_GOTO(st, run_stats(g, NULL, &c, calib, n, err), done);
     double *q = fp + tot;
     for (int i = 0; i < L; i++) {
-        if (!res[i]) continue;
+        if (!res[i] || (folds && has_fold(folds, n_folds, layers[i].node))) continue;
         aq_cnnq_model m;
         AQ_TRY_GOTO(st, build(g, layers, L, res, &m, err), done);
         st = node_stats(&m, m.layer_node[i], res[i]->d_out, calib, n, q, NULL, err);
@@ -363,7 +371,9 @@ aq_status aq_cnnq_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int n
     if (o->bn_reestimate)
         AQ_TRY(bn_reestimate(g, layers, n_layers, res, folds, n_folds, calib, n, &rep->bn_reestimated, err));
     double t1 = now();
-    if (o->bias_correct) AQ_TRY(bias_correct(g, layers, n_layers, res, calib, n, &rep->biases_corrected, err));
+    if (o->bias_correct)
+        AQ_TRY(bias_correct(g, layers, n_layers, res, o->correct_folded ? NULL : folds, n_folds, calib, n,
+                            &rep->biases_corrected, err));
     double t2 = now();
     if (o->bias_iters > 0) AQ_TRY(bias_tune(g, layers, n_layers, res, calib, n, o, rep, err));
     rep->seconds_bn = t1 - t0, rep->seconds_correct = t2 - t1, rep->seconds_tune = now() - t2;
