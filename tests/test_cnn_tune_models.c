@@ -180,8 +180,10 @@ static void fashion(int argc, char **argv)
     aq_cnnq_capture cap = capture(&b);
     int L = cap.n_layers;
     const char **o = calloc((size_t)L + 1, sizeof *o);
-    for (int i = 0; i < L; i++) o[i] = "w4a4";
+    for (int i = 0; i < L; i++) o[i] = getenv("AQ_ALL_OPT") ? getenv("AQ_ALL_OPT") : "w4a4";
     if (!all4) o[0] = o[L - 1] = "w8a8";
+    const char *e8 = getenv("AQ_END8"); /* investigation: "first" or "last" alone at w8a8 */
+    if (e8) o[0] = o[L - 1] = "w4a4", o[strcmp(e8, "first") ? L - 1 : 0] = getenv("AQ_END8_OPT") ? getenv("AQ_END8_OPT") : "w8a8";
     aq_cnnq_result *res = calloc((size_t)L, sizeof *res);
     double tq = quantize(&b, &cap, o, ada ? AQ_CNNQ_ADAQUANT : AQ_CNNQ_RTN_MINMAX, res), ag;
     double t0 = top1(&b, cap.layers, L, res, &ag);
@@ -189,7 +191,7 @@ static void fashion(int argc, char **argv)
            all4 ? "w4a4 all" : "w4a4, ends w8a8", nofold ? " (BN not folded)" : "",
            100 * t0, 100 * ag, tq);
     aq_cnnq_tune_report rep;
-    all_steps(&b, &cap, res, f, nf, 1.0, d_lr(), &rep);
+    if (!getenv("AQ_NOSTEPS")) all_steps(&b, &cap, res, f, nf, 1.0, d_lr(), &rep);
     free_res(res, L), free(o);
     aq_cnnq_capture_free(&cap);
     aq_cnnq_bnfold_free(f, nf);

@@ -14,7 +14,7 @@ void aq_cnnq_tune_defaults(aq_cnnq_tune_opts *o)
     o->bn_reestimate = 1;
     o->bias_correct = 1;
     o->bias_iters = 100;
-    o->bias_lr = 1e-3;
+    o->bias_lr = 3e-3;
     o->batch = 32;
     o->seed = 0;
     o->temperature = 1;
