@@ -89,7 +89,10 @@ static void refold(const aq_cnnq_bnfold *f, const double *mz, const double *vz, 
 {
     for (int c = 0; c < f->channels; c++) {
         double fk = (double)f->gamma[c] / sqrt((double)f->var[c] + f->eps);
-        double t = fabs((double)f->gamma[c]) / sqrt(vz[c] + f->eps * fk * fk);
+        double den = sqrt(vz[c] + f->eps * fk * fk);
+        /* den = 0 only when gamma = 0 and the output is constant: then the
+         * BN's output is beta alone, which t = 0 gives */
+        double t = den > 0 ? fabs((double)f->gamma[c]) / den : 0.0;
         r->scale[c] = (float)(r->scale[c] * t);
         r->bias[c] = (float)(t * ((double)r->bias[c] - mz[c]) + f->beta[c]);
     }
@@ -293,11 +296,11 @@ static aq_status tune_loop(aq_tune_net *t, const tune_job *j, aq_cnnq_result *co
                            aq_error *err)
 {
     size_t B = (size_t)t->batch, pos = j->n, C = (size_t)t->classes;
-    size_t *perm = malloc(j->n * sizeof *perm), idx[B];
+    size_t *perm = malloc(j->n * sizeof *perm), *idx = malloc(B * sizeof *idx);
     float *fpb = malloc(B * C * sizeof *fpb);
     uint64_t s = j->o->seed;
     aq_status st = AQ_OK;
-    if (!perm || !fpb) st = aq_fail_nomem(err, "bias tuning batch", j->n * sizeof *perm);
+    if (!perm || !idx || !fpb) st = aq_fail_nomem(err, "bias tuning batch", j->n * sizeof *perm);
     for (int it = 0; st == AQ_OK && it < j->o->bias_iters; it++) {
         for (size_t b = 0; b < B; b++) {
             if (pos == j->n) shuffle(perm, j->n, &s), pos = 0;
@@ -309,7 +312,7 @@ static aq_status tune_loop(aq_tune_net *t, const tune_job *j, aq_cnnq_result *co
         st = aq_tune_net_loss_grad(t, fpb, &loss, a->g, err);
         if (st == AQ_OK) adam_step(a, res, t->n_layers, j->o->bias_lr), aq_tune_net_set_bias(t, res);
     }
-    free(perm), free(fpb);
+    free(perm), free(idx), free(fpb);
     return st;
 }
 

@@ -41,7 +41,8 @@ typedef struct aq_cnnq_tune_opts {
                           * FP mean in its place cost 0.1-0.3 points on
                           * fashion-resnet) */
     int bias_iters;      /* bias-tuning steps (0: none) */
-    double bias_lr;      /* its Adam learning rate */
+    double bias_lr;      /* its Adam learning rate, relative: layer i's step is
+                          * bias_lr times the RMS spread of its FP output */
     int batch;           /* calibration images per bias-tuning step */
     uint64_t seed;       /* the order of the images in bias tuning */
     double temperature;  /* of the KL's softmaxes (1: the logits as they are; a
