@@ -21,9 +21,9 @@ static double now(void)
 typedef struct stats_ctx {
     const aq_cnnq_model *m; /* fake quantization, or NULL (the FP graph) */
     int n_t;
-    const int *node;        /* [n_t] the nodes observed */
-    double **sum, **sq;     /* [n_t][channels]; sq may be NULL */
-    size_t *count;          /* [n_t] elements per channel so far */
+    const int *node;    /* [n_t] the nodes observed */
+    double **sum, **sq; /* [n_t][channels]; sq may be NULL */
+    size_t *count;      /* [n_t] elements per channel so far */
 } stats_ctx;
 
 static void stats_obs(void *ctx, int node, const float *data, const aq_cnn_shape *s)
@@ -32,12 +32,14 @@ static void stats_obs(void *ctx, int node, const float *data, const aq_cnn_shape
     if (c->m) aq_cnnq_model_observe(c->m, node, data, s);
     for (int t = 0; t < c->n_t; t++) {
         if (c->node[t] != node) continue;
-        size_t N = (size_t)s->d[0], C = s->ndim > 1 ? (size_t)s->d[1] : 1, sp = aq_cnn_numel(s) / (N * C);
+        size_t N = (size_t)s->d[0], C = s->ndim > 1 ? (size_t)s->d[1] : 1,
+               sp = aq_cnn_numel(s) / (N * C);
         for (size_t b = 0; b < N; b++)
             for (size_t ch = 0; ch < C; ch++) {
                 const float *x = data + (b * C + ch) * sp;
                 double a = 0, q = 0;
-                for (size_t i = 0; i < sp; i++) a += x[i], q += (double)x[i] * x[i];
+                for (size_t i = 0; i < sp; i++)
+                    a += x[i], q += (double)x[i] * x[i];
                 c->sum[t][ch] += a;
                 if (c->sq) c->sq[t][ch] += q;
             }
@@ -52,12 +54,13 @@ static aq_status run_stats(const aq_cnn_graph *g, const aq_cnnq_model *m, stats_
 {
     c->m = m;
     aq_cnnq_runner r = {m ? &m->g : g, stats_obs, c, NULL, NULL};
-    return aq_cnnq_run_images(&r, calib->pixels, n, calib->image_size, calib->norm, calib->chunk, err);
+    return aq_cnnq_run_images(&r, calib->pixels, n, calib->image_size, calib->norm, calib->chunk,
+                              err);
 }
 
 /* Mean (and variance, when var) of model node `node`'s output per channel. */
-static aq_status node_stats(const aq_cnnq_model *m, int node, int C, const aq_cnnq_seq *calib, size_t n,
-                            double *mean, double *var, aq_error *err)
+static aq_status node_stats(const aq_cnnq_model *m, int node, int C, const aq_cnnq_seq *calib,
+                            size_t n, double *mean, double *var, aq_error *err)
 {
     double *sq = var ? calloc((size_t)C, sizeof *sq) : NULL;
     if (var && !sq) return aq_fail_nomem(err, "BN statistics", (size_t)C * sizeof *sq);
@@ -73,8 +76,8 @@ static aq_status node_stats(const aq_cnnq_model *m, int node, int C, const aq_cn
     return st;
 }
 
-static aq_status build(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L, aq_cnnq_result *const *res,
-                       aq_cnnq_model *m, aq_error *err)
+static aq_status build(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L,
+                       aq_cnnq_result *const *res, aq_cnnq_model *m, aq_error *err)
 {
     return aq_cnnq_model_build(g, layers, L, (const aq_cnnq_result *const *)res, 1, m, err);
 }
@@ -115,7 +118,8 @@ static aq_status bn_reestimate(const aq_cnn_graph *g, const aq_cnnq_layer *layer
         if (!st2) return aq_fail_nomem(err, "BN statistics", 2 * (size_t)f->channels * sizeof *st2);
         aq_status st = build(g, layers, L, res, &m, err);
         if (st == AQ_OK) {
-            st = node_stats(&m, m.layer_node[i], f->channels, calib, n, st2, st2 + f->channels, err);
+            st =
+                node_stats(&m, m.layer_node[i], f->channels, calib, n, st2, st2 + f->channels, err);
             aq_cnnq_model_free(&m);
         }
         if (st == AQ_OK) refold(f, st2, st2 + f->channels, res[i]), (*done)++;
@@ -141,7 +145,8 @@ static aq_status bias_correct(const aq_cnn_graph *g, const aq_cnnq_layer *layers
                               const aq_cnnq_seq *calib, size_t n, int *done, aq_error *err)
 {
     size_t tot = 0;
-    for (int i = 0; i < L; i++) tot += (size_t)layers[i].d_out;
+    for (int i = 0; i < L; i++)
+        tot += (size_t)layers[i].d_out;
     double *fp = calloc(2 * tot + 1, sizeof *fp), **sum = calloc((size_t)L, sizeof *sum);
     int *nodes = malloc((size_t)L * sizeof *nodes);
     size_t *cnt = calloc((size_t)L, sizeof *cnt);
@@ -150,7 +155,8 @@ static aq_status bias_correct(const aq_cnn_graph *g, const aq_cnnq_layer *layers
         st = aq_fail_nomem(err, "bias correction", tot * 2 * sizeof *fp);
         goto done;
     }
-    for (int i = 0, off = 0; i < L; off += layers[i].d_out, i++) sum[i] = fp + off, nodes[i] = layers[i].node;
+    for (int i = 0, off = 0; i < L; off += layers[i].d_out, i++)
+        sum[i] = fp + off, nodes[i] = layers[i].node;
     stats_ctx c = {NULL, L, nodes, sum, NULL, cnt};
     AQ_TRY_GOTO(st, run_stats(g, NULL, &c, calib, n, err), done);
     double *q = fp + tot;
@@ -184,7 +190,8 @@ static uint64_t splitmix(uint64_t *s)
 
 static void shuffle(size_t *perm, size_t n, uint64_t *s)
 {
-    for (size_t i = 0; i < n; i++) perm[i] = i;
+    for (size_t i = 0; i < n; i++)
+        perm[i] = i;
     for (size_t i = n; i > 1; i--) {
         size_t j = (size_t)(splitmix(s) % i), tmp = perm[i - 1];
         perm[i - 1] = perm[j], perm[j] = tmp;
@@ -205,16 +212,18 @@ static void kl_obs(void *ctx, int node, const float *data, const aq_cnn_shape *s
 static void kl_end(void *ctx, size_t first, size_t nb, const float *y, size_t cls)
 {
     kl_ctx *c = ctx;
-    for (size_t j = 0; j < nb; j++) c->sum += aq_tune_kl1(c->fp + (first + j) * cls, y + j * cls, (int)cls, c->inv_t, NULL, 0);
+    for (size_t j = 0; j < nb; j++)
+        c->sum += aq_tune_kl1(c->fp + (first + j) * cls, y + j * cls, (int)cls, c->inv_t, NULL, 0);
 }
 
 /* Mean KL(FP || model) over the n calibration images. */
-static aq_status kl_all(const aq_cnnq_model *m, const float *fp, double inv_t, const aq_cnnq_seq *calib,
-                        size_t n, double *kl, aq_error *err)
+static aq_status kl_all(const aq_cnnq_model *m, const float *fp, double inv_t,
+                        const aq_cnnq_seq *calib, size_t n, double *kl, aq_error *err)
 {
     kl_ctx c = {m, fp, inv_t, 0};
     aq_cnnq_runner r = {&m->g, kl_obs, &c, NULL, kl_end};
-    AQ_TRY(aq_cnnq_run_images(&r, calib->pixels, n, calib->image_size, calib->norm, calib->chunk, err));
+    AQ_TRY(aq_cnnq_run_images(&r, calib->pixels, n, calib->image_size, calib->norm, calib->chunk,
+                              err));
     *kl = c.sum / (double)n;
     return AQ_OK;
 }
@@ -248,18 +257,21 @@ static void biases_io(aq_cnnq_result *const *res, int L, float *keep, int save)
     size_t k = 0;
     for (int i = 0; i < L; i++)
         for (int ch = 0; res[i] && ch < res[i]->d_out; ch++, k++)
-            if (save) keep[k] = res[i]->bias[ch];
-            else res[i]->bias[ch] = keep[k];
+            if (save)
+                keep[k] = res[i]->bias[ch];
+            else
+                res[i]->bias[ch] = keep[k];
 }
 
 /* sigma[i]: the root mean over channels of layer i's FP output variance on
  * the calibration images, so that one learning rate fits layers (and
  * models) whose outputs differ in scale by orders of magnitude. */
-static aq_status layer_spread(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L, const aq_cnnq_seq *calib,
-                              size_t n, double *sigma, aq_error *err)
+static aq_status layer_spread(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L,
+                              const aq_cnnq_seq *calib, size_t n, double *sigma, aq_error *err)
 {
     size_t tot = 0;
-    for (int i = 0; i < L; i++) tot += (size_t)layers[i].d_out;
+    for (int i = 0; i < L; i++)
+        tot += (size_t)layers[i].d_out;
     double *buf = calloc(2 * tot + 1, sizeof *buf), **sum = calloc(2 * (size_t)L, sizeof *sum);
     int *nodes = malloc((size_t)L * sizeof *nodes);
     size_t *cnt = calloc((size_t)L, sizeof *cnt);
@@ -310,7 +322,8 @@ static aq_status tune_loop(aq_tune_net *t, const tune_job *j, aq_cnnq_result *co
         aq_tune_images(j->calib, idx, B, t->x);
         double loss;
         st = aq_tune_net_loss_grad(t, fpb, &loss, a->g, err);
-        if (st == AQ_OK) adam_step(a, res, t->n_layers, j->o->bias_lr), aq_tune_net_set_bias(t, res);
+        if (st == AQ_OK)
+            adam_step(a, res, t->n_layers, j->o->bias_lr), aq_tune_net_set_bias(t, res);
     }
     free(perm), free(idx), free(fpb);
     return st;
@@ -321,7 +334,8 @@ static aq_status bias_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, i
                            const aq_cnnq_tune_opts *o, aq_cnnq_tune_report *rep, aq_error *err)
 {
     size_t classes = 0, nb = 0;
-    for (int i = 0; i < L; i++) nb += res[i] ? (size_t)res[i]->d_out : 0;
+    for (int i = 0; i < L; i++)
+        nb += res[i] ? (size_t)res[i]->d_out : 0;
     int32_t *pred = malloc(n * sizeof *pred);
     float *fp = NULL, *keep = malloc((nb + 1) * sizeof *keep);
     adam a = {nb, calloc(3 * nb + (size_t)L + 1, sizeof(double)), NULL, NULL, NULL, 0};
@@ -333,13 +347,21 @@ static aq_status bias_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, i
     }
     a.v = a.m + nb, a.g = a.v + nb, a.sigma = a.g + nb;
     AQ_TRY_GOTO(st, layer_spread(g, layers, L, calib, n, a.sigma, err), done);
-    AQ_TRY_GOTO(st, aq_cnn_predict(g, calib->pixels, 1, calib->image_size, calib->norm, 1, pred, NULL, &classes, err), done);
+    AQ_TRY_GOTO(st,
+                aq_cnn_predict(g, calib->pixels, 1, calib->image_size, calib->norm, 1, pred, NULL,
+                               &classes, err),
+                done);
     if (!(fp = malloc(n * classes * sizeof *fp))) {
         st = aq_fail_nomem(err, "FP logits", n * classes * sizeof *fp);
         goto done;
     }
-    AQ_TRY_GOTO(st, aq_cnn_predict(g, calib->pixels, n, calib->image_size, calib->norm, calib->chunk, pred, fp, NULL, err), done);
-    AQ_TRY_GOTO(st, aq_tune_net_init(&t, g, layers, L, res, o->batch < (int)n ? o->batch : (int)n, err), done);
+    AQ_TRY_GOTO(st,
+                aq_cnn_predict(g, calib->pixels, n, calib->image_size, calib->norm, calib->chunk,
+                               pred, fp, NULL, err),
+                done);
+    AQ_TRY_GOTO(st,
+                aq_tune_net_init(&t, g, layers, L, res, o->batch < (int)n ? o->batch : (int)n, err),
+                done);
     t.inv_t = 1.0 / o->temperature;
     AQ_TRY_GOTO(st, kl_all(&t.m, fp, t.inv_t, calib, n, &rep->kl_before, err), done);
     biases_io(res, L, keep, 1);
@@ -366,17 +388,21 @@ aq_status aq_cnnq_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int n
     memset(rep, 0, sizeof *rep);
     size_t n = o->n_images;
     if (!calib || !calib->pixels || n == 0 || calib->chunk < 1)
-        return aq_fail(err, AQ_ERR_ARG, "CNN tuning: no calibration images (opts.n_images = %zu) or chunk < 1", n);
+        return aq_fail(err, AQ_ERR_ARG,
+                       "CNN tuning: no calibration images (opts.n_images = %zu) or chunk < 1", n);
     if (o->bias_iters > 0 && (o->batch < 1 || !(o->bias_lr > 0) || !(o->temperature > 0)))
-        return aq_fail(err, AQ_ERR_ARG, "CNN bias tuning: batch %d, learning rate %g and temperature %g must be "
-                       "positive", o->batch, o->bias_lr, o->temperature);
+        return aq_fail(err, AQ_ERR_ARG,
+                       "CNN bias tuning: batch %d, learning rate %g and temperature %g must be "
+                       "positive",
+                       o->batch, o->bias_lr, o->temperature);
     double t0 = now();
     if (o->bn_reestimate)
-        AQ_TRY(bn_reestimate(g, layers, n_layers, res, folds, n_folds, calib, n, &rep->bn_reestimated, err));
+        AQ_TRY(bn_reestimate(g, layers, n_layers, res, folds, n_folds, calib, n,
+                             &rep->bn_reestimated, err));
     double t1 = now();
     if (o->bias_correct)
-        AQ_TRY(bias_correct(g, layers, n_layers, res, o->correct_folded ? NULL : folds, n_folds, calib, n,
-                            &rep->biases_corrected, err));
+        AQ_TRY(bias_correct(g, layers, n_layers, res, o->correct_folded ? NULL : folds, n_folds,
+                            calib, n, &rep->biases_corrected, err));
     double t2 = now();
     if (o->bias_iters > 0) AQ_TRY(bias_tune(g, layers, n_layers, res, calib, n, o, rep, err));
     rep->seconds_bn = t1 - t0, rep->seconds_correct = t2 - t1, rep->seconds_tune = now() - t2;

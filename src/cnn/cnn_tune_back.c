@@ -17,8 +17,14 @@ typedef struct bctx {
     const float *dy;
 } bctx;
 
-static const aq_cnn_shape *shp(const bctx *c, int i) { return &c->t->p.shape[c->n->in[i]]; }
-static float *gin(const bctx *c, int i) { return c->n->in[i] >= 0 ? c->t->grad[c->n->in[i]] : NULL; }
+static const aq_cnn_shape *shp(const bctx *c, int i)
+{
+    return &c->t->p.shape[c->n->in[i]];
+}
+static float *gin(const bctx *c, int i)
+{
+    return c->n->in[i] >= 0 ? c->t->grad[c->n->in[i]] : NULL;
+}
 static const float *vin(const bctx *c, int i)
 {
     int v = c->n->in[i];
@@ -26,8 +32,8 @@ static const float *vin(const bctx *c, int i)
 }
 
 /* col2im of one group: the transpose of aq_cnn_im2col_t, added into dx. */
-static void col2im_add(const float *cols, int cg, int H, int W, const aq_cnn_attrs *a, int OH, int OW,
-                       float *dx)
+static void col2im_add(const float *cols, int cg, int H, int W, const aq_cnn_attrs *a, int OH,
+                       int OW, float *dx)
 {
     for (int c = 0; c < cg; c++)
         for (int ky = 0; ky < a->kernel[0]; ky++)
@@ -37,7 +43,8 @@ static void col2im_add(const float *cols, int cg, int H, int W, const aq_cnn_att
                     if (iy < 0 || iy >= H) continue;
                     for (int ox = 0; ox < OW; ox++) {
                         int ix = ox * a->strides[1] + kx * a->dilations[1] - a->pads[1];
-                        if (ix >= 0 && ix < W) dx[((size_t)c * H + iy) * W + ix] += cols[oy * OW + ox];
+                        if (ix >= 0 && ix < W)
+                            dx[((size_t)c * H + iy) * W + ix] += cols[oy * OW + ox];
                     }
                 }
 }
@@ -55,8 +62,10 @@ static void back_conv(const bctx *c, float *scratch)
     for (int64_t b = 0; b < X->d[0]; b++)
         for (int grp = 0; grp < G; grp++) {
             const float *dyg = c->dy + b * out_img + (size_t)grp * Mg * P;
-            aq_sgemm(1, 0, K, P, Mg, 1.0f, w + (size_t)grp * Mg * K, K, 1, dyg, P, 1, 0.0f, scratch, P, 1);
-            col2im_add(scratch, cg, H, Wd, c->a, OH, OW, dx + b * in_img + (size_t)grp * cg * H * Wd);
+            aq_sgemm(1, 0, K, P, Mg, 1.0f, w + (size_t)grp * Mg * K, K, 1, dyg, P, 1, 0.0f, scratch,
+                     P, 1);
+            col2im_add(scratch, cg, H, Wd, c->a, OH, OW,
+                       dx + b * in_img + (size_t)grp * cg * H * Wd);
         }
 }
 
@@ -130,18 +139,21 @@ static void back_unary(const bctx *c)
 static int taps_in(int start, int k, int d, int lo, int hi)
 {
     int c = 0;
-    for (int t = 0; t < k; t++) c += start + t * d >= lo && start + t * d < hi;
+    for (int t = 0; t < k; t++)
+        c += start + t * d >= lo && start + t * d < hi;
     return c;
 }
 
 /* One pool window at (y0, x0) of plane xc: MaxPool's gradient goes to the
  * first maximum (the forward's choice), AveragePool's g / count to each tap
  * inside the image, count as the forward divides by. */
-static void pool_window(const bctx *c, const float *xc, float *dxc, int H, int W, int y0, int x0, float g)
+static void pool_window(const bctx *c, const float *xc, float *dxc, int H, int W, int y0, int x0,
+                        float g)
 {
     const aq_cnn_attrs *a = c->a;
     int is_max = c->n->op == AQ_OP_MAXPOOL;
-    int cy = taps_in(y0, a->kernel[0], a->dilations[0], 0, H), cx = taps_in(x0, a->kernel[1], a->dilations[1], 0, W);
+    int cy = taps_in(y0, a->kernel[0], a->dilations[0], 0, H),
+        cx = taps_in(x0, a->kernel[1], a->dilations[1], 0, W);
     if (!cy || !cx) return;
     float share = 0;
     if (!is_max) {
@@ -160,8 +172,10 @@ static void pool_window(const bctx *c, const float *xc, float *dxc, int H, int W
             int ix = x0 + kx * a->dilations[1];
             if (ix < 0 || ix >= W) continue;
             long e = (long)iy * W + ix;
-            if (!is_max) dxc[e] += share;
-            else if (best < 0 || xc[e] > m) m = xc[e], best = e;
+            if (!is_max)
+                dxc[e] += share;
+            else if (best < 0 || xc[e] > m)
+                m = xc[e], best = e;
         }
     }
     if (is_max) dxc[best] += g;
@@ -176,8 +190,9 @@ static void back_pool(const bctx *c)
     for (size_t pl = 0; pl < planes; pl++)
         for (int oy = 0; oy < OH; oy++)
             for (int ox = 0; ox < OW; ox++)
-                pool_window(c, vin(c, 0) + pl * hw, gin(c, 0) + pl * hw, H, W, oy * a->strides[0] - a->pads[0],
-                            ox * a->strides[1] - a->pads[1], c->dy[(pl * OH + oy) * OW + ox]);
+                pool_window(c, vin(c, 0) + pl * hw, gin(c, 0) + pl * hw, H, W,
+                            oy * a->strides[0] - a->pads[0], ox * a->strides[1] - a->pads[1],
+                            c->dy[(pl * OH + oy) * OW + ox]);
 }
 
 static void back_gap(const bctx *c)
@@ -187,14 +202,16 @@ static void back_gap(const bctx *c)
     float *dx = gin(c, 0);
     for (size_t pl = 0; pl < planes; pl++) {
         float g = (float)((double)c->dy[pl] / (double)sp);
-        for (size_t i = 0; i < sp; i++) dx[pl * sp + i] += g;
+        for (size_t i = 0; i < sp; i++)
+            dx[pl * sp + i] += g;
     }
 }
 
 static int64_t prod(const int64_t *d, int a, int b)
 {
     int64_t p = 1;
-    for (int i = a; i < b; i++) p *= d[i];
+    for (int i = a; i < b; i++)
+        p *= d[i];
     return p;
 }
 
@@ -215,9 +232,11 @@ static void back_softmax(const bctx *c)
         for (int64_t in = 0; in < inner; in++) {
             size_t base = (size_t)(o * len * inner + in);
             double dot = 0;
-            for (int64_t i = 0; i < len; i++) dot += (double)c->dy[base + i * inner] * s[base + i * inner];
             for (int64_t i = 0; i < len; i++)
-                dx[base + i * inner] += (float)(s[base + i * inner] * (c->dy[base + i * inner] - dot));
+                dot += (double)c->dy[base + i * inner] * s[base + i * inner];
+            for (int64_t i = 0; i < len; i++)
+                dx[base + i * inner] +=
+                    (float)(s[base + i * inner] * (c->dy[base + i * inner] - dot));
         }
 }
 
@@ -226,11 +245,14 @@ static void back_softmax(const bctx *c)
 static aq_status dense_ok(const bctx *c, aq_error *err)
 {
     if (gin(c, 1) || (c->n->n_in > 2 && gin(c, 2)))
-        return aq_cnn_node_fail(err, c->n, AQ_ERR_ARG, "bias tuning: no backward through a non-constant weight or bias");
+        return aq_cnn_node_fail(err, c->n, AQ_ERR_ARG,
+                                "bias tuning: no backward through a non-constant weight or bias");
     if (c->n->op == AQ_OP_GEMM && (c->a->trans_a || c->a->alpha != 1.0f))
-        return aq_cnn_node_fail(err, c->n, AQ_ERR_ARG, "bias tuning: no backward for Gemm with transA or alpha != 1");
+        return aq_cnn_node_fail(err, c->n, AQ_ERR_ARG,
+                                "bias tuning: no backward for Gemm with transA or alpha != 1");
     if (c->n->op != AQ_OP_CONV && (shp(c, 0)->ndim != 2 || shp(c, 1)->ndim != 2))
-        return aq_cnn_node_fail(err, c->n, AQ_ERR_ARG, "bias tuning: no backward for a MatMul that is not 2-D");
+        return aq_cnn_node_fail(err, c->n, AQ_ERR_ARG,
+                                "bias tuning: no backward for a MatMul that is not 2-D");
     return AQ_OK;
 }
 
@@ -239,15 +261,18 @@ aq_status aq_tune_back_node(aq_tune_net *t, int k, aq_error *err)
     const aq_cnn_node *n = &t->m.g.nodes[k];
     bctx c = {t, n, &t->p.attrs[k], &t->p.shape[n->out], t->grad[n->out]};
     int any = 0;
-    for (int i = 0; i < n->n_in; i++) any |= gin(&c, i) != NULL;
+    for (int i = 0; i < n->n_in; i++)
+        any |= gin(&c, i) != NULL;
     if (!any) return AQ_OK;
     switch (n->op) {
     case AQ_OP_CONV:
     case AQ_OP_GEMM:
     case AQ_OP_MATMUL:
         AQ_TRY(dense_ok(&c, err));
-        if (n->op == AQ_OP_CONV) back_conv(&c, t->scratch);
-        else back_dense(&c, n->op == AQ_OP_GEMM && c.a->trans_b);
+        if (n->op == AQ_OP_CONV)
+            back_conv(&c, t->scratch);
+        else
+            back_dense(&c, n->op == AQ_OP_GEMM && c.a->trans_b);
         return AQ_OK;
     case AQ_OP_ADD:
     case AQ_OP_MUL: back_binary(&c); return AQ_OK;
@@ -262,7 +287,9 @@ aq_status aq_tune_back_node(aq_tune_net *t, int k, aq_error *err)
     case AQ_OP_GLOBALAVGPOOL: back_gap(&c); return AQ_OK;
     case AQ_OP_SOFTMAX: back_softmax(&c); return AQ_OK;
     default:
-        return aq_cnn_node_fail(err, n, AQ_ERR_ARG, "bias tuning has no backward for %s (it lies between "
-                                "a tuned layer and the output)", aq_cnn_op_name(n->op));
+        return aq_cnn_node_fail(err, n, AQ_ERR_ARG,
+                                "bias tuning has no backward for %s (it lies between "
+                                "a tuned layer and the output)",
+                                aq_cnn_op_name(n->op));
     }
 }

@@ -57,9 +57,11 @@ static int foldable(const aq_cnn_graph *g, int k)
     if (c < 0 || g->nodes[c].op != AQ_OP_CONV || readers(g, bn->in[0]) != 1) return -1;
     const aq_cnn_node *cv = &g->nodes[c];
     int wv = cv->in[1], bv = cv->n_in > 2 ? cv->in[2] : -1;
-    if (wv < 0 || !g->values[wv].is_const || g->values[wv].ndim != 4 || readers(g, wv) != 1) return -1;
+    if (wv < 0 || !g->values[wv].is_const || g->values[wv].ndim != 4 || readers(g, wv) != 1)
+        return -1;
     int64_t M = g->values[wv].shape[0];
-    if (bv >= 0 && (!g->values[bv].is_const || readers(g, bv) != 1 || numel_const(&g->values[bv]) != M))
+    if (bv >= 0 &&
+        (!g->values[bv].is_const || readers(g, bv) != 1 || numel_const(&g->values[bv]) != M))
         return -1;
     for (int i = 1; i < 5; i++) {
         int p = bn->in[i];

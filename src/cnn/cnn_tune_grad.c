@@ -15,8 +15,10 @@ static float *find_bias(aq_cnnq_model *m, int i)
 {
     int k = m->layer_node[i];
     const aq_cnn_node *n = &m->g.nodes[k];
-    if (n->op != AQ_OP_MATMUL) return n->n_in > 2 && n->in[2] >= 0 ? m->g.values[n->in[2]].data : NULL;
-    if (k + 1 < m->g.n_nodes && m->g.nodes[k + 1].op == AQ_OP_ADD && m->g.nodes[k + 1].in[0] == n->out)
+    if (n->op != AQ_OP_MATMUL)
+        return n->n_in > 2 && n->in[2] >= 0 ? m->g.values[n->in[2]].data : NULL;
+    if (k + 1 < m->g.n_nodes && m->g.nodes[k + 1].op == AQ_OP_ADD &&
+        m->g.nodes[k + 1].in[0] == n->out)
         return m->g.values[m->g.nodes[k + 1].in[1]].data;
     return NULL;
 }
@@ -37,7 +39,8 @@ static aq_status build_model(aq_tune_net *t, const aq_cnn_graph *g, const aq_cnn
         st = aq_fail_nomem(err, "bias tuning model", (size_t)dmax * sizeof *ones);
         goto done;
     }
-    for (int j = 0; j < dmax; j++) ones[j] = 1.0f;
+    for (int j = 0; j < dmax; j++)
+        ones[j] = 1.0f;
     for (int i = 0; i < L; i++)
         if (res[i]) t->rc[i] = *res[i], t->rc[i].bias = ones, rp[i] = &t->rc[i];
     AQ_TRY_GOTO(st, aq_cnnq_model_build(g, layers, L, rp, 1, &t->m, err), done);
@@ -45,7 +48,8 @@ static aq_status build_model(aq_tune_net *t, const aq_cnn_graph *g, const aq_cnn
         t->rc[i].bias = res[i] ? res[i]->bias : NULL;
         t->bias[i] = res[i] ? find_bias(&t->m, i) : NULL;
         if (res[i] && !t->bias[i]) {
-            st = aq_fail(err, AQ_ERR_INTERNAL, "node '%s': no bias in the quantized model", g->nodes[layers[i].node].name);
+            st = aq_fail(err, AQ_ERR_INTERNAL, "node '%s': no bias in the quantized model",
+                         g->nodes[layers[i].node].name);
             goto done;
         }
     }
@@ -94,7 +98,8 @@ aq_status aq_tune_net_init(aq_tune_net *t, const aq_cnn_graph *g, const aq_cnnq_
     t->batch = batch, t->n_layers = n_layers, t->inv_t = 1;
     t->rc = calloc((size_t)n_layers + 1, sizeof *t->rc);
     t->bias = calloc((size_t)n_layers + 1, sizeof *t->bias);
-    if (!t->rc || !t->bias) return aq_fail_nomem(err, "bias tuning", (size_t)n_layers * sizeof *t->rc);
+    if (!t->rc || !t->bias)
+        return aq_fail_nomem(err, "bias tuning", (size_t)n_layers * sizeof *t->rc);
     aq_status st;
     AQ_TRY_GOTO(st, build_model(t, g, layers, res, err), fail);
     const aq_cnn_graph *mg = &t->m.g;
@@ -110,8 +115,10 @@ aq_status aq_tune_net_init(aq_tune_net *t, const aq_cnn_graph *g, const aq_cnnq_
         st = aq_fail_nomem(err, "bias tuning", (size_t)mg->n_values * sizeof(float *));
         goto fail;
     }
-    for (int k = 0; k < mg->n_nodes; k++) t->lnode[k] = -1;
-    for (int i = 0; i < n_layers; i++) t->lnode[t->m.layer_node[i]] = i;
+    for (int k = 0; k < mg->n_nodes; k++)
+        t->lnode[k] = -1;
+    for (int i = 0; i < n_layers; i++)
+        t->lnode[t->m.layer_node[i]] = i;
     AQ_TRY_GOTO(st, alloc_values(t, err), fail);
     AQ_TRY_GOTO(st, alloc_grads(t, err), fail);
     size_t sc = t->p.scratch;
@@ -138,7 +145,8 @@ void aq_tune_net_free(aq_tune_net *t)
 {
     for (int v = 0; t->val && v < t->m.g.n_values; v++)
         if (v != t->m.g.input) free(t->val[v]);
-    for (int v = 0; t->grad && v < t->m.g.n_values; v++) free(t->grad[v]);
+    for (int v = 0; t->grad && v < t->m.g.n_values; v++)
+        free(t->grad[v]);
     free(t->val), free(t->grad), free(t->lnode), free(t->x), free(t->y), free(t->scratch);
     aq_cnn_pool_free(&t->pool);
     aq_cnn_plan_free(&t->p);
@@ -171,10 +179,13 @@ aq_status aq_tune_net_forward(aq_tune_net *t, aq_error *err)
 static void log_softmax_d(const float *z, int n, double inv_t, double *lp)
 {
     double mx = -INFINITY, s = 0;
-    for (int j = 0; j < n; j++) mx = fmax(mx, z[j] * inv_t);
-    for (int j = 0; j < n; j++) s += exp(z[j] * inv_t - mx);
+    for (int j = 0; j < n; j++)
+        mx = fmax(mx, z[j] * inv_t);
+    for (int j = 0; j < n; j++)
+        s += exp(z[j] * inv_t - mx);
     double ls = log(s);
-    for (int j = 0; j < n; j++) lp[j] = z[j] * inv_t - mx - ls;
+    for (int j = 0; j < n; j++)
+        lp[j] = z[j] * inv_t - mx - ls;
 }
 
 double aq_tune_kl1(const float *fp, const float *y, int C, double inv_t, float *gy, double gscale)
@@ -196,8 +207,8 @@ static void kl_head(aq_tune_net *t, const float *fp, double *loss, float *gy)
     int C = t->classes;
     double kl = 0;
     for (int b = 0; b < t->batch; b++)
-        kl += aq_tune_kl1(fp + (size_t)b * C, t->y + (size_t)b * C, C, t->inv_t, gy ? gy + (size_t)b * C : NULL,
-                          1.0 / t->batch);
+        kl += aq_tune_kl1(fp + (size_t)b * C, t->y + (size_t)b * C, C, t->inv_t,
+                          gy ? gy + (size_t)b * C : NULL, 1.0 / t->batch);
     *loss = kl / t->batch;
 }
 
@@ -212,7 +223,8 @@ static void bias_grad(const aq_tune_net *t, int k, double *gb)
     for (size_t b = 0; b < N; b++)
         for (size_t c = 0; c < C; c++) {
             double a = 0;
-            for (size_t i = 0; i < sp; i++) a += g[(b * C + c) * sp + i];
+            for (size_t i = 0; i < sp; i++)
+                a += g[(b * C + c) * sp + i];
             gb[c] += a;
         }
 }
@@ -226,10 +238,12 @@ aq_status aq_tune_net_loss_grad(aq_tune_net *t, const float *fp, double *loss, d
     kl_head(t, fp, loss, gy);
     if (!gb || !gy) return AQ_OK;
     for (int v = 0; v < g->n_values; v++)
-        if (t->grad[v] && v != g->output) memset(t->grad[v], 0, aq_cnn_numel(&t->p.shape[v]) * sizeof(float));
+        if (t->grad[v] && v != g->output)
+            memset(t->grad[v], 0, aq_cnn_numel(&t->p.shape[v]) * sizeof(float));
     size_t off[t->n_layers + 1];
     off[0] = 0;
-    for (int i = 0; i < t->n_layers; i++) off[i + 1] = off[i] + (t->bias[i] ? (size_t)t->rc[i].d_out : 0);
+    for (int i = 0; i < t->n_layers; i++)
+        off[i + 1] = off[i] + (t->bias[i] ? (size_t)t->rc[i].d_out : 0);
     memset(gb, 0, off[t->n_layers] * sizeof *gb);
     for (int k = g->n_nodes - 1; k >= 0; k--) {
         if (t->p.skip[k] || !t->grad[g->nodes[k].out]) continue;
@@ -246,7 +260,9 @@ void aq_tune_images(const aq_cnnq_seq *calib, const size_t *idx, size_t nb, floa
     for (size_t j = 0; j < nb; j++) {
         const uint8_t *px = calib->pixels + idx[j] * is;
         for (size_t e = 0; e < is; e++)
-            x[j * is + e] = calib->norm->raw ? (float)px[e]
-                                             : (float)(((double)px[e] / 255.0 - calib->norm->mean) / calib->norm->std);
+            x[j * is + e] =
+                calib->norm->raw
+                    ? (float)px[e]
+                    : (float)(((double)px[e] / 255.0 - calib->norm->mean) / calib->norm->std);
     }
 }

@@ -14,17 +14,17 @@
  * points into the model's own copy of layer i's bias). */
 typedef struct aq_tune_net {
     aq_cnnq_model m;
-    aq_cnnq_result *rc;   /* [n_layers] shallow copies the model borrows */
+    aq_cnnq_result *rc; /* [n_layers] shallow copies the model borrows */
     aq_cnn_plan p;
     aq_cnn_pool pool;
     int batch, n_layers, classes;
-    double inv_t;         /* 1 / the KL's temperature (1 unless set) */
-    float **val;          /* [n_values] the last forward pass's values (inputs: borrowed x) */
-    float **grad;         /* [n_values] dLoss/dvalue where needed, else NULL */
-    float **bias;         /* [n_layers] the model's bias of layer i, or NULL (float layer) */
-    int *lnode;           /* [model nodes] the layer index of a model node, or -1 */
-    float *x, *y;         /* [batch, image], [batch, classes] */
-    float *scratch;       /* a conv's [K, OH*OW] input-gradient columns */
+    double inv_t;   /* 1 / the KL's temperature (1 unless set) */
+    float **val;    /* [n_values] the last forward pass's values (inputs: borrowed x) */
+    float **grad;   /* [n_values] dLoss/dvalue where needed, else NULL */
+    float **bias;   /* [n_layers] the model's bias of layer i, or NULL (float layer) */
+    int *lnode;     /* [model nodes] the layer index of a model node, or -1 */
+    float *x, *y;   /* [batch, image], [batch, classes] */
+    float *scratch; /* a conv's [K, OH*OW] input-gradient columns */
 } aq_tune_net;
 
 aq_status aq_tune_net_init(aq_tune_net *t, const aq_cnn_graph *g, const aq_cnnq_layer *layers,
