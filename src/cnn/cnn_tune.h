@@ -36,10 +36,20 @@ void aq_cnnq_bnfold_free(aq_cnnq_bnfold *folds, int n_folds);
 typedef struct aq_cnnq_tune_opts {
     int bn_reestimate;   /* re-estimate the folded BNs' statistics on the quantized model */
     int bias_correct;    /* empirical mean-shift correction, layer by layer */
+    int correct_folded;  /* ... also of the layers with a folded BN (default 0: their
+                          * mean is the BN's, which re-estimation restores; the
+                          * FP mean in its place cost 0.1-0.3 points on
+                          * fashion-resnet) */
     int bias_iters;      /* bias-tuning steps (0: none) */
-    double bias_lr;      /* its Adam learning rate */
+    double bias_lr;      /* its Adam learning rate, relative: layer i's step is
+                          * bias_lr times the RMS spread of its FP output */
     int batch;           /* calibration images per bias-tuning step */
     uint64_t seed;       /* the order of the images in bias tuning */
+    double temperature;  /* of the KL's softmaxes (1: the logits as they are; a
+                          * model with logits of size 1e4, like the zoo MNIST
+                          * CNN, needs ~1e3 or its softmax is one-hot) */
+    size_t n_images;     /* the calibration images in calib->pixels (required: the
+                          * capture's n_images; aq_cnnq_seq does not carry it) */
 } aq_cnnq_tune_opts;
 void aq_cnnq_tune_defaults(aq_cnnq_tune_opts *o);
 
@@ -49,6 +59,7 @@ typedef struct aq_cnnq_tune_report {
     int biases_corrected;            /* layers whose bias got the mean shift */
     double kl_before, kl_after;      /* mean KL(FP || Q) over the calibration images, bias tuning */
     double seconds_bn, seconds_correct, seconds_tune;
+    int tune_reverted;               /* bias tuning raised the KL: its biases were dropped */
 } aq_cnnq_tune_report;
 
 /* Tune the quantized model in place: res[i] is layer i's result (NULL: the
