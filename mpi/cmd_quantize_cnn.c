@@ -13,6 +13,7 @@
 #include "cli.h"
 #include "cmd_quantize_cnn.h"
 #include "dist/cnn_pipe.h"
+#include "dist/progress.h"
 
 #define CMD "quantize"
 
@@ -55,12 +56,13 @@ void aq_quantize_cnn_help(FILE *out)
             "  --bn-reestimate 0|1    (default %d)   --bias-correct 0|1 (default %d)\n"
             "  --bias-tune N          bias-tuning steps (default %d)\n"
             "  --batch N              images per forward pass (default 64)\n"
-            "  --work DIR             result files (default OUTDIR.work); --resume reuses them\n",
+            "  --work DIR             result files (default OUTDIR.work); --resume reuses them\n"
+            "  --progress MODE        bar, plain, none or auto (default)\n",
             t.bn_reestimate, t.bias_correct, t.bias_iters);
 }
 
 enum { O_CI = 256, O_CX, O_CN, O_EI, O_EL, O_ER, O_NORM, O_OPT, O_KEEP, O_TB, O_TS, O_METH, O_MODE,
-       O_WORK, O_OUT, O_RES, O_IT, O_SEED, O_BN, O_BC, O_BT, O_BATCH };
+       O_WORK, O_OUT, O_RES, O_IT, O_SEED, O_BN, O_BC, O_BT, O_BATCH, O_PROG };
 
 static int parse_long(const char *s, long lo, long hi, long *v)
 {
@@ -153,6 +155,11 @@ static int parse_one(aq_cnnp_args *a, int c, const char *v, int *have_norm)
         return 0;
     case O_BT: return parse_long(v, 0, 1000000, &n) ? aq_cli_usage(CMD, "invalid --bias-tune '%s'", v) : (a->tune.bias_iters = (int)n, 0);
     case O_BATCH: return parse_long(v, 1, 65536, &n) ? aq_cli_usage(CMD, "invalid --batch '%s'", v) : (a->batch = (int)n, 0);
+    case O_PROG: {
+        aq_progress_mode m;
+        if (aq_progress_mode_parse(v, &m)) return aq_cli_usage(CMD, "--progress must be bar, plain, none or auto, not '%s'", v);
+        return aq_progress_export(m), 0;
+    }
     default: return aq_cli_usage(CMD, "unknown option");
     }
 }
@@ -188,7 +195,7 @@ static int parse(int argc, char **argv, aq_cnnp_args *a)
         {"mode", 1, 0, O_MODE},       {"work", 1, 0, O_WORK},        {"out", 1, 0, O_OUT},
         {"resume", 0, 0, O_RES},      {"iters", 1, 0, O_IT},         {"seed", 1, 0, O_SEED},
         {"bn-reestimate", 1, 0, O_BN}, {"bias-correct", 1, 0, O_BC}, {"bias-tune", 1, 0, O_BT},
-        {"batch", 1, 0, O_BATCH},     {0, 0, 0, 0}};
+        {"batch", 1, 0, O_BATCH},     {"progress", 1, 0, O_PROG},    {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->eval_from = a->eval_to = -1;
     a->batch = 64;

@@ -319,10 +319,30 @@ static aq_status run_sequential(MPI_Comm comm, aq_cnnp_ctx *c, const aq_dist_opt
     return st;
 }
 
+/* The tasks and the checks of the budget and the --keep rules on the layer
+ * list alone (before the capture, before any task). */
+static aq_status plan_tasks(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_error *err)
+{
+    const aq_cnnp_args *a = c->a;
+    AQ_TRY(aq_cnnq_layers(&c->g, &c->cap.layers, &c->cap.n_layers, err));
+    int L = c->cap.n_layers;
+    o->choice = calloc((size_t)L + 1, sizeof *o->choice);
+    o->res = calloc((size_t)L + 1, sizeof *o->res);
+    if (!o->choice || !o->res) return aq_fail_nomem(err, "choice", (size_t)L * 64);
+    if (a->sequential) AQ_TRY(seq_choice(c, err));
+    AQ_TRY(aq_cnnp_fingerprint(c, err));
+    AQ_TRY(aq_cnnp_tasks(c, err));
+    if (!(o->rows = calloc(c->n_tasks, sizeof *o->rows))) return aq_fail_nomem(err, "loss table", c->n_tasks);
+    return !a->sequential && rank_of(comm) == 0 ? solve(c, NULL, o->choice, NULL, err) : AQ_OK;
+}
+
 /* Capture, the tasks, the choice (rank 0 solves, then broadcast). */
 static aq_status quantize_layers(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_error *err)
 {
     const aq_cnnp_args *a = c->a;
+    AQ_TRY(aq_dist_agree(comm, plan_tasks(comm, c, o, err), err));
+    free(c->cap.layers); /* the capture lists them again, the same */
+    memset(&c->cap, 0, sizeof c->cap);
     double t0 = aq_progress_now();
     aq_status st = aq_cnnq_capture_run(&c->g, c->calib, c->n_calib, c->image, &a->norm, a->batch, &c->cap, err);
     st = aq_dist_agree(comm, st, err);
@@ -331,18 +351,6 @@ static aq_status quantize_layers(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome 
     int L = c->cap.n_layers;
     SAY(comm, "quantize: capture: %d layers, %zu images, %.1f MB per rank, %.2f s\n", L, c->n_calib,
         (double)c->cap.bytes / 1e6, o->t_capture);
-    o->choice = calloc((size_t)L, sizeof *o->choice);
-    o->res = calloc((size_t)L, sizeof *o->res);
-    if (!o->choice || !o->res) return aq_fail_nomem(err, "choice", (size_t)L * 64);
-    if (a->sequential) AQ_TRY(seq_choice(c, err));
-    AQ_TRY(aq_cnnp_fingerprint(c, err));
-    AQ_TRY(aq_cnnp_tasks(c, err));
-    if (!(o->rows = calloc(c->n_tasks, sizeof *o->rows))) return aq_fail_nomem(err, "loss table", c->n_tasks);
-    /* the budget and the --keep rules, before any work */
-    if (!a->sequential) {
-        st = rank_of(comm) == 0 ? solve(c, NULL, o->choice, NULL, err) : AQ_OK;
-        AQ_TRY(aq_dist_agree(comm, st, err));
-    }
     aq_dist_options dopt;
     aq_dist_options_default(&dopt, a->work);
     dopt.resume = a->resume;
