@@ -72,7 +72,7 @@ static json_t *layers_json(const aq_cnnp_ctx *c, const aq_cnnp_outcome *o, int r
     for (int i = 0; i < c->cap.n_layers; i++) {
         const aq_cnnq_layer *L = &c->cap.layers[i];
         const aq_cnnq_result *r = &o->res[i];
-        size_t t = aq_cnnp_task_index(c, i, o->choice[i]);
+        long t = aq_cnnp_task_index(c, i, o->choice[i]);
         json_t *j = json_pack("{s:s, s:s, s:i, s:i, s:i, s:i}", "node", layer_name(c, i), "option",
                               c->a->opt[o->choice[i]], "w_bits", r->w_bits, "a_bits", r->a_bits, "d_out", r->d_out,
                               "d_in", r->d_in);
@@ -82,8 +82,9 @@ static json_t *layers_json(const aq_cnnp_ctx *c, const aq_cnnp_outcome *o, int r
             json_object_set_new(j, "params", json_integer((json_int_t)L->d_out * L->d_in));
             json_object_set_new(j, "macs", json_integer(aq_cnnp_layer_macs(L)));
             json_t *alt = json_object(); /* every measured option's loss */
-            for (int k = 0; !c->seq_choice && k < c->a->n_opt; k++)
-                json_object_set_new(alt, c->a->opt[k], json_real(o->rows[aq_cnnp_task_index(c, i, k)].loss));
+            for (int k = 0; k < c->a->n_opt; k++)
+                if (aq_cnnp_task_index(c, i, k) >= 0)
+                    json_object_set_new(alt, c->a->opt[k], json_real(o->rows[aq_cnnp_task_index(c, i, k)].loss));
             json_object_set_new(j, "losses", alt);
         }
         json_array_append_new(arr, j);

@@ -124,21 +124,23 @@ static aq_status solve(const aq_cnnp_ctx *c, const aq_loss_row *rows, int *choic
     aq_alloc_solution sol;
     memset(&sol, 0, sizeof sol);
     if (st == AQ_OK) st = aq_alloc_solve(&t, &spec, &sol, err);
-    for (size_t l = 0; st == AQ_OK && l < sol.n_layers; l++) choice[l] = (int)(sol.row[l] % (size_t)a->n_opt);
+    for (size_t l = 0; st == AQ_OK && l < sol.n_layers; l++) choice[l] = c->tasks[sol.row[l]].option_index;
     if (st == AQ_OK && o) o->alloc_loss = sol.loss, o->alloc_bits = sol.size_bits, o->alloc_avg_bits = sol.avg_bits;
     if (st == AQ_OK) aq_alloc_solution_free(&sol);
     aq_alloc_table_free(&t);
     return st;
 }
 
-/* Sequential mode: one option per layer, the first --keep rule matching its
- * name, else the first option; no allocation. */
-static aq_status seq_choice(aq_cnnp_ctx *c, aq_error *err)
+/* The option each layer is pinned to: the first --keep rule whose regex
+ * its node name matches (the allocation's rule; conflicting rules are its
+ * error), or -1; in sequential mode (no allocation) else the first option.
+ * A rule matching no layer is an error. */
+static aq_status pins(aq_cnnp_ctx *c, aq_error *err)
 {
     const aq_cnnp_args *a = c->a;
     int L = c->cap.n_layers;
-    if (!(c->seq_choice = malloc((size_t)L * sizeof *c->seq_choice))) return aq_fail_nomem(err, "choice", (size_t)L * 4);
-    for (int i = 0; i < L; i++) c->seq_choice[i] = 0;
+    if (!(c->pin = malloc((size_t)L * sizeof *c->pin))) return aq_fail_nomem(err, "pins", (size_t)L * 4);
+    for (int i = 0; i < L; i++) c->pin[i] = -1;
     for (int k = 0; k < a->n_keep; k++) {
         regex_t re;
         if (regcomp(&re, a->keep_re[k], REG_EXTENDED | REG_NOSUB))
@@ -148,19 +150,13 @@ static aq_status seq_choice(aq_cnnp_ctx *c, aq_error *err)
         for (int i = 0; i < L; i++)
             if (!regexec(&re, c->g.nodes[c->cap.layers[i].node].name, 0, NULL, 0)) {
                 hits++;
-                int first = 1; /* the first matching rule wins */
-                for (int j = 0; j < k && first; j++) {
-                    regex_t r2;
-                    if (!regcomp(&r2, a->keep_re[j], REG_EXTENDED | REG_NOSUB)) {
-                        first = regexec(&r2, c->g.nodes[c->cap.layers[i].node].name, 0, NULL, 0) != 0;
-                        regfree(&r2);
-                    }
-                }
-                if (first) c->seq_choice[i] = opt;
+                if (c->pin[i] < 0) c->pin[i] = opt;
             }
         regfree(&re);
         if (!hits) return aq_fail(err, AQ_ERR_ARG, "--keep '%s=%s': the pattern matches no layer", a->keep_re[k], a->keep_opt[k]);
     }
+    for (int i = 0; a->sequential && i < L; i++)
+        if (c->pin[i] < 0) c->pin[i] = 0;
     return AQ_OK;
 }
 
@@ -239,7 +235,7 @@ static aq_status finish_layers(const aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_erro
     if (!rp) return aq_fail_nomem(err, "layer list", (size_t)L * sizeof *rp);
     aq_status st = AQ_OK;
     for (int i = 0; st == AQ_OK && i < L; i++) {
-        st = aq_cnnp_result_load(c, aq_cnnp_task_index(c, i, o->choice[i]), &o->res[i], err);
+        st = aq_cnnp_result_load(c, (size_t)aq_cnnp_task_index(c, i, o->choice[i]), &o->res[i], err);
         int ch = 0;
         if (st == AQ_OK) st = aq_cnnq_round_zeros_corrected(&c->cap, i, &o->res[i], &ch, err);
         o->zeros_rounded += ch;
@@ -329,7 +325,7 @@ static aq_status plan_tasks(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome *o, a
     o->choice = calloc((size_t)L + 1, sizeof *o->choice);
     o->res = calloc((size_t)L + 1, sizeof *o->res);
     if (!o->choice || !o->res) return aq_fail_nomem(err, "choice", (size_t)L * 64);
-    if (a->sequential) AQ_TRY(seq_choice(c, err));
+    AQ_TRY(pins(c, err));
     AQ_TRY(aq_cnnp_fingerprint(c, err));
     AQ_TRY(aq_cnnp_tasks(c, err));
     if (!(o->rows = calloc(c->n_tasks, sizeof *o->rows))) return aq_fail_nomem(err, "loss table", c->n_tasks);
@@ -357,7 +353,7 @@ static aq_status quantize_layers(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome 
     t0 = aq_progress_now();
     if (a->sequential) {
         st = run_sequential(comm, c, &dopt, o->rows, o, err);
-        memcpy(o->choice, c->seq_choice, (size_t)L * sizeof *o->choice);
+        memcpy(o->choice, c->pin, (size_t)L * sizeof *o->choice);
     } else {
         aq_dist_stats ds;
         st = aq_dist_run(comm, c->tasks, c->n_tasks, aq_cnnp_task_run, c, &dopt, o->rows, &ds, err);
@@ -382,7 +378,7 @@ static void ctx_free(aq_cnnp_ctx *c, aq_cnnp_outcome *o)
     aq_cnnq_capture_free(&c->cap);
     aq_cnnq_bnfold_free(c->folds, c->n_folds);
     aq_cnn_graph_free(&c->g);
-    free(c->calib), free(c->tasks), free(c->seq_choice);
+    free(c->calib), free(c->tasks), free(c->pin), free(c->task_of);
 }
 
 aq_status aq_cnnp_run(MPI_Comm comm, const aq_cnnp_args *a, aq_error *err)

@@ -56,14 +56,17 @@ typedef struct aq_cnnp_ctx {
     size_t n_calib, image;
     aq_layer_opts opts[AQ_CNNP_MAX_OPT];
     aq_fingerprint base;      /* model, images, indices, normalisation, method, settings */
-    aq_dist_task *tasks;      /* n_layers * n_opt, canonical order */
+    aq_dist_task *tasks;      /* the (layer, option) pairs a layer may take, canonical order */
     size_t n_tasks;
     const float *const *seq_x;/* sequential mode: layer inputs (NULL: parallel) */
-    int *seq_choice;          /* sequential mode: [n_layers] the one option of each layer */
+    int *pin;                 /* [n_layers]: the option the first matching --keep rule
+                                 gives (sequential: else the first option), or -1 */
+    long *task_of;            /* [n_layers * n_opt]: task index of (layer, option), or -1 */
 } aq_cnnp_ctx;
 
-/* The task of (layer i, option k): i * n_opt + k, or i in sequential mode. */
-size_t aq_cnnp_task_index(const aq_cnnp_ctx *c, int i, int k);
+/* The task of (layer i, option k), or -1: a pinned layer has only the task
+ * of its pinned option. */
+long aq_cnnp_task_index(const aq_cnnp_ctx *c, int i, int k);
 
 /* cnn_task.c */
 /* The fingerprint of every setting a result depends on (ctx->base). */

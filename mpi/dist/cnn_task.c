@@ -71,28 +71,31 @@ static void chain_of(const aq_cnnp_ctx *c, int i, char *buf, size_t n)
     if (!c->a->sequential) return;
     size_t used = 0;
     for (int j = 0; j < i && used + 16 < n; j++)
-        used += (size_t)snprintf(buf + used, n - used, "%s,", c->a->opt[c->seq_choice[j]]);
+        used += (size_t)snprintf(buf + used, n - used, "%s,", c->a->opt[c->pin[j]]);
 }
 
-size_t aq_cnnp_task_index(const aq_cnnp_ctx *c, int i, int k)
+long aq_cnnp_task_index(const aq_cnnp_ctx *c, int i, int k)
 {
-    return c->seq_choice ? (size_t)i : (size_t)i * (size_t)c->a->n_opt + (size_t)k;
+    return c->task_of[(size_t)i * (size_t)c->a->n_opt + (size_t)k];
 }
 
 aq_status aq_cnnp_tasks(aq_cnnp_ctx *c, aq_error *err)
 {
-    int L = c->cap.n_layers, K = c->seq_choice ? 1 : c->a->n_opt;
-    c->n_tasks = (size_t)L * (size_t)K;
-    c->tasks = calloc(c->n_tasks, sizeof *c->tasks);
-    if (!c->tasks) return aq_fail_nomem(err, "task list", c->n_tasks * sizeof *c->tasks);
+    int L = c->cap.n_layers, K = c->a->n_opt;
+    c->tasks = calloc((size_t)L * (size_t)K, sizeof *c->tasks);
+    c->task_of = malloc((size_t)L * (size_t)K * sizeof *c->task_of);
+    if (!c->tasks || !c->task_of) return aq_fail_nomem(err, "task list", (size_t)L * (size_t)K * sizeof *c->tasks);
+    c->n_tasks = 0;
     for (int i = 0; i < L; i++) {
         const aq_cnnq_layer *ly = &c->cap.layers[i];
         int64_t rows = (int64_t)c->n_calib * (aq_cnnp_layer_macs(ly) / ((int64_t)ly->d_out * ly->d_in));
         char chain[1024];
         chain_of(c, i, chain, sizeof chain);
-        for (int kk = 0; kk < K; kk++) {
-            int k = c->seq_choice ? c->seq_choice[i] : kk;
-            aq_dist_task *t = &c->tasks[aq_cnnp_task_index(c, i, k)];
+        for (int k = 0; k < K; k++) {
+            c->task_of[(size_t)i * (size_t)K + (size_t)k] = -1;
+            if (c->pin[i] >= 0 && c->pin[i] != k) continue; /* a task the allocation cannot choose */
+            c->task_of[(size_t)i * (size_t)K + (size_t)k] = (long)c->n_tasks;
+            aq_dist_task *t = &c->tasks[c->n_tasks++];
             const aq_layer_opts *o = &c->opts[k];
             int64_t it = c->a->method == AQ_CNNQ_ADAQUANT ? (int64_t)o->iters * (o->a_bits < 16 ? o->outer_iters : 1) : 1;
             t->layer = c->g.nodes[ly->node].name;
@@ -102,6 +105,7 @@ aq_status aq_cnnp_tasks(aq_cnnp_ctx *c, aq_error *err)
             t->fp = task_fp(c, t->layer, i, t->option, chain);
         }
     }
+    /* built in (layer, option) order already: this only checks the keys */
     return aq_dist_tasks_order(c->tasks, c->n_tasks, err);
 }
 
