@@ -11,6 +11,7 @@
 #include <mpi.h>
 
 #include "cli.h"
+#include "cmd_eval_cnn.h"
 #include "cmd_quantize_cnn.h"
 #include "dist/cnn_pipe.h"
 #include "dist/progress.h"
@@ -100,16 +101,6 @@ static int parse_keep(aq_cnnp_args *a, const char *s)
     return 0;
 }
 
-static int parse_range(const char *s, aq_cnnp_args *a)
-{
-    char *end;
-    a->eval_from = strtol(s, &end, 10);
-    if (end == s || *end != ':' || a->eval_from < 0) return -1;
-    const char *t = end + 1;
-    a->eval_to = strtol(t, &end, 10);
-    return end == t || *end || a->eval_to <= a->eval_from ? -1 : 0;
-}
-
 static int parse_one(aq_cnnp_args *a, int c, const char *v, int *have_norm)
 {
     long n;
@@ -121,7 +112,7 @@ static int parse_one(aq_cnnp_args *a, int c, const char *v, int *have_norm)
     case O_CN: return parse_long(v, 1, 1L << 24, &a->calib_count) ? aq_cli_usage(CMD, "invalid --calib-count '%s'", v) : 0;
     case O_EI: a->eval_images = v; return 0;
     case O_EL: a->eval_labels = v; return 0;
-    case O_ER: return parse_range(v, a) ? aq_cli_usage(CMD, "--eval-range must be A:B with 0 <= A < B, not '%s'", v) : 0;
+    case O_ER: return aq_cnn_parse_range(v, &a->eval_from, &a->eval_to) ? aq_cli_usage(CMD, "--eval-range must be A:B with 0 <= A < B, not '%s'", v) : 0;
     case O_NORM:
         if (aq_cnn_norm_parse(v, &a->norm, &e) != AQ_OK) return aq_cli_usage(CMD, "--normalize: %s", e.msg);
         return *have_norm = 1, 0;
