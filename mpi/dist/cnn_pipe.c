@@ -243,6 +243,9 @@ static aq_status finish_layers(const aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_erro
     }
     double t0 = aq_progress_now();
     aq_cnnq_seq seq = {c->calib, c->image, &c->a->norm, c->a->batch};
+    /* MERGE NOTE: cnn_tune.h as the cnntune branch changed it adds
+     * aq_cnnq_tune_opts.n_images (required) and .temperature; with it, pass
+     * a copy of c->a->tune with n_images = c->n_calib here. */
     if (st == AQ_OK)
         st = aq_cnnq_tune(&c->g, c->cap.layers, L, rp, c->folds, c->n_folds, &seq, &c->a->tune, &o->tune, err);
     o->t_tune = aq_progress_now() - t0;
