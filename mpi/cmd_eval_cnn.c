@@ -55,14 +55,14 @@ typedef struct cnn_args {
     long from, to; /* -1: the whole file */
 } cnn_args;
 
-static int parse_range(const char *s, cnn_args *a)
+int aq_cnn_parse_range(const char *s, long *from, long *to)
 {
     char *end;
-    a->from = strtol(s, &end, 10);
-    if (end == s || *end != ':' || a->from < 0) return -1;
+    *from = strtol(s, &end, 10);
+    if (end == s || *end != ':' || *from < 0) return -1;
     const char *t = end + 1;
-    a->to = strtol(t, &end, 10);
-    return end == t || *end || a->to <= a->from ? -1 : 0;
+    *to = strtol(t, &end, 10);
+    return end == t || *end || *to <= *from ? -1 : 0;
 }
 
 static int parse(int argc, char **argv, cnn_args *a)
@@ -89,7 +89,7 @@ static int parse(int argc, char **argv, cnn_args *a)
             a->have_norm = 1;
             break;
         case 'r':
-            if (parse_range(optarg, a))
+            if (aq_cnn_parse_range(optarg, &a->from, &a->to))
                 return aq_cli_usage(CMD, "--eval-range must be A:B with 0 <= A < B, not '%s'",
                                     optarg);
             break;

@@ -9,6 +9,8 @@
 int aq_eval_is_onnx(int argc, char **argv);
 /* The command itself (argv as aq_command.run gets it); the exit status. */
 int aq_eval_cnn_main(int argc, char **argv);
+/* --eval-range "A:B" (0 <= A < B) into *from, *to; -1 if malformed. */
+int aq_cnn_parse_range(const char *s, long *from, long *to);
 /* Its part of `adaquant eval --help`. */
 void aq_eval_cnn_help(FILE *out);
 

@@ -10,6 +10,7 @@
 #include "../src/model/model.h"
 #include "../src/text/tokenizer.h"
 #include "cli.h"
+#include "dist/cnn_pipe.h"
 #include "dist/pipeline_args.h"
 #include "export_gguf.h"
 #include "export_gptq.h"
@@ -23,6 +24,7 @@ static void export_help(FILE *out)
             "                       [--type-embd T] [--tokenizer TOK] [--name NAME]\n"
             "                       [--out FILE.gguf]\n"
             "       adaquant export OUTDIR --format gptq [--round-zeros] --out DIR\n"
+            "       adaquant export OUTDIR --format onnx-qdq --out FILE.onnx   (a quantized CNN)\n"
             "\n"
             "Write MODEL (a llama2.c .bin or an HF Llama directory) as a GGUF file that\n"
             "llama.cpp loads (architecture llama). With --quantized, the weights are the\n"
@@ -56,7 +58,7 @@ typedef struct export_args {
     const char *model, *quant, *tok, *out, *name;
     char tok_default[4096];
     aq_export_opts o;
-    int gptq, out_set, type_set;
+    int gptq, qdq, out_set, type_set;
     aq_export_gptq_opts g;
 } export_args;
 
@@ -92,9 +94,10 @@ static int parse(int argc, char **argv, export_args *a)
         switch (c) {
         case 'q': a->quant = optarg; break;
         case 'f':
-            if (strcmp(optarg, "gguf") && strcmp(optarg, "gptq"))
-                return aq_cli_usage(CMD, "--format must be gguf or gptq, not '%s'", optarg);
+            if (strcmp(optarg, "gguf") && strcmp(optarg, "gptq") && strcmp(optarg, "onnx-qdq"))
+                return aq_cli_usage(CMD, "--format must be gguf, gptq or onnx-qdq, not '%s'", optarg);
             a->gptq = !strcmp(optarg, "gptq");
+            a->qdq = !strcmp(optarg, "onnx-qdq");
             break;
         case 'Z': a->g.round_zeros = 1; break;
         case 'T':
@@ -113,7 +116,8 @@ static int parse(int argc, char **argv, export_args *a)
     }
     if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL argument");
     a->model = argv[optind];
-    if (a->gptq) return parse_gptq(a);
+    if (a->qdq && a->g.round_zeros) return aq_cli_usage(CMD, "--round-zeros applies to --format gptq only");
+    if (a->gptq || a->qdq) return parse_gptq(a); /* the same rules: OUTDIR in, --out required */
     if (a->g.round_zeros) return aq_cli_usage(CMD, "--round-zeros applies to --format gptq only");
     if (a->o.type_embd < 0) a->o.type_embd = a->o.type;
     a->o.name = a->name;
@@ -156,7 +160,9 @@ static int export_main(int argc, char **argv)
     int rc = parse(argc, argv, &a);
     if (rc) return rc;
     aq_error err = {0};
-    aq_status st = a.gptq ? aq_export_gptq(a.model, &a.g, a.out, &err) : run_export(&a, &err);
+    aq_status st = a.qdq    ? aq_cnnp_export_qdq(a.model, a.out, &err) /* docs/CNN.md */
+                   : a.gptq ? aq_export_gptq(a.model, &a.g, a.out, &err)
+                            : run_export(&a, &err);
     if (st != AQ_OK) return aq_cli_fail(CMD, &err);
     fprintf(stderr, "export: wrote %s\n", a.out);
     return 0;

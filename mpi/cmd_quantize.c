@@ -6,6 +6,8 @@
 #include <mpi.h>
 
 #include "cli.h"
+#include "cmd_eval_cnn.h"
+#include "cmd_quantize_cnn.h"
 #include "pipeline_cli.h"
 
 #define CMD "quantize"
@@ -28,10 +30,12 @@ static void quantize_help(FILE *out)
             "Every input is checked before any work starts.\n"
             "\n");
     aq_pipe_args_help(out, MASK);
+    aq_quantize_cnn_help(out);
 }
 
 static int quantize_run(int argc, char **argv)
 {
+    if (aq_eval_is_onnx(argc, argv)) return aq_quantize_cnn_main(argc, argv); /* docs/CNN.md */
     return aq_pipe_cli_run(CMD, MASK, aq_pipe_run_quantize, argc, argv);
 }
 
