@@ -196,6 +196,23 @@ static int refit_group(grp *g, uint8_t *u, float *s, float *z, size_t c0)
     float a16 = aq_fp16_to_fp32(aq_fp32_to_fp16((float)a));
     float best_s = *s, best_z = *z;
     double best = 0;
+    /* the current point's own neighbours: one fp16 step of the scale, one
+     * step of the zero point (or fp16 step of the min) */
+    for (int i = 0; i < 4; i++) {
+        float sc = *s, zc = *z;
+        if (i < 2) sc = fp16_step(*s, i ? 1 : -1);
+        else if (!two) break;
+        else if (g->o->ggml) zc = fp16_step(*z, (i == 2 ? 1 : -1) * (*z < 0 ? -1 : 1));
+        else zc = *z + (i == 2 ? 1.0f : -1.0f);
+        if (!isfinite(sc) || !isfinite(zc) || (!g->o->ggml && (!(sc > 0) || zc < 0 || zc > g->umax))) continue;
+        double d = group_delta(g, u, c0, sc, zc, dl);
+        if (d < best) {
+            best = d;
+            best_s = sc;
+            best_z = zc;
+            memcpy(best_dl, dl, gs * sizeof *dl);
+        }
+    }
     for (int i = -1; i <= 1; i++) {
         float sc = i ? fp16_step(a16, i) : a16;
         if (!isfinite(sc) || (!g->o->ggml && !(sc > 0))) continue;
