@@ -14,7 +14,8 @@ block formats (docs/FORMAT.md "Group formats"), end to end on stories260K.
 3. `adaquant eval --quantized` reproduces the perplexity quantize reported.
 4. `adaquant export --format gguf --quantized OUTDIR` writes the block layers
    in their own GGUF type with the stored bytes (rows permuted as for every q/k
-   export), read back by a GGUF parser written here from ggml's docs/gguf.md.
+   export), read back by a GGUF parser written here from ggml's docs/gguf.md;
+   `quantize --out-format gguf` wrote OUTDIR/model.gguf with the same tensors.
 5. llama.cpp (node-llama-cpp, tests/export.cmake) loads that file; its
    log-probs on 64 tokens match the reader's float64 forward of OUTDIR with
    ggml's Q8 rounding of the block layers' inputs (tolerance argued below).
@@ -129,8 +130,8 @@ def main():
     os.makedirs(work)
     outdir = os.path.join(work, "q")
     r = subprocess.run([aqtest.CLI, "quantize", aqtest.MODEL, "--tokenizer", aqtest.TOK, "--text", aqtest.TEXT,
-                        "--out", outdir] + QUANTIZE, capture_output=True, text=True)
-    check(r.returncode == 0, f"quantize with --options {MENU} --target-size {BUDGET}")
+                        "--out", outdir, "--out-format", "gguf"] + QUANTIZE, capture_output=True, text=True)
+    check(r.returncode == 0, f"quantize with --options {MENU} --target-size {BUDGET} --out-format gguf")
     if r.returncode:
         print(r.stderr[-2000:])
         return aqtest.finish("gguf_native")
@@ -191,6 +192,8 @@ def main():
         same &= t == GGML_ID[opt] and data[:rows.size] == rows.tobytes()
         n += 1
     check(same and n > 0, f"the GGUF holds the {n} block layers in their own type, byte for byte (others F32)")
+    direct = gguf_tensors(os.path.join(outdir, "model.gguf"))
+    check(direct == gt, "quantize --out-format gguf wrote OUTDIR/model.gguf with the same tensors as export")
 
     if not os.path.exists(os.path.join(npm_dir, "node_modules", "node-llama-cpp", "package.json")):
         print("skip: node-llama-cpp not installed (fixture npm_llamacpp): llama.cpp step not run")
@@ -205,12 +208,15 @@ def main():
         # The reference holds exactly the stored weights (bit-identical above)
         # and rounds the block layers' inputs to Q8 as ggml does; what it
         # cannot follow is which activations land on the other side of a
-        # rounding boundary in float32 vs float64, amplified by this tiny
-        # model: the Q8_0 export of test_export_gguf.py measured 0.37 max /
-        # 0.040 mean for the same effect and uses 0.5 / 0.06, as here.
+        # rounding boundary in float32 vs float64 (and llama.cpp's F16 KV
+        # cache), amplified by this tiny model: the Q8_0 export of
+        # test_export_gguf.py measured 0.37 max / 0.040 mean for the same
+        # effect; here (more layers at 4-5 bits) 0.30-0.42 max / 0.050-0.054
+        # mean on two calibrations: tolerance 0.5 / 0.08. A file holding other
+        # weights is ~1 away (the float model: next check).
         lp = res[0]
         ref = model_ref.log_softmax(GgmlActModel(outdir, {p for p, o in chosen.items() if o in GGML_ID}).forward(ids))
-        teg.compare("native blocks", lp, ref, 0.5, 0.06)
+        teg.compare("native blocks", lp, ref, 0.5, 0.08)
         fp = model_ref.log_softmax(model_ref.forward(cfgm, model_ref.load_model(aqtest.MODEL)[1], ids))
         dq, dfp = (np.abs(lp - x)[x > -30].mean() for x in (ref, fp))
         check(dq < 0.75 * dfp, f"closer to the quantized reference ({dq:.3g}) than to the float model ({dfp:.3g})")
