@@ -179,12 +179,32 @@ static void group_lsq(const grp *g, const double *x, size_t c0, int two, double 
     *dc = (h1 * xx - hx * x1) / det;
 }
 
+/* The best candidate (s, z) of a group so far and its weight change. */
+typedef struct cand {
+    double best;
+    float s, z;
+    double dl[AQ_GGML_QK * 4];
+} cand;
+
+/* Evaluate (sc, zc) for the group at c0; keep it in bc if it is better. */
+static void try_point(const grp *g, const uint8_t *u, size_t c0, float sc, float zc, cand *bc)
+{
+    double dl[AQ_GGML_QK * 4];
+    double d = group_delta(g, u, c0, sc, zc, dl);
+    if (d < bc->best) {
+        bc->best = d;
+        bc->s = sc;
+        bc->z = zc;
+        memcpy(bc->dl, dl, g->gs * sizeof *dl);
+    }
+}
+
 /* Refit group b's scale (and min or zero point) in closed form, then try the
  * fp16 value nearest the optimum and its neighbours; keep the best if it
  * lowers the loss. Returns 1 if changed. */
 static int refit_group(grp *g, uint8_t *u, float *s, float *z, size_t c0)
 {
-    double x[AQ_GGML_QK * 4], dl[AQ_GGML_QK * 4], best_dl[AQ_GGML_QK * 4];
+    double x[AQ_GGML_QK * 4];
     size_t gs = g->gs;
     int two = g->o->ggml ? g->has_m : 1;
     for (size_t j = 0; j < gs; j++)
@@ -194,8 +214,7 @@ static int refit_group(grp *g, uint8_t *u, float *s, float *z, size_t c0)
     /* W = a x + c: for wKgG a = s, c = -s z; for _1 a = d, c = m */
     double a = *s + da, c = (g->o->ggml ? *z : -(double)*s * *z) + dc;
     float a16 = aq_fp16_to_fp32(aq_fp32_to_fp16((float)a));
-    float best_s = *s, best_z = *z;
-    double best = 0;
+    cand bc = {.best = 0, .s = *s, .z = *z};
     /* the current point's own neighbours: one fp16 step of the scale, one
      * step of the zero point (or fp16 step of the min) */
     for (int i = 0; i < 4; i++) {
@@ -205,13 +224,7 @@ static int refit_group(grp *g, uint8_t *u, float *s, float *z, size_t c0)
         else if (g->o->ggml) zc = fp16_step(*z, (i == 2 ? 1 : -1) * (*z < 0 ? -1 : 1));
         else zc = *z + (i == 2 ? 1.0f : -1.0f);
         if (!isfinite(sc) || !isfinite(zc) || (!g->o->ggml && (!(sc > 0) || zc < 0 || zc > g->umax))) continue;
-        double d = group_delta(g, u, c0, sc, zc, dl);
-        if (d < best) {
-            best = d;
-            best_s = sc;
-            best_z = zc;
-            memcpy(best_dl, dl, gs * sizeof *dl);
-        }
+        try_point(g, u, c0, sc, zc, &bc);
     }
     for (int i = -1; i <= 1; i++) {
         float sc = i ? fp16_step(a16, i) : a16;
@@ -228,20 +241,14 @@ static int refit_group(grp *g, uint8_t *u, float *s, float *z, size_t c0)
                 zc = (float)zz;
             }
             if (!isfinite(zc)) continue;
-            double d = group_delta(g, u, c0, sc, zc, dl);
-            if (d < best) {
-                best = d;
-                best_s = sc;
-                best_z = zc;
-                memcpy(best_dl, dl, gs * sizeof *dl);
-            }
+            try_point(g, u, c0, sc, zc, &bc);
             if (!two) break;
         }
     }
-    if (!(best < 0)) return 0;
-    *s = best_s;
-    *z = best_z;
-    apply_delta(g, c0, best_dl, gs);
+    if (!(bc.best < 0)) return 0;
+    *s = bc.s;
+    *z = bc.z;
+    apply_delta(g, c0, bc.dl, gs);
     for (size_t j = 0; j < gs; j++) g->wq[c0 + j] = wval(g, u[c0 + j], *s, *z);
     return 1;
 }
