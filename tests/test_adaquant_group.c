@@ -199,6 +199,7 @@ int main(void)
     char *dir = aq_test_tmpdir("group");
     test_roundtrip(dir, "q4_1");
     test_roundtrip(dir, "w4g32");
+    free(dir);
 
     aq_layer_opts o;
     aq_error e = {0};
