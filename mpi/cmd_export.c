@@ -122,6 +122,7 @@ static int parse(int argc, char **argv, export_args *a)
     if (a->o.type_embd < 0) a->o.type_embd = a->o.type;
     a->o.name = a->name;
     a->o.quantized = a->quant != NULL;
+    a->o.qpath = a->quant;
     if (!a->tok && aq_default_tokenizer(a->model, a->tok_default, sizeof a->tok_default) == 0)
         a->tok = a->tok_default;
     if (!a->tok && a->quant &&

@@ -15,7 +15,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "../io/checkpoint.h"
 #include "../io/gguf.h"
+#include "../src/adaquant/adaquant.h"
 #include "../src/model/model_internal.h"
 #include "../src/quant/ggml_blocks.h"
 
@@ -25,6 +27,8 @@ typedef struct ex_tensor {
     int rows, cols;
     int heads; /* > 0: q/k rows reordered for interleaved RoPE, per head */
     int type;
+    const uint8_t *blocks; /* non-NULL: the stored ggml rows of `type`, copied as they are */
+    size_t row_bytes;
 } ex_tensor;
 
 int aq_export_parse_type(const char *s)
@@ -91,7 +95,8 @@ static aq_status stream_tensor(void *ctx, aq_gguf_sink *sink, aq_error *err)
     aq_status st = AQ_OK;
     for (int r = 0; r < t->rows && st == AQ_OK; r++) {
         const float *x = t->w + (size_t)src_row(t, r) * (size_t)t->cols;
-        if (t->type == AQ_GGML_F32) memcpy(buf, x, rb); /* GGUF is little-endian, as the hosts we build on */
+        if (t->blocks) memcpy(buf, t->blocks + (size_t)src_row(t, r) * rb, rb); /* rows are whole blocks */
+        else if (t->type == AQ_GGML_F32) memcpy(buf, x, rb); /* GGUF is little-endian, as the hosts we build on */
         else if (t->type == AQ_GGML_F16)
             for (int c = 0; c < t->cols; c++) {
                 uint16_t h = aq_fp32_to_fp16(x[c]);
@@ -172,8 +177,9 @@ static aq_status add_hparams(aq_gguf_writer *w, const aq_model *m, const aq_expo
 /* Add one 2-D weight, streamed; cols 0 = a 1-D F32 vector of `rows` (a bias:
  * q/k biases are reordered like their weights' rows). */
 static aq_status add_matrix(aq_gguf_writer *w, ex_tensor *t, const char *name, const float *data,
-                            int rows, int cols, int heads, int type, aq_error *err)
+                            int rows, int cols, int heads, int type, const uint8_t *blocks, aq_error *err)
 {
+    t->blocks = blocks;
     t->w = data;
     t->rows = rows;
     t->cols = cols ? cols : 1;
@@ -201,8 +207,33 @@ static const float *bias_of(const aq_model *m, int block, aq_linear which, int q
     return aq_model_linear_bias(m, block, which);
 }
 
+/* The stored blocks of linear (b, l) when the quantized checkpoint holds it
+ * in a ggml block type (src/adaquant/qlayer.h "qblocks"): its rows go out
+ * byte for byte. The loader validated them before (aq_model_load_quantized). */
+static aq_status native_blocks(aq_checkpoint *ck, int b, aq_linear l, int rows, int cols, ex_tensor *t,
+                               aq_error *err)
+{
+    char pre[200], key[256];
+    aq_linear_prefix(b, l, pre, sizeof pre);
+    snprintf(key, sizeof key, "quant.%s", pre);
+    const char *opt = ck ? aq_ckpt_meta_get(ck, key) : NULL;
+    aq_layer_opts q;
+    aq_layer_opts_default(&q);
+    if (!opt || aq_layer_opts_parse(opt, &q, NULL) != AQ_OK || !q.ggml) return AQ_OK;
+    const aq_tensor_view *v;
+    snprintf(key, sizeof key, "%s.qblocks", pre);
+    AQ_TRY(aq_ckpt_get(ck, key, &v, err));
+    size_t rb = aq_group_row_bytes(&q, (size_t)cols);
+    if (v->ndim != 2 || v->shape[0] != rows || (size_t)v->shape[1] != rb || rb == 0)
+        return aq_fail(err, AQ_ERR_SHAPE, "export: %s is not [%d, %zu]", key, rows, rb);
+    t->blocks = v->data;
+    t->row_bytes = rb;
+    t->type = q.gtype;
+    return AQ_OK;
+}
+
 static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opts *o,
-                             ex_tensor *ts, aq_error *err)
+                             aq_checkpoint *ck, ex_tensor *ts, aq_error *err)
 {
     static const char *const lin_names[AQ_LIN_COUNT] = {
         "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
@@ -213,7 +244,7 @@ static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opt
     /* an OUTDIR may hold the embedding at f16/wK: its quantized-mode lookup table */
     const float *embd = aq_model_embed_rows(m, o->quantized);
     AQ_TRY(add_matrix(w, &ts[k++], "token_embd.weight", embd, c->vocab_size, c->dim,
-                      0, o->type_embd, err));
+                      0, o->type_embd, NULL, err));
     for (int b = 0; b < c->n_layers; b++) {
         snprintf(name, sizeof name, "blk.%d.attn_norm.weight", b);
         AQ_TRY(aq_gguf_add_tensor(w, name, 1, ne1, AQ_GGML_F32, aq_model_norm(m, b, 0, o->quantized), err));
@@ -222,11 +253,14 @@ static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opt
             aq_model_lin_shape(m, (aq_linear)l, &rows, &cols);
             int heads = l == AQ_LIN_Q ? c->n_heads : l == AQ_LIN_K ? c->n_kv_heads : 0;
             snprintf(name, sizeof name, "blk.%d.%s.weight", b, lin_names[l]);
-            AQ_TRY(add_matrix(w, &ts[k++], name, weight_of(m, b, (aq_linear)l, o->quantized), rows,
-                              cols, heads, o->type, err));
+            ex_tensor nat = {0};
+            if (o->quantized) AQ_TRY(native_blocks(ck, b, (aq_linear)l, rows, cols, &nat, err));
+            AQ_TRY(add_matrix(w, &ts[k], name, weight_of(m, b, (aq_linear)l, o->quantized), rows,
+                              cols, heads, nat.blocks ? nat.type : o->type, nat.blocks, err));
+            k++;
             const float *bias = bias_of(m, b, (aq_linear)l, o->quantized);
             snprintf(name, sizeof name, "blk.%d.%s.bias", b, lin_names[l]);
-            if (bias) AQ_TRY(add_matrix(w, &ts[k++], name, bias, rows, 0, heads, AQ_GGML_F32, err));
+            if (bias) AQ_TRY(add_matrix(w, &ts[k++], name, bias, rows, 0, heads, AQ_GGML_F32, NULL, err));
         }
         snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", b);
         AQ_TRY(aq_gguf_add_tensor(w, name, 1, ne1, AQ_GGML_F32, aq_model_norm(m, b, 1, o->quantized), err));
@@ -239,7 +273,7 @@ static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opt
     size_t n = (size_t)c->vocab_size * (size_t)c->dim;
     int same = head == m->embed || (head != NULL && embd != m->embed && !memcmp(head, embd, n * sizeof *head));
     if (!same)
-        AQ_TRY(add_matrix(w, &ts[k++], "output.weight", head, c->vocab_size, c->dim, 0, o->type, err));
+        AQ_TRY(add_matrix(w, &ts[k++], "output.weight", head, c->vocab_size, c->dim, 0, o->type, NULL, err));
     return AQ_OK;
 }
 
@@ -251,15 +285,18 @@ aq_status aq_export_gguf(aq_model *m, const aq_tokenizer *tok, const char *tok_f
     ex_tensor *ts = calloc((size_t)m->cfg.n_layers * AQ_LIN_COUNT * 2 + 2, sizeof *ts);
     if (!ts) return aq_fail(err, AQ_ERR_NOMEM, "export: tensor table");
     aq_status st;
+    aq_checkpoint *ck = NULL;
+    if (o->quantized && o->qpath) AQ_TRY_GOTO(st, aq_ckpt_open(o->qpath, &ck, err), done);
     AQ_TRY_GOTO(st, aq_gguf_writer_new(&w, err), done);
     AQ_TRY_GOTO(st, add_hparams(w, m, o, err), done);
     AQ_TRY_GOTO(st, aq_export_add_vocab(w, tok, tok_file, m->cfg.vocab_size, err), done);
-    AQ_TRY_GOTO(st, add_tensors(w, m, o, ts, err), done);
+    AQ_TRY_GOTO(st, add_tensors(w, m, o, ck, ts, err), done);
     fprintf(stderr, "export: writing %s (%llu bytes)\n", path,
             (unsigned long long)aq_gguf_writer_size(w));
     st = aq_gguf_write(w, path, err);
 done:
     aq_gguf_writer_free(w);
+    if (ck) aq_ckpt_close(ck);
     free(ts);
     return st;
 }

@@ -15,6 +15,9 @@ typedef struct aq_export_opts {
     int type_embd;    /* of token_embd.weight */
     const char *name; /* general.name */
     int quantized;    /* 1: take the installed overrides (quantized model) */
+    const char *qpath;/* the quantized checkpoint (OUTDIR) the overrides came from, or
+                         NULL: its layers stored in a ggml block type (q4_0 ...) are
+                         written as they are stored, in that type, not re-quantized */
 } aq_export_opts;
 
 /* "F32", "F16", "Q8_0", ... (case-insensitive) -> ggml type; -1 if unknown. */

@@ -14,3 +14,17 @@ target_link_libraries(test_gguf_ref PRIVATE aq_testutil aq_io PkgConfig::JANSSON
 add_test(NAME gguf_ref COMMAND test_gguf_ref)
 set_tests_properties(gguf_ref PROPERTIES LABELS integration TIMEOUT 120 SKIP_RETURN_CODE 77
   FIXTURES_REQUIRED npm_refs ENVIRONMENT "${AQ_TEST_ENV};${AQ_HFTOK_ENV};AQ_TEST_ASSETS=")
+
+# gguf_native  integration: AdaQuant calibrated natively in llama.cpp's block
+#              types and a wKgG group format (tests/test_gguf_native.py):
+#              a reduced quantize under a byte budget, the independent reader
+#              (ggml_ref.py for the blocks) against adaquant's dequantisation
+#              bit for bit, eval --quantized, the GGUF export byte for byte,
+#              and llama.cpp's log-probs (node-llama-cpp, fixture of export.cmake).
+aq_script_test(NAME gguf_native
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_gguf_native.py
+          $<TARGET_FILE:test_reader_dump> ${CMAKE_CURRENT_BINARY_DIR}/gguf_native ${AQ_LLAMACPP_NPM_DIR}
+  LABELS integration TIMEOUT 300)
+set_tests_properties(gguf_native PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
+set_property(TEST gguf_native APPEND PROPERTY ENVIRONMENT
+  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")

@@ -6,3 +6,7 @@ aq_test(NAME test_pack SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_pack.c LIBS aq_q
 aq_test(NAME test_gptq
   SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_gptq.c ${CMAKE_SOURCE_DIR}/src/adaquant/gptq.c
   LIBS aq_quant aq_blas LABELS unit)
+# AdaQuant in the group formats (src/adaquant/group.c): losses against a row
+# sum of the decoded bytes, llama.cpp's RTN start, brute-force local
+# optimality, fp16 constraints, the qlayer round trip, option strings. ~0.2 s.
+aq_test(NAME test_adaquant_group SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_adaquant_group.c LIBS aq_adaquant LABELS unit)

@@ -244,8 +244,8 @@ static aq_status check_problem(const aq_coop_grid *g, const aq_coop_problem *p,
     if (!p->weight || !p->gram || !p->gram->loc)
         return aq_fail(err, AQ_ERR_ARG, "layer %s: cooperative run without weights or Gram", name);
     if (!aq_coop_runs_option(o))
-        return aq_fail(err, AQ_ERR_ARG, "layer %s: the cooperative path runs a16 options only "
-                       "(this option quantizes activations to %d bits)", name, o->a_bits);
+        return aq_fail(err, AQ_ERR_ARG, "layer %s: the cooperative path runs per-row a16 options only "
+                       "(this option: a%d, group %d)", name, o->a_bits, o->group);
     if (o->w_bits < 2 || o->w_bits > 8)
         return aq_fail(err, AQ_ERR_ARG, "layer %s: weight bits %d out of range (2..8)", name, o->w_bits);
     if (p->d_out == 0 || p->d_in == 0 || p->gram->D != p->d_in + 1)
@@ -582,5 +582,7 @@ aq_status aq_coop_layer_run(const aq_coop_grid *g, const aq_coop_problem *p,
 
 int aq_coop_runs_option(const aq_layer_opts *o)
 {
-    return o->a_bits >= 16;
+    /* per-row a16 options; the group formats (o->group > 0) have their own
+     * optimiser (src/adaquant/group.c) and run on one rank */
+    return o->a_bits >= 16 && o->group == 0;
 }

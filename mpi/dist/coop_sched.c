@@ -32,7 +32,7 @@ static void log_pick(FILE *log, const aq_pipe_cfg *c, const aq_coop_sched *cs, s
             "(cost > %g x total / %d)\n", cs->n_coop, cs->n, cs->q, c->coop_threshold, cs->q);
     if (n_act)
         fprintf(log, "adaquant: calibrate: cooperative: %zu tasks kept single-rank: their option quantizes "
-                "activations (the cooperative path runs a16 options only, docs/COOP.md)\n", n_act);
+                "activations or is a group format (the cooperative path runs per-row a16 options only, docs/COOP.md)\n", n_act);
     if (n_rows)
         fprintf(log, "adaquant: calibrate: cooperative: %zu tasks kept single-rank: the layer has fewer than "
                 "%d output rows (one per rank)\n", n_rows, cs->q);

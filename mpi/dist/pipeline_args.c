@@ -304,6 +304,12 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
     if (a->cfg.n_embed_options > 0 && a->cfg.sequential)
         return usage(cmd, "--mode sequential does not handle the tensor menu yet: give --embed-options '' (the "
                           "embedding stays F32)");
+    for (int k = 0; a->cfg.sequential && k < a->cfg.n_options; k++) {
+        aq_layer_opts go;
+        aq_layer_opts_default(&go);
+        if (aq_layer_opts_parse(a->cfg.options[k], &go, NULL) == AQ_OK && go.group > 0)
+            return usage(cmd, "--mode sequential does not handle group formats yet (option %s)", a->cfg.options[k]);
+    }
     if (!a->srows_given && aq_pipe_menu_quantizes_acts(&a->cfg))
         /* Activation quantizers are fitted on the row sample (A, B, C all come
          * from it): 1024 rows gave w4a8 perplexity 6.594 on stories260K, 8192
@@ -365,7 +371,9 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "  --sample-rows R        input rows kept per capture point for activation quantizers\n"
                 "                         (default 8192 when a menu option has M < 16, else 1024)\n"
                 "  --options LIST         bit options per layer (default w8a16,w6a16,w4a16,w3a16;\n"
-                "                         wKaM: K weight bits in 2,3,4,6,8, M activation bits 4,8,16)\n"
+                "                         wKaM: K weight bits in 2,3,4,6,8, M activation bits 4,8,16;\n"
+                "                         group formats, a16: q4_0, q4_1, q5_0, q5_1, q8_0 (llama.cpp's\n"
+                "                         blocks), wKgG (K-bit, fp16 scale per G = 32, 64, 128 weights))\n"
                 "  --embed-options LIST   options of the embedding and an untied classifier under a\n"
                 "                         budget in bytes (default f32,f16,w8,w6,w4; '' = kept F32):\n"
                 "                         f32, f16, wK = per-row K-bit codes (K in 2..8)\n"

@@ -92,6 +92,19 @@ static void layer_tensors(const aq_pipe_layer *L, const char *opt, int extra, ou
     aq_layer_opts_default(&q);
     aq_layer_opts_parse(opt, &q, NULL);
     snprintf(meta, mn, "%s", opt);
+    if (q.group > 0) { /* src/adaquant/qlayer.h: group formats */
+        if (L->d_in % q.group) return; /* absent: never chosen */
+        if (q.ggml)
+            put(o, n, L->name, "qblocks", AQ_U8, 2, L->d_out, (int64_t)aq_group_row_bytes(&q, (size_t)L->d_in));
+        else {
+            int64_t G = L->d_in / q.group;
+            put(o, n, L->name, "qweight", AQ_U8, 2, L->d_out, (int64_t)aq_packed_bytes((size_t)L->d_in, q.w_bits));
+            put(o, n, L->name, "w_scale", AQ_F16, 2, L->d_out, G);
+            put(o, n, L->name, "w_zero", AQ_U8, 2, L->d_out, G);
+        }
+        put(o, n, L->name, "bias", AQ_F32, 1, L->d_out, 0);
+        return;
+    }
     put(o, n, L->name, "qweight", AQ_U8, 2, L->d_out, (int64_t)aq_packed_bytes((size_t)L->d_in, q.w_bits));
     put(o, n, L->name, "w_scale", AQ_F32, 1, L->d_out, 0);
     put(o, n, L->name, "w_zero", AQ_F32, 1, L->d_out, 0);
@@ -115,6 +128,21 @@ static int owner_of(const aq_pipe_plan *p, const char *name, int *is_bias)
         if (l < p->n_layers && !strcmp(name + k, ".bias")) return *is_bias = 1, l;
     }
     return -1;
+}
+
+int aq_pipe_option_absent(const char *option, int64_t d_in)
+{
+    aq_layer_opts q;
+    aq_layer_opts_default(&q);
+    if (aq_layer_opts_parse(option, &q, NULL) != AQ_OK) return 0;
+    return q.group > 0 && d_in % q.group != 0;
+}
+
+int aq_pipe_task_absent(const aq_pipe_plan *p, size_t i)
+{
+    if (i >= p->n_lin_tasks) return 0;
+    size_t per_layer = p->n_lin_tasks / (size_t)p->n_layers; /* tasks are [layer][option] */
+    return aq_pipe_option_absent(p->tasks[i].option, p->layers[i / per_layer].d_in);
 }
 
 static const char *option_of(const aq_pipe_cfg *c, const aq_pipe_plan *p, int l, int k)

@@ -46,6 +46,13 @@ int64_t aq_pipe_budget_byte_value(const aq_pipe_budget *b, const aq_pipe_size *s
 aq_status aq_pipe_size_exact(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice, int64_t *bytes,
                              int64_t *safetensors, aq_error *err);
 
+/* A group option ("w4g32", "q4_0": src/adaquant/adaquant.h) is absent for a
+ * layer whose rows are not a multiple of its group, as llama.cpp falls back
+ * (stories260K's down_proj rows are 172 long): its task is not run and its
+ * row is not in the allocation table. */
+int aq_pipe_option_absent(const char *option, int64_t d_in);
+int aq_pipe_task_absent(const aq_pipe_plan *p, size_t task);
+
 /* The side files copied into OUTDIR: source path and name in OUTDIR, n <= 5. */
 typedef struct aq_pipe_side {
     int n;

@@ -25,6 +25,7 @@
 #include "coop_sched.h"
 #include "driver.h"
 #include "plan.h"
+#include "pipeline_size.h"
 #include "progress.h"
 #include "stage_calibrate.h"
 #include "stage_stats.h"
@@ -86,11 +87,11 @@ aq_status aq_pipe_write_task_result(const char *path, const aq_dist_task *task, 
                               int use_kl, aq_error *err)
 {
     double out_error = r->loss_final;
-    int64_t o = (int64_t)r->d_out, i = (int64_t)r->d_in;
+    int64_t o = (int64_t)r->d_out, i = (int64_t)r->d_in, ng = o * (int64_t)aq_result_groups(r);
     aq_tensor_view t[7] = {
         {"codes", AQ_U8, 2, {o, i}, r->codes, (size_t)(o * i)},
-        {"w_scale", AQ_F32, 1, {o}, r->w_scale, (size_t)o * 4},
-        {"w_zero", AQ_F32, 1, {o}, r->w_zero, (size_t)o * 4},
+        {"w_scale", AQ_F32, 1, {ng}, r->w_scale, (size_t)ng * 4},
+        {"w_zero", AQ_F32, 1, {ng}, r->w_zero, (size_t)ng * 4},
         {"bias", AQ_F32, 1, {o}, r->bias, (size_t)o * 4},
         {"a_scale", AQ_F32, 1, {1}, &r->a_scale, 4},
         {"a_zero", AQ_F32, 1, {1}, &r->a_zero, 4},
@@ -98,6 +99,9 @@ aq_status aq_pipe_write_task_result(const char *path, const aq_dist_task *task, 
     };
     aq_result_desc d = {.layer = task->layer, .option = task->option, .fp = task->fp, .n_tensors = 7, .tensors = t};
     int64_t row_bytes = (i * r->w_bits + 7) / 8;
+    aq_layer_opts go = {.w_bits = r->w_bits, .group = r->group, .ggml = r->ggml, .gtype = r->gtype};
+    int64_t scales = 3 * 32 * o; /* F32 scale, zero, bias per row */
+    if (r->group > 0) row_bytes = (int64_t)aq_group_row_bytes(&go, (size_t)i), scales = 32 * o;
     d.row = (aq_loss_row){.loss = use_kl ? kl : r->loss_final,
                           .loss_rtn = r->loss_rtn,
                           .loss_gptq = r->loss_gptq,
@@ -105,7 +109,7 @@ aq_status aq_pipe_write_task_result(const char *path, const aq_dist_task *task, 
                           .seconds = r->seconds,
                           .params = o * i,
                           .macs = o * i,
-                          .size_bits = o * row_bytes * 8 + 3 * 32 * o + (r->a_bits < 16 ? 64 : 0),
+                          .size_bits = o * row_bytes * 8 + scales + (r->a_bits < 16 ? 64 : 0),
                           .iterations = r->iterations,
                           .w_bits = r->w_bits,
                           .a_bits = r->a_bits};
@@ -187,6 +191,15 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
         if (!x->sens && x->kl.n > 0) AQ_TRY(aq_sens_new(x->m, x->kl.tokens, x->kl.lens, x->kl.n, 0, &x->sens, err));
         (void)index, (void)w;
         return aq_pipe_tensor_task(x->c, x->p, x->m, x->sens, task, path, err);
+    }
+    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
+    if (aq_pipe_option_absent(task->option, L->d_in)) { /* pipeline_size.h: a placeholder, never chosen */
+        aq_layer_opts go;
+        AQ_TRY(aq_pipe_layer_opts(x->c, task->option, &go, err));
+        aq_result_desc d = {.layer = task->layer, .option = task->option, .fp = task->fp};
+        d.row = (aq_loss_row){.params = (int64_t)L->d_out * L->d_in, .macs = (int64_t)L->d_out * L->d_in,
+                              .w_bits = go.w_bits, .a_bits = 16};
+        return aq_result_write(path, &d, err);
     }
     aq_stats s;
     aq_layer_problem pr;

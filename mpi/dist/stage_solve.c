@@ -123,6 +123,7 @@ static aq_status build_table(const aq_pipe_plan *p, const aq_loss_row *rows, con
     size_t n = sz ? p->n_tasks : p->n_lin_tasks;
     for (size_t i = 0; i < n; i++) {
         const aq_loss_row *r = &rows[i];
+        if (aq_pipe_task_absent(p, i)) continue; /* pipeline_size.h */
         AQ_TRY(aq_alloc_table_add(t, p->tasks[i].layer, p->tasks[i].option, r->params, r->w_bits, r->a_bits,
                                   r->macs, r->loss, sz ? 8 * sz->task_bytes[i] : 0, 0, err));
     }
@@ -161,12 +162,20 @@ aq_status aq_pipe_alloc(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pi
  * tensor menu); an extra outside the table stays -1 (F32). */
 void aq_pipe_choice_of(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_alloc_solution *sol, int *choice)
 {
-    for (int l = 0; l < p->n_layers; l++) choice[l] = (int)(sol->row[l] % (size_t)c->n_options);
+    /* table row -> task: absent group options have no row (build_table) */
+    size_t n_abs = 0;
+    for (size_t i = 0; i < p->n_lin_tasks; i++) n_abs += (size_t)aq_pipe_task_absent(p, i);
+    for (int l = 0; l < p->n_layers; l++) {
+        size_t k = 0, i = 0;
+        for (; i < p->n_lin_tasks; i++)
+            if (!aq_pipe_task_absent(p, i) && k++ == sol->row[l]) break;
+        choice[l] = (int)(i % (size_t)c->n_options);
+    }
     for (int e = 0; e < p->n_extra; e++) {
         choice[p->n_layers + e] = -1;
         if ((size_t)(p->n_layers + e) < sol->n_layers)
             choice[p->n_layers + e] =
-                (int)((sol->row[p->n_layers + e] - p->n_lin_tasks) % (size_t)c->n_embed_options);
+                (int)((sol->row[p->n_layers + e] + n_abs - p->n_lin_tasks) % (size_t)c->n_embed_options);
     }
 }
 

@@ -73,16 +73,28 @@ typedef struct aq_layer_opts {
     int act_fixed;     /* 1: use (act_scale, act_zero) as the activation quantizer, do not
                           fit or optimise it (grouped convolutions share one per tensor) */
     float act_scale, act_zero;
+    /* Group-wise formats (docs/QUANT_FORMATS.md "Calibrated group formats"):
+     * group > 0 = one fp16 scale per `group` consecutive weights of a row
+     * (d_in must be a multiple of it), optimised by aq_group_run; a16 only.
+     *   ggml 0: "wKgG" (K in 2..8, G in 32, 64, 128): asymmetric K-bit codes,
+     *           fp16 scale and integer zero point per group;
+     *   ggml 1: llama.cpp's block type gtype (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0;
+     *           group 32), option "q4_0" etc. */
+    int group;
+    int ggml;
+    int gtype;
 } aq_layer_opts;
 
 /* Defaults (w4a16, asymmetric, gptq init, auto mode; see docs/ADAQUANT.md for
  * how they were chosen). */
 void aq_layer_opts_default(aq_layer_opts *o);
 /* Parse "wKaM" (K in 2,3,4,6,8; M in 4,8,16; optional suffix "s" = symmetric
- * weights, e.g. "w4a8s") into o->w_bits/a_bits/symmetric. AQ_ERR_ARG naming
- * the string otherwise. */
+ * weights, e.g. "w4a8s") into o->w_bits/a_bits/symmetric, or a group format
+ * "wKgG" (K in 2..8, G in 32, 64, 128) or a ggml block type "q4_0", "q4_1",
+ * "q5_0", "q5_1", "q8_0" (case-insensitive) into w_bits/group/ggml/gtype with
+ * a_bits 16. AQ_ERR_ARG naming the string otherwise. */
 aq_status aq_layer_opts_parse(const char *option, aq_layer_opts *o, aq_error *err);
-/* The canonical option string of o ("w4a8", "w3a16s") into buf (>= 16 bytes). */
+/* The canonical option string of o ("w4a8", "w3a16s", "w4g32", "q4_0") into buf (>= 16 bytes). */
 void aq_layer_opts_string(const aq_layer_opts *o, char *buf, size_t n);
 /* The options of a tensor outside the linear layers (the token embedding, an
  * untied classifier; docs/FORMAT.md "Embedding and classifier"): "f32" (kept),
@@ -146,6 +158,12 @@ typedef struct aq_layer_result {
     aq_aq_mode mode_used;  /* GRAM or ROWS */
     double seconds;        /* wall time of aq_layer_run */
     uint64_t seed;         /* the derived seed actually used */
+    /* Group formats (opts.group > 0): w_scale and w_zero hold d_out * (d_in /
+     * group) values, row-major [d_out, groups]; scales are fp16-representable.
+     * wKgG: W = s_g * ((float)u - z_g), z_g an integer. ggml types: codes are
+     * q - qmin (q the block value of aq_ggml_block), w_scale the block's d,
+     * w_zero its m (Q4_1, Q5_1; 0 otherwise), W as ggml dequantizes. */
+    int group, ggml, gtype;
 } aq_layer_result;
 
 /* Run AdaQuant on one layer. *out is filled (arrays malloc'd, owned by the
@@ -158,8 +176,34 @@ aq_status aq_layer_run(const aq_layer_problem *p, const aq_layer_opts *o, aq_lay
 void aq_layer_result_free(aq_layer_result *r);
 
 /* Dequantised weights of a result: w[r,c] = w_scale[r] * (codes[r,c] - w_zero[r])
- * into out [d_out * d_in] (caller-owned). */
+ * (group formats: per group, as described above) into out [d_out * d_in]
+ * (caller-owned). */
 void aq_layer_result_dequant(const aq_layer_result *r, float *out);
+
+/* ---- Group formats (group.c) ---- */
+/* AdaQuant for opts.group > 0 (aq_layer_run calls it): Grams as for rows,
+ * start from round-to-nearest (llama.cpp's own quantize_row_*_ref bytes for
+ * the ggml types; an MSE-clipped grid per group with fp16 scale otherwise),
+ * then exact coordinate descent on the Gram loss, alternating: every code
+ * +-1 within its range; each group's scale (and min / zero) refit in closed
+ * form and rounded to fp16 (its fp16 neighbours tried too); the bias refit.
+ * Every move is accepted only if the exact loss of the stored (rounded)
+ * values decreases, so loss_final <= loss_init = loss_rtn. */
+aq_status aq_group_run(const aq_layer_problem *p, const aq_layer_opts *o, aq_layer_result *out,
+                       aq_error *err);
+/* Groups per row of a result or options (d_in / group; 1 when per row). */
+size_t aq_result_groups(const aq_layer_result *r);
+/* Row r of a group-format result dequantised (d_in floats). */
+void aq_group_dequant_row(const aq_layer_result *r, size_t row, float *out);
+/* Row r of a ggml-type result as ggml's block bytes (aq_ggml_row_bytes of
+ * them). AQ_ERR_ARG if a value is out of its format's range. */
+aq_status aq_group_pack_row(const aq_layer_result *r, size_t row, uint8_t *bytes, aq_error *err);
+/* The inverse: the codes/scale/zero of row r from its block bytes. */
+void aq_group_unpack_row(aq_layer_result *r, size_t row, const uint8_t *bytes);
+/* Stored bytes of one row of the weights of a group format (codes, fp16
+ * scales, and the zero points or mins): ggml types their block bytes, wKgG
+ * ceil(d_in K / 8) + 2 G + G (U8 zero points). */
+size_t aq_group_row_bytes(const aq_layer_opts *o, size_t d_in);
 
 /* --- Gram accumulation (for the capture / pipeline) ---
  * A += [x 1]^T [x 1] over n rows of x [n, d] (gram [(d+1)^2], float64). The

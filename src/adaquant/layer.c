@@ -402,6 +402,11 @@ aq_status aq_layer_run(const aq_layer_problem *p, const aq_layer_opts *o, aq_lay
         return st;
     }
     p = &pa;
+    if (o->group > 0) {
+        st = aq_group_run(p, o, out, err);
+        aq_problem_align_free(owned);
+        return st;
+    }
     run_ctx c;
     memset(&c, 0, sizeof c);
     c.p = p;
@@ -462,6 +467,10 @@ void aq_layer_result_free(aq_layer_result *r)
 
 void aq_layer_result_dequant(const aq_layer_result *r, float *out)
 {
+    if (r->group > 0) {
+        for (size_t i = 0; i < r->d_out; i++) aq_group_dequant_row(r, i, out + i * r->d_in);
+        return;
+    }
     for (size_t i = 0; i < r->d_out; i++)
         for (size_t j = 0; j < r->d_in; j++)
             out[i * r->d_in + j] = r->w_scale[i] * ((float)r->codes[i * r->d_in + j] - r->w_zero[i]);

@@ -4,6 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <strings.h>
+
+#include "../quant/ggml_blocks.h"
 #include "adaquant.h"
 #include "layer_state.h"
 
@@ -34,10 +37,43 @@ void aq_layer_opts_default(aq_layer_opts *o)
     o->compute_gptq = 1;
 }
 
+/* The group formats: "wKgG" and the ggml block types (adaquant.h). 1 if s is
+ * one (o filled), 0 if it is not of that shape, -1 if malformed (err set). */
+static int parse_group(const char *s, aq_layer_opts *o, aq_error *err)
+{
+    static const aq_ggml_type blk[] = {AQ_GGML_Q4_0, AQ_GGML_Q4_1, AQ_GGML_Q5_0, AQ_GGML_Q5_1, AQ_GGML_Q8_0};
+    for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++) {
+        const aq_ggml_format *f = aq_ggml_format_of(blk[i]);
+        if (strcasecmp(s, f->name)) continue;
+        o->w_bits = f->name[1] - '0';
+        o->a_bits = 16;
+        o->symmetric = 0;
+        o->group = AQ_GGML_QK;
+        o->ggml = 1;
+        o->gtype = (int)blk[i];
+        return 1;
+    }
+    int w = 0, g = 0, n = 0;
+    if (sscanf(s, "w%dg%d%n", &w, &g, &n) != 2 || n <= 0 || s[1] == '+' || s[1] == '-') return 0;
+    if (s[n] || w < 2 || w > 8 || (g != 32 && g != 64 && g != 128)) {
+        aq_fail(err, AQ_ERR_ARG, "bad option '%s': expected wKgG with K in 2..8 and G in 32, 64, 128", s);
+        return -1;
+    }
+    o->w_bits = w;
+    o->a_bits = 16;
+    o->symmetric = 0;
+    o->group = g;
+    o->ggml = 0;
+    o->gtype = 0;
+    return 1;
+}
+
 aq_status aq_layer_opts_parse(const char *option, aq_layer_opts *o, aq_error *err)
 {
     int w = 0, a = 0, n = 0;
     const char *s = option ? option : "";
+    int grp = parse_group(s, o, err);
+    if (grp) return grp > 0 ? AQ_OK : AQ_ERR_ARG;
     if (sscanf(s, "w%da%d%n", &w, &a, &n) != 2 || n <= 0)
         return aq_fail(err, AQ_ERR_ARG, "bad option '%s': expected wKaM, e.g. w4a8 or w3a16", s);
     int sym = 0;
@@ -52,12 +88,20 @@ aq_status aq_layer_opts_parse(const char *option, aq_layer_opts *o, aq_error *er
     o->w_bits = w;
     o->a_bits = a;
     o->symmetric = sym;
+    o->group = o->ggml = o->gtype = 0;
     return AQ_OK;
 }
 
 void aq_layer_opts_string(const aq_layer_opts *o, char *buf, size_t n)
 {
-    snprintf(buf, n, "w%da%d%s", o->w_bits, o->a_bits, o->symmetric ? "s" : "");
+    const aq_ggml_format *f = o->ggml ? aq_ggml_format_of((aq_ggml_type)o->gtype) : NULL;
+    if (f) {
+        snprintf(buf, n, "%s", f->name);
+        for (char *c = buf; *c; c++) *c = (char)(*c == 'Q' ? 'q' : *c);
+    } else if (o->group > 0)
+        snprintf(buf, n, "w%dg%d", o->w_bits, o->group);
+    else
+        snprintf(buf, n, "w%da%d%s", o->w_bits, o->a_bits, o->symmetric ? "s" : "");
 }
 
 aq_status aq_tensor_opt_parse(const char *s, int *bits, aq_error *err)

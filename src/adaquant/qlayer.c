@@ -9,11 +9,8 @@
 
 #include "../quant/quant.h"
 #include "qlayer.h"
+#include "qlayer_group.h"
 
-struct aq_qlayer_keep {
-    uint8_t *packed;
-    float act[2];
-};
 
 static void tname(char *buf, size_t n, const char *prefix, const char *suffix)
 {
@@ -24,6 +21,7 @@ aq_status aq_qlayer_add(aq_st_writer *w, const char *prefix, const aq_layer_resu
                         aq_qlayer_keep **keep, aq_error *err)
 {
     *keep = NULL;
+    if (r->group > 0) return aq_qlayer_group_add(w, prefix, r, keep, err);
     size_t rb = aq_packed_bytes(r->d_in, r->w_bits);
     aq_qlayer_keep *k = calloc(1, sizeof *k);
     if (!k || !(k->packed = malloc(r->d_out * rb > 0 ? r->d_out * rb : 1))) {
@@ -60,6 +58,7 @@ void aq_qlayer_keep_free(aq_qlayer_keep *k)
 {
     if (!k) return;
     free(k->packed);
+    free(k->extra);
     free(k);
 }
 
@@ -69,11 +68,12 @@ void aq_qlayer_free(aq_qlayer *q)
     free(q->codes);
     free(q->w_scale);
     free(q->weight);
+    free(q->blocks);
     memset(q, 0, sizeof *q);
 }
 
 /* Look up P.suffix as dtype dt with the given shape (ndim 1 or 2). */
-typedef aq_status (*find_fn)(void *src, const char *name, const aq_tensor_view **v, aq_error *err);
+typedef aq_qlayer_find_fn find_fn;
 
 static aq_status get_tensor(find_fn find, void *src, const char *label, const char *prefix,
                             const char *suffix, aq_dtype dt, int ndim, int64_t d0, int64_t d1,
@@ -118,6 +118,7 @@ static aq_status load_common(find_fn find, void *src, const char *label, const c
         return err ? err->code : AQ_ERR_FORMAT;
     }
     if (d_in == 0) return aq_fail(err, AQ_ERR_ARG, "%s: layer %s: d_in must be > 0", label, prefix);
+    if (o.group > 0) return aq_qlayer_group_load(find, src, label, &o, prefix, d_in, q, err);
     const aq_tensor_view *qw, *sc, *ze, *bi;
     char name[1024];
     tname(name, sizeof name, prefix, "qweight");

@@ -15,7 +15,19 @@
  * Dequantised   W[r,c] = w_scale[r] * (u[r,c] - w_zero[r])
  * Activations   x^ = a_scale * (clamp(round_half_even(x / a_scale) + a_zero, 0, 2^a_bits - 1) - a_zero)
  * Both zero points may be fractional; every operation is a float32 one, in the
- * order docs/FORMAT.md states exactly. */
+ * order docs/FORMAT.md states exactly.
+ *
+ * Group formats (aq_layer_opts.group > 0; docs/FORMAT.md "Group formats"):
+ *   "q4_0", "q4_1", "q5_0", "q5_1", "q8_0" (llama.cpp's block types):
+ *   P.qblocks  U8  [d_out, row_bytes]  each row = its d_in / 32 blocks exactly
+ *                                      as ggml stores them (what GGUF holds)
+ *   P.bias     F32 [d_out]
+ *   "wKgG":
+ *   P.qweight  U8  [d_out, ceil(d_in K / 8)] packed as above
+ *   P.w_scale  F16 [d_out, d_in / G]   > 0
+ *   P.w_zero   U8  [d_out, d_in / G]   integer zero points < 2^K
+ *   P.bias     F32 [d_out]
+ *   W[r,c] = (float)s * ((float)u - (float)z) of c's group. */
 #ifndef AQ_QLAYER_H
 #define AQ_QLAYER_H
 
@@ -36,6 +48,8 @@ void aq_qlayer_keep_free(aq_qlayer_keep *k);
 typedef struct aq_qlayer {
     size_t d_out, d_in;
     int w_bits, a_bits, symmetric;
+    int group, ggml, gtype; /* group formats: w_scale/w_zero are [d_out, d_in / group] */
+    uint8_t *blocks;        /* ggml types: [d_out, row bytes] the stored blocks; else NULL */
     uint8_t *codes;        /* [d_out * d_in] unpacked */
     float *w_scale, *w_zero, *bias; /* [d_out] */
     float a_scale, a_zero; /* 1, 0 when a_bits == 16 */

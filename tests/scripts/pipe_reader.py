@@ -174,8 +174,37 @@ def load_matrix(tensors, meta, base, cols, misread=None):
     return dequantize(unpack(q, cols, bits), scale, zero)
 
 
+GGML_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0")
+
+
+def load_group_layer(tensors, cfg, p, opt):
+    """FORMAT.md "Group formats": a ggml block type (P.qblocks, the bytes ggml
+    stores, dequantised by ggml_ref.py, the independent NumPy model of ggml) or
+    wKgG (W = fl32(s * fl32(u - z)) with fp16 s and integer z per G weights)."""
+    import ggml_ref
+    bias = tensors[p + ".bias"]
+    d_out, d_in = bias.shape[0], d_in_of(p, cfg)
+    assert p + ".weight" not in tensors and p + ".a_scale" not in tensors, p
+    if opt in GGML_TYPES:
+        qb = tensors[p + ".qblocks"]
+        qk, nb = ggml_ref.SIZE[opt.upper()]
+        assert qb.dtype == np.uint8 and qb.shape == (d_out, d_in // qk * nb) and d_in % qk == 0, (p, qb.shape)
+        w = ggml_ref.dequantize(opt.upper(), qb.tobytes()).reshape(d_out, d_in)
+        return w.astype(F32), bias, None
+    k, g = (int(v) for v in opt[1:].split("g"))
+    q, scale, zero = tensors[p + ".qweight"], tensors[p + ".w_scale"], tensors[p + ".w_zero"]
+    assert scale.dtype == np.float16 and zero.dtype == np.uint8 and scale.shape == (d_out, d_in // g), p
+    assert (zero < 2 ** k).all() and (scale > 0).all() and q.shape[1] == (d_in * k + 7) // 8, p
+    u = unpack(q, d_in, k).reshape(d_out, d_in // g, g).astype(F32)
+    w = scale.astype(F32)[:, :, None] * (u - zero.astype(F32)[:, :, None])
+    assert w.dtype == F32
+    return w.reshape(d_out, d_in), bias, None
+
+
 def load_layer(tensors, cfg, p, opt):
     """Dequantised float32 weight, bias, and (a_scale, a_zero, M) or None."""
+    if opt in GGML_TYPES or "g" in opt:
+        return load_group_layer(tensors, cfg, p, opt)
     wb, ab, sym = parse_option(opt)
     assert p + ".weight" not in tensors, p
     q, scale, zero = tensors[p + ".qweight"], tensors[p + ".w_scale"], tensors[p + ".w_zero"]
@@ -203,12 +232,13 @@ def mode_dequant(outdir, dumpdir):
     total = 0
     for p in sorted(layers):
         w, _, _ = load_layer(tensors, cfg, p, layers[p])
-        u = unpack(tensors[p + ".qweight"], w.shape[1], parse_option(layers[p])[0])
-        s, z = tensors[p + ".w_scale"][:, None], tensors[p + ".w_zero"][:, None]
-        once = (s.astype(F64) * (u.astype(F64) - z.astype(F64))).astype(F32)
-        other[0] += int((once != w).sum())
-        other[1] += int((s * u.astype(F32) - s * z != w).sum())
         total += w.size
+        if not (layers[p] in GGML_TYPES or "g" in layers[p]):  # per-row: the order-of-operations statistics
+            u = unpack(tensors[p + ".qweight"], w.shape[1], parse_option(layers[p])[0])
+            s, z = tensors[p + ".w_scale"][:, None], tensors[p + ".w_zero"][:, None]
+            once = (s.astype(F64) * (u.astype(F64) - z.astype(F64))).astype(F32)
+            other[0] += int((once != w).sum())
+            other[1] += int((s * u.astype(F32) - s * z != w).sum())
         ref = np.fromfile(os.path.join(dumpdir, p + ".f32"), dtype="<f4").reshape(w.shape)
         if not np.array_equal(w.view(np.uint32), ref.view(np.uint32)):
             bad = tuple(np.argwhere(w.view(np.uint32) != ref.view(np.uint32))[0])
