@@ -16,6 +16,7 @@ void aq_capture_opts_default(aq_capture_opts *o)
     o->block_first = o->block_last = -1;
     o->points_mask = (1 << AQ_CAP_COUNT) - 1;
     o->sample_rows = 1024;
+    o->sample_bytes = AQ_CAPTURE_SAMPLE_BYTES;
     o->cross_block = -1;
     o->batch_windows = 8;
 }
@@ -96,6 +97,14 @@ static aq_status check_opts(const aq_model *m, aq_capture_opts *o, aq_error *err
     return AQ_OK;
 }
 
+/* Rows kept for a point of width d: sample_rows, bounded by sample_bytes. */
+static int sample_cap(const aq_capture_opts *o, int d, int seq)
+{
+    size_t row = (size_t)d * sizeof(float) * (seq ? 2 : 1) + 2 * sizeof(uint32_t);
+    if (!o->sample_bytes || (size_t)o->sample_rows * row <= o->sample_bytes) return o->sample_rows;
+    return (int)(o->sample_bytes / row);
+}
+
 aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *opts, aq_capture **out,
                          aq_error *err)
 {
@@ -121,14 +130,14 @@ aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *opts, aq_capt
             s->block = b;
             s->point = (aq_cap_point)p;
             s->d = aq_cap_point_dim(m, (aq_cap_point)p);
-            AQ_TRY_GOTO(st, alloc_stat(s, seq, c->o.sample_rows, err), fail);
+            AQ_TRY_GOTO(st, alloc_stat(s, seq, sample_cap(&c->o, s->d, seq), err), fail);
         }
     if (c->o.head && (c->o.cross_block < 0 || c->o.cross_block == L)) {
         aq_capstat *s = &c->st[c->n++];
         s->block = L;
         s->point = AQ_CAP_HEAD;
         s->d = aq_cap_point_dim(m, AQ_CAP_HEAD);
-        AQ_TRY_GOTO(st, alloc_stat(s, seq, c->o.sample_rows, err), fail);
+        AQ_TRY_GOTO(st, alloc_stat(s, seq, sample_cap(&c->o, s->d, seq), err), fail);
     }
     aq_capture_reset(c);
     *out = c;
