@@ -229,7 +229,8 @@ static void widen(const float *x, size_t n, int d, double *out)
 }
 
 /* G += A^T B for A, B [n, d+1] float64 (G (d+1)^2). sym: A == B (dsyrk on the
- * lower triangle, then mirrored, so G stays exactly symmetric). */
+ * lower triangle only; aq_capture_mirror copies it to the upper one when the
+ * rows are all in, so G ends exactly symmetric). */
 static void gram_add(double *G, const double *A, const double *B, size_t n, int d, int sym)
 {
     double one = 1.0;
@@ -238,12 +239,25 @@ static void gram_add(double *G, const double *A, const double *B, size_t n, int 
     if (sym) {
         bli_dsyrk(BLIS_LOWER, BLIS_NO_TRANSPOSE, e, (dim_t)n, &one, (double *)A, 1, e, &one, G, e,
                   1);
-        for (dim_t i = 0; i < e; i++)
-            for (dim_t j = i + 1; j < e; j++)
-                G[i * e + j] = G[j * e + i];
     } else {
         bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, e, e, (dim_t)n, &one, (double *)A, 1, e,
                   (double *)B, e, 1, &one, G, e, 1);
+    }
+}
+
+static void mirror(double *G, int d)
+{
+    size_t e = (size_t)d + 1;
+    for (size_t i = 0; i < e; i++)
+        for (size_t j = i + 1; j < e; j++)
+            G[i * e + j] = G[j * e + i];
+}
+
+void aq_capture_mirror(aq_capture *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        mirror(c->st[i].gram, c->st[i].d);
+        if (c->st[i].gram_q) mirror(c->st[i].gram_q, c->st[i].d);
     }
 }
 

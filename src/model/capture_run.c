@@ -132,6 +132,7 @@ static aq_status run_windows(aq_capture *c, aq_model *m, const int *tokens, int 
             aq_error_prefix(err, "capture windows %d..%d", first_window + w0,
                             first_window + w0 + nb - 1);
     }
+    aq_capture_mirror(c);
     for (int i = 0; i < c->n; i++)
         aq_sample_sort(&c->st[i]);
     free(lens);
