@@ -30,43 +30,49 @@
 #include "stage_stats.h"
 
 typedef struct cap_ctx {
-    void **packed; /* [n_chunks] packed partials of this rank's chunks */
-    size_t *len;
-    aq_capture *total, *scratch;
+    aq_pipe_stream *s;
+    int owner; /* this rank merges */
 } cap_ctx;
 
-/* The chunk's packed partial, handed over (the merge frees it): no copy. */
+/* A chunk's partial as bytes for the owner. The owner's own chunks are merged
+ * from their objects (an empty buffer marks them): no copy. */
 static aq_status cap_pack(void *vctx, size_t chunk, void **buf, size_t *len, aq_error *err)
 {
     cap_ctx *x = vctx;
-    (void)err;
-    *buf = x->packed[chunk];
-    *len = x->len[chunk];
-    x->packed[chunk] = NULL;
-    return AQ_OK;
+    *buf = NULL;
+    *len = 0;
+    if (x->owner) return AQ_OK;
+    return aq_capture_pack(x->s->part[chunk], buf, len, err);
 }
 
 static aq_status cap_merge(void *vctx, size_t chunk, const void *buf, size_t len, aq_error *err)
 {
     cap_ctx *x = vctx;
-    AQ_TRY(aq_capture_unpack(x->scratch, buf, len, err));
-    return aq_capture_merge(x->total, x->scratch, err);
+    if (len == 0 && x->s->part[chunk]) return aq_capture_merge(x->s->total, x->s->part[chunk], err);
+    AQ_TRY(aq_capture_unpack(x->s->scratch, buf, len, err));
+    return aq_capture_merge(x->s->total, x->s->scratch, err);
 }
 
-/* Run block b on this rank's chunks from the residual stream, keeping each
- * chunk's packed partial. */
+/* *c made (first block) or moved to the block of o, zeroed. */
+static aq_status ready(aq_capture **c, aq_model *m, const aq_capture_opts *o, aq_error *err)
+{
+    if (!*c) return aq_capture_new(m, o, c, err);
+    return aq_capture_set_block(*c, o->cross_block >= 0 ? o->cross_block : o->block_first, err);
+}
+
+/* Run the block on this rank's chunks from the residual stream, one partial
+ * per chunk. */
 static aq_status run_chunks(aq_model *m, const aq_pipe_cfg *c, const int *tokens, aq_pipe_stream *s,
-                            aq_capture *cap, cap_ctx *x, aq_error *err)
+                            const aq_capture_opts *o, aq_error *err)
 {
     size_t D = (size_t)s->dim;
     for (size_t ch = s->lo; ch < s->hi; ch++) {
         int w0 = (int)ch * c->chunk_windows;
         int nw = c->windows - w0 < c->chunk_windows ? c->windows - w0 : c->chunk_windows;
         size_t r0 = (size_t)(w0 - s->w0) * c->seq_len * D;
-        aq_capture_reset(cap);
-        AQ_TRY(aq_capture_run_block(cap, m, tokens + (size_t)w0 * c->seq_len, w0, nw, c->seq_len, s->x + r0,
-                                    s->xq ? s->xq + r0 : NULL, err));
-        AQ_TRY(aq_capture_pack(cap, &x->packed[ch], &x->len[ch], err));
+        AQ_TRY(ready(&s->part[ch], m, o, err));
+        AQ_TRY(aq_capture_run_block(s->part[ch], m, tokens + (size_t)w0 * c->seq_len, w0, nw, c->seq_len,
+                                    s->x + r0, s->xq ? s->xq + r0 : NULL, err));
     }
     return AQ_OK;
 }
@@ -112,7 +118,8 @@ aq_status aq_pipe_stream_open(MPI_Comm comm, const aq_pipe_cfg *c, const aq_mode
     memset(s, 0, sizeof *s);
     s->n_chunks = (size_t)(c->windows + c->chunk_windows - 1) / (size_t)c->chunk_windows;
     s->owner = calloc(s->n_chunks, sizeof *s->owner);
-    if (!s->owner) return aq_fail_nomem(err, "chunk table", s->n_chunks * sizeof *s->owner);
+    s->part = calloc(s->n_chunks, sizeof *s->part);
+    if (!s->owner || !s->part) return aq_fail_nomem(err, "chunk table", s->n_chunks * sizeof *s->owner);
     for (int r = 0; r < size; r++) {
         size_t a, b;
         aq_dist_block_range(s->n_chunks, size, r, &a, &b);
@@ -135,6 +142,10 @@ aq_status aq_pipe_stream_open(MPI_Comm comm, const aq_pipe_cfg *c, const aq_mode
 
 void aq_pipe_stream_close(aq_pipe_stream *s)
 {
+    for (size_t ch = 0; ch < s->n_chunks && s->part; ch++) aq_capture_free(s->part[ch]);
+    free(s->part);
+    aq_capture_free(s->total);
+    aq_capture_free(s->scratch);
     free(s->owner);
     free(s->x);
     free(s->xq);
@@ -147,29 +158,16 @@ aq_status aq_pipe_capture_block(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *m
 {
     int rank;
     MPI_Comm_rank(comm, &rank);
-    cap_ctx x = {0};
-    aq_capture *cap = NULL;
-    x.packed = calloc(s->n_chunks, sizeof *x.packed);
-    x.len = calloc(s->n_chunks, sizeof *x.len);
-    aq_status st = x.packed && x.len ? AQ_OK : aq_fail_nomem(err, "chunk table", s->n_chunks);
-    if (st == AQ_OK) st = aq_capture_new(m, o, &cap, err);
-    if (st == AQ_OK) st = run_chunks(m, c, tokens, s, cap, &x, err);
-    if (st == AQ_OK && rank == owner_rank) {
-        st = aq_capture_new(m, o, &x.total, err);
-        if (st == AQ_OK) st = aq_capture_new(m, o, &x.scratch, err);
+    cap_ctx x = {s, rank == owner_rank};
+    aq_status st = run_chunks(m, c, tokens, s, o, err);
+    if (st == AQ_OK && x.owner) {
+        st = ready(&s->total, m, o, err);
+        if (st == AQ_OK) st = ready(&s->scratch, m, o, err);
     }
     st = aq_pipe_agree(comm, st, err);
-    if (st == AQ_OK)
-        st = aq_dist_merge_chunks(comm, owner_rank, s->n_chunks, s->owner, cap_pack, cap_merge, &x, 0, err);
-    if (st == AQ_OK && rank == owner_rank) st = write_stats(c, sub, x.total, fp, err);
-    st = aq_pipe_agree(comm, st, err);
-    for (size_t ch = 0; ch < s->n_chunks && x.packed; ch++) free(x.packed[ch]);
-    free(x.packed);
-    free(x.len);
-    aq_capture_free(cap);
-    aq_capture_free(x.total);
-    aq_capture_free(x.scratch);
-    return st;
+    if (st == AQ_OK) st = aq_dist_merge_chunks(comm, owner_rank, s->n_chunks, s->owner, cap_pack, cap_merge, &x, 0, err);
+    if (st == AQ_OK && x.owner) st = write_stats(c, sub, s->total, fp, err);
+    return aq_pipe_agree(comm, st, err);
 }
 
 /* Checkpoint this rank's chunks at the input of block `block`. */

@@ -20,6 +20,11 @@ typedef struct aq_pipe_stream {
     int dim;
     float *x;  /* [rows, dim] FP residual at the input of the next block */
     float *xq; /* sequential mode: the quantized upstream's, else NULL */
+    /* capture objects kept from block to block (aq_capture_set_block), so their
+     * large arrays are allocated once: one per own chunk, and the merged total
+     * plus an unpacking scratch once this rank has owned a block */
+    aq_capture **part; /* [n_chunks], NULL for other ranks' chunks */
+    aq_capture *total, *scratch;
 } aq_pipe_stream;
 
 aq_status aq_pipe_stream_open(MPI_Comm comm, const aq_pipe_cfg *c, const aq_model *m, int seq, aq_pipe_stream *s,

@@ -185,6 +185,19 @@ void aq_capture_reset(aq_capture *c)
     }
 }
 
+aq_status aq_capture_set_block(aq_capture *c, int block, aq_error *err)
+{
+    if (c->o.block_first != c->o.block_last || c->o.head || block < 0 || block >= c->n_layers)
+        return aq_fail(err, AQ_ERR_ARG, "capture: cannot move a capture of blocks %d..%d%s to block %d of %d",
+                       c->o.block_first, c->o.block_last, c->o.head ? " and the classifier" : "", block,
+                       c->n_layers);
+    c->o.block_first = c->o.block_last = block;
+    if (c->o.cross_block >= 0) c->o.cross_block = block;
+    for (int i = 0; i < c->n; i++) c->st[i].block = block;
+    aq_capture_reset(c);
+    return AQ_OK;
+}
+
 int aq_capture_count(const aq_capture *c)
 {
     return c->n;

@@ -92,6 +92,10 @@ aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *o, aq_capture
 void aq_capture_free(aq_capture *c);
 /* Zero the statistics (keep the configuration), for the next chunk. */
 void aq_capture_reset(aq_capture *c);
+/* Make a one-block capture (block_first = block_last, no classifier; cross mode
+ * follows) capture block `block` instead, zeroed: the streaming capture reuses
+ * its objects (and their memory) from block to block. AQ_ERR_ARG otherwise. */
+aq_status aq_capture_set_block(aq_capture *c, int block, aq_error *err);
 
 /* Accumulate windows [first_window, first_window + n_windows): tokens holds
  * n_windows * T ids (window w at tokens[(w - first_window) * T]). Windows are
