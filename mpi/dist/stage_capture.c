@@ -53,6 +53,12 @@ static aq_status cap_merge(void *vctx, size_t chunk, const void *buf, size_t len
     return aq_capture_merge(x->s->total, x->s->scratch, err);
 }
 
+int aq_pipe_chunk(const aq_pipe_cfg *c, size_t ch, int *w0)
+{
+    *w0 = (int)ch * c->chunk_windows;
+    return c->windows - *w0 < c->chunk_windows ? c->windows - *w0 : c->chunk_windows;
+}
+
 /* *c made (first block) or moved to the block of o, zeroed. */
 static aq_status ready(aq_capture **c, aq_model *m, const aq_capture_opts *o, aq_error *err)
 {
@@ -67,8 +73,7 @@ static aq_status run_chunks(aq_model *m, const aq_pipe_cfg *c, const int *tokens
 {
     size_t D = (size_t)s->dim;
     for (size_t ch = s->lo; ch < s->hi; ch++) {
-        int w0 = (int)ch * c->chunk_windows;
-        int nw = c->windows - w0 < c->chunk_windows ? c->windows - w0 : c->chunk_windows;
+        int w0, nw = aq_pipe_chunk(c, ch, &w0);
         size_t r0 = (size_t)(w0 - s->w0) * c->seq_len * D;
         AQ_TRY(ready(&s->part[ch], m, o, err));
         AQ_TRY(aq_capture_run_block(s->part[ch], m, tokens + (size_t)w0 * c->seq_len, w0, nw, c->seq_len,
@@ -175,8 +180,7 @@ static aq_status save_stream(const aq_pipe_cfg *c, const aq_pipe_stream *s, int 
                              aq_error *err)
 {
     for (size_t ch = s->lo; ch < s->hi; ch++) {
-        int w0 = (int)ch * c->chunk_windows;
-        int nw = c->windows - w0 < c->chunk_windows ? c->windows - w0 : c->chunk_windows;
+        int w0, nw = aq_pipe_chunk(c, ch, &w0);
         size_t r0 = (size_t)(w0 - s->w0) * c->seq_len;
         AQ_TRY(aq_resid_save(c->work, ch, block, fp, s->x + r0 * s->dim, (size_t)nw * c->seq_len, s->dim, err));
     }
@@ -188,8 +192,7 @@ static aq_status load_chunks(const aq_pipe_cfg *c, size_t lo, size_t hi, int blo
                              float *x, int dim, aq_error *err)
 {
     for (size_t ch = lo; ch < hi; ch++) {
-        int w0 = (int)ch * c->chunk_windows;
-        int nw = c->windows - w0 < c->chunk_windows ? c->windows - w0 : c->chunk_windows;
+        int w0, nw = aq_pipe_chunk(c, ch, &w0);
         size_t r0 = (size_t)(w0 - (int)lo * c->chunk_windows) * c->seq_len;
         AQ_TRY(aq_resid_load(c->work, ch, block, fp, x + r0 * dim, (size_t)nw * c->seq_len, dim, err));
     }

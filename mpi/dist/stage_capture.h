@@ -27,6 +27,9 @@ typedef struct aq_pipe_stream {
     aq_capture *total, *scratch;
 } aq_pipe_stream;
 
+/* Chunk ch's windows: the count, and the first in *w0. */
+int aq_pipe_chunk(const aq_pipe_cfg *c, size_t ch, int *w0);
+
 aq_status aq_pipe_stream_open(MPI_Comm comm, const aq_pipe_cfg *c, const aq_model *m, int seq, aq_pipe_stream *s,
                               aq_error *err);
 void aq_pipe_stream_close(aq_pipe_stream *s);

@@ -107,8 +107,7 @@ static aq_status advance_q(seq_ctx *x, const int *tokens, int blk, aq_error *err
     aq_capture_opts o;
     aq_capture_opts_default(&o);
     for (size_t ch = x->s.lo; ch < x->s.hi; ch++) {
-        int w0 = (int)ch * c->chunk_windows;
-        int nw = c->windows - w0 < c->chunk_windows ? c->windows - w0 : c->chunk_windows;
+        int w0, nw = aq_pipe_chunk(c, ch, &w0);
         AQ_TRY(aq_capture_advance(x->m, tokens + (size_t)w0 * c->seq_len, nw, c->seq_len, o.batch_windows, blk, 1,
                                   x->s.xq + (size_t)(w0 - x->s.w0) * c->seq_len * x->s.dim, err));
     }
