@@ -191,7 +191,7 @@ aq_status aq_result_encode(const aq_result_desc *d, unsigned char **buf, size_t 
         return aq_fail_nomem(err, "result file buffer", H + bound);
     }
     uLongf clen = bound;
-    int zs = compress2(out + H, &clen, raw, (uLong)raw_len, AQ_RESULT_ZLEVEL);
+    int zs = compress2(out + H, &clen, raw, (uLong)raw_len, d->stored ? Z_NO_COMPRESSION : AQ_RESULT_ZLEVEL);
     free(raw);
     if (zs != Z_OK) {
         free(out);

@@ -48,6 +48,9 @@ typedef struct aq_result_desc {
     aq_loss_row row;
     size_t n_tensors;
     const aq_tensor_view *tensors; /* names unique, shapes consistent with nbytes */
+    int stored; /* 1: zlib level 0 (stored blocks) instead of AQ_RESULT_ZLEVEL, for
+                   payloads deflate cannot shrink (float64 Grams: 4% at level 6 for
+                   ~20 s per 8-block dim-1024 capture); still deterministic */
 } aq_result_desc;
 
 /* A result read back. Owns everything: tensor names and data point into one

@@ -2,7 +2,9 @@
  * computation from the rows the forward hook delivers: Grams of [X 1]
  * (long-double reference), per-channel min/max, the row sample, chunked
  * partials merged in order vs one run, pack/unpack, and sequential-mode cross
- * statistics B = [X 1]^T [Xq 1], C = [Xq 1]^T [Xq 1]. */
+ * statistics B = [X 1]^T [Xq 1], C = [Xq 1]^T [Xq 1]; the streaming capture
+ * (one block per call from a kept residual stream) gives the same bits as the
+ * whole-model passes, in parallel and sequential mode. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +180,119 @@ static void test_parallel(aq_model *m, const int *tok)
     aq_capture_free(c3);
 }
 
+/* Exactly the same statistics (bitwise Grams: same rows, same batches, same
+ * summation order), cross statistics included when present. */
+static int same_point(const aq_capstat *x, const aq_capstat *y)
+{
+    if (!x || !y || x->d != y->d || x->n_rows != y->n_rows || x->n_sample != y->n_sample) return 0;
+    size_t g = (size_t)(x->d + 1) * (x->d + 1) * sizeof(double), v = (size_t)x->d * 4;
+    int ok = !memcmp(x->gram, y->gram, g) && !memcmp(x->xmin, y->xmin, v) && !memcmp(x->xmax, y->xmax, v);
+    ok &= !memcmp(x->sample, y->sample, x->n_sample * v) &&
+          !memcmp(x->sample_win, y->sample_win, (size_t)x->n_sample * 4) &&
+          !memcmp(x->sample_pos, y->sample_pos, (size_t)x->n_sample * 4);
+    if (x->cross || y->cross)
+        ok &= x->cross && y->cross && !memcmp(x->cross, y->cross, g) && !memcmp(x->gram_q, y->gram_q, g) &&
+              !memcmp(x->sample_q, y->sample_q, x->n_sample * v);
+    return ok;
+}
+
+/* Block by block from the residual stream == today's whole-model passes (the
+ * long-double reference of check_stat too), then errors. */
+static void test_streaming(aq_model *m, const int *tok)
+{
+    aq_error err = {0};
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.sample_rows = 50;
+    o.batch_windows = 4;
+    aq_capture *ref = NULL, *cb = NULL;
+    CHECK_OK(aq_capture_new(m, &o, &ref, &err), &err);
+    if (!ref) return;
+    CHECK_OK(aq_capture_run(ref, m, tok, 0, S, T, &err), &err);
+    rec r;
+    record(m, tok, 0, &r);
+    int L = aq_model_config(m)->n_layers, D = aq_model_config(m)->dim, same = 1;
+    float *x = calloc((size_t)S * T * D, sizeof *x);
+    double worst = 0;
+    o.block_first = o.block_last = 0;
+    CHECK_OK(aq_capture_new(m, &o, &cb, &err), &err);
+    for (int b = 0; b < L && cb; b++) {
+        if (b > 0) CHECK_OK(aq_capture_set_block(cb, b, &err), &err); /* the object moves on, zeroed */
+        CHECK_OK(aq_capture_run_block(cb, m, tok, 0, S, T, x, NULL, &err), &err);
+        for (int i = 0; i < aq_capture_count(cb); i++) {
+            const aq_capstat *s = aq_capture_stat(cb, i);
+            check_stat(s, &r, L, &worst);
+            same &= s->block == b && same_point(s, aq_capture_find(ref, b, s->point));
+        }
+    }
+    if (cb) CHECK(aq_capture_set_block(cb, L, &err) == AQ_ERR_ARG); /* no block L */
+    aq_capture_free(cb);
+    cb = NULL;
+    CHECK_MSG(same, "streaming capture differs from the whole-model passes");
+    printf("streaming capture: %d blocks bit-identical to aq_capture_run; Gram vs long double %.3g\n", L, worst);
+    /* misuse: two blocks, or no residual */
+    o.block_first = 0, o.block_last = 1;
+    CHECK_OK(aq_capture_new(m, &o, &cb, &err), &err);
+    CHECK(aq_capture_run_block(cb, m, tok, 0, S, T, x, NULL, &err) == AQ_ERR_ARG);
+    CHECK(aq_capture_set_block(cb, 1, &err) == AQ_ERR_ARG);
+    aq_capture_free(cb);
+    o.block_last = 0;
+    CHECK_OK(aq_capture_new(m, &o, &cb, &err), &err);
+    CHECK(aq_capture_run_block(cb, m, tok, 0, S, T, NULL, NULL, &err) == AQ_ERR_ARG);
+    aq_capture_free(cb);
+    rec_free(&r);
+    free(x);
+    aq_capture_free(ref);
+}
+
+/* Sequential mode with block 0 quantized: block 1's cross statistics from the
+ * two streams (FP and quantized upstream, advanced past block 0) == today's. */
+static void test_streaming_cross(aq_model *m, const int *tok)
+{
+    aq_error err = {0};
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.cross_block = 1;
+    o.sample_rows = 30;
+    o.batch_windows = 4;
+    aq_capture *ref = NULL, *cb = NULL;
+    CHECK_OK(aq_capture_new(m, &o, &ref, &err), &err);
+    CHECK_OK(aq_capture_new(m, &o, &cb, &err), &err);
+    int D = aq_model_config(m)->dim;
+    float *x = calloc((size_t)S * T * D, sizeof *x), *xq = calloc((size_t)S * T * D, sizeof *xq);
+    if (ref && cb && x && xq) {
+        CHECK_OK(aq_capture_run(ref, m, tok, 0, S, T, &err), &err);
+        CHECK_OK(aq_capture_advance(m, tok, S, T, 4, 0, 0, x, &err), &err);
+        CHECK_OK(aq_capture_advance(m, tok, S, T, 4, 0, 1, xq, &err), &err);
+        CHECK_OK(aq_capture_run_block(cb, m, tok, 0, S, T, x, xq, &err), &err);
+        int same = aq_capture_count(cb) == AQ_CAP_COUNT;
+        for (int i = 0; same && i < AQ_CAP_COUNT; i++)
+            same &= same_point(aq_capture_stat(cb, i), aq_capture_stat(ref, i));
+        CHECK_MSG(same, "streaming sequential capture differs from the whole-model passes");
+        CHECK(aq_capture_run_block(cb, m, tok, 0, S, T, x, NULL, &err) == AQ_ERR_ARG); /* xq needed */
+    }
+    aq_capture_free(ref);
+    aq_capture_free(cb);
+    free(x);
+    free(xq);
+}
+
+/* Row samples bounded in bytes: d = 64 floats + 8 id bytes = 264 bytes a row. */
+static void test_sample_bytes(aq_model *m)
+{
+    aq_error err = {0};
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.block_first = o.block_last = 0;
+    o.sample_rows = 100;
+    o.sample_bytes = 264 * 10 + 263; /* room for 10 rows of an attention input, not 11 */
+    aq_capture *c = NULL;
+    CHECK_OK(aq_capture_new(m, &o, &c, &err), &err);
+    const aq_capstat *s = c ? aq_capture_find(c, 0, AQ_CAP_ATTN_IN) : NULL;
+    CHECK(s && s->sample_cap == 10);
+    aq_capture_free(c);
+}
+
 /* w8 per-channel RTN weights + a8 activations on every linear of block 0. */
 static void quantize_block0(aq_model *m, const rec *fp)
 {
@@ -283,7 +398,10 @@ int main(void)
         tok[i] = i % T == 0 ? 1 : (int)((seed >> 8) % 512u);
     }
     test_parallel(m, tok);
-    test_sequential(m, tok);
+    test_streaming(m, tok);
+    test_sample_bytes(m);
+    test_sequential(m, tok); /* leaves block 0 quantized */
+    test_streaming_cross(m, tok);
     aq_model_free(m);
     free(mp);
     AQ_TEST_END();

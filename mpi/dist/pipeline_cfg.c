@@ -205,7 +205,9 @@ static void add_stats_fields(aq_fp_builder *b, const aq_pipe_cfg *c)
     aq_fp_add_i64(b, "windows", c->windows);
     aq_fp_add_i64(b, "seq_len", c->seq_len);
     aq_fp_add_i64(b, "chunk_windows", c->chunk_windows);
-    aq_fp_add_i64(b, "sample_rows", c->sample_rows);
+    /* the rows the capture keeps: none for a menu without activation quantizers
+     * (aq_pipe_capture_sample_rows), so a menu that adds one recaptures */
+    aq_fp_add_i64(b, "sample_rows", aq_pipe_menu_quantizes_acts(c) ? c->sample_rows : 0);
     aq_fp_add_u64(b, "sample_seed", c->sample_seed);
 }
 

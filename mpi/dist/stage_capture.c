@@ -1,11 +1,17 @@
-/* stage_capture.c — pipeline stage 1: per-capture-point input statistics.
+/* stage_capture.c — pipeline stage 1: per-capture-point input statistics,
+ * streamed: one forward pass in total.
  *
  * The calibration windows are cut into FIXED chunks of cfg.chunk_windows; the
- * chunks are spread over the ranks in contiguous blocks, each rank runs the FP
- * forward on its chunks, and rank 0 merges the chunk partials IN CHUNK ORDER
- * (aq_dist_merge_chunks + aq_capture_merge), so the float64 sums are the same
- * bytes for any number of ranks. This is done block by block: block b's
- * merged statistics live only on rank b mod P, which writes one file per
+ * chunks are spread over the ranks in contiguous blocks, and each rank keeps
+ * in memory the FP residual stream of its windows at the current block
+ * boundary (aq_pipe_stream). Block by block, each rank runs block b once on
+ * its chunks from that stream (aq_capture_run_block), which leaves block b+1's
+ * input in place, and the owner of block b, rank b mod P, merges the chunk
+ * partials IN CHUNK ORDER (aq_dist_merge_chunks + aq_capture_merge), so the
+ * float64 sums are the same bytes for any number of ranks, and the same as the
+ * whole-model passes of aq_capture_run. After each block every rank
+ * checkpoints its residuals (stage_capture_resid.c), so --resume restarts at
+ * the last finished block. The owner writes one file per
  * capture point, WORK/stats/<block>.<point>.aqs, in the result-file format
  * (io/resultfile.h: zlib, CRC32, fingerprint, atomic) with the tensors
  * gram F64 [d+1, d+1], xmin/xmax F32 [d], sample F32 [n, d],
@@ -14,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "../../src/model/capture.h"
 #include "../../src/text/textdata.h"
@@ -24,38 +31,54 @@
 #include "stage_stats.h"
 
 typedef struct cap_ctx {
-    void **packed; /* [n_chunks] packed partials of this rank's chunks */
-    size_t *len;
-    aq_capture *total, *scratch;
+    aq_pipe_stream *s;
+    int owner; /* this rank merges */
 } cap_ctx;
 
+/* A chunk's partial as bytes for the owner. The owner's own chunks are merged
+ * from their objects (an empty buffer marks them): no copy. */
 static aq_status cap_pack(void *vctx, size_t chunk, void **buf, size_t *len, aq_error *err)
 {
     cap_ctx *x = vctx;
-    *buf = malloc(x->len[chunk] ? x->len[chunk] : 1);
-    if (!*buf) return aq_fail_nomem(err, "capture partial", x->len[chunk]);
-    memcpy(*buf, x->packed[chunk], x->len[chunk]);
-    *len = x->len[chunk];
-    return AQ_OK;
+    *buf = NULL;
+    *len = 0;
+    if (x->owner) return AQ_OK;
+    return aq_capture_pack(x->s->part[chunk], buf, len, err);
 }
 
 static aq_status cap_merge(void *vctx, size_t chunk, const void *buf, size_t len, aq_error *err)
 {
     cap_ctx *x = vctx;
-    AQ_TRY(aq_capture_unpack(x->scratch, buf, len, err));
-    return aq_capture_merge(x->total, x->scratch, err);
+    if (len == 0 && x->s->part[chunk]) return aq_capture_merge(x->s->total, x->s->part[chunk], err);
+    AQ_TRY(aq_capture_unpack(x->s->scratch, buf, len, err));
+    return aq_capture_merge(x->s->total, x->s->scratch, err);
 }
 
-/* Run this rank's chunks, keeping each one's packed partial. */
-static aq_status run_chunks(aq_model *m, const aq_pipe_cfg *c, const int *tokens, size_t lo, size_t hi,
-                            aq_capture *cap, cap_ctx *x, aq_error *err)
+int aq_pipe_chunk(const aq_pipe_cfg *c, size_t ch, int *w0)
 {
-    for (size_t ch = lo; ch < hi; ch++) {
-        int w0 = (int)ch * c->chunk_windows;
-        int nw = c->windows - w0 < c->chunk_windows ? c->windows - w0 : c->chunk_windows;
-        aq_capture_reset(cap);
-        AQ_TRY(aq_capture_run(cap, m, tokens + (size_t)w0 * c->seq_len, w0, nw, c->seq_len, err));
-        AQ_TRY(aq_capture_pack(cap, &x->packed[ch], &x->len[ch], err));
+    *w0 = (int)ch * c->chunk_windows;
+    return c->windows - *w0 < c->chunk_windows ? c->windows - *w0 : c->chunk_windows;
+}
+
+/* *c made (first block) or moved to the block of o, zeroed. */
+static aq_status ready(aq_capture **c, aq_model *m, const aq_capture_opts *o, aq_error *err)
+{
+    if (!*c) return aq_capture_new(m, o, c, err);
+    return aq_capture_set_block(*c, o->cross_block >= 0 ? o->cross_block : o->block_first, err);
+}
+
+/* Run the block on this rank's chunks from the residual stream, one partial
+ * per chunk. */
+static aq_status run_chunks(aq_model *m, const aq_pipe_cfg *c, const int *tokens, aq_pipe_stream *s,
+                            const aq_capture_opts *o, aq_error *err)
+{
+    size_t D = (size_t)s->dim;
+    for (size_t ch = s->lo; ch < s->hi; ch++) {
+        int w0, nw = aq_pipe_chunk(c, ch, &w0);
+        size_t r0 = (size_t)(w0 - s->w0) * c->seq_len * D;
+        AQ_TRY(ready(&s->part[ch], m, o, err));
+        AQ_TRY(aq_capture_run_block(s->part[ch], m, tokens + (size_t)w0 * c->seq_len, w0, nw, c->seq_len,
+                                    s->x + r0, s->xq ? s->xq + r0 : NULL, err));
     }
     return AQ_OK;
 }
@@ -87,74 +110,164 @@ aq_status aq_pipe_load_calib(const aq_pipe_cfg *c, aq_model **m, int **tokens, a
     return st;
 }
 
-aq_status aq_pipe_capture_chunks(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *m, const int *tokens,
-                                 const aq_capture_opts *o, int owner_rank, const char *sub,
-                                 const aq_fingerprint *fp, aq_error *err)
+int aq_pipe_capture_sample_rows(const aq_pipe_cfg *c)
+{
+    return aq_pipe_menu_quantizes_acts(c) ? c->sample_rows : 0;
+}
+
+aq_status aq_pipe_stream_open(MPI_Comm comm, const aq_pipe_cfg *c, const aq_model *m, int seq, aq_pipe_stream *s,
+                              aq_error *err)
 {
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    size_t n_chunks = (size_t)(c->windows + c->chunk_windows - 1) / (size_t)c->chunk_windows;
-    cap_ctx x = {0};
-    aq_capture *cap = NULL;
-    int *owner = calloc(n_chunks, sizeof *owner);
-    x.packed = calloc(n_chunks, sizeof *x.packed);
-    x.len = calloc(n_chunks, sizeof *x.len);
-    aq_status st = owner && x.packed && x.len ? AQ_OK : aq_fail_nomem(err, "chunk table", n_chunks);
-    size_t lo = 0, hi = 0;
-    for (int r = 0; r < size && st == AQ_OK; r++) {
+    memset(s, 0, sizeof *s);
+    s->n_chunks = (size_t)(c->windows + c->chunk_windows - 1) / (size_t)c->chunk_windows;
+    s->owner = calloc(s->n_chunks, sizeof *s->owner);
+    s->part = calloc(s->n_chunks, sizeof *s->part);
+    if (!s->owner || !s->part) return aq_fail_nomem(err, "chunk table", s->n_chunks * sizeof *s->owner);
+    for (int r = 0; r < size; r++) {
         size_t a, b;
-        aq_dist_block_range(n_chunks, size, r, &a, &b);
-        for (size_t ch = a; ch < b; ch++) owner[ch] = r;
-        if (r == rank) lo = a, hi = b;
+        aq_dist_block_range(s->n_chunks, size, r, &a, &b);
+        for (size_t ch = a; ch < b; ch++) s->owner[ch] = r;
+        if (r == rank) s->lo = a, s->hi = b;
     }
-    if (st == AQ_OK) st = aq_capture_new(m, o, &cap, err);
-    if (st == AQ_OK) st = run_chunks(m, c, tokens, lo, hi, cap, &x, err);
-    if (st == AQ_OK && rank == owner_rank) {
-        st = aq_capture_new(m, o, &x.total, err);
-        if (st == AQ_OK) st = aq_capture_new(m, o, &x.scratch, err);
-    }
-    st = aq_pipe_agree(comm, st, err);
-    if (st == AQ_OK)
-        st = aq_dist_merge_chunks(comm, owner_rank, n_chunks, owner, cap_pack, cap_merge, &x, 0, err);
-    if (st == AQ_OK && rank == owner_rank) st = write_stats(c, sub, x.total, fp, err);
-    st = aq_pipe_agree(comm, st, err);
-    for (size_t ch = 0; ch < n_chunks && x.packed; ch++) free(x.packed[ch]);
-    free(x.packed);
-    free(x.len);
-    free(owner);
-    aq_capture_free(cap);
-    aq_capture_free(x.total);
-    aq_capture_free(x.scratch);
-    return st;
+    s->w0 = (int)s->lo * c->chunk_windows;
+    int end = (int)s->hi * c->chunk_windows;
+    s->nw = (end < c->windows ? end : c->windows) - s->w0;
+    if (s->nw < 0) s->nw = 0;
+    s->dim = aq_model_config(m)->dim;
+    s->rows = (size_t)s->nw * c->seq_len;
+    /* in memory: this rank's share of the tokens, one block boundary (docs/PIPELINE.md) */
+    size_t bytes = s->rows * (size_t)s->dim * sizeof(float) + 1;
+    s->x = malloc(bytes);
+    s->xq = seq ? malloc(bytes) : NULL;
+    if (!s->x || (seq && !s->xq)) return aq_fail_nomem(err, "residual stream", bytes);
+    return AQ_OK;
 }
 
-static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, aq_error *err)
+void aq_pipe_stream_close(aq_pipe_stream *s)
+{
+    for (size_t ch = 0; ch < s->n_chunks && s->part; ch++) aq_capture_free(s->part[ch]);
+    free(s->part);
+    aq_capture_free(s->total);
+    aq_capture_free(s->scratch);
+    free(s->owner);
+    free(s->x);
+    free(s->xq);
+    memset(s, 0, sizeof *s);
+}
+
+aq_status aq_pipe_capture_block(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *m, const int *tokens,
+                                const aq_capture_opts *o, aq_pipe_stream *s, int owner_rank, const char *sub,
+                                const aq_fingerprint *fp, aq_error *err)
+{
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    cap_ctx x = {s, rank == owner_rank};
+    aq_status st = run_chunks(m, c, tokens, s, o, err);
+    if (st == AQ_OK && x.owner) {
+        st = ready(&s->total, m, o, err);
+        if (st == AQ_OK) st = ready(&s->scratch, m, o, err);
+    }
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK) st = aq_dist_merge_chunks(comm, owner_rank, s->n_chunks, s->owner, cap_pack, cap_merge, &x, 0, err);
+    if (st == AQ_OK && x.owner) st = write_stats(c, sub, s->total, fp, err);
+    return aq_pipe_agree(comm, st, err);
+}
+
+/* Checkpoint this rank's chunks at the input of block `block`. */
+static aq_status save_stream(const aq_pipe_cfg *c, const aq_pipe_stream *s, int block, const aq_fingerprint *fp,
+                             aq_error *err)
+{
+    for (size_t ch = s->lo; ch < s->hi; ch++) {
+        int w0, nw = aq_pipe_chunk(c, ch, &w0);
+        size_t r0 = (size_t)(w0 - s->w0) * c->seq_len;
+        AQ_TRY(aq_resid_save(c->work, ch, block, fp, s->x + r0 * s->dim, (size_t)nw * c->seq_len, s->dim, err));
+    }
+    return AQ_OK;
+}
+
+/* Load chunks [lo, hi)'s residuals at block's input into x (laid out from chunk lo). */
+static aq_status load_chunks(const aq_pipe_cfg *c, size_t lo, size_t hi, int block, const aq_fingerprint *fp,
+                             float *x, int dim, aq_error *err)
+{
+    for (size_t ch = lo; ch < hi; ch++) {
+        int w0, nw = aq_pipe_chunk(c, ch, &w0);
+        size_t r0 = (size_t)(w0 - (int)lo * c->chunk_windows) * c->seq_len;
+        AQ_TRY(aq_resid_load(c->work, ch, block, fp, x + r0 * dim, (size_t)nw * c->seq_len, dim, err));
+    }
+    return AQ_OK;
+}
+
+/* Rank 0, --resume: the block to resume at: the first block k whose 4
+ * statistics files are not all valid (or the one before, whose input was
+ * checkpointed), provided every chunk's residual at k's input is valid; else 0. */
+static int resume_block(const aq_pipe_cfg *c, const aq_model *m, const aq_fingerprint *fp)
+{
+    int L = aq_model_config(m)->n_layers, D = aq_model_config(m)->dim, k = 0;
+    aq_error e = {0};
+    for (int ok = 1; k < L && ok; k += ok)
+        for (int p = 0; p < AQ_CAP_COUNT && ok; p++) {
+            aq_stats st;
+            ok = aq_stats_read(c->work, "stats", k, p, fp, &st, &e) == AQ_OK;
+            if (ok) aq_stats_free(&st);
+        }
+    size_t n_chunks = (size_t)(c->windows + c->chunk_windows - 1) / (size_t)c->chunk_windows;
+    float *x = malloc((size_t)c->chunk_windows * c->seq_len * D * sizeof(float) + 1); /* one chunk */
+    for (; k > 0 && x; k--) {
+        aq_status st = AQ_OK;
+        for (size_t ch = 0; ch < n_chunks && st == AQ_OK; ch++) st = load_chunks(c, ch, ch + 1, k, fp, x, D, &e);
+        if (st == AQ_OK) break;
+        fprintf(stderr, "adaquant: capture: cannot resume at block %d: %s\n", k, e.msg);
+    }
+    free(x);
+    return x ? k : 0;
+}
+
+/* The streaming capture of blocks k..L-1 (k: the resume point). */
+static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq_error *err)
 {
     aq_model *m = NULL;
-    int *tokens = NULL;
+    int *tokens = NULL, rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
     aq_status st = aq_pipe_load_calib(c, &m, &tokens, err);
     aq_capture_opts o;
     aq_capture_opts_default(&o);
-    o.sample_rows = c->sample_rows;
+    o.sample_rows = aq_pipe_capture_sample_rows(c);
     o.seed = c->sample_seed;
     aq_fingerprint fp = aq_pipe_stats_fp(c);
+    aq_pipe_stream s = {0};
+    if (st == AQ_OK) st = aq_pipe_stream_open(comm, c, m, 0, &s, err);
     st = aq_pipe_agree(comm, st, err);
-    /* one capture per block, owned (merged and written) by rank block mod P, so
-     * no rank holds more than its own blocks' statistics; the forward of block
-     * b stops after b, so the passes cost ~(L+1)/2 forwards in total */
-    int rank, size;
-    MPI_Comm_rank(comm, &rank);
-    MPI_Comm_size(comm, &size);
+    int k = 0;
+    if (st == AQ_OK && resume && rank == 0) k = resume_block(c, m, &fp);
+    MPI_Bcast(&k, 1, MPI_INT, 0, comm);
+    if (st == AQ_OK && k > 0) {
+        if (rank == 0) fprintf(stderr, "adaquant: capture: resuming at block %d (blocks 0..%d captured)\n", k, k - 1);
+        st = aq_pipe_agree(comm, load_chunks(c, s.lo, s.hi, k, &fp, s.x, s.dim, err), err);
+    }
+    /* block b is captured once: each rank runs it on its windows from the
+     * kept residuals; the owner of b, rank b mod P, merges and writes */
     int L = st == AQ_OK ? aq_model_config(m)->n_layers : 0;
-    for (int b = 0; st == AQ_OK && b < L; b++) {
+    double t0 = aq_progress_now(), c0 = (double)clock() / CLOCKS_PER_SEC;
+    for (int b = k; st == AQ_OK && b < L; b++) {
         char what[48];
         snprintf(what, sizeof what, "block %d of %d", b, L);
         st = aq_pipe_agree(comm, aq_dist_failpoint("capture", b, rank, what, err), err); /* test hook */
         if (st != AQ_OK) break;
         o.block_first = o.block_last = b;
-        st = aq_pipe_capture_chunks(comm, c, m, tokens, &o, b % size, "stats", &fp, err);
+        st = aq_pipe_capture_block(comm, c, m, tokens, &o, &s, b % size, "stats", &fp, err);
+        if (st == AQ_OK && b + 1 < L) st = aq_pipe_agree(comm, save_stream(c, &s, b + 1, &fp, err), err);
     }
+    if (st == AQ_OK && rank == 0) {
+        aq_resid_remove(c->work);
+        /* the figure bench/capture_bench.sh compares with one forward (model loading excluded) */
+        fprintf(stderr, "adaquant: capture: blocks %d..%d streamed in %.2f s (rank 0 CPU %.2f s) on %d rank%s\n", k,
+                L - 1, aq_progress_now() - t0, (double)clock() / CLOCKS_PER_SEC - c0, size, size > 1 ? "s" : "");
+    }
+    aq_pipe_stream_close(&s);
     free(tokens);
     aq_model_free(m);
     return st;
@@ -181,7 +294,7 @@ aq_status aq_pipe_capture(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq_pi
     } else {
         if (rank == 0) fprintf(stderr, "adaquant: capture: %d windows x %d tokens in chunks of %d\n", c->windows,
                                c->seq_len, c->chunk_windows);
-        st = capture_all(comm, c, err);
+        st = capture_all(comm, c, resume, err);
     }
     if (st == AQ_OK && rank == 0) st = aq_pipe_cfg_write(c, err);
     st = aq_pipe_agree(comm, st, err);

@@ -3,10 +3,17 @@
  * block, the chosen option of each of the block's 7 layers is recalibrated on
  * the inputs the already quantized upstream blocks produce (cross statistics
  * B = [X 1]^T [Xq 1], C = [Xq 1]^T [Xq 1]; the target stays the FP output).
- * Each block: install the new results of the previous block on every rank,
- * capture block b in cross mode over the fixed chunks (merged in chunk order
- * on rank 0, as stage 1), run its 7 tasks with the driver. Results live in
- * WORK/seq/results/, fingerprinted with the allocation they belong to. */
+ * Streamed as stage 1: every rank keeps, for its chunks of the windows, two
+ * residual streams at the current block boundary, the FP one (X) and the one
+ * the quantized upstream gives (Xq). Each block b: capture it in cross mode
+ * from both streams (one FP and one quantized run of block b, merged in chunk
+ * order on rank b mod P; the FP stream moves past b), run its 7 tasks with the
+ * driver, install their results on every rank, and move the quantized stream
+ * past b with them (a third run of block b). So the pass costs three block
+ * forwards per block, not two whole-model forwards. The streams live in
+ * memory only (2 x this rank's windows x seq_len x dim floats): a resumed
+ * sequential pass runs the blocks again, reusing their task results. Results
+ * live in WORK/seq/results/, fingerprinted with the allocation they belong to. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +30,7 @@ typedef struct seq_ctx {
     const aq_pipe_cfg *c; /* the sequential cfg (work = WORK/seq) */
     const aq_pipe_plan *p;
     aq_model *m;
+    aq_pipe_stream s; /* this rank's windows: FP and quantized-upstream residuals */
     aq_fingerprint stats_fp; /* of the current block's statistics */
 } seq_ctx;
 
@@ -91,6 +99,21 @@ static aq_status install_block(seq_ctx *x, const aq_dist_task *tasks, aq_error *
     return AQ_OK;
 }
 
+/* Move this rank's quantized-upstream stream past block blk, now installed,
+ * chunk by chunk in the capture's batches (block 0 runs from the embedding). */
+static aq_status advance_q(seq_ctx *x, const int *tokens, int blk, aq_error *err)
+{
+    const aq_pipe_cfg *c = x->c;
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    for (size_t ch = x->s.lo; ch < x->s.hi; ch++) {
+        int w0, nw = aq_pipe_chunk(c, ch, &w0);
+        AQ_TRY(aq_capture_advance(x->m, tokens + (size_t)w0 * c->seq_len, nw, c->seq_len, o.batch_windows, blk, 1,
+                                  x->s.xq + (size_t)(w0 - x->s.w0) * c->seq_len * x->s.dim, err));
+    }
+    return AQ_OK;
+}
+
 aq_fingerprint aq_pipe_alloc_fp(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice)
 {
     aq_fp_builder b;
@@ -131,7 +154,7 @@ static aq_status seq_block(MPI_Comm comm, seq_ctx *x, const int *tokens, int blk
 {
     aq_capture_opts o;
     aq_capture_opts_default(&o);
-    o.sample_rows = x->c->sample_rows;
+    o.sample_rows = aq_pipe_capture_sample_rows(x->c);
     o.seed = x->c->sample_seed;
     o.cross_block = blk;
     aq_fp_builder b;
@@ -142,7 +165,7 @@ static aq_status seq_block(MPI_Comm comm, seq_ctx *x, const int *tokens, int blk
     double t0 = aq_progress_now();
     int size;
     MPI_Comm_size(comm, &size);
-    AQ_TRY(aq_pipe_capture_chunks(comm, x->c, x->m, tokens, &o, blk % size, "stats", &x->stats_fp, err));
+    AQ_TRY(aq_pipe_capture_block(comm, x->c, x->m, tokens, &o, &x->s, blk % size, "stats", &x->stats_fp, err));
     double t1 = aq_progress_now();
     aq_dist_options opt;
     aq_dist_options_default(&opt, x->c->work);
@@ -167,6 +190,7 @@ aq_status aq_pipe_sequential(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_
     seq_ctx x = {.c = sc, .p = sp};
     int *tokens = NULL;
     if (st == AQ_OK) st = aq_pipe_load_calib(sc, &x.m, &tokens, err);
+    if (st == AQ_OK) st = aq_pipe_stream_open(comm, sc, x.m, 1, &x.s, err);
     st = aq_pipe_agree(comm, st, err);
     int n_blocks = p->n_layers / AQ_LIN_COUNT;
     aq_dist_task bt[AQ_LIN_COUNT];
@@ -178,8 +202,10 @@ aq_status aq_pipe_sequential(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_
         if (rank == 0) fprintf(stderr, "adaquant: sequential pass: block %d of %d\n", blk + 1, n_blocks);
         st = seq_block(comm, &x, tokens, blk, bt, resume, t, err);
         if (st == AQ_OK) st = install_block(&x, bt, err);
+        if (st == AQ_OK && blk + 1 < n_blocks) st = advance_q(&x, tokens, blk, err);
         st = aq_pipe_agree(comm, st, err);
     }
+    aq_pipe_stream_close(&x.s);
     free(tokens);
     aq_model_free(x.m);
     if (st != AQ_OK) aq_pipe_plan_free(sp);

@@ -37,7 +37,7 @@ aq_status aq_stats_write(const char *work, const char *sub, const aq_capstat *s,
         {"sample_q", AQ_F32, 2, {ns, d}, s->sample_q, (size_t)(ns * d) * 4},
     };
     aq_result_desc desc = {.layer = key, .option = "capture", .fp = *fp, .n_tensors = s->cross ? 10 : 7,
-                           .tensors = t};
+                           .tensors = t, .stored = 1}; /* Grams do not deflate (resultfile.h) */
     desc.row.loss = 0;
     desc.row.loss_rtn = desc.row.loss_gptq = desc.row.loss_init = 0;
     desc.row.w_bits = 32;

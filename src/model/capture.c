@@ -16,6 +16,7 @@ void aq_capture_opts_default(aq_capture_opts *o)
     o->block_first = o->block_last = -1;
     o->points_mask = (1 << AQ_CAP_COUNT) - 1;
     o->sample_rows = 1024;
+    o->sample_bytes = AQ_CAPTURE_SAMPLE_BYTES;
     o->cross_block = -1;
     o->batch_windows = 8;
 }
@@ -96,6 +97,14 @@ static aq_status check_opts(const aq_model *m, aq_capture_opts *o, aq_error *err
     return AQ_OK;
 }
 
+/* Rows kept for a point of width d: sample_rows, bounded by sample_bytes. */
+static int sample_cap(const aq_capture_opts *o, int d, int seq)
+{
+    size_t row = (size_t)d * sizeof(float) * (seq ? 2 : 1) + 2 * sizeof(uint32_t);
+    if (!o->sample_bytes || (size_t)o->sample_rows * row <= o->sample_bytes) return o->sample_rows;
+    return (int)(o->sample_bytes / row);
+}
+
 aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *opts, aq_capture **out,
                          aq_error *err)
 {
@@ -121,14 +130,14 @@ aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *opts, aq_capt
             s->block = b;
             s->point = (aq_cap_point)p;
             s->d = aq_cap_point_dim(m, (aq_cap_point)p);
-            AQ_TRY_GOTO(st, alloc_stat(s, seq, c->o.sample_rows, err), fail);
+            AQ_TRY_GOTO(st, alloc_stat(s, seq, sample_cap(&c->o, s->d, seq), err), fail);
         }
     if (c->o.head && (c->o.cross_block < 0 || c->o.cross_block == L)) {
         aq_capstat *s = &c->st[c->n++];
         s->block = L;
         s->point = AQ_CAP_HEAD;
         s->d = aq_cap_point_dim(m, AQ_CAP_HEAD);
-        AQ_TRY_GOTO(st, alloc_stat(s, seq, c->o.sample_rows, err), fail);
+        AQ_TRY_GOTO(st, alloc_stat(s, seq, sample_cap(&c->o, s->d, seq), err), fail);
     }
     aq_capture_reset(c);
     *out = c;
@@ -176,6 +185,19 @@ void aq_capture_reset(aq_capture *c)
     }
 }
 
+aq_status aq_capture_set_block(aq_capture *c, int block, aq_error *err)
+{
+    if (c->o.block_first != c->o.block_last || c->o.head || block < 0 || block >= c->n_layers)
+        return aq_fail(err, AQ_ERR_ARG, "capture: cannot move a capture of blocks %d..%d%s to block %d of %d",
+                       c->o.block_first, c->o.block_last, c->o.head ? " and the classifier" : "", block,
+                       c->n_layers);
+    c->o.block_first = c->o.block_last = block;
+    if (c->o.cross_block >= 0) c->o.cross_block = block;
+    for (int i = 0; i < c->n; i++) c->st[i].block = block;
+    aq_capture_reset(c);
+    return AQ_OK;
+}
+
 int aq_capture_count(const aq_capture *c)
 {
     return c->n;
@@ -220,7 +242,8 @@ static void widen(const float *x, size_t n, int d, double *out)
 }
 
 /* G += A^T B for A, B [n, d+1] float64 (G (d+1)^2). sym: A == B (dsyrk on the
- * lower triangle, then mirrored, so G stays exactly symmetric). */
+ * lower triangle only; aq_capture_mirror copies it to the upper one when the
+ * rows are all in, so G ends exactly symmetric). */
 static void gram_add(double *G, const double *A, const double *B, size_t n, int d, int sym)
 {
     double one = 1.0;
@@ -229,12 +252,25 @@ static void gram_add(double *G, const double *A, const double *B, size_t n, int 
     if (sym) {
         bli_dsyrk(BLIS_LOWER, BLIS_NO_TRANSPOSE, e, (dim_t)n, &one, (double *)A, 1, e, &one, G, e,
                   1);
-        for (dim_t i = 0; i < e; i++)
-            for (dim_t j = i + 1; j < e; j++)
-                G[i * e + j] = G[j * e + i];
     } else {
         bli_dgemm(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, e, e, (dim_t)n, &one, (double *)A, 1, e,
                   (double *)B, e, 1, &one, G, e, 1);
+    }
+}
+
+static void mirror(double *G, int d)
+{
+    size_t e = (size_t)d + 1;
+    for (size_t i = 0; i < e; i++)
+        for (size_t j = i + 1; j < e; j++)
+            G[i * e + j] = G[j * e + i];
+}
+
+void aq_capture_mirror(aq_capture *c)
+{
+    for (int i = 0; i < c->n; i++) {
+        mirror(c->st[i].gram, c->st[i].d);
+        if (c->st[i].gram_q) mirror(c->st[i].gram_q, c->st[i].d);
     }
 }
 

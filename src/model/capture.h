@@ -39,12 +39,20 @@
 
 #include "model.h"
 
+/* Default byte bound of one point's row sample: 64 MiB keeps 8192 rows up to
+ * d = 2047 and ~5950 rows of a d = 2816 MLP input (a rank holds one block's 4
+ * points while it captures). */
+#define AQ_CAPTURE_SAMPLE_BYTES ((size_t)64 << 20)
+
 typedef struct aq_capture_opts {
     int block_first, block_last; /* blocks to capture (inclusive); -1,-1 = all; an empty
                                     range (first = last + 1) + head = classifier only */
     int points_mask;             /* bit p = capture point p (default all 4 = 0xF) */
     int head;                    /* also capture the classifier input */
     int sample_rows;             /* rows kept per point (0 = none); default 1024 */
+    size_t sample_bytes;         /* and at most this many bytes of sampled rows per point
+                                    (d floats + 8 bytes of ids a row, twice the floats in
+                                    sequential mode): default AQ_CAPTURE_SAMPLE_BYTES; 0 = no bound */
     uint64_t seed;               /* sample hash seed; default 0 */
     int cross_block;             /* -1: off; b: sequential mode statistics for block b
                                     (requires overrides upstream; also restricts the
@@ -84,12 +92,34 @@ aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *o, aq_capture
 void aq_capture_free(aq_capture *c);
 /* Zero the statistics (keep the configuration), for the next chunk. */
 void aq_capture_reset(aq_capture *c);
+/* Make a one-block capture (block_first = block_last, no classifier; cross mode
+ * follows) capture block `block` instead, zeroed: the streaming capture reuses
+ * its objects (and their memory) from block to block. AQ_ERR_ARG otherwise. */
+aq_status aq_capture_set_block(aq_capture *c, int block, aq_error *err);
 
 /* Accumulate windows [first_window, first_window + n_windows): tokens holds
  * n_windows * T ids (window w at tokens[(w - first_window) * T]). Windows are
  * run in batches of opts.batch_windows. Errors from the forward (bad token). */
 aq_status aq_capture_run(aq_capture *c, aq_model *m, const int *tokens, int first_window,
                          int n_windows, int T, aq_error *err);
+
+/* Streaming capture of ONE block b (opts: block_first = block_last = b, no
+ * classifier; or cross_block = b): the same batches and sums as aq_capture_run,
+ * but the forward starts at block b from the residual stream the caller keeps
+ * and stops after it, so capturing every block costs one forward in total.
+ * x [n_windows * T, dim]: on entry the FP residual at block b's input (ignored
+ * for b = 0: the embedding), on exit the FP residual after block b (block b+1's
+ * input). xq (sequential mode only, else NULL): the residual the quantized
+ * upstream gives at block b's input (ignored for b = 0), not changed: advance
+ * it with aq_capture_advance once block b's overrides are installed. Block b is
+ * acquired for the call (aq_model_block_acquire). */
+aq_status aq_capture_run_block(aq_capture *c, aq_model *m, const int *tokens, int first_window,
+                               int n_windows, int T, float *x, const float *xq, aq_error *err);
+/* x (as above, n_windows windows of T tokens) := block `block` applied to it, FP
+ * (quantized 0) or with the installed overrides (1), without capture, in batches
+ * of batch_windows windows (the capture's batches). */
+aq_status aq_capture_advance(aq_model *m, const int *tokens, int n_windows, int T, int batch_windows, int block,
+                             int quantized, float *x, aq_error *err);
 
 /* dst += src (same configuration; AQ_ERR_ARG otherwise). Merge chunks in order. */
 aq_status aq_capture_merge(aq_capture *dst, const aq_capture *src, aq_error *err);

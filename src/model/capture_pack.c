@@ -116,6 +116,16 @@ aq_status aq_capture_pack(const aq_capture *c, void **out, size_t *len, aq_error
 {
     buf b = {0};
     uint32_t n = (uint32_t)c->n;
+    size_t need = 12; /* the exact size, so the buffer is allocated once (Grams are large) */
+    for (int i = 0; i < c->n; i++) {
+        void *ptr[11];
+        size_t sz[11];
+        int k = arrays(&c->st[i], ptr, sz, c->st[i].n_sample);
+        need += 5 * sizeof(int32_t) + 8;
+        for (int a = 0; a < k; a++) need += sz[a];
+    }
+    b.p = malloc(need);
+    b.cap = b.p ? need : 0;
     int ok = put(&b, "AQCAP1\0\0", 8) && put(&b, &n, 4);
     for (int i = 0; ok && i < c->n; i++) {
         aq_capstat *s = &c->st[i];
