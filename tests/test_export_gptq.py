@@ -333,7 +333,7 @@ def bad_input(work, base):
     blocker = os.path.join(work, "blocker")
     open(blocker, "w").close()
     cases = [
-        ("an unknown format", [aqtest.CLI, "export", base, "--format", "awq", "--out", "x"], 2, "gguf or gptq", None),
+        ("an unknown format", [aqtest.CLI, "export", base, "--format", "awq", "--out", "x"], 2, "gguf, gptq or onnx-qdq", None),
         ("a fractional zero without --round-zeros", None, 1, "is not an integer", asym),
         ("a zero point 0 and codes up to 2^K - 1", None, 1,
          f"row {pipe_reader.read_safetensors(os.path.join(zero0, 'model.safetensors'))[1]['zero0_row']}: "
