@@ -8,7 +8,7 @@ usage: coop_pipeline.py DIR
     2 ranks) at P = 2 and P = 4: byte-identical model.safetensors, quantization.json
     and config.json (at P = 4 two groups of 2 run at once);
   * which tasks ran cooperatively, counted by hand: 5 blocks x 7 linears = 35 layers,
-    two options: 70 tasks; report.json lists the 70, each on 2 ranks with its time
+    one option: 35 tasks; report.json lists the 35, each on 2 ranks with its time
     (the choice of tasks, a8 options kept single-rank, is test_plan's: cheaper there);
   * quantized perplexity within 0.5% of the single-rank path's (P = 1, no --coop-ranks;
     the issue's bound);
@@ -27,9 +27,10 @@ import time
 
 from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures, finish, missing_asset
 
-# reduced settings (as tests/test_pipeline.py: 8 windows x 64 tokens, cheap AdaQuant)
+# reduced settings (as tests/test_pipeline.py: 8 windows x 64 tokens, cheap AdaQuant; one
+# option, so 35 tasks: CI time is budgeted and the allocation is not what is tested here)
 ARGS = ["--calib-windows", "8", "--calib-len", "64", "--iters", "5", "--starts", "2", "--polish", "2",
-        "--options", "w4a16,w3a16", "--target-bits", "3.5", "--eval-docs", "96", "--tune-steps", "0",
+        "--options", "w4a16", "--target-bits", "4", "--eval-docs", "48", "--tune-steps", "0",
         "--kl-windows", "4"]
 COOP = ["--coop-ranks", "2", "--coop-threshold", "0"]
 ENV = dict(os.environ, AQ_PROGRESS="none", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -72,9 +73,9 @@ def main():
     runs = [quantize(o, np, COOP) for o, np in zip(outs, (2, 4))]
     for r, np in zip(runs, (2, 4)):
         check(r.returncode == 0, f"P = {np} with --coop-ranks 2 succeeds")
-        check(f"cooperative: {2 * N_LAYERS} of {2 * N_LAYERS} tasks on sub-grids of 2 ranks" in r.stderr,
-              f"P = {np}: log says all {2 * N_LAYERS} tasks are cooperative")
-        check(len(re.findall(r"cooperative task \S+ w[34]a16: 2 ranks", r.stderr)) == 2 * N_LAYERS,
+        check(f"cooperative: {N_LAYERS} of {N_LAYERS} tasks on sub-grids of 2 ranks" in r.stderr,
+              f"P = {np}: log says all {N_LAYERS} tasks are cooperative")
+        check(len(re.findall(r"cooperative task \S+ w4a16: 2 ranks", r.stderr)) == N_LAYERS,
               f"P = {np}: one log line per cooperative task")
     for f in COMPARED:
         x, y = (open(os.path.join(o, f), "rb").read() if os.path.exists(os.path.join(o, f)) else None for o in outs)
@@ -82,10 +83,10 @@ def main():
     rep = os.path.join(outs[1], "report.json")
     co = json.load(open(rep)).get("run", {}).get("cooperative") if os.path.exists(rep) else None
     tasks = co.get("tasks", []) if co else []
-    check(len(tasks) == 2 * N_LAYERS and {t["option"] for t in tasks} == {"w4a16", "w3a16"}
+    check(len(tasks) == N_LAYERS and {t["option"] for t in tasks} == {"w4a16"}
           and all(t["ranks"] == 2 and t["seconds"] > 0 for t in tasks)
           and len({t["layer"] for t in tasks}) == N_LAYERS,
-          f"report.json run.cooperative: the {2 * N_LAYERS} a16 tasks, 2 ranks each, with their times")
+          f"report.json run.cooperative: the {N_LAYERS} a16 tasks, 2 ranks each, with their times")
     single = quantize(os.path.join(top, "single"), 0, [])
     check(single.returncode == 0, "the single-rank path succeeds (P = 1)")
     a, b = ppl(runs[0]), ppl(single)
