@@ -406,8 +406,8 @@ static aq_status check_logits(const float *z, size_t n, int V, aq_error *err)
 
 /* aq_model_kl_grad_fp, and when d_resid is given, the residual gradients
  * (aq_model_kl_grad_resid). */
-static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_seqs, const float *fp_logits,
-                         double *kl_sum, aq_grad_buf *g, float *d_resid, aq_error *err)
+static aq_status kl_grad_all(aq_model *m, const int *tokens, const int *lens, int n_seqs, const float *fp_logits,
+                             double *kl_sum, aq_grad_buf *g, float *d_resid, aq_error *err)
 {
     size_t n = 0, longest = 0;
     AQ_TRY(aq_model_check_batch(m, tokens, lens, n_seqs, &n, &longest, err));
@@ -444,6 +444,16 @@ static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_
         bwd_block(m, l, &bc, &b, n, lens, n_seqs, g);
     }
     return AQ_OK;
+}
+
+/* The backward reads every block: a lazily loaded model holds them all for the call. */
+static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_seqs, const float *fp_logits,
+                         double *kl_sum, aq_grad_buf *g, float *d_resid, aq_error *err)
+{
+    AQ_TRY(aq_model_acquire_all(m, err));
+    aq_status st = kl_grad_all(m, tokens, lens, n_seqs, fp_logits, kl_sum, g, d_resid, err);
+    aq_model_release_all(m);
+    return st;
 }
 
 aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, int n_seqs,
@@ -504,6 +514,11 @@ aq_status aq_model_block_grad(aq_model *m, int block, const float *x_in, const f
     for (int s = 0, r = 0; s < n_seqs; s++)
         for (int t = 0; t < lens[s]; t++) pos[r++] = t;
     memcpy(bc.x_in, x_in, n * D * sizeof(float));
+    aq_status st = aq_model_block_acquire(m, block, err); /* lazy model: the block's weights */
+    if (st != AQ_OK) {
+        m->gs.pos = save_pos, m->gs.p = save_p, m->gs.dp = save_dp;
+        return st;
+    }
     fwd_block(m, block, &bc, yq, n, lens, n_seqs, b.tmp, b.xq);
     double e = 0.0;
     for (size_t i = 0; i < n * D; i++) {
@@ -513,6 +528,7 @@ aq_status aq_model_block_grad(aq_model *m, int block, const float *x_in, const f
     }
     *err_sum = e;
     if (g) bwd_block(m, block, &bc, &b, n, lens, n_seqs, g);
+    aq_model_block_release(m, block);
     m->gs.pos = save_pos, m->gs.p = save_p, m->gs.dp = save_dp;
     return AQ_OK;
 }
