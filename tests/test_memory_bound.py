@@ -9,6 +9,8 @@ on a small synth_model.py checkpoint (bf16, 2 shards, dim 192, 2 blocks):
            tune, eval): report.json lists every rank's predicted and measured
            peak RSS; each measured peak is within the prediction, and the
            prediction is not vacuous (at most 3x the measured peak)
+  eager    calibrate again on the same statistics with AQ_MODEL_EAGER=1: the
+           solved model.safetensors is byte-identical to the lazy run's
 
 usage: test_memory_bound.py DIR   (environment as test_pipeline.py; exit 77 without assets)
 """
@@ -75,7 +77,28 @@ def main(argv):
         check(0 < got <= 1.25 * pred, f"rank {r['rank']}: measured peak within the prediction")
         # and not vacuous: the formula's terms are the phase's real allocations
         check(pred <= 3 * got, f"rank {r['rank']}: prediction at most 3x the measured peak")
+    same_as_eager(top, work)
     return finish()
+
+
+def same_as_eager(top, work):
+    """The calibration with the lazy model (the run above) and with the eager
+    one (AQ_MODEL_EAGER=1) on the same statistics give the same quantized
+    model bytes (result files hold timings, so compare what solve writes)."""
+    w2 = os.path.join(top, "work_eager")
+    shutil.copytree(work, w2, ignore=shutil.ignore_patterns("results"))
+    env = dict(ENV, AQ_MODEL_EAGER="1")
+    p = subprocess.run([CLI, "calibrate", "--work", w2, "--shard", "0", "--shards", "1"], capture_output=True,
+                       text=True, env=env, timeout=300)
+    check(p.returncode == 0, "eager calibrate succeeds " + p.stderr[-400:])
+    outs = []
+    for w in (work, w2):
+        out = w + ".out"
+        p = subprocess.run([CLI, "solve", "--work", w, "--out", out, "--target-bits", "4", "--no-eval", "--no-tune"],
+                           capture_output=True, text=True, env=ENV, timeout=300)
+        check(p.returncode == 0, "solve succeeds " + p.stderr[-400:])
+        outs.append(open(os.path.join(out, "model.safetensors"), "rb").read() if p.returncode == 0 else None)
+    check(outs[0] is not None and outs[0] == outs[1], "lazy and eager calibration: identical model.safetensors")
 
 
 if __name__ == "__main__":

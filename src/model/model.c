@@ -371,6 +371,8 @@ aq_status aq_model_load_path(const char *path, aq_model **out, aq_error *err)
 
 aq_status aq_model_load_lazy(const char *path, aq_model **out, aq_error *err)
 {
+    const char *eager = getenv("AQ_MODEL_EAGER"); /* tests: the same run with eager loading */
+    if (eager && *eager && strcmp(eager, "0") != 0) return aq_model_load_path(path, out, err);
     aq_checkpoint *ck;
     AQ_TRY(aq_ckpt_open(path, &ck, err));
     aq_status st = load_model(ck, 1, out, err);

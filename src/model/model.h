@@ -126,7 +126,8 @@ void aq_model_free(aq_model *m);
  * as it reaches it and releases it after, so a forward holds one block; the
  * KL gradient (grad.h) holds them all for its call. Reading a block's weights
  * (aq_model_linear, _bias, _norm, ...) needs it acquired; the KV-cache decoder
- * needs an eager model. */
+ * needs an eager model. The environment variable AQ_MODEL_EAGER=1 makes it
+ * load eagerly (tests compare the two paths' output bytes). */
 aq_status aq_model_load_lazy(const char *path, aq_model **out, aq_error *err);
 /* 1 for a model from aq_model_load_lazy. */
 int aq_model_is_lazy(const aq_model *m);
