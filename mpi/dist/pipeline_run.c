@@ -149,7 +149,7 @@ aq_status aq_pipe_run_solve(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     aq_status st = rank == 0 ? aq_pipe_out_check(&a->out, err) : AQ_OK;
     AQ_TRY(aq_pipe_agree(comm, st, err));
     AQ_TRY(load_work(comm, a->cfg.work, &c, &p, err));
-    aq_pipe_timing t = {.ranks = size};
+    aq_pipe_timing t = {.ranks = size, .mem_base = aq_mem_current_rss()};
     st = aq_pipe_budget_check(&c, &p, &a->budget, err);
     if (st == AQ_OK) st = solve_and_write(comm, &c, &p, a, NULL, &t, err);
     if (st == AQ_OK && rank == 0) printf("quantized model written to %s\n", a->out.outdir);
