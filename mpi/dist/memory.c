@@ -178,6 +178,7 @@ static void suggest(char *buf, size_t n, const aq_pipe_cfg *c, const aq_llama_co
         for (int step = 1; step <= 4; step++) {
             aq_pipe_cfg t = *c;
             aq_pipe_out to;
+            memset(&to, 0, sizeof to);
             if (o) to = *o;
             int r = ranks, f = 1 << step;
             if (knob == 0) r = ranks * f;
