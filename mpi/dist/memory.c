@@ -62,9 +62,11 @@ static double capture_bytes(const geo *g, const aq_pipe_cfg *c, int P)
     /* the whole model in F32 (the capture loads it eagerly), one chunk's
      * forward and its float64 row copies, one block's statistics for the
      * running capture, the merge's total and scratch, and the packed partials
-     * of this rank's chunks kept until the owner merges them */
+     * of this rank's chunks kept until the owner merges them, and the
+     * statistics file being written (its image and the zlib output: two
+     * copies of the largest point's statistics) */
     return g->wr + g->L * g->wb + scratch(g, nc, T, C) + 2 * 8 * nc * g->dmax + blk * (3 + mine) +
-           4.0 * c->windows * T;
+           2 * stat(g->dmax, R, c->sequential) + 4.0 * c->windows * T;
 }
 
 static double kl_bytes(const geo *g, const aq_pipe_cfg *c)
@@ -86,8 +88,10 @@ static double calibrate_bytes(const geo *g, const aq_pipe_cfg *c)
      * one; the largest capture point's statistics; AdaQuant on the largest
      * linear (weights, codes, scales, gradients, Adam moments, best state:
      * 8 copies of W; the Gram, its factor and inverse in float64; the sample
-     * and its products); one tensor's mapped source in flight (2 bytes/weight) */
-    return g->wr + 2 * g->wb + stat(g->dmax, R, c->sequential) + 8 * 4 * W + 3 * 8 * dm * dm + 2 * 4 * R * g->dmax +
+     * and its products); one tensor's mapped source in flight (2 bytes/weight);
+     * the statistics are read from a file (its compressed and inflated
+     * images beside the tensors: 3 copies) */
+    return g->wr + 2 * g->wb + 3 * stat(g->dmax, R, c->sequential) + 8 * 4 * W + 3 * 8 * dm * dm + 2 * 4 * R * g->dmax +
            2 * W + kl_bytes(g, c);
 }
 
