@@ -70,7 +70,7 @@ static void check_same(aq_model *e, aq_model *l, const int *tok, const int *lens
     aq_forward_opts_default(&fo);
     fo.stop_after_block = 0;
     CHECK_OK(aq_model_forward(l, tok, lens, 2, &fo, NULL, &err), &err);
-    /* the KL gradient (all blocks held for the call) with one layer overridden */
+    /* the KL gradient (one block held at a time) with one layer overridden */
     float w[24 * D];
     uint64_t rng = 9;
     for (int k = 0; k < 24 * D; k++) w[k] = (float)aq_test_nrand(&rng) * 0.25f;

@@ -76,8 +76,8 @@ static double kl_bytes(const geo *g, const aq_pipe_cfg *c)
     /* cached FP residual at every block input and FP log-probabilities
      * (float64), the forward over the KL windows and its two logit matrices */
     double b = 8 * g->L * nk * g->D + 8 * nk * g->V + scratch(g, nk, c->seq_len, c->kl_windows) + 8 * nk * g->V;
-    if (c->sens_loss == 2) /* block-fisher: one backward over the whole model, every block held */
-        b += g->L * g->wb + 4 * g->L * nk * (6 * g->D + 2 * g->Q + 2 * g->K + 4 * g->H);
+    if (c->sens_loss == 2) /* block-fisher: one backward over the whole model (its activations) */
+        b += 4 * g->L * nk * (6 * g->D + 2 * g->Q + 2 * g->K + 4 * g->H);
     return b;
 }
 

@@ -377,8 +377,8 @@ static void bwd_block(aq_model *m, int l, const blk_cache *bc, const bwd_bufs *b
 
 /* The quantized forward, keeping the activations: blocks, final norm
  * (x_f -> xnf), classifier (-> m->gs.zq). */
-static void quant_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs, size_t n,
-                          const bwd_bufs *b, float *x_f, float *xnf)
+static aq_status quant_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs, size_t n,
+                               const bwd_bufs *b, float *x_f, float *xnf, aq_error *err)
 {
     const aq_llama_config *c = &m->cfg;
     int L = c->n_layers;
@@ -389,10 +389,13 @@ static void quant_forward(aq_model *m, const int *tokens, const int *lens, int n
     for (int l = 0; l < L; l++) {
         blk_cache bc = block_cache(m, l, n);
         float *x_out = l + 1 < L ? block_cache(m, l + 1, n).x_in : x_f;
+        AQ_TRY(aq_model_block_acquire(m, l, err)); /* a lazy model holds one block at a time */
         fwd_block(m, l, &bc, x_out, n, lens, n_seqs, b->tmp, b->xq);
+        aq_model_block_release(m, l);
     }
     aq_rmsnorm_rows(x_f, aq_model_norm(m, L, 0, 1), xnf, n, c->dim, c->norm_eps);
     aq_model_apply_linear(m, L, AQ_LIN_HEAD, xnf, m->gs.zq, n, 1, b->xq);
+    return AQ_OK;
 }
 
 static aq_status check_logits(const float *z, size_t n, int V, aq_error *err)
@@ -406,8 +409,8 @@ static aq_status check_logits(const float *z, size_t n, int V, aq_error *err)
 
 /* aq_model_kl_grad_fp, and when d_resid is given, the residual gradients
  * (aq_model_kl_grad_resid). */
-static aq_status kl_grad_all(aq_model *m, const int *tokens, const int *lens, int n_seqs, const float *fp_logits,
-                             double *kl_sum, aq_grad_buf *g, float *d_resid, aq_error *err)
+static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_seqs, const float *fp_logits,
+                         double *kl_sum, aq_grad_buf *g, float *d_resid, aq_error *err)
 {
     size_t n = 0, longest = 0;
     AQ_TRY(aq_model_check_batch(m, tokens, lens, n_seqs, &n, &longest, err));
@@ -428,7 +431,7 @@ static aq_status kl_grad_all(aq_model *m, const int *tokens, const int *lens, in
     bwd_bufs b = bwd_layout(m, n);
     size_t D = (size_t)c->dim;
     float *x_f = gs->acts + (size_t)L * n * block_row_floats(m), *xnf = x_f + n * D;
-    quant_forward(m, tokens, lens, n_seqs, n, &b, x_f, xnf);
+    AQ_TRY(quant_forward(m, tokens, lens, n_seqs, n, &b, x_f, xnf, err));
     double kl = kl_and_dz(zf, gs->zq, n, V, gs->kl_row);
     if (kl_sum) *kl_sum = kl;
     aq_grad_buf none;
@@ -441,19 +444,11 @@ static aq_status kl_grad_all(aq_model *m, const int *tokens, const int *lens, in
     for (int l = L - 1; l >= 0; l--) {
         blk_cache bc = block_cache(m, l, n);
         if (d_resid) memcpy(d_resid + (size_t)l * n * D, b.dres, n * D * sizeof(float));
+        AQ_TRY(aq_model_block_acquire(m, l, err));
         bwd_block(m, l, &bc, &b, n, lens, n_seqs, g);
+        aq_model_block_release(m, l);
     }
     return AQ_OK;
-}
-
-/* The backward reads every block: a lazily loaded model holds them all for the call. */
-static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_seqs, const float *fp_logits,
-                         double *kl_sum, aq_grad_buf *g, float *d_resid, aq_error *err)
-{
-    AQ_TRY(aq_model_acquire_all(m, err));
-    aq_status st = kl_grad_all(m, tokens, lens, n_seqs, fp_logits, kl_sum, g, d_resid, err);
-    aq_model_release_all(m);
-    return st;
 }
 
 aq_status aq_model_kl_grad_fp(aq_model *m, const int *tokens, const int *lens, int n_seqs,

@@ -443,24 +443,6 @@ void aq_model_block_release(aq_model *m, int block)
     m->weight_bytes -= m->block_bytes;
 }
 
-aq_status aq_model_acquire_all(aq_model *m, aq_error *err)
-{
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        aq_status st = aq_model_block_acquire(m, l, err);
-        if (st == AQ_OK) continue;
-        while (l-- > 0)
-            aq_model_block_release(m, l);
-        return st;
-    }
-    return AQ_OK;
-}
-
-void aq_model_release_all(aq_model *m)
-{
-    for (int l = 0; l < m->cfg.n_layers; l++)
-        aq_model_block_release(m, l);
-}
-
 int aq_model_is_lazy(const aq_model *m)
 {
     return m->ck != NULL;

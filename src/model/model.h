@@ -123,8 +123,8 @@ void aq_model_free(aq_model *m);
  * check runs when it is converted (AQ_ERR_NUMERIC naming the tensor, from
  * acquire or the forward). Forwards give bit-identical results to an eager
  * model's (the same conversion). The whole-model forward acquires each block
- * as it reaches it and releases it after, so a forward holds one block; the
- * KL gradient (grad.h) holds them all for its call. Reading a block's weights
+ * as it reaches it and releases it after, so a forward holds one block; so
+ * do the KL gradient's forward and backward (grad.h). Reading a block's weights
  * (aq_model_linear, _bias, _norm, ...) needs it acquired; the KV-cache decoder
  * needs an eager model. The environment variable AQ_MODEL_EAGER=1 makes it
  * load eagerly (tests compare the two paths' output bytes). */

@@ -68,11 +68,6 @@ struct aq_model {
     aq_grad_scratch gs;
 };
 
-/* Every block acquired (a backward needs them all), or none on an error;
- * released together. No-ops for an eagerly loaded model. */
-aq_status aq_model_acquire_all(aq_model *m, aq_error *err);
-void aq_model_release_all(aq_model *m);
-
 /* The embedding a forward looks tokens up in: the override when quantized and installed. */
 static inline const float *aq_model_embed_rows(const aq_model *m, int quantized)
 {
