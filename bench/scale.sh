@@ -9,7 +9,11 @@
 #   2. the 8-block model end to end at P = 2 (quantize, tuning and
 #      evaluation included): report.json's predicted and measured peaks per
 #      rank; target <= 1 GiB per rank.
-# usage: bench/scale.sh ADAQUANT [SHARED_DIR] [SCRATCH_DIR]   (needs python3 + numpy)
+# Measured (2026-12-07, 2-core machine at load ~15, skx kernel, default
+# auto loss: KL at 4 blocks, block-fisher at 16), per-rank peak RSS in MiB:
+#   capture    4 blocks 633 / 861, 16 blocks 1150 / 1378 (eager model: +60 %)
+#   calibrate  4 blocks 567 / 165, 16 blocks 567 / 567  (lazy model: +0 %)
+# usage: bench/scale.sh ADAQUANT [SHARED_DIR] [SCRATCH_DIR]   (needs python3 + numpy; LOSS=kl|block-fisher|...)
 set -u
 AQ=${1:?usage: scale.sh ADAQUANT [SHARED_DIR] [SCRATCH_DIR]}
 S=${2:-$(dirname "$0")/../../shared}
@@ -19,7 +23,10 @@ TOK=$S/models/stories260K/tok512.bin
 TEXT=$S/data/tinystories/validation.txt
 MPI=(mpirun --allow-run-as-root --oversubscribe --mca pml ob1 --mca btl self,vader)
 export AQ_PROGRESS=none OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
-CAL=(--calib-windows 8 --calib-len 128 --options w4a16 --iters 20 --init rtn --kl-windows 2)
+# the same allocation loss at every depth (--loss auto switches to
+# block-fisher above 50 M block parameters, i.e. between 4 and 16 blocks here)
+CAL=(--calib-windows 8 --calib-len 128 --options w4a16 --iters 20 --init rtn --kl-windows 2
+     --loss "${LOSS:-block-fisher}")
 mkdir -p "$T"
 echo "scratch: $T"
 
