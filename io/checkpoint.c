@@ -326,6 +326,14 @@ aq_status aq_ckpt_get(aq_checkpoint *ck, const char *name, const aq_tensor_view 
     return AQ_OK;
 }
 
+void aq_ckpt_drop_pages(aq_checkpoint *ck, const aq_tensor_view *v)
+{
+    if (!ck || !v) return;
+    if (ck->st && aq_st_drop_pages(ck->st, v->data, v->nbytes)) return;
+    for (size_t i = 0; i < ck->nshards; i++)
+        if (ck->shards[i].st && aq_st_drop_pages(ck->shards[i].st, v->data, v->nbytes)) return;
+}
+
 /* ---- metadata ---- */
 
 aq_status aq_ckpt_llama_config(const aq_checkpoint *ck, aq_llama_config *cfg, aq_error *err)

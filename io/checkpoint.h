@@ -73,6 +73,10 @@ const char *aq_ckpt_name(const aq_checkpoint *ck, size_t i);
  * naming the tensor and checkpoint if absent. View valid until close. */
 aq_status aq_ckpt_get(aq_checkpoint *ck, const char *name, const aq_tensor_view **out,
                       aq_error *err);
+/* A view's data has been read (converted): give its mapped pages back
+ * (aq_st_drop_pages) so reading a checkpoint tensor by tensor keeps one
+ * tensor's source resident. Nothing for views not in a mapping (llama2.c). */
+void aq_ckpt_drop_pages(aq_checkpoint *ck, const aq_tensor_view *v);
 /* Model metadata: the Llama config (from config.json or the llama2.c header);
  * AQ_ERR_NOTFOUND if the checkpoint has none (a bare safetensors file). */
 aq_status aq_ckpt_llama_config(const aq_checkpoint *ck, aq_llama_config *cfg, aq_error *err);

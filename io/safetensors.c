@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -519,4 +520,17 @@ const char *aq_st_meta_get(const aq_st_file *f, const char *key)
     char *const *hit =
         f->nmeta ? bsearch(&key, f->mkeys, f->nmeta, sizeof(char *), str_ptr_cmp) : NULL;
     return hit ? f->mvals[hit - f->mkeys] : NULL;
+}
+
+int aq_st_drop_pages(const aq_st_file *f, const void *data, size_t n)
+{
+    const unsigned char *p = data;
+    if (!f || !f->mapped || !p || p < f->base || n > f->len || (size_t)(p - f->base) > f->len - n) return 0;
+    long pg = sysconf(_SC_PAGESIZE);
+    if (pg <= 0) return 1;
+    /* whole pages only, rounded inwards: a neighbour's partial page stays */
+    uintptr_t a = ((uintptr_t)p + (uintptr_t)pg - 1) & ~((uintptr_t)pg - 1);
+    uintptr_t b = ((uintptr_t)p + n) & ~((uintptr_t)pg - 1);
+    if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
+    return 1;
 }

@@ -32,6 +32,11 @@ const aq_tensor_view *aq_st_find(const aq_st_file *f, const char *name);
 size_t aq_st_meta_count(const aq_st_file *f);
 void aq_st_meta_at(const aq_st_file *f, size_t i, const char **key, const char **value);
 const char *aq_st_meta_get(const aq_st_file *f, const char *key); /* NULL if absent */
+/* Hand the mapped pages wholly inside [data, data + n) back to the kernel
+ * (madvise MADV_DONTNEED: they leave the resident set and are read from the
+ * file again if touched). Returns 1 if the range lies in f's own mapping,
+ * else 0 and nothing is done (an in-memory image is never touched). */
+int aq_st_drop_pages(const aq_st_file *f, const void *data, size_t n);
 
 /* Writer: collect tensors (data borrowed until write) and metadata, then write
  * header (padded with spaces to a multiple of 8) + contiguous data to

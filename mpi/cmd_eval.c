@@ -178,7 +178,7 @@ static aq_status run_eval(const eval_args *a, aq_eval_result *r, aq_error *err)
     aq_docs docs = {0};
     aq_seqs seqs = {0};
     aq_status st;
-    AQ_TRY_GOTO(st, aq_model_load_path(a->model, &m, err), done);
+    AQ_TRY_GOTO(st, aq_model_load_lazy(a->model, &m, err) /* one block resident at a time (docs/MEMORY.md) */, done);
     AQ_TRY_GOTO(st, aq_tok_open(a->tok, aq_model_config(m)->vocab_size, &tok, err), done);
     AQ_TRY_GOTO(st, aq_docs_load(&a->data, &docs, err), done);
     AQ_TRY_GOTO(st, aq_eval_seqs(tok, &docs, (int)a->max_len, (size_t)a->max_docs, &seqs, err),

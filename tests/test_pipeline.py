@@ -60,8 +60,9 @@ ENV = dict(os.environ, AQ_PROGRESS="plain", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALL
 ENV.pop("AQ_FAIL_AT", None)
 COMPARED = ["model.safetensors", "quantization.json", "config.json"]
 # report.json keys whose values legitimately differ between runs of the same job:
-# wall times, the rank count, and how many tasks a (resumed) run reused or computed
-RUN_VARIABLE = ("seconds", "ranks", "tasks_reused", "tasks_computed")
+# wall times, the rank count, how many tasks a (resumed) run reused or computed,
+# and the per-rank memory (predicted for P ranks, measured: docs/MEMORY.md)
+RUN_VARIABLE = ("seconds", "ranks", "tasks_reused", "tasks_computed", "memory")
 # One quantize run of these settings takes ~35 s at P = 1 on an idle 2-core machine
 # and ~100 s at load ~11 (measured); 450 s leaves room for a slower (sanitizer)
 # build and still ends a hung run well inside the ctest TIMEOUT (pipeline.cmake).

@@ -115,7 +115,12 @@ static aq_status run_one(MPI_Comm sub, const aq_pipe_cfg *c, const aq_pipe_plan 
     aq_coop_gram gr;
     memset(&g, 0, sizeof g);
     memset(&gr, 0, sizeof gr);
-    aq_status st = aq_pipe_task_problem(c, p, m, stats_fp, t, 0, &s, &pr, &o, err);
+    int block = p->layers[t->layer_index].block;
+    /* a lazily loaded model (stage_calibrate.c) holds this task's block only while it runs */
+    aq_status st = aq_model_block_acquire(m, block, err);
+    int held = st == AQ_OK;
+    if (st == AQ_OK) st = aq_pipe_task_problem(c, p, m, stats_fp, t, 0, &s, &pr, &o, err);
+    else memset(&s, 0, sizeof s);
     st = aq_pipe_agree(sub, st, err);
     if (st == AQ_OK) st = aq_coop_grid_init(&g, sub, nb, err);
     /* every member read the whole captured Gram; it keeps its columns */
@@ -138,6 +143,7 @@ static aq_status run_one(MPI_Comm sub, const aq_pipe_cfg *c, const aq_pipe_plan 
     aq_coop_gram_free(&gr);
     if (g.q > 0) aq_coop_grid_free(&g);
     aq_stats_free(&s);
+    if (held) aq_model_block_release(m, block);
     return st;
 }
 

@@ -211,10 +211,17 @@ void aq_pipe_out_default(aq_pipe_out *o);
 aq_status aq_pipe_out_check(const aq_pipe_out *o, aq_error *err);
 
 /* Phase timings and run facts for the report (not part of any compared file). */
+#define AQ_PIPE_RSS_RANKS 256 /* ranks whose peak RSS the report lists one by one */
 typedef struct aq_pipe_timing {
     double capture, calibrate, solve, tune, write, eval;
     int ranks;
     size_t reused, computed;
+    /* memory (memory.h, filled by aq_mem_gather on rank 0): the process's RSS
+     * before any work, the predicted peak per phase (capture, calibrate,
+     * write) and the worst, each rank's measured peak RSS (bytes) */
+    double mem_base, mem_pred[3];
+    int mem_worst, rss_n;
+    double rss[AQ_PIPE_RSS_RANKS], rss_max;
 } aq_pipe_timing;
 
 /* Check the inputs of a capture before any work (collective-safe: pure):

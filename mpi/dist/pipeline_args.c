@@ -9,6 +9,7 @@
 
 #include <mpi.h>
 
+#include "memory.h"
 #include "pipeline_args.h"
 
 /* A usage error, on stderr of rank 0 only: every rank parses the same command
@@ -57,7 +58,8 @@ static int parse_num(const char *cmd, const char *opt, const char *v, double *ou
 enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, O_MODE, O_ITERS, O_INIT,
        O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
        O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD, O_TFRAC, O_EOPTS,
-       O_TMODE };
+       O_TMODE,
+       O_MAXMEM /* issue 13 (memory.h) */ };
 /* issue 14: the cooperative path's scheduling (docs/COOP.md, "Scheduling") */
 enum { O_COOP_RANKS = 480, O_COOP_THR };
 
@@ -112,6 +114,8 @@ static const struct {
     {{"progress", required_argument, 0, O_PROGRESS}, ALL_GROUPS},
     {{"coop-ranks", required_argument, 0, O_COOP_RANKS}, AQ_ARGS_WORK},
     {{"coop-threshold", required_argument, 0, O_COOP_THR}, AQ_ARGS_WORK},
+    /* the per-rank memory bound (issue 13, mpi/dist/memory.h) */
+    {{"max-rank-memory", required_argument, 0, O_MAXMEM}, AQ_ARGS_MODEL},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
 
@@ -221,6 +225,10 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_SHARDS: return parse_int(cmd, "--shards", v, 1, 1000000, &a->shards);
     case O_COOP_RANKS: return parse_int(cmd, "--coop-ranks", v, 0, 1000000, &g->coop_ranks);
     case O_COOP_THR: return parse_num(cmd, "--coop-threshold", v, &g->coop_threshold);
+    case O_MAXMEM: /* the per-rank memory bound (issue 13, mpi/dist/memory.h) */
+        if (!((a->max_rank_memory = aq_mem_parse_size(v)) > 0))
+            return usage(cmd, "--max-rank-memory must be a size > 0 (bytes, or with K, M, G, T), not '%s'", v);
+        return 0;
     case O_PROGRESS:
         a->progress_given = 1;
         if (aq_progress_mode_parse(v, &a->progress))
@@ -449,6 +457,10 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         against its FP output, blocks over the ranks) or auto\n"
                 "                         (default: global up to 50M block parameters, else block)\n",
                 AQ_TUNE_STEPS_DEFAULT, AQ_TUNE_MAX_LEN_DEFAULT, AQ_TUNE_BATCH_DEFAULT, AQ_TUNE_CHUNK, AQ_TUNE_LR_DEFAULT);
+    if (mask & AQ_ARGS_MODEL) /* issue 13 (memory.h) */
+        fprintf(out, "memory (docs/MEMORY.md):\n"
+                     "  --max-rank-memory SIZE refuse, before any work, a run whose predicted peak per\n"
+                     "                         rank exceeds SIZE (e.g. 1G, 512M), saying what would fit\n");
     if (mask & AQ_ARGS_SHARD)
         fprintf(out,
                 "sharding:\n"

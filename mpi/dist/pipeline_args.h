@@ -31,6 +31,7 @@ typedef struct aq_pipe_args {
     int srows_given; /* --sample-rows given */
     int progress_given;        /* --progress given */
     aq_progress_mode progress; /* its value (the command exports it: progress.h) */
+    double max_rank_memory;    /* --max-rank-memory in bytes; 0 = no bound (memory.h) */
 } aq_pipe_args;
 
 /* Parse argv (argv[0] = command name) with the groups in mask. Returns 0, or

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "collect.h"
+#include "memory.h"
 #include "pipeline_run.h"
 #include "plan.h"
 #include "progress.h"
@@ -59,7 +60,7 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     int rank, size;
     MPI_Comm_rank(comm, &rank);
     MPI_Comm_size(comm, &size);
-    aq_pipe_timing t = {.ranks = size};
+    aq_pipe_timing t = {.ranks = size, .mem_base = aq_mem_current_rss()};
     aq_pipe_cfg *c = &a->cfg;
     aq_status st = AQ_OK;
     /* every check before any work */
@@ -68,6 +69,7 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
         if (st == AQ_OK) st = aq_pipe_check_inputs(c, err);
         if (st == AQ_OK) st = aq_pipe_cfg_fingerprint(c, err);
         if (st == AQ_OK) st = aq_pipe_loss_resolve(c, err); /* --loss auto, by model size */
+        if (st == AQ_OK) st = aq_mem_check(c, &a->out, size, a->max_rank_memory, err); /* issue 13 */
     }
     AQ_TRY(aq_pipe_agree(comm, st, err));
     bcast_cfg(comm, c);
@@ -84,6 +86,7 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
         printf("quantized model written to %s (work directory %s)\n", a->out.outdir, c->work);
         printf("phases: capture %.2f s, calibrate %.2f s, solve %.2f s, tune %.2f s, eval %.2f s, write %.2f s on %d rank%s\n",
                t.capture, t.calibrate, t.solve, t.tune, t.eval, t.write, size, size > 1 ? "s" : "");
+        aq_mem_print(stdout, &t); /* predicted and measured peak per rank (issue 13) */
         aq_plan_hook_end(&ph, &t, stderr);
     }
     free(rows);
@@ -93,13 +96,15 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
 
 aq_status aq_pipe_run_capture(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
 {
-    int rank;
+    int rank, size;
     MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
     aq_status st = AQ_OK;
     if (rank == 0) {
         st = aq_pipe_check_inputs(&a->cfg, err);
         if (st == AQ_OK) st = aq_pipe_cfg_fingerprint(&a->cfg, err);
         if (st == AQ_OK) st = aq_pipe_loss_resolve(&a->cfg, err);
+        if (st == AQ_OK) st = aq_mem_check(&a->cfg, NULL, size, a->max_rank_memory, err); /* issue 13 */
     }
     AQ_TRY(aq_pipe_agree(comm, st, err));
     bcast_cfg(comm, &a->cfg);
@@ -146,7 +151,7 @@ aq_status aq_pipe_run_solve(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     aq_status st = rank == 0 ? aq_pipe_out_check(&a->out, err) : AQ_OK;
     AQ_TRY(aq_pipe_agree(comm, st, err));
     AQ_TRY(load_work(comm, a->cfg.work, &c, &p, err));
-    aq_pipe_timing t = {.ranks = size};
+    aq_pipe_timing t = {.ranks = size, .mem_base = aq_mem_current_rss()};
     st = aq_pipe_budget_check(&c, &p, &a->budget, err);
     if (st == AQ_OK) st = solve_and_write(comm, &c, &p, a, NULL, &t, err);
     if (st == AQ_OK && rank == 0) printf("quantized model written to %s\n", a->out.outdir);

@@ -201,6 +201,7 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
                               .w_bits = go.w_bits, .a_bits = 16};
         return aq_result_write(path, &d, err);
     }
+    AQ_TRY(aq_model_block_acquire(x->m, L->block, err)); /* the lazy model holds this task's block */
     aq_stats s;
     aq_layer_problem pr;
     aq_layer_opts o;
@@ -221,6 +222,7 @@ static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, co
     aq_layer_result_free(&r);
     aq_layer_result_free(&r2);
     aq_stats_free(&s);
+    aq_model_block_release(x->m, L->block);
     return st;
 }
 
@@ -311,7 +313,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
             fprintf(stderr, "adaquant: calibrate: shard %d of %d: %zu of %zu tasks\n", shard, shards, k,
                     p->n_tasks);
     }
-    if (st == AQ_OK) st = aq_model_load_path(c->model, &x.m, err);
+    if (st == AQ_OK) st = aq_model_load_lazy(c->model, &x.m, err); /* blocks converted when a task needs them */
     if (st == AQ_OK) st = load_kl_windows(&x, err);
     st = aq_pipe_agree(comm, st, err);
     aq_loss_row *table = NULL;

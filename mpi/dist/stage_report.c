@@ -248,6 +248,21 @@ static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, 
     json_object_set_new(tm, "write", json_real(t->write));
     json_object_set_new(o, "seconds", tm);
     json_object_set_new(o, "ranks", json_integer(t->ranks));
+    if (t->rss_n > 0) { /* issue 13: per rank, predicted and measured peak RSS (memory.h, docs/MEMORY.md) */
+        json_t *mem = json_object(), *ph = json_object(), *rk = json_array();
+        static const char *const names[3] = {"capture", "calibrate", "write"};
+        for (int k = 0; k < 3; k++) json_object_set_new(ph, names[k], json_integer((json_int_t)t->mem_pred[k]));
+        for (int r = 0; r < t->rss_n; r++)
+            json_array_append_new(rk, json_pack("{s:i, s:I, s:I}", "rank", r, "predicted_peak_bytes",
+                                                (json_int_t)t->mem_pred[t->mem_worst], "measured_peak_rss_bytes",
+                                                (json_int_t)t->rss[r]));
+        json_object_set_new(mem, "predicted_peak_bytes_by_phase", ph);
+        json_object_set_new(mem, "predicted_worst_phase", json_string(names[t->mem_worst]));
+        json_object_set_new(mem, "base_bytes", json_integer((json_int_t)t->mem_base));
+        json_object_set_new(mem, "ranks", rk);
+        json_object_set_new(mem, "measured_peak_rss_max_bytes", json_integer((json_int_t)t->rss_max));
+        json_object_set_new(o, "memory", mem);
+    }
     json_object_set_new(o, "tasks_reused", json_integer((json_int_t)t->reused));
     json_object_set_new(o, "tasks_computed", json_integer((json_int_t)t->computed));
     json_object_set_new(o, "model_safetensors_bytes", json_integer(file_bytes));
@@ -294,8 +309,12 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
     aq_blas_kernel_describe(blas, sizeof blas);
     fprintf(f, "| BLAS | %s |\n", blas);
     fprintf(f, "| ranks | %d |\n| tasks computed / reused | %zu / %zu |\n", t->ranks, t->computed, t->reused);
-    fprintf(f, "| seconds: capture, calibrate, solve, tune, eval, write | %.2f, %.2f, %.2f, %.2f, %.2f, %.2f |\n\n",
+    fprintf(f, "| seconds: capture, calibrate, solve, tune, eval, write | %.2f, %.2f, %.2f, %.2f, %.2f, %.2f |\n",
             t->capture, t->calibrate, t->solve, t->tune, t->eval, t->write);
+    if (t->rss_n > 0) /* issue 13 (memory.h) */
+        fprintf(f, "| peak RSS per rank: predicted / largest measured | %.1f / %.1f MiB |\n",
+                t->mem_pred[t->mem_worst] / 1048576.0, t->rss_max / 1048576.0);
+    fprintf(f, "\n");
     print_table(f, c, p, rows, choice, 1);
     fprintf(f, "\n![loss vs bits](pareto.svg)\n![bits per layer](bits.svg)\n");
     return aq_atomic_commit(af, err);

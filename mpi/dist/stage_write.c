@@ -20,6 +20,7 @@
 #include "../../src/model/tune.h"
 #include "../../src/text/tokenizer.h"
 #include "driver.h"
+#include "memory.h"
 #include "progress.h"
 #include "pipeline_size.h"
 #include "stage_eval.h"
@@ -371,6 +372,7 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
         st = aq_pipe_eval(comm, m, &seqs, &ev, err);
     }
     t->eval += aq_progress_now() - t0;
+    aq_mem_gather(comm, c, o, t); /* every rank's peak RSS for the report (issue 13) */
     if (st == AQ_OK && rank == 0) st = write_outdir(c, p, b, rows, choice, v, xq, out_error, o, &ev, &tn, m, t, err);
     st = aq_pipe_agree(comm, st, err);
     for (int l = 0; res && l < p->n_layers; l++) aq_result_free(res[l]);

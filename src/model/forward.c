@@ -184,7 +184,11 @@ static aq_status forward(aq_model *m, const int *tokens, const int *lens, int n_
     int stop = opts ? opts->stop_after_block : -1;
     for (int l = r0 ? r0->start_block : 0; l < c->n_layers; l++) {
         if (r0 && r0->save_x) memcpy(r0->save_x + (size_t)l * xn, s->x, xn * sizeof(float));
-        AQ_TRY(run_block(&f, l, n, err));
+        /* a lazily loaded model holds one block at a time (no-ops when eager) */
+        AQ_TRY(aq_model_block_acquire(m, l, err));
+        aq_status st = run_block(&f, l, n, err);
+        aq_model_block_release(m, l);
+        AQ_TRY(st);
         if (stop == l) return AQ_OK;
     }
     const float *gf = aq_model_norm(m, c->n_layers, 0, f.ev.quantized);

@@ -377,8 +377,8 @@ static void bwd_block(aq_model *m, int l, const blk_cache *bc, const bwd_bufs *b
 
 /* The quantized forward, keeping the activations: blocks, final norm
  * (x_f -> xnf), classifier (-> m->gs.zq). */
-static void quant_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs, size_t n,
-                          const bwd_bufs *b, float *x_f, float *xnf)
+static aq_status quant_forward(aq_model *m, const int *tokens, const int *lens, int n_seqs, size_t n,
+                               const bwd_bufs *b, float *x_f, float *xnf, aq_error *err)
 {
     const aq_llama_config *c = &m->cfg;
     int L = c->n_layers;
@@ -389,10 +389,13 @@ static void quant_forward(aq_model *m, const int *tokens, const int *lens, int n
     for (int l = 0; l < L; l++) {
         blk_cache bc = block_cache(m, l, n);
         float *x_out = l + 1 < L ? block_cache(m, l + 1, n).x_in : x_f;
+        AQ_TRY(aq_model_block_acquire(m, l, err)); /* a lazy model holds one block at a time */
         fwd_block(m, l, &bc, x_out, n, lens, n_seqs, b->tmp, b->xq);
+        aq_model_block_release(m, l);
     }
     aq_rmsnorm_rows(x_f, aq_model_norm(m, L, 0, 1), xnf, n, c->dim, c->norm_eps);
     aq_model_apply_linear(m, L, AQ_LIN_HEAD, xnf, m->gs.zq, n, 1, b->xq);
+    return AQ_OK;
 }
 
 static aq_status check_logits(const float *z, size_t n, int V, aq_error *err)
@@ -428,7 +431,7 @@ static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_
     bwd_bufs b = bwd_layout(m, n);
     size_t D = (size_t)c->dim;
     float *x_f = gs->acts + (size_t)L * n * block_row_floats(m), *xnf = x_f + n * D;
-    quant_forward(m, tokens, lens, n_seqs, n, &b, x_f, xnf);
+    AQ_TRY(quant_forward(m, tokens, lens, n_seqs, n, &b, x_f, xnf, err));
     double kl = kl_and_dz(zf, gs->zq, n, V, gs->kl_row);
     if (kl_sum) *kl_sum = kl;
     aq_grad_buf none;
@@ -441,7 +444,9 @@ static aq_status kl_grad(aq_model *m, const int *tokens, const int *lens, int n_
     for (int l = L - 1; l >= 0; l--) {
         blk_cache bc = block_cache(m, l, n);
         if (d_resid) memcpy(d_resid + (size_t)l * n * D, b.dres, n * D * sizeof(float));
+        AQ_TRY(aq_model_block_acquire(m, l, err));
         bwd_block(m, l, &bc, &b, n, lens, n_seqs, g);
+        aq_model_block_release(m, l);
     }
     return AQ_OK;
 }
@@ -504,6 +509,11 @@ aq_status aq_model_block_grad(aq_model *m, int block, const float *x_in, const f
     for (int s = 0, r = 0; s < n_seqs; s++)
         for (int t = 0; t < lens[s]; t++) pos[r++] = t;
     memcpy(bc.x_in, x_in, n * D * sizeof(float));
+    aq_status st = aq_model_block_acquire(m, block, err); /* lazy model: the block's weights */
+    if (st != AQ_OK) {
+        m->gs.pos = save_pos, m->gs.p = save_p, m->gs.dp = save_dp;
+        return st;
+    }
     fwd_block(m, block, &bc, yq, n, lens, n_seqs, b.tmp, b.xq);
     double e = 0.0;
     for (size_t i = 0; i < n * D; i++) {
@@ -513,6 +523,7 @@ aq_status aq_model_block_grad(aq_model *m, int block, const float *x_in, const f
     }
     *err_sum = e;
     if (g) bwd_block(m, block, &bc, &b, n, lens, n_seqs, g);
+    aq_model_block_release(m, block);
     m->gs.pos = save_pos, m->gs.p = save_p, m->gs.dp = save_dp;
     return AQ_OK;
 }

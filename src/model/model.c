@@ -97,8 +97,11 @@ size_t aq_model_scratch_bytes(const aq_model *m)
     return m->s.bytes + m->gs.bytes;
 }
 
-/* Fetch tensor `name`, check it is [rows, cols] (cols 0 = 1-D [rows]), finite,
- * and convert to a malloc'd F32 array. */
+/* Fetch tensor `name` and check it is [rows, cols] (cols 0 = 1-D [rows]) of a
+ * float dtype; with out, convert it to a malloc'd F32 array and check it is
+ * finite (out NULL: the header checks only, the lazy load's up-front pass).
+ * The source pages are handed back to the kernel once converted, so a mapped
+ * checkpoint costs resident memory only while a tensor is being converted. */
 static aq_status load_tensor(aq_checkpoint *ck, const char *name, int64_t rows, int64_t cols,
                              float **out, size_t *bytes, aq_error *err)
 {
@@ -123,8 +126,11 @@ static aq_status load_tensor(aq_checkpoint *ck, const char *name, int64_t rows, 
     if (v->dtype != AQ_F32 && v->dtype != AQ_F16 && v->dtype != AQ_BF16)
         return aq_fail(err, AQ_ERR_FORMAT, "tensor %s: dtype %s is not a float type (F32/F16/BF16)",
                        name, aq_dtype_name(v->dtype));
+    if (!out) return AQ_OK;
     float *f;
-    AQ_TRY(aq_view_to_f32_alloc(v, &f, err));
+    aq_status st = aq_view_to_f32_alloc(v, &f, err);
+    aq_ckpt_drop_pages(ck, v);
+    AQ_TRY(st);
     size_t n = (size_t)rows * (size_t)(cols ? cols : 1);
     for (size_t i = 0; i < n; i++)
         if (!isfinite(f[i])) {
@@ -172,14 +178,15 @@ static int has_bias(const aq_llama_config *c, int w)
     return w <= AQ_LIN_V ? c->qkv_bias : w == AQ_LIN_O ? c->o_bias : c->mlp_bias;
 }
 
-static aq_status load_bias(aq_model *m, aq_checkpoint *ck, int l, int w, aq_error *err)
+/* check: header checks only (lazy loading), nothing allocated. */
+static aq_status load_bias(aq_model *m, aq_checkpoint *ck, int l, int w, int check, aq_error *err)
 {
     char name[256], pre[200];
     int o, i;
     aq_model_lin_shape(m, (aq_linear)w, &o, &i);
     aq_linear_prefix(l, (aq_linear)w, pre, sizeof pre);
     snprintf(name, sizeof name, "%s.bias", pre);
-    aq_status st = load_tensor(ck, name, o, 0, &m->blocks[l].bias[w], &m->weight_bytes, err);
+    aq_status st = load_tensor(ck, name, o, 0, check ? NULL : &m->blocks[l].bias[w], &m->weight_bytes, err);
     if (st == AQ_ERR_NOTFOUND)
         return aq_fail(err, st, "%s: no tensor %s, but the config gives %s a bias (%s)",
                        aq_ckpt_path(ck), name, aq_linear_short_name((aq_linear)w),
@@ -189,28 +196,31 @@ static aq_status load_bias(aq_model *m, aq_checkpoint *ck, int l, int w, aq_erro
     return st;
 }
 
-static aq_status load_block(aq_model *m, aq_checkpoint *ck, int l, aq_error *err)
+/* Block l's tensors into m->blocks[l] (check: header checks only). */
+static aq_status load_block(aq_model *m, aq_checkpoint *ck, int l, int check, aq_error *err)
 {
     char name[256], pre[200];
     aq_block_w *b = &m->blocks[l];
     size_t *by = &m->weight_bytes;
+#define AQ_DST(p) (check ? NULL : (p))
     snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-    AQ_TRY(load_tensor(ck, name, m->cfg.dim, 0, &b->attn_norm, by, err));
+    AQ_TRY(load_tensor(ck, name, m->cfg.dim, 0, AQ_DST(&b->attn_norm), by, err));
     snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-    AQ_TRY(load_tensor(ck, name, m->cfg.dim, 0, &b->ffn_norm, by, err));
+    AQ_TRY(load_tensor(ck, name, m->cfg.dim, 0, AQ_DST(&b->ffn_norm), by, err));
     for (int w = 0; w < AQ_LIN_COUNT; w++) {
         int o, i;
         aq_model_lin_shape(m, (aq_linear)w, &o, &i);
         aq_linear_prefix(l, (aq_linear)w, pre, sizeof pre);
         snprintf(name, sizeof name, "%s.weight", pre);
-        AQ_TRY(load_tensor(ck, name, o, i, &b->lin[w], by, err));
-        if (has_bias(&m->cfg, w)) AQ_TRY(load_bias(m, ck, l, w, err));
+        AQ_TRY(load_tensor(ck, name, o, i, AQ_DST(&b->lin[w]), by, err));
+        if (has_bias(&m->cfg, w)) AQ_TRY(load_bias(m, ck, l, w, check, err));
     }
     if (!m->cfg.qk_norm) return AQ_OK;
     snprintf(name, sizeof name, "model.layers.%d.self_attn.q_norm.weight", l);
-    AQ_TRY(load_tensor(ck, name, m->hs, 0, &b->q_norm, by, err));
+    AQ_TRY(load_tensor(ck, name, m->hs, 0, AQ_DST(&b->q_norm), by, err));
     snprintf(name, sizeof name, "model.layers.%d.self_attn.k_norm.weight", l);
-    return load_tensor(ck, name, m->hs, 0, &b->k_norm, by, err);
+    return load_tensor(ck, name, m->hs, 0, AQ_DST(&b->k_norm), by, err);
+#undef AQ_DST
 }
 
 /* inv_freq[i] of the config's RoPE type, as transformers' modeling_rope_utils
@@ -280,14 +290,16 @@ static aq_status check_extra_bias(const aq_model *m, aq_checkpoint *ck, aq_error
     return AQ_OK;
 }
 
-static aq_status load_all(aq_model *m, aq_checkpoint *ck, aq_error *err)
+/* Everything but the blocks is converted now; the blocks too unless lazy
+ * (then only their headers are checked: acquire converts them). */
+static aq_status load_all(aq_model *m, aq_checkpoint *ck, int lazy, aq_error *err)
 {
     const aq_llama_config *c = &m->cfg;
     AQ_TRY(check_extra_bias(m, ck, err));
     AQ_TRY(load_tensor(ck, "model.embed_tokens.weight", c->vocab_size, c->dim, &m->embed,
                        &m->weight_bytes, err));
     for (int l = 0; l < c->n_layers; l++)
-        AQ_TRY(load_block(m, ck, l, err));
+        AQ_TRY(load_block(m, ck, l, lazy, err));
     AQ_TRY(load_tensor(ck, "model.norm.weight", c->dim, 0, &m->final_norm, &m->weight_bytes, err));
     if (c->tied_embeddings) {
         m->head = m->embed;
@@ -304,7 +316,7 @@ static aq_status load_all(aq_model *m, aq_checkpoint *ck, aq_error *err)
     return init_rope(m, err);
 }
 
-aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err)
+static aq_status load_model(aq_checkpoint *ck, int lazy, aq_model **out, aq_error *err)
 {
     aq_model *m = calloc(1, sizeof *m);
     if (!m) return aq_fail_nomem(err, "model", sizeof *m);
@@ -327,11 +339,12 @@ aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err)
     m->blocks = calloc((size_t)m->cfg.n_layers, sizeof *m->blocks);
     m->ovr = calloc((size_t)m->cfg.n_layers * AQ_LIN_COUNT + 1, sizeof *m->ovr);
     m->norm_ovr = calloc(2 * (size_t)m->cfg.n_layers + 1, sizeof *m->norm_ovr);
-    if (!m->blocks || !m->ovr || !m->norm_ovr) {
+    if (lazy) m->refs = calloc((size_t)m->cfg.n_layers, sizeof *m->refs);
+    if (!m->blocks || !m->ovr || !m->norm_ovr || (lazy && !m->refs)) {
         st = aq_fail_nomem(err, "model tables", 0);
         goto fail;
     }
-    AQ_TRY_GOTO(st, load_all(m, ck, err), fail);
+    AQ_TRY_GOTO(st, load_all(m, ck, lazy, err), fail);
     *out = m;
     return AQ_OK;
 fail:
@@ -342,6 +355,11 @@ fail:
     return st;
 }
 
+aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err)
+{
+    return load_model(ck, 0, out, err);
+}
+
 aq_status aq_model_load_path(const char *path, aq_model **out, aq_error *err)
 {
     aq_checkpoint *ck;
@@ -349,6 +367,21 @@ aq_status aq_model_load_path(const char *path, aq_model **out, aq_error *err)
     aq_status st = aq_model_load(ck, out, err);
     aq_ckpt_close(ck);
     return st;
+}
+
+aq_status aq_model_load_lazy(const char *path, aq_model **out, aq_error *err)
+{
+    const char *eager = getenv("AQ_MODEL_EAGER"); /* tests: the same run with eager loading */
+    if (eager && *eager && strcmp(eager, "0") != 0) return aq_model_load_path(path, out, err);
+    aq_checkpoint *ck;
+    AQ_TRY(aq_ckpt_open(path, &ck, err));
+    aq_status st = load_model(ck, 1, out, err);
+    if (st != AQ_OK) {
+        aq_ckpt_close(ck);
+        return st;
+    }
+    (*out)->ck = ck; /* the source stays mapped: acquire converts from it */
+    return AQ_OK;
 }
 
 static void free_scratch(aq_scratch *s)
@@ -369,31 +402,60 @@ static void free_scratch(aq_scratch *s)
     memset(s, 0, sizeof *s);
 }
 
+static void free_block(aq_block_w *b)
+{
+    free(b->attn_norm);
+    free(b->ffn_norm);
+    free(b->q_norm);
+    free(b->k_norm);
+    for (int w = 0; w < AQ_LIN_COUNT; w++) {
+        free(b->lin[w]);
+        free(b->bias[w]);
+    }
+    memset(b, 0, sizeof *b);
+}
+
 aq_status aq_model_block_acquire(aq_model *m, int block, aq_error *err)
 {
-    (void)m, (void)block, (void)err; /* eager loading: every block is resident */
+    if (!m->ck) return AQ_OK; /* eager loading: every block is resident */
+    if (block < 0 || block >= m->cfg.n_layers)
+        return aq_fail(err, AQ_ERR_ARG, "acquire: no block %d (model has %d)", block, m->cfg.n_layers);
+    if (m->refs[block]++ > 0) return AQ_OK;
+    size_t before = m->weight_bytes;
+    aq_status st = load_block(m, m->ck, block, 0, err);
+    if (st != AQ_OK) {
+        free_block(&m->blocks[block]);
+        m->weight_bytes = before;
+        m->refs[block] = 0;
+        if (err && strncmp(err->msg, aq_ckpt_path(m->ck), strlen(aq_ckpt_path(m->ck))) != 0)
+            aq_error_prefix(err, "%s", aq_ckpt_path(m->ck));
+        return st;
+    }
+    m->block_bytes = m->weight_bytes - before;
     return AQ_OK;
 }
 
 void aq_model_block_release(aq_model *m, int block)
 {
-    (void)m, (void)block;
+    if (!m->ck || block < 0 || block >= m->cfg.n_layers || m->refs[block] <= 0) return;
+    if (--m->refs[block] > 0) return;
+    free_block(&m->blocks[block]);
+    m->weight_bytes -= m->block_bytes;
+}
+
+int aq_model_is_lazy(const aq_model *m)
+{
+    return m->ck != NULL;
 }
 
 void aq_model_free(aq_model *m)
 {
     if (!m) return;
     if (m->blocks)
-        for (int l = 0; l < m->cfg.n_layers; l++) {
-            free(m->blocks[l].attn_norm);
-            free(m->blocks[l].ffn_norm);
-            free(m->blocks[l].q_norm);
-            free(m->blocks[l].k_norm);
-            for (int w = 0; w < AQ_LIN_COUNT; w++) {
-                free(m->blocks[l].lin[w]);
-                free(m->blocks[l].bias[w]);
-            }
-        }
+        for (int l = 0; l < m->cfg.n_layers; l++)
+            free_block(&m->blocks[l]);
+    free(m->refs);
+    aq_ckpt_close(m->ck);
     if (m->ovr)
         for (int i = 0; i <= m->cfg.n_layers * AQ_LIN_COUNT; i++) {
             free(m->ovr[i].weight);

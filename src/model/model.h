@@ -116,6 +116,21 @@ aq_status aq_model_load(aq_checkpoint *ck, aq_model **out, aq_error *err);
 /* Same, opening path with aq_ckpt_open (errors are prefixed with path). */
 aq_status aq_model_load_path(const char *path, aq_model **out, aq_error *err);
 void aq_model_free(aq_model *m);
+/* Lazy loading (issue 13): the checkpoint at path stays open and mapped in its
+ * stored dtype; the embedding, final norm and classifier are converted now,
+ * the blocks only when acquired (aq_model_block_acquire). Every tensor's name,
+ * shape and dtype are checked now as aq_model_load does; a block's NaN/Inf
+ * check runs when it is converted (AQ_ERR_NUMERIC naming the tensor, from
+ * acquire or the forward). Forwards give bit-identical results to an eager
+ * model's (the same conversion). The whole-model forward acquires each block
+ * as it reaches it and releases it after, so a forward holds one block; so
+ * do the KL gradient's forward and backward (grad.h). Reading a block's weights
+ * (aq_model_linear, _bias, _norm, ...) needs it acquired; the KV-cache decoder
+ * needs an eager model. The environment variable AQ_MODEL_EAGER=1 makes it
+ * load eagerly (tests compare the two paths' output bytes). */
+aq_status aq_model_load_lazy(const char *path, aq_model **out, aq_error *err);
+/* 1 for a model from aq_model_load_lazy. */
+int aq_model_is_lazy(const aq_model *m);
 
 /* Block residency (issue 13: a rank holds only the blocks it works on).
  * Before reading block b's weights (aq_model_linear, norms, ...) outside a
@@ -231,7 +246,8 @@ void aq_kv_cache_free(aq_kv_cache *c);
 aq_status aq_model_decode_step(aq_model *m, aq_kv_cache *c, int token, int pos, float *logits,
                                aq_error *err);
 
-/* Bytes held by the model's weights (F32) and its current scratch. */
+/* Bytes held by the model's weights (F32; a lazy model's resident ones) and
+ * its current scratch. */
 size_t aq_model_weight_bytes(const aq_model *m);
 size_t aq_model_scratch_bytes(const aq_model *m);
 

@@ -60,7 +60,10 @@ struct aq_model {
     int window;                 /* aq_llama_window: sequences longer are refused (0 = none) */
     float **norm_ovr;           /* [2 * n_layers + 1] quantized-mode RMSNorm gains [dim] or
                                    NULL: block b attn at 2b, ffn at 2b+1, final at 2 n_layers */
-    size_t weight_bytes;
+    size_t weight_bytes;        /* resident F32 weights */
+    aq_checkpoint *ck;          /* lazy loading: the open (mapped) source, owned; NULL = eager */
+    int *refs;                  /* lazy: [n_layers] acquire counts (a block is resident while > 0) */
+    size_t block_bytes;         /* lazy: F32 bytes of one block */
     aq_scratch s;
     aq_grad_scratch gs;
 };

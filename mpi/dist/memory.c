@@ -1,0 +1,266 @@
+/* memory.c — the per-rank memory bound (memory.h; the formula and what each
+ * term stands for: docs/MEMORY.md). Every term is an upper estimate of an
+ * allocation the phase makes, in bytes, from the config and the settings;
+ * the measured peaks (getrusage) are printed beside it in the report. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include "memory.h"
+#include "pipeline.h"
+
+#define AQ_MEM_RUNTIME (24.0 * 1024 * 1024)
+
+static const char *const phase_names[AQ_MEM_PHASES] = {"capture", "calibrate", "write (tune, eval)"};
+
+const char *aq_mem_phase_name(int phase)
+{
+    return phase >= 0 && phase < AQ_MEM_PHASES ? phase_names[phase] : "?";
+}
+
+/* The model's geometry, in doubles (the products overflow int). */
+typedef struct geo {
+    double D, H, Q, K, V, L, hs, seq, dmax;
+    double wb; /* one block's F32 weights (norms, 7 linears, biases, q/k norms) */
+    double wr; /* the rest: embedding, classifier unless tied, final norm, RoPE tables */
+} geo;
+
+static geo geometry(const aq_llama_config *mc)
+{
+    geo g;
+    g.hs = aq_llama_head_dim(mc);
+    g.D = mc->dim, g.H = mc->hidden_dim, g.V = mc->vocab_size, g.L = mc->n_layers, g.seq = mc->max_seq_len;
+    g.Q = mc->n_heads * g.hs, g.K = mc->n_kv_heads * g.hs;
+    g.dmax = fmax(g.D, fmax(g.Q, g.H));
+    double bias = (mc->qkv_bias ? g.Q + 2 * g.K : 0) + (mc->o_bias ? g.D : 0) + (mc->mlp_bias ? 2 * g.H + g.D : 0);
+    g.wb = 4 * (2 * g.D + 2 * g.Q * g.D + 2 * g.K * g.D + 3 * g.H * g.D + bias + (mc->qk_norm ? 2 * g.hs : 0));
+    g.wr = 4 * (g.V * g.D * (mc->tied_embeddings ? 1 : 2) + g.D + g.seq * g.hs);
+    return g;
+}
+
+/* The forward's scratch for n rows of sequences up to seq long (forward.c aq_scratch). */
+static double scratch(const geo *g, double n, double seq, double nseq)
+{
+    return 4 * n * (3 * g->D + 2 * g->Q + 2 * g->K + 2 * g->H + g->dmax + 1) + 4 * seq * seq + 8 * nseq;
+}
+
+/* One capture point's statistics of width d (capture.c alloc_stat; x3 in sequential mode). */
+static double stat(double d, double rows, int seq_mode)
+{
+    double s = 8 * (d + 1) * (d + 1) + 4 * rows * d + 8 * rows + 8 * d;
+    return seq_mode ? 3 * s : s;
+}
+
+static double capture_bytes(const geo *g, const aq_pipe_cfg *c, int P)
+{
+    double T = c->seq_len, C = c->chunk_windows, R = c->sample_rows, nc = C * T;
+    double chunks = ceil((double)c->windows / C), mine = ceil(chunks / P);
+    double blk = 2 * stat(g->D, R, c->sequential) + stat(g->Q, R, c->sequential) + stat(g->H, R, c->sequential);
+    /* the whole model in F32 (the capture loads it eagerly), one chunk's
+     * forward and its float64 row copies, one block's statistics for the
+     * running capture, the merge's total and scratch, and the packed partials
+     * of this rank's chunks kept until the owner merges them, and the
+     * statistics file being written (its image and the zlib output: two
+     * copies of the largest point's statistics) */
+    return g->wr + g->L * g->wb + scratch(g, nc, T, C) + 2 * 8 * nc * g->dmax + blk * (3 + mine) +
+           2 * stat(g->dmax, R, c->sequential) + 4.0 * c->windows * T;
+}
+
+static double kl_bytes(const geo *g, const aq_pipe_cfg *c)
+{
+    if (c->kl_windows <= 0) return 0;
+    double nk = fmin(c->kl_windows, c->windows) * (double)c->seq_len;
+    /* cached FP residual at every block input and FP log-probabilities
+     * (float64), the forward over the KL windows and its two logit matrices */
+    double b = 8 * g->L * nk * g->D + 8 * nk * g->V + scratch(g, nk, c->seq_len, c->kl_windows) + 8 * nk * g->V;
+    if (c->sens_loss == 2) /* block-fisher: one backward over the whole model (its activations) */
+        b += 4 * g->L * nk * (6 * g->D + 2 * g->Q + 2 * g->K + 4 * g->H);
+    return b;
+}
+
+static double calibrate_bytes(const geo *g, const aq_pipe_cfg *c)
+{
+    double R = c->sample_rows, W = g->H * g->D, dm = g->dmax + 1;
+    /* the lazy model: the rest, the task's block and the forward's current
+     * one; the largest capture point's statistics; AdaQuant on the largest
+     * linear (weights, codes, scales, gradients, Adam moments, best state:
+     * 8 copies of W; the Gram, its factor and inverse in float64; the sample
+     * and its products); one tensor's mapped source in flight (2 bytes/weight);
+     * the statistics are read from a file (its compressed and inflated
+     * images beside the tensors: 3 copies) */
+    return g->wr + 2 * g->wb + 3 * stat(g->dmax, R, c->sequential) + 8 * 4 * W + 3 * 8 * dm * dm + 2 * 4 * R * g->dmax +
+           2 * W + kl_bytes(g, c);
+}
+
+static double write_bytes(const geo *g, const aq_pipe_cfg *c, const aq_pipe_out *o)
+{
+    double n = o->eval_len > 0 ? o->eval_len : 512, t = o->tune.max_len > 0 ? o->tune.max_len : 512;
+    /* the eager model, the dequantized overrides of every linear, the chosen
+     * results (codes U8 + per-row parameters), an evaluation forward with FP
+     * and quantized logits */
+    double b = 2 * (g->wr + g->L * g->wb) + g->L * g->wb / 4 + scratch(g, n, n, 1) + 2 * 4 * n * g->V;
+    if (o->tune.steps > 0) /* tuning: one document's activations of every block, logits, gradients */
+        b += 4 * g->L * t * (6 * g->D + 2 * g->Q + 2 * g->K + 4 * g->H) + 4 * 4 * t * g->V + 3 * 4 * t * t +
+             g->L * g->wb / 2;
+    (void)c;
+    return b;
+}
+
+void aq_mem_predict(const aq_pipe_cfg *c, const aq_llama_config *mc, const aq_pipe_out *o, int ranks, double base,
+                    aq_mem_pred *out)
+{
+    geo g = geometry(mc);
+    memset(out, 0, sizeof *out);
+    out->base = base;
+    /* what the base, taken before any work, does not hold yet: BLIS's packing
+     * buffers (a few MiB per kernel), MPI's shared-memory and eager buffers,
+     * the allocator's fragmentation; a fixed allowance (docs/MEMORY.md) */
+    base += AQ_MEM_RUNTIME;
+    out->phase[AQ_MEM_CAPTURE] = base + capture_bytes(&g, c, ranks > 0 ? ranks : 1);
+    out->phase[AQ_MEM_CALIBRATE] = base + calibrate_bytes(&g, c);
+    out->phase[AQ_MEM_WRITE] = o ? base + write_bytes(&g, c, o) : 0;
+    for (int p = 1; p < AQ_MEM_PHASES; p++)
+        if (out->phase[p] > out->phase[out->worst]) out->worst = p;
+}
+
+double aq_mem_current_rss(void)
+{
+    FILE *f = fopen("/proc/self/statm", "r");
+    long size = 0, res = 0;
+    int ok = f && fscanf(f, "%ld %ld", &size, &res) == 2;
+    if (f) fclose(f);
+    return ok ? (double)res * (double)sysconf(_SC_PAGESIZE) : 0;
+}
+
+double aq_mem_peak_rss(void)
+{
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u) != 0) return 0;
+    return (double)u.ru_maxrss * 1024.0; /* Linux: kilobytes */
+}
+
+double aq_mem_parse_size(const char *s)
+{
+    char *end;
+    double x = strtod(s, &end);
+    if (end == s || !(x >= 0) || x > 1e18) return -1;
+    static const char units[] = "KMGT";
+    const char *u = *end ? strchr(units, *end == 'k' ? 'K' : *end) : NULL;
+    if (*end && !u) return -1;
+    if (u) {
+        x *= pow(1024.0, (double)(u - units + 1));
+        end++;
+        if (!strcmp(end, "iB") || !strcmp(end, "B")) end += strlen(end);
+    }
+    return *end ? -1 : x;
+}
+
+static double gib(double b)
+{
+    return b / (1024.0 * 1024.0 * 1024.0);
+}
+
+static aq_status read_config(const char *path, aq_llama_config *mc, aq_error *err)
+{
+    aq_checkpoint *ck;
+    AQ_TRY(aq_ckpt_open(path, &ck, err));
+    aq_status st = aq_ckpt_llama_config(ck, mc, err);
+    aq_ckpt_close(ck);
+    return st;
+}
+
+/* The first value of a knob (ranks x2.., sample rows /2.., ...) at which the
+ * worst phase fits, printed into buf; nothing when none of 4 steps fits. */
+static void suggest(char *buf, size_t n, const aq_pipe_cfg *c, const aq_llama_config *mc, const aq_pipe_out *o,
+                    int ranks, double base, double limit)
+{
+    size_t k = 0;
+    for (int knob = 0; knob < 5; knob++) {
+        for (int step = 1; step <= 4; step++) {
+            aq_pipe_cfg t = *c;
+            aq_pipe_out to;
+            memset(&to, 0, sizeof to);
+            if (o) to = *o;
+            int r = ranks, f = 1 << step;
+            if (knob == 0) r = ranks * f;
+            if (knob == 1 && (t.sample_rows = c->sample_rows / f) == c->sample_rows) break;
+            if (knob == 2 && (t.kl_windows = c->kl_windows / f) == c->kl_windows) break;
+            if (knob == 3 && (t.seq_len = c->seq_len / f) < 2) break;
+            if (knob == 4 && (!o || (to.eval_len = to.tune.max_len = (o->eval_len > 0 ? o->eval_len : 512) / f) < 2))
+                break;
+            aq_mem_pred p;
+            aq_mem_predict(&t, mc, o ? &to : NULL, r, base, &p);
+            if (p.phase[p.worst] > limit) continue;
+            static const char *const what[5] = {"%d ranks", "--sample-rows %d", "--kl-windows %d", "--calib-len %d",
+                                                "--eval-len and --tune-len %d"};
+            int v = knob == 0 ? r : knob == 1 ? t.sample_rows : knob == 2 ? t.kl_windows : knob == 3 ? t.seq_len
+                                                                                                    : to.eval_len;
+            k += (size_t)snprintf(buf + k, n - k, "%s", k ? ", " : "");
+            if (k < n) k += (size_t)snprintf(buf + k, n - k, what[knob], v);
+            if (k < n) k += (size_t)snprintf(buf + k, n - k, " (%.2f GiB)", gib(p.phase[p.worst]));
+            break;
+        }
+        if (k >= n) break;
+    }
+}
+
+aq_status aq_mem_check(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, double limit, aq_error *err)
+{
+    if (!(limit > 0)) return AQ_OK;
+    aq_llama_config mc;
+    AQ_TRY(read_config(c->model, &mc, err));
+    aq_mem_pred p;
+    double base = aq_mem_current_rss();
+    aq_mem_predict(c, &mc, o, ranks, base, &p);
+    if (p.phase[p.worst] <= limit) return AQ_OK;
+    char fit[512] = "";
+    suggest(fit, sizeof fit, c, &mc, o, ranks, base, limit);
+    return aq_fail(err, AQ_ERR_ARG,
+                   "--max-rank-memory %.3f GiB: the %s phase is predicted to need %.3f GiB per rank at %d rank%s "
+                   "(capture %.3f, calibrate %.3f%s%.3f GiB; docs/MEMORY.md); %s%s",
+                   gib(limit), aq_mem_phase_name(p.worst), gib(p.phase[p.worst]), ranks, ranks > 1 ? "s" : "",
+                   gib(p.phase[AQ_MEM_CAPTURE]), gib(p.phase[AQ_MEM_CALIBRATE]), o ? ", write " : "",
+                   o ? gib(p.phase[AQ_MEM_WRITE]) : 0.0, fit[0] ? "it would fit with " : "no single change of ranks, "
+                   "sample rows, KL windows, window or evaluation length fits: give more memory per rank",
+                   fit);
+}
+
+void aq_mem_gather(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_out *o, aq_pipe_timing *t)
+{
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    double mine = aq_mem_peak_rss(), *all = rank == 0 ? calloc((size_t)size, sizeof *all) : NULL;
+    MPI_Gather(&mine, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, comm);
+    if (rank != 0) return;
+    aq_llama_config mc;
+    aq_error e = {0};
+    if (read_config(c->model, &mc, &e) == AQ_OK) {
+        aq_mem_pred p;
+        aq_mem_predict(c, &mc, o, size, t->mem_base, &p);
+        for (int k = 0; k < AQ_MEM_PHASES; k++) t->mem_pred[k] = p.phase[k];
+        t->mem_worst = p.worst;
+    }
+    t->rss_n = size < AQ_PIPE_RSS_RANKS ? size : AQ_PIPE_RSS_RANKS;
+    t->rss_max = 0;
+    for (int r = 0; all && r < size; r++) {
+        if (r < AQ_PIPE_RSS_RANKS) t->rss[r] = all[r];
+        t->rss_max = fmax(t->rss_max, all[r]);
+    }
+    free(all);
+}
+
+void aq_mem_print(FILE *f, const aq_pipe_timing *t)
+{
+    if (t->rss_n <= 0) return;
+    double pred = t->mem_pred[t->mem_worst];
+    fprintf(f, "memory per rank: predicted peak %.1f MiB (%s phase; capture %.1f, calibrate %.1f, write %.1f MiB)\n",
+            pred / 1048576.0, aq_mem_phase_name(t->mem_worst), t->mem_pred[0] / 1048576.0, t->mem_pred[1] / 1048576.0,
+            t->mem_pred[2] / 1048576.0);
+    for (int r = 0; r < t->rss_n; r++)
+        fprintf(f, "  rank %d: measured peak RSS %.1f MiB%s\n", r, t->rss[r] / 1048576.0,
+                t->rss[r] > pred ? " (above the prediction)" : "");
+}
