@@ -21,8 +21,8 @@
 
 #include <mpi.h>
 
-#include "../mpi/dist/coop.h"
-#include "../mpi/dist/scalapack.h"
+#include "../mpi/pipeline/coop.h"
+#include "../mpi/pipeline/scalapack.h"
 #include "../src/blas/blas_kernel.h"
 #include "benchutil.h"
 

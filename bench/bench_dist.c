@@ -15,8 +15,8 @@
 #include <mpi.h>
 
 #include "../io/resultfile.h"
-#include "../mpi/dist/driver.h"
-#include "../mpi/dist/reduce.h"
+#include "../mpi/pipeline/driver.h"
+#include "../mpi/pipeline/ordered_sum.h"
 
 static void bench_reduce(int rank, int P, size_t d, size_t chunks)
 {

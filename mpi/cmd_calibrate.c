@@ -1,5 +1,5 @@
 /* cmd_calibrate.c — `adaquant calibrate`: pipeline stage 2: AdaQuant for shard I of N of the (layer, option) tasks.
- * The work is in mpi/dist/pipeline_run.c; this file is the CLI face. */
+ * The work is in mpi/pipeline/pipeline_run.c; this file is the CLI face. */
 #include <stdio.h>
 #include <stdlib.h>
 

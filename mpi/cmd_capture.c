@@ -1,5 +1,5 @@
 /* cmd_capture.c — `adaquant capture`: pipeline stage 1: per-layer calibration statistics into --work DIR (may run under MPI).
- * The work is in mpi/dist/pipeline_run.c; this file is the CLI face. */
+ * The work is in mpi/pipeline/pipeline_run.c; this file is the CLI face. */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -15,7 +15,7 @@
 #include "../src/text/tokenizer.h"
 #include "cli.h"
 #include "cmd_eval_cnn.h"
-#include "dist/pipeline_args.h"
+#include "pipeline/pipeline_args.h"
 
 #define CMD "eval"
 

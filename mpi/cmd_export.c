@@ -10,8 +10,8 @@
 #include "../src/model/model.h"
 #include "../src/text/tokenizer.h"
 #include "cli.h"
-#include "dist/cnn_pipe.h"
-#include "dist/pipeline_args.h"
+#include "pipeline/cnn_pipe.h"
+#include "pipeline/pipeline_args.h"
 #include "export_gguf.h"
 #include "export_gptq.h"
 

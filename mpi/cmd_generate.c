@@ -10,7 +10,7 @@
 #include "../src/model/model.h"
 #include "../src/text/tokenizer.h"
 #include "cli.h"
-#include "dist/pipeline_args.h"
+#include "pipeline/pipeline_args.h"
 
 #define CMD "generate"
 

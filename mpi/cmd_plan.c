@@ -1,14 +1,14 @@
 /* cmd_plan.c — `adaquant plan`: predict a quantize run (phases, memory,
  * schedule) from config.json and the run settings, no weights needed
- * (mpi/dist/plan.h, docs/PLAN.md). */
+ * (mpi/pipeline/plan.h, docs/PLAN.md). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
 #include "cli.h"
-#include "dist/pipeline_args.h"
-#include "dist/plan.h"
+#include "pipeline/pipeline_args.h"
+#include "pipeline/plan.h"
 #include "../src/text/textdata.h"
 #include "../src/blas/blas_kernel.h"
 #include "../src/text/tokenizer.h"

@@ -1,5 +1,5 @@
 /* cmd_quantize.c — `adaquant quantize`: quantize a model end to end: capture, AdaQuant over ranks, CBC allocation, write OUTDIR.
- * The work is in mpi/dist/pipeline_run.c; this file is the CLI face. */
+ * The work is in mpi/pipeline/pipeline_run.c; this file is the CLI face. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,5 +1,5 @@
 /* cmd_quantize_cnn.c — `adaquant quantize MODEL.onnx`: the command line of
- * the distributed CNN quantizer (the run is mpi/dist/cnn_pipe.c). Every
+ * the distributed CNN quantizer (the run is mpi/pipeline/cnn_pipe.c). Every
  * argument is checked here, before any file is read; the files themselves
  * (model, images, index list) and the budget are checked by the run before
  * any task starts. docs/CNN.md, "adaquant quantize MODEL.onnx". */
@@ -14,8 +14,8 @@
 #include "cli.h"
 #include "cmd_eval_cnn.h"
 #include "cmd_quantize_cnn.h"
-#include "dist/cnn_pipe.h"
-#include "dist/progress.h"
+#include "pipeline/cnn_pipe.h"
+#include "pipeline/progress.h"
 
 #define CMD "quantize"
 

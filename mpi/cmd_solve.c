@@ -1,5 +1,5 @@
 /* cmd_solve.c — `adaquant solve`: pipeline stage 3: allocate bits from the results in --work DIR and write OUTDIR.
- * The work is in mpi/dist/pipeline_run.c; this file is the CLI face. */
+ * The work is in mpi/pipeline/pipeline_run.c; this file is the CLI face. */
 #include <stdio.h>
 #include <stdlib.h>
 

@@ -10,7 +10,7 @@ int aq_pipe_cli_run(const char *cmd, unsigned mask, aq_pipe_stage_fn stage, int 
     aq_pipe_args *a = calloc(1, sizeof *a); /* large (paths): not on the stack */
     if (!a) return 1;
     int rc = aq_pipe_args_parse(cmd, mask, argc, argv, a);
-    /* every stage resolves the display from AQ_PROGRESS (mpi/dist/progress.h) */
+    /* every stage resolves the display from AQ_PROGRESS (mpi/pipeline/progress.h) */
     if (rc == 0 && a->progress_given) aq_progress_export(a->progress);
     if (rc == 0) {
         aq_error err = {0};

@@ -6,7 +6,7 @@
 
 #include <mpi.h>
 
-#include "dist/pipeline_run.h"
+#include "pipeline/pipeline_run.h"
 
 typedef aq_status (*aq_pipe_stage_fn)(MPI_Comm comm, aq_pipe_args *a, aq_error *err);
 

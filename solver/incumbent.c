@@ -1,4 +1,4 @@
-/* incumbent.c — a near-optimal starting solution for the presolve (reduce.c).
+/* incumbent.c — a near-optimal starting solution for the presolve (presolve.c).
  *
  * The reduced-cost fixing drops every option whose reduced cost exceeds
  * U - LB, so the size of the core CBC must search shrinks with the gap

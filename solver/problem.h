@@ -89,7 +89,7 @@ typedef struct aq_alloc_pick {
 aq_status aq_alloc_mip_solve(const aq_alloc_prob *p, const aq_alloc_goal *g, double time_limit,
                              int no_presolve, aq_alloc_pick *pick, aq_error *err);
 
-/* The exact presolve (reduce.c): sets keep[o] = 0 for options of p->opts that
+/* The exact presolve (presolve.c): sets keep[o] = 0 for options of p->opts that
  * cannot be in an optimal solution of g (dominated, or reduced cost above the
  * gap). incumbent (per unit, may be NULL) receives a feasible solution when
  * one was found (*have_inc = 1) with value *inc_obj and Lagrangian bound *lb.

@@ -1,5 +1,5 @@
 # `adaquant quantize MODEL.onnx` and `adaquant export OUTDIR --format onnx-qdq`
-# (mpi/cmd_quantize_cnn.c, mpi/dist/cnn_*.c) on the zoo MNIST CNN, by
+# (mpi/cmd_quantize_cnn.c, mpi/pipeline/cnn_*.c) on the zoo MNIST CNN, by
 # tests/scripts/test_cnn_pipe.py (docs/CNN.md "Tests"). All integration (they
 # run once; not `mpi`, which the kernel passes select): each mode starts several MPI jobs (bad: five runs that end in
 # MPI_Abort, ~1-2 s each of MPI start-up and teardown, no computation).

@@ -1,4 +1,4 @@
-# The cooperative path (issue 14, mpi/dist/coop*.c): float64 references, the
+# The cooperative path (issue 14, mpi/pipeline/coop*.c): float64 references, the
 # single-rank code, identical bytes across sub-grids, bad input. Q = 2 groups
 # at -np 2 and -np 4 (a few seconds each).
 aq_test(NAME test_coop SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_coop.c LIBS aq_dist NP 2

@@ -1,13 +1,13 @@
 # Tests of the distribution layer: result files and fingerprints (io/), and
-# mpi/dist (scheduling, driver, resume, failure, deterministic reductions).
+# mpi/pipeline (scheduling, driver, resume, failure, deterministic reductions).
 aq_test(NAME test_resultfile SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_resultfile.c LIBS aq_io ZLIB::ZLIB LABELS unit)
 # The tests compile the distribution sources they exercise directly (instead
 # of linking aq_dist, which also pulls in the model/AdaQuant components), so
 # they build and run independently of the numeric core.
-set(AQ_DIST_CORE_SRCS ${CMAKE_SOURCE_DIR}/mpi/dist/tasks.c ${CMAKE_SOURCE_DIR}/mpi/dist/progress.c
-    ${CMAKE_SOURCE_DIR}/mpi/dist/driver.c ${CMAKE_SOURCE_DIR}/mpi/dist/collect.c
-    ${CMAKE_SOURCE_DIR}/mpi/dist/reduce.c)
-aq_test(NAME test_dist_lpt SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_lpt.c ${CMAKE_SOURCE_DIR}/mpi/dist/tasks.c
+set(AQ_DIST_CORE_SRCS ${CMAKE_SOURCE_DIR}/mpi/pipeline/tasks.c ${CMAKE_SOURCE_DIR}/mpi/pipeline/progress.c
+    ${CMAKE_SOURCE_DIR}/mpi/pipeline/driver.c ${CMAKE_SOURCE_DIR}/mpi/pipeline/collect.c
+    ${CMAKE_SOURCE_DIR}/mpi/pipeline/ordered_sum.c)
+aq_test(NAME test_dist_lpt SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dist_lpt.c ${CMAKE_SOURCE_DIR}/mpi/pipeline/tasks.c
         LIBS aq_io LABELS unit)
 
 # TIMEOUT 180 for the MPI programs: a few seconds normally; under ASan+UBSan

@@ -14,7 +14,7 @@
 
 #include "../io/fingerprint.h"
 #include "../io/resultfile.h"
-#include "../mpi/dist/tasks.h"
+#include "../mpi/pipeline/tasks.h"
 
 #define SYN_LAYERS 6
 #define SYN_OPTIONS 3

@@ -5,7 +5,7 @@
 # each runs the whole CLI pipeline many times under mpirun (a minute or more
 # each in the normal build on 2 cores), and the sanitizers would multiply that
 # beyond the suite's 15-minute budget. The code they drive is covered under the
-# sanitizers piece by piece: mpi/dist by test_dist_* (under mpirun, label mpi),
+# sanitizers piece by piece: mpi/pipeline by test_dist_* (under mpirun, label mpi),
 # the pipeline's pure parts by test_pipeline_unit, the engine by the unit tests.
 
 # adaquant's own dequantisation of an OUTDIR, for the independent numpy reader,

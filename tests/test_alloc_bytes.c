@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../mpi/dist/pipeline.h"
+#include "../mpi/pipeline/pipeline.h"
 #include "../solver/allocate.h"
 #include "testutil.h"
 

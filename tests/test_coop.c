@@ -1,4 +1,4 @@
-/* test_coop.c — the cooperative path (mpi/dist/coop*.c) under mpirun -np 2
+/* test_coop.c — the cooperative path (mpi/pipeline/coop*.c) under mpirun -np 2
  * and 4, on Q = 2 sub-grids (block size 8, so every matrix spans several
  * block-cyclic rounds).
  * References, all computed here: float64 loops (the Gram from rows, the
@@ -14,9 +14,9 @@
 
 #include <mpi.h>
 
-#include "../mpi/dist/coop.h"
-#include "../mpi/dist/coop_internal.h"
-#include "../mpi/dist/scalapack.h"
+#include "../mpi/pipeline/coop.h"
+#include "../mpi/pipeline/coop_internal.h"
+#include "../mpi/pipeline/scalapack.h"
 #include "../src/adaquant/gptq.h"
 #include "../src/quant/quant.h"
 #include "testutil.h"

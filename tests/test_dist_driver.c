@@ -1,4 +1,4 @@
-/* test_dist_driver.c — the distributed task driver (mpi/dist/driver.h) on
+/* test_dist_driver.c — the distributed task driver (mpi/pipeline/driver.h) on
  * synthetic tasks (dist_synth.h), under mpirun with 1, 2 or 4 ranks.
  *
  * Without arguments (the ctest runs): every result file must equal, byte for
@@ -19,7 +19,7 @@
 #include <mpi.h>
 
 #include "../io/atomic_file.h"
-#include "../mpi/dist/driver.h"
+#include "../mpi/pipeline/driver.h"
 #include "dist_synth.h"
 #include "testutil.h"
 

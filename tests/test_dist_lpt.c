@@ -1,10 +1,10 @@
-/* test_dist_lpt.c — scheduling (mpi/dist/tasks.h): the cost formula, the
+/* test_dist_lpt.c — scheduling (mpi/pipeline/tasks.h): the cost formula, the
  * canonical order, LPT against a brute-force optimum on tiny instances (the
  * makespan stays within Graham's bound 4/3 - 1/(3P)), the tight textbook
  * instance, determinism, the static/tail split and the shard partition. */
 #include <string.h>
 
-#include "../mpi/dist/tasks.h"
+#include "../mpi/pipeline/tasks.h"
 #include "testutil.h"
 
 static uint64_t rng_state = 0x1234567;

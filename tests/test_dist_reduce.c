@@ -1,5 +1,5 @@
 /* test_dist_reduce.c — deterministic chunk-ordered reductions, the loss-row
- * gather and the assignment broadcast (mpi/dist/reduce.h, collect.h), under
+ * gather and the assignment broadcast (mpi/pipeline/ordered_sum.h, collect.h), under
  * mpirun with 1, 2 and 4 ranks.
  * Reference: a serial float64 loop over the chunks in order, computed here.
  * The partials span 16 orders of magnitude, so any other summation order
@@ -10,8 +10,8 @@
 
 #include <mpi.h>
 
-#include "../mpi/dist/collect.h"
-#include "../mpi/dist/reduce.h"
+#include "../mpi/pipeline/collect.h"
+#include "../mpi/pipeline/ordered_sum.h"
 #include "testutil.h"
 
 enum { NCHUNK = 13, LEN = 1031 };

@@ -48,10 +48,10 @@ CAL = ["--calib-windows", "8", "--calib-len", "64", "--iters", "5", "--starts", 
        "--options", "w8a16,w4a16,w3a16,w4a8"]
 BUD = ["--target-bits", "3.5", "--keep", r"layers\.0\.self_attn\.q_proj=w4a8"]
 # global tuning: 20 steps of 18 documents, cut into fixed chunks of AQ_TUNE_CHUNK = 1
-# document (mpi/dist/pipeline.h) spread over the ranks by length: every rank of 2 or 4
+# document (mpi/pipeline/pipeline.h) spread over the ranks by length: every rank of 2 or 4
 # computes chunks, and the sums cross ranks
 TUNE = ["--tune-steps", "20", "--tune-docs", "40", "--tune-batch", "18", "--tune-lr", "3e-3"]
-# evaluation: 160 documents = 5 fixed chunks of AQ_EVAL_CHUNK = 32 (mpi/dist/stage_eval.c;
+# evaluation: 160 documents = 5 fixed chunks of AQ_EVAL_CHUNK = 32 (mpi/pipeline/fixed_chunks.h;
 # checked below): 3 + 2 chunks over 2 ranks, 2 + 1 + 1 + 1 over 4, so every rank
 # evaluates and the chunk sums cross ranks
 EVAL_DOCS = 160
@@ -188,7 +188,7 @@ def ref_out(top):
 
 def eval_chunk():
     """AQ_EVAL_CHUNK from the source: the test must keep covering every rank."""
-    src = os.path.join(os.environ.get("AQ_SOURCE_DIR", "."), "mpi", "dist", "stage_eval.c")
+    src = os.path.join(os.environ.get("AQ_SOURCE_DIR", "."), "mpi", "pipeline", "fixed_chunks.h")
     m = re.search(r"#define AQ_EVAL_CHUNK (\d+)", open(src).read())
     return int(m.group(1)) if m else None
 

@@ -18,9 +18,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "../mpi/dist/driver.h"
-#include "../mpi/dist/pipeline.h"
-#include "../mpi/dist/stage_stats.h"
+#include "../mpi/pipeline/driver.h"
+#include "../mpi/pipeline/pipeline.h"
+#include "../mpi/pipeline/stage_stats.h"
 #include "testutil.h"
 
 static void test_options(void)

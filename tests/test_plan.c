@@ -1,4 +1,4 @@
-/* test_plan.c — `adaquant plan` (mpi/dist/plan.h): the task list and FLOP
+/* test_plan.c — `adaquant plan` (mpi/pipeline/plan.h): the task list and FLOP
  * totals of Llama-2-7B against a hand computation from the public config
  * numbers, the memory formula against the engine's own allocation and a
  * small case by hand, the schedule's bounds against a brute-force optimum,
@@ -9,8 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../mpi/dist/coop_sched.h"
-#include "../mpi/dist/plan.h"
+#include "../mpi/pipeline/coop_sched.h"
+#include "../mpi/pipeline/plan.h"
 #include "../src/model/model.h"
 #include "testutil.h"
 

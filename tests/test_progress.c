@@ -1,4 +1,4 @@
-/* test_progress.c — the progress display (mpi/dist/progress.c) without MPI:
+/* test_progress.c — the progress display (mpi/pipeline/progress.c) without MPI:
  * the auto rule on hand-made environments (each branch, with the mode the
  * rule in progress.h / docs/PIPELINE.md prescribes), mode names, the exact
  * text of plain and bar lines against hand-computed ETA and rate, control
@@ -8,7 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../mpi/dist/progress.h"
+#include "../mpi/pipeline/progress.h"
 #include "testutil.h"
 
 static int has_control(const char *s)

@@ -1,4 +1,4 @@
-/* test_refine.c — the re-linearised allocation (mpi/dist/refine.h) against a
+/* test_refine.c — the re-linearised allocation (mpi/pipeline/refine.h) against a
  * direct reimplementation written here: a small `adaquant quantize` run makes
  * a real work directory on stories260K; the test then re-measures every
  * (layer, option) KL itself with FULL forwards (the solved allocation
@@ -17,10 +17,11 @@
 
 #include <mpi.h>
 
-#include "../mpi/dist/refine.h"
+#include "../mpi/pipeline/refine.h"
 #include "../src/model/model.h"
 #include "../src/text/textdata.h"
 #include "testutil.h"
+#include "../mpi/pipeline/stage_solve.h"
 
 #define K_WIN 2
 #define T_LEN 64

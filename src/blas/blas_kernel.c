@@ -3,7 +3,7 @@
  *
  * Why here: this is the component that owns the BLIS dependency (target
  * aq_blas, CMakeLists.txt). It sits at the bottom of src/ because every BLAS
- * user above it (src/adaquant, src/model, mpi/dist, the CLI, the benches, the
+ * user above it (src/adaquant, src/model, mpi/pipeline, the CLI, the benches, the
  * tests) links BLIS through it, and it needs nothing of MPI or of our other
  * components: the entry points call it before anything else touches BLAS.
  *

@@ -1,6 +1,6 @@
 /* block_fp.h — the residual stream at a block boundary for packed
  * sequences, FP or quantized, without the classifier: what block-wise tuning
- * (mpi/dist/stage_tune_block.c) needs as inputs and targets of a block. */
+ * (mpi/pipeline/stage_tune_block.c) needs as inputs and targets of a block. */
 #ifndef AQ_BLOCK_FP_H
 #define AQ_BLOCK_FP_H
 

@@ -3,7 +3,7 @@
  * parameters are, per layer l (in the order given), theta[d_out] (w_scale =
  * s0 * exp(theta), s0 the starting scale), zero[d_out] and bias[d_out]; then
  * the RMSNorm gains: input_layernorm [n_layers * dim], post_attention_layernorm
- * [n_layers * dim], model.norm [dim]. No MPI: mpi/dist/stage_tune.c spreads
+ * [n_layers * dim], model.norm [dim]. No MPI: mpi/pipeline/stage_tune.c spreads
  * the gradient chunks over ranks and sums them. */
 #ifndef AQ_TUNE_H
 #define AQ_TUNE_H

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """test_cnn_pipe.py MODE DIR [NPM_DIR] — `adaquant quantize MODEL.onnx` and
 `adaquant export OUTDIR --format onnx-qdq` (mpi/cmd_quantize_cnn.c,
-mpi/dist/cnn_*.c) on the model-zoo MNIST CNN (calibration images 0-255,
+mpi/pipeline/cnn_*.c) on the model-zoo MNIST CNN (calibration images 0-255,
 evaluation 5000-9999, raw pixels). Modes:
   bad     errors before any work: an infeasible budget (the smallest feasible
           one named), an unknown option, --keep matching no layer, a --keep

@@ -11,6 +11,7 @@
 #include "pipeline.h"
 #include "pipeline_size.h"
 #include "tasks.h"
+#include "stage_solve.h"
 
 /* Which shard of `shards` each task belongs to (LPT, aq_dist_shard_tasks). */
 static aq_status shard_of_tasks(const aq_pipe_plan *p, int shards, int *shard, aq_error *err)

@@ -13,7 +13,7 @@
 #include "../../src/text/textdata.h"
 #include "driver.h"
 #include "progress.h"
-#include "reduce.h"
+#include "ordered_sum.h"
 #include "stage_tune.h"
 
 /* The layers of v as quantized-mode overrides of m (no tuning). */

@@ -18,6 +18,7 @@
 
 #include <mpi.h>
 
+#include "fixed_chunks.h"
 #include "../../common/status.h"
 #include "../../io/fingerprint.h"
 #include "../../io/resultfile.h"
@@ -126,7 +127,7 @@ typedef struct aq_pipe_plan {
     int n_layers;
     aq_pipe_layer *layers;
     size_t n_tasks;
-    aq_dist_task *tasks;   /* mpi/dist/tasks.h; layer/option strings borrowed from here/cfg */
+    aq_dist_task *tasks;   /* mpi/pipeline/tasks.h; layer/option strings borrowed from here/cfg */
     /* The tensors outside the linears that the tensor menu allocates (none when
      * cfg->n_embed_options is 0): the embedding "model.embed_tokens" (which =
      * -1; tied: it is the classifier too) and an untied "lm_head" (which =
@@ -155,7 +156,7 @@ typedef struct aq_pipe_budget {
     size_t n_keep;
     char keep_regex[AQ_PIPE_MAX_KEEP][256];
     char keep_opt[AQ_PIPE_MAX_KEEP][16];
-    int refine; /* --refine rounds (mpi/dist/refine.h); 0 = none */
+    int refine; /* --refine rounds (mpi/pipeline/refine.h); 0 = none */
 } aq_pipe_budget;
 
 /* Default: --target-size 5.5bpw (the model files at 5.5 bits per weight of
@@ -178,7 +179,7 @@ aq_status aq_pipe_budget_add_keep(aq_pipe_budget *b, const char *rule, aq_error 
 aq_status aq_pipe_budget_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                                aq_error *err);
 
-/* Global tuning after assembly (mpi/dist/stage_tune.h). */
+/* Global tuning after assembly (mpi/pipeline/stage_tune.h). */
 typedef struct aq_pipe_tune_opts {
     int steps;   /* Adam steps; 0 = no tuning */
     int docs;    /* pool: the first `docs` calibration documents (0 = all) */
@@ -192,8 +193,7 @@ typedef struct aq_pipe_tune_opts {
 #define AQ_TUNE_MAX_LEN_DEFAULT 512
 #define AQ_TUNE_BATCH_DEFAULT 16
 #define AQ_TUNE_LR_DEFAULT 5e-3
-#define AQ_TUNE_CHUNK 1 /* documents per gradient chunk (fixed: output bytes depend on it; 1 lets
-                           up to --tune-batch ranks work) */
+/* AQ_TUNE_CHUNK, AQ_EVAL_CHUNK: fixed_chunks.h (they decide output bytes) */
 enum { AQ_TUNE_AUTO = 0, AQ_TUNE_GLOBAL = 1, AQ_TUNE_BLOCK = 2 };
 
 typedef struct aq_pipe_out {
@@ -239,21 +239,7 @@ aq_status aq_pipe_capture(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq_pi
 aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, int resume,
                             int shard, int shards, aq_loss_row **rows, aq_pipe_timing *t, aq_error *err);
 
-/* Stage 3 (rank 0 only, no MPI): rows == NULL: read every result (missing
- * ones -> AQ_ERR_NOTFOUND listing the shards and the resubmit command).
- * Solve; choice[n_layers] receives the option index per layer. */
-aq_status aq_pipe_solve(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
-                        const aq_loss_row *rows, aq_loss_row **rows_out, int *choice, aq_error *err);
-
-/* The allocation table of the rows (size = params x w_bits; under a budget in
- * bytes, every task's bytes in the model files) and its solution
- * under budget b (rank 0). On success the caller frees *t and *sol. */
-aq_status aq_pipe_alloc(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
-                        const aq_loss_row *rows, aq_alloc_table *t, aq_alloc_solution *sol, aq_error *err);
-
-/* The option index per layer of a solution (choice[n_layers + n_extra]; an
- * extra not in the table: -1, kept F32). */
-void aq_pipe_choice_of(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_alloc_solution *sol, int *choice);
+/* Stage 3, the allocation: stage_solve.h. */
 
 /* Stage 4 (collective): evaluate (documents spread over ranks) and write
  * OUTDIR atomically on rank 0. choice valid on every rank. */

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixed_chunks.h"
 #include "../../src/model/model.h"
 #include "coop_sched.h"
 #include "plan.h"
@@ -15,7 +16,6 @@
 
 #define CAP_CHUNK_DEFAULT 8   /* aq_capture_opts.batch_windows: windows per capture forward */
 #define TUNE_FWD_EQUIV 4.3    /* forward-equivalents per tuning step (README: FP targets + Q forward + backward) */
-#define EVAL_CHUNK_DOCS 32    /* stage_eval.c AQ_EVAL_CHUNK */
 #define SOLVE_SEC_PER_ROW 4e-5 /* CBC: 10,000 layers x 12 options in 0.14-0.45 s (README) */
 
 static const char *const phase_names[AQ_PLAN_NPHASES] = {"capture", "calibrate", "allocate", "tune", "eval", "write"};
@@ -341,14 +341,14 @@ static void phase_tune_eval(const aq_plan_input *in, const aq_plan_rates *r, aq_
                   2.0 * o->tune.max_len * o->tune.max_len * 4 + scratch_bytes(m, rows, o->tune.max_len);
     }
     if (!o->no_eval && in->eval.n > 0) {
-        double nch = ceil_div(in->eval.n, EVAL_CHUNK_DOCS), cmax = ceil_div(nch, in->ranks);
+        double nch = ceil_div(in->eval.n, AQ_EVAL_CHUNK), cmax = ceil_div(nch, in->ranks);
         double per_doc = in->eval.tokens / in->eval.n, sq_doc = in->eval.sq / in->eval.n;
         /* FP and quantized forwards of each chunk */
-        double chunk = 2 * fwd_seconds(m, r, EVAL_CHUNK_DOCS * per_doc, EVAL_CHUNK_DOCS * sq_doc, m->n_layers, 1);
+        double chunk = 2 * fwd_seconds(m, r, AQ_EVAL_CHUNK * per_doc, AQ_EVAL_CHUNK * sq_doc, m->n_layers, 1);
         ev->seconds = cmax * chunk;
         ev->work = nch * chunk;
         ev->lower_bound = ev->work / (in->ranks < nch ? in->ranks : nch);
-        double rows = EVAL_CHUNK_DOCS * (double)o->eval_len;
+        double rows = AQ_EVAL_CHUNK * (double)o->eval_len;
         ev->mem = p->model_bytes + lin_bytes + scratch_bytes(m, rows, o->eval_len) + rows * m->vocab_size * 4;
     }
     /* every rank loads the model and the chosen result files before tuning */

@@ -8,11 +8,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fixed_chunks.h"
 #include "../../src/model/eval.h"
-#include "reduce.h"
+#include "ordered_sum.h"
 #include "stage_eval.h"
 
-#define AQ_EVAL_CHUNK 32
 #define NF 5 /* nll_fp, nll_q, kl_sum, agree, n_predicted */
 
 static aq_status eval_chunk(aq_model *m, const aq_seqs *all, size_t d0, size_t d1, size_t tok0, double *out,

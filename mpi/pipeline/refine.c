@@ -8,6 +8,7 @@
 #include "../../src/model/sensitivity.h"
 #include "../../src/text/textdata.h"
 #include "collect.h"
+#include "stage_solve.h"
 
 typedef struct cand {
     float *w, *bias; /* dequantised weight [d_out, d_in], bias [d_out] */

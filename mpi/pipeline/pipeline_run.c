@@ -14,6 +14,7 @@
 #include "refine.h"
 #include "sens_loss.h"
 #include "stage_sequential.h"
+#include "stage_solve.h"
 
 /* Rank 0 decided cfg (paths, fingerprints): give every rank the same bytes. */
 static void bcast_cfg(MPI_Comm comm, aq_pipe_cfg *c)

@@ -26,7 +26,7 @@
 #include "../../src/text/textdata.h"
 #include "driver.h"
 #include "progress.h"
-#include "reduce.h"
+#include "ordered_sum.h"
 #include "stage_capture.h"
 #include "stage_stats.h"
 

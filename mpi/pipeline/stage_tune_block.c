@@ -17,7 +17,7 @@
 #include "../../src/model/tune.h"
 #include "driver.h"
 #include "progress.h"
-#include "reduce.h"
+#include "ordered_sum.h"
 #include "stage_tune.h"
 
 /* One block's tuning: its layers (indices into the plan) and copies of their

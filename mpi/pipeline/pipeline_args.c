@@ -114,7 +114,7 @@ static const struct {
     {{"progress", required_argument, 0, O_PROGRESS}, ALL_GROUPS},
     {{"coop-ranks", required_argument, 0, O_COOP_RANKS}, AQ_ARGS_WORK},
     {{"coop-threshold", required_argument, 0, O_COOP_THR}, AQ_ARGS_WORK},
-    /* the per-rank memory bound (issue 13, mpi/dist/memory.h) */
+    /* the per-rank memory bound (issue 13, mpi/pipeline/memory.h) */
     {{"max-rank-memory", required_argument, 0, O_MAXMEM}, AQ_ARGS_MODEL},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
@@ -225,7 +225,7 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_SHARDS: return parse_int(cmd, "--shards", v, 1, 1000000, &a->shards);
     case O_COOP_RANKS: return parse_int(cmd, "--coop-ranks", v, 0, 1000000, &g->coop_ranks);
     case O_COOP_THR: return parse_num(cmd, "--coop-threshold", v, &g->coop_threshold);
-    case O_MAXMEM: /* the per-rank memory bound (issue 13, mpi/dist/memory.h) */
+    case O_MAXMEM: /* the per-rank memory bound (issue 13, mpi/pipeline/memory.h) */
         if (!((a->max_rank_memory = aq_mem_parse_size(v)) > 0))
             return usage(cmd, "--max-rank-memory must be a size > 0 (bytes, or with K, M, G, T), not '%s'", v);
         return 0;
@@ -265,7 +265,7 @@ static int check_data(const char *cmd, int mask, const aq_pipe_args *a)
     return 0;
 }
 
-/* --coop-ranks Q needs Q ranks (mpi/dist/coop_sched.h): refused before any work. */
+/* --coop-ranks Q needs Q ranks (mpi/pipeline/coop_sched.h): refused before any work. */
 static int check_coop(const char *cmd, const aq_pipe_args *a)
 {
     int up = 0, size = 1;

@@ -1,5 +1,5 @@
-/* reduce.c — chunk-ordered, rank-count-independent float64 sums (reduce.h). */
-#include "reduce.h"
+/* ordered_sum.c — chunk-ordered, rank-count-independent float64 sums (ordered_sum.h). */
+#include "ordered_sum.h"
 
 #include <limits.h>
 #include <stdint.h>

@@ -1,4 +1,4 @@
-/* reduce.h — deterministic sums of per-chunk float64 partials.
+/* ordered_sum.h — deterministic sums of per-chunk float64 partials.
  *
  * The capture splits the calibration windows into a FIXED list of chunks
  * (independent of the number of ranks); each chunk yields a partial array per
@@ -10,8 +10,8 @@
  * exactly what a serial loop does. Remote partials are received in chunk
  * order (double-buffered: the next one arrives while the current one is
  * added), so the owner holds at most two partials besides its own. */
-#ifndef AQ_DIST_REDUCE_H
-#define AQ_DIST_REDUCE_H
+#ifndef AQ_PIPELINE_ORDERED_SUM_H
+#define AQ_PIPELINE_ORDERED_SUM_H
 
 #include <stddef.h>
 

@@ -1,4 +1,4 @@
-/* reduce.c — the exact presolve of the allocation program (problem.h).
+/* presolve.c — the exact presolve of the allocation program (problem.h).
  *
  * Two reductions that never remove an optimal solution, so CBC still proves
  * optimality of the full program:

@@ -15,6 +15,7 @@
 #include "pipeline_size.h"
 #include "sens_loss.h"
 #include "stage_report.h"
+#include "stage_solve.h"
 
 typedef struct totals {
     int64_t params, wbits_sum, size_bits;
