@@ -413,7 +413,7 @@ static aq_status multistart(crun *c)
     const aq_layer_opts *o = c->o;
     int n = o->starts > 0 ? o->starts : 1;
     for (int k = 0; k < n; k++) {
-        double f = 1.0 + 0.05 * (double)((k + 1) / 2) * (k % 2 ? -1.0 : 1.0);
+        double f = aq_start_factor(k);
         start_grid(c, f);
         if (k == 0)
             best_load(c); /* the initialisation itself */
@@ -434,10 +434,10 @@ static aq_status adam_phase(crun *c)
 {
     const aq_layer_opts *o = c->o;
     aq_ls *S = &c->S;
-    int rounds = o->polish_rounds > 0 ? o->polish_rounds : 1;
-    int every = o->eval_every > 0 ? o->eval_every : 10;
+    int rounds = aq_adam_rounds(o);
+    int every = aq_adam_eval_every(o);
     for (int k = 0; k < rounds; k++) {
-        int per = o->iters / rounds + (k < o->iters % rounds ? 1 : 0);
+        int per = aq_adam_segment(o, rounds, k);
         if (per > 0) {
             best_load(c);
             aq_ls_v_from_codes(S);

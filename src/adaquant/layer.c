@@ -242,7 +242,7 @@ static aq_status multistart(run_ctx *c, aq_error *err)
     aq_status st = AQ_OK;
     int n = o->starts > 0 ? o->starts : 1;
     for (int k = 0; k < n && st == AQ_OK; k++) {
-        double f = 1.0 + 0.05 * (double)((k + 1) / 2) * (k % 2 ? -1.0 : 1.0);
+        double f = aq_start_factor(k);
         start_grid(c, f, sc, ze);
         if (k == 0)
             snap_load(&c->best, &c->S); /* the initialisation itself */
@@ -262,10 +262,10 @@ static void inner(run_ctx *c)
 {
     const aq_layer_opts *o = c->o;
     aq_ls *S = &c->S;
-    int rounds = o->polish_rounds > 0 ? o->polish_rounds : 1;
-    int every = o->eval_every > 0 ? o->eval_every : 10;
+    int rounds = aq_adam_rounds(o);
+    int every = aq_adam_eval_every(o);
     for (int k = 0; k < rounds; k++) {
-        int per = o->iters / rounds + (k < o->iters % rounds ? 1 : 0);
+        int per = aq_adam_segment(o, rounds, k);
         snap_load(&c->best, S);
         if (per > 0) {
             aq_ls_v_from_codes(S);

@@ -157,6 +157,30 @@ void aq_adam_reset(aq_adam *a, const aq_ls *S);
 /* iters Adam steps; leaves u = codes of the final V. */
 void aq_adam_run(aq_ls *S, aq_adam *a, const aq_adam_cfg *cfg, int iters);
 
+/* The optimisation schedule, shared by layer.c and the cooperative
+ * mpi/pipeline/coop_run.c so that both run the same iterations (and so write
+ * the same bytes). Multi-start k scales the initial grid by 1, 0.95, 1.05,
+ * 0.9, 1.1, ... */
+static inline double aq_start_factor(int k)
+{
+    return 1.0 + 0.05 * (double)((k + 1) / 2) * (k % 2 ? -1.0 : 1.0);
+}
+/* Adam runs in one segment per polishing round (at least one); the iterations
+ * are split evenly, the first iters % rounds segments taking one more. */
+static inline int aq_adam_rounds(const aq_layer_opts *o)
+{
+    return o->polish_rounds > 0 ? o->polish_rounds : 1;
+}
+static inline int aq_adam_segment(const aq_layer_opts *o, int rounds, int k)
+{
+    return o->iters / rounds + (k < o->iters % rounds ? 1 : 0);
+}
+/* Iterations between two evaluations of the best iterate. */
+static inline int aq_adam_eval_every(const aq_layer_opts *o)
+{
+    return o->eval_every > 0 ? o->eval_every : 10;
+}
+
 /* Activation quantizer (actq.c). */
 /* MSE-fit (scale, zero) of an asymmetric per-tensor quantizer on rows x. */
 void aq_actq_fit(aq_actq *q, int bits, const float *x, size_t n, size_t d);
