@@ -14,8 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <blis.h>
-
+#include "../../src/adaquant/gptq.h"
 #include "../../src/quant/quant.h"
 #include "coop_internal.h"
 #include "scalapack.h"
@@ -194,35 +193,6 @@ aq_status aq_coop_factor_rows(const aq_coop_grid *g, const aq_coop_factor *f, si
     return AQ_OK;
 }
 
-/* Columns [i1, i2) of Wt [d, n] (permuted order) quantized with in-block
- * updates; errors into Err [i2 - i1, n]. up = rows i1.. of U. As gptq.c. */
-static void sweep_block(double *Wt, const double *up, size_t d, size_t n, size_t i1, size_t i2,
-                        const float *scale, const float *zero, int bits, uint8_t *ct, double *Err)
-{
-    for (size_t j = i1; j < i2; j++) {
-        double *w = Wt + j * n, *e = Err + (j - i1) * n;
-        const double *urow = up + (j - i1) * d;
-        double ujj = urow[j];
-        for (size_t r = 0; r < n; r++) {
-            uint8_t u = aq_quantize1((float)w[r], scale[r], zero[r], bits);
-            ct[j * n + r] = u;
-            e[r] = (w[r] - (double)aq_dequantize1(u, scale[r], zero[r])) / ujj;
-        }
-        for (size_t k = j + 1; k < i2; k++) {
-            double *wk = Wt + k * n, ujk = urow[k];
-            for (size_t r = 0; r < n; r++) wk[r] -= e[r] * ujk;
-        }
-    }
-    if (i2 >= d) return;
-    /* Wt[i2:, :] -= U[i1:i2, i2:]^T Err (single-threaded BLIS dgemm, as gptq.c) */
-    double minus1 = -1.0, one = 1.0;
-    rntm_t rntm = BLIS_RNTM_INITIALIZER;
-    bli_rntm_set_num_threads(1, &rntm);
-    bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)(d - i2), (dim_t)n, (dim_t)(i2 - i1),
-                 &minus1, (double *)(up + i2), 1, (inc_t)d, Err, (inc_t)n, 1, &one, Wt + i2 * n,
-                 (inc_t)n, 1, NULL, &rntm);
-}
-
 aq_status aq_coop_gptq_sweep(const aq_coop_grid *g, const aq_coop_factor *f, const size_t *perm,
                              const float *w_loc, size_t n_loc, const uint8_t *dead,
                              const float *scale, const float *zero, int bits, size_t block,
@@ -244,7 +214,7 @@ aq_status aq_coop_gptq_sweep(const aq_coop_grid *g, const aq_coop_factor *f, con
     for (size_t i1 = 0; st == AQ_OK && i1 < d; i1 += block) {
         size_t i2 = i1 + block < d ? i1 + block : d;
         st = aq_coop_factor_rows(g, f, i1, i2, up, err);
-        if (st == AQ_OK && n > 0) sweep_block(Wt, up, d, n, i1, i2, scale, zero, bits, ct, Err);
+        if (st == AQ_OK && n > 0) aq_gptq_block(Wt, up, d, n, i1, i2, scale, zero, bits, ct, Err);
     }
     for (size_t a = 0; st == AQ_OK && a < d; a++)
         for (size_t r = 0; r < n; r++) codes_loc[r * d + perm[a]] = ct[a * n + r];

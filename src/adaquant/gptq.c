@@ -122,40 +122,35 @@ static int inverse_factor(const double *H, size_t d, const size_t *perm, double 
     return 0;
 }
 
-/* Quantize the columns [i1, i2) of Wt with the in-block updates; errors of
- * the block go to Err [i2 - i1, d_out] for the lazy update of the rest. */
-static void quantize_block(double *Wt, const double *U, size_t d, size_t d_out, size_t i1,
-                           size_t i2, const float *scale, const float *zero, int bits, uint8_t *ct,
-                           double *Err)
+/* Quantize the columns [i1, i2) of Wt [d, n] with the in-block updates
+ * (errors of the block to Err [i2 - i1, n]), then the lazy update of the
+ * rest: Wt[i2:, :] -= U[i1:i2, i2:]^T Err (one single-threaded BLIS dgemm).
+ * ub = row i1 of U, rows [d] each: U(j, k) = ub[(j - i1) * d + k], k >= j. */
+void aq_gptq_block(double *Wt, const double *ub, size_t d, size_t n, size_t i1, size_t i2,
+                   const float *scale, const float *zero, int bits, uint8_t *ct, double *Err)
 {
     for (size_t j = i1; j < i2; j++) {
-        double *w = Wt + j * d_out, *e = Err + (j - i1) * d_out;
-        const double *urow = U + j * d; /* U(j, k) = urow[k], k >= j */
+        double *w = Wt + j * n, *e = Err + (j - i1) * n;
+        const double *urow = ub + (j - i1) * d;
         double ujj = urow[j];
-        for (size_t r = 0; r < d_out; r++) {
+        for (size_t r = 0; r < n; r++) {
             uint8_t u = aq_quantize1((float)w[r], scale[r], zero[r], bits);
-            ct[j * d_out + r] = u;
+            ct[j * n + r] = u;
             e[r] = (w[r] - (double)aq_dequantize1(u, scale[r], zero[r])) / ujj;
         }
         for (size_t k = j + 1; k < i2; k++) {
-            double *wk = Wt + k * d_out, ujk = urow[k];
-            for (size_t r = 0; r < d_out; r++)
+            double *wk = Wt + k * n, ujk = urow[k];
+            for (size_t r = 0; r < n; r++)
                 wk[r] -= e[r] * ujk;
         }
     }
-}
-
-/* Wt[i2:, :] -= U[i1:i2, i2:]^T Err  (one single-threaded BLIS dgemm). */
-static void lazy_update(double *Wt, const double *U, size_t d, size_t d_out, size_t i1, size_t i2,
-                        double *Err)
-{
     if (i2 >= d) return;
     double minus1 = -1.0, one = 1.0;
     rntm_t rntm = BLIS_RNTM_INITIALIZER;
     bli_rntm_set_num_threads(1, &rntm);
-    bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)(d - i2), (dim_t)d_out,
-                 (dim_t)(i2 - i1), &minus1, (double *)(U + i1 * d + i2), 1, (inc_t)d, Err,
-                 (inc_t)d_out, 1, &one, Wt + i2 * d_out, (inc_t)d_out, 1, NULL, &rntm);
+    bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)(d - i2), (dim_t)n, (dim_t)(i2 - i1),
+                 &minus1, (double *)(ub + i2), 1, (inc_t)d, Err, (inc_t)n, 1, &one, Wt + i2 * n,
+                 (inc_t)n, 1, NULL, &rntm);
 }
 
 /* inverse_factor with the caller's damping, then x10 (at least 1e-3, at most
@@ -227,8 +222,7 @@ aq_status aq_gptq(const float *W, size_t d_out, size_t d_in, const double *H, co
     }
     for (size_t i1 = 0; i1 < d; i1 += block) {
         size_t i2 = i1 + block < d ? i1 + block : d;
-        quantize_block(Wt, Hd, d, d_out, i1, i2, scale, zero, bits, ct, Err);
-        lazy_update(Wt, Hd, d, d_out, i1, i2, Err);
+        aq_gptq_block(Wt, Hd + i1 * d, d, d_out, i1, i2, scale, zero, bits, ct, Err);
     }
     scatter_outputs(ct, perm, d, d_out, scale, zero, codes, Q);
 done:

@@ -45,4 +45,13 @@ aq_status aq_gptq(const float *W, size_t d_out, size_t d_in, const double *H, co
                   const float *zero, int bits, double damp, size_t block, int act_order,
                   uint8_t *codes, float *Q, aq_error *err);
 
+/* INTERNAL, shared with the cooperative mpi/pipeline/coop_gptq.c so that both
+ * write the same codes: one block of aq_gptq's sweep on the transposed running
+ * weights Wt [d, n] (column-permuted order, n rows of W). Quantizes columns
+ * [i1, i2) into ct [d, n] with the in-block error feedback, the block's scaled
+ * errors into Err [i2 - i1, n], then updates columns i2.. (one single-threaded
+ * BLIS dgemm). ub: rows i1.. of the upper inverse-Cholesky factor U [., d]. */
+void aq_gptq_block(double *Wt, const double *ub, size_t d, size_t n, size_t i1, size_t i2,
+                   const float *scale, const float *zero, int bits, uint8_t *ct, double *Err);
+
 #endif
