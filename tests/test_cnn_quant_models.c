@@ -10,10 +10,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../io/idx.h"
 #include "../src/cnn/cnn_quant.h"
+#include "cnn_models_util.h"
 #include "testutil.h"
 
 typedef struct bench {
@@ -28,13 +28,6 @@ typedef struct bench {
     const char *first_qtype; /* what the reader's refusal of the QDQ file names */
 } bench;
 
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 /* Top-1 (in [0, 1]) of the model with results res, agreement with FP into *agree. */
 static double evaluate(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res, double *agree,
                        const char *label, double tq)
@@ -43,7 +36,7 @@ static double evaluate(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res
     int L = cap->n_layers;
     const aq_cnnq_result **rp = calloc((size_t)L, sizeof *rp);
     for (int i = 0; i < L; i++) rp[i] = &res[i];
-    double t0 = now();
+    double t0 = aq_tm_now();
     aq_cnnq_model qm;
     int32_t *pred = malloc(b->n_eval * sizeof *pred);
     CHECK_OK(aq_cnnq_model_build(&b->g, cap->layers, L, rp, 1, &qm, &err), &err);
@@ -51,7 +44,7 @@ static double evaluate(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res
     double top1 = (double)aq_cnn_count_equal(pred, b->lab, b->n_eval) / (double)b->n_eval;
     *agree = (double)aq_cnn_count_equal(pred, b->fp_pred, b->n_eval) / (double)b->n_eval;
     printf("%-34s top-1 %.2f%%  agreement %.2f%%  quantize %.2f s  eval %.2f s\n", label, 100 * top1,
-           100 * *agree, tq, now() - t0);
+           100 * *agree, tq, aq_tm_now() - t0);
     aq_cnnq_model_free(&qm);
     free(rp), free(pred);
     return top1;
@@ -65,7 +58,7 @@ static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *
                        aq_cnnq_result *res)
 {
     aq_error err = {0};
-    double t0 = now();
+    double t0 = aq_tm_now();
     aq_layer_opts *o = calloc((size_t)cap->n_layers, sizeof *o);
     for (int i = 0; i < cap->n_layers; i++) {
         aq_layer_opts_default(&o[i]);
@@ -74,7 +67,7 @@ static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *
     aq_cnnq_seq seq = {b->calib, b->image, &b->norm, 64};
     CHECK_OK(aq_cnnq_quantize_all(&b->g, cap, sequential ? &seq : NULL, m, o, res, &err), &err);
     free(o);
-    return now() - t0;
+    return aq_tm_now() - t0;
 }
 
 /* The QDQ model of res written to path (NULL: only build the writer's input). */
@@ -152,10 +145,10 @@ static aq_cnnq_capture capture(bench *b)
 {
     aq_error err = {0};
     aq_cnnq_capture cap;
-    double t0 = now();
+    double t0 = aq_tm_now();
     CHECK_OK(aq_cnnq_capture_run(&b->g, b->calib, b->n_calib, b->image, &b->norm, 64, &cap, &err), &err);
     printf("capture: %d layers, %zu images, %.1f MB, %.2f s\n", cap.n_layers, b->n_calib,
-           (double)cap.bytes / 1e6, now() - t0);
+           (double)cap.bytes / 1e6, aq_tm_now() - t0);
     return cap;
 }
 
@@ -168,15 +161,9 @@ static const char **all(int L, const char *opt)
 
 static void mnist(void)
 {
-    aq_error err = {0};
     bench b = {0};
     aq_idx im = {0}, lb = {0};
-    char *model = aq_test_asset("models/mnist-cnn/model.onnx");
-    char *imgs = aq_test_asset("data/mnist/t10k-images-idx3-ubyte.gz");
-    char *labs = aq_test_asset("data/mnist/t10k-labels-idx1-ubyte.gz");
-    CHECK_OK(aq_onnx_read(model, &b.g, &err), &err);
-    CHECK_OK(aq_idx_read_images(imgs, &im, &err), &err);
-    CHECK_OK(aq_idx_read_labels(labs, 10, &lb, &err), &err);
+    aq_tm_read_mnist(&b.g, &im, &lb);
     b.norm.raw = 1;
     b.first_qtype = "w_q' has ONNX data type 22;"; /* INT4 */
     b.image = (size_t)(im.rows * im.cols);
@@ -204,40 +191,17 @@ static void mnist(void)
     free(b.fp_pred), free(b.lab);
     aq_idx_free(&im), aq_idx_free(&lb);
     aq_cnn_graph_free(&b.g);
-    free(model), free(imgs), free(labs);
-}
-
-static uint8_t *pick(const aq_idx *im, const char *list, size_t *n)
-{
-    FILE *f = fopen(list, "r");
-    size_t cap = 1024, k = 0, image = (size_t)(im->rows * im->cols);
-    uint8_t *out = malloc(cap * image);
-    long v;
-    while (f && k < cap && fscanf(f, "%ld", &v) == 1)
-        if (v >= 0 && v < im->n) memcpy(out + image * k++, im->data + (size_t)v * image, image);
-    if (f) fclose(f);
-    *n = k;
-    return out;
 }
 
 static void fashion(void)
 {
-    aq_error err = {0};
     bench b = {0};
     aq_idx tr = {0}, te = {0}, lb = {0};
-    const char *ds = "/usr/share/datasets/fashion-mnist/";
-    char path[512];
-    CHECK_OK(aq_onnx_read("../shared/models/fashion-resnet/model.onnx", &b.g, &err), &err);
-    snprintf(path, sizeof path, "%strain-images-idx3-ubyte.gz", ds);
-    CHECK_OK(aq_idx_read_images(path, &tr, &err), &err);
-    snprintf(path, sizeof path, "%st10k-images-idx3-ubyte.gz", ds);
-    CHECK_OK(aq_idx_read_images(path, &te, &err), &err);
-    snprintf(path, sizeof path, "%st10k-labels-idx1-ubyte.gz", ds);
-    CHECK_OK(aq_idx_read_labels(path, 10, &lb, &err), &err);
+    aq_tm_read_fashion(&b.g, &tr, &te, &lb);
     b.norm.mean = 0.2860, b.norm.std = 0.3530;
     b.first_qtype = "has ONNX data type "; /* some integer initializer */
     b.image = (size_t)(te.rows * te.cols);
-    b.calib = pick(&tr, "../shared/models/fashion-resnet/calib_indices.txt", &b.n_calib);
+    b.calib = aq_tm_fashion_calib(&tr, &b.n_calib);
     b.eval = te.data, b.labels = lb.data, b.n_eval = (size_t)te.n;
     double ag;
     fp_eval(&b);

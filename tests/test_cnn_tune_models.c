@@ -9,10 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "../io/idx.h"
 #include "../src/cnn/cnn_tune_internal.h"
+#include "cnn_models_util.h"
 #include "testutil.h"
 
 /* the zoo MNIST CNN's logits are of size ~1e4 (raw pixels in): the KL's
@@ -28,13 +28,6 @@ typedef struct bench {
     size_t n_eval;
     int32_t *fp_pred, *lab;
 } bench;
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static double top1(bench *b, const aq_cnnq_layer *layers, int L, aq_cnnq_result *res, double *agree)
 {
@@ -67,7 +60,7 @@ static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *
                        aq_cnnq_method m, aq_cnnq_result *res)
 {
     aq_error err = {0};
-    double t0 = now();
+    double t0 = aq_tm_now();
     aq_layer_opts *o = calloc((size_t)cap->n_layers, sizeof *o);
     for (int i = 0; i < cap->n_layers; i++) {
         aq_layer_opts_default(&o[i]);
@@ -75,7 +68,7 @@ static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *
     }
     CHECK_OK(aq_cnnq_quantize_all(&b->g, cap, NULL, m, o, res, &err), &err);
     free(o);
-    return now() - t0;
+    return aq_tm_now() - t0;
 }
 
 /* One tuning step (only the flags set in `step`), then top-1. */
@@ -90,9 +83,9 @@ static double step(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res,
         rp[i] = &res[i];
     aq_cnnq_seq seq = {b->calib, b->image, &b->norm, 64};
     o.n_images = b->n_calib;
-    double t0 = now();
+    double t0 = aq_tm_now();
     CHECK_OK(aq_cnnq_tune(&b->g, cap->layers, L, rp, f, nf, &seq, &o, rep, &err), &err);
-    double s = now() - t0, ag, t = top1(b, cap->layers, L, res, &ag);
+    double s = aq_tm_now() - t0, ag, t = top1(b, cap->layers, L, res, &ag);
     printf(
         "%-28s top-1 %.2f%%  agreement %.2f%%  %.2f s  (BN %d, corrected %d, KL %.5f -> %.5f%s)\n",
         label, 100 * t, 100 * ag, s, rep->bn_reestimated, rep->biases_corrected, rep->kl_before,
@@ -146,38 +139,17 @@ static double all_steps(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *re
     return step(b, cap, res, f, nf, o, "  + bias tuning", rep);
 }
 
-static uint8_t *pick(const aq_idx *im, const char *list, size_t *n)
-{
-    FILE *f = fopen(list, "r");
-    size_t cap = 1024, k = 0, image = (size_t)(im->rows * im->cols);
-    uint8_t *out = malloc(cap * image);
-    long v;
-    while (f && k < cap && fscanf(f, "%ld", &v) == 1)
-        if (v >= 0 && v < im->n) memcpy(out + image * k++, im->data + (size_t)v * image, image);
-    if (f) fclose(f);
-    *n = k;
-    return out;
-}
-
 static void fashion(int argc, char **argv)
 {
     aq_error err = {0};
     bench b = {0};
     aq_idx tr = {0}, te = {0}, lb = {0};
-    const char *ds = "/usr/share/datasets/fashion-mnist/";
     int ada = argc > 2 && !strcmp(argv[2], "ada"), all4 = argc > 3 && !strcmp(argv[3], "all4");
     int nofold = argc > 4 && !strcmp(argv[4], "nofold");
-    char path[512];
-    CHECK_OK(aq_onnx_read("../shared/models/fashion-resnet/model.onnx", &b.g, &err), &err);
-    snprintf(path, sizeof path, "%strain-images-idx3-ubyte.gz", ds);
-    CHECK_OK(aq_idx_read_images(path, &tr, &err), &err);
-    snprintf(path, sizeof path, "%st10k-images-idx3-ubyte.gz", ds);
-    CHECK_OK(aq_idx_read_images(path, &te, &err), &err);
-    snprintf(path, sizeof path, "%st10k-labels-idx1-ubyte.gz", ds);
-    CHECK_OK(aq_idx_read_labels(path, 10, &lb, &err), &err);
+    aq_tm_read_fashion(&b.g, &tr, &te, &lb);
     b.norm.mean = 0.2860, b.norm.std = 0.3530;
     b.image = (size_t)(te.rows * te.cols);
-    b.calib = pick(&tr, "../shared/models/fashion-resnet/calib_indices.txt", &b.n_calib);
+    b.calib = aq_tm_fashion_calib(&tr, &b.n_calib);
     b.eval = te.data, b.n_eval = (size_t)te.n;
     b.fp_pred = malloc(b.n_eval * sizeof *b.fp_pred), b.lab = malloc(b.n_eval * sizeof *b.lab);
     for (size_t i = 0; i < b.n_eval; i++)
@@ -330,12 +302,7 @@ static void mnist(void)
     aq_error err = {0};
     bench b = {0};
     aq_idx im = {0}, lb = {0};
-    char *model = aq_test_asset("models/mnist-cnn/model.onnx");
-    char *imgs = aq_test_asset("data/mnist/t10k-images-idx3-ubyte.gz");
-    char *labs = aq_test_asset("data/mnist/t10k-labels-idx1-ubyte.gz");
-    CHECK_OK(aq_onnx_read(model, &b.g, &err), &err);
-    CHECK_OK(aq_idx_read_images(imgs, &im, &err), &err);
-    CHECK_OK(aq_idx_read_labels(labs, 10, &lb, &err), &err);
+    aq_tm_read_mnist(&b.g, &im, &lb);
     b.norm.raw = 1;
     b.image = (size_t)(im.rows * im.cols);
     b.calib = im.data, b.n_calib = 256;
@@ -372,7 +339,6 @@ static void mnist(void)
     free(b.fp_pred), free(b.lab);
     aq_idx_free(&im), aq_idx_free(&lb);
     aq_cnn_graph_free(&b.g);
-    free(model), free(imgs), free(labs);
 }
 
 int main(int argc, char **argv)
