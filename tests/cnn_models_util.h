@@ -1,5 +1,6 @@
 /* cnn_models_util.h — what the CNN model tests (test_cnn_quant_models.c,
- * test_cnn_tune_models.c) share: the clock of their printed timings, reading
+ * test_cnn_tune_models.c) share: the clock of their printed timings (the
+ * benchmarks' monotonic wall clock; never asserted on), reading
  * the zoo MNIST CNN with its t10k images and labels, reading fashion-resnet
  * with Fashion-MNIST, and fashion-resnet's calibration images. Header-only
  * (static inline): each of those tests is one source file. */
@@ -10,19 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../bench/benchutil.h"
 #include "../io/cnn_graph.h"
 #include "../io/idx.h"
 #include "testutil.h"
-
-/* Seconds on the monotonic clock (the timings are printed, never asserted). */
-static inline double aq_tm_now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 /* The zoo MNIST CNN (../shared models/mnist-cnn) and the MNIST t10k images
  * and labels. */

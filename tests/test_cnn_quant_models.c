@@ -36,7 +36,7 @@ static double evaluate(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res
     int L = cap->n_layers;
     const aq_cnnq_result **rp = calloc((size_t)L, sizeof *rp);
     for (int i = 0; i < L; i++) rp[i] = &res[i];
-    double t0 = aq_tm_now();
+    double t0 = aq_bench_wall_seconds();
     aq_cnnq_model qm;
     int32_t *pred = malloc(b->n_eval * sizeof *pred);
     CHECK_OK(aq_cnnq_model_build(&b->g, cap->layers, L, rp, 1, &qm, &err), &err);
@@ -44,7 +44,7 @@ static double evaluate(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res
     double top1 = (double)aq_cnn_count_equal(pred, b->lab, b->n_eval) / (double)b->n_eval;
     *agree = (double)aq_cnn_count_equal(pred, b->fp_pred, b->n_eval) / (double)b->n_eval;
     printf("%-34s top-1 %.2f%%  agreement %.2f%%  quantize %.2f s  eval %.2f s\n", label, 100 * top1,
-           100 * *agree, tq, aq_tm_now() - t0);
+           100 * *agree, tq, aq_bench_wall_seconds() - t0);
     aq_cnnq_model_free(&qm);
     free(rp), free(pred);
     return top1;
@@ -58,7 +58,7 @@ static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *
                        aq_cnnq_result *res)
 {
     aq_error err = {0};
-    double t0 = aq_tm_now();
+    double t0 = aq_bench_wall_seconds();
     aq_layer_opts *o = calloc((size_t)cap->n_layers, sizeof *o);
     for (int i = 0; i < cap->n_layers; i++) {
         aq_layer_opts_default(&o[i]);
@@ -67,7 +67,7 @@ static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *
     aq_cnnq_seq seq = {b->calib, b->image, &b->norm, 64};
     CHECK_OK(aq_cnnq_quantize_all(&b->g, cap, sequential ? &seq : NULL, m, o, res, &err), &err);
     free(o);
-    return aq_tm_now() - t0;
+    return aq_bench_wall_seconds() - t0;
 }
 
 /* The QDQ model of res written to path (NULL: only build the writer's input). */
@@ -145,10 +145,10 @@ static aq_cnnq_capture capture(bench *b)
 {
     aq_error err = {0};
     aq_cnnq_capture cap;
-    double t0 = aq_tm_now();
+    double t0 = aq_bench_wall_seconds();
     CHECK_OK(aq_cnnq_capture_run(&b->g, b->calib, b->n_calib, b->image, &b->norm, 64, &cap, &err), &err);
     printf("capture: %d layers, %zu images, %.1f MB, %.2f s\n", cap.n_layers, b->n_calib,
-           (double)cap.bytes / 1e6, aq_tm_now() - t0);
+           (double)cap.bytes / 1e6, aq_bench_wall_seconds() - t0);
     return cap;
 }
 

@@ -60,7 +60,7 @@ static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *
                        aq_cnnq_method m, aq_cnnq_result *res)
 {
     aq_error err = {0};
-    double t0 = aq_tm_now();
+    double t0 = aq_bench_wall_seconds();
     aq_layer_opts *o = calloc((size_t)cap->n_layers, sizeof *o);
     for (int i = 0; i < cap->n_layers; i++) {
         aq_layer_opts_default(&o[i]);
@@ -68,7 +68,7 @@ static double quantize(bench *b, const aq_cnnq_capture *cap, const char *const *
     }
     CHECK_OK(aq_cnnq_quantize_all(&b->g, cap, NULL, m, o, res, &err), &err);
     free(o);
-    return aq_tm_now() - t0;
+    return aq_bench_wall_seconds() - t0;
 }
 
 /* One tuning step (only the flags set in `step`), then top-1. */
@@ -83,9 +83,9 @@ static double step(bench *b, const aq_cnnq_capture *cap, aq_cnnq_result *res,
         rp[i] = &res[i];
     aq_cnnq_seq seq = {b->calib, b->image, &b->norm, 64};
     o.n_images = b->n_calib;
-    double t0 = aq_tm_now();
+    double t0 = aq_bench_wall_seconds();
     CHECK_OK(aq_cnnq_tune(&b->g, cap->layers, L, rp, f, nf, &seq, &o, rep, &err), &err);
-    double s = aq_tm_now() - t0, ag, t = top1(b, cap->layers, L, res, &ag);
+    double s = aq_bench_wall_seconds() - t0, ag, t = top1(b, cap->layers, L, res, &ag);
     printf(
         "%-28s top-1 %.2f%%  agreement %.2f%%  %.2f s  (BN %d, corrected %d, KL %.5f -> %.5f%s)\n",
         label, 100 * t, 100 * ag, s, rep->bn_reestimated, rep->biases_corrected, rep->kl_before,
