@@ -1,7 +1,7 @@
-/* problem.c — resolving a table and a spec into units (problem.h): grouping
- * rows by layer with the cross-row checks, applying --exclude and --keep,
- * merging --tie groups into units whose options are the options all members
- * still allow, and checking --tie-act groups for a common activation width.
+/* problem.c — resolving a table and a spec into units (problem.h): on the
+ * table's layer index (table.h), applying --exclude and --keep, merging
+ * --tie groups into units whose options are the options all members still
+ * allow, and checking --tie-act groups for a common activation width.
  * Every conflict becomes an error naming the layers and the rules involved. */
 #include "problem.h"
 
@@ -10,122 +10,6 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-
-typedef struct entry {
-    const char *a, *b; /* sort keys */
-    size_t row;
-} entry;
-
-static int cmp_entry(const void *x, const void *y)
-{
-    const entry *p = x, *q = y;
-    int c = strcmp(p->a, q->a);
-    if (!c && p->b && q->b) c = strcmp(p->b, q->b);
-    if (!c) c = (p->row > q->row) - (p->row < q->row);
-    return c;
-}
-
-static int cmp_size(const void *x, const void *y)
-{
-    size_t p = *(const size_t *)x, q = *(const size_t *)y;
-    return (p > q) - (p < q);
-}
-
-void aq_alloc_index_free(aq_alloc_index *ix)
-{
-    free(ix->start);
-    free(ix->rows);
-    memset(ix, 0, sizeof *ix);
-}
-
-/* Options must mean the same bits everywhere: "w4a8" is one (w, a) pair. */
-static aq_status check_options(const aq_alloc_table *t, entry *e, aq_error *err)
-{
-    size_t n = t->n_rows;
-    for (size_t i = 0; i < n; i++) e[i] = (entry){t->rows[i].option, NULL, i};
-    qsort(e, n, sizeof *e, cmp_entry);
-    for (size_t i = 1; i < n; i++) {
-        const aq_alloc_row *p = &t->rows[e[i - 1].row], *q = &t->rows[e[i].row];
-        if (strcmp(p->option, q->option) || (p->w_bits == q->w_bits && p->a_bits == q->a_bits)) continue;
-        char w1[32], w2[32];
-        aq_alloc_row_where(t, e[i - 1].row, w1, sizeof w1);
-        aq_alloc_row_where(t, e[i].row, w2, sizeof w2);
-        return aq_fail(err, AQ_ERR_ARG, "option '%s' means w_bits=%d a_bits=%d at %s but w_bits=%d a_bits=%d at %s",
-                       p->option, p->w_bits, p->a_bits, w1, q->w_bits, q->a_bits, w2);
-    }
-    return AQ_OK;
-}
-
-aq_status aq_alloc_index_build(const aq_alloc_table *t, aq_alloc_index *ix, aq_error *err)
-{
-    memset(ix, 0, sizeof *ix);
-    size_t n = t->n_rows;
-    if (n == 0) return aq_fail(err, AQ_ERR_ARG, "the allocation table has no rows");
-    entry *e = malloc(n * sizeof *e);
-    size_t *first = malloc(n * sizeof *first), *lay = malloc(n * sizeof *lay);
-    ix->start = malloc((n + 1) * sizeof *ix->start);
-    ix->rows = malloc(n * sizeof *ix->rows);
-    aq_status st = AQ_OK;
-    if (!e || !first || !lay || !ix->start || !ix->rows) {
-        st = aq_fail_nomem(err, "allocation table index", n * (sizeof *e + 4 * sizeof(size_t)));
-        goto done;
-    }
-    for (size_t i = 0; i < n; i++) e[i] = (entry){t->rows[i].layer, t->rows[i].option, i};
-    qsort(e, n, sizeof *e, cmp_entry);
-    /* Layer runs; duplicates are adjacent; first[] = first row of each layer. */
-    size_t nl = 0;
-    for (size_t i = 0; i < n; i++) {
-        const aq_alloc_row *q = &t->rows[e[i].row];
-        if (i > 0) {
-            const aq_alloc_row *p = &t->rows[e[i - 1].row];
-            char w1[32], w2[32];
-            aq_alloc_row_where(t, e[i - 1].row, w1, sizeof w1);
-            aq_alloc_row_where(t, e[i].row, w2, sizeof w2);
-            if (!strcmp(p->layer, q->layer)) {
-                if (!strcmp(p->option, q->option)) {
-                    st = aq_fail(err, AQ_ERR_ARG, "duplicate row for layer '%s' option '%s': %s and %s",
-                                 q->layer, q->option, w1, w2);
-                    goto done;
-                }
-                if (p->params != q->params) {
-                    st = aq_fail(err, AQ_ERR_ARG, "layer '%s' has params %lld at %s but %lld at %s", q->layer,
-                                 (long long)p->params, w1, (long long)q->params, w2);
-                    goto done;
-                }
-                lay[e[i].row] = nl - 1;
-                if (e[i].row < first[nl - 1]) first[nl - 1] = e[i].row;
-                continue;
-            }
-        }
-        first[nl] = e[i].row;
-        lay[e[i].row] = nl++;
-    }
-    AQ_TRY_GOTO(st, check_options(t, e, err), done);
-    /* Renumber layers by order of first appearance. */
-    size_t *order = malloc((nl + 1) * sizeof *order);
-    if (!order) {
-        st = aq_fail_nomem(err, "allocation table index", nl * sizeof *order);
-        goto done;
-    }
-    memcpy(order, first, nl * sizeof *order);
-    qsort(order, nl, sizeof *order, cmp_size);
-    for (size_t l = 0; l < nl; l++) first[lay[order[l]]] = l; /* old layer -> new */
-    for (size_t i = 0; i < n; i++) lay[i] = first[lay[i]];
-    ix->n_layers = nl;
-    memset(ix->start, 0, (n + 1) * sizeof *ix->start);
-    for (size_t i = 0; i < n; i++) ix->start[lay[i] + 1]++;
-    for (size_t l = 0; l < nl; l++) ix->start[l + 1] += ix->start[l];
-    /* Rows are visited in table order, so each layer's rows stay in table order. */
-    for (size_t l = 0; l < nl; l++) order[l] = ix->start[l];
-    for (size_t i = 0; i < n; i++) ix->rows[order[lay[i]]++] = i;
-    free(order);
-done:
-    free(e);
-    free(first);
-    free(lay);
-    if (st != AQ_OK) aq_alloc_index_free(ix);
-    return st;
-}
 
 /* ---------------------------------------------------------------- rules -- */
 

@@ -1,6 +1,6 @@
 /* dist_synth.h — synthetic (layer, option) tasks for the distribution tests:
  * each task's result is a deterministic pseudo-random vector derived from its
- * key alone (splitmix64 seeded by FNV-1a of "layer|option|seed"), so any rank
+ * key alone (testutil.h's generator seeded by FNV-1a of "layer|option|seed"), so any rank
  * computes the same bytes, and the tests can rebuild the expected file
  * serially, without the driver. Header-only: shared by test_dist_*.c. */
 #ifndef AQ_DIST_SYNTH_H
@@ -15,6 +15,7 @@
 #include "../io/fingerprint.h"
 #include "../io/resultfile.h"
 #include "../mpi/pipeline/tasks.h"
+#include "testutil.h"
 
 #define SYN_LAYERS 6
 #define SYN_OPTIONS 3
@@ -27,14 +28,6 @@ static const char *const syn_option_names[SYN_OPTIONS] = {"w8a16", "w4a8", "w3a1
 
 static inline int64_t syn_d_out(int l) { return 8 + 4 * l; }
 static inline int64_t syn_d_in(int l) { return 16 + 8 * (l % 3); }
-
-static inline uint64_t syn_splitmix(uint64_t *s)
-{
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
 
 /* The tasks in canonical order (layer-major), with cost and fingerprint. */
 static inline void syn_tasks(aq_dist_task *t)
@@ -70,10 +63,10 @@ static inline void syn_content(const aq_dist_task *t, float **vec, int64_t *rows
     aq_fp_update(&b, "|", 1);
     aq_fp_update(&b, t->option, strlen(t->option));
     aq_fp_update(&b, "|1234", 5);
-    uint64_t s = aq_fp_final(&b).h[0];
+    uint64_t s = aq_fp_final(&b).h[0] | 1; /* the generator needs a non-zero seed */
     double ss = 0;
     for (size_t i = 0; i < n; i++) {
-        v[i] = (float)((double)(syn_splitmix(&s) >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+        v[i] = 2.0f * aq_test_frand(&s);
         ss += (double)v[i] * v[i];
     }
     int wb = t->option[1] - '0';

@@ -28,12 +28,8 @@
 #include "testutil.h"
 
 static uint64_t rs = 12345;
-static double urand(void) { return (double)(aq_splitmix64(&rs) >> 11) * (1.0 / 9007199254740992.0); }
-static double grand(void)
-{
-    double u = urand() + 1e-300, v = urand();
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
-}
+static double urand(void) { return aq_test_urand(&rs); }
+static double grand(void) { return aq_test_nrand(&rs); }
 
 typedef struct layer {
     size_t d_out, d_in, n;

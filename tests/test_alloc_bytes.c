@@ -16,8 +16,7 @@
 static uint64_t state = 0x9E3779B97F4A7C15ull;
 static int irange(int lo, int hi)
 {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    return lo + (int)((state >> 33) % (uint64_t)(hi - lo + 1));
+    return lo + aq_test_irand(&state, hi - lo + 1);
 }
 
 #define MAXL 6

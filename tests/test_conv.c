@@ -13,12 +13,7 @@
 #include "testutil.h"
 
 static uint64_t rs = 99;
-static double grand(void)
-{
-    double u = (double)(aq_splitmix64(&rs) >> 11) * (1.0 / 9007199254740992.0) + 1e-300;
-    double v = (double)(aq_splitmix64(&rs) >> 11) * (1.0 / 9007199254740992.0);
-    return sqrt(-2 * log(u)) * cos(6.283185307179586 * v);
-}
+static double grand(void) { return aq_test_nrand(&rs); }
 
 /* Direct convolution in float64: out [N, C_out, OH, OW]. */
 static void direct_conv(const aq_conv_spec *s, const float *w, const float *b, const float *x, int N, int H, int W,

@@ -10,8 +10,7 @@
 static uint64_t rng_state = 0x1234567;
 static double rnd(void)
 {
-    rng_state = rng_state * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (double)(rng_state >> 11) * 0x1.0p-53;
+    return aq_test_urand(&rng_state);
 }
 
 /* The optimum makespan over all P^n assignments. */

@@ -15,13 +15,11 @@
 static const char *model_path;
 
 /* Deterministic pseudo-random tokens after a BOS. */
-static void make_tokens(int *t, int n, unsigned seed, int vocab)
+static void make_tokens(int *t, int n, uint64_t seed, int vocab)
 {
     t[0] = 1;
-    for (int i = 1; i < n; i++) {
-        seed = seed * 1103515245u + 12345u;
-        t[i] = (int)((seed >> 8) % (unsigned)vocab);
-    }
+    for (int i = 1; i < n; i++)
+        t[i] = aq_test_irand(&seed, vocab);
 }
 
 /* Relative max error of a [n] vs float64 b: max|a-b| / max|b|. */

@@ -392,11 +392,9 @@ int main(void)
     CHECK_OK(aq_model_load_path(mp, &m, &err), &err);
     if (!m) AQ_TEST_END();
     int tok[S * T];
-    unsigned seed = 5;
-    for (int i = 0; i < S * T; i++) {
-        seed = seed * 1103515245u + 12345u;
-        tok[i] = i % T == 0 ? 1 : (int)((seed >> 8) % 512u);
-    }
+    uint64_t seed = 5;
+    for (int i = 0; i < S * T; i++)
+        tok[i] = i % T == 0 ? 1 : aq_test_irand(&seed, 512);
     test_parallel(m, tok);
     test_streaming(m, tok);
     test_sample_bytes(m);

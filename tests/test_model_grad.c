@@ -26,11 +26,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../io/safetensors.h"
 #include "../src/model/grad.h"
 #include "../src/quant/quant.h"
 #include "fdcheck.h"
 #include "testutil.h"
+#include "tiny_model.h"
 
 #define NL 2
 #define NLIN (NL * AQ_LIN_COUNT + 1) /* + classifier */
@@ -39,29 +39,14 @@ static const int lens[NS] = {150, 9};
 #define NR 159
 static int toks[NR];
 
-static unsigned rng = 777u;
-static float frand(void)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
-}
+static uint64_t rng = 777u;
+static float frand(void) { return aq_test_frand(&rng); }
 
 static aq_llama_config cfg = {.dim = 16, .hidden_dim = 24, .n_layers = NL, .n_heads = 4, .n_kv_heads = 2,
                               .vocab_size = 40, .max_seq_len = 160, .norm_eps = 1e-5f,
                               .rope_theta = 10000.0f};
-static const char *lin_names[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                   "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                   "mlp.down_proj"};
-
-static void lin_shape(int w, int *o, int *i)
-{
-    int kvd = cfg.dim / cfg.n_heads * cfg.n_kv_heads;
-    *o = w == AQ_LIN_HEAD   ? cfg.vocab_size
-         : w == 1 || w == 2 ? kvd
-         : w == 4 || w == 5 ? cfg.hidden_dim
-                            : cfg.dim;
-    *i = w == 6 ? cfg.hidden_dim : cfg.dim;
-}
+#define lin_names aq_tiny_lin_names
+static void lin_shape(int w, int *o, int *i) { aq_tiny_lin_shape(&cfg, w, o, i); }
 
 /* ---- the float64 reference model ---- */
 typedef struct ref_lin {
@@ -213,56 +198,20 @@ static double ref_kl(ref_model *Q, const double *zf, int record)
 }
 
 /* ---- the model under test (float arrays written to an HF directory) ---- */
-static float *f_embed, *f_norm[2 * NL + 1], *f_lin[NLIN];
+static aq_tiny_model tiny;
+static float *f_embed, **f_norm, **f_lin; /* tiny's arrays */
 
-static const char *norm_name(int k, char *buf, size_t n)
-{
-    if (k == 2 * NL) return "model.norm.weight";
-    snprintf(buf, n, "model.layers.%d.%s.weight", k / 2,
-             k % 2 ? "post_attention_layernorm" : "input_layernorm");
-    return buf;
-}
+static const char *norm_name(int k, char *buf, size_t n) { return aq_tiny_norm_name(&cfg, k, buf, n); }
 
+/* Embedding uniform in [-1, 1), norm gains 1 +- 0.15, linears +-0.6 and the
+ * classifier +-1: every part visibly moves the logits. */
 static void write_tiny(const char *dir)
 {
-    aq_error err = {0};
-    aq_st_writer *w = NULL;
-    CHECK_OK(aq_st_writer_new(&w, &err), &err);
-    int D = cfg.dim, V = cfg.vocab_size, o, i;
-    char name[160];
-    int64_t s2[2] = {V, D}, s1[1] = {D};
-    f_embed = malloc(sizeof(float) * V * D);
-    for (int k = 0; k < V * D; k++)
-        f_embed[k] = 2.0f * frand();
-    CHECK_OK(aq_st_writer_add(w, "model.embed_tokens.weight", AQ_F32, 2, s2, f_embed, &err), &err);
-    for (int k = 0; k <= 2 * NL; k++) {
-        f_norm[k] = malloc(sizeof(float) * D);
-        for (int j = 0; j < D; j++)
-            f_norm[k][j] = 1.0f + 0.3f * frand();
-        CHECK_OK(
-            aq_st_writer_add(w, norm_name(k, name, sizeof name), AQ_F32, 1, s1, f_norm[k], &err),
-            &err);
-    }
-    for (int j = 0; j < NLIN; j++) {
-        int which = j == NLIN - 1 ? AQ_LIN_HEAD : j % AQ_LIN_COUNT;
-        lin_shape(which, &o, &i);
-        f_lin[j] = malloc(sizeof(float) * o * i);
-        for (int k = 0; k < o * i; k++)
-            f_lin[j][k] = (which == AQ_LIN_HEAD ? 2.0f : 1.2f) * frand();
-        if (which == AQ_LIN_HEAD)
-            snprintf(name, sizeof name, "lm_head.weight");
-        else
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", j / AQ_LIN_COUNT,
-                     lin_names[which]);
-        int64_t sh[2] = {o, i};
-        CHECK_OK(aq_st_writer_add(w, name, AQ_F32, 2, sh, f_lin[j], &err), &err);
-    }
-    char p[600];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    CHECK_OK(aq_st_writer_write(w, p, &err), &err);
-    aq_st_writer_free(w);
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    CHECK_OK(aq_llama_config_write_json(p, &cfg, &err), &err);
+    aq_tiny_write(dir, &cfg, &(aq_tiny_scales){.embed = 2.0f, .norm = 0.3f, .lin = 1.2f, .head = 2.0f},
+                  &rng, &tiny);
+    f_embed = tiny.embed;
+    f_norm = tiny.norm;
+    f_lin = tiny.lin;
 }
 
 /* The reference for the current float arrays: FP (ov == NULL) or with the
@@ -459,8 +408,7 @@ static void test_gradient(aq_model *m)
         int n = L->o * L->i;
         float gw[30];
         for (int s = 0; s < 30; s++) {
-            rng = rng * 1103515245u + 12345u;
-            int idx = (int)((rng >> 8) % (unsigned)n);
+            int idx = aq_test_irand(&rng, n);
             gw[s] = dw[j][idx];
             pp[s] = &L->w[idx];
         }
@@ -685,19 +633,14 @@ int main(void)
     CHECK_OK(aq_model_load_path(dir, &m, &err), &err);
     if (!m) AQ_TEST_END();
     for (int r = 0; r < NR; r++) {
-        rng = rng * 1103515245u + 12345u;
-        toks[r] = (int)((rng >> 8) % (unsigned)cfg.vocab_size);
+        toks[r] = aq_test_irand(&rng, cfg.vocab_size);
     }
     test_zero_and_errors(m);
     test_norm_overrides(m);
     test_load_quantized(m, dir);
     test_gradient(m);
     aq_model_free(m);
-    for (int k = 0; k <= 2 * NL; k++)
-        free(f_norm[k]);
-    for (int j = 0; j < NLIN; j++)
-        free(f_lin[j]);
-    free(f_embed);
+    aq_tiny_free(&tiny);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);

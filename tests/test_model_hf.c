@@ -141,11 +141,9 @@ int main(void)
     snprintf(hf, sizeof hf, "%s/hf", tmp);
     snprintf(cmd, sizeof cmd, "'%s' convert '%s' '%s' >/dev/null", cli, mp, hf);
     CHECK(system(cmd) == 0);
-    unsigned s = 3;
-    for (int i = 0; i < 2 * T; i++) {
-        s = s * 1103515245u + 12345u;
-        toks[i] = i % T == 0 ? 1 : (int)((s >> 8) % 512u);
-    }
+    uint64_t s = 3;
+    for (int i = 0; i < 2 * T; i++)
+        toks[i] = i % T == 0 ? 1 : aq_test_irand(&s, 512);
     aq_error err = {0};
     aq_model *a = NULL, *b = NULL, *c = NULL;
     CHECK_OK(aq_model_load_path(mp, &a, &err), &err);

@@ -18,13 +18,7 @@ static void ref_pack(const uint8_t *codes, size_t n, int bits, uint8_t *out, siz
 }
 
 static uint64_t rng_state = 0x9E3779B97F4A7C15ull;
-static uint32_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (uint32_t)(rng_state >> 16);
-}
+static uint32_t rnd(void) { return (uint32_t)(aq_test_u64(&rng_state) >> 32); }
 
 static void test_hand_vectors(void)
 {

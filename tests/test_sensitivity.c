@@ -12,65 +12,21 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../io/safetensors.h"
 #include "../src/model/sensitivity.h"
 #include "testutil.h"
+#include "tiny_model.h"
 
-static unsigned rng = 12345u;
-static float frand(void)
-{
-    rng = rng * 1103515245u + 12345u;
-    return (float)((rng >> 8) & 0xffff) / 65536.0f - 0.5f;
-}
+static uint64_t rng = 12345u;
+static float frand(void) { return aq_test_frand(&rng); }
 
-/* A random Llama model (untied classifier) as an HF directory. */
-static void write_tiny(const char *dir, aq_llama_config *c)
+/* A random Llama model (untied classifier) as an HF directory: embedding
+ * +-1, norm gains 1 +- 0.1, linears +-0.5, classifier +-0.75. */
+static void write_tiny(const char *dir, aq_llama_config *c, aq_tiny_model *tiny)
 {
     *c = (aq_llama_config){.dim = 16, .hidden_dim = 24, .n_layers = 3, .n_heads = 4, .n_kv_heads = 2,
                            .vocab_size = 40, .max_seq_len = 32, .norm_eps = 1e-5f, .rope_theta = 10000.0f};
-    aq_error err = {0};
-    aq_st_writer *w = NULL;
-    CHECK_OK(aq_st_writer_new(&w, &err), &err);
-    if (!w) return;
-    float *bufs[64];
-    int nb = 0;
-    char name[128];
-    int kvd = c->dim / c->n_heads * c->n_kv_heads;
-#define ADD(nm, rows, cols, scale, base)                                                           \
-    do {                                                                                           \
-        int64_t sh[2] = {(rows), (cols)};                                                          \
-        float *b = bufs[nb++] = malloc(sizeof(float) * (size_t)((rows) * (cols)));                 \
-        for (int k = 0; k < (rows) * (cols); k++)                                                  \
-            b[k] = (base) + (scale)*frand();                                                       \
-        CHECK_OK(aq_st_writer_add(w, nm, AQ_F32, (cols) == 1 ? 1 : 2, sh, b, &err), &err);         \
-    } while (0)
-    ADD("model.embed_tokens.weight", c->vocab_size, c->dim, 2.0f, 0.0f);
-    ADD("model.norm.weight", c->dim, 1, 0.2f, 1.0f);
-    ADD("lm_head.weight", c->vocab_size, c->dim, 1.5f, 0.0f);
-    static const char *lin[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                 "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                 "mlp.down_proj"};
-    for (int l = 0; l < c->n_layers; l++) {
-        snprintf(name, sizeof name, "model.layers.%d.input_layernorm.weight", l);
-        ADD(name, c->dim, 1, 0.2f, 1.0f);
-        snprintf(name, sizeof name, "model.layers.%d.post_attention_layernorm.weight", l);
-        ADD(name, c->dim, 1, 0.2f, 1.0f);
-        for (int j = 0; j < 7; j++) {
-            int o = j == 1 || j == 2 ? kvd : j == 4 || j == 5 ? c->hidden_dim : c->dim;
-            int i = j == 6 ? c->hidden_dim : c->dim;
-            snprintf(name, sizeof name, "model.layers.%d.%s.weight", l, lin[j]);
-            ADD(name, o, i, 1.0f, 0.0f);
-        }
-    }
-#undef ADD
-    char p[600];
-    snprintf(p, sizeof p, "%s/model.safetensors", dir);
-    CHECK_OK(aq_st_writer_write(w, p, &err), &err);
-    aq_st_writer_free(w);
-    for (int k = 0; k < nb; k++)
-        free(bufs[k]);
-    snprintf(p, sizeof p, "%s/config.json", dir);
-    CHECK_OK(aq_llama_config_write_json(p, c, &err), &err);
+    aq_tiny_write(dir, c, &(aq_tiny_scales){.embed = 2.0f, .norm = 0.2f, .lin = 1.0f, .head = 1.5f}, &rng,
+                  tiny);
 }
 
 /* float64 log-softmax of z[V] (written independently of the library). */
@@ -119,8 +75,7 @@ static void make_tokens(int *t, const int *lens, int n, int V)
 {
     for (int s = 0, k = 0; s < n; s++)
         for (int i = 0; i < lens[s]; i++, k++) {
-            rng = rng * 1103515245u + 12345u;
-            t[k] = i == 0 ? 1 : (int)((rng >> 8) % (unsigned)V);
+            t[k] = i == 0 ? 1 : aq_test_irand(&rng, V);
         }
 }
 
@@ -315,7 +270,9 @@ static void test_tiny(void)
 {
     char *dir = aq_test_tmpdir("sens");
     aq_llama_config c;
-    write_tiny(dir, &c);
+    aq_tiny_model tiny;
+    write_tiny(dir, &c, &tiny);
+    aq_tiny_free(&tiny); /* the test reads the weights back from the model */
     aq_model *m = NULL;
     aq_error err = {0};
     CHECK_OK(aq_model_load_path(dir, &m, &err), &err);

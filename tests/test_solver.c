@@ -14,15 +14,8 @@
 typedef struct rng {
     uint64_t s;
 } rng;
-static uint64_t next_u64(rng *r)
-{
-    uint64_t z = (r->s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-}
-static double unif(rng *r) { return (double)(next_u64(r) >> 11) * 0x1.0p-53; }
-static int irange(rng *r, int lo, int hi) { return lo + (int)(next_u64(r) % (uint64_t)(hi - lo + 1)); }
+static double unif(rng *r) { return aq_test_urand(&r->s); }
+static int irange(rng *r, int lo, int hi) { return lo + aq_test_irand(&r->s, hi - lo + 1); }
 
 static const struct {
     const char *name;

@@ -70,12 +70,6 @@ static void read_numpy_file(void)
     aq_st_close(f);
 }
 
-static uint64_t lcg(uint64_t *s)
-{
-    *s = *s * 6364136223846793005ull + 1442695040888963407ull;
-    return *s >> 17;
-}
-
 enum { NCONV = 6000 };
 
 static void write_for_numpy(void)
@@ -85,7 +79,7 @@ static void write_for_numpy(void)
     static unsigned char bytes[AQ_DTYPE_COUNT][24];
     uint64_t s = 42;
     for (int i = 0; i < NCONV; i++) {
-        uint32_t u = (uint32_t)lcg(&s);
+        uint32_t u = (uint32_t)(aq_test_u64(&s) >> 32);
         if (i % 3 == 0) { /* halfway between neighbours: the tie cases */
             uint16_t h = (uint16_t)(u & 0x7bfe) | (uint16_t)(u >> 16 & 0x8000);
             src[i] = (aq_f16_to_f32(h) + aq_f16_to_f32((uint16_t)(h + 1))) / 2;
@@ -101,7 +95,7 @@ static void write_for_numpy(void)
     }
     for (int d = 0; d < AQ_DTYPE_COUNT; d++)
         for (int k = 0; k < 24; k++)
-            bytes[d][k] = (unsigned char)(lcg(&s) & 0xff);
+            bytes[d][k] = (unsigned char)(aq_test_u64(&s) >> 56);
     for (int k = 0; k < 24; k++)
         bytes[AQ_BOOL][k] &= 1;
     for (int k = 1; k < 24; k += 2)

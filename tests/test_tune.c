@@ -233,11 +233,9 @@ int main(void)
     CHECK_OK(aq_model_load_path(mp, &m, &err), &err);
     if (!m) AQ_TEST_END();
     const aq_llama_config *c = aq_model_config(m);
-    unsigned rng = 12345u;
-    for (int i = 0; i < 96; i++) {
-        rng = rng * 1103515245u + 12345u;
-        toks[i] = (int)((rng >> 8) % (unsigned)c->vocab_size);
-    }
+    uint64_t rng = 12345u;
+    for (int i = 0; i < 96; i++)
+        toks[i] = aq_test_irand(&rng, c->vocab_size);
     toks[0] = toks[60] = 1; /* BOS */
     aq_layer_result v[NLAY];
     for (int l = 0; l < NLAY; l++) {

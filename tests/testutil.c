@@ -119,13 +119,29 @@ int aq_test_have_numpy(void)
     return system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0;
 }
 
-double aq_test_urand(uint64_t *state)
+uint64_t aq_test_u64(uint64_t *state)
 {
     *state ^= *state >> 12;
     *state ^= *state << 25;
     *state ^= *state >> 27;
-    uint64_t v = *state * 2685821657736338717ull;
+    return *state * 2685821657736338717ull;
+}
+
+double aq_test_urand(uint64_t *state)
+{
+    uint64_t v = aq_test_u64(state);
     return ((double)(v >> 11) + 0.5) / 9007199254740992.0;
+}
+
+int aq_test_irand(uint64_t *state, int n)
+{
+    int k = (int)(aq_test_urand(state) * (double)n);
+    return k < n ? k : n - 1; /* urand's top value rounds to 1.0 in double */
+}
+
+float aq_test_frand(uint64_t *state)
+{
+    return (float)(aq_test_urand(state) - 0.5);
 }
 
 double aq_test_nrand(uint64_t *state)

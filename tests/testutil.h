@@ -77,7 +77,13 @@ int aq_test_count_entries(const char *dir);
 int aq_test_have_numpy(void);
 /* Deterministic test randomness (xorshift64*): uniform in (0, 1) and standard
  * normal (Box-Muller), advancing *state (any non-zero seed). */
+uint64_t aq_test_u64(uint64_t *state); /* the raw 64-bit draw (random bit patterns) */
 double aq_test_urand(uint64_t *state);
 double aq_test_nrand(uint64_t *state);
+/* Uniform integer in [0, n) (n >= 1) and uniform float in [-0.5, 0.5), from
+ * the same stream.
+ * Every C test draws its random data from these (issue 13: one generator). */
+int aq_test_irand(uint64_t *state, int n);
+float aq_test_frand(uint64_t *state);
 
 #endif

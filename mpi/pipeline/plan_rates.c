@@ -14,7 +14,7 @@
 #include "../../io/atomic_file.h"
 #include "../../src/adaquant/adaquant.h"
 #include "../../src/blas/blas_kernel.h"
-#include "../../src/model/model_internal.h"
+#include "../../src/model/ops.h"
 #include "plan.h"
 
 extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, int *info, size_t uplo_len);

@@ -21,19 +21,6 @@ void aq_capture_opts_default(aq_capture_opts *o)
     o->batch_windows = 8;
 }
 
-static uint64_t mix64(uint64_t z)
-{
-    z += 0x9e3779b97f4a7c15ull;
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-uint64_t aq_capture_row_key(uint64_t seed, uint32_t win, uint32_t pos)
-{
-    return mix64(seed ^ mix64(((uint64_t)win << 32) | pos));
-}
-
 static aq_status alloc_stat(aq_capstat *s, int seq, int cap, aq_error *err)
 {
     size_t d = (size_t)s->d, g = (d + 1) * (d + 1);

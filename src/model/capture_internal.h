@@ -21,7 +21,6 @@ struct aq_capture {
     int phase; /* sequential mode: 0 = FP pass, 1 = quantized pass */
 };
 
-uint64_t aq_capture_row_key(uint64_t seed, uint32_t win, uint32_t pos);
 aq_capstat *aq_capture_find_mut(aq_capture *c, int block, aq_cap_point point);
 /* Accumulate n rows of x (and xq in sequential mode) with their (window, position). */
 aq_status aq_capture_add_rows(aq_capture *c, aq_capstat *s, const float *x, const float *xq,

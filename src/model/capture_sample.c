@@ -8,6 +8,20 @@
 
 #include "capture_internal.h"
 
+static uint64_t mix64(uint64_t z)
+{
+    z += 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* The row's sample key: a splitmix64 hash of (seed, window, position). */
+static uint64_t row_key(uint64_t seed, uint32_t win, uint32_t pos)
+{
+    return mix64(seed ^ mix64(((uint64_t)win << 32) | pos));
+}
+
 /* Lexicographic (key, win, pos) comparison: -1, 0, 1. */
 static int cmp_entry(uint64_t ka, uint32_t wa, uint32_t pa, uint64_t kb, uint32_t wb, uint32_t pb)
 {
@@ -18,7 +32,7 @@ static int cmp_entry(uint64_t ka, uint32_t wa, uint32_t pa, uint64_t kb, uint32_
 
 static uint64_t key_of(const aq_capstat *s, uint64_t seed, int i)
 {
-    return aq_capture_row_key(seed, s->sample_win[i], s->sample_pos[i]);
+    return row_key(seed, s->sample_win[i], s->sample_pos[i]);
 }
 
 /* 1 if entry i orders after entry j. */
@@ -77,7 +91,7 @@ void aq_sample_offer(aq_capstat *s, uint64_t seed, uint32_t win, uint32_t pos, c
     if (s->n_sample < s->sample_cap) {
         slot = s->n_sample++;
     } else {
-        uint64_t k = aq_capture_row_key(seed, win, pos);
+        uint64_t k = row_key(seed, win, pos);
         if (cmp_entry(k, win, pos, key_of(s, seed, 0), s->sample_win[0], s->sample_pos[0]) >= 0)
             return;
         slot = 0;

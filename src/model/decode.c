@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_internal.h"
+#include "ops.h"
 
 struct aq_kv_cache {
     int n_layers, max_seq, kvd, next_pos;

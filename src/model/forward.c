@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "model_internal.h"
+#include "ops.h"
 
 static int grow(float **p, size_t n, size_t *bytes)
 {

@@ -17,7 +17,7 @@
 
 #include "../quant/quant.h"
 #include "grad.h"
-#include "model_internal.h"
+#include "ops.h"
 
 /* One block's cached activations (row-major, n rows each). */
 typedef struct blk_cache {
@@ -61,19 +61,6 @@ static int grow(float **p, size_t n)
     if (!q) return 0;
     *p = q;
     return 1;
-}
-
-void aq_grad_scratch_free(aq_grad_scratch *g)
-{
-    free(g->acts);
-    free(g->zf);
-    free(g->zq);
-    free(g->bwd);
-    free(g->p);
-    free(g->dp);
-    free(g->kl_row);
-    free(g->pos);
-    memset(g, 0, sizeof *g);
 }
 
 static aq_status ensure_grad(aq_model *m, size_t rows, size_t seq, aq_error *err)

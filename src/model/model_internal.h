@@ -1,9 +1,13 @@
-/* model_internal.h — the aq_model struct and helpers shared by the engine's
- * files (model.c: loading and overrides; forward.c: the batch forward;
- * decode.c: KV-cache decoding; qload.c: quantized layers). Not a public
- * interface: only src/model/ includes it. */
+/* model_internal.h — the aq_model struct and model.c's helpers shared by the
+ * engine's files (model.c: loading and overrides; forward.c: the batch
+ * forward; decode.c: KV-cache decoding; qload.c: quantized layers). The
+ * lowest layer: model.c calls nothing above it; the numeric kernels are in
+ * ops.h (ops.c), then forward.c, then grad.c. Not a public interface. */
 #ifndef AQ_MODEL_INTERNAL_H
 #define AQ_MODEL_INTERNAL_H
+
+#include <stdlib.h>
+#include <string.h>
 
 #include "model.h"
 #include "../blas/sgemm.h"
@@ -47,6 +51,21 @@ typedef struct aq_grad_scratch {
     size_t bytes;
 } aq_grad_scratch;
 
+/* Free the kl_grad caches: here, not in grad.c, because aq_model_free frees
+ * them and model.c must not depend on the gradient code above it. */
+static inline void aq_grad_scratch_free(aq_grad_scratch *g)
+{
+    free(g->acts);
+    free(g->zf);
+    free(g->zq);
+    free(g->bwd);
+    free(g->p);
+    free(g->dp);
+    free(g->kl_row);
+    free(g->pos);
+    memset(g, 0, sizeof *g);
+}
+
 struct aq_model {
     aq_llama_config cfg;
     int hs, qd, kvd;            /* head size, n_heads*hs, n_kv_heads*hs */
@@ -81,36 +100,9 @@ void aq_model_lin_shape(const aq_model *m, aq_linear which, int *d_out, int *d_i
 /* The FP weight of (block, which) (no checks). */
 float *aq_model_lin_weight(const aq_model *m, int block, aq_linear which);
 
-/* y[n, d_out] = x[n, d_in] W^T (single-threaded BLIS sgemm). */
-void aq_sgemm_xwt(const float *x, const float *w, float *y, size_t n, int d_in, int d_out);
-/* y[d_out] = W[d_out, d_in] x (one token: decoding). */
-void aq_sgemv_wx(const float *w, const float *x, float *y, int d_in, int d_out);
-/* row[0..n) = softmax(row[0..n)), row[n..len) = 0 (one causal attention row). */
-void aq_softmax_prefix(float *row, int n, int len);
-/* out = rmsnorm(x) * g over n rows of d. */
-void aq_rmsnorm_rows(const float *x, const float *g, float *out, size_t n, int d, float eps);
-/* HF rotate-half RoPE on n rows of n_heads heads, row r at position pos[r]. */
-void aq_rope_rows(const aq_model *m, float *x, size_t n, int n_heads, const int *pos);
-/* Its inverse (the transpose of the rotation): the backward pass. */
-void aq_rope_rows_inv(const aq_model *m, float *x, size_t n, int n_heads, const int *pos);
-/* Causal grouped-query attention of one sequence of L rows: q [L, qd] (row
- * stride qd), k, v [L, kvd] (stride kvd) -> out [L, qd]; scores [L, L] scratch. */
-void aq_attend_seq(const aq_model *m, const float *q, const float *k, const float *v, float *out,
-                   float *scores, int L);
 /* Index of a norm (block, which) into m->norm_ovr; -1 if invalid. */
 int aq_model_norm_index(const aq_model *m, int block, int which);
 /* Validate a packed batch (forward's errors); rows = sum(lens), longest = max. */
 aq_status aq_model_check_batch(const aq_model *m, const int *tokens, const int *lens, int n_seqs,
                                size_t *rows, size_t *longest, aq_error *err);
-/* Free the kl_grad caches (grad.c). */
-void aq_grad_scratch_free(aq_grad_scratch *g);
-/* The Qwen3 q/k norm, in place on n rows of n_heads heads of q (which 0) or
- * k (which 1); nothing when the model has none. */
-void aq_model_qk_norm(const aq_model *m, int block, int which, float *x, size_t n);
-/* Apply linear (block, which) to x [n, d_in] -> y [n, d_out] (plus the
- * model's bias if it has one), with its override (weight and bias) when quantized (x is not modified: fake-quant goes to m->s.xq,
- * which must hold n * d_in floats). */
-void aq_model_apply_linear(aq_model *m, int block, aq_linear which, const float *x, float *y,
-                           size_t n, int quantized, float *xq_buf);
-
 #endif

@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "../quant/quant.h"
-#include "model_internal.h"
+#include "ops.h"
 
 void aq_sgemm_xwt(const float *x, const float *w, float *y, size_t n, int d_in, int d_out)
 {
