@@ -228,14 +228,15 @@ aq_status aq_mem_check(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, do
     double base = aq_mem_current_rss();
     aq_mem_predict(c, &mc, o, ranks, base, &p);
     if (p.phase[p.worst] <= limit) return AQ_OK;
-    char fit[512] = "";
+    char fit[512] = "", wr[48] = ""; /* the write phase only for a command that runs it */
     suggest(fit, sizeof fit, c, &mc, o, ranks, base, limit);
+    if (o) snprintf(wr, sizeof wr, ", write %.3f", gib(p.phase[AQ_MEM_WRITE]));
     return aq_fail(err, AQ_ERR_ARG,
                    "--max-rank-memory %.3f GiB: the %s phase is predicted to need %.3f GiB per rank at %d rank%s "
-                   "(capture %.3f, calibrate %.3f%s%.3f GiB; docs/MEMORY.md); %s%s",
+                   "(capture %.3f, calibrate %.3f%s GiB; docs/MEMORY.md); %s%s",
                    gib(limit), aq_mem_phase_name(p.worst), gib(p.phase[p.worst]), ranks, ranks > 1 ? "s" : "",
-                   gib(p.phase[AQ_MEM_CAPTURE]), gib(p.phase[AQ_MEM_CALIBRATE]), o ? ", write " : "",
-                   o ? gib(p.phase[AQ_MEM_WRITE]) : 0.0, fit[0] ? "it would fit with " : "no single change of ranks, "
+                   gib(p.phase[AQ_MEM_CAPTURE]), gib(p.phase[AQ_MEM_CALIBRATE]), wr,
+                   fit[0] ? "it would fit with " : "no single change of ranks, "
                    "sample rows, KL windows, window or evaluation length fits: give more memory per rank",
                    fit);
 }
