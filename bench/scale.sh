@@ -13,6 +13,8 @@
 # auto loss: KL at 4 blocks, block-fisher at 16), per-rank peak RSS in MiB:
 #   capture    4 blocks 633 / 861, 16 blocks 1150 / 1378 (eager model: +60 %)
 #   calibrate  4 blocks 567 / 165, 16 blocks 567 / 567  (lazy model: +0 %)
+# and with the streaming capture on the lazy model (same day, skx, LOSS=block-fisher):
+#   capture    4 blocks 493 / 328, 16 blocks 493 / 329  (+0 %)
 # usage: bench/scale.sh ADAQUANT [SHARED_DIR] [SCRATCH_DIR]   (needs python3 + numpy; LOSS=kl|block-fisher|...)
 set -u
 AQ=${1:?usage: scale.sh ADAQUANT [SHARED_DIR] [SCRATCH_DIR]}

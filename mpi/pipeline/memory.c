@@ -9,8 +9,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "../../src/model/block_loss.h"
 #include "memory.h"
 #include "pipeline.h"
+#include "stage_tune.h"
 
 #define AQ_MEM_RUNTIME (24.0 * 1024 * 1024)
 
@@ -59,14 +61,17 @@ static double capture_bytes(const geo *g, const aq_pipe_cfg *c, int P)
     double T = c->seq_len, C = c->chunk_windows, R = c->sample_rows, nc = C * T;
     double chunks = ceil((double)c->windows / C), mine = ceil(chunks / P);
     double blk = 2 * stat(g->D, R, c->sequential) + stat(g->Q, R, c->sequential) + stat(g->H, R, c->sequential);
-    /* the whole model in F32 (the capture loads it eagerly), one chunk's
-     * forward and its float64 row copies, one block's statistics for the
-     * running capture, the merge's total and scratch, and the packed partials
-     * of this rank's chunks kept until the owner merges them, and the
-     * statistics file being written (its image and the zlib output: two
-     * copies of the largest point's statistics) */
-    return g->wr + g->L * g->wb + scratch(g, nc, T, C) + 2 * 8 * nc * g->dmax + blk * (3 + mine) +
-           2 * stat(g->dmax, R, c->sequential) + 4.0 * c->windows * T;
+    double rows = fmin(mine * C, c->windows) * T; /* this rank's share of the tokens */
+    /* the lazy model: the rest and the block being captured, with one
+     * tensor's mapped source in flight (2 bytes/weight); this rank's residual
+     * stream at the block boundary (two in sequential mode: FP and quantized
+     * upstream); one chunk's forward and its float64 row copies; the block's
+     * statistics: one partial per chunk of this rank, the merge's total and
+     * scratch, one packed partial in flight; the statistics file being written
+     * (its image and the zlib output: two copies of the largest point's
+     * statistics); the calibration tokens. Independent of L. */
+    return g->wr + g->wb + 2 * g->H * g->D + 4 * rows * g->D * (c->sequential ? 2 : 1) + scratch(g, nc, T, C) +
+           2 * 8 * nc * g->dmax + blk * (3 + mine) + 2 * stat(g->dmax, R, c->sequential) + 4.0 * c->windows * T;
 }
 
 static double kl_bytes(const geo *g, const aq_pipe_cfg *c)
@@ -95,17 +100,24 @@ static double calibrate_bytes(const geo *g, const aq_pipe_cfg *c)
            2 * W + kl_bytes(g, c);
 }
 
-static double write_bytes(const geo *g, const aq_pipe_cfg *c, const aq_pipe_out *o)
+static double write_bytes(const geo *g, const aq_llama_config *mc, const aq_pipe_out *o)
 {
     double n = o->eval_len > 0 ? o->eval_len : 512, t = o->tune.max_len > 0 ? o->tune.max_len : 512;
-    /* the eager model, the dequantized overrides of every linear, the chosen
+    /* the lazy model (the rest and the block a forward holds, one tensor's
+     * source in flight), the dequantized overrides of every linear, the chosen
      * results (codes U8 + per-row parameters), an evaluation forward with FP
      * and quantized logits */
-    double b = 2 * (g->wr + g->L * g->wb) + g->L * g->wb / 4 + scratch(g, n, n, 1) + 2 * 4 * n * g->V;
-    if (o->tune.steps > 0) /* tuning: one document's activations of every block, logits, gradients */
-        b += 4 * g->L * t * (6 * g->D + 2 * g->Q + 2 * g->K + 4 * g->H) + 4 * 4 * t * g->V + 3 * 4 * t * t +
-             g->L * g->wb / 2;
-    (void)c;
+    double b = g->wr + g->wb + 2 * g->H * g->D + g->L * g->wb + g->L * g->wb / 4 + scratch(g, n, n, 1) +
+               2 * 4 * n * g->V;
+    double act = 4 * t * (6 * g->D + 2 * g->Q + 2 * g->K + 4 * g->H); /* one document's activations, one block */
+    int mode = o->tune.mode != AQ_TUNE_AUTO ? o->tune.mode
+               : aq_block_params(mc) <= AQ_TUNE_GLOBAL_MAX_PARAMS ? AQ_TUNE_GLOBAL : AQ_TUNE_BLOCK;
+    double docs = o->tune.docs > 0 ? o->tune.docs : 64, B = o->tune.batch > 0 ? o->tune.batch : 16;
+    if (o->tune.steps > 0 && mode == AQ_TUNE_GLOBAL) /* the backward caches every block; the tuner's dequantized
+                                                       copies and weight gradients of every linear */
+        b += g->L * act + 4 * 4 * t * g->V + 3 * 4 * t * t + 2 * g->L * g->wb;
+    else if (o->tune.steps > 0) /* one block: the pool's FP input and target, a batch's activations, the tuner */
+        b += 2 * 4 * docs * t * g->D + B * act + 2 * g->wb;
     return b;
 }
 
@@ -121,7 +133,7 @@ void aq_mem_predict(const aq_pipe_cfg *c, const aq_llama_config *mc, const aq_pi
     base += AQ_MEM_RUNTIME;
     out->phase[AQ_MEM_CAPTURE] = base + capture_bytes(&g, c, ranks > 0 ? ranks : 1);
     out->phase[AQ_MEM_CALIBRATE] = base + calibrate_bytes(&g, c);
-    out->phase[AQ_MEM_WRITE] = o ? base + write_bytes(&g, c, o) : 0;
+    out->phase[AQ_MEM_WRITE] = o ? base + write_bytes(&g, mc, o) : 0;
     for (int p = 1; p < AQ_MEM_PHASES; p++)
         if (out->phase[p] > out->phase[out->worst]) out->worst = p;
 }
@@ -216,14 +228,15 @@ aq_status aq_mem_check(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, do
     double base = aq_mem_current_rss();
     aq_mem_predict(c, &mc, o, ranks, base, &p);
     if (p.phase[p.worst] <= limit) return AQ_OK;
-    char fit[512] = "";
+    char fit[512] = "", wr[48] = ""; /* the write phase only for a command that runs it */
     suggest(fit, sizeof fit, c, &mc, o, ranks, base, limit);
+    if (o) snprintf(wr, sizeof wr, ", write %.3f", gib(p.phase[AQ_MEM_WRITE]));
     return aq_fail(err, AQ_ERR_ARG,
                    "--max-rank-memory %.3f GiB: the %s phase is predicted to need %.3f GiB per rank at %d rank%s "
-                   "(capture %.3f, calibrate %.3f%s%.3f GiB; docs/MEMORY.md); %s%s",
+                   "(capture %.3f, calibrate %.3f%s GiB; docs/MEMORY.md); %s%s",
                    gib(limit), aq_mem_phase_name(p.worst), gib(p.phase[p.worst]), ranks, ranks > 1 ? "s" : "",
-                   gib(p.phase[AQ_MEM_CAPTURE]), gib(p.phase[AQ_MEM_CALIBRATE]), o ? ", write " : "",
-                   o ? gib(p.phase[AQ_MEM_WRITE]) : 0.0, fit[0] ? "it would fit with " : "no single change of ranks, "
+                   gib(p.phase[AQ_MEM_CAPTURE]), gib(p.phase[AQ_MEM_CALIBRATE]), wr,
+                   fit[0] ? "it would fit with " : "no single change of ranks, "
                    "sample rows, KL windows, window or evaluation length fits: give more memory per rank",
                    fit);
 }

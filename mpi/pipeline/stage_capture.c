@@ -97,7 +97,9 @@ static aq_status write_stats(const aq_pipe_cfg *c, const char *sub, const aq_cap
 
 aq_status aq_pipe_load_calib(const aq_pipe_cfg *c, aq_model **m, int **tokens, aq_error *err)
 {
-    AQ_TRY(aq_model_load_path(c->model, m, err));
+    /* lazily: the capture (and the sequential pass) hold the block being run,
+     * acquired by aq_pipe_capture_block, and the embedding (docs/MEMORY.md) */
+    AQ_TRY(aq_model_load_lazy(c->model, m, err));
     aq_tokenizer *tok;
     AQ_TRY(aq_tok_open(c->tokenizer, aq_model_config(*m)->vocab_size, &tok, err));
     aq_docs d;
@@ -165,7 +167,14 @@ aq_status aq_pipe_capture_block(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *m
     int rank;
     MPI_Comm_rank(comm, &rank);
     cap_ctx x = {s, rank == owner_rank};
-    aq_status st = run_chunks(m, c, tokens, s, o, err);
+    /* held across the chunks, so a lazy model converts the block once, not
+     * once per chunk (aq_capture_run_block's own acquire nests) */
+    int blk = o->cross_block >= 0 ? o->cross_block : o->block_first;
+    aq_status st = aq_model_block_acquire(m, blk, err);
+    if (st == AQ_OK) {
+        st = run_chunks(m, c, tokens, s, o, err);
+        aq_model_block_release(m, blk);
+    }
     if (st == AQ_OK && x.owner) {
         st = ready(&s->total, m, o, err);
         if (st == AQ_OK) st = ready(&s->scratch, m, o, err);

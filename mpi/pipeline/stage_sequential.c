@@ -38,6 +38,8 @@ static aq_status seq_task(void *vctx, const aq_dist_task *task, size_t index, co
                           aq_error *err)
 {
     seq_ctx *x = vctx;
+    int blk = x->p->layers[task->layer_index].block;
+    AQ_TRY(aq_model_block_acquire(x->m, blk, err)); /* the lazy model holds this task's block */
     aq_stats s;
     aq_layer_problem pr;
     aq_layer_opts o;
@@ -49,6 +51,7 @@ static aq_status seq_task(void *vctx, const aq_dist_task *task, size_t index, co
     if (st == AQ_OK) st = aq_pipe_write_task_result(path, task, &r, 0, 0, err);
     aq_layer_result_free(&r);
     aq_stats_free(&s);
+    aq_model_block_release(x->m, blk);
     (void)index;
     return st;
 }
@@ -106,12 +109,15 @@ static aq_status advance_q(seq_ctx *x, const int *tokens, int blk, aq_error *err
     const aq_pipe_cfg *c = x->c;
     aq_capture_opts o;
     aq_capture_opts_default(&o);
-    for (size_t ch = x->s.lo; ch < x->s.hi; ch++) {
+    AQ_TRY(aq_model_block_acquire(x->m, blk, err)); /* converted once for all the chunks */
+    aq_status st = AQ_OK;
+    for (size_t ch = x->s.lo; ch < x->s.hi && st == AQ_OK; ch++) {
         int w0, nw = aq_pipe_chunk(c, ch, &w0);
-        AQ_TRY(aq_capture_advance(x->m, tokens + (size_t)w0 * c->seq_len, nw, c->seq_len, o.batch_windows, blk, 1,
-                                  x->s.xq + (size_t)(w0 - x->s.w0) * c->seq_len * x->s.dim, err));
+        st = aq_capture_advance(x->m, tokens + (size_t)w0 * c->seq_len, nw, c->seq_len, o.batch_windows, blk, 1,
+                                x->s.xq + (size_t)(w0 - x->s.w0) * c->seq_len * x->s.dim, err);
     }
-    return AQ_OK;
+    aq_model_block_release(x->m, blk);
+    return st;
 }
 
 aq_fingerprint aq_pipe_alloc_fp(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice)

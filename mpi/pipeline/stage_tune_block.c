@@ -177,7 +177,11 @@ static aq_status tune_range(aq_model *m, const aq_pipe_plan *p, const aq_pipe_tu
         blk_job j;
         memset(&j, 0, sizeof j);
         if (st == AQ_OK) st = job_init(p, v, b, &j, err);
-        if (st == AQ_OK) st = tune_block(m, tu, &d, &j, params[b], err);
+        /* held across the steps: a lazy model converts the block once */
+        if (st == AQ_OK && (st = aq_model_block_acquire(m, b, err)) == AQ_OK) {
+            st = tune_block(m, tu, &d, &j, params[b], err);
+            aq_model_block_release(m, b);
+        }
         job_free(&j);
         float *tmp = x;
         x = y, y = tmp; /* the FP output is the next block's input */

@@ -139,7 +139,9 @@ static aq_status add_fp_tensor(aq_st_writer *w, const aq_tensor_view *tv, float 
  * else (norms, Qwen3's q/k norms, biases of layers left in float) is copied
  * as F32. */
 /* The tuned gain replacing tensor `name` (the quantized-mode norm override
- * installed in tuned), or NULL: not a norm, or no tuning (tuned NULL). */
+ * installed in tuned), or NULL: not a norm, or no tuning (tuned NULL), or a
+ * gain left untuned in a lazy model's released block (then the checkpoint's
+ * copy below is the same F32 conversion, the same bytes). */
 static const float *tuned_norm(const aq_model *tuned, const char *name)
 {
     if (!tuned) return NULL;
@@ -319,7 +321,9 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
 static aq_status load_inputs(const aq_pipe_cfg *c, const aq_pipe_out *o, aq_model **m, aq_seqs *seqs,
                              aq_seqs *pool, aq_error *err)
 {
-    AQ_TRY(aq_model_load_path(c->model, m, err));
+    /* lazily (docs/MEMORY.md): tuning and evaluation acquire the blocks they
+     * run; the installed overrides and norm gains live beside the blocks */
+    AQ_TRY(aq_model_load_lazy(c->model, m, err));
     aq_tokenizer *tok;
     AQ_TRY(aq_tok_open(c->tokenizer, aq_model_config(*m)->vocab_size, &tok, err));
     aq_docs d;

@@ -129,11 +129,15 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
         }
         r0 += n;
     }
-    for (int b = 0; b < t->nbn; b++)
+    for (int b = 0; b < t->nbn; b++) {
+        /* a lazy model's gains exist only while their block is held */
+        AQ_TRY(aq_model_block_acquire(m, t->nb0 + b, err));
         for (int k = 0; k < 2; k++) {
             const float *gsrc = aq_model_norm(m, t->nb0 + b, k, 0);
             for (int i = 0; i < t->dim; i++) t->x[t->norm_off + (size_t)k * ln + (size_t)b * t->dim + i] = gsrc[i];
         }
+        aq_model_block_release(m, t->nb0 + b);
+    }
     const float *gf = aq_model_norm(m, t->L, 0, 0);
     for (size_t i = 0; i < nf; i++) t->x[t->norm_off + 2 * ln + i] = gf[i];
     return AQ_OK;
