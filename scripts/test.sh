@@ -131,8 +131,12 @@ for id in $kernels; do
   # per kernel would take the suite past its 15-minute budget. pipeline_ref and
   # pipeline_ranks (byte-identical output for P = 1, 2, 4) do run per kernel,
   # pipeline_ref making only the P = 1 output that pipeline_ranks compares with.
+  # The other whole-run MPI tests run once too: coop_pipeline (the cooperative
+  # path's bytes across P: test_coop checks its kernels per kernel family),
+  # memory_bound (RSS against the formula) and capture_stream (capture bytes
+  # across P and resume: test_model_capture checks the streamed Grams per kernel).
   AQ_PIPE_REF_OUTPUT_ONLY=1 BLIS_ARCH_TYPE=$id run_ctest "kernel $name" build -j"$jobs" -L 'unit|mpi' \
-    -E '^(pipeline_(resume|failure|stages|sequential)|progress_log)$'
+    -E '^(pipeline_(resume|failure|stages|sequential)|progress_log|coop_pipeline|memory_bound|capture_stream)$'
 done
 
 # 3. What a user builds: Release (-O3 -DNDEBUG), here with warnings as errors.
