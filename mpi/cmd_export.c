@@ -134,27 +134,6 @@ static int parse(int argc, char **argv, export_args *a)
     return 0;
 }
 
-static aq_status run_export(const export_args *a, aq_error *err)
-{
-    aq_model *m = NULL;
-    aq_tokenizer *tok = NULL;
-    char tok_file[4096];
-    aq_status st;
-    AQ_TRY_GOTO(st, aq_model_load_path(a->model, &m, err), done);
-    AQ_TRY_GOTO(st, aq_tok_open(a->tok, aq_model_config(m)->vocab_size, &tok, err), done);
-    AQ_TRY_GOTO(st, aq_tok_resolve(a->tok, tok_file, sizeof tok_file, err), done);
-    if (a->quant) {
-        int n;
-        AQ_TRY_GOTO(st, aq_model_load_quantized(m, a->quant, &n, err), done);
-        fprintf(stderr, "export: %d quantized layers loaded from %s\n", n, a->quant);
-    }
-    st = aq_export_gguf(m, tok, tok_file, &a->o, a->out, err);
-done:
-    aq_tok_close(tok);
-    aq_model_free(m);
-    return st;
-}
-
 static int export_main(int argc, char **argv)
 {
     export_args a;
@@ -163,7 +142,7 @@ static int export_main(int argc, char **argv)
     aq_error err = {0};
     aq_status st = a.qdq    ? aq_cnnp_export_qdq(a.model, a.out, &err) /* docs/CNN.md */
                    : a.gptq ? aq_export_gptq(a.model, &a.g, a.out, &err)
-                            : run_export(&a, &err);
+                            : aq_export_gguf_files(a.model, a.tok, a.quant, &a.o, a.out, &err);
     if (st != AQ_OK) return aq_cli_fail(CMD, &err);
     fprintf(stderr, "export: wrote %s\n", a.out);
     return 0;

@@ -6,8 +6,6 @@
 
 #include <mpi.h>
 
-#include "../src/model/model.h"
-#include "../src/text/tokenizer.h"
 #include "cli.h"
 #include "cmd_eval_cnn.h"
 #include "cmd_quantize_cnn.h"
@@ -46,23 +44,11 @@ static int want_gguf; /* --out-format gguf */
  * MODEL --quantized OUTDIR --type F32`: block-type layers byte for byte. */
 static aq_status write_gguf(const aq_pipe_args *a, aq_error *err)
 {
-    aq_model *m = NULL;
-    aq_tokenizer *tok = NULL;
-    char tok_file[4096], path[AQ_PIPE_PATH + 16];
-    int n;
+    char path[AQ_PIPE_PATH + 16];
     snprintf(path, sizeof path, "%s/model.gguf", a->out.outdir);
     aq_export_opts o = {.type = AQ_GGML_F32, .type_embd = AQ_GGML_F32, .name = "adaquant quantize",
                         .quantized = 1, .qpath = a->out.outdir};
-    aq_status st;
-    AQ_TRY_GOTO(st, aq_model_load_path(a->cfg.model, &m, err), done);
-    AQ_TRY_GOTO(st, aq_tok_open(a->cfg.tokenizer, aq_model_config(m)->vocab_size, &tok, err), done);
-    AQ_TRY_GOTO(st, aq_tok_resolve(a->cfg.tokenizer, tok_file, sizeof tok_file, err), done);
-    AQ_TRY_GOTO(st, aq_model_load_quantized(m, a->out.outdir, &n, err), done);
-    st = aq_export_gguf(m, tok, tok_file, &o, path, err);
-done:
-    aq_tok_close(tok);
-    aq_model_free(m);
-    return st;
+    return aq_export_gguf_files(a->cfg.model, a->cfg.tokenizer, a->out.outdir, &o, path, err);
 }
 
 static aq_status quantize_stage(MPI_Comm comm, aq_pipe_args *a, aq_error *err)

@@ -300,3 +300,25 @@ done:
     free(ts);
     return st;
 }
+
+aq_status aq_export_gguf_files(const char *model_path, const char *tok_path, const char *quant,
+                               const aq_export_opts *o, const char *path, aq_error *err)
+{
+    aq_model *m = NULL;
+    aq_tokenizer *tok = NULL;
+    char tok_file[4096];
+    aq_status st;
+    AQ_TRY_GOTO(st, aq_model_load_path(model_path, &m, err), done);
+    AQ_TRY_GOTO(st, aq_tok_open(tok_path, aq_model_config(m)->vocab_size, &tok, err), done);
+    AQ_TRY_GOTO(st, aq_tok_resolve(tok_path, tok_file, sizeof tok_file, err), done);
+    if (quant) {
+        int n;
+        AQ_TRY_GOTO(st, aq_model_load_quantized(m, quant, &n, err), done);
+        fprintf(stderr, "export: %d quantized layers loaded from %s\n", n, quant);
+    }
+    st = aq_export_gguf(m, tok, tok_file, o, path, err);
+done:
+    aq_tok_close(tok);
+    aq_model_free(m);
+    return st;
+}

@@ -30,6 +30,13 @@ int aq_export_parse_type(const char *s);
 aq_status aq_export_gguf(aq_model *m, const aq_tokenizer *tok, const char *tok_file,
                          const aq_export_opts *o, const char *path, aq_error *err);
 
+/* The whole export from files: the model at model_path, its tokenizer
+ * (tok_path as aq_tok_open takes it), the quantized layers of OUTDIR quant
+ * (NULL: none; the count loaded goes to stderr), written to path as
+ * aq_export_gguf. `adaquant export` and `quantize --out-format gguf`. */
+aq_status aq_export_gguf_files(const char *model_path, const char *tok_path, const char *quant,
+                               const aq_export_opts *o, const char *path, aq_error *err);
+
 /* The tokenizer.ggml.* metadata of tok (export_vocab.c). llama2.c .bin:
  * SentencePiece ("llama": tokens with spaces as U+2581, scores, token
  * types), read from tok_file; a byte-level BPE tokenizer.json: "gpt2".
