@@ -225,10 +225,12 @@ static void eval_free(eval_set *e)
     free(e->fp), free(e->lab);
 }
 
-/* After the choice: every rank loads the chosen results, rounds the zero
- * points (what QDQ stores, with the bias correction of the library) and
- * runs the BN/bias stage. */
-static aq_status finish_layers(const aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_error *err)
+/* After the choice: every rank loads the chosen results and rounds the zero
+ * points (what QDQ stores, with the bias correction of the library); rank 0
+ * runs the BN/bias stage (one deterministic computation: the other ranks
+ * would only repeat it) and broadcasts what it changes, each layer's
+ * per-channel scales and biases, and its report. */
+static aq_status finish_layers(MPI_Comm comm, const aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_error *err)
 {
     int L = c->cap.n_layers;
     aq_cnnq_result **rp = malloc((size_t)L * sizeof *rp);
@@ -246,8 +248,14 @@ static aq_status finish_layers(const aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_erro
     /* the tuning reads the calibration images the capture ran on */
     aq_cnnq_tune_opts to = c->a->tune;
     to.n_images = c->n_calib;
-    if (st == AQ_OK)
+    if (st == AQ_OK && rank_of(comm) == 0)
         st = aq_cnnq_tune(&c->g, c->cap.layers, L, rp, c->folds, c->n_folds, &seq, &to, &o->tune, err);
+    st = aq_dist_agree(comm, st, err);
+    for (int i = 0; st == AQ_OK && i < L; i++) {
+        MPI_Bcast(o->res[i].scale, o->res[i].d_out, MPI_FLOAT, 0, comm);
+        MPI_Bcast(o->res[i].bias, o->res[i].d_out, MPI_FLOAT, 0, comm);
+    }
+    if (st == AQ_OK) MPI_Bcast(&o->tune, (int)sizeof o->tune, MPI_BYTE, 0, comm);
     o->t_tune = aq_progress_now() - t0;
     free(rp);
     return st;
@@ -402,7 +410,7 @@ aq_status aq_cnnp_run(MPI_Comm comm, const aq_cnnp_args *a, aq_error *err)
         SAY(comm, "quantize: %s: %d BatchNorm folded, %zu calibration images, %zu evaluation images, %d rank%s\n",
             a->model, c.n_folds, c.n_calib, e.n, o.ranks, o.ranks > 1 ? "s" : "");
     if (st == AQ_OK) st = quantize_layers(comm, &c, &o, err);
-    if (st == AQ_OK) st = aq_dist_agree(comm, finish_layers(&c, &o, err), err);
+    if (st == AQ_OK) st = finish_layers(comm, &c, &o, err);
     if (st == AQ_OK) SAY(comm, "quantize: allocation and BN/bias stage done; evaluating\n");
     t0 = aq_progress_now();
     if (st == AQ_OK) st = evaluate(comm, &c, &e, &o, err);
