@@ -59,9 +59,8 @@ enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, 
        O_SEED, O_WORK, O_RESUME, O_WIN, O_LEN, O_FORCE, O_EDOCS, O_ELEN, O_NOEVAL, O_SHARD, O_SHARDS, O_SROWS, O_STARTS, O_POLISH, O_KLW, O_LOSS, O_REFINE,
        O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD, O_TFRAC, O_EOPTS,
        O_TMODE,
-       O_MAXMEM /* issue 13 (memory.h) */ };
-/* issue 14: the cooperative path's scheduling (docs/COOP.md, "Scheduling") */
-enum { O_COOP_RANKS = 480, O_COOP_THR };
+       O_MAXMEM,                 /* the per-rank memory bound (memory.h) */
+       O_COOP_RANKS, O_COOP_THR  /* the cooperative path's scheduling (docs/COOP.md) */ };
 
 #define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD)
 
