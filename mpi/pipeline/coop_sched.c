@@ -11,6 +11,7 @@
 #include "../../io/atomic_file.h"
 #include "coop.h"
 #include "coop_sched.h"
+#include "memory.h"
 #include "progress.h"
 #include "scalapack.h"
 #include "stage_calibrate.h"
@@ -25,11 +26,14 @@ void aq_coop_sched_free(aq_coop_sched *cs)
 }
 
 static void log_pick(FILE *log, const aq_pipe_cfg *c, const aq_coop_sched *cs, size_t n_act, size_t n_rows,
-                     size_t n_other)
+                     size_t n_other, size_t n_big)
 {
     if (!log) return;
     fprintf(log, "adaquant: calibrate: cooperative: %zu of %zu tasks on sub-grids of %d ranks "
-            "(cost > %g x total / %d)\n", cs->n_coop, cs->n, cs->q, c->coop_threshold, cs->q);
+            "(cost > %g x total / %d", cs->n_coop, cs->n, cs->q, c->coop_threshold, cs->q);
+    if (c->max_rank_memory > 0)
+        fprintf(log, ", or over --max-rank-memory %.1f MiB alone: %zu tasks", c->max_rank_memory / 1048576.0, n_big);
+    fprintf(log, ")\n");
     if (n_act)
         fprintf(log, "adaquant: calibrate: cooperative: %zu tasks kept single-rank: their option quantizes "
                 "activations or is a group format (the cooperative path runs per-row a16 options only, docs/COOP.md)\n", n_act);
@@ -41,26 +45,51 @@ static void log_pick(FILE *log, const aq_pipe_cfg *c, const aq_coop_sched *cs, s
                 "(embedding, classifier)\n", n_other);
 }
 
-aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_dist_task *tasks, size_t n,
-                             int nranks, FILE *log, aq_coop_sched *cs, aq_error *err)
+/* --max-rank-memory: the tasks that fit no rank alone (too_big[i]); a task
+ * among them the path cannot take (its option, its rows) is refused, naming
+ * it and what would fit. */
+static aq_status mark_too_big(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_llama_config *mc,
+                              const aq_dist_task *tasks, size_t n, const unsigned char *ok, unsigned char *too_big,
+                              size_t *n_big, aq_error *err)
+{
+    *n_big = 0;
+    for (size_t i = 0; mc && c->max_rank_memory > 0 && i < n; i++) {
+        if (tasks[i].layer_index >= p->n_layers) continue; /* the tensor menu: round-to-nearest, small */
+        const aq_pipe_layer *L = &p->layers[tasks[i].layer_index];
+        if (!(too_big[i] = (unsigned char)aq_mem_task_too_big(c, mc, L->d_out, L->d_in))) continue;
+        (*n_big)++;
+        if (ok[i] && c->coop_ranks > 1) continue;
+        double gi = 1024.0 * 1024 * 1024, one = aq_mem_task_bytes(c, mc, L->d_out, L->d_in, 1);
+        return aq_fail(err, AQ_ERR_ARG, "--max-rank-memory %.3f GiB: task %s %s needs %.3f GiB on one rank "
+                       "(docs/MEMORY.md) and %s", c->max_rank_memory / gi, tasks[i].layer, tasks[i].option, one / gi,
+                       c->coop_ranks <= 1 ? "no --coop-ranks was given: it would fit with --coop-ranks 2 or more "
+                       "memory per rank (quantize names the sub-grid before any work)"
+                       : "the cooperative path cannot take it (per-row a16 options only, a row per rank): "
+                       "drop the option or give more memory per rank");
+    }
+    return AQ_OK;
+}
+
+aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_llama_config *mc,
+                             const aq_dist_task *tasks, size_t n, int nranks, FILE *log, aq_coop_sched *cs,
+                             aq_error *err)
 {
     memset(cs, 0, sizeof *cs);
     cs->q = c->coop_ranks;
     cs->n = n;
-    if (cs->q <= 1) return AQ_OK;
     if (cs->q > nranks)
         return aq_fail(err, AQ_ERR_ARG, "--coop-ranks %d needs at least %d ranks; this run has %d (mpirun -np)",
                        cs->q, cs->q, nranks);
-    unsigned char *ok = calloc(n ? n : 1, 1);
+    unsigned char *ok = calloc(n ? n : 1, 1), *big = calloc(n ? n : 1, 1);
     double *cost = malloc((n ? n : 1) * sizeof *cost);
     cs->coop = calloc(n ? n : 1, 1);
     cs->nb = calloc(n ? n : 1, sizeof *cs->nb);
     cs->seconds = calloc(n ? n : 1, sizeof *cs->seconds);
     cs->group = calloc(n ? n : 1, sizeof *cs->group);
-    aq_status st = ok && cost && cs->coop && cs->nb && cs->seconds && cs->group
+    aq_status st = ok && big && cost && cs->coop && cs->nb && cs->seconds && cs->group
                        ? AQ_OK : aq_fail_nomem(err, "cooperative task list", n * 32);
-    size_t n_act = 0, n_rows = 0, n_other = 0;
-    for (size_t i = 0; i < n && st == AQ_OK; i++) {
+    size_t n_act = 0, n_rows = 0, n_other = 0, n_big = 0;
+    for (size_t i = 0; i < n && st == AQ_OK && cs->q > 1; i++) {
         cost[i] = tasks[i].cost;
         if (tasks[i].layer_index >= p->n_layers) {
             n_other++;
@@ -76,15 +105,16 @@ aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
     }
     double total = 0; /* over all the run's tasks: a shard sees only its own */
     for (size_t i = 0; i < p->n_tasks; i++) total += p->tasks[i].cost;
-    /* --max-rank-memory (too_big) is not an option of the pipeline yet: the cost rule alone */
-    if (st == AQ_OK) cs->n_coop = aq_dist_coop_pick(cost, ok, NULL, n, total, cs->q, c->coop_threshold, cs->coop);
+    if (st == AQ_OK) st = mark_too_big(c, p, mc, tasks, n, ok, big, &n_big, err);
+    if (st == AQ_OK && cs->q > 1) cs->n_coop = aq_dist_coop_pick(cost, ok, big, n, total, cs->q, c->coop_threshold, cs->coop);
     free(ok);
+    free(big);
     free(cost);
     if (st != AQ_OK) {
         aq_coop_sched_free(cs);
         return st;
     }
-    log_pick(log, c, cs, n_act, n_rows, n_other);
+    if (cs->q > 1) log_pick(log, c, cs, n_act, n_rows, n_other, n_big);
     return AQ_OK;
 }
 

@@ -30,11 +30,16 @@ typedef struct aq_coop_sched {
 /* Which of tasks[n] run cooperatively (c->coop_ranks > 1; else none): the
  * eligible ones (a linear layer, an option the path runs, a layer with rows
  * for every rank) whose cost exceeds c->coop_threshold x total / Q, total =
- * the cost of all p's tasks. Pure (the same on every rank). log (rank 0's
- * stderr, or NULL) gets what was chosen and why tasks stayed single-rank.
- * AQ_ERR_ARG when Q exceeds nranks. */
-aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_dist_task *tasks, size_t n,
-                             int nranks, FILE *log, aq_coop_sched *cs, aq_error *err);
+ * the cost of all p's tasks, or which fit no rank alone under
+ * c->max_rank_memory (memory.h aq_mem_task_too_big; mc: the model's config,
+ * NULL = the cost rule only). Pure (the same on every rank, at every P). log
+ * (rank 0's stderr, or NULL) gets what was chosen and why tasks stayed
+ * single-rank. AQ_ERR_ARG when Q exceeds nranks, or naming a task that fits
+ * no rank alone and cannot go cooperative (no --coop-ranks, its option, its
+ * rows). */
+aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_llama_config *mc,
+                             const aq_dist_task *tasks, size_t n, int nranks, FILE *log, aq_coop_sched *cs,
+                             aq_error *err);
 void aq_coop_sched_free(aq_coop_sched *cs);
 
 /* Finish a task on its group's first rank: r is the run's result, r2 (or

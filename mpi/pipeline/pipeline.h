@@ -63,6 +63,8 @@ typedef struct aq_pipe_cfg {
      * of another Q differ in the last bits only, as those of another BLAS kernel) */
     int coop_ranks;
     double coop_threshold;
+    double max_rank_memory; /* --max-rank-memory (bytes, 0 = none): a run setting too; with --coop-ranks
+                               the tasks that fit no rank alone go cooperative (memory.h) */
 } aq_pipe_cfg;
 
 /* Defaults: windows 64, seq_len 256, chunk 8, sample rows 1024, options

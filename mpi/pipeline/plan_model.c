@@ -434,7 +434,7 @@ static void mark_coop_q(const aq_plan_input *in, const aq_pipe_plan *tp, aq_plan
     p->coop_ranks = in->cfg->coop_ranks;
     p->n_coop_tasks = 0; /* coop_mem stays: --max-rank-memory is the plan's --mem-per-rank here */
     for (int w = 0; w < AQ_LIN_COUNT; w++) p->cls[w].coop_time = 0;
-    if (aq_coop_sched_pick(in->cfg, tp, tp->tasks, tp->n_tasks, in->ranks, NULL, &cs, &e) != AQ_OK) return;
+    if (aq_coop_sched_pick(in->cfg, tp, &in->m, tp->tasks, tp->n_tasks, in->ranks, NULL, &cs, &e) != AQ_OK) return;
     for (size_t t = 0; t < cs.n && cs.coop; t++)
         if (cs.coop[t]) p->cls[tp->layers[tp->tasks[t].layer_index].which].coop_time = 1;
     p->n_coop_tasks = (int)cs.n_coop;

@@ -326,7 +326,7 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     memset(&cs, 0, sizeof cs);
     int size;
     MPI_Comm_size(comm, &size);
-    if (st == AQ_OK) st = aq_coop_sched_pick(c, p, tasks, n, size, rank == 0 ? stderr : NULL, &cs, err);
+    if (st == AQ_OK) st = aq_coop_sched_pick(c, p, aq_model_config(x.m), tasks, n, size, rank == 0 ? stderr : NULL, &cs, err);
     if (st == AQ_OK)
         st = aq_coop_sched_run(comm, c, p, x.m, &x.stats_fp, tasks, resume, &cs, coop_finish, &x,
                                rank == 0 ? stderr : NULL, err);
