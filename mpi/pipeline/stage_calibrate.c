@@ -327,9 +327,11 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     int size;
     MPI_Comm_size(comm, &size);
     if (st == AQ_OK) st = aq_coop_sched_pick(c, p, aq_model_config(x.m), tasks, n, size, rank == 0 ? stderr : NULL, &cs, err);
+    double t_coop = aq_progress_now();
     if (st == AQ_OK)
         st = aq_coop_sched_run(comm, c, p, x.m, &x.stats_fp, tasks, resume, &cs, coop_finish, &x,
                                rank == 0 ? stderr : NULL, err);
+    if (t && cs.n_coop) t->coop += aq_progress_now() - t_coop;
     if (st == AQ_OK && !(x.cpu = calloc(n ? n : 1, sizeof *x.cpu))) st = aq_fail_nomem(err, "task CPU seconds", n * 8);
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = run_rest(comm, c, tasks, n, &cs, run_task, &x, resume, table, &ds, err);
