@@ -192,6 +192,19 @@ static int reusable(MPI_Comm sub, const aq_dist_task *t, const char *path)
     return ok;
 }
 
+/* Where a group's first rank prints a line per finished cooperative task (the
+ * driver's progress covers the single-rank tasks only): stderr unless
+ * AQ_PROGRESS (progress.h, exported by the command) is "none". */
+static FILE *progress_stream(MPI_Comm sub)
+{
+    int me;
+    MPI_Comm_rank(sub, &me);
+    const char *env = getenv("AQ_PROGRESS");
+    aq_progress_mode m = AQ_PROGRESS_AUTO;
+    if (env && *env) aq_progress_mode_parse(env, &m);
+    return me == 0 && m != AQ_PROGRESS_NONE ? stderr : NULL;
+}
+
 /* This group's tasks (owner == mine) by cost descending, then run each. */
 static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const double *cost, const aq_pipe_cfg *c,
                            const aq_pipe_plan *p,
@@ -205,6 +218,7 @@ static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const doubl
     free(skip);
     if (!k) return aq_fail_nomem(err, "cooperative order", cs->n * sizeof *k);
     aq_status st = AQ_OK;
+    FILE *prog = progress_stream(sub);
     for (size_t j = 0; j < nk && st == AQ_OK; j++) {
         const aq_dist_task *t = &tasks[k[j]];
         char *path = NULL;
@@ -217,6 +231,9 @@ static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const doubl
             secs[k[j]] = aq_progress_now() - t0;
             cs->computed++;
         }
+        if (st == AQ_OK && prog) /* stderr only: nothing of the output depends on it */
+            fprintf(prog, "adaquant: calibrate: cooperative group %d: task %zu/%zu %s %s on %d ranks: %s %.2f s\n",
+                    mine, j + 1, nk, t->layer, t->option, cs->q, secs[k[j]] > 0 ? "done in" : "reused,", secs[k[j]]);
         free(path);
     }
     free(k);
