@@ -60,7 +60,7 @@ static aq_status mark_too_big(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
         (*n_big)++;
         if (ok[i] && c->coop_ranks > 1) continue;
         double gi = 1024.0 * 1024 * 1024, one = aq_mem_task_bytes(c, mc, L->d_out, L->d_in, 1);
-        return aq_fail(err, AQ_ERR_ARG, "--max-rank-memory %.3f GiB: task %s %s needs %.3f GiB on one rank "
+        return aq_fail(err, AQ_ERR_ARG, "--max-rank-memory (plan: --mem-per-rank) %.3f GiB: task %s %s needs %.3f GiB on one rank "
                        "(docs/MEMORY.md) and %s", c->max_rank_memory / gi, tasks[i].layer, tasks[i].option, one / gi,
                        c->coop_ranks <= 1 ? "no --coop-ranks was given: it would fit with --coop-ranks 2 or more "
                        "memory per rank (quantize names the sub-grid before any work)"

@@ -12,10 +12,13 @@
 #include "coop_sched.h"
 #include "plan.h"
 #include "driver.h"
+#include "memory.h"
 #include "tasks.h"
 
 #define CAP_CHUNK_DEFAULT 8   /* aq_capture_opts.batch_windows: windows per capture forward */
 #define TUNE_FWD_EQUIV 4.3    /* forward-equivalents per tuning step (README: FP targets + Q forward + backward) */
+#define COOP_LATENCY 2e-5     /* seconds per intra-node MPI collective (assumed: Open MPI shared memory, idle cores) */
+#define COOP_SETUP_CALLS 50   /* collectives of a grid's set-up (BLACS context, Gram redistribution, checks) */
 #define SOLVE_SEC_PER_ROW 4e-5 /* CBC: 10,000 layers x 12 options in 0.14-0.45 s (README) */
 
 static const char *const phase_names[AQ_PLAN_NPHASES] = {"capture", "calibrate", "allocate", "tune", "eval", "write"};
@@ -264,7 +267,12 @@ static double coop_task_seconds(const aq_plan_input *in, const aq_plan_rates *r,
     double D = i + 1.0, share = (q - 1.0) / q;
     double stats = 8.0 * D * D + (double)c->sample_rows * 4 * i;
     double t = stats * (1 / in->read_rate + 2 / r->touch_rate);
-    double comm = (c->iters * 4 * D * D + (c->starts + c->polish) * 8 * D * D) * share * 2 / r->touch_rate;
+    /* bytes, and the latency of the collectives: per iteration the PSGEMM
+     * panels and the keep-best/status reductions, per start and polishing
+     * round a gather, plus the grid's set-up (assumed, not measured) */
+    double calls = c->iters * (D / 64 + 3) + (c->starts + c->polish) * 4 + COOP_SETUP_CALLS;
+    double comm = (c->iters * 4 * D * D + (c->starts + c->polish) * 8 * D * D) * share * 2 / r->touch_rate +
+                  calls * COOP_LATENCY;
     double mult = a_bits < 16 ? outer : 1;
     int runs = c->init_gptq == 2 ? 2 : 1;
     if (c->init_gptq != 0) t += mult * (layer_run_seconds(r, o, i, 1) / q + comm);
@@ -440,7 +448,7 @@ static void fill_classes(const aq_plan_input *in, const aq_pipe_plan *tp, const 
         k->name = lin_names[w];
         lin_shape(&in->m, w, &k->d_out, &k->d_in);
         k->flops = 2.0 * k->d_out * (k->d_in + 1.0) * (k->d_in + 1.0) * c->iters;
-        k->mem = aq_plan_task_bytes(k->d_out, k->d_in, c->init_gptq == 2);
+        k->mem = aq_mem_task_bytes(c, &in->m, k->d_out, k->d_in, 1); /* memory.h: the pipeline's own bound */
         k->seconds_min = INFINITY;
     }
     p->total_flops = 0;
@@ -564,6 +572,26 @@ static aq_status check_input(const aq_plan_input *in, const aq_plan_rates *r, aq
     return AQ_OK;
 }
 
+/* The per-rank peaks of the pipeline's own bound (memory.h, docs/MEMORY.md:
+ * the lazy model, each linear where it runs), the process base left out:
+ * capture, calibrate, and the write stage's for tune, eval and write. The
+ * plan's memory per rank is the bound the cooperative choice reads. */
+static aq_status memory_per_phase(const aq_plan_input *in, aq_plan *p, aq_error *err)
+{
+    aq_pipe_cfg *cl = malloc(sizeof *cl);
+    if (!cl) return aq_fail_nomem(err, "plan settings", sizeof *cl);
+    *cl = *in->cfg;
+    if (!(cl->max_rank_memory > 0)) cl->max_rank_memory = in->mem_per_rank;
+    if (cl->coop_ranks > in->ranks) cl->coop_ranks = 0; /* no sub-grid at this P */
+    aq_mem_pred mp;
+    aq_mem_predict(cl, &in->m, in->out, in->ranks, 0, &mp);
+    p->ph[AQ_PLAN_CAPTURE].mem = mp.phase[AQ_MEM_CAPTURE];
+    p->ph[AQ_PLAN_CALIBRATE].mem = mp.phase[AQ_MEM_CALIBRATE];
+    p->ph[AQ_PLAN_TUNE].mem = p->ph[AQ_PLAN_EVAL].mem = p->ph[AQ_PLAN_WRITE].mem = mp.phase[AQ_MEM_WRITE];
+    free(cl);
+    return AQ_OK;
+}
+
 aq_status aq_plan_compute(const aq_plan_input *in, const aq_plan_rates *r, aq_plan *p, aq_error *err)
 {
     memset(p, 0, sizeof *p);
@@ -603,6 +631,7 @@ aq_status aq_plan_compute(const aq_plan_input *in, const aq_plan_rates *r, aq_pl
     AQ_TRY(st);
     phase_solve_write(in, r, p);
     phase_tune_eval(in, r, p);
+    AQ_TRY(memory_per_phase(in, p, err));
     double work = 0;
     for (int k = 0; k < AQ_PLAN_NPHASES; k++) {
         aq_plan_phase *ph = &p->ph[k];

@@ -65,7 +65,7 @@ void aq_plan_print(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_
             in->cfg->iters, in->cfg->starts, in->cfg->polish, aq_pipe_init_name(in->cfg->init_gptq),
             in->cfg->kl_windows, in->out->tune.steps, in->out->tune.batch, r->kernel);
     print_tasks(f, in, p);
-    fprintf(f, "phases (memory: today's code, every rank holds the F32 model: docs/PLAN.md):\n");
+    fprintf(f, "phases (memory per rank: the pipeline's bound, docs/MEMORY.md, without the process base):\n");
     fprintf(f, "  %-10s %11s %11s %11s %6s %11s\n", "phase", "predicted", "1 rank", "lower bnd", "eff", "mem/rank");
     for (int k = 0; k < AQ_PLAN_NPHASES; k++) {
         const aq_plan_phase *ph = &p->ph[k];
@@ -88,7 +88,7 @@ void aq_plan_print(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_
     fprintf(f, " (%s if scheduled by these predictions)\n", c);
     human_bytes(p->peak_mem, a, sizeof a);
     human_bytes(p->model_bytes, b, sizeof b);
-    fprintf(f, "memory: peak %s per rank (of which the F32 model %s)%s\n", a, b,
+    fprintf(f, "memory: peak %s per rank (the lazy model; all F32 weights would be %s)%s\n", a, b,
             p->fits ? "" : "; DOES NOT FIT the memory per rank");
     if (p->coop_ranks > 1)
     {
