@@ -22,7 +22,13 @@ void aq_coop_sched_free(aq_coop_sched *cs)
     free(cs->nb);
     free(cs->seconds);
     free(cs->group);
+    free(cs->early);
     memset(cs, 0, sizeof *cs);
+}
+
+int aq_coop_sched_taken(const aq_coop_sched *cs, size_t i)
+{
+    return (cs->coop && cs->coop[i]) || (cs->early && cs->early[i]);
 }
 
 static void log_pick(FILE *log, const aq_pipe_cfg *c, const aq_coop_sched *cs, size_t n_act, size_t n_rows,
@@ -250,9 +256,52 @@ static void log_tasks(FILE *log, const aq_dist_task *tasks, const aq_coop_sched 
                     cs->seconds[i] > 0 ? "ran in" : "reused,", cs->seconds[i]);
 }
 
+/* A rank outside every group (idle = its index among them, of n_idle): the
+ * single-rank tasks by cost ascending, every n_idle-th from idle, the first
+ * one always, the next ones while the groups still work (done: the barrier
+ * every rank enters when its part of the phase ends). With resume, a valid
+ * result file is kept. */
+static aq_status run_idle(MPI_Comm comm, const aq_pipe_cfg *c, const aq_dist_task *tasks, int resume,
+                          aq_coop_sched *cs, int idle, int n_idle, aq_dist_task_fn single, void *sctx,
+                          MPI_Request *done, aq_error *err)
+{
+    size_t nk = 0, *k;
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    double *neg = malloc((cs->n ? cs->n : 1) * sizeof *neg);
+    if (!neg) return aq_fail_nomem(err, "idle ranks' order", cs->n * 8);
+    for (size_t i = 0; i < cs->n; i++) neg[i] = -tasks[i].cost; /* by cost descending of -cost: cheapest first */
+    k = aq_dist_by_cost(neg, cs->coop, cs->n, &nk);
+    free(neg);
+    if (!k) return aq_fail_nomem(err, "idle ranks' order", cs->n * 8);
+    FILE *prog = progress_stream(MPI_COMM_SELF);
+    aq_status st = AQ_OK;
+    int flag = 0;
+    /* the test follows each task: an idle rank runs at least its first one */
+    for (size_t j = (size_t)idle; j < nk && st == AQ_OK && !flag; j += (size_t)n_idle) {
+        const aq_dist_task *t = &tasks[k[j]];
+        char *path = NULL;
+        st = aq_result_path(c->work, t->layer, t->option, &path, err);
+        aq_loss_row row;
+        aq_error e = {0};
+        double t0 = aq_progress_now();
+        int kept = st == AQ_OK && resume && aq_result_check(path, t->layer, t->option, &t->fp, &row, &e) == AQ_OK;
+        if (st == AQ_OK && !kept) st = single(sctx, t, k[j], path, NULL, err);
+        if (st == AQ_OK) cs->early[k[j]] = 1;
+        if (st == AQ_OK && prog)
+            fprintf(prog, "adaquant: calibrate: cooperative phase: rank %d (outside the groups) ran %s %s: %s %.2f s\n",
+                    rank, t->layer, t->option, kept ? "reused," : "done in", aq_progress_now() - t0);
+        free(path);
+        MPI_Test(done, &flag, MPI_STATUS_IGNORE);
+    }
+    free(k);
+    return st;
+}
+
 aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_model *m,
                             const aq_fingerprint *stats_fp, const aq_dist_task *tasks, int resume,
-                            aq_coop_sched *cs, aq_coop_finish_fn fn, void *ctx, FILE *log, aq_error *err)
+                            aq_coop_sched *cs, aq_coop_finish_fn fn, void *ctx, aq_dist_task_fn single,
+                            void *single_ctx, FILE *log, aq_error *err)
 {
     if (!cs->n_coop) return AQ_OK;
     int rank, size, bme, bnp;
@@ -264,7 +313,9 @@ aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     int *owner = malloc(cs->n * sizeof *owner);
     double *cost = malloc(cs->n * sizeof *cost), *secs = calloc(cs->n, sizeof *secs);
     unsigned char *skip = malloc(cs->n);
-    aq_status st = owner && cost && secs && skip ? AQ_OK : aq_fail_nomem(err, "cooperative schedule", cs->n * 24);
+    cs->early = calloc(cs->n, 1);
+    aq_status st = owner && cost && secs && skip && cs->early ? AQ_OK
+                   : aq_fail_nomem(err, "cooperative schedule", cs->n * 24);
     for (size_t i = 0; st == AQ_OK && i < cs->n; i++) {
         cost[i] = tasks[i].cost;
         skip[i] = !cs->coop[i];
@@ -274,9 +325,27 @@ aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     if (st == AQ_OK && rank == 0) st = results_dir(c->work, err);
     if (st == AQ_OK) st = aq_coop_split(comm, cs->q, &sub, err);
     st = aq_pipe_agree(comm, st, err);
-    if (st == AQ_OK && mine >= 0)
+    /* every rank enters the barrier when its part ends: the groups after their
+     * tasks, the ranks outside them at once (they work until it completes) */
+    MPI_Request done = MPI_REQUEST_NULL;
+    if (st == AQ_OK && mine >= 0) {
         st = run_group(sub, mine, owner, cost, c, p, m, stats_fp, tasks, resume, cs, secs, fn, ctx, err);
+        MPI_Ibarrier(comm, &done);
+    } else if (st == AQ_OK) {
+        MPI_Ibarrier(comm, &done);
+        if (single) st = run_idle(comm, c, tasks, resume, cs, rank - groups * cs->q, size - groups * cs->q, single,
+                                  single_ctx, &done, err);
+    }
+    if (done != MPI_REQUEST_NULL) MPI_Wait(&done, MPI_STATUS_IGNORE);
     st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK) { /* which tasks ran early, on every rank */
+        MPI_Allreduce(MPI_IN_PLACE, cs->early, (int)cs->n, MPI_UNSIGNED_CHAR, MPI_MAX, comm);
+        cs->n_early = 0;
+        for (size_t i = 0; i < cs->n; i++) cs->n_early += cs->early[i];
+        if (rank == 0 && log && cs->n_early)
+            fprintf(log, "adaquant: calibrate: cooperative phase: the %d rank%s outside the groups ran %zu single-rank "
+                    "tasks meanwhile\n", size - groups * cs->q, size - groups * cs->q > 1 ? "s" : "", cs->n_early);
+    }
     if (st == AQ_OK) {
         size_t counts[2] = {cs->reused, cs->computed}, tot[2] = {0, 0};
         int me_sub = 0;
