@@ -320,7 +320,7 @@ aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
         cost[i] = tasks[i].cost;
         skip[i] = !cs->coop[i];
     }
-    /* the groups take the cooperative tasks by LPT (the extra P mod Q ranks wait) */
+    /* the groups take the cooperative tasks by LPT (the extra P mod Q ranks run single-rank ones, run_idle) */
     if (st == AQ_OK) st = aq_dist_lpt(cost, skip, cs->n, groups, owner, NULL, err);
     if (st == AQ_OK && rank == 0) st = results_dir(c->work, err);
     if (st == AQ_OK) st = aq_coop_split(comm, cs->q, &sub, err);
