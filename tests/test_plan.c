@@ -205,6 +205,18 @@ static void test_bad_input(void)
     free(dir);
 }
 
+/* Llama-2-7B's config, default settings with the menu `options`, its task list. */
+static void setup_7b(aq_pipe_cfg *c, const char *options, aq_llama_config *m, aq_pipe_plan *pp)
+{
+    aq_error e = {0};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
+    aq_pipe_cfg_default(c);
+    CHECK_OK(aq_pipe_cfg_set_options(c, options, &e), &e);
+    CHECK_OK(aq_llama_config_read_json(path, m, &e), &e);
+    CHECK_OK(aq_pipe_plan_build_config(c, m, pp, &e), &e);
+}
+
 /* Which tasks go cooperative (coop_sched.h): Llama-2-7B's 224 linears with the
  * menu w4a16,w4a8, by hand. The a8 tasks stay single-rank; threshold 0 takes
  * every a16 task; a threshold between down_proj's cost and gate/up's takes the
@@ -215,12 +227,7 @@ static void test_coop_pick(void)
     static aq_pipe_cfg c;
     aq_llama_config m;
     aq_pipe_plan pp;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
-    aq_pipe_cfg_default(&c);
-    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16,w4a8", &e), &e);
-    CHECK_OK(aq_llama_config_read_json(path, &m, &e), &e);
-    CHECK_OK(aq_pipe_plan_build_config(&c, &m, &pp, &e), &e);
+    setup_7b(&c, "w4a16,w4a8", &m, &pp);
     CHECK(pp.n_tasks == 448);
     aq_coop_sched cs;
     c.coop_ranks = 4;
@@ -274,12 +281,7 @@ static void test_coop_memory(void)
     static aq_pipe_cfg c;
     aq_llama_config m;
     aq_pipe_plan pp;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
-    aq_pipe_cfg_default(&c);
-    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16", &e), &e);
-    CHECK_OK(aq_llama_config_read_json(path, &m, &e), &e);
-    CHECK_OK(aq_pipe_plan_build_config(&c, &m, &pp, &e), &e);
+    setup_7b(&c, "w4a16", &m, &pp);
     double D = 11009, W = 4096.0 * 11008;
     double down1 = aq_mem_task_bytes(&c, &m, 4096, 11008, 1), down2 = aq_mem_task_bytes(&c, &m, 4096, 11008, 2);
     double gate1 = aq_mem_task_bytes(&c, &m, 11008, 4096, 1), o1 = aq_mem_task_bytes(&c, &m, 4096, 4096, 1);
