@@ -211,7 +211,7 @@ int main(void)
         aq_layer_opts_string(&o, buf, sizeof buf);
         CHECK_MSG(!strcmp(buf, canon[i]) && o.group > 0 && o.a_bits == 16, "option %s -> %s", good[i], buf);
     }
-    const char *bad[] = {"w4g16", "w9g32", "w4g32x", "q4_2", "q6_k", "w4g-32"};
+    const char *bad[] = {"w4g16", "w9g32", "w4g32x", "q4_2", "q7_k", "w4g-32"};
     for (int i = 0; i < 6; i++) {
         aq_error e2 = {0};
         aq_layer_opts_default(&o);
