@@ -125,12 +125,23 @@ def check_llamacpp(npm_dir, hf, outdir):
     check(dq < 0.75 * dfp, f"closer to the quantized reference ({dq:.3g}) than to the float model ({dfp:.3g})")
 
 
+def check_refused(work):
+    """stories260K's rows are 64 and 172 long: a K-quant applies nowhere, and
+    quantize refuses it before any work, naming the option and 256."""
+    out = os.path.join(work, "s260k_k")
+    r = subprocess.run([aqtest.CLI, "quantize", aqtest.MODEL, "--tokenizer", aqtest.TOK, "--text", aqtest.TEXT,
+                        "--out", out, "--options", "q4_k,w4a16"], capture_output=True, text=True)
+    check(r.returncode == 1 and "q4_k" in r.stderr and "256" in r.stderr and not os.path.exists(out)
+          and not os.path.exists(out + ".work"), "a K-quant where no row is a multiple of 256: a clear error, no files")
+
+
 def main():
     dump_helper, work, npm_dir = sys.argv[1], sys.argv[2], sys.argv[3]
     if aqtest.missing_asset():
         return 77
     shutil.rmtree(work, ignore_errors=True)
     os.makedirs(work)
+    check_refused(work)
     hf, outdir, ok = quantize(work)
     if ok:
         check_files(dump_helper, work, hf, outdir)
