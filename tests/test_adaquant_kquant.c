@@ -20,10 +20,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../io/safetensors.h"
-#include "../src/adaquant/qlayer.h"
 #include "../src/quant/ggml_blocks.h"
-#include "testutil.h"
+#include "qlayer_roundtrip.h"
 
 enum { N = 384, DOUT = 3, DIN = 512, NB = DIN / 256, MAXB = NB * 210 };
 
@@ -205,18 +203,9 @@ static void test_roundtrip(const char *dir, const char *opt)
     if (e.code) return;
     char path[1024];
     snprintf(path, sizeof path, "%s/%s.safetensors", dir, opt);
-    aq_st_writer *w;
-    aq_qlayer_keep *k = NULL;
-    CHECK_OK(aq_st_writer_new(&w, &e), &e);
-    CHECK_OK(aq_qlayer_add(w, "model.layers.0.mlp.up_proj", &r, &k, &e), &e);
-    CHECK_OK(aq_st_writer_write(w, path, &e), &e);
-    aq_st_writer_free(w);
-    aq_qlayer_keep_free(k);
-    aq_st_file *f = NULL;
+    aq_st_file *f;
     aq_qlayer q;
-    memset(&q, 0, sizeof q);
-    CHECK_OK(aq_st_open(path, &f, &e), &e);
-    if (f) CHECK_OK(aq_qlayer_load_st(f, "model.layers.0.mlp.up_proj", DIN, &q, &e), &e);
+    aq_test_qlayer_roundtrip(path, "model.layers.0.mlp.up_proj", &r, DIN, &f, &q);
     uint8_t bytes[DOUT * MAXB];
     float wq[DOUT * DIN];
     size_t rb = aq_ggml_format_of((aq_ggml_type)r.gtype)->bytes * (size_t)NB;
