@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <blis.h>
+
 #include "group_int.h"
 
 /* The candidates' values must be ggml's bits: no FMA (as ggml_blocks.c). */
@@ -113,13 +115,17 @@ static void quad_setup(const grp *g, const uint8_t *u, size_t sb, kquad *k)
         k->a[j] = (double)blk->sc[sub] * ((double)u[c0 + j] + g->qmin);
         k->b[j] = g->f->mnmax ? (double)blk->mn[sub] : 0.0;
     }
+    /* the 256 x 256 products through BLAS: they dominate a pass otherwise */
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, AQ_GGML_QK_K, AQ_GGML_QK_K, 1.0, C + c0 * D + c0, (f77_int)D, k->a, 1,
+                0.0, k->Ca, 1);
+    if (g->f->mnmax)
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, AQ_GGML_QK_K, AQ_GGML_QK_K, 1.0, C + c0 * D + c0, (f77_int)D, k->b,
+                    1, 0.0, k->Cb, 1);
+    else
+        memset(k->Cb, 0, sizeof k->Cb);
     k->aCa = k->aCb = k->bCb = k->ah = k->bh = 0;
     for (size_t i = 0; i < AQ_GGML_QK_K; i++) {
-        const double *row = C + (c0 + i) * D + c0;
-        double ta = 0, tb = 0;
-        for (size_t j = 0; j < AQ_GGML_QK_K; j++) ta += row[j] * k->a[j], tb += row[j] * k->b[j];
-        k->Ca[i] = ta, k->Cb[i] = tb;
-        k->aCa += k->a[i] * ta, k->aCb += k->a[i] * tb, k->bCb += k->b[i] * tb;
+        k->aCa += k->a[i] * k->Ca[i], k->aCb += k->a[i] * k->Cb[i], k->bCb += k->b[i] * k->Cb[i];
         k->ah += k->a[i] * g->h[c0 + i], k->bh += k->b[i] * g->h[c0 + i];
     }
 }
@@ -203,7 +209,10 @@ static int refit_super(grp *g, const uint8_t *u, float *s, float *z, size_t sb, 
     if (mins) blk->m = aq_fp32_to_fp16(bm);
     size_t c0 = sb * AQ_GGML_QK_K, ns = (size_t)g->f->nsub;
     for (size_t q = 0; q < ns; q++) sub_sz(g, blk, (int)q, s + sb * ns + q, z + sb * ns + q);
-    aq_grp_apply(g, c0, bdl, AQ_GGML_QK_K);
+    /* h -= C_J^T delta (BLAS), E_J -= delta: aq_grp_apply for 256 columns */
+    cblas_dgemv(CblasRowMajor, CblasTrans, AQ_GGML_QK_K, (f77_int)g->D, -1.0, g->S.C + c0 * g->D, (f77_int)g->D, bdl,
+                1, 1.0, g->h, 1);
+    for (size_t j = 0; j < AQ_GGML_QK_K; j++) g->E[c0 + j] -= bdl[j];
     for (size_t j = 0; j < AQ_GGML_QK_K; j++) g->wq[c0 + j] = wval(g, u[c0 + j], s[(c0 + j) / g->gs], z[(c0 + j) / g->gs]);
     return 1;
 }
