@@ -68,101 +68,116 @@ static int code_cands(int *c, int cur, double t, int lo, int hi)
     return n;
 }
 
-/* Sub-block k of super-block sb: the best (sc, mn) among the candidates. */
-static int refit_sub(grp *g, uint8_t *u, float *s, float *z, size_t sb, int k)
-{
-    aq_ggml_block *b = &g->kb[sb];
-    const aq_ggml_format *f = g->f;
-    size_t gs = g->gs, c0 = sb * AQ_GGML_QK_K + (size_t)k * gs, gi = sb * (size_t)f->nsub + (size_t)k;
-    float d = aq_fp16_to_fp32(b->d), m = aq_fp16_to_fp32(b->m);
-    double x[AQ_GGML_QK], da, dc, best = 0, dl[AQ_GGML_QK], bdl[AQ_GGML_QK];
-    for (size_t j = 0; j < gs; j++) x[j] = (double)u[c0 + j] + g->qmin;
-    aq_grp_lsq(g, x, c0, f->mnmax > 0, &da, &dc); /* W = a q + c: a = s + da, c = -(z - dc) */
-    int sc[6], mn[6], nsc, nmn = 1, bs = b->sc[k], bm = b->mn[k];
-    nsc = code_cands(sc, b->sc[k], d != 0 ? ((double)s[gi] + da) / d : NAN, f->scmin, f->scmax);
-    mn[0] = 0;
-    if (f->mnmax) nmn = code_cands(mn, b->mn[k], m != 0 ? ((double)z[gi] - dc) / m : NAN, 0, f->mnmax);
-    for (int i = 0; i < nsc; i++)
-        for (int j = 0; j < nmn; j++) {
-            if (sc[i] == b->sc[k] && mn[j] == b->mn[k]) continue;
-            float sv = d * (float)sc[i], zv = f->mnmax ? m * (float)mn[j] : 0.0f;
-            double ch = aq_grp_delta(g, u, c0, sv, zv, dl);
-            if (ch < best) best = ch, bs = sc[i], bm = mn[j], memcpy(bdl, dl, gs * sizeof *dl);
-        }
-    if (!(best < 0)) return 0;
-    b->sc[k] = (int16_t)bs;
-    b->mn[k] = (uint8_t)bm;
-    sub_sz(g, b, k, s + gi, z + gi);
-    aq_grp_apply(g, c0, bdl, gs);
-    for (size_t j = 0; j < gs; j++) g->wq[c0 + j] = wval(g, u[c0 + j], s[gi], z[gi]);
-    return 1;
-}
-
-/* The quadratic model of a super-block's (d, dmin) change: stored values
- * x_j = d a_j - dmin b_j up to float32 rounding (a = sc q, b = mn). */
+/* The quadratic model of a change of the stored values of the n columns c0..:
+ * x_j = A a_j - B b_j up to float32 rounding, for a super-block (A, B) =
+ * (d, dmin), a = sc q, b = mn; for a sub-block (A, B) = (d sc, dmin mn),
+ * a = q, b = 1 (b = 0 without mins). */
 typedef struct kquad {
+    size_t c0, n;
     double a[AQ_GGML_QK_K], b[AQ_GGML_QK_K], Ca[AQ_GGML_QK_K], Cb[AQ_GGML_QK_K];
     double aCa, aCb, bCb, ah, bh;
 } kquad;
 
-static void quad_setup(const grp *g, const uint8_t *u, size_t sb, kquad *k)
+/* C a, C b (BLAS: the 256 x 256 products dominate a pass otherwise) and the
+ * scalars, from k->c0, n, a, b. */
+static void quad_setup(const grp *g, kquad *k, int mins)
 {
-    const aq_ggml_block *blk = &g->kb[sb];
-    size_t c0 = sb * AQ_GGML_QK_K, D = g->D;
-    const double *C = g->S.C;
-    for (size_t j = 0; j < AQ_GGML_QK_K; j++) {
-        size_t sub = j / g->gs;
-        k->a[j] = (double)blk->sc[sub] * ((double)u[c0 + j] + g->qmin);
-        k->b[j] = g->f->mnmax ? (double)blk->mn[sub] : 0.0;
-    }
-    /* the 256 x 256 products through BLAS: they dominate a pass otherwise */
-    cblas_dgemv(CblasRowMajor, CblasNoTrans, AQ_GGML_QK_K, AQ_GGML_QK_K, 1.0, C + c0 * D + c0, (f77_int)D, k->a, 1,
-                0.0, k->Ca, 1);
-    if (g->f->mnmax)
-        cblas_dgemv(CblasRowMajor, CblasNoTrans, AQ_GGML_QK_K, AQ_GGML_QK_K, 1.0, C + c0 * D + c0, (f77_int)D, k->b,
-                    1, 0.0, k->Cb, 1);
+    size_t D = g->D, n = k->n, c0 = k->c0;
+    const double *C = g->S.C + c0 * D + c0;
+    cblas_dgemv(CblasRowMajor, CblasNoTrans, (f77_int)n, (f77_int)n, 1.0, C, (f77_int)D, k->a, 1, 0.0, k->Ca, 1);
+    if (mins)
+        cblas_dgemv(CblasRowMajor, CblasNoTrans, (f77_int)n, (f77_int)n, 1.0, C, (f77_int)D, k->b, 1, 0.0, k->Cb, 1);
     else
-        memset(k->Cb, 0, sizeof k->Cb);
+        memset(k->Cb, 0, n * sizeof *k->Cb);
     k->aCa = k->aCb = k->bCb = k->ah = k->bh = 0;
-    for (size_t i = 0; i < AQ_GGML_QK_K; i++) {
+    for (size_t i = 0; i < n; i++) {
         k->aCa += k->a[i] * k->Ca[i], k->aCb += k->a[i] * k->Cb[i], k->bCb += k->b[i] * k->Cb[i];
         k->ah += k->a[i] * g->h[c0 + i], k->bh += k->b[i] * g->h[c0 + i];
     }
 }
 
-/* Exact loss change of the super-block taking (d2, m2); the weight change into
- * dl. delta = dd a - dm b + r with r the float32 rounding residue, so
- * delta' C delta = the quadratic model + 2 r'(dd Ca - dm Cb) + r' C r, the
- * last term over the few non-zero r (dense past 48 of them). */
-static double super_delta(const grp *g, const uint8_t *u, size_t sb, const kquad *k, float d2, float m2, double *dl)
+/* The (dA, dB) minimising -2 (dA ah - dB bh) + dA^2 aCa - 2 dA dB aCb + dB^2 bCb. */
+static void quad_opt(const kquad *k, int mins, double *dA, double *dB)
 {
-    const aq_ggml_block *blk = &g->kb[sb];
-    size_t c0 = sb * AQ_GGML_QK_K, D = g->D, nz[49], nnz = 0;
-    const double *C = g->S.C;
-    double dd = (double)d2 - aq_fp16_to_fp32(blk->d), dm = (double)m2 - aq_fp16_to_fp32(blk->m);
-    double r[AQ_GGML_QK_K], lin = 0, rq = 0;
-    for (size_t j = 0; j < AQ_GGML_QK_K; j++) {
-        size_t sub = j / g->gs;
-        float sv = d2 * (float)blk->sc[sub], zv = g->f->mnmax ? m2 * (float)blk->mn[sub] : 0.0f;
-        dl[j] = (double)wval(g, u[c0 + j], sv, zv) - (double)g->wq[c0 + j];
-        lin += dl[j] * g->h[c0 + j];
-        r[j] = dl[j] - (dd * k->a[j] - dm * k->b[j]);
-        if (r[j] != 0 && nnz < 49) nz[nnz++] = j;
-        rq += r[j] * (dd * k->Ca[j] - dm * k->Cb[j]);
+    double det = k->aCa * k->bCb - k->aCb * k->aCb;
+    *dA = k->aCa > 0 ? k->ah / k->aCa : NAN, *dB = 0;
+    if (mins && det > 1e-12 * k->aCa * k->bCb && det > 0) {
+        *dA = (k->ah * k->bCb - k->aCb * k->bh) / det;
+        *dB = (k->aCb * k->ah - k->aCa * k->bh) / det;
     }
-    double quad = dd * dd * k->aCa - 2 * dd * dm * k->aCb + dm * dm * k->bCb + 2 * rq;
+}
+
+/* Exact loss change of the weight change dl (the stored values' exact
+ * difference) of k's columns, with (dA, dB) the change of the model's
+ * parameters: dl = dA a - dB b + r with r the float32 rounding residue, so
+ * dl' C dl = the quadratic model + 2 r'(dA Ca - dB Cb) + r' C r, the last term
+ * over the few non-zero r (dense past 48 of them). */
+static double quad_delta(const grp *g, const kquad *k, const double *dl, double dA, double dB)
+{
+    size_t c0 = k->c0, D = g->D, nz[49], nnz = 0;
+    const double *C = g->S.C;
+    double r[AQ_GGML_QK_K], lin = 0, rq = 0;
+    for (size_t j = 0; j < k->n; j++) {
+        lin += dl[j] * g->h[c0 + j];
+        r[j] = dl[j] - (dA * k->a[j] - dB * k->b[j]);
+        if (r[j] != 0 && nnz < 49) nz[nnz++] = j;
+        rq += r[j] * (dA * k->Ca[j] - dB * k->Cb[j]);
+    }
+    double quad = dA * dA * k->aCa - 2 * dA * dB * k->aCb + dB * dB * k->bCb + 2 * rq;
     if (nnz < 49) {
         for (size_t i = 0; i < nnz; i++)
             for (size_t j = 0; j < nnz; j++) quad += r[nz[i]] * C[(c0 + nz[i]) * D + c0 + nz[j]] * r[nz[j]];
     } else {
-        for (size_t i = 0; i < AQ_GGML_QK_K; i++) {
+        for (size_t i = 0; i < k->n; i++) {
             if (r[i] == 0) continue;
             double t = 0;
-            for (size_t j = 0; j < AQ_GGML_QK_K; j++) t += C[(c0 + i) * D + c0 + j] * r[j];
+            for (size_t j = 0; j < k->n; j++) t += C[(c0 + i) * D + c0 + j] * r[j];
             quad += r[i] * t;
         }
     }
     return -2 * lin + quad;
+}
+
+/* Keep the change dl of k's columns: h -= C_J^T dl (BLAS), E_J -= dl. */
+static void quad_apply(grp *g, const kquad *k, const double *dl)
+{
+    cblas_dgemv(CblasRowMajor, CblasTrans, (f77_int)k->n, (f77_int)g->D, -1.0, g->S.C + k->c0 * g->D,
+                (f77_int)g->D, dl, 1, 1.0, g->h, 1);
+    for (size_t j = 0; j < k->n; j++) g->E[k->c0 + j] -= dl[j];
+}
+
+/* Sub-block q of super-block sb: the best (sc, mn) among the candidates. */
+static int refit_sub(grp *g, const uint8_t *u, float *s, float *z, size_t sb, int q, kquad *k)
+{
+    aq_ggml_block *b = &g->kb[sb];
+    const aq_ggml_format *f = g->f;
+    size_t gs = g->gs, gi = sb * (size_t)f->nsub + (size_t)q;
+    int mins = f->mnmax > 0;
+    float d = aq_fp16_to_fp32(b->d), m = aq_fp16_to_fp32(b->m);
+    double dA, dB, best = 0, dl[AQ_GGML_QK], bdl[AQ_GGML_QK];
+    k->c0 = sb * AQ_GGML_QK_K + (size_t)q * gs, k->n = gs;
+    for (size_t j = 0; j < gs; j++) k->a[j] = (double)u[k->c0 + j] + g->qmin, k->b[j] = mins;
+    quad_setup(g, k, mins);
+    quad_opt(k, mins, &dA, &dB); /* the sub-block's optimum s + dA, z + dB */
+    int sc[6], mn[6] = {0}, nsc, nmn = 1, bs = b->sc[q], bm = b->mn[q];
+    nsc = code_cands(sc, b->sc[q], d != 0 ? ((double)s[gi] + dA) / d : NAN, f->scmin, f->scmax);
+    if (mins) nmn = code_cands(mn, b->mn[q], m != 0 ? ((double)z[gi] + dB) / m : NAN, 0, f->mnmax);
+    for (int i = 0; i < nsc; i++)
+        for (int j = 0; j < nmn; j++) {
+            if (sc[i] == b->sc[q] && mn[j] == b->mn[q]) continue;
+            float sv = d * (float)sc[i], zv = mins ? m * (float)mn[j] : 0.0f;
+            for (size_t c = 0; c < gs; c++)
+                dl[c] = (double)wval(g, u[k->c0 + c], sv, zv) - (double)g->wq[k->c0 + c];
+            double ch = quad_delta(g, k, dl, (double)sv - s[gi], (double)zv - z[gi]);
+            if (ch < best) best = ch, bs = sc[i], bm = mn[j], memcpy(bdl, dl, gs * sizeof *dl);
+        }
+    if (!(best < 0)) return 0;
+    b->sc[q] = (int16_t)bs;
+    b->mn[q] = (uint8_t)bm;
+    sub_sz(g, b, q, s + gi, z + gi);
+    quad_apply(g, k, bdl);
+    for (size_t j = 0; j < gs; j++) g->wq[k->c0 + j] = wval(g, u[k->c0 + j], s[gi], z[gi]);
+    return 1;
 }
 
 /* fp16 candidates for a super-block scale: the current one's neighbours and
@@ -188,31 +203,34 @@ static int refit_super(grp *g, const uint8_t *u, float *s, float *z, size_t sb, 
 {
     aq_ggml_block *blk = &g->kb[sb];
     int mins = g->f->mnmax > 0;
-    quad_setup(g, u, sb, k);
-    /* minimise -2 (dd ah - dm bh) + dd^2 aCa - 2 dd dm aCb + dm^2 bCb */
-    double dd = k->aCa > 0 ? k->ah / k->aCa : NAN, dm = 0, det = k->aCa * k->bCb - k->aCb * k->aCb;
-    if (mins && det > 1e-12 * k->aCa * k->bCb && det > 0) {
-        dd = (k->ah * k->bCb - k->aCb * k->bh) / det;
-        dm = (k->aCb * k->ah - k->aCa * k->bh) / det;
+    size_t c0 = sb * AQ_GGML_QK_K, ns = (size_t)g->f->nsub;
+    k->c0 = c0, k->n = AQ_GGML_QK_K;
+    for (size_t j = 0; j < AQ_GGML_QK_K; j++) {
+        k->a[j] = (double)blk->sc[j / g->gs] * ((double)u[c0 + j] + g->qmin);
+        k->b[j] = mins ? (double)blk->mn[j / g->gs] : 0.0;
     }
+    quad_setup(g, k, mins);
+    double dd, dm;
+    quad_opt(k, mins, &dd, &dm);
     float d = aq_fp16_to_fp32(blk->d), m = aq_fp16_to_fp32(blk->m), dc[6], mc[6] = {m}, bd = d, bm = m;
     int nd = fp16_cands(dc, d, (double)d + dd), nm = mins ? fp16_cands(mc, m, (double)m + dm) : 1;
     double best = 0, dl[AQ_GGML_QK_K], bdl[AQ_GGML_QK_K];
     for (int i = 0; i < nd; i++)
         for (int j = 0; j < nm; j++) {
             if (dc[i] == d && mc[j] == m) continue;
-            double ch = super_delta(g, u, sb, k, dc[i], mc[j], dl);
+            for (size_t c = 0; c < AQ_GGML_QK_K; c++) {
+                size_t sub = c / g->gs;
+                float sv = dc[i] * (float)blk->sc[sub], zv = mins ? mc[j] * (float)blk->mn[sub] : 0.0f;
+                dl[c] = (double)wval(g, u[c0 + c], sv, zv) - (double)g->wq[c0 + c];
+            }
+            double ch = quad_delta(g, k, dl, (double)dc[i] - d, (double)mc[j] - m);
             if (ch < best) best = ch, bd = dc[i], bm = mc[j], memcpy(bdl, dl, sizeof dl);
         }
     if (!(best < 0)) return 0;
     blk->d = aq_fp32_to_fp16(bd);
     if (mins) blk->m = aq_fp32_to_fp16(bm);
-    size_t c0 = sb * AQ_GGML_QK_K, ns = (size_t)g->f->nsub;
     for (size_t q = 0; q < ns; q++) sub_sz(g, blk, (int)q, s + sb * ns + q, z + sb * ns + q);
-    /* h -= C_J^T delta (BLAS), E_J -= delta: aq_grp_apply for 256 columns */
-    cblas_dgemv(CblasRowMajor, CblasTrans, AQ_GGML_QK_K, (f77_int)g->D, -1.0, g->S.C + c0 * g->D, (f77_int)g->D, bdl,
-                1, 1.0, g->h, 1);
-    for (size_t j = 0; j < AQ_GGML_QK_K; j++) g->E[c0 + j] -= bdl[j];
+    quad_apply(g, k, bdl);
     for (size_t j = 0; j < AQ_GGML_QK_K; j++) g->wq[c0 + j] = wval(g, u[c0 + j], s[(c0 + j) / g->gs], z[(c0 + j) / g->gs]);
     return 1;
 }
@@ -224,7 +242,7 @@ int aq_grp_k_refit(grp *g, uint8_t *u, float *s, float *z)
     if (!k) return 0; /* no move: the start stays valid */
     for (size_t sb = 0; sb < g->d_in / AQ_GGML_QK_K; sb++) {
         changed += refit_super(g, u, s, z, sb, k);
-        for (int q = 0; q < g->f->nsub; q++) changed += refit_sub(g, u, s, z, sb, q);
+        for (int q = 0; q < g->f->nsub; q++) changed += refit_sub(g, u, s, z, sb, q, k);
     }
     free(k);
     return changed;
