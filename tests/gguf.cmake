@@ -35,7 +35,8 @@ set_property(TEST gguf_native APPEND PROPERTY ENVIRONMENT
 #              --out-format gguf; the independent reader bit for bit, eval
 #              --quantized, the GGUF's K-quant rows byte for byte, and
 #              llama.cpp's log-probs (node-llama-cpp, fixture of export.cmake).
-#              ~10 s CPU (35 calibration tasks of 256-wide layers).
+#              ~10 s CPU (35 calibration tasks of 256-wide layers); 41 s wall
+#              measured at load 18 on the 2 cores.
 aq_script_test(NAME gguf_kquant
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_gguf_kquant.py
           $<TARGET_FILE:test_reader_dump> ${CMAKE_CURRENT_BINARY_DIR}/gguf_kquant ${AQ_LLAMACPP_NPM_DIR}
