@@ -67,25 +67,7 @@ def check_files(dump_helper, work, hf, outdir):
     chosen = {l["layer"]: l["option"] for l in qj["layers"]}
     check(len(chosen) == 7 and all(o == PINS[p.split(".")[-1]] for p, o in chosen.items()),
           f"every layer in its pinned K-quant ({sorted(set(chosen.values()))})")
-    dump = os.path.join(work, "dump")
-    os.makedirs(dump)
-    r1 = subprocess.run([dump_helper, outdir, dump], capture_output=True, text=True)
-    r2 = subprocess.run([sys.executable, os.path.join(aqtest.SRC, "tests", "scripts", "pipe_reader.py"), outdir,
-                         dump], capture_output=True, text=True)
-    check(r1.returncode == 0 and r2.returncode == 0,
-          "pipe_reader.py (ggml_ref.py for the K-quant blocks) dequantises every layer bit-identically to adaquant")
-    if r2.returncode:
-        print(r1.stderr[-500:], r2.stdout[-1500:], r2.stderr[-1500:])
-    rep = json.load(open(os.path.join(outdir, "report.json")))
-    r = subprocess.run([aqtest.CLI, "eval", hf, "--quantized", outdir, "--tokenizer", aqtest.TOK, "--text",
-                        aqtest.TEXT, "--max-docs", "8", "--json"], capture_output=True, text=True)
-    ev = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {}
-    ppl_q, ppl_rep = ev.get("ppl_q"), rep["run"]["evaluation"]["ppl_quantized"]
-    # as test_gguf_native.py: 10 printed digits and the summation order, 1e-9 relative
-    check(ppl_q is not None and abs(ppl_q - ppl_rep) <= 1e-9 * ppl_rep,
-          f"eval --quantized reproduces quantize's perplexity ({ppl_q} vs {ppl_rep})")
-    if ppl_q is None:
-        print(r.stdout[-800:], r.stderr[-800:])
+    tgn.check_reader_eval(dump_helper, work, hf, outdir, json.load(open(os.path.join(outdir, "report.json"))), 8)
     gt = tgn.gguf_tensors(os.path.join(outdir, "model.gguf"))
     tensors, _ = pipe_reader.read_safetensors(os.path.join(outdir, "model.safetensors"))
     cfg = json.load(open(os.path.join(outdir, "config.json")))
