@@ -107,7 +107,7 @@ float aq_grp_fp16_step(float v, int dir)
 
 /* Exact loss change of replacing the stored weights of group b (columns
  * c0..c0+gs) by those of (s, z) with the same codes; delta into dl. */
-double aq_grp_delta(const grp *g, const uint8_t *u, size_t c0, float s, float z, double *dl)
+static double group_delta(const grp *g, const uint8_t *u, size_t c0, float s, float z, double *dl)
 {
     const double *C = g->S.C;
     size_t D = g->D, gs = g->gs;
@@ -126,7 +126,7 @@ double aq_grp_delta(const grp *g, const uint8_t *u, size_t c0, float s, float z,
 }
 
 /* Apply a change delta of the stored weights at columns c0.. (n of them). */
-void aq_grp_apply(grp *g, size_t c0, const double *dl, size_t n)
+static void apply_delta(grp *g, size_t c0, const double *dl, size_t n)
 {
     const double *C = g->S.C;
     for (size_t j = 0; j < n; j++) {
@@ -140,7 +140,7 @@ void aq_grp_apply(grp *g, size_t c0, const double *dl, size_t n)
 /* The closed-form optimum of the group's affine parameters with the codes
  * fixed: W_j = a x_j + c over the group (x_j the code's multiplier), c absent
  * for the _0 types. Returns (da, dc) to add to the current (a, c). */
-void aq_grp_lsq(const grp *g, const double *x, size_t c0, int two, double *da, double *dc)
+static void group_lsq(const grp *g, const double *x, size_t c0, int two, double *da, double *dc)
 {
     const double *C = g->S.C;
     size_t D = g->D, gs = g->gs;
@@ -180,7 +180,7 @@ typedef struct cand {
 static void try_point(const grp *g, const uint8_t *u, size_t c0, float sc, float zc, cand *bc)
 {
     double dl[AQ_GGML_QK * 4];
-    double d = aq_grp_delta(g, u, c0, sc, zc, dl);
+    double d = group_delta(g, u, c0, sc, zc, dl);
     if (d < bc->best) {
         bc->best = d;
         bc->s = sc;
@@ -200,7 +200,7 @@ static int refit_group(grp *g, uint8_t *u, float *s, float *z, size_t c0)
     for (size_t j = 0; j < gs; j++)
         x[j] = g->o->ggml ? (double)u[c0 + j] + (g->has_m ? 0 : g->qmin) : (double)u[c0 + j];
     double da, dc;
-    aq_grp_lsq(g, x, c0, two, &da, &dc);
+    group_lsq(g, x, c0, two, &da, &dc);
     /* W = a x + c: for wKgG a = s, c = -s z; for _1 a = d, c = m */
     double a = *s + da, c = (g->o->ggml ? *z : -(double)*s * *z) + dc;
     float a16 = aq_fp16_to_fp32(aq_fp32_to_fp16((float)a));
@@ -238,7 +238,7 @@ static int refit_group(grp *g, uint8_t *u, float *s, float *z, size_t c0)
     if (!(bc.best < 0)) return 0;
     *s = bc.s;
     *z = bc.z;
-    aq_grp_apply(g, c0, bc.dl, gs);
+    apply_delta(g, c0, bc.dl, gs);
     for (size_t j = 0; j < gs; j++) g->wq[c0 + j] = wval(g, u[c0 + j], *s, *z);
     return 1;
 }
@@ -262,7 +262,7 @@ static int code_moves(grp *g, uint8_t *u, const float *s, const float *z)
         if (bu < 0) continue;
         u[c] = (uint8_t)bu;
         g->wq[c] = wval(g, bu, s[b], z[b]);
-        aq_grp_apply(g, c, &bdl, 1);
+        apply_delta(g, c, &bdl, 1);
         moved++;
     }
     return moved;
@@ -278,7 +278,7 @@ static int refit_bias(grp *g, float *bias)
     double dl = (double)nb - (double)*bias;
     if (!(-2 * dl * g->h[k] + dl * dl * ckk < 0)) return 0;
     *bias = nb;
-    aq_grp_apply(g, k, &dl, 1);
+    apply_delta(g, k, &dl, 1);
     return 1;
 }
 

@@ -1,11 +1,11 @@
-/* group_int.h — the state and exact-loss machinery that group.c (wKgG and
+/* group_int.h — the row state, stored-value formula and fp16 step that group.c (wKgG and
  * the 32-weight ggml blocks) shares with group_k.c (the K-quants). Internal
  * to src/adaquant: not part of adaquant.h's API.
  *
  * The loss of one output row, with E = W~ - W^ over the D = d_in + 1 columns
  * (the bias last) and h = E C - Pm, changes by -2 delta.h_J + delta^T C_JJ
  * delta when the stored weights of the columns J change by delta (exact);
- * aq_grp_apply then updates h and E. */
+ * the move then updates h -= C_J^T delta and E_J -= delta. */
 #ifndef AQ_GROUP_INT_H
 #define AQ_GROUP_INT_H
 
@@ -41,14 +41,6 @@ static inline float wval(const grp *g, int u, float s, float z)
 
 /* fp16 neighbour of a representable value v (dir +1 away from zero, -1 toward). */
 float aq_grp_fp16_step(float v, int dir);
-/* Exact loss change of giving columns c0..c0+gs the stored values of (s, z)
- * with the same codes; the weight changes into dl. */
-double aq_grp_delta(const grp *g, const uint8_t *u, size_t c0, float s, float z, double *dl);
-/* Apply a change dl of the stored weights at columns c0.. (n of them). */
-void aq_grp_apply(grp *g, size_t c0, const double *dl, size_t n);
-/* Closed-form optimum of W_j = a x_j + c over the group at c0 (c only if
- * two): the steps (da, dc) from the current stored values. */
-void aq_grp_lsq(const grp *g, const double *x, size_t c0, int two, double *da, double *dc);
 
 /* K-quants (group_k.c). The RTN start of row r's blocks into g->kb and the
  * result arrays (codes u, sub-block s = d sc and z = dmin mn). */
