@@ -1,6 +1,7 @@
 /* group.c — AdaQuant in the group-wise formats: "wKgG" (fp16 scale and
  * integer zero point per G weights) and llama.cpp's 32-weight block types
- * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), under each format's exact constraints.
+ * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), under each format's exact constraints; the
+ * K-quants run the same loop with group_k.c's super-block and sub-block moves.
  *
  * The per-row machinery of layer.c (Adam over a continuous V with a per-row
  * scale) does not carry over to per-group fp16 scales, so these formats are
