@@ -29,7 +29,10 @@ MD=$S/data/mnist
 MPI=(mpirun --allow-run-as-root --oversubscribe --mca pml ob1 --mca btl self,vader)
 export AQ_PROGRESS=none OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 mkdir -p "$T"
-echo "scratch: $T   (load: $(cut -d' ' -f1-3 /proc/loadavg))"
+# the BLIS kernel the runs use (what `eval` reports), named in every table
+KERNEL=$("$AQ" eval "$MN" --eval-images "$MD/t10k-images-idx3-ubyte.gz" --eval-range 0:1 --normalize none 2>&1 >/dev/null |
+         grep -o 'kernel [a-z0-9]*' | head -1)
+echo "scratch: $T   (load: $(cut -d' ' -f1-3 /proc/loadavg); BLIS ${KERNEL:-kernel unknown})"
 FASHION=(--calib-images "$DS/train-images-idx3-ubyte.gz" --calib-indices "$FM/calib_indices.txt"
          --eval-images "$DS/t10k-images-idx3-ubyte.gz" --eval-labels "$DS/t10k-labels-idx1-ubyte.gz"
          --normalize 0.2860,0.3530)
@@ -77,7 +80,7 @@ pareto() {
         reports+=("$out/report.json")
     done
     [ ${#reports[@]} -gt 0 ] && python3 "$(dirname "$0")/cnn_pareto.py" "$T/pareto-$name.svg" \
-        "$name, options $menu (P = $np, BLIS ${BLIS_ARCH_TYPE:-auto})" "${reports[@]}"
+        "$name, options $menu (P = $np, BLIS ${KERNEL:-kernel unknown})" "${reports[@]}"
 }
 if [[ " $PARTS " == *" pareto "* ]]; then
     pareto mnist "$MN" w8a8,w4a8,w4a4,w3a8,w2a8 "2.5 3.0 3.5 4.0 5.0 6.0 8.0" "${MNIST[@]}"
