@@ -13,7 +13,7 @@
 # bench/cnn_pareto.py plots top-1 against the layers' bytes with its Pareto
 # front (SCRATCH_DIR/pareto-*.svg) and prints the table. CNN_BENCH_PARTS
 # (default "targets pareto") selects; CNN_PARETO_FASHION_BITS and
-# CNN_PARETO_FASHION_OPTIONS (default 3.0 4.0 / w8a8,w4a8,w4a4,w2a8) set the
+# CNN_PARETO_FASHION_OPTIONS (default 3.0 3.5 4.0 / w8a8,w4a4,w2a8) set the
 # fashion sweep (each option is 10 AdaQuant tasks of ~10-30 s of CPU).
 # usage: bench/cnn_bench.sh ADAQUANT [SHARED_DIR] [SCRATCH_DIR] [P...]
 set -u
@@ -84,6 +84,6 @@ pareto() {
 }
 if [[ " $PARTS " == *" pareto "* ]]; then
     pareto mnist "$MN" w8a8,w4a8,w4a4,w3a8,w2a8 "2.5 3.0 3.5 4.0 5.0 6.0 8.0" "${MNIST[@]}"
-    pareto fashion "$FM/model.onnx" "${CNN_PARETO_FASHION_OPTIONS:-w8a8,w4a8,w4a4,w2a8}" \
-        "${CNN_PARETO_FASHION_BITS:-3.0 4.0}" "${FASHION[@]}"
+    pareto fashion "$FM/model.onnx" "${CNN_PARETO_FASHION_OPTIONS:-w8a8,w4a4,w2a8}" \
+        "${CNN_PARETO_FASHION_BITS:-3.0 3.5 4.0}" "${FASHION[@]}"
 fi
