@@ -1,6 +1,8 @@
 /* cmd_eval_cnn.c — `adaquant eval MODEL.onnx`: top-1 accuracy of an ONNX CNN
  * (src/cnn) on idx(.gz) images and labels, its predictions for a later
- * comparison, and agreement with another prediction set (docs/CNN.md). */
+ * comparison, and agreement with another prediction set; `adaquant eval
+ * OUTDIR` of a quantized CNN (`quantize MODEL.onnx`): FP and quantized top-1
+ * and their agreement, the run's report.json figures (docs/CNN.md). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include "../src/blas/blas_kernel.h"
 #include "../src/cnn/cnn.h"
 #include "cli.h"
+#include "pipeline/cnn_pipe.h"
 #include "cmd_eval_cnn.h"
 
 #define CMD "eval"
@@ -36,7 +39,16 @@ void aq_eval_cnn_help(FILE *out)
                  "  -c, --compare FILE       a predictions file of the same images: prints the\n"
                  "                           top-1 agreement with it\n"
                  "  -j, --json               print one JSON object instead of text\n"
-                 "Throughput (images/s) and the BLIS kernel go to stderr.\n");
+                 "Throughput (images/s) and the BLIS kernel go to stderr.\n"
+                 "\n"
+                 "usage: adaquant eval OUTDIR --eval-images IDX [--eval-labels IDX] [--eval-range A:B]\n"
+                 "                     [--normalize MEAN,STD|none] [--predictions FILE] [--compare FILE] [--json]\n"
+                 "\n"
+                 "OUTDIR of `adaquant quantize MODEL.onnx`: the FP model (OUTDIR/model.onnx) and\n"
+                 "the quantized one (as the run evaluated it and `export` writes it) on the\n"
+                 "images: top-1 of each and their agreement, report.json's run.evaluation for\n"
+                 "the same images. --normalize defaults to the run's; --predictions and\n"
+                 "--compare are the quantized model's.\n");
 }
 
 int aq_eval_is_onnx(int argc, char **argv)
@@ -44,6 +56,7 @@ int aq_eval_is_onnx(int argc, char **argv)
     for (int i = 1; i < argc; i++) {
         size_t n = strlen(argv[i]);
         if (n > 5 && !strcmp(argv[i] + n - 5, ".onnx")) return 1;
+        if (aq_cnnp_is_outdir(argv[i])) return 1;
     }
     return 0;
 }
@@ -52,6 +65,7 @@ typedef struct cnn_args {
     const char *model, *images, *labels, *pred_out, *compare, *logits_out;
     aq_cnn_norm norm;
     int have_norm, json, batch;
+    int outdir;    /* model is a quantized CNN OUTDIR */
     long from, to; /* -1: the whole file */
 } cnn_args;
 
@@ -105,9 +119,15 @@ static int parse(int argc, char **argv, cnn_args *a)
         default: return aq_cli_usage(CMD, "unknown option");
         }
     }
-    if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL.onnx argument");
+    if (optind != argc - 1) return aq_cli_usage(CMD, "expected exactly one MODEL.onnx or OUTDIR argument");
     a->model = argv[optind];
+    a->outdir = aq_cnnp_is_outdir(a->model);
     if (!a->images) return aq_cli_usage(CMD, "--eval-images IDX is required with an .onnx model");
+    if (a->outdir && a->logits_out) return aq_cli_usage(CMD, "--logits is for an .onnx model, not a quantized OUTDIR");
+    if (a->outdir && !a->have_norm) {
+        if (aq_cnnp_outdir_norm(a->model, &a->norm, &e) != AQ_OK) return aq_cli_fail(CMD, &e);
+        a->have_norm = 1;
+    }
     if (!a->have_norm)
         return aq_cli_usage(CMD, "--normalize MEAN,STD (or none: raw 0..255 pixels) is required");
     return 0;
@@ -115,6 +135,7 @@ static int parse(int argc, char **argv, cnn_args *a)
 
 typedef struct cnn_result {
     size_t n, from, correct, agree, classes;
+    size_t correct_fp, agree_fp; /* OUTDIR: the FP model's, and quantized vs FP */
     int have_labels, have_compare;
     double seconds;
 } cnn_result;
@@ -156,7 +177,7 @@ static aq_status write_out(const char *path, const int32_t *pred, const float *l
 
 /* Labels of the evaluated images against the predictions. */
 static aq_status score_labels(const cnn_args *a, const aq_idx *im, const int32_t *pred,
-                              cnn_result *r, aq_error *err)
+                              const int32_t *pred_fp, cnn_result *r, aq_error *err)
 {
     aq_idx lb = {0};
     AQ_TRY(aq_idx_read_labels(a->labels, 0, &lb, err));
@@ -175,6 +196,7 @@ static aq_status score_labels(const cnn_args *a, const aq_idx *im, const int32_t
             goto done;
         }
         r->correct += pred[i] == (int32_t)l;
+        if (pred_fp) r->correct_fp += pred_fp[i] == (int32_t)l;
     }
     r->have_labels = 1;
 done:
@@ -193,10 +215,10 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
 {
     aq_cnn_graph g = {0};
     aq_idx im = {0};
-    int32_t *pred = NULL, *other = NULL;
+    int32_t *pred = NULL, *other = NULL, *pred_fp = NULL;
     float *logits = NULL;
     aq_status st;
-    AQ_TRY_GOTO(st, aq_onnx_read(a->model, &g, err), done);
+    if (!a->outdir) AQ_TRY_GOTO(st, aq_onnx_read(a->model, &g, err), done);
     AQ_TRY_GOTO(st, aq_idx_read_images(a->images, &im, err), done);
     r->from = a->from < 0 ? 0 : (size_t)a->from;
     size_t to = a->to < 0 ? (size_t)im.n : (size_t)a->to;
@@ -207,7 +229,8 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
     }
     r->n = to - r->from;
     pred = malloc(r->n * sizeof *pred);
-    if (!pred) {
+    pred_fp = a->outdir ? malloc(r->n * sizeof *pred_fp) : NULL;
+    if (!pred || (a->outdir && !pred_fp)) {
         st = aq_fail_nomem(err, "predictions", r->n * sizeof *pred);
         goto done;
     }
@@ -223,12 +246,16 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
         }
     }
     double t0 = now_seconds();
-    AQ_TRY_GOTO(st,
-                aq_cnn_predict(&g, im.data + r->from * px, r->n, px, &a->norm, a->batch, pred,
-                               logits, &r->classes, err),
-                done);
+    if (a->outdir)
+        st = aq_cnnp_eval_outdir(a->model, im.data + r->from * px, r->n, px, &a->norm, a->batch,
+                                 pred_fp, pred, &r->classes, err);
+    else
+        st = aq_cnn_predict(&g, im.data + r->from * px, r->n, px, &a->norm, a->batch, pred,
+                            logits, &r->classes, err);
+    if (st != AQ_OK) goto done;
     r->seconds = now_seconds() - t0;
-    if (a->labels) AQ_TRY_GOTO(st, score_labels(a, &im, pred, r, err), done);
+    if (pred_fp) r->agree_fp = aq_cnn_count_equal(pred, pred_fp, r->n);
+    if (a->labels) AQ_TRY_GOTO(st, score_labels(a, &im, pred, pred_fp, r, err), done);
     if (a->compare) {
         other = malloc(r->n * sizeof *other);
         if (!other) {
@@ -244,14 +271,43 @@ static aq_status run_cnn(const cnn_args *a, cnn_result *r, aq_error *err)
 done:
     free(logits);
     free(pred);
+    free(pred_fp);
     free(other);
     aq_idx_free(&im);
     aq_cnn_graph_free(&g);
     return st;
 }
 
+static double frac(size_t k, size_t n) { return n ? (double)k / (double)n : 0; }
+
+/* OUTDIR: the names of report.json's run.evaluation. */
+static void print_outdir(const cnn_args *a, const cnn_result *r)
+{
+    if (a->json) {
+        printf("{\"images\": %zu, \"first\": %zu, \"classes\": %zu, \"agree\": %zu, \"agreement\": %.10g", r->n,
+               r->from, r->classes, r->agree_fp, frac(r->agree_fp, r->n));
+        if (r->have_labels)
+            printf(", \"correct_fp\": %zu, \"correct_quantized\": %zu, \"top1_fp\": %.10g, \"top1_quantized\": %.10g",
+                   r->correct_fp, r->correct, frac(r->correct_fp, r->n), frac(r->correct, r->n));
+        if (r->have_compare) printf(", \"compare_agree\": %zu, \"compare_agreement\": %.10g", r->agree, frac(r->agree, r->n));
+        printf("}\n");
+        return;
+    }
+    printf("images:           %zu (from %zu)\n", r->n, r->from);
+    if (r->have_labels) {
+        printf("top-1 FP:         %.4f (%zu/%zu)\n", frac(r->correct_fp, r->n), r->correct_fp, r->n);
+        printf("top-1 quantized:  %.4f (%zu/%zu)\n", frac(r->correct, r->n), r->correct, r->n);
+    }
+    printf("agreement:        %.4f (%zu/%zu, quantized vs FP)\n", frac(r->agree_fp, r->n), r->agree_fp, r->n);
+    if (r->have_compare) printf("compare:          %.4f (%zu/%zu)\n", frac(r->agree, r->n), r->agree, r->n);
+}
+
 static void print_result(const cnn_args *a, const cnn_result *r)
 {
+    if (a->outdir) {
+        print_outdir(a, r);
+        return;
+    }
     double top1 = r->n ? (double)r->correct / (double)r->n : 0,
            agr = r->n ? (double)r->agree / (double)r->n : 0;
     if (a->json) {

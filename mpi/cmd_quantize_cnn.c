@@ -54,6 +54,9 @@ void aq_quantize_cnn_help(FILE *out)
             "                         quantized layers before it; one option per layer:\n"
             "                         the first matching --keep, else the first option)\n"
             "  --iters N              AdaQuant Adam iterations per outer step (default 100)\n"
+            "  --outer-iters N        AdaQuant activation-range steps when a < 16 (default %d)\n"
+            "  --max-rows N           im2col rows (images x output positions) a conv task\n"
+            "                         fits on, from the first images (default %ld; 0: all)\n"
             "  --seed N               AdaQuant seed (default 0)\n"
             "  --bn-reestimate 0|1    (default %d)   --bias-correct 0|1 (default %d)\n"
             "  --bias-tune N          bias-tuning steps (default %d)\n"
@@ -63,11 +66,12 @@ void aq_quantize_cnn_help(FILE *out)
             "  --batch N              images per forward pass (default 64)\n"
             "  --work DIR             result files (default OUTDIR.work); --resume reuses them\n"
             "  --progress MODE        bar, plain, none or auto (default)\n",
-            t.bn_reestimate, t.bias_correct, t.bias_iters, t.bias_lr, t.temperature);
+            AQ_CNNP_OUTER_ITERS, (long)AQ_CNNP_MAX_ROWS, t.bn_reestimate, t.bias_correct, t.bias_iters, t.bias_lr,
+            t.temperature);
 }
 
 enum { O_CI = 256, O_CX, O_CN, O_EI, O_EL, O_ER, O_NORM, O_OPT, O_KEEP, O_TB, O_TS, O_METH, O_MODE,
-       O_WORK, O_OUT, O_RES, O_IT, O_SEED, O_BN, O_BC, O_BT, O_BTEMP, O_BLR, O_BATCH, O_PROG };
+       O_WORK, O_OUT, O_RES, O_IT, O_OIT, O_ROWS, O_SEED, O_BN, O_BC, O_BT, O_BTEMP, O_BLR, O_BATCH, O_PROG };
 
 static int parse_long(const char *s, long lo, long hi, long *v)
 {
@@ -143,6 +147,8 @@ static int parse_one(aq_cnnp_args *a, int c, const char *v, int *have_norm)
     case O_OUT: a->out = v; return 0;
     case O_RES: a->resume = 1; return 0;
     case O_IT: return parse_long(v, 1, 100000, &n) ? aq_cli_usage(CMD, "invalid --iters '%s'", v) : (a->iters = (int)n, 0);
+    case O_OIT: return parse_long(v, 1, 1000, &n) ? aq_cli_usage(CMD, "invalid --outer-iters '%s'", v) : (a->outer_iters = (int)n, 0);
+    case O_ROWS: return parse_long(v, 0, 1L << 40, &a->max_rows) ? aq_cli_usage(CMD, "invalid --max-rows '%s'", v) : 0;
     case O_SEED: return parse_long(v, 0, 1L << 30, &n) ? aq_cli_usage(CMD, "invalid --seed '%s'", v) : (a->seed = (uint64_t)n, 0);
     case O_BN: case O_BC:
         if (parse_long(v, 0, 1, &n)) return aq_cli_usage(CMD, "%s must be 0 or 1, not '%s'", c == O_BN ? "--bn-reestimate" : "--bias-correct", v);
@@ -197,12 +203,15 @@ static int parse(int argc, char **argv, aq_cnnp_args *a)
         {"target-bits", 1, 0, O_TB},  {"target-size", 1, 0, O_TS},   {"method", 1, 0, O_METH},
         {"mode", 1, 0, O_MODE},       {"work", 1, 0, O_WORK},        {"out", 1, 0, O_OUT},
         {"resume", 0, 0, O_RES},      {"iters", 1, 0, O_IT},         {"seed", 1, 0, O_SEED},
+        {"outer-iters", 1, 0, O_OIT}, {"max-rows", 1, 0, O_ROWS},
         {"bn-reestimate", 1, 0, O_BN}, {"bias-correct", 1, 0, O_BC}, {"bias-tune", 1, 0, O_BT},
         {"bias-temperature", 1, 0, O_BTEMP}, {"bias-lr", 1, 0, O_BLR},
         {"batch", 1, 0, O_BATCH},     {"progress", 1, 0, O_PROG},    {0, 0, 0, 0}};
     memset(a, 0, sizeof *a);
     a->eval_from = a->eval_to = -1;
     a->batch = 64;
+    a->outer_iters = AQ_CNNP_OUTER_ITERS;
+    a->max_rows = AQ_CNNP_MAX_ROWS;
     a->method = AQ_CNNQ_ADAQUANT;
     a->argc = argc, a->argv = argv;
     aq_cnnq_tune_defaults(&a->tune);

@@ -4,7 +4,7 @@
 # run once; not `mpi`, which the kernel passes select): each mode starts several MPI jobs (bad: five runs that end in
 # MPI_Abort, ~1-2 s each of MPI start-up and teardown, no computation).
 set(cnn_pipe_py /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/scripts/test_cnn_pipe.py)
-foreach(mode bad ranks resume)
+foreach(mode bad ranks resume seq size)
   aq_script_test(NAME cnn_pipe_${mode} LABELS integration TIMEOUT 300
     COMMAND ${cnn_pipe_py} ${mode} ${CMAKE_CURRENT_BINARY_DIR}/cnn_pipe_${mode})
 endforeach()

@@ -32,6 +32,10 @@ static void conv3(aq_cnn_graph *g, const char *name, const char *const *in, int 
         n->a.pads[i] = 1;
 }
 
+/* Whether build() puts a Concat (the clipped conv2 branch and the pooled
+ * conv1 output, along H) before the average pool, for its backward. */
+static int with_concat;
+
 /* mid: the op between the two convs' blocks (Relu, or Sigmoid for the refusal) */
 static void build(aq_cnn_graph *g, aq_cnn_op mid)
 {
@@ -78,7 +82,11 @@ static void build(aq_cnn_graph *g, aq_cnn_op mid)
     tg_node(g, AQ_OP_ADD, "add", 2, (const char *[]){"n2", "p1"}, "a2");
     n = tg_node(g, AQ_OP_CLIP, "clip", 1, (const char *[]){"a2"}, "k2");
     n->a.clip_min = -0.5f, n->a.clip_max = 1.5f;
-    n = tg_node(g, AQ_OP_AVGPOOL, "avg", 1, (const char *[]){"k2"}, "ap");
+    if (with_concat) {
+        n = tg_node(g, AQ_OP_CONCAT, "cat", 2, (const char *[]){"k2", "p1"}, "kc");
+        n->a.axis = 2;
+    }
+    n = tg_node(g, AQ_OP_AVGPOOL, "avg", 1, (const char *[]){with_concat ? "kc" : "k2"}, "ap");
     n->a.kernel[0] = n->a.kernel[1] = 3;
     for (int i = 0; i < 4; i++)
         n->a.pads[i] = 1;
@@ -459,6 +467,9 @@ int main(void)
     test_bn_reestimate();
     test_bias_correct();
     test_grad();
+    with_concat = 1; /* the same gradient check through a Concat */
+    test_grad();
+    with_concat = 0;
     test_tune();
     AQ_TEST_END();
 }

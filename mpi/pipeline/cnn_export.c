@@ -134,3 +134,50 @@ aq_status aq_cnnp_export_qdq(const char *dir, const char *path, aq_error *err)
     aq_cnnp_loaded_free(&l);
     return st;
 }
+
+aq_status aq_cnnp_outdir_norm(const char *dir, aq_cnn_norm *norm, aq_error *err)
+{
+    char path[AQ_CNNP_PATH + 32];
+    snprintf(path, sizeof path, "%s/quantization.json", dir);
+    json_error_t je;
+    json_t *q = json_load_file(path, 0, &je);
+    if (!q) return aq_fail(err, AQ_ERR_FORMAT, "%s: not valid JSON (line %d: %s)", path, je.line, je.text);
+    json_t *n = json_object_get(q, "normalize");
+    aq_status st = AQ_OK;
+    memset(norm, 0, sizeof *norm);
+    if (json_is_string(n) && !strcmp(json_string_value(n), "none"))
+        norm->raw = 1;
+    else if (json_is_number(json_object_get(n, "mean")) && json_is_number(json_object_get(n, "std")))
+        norm->mean = json_number_value(json_object_get(n, "mean")), norm->std = json_number_value(json_object_get(n, "std"));
+    else
+        st = aq_fail(err, AQ_ERR_FORMAT, "%s: 'normalize' is neither \"none\" nor {mean, std}", path);
+    json_decref(q);
+    return st;
+}
+
+aq_status aq_cnnp_eval_outdir(const char *dir, const uint8_t *px, size_t n, size_t image, const aq_cnn_norm *norm,
+                              int batch, int32_t *pred_fp, int32_t *pred_q, size_t *classes, aq_error *err)
+{
+    char path[AQ_CNNP_PATH + 32];
+    snprintf(path, sizeof path, "%s/model.onnx", dir);
+    aq_cnn_graph fp = {0};
+    /* FP: the model as read, unfolded, as the run's evaluation */
+    AQ_TRY(aq_onnx_read(path, &fp, err));
+    aq_status st = aq_cnn_predict(&fp, px, n, image, norm, batch, pred_fp, NULL, classes, err);
+    aq_cnn_graph_free(&fp);
+    AQ_TRY(st);
+    aq_cnnp_loaded l;
+    AQ_TRY(aq_cnnp_load_outdir(dir, &l, err));
+    const aq_cnnq_result **rp = calloc((size_t)l.n_layers + 1, sizeof *rp);
+    aq_cnnq_model m;
+    st = rp ? AQ_OK : aq_fail_nomem(err, "layer list", (size_t)l.n_layers * sizeof *rp);
+    for (int i = 0; st == AQ_OK && i < l.n_layers; i++) rp[i] = &l.res[i];
+    /* quantized: fake-quantized layer inputs, the model the run evaluated */
+    if (st == AQ_OK && (st = aq_cnnq_model_build(&l.g, l.layers, l.n_layers, rp, 1, &m, err)) == AQ_OK) {
+        st = aq_cnnq_predict(&m, px, n, image, norm, batch, pred_q, err);
+        aq_cnnq_model_free(&m);
+    }
+    free(rp);
+    aq_cnnp_loaded_free(&l);
+    return st;
+}

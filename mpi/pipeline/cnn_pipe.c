@@ -90,6 +90,7 @@ static aq_status load(aq_cnnp_ctx *c, aq_error *err)
         aq_layer_opts_default(&c->opts[k]);
         AQ_TRY(aq_layer_opts_parse(a->opt[k], &c->opts[k], err));
         if (a->iters > 0) c->opts[k].iters = a->iters;
+        if (a->outer_iters > 0) c->opts[k].outer_iters = a->outer_iters;
         c->opts[k].seed = a->seed;
     }
     return AQ_OK;

@@ -22,6 +22,9 @@
 #define AQ_CNNP_MAX_OPT 16
 #define AQ_CNNP_MAX_KEEP 16
 #define AQ_CNNP_PATH 4096
+/* Defaults of --outer-iters and --max-rows (docs/CNN.md "Speed"). */
+#define AQ_CNNP_OUTER_ITERS 6
+#define AQ_CNNP_MAX_ROWS 0
 
 typedef struct aq_cnnp_args {
     const char *model, *calib_images, *calib_indices, *eval_images, *eval_labels, *out;
@@ -39,6 +42,8 @@ typedef struct aq_cnnp_args {
     double target_size;     /* bytes of the quantized layers, 0: none */
     aq_cnnq_method method;  /* AQ_CNNQ_ADAQUANT or AQ_CNNQ_RTN_MINMAX */
     int sequential, resume, iters, batch;
+    int outer_iters;        /* AdaQuant activation-quantizer steps (a < 16); 0: the library's */
+    long max_rows;          /* rows (images x output positions) a conv task fits on; 0: all */
     uint64_t seed;
     aq_cnnq_tune_opts tune;
     int argc;
@@ -81,6 +86,9 @@ aq_status aq_cnnp_result_load(const aq_cnnp_ctx *c, size_t t, aq_cnnq_result *r,
 /* Stored bits of one layer at (w_bits, a_bits): codes packed, f32 scale, zero
  * and bias per output channel, the activation pair when a < 16. */
 int64_t aq_cnnp_layer_bits(const aq_cnnq_layer *L, int w_bits, int a_bits);
+/* The calibration images layer i's task fits on: the first ones, as many as
+ * --max-rows allows a conv (at least one); all for Gemm/MatMul. */
+int aq_cnnp_task_images(const aq_cnnp_ctx *c, int i);
 /* Multiply-accumulates of one layer per image. */
 int64_t aq_cnnp_layer_macs(const aq_cnnq_layer *L);
 
@@ -116,6 +124,14 @@ typedef struct aq_cnnp_loaded {
 int aq_cnnp_is_outdir(const char *dir);
 aq_status aq_cnnp_load_outdir(const char *dir, aq_cnnp_loaded *l, aq_error *err);
 void aq_cnnp_loaded_free(aq_cnnp_loaded *l);
+/* The normalisation the run used (quantization.json's "normalize"). */
+aq_status aq_cnnp_outdir_norm(const char *dir, aq_cnn_norm *norm, aq_error *err);
+/* `adaquant eval OUTDIR`: predictions of n images (u8, `image` pixels each)
+ * by the FP model (OUTDIR/model.onnx as read, unfolded) into pred_fp and by
+ * the quantized one (fake-quantized inputs, the model the run evaluated and
+ * `export` writes) into pred_q; *classes: the output size per image. */
+aq_status aq_cnnp_eval_outdir(const char *dir, const uint8_t *px, size_t n, size_t image, const aq_cnn_norm *norm,
+                              int batch, int32_t *pred_fp, int32_t *pred_q, size_t *classes, aq_error *err);
 /* `adaquant export OUTDIR --format onnx-qdq --out FILE.onnx`. */
 aq_status aq_cnnp_export_qdq(const char *dir, const char *path, aq_error *err);
 

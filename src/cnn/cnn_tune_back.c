@@ -1,6 +1,6 @@
 /* cnn_tune_back.c — the backward pass of each op between the quantized
  * layers, for bias tuning (cnn_tune_internal.h): given dLoss/doutput of a
- * node, add dLoss/dinput to every input that needs one. Conv, Gemm and
+ * node, add dLoss/dinput to every input that needs one (Concat included). Conv, Gemm and
  * MatMul propagate through their (dequantized) weights as GEMMs; the fake
  * quantization of a layer input (an Identity) is straight-through. An op
  * without a backward here is refused by name. */
@@ -240,6 +240,24 @@ static void back_softmax(const bctx *c)
         }
 }
 
+/* Concat: each input's gradient is its own slab of dY along the axis (the
+ * forward's copy, aq_cnn_run_concat, read backwards). */
+static void back_concat(const bctx *c)
+{
+    int ax = c->a->axis;
+    size_t outer = 1, inner = 1, off = 0;
+    for (int d = 0; d < ax; d++) outer *= (size_t)c->ys->d[d];
+    for (int d = ax + 1; d < c->ys->ndim; d++) inner *= (size_t)c->ys->d[d];
+    size_t row = (size_t)c->ys->d[ax] * inner;
+    for (int i = 0; i < c->n->n_in; i++) {
+        size_t blk = (size_t)shp(c, i)->d[ax] * inner;
+        float *dx = gin(c, i);
+        for (size_t o = 0; dx && o < outer; o++)
+            for (size_t j = 0; j < blk; j++) dx[o * blk + j] += c->dy[o * row + off + j];
+        off += blk;
+    }
+}
+
 /* What a weight-through backward needs: a constant weight, and for Gemm the
  * plain form (the quantizer's layer list refuses the others as well). */
 static aq_status dense_ok(const bctx *c, aq_error *err)
@@ -286,6 +304,7 @@ aq_status aq_tune_back_node(aq_tune_net *t, int k, aq_error *err)
     case AQ_OP_AVGPOOL: back_pool(&c); return AQ_OK;
     case AQ_OP_GLOBALAVGPOOL: back_gap(&c); return AQ_OK;
     case AQ_OP_SOFTMAX: back_softmax(&c); return AQ_OK;
+    case AQ_OP_CONCAT: back_concat(&c); return AQ_OK;
     default:
         return aq_cnn_node_fail(err, n, AQ_ERR_ARG,
                                 "bias tuning has no backward for %s (it lies between "
