@@ -14,6 +14,7 @@
  *    including misaligned input arrays == aligned ones;
  *  - the outer activation step vs a float64 Adam (stored float32 values);
  *  - bad problems give errors naming the layer. */
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -512,6 +513,43 @@ static void test_actq_step(void)
     CHECK(!aq_actq_same(&a, &b));
 }
 
+/* aq_nearbyintf (the inline rounding of the activation fake-quant) against
+ * libm's nearbyintf, bit for bit (the sign of zero included): every float
+ * from -2^13 - 1 to 2^13 + 1 in steps of 1/2^10 and its two neighbours (all
+ * the ties and the values next to them at those magnitudes), the region
+ * around 2^22..2^24 where the trick's guard switches, the specials, and
+ * 2^20 random bit patterns over the whole range. */
+static int same_bits(float a, float b) { return memcmp(&a, &b, sizeof a) == 0; }
+
+static void test_nearbyintf(void)
+{
+    long bad = 0;
+    float worst = 0;
+    for (long k = -(8193L << 10); k <= (8193L << 10); k++) {
+        float v = (float)k / 1024.0f, c[3] = {nextafterf(v, -INFINITY), v, nextafterf(v, INFINITY)};
+        for (int j = 0; j < 3; j++)
+            if (!same_bits(aq_nearbyintf(c[j]), nearbyintf(c[j]))) bad++, worst = c[j];
+    }
+    const float edge[] = {4194303.5f, 4194304.5f, 8388607.5f, 8388608.f, 8388609.f, 16777215.f, 16777217.f,
+                          0.5f, 1.5f, 2.5f, 0.49999997f, -0.5f, -0.49999997f, 0.f, -0.f, 1e-45f, -1e-45f,
+                          INFINITY, -INFINITY, FLT_MAX, -FLT_MAX};
+    for (size_t j = 0; j < sizeof edge / sizeof *edge; j++)
+        for (int sgn = 0; sgn < 2; sgn++) {
+            float v = sgn ? -edge[j] : edge[j];
+            if (!same_bits(aq_nearbyintf(v), nearbyintf(v))) bad++, worst = v;
+        }
+    CHECK(isnan(aq_nearbyintf(NAN)));
+    uint64_t st = 12345;
+    for (int i = 0; i < (1 << 20); i++) {
+        uint32_t u = (uint32_t)aq_test_u64(&st);
+        float v;
+        memcpy(&v, &u, sizeof v);
+        if (isnan(v)) continue;
+        if (!same_bits(aq_nearbyintf(v), nearbyintf(v))) bad++, worst = v;
+    }
+    CHECK_MSG(bad == 0, "aq_nearbyintf differs from nearbyintf on %ld values (e.g. %a)", bad, (double)worst);
+}
+
 /* A copy of n bytes of src at byte offset off (1..7) into a fresh buffer; *base keeps the allocation. */
 static const void *shifted(const void *src, size_t n, size_t off, void **base)
 {
@@ -683,6 +721,7 @@ int main(void)
     test_layers();
     test_determinism_and_stats();
     test_actq_step();
+    test_nearbyintf();
     test_misaligned();
     test_errors();
     AQ_TEST_END();

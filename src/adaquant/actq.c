@@ -120,7 +120,7 @@ static void grad_block(const aq_ls *S, const aq_actq *q, const float *x, const f
         for (size_t c = 0; c < d_in; c++) {
             float vf = xin[i * d_in + c];
             double v = vf, g = dX[i * D + c];
-            double t = nearbyintf(vf / q->scale) + q->zero; /* as aq_actq_apply (float) */
+            double t = aq_nearbyintf(vf / q->scale) + q->zero; /* as aq_actq_apply (float) */
             if (t < 0 || t > q->qmax) {
                 double u = t < 0 ? 0 : q->qmax;
                 gsz[0] += g * (u - q->zero);

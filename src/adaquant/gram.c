@@ -22,13 +22,22 @@ enum { GRAM_BLOCK = 256 };
 static void widen(const float *x, size_t n, size_t d, const aq_actq *aq, double *xb)
 {
     const unsigned char *xc = (const unsigned char *)x;
+    int fq = aq && aq->bits < 16; /* decided once: the loops below stay branch-free */
     for (size_t i = 0; i < n; i++) {
         double *o = xb + i * (d + 1);
-        for (size_t c = 0; c < d; c++) {
-            float v;
-            memcpy(&v, xc + (i * d + c) * sizeof v, sizeof v);
-            o[c] = aq && aq->bits < 16 ? aq_actq_apply(aq, v) : (double)v;
-        }
+        const unsigned char *r = xc + i * d * sizeof(float);
+        if (fq)
+            for (size_t c = 0; c < d; c++) {
+                float v;
+                memcpy(&v, r + c * sizeof v, sizeof v);
+                o[c] = aq_actq_apply(aq, v);
+            }
+        else
+            for (size_t c = 0; c < d; c++) {
+                float v;
+                memcpy(&v, r + c * sizeof v, sizeof v);
+                o[c] = (double)v;
+            }
         o[d] = 1.0;
     }
 }
