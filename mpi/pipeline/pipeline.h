@@ -63,6 +63,10 @@ typedef struct aq_pipe_cfg {
      * of another Q differ in the last bits only, as those of another BLAS kernel) */
     int coop_ranks;
     double coop_threshold;
+    /* quantize --out-format gguf: the budget in bytes measures OUTDIR/model.gguf
+     * and every option is one GGUF stores (docs/PIPELINE.md "GGUF budget"); a
+     * run setting, not fingerprinted (results do not depend on it) */
+    int gguf;
 } aq_pipe_cfg;
 
 /* Defaults: windows 64, seq_len 256, chunk 8, sample rows 1024, options
