@@ -365,26 +365,6 @@ static aq_status model_layout(aq_model *m, const aq_export_opts *o, aq_checkpoin
     return AQ_OK;
 }
 
-aq_status aq_gguf_layout_alloc(aq_gguf_layout *lay, int n_layers, aq_error *err)
-{
-    memset(lay, 0, sizeof *lay);
-    size_t n = (size_t)(n_layers > 0 ? n_layers : 1) * AQ_LIN_COUNT;
-    lay->lin_type = calloc(n, sizeof *lay->lin_type);
-    lay->lin_bias = calloc(n, 1);
-    if (!lay->lin_type || !lay->lin_bias) {
-        aq_gguf_layout_free(lay);
-        return aq_fail(err, AQ_ERR_NOMEM, "export: layout of %d blocks", n_layers);
-    }
-    return AQ_OK;
-}
-
-void aq_gguf_layout_free(aq_gguf_layout *lay)
-{
-    free(lay->lin_type);
-    free(lay->lin_bias);
-    memset(lay, 0, sizeof *lay);
-}
-
 /* The writer of the whole file (metadata, vocabulary, tensors) over src. */
 static aq_status build(aq_gguf_writer **w, const aq_llama_config *c, const aq_tokenizer *tok,
                        const char *tok_file, const aq_gguf_layout *lay, const ex_src *src, ex_tensor *ts,

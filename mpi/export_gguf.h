@@ -6,6 +6,8 @@
 #define AQ_EXPORT_GGUF_H
 
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "../common/ggml_type.h"
 #include "../common/status.h"
@@ -32,8 +34,24 @@ typedef struct aq_gguf_layout {
     int *lin_type;           /* [n_layers * AQ_LIN_COUNT], block-major */
     unsigned char *lin_bias; /* [n_layers * AQ_LIN_COUNT]: 1 = blk.N.X.bias (F32) */
 } aq_gguf_layout;
-aq_status aq_gguf_layout_alloc(aq_gguf_layout *lay, int n_layers, aq_error *err);
-void aq_gguf_layout_free(aq_gguf_layout *lay);
+/* Inline: the pipeline library (pipeline_size_gguf.c) builds layouts too. */
+static inline void aq_gguf_layout_free(aq_gguf_layout *lay)
+{
+    free(lay->lin_type);
+    free(lay->lin_bias);
+    memset(lay, 0, sizeof *lay);
+}
+
+static inline aq_status aq_gguf_layout_alloc(aq_gguf_layout *lay, int n_layers, aq_error *err)
+{
+    memset(lay, 0, sizeof *lay);
+    size_t n = (size_t)(n_layers > 0 ? n_layers : 1) * AQ_LIN_COUNT;
+    lay->lin_type = calloc(n, sizeof *lay->lin_type);
+    lay->lin_bias = calloc(n, 1);
+    if (lay->lin_type && lay->lin_bias) return AQ_OK;
+    aq_gguf_layout_free(lay);
+    return aq_fail(err, AQ_ERR_NOMEM, "export: layout of %d blocks", n_layers);
+}
 
 /* The file aq_export_gguf would write at that layout, without weights:
  * file = its exact bytes (header, metadata with the vocabulary, tensor infos,
