@@ -342,7 +342,8 @@ static aq_status model_layout(aq_model *m, const aq_export_opts *o, aq_checkpoin
     lay->embd_type = fit_type(o->type_embd, c->dim, "token_embd.weight");
     ex_tensor nat = {0};
     if (q) AQ_TRY(native_tensor(ck, "model.embed_tokens", c->vocab_size, c->dim, &nat, err));
-    if (nat.blocks || nat.type == AQ_GGML_F16) lay->embd_type = nat.type;
+    /* stored blocks go out as stored; stored f16 values as F16 (exact) unless a type was asked for */
+    if (nat.blocks || (nat.type == AQ_GGML_F16 && o->type_embd == AQ_GGML_F32)) lay->embd_type = nat.type;
     for (int b = 0; b < c->n_layers; b++)
         for (int l = 0; l < AQ_LIN_COUNT; l++) {
             int rows, cols, i = b * AQ_LIN_COUNT + l;
@@ -361,7 +362,8 @@ static aq_status model_layout(aq_model *m, const aq_export_opts *o, aq_checkpoin
     lay->head_type = same ? -1 : fit_type(o->type_head_given ? o->type_head : o->type, c->dim, "output.weight");
     ex_tensor hn = {0};
     if (!same && q) AQ_TRY(native_tensor(ck, "lm_head", c->vocab_size, c->dim, &hn, err));
-    if (!same && (hn.blocks || hn.type == AQ_GGML_F16)) lay->head_type = hn.type;
+    int head_asked = o->type_head_given ? o->type_head : o->type;
+    if (!same && (hn.blocks || (hn.type == AQ_GGML_F16 && head_asked == AQ_GGML_F32))) lay->head_type = hn.type;
     return AQ_OK;
 }
 
