@@ -7,6 +7,8 @@
  *                          the effect of the float32 per-iteration gemm
  *   bench_adaquant synth   loss_rtn / loss_gptq / loss_adaquant at w4a16, w3a16,
  *                          w4a8, w4a4 on heavy-tailed inputs with outlier channels
+ *   bench_adaquant kquant  the ggml block types (Q2_K..Q6_K, Q4_0, Q8_0): loss of
+ *                          llama.cpp's RTN bytes vs AdaQuant's calibrated blocks
  *   bench_adaquant conv    a 3x3 conv and a depthwise conv (per-group problems)
  *   bench_adaquant real    the same on every linear of stories260K with its real
  *                          inputs (the model engine's capture hook, default
@@ -309,6 +311,39 @@ static void bench_synth(const bench_cfg *b)
     }
 }
 
+/* ---- the ggml block types: calibrated vs llama.cpp's RTN bytes ---- */
+static void bench_kquant(const bench_cfg *b)
+{
+    static const size_t shapes[][3] = {{256, 256, 8192}, {512, 512, 16384}};
+    static const char *opts[] = {"q2_k", "q3_k", "q4_k", "q5_k", "q6_k", "q4_0", "q8_0"};
+    printf("# ggml block types, synthetic Student-t(3) inputs as synth: loss of llama.cpp's RTN bytes\n"
+           "# (quantize_row_*_ref) and of AdaQuant's calibrated blocks (src/adaquant/group*.c)\n");
+    printf("%-28s %-6s %11s %11s %8s %7s\n", "layer", "option", "loss_rtn", "loss_aq", "aq/rtn", "time");
+    for (int s = 0; s < 2; s++) {
+        size_t d_out = shapes[s][0], d_in = shapes[s][1], n = shapes[s][2];
+        float *x = synth_inputs(n, d_in), *w = malloc(d_out * d_in * sizeof *w);
+        for (size_t i = 0; i < d_out * d_in; i++) w[i] = (float)(grand() * (urand() < 0.01 ? 4 : 1) / sqrt(d_in));
+        aq_layer_problem p = {.name = "kq", .d_out = d_out, .d_in = d_in, .weight = w, .n_rows = n, .x = x};
+        for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++) {
+            aq_layer_opts o;
+            aq_layer_opts_default(&o);
+            aq_error err = {0};
+            aq_layer_opts_parse(opts[k], &o, &err);
+            apply_cfg(b, &o);
+            aq_layer_result r;
+            if (aq_layer_run(&p, &o, &r, &err) != AQ_OK) {
+                printf("%s: %s\n", opts[k], err.msg);
+                continue;
+            }
+            printf("synth %4zux%-4zu N=%-12zu %-6s %11.4e %11.4e %8.3f %6.2fs\n", d_out, d_in, n, opts[k], r.loss_rtn,
+                   r.loss_final, r.loss_final / r.loss_rtn, r.seconds);
+            aq_layer_result_free(&r);
+        }
+        free(x);
+        free(w);
+    }
+}
+
 /* ---- real stories260K layers ---- */
 typedef struct rows_buf {
     float *rows[64][AQ_CAP_COUNT + 1];
@@ -427,6 +462,7 @@ int main(int argc, char **argv)
     if (!strcmp(what, "speed") || !strcmp(what, "all")) bench_speed(&b);
     if (!strcmp(what, "precision") || !strcmp(what, "all")) bench_precision(&b);
     if (!strcmp(what, "synth") || !strcmp(what, "all")) bench_synth(&b);
+    if (!strcmp(what, "kquant") || !strcmp(what, "all")) bench_kquant(&b);
     if (!strcmp(what, "conv") || !strcmp(what, "all")) bench_conv(&b);
     if (!strcmp(what, "real") || !strcmp(what, "all")) return bench_real(&b);
     return 0;

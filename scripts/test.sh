@@ -129,7 +129,7 @@ for id in $kernels; do
   # stage commands, sequential mode, the batch log) run once, in pass 1: what
   # they check does not depend on float rounding, and four more quantize runs
   # per kernel would take the suite past its 15-minute budget. pipeline_ref and
-  # pipeline_ranks (byte-identical output for P = 1, 2, 4) do run per kernel,
+  # pipeline_ranks (byte-identical output for P = 1 and 2; 4 in pass 1) run per kernel,
   # pipeline_ref making only the P = 1 output that pipeline_ranks compares with.
   # The other whole-run MPI tests run once too: coop_pipeline (the cooperative
   # path's bytes across P: test_coop checks its kernels per kernel family),

@@ -8,7 +8,8 @@ set_tests_properties(test_coop_np4 PROPERTIES LABELS mpi TIMEOUT 180 SKIP_RETURN
   ENVIRONMENT "${AQ_TEST_ENV}")
 aq_test_mpi_env(test_coop_np4 mpi)
 # The cooperative path inside `adaquant quantize` (tests/coop_pipeline.py): every a16
-# task forced onto sub-grids of 2 ranks at P = 2 and P = 4 (identical bytes),
+# task forced onto sub-grids of 2 ranks at P = 2 and P = 5 (identical bytes; at P = 5
+# the rank outside both groups runs single-rank tasks meanwhile),
 # perplexity within 0.5% of the single-rank path; one w4a16 option (35 tasks; which
 # options stay single-rank is test_plan's). Three quantize runs on stories260K and a
 # refusal: integration (runs once; 12 s on an idle machine).

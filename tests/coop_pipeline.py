@@ -5,8 +5,9 @@ docs/COOP.md, "Scheduling") on stories260K with reduced settings.
 usage: coop_pipeline.py DIR
 
   * --coop-ranks 2 --coop-threshold 0 (every task the path runs goes to a sub-grid of
-    2 ranks) at P = 2 and P = 4: byte-identical model.safetensors, quantization.json
-    and config.json (at P = 4 two groups of 2 run at once);
+    2 ranks) at P = 2 and P = 5: byte-identical model.safetensors, quantization.json
+    and config.json (at P = 5 two groups of 2 run at once, and the fifth rank runs
+    single-rank tasks meanwhile);
   * which tasks ran cooperatively, counted by hand: 5 blocks x 7 linears = 35 layers,
     one option: 35 tasks; report.json lists the 35, each on 2 ranks with its time
     (the choice of tasks, a8 options kept single-rank, is test_plan's: cheaper there);
@@ -28,14 +29,16 @@ import time
 from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, failures, finish, missing_asset
 
 # reduced settings (as tests/test_pipeline.py: 8 windows x 64 tokens, cheap AdaQuant; one
-# option, so 35 tasks: CI time is budgeted and the allocation is not what is tested here)
+# option, so 35 tasks, plus the embedding's 5 under a budget in bytes: CI time is budgeted
+# and the allocation is not what is tested here)
 ARGS = ["--calib-windows", "8", "--calib-len", "64", "--iters", "5", "--starts", "2", "--polish", "2",
-        "--options", "w4a16", "--target-bits", "4", "--eval-docs", "48", "--tune-steps", "0",
+        "--options", "w4a16", "--target-size", "302560", "--eval-docs", "48", "--tune-steps", "0",
         "--kl-windows", "4"]
 COOP = ["--coop-ranks", "2", "--coop-threshold", "0"]
 ENV = dict(os.environ, AQ_PROGRESS="none", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
 COMPARED = ["model.safetensors", "quantization.json", "config.json"]
 N_LAYERS = 5 * 7
+N_EMBED = 5  # a budget in bytes allocates the (tied) embedding too: f32 f16 w8 w6 w4, single-rank tasks
 # a run takes ~10-20 s at load ~4 on 2 cores (~35-70 s at load ~9); a hung run ends well inside the ctest TIMEOUT
 RUN_TIMEOUT = 240
 
@@ -69,17 +72,21 @@ def main():
     bad = quantize(os.path.join(top, "bad"), 2, ["--coop-ranks", "3"])
     check(bad.returncode == 2 and "--coop-ranks 3 needs at least 3 ranks; this run has 2" in bad.stderr,
           "--coop-ranks 3 at P = 2 refused, naming the option and P")
-    outs = [os.path.join(top, f"coop{np}") for np in (2, 4)]
-    runs = [quantize(o, np, COOP) for o, np in zip(outs, (2, 4))]
-    for r, np in zip(runs, (2, 4)):
+    # P = 5: two groups of 2 at once and rank 4 outside both, which runs single-rank
+    # tasks (the 5 embedding tasks here) meanwhile, at least its first one
+    outs = [os.path.join(top, f"coop{np}") for np in (2, 5)]
+    runs = [quantize(o, np, COOP) for o, np in zip(outs, (2, 5))]
+    check(re.search(r"the 1 rank outside the groups ran [1-5] single-rank tasks", runs[1].stderr) is not None,
+          "P = 5: the rank outside the groups ran single-rank tasks during the cooperative phase")
+    for r, np in zip(runs, (2, 5)):
         check(r.returncode == 0, f"P = {np} with --coop-ranks 2 succeeds")
-        check(f"cooperative: {N_LAYERS} of {N_LAYERS} tasks on sub-grids of 2 ranks" in r.stderr,
+        check(f"cooperative: {N_LAYERS} of {N_LAYERS + N_EMBED} tasks on sub-grids of 2 ranks" in r.stderr,
               f"P = {np}: log says all {N_LAYERS} tasks are cooperative")
         check(len(re.findall(r"cooperative task \S+ w4a16: 2 ranks", r.stderr)) == N_LAYERS,
               f"P = {np}: one log line per cooperative task")
     for f in COMPARED:
         x, y = (open(os.path.join(o, f), "rb").read() if os.path.exists(os.path.join(o, f)) else None for o in outs)
-        check(x is not None and x == y, f"P = 2 and P = 4: {f} byte-identical")
+        check(x is not None and x == y, f"P = 2 and P = 5: {f} byte-identical")
     rep = os.path.join(outs[1], "report.json")
     co = json.load(open(rep)).get("run", {}).get("cooperative") if os.path.exists(rep) else None
     tasks = co.get("tasks", []) if co else []

@@ -14,17 +14,19 @@ writing a result file) it checks that:
     and ends with all files valid; its progress lines report 18/18 tasks.
 Usage: dist_failure.py PATH/test_dist_driver
 
-Time: 8 scenarios x 2 mpirun launches (+ 10 short non-MPI runs). The tasks are
+Time: 8 scenarios x 2 mpirun launches (+ 10 short non-MPI runs), 4 scenarios at a time. The tasks are
 tiny: a launch is ~1 s on an idle machine, dominated by mpirun's start-up, and
 ~5 s on a 2-core machine loaded ~5x (ctest -j2 next to other MPI tests). Each
 launch gets RUN_TIMEOUT, the whole script the ctest TIMEOUT of tests/dist.cmake.
 """
+import concurrent.futures
 import os
 import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 EXE = sys.argv[1]
 MPIRUN = [os.environ.get("AQ_MPIRUN", "mpirun"), "--allow-run-as-root", "--oversubscribe",
@@ -33,6 +35,7 @@ NTASKS = 18
 # One launch normally takes ~1-5 s; 120 s only trips when a job hangs (the case
 # these tests guard against: a rank waiting forever for a dead peer).
 RUN_TIMEOUT = 120
+WORKERS = 4  # scenarios at once (main)
 failures = []
 
 
@@ -75,6 +78,7 @@ def scenario(name, np, env_extra, task, rank, expect_msg, reason="injected failu
     """left_bad: the failed task left a complete file that must be rejected
     (and recomputed) by the resume, instead of no file."""
     work = tempfile.mkdtemp(prefix="aqtest-distfail-")
+    t0 = time.time()
     try:
         r = run(np, work, env_extra=env_extra)
         print(f"[{name}] exit {r.returncode}")
@@ -108,6 +112,7 @@ def scenario(name, np, env_extra, task, rank, expect_msg, reason="injected failu
         check(f"adaquant: {NTASKS}/{NTASKS} tasks (100%" in r2.stderr, f"{name}: no final progress line")
         valid2, missing2, different2 = verify(work)
         check(valid2 == NTASKS and different2 == 0, f"{name}: after resume {valid2} valid, {different2} corrupt")
+        print(f"[{name}] {time.time() - t0:.1f} s")
         return temps, missing.get(task)
     finally:
         if not failures:
@@ -117,17 +122,23 @@ def scenario(name, np, env_extra, task, rank, expect_msg, reason="injected failu
 def main():
     p2, p4 = plan(2), plan(4)
     k1 = p2[1][1]  # rank 1's second static task: its first one completes before
-    scenario("abort", 2, {"AQ_FAIL_AT": f"1:{k1}"}, k1, 1, True)
-    scenario("exit", 2, {"AQ_FAIL_AT": f"1:{k1}:exit"}, k1, 1, True)
-    scenario("kill-rank1", 2, {"AQ_FAIL_AT": f"1:{k1}:kill"}, k1, 1, True)
     k0 = p2[0][1]
-    scenario("kill-rank0", 2, {"AQ_FAIL_AT": f"0:{k0}:kill"}, k0, 0, True)
     k3 = p4[3][1] if len(p4[3]) > 1 else p4[3][0]
-    scenario("abort-np4", 4, {"AQ_FAIL_AT": f"3:{k3}"}, k3, 3, True)
-    scenario("task-error", 2, {"AQ_TEST_TASK_ERROR": str(k1)}, k1, 1, True, r"synthetic task error")
-    scenario("bad-fingerprint", 2, {"AQ_TEST_BAD_FP": str(k1)}, k1, 1, True,
-             r"the result file written by the task does not validate: .*fingerprint mismatch", left_bad=True)
-    temps, name = scenario("kill-midwrite", 2, {"AQ_TEST_KILL_MIDWRITE": str(k1)}, k1, 1, False)
+    cases = [("abort", 2, {"AQ_FAIL_AT": f"1:{k1}"}, k1, 1, True),
+             ("exit", 2, {"AQ_FAIL_AT": f"1:{k1}:exit"}, k1, 1, True),
+             ("kill-rank1", 2, {"AQ_FAIL_AT": f"1:{k1}:kill"}, k1, 1, True),
+             ("kill-rank0", 2, {"AQ_FAIL_AT": f"0:{k0}:kill"}, k0, 0, True),
+             ("abort-np4", 4, {"AQ_FAIL_AT": f"3:{k3}"}, k3, 3, True),
+             ("task-error", 2, {"AQ_TEST_TASK_ERROR": str(k1)}, k1, 1, True, r"synthetic task error"),
+             ("bad-fingerprint", 2, {"AQ_TEST_BAD_FP": str(k1)}, k1, 1, True,
+              r"the result file written by the task does not validate: .*fingerprint mismatch", True),
+             ("kill-midwrite", 2, {"AQ_TEST_KILL_MIDWRITE": str(k1)}, k1, 1, False)]
+    # The scenarios are independent (each its own work directory) and their
+    # time is mpirun's start-up and tear-down latency, not CPU (measured: 29 s
+    # wall, 6 s CPU in series): run them WORKERS at a time.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=WORKERS) as pool:
+        results = list(pool.map(lambda c: scenario(*c), cases))
+    temps, name = results[-1]
     # The partial write is there under its temporary name (other ranks, killed
     # by mpirun at any moment, may have left temporaries too).
     check(name is not None and any(t.startswith(name + ".tmp.") for t in temps),

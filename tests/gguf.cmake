@@ -29,6 +29,22 @@ set_tests_properties(gguf_native PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
 set_property(TEST gguf_native APPEND PROPERTY ENVIRONMENT
   "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
 
+# gguf_kquant  integration: AdaQuant calibrated natively in the K-quants
+#              Q2_K..Q6_K (tests/test_gguf_kquant.py): a 1-block dim-256 HF
+#              Llama quantized with every K type pinned on some layer and
+#              --out-format gguf; the independent reader bit for bit, eval
+#              --quantized, the GGUF's K-quant rows byte for byte, and
+#              llama.cpp's log-probs (node-llama-cpp, fixture of export.cmake).
+#              ~10 s CPU (35 calibration tasks of 256-wide layers); 41 s wall
+#              measured at load 18 on the 2 cores.
+aq_script_test(NAME gguf_kquant
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_gguf_kquant.py
+          $<TARGET_FILE:test_reader_dump> ${CMAKE_CURRENT_BINARY_DIR}/gguf_kquant ${AQ_LLAMACPP_NPM_DIR}
+  LABELS integration TIMEOUT 300)
+set_tests_properties(gguf_kquant PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
+set_property(TEST gguf_kquant APPEND PROPERTY ENVIRONMENT
+  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+
 # gguf_budget  integration: quantize --out-format gguf --target-size BYTES
 #              (tests/test_gguf_budget.py): model.gguf within the budget and
 #              its size from its own layout equal to the report's, one byte

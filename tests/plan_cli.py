@@ -65,6 +65,26 @@ check(rc == 0 and "+ 10 embedding/classifier tasks = 906 tasks" in out and "lowe
 rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "--calib-windows", "16", "--json")
 check(rc == 0 and json.loads(out).get("tasks") == 906, f"--calib-windows without data: exit {rc}: {err}")
 
+# --coop-ranks with a memory per rank (issue 14 item 2): a bound between down_proj's
+# one-rank bytes and gate_proj's sends the 32 x 4 down_proj tasks (by hand: the only
+# linear reading the 11008-wide input) to sub-grids, with their time on 8 ranks; an a8
+# menu cannot go cooperative: refused, naming the first task over the bound
+rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "-P", "16", "--json")
+mem = {k["name"]: k["mem_bytes"] for k in json.loads(out)["classes"]} if rc == 0 else {}
+check(rc == 0 and mem.get("down_proj", 0) > mem.get("gate_proj", 0) > mem.get("q_proj", 0), f"class memory: {mem}")
+if rc == 0:
+    mid = str(int((mem["down_proj"] + mem["gate_proj"]) / 2))
+    rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "-P", "16", "--coop-ranks", "8",
+                       "--coop-threshold", "1e9", "--mem-per-rank", mid, "--json")
+    p = json.loads(out) if rc == 0 else {}
+    coop = [k["name"] for k in p.get("classes", []) if k.get("coop_seconds", 0) > 0]
+    check(rc == 0 and p.get("coop_tasks") == 128 and coop == ["down_proj"] and p.get("coop_phase_seconds", 0) > 0,
+          f"--coop-ranks 8 under a bound: exit {rc}: {err} {coop} {p.get('coop_tasks')}")
+rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "-P", "8", "--coop-ranks", "8",
+                   "--mem-per-rank", "1G", "--options", "w4a8")
+check(rc == 1 and "task model.layers.0.self_attn.q_proj w4a8 needs" in err and "a16" in err,
+      f"no grid fits: exit {rc}: {err}")
+
 rc, out, err = run(os.path.join(cfg, "llama2_7b.json"), "--rates", rates, "-P", "0")
 check(rc == 2 and "-P/--ranks must be an integer" in err, f"-P 0: exit {rc}: {err}")
 bad = os.path.join(tmp, "config.json")

@@ -10,3 +10,7 @@ aq_test(NAME test_gptq
 # sum of the decoded bytes, llama.cpp's RTN start, brute-force local
 # optimality, fp16 constraints, the qlayer round trip, option strings. ~0.2 s.
 aq_test(NAME test_adaquant_group SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_adaquant_group.c LIBS aq_adaquant LABELS unit)
+# The K-quants Q2_K..Q6_K (src/adaquant/group_k.c): losses against long double
+# row sums, RTN start = llama.cpp's bytes, brute-force local optimality of the
+# codes, sub-block codes and fp16 (d, dmin), the qlayer round trip. ~0.5 s.
+aq_test(NAME test_adaquant_kquant SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_adaquant_kquant.c LIBS aq_adaquant LABELS unit)

@@ -122,6 +122,33 @@ class GgmlActModel(pipe_reader.QuantModel):
         return super().linear(p, x)
 
 
+def check_reader_eval(dump_helper, work, model, outdir, rep, docs):
+    """Every quantized layer of OUTDIR dequantised by pipe_reader.py (ggml_ref.py
+    for the blocks) equals adaquant's own (test_reader_dump), and `eval
+    --quantized` on `docs` documents reproduces quantize's perplexity (report.json
+    rep). Shared with test_gguf_kquant.py."""
+    dump = os.path.join(work, "dump")
+    os.makedirs(dump)
+    r1 = subprocess.run([dump_helper, outdir, dump], capture_output=True, text=True)
+    r2 = subprocess.run([sys.executable, os.path.join(aqtest.SRC, "tests", "scripts", "pipe_reader.py"), outdir,
+                         dump], capture_output=True, text=True)
+    check(r1.returncode == 0 and r2.returncode == 0,
+          "pipe_reader.py (ggml_ref.py for the blocks) dequantises every layer bit-identically to adaquant")
+    if r2.returncode:
+        print(r1.stderr[-500:], r2.stdout[-1500:], r2.stderr[-1500:])
+    r = subprocess.run([aqtest.CLI, "eval", model, "--quantized", outdir, "--tokenizer", aqtest.TOK, "--text",
+                        aqtest.TEXT, "--max-docs", str(docs), "--json"], capture_output=True, text=True)
+    ev = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {}
+    ppl_q, ppl_rep = ev.get("ppl_q"), rep["run"]["evaluation"]["ppl_quantized"]
+    # The same documents and the same engine; eval --json prints 10 significant
+    # digits (5e-10 relative at most) and only the summation order of the
+    # per-document log-likelihoods may differ (float64, ~1e-15): 1e-9 relative.
+    check(ppl_q is not None and abs(ppl_q - ppl_rep) <= 1e-9 * ppl_rep,
+          f"eval --quantized reproduces quantize's perplexity ({ppl_q} vs {ppl_rep})")
+    if ppl_q is None:
+        print(r.stdout[-800:], r.stderr[-800:])
+
+
 def main():
     dump_helper, work, npm_dir = sys.argv[1], sys.argv[2], sys.argv[3]
     if aqtest.missing_asset():
@@ -147,27 +174,7 @@ def main():
     check(all(chosen[p] not in GGML_ID and chosen[p] != "w4g32" for p in chosen if p.endswith("down_proj")),
           "no group format on ffn_down (172-wide rows: absent)")
 
-    dump = os.path.join(work, "dump")
-    os.makedirs(dump)
-    r1 = subprocess.run([dump_helper, outdir, dump], capture_output=True, text=True)
-    r2 = subprocess.run([sys.executable, os.path.join(aqtest.SRC, "tests", "scripts", "pipe_reader.py"), outdir,
-                         dump], capture_output=True, text=True)
-    check(r1.returncode == 0 and r2.returncode == 0,
-          "pipe_reader.py (ggml_ref.py for the blocks) dequantises every layer bit-identically to adaquant")
-    if r2.returncode:
-        print(r1.stderr[-500:], r2.stdout[-1500:], r2.stderr[-1500:])
-
-    r = subprocess.run([aqtest.CLI, "eval", aqtest.MODEL, "--quantized", outdir, "--tokenizer", aqtest.TOK, "--text",
-                        aqtest.TEXT, "--max-docs", "16", "--json"], capture_output=True, text=True)
-    ev = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {}
-    ppl_q, ppl_rep = ev.get("ppl_q"), rep["run"]["evaluation"]["ppl_quantized"]
-    # The same documents and the same engine; eval --json prints 10 significant
-    # digits (5e-10 relative at most) and only the summation order of the
-    # per-document log-likelihoods may differ (float64, ~1e-15): 1e-9 relative.
-    check(ppl_q is not None and abs(ppl_q - ppl_rep) <= 1e-9 * ppl_rep,
-          f"eval --quantized reproduces quantize's perplexity ({ppl_q} vs {ppl_rep})")
-    if ppl_q is None:
-        print(r.stdout[-800:], r.stderr[-800:])
+    check_reader_eval(dump_helper, work, aqtest.MODEL, outdir, rep, 16)
 
     gguf = os.path.join(work, "native.gguf")
     r = subprocess.run([aqtest.CLI, "export", aqtest.MODEL, "--quantized", outdir, "--tokenizer", aqtest.TOK,

@@ -199,7 +199,12 @@ def mode_ranks(top):
     # > 4 chunks: at P = 4 every rank evaluates, and one of them more than one chunk
     check(chunk is not None and EVAL_DOCS > 4 * chunk,
           f"{EVAL_DOCS} evaluation documents are more than 4 chunks of AQ_EVAL_CHUNK = {chunk}")
-    for np in (2, 4):
+    # scripts/test.sh's forced-kernel passes (AQ_PIPE_REF_OUTPUT_ONLY=1) compare P = 2
+    # only: the kernel changes the floats, which P = 2 already splits differently
+    # from P = 1; P = 4 (every rank evaluating, one of them two chunks) is the
+    # split's control flow, checked once in pass 1
+    nps = (2,) if os.environ.get("AQ_PIPE_REF_OUTPUT_ONLY") == "1" else (2, 4)
+    for np in nps:
         out = os.path.join(top, f"ranks{np}", "out")
         fresh(out)
         p = quantize(out, np=np)

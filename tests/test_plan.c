@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "../mpi/pipeline/coop_sched.h"
+#include "../mpi/pipeline/memory.h"
 #include "../mpi/pipeline/plan.h"
 #include "../src/model/model.h"
 #include "testutil.h"
@@ -204,6 +205,18 @@ static void test_bad_input(void)
     free(dir);
 }
 
+/* Llama-2-7B's config, default settings with the menu `options`, its task list. */
+static void setup_7b(aq_pipe_cfg *c, const char *options, aq_llama_config *m, aq_pipe_plan *pp)
+{
+    aq_error e = {0};
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
+    aq_pipe_cfg_default(c);
+    CHECK_OK(aq_pipe_cfg_set_options(c, options, &e), &e);
+    CHECK_OK(aq_llama_config_read_json(path, m, &e), &e);
+    CHECK_OK(aq_pipe_plan_build_config(c, m, pp, &e), &e);
+}
+
 /* Which tasks go cooperative (coop_sched.h): Llama-2-7B's 224 linears with the
  * menu w4a16,w4a8, by hand. The a8 tasks stay single-rank; threshold 0 takes
  * every a16 task; a threshold between down_proj's cost and gate/up's takes the
@@ -214,17 +227,12 @@ static void test_coop_pick(void)
     static aq_pipe_cfg c;
     aq_llama_config m;
     aq_pipe_plan pp;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
-    aq_pipe_cfg_default(&c);
-    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16,w4a8", &e), &e);
-    CHECK_OK(aq_llama_config_read_json(path, &m, &e), &e);
-    CHECK_OK(aq_pipe_plan_build_config(&c, &m, &pp, &e), &e);
+    setup_7b(&c, "w4a16,w4a8", &m, &pp);
     CHECK(pp.n_tasks == 448);
     aq_coop_sched cs;
     c.coop_ranks = 4;
     c.coop_threshold = 0;
-    CHECK_OK(aq_coop_sched_pick(&c, &pp, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e), &e);
+    CHECK_OK(aq_coop_sched_pick(&c, &pp, NULL, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e), &e);
     size_t a16 = 0;
     for (size_t i = 0; i < cs.n; i++) a16 += cs.coop[i] && !strcmp(pp.tasks[i].option, "w4a16");
     CHECK(cs.n_coop == 224 && a16 == 224);
@@ -239,7 +247,7 @@ static void test_coop_pick(void)
     CHECK(down > gate);
     c.coop_threshold = (down + gate) / 2 / (total / 4); /* between the two costs */
     for (int P = 4; P <= 64; P *= 4) {
-        CHECK_OK(aq_coop_sched_pick(&c, &pp, pp.tasks, pp.n_tasks, P, NULL, &cs, &e), &e);
+        CHECK_OK(aq_coop_sched_pick(&c, &pp, NULL, pp.tasks, pp.n_tasks, P, NULL, &cs, &e), &e);
         size_t ok = cs.n_coop == 32;
         for (size_t i = 0; i < cs.n; i++)
             if (cs.coop[i]) ok &= strstr(pp.tasks[i].layer, "down_proj") && !strcmp(pp.tasks[i].option, "w4a16");
@@ -247,16 +255,69 @@ static void test_coop_pick(void)
         aq_coop_sched_free(&cs);
     }
     c.coop_threshold = 1; /* no task exceeds total / Q */
-    CHECK_OK(aq_coop_sched_pick(&c, &pp, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e), &e);
+    CHECK_OK(aq_coop_sched_pick(&c, &pp, NULL, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e), &e);
     CHECK(cs.n_coop == 0);
     aq_coop_sched_free(&cs);
     c.coop_ranks = 16; /* more than P */
-    CHECK(aq_coop_sched_pick(&c, &pp, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e) == AQ_ERR_ARG &&
+    CHECK(aq_coop_sched_pick(&c, &pp, NULL, pp.tasks, pp.n_tasks, 8, NULL, &cs, &e) == AQ_ERR_ARG &&
           strstr(e.msg, "--coop-ranks 16 needs at least 16 ranks"));
     aq_pipe_plan_free(&pp);
     /* the block size: 64 halved until every rank owns rows */
     CHECK(aq_dist_coop_nb(64, 2) == 32 && aq_dist_coop_nb(172, 2) == 64 && aq_dist_coop_nb(4096, 64) == 64);
     CHECK(aq_dist_coop_nb(4, 4) == 1 && aq_dist_coop_nb(3, 4) == 0 && aq_dist_coop_nb(65, 2) == 64);
+}
+
+/* --max-rank-memory feeds the cooperative choice (memory.h, coop_sched.h):
+ * Llama-2-7B, menu w4a16 (and w4a8 for the refusal), the cost rule off
+ * (threshold 1e9). A bound between down_proj's single-rank bytes and the
+ * largest other linear's sends exactly the 32 down_proj tasks to sub-grids
+ * (by hand: only down_proj reads the 11008-wide input, its Gram is 7.2x the
+ * others'), the same set at every P >= Q. What a sub-grid of 2 saves, by
+ * hand from docs/MEMORY.md: half of W's 8 float32 copies and of the 3
+ * float64 D x D matrices, less the replicated Gram polishing reads. */
+static void test_coop_memory(void)
+{
+    aq_error e = {0};
+    static aq_pipe_cfg c;
+    aq_llama_config m;
+    aq_pipe_plan pp;
+    setup_7b(&c, "w4a16", &m, &pp);
+    double D = 11009, W = 4096.0 * 11008;
+    double down1 = aq_mem_task_bytes(&c, &m, 4096, 11008, 1), down2 = aq_mem_task_bytes(&c, &m, 4096, 11008, 2);
+    double gate1 = aq_mem_task_bytes(&c, &m, 11008, 4096, 1), o1 = aq_mem_task_bytes(&c, &m, 4096, 4096, 1);
+    CHECK(c.polish > 0);
+    /* differences of sums of exact doubles (all terms < 2^53): exact up to rounding of the sums */
+    CHECK_CLOSE(down1 - down2, 16 * W + 12 * D * D - 8 * D * D, 1e-9 * down1);
+    CHECK(down1 > 3 * 8 * D * D && gate1 > o1 && down1 > gate1);
+    c.coop_ranks = 2;
+    c.coop_threshold = 1e9; /* the cost rule never fires */
+    c.max_rank_memory = (down1 + gate1) / 2;
+    aq_coop_sched cs;
+    for (int P = 2; P <= 256; P *= 4) {
+        CHECK_OK(aq_coop_sched_pick(&c, &pp, &m, pp.tasks, pp.n_tasks, P, NULL, &cs, &e), &e);
+        size_t ok = cs.n_coop == 32;
+        for (size_t i = 0; i < cs.n; i++) ok &= !cs.coop[i] == !strstr(pp.tasks[i].layer, "down_proj");
+        CHECK_MSG(ok, "P = %d: %zu cooperative tasks, expected the 32 down_proj", P, cs.n_coop);
+        aq_coop_sched_free(&cs);
+    }
+    /* without the bound (or above every task) none */
+    c.max_rank_memory = down1 + 1;
+    CHECK_OK(aq_coop_sched_pick(&c, &pp, &m, pp.tasks, pp.n_tasks, 2, NULL, &cs, &e), &e);
+    CHECK(cs.n_coop == 0);
+    aq_coop_sched_free(&cs);
+    /* no --coop-ranks: the task is named, and the sub-grid that would take it */
+    c.max_rank_memory = (down1 + gate1) / 2;
+    c.coop_ranks = 0;
+    CHECK(aq_coop_sched_pick(&c, &pp, &m, pp.tasks, pp.n_tasks, 2, NULL, &cs, &e) == AQ_ERR_ARG &&
+          strstr(e.msg, "model.layers.0.mlp.down_proj w4a16") && strstr(e.msg, "--coop-ranks 2"));
+    aq_pipe_plan_free(&pp);
+    /* an option the path does not run (a8): refused, naming the task and the option */
+    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a8", &e), &e);
+    CHECK_OK(aq_pipe_plan_build_config(&c, &m, &pp, &e), &e);
+    c.coop_ranks = 2;
+    CHECK(aq_coop_sched_pick(&c, &pp, &m, pp.tasks, pp.n_tasks, 2, NULL, &cs, &e) == AQ_ERR_ARG &&
+          strstr(e.msg, "model.layers.0.mlp.down_proj w4a8") && strstr(e.msg, "a16"));
+    aq_pipe_plan_free(&pp);
 }
 
 /* Measured task seconds (plan.h): Llama-2-7B, one weight-only option, no KL,
@@ -320,6 +381,7 @@ int main(int argc, char **argv)
     test_rates_file();
     test_bad_input();
     test_coop_pick();
+    test_coop_memory();
     test_measured();
     AQ_TEST_END();
 }

@@ -11,6 +11,7 @@
 #include "../../io/atomic_file.h"
 #include "coop.h"
 #include "coop_sched.h"
+#include "memory.h"
 #include "progress.h"
 #include "scalapack.h"
 #include "stage_calibrate.h"
@@ -21,15 +22,24 @@ void aq_coop_sched_free(aq_coop_sched *cs)
     free(cs->nb);
     free(cs->seconds);
     free(cs->group);
+    free(cs->early);
     memset(cs, 0, sizeof *cs);
 }
 
+int aq_coop_sched_taken(const aq_coop_sched *cs, size_t i)
+{
+    return (cs->coop && cs->coop[i]) || (cs->early && cs->early[i]);
+}
+
 static void log_pick(FILE *log, const aq_pipe_cfg *c, const aq_coop_sched *cs, size_t n_act, size_t n_rows,
-                     size_t n_other)
+                     size_t n_other, size_t n_big)
 {
     if (!log) return;
     fprintf(log, "adaquant: calibrate: cooperative: %zu of %zu tasks on sub-grids of %d ranks "
-            "(cost > %g x total / %d)\n", cs->n_coop, cs->n, cs->q, c->coop_threshold, cs->q);
+            "(cost > %g x total / %d", cs->n_coop, cs->n, cs->q, c->coop_threshold, cs->q);
+    if (c->max_rank_memory > 0)
+        fprintf(log, ", or over --max-rank-memory %.1f MiB alone: %zu tasks", c->max_rank_memory / 1048576.0, n_big);
+    fprintf(log, ")\n");
     if (n_act)
         fprintf(log, "adaquant: calibrate: cooperative: %zu tasks kept single-rank: their option quantizes "
                 "activations or is a group format (the cooperative path runs per-row a16 options only, docs/COOP.md)\n", n_act);
@@ -41,26 +51,51 @@ static void log_pick(FILE *log, const aq_pipe_cfg *c, const aq_coop_sched *cs, s
                 "(embedding, classifier)\n", n_other);
 }
 
-aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_dist_task *tasks, size_t n,
-                             int nranks, FILE *log, aq_coop_sched *cs, aq_error *err)
+/* --max-rank-memory: the tasks that fit no rank alone (too_big[i]); a task
+ * among them the path cannot take (its option, its rows) is refused, naming
+ * it and what would fit. */
+static aq_status mark_too_big(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_llama_config *mc,
+                              const aq_dist_task *tasks, size_t n, const unsigned char *ok, unsigned char *too_big,
+                              size_t *n_big, aq_error *err)
+{
+    *n_big = 0;
+    for (size_t i = 0; mc && c->max_rank_memory > 0 && i < n; i++) {
+        if (tasks[i].layer_index >= p->n_layers) continue; /* the tensor menu: round-to-nearest, small */
+        const aq_pipe_layer *L = &p->layers[tasks[i].layer_index];
+        if (!(too_big[i] = (unsigned char)aq_mem_task_too_big(c, mc, L->d_out, L->d_in))) continue;
+        (*n_big)++;
+        if (ok[i] && c->coop_ranks > 1) continue;
+        double gi = 1024.0 * 1024 * 1024, one = aq_mem_task_bytes(c, mc, L->d_out, L->d_in, 1);
+        return aq_fail(err, AQ_ERR_ARG, "--max-rank-memory (plan: --mem-per-rank) %.3f GiB: task %s %s needs %.3f GiB on one rank "
+                       "(docs/MEMORY.md) and %s", c->max_rank_memory / gi, tasks[i].layer, tasks[i].option, one / gi,
+                       c->coop_ranks <= 1 ? "no --coop-ranks was given: it would fit with --coop-ranks 2 or more "
+                       "memory per rank (quantize names the sub-grid before any work)"
+                       : "the cooperative path cannot take it (per-row a16 options only, a row per rank): "
+                       "drop the option or give more memory per rank");
+    }
+    return AQ_OK;
+}
+
+aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_llama_config *mc,
+                             const aq_dist_task *tasks, size_t n, int nranks, FILE *log, aq_coop_sched *cs,
+                             aq_error *err)
 {
     memset(cs, 0, sizeof *cs);
     cs->q = c->coop_ranks;
     cs->n = n;
-    if (cs->q <= 1) return AQ_OK;
     if (cs->q > nranks)
         return aq_fail(err, AQ_ERR_ARG, "--coop-ranks %d needs at least %d ranks; this run has %d (mpirun -np)",
                        cs->q, cs->q, nranks);
-    unsigned char *ok = calloc(n ? n : 1, 1);
+    unsigned char *ok = calloc(n ? n : 1, 1), *big = calloc(n ? n : 1, 1);
     double *cost = malloc((n ? n : 1) * sizeof *cost);
     cs->coop = calloc(n ? n : 1, 1);
     cs->nb = calloc(n ? n : 1, sizeof *cs->nb);
     cs->seconds = calloc(n ? n : 1, sizeof *cs->seconds);
     cs->group = calloc(n ? n : 1, sizeof *cs->group);
-    aq_status st = ok && cost && cs->coop && cs->nb && cs->seconds && cs->group
+    aq_status st = ok && big && cost && cs->coop && cs->nb && cs->seconds && cs->group
                        ? AQ_OK : aq_fail_nomem(err, "cooperative task list", n * 32);
-    size_t n_act = 0, n_rows = 0, n_other = 0;
-    for (size_t i = 0; i < n && st == AQ_OK; i++) {
+    size_t n_act = 0, n_rows = 0, n_other = 0, n_big = 0;
+    for (size_t i = 0; i < n && st == AQ_OK && cs->q > 1; i++) {
         cost[i] = tasks[i].cost;
         if (tasks[i].layer_index >= p->n_layers) {
             n_other++;
@@ -76,15 +111,16 @@ aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
     }
     double total = 0; /* over all the run's tasks: a shard sees only its own */
     for (size_t i = 0; i < p->n_tasks; i++) total += p->tasks[i].cost;
-    /* --max-rank-memory (too_big) is not an option of the pipeline yet: the cost rule alone */
-    if (st == AQ_OK) cs->n_coop = aq_dist_coop_pick(cost, ok, NULL, n, total, cs->q, c->coop_threshold, cs->coop);
+    if (st == AQ_OK) st = mark_too_big(c, p, mc, tasks, n, ok, big, &n_big, err);
+    if (st == AQ_OK && cs->q > 1) cs->n_coop = aq_dist_coop_pick(cost, ok, big, n, total, cs->q, c->coop_threshold, cs->coop);
     free(ok);
+    free(big);
     free(cost);
     if (st != AQ_OK) {
         aq_coop_sched_free(cs);
         return st;
     }
-    log_pick(log, c, cs, n_act, n_rows, n_other);
+    if (cs->q > 1) log_pick(log, c, cs, n_act, n_rows, n_other, n_big);
     return AQ_OK;
 }
 
@@ -162,6 +198,19 @@ static int reusable(MPI_Comm sub, const aq_dist_task *t, const char *path)
     return ok;
 }
 
+/* Where a group's first rank prints a line per finished cooperative task (the
+ * driver's progress covers the single-rank tasks only): stderr unless
+ * AQ_PROGRESS (progress.h, exported by the command) is "none". */
+static FILE *progress_stream(MPI_Comm sub)
+{
+    int me;
+    MPI_Comm_rank(sub, &me);
+    const char *env = getenv("AQ_PROGRESS");
+    aq_progress_mode m = AQ_PROGRESS_AUTO;
+    if (env && *env) aq_progress_mode_parse(env, &m);
+    return me == 0 && m != AQ_PROGRESS_NONE ? stderr : NULL;
+}
+
 /* This group's tasks (owner == mine) by cost descending, then run each. */
 static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const double *cost, const aq_pipe_cfg *c,
                            const aq_pipe_plan *p,
@@ -175,6 +224,7 @@ static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const doubl
     free(skip);
     if (!k) return aq_fail_nomem(err, "cooperative order", cs->n * sizeof *k);
     aq_status st = AQ_OK;
+    FILE *prog = progress_stream(sub);
     for (size_t j = 0; j < nk && st == AQ_OK; j++) {
         const aq_dist_task *t = &tasks[k[j]];
         char *path = NULL;
@@ -187,6 +237,9 @@ static aq_status run_group(MPI_Comm sub, int mine, const int *owner, const doubl
             secs[k[j]] = aq_progress_now() - t0;
             cs->computed++;
         }
+        if (st == AQ_OK && prog) /* stderr only: nothing of the output depends on it */
+            fprintf(prog, "adaquant: calibrate: cooperative group %d: task %zu/%zu %s %s on %d ranks: %s %.2f s\n",
+                    mine, j + 1, nk, t->layer, t->option, cs->q, secs[k[j]] > 0 ? "done in" : "reused,", secs[k[j]]);
         free(path);
     }
     free(k);
@@ -203,9 +256,52 @@ static void log_tasks(FILE *log, const aq_dist_task *tasks, const aq_coop_sched 
                     cs->seconds[i] > 0 ? "ran in" : "reused,", cs->seconds[i]);
 }
 
+/* A rank outside every group (idle = its index among them, of n_idle): the
+ * single-rank tasks by cost ascending, every n_idle-th from idle, the first
+ * one always, the next ones while the groups still work (done: the barrier
+ * every rank enters when its part of the phase ends). With resume, a valid
+ * result file is kept. */
+static aq_status run_idle(MPI_Comm comm, const aq_pipe_cfg *c, const aq_dist_task *tasks, int resume,
+                          aq_coop_sched *cs, int idle, int n_idle, aq_dist_task_fn single, void *sctx,
+                          MPI_Request *done, aq_error *err)
+{
+    size_t nk = 0, *k;
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    double *neg = malloc((cs->n ? cs->n : 1) * sizeof *neg);
+    if (!neg) return aq_fail_nomem(err, "idle ranks' order", cs->n * 8);
+    for (size_t i = 0; i < cs->n; i++) neg[i] = -tasks[i].cost; /* by cost descending of -cost: cheapest first */
+    k = aq_dist_by_cost(neg, cs->coop, cs->n, &nk);
+    free(neg);
+    if (!k) return aq_fail_nomem(err, "idle ranks' order", cs->n * 8);
+    FILE *prog = progress_stream(MPI_COMM_SELF);
+    aq_status st = AQ_OK;
+    int flag = 0;
+    /* the test follows each task: an idle rank runs at least its first one */
+    for (size_t j = (size_t)idle; j < nk && st == AQ_OK && !flag; j += (size_t)n_idle) {
+        const aq_dist_task *t = &tasks[k[j]];
+        char *path = NULL;
+        st = aq_result_path(c->work, t->layer, t->option, &path, err);
+        aq_loss_row row;
+        aq_error e = {0};
+        double t0 = aq_progress_now();
+        int kept = st == AQ_OK && resume && aq_result_check(path, t->layer, t->option, &t->fp, &row, &e) == AQ_OK;
+        if (st == AQ_OK && !kept) st = single(sctx, t, k[j], path, NULL, err);
+        if (st == AQ_OK) cs->early[k[j]] = 1;
+        if (st == AQ_OK && prog)
+            fprintf(prog, "adaquant: calibrate: cooperative phase: rank %d (outside the groups) ran %s %s: %s %.2f s\n",
+                    rank, t->layer, t->option, kept ? "reused," : "done in", aq_progress_now() - t0);
+        free(path);
+        MPI_Test(done, &flag, MPI_STATUS_IGNORE);
+    }
+    free(k);
+    return st;
+}
+
 aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_model *m,
                             const aq_fingerprint *stats_fp, const aq_dist_task *tasks, int resume,
-                            aq_coop_sched *cs, aq_coop_finish_fn fn, void *ctx, FILE *log, aq_error *err)
+                            aq_coop_sched *cs, aq_coop_finish_fn fn, void *ctx, aq_dist_task_fn single,
+                            void *single_ctx, FILE *log, aq_error *err)
 {
     if (!cs->n_coop) return AQ_OK;
     int rank, size, bme, bnp;
@@ -217,19 +313,39 @@ aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     int *owner = malloc(cs->n * sizeof *owner);
     double *cost = malloc(cs->n * sizeof *cost), *secs = calloc(cs->n, sizeof *secs);
     unsigned char *skip = malloc(cs->n);
-    aq_status st = owner && cost && secs && skip ? AQ_OK : aq_fail_nomem(err, "cooperative schedule", cs->n * 24);
+    cs->early = calloc(cs->n, 1);
+    aq_status st = owner && cost && secs && skip && cs->early ? AQ_OK
+                   : aq_fail_nomem(err, "cooperative schedule", cs->n * 24);
     for (size_t i = 0; st == AQ_OK && i < cs->n; i++) {
         cost[i] = tasks[i].cost;
         skip[i] = !cs->coop[i];
     }
-    /* the groups take the cooperative tasks by LPT (the extra P mod Q ranks wait) */
+    /* the groups take the cooperative tasks by LPT (the extra P mod Q ranks run single-rank ones, run_idle) */
     if (st == AQ_OK) st = aq_dist_lpt(cost, skip, cs->n, groups, owner, NULL, err);
     if (st == AQ_OK && rank == 0) st = results_dir(c->work, err);
     if (st == AQ_OK) st = aq_coop_split(comm, cs->q, &sub, err);
     st = aq_pipe_agree(comm, st, err);
-    if (st == AQ_OK && mine >= 0)
+    /* every rank enters the barrier when its part ends: the groups after their
+     * tasks, the ranks outside them at once (they work until it completes) */
+    MPI_Request done = MPI_REQUEST_NULL;
+    if (st == AQ_OK && mine >= 0) {
         st = run_group(sub, mine, owner, cost, c, p, m, stats_fp, tasks, resume, cs, secs, fn, ctx, err);
+        MPI_Ibarrier(comm, &done);
+    } else if (st == AQ_OK) {
+        MPI_Ibarrier(comm, &done);
+        if (single) st = run_idle(comm, c, tasks, resume, cs, rank - groups * cs->q, size - groups * cs->q, single,
+                                  single_ctx, &done, err);
+    }
+    if (done != MPI_REQUEST_NULL) MPI_Wait(&done, MPI_STATUS_IGNORE);
     st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK) { /* which tasks ran early, on every rank */
+        MPI_Allreduce(MPI_IN_PLACE, cs->early, (int)cs->n, MPI_UNSIGNED_CHAR, MPI_MAX, comm);
+        cs->n_early = 0;
+        for (size_t i = 0; i < cs->n; i++) cs->n_early += cs->early[i];
+        if (rank == 0 && log && cs->n_early)
+            fprintf(log, "adaquant: calibrate: cooperative phase: the %d rank%s outside the groups ran %zu single-rank "
+                    "tasks meanwhile\n", size - groups * cs->q, size - groups * cs->q > 1 ? "s" : "", cs->n_early);
+    }
     if (st == AQ_OK) {
         size_t counts[2] = {cs->reused, cs->computed}, tot[2] = {0, 0};
         int me_sub = 0;

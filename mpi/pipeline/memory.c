@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../../src/model/block_loss.h"
+#include "coop.h"
 #include "memory.h"
 #include "pipeline.h"
 #include "stage_tune.h"
@@ -86,18 +87,92 @@ static double kl_bytes(const geo *g, const aq_pipe_cfg *c)
     return b;
 }
 
-static double calibrate_bytes(const geo *g, const aq_pipe_cfg *c)
+/* One task's calibrate bytes on q ranks (q = 1: the single-rank path), the
+ * process base and the runtime allowance left out. Single rank: the lazy
+ * model (the rest, the task's block and the forward's current one); the
+ * statistics of the layer's capture point read from their file (the file's
+ * image and the tensors: 3 copies); AdaQuant on the layer (weights, codes,
+ * scales, gradients, Adam moments, best state: 8 copies of W; the Gram, its
+ * factor and inverse in float64; the sample and its products); one tensor's
+ * mapped source in flight (2 bytes/weight); the KL's caches. On a 1 x q grid
+ * (coop_run.c): every member still reads the whole statistics and holds the
+ * block; W's 8 copies and the 3 float64 D x D matrices split by q; exact
+ * polishing reads a replicated Gram (8 D^2 more). */
+static double task_bytes(const geo *g, const aq_pipe_cfg *c, double d_out, double d_in, int q)
 {
-    double R = c->sample_rows, W = g->H * g->D, dm = g->dmax + 1;
-    /* the lazy model: the rest, the task's block and the forward's current
-     * one; the largest capture point's statistics; AdaQuant on the largest
-     * linear (weights, codes, scales, gradients, Adam moments, best state:
-     * 8 copies of W; the Gram, its factor and inverse in float64; the sample
-     * and its products); one tensor's mapped source in flight (2 bytes/weight);
-     * the statistics are read from a file (its compressed and inflated
-     * images beside the tensors: 3 copies) */
-    return g->wr + 2 * g->wb + 3 * stat(g->dmax, R, c->sequential) + 8 * 4 * W + 3 * 8 * dm * dm + 2 * 4 * R * g->dmax +
-           2 * W + kl_bytes(g, c);
+    double R = c->sample_rows, W = d_out * d_in, dm = d_in + 1, Q = q > 1 ? q : 1;
+    double polish = q > 1 && c->polish > 0 ? 8 * dm * dm : 0;
+    return g->wr + 2 * g->wb + 3 * stat(d_in, R, c->sequential) + 8 * 4 * W / Q + 3 * 8 * dm * dm / Q + polish +
+           2 * 4 * R * d_in + 2 * W + kl_bytes(g, c);
+}
+
+/* The linears of a block: (d_out, d_in) and the name of the layer kind. */
+typedef struct lin {
+    double d_out, d_in;
+    const char *name;
+} lin;
+
+static void linears(const geo *g, lin out[7])
+{
+    const lin l[7] = {{g->Q, g->D, "self_attn.q_proj"}, {g->K, g->D, "self_attn.k_proj"},
+                      {g->K, g->D, "self_attn.v_proj"}, {g->D, g->Q, "self_attn.o_proj"},
+                      {g->H, g->D, "mlp.gate_proj"}, {g->H, g->D, "mlp.up_proj"}, {g->D, g->H, "mlp.down_proj"}};
+    memcpy(out, l, sizeof l);
+}
+
+/* The first option of the menu the cooperative path does not run, or NULL. */
+static const char *coop_bad_option(const aq_pipe_cfg *c)
+{
+    for (int k = 0; k < c->n_options; k++) {
+        aq_layer_opts o;
+        aq_error e = {0};
+        if (aq_pipe_layer_opts(c, c->options[k], &o, &e) != AQ_OK || !aq_coop_runs_option(&o)) return c->options[k];
+    }
+    return NULL;
+}
+
+/* Where one linear's tasks run under c (docs/MEMORY.md, "Cooperative
+ * tasks"): q = 1, or c->coop_ranks when it fits no rank alone and the path
+ * runs it (every option of the menu, a row per rank); its bytes there. */
+static double lin_bytes(const geo *g, const aq_pipe_cfg *c, const lin *l, int *q)
+{
+    *q = 1;
+    double one = task_bytes(g, c, l->d_out, l->d_in, 1);
+    if (c->coop_ranks > 1 && c->max_rank_memory > 0 && AQ_MEM_RUNTIME + one > c->max_rank_memory &&
+        aq_dist_coop_nb((int64_t)l->d_out, c->coop_ranks) && !coop_bad_option(c)) {
+        *q = c->coop_ranks;
+        return task_bytes(g, c, l->d_out, l->d_in, *q);
+    }
+    return one;
+}
+
+/* The phase's peak: its largest task where it runs; *worst = that linear. */
+static double calibrate_bytes(const geo *g, const aq_pipe_cfg *c, int *worst, int *worst_q)
+{
+    lin l[7];
+    linears(g, l);
+    double b = 0;
+    for (int k = 0; k < 7; k++) {
+        int q;
+        double x = lin_bytes(g, c, &l[k], &q);
+        if (x > b) {
+            b = x;
+            if (worst) *worst = k;
+            if (worst_q) *worst_q = q;
+        }
+    }
+    return b;
+}
+
+double aq_mem_task_bytes(const aq_pipe_cfg *c, const aq_llama_config *mc, double d_out, double d_in, int q)
+{
+    geo g = geometry(mc);
+    return AQ_MEM_RUNTIME + task_bytes(&g, c, d_out, d_in, q);
+}
+
+int aq_mem_task_too_big(const aq_pipe_cfg *c, const aq_llama_config *mc, double d_out, double d_in)
+{
+    return c->max_rank_memory > 0 && aq_mem_task_bytes(c, mc, d_out, d_in, 1) > c->max_rank_memory;
 }
 
 static double write_bytes(const geo *g, const aq_llama_config *mc, const aq_pipe_out *o)
@@ -132,7 +207,7 @@ void aq_mem_predict(const aq_pipe_cfg *c, const aq_llama_config *mc, const aq_pi
      * the allocator's fragmentation; a fixed allowance (docs/MEMORY.md) */
     base += AQ_MEM_RUNTIME;
     out->phase[AQ_MEM_CAPTURE] = base + capture_bytes(&g, c, ranks > 0 ? ranks : 1);
-    out->phase[AQ_MEM_CALIBRATE] = base + calibrate_bytes(&g, c);
+    out->phase[AQ_MEM_CALIBRATE] = base + calibrate_bytes(&g, c, NULL, NULL);
     out->phase[AQ_MEM_WRITE] = o ? base + write_bytes(&g, mc, o) : 0;
     for (int p = 1; p < AQ_MEM_PHASES; p++)
         if (out->phase[p] > out->phase[out->worst]) out->worst = p;
@@ -140,6 +215,13 @@ void aq_mem_predict(const aq_pipe_cfg *c, const aq_llama_config *mc, const aq_pi
 
 double aq_mem_current_rss(void)
 {
+    /* AQ_MEM_BASE=BYTES: a fixed base (tests: the measured one depends on the
+     * MPI library, P and the allocator, docs/MEMORY.md) */
+    const char *env = getenv("AQ_MEM_BASE");
+    if (env && *env) {
+        double b = aq_mem_parse_size(env);
+        if (b >= 0) return b;
+    }
     FILE *f = fopen("/proc/self/statm", "r");
     long size = 0, res = 0;
     int ok = f && fscanf(f, "%ld %ld", &size, &res) == 2;
@@ -190,7 +272,7 @@ static void suggest(char *buf, size_t n, const aq_pipe_cfg *c, const aq_llama_co
                     int ranks, double base, double limit)
 {
     size_t k = 0;
-    for (int knob = 0; knob < 5; knob++) {
+    for (int knob = 0; knob < 6; knob++) {
         for (int step = 1; step <= 4; step++) {
             aq_pipe_cfg t = *c;
             aq_pipe_out to;
@@ -203,13 +285,14 @@ static void suggest(char *buf, size_t n, const aq_pipe_cfg *c, const aq_llama_co
             if (knob == 3 && (t.seq_len = c->seq_len / f) < 2) break;
             if (knob == 4 && (!o || (to.eval_len = to.tune.max_len = (o->eval_len > 0 ? o->eval_len : 512) / f) < 2))
                 break;
+            if (knob == 5 && (!(c->max_rank_memory > 0) || (t.coop_ranks = f) > 16)) break;
             aq_mem_pred p;
             aq_mem_predict(&t, mc, o ? &to : NULL, r, base, &p);
             if (p.phase[p.worst] > limit) continue;
-            static const char *const what[5] = {"%d ranks", "--sample-rows %d", "--kl-windows %d", "--calib-len %d",
-                                                "--eval-len and --tune-len %d"};
+            static const char *const what[6] = {"%d ranks", "--sample-rows %d", "--kl-windows %d", "--calib-len %d",
+                                                "--eval-len and --tune-len %d", "--coop-ranks %d"};
             int v = knob == 0 ? r : knob == 1 ? t.sample_rows : knob == 2 ? t.kl_windows : knob == 3 ? t.seq_len
-                                                                                                    : to.eval_len;
+                    : knob == 4 ? to.eval_len : t.coop_ranks;
             k += (size_t)snprintf(buf + k, n - k, "%s", k ? ", " : "");
             if (k < n) k += (size_t)snprintf(buf + k, n - k, what[knob], v);
             if (k < n) k += (size_t)snprintf(buf + k, n - k, " (%.2f GiB)", gib(p.phase[p.worst]));
@@ -219,25 +302,58 @@ static void suggest(char *buf, size_t n, const aq_pipe_cfg *c, const aq_llama_co
     }
 }
 
+/* When the calibrate phase is the one over the limit: its largest task, where
+ * it runs and why it cannot go (further) cooperative, into buf. */
+static void calibrate_task(char *buf, size_t n, const aq_pipe_cfg *c, const aq_llama_config *mc)
+{
+    geo g = geometry(mc);
+    lin l[7];
+    linears(&g, l);
+    int w = 0, q = 1;
+    calibrate_bytes(&g, c, &w, &q);
+    double one = AQ_MEM_RUNTIME + task_bytes(&g, c, l[w].d_out, l[w].d_in, 1);
+    size_t k = (size_t)snprintf(buf, n, "its largest task, model.layers.*.%s (%.0f x %.0f), needs %.3f GiB on one rank",
+                                l[w].name, l[w].d_out, l[w].d_in, gib(one));
+    const char *bad = coop_bad_option(c);
+    if (k >= n) return;
+    if (q > 1)
+        snprintf(buf + k, n - k, " and %.3f GiB on a sub-grid of --coop-ranks %d; ", gib(AQ_MEM_RUNTIME +
+                 task_bytes(&g, c, l[w].d_out, l[w].d_in, q)), q);
+    else if (c->coop_ranks > 1 && bad)
+        snprintf(buf + k, n - k, " and cannot run on a sub-grid: option %s quantizes activations or is a group "
+                 "format (the cooperative path runs per-row a16 options only); ", bad);
+    else if (c->coop_ranks > 1 && !aq_dist_coop_nb((int64_t)l[w].d_out, c->coop_ranks))
+        snprintf(buf + k, n - k, " and cannot run on a sub-grid of %d ranks: it has fewer rows than ranks; ",
+                 c->coop_ranks);
+    else if (c->coop_ranks > 1)
+        snprintf(buf + k, n - k, " (within the bound alone: the process base makes the difference); ");
+    else
+        snprintf(buf + k, n - k, " (no --coop-ranks: every task runs on one rank); ");
+}
+
 aq_status aq_mem_check(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, double limit, aq_error *err)
 {
     if (!(limit > 0)) return AQ_OK;
     aq_llama_config mc;
     AQ_TRY(read_config(c->model, &mc, err));
+    aq_pipe_cfg cl = *c; /* the bound decides which tasks go cooperative (lin_bytes) */
+    cl.max_rank_memory = limit;
+    c = &cl;
     aq_mem_pred p;
     double base = aq_mem_current_rss();
     aq_mem_predict(c, &mc, o, ranks, base, &p);
     if (p.phase[p.worst] <= limit) return AQ_OK;
-    char fit[512] = "", wr[48] = ""; /* the write phase only for a command that runs it */
+    char fit[512] = "", wr[48] = "", task[400] = ""; /* the write phase only for a command that runs it */
     suggest(fit, sizeof fit, c, &mc, o, ranks, base, limit);
     if (o) snprintf(wr, sizeof wr, ", write %.3f", gib(p.phase[AQ_MEM_WRITE]));
+    if (p.worst == AQ_MEM_CALIBRATE) calibrate_task(task, sizeof task, c, &mc);
     return aq_fail(err, AQ_ERR_ARG,
                    "--max-rank-memory %.3f GiB: the %s phase is predicted to need %.3f GiB per rank at %d rank%s "
-                   "(capture %.3f, calibrate %.3f%s GiB; docs/MEMORY.md); %s%s",
+                   "(capture %.3f, calibrate %.3f%s GiB; docs/MEMORY.md); %s%s%s",
                    gib(limit), aq_mem_phase_name(p.worst), gib(p.phase[p.worst]), ranks, ranks > 1 ? "s" : "",
-                   gib(p.phase[AQ_MEM_CAPTURE]), gib(p.phase[AQ_MEM_CALIBRATE]), wr,
+                   gib(p.phase[AQ_MEM_CAPTURE]), gib(p.phase[AQ_MEM_CALIBRATE]), wr, task,
                    fit[0] ? "it would fit with " : "no single change of ranks, "
-                   "sample rows, KL windows, window or evaluation length fits: give more memory per rank",
+                   "sample rows, KL windows, window or evaluation length, or --coop-ranks fits: give more memory per rank",
                    fit);
 }
 

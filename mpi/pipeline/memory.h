@@ -26,7 +26,16 @@ const char *aq_mem_phase_name(int phase);
  * the bytes the process holds already (aq_mem_current_rss()). Pure. */
 void aq_mem_predict(const aq_pipe_cfg *c, const aq_llama_config *mc, const aq_pipe_out *o, int ranks,
                     double base, aq_mem_pred *out);
-/* The resident set now (/proc/self/statm), in bytes; 0 if unknown. */
+/* One task of a d_out x d_in linear in the calibrate phase on q ranks (q = 1:
+ * alone; q > 1: a sub-grid of the cooperative path), the runtime allowance
+ * included, the process base not (docs/MEMORY.md, "Cooperative tasks"). */
+double aq_mem_task_bytes(const aq_pipe_cfg *c, const aq_llama_config *mc, double d_out, double d_in, int q);
+/* 1 when c->max_rank_memory > 0 and aq_mem_task_bytes(.., 1) exceeds it: the
+ * task goes cooperative (aq_dist_coop_pick's too_big). The base is left out so
+ * that the choice, and the bytes, do not depend on P or the MPI library. */
+int aq_mem_task_too_big(const aq_pipe_cfg *c, const aq_llama_config *mc, double d_out, double d_in);
+/* The resident set now (/proc/self/statm), in bytes; 0 if unknown;
+ * AQ_MEM_BASE=SIZE in the environment replaces it (tests). */
 double aq_mem_current_rss(void);
 /* The peak resident set so far (getrusage ru_maxrss), in bytes. */
 double aq_mem_peak_rss(void);

@@ -63,6 +63,8 @@ typedef struct aq_pipe_cfg {
      * of another Q differ in the last bits only, as those of another BLAS kernel) */
     int coop_ranks;
     double coop_threshold;
+    double max_rank_memory; /* --max-rank-memory (bytes, 0 = none): a run setting too; with --coop-ranks
+                               the tasks that fit no rank alone go cooperative (memory.h) */
     /* quantize --out-format gguf: the budget in bytes measures OUTDIR/model.gguf
      * and every option is one GGUF stores (docs/PIPELINE.md "GGUF budget"); a
      * run setting, not fingerprinted (results do not depend on it) */
@@ -218,6 +220,7 @@ aq_status aq_pipe_out_check(const aq_pipe_out *o, aq_error *err);
 #define AQ_PIPE_RSS_RANKS 256 /* ranks whose peak RSS the report lists one by one */
 typedef struct aq_pipe_timing {
     double capture, calibrate, solve, tune, write, eval;
+    double coop; /* the cooperative phase of calibrate (--coop-ranks; its wall seconds, part of calibrate) */
     int ranks;
     size_t reused, computed;
     /* memory (memory.h, filled by aq_mem_gather on rank 0): the process's RSS

@@ -9,7 +9,9 @@
 
 #include <mpi.h>
 
+#include "../../io/checkpoint.h"
 #include "memory.h"
+#include "pipeline_size.h"
 #include "pipeline_args.h"
 
 /* A usage error, on stderr of rank 0 only: every rank parses the same command
@@ -157,6 +159,28 @@ static int gguf_menus(const char *cmd, aq_pipe_args *a)
                      "the embedding's f32, f16 or a block type",
                      bad);
     return 0;
+}
+
+/* The default GGUF menu keeps a block type only if some layer of MODEL admits
+ * it (a K-quant needs rows of 256k; a menu option no layer admits is an error
+ * of the plan, right for a user's menu, wrong for the default). An unreadable
+ * model is left to the input checks. */
+static void gguf_fit_menu(aq_pipe_args *a)
+{
+    aq_checkpoint *ck;
+    aq_llama_config mc;
+    if (aq_ckpt_open(a->cfg.model, &ck, NULL) != AQ_OK) return;
+    aq_status st = aq_ckpt_llama_config(ck, &mc, NULL);
+    aq_ckpt_close(ck);
+    if (st != AQ_OK) return;
+    int64_t rows[3] = {mc.dim, mc.hidden_dim, (int64_t)mc.n_heads * aq_llama_head_dim(&mc)};
+    char list[160] = "";
+    for (int k = 0; k < a->cfg.n_options; k++) {
+        int fits = 0;
+        for (int i = 0; i < 3; i++) fits |= !aq_pipe_option_absent(a->cfg.options[k], rows[i]);
+        if (fits) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", a->cfg.options[k]);
+    }
+    aq_pipe_cfg_set_options(&a->cfg, list, NULL);
 }
 
 static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nbudget)
@@ -391,6 +415,7 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
             return usage(cmd, "--tokenizer TOK is required (MODEL is not a directory holding tokenizer.json or "
                               "tokenizer.bin)");
         if ((rc = check_data(cmd, mask, a))) return rc;
+        if (a->cfg.gguf && !a->opts_given) gguf_fit_menu(a);
     }
     if ((mask & AQ_ARGS_OUT) && !a->out.outdir[0]) return usage(cmd, "--out OUTDIR is required");
     if ((mask & AQ_ARGS_WORK) && !(mask & AQ_ARGS_OUT) && !a->have_work) return usage(cmd, "--work DIR is required");

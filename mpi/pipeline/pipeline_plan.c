@@ -42,6 +42,41 @@ static void layer_shape(const aq_llama_config *m, int which, int *d_out, int *d_
     }
 }
 
+/* The block (group) size of a group-format option, 0 otherwise. */
+static int block_of(const char *option)
+{
+    aq_layer_opts q;
+    aq_layer_opts_default(&q);
+    return aq_layer_opts_parse(option, &q, NULL) == AQ_OK ? q.group : 0;
+}
+
+/* A block format applies only where rows are a multiple of its block
+ * (pipeline_size.h): refuse a menu option that no layer admits (e.g. a
+ * K-quant on a model whose rows are not multiples of 256) and a layer that
+ * no option admits, before any work. */
+static aq_status menu_applies(const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_error *err)
+{
+    if (c->n_options == 0) return AQ_OK;
+    for (int k = 0; k < c->n_options; k++) {
+        int used = 0;
+        for (int l = 0; l < p->n_layers && !used; l++) used = !aq_pipe_option_absent(c->options[k], p->layers[l].d_in);
+        if (!used)
+            return aq_fail(err, AQ_ERR_ARG,
+                           "option %s applies to no layer: its block needs rows whose length is a multiple of %d "
+                           "(this model's rows are %d and %d long)", c->options[k], block_of(c->options[k]),
+                           p->layers[0].d_in, p->layers[AQ_LIN_COUNT - 1].d_in);
+    }
+    for (int l = 0; l < p->n_layers; l++) {
+        int any = 0;
+        for (int k = 0; k < c->n_options && !any; k++) any = !aq_pipe_option_absent(c->options[k], p->layers[l].d_in);
+        if (!any)
+            return aq_fail(err, AQ_ERR_ARG, "layer %s: rows of %d weights: no option of --options applies to it "
+                           "(block formats need a multiple of their block); add a per-row option such as w8a16",
+                           p->layers[l].name, p->layers[l].d_in);
+    }
+    return AQ_OK;
+}
+
 aq_status aq_pipe_plan_build(const aq_pipe_cfg *c, aq_pipe_plan *p, aq_error *err)
 {
     memset(p, 0, sizeof *p);
@@ -107,6 +142,11 @@ aq_status aq_pipe_plan_build_config(const aq_pipe_cfg *c, const struct aq_llama_
             t->cost = aq_dist_task_cost(p->extra[e].d_out, p->extra[e].d_in, p->n_tokens, 1);
             t->fp = aq_pipe_task_fp(c, p->extra[e].name, c->embed_options[k]);
         }
+    aq_status st = menu_applies(c, p, err);
+    if (st != AQ_OK) {
+        aq_pipe_plan_free(p);
+        return st;
+    }
     return aq_dist_tasks_order(p->tasks, p->n_tasks, err);
 }
 

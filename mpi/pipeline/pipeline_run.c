@@ -63,6 +63,7 @@ aq_status aq_pipe_run_quantize(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     MPI_Comm_size(comm, &size);
     aq_pipe_timing t = {.ranks = size, .mem_base = aq_mem_current_rss()};
     aq_pipe_cfg *c = &a->cfg;
+    c->max_rank_memory = a->max_rank_memory; /* with --coop-ranks it picks cooperative tasks (memory.h) */
     aq_status st = AQ_OK;
     /* every check before any work */
     if (rank == 0) {

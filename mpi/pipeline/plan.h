@@ -135,7 +135,9 @@ typedef struct aq_plan_class {
     double flops;        /* AdaQuant flops of one task at the first option (2 d_out (d_in+1)^2 per iteration) */
     double seconds_min, seconds_max; /* predicted task seconds over the menu */
     double mem;          /* working bytes of one task (beyond the resident model) */
-    int coop_time, coop_mem; /* over total/P, over the rank's memory left */
+    int coop_time, coop_mem; /* over total/P, over the rank's memory left; with --coop-ranks Q:
+                                coop_time = the calibrate stage runs these tasks on sub-grids */
+    double coop_seconds;     /* with --coop-ranks Q: the longest such task's predicted seconds on Q ranks */
 } aq_plan_class;
 
 typedef struct aq_plan {
@@ -154,6 +156,7 @@ typedef struct aq_plan {
     int n_coop_tasks;            /* tasks over total/P or over the memory left; with --coop-ranks Q the
                                     tasks the calibrate stage would run on sub-grids (coop_sched.h) */
     int coop_ranks;              /* --coop-ranks (0: none, the total/P rule) */
+    double coop_phase;           /* the cooperative phase of calibrate (its makespan, seconds; Q <= P) */
     size_t n_measured;           /* calibrate tasks taken from measured seconds */
     double measured_scale;       /* measured / predicted over them (1 = none) */
     int fits;                    /* peak_mem <= mem_per_rank (or no limit) */

@@ -71,6 +71,9 @@ void aq_plan_hook_begin(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, a
     for (int k = 0; k < AQ_PLAN_NPHASES; k++)
         fprintf(log, " %s %.2f s,", aq_plan_phase_name(k), h->p.ph[k].seconds);
     fprintf(log, " total %.2f s on %d rank%s\n", h->p.makespan, ranks, ranks > 1 ? "s" : "");
+    if (h->p.n_coop_tasks && h->p.coop_ranks > 1 && h->p.coop_ranks <= ranks)
+        fprintf(log, "adaquant: plan: calibrate's cooperative phase %.2f s: %d tasks on sub-grids of %d ranks\n",
+                h->p.coop_phase, h->p.n_coop_tasks, h->p.coop_ranks);
 }
 
 void aq_plan_hook_end(const aq_plan_hook *h, const aq_pipe_timing *t, FILE *log)
@@ -87,4 +90,7 @@ void aq_plan_hook_end(const aq_plan_hook *h, const aq_pipe_timing *t, FILE *log)
     }
     fprintf(log, "adaquant: plan vs measured: total %.2f s (predicted %.2f s, %+.0f%%)\n", total, h->p.makespan,
             total > 0 ? 100 * (h->p.makespan / total - 1) : 0.0);
+    if (t->coop > 0 || (h->p.n_coop_tasks && h->p.coop_ranks > 1 && h->p.coop_ranks <= t->ranks))
+        fprintf(log, "adaquant: plan vs measured: calibrate's cooperative phase %.2f s (predicted %.2f s)\n", t->coop,
+                h->p.coop_phase);
 }

@@ -12,10 +12,13 @@
 #include "coop_sched.h"
 #include "plan.h"
 #include "driver.h"
+#include "memory.h"
 #include "tasks.h"
 
 #define CAP_CHUNK_DEFAULT 8   /* aq_capture_opts.batch_windows: windows per capture forward */
 #define TUNE_FWD_EQUIV 4.3    /* forward-equivalents per tuning step (README: FP targets + Q forward + backward) */
+#define COOP_LATENCY 2e-5     /* seconds per intra-node MPI collective (assumed: Open MPI shared memory, idle cores) */
+#define COOP_SETUP_CALLS 50   /* collectives of a grid's set-up (BLACS context, Gram redistribution, checks) */
 #define SOLVE_SEC_PER_ROW 4e-5 /* CBC: 10,000 layers x 12 options in 0.14-0.45 s (README) */
 
 static const char *const phase_names[AQ_PLAN_NPHASES] = {"capture", "calibrate", "allocate", "tune", "eval", "write"};
@@ -167,15 +170,17 @@ static void phase_capture(const aq_plan_input *in, const aq_plan_rates *r, aq_pl
         gbytes += 8 * (d[k] + 1) * (d[k] + 1);
     }
     double cap = aq_plan_capture_block_bytes(m, c->sample_rows);
-    double per_chunk_blocks = 0, work_blocks = 0;
-    for (int b = 0; b < m->n_layers; b++) {
-        /* each rank: its chunks through blocks 0..b, the Gram of block b, a packed copy;
-         * the owner: unpack + merge every chunk, deflate and write 4 files */
-        double chunk = fwd_seconds(m, r, rows, cw * T * T, b + 1, 0) + gram + cap / r->touch_rate;
-        double owner = nch * 2 * cap / r->touch_rate + gbytes / r->deflate_rate;
-        per_chunk_blocks += cmax * chunk + owner;
-        work_blocks += nch * chunk + owner;
-    }
+    /* the streaming capture (stage_capture.c): block by block, each rank runs
+     * block b ONCE on its chunks from the residual it holds, accumulates the
+     * Grams and packs its partials; the owner (rank b mod P) merges every
+     * chunk's partial and writes 4 statistics files, stored uncompressed with
+     * a CRC (a copy into the file image and one to disk); every rank then
+     * checkpoints its residual rows (float32, one copy and one write) */
+    double chunk = fwd_seconds(m, r, rows, cw * T * T, 1, 0) + gram + cap / r->touch_rate;
+    double owner = nch * 2 * cap / r->touch_rate + 2 * cap / r->touch_rate + cap / in->read_rate;
+    double resid = 4 * rows * m->dim * (1 / r->touch_rate + 1 / in->read_rate);
+    double per_chunk_blocks = m->n_layers * (cmax * (chunk + resid) + owner);
+    double work_blocks = m->n_layers * (nch * (chunk + resid) + owner);
     double load = load_seconds(in, r, p->model_bytes);
     aq_plan_phase *ph = &p->ph[AQ_PLAN_CAPTURE];
     ph->seconds = load + per_chunk_blocks;
@@ -233,7 +238,7 @@ static double task_seconds(const aq_plan_input *in, const aq_plan_rates *r, int 
     lin_shape(m, w, &o, &i);
     double mult = a_bits < 16 ? outer : 1;
     double stats = 8.0 * (i + 1) * (i + 1) + (double)c->sample_rows * 4 * i;
-    double t = stats / r->inflate_rate;
+    double t = stats * (1 / in->read_rate + 2 / r->touch_rate); /* stored with a CRC: read, check, copy out */
     int runs = c->init_gptq == 2 ? 2 : 1;
     if (c->init_gptq != 0) t += mult * layer_run_seconds(r, o, i, 1);
     if (c->init_gptq != 1) t += mult * layer_run_seconds(r, o, i, 0);
@@ -241,6 +246,40 @@ static double task_seconds(const aq_plan_input *in, const aq_plan_rates *r, int 
         double K = c->kl_windows < c->windows ? c->kl_windows : c->windows, T = c->seq_len;
         /* the quantized layer's block and every later one, the head, the KL against cached FP log-probs */
         t += runs * fwd_seconds(m, r, K * T, K * T * T, m->n_layers - b, 1);
+    }
+    return t;
+}
+
+/* Seconds of a task on a sub-grid of q ranks (coop_run.c, docs/COOP.md):
+ * every member reads the whole statistics; the Gram-form products (PSGEMM),
+ * GPTQ's factor (PDPOTRF/PDTRTRI) and the per-row work (rounding, Adam,
+ * polishing) split by q; the communication is PSGEMM's broadcast of the
+ * float32 Gram's column panels in every iteration and, per polishing call,
+ * the gather of the float64 Gram every member polishes against (intra-node
+ * MPI: a copy in and out at the measured memory rate); the KL of the result
+ * runs on the group's first rank. */
+static double coop_task_seconds(const aq_plan_input *in, const aq_plan_rates *r, int b, int w, int a_bits,
+                                int outer, int q)
+{
+    const aq_pipe_cfg *c = in->cfg;
+    int o, i;
+    lin_shape(&in->m, w, &o, &i);
+    double D = i + 1.0, share = (q - 1.0) / q;
+    double stats = 8.0 * D * D + (double)c->sample_rows * 4 * i;
+    double t = stats * (1 / in->read_rate + 2 / r->touch_rate);
+    /* bytes, and the latency of the collectives: per iteration the PSGEMM
+     * panels and the keep-best/status reductions, per start and polishing
+     * round a gather, plus the grid's set-up (assumed, not measured) */
+    double calls = c->iters * (D / 64 + 3) + (c->starts + c->polish) * 4 + COOP_SETUP_CALLS;
+    double comm = (c->iters * 4 * D * D + (c->starts + c->polish) * 8 * D * D) * share * 2 / r->touch_rate +
+                  calls * COOP_LATENCY;
+    double mult = a_bits < 16 ? outer : 1;
+    int runs = c->init_gptq == 2 ? 2 : 1;
+    if (c->init_gptq != 0) t += mult * (layer_run_seconds(r, o, i, 1) / q + comm);
+    if (c->init_gptq != 1) t += mult * (layer_run_seconds(r, o, i, 0) / q + comm);
+    if (c->kl_windows > 0) {
+        double K = c->kl_windows < c->windows ? c->kl_windows : c->windows, T = c->seq_len;
+        t += runs * fwd_seconds(&in->m, r, K * T, K * T * T, in->m.n_layers - b, 1);
     }
     return t;
 }
@@ -409,7 +448,7 @@ static void fill_classes(const aq_plan_input *in, const aq_pipe_plan *tp, const 
         k->name = lin_names[w];
         lin_shape(&in->m, w, &k->d_out, &k->d_in);
         k->flops = 2.0 * k->d_out * (k->d_in + 1.0) * (k->d_in + 1.0) * c->iters;
-        k->mem = aq_plan_task_bytes(k->d_out, k->d_in, c->init_gptq == 2);
+        k->mem = aq_mem_task_bytes(c, &in->m, k->d_out, k->d_in, 1); /* memory.h: the pipeline's own bound */
         k->seconds_min = INFINITY;
     }
     p->total_flops = 0;
@@ -425,20 +464,84 @@ static void fill_classes(const aq_plan_input *in, const aq_pipe_plan *tp, const 
     }
 }
 
-/* With --coop-ranks Q (Q <= P): the tasks the calibrate stage's own rule
- * (coop_sched.h) would run on sub-grids, per linear kind. */
-static void mark_coop_q(const aq_plan_input *in, const aq_pipe_plan *tp, aq_plan *p)
+/* The cooperative phase's makespan: the groups of Q ranks take the chosen
+ * tasks by LPT on the scheduler's cost, as coop_sched.c does (the P mod Q
+ * other ranks wait), csecs[] their seconds on Q ranks. */
+static aq_status coop_phase(const double *cost, const double *csecs, const unsigned char *coop, size_t n, int groups,
+                            double *mk, aq_error *err)
 {
+    unsigned char *skip = malloc(n ? n : 1);
+    int *owner = malloc((n ? n : 1) * sizeof *owner);
+    double *load = calloc((size_t)groups, sizeof *load);
+    aq_status st = skip && owner && load ? AQ_OK : aq_fail_nomem(err, "plan cooperative phase", n * 8);
+    for (size_t t = 0; st == AQ_OK && t < n; t++) skip[t] = !coop[t];
+    if (st == AQ_OK) st = aq_dist_lpt(cost, skip, n, groups, owner, NULL, err);
+    for (size_t t = 0; st == AQ_OK && t < n; t++)
+        if (coop[t]) load[owner[t]] += csecs[t];
+    *mk = 0;
+    for (int g = 0; st == AQ_OK && g < groups; g++) *mk = load[g] > *mk ? load[g] : *mk;
+    free(skip);
+    free(owner);
+    free(load);
+    return st;
+}
+
+/* With --coop-ranks Q (Q <= P): the tasks the calibrate stage's own rule
+ * (coop_sched.h: cost, --max-rank-memory = the plan's memory per rank) runs
+ * on sub-grids, their seconds there, and the calibrate phase as two phases:
+ * the cooperative one, then every rank on the rest (LPT + dynamic tail). A
+ * task that fits no rank and no sub-grid is the pick's error. */
+static aq_status schedule_coop(const aq_plan_input *in, const aq_plan_rates *r, const aq_pipe_plan *tp,
+                               const double *cost, const double *secs, double setup, aq_plan *p, aq_error *err)
+{
+    int q = in->cfg->coop_ranks;
+    p->coop_ranks = q;
+    if (q <= 1 || q > in->ranks) return AQ_OK; /* printed: needs P >= Q */
+    for (int w = 0; w < AQ_LIN_COUNT; w++) p->cls[w].coop_time = p->cls[w].coop_mem = 0;
+    aq_pipe_cfg *cl = malloc(sizeof *cl);
+    if (!cl) return aq_fail_nomem(err, "plan settings", sizeof *cl);
+    *cl = *in->cfg;
+    if (!(cl->max_rank_memory > 0)) cl->max_rank_memory = in->mem_per_rank;
     aq_coop_sched cs;
-    aq_error e = {0};
-    p->coop_ranks = in->cfg->coop_ranks;
-    p->n_coop_tasks = 0; /* coop_mem stays: --max-rank-memory is the plan's --mem-per-rank here */
-    for (int w = 0; w < AQ_LIN_COUNT; w++) p->cls[w].coop_time = 0;
-    if (aq_coop_sched_pick(in->cfg, tp, tp->tasks, tp->n_tasks, in->ranks, NULL, &cs, &e) != AQ_OK) return;
-    for (size_t t = 0; t < cs.n && cs.coop; t++)
-        if (cs.coop[t]) p->cls[tp->layers[tp->tasks[t].layer_index].which].coop_time = 1;
+    aq_status st = aq_coop_sched_pick(cl, tp, &in->m, tp->tasks, tp->n_tasks, in->ranks, NULL, &cs, err);
+    free(cl);
+    AQ_TRY(st);
+    size_t n = tp->n_tasks, m = 0;
+    double *cs_secs = calloc(n ? n : 1, sizeof *cs_secs), *rc = malloc((n ? n : 1) * sizeof *rc);
+    double *rs = malloc((n ? n : 1) * sizeof *rs), longest = 0, rest = 0;
+    st = cs_secs && rc && rs ? AQ_OK : aq_fail_nomem(err, "plan cooperative tasks", n * 24);
+    for (size_t t = 0; st == AQ_OK && t < n; t++) {
+        double eff = secs[t];
+        if (cs.coop[t]) {
+            const aq_pipe_layer *L = &tp->layers[tp->tasks[t].layer_index];
+            aq_layer_opts o;
+            aq_layer_opts_default(&o);
+            aq_layer_opts_parse(tp->tasks[t].option, &o, NULL);
+            eff = cs_secs[t] = p->measured_scale * coop_task_seconds(in, r, L->block, L->which, o.a_bits,
+                                                                     o.outer_iters, q);
+            aq_plan_class *k = &p->cls[L->which];
+            k->coop_time = 1;
+            k->coop_seconds = cs_secs[t] > k->coop_seconds ? cs_secs[t] : k->coop_seconds;
+        } else {
+            rc[m] = cost[t], rs[m++] = secs[t];
+        }
+        longest = eff > longest ? eff : longest;
+    }
     p->n_coop_tasks = (int)cs.n_coop;
+    if (st == AQ_OK) st = coop_phase(cost, cs_secs, cs.coop, n, in->ranks / q, &p->coop_phase, err);
+    if (st == AQ_OK && m) st = aq_plan_schedule(rc, rs, m, in->ranks, 0, &rest, err);
+    if (st == AQ_OK) {
+        aq_plan_phase *ph = &p->ph[AQ_PLAN_CALIBRATE];
+        ph->seconds = setup + p->coop_phase + rest;
+        p->task_longest = longest;
+        double share = p->task_total / in->ranks;
+        ph->lower_bound = setup + (share > longest ? share : longest);
+    }
+    free(cs_secs);
+    free(rc);
+    free(rs);
     aq_coop_sched_free(&cs);
+    return st;
 }
 
 static void mark_coop(const aq_plan_input *in, aq_plan *p)
@@ -466,6 +569,26 @@ static aq_status check_input(const aq_plan_input *in, const aq_plan_rates *r, aq
         !(r->dexp_rate > 0) || !(r->softmax_rate > 0) ||
         !(r->inflate_rate > 0) || !(r->deflate_rate > 0) || !(r->aq_shape[0][0] > 0) || !(r->aq_shape[1][1] > r->aq_shape[0][1]))
         return aq_fail(err, AQ_ERR_ARG, "plan: missing or zero kernel rates (re-measure with --calibrate)");
+    return AQ_OK;
+}
+
+/* The per-rank peaks of the pipeline's own bound (memory.h, docs/MEMORY.md:
+ * the lazy model, each linear where it runs), the process base left out:
+ * capture, calibrate, and the write stage's for tune, eval and write. The
+ * plan's memory per rank is the bound the cooperative choice reads. */
+static aq_status memory_per_phase(const aq_plan_input *in, aq_plan *p, aq_error *err)
+{
+    aq_pipe_cfg *cl = malloc(sizeof *cl);
+    if (!cl) return aq_fail_nomem(err, "plan settings", sizeof *cl);
+    *cl = *in->cfg;
+    if (!(cl->max_rank_memory > 0)) cl->max_rank_memory = in->mem_per_rank;
+    if (cl->coop_ranks > in->ranks) cl->coop_ranks = 0; /* no sub-grid at this P */
+    aq_mem_pred mp;
+    aq_mem_predict(cl, &in->m, in->out, in->ranks, 0, &mp);
+    p->ph[AQ_PLAN_CAPTURE].mem = mp.phase[AQ_MEM_CAPTURE];
+    p->ph[AQ_PLAN_CALIBRATE].mem = mp.phase[AQ_MEM_CALIBRATE];
+    p->ph[AQ_PLAN_TUNE].mem = p->ph[AQ_PLAN_EVAL].mem = p->ph[AQ_PLAN_WRITE].mem = mp.phase[AQ_MEM_WRITE];
+    free(cl);
     return AQ_OK;
 }
 
@@ -500,14 +623,15 @@ aq_status aq_plan_compute(const aq_plan_input *in, const aq_plan_rates *r, aq_pl
     aq_status st = aq_plan_schedule(cost, secs, tp.n_tasks, in->ranks, setup, &p->ph[AQ_PLAN_CALIBRATE].seconds, err);
     /* issue 14 item 2: the same scheduler fed the predicted seconds instead of its flop-like estimate */
     if (st == AQ_OK) st = aq_plan_schedule(secs, secs, tp.n_tasks, in->ranks, setup, &p->calibrate_by_seconds, err);
+    if (st == AQ_OK) mark_coop(in, p);
+    if (st == AQ_OK && in->cfg->coop_ranks > 1) st = schedule_coop(in, r, &tp, cost, secs, setup, p, err);
     free(secs);
     free(cost);
-    if (st == AQ_OK) mark_coop(in, p);
-    if (st == AQ_OK && in->cfg->coop_ranks > 1) mark_coop_q(in, &tp, p);
     aq_pipe_plan_free(&tp);
     AQ_TRY(st);
     phase_solve_write(in, r, p);
     phase_tune_eval(in, r, p);
+    AQ_TRY(memory_per_phase(in, p, err));
     double work = 0;
     for (int k = 0; k < AQ_PLAN_NPHASES; k++) {
         aq_plan_phase *ph = &p->ph[k];

@@ -40,9 +40,13 @@ static void print_tasks(FILE *f, const aq_plan_input *in, const aq_plan *p)
         human_bytes(k->mem, mem, sizeof mem);
         human_time(k->seconds_min, a, sizeof a);
         human_time(k->seconds_max, b, sizeof b);
-        if (k->coop_time || k->coop_mem)
+        if (k->coop_seconds > 0) {
+            human_time(k->coop_seconds, a, sizeof a);
+            snprintf(why, sizeof why, "yes: %s on %d ranks", a, p->coop_ranks);
+        } else if (k->coop_time || k->coop_mem) {
             snprintf(why, sizeof why, "yes (%s%s%s)", !k->coop_time ? "" : p->coop_ranks > 1 ? "--coop-ranks" : "> total/P",
                      k->coop_time && k->coop_mem ? ", " : "", k->coop_mem ? "> memory per rank" : "");
+        }
         fprintf(f, "  %-10s %7d %7d %11.4g %9s..%-9s %11s  %s\n", k->name, k->d_out, k->d_in, k->flops / 1e9, a, b,
                 mem, why);
     }
@@ -61,7 +65,7 @@ void aq_plan_print(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_
             in->cfg->iters, in->cfg->starts, in->cfg->polish, aq_pipe_init_name(in->cfg->init_gptq),
             in->cfg->kl_windows, in->out->tune.steps, in->out->tune.batch, r->kernel);
     print_tasks(f, in, p);
-    fprintf(f, "phases (memory: today's code, every rank holds the F32 model: docs/PLAN.md):\n");
+    fprintf(f, "phases (memory per rank: the pipeline's bound, docs/MEMORY.md, without the process base):\n");
     fprintf(f, "  %-10s %11s %11s %11s %6s %11s\n", "phase", "predicted", "1 rank", "lower bnd", "eff", "mem/rank");
     for (int k = 0; k < AQ_PLAN_NPHASES; k++) {
         const aq_plan_phase *ph = &p->ph[k];
@@ -84,12 +88,17 @@ void aq_plan_print(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_
     fprintf(f, " (%s if scheduled by these predictions)\n", c);
     human_bytes(p->peak_mem, a, sizeof a);
     human_bytes(p->model_bytes, b, sizeof b);
-    fprintf(f, "memory: peak %s per rank (of which the F32 model %s)%s\n", a, b,
+    fprintf(f, "memory: peak %s per rank (the lazy model; all F32 weights would be %s)%s\n", a, b,
             p->fits ? "" : "; DOES NOT FIT the memory per rank");
     if (p->coop_ranks > 1)
-        fprintf(f, "cooperative: %d tasks run on sub-grids of --coop-ranks %d (cost > %g x total / %d%s)\n",
+    {
+        human_time(p->coop_phase, a, sizeof a);
+        fprintf(f, "cooperative: %d tasks run on sub-grids of --coop-ranks %d (cost > %g x total / %d%s%s)%s%s\n",
                 p->n_coop_tasks, p->coop_ranks, in->cfg->coop_threshold, p->coop_ranks,
-                p->coop_ranks > in->ranks ? "; needs P >= Q: none at this P" : "");
+                in->mem_per_rank > 0 ? ", or over the memory per rank alone" : "",
+                p->coop_ranks > in->ranks ? "; needs P >= Q: none at this P" : "",
+                p->n_coop_tasks ? "; the cooperative phase " : "", p->n_coop_tasks ? a : "");
+    }
     else if (p->n_coop_tasks)
         fprintf(f, "cooperative: %d tasks exceed total/P or one rank's memory (candidates for --coop-ranks)\n",
                 p->n_coop_tasks);
@@ -128,6 +137,7 @@ void aq_plan_print_json(FILE *f, const aq_plan_input *in, const aq_plan *p, cons
         json_t *c = json_object();
         json_object_set_new(c, "name", json_string(k->name));
         json_object_set_new(c, "d_out", json_integer(k->d_out));
+        if (k->coop_seconds > 0) json_object_set_new(c, "coop_seconds", json_real(k->coop_seconds));
         json_object_set_new(c, "d_in", json_integer(k->d_in));
         json_object_set_new(c, "flops_per_task", json_real(k->flops));
         json_object_set_new(c, "seconds_min", json_real(k->seconds_min));
@@ -151,6 +161,8 @@ void aq_plan_print_json(FILE *f, const aq_plan_input *in, const aq_plan *p, cons
     json_object_set_new(o, "fits", json_boolean(p->fits));
     json_object_set_new(o, "cooperative_tasks", json_integer(p->n_coop_tasks));
     if (p->coop_ranks > 1) json_object_set_new(o, "coop_ranks", json_integer(p->coop_ranks));
+    if (p->coop_ranks > 1) json_object_set_new(o, "coop_tasks", json_integer(p->n_coop_tasks));
+    if (p->coop_ranks > 1) json_object_set_new(o, "coop_phase_seconds", json_real(p->coop_phase));
     if (p->n_measured) {
         json_object_set_new(o, "measured_tasks", json_integer((json_int_t)p->n_measured));
         json_object_set_new(o, "measured_scale", json_real(p->measured_scale));

@@ -261,12 +261,12 @@ static aq_status run_rest(MPI_Comm comm, const aq_pipe_cfg *c, const aq_dist_tas
     aq_loss_row *rows = table ? malloc((n ? n : 1) * sizeof *rows) : NULL;
     aq_status st = rest && map && (rows || !table) ? AQ_OK : aq_fail_nomem(err, "single-rank task list", n * 64);
     for (size_t i = 0; st == AQ_OK && i < n; i++)
-        if (!cs->coop[i]) map[m] = i, rest[m++] = tasks[i];
+        if (!aq_coop_sched_taken(cs, i)) map[m] = i, rest[m++] = tasks[i];
     ((cal_ctx *)ctx)->map = map;
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK && m > 0) st = aq_dist_run(comm, rest, m, fn, ctx, &opt, rows, ds, err);
     for (size_t i = 0, k = 0; st == AQ_OK && rank == 0 && table && i < n; i++) {
-        if (!cs->coop[i]) {
+        if (!aq_coop_sched_taken(cs, i)) {
             table[i] = rows[k++];
             continue;
         }
@@ -276,9 +276,9 @@ static aq_status run_rest(MPI_Comm comm, const aq_pipe_cfg *c, const aq_dist_tas
         free(path);
     }
     st = aq_pipe_agree(comm, st, err);
-    ds->total += cs->n_coop;
+    ds->total += cs->n_coop + cs->n_early;
     ds->reused += cs->reused;
-    ds->computed += cs->computed;
+    ds->computed += cs->computed + cs->n_early; /* early ones: computed or kept, counted as computed */
     ((cal_ctx *)ctx)->map = NULL;
     free(map);
     free(rest);
@@ -326,10 +326,12 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
     memset(&cs, 0, sizeof cs);
     int size;
     MPI_Comm_size(comm, &size);
-    if (st == AQ_OK) st = aq_coop_sched_pick(c, p, tasks, n, size, rank == 0 ? stderr : NULL, &cs, err);
+    if (st == AQ_OK) st = aq_coop_sched_pick(c, p, aq_model_config(x.m), tasks, n, size, rank == 0 ? stderr : NULL, &cs, err);
+    double t_coop = aq_progress_now();
     if (st == AQ_OK)
-        st = aq_coop_sched_run(comm, c, p, x.m, &x.stats_fp, tasks, resume, &cs, coop_finish, &x,
+        st = aq_coop_sched_run(comm, c, p, x.m, &x.stats_fp, tasks, resume, &cs, coop_finish, &x, run_task, &x,
                                rank == 0 ? stderr : NULL, err);
+    if (t && cs.n_coop) t->coop += aq_progress_now() - t_coop;
     if (st == AQ_OK && !(x.cpu = calloc(n ? n : 1, sizeof *x.cpu))) st = aq_fail_nomem(err, "task CPU seconds", n * 8);
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = run_rest(comm, c, tasks, n, &cs, run_task, &x, resume, table, &ds, err);

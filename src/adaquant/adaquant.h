@@ -78,8 +78,9 @@ typedef struct aq_layer_opts {
      * (d_in must be a multiple of it), optimised by aq_group_run; a16 only.
      *   ggml 0: "wKgG" (K in 2..8, G in 32, 64, 128): asymmetric K-bit codes,
      *           fp16 scale and integer zero point per group;
-     *   ggml 1: llama.cpp's block type gtype (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0;
-     *           group 32), option "q4_0" etc. */
+     *   ggml 1: llama.cpp's block type gtype (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0:
+     *           group 32; the K-quants Q2_K..Q6_K: group 256, the
+     *           super-block), option "q4_0", "q4_k" etc. */
     int group;
     int ggml;
     int gtype;
@@ -91,7 +92,7 @@ void aq_layer_opts_default(aq_layer_opts *o);
 /* Parse "wKaM" (K in 2,3,4,6,8; M in 4,8,16; optional suffix "s" = symmetric
  * weights, e.g. "w4a8s") into o->w_bits/a_bits/symmetric, or a group format
  * "wKgG" (K in 2..8, G in 32, 64, 128) or a ggml block type "q4_0", "q4_1",
- * "q5_0", "q5_1", "q8_0" (case-insensitive) into w_bits/group/ggml/gtype with
+ * "q5_0", "q5_1", "q8_0", "q2_k" .. "q6_k" (case-insensitive) into w_bits/group/ggml/gtype with
  * a_bits 16. AQ_ERR_ARG naming the string otherwise. */
 aq_status aq_layer_opts_parse(const char *option, aq_layer_opts *o, aq_error *err);
 /* The canonical option string of o ("w4a8", "w3a16s", "w4g32", "q4_0") into buf (>= 16 bytes). */
@@ -166,7 +167,10 @@ typedef struct aq_layer_result {
      * group) values, row-major [d_out, groups]; scales are fp16-representable.
      * wKgG: W = s_g * ((float)u - z_g), z_g an integer. ggml types: codes are
      * q - qmin (q the block value of aq_ggml_block), w_scale the block's d,
-     * w_zero its m (Q4_1, Q5_1; 0 otherwise), W as ggml dequantizes. */
+     * w_zero its m (Q4_1, Q5_1; 0 otherwise), W as ggml dequantizes.
+     * K-quants: per sub-block (d_in / 16 or / 32 values a row, see
+     * aq_result_groups), w_scale = d * sc and w_zero = dmin * mn (0 without
+     * mins), W = w_scale * q - w_zero as ggml computes it. */
     int group, ggml, gtype;
 } aq_layer_result;
 
@@ -195,7 +199,7 @@ void aq_layer_result_dequant(const aq_layer_result *r, float *out);
  * values decreases, so loss_final <= loss_init = loss_rtn. */
 aq_status aq_group_run(const aq_layer_problem *p, const aq_layer_opts *o, aq_layer_result *out,
                        aq_error *err);
-/* Groups per row of a result or options (d_in / group; 1 when per row). */
+/* Groups per row of a result (d_in / group; d_in / sub-block for the K-quants; 1 when per row). */
 size_t aq_result_groups(const aq_layer_result *r);
 /* Row r of a group-format result dequantised (d_in floats). */
 void aq_group_dequant_row(const aq_layer_result *r, size_t row, float *out);

@@ -1,6 +1,7 @@
 /* group.c — AdaQuant in the group-wise formats: "wKgG" (fp16 scale and
  * integer zero point per G weights) and llama.cpp's 32-weight block types
- * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), under each format's exact constraints.
+ * (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0), under each format's exact constraints; the
+ * K-quants run the same loop with group_k.c's super-block and sub-block moves.
  *
  * The per-row machinery of layer.c (Adam over a continuous V with a per-row
  * scale) does not carry over to per-group fp16 scales, so these formats are
@@ -20,7 +21,7 @@
 
 #include "../quant/ggml_blocks.h"
 #include "../quant/quant.h"
-#include "layer_state.h"
+#include "group_int.h"
 
 /* ggml's dequantization rounds the product and the sum separately (no FMA):
  * the candidates' values must be those bits (as in ggml_blocks.c). */
@@ -30,25 +31,10 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-typedef struct grp {
-    const aq_layer_opts *o;
-    size_t d_out, d_in, D, G, gs;
-    int qmin, umax; /* block value q = u + qmin, u in [0, umax] */
-    int has_m;      /* Q4_1 / Q5_1: W = q d + m */
-    aq_ls S;        /* Grams, target, Pm, k0, y2 */
-    double *h, *E;  /* [D] of the current row */
-    float *wq;      /* [d_in] the current row's stored weights */
-} grp;
-
-/* One stored weight from its code and its group's (scale, zero/min). */
-static inline float wval(const grp *g, int u, float s, float z)
-{
-    if (g->o->ggml) return g->has_m ? (float)u * s + z : (float)(u + g->qmin) * s;
-    return s * ((float)u - z);
-}
-
 size_t aq_result_groups(const aq_layer_result *r)
 {
+    const aq_ggml_format *f = r->ggml ? aq_ggml_format_of((aq_ggml_type)r->gtype) : NULL;
+    if (f && f->nsub) return r->d_in / (size_t)f->sublen; /* K-quants: per sub-block */
     return r->group > 0 ? r->d_in / (size_t)r->group : 1;
 }
 
@@ -56,8 +42,8 @@ void aq_group_dequant_row(const aq_layer_result *r, size_t row, float *out)
 {
     aq_layer_opts o = {.ggml = r->ggml, .gtype = r->gtype};
     const aq_ggml_format *f = r->ggml ? aq_ggml_format_of((aq_ggml_type)r->gtype) : NULL;
-    grp g = {.o = &o, .qmin = f ? f->qmin : 0, .has_m = f ? f->has_m : 0};
-    size_t G = aq_result_groups(r), gs = (size_t)r->group;
+    grp g = {.o = &o, .f = f, .kq = f && f->nsub, .qmin = f ? f->qmin : 0, .has_m = f ? f->has_m : 0};
+    size_t G = aq_result_groups(r), gs = r->d_in / G;
     for (size_t c = 0; c < r->d_in; c++) {
         size_t k = row * G + c / gs;
         out[c] = wval(&g, r->codes[row * r->d_in + c], r->w_scale[k], r->w_zero[k]);
@@ -68,6 +54,7 @@ aq_status aq_group_pack_row(const aq_layer_result *r, size_t row, uint8_t *bytes
 {
     const aq_ggml_format *f = aq_ggml_format_of((aq_ggml_type)r->gtype);
     if (!r->ggml || !f) return aq_fail(err, AQ_ERR_ARG, "layer result is not a ggml block type");
+    if (f->nsub) return aq_grp_k_pack_row(r, row, bytes, err);
     size_t G = aq_result_groups(r);
     for (size_t b = 0; b < G; b++) {
         aq_ggml_block blk;
@@ -84,6 +71,10 @@ void aq_group_unpack_row(aq_layer_result *r, size_t row, const uint8_t *bytes)
 {
     const aq_ggml_format *f = aq_ggml_format_of((aq_ggml_type)r->gtype);
     size_t G = aq_result_groups(r);
+    if (f->nsub) {
+        aq_grp_k_unpack_row(r, row, bytes);
+        return;
+    }
     for (size_t b = 0; b < G; b++) {
         aq_ggml_block blk;
         aq_ggml_unpack((aq_ggml_type)r->gtype, bytes + b * (size_t)f->bytes, &blk);
@@ -106,7 +97,7 @@ size_t aq_group_row_bytes(const aq_layer_opts *o, size_t d_in)
 }
 
 /* fp16 neighbour of a representable value v (dir +1 away from zero, -1 toward). */
-static float fp16_step(float v, int dir)
+float aq_grp_fp16_step(float v, int dir)
 {
     uint16_t h = aq_fp32_to_fp16(v);
     if ((h & 0x7fffu) == 0) return dir > 0 ? aq_fp16_to_fp32(1) : v;
@@ -219,22 +210,22 @@ static int refit_group(grp *g, uint8_t *u, float *s, float *z, size_t c0)
      * step of the zero point (or fp16 step of the min) */
     for (int i = 0; i < 4; i++) {
         float sc = *s, zc = *z;
-        if (i < 2) sc = fp16_step(*s, i ? 1 : -1);
+        if (i < 2) sc = aq_grp_fp16_step(*s, i ? 1 : -1);
         else if (!two) break;
-        else if (g->o->ggml) zc = fp16_step(*z, (i == 2 ? 1 : -1) * (*z < 0 ? -1 : 1));
+        else if (g->o->ggml) zc = aq_grp_fp16_step(*z, (i == 2 ? 1 : -1) * (*z < 0 ? -1 : 1));
         else zc = *z + (i == 2 ? 1.0f : -1.0f);
         if (!isfinite(sc) || !isfinite(zc) || (!g->o->ggml && (!(sc > 0) || zc < 0 || zc > g->umax))) continue;
         try_point(g, u, c0, sc, zc, &bc);
     }
     for (int i = -1; i <= 1; i++) {
-        float sc = i ? fp16_step(a16, i) : a16;
+        float sc = i ? aq_grp_fp16_step(a16, i) : a16;
         if (!isfinite(sc) || (!g->o->ggml && !(sc > 0))) continue;
         for (int k = -1; k <= 1; k++) {
             float zc;
             if (!two) zc = 0;
             else if (g->o->ggml) {
                 float m16 = aq_fp16_to_fp32(aq_fp32_to_fp16((float)c));
-                zc = k ? fp16_step(m16, k * (m16 < 0 ? -1 : 1)) : m16;
+                zc = k ? aq_grp_fp16_step(m16, k * (m16 < 0 ? -1 : 1)) : m16;
             } else {
                 double zz = aq_rint(-c / sc) + k;
                 if (zz < 0 || zz > g->umax) continue;
@@ -296,6 +287,7 @@ static int refit_bias(grp *g, float *bias)
  * per group the MSE-clipped grid with its scale rounded to fp16. */
 static aq_status rtn_row(grp *g, const float *w, uint8_t *u, float *s, float *z, aq_error *err)
 {
+    if (g->kq) return aq_grp_k_rtn(g, w, u, s, z, err);
     if (g->o->ggml) {
         aq_ggml_block blk[AQ_GGML_QK_K / AQ_GGML_QK];
         for (size_t b = 0; b < g->G; b++) {
@@ -352,7 +344,9 @@ static aq_status optimise(grp *g, const aq_layer_problem *p, aq_layer_result *ou
         l_rtn += row_state(g, r, u, s, z, *b);
         for (int it = 0; it < passes; it++) {
             int changed = refit_bias(g, b);
-            for (size_t k = 0; k < G; k++) changed += refit_group(g, u, s + k, z + k, k * g->gs);
+            if (g->kq) changed += aq_grp_k_refit(g, u, s, z);
+            else
+                for (size_t k = 0; k < G; k++) changed += refit_group(g, u, s + k, z + k, k * g->gs);
             changed += code_moves(g, u, s, z);
             iters++;
             if (!changed) break;
@@ -371,18 +365,21 @@ static aq_status setup(grp *g, const aq_layer_problem *p, const aq_layer_opts *o
 {
     const char *nm = p->name ? p->name : "layer";
     const aq_ggml_format *f = o->ggml ? aq_ggml_format_of((aq_ggml_type)o->gtype) : NULL;
-    if (o->ggml && (!f || f->block != AQ_GGML_QK))
-        return aq_fail(err, AQ_ERR_ARG, "layer %s: ggml type %d is not a 32-weight block type", nm, o->gtype);
+    if (o->ggml && (!f || f->block != o->group))
+        return aq_fail(err, AQ_ERR_ARG, "layer %s: ggml type %d with group %d is not a block type", nm, o->gtype,
+                       o->group);
     if (o->a_bits != 16)
         return aq_fail(err, AQ_ERR_ARG, "layer %s: group formats quantize weights only (a16)", nm);
-    if (o->group <= 0 || o->group > 4 * AQ_GGML_QK || p->d_in % (size_t)o->group)
+    if (o->group <= 0 || (o->group > 4 * AQ_GGML_QK && !(f && f->nsub)) || p->d_in % (size_t)o->group)
         return aq_fail(err, AQ_ERR_SHAPE, "layer %s: rows of %zu weights are not a multiple of the group %d", nm,
                        p->d_in, o->group);
     g->o = o;
+    g->f = f;
+    g->kq = f && f->nsub;
     g->d_out = p->d_out;
     g->d_in = p->d_in;
     g->D = p->d_in + 1;
-    g->gs = (size_t)o->group;
+    g->gs = g->kq ? (size_t)f->sublen : (size_t)o->group;
     g->G = p->d_in / g->gs;
     g->qmin = f ? f->qmin : 0;
     g->umax = f ? f->qmax - f->qmin : (1 << o->w_bits) - 1;
@@ -416,7 +413,8 @@ static aq_status setup(grp *g, const aq_layer_problem *p, const aq_layer_opts *o
                        "output error is undefined", nm);
     g->h = malloc(2 * D * sizeof(double));
     g->wq = malloc(p->d_in * sizeof(float));
-    if (!g->h || !g->wq) return aq_fail_nomem(err, "group state", D * 20);
+    g->kb = g->kq ? malloc(p->d_in / AQ_GGML_QK_K * sizeof *g->kb) : NULL;
+    if (!g->h || !g->wq || (g->kq && !g->kb)) return aq_fail_nomem(err, "group state", D * 20);
     g->E = g->h + D;
     return AQ_OK;
 }
@@ -443,6 +441,7 @@ aq_status aq_group_run(const aq_layer_problem *p, const aq_layer_opts *o, aq_lay
     aq_ls_free(&g.S);
     free(g.h);
     free(g.wq);
+    free(g.kb);
     if (st != AQ_OK) {
         aq_layer_result_free(out);
         if (err && p->name && !strstr(err->msg, p->name)) aq_error_prefix(err, "layer %s", p->name);

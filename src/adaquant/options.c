@@ -1,5 +1,6 @@
 /* options.c — AdaQuant layer options: defaults, the "wKaM" option string, and
  * the deterministic per-(layer, option, seed) 64-bit seed. */
+#include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,14 +42,15 @@ void aq_layer_opts_default(aq_layer_opts *o)
  * one (o filled), 0 if it is not of that shape, -1 if malformed (err set). */
 static int parse_group(const char *s, aq_layer_opts *o, aq_error *err)
 {
-    static const aq_ggml_type blk[] = {AQ_GGML_Q4_0, AQ_GGML_Q4_1, AQ_GGML_Q5_0, AQ_GGML_Q5_1, AQ_GGML_Q8_0};
+    static const aq_ggml_type blk[] = {AQ_GGML_Q4_0, AQ_GGML_Q4_1, AQ_GGML_Q5_0, AQ_GGML_Q5_1, AQ_GGML_Q8_0,
+                                       AQ_GGML_Q2_K, AQ_GGML_Q3_K, AQ_GGML_Q4_K, AQ_GGML_Q5_K, AQ_GGML_Q6_K};
     for (size_t i = 0; i < sizeof blk / sizeof blk[0]; i++) {
         const aq_ggml_format *f = aq_ggml_format_of(blk[i]);
         if (strcasecmp(s, f->name)) continue;
         o->w_bits = f->name[1] - '0';
         o->a_bits = 16;
         o->symmetric = 0;
-        o->group = AQ_GGML_QK;
+        o->group = f->block; /* 32, or 256 for the K-quants' super-blocks */
         o->ggml = 1;
         o->gtype = (int)blk[i];
         return 1;
@@ -97,7 +99,7 @@ void aq_layer_opts_string(const aq_layer_opts *o, char *buf, size_t n)
     const aq_ggml_format *f = o->ggml ? aq_ggml_format_of((aq_ggml_type)o->gtype) : NULL;
     if (f) {
         snprintf(buf, n, "%s", f->name);
-        for (char *c = buf; *c; c++) *c = (char)(*c == 'Q' ? 'q' : *c);
+        for (char *c = buf; *c; c++) *c = (char)tolower((unsigned char)*c);
     } else if (o->group > 0)
         snprintf(buf, n, "w%dg%d", o->w_bits, o->group);
     else

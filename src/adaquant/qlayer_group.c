@@ -107,9 +107,10 @@ aq_status aq_qlayer_group_load(aq_qlayer_find_fn find, void *src, const char *la
     AQ_TRY(find(src, name, &bi, err));
     if (bi->dtype != AQ_F32 || bi->ndim != 1 || bi->shape[0] <= 0)
         return aq_fail(err, AQ_ERR_SHAPE, "%s: tensor %s must be F32 [d_out > 0]", label, name);
-    size_t d_out = (size_t)bi->shape[0], G = d_in / (size_t)o->group, rb = aq_group_row_bytes(o, d_in);
+    size_t d_out = (size_t)bi->shape[0], rb = aq_group_row_bytes(o, d_in);
     aq_layer_result r = {.d_out = d_out, .d_in = d_in, .w_bits = o->w_bits, .a_bits = 16,
                          .group = o->group, .ggml = o->ggml, .gtype = o->gtype};
+    size_t G = aq_result_groups(&r);
     memset(q, 0, sizeof *q);
     q->codes = r.codes = malloc(d_out * d_in);
     q->w_scale = r.w_scale = malloc((2 * d_out * G + d_out) * sizeof(float));

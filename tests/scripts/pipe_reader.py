@@ -179,7 +179,9 @@ def load_matrix(tensors, meta, base, cols, misread=None):
     return dequantize(unpack(q, cols, bits), scale, zero)
 
 
-GGML_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0")
+# llama.cpp's block types as options (the K-quants' super-blocks of 256 too);
+# ggml_ref.py dequantises every one of them from ggml's documented layouts.
+GGML_TYPES = ("q4_0", "q4_1", "q5_0", "q5_1", "q8_0", "q2_k", "q3_k", "q4_k", "q5_k", "q6_k")
 
 
 def load_group_layer(tensors, cfg, p, opt):
