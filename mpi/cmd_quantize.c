@@ -10,10 +10,11 @@
 #include "cmd_eval_cnn.h"
 #include "cmd_quantize_cnn.h"
 #include "export_gguf.h"
+#include "pipeline/pipeline_size.h"
 #include "pipeline_cli.h"
 
 #define CMD "quantize"
-#define MASK (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT)
+#define MASK (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_GGUF)
 
 static void quantize_help(FILE *out)
 {
@@ -32,63 +33,20 @@ static void quantize_help(FILE *out)
             "Every input is checked before any work starts.\n"
             "\n");
     aq_pipe_args_help(out, MASK);
-    fprintf(out, "  --out-format F         safetensors (default) or gguf: also write OUTDIR/model.gguf,\n"
-                 "                         llama.cpp's file: layers calibrated in a ggml block type\n"
-                 "                         (q4_0 ...) as stored, the others F32 (docs/GGUF.md)\n");
     aq_quantize_cnn_help(out);
-}
-
-static int want_gguf; /* --out-format gguf */
-
-/* OUTDIR as OUTDIR/model.gguf (rank 0), the same export as `adaquant export
- * MODEL --quantized OUTDIR --type F32`: block-type layers byte for byte. */
-static aq_status write_gguf(const aq_pipe_args *a, aq_error *err)
-{
-    char path[AQ_PIPE_PATH + 16];
-    snprintf(path, sizeof path, "%s/model.gguf", a->out.outdir);
-    aq_export_opts o = {.type = AQ_GGML_F32, .type_embd = AQ_GGML_F32, .name = "adaquant quantize",
-                        .quantized = 1, .qpath = a->out.outdir};
-    return aq_export_gguf_files(a->cfg.model, a->cfg.tokenizer, a->out.outdir, &o, path, err);
 }
 
 static aq_status quantize_stage(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
 {
-    AQ_TRY(aq_pipe_run_quantize(comm, a, err));
-    if (!want_gguf) return AQ_OK;
-    int rank, bad;
-    MPI_Comm_rank(comm, &rank);
-    aq_status st = rank == 0 ? write_gguf(a, err) : AQ_OK;
-    bad = st != AQ_OK;
-    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, comm);
-    if (bad && rank != 0) return aq_fail(err, AQ_ERR_IO, "writing the GGUF failed on rank 0");
-    return st;
+    return aq_pipe_run_quantize(comm, a, err);
 }
 
 static int quantize_run(int argc, char **argv)
 {
     if (aq_eval_is_onnx(argc, argv)) return aq_quantize_cnn_main(argc, argv); /* docs/CNN.md */
-    /* --out-format is this command's own option: taken out before the shared parser */
-    char **av = malloc((size_t)(argc + 1) * sizeof *av);
-    if (!av) return 1;
-    int n = 0;
-    for (int i = 0; i < argc; i++) {
-        const char *v = NULL;
-        if (!strcmp(argv[i], "--out-format") && i + 1 < argc) v = argv[++i];
-        else if (!strncmp(argv[i], "--out-format=", 13)) v = argv[i] + 13;
-        else {
-            av[n++] = argv[i];
-            continue;
-        }
-        if (strcmp(v, "gguf") && strcmp(v, "safetensors")) {
-            free(av);
-            return aq_cli_usage(CMD, "--out-format must be safetensors or gguf, not '%s'", v);
-        }
-        want_gguf = !strcmp(v, "gguf");
-    }
-    av[n] = NULL;
-    int rc = aq_pipe_cli_run(CMD, MASK, quantize_stage, n, av);
-    free(av);
-    return rc;
+    /* --out-format gguf: the pipeline sizes and writes OUTDIR/model.gguf with the exporter (pipeline_size.h) */
+    aq_pipe_gguf_hooks = (aq_pipe_gguf_io){aq_export_gguf_size, aq_export_gguf_files};
+    return aq_pipe_cli_run(CMD, MASK, quantize_stage, argc, argv);
 }
 
 const aq_command aq_cmd_quantize = {

@@ -110,9 +110,8 @@ static aq_status stream_tensor(void *ctx, aq_gguf_sink *sink, aq_error *err)
 }
 
 /* Architectures and variants this exporter maps onto llama.cpp's `llama`. */
-static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_error *err)
+aq_status aq_export_gguf_check_config(const aq_llama_config *c, const aq_export_opts *o, aq_error *err)
 {
-    const aq_llama_config *c = &m->cfg;
     /* Qwen2 is a Llama block with q/k/v biases: llama.cpp's `llama` graph
      * computes it exactly (all seven biases optional there), and unlike its
      * `qwen2` graph it also holds the biases calibration gives o/gate/up/down. */
@@ -133,6 +132,13 @@ static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_erro
         return aq_fail(err, AQ_ERR_ARG, "export: --type %s needs rows that are multiples of %lld, and "
                                         "no weight of this model has them (row lengths %d, %d, %d)",
                        aq_ggml_type_name(o->type), (long long)blk, dims[0], dims[1], dims[2]);
+    return AQ_OK;
+}
+
+static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    AQ_TRY(aq_export_gguf_check_config(c, o, err));
     if (!o->quantized) return AQ_OK;
     for (int i = 0; i <= c->n_layers * AQ_LIN_COUNT; i++) {
         const aq_ovr *v = &m->ovr[i];
@@ -150,10 +156,9 @@ static aq_status check_model(const aq_model *m, const aq_export_opts *o, aq_erro
     return AQ_OK;
 }
 
-static aq_status add_hparams(aq_gguf_writer *w, const aq_model *m, const aq_export_opts *o,
+static aq_status add_hparams(aq_gguf_writer *w, const aq_llama_config *c, const aq_export_opts *o,
                              aq_error *err)
 {
-    const aq_llama_config *c = &m->cfg;
     int hs = aq_llama_head_dim(c);
     AQ_TRY(aq_gguf_set_str(w, "general.architecture", "llama", err));
     AQ_TRY(aq_gguf_set_str(w, "general.name", o->name, err));
@@ -184,7 +189,7 @@ static aq_status add_matrix(aq_gguf_writer *w, ex_tensor *t, const char *name, c
     t->rows = rows;
     t->cols = cols ? cols : 1;
     t->heads = heads;
-    t->type = cols ? fit_type(type, cols, name) : AQ_GGML_F32;
+    t->type = cols ? type : AQ_GGML_F32;
     int64_t ne[2] = {cols, rows};
     if (!cols) return aq_gguf_add_tensor_stream(w, name, 1, ne + 1, t->type, stream_tensor, t, err);
     return aq_gguf_add_tensor_stream(w, name, 2, ne, t->type, stream_tensor, t, err);
@@ -232,49 +237,175 @@ static aq_status native_blocks(aq_checkpoint *ck, int b, aq_linear l, int rows, 
     return AQ_OK;
 }
 
-static aq_status add_tensors(aq_gguf_writer *w, aq_model *m, const aq_export_opts *o,
-                             aq_checkpoint *ck, ex_tensor *ts, aq_error *err)
+/* The embedding / classifier `base` when the quantized checkpoint stores it
+ * at a block type (B.qblocks, copied as stored) or at f16 (its F16 values,
+ * which the conversion reproduces exactly): t->type, t->blocks. */
+static aq_status native_tensor(aq_checkpoint *ck, const char *base, int rows, int cols, ex_tensor *t,
+                               aq_error *err)
 {
-    static const char *const lin_names[AQ_LIN_COUNT] = {
-        "attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
-    const aq_llama_config *c = &m->cfg;
+    char key[256];
+    snprintf(key, sizeof key, "quant.%s", base);
+    const char *opt = ck ? aq_ckpt_meta_get(ck, key) : NULL;
+    t->type = -1;
+    if (opt && !strcmp(opt, "f16")) t->type = AQ_GGML_F16;
+    int g = opt ? aq_tensor_opt_gtype(opt) : -1;
+    if (g < 0) return AQ_OK;
+    const aq_tensor_view *v;
+    snprintf(key, sizeof key, "%s.qblocks", base);
+    AQ_TRY(aq_ckpt_get(ck, key, &v, err));
+    size_t rb;
+    AQ_TRY(aq_ggml_row_bytes((aq_ggml_type)g, (size_t)cols, &rb, err));
+    if (v->ndim != 2 || v->shape[0] != rows || (size_t)v->shape[1] != rb)
+        return aq_fail(err, AQ_ERR_SHAPE, "export: %s is not [%d, %zu]", key, rows, rb);
+    t->blocks = v->data;
+    t->row_bytes = rb;
+    t->type = g;
+    return AQ_OK;
+}
+
+static const char *const lin_names[AQ_LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                    "ffn_gate", "ffn_up", "ffn_down"};
+
+/* [rows, cols] of a block linear from the config (aq_model_lin_shape without a model). */
+static void lin_shape(const aq_llama_config *c, aq_linear l, int *rows, int *cols)
+{
+    int hs = aq_llama_head_dim(c), qd = c->n_heads * hs, kvd = c->n_kv_heads * hs;
+    *rows = l == AQ_LIN_Q ? qd : l == AQ_LIN_K || l == AQ_LIN_V ? kvd : l == AQ_LIN_GATE || l == AQ_LIN_UP ? c->hidden_dim : c->dim;
+    *cols = l == AQ_LIN_O ? qd : l == AQ_LIN_DOWN ? c->hidden_dim : c->dim;
+}
+
+/* The data of the tensors: m NULL when only sizing (the streams never run). */
+typedef struct ex_src {
+    aq_model *m;
+    const aq_export_opts *o;
+    aq_checkpoint *ck;
+} ex_src;
+
+/* Every tensor of the file in llama.cpp's order, at the layout's types: the
+ * one code path of writing and sizing (aq_export_gguf_size). */
+static aq_status add_tensors(aq_gguf_writer *w, const aq_llama_config *c, const aq_gguf_layout *lay,
+                             const ex_src *src, ex_tensor *ts, size_t *nts, aq_error *err)
+{
+    aq_model *m = src->m;
+    int q = src->o->quantized;
     char name[64];
-    int64_t ne1[1] = {c->dim};
     size_t k = 0;
-    /* an OUTDIR may hold the embedding at f16/wK: its quantized-mode lookup table */
-    const float *embd = aq_model_embed_rows(m, o->quantized);
-    AQ_TRY(add_matrix(w, &ts[k++], "token_embd.weight", embd, c->vocab_size, c->dim,
-                      0, o->type_embd, NULL, err));
+    /* an OUTDIR may hold the embedding at f16/wK/a block type: its quantized-mode lookup table */
+    const float *embd = m ? aq_model_embed_rows(m, q) : NULL;
+    ex_tensor nat = {0};
+    if (m && q) AQ_TRY(native_tensor(src->ck, "model.embed_tokens", c->vocab_size, c->dim, &nat, err));
+    AQ_TRY(add_matrix(w, &ts[k++], "token_embd.weight", embd, c->vocab_size, c->dim, 0, lay->embd_type,
+                      nat.blocks, err));
     for (int b = 0; b < c->n_layers; b++) {
         snprintf(name, sizeof name, "blk.%d.attn_norm.weight", b);
-        AQ_TRY(aq_gguf_add_tensor(w, name, 1, ne1, AQ_GGML_F32, aq_model_norm(m, b, 0, o->quantized), err));
+        AQ_TRY(add_matrix(w, &ts[k++], name, m ? aq_model_norm(m, b, 0, q) : NULL, c->dim, 0, 0, AQ_GGML_F32,
+                          NULL, err));
         for (int l = 0; l < AQ_LIN_COUNT; l++) {
-            int rows, cols;
-            aq_model_lin_shape(m, (aq_linear)l, &rows, &cols);
+            int rows, cols, i = b * AQ_LIN_COUNT + l;
+            lin_shape(c, (aq_linear)l, &rows, &cols);
             int heads = l == AQ_LIN_Q ? c->n_heads : l == AQ_LIN_K ? c->n_kv_heads : 0;
             snprintf(name, sizeof name, "blk.%d.%s.weight", b, lin_names[l]);
-            ex_tensor nat = {0};
-            if (o->quantized) AQ_TRY(native_blocks(ck, b, (aq_linear)l, rows, cols, &nat, err));
-            AQ_TRY(add_matrix(w, &ts[k], name, weight_of(m, b, (aq_linear)l, o->quantized), rows,
-                              cols, heads, nat.blocks ? nat.type : o->type, nat.blocks, err));
-            k++;
-            const float *bias = bias_of(m, b, (aq_linear)l, o->quantized);
+            ex_tensor bl = {0};
+            if (m && q) AQ_TRY(native_blocks(src->ck, b, (aq_linear)l, rows, cols, &bl, err));
+            AQ_TRY(add_matrix(w, &ts[k++], name, m ? weight_of(m, b, (aq_linear)l, q) : NULL, rows, cols, heads,
+                              lay->lin_type[i], bl.blocks, err));
             snprintf(name, sizeof name, "blk.%d.%s.bias", b, lin_names[l]);
-            if (bias) AQ_TRY(add_matrix(w, &ts[k++], name, bias, rows, 0, heads, AQ_GGML_F32, NULL, err));
+            if (lay->lin_bias[i])
+                AQ_TRY(add_matrix(w, &ts[k++], name, m ? bias_of(m, b, (aq_linear)l, q) : NULL, rows, 0, heads,
+                                  AQ_GGML_F32, NULL, err));
         }
         snprintf(name, sizeof name, "blk.%d.ffn_norm.weight", b);
-        AQ_TRY(aq_gguf_add_tensor(w, name, 1, ne1, AQ_GGML_F32, aq_model_norm(m, b, 1, o->quantized), err));
+        AQ_TRY(add_matrix(w, &ts[k++], name, m ? aq_model_norm(m, b, 1, q) : NULL, c->dim, 0, 0, AQ_GGML_F32,
+                          NULL, err));
     }
-    AQ_TRY(aq_gguf_add_tensor(w, "output_norm.weight", 1, ne1, AQ_GGML_F32,
-                              aq_model_norm(m, c->n_layers, 0, o->quantized), err));
+    AQ_TRY(add_matrix(w, &ts[k++], "output_norm.weight", m ? aq_model_norm(m, c->n_layers, 0, q) : NULL, c->dim,
+                      0, 0, AQ_GGML_F32, NULL, err));
+    if (lay->head_type >= 0) {
+        ex_tensor hn = {0};
+        if (m && q) AQ_TRY(native_tensor(src->ck, "lm_head", c->vocab_size, c->dim, &hn, err));
+        AQ_TRY(add_matrix(w, &ts[k++], "output.weight", m ? weight_of(m, c->n_layers, AQ_LIN_HEAD, q) : NULL,
+                          c->vocab_size, c->dim, 0, lay->head_type, hn.blocks, err));
+    }
+    *nts = k;
+    return AQ_OK;
+}
+
+/* The tensor types of the export of m (the layout add_tensors follows): the
+ * requested types fitted to each row length, a quantized OUTDIR's block
+ * layers (and block-type or f16 embedding / classifier) in their own type. */
+static aq_status model_layout(aq_model *m, const aq_export_opts *o, aq_checkpoint *ck, aq_gguf_layout *lay,
+                              aq_error *err)
+{
+    const aq_llama_config *c = &m->cfg;
+    char name[64];
+    int q = o->quantized;
+    lay->embd_type = fit_type(o->type_embd, c->dim, "token_embd.weight");
+    ex_tensor nat = {0};
+    if (q) AQ_TRY(native_tensor(ck, "model.embed_tokens", c->vocab_size, c->dim, &nat, err));
+    /* stored blocks go out as stored; stored f16 values as F16 (exact) unless a type was asked for */
+    if (nat.blocks || (nat.type == AQ_GGML_F16 && o->type_embd == AQ_GGML_F32)) lay->embd_type = nat.type;
+    for (int b = 0; b < c->n_layers; b++)
+        for (int l = 0; l < AQ_LIN_COUNT; l++) {
+            int rows, cols, i = b * AQ_LIN_COUNT + l;
+            aq_model_lin_shape(m, (aq_linear)l, &rows, &cols);
+            snprintf(name, sizeof name, "blk.%d.%s.weight", b, lin_names[l]);
+            ex_tensor bl = {0};
+            if (q) AQ_TRY(native_blocks(ck, b, (aq_linear)l, rows, cols, &bl, err));
+            lay->lin_type[i] = bl.blocks ? bl.type : fit_type(o->type, cols, name);
+            lay->lin_bias[i] = bias_of(m, b, (aq_linear)l, q) != NULL;
+        }
     /* A tied classifier stays implicit (llama.cpp then uses token_embd), unless
      * quantization gave the classifier its own weights. */
-    const float *head = weight_of(m, c->n_layers, AQ_LIN_HEAD, o->quantized);
+    const float *embd = aq_model_embed_rows(m, q), *head = weight_of(m, c->n_layers, AQ_LIN_HEAD, q);
     size_t n = (size_t)c->vocab_size * (size_t)c->dim;
     int same = head == m->embed || (head != NULL && embd != m->embed && !memcmp(head, embd, n * sizeof *head));
-    if (!same)
-        AQ_TRY(add_matrix(w, &ts[k++], "output.weight", head, c->vocab_size, c->dim, 0, o->type, NULL, err));
+    lay->head_type = same ? -1 : fit_type(o->type_head_given ? o->type_head : o->type, c->dim, "output.weight");
+    ex_tensor hn = {0};
+    if (!same && q) AQ_TRY(native_tensor(ck, "lm_head", c->vocab_size, c->dim, &hn, err));
+    int head_asked = o->type_head_given ? o->type_head : o->type;
+    if (!same && (hn.blocks || (hn.type == AQ_GGML_F16 && head_asked == AQ_GGML_F32))) lay->head_type = hn.type;
     return AQ_OK;
+}
+
+/* The writer of the whole file (metadata, vocabulary, tensors) over src. */
+static aq_status build(aq_gguf_writer **w, const aq_llama_config *c, const aq_tokenizer *tok,
+                       const char *tok_file, const aq_gguf_layout *lay, const ex_src *src, ex_tensor *ts,
+                       size_t *nts, aq_error *err)
+{
+    AQ_TRY(aq_gguf_writer_new(w, err));
+    AQ_TRY(add_hparams(*w, c, src->o, err));
+    AQ_TRY(aq_export_add_vocab(*w, tok, tok_file, c->vocab_size, err));
+    return add_tensors(*w, c, lay, src, ts, nts, err);
+}
+
+static ex_tensor *tensor_table(const aq_llama_config *c)
+{
+    return calloc((size_t)c->n_layers * (AQ_LIN_COUNT * 2 + 2) + 3, sizeof(ex_tensor));
+}
+
+aq_status aq_export_gguf_size(const aq_llama_config *c, const aq_tokenizer *tok, const char *tok_file,
+                              const aq_export_opts *o, const aq_gguf_layout *lay, aq_gguf_size *out, aq_error *err)
+{
+    memset(out, 0, sizeof *out);
+    AQ_TRY(aq_export_gguf_check_config(c, o, err));
+    ex_tensor *ts = tensor_table(c);
+    if (!ts) return aq_fail(err, AQ_ERR_NOMEM, "export: tensor table");
+    aq_gguf_writer *w = NULL;
+    ex_src src = {NULL, o, NULL};
+    size_t n = 0;
+    aq_status st = build(&w, c, tok, tok_file, lay, &src, ts, &n, err);
+    if (st == AQ_OK) out->file = aq_gguf_writer_size(w);
+    /* llama.cpp's model size and BPW: ggml_nbytes and ggml_nelements summed over the tensors */
+    for (size_t i = 0; st == AQ_OK && i < n; i++) {
+        int64_t ne[2] = {ts[i].cols, ts[i].rows};
+        uint64_t nb;
+        st = aq_ggml_nbytes(ts[i].type, 2, ne, "tensor", &nb, err);
+        out->tensor_bytes += nb;
+        out->elements += (uint64_t)ts[i].cols * (uint64_t)ts[i].rows;
+    }
+    aq_gguf_writer_free(w);
+    free(ts);
+    return st;
 }
 
 aq_status aq_export_gguf(aq_model *m, const aq_tokenizer *tok, const char *tok_file,
@@ -282,20 +413,24 @@ aq_status aq_export_gguf(aq_model *m, const aq_tokenizer *tok, const char *tok_f
 {
     AQ_TRY(check_model(m, o, err));
     aq_gguf_writer *w = NULL;
-    ex_tensor *ts = calloc((size_t)m->cfg.n_layers * AQ_LIN_COUNT * 2 + 2, sizeof *ts);
+    ex_tensor *ts = tensor_table(&m->cfg);
     if (!ts) return aq_fail(err, AQ_ERR_NOMEM, "export: tensor table");
     aq_status st;
     aq_checkpoint *ck = NULL;
+    aq_gguf_layout lay = {0};
+    size_t n;
+    ex_src src = {m, o, NULL};
     if (o->quantized && o->qpath) AQ_TRY_GOTO(st, aq_ckpt_open(o->qpath, &ck, err), done);
-    AQ_TRY_GOTO(st, aq_gguf_writer_new(&w, err), done);
-    AQ_TRY_GOTO(st, add_hparams(w, m, o, err), done);
-    AQ_TRY_GOTO(st, aq_export_add_vocab(w, tok, tok_file, m->cfg.vocab_size, err), done);
-    AQ_TRY_GOTO(st, add_tensors(w, m, o, ck, ts, err), done);
+    src.ck = ck;
+    AQ_TRY_GOTO(st, aq_gguf_layout_alloc(&lay, m->cfg.n_layers, err), done);
+    AQ_TRY_GOTO(st, model_layout(m, o, ck, &lay, err), done);
+    AQ_TRY_GOTO(st, build(&w, &m->cfg, tok, tok_file, &lay, &src, ts, &n, err), done);
     fprintf(stderr, "export: writing %s (%llu bytes)\n", path,
             (unsigned long long)aq_gguf_writer_size(w));
     st = aq_gguf_write(w, path, err);
 done:
     aq_gguf_writer_free(w);
+    aq_gguf_layout_free(&lay);
     if (ck) aq_ckpt_close(ck);
     free(ts);
     return st;

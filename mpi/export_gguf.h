@@ -5,6 +5,10 @@
 #ifndef AQ_EXPORT_GGUF_H
 #define AQ_EXPORT_GGUF_H
 
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "../common/ggml_type.h"
 #include "../common/status.h"
 #include "../src/model/model.h"
@@ -17,8 +21,52 @@ typedef struct aq_export_opts {
     int quantized;    /* 1: take the installed overrides (quantized model) */
     const char *qpath;/* the quantized checkpoint (OUTDIR) the overrides came from, or
                          NULL: its layers stored in a ggml block type (q4_0 ...) are
-                         written as they are stored, in that type, not re-quantized */
+                         written as they are stored, in that type, not re-quantized;
+                         so are an embedding / classifier stored at a block type or f16 */
+    int type_head_given, type_head; /* output.weight's type when given (else `type`) */
 } aq_export_opts;
+
+/* The ggml type of every tensor of one file: what writing and sizing share
+ * (the order, names, shapes and metadata come from the config). */
+typedef struct aq_gguf_layout {
+    int embd_type;           /* token_embd.weight */
+    int head_type;           /* output.weight; -1: none (tied: llama.cpp uses token_embd) */
+    int *lin_type;           /* [n_layers * AQ_LIN_COUNT], block-major */
+    unsigned char *lin_bias; /* [n_layers * AQ_LIN_COUNT]: 1 = blk.N.X.bias (F32) */
+} aq_gguf_layout;
+/* Inline: the pipeline library (pipeline_size_gguf.c) builds layouts too. */
+static inline void aq_gguf_layout_free(aq_gguf_layout *lay)
+{
+    free(lay->lin_type);
+    free(lay->lin_bias);
+    memset(lay, 0, sizeof *lay);
+}
+
+static inline aq_status aq_gguf_layout_alloc(aq_gguf_layout *lay, int n_layers, aq_error *err)
+{
+    memset(lay, 0, sizeof *lay);
+    size_t n = (size_t)(n_layers > 0 ? n_layers : 1) * AQ_LIN_COUNT;
+    lay->lin_type = calloc(n, sizeof *lay->lin_type);
+    lay->lin_bias = calloc(n, 1);
+    if (lay->lin_type && lay->lin_bias) return AQ_OK;
+    aq_gguf_layout_free(lay);
+    return aq_fail(err, AQ_ERR_NOMEM, "export: layout of %d blocks", n_layers);
+}
+
+/* The file aq_export_gguf would write at that layout, without weights:
+ * file = its exact bytes (header, metadata with the vocabulary, tensor infos,
+ * alignment padding, data); tensor_bytes and elements summed over its tensors
+ * (llama.cpp's "model size" and the denominator of its BPW). Tensor data are
+ * each padded to the alignment (32), so file = the fixed part + the sum over
+ * tensors of their aligned bytes. Errors: aq_export_gguf_check_config's. */
+typedef struct aq_gguf_size {
+    uint64_t file, tensor_bytes, elements;
+} aq_gguf_size;
+aq_status aq_export_gguf_size(const aq_llama_config *c, const aq_tokenizer *tok, const char *tok_file,
+                              const aq_export_opts *o, const aq_gguf_layout *lay, aq_gguf_size *out,
+                              aq_error *err);
+/* AQ_ERR_ARG naming an architecture or variant llama.cpp's `llama` does not cover. */
+aq_status aq_export_gguf_check_config(const aq_llama_config *c, const aq_export_opts *o, aq_error *err);
 
 /* "F32", "F16", "Q8_0", ... (case-insensitive) -> ggml type; -1 if unknown. */
 int aq_export_parse_type(const char *s);

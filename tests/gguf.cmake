@@ -44,3 +44,17 @@ aq_script_test(NAME gguf_kquant
 set_tests_properties(gguf_kquant PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
 set_property(TEST gguf_kquant APPEND PROPERTY ENVIRONMENT
   "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+
+# gguf_budget  integration: quantize --out-format gguf --target-size BYTES
+#              (tests/test_gguf_budget.py): model.gguf within the budget and
+#              its size from its own layout equal to the report's, one byte
+#              less re-solved under its bound, the smallest feasible size hit
+#              exactly, options GGUF cannot store refused, llama.cpp's
+#              log-probs against the float64 reader.
+aq_script_test(NAME gguf_budget
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_gguf_budget.py
+          ${CMAKE_CURRENT_BINARY_DIR}/gguf_budget ${AQ_LLAMACPP_NPM_DIR}
+  LABELS integration TIMEOUT 300)
+set_tests_properties(gguf_budget PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
+set_property(TEST gguf_budget APPEND PROPERTY ENVIRONMENT
+  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")

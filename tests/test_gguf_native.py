@@ -14,8 +14,8 @@ block formats (docs/FORMAT.md "Group formats"), end to end on stories260K.
 3. `adaquant eval --quantized` reproduces the perplexity quantize reported.
 4. `adaquant export --format gguf --quantized OUTDIR` writes the block layers
    in their own GGUF type with the stored bytes (rows permuted as for every q/k
-   export), read back by a GGUF parser written here from ggml's docs/gguf.md;
-   `quantize --out-format gguf` wrote OUTDIR/model.gguf with the same tensors.
+   export), read back by a GGUF parser written here from ggml's docs/gguf.md
+   (`quantize --out-format gguf`, whose menu refuses wKgG: test_gguf_budget.py).
 5. llama.cpp (node-llama-cpp, tests/export.cmake) loads that file; its
    log-probs on 64 tokens match the reader's float64 forward of OUTDIR with
    ggml's Q8 rounding of the block layers' inputs (tolerance argued below).
@@ -157,8 +157,8 @@ def main():
     os.makedirs(work)
     outdir = os.path.join(work, "q")
     r = subprocess.run([aqtest.CLI, "quantize", aqtest.MODEL, "--tokenizer", aqtest.TOK, "--text", aqtest.TEXT,
-                        "--out", outdir, "--out-format", "gguf"] + QUANTIZE, capture_output=True, text=True)
-    check(r.returncode == 0, f"quantize with --options {MENU} --target-size {BUDGET} --out-format gguf")
+                        "--out", outdir] + QUANTIZE, capture_output=True, text=True)
+    check(r.returncode == 0, f"quantize with --options {MENU} --target-size {BUDGET}")
     if r.returncode:
         print(r.stderr[-2000:])
         return aqtest.finish("gguf_native")
@@ -199,8 +199,6 @@ def main():
         same &= t == GGML_ID[opt] and data[:rows.size] == rows.tobytes()
         n += 1
     check(same and n > 0, f"the GGUF holds the {n} block layers in their own type, byte for byte (others F32)")
-    direct = gguf_tensors(os.path.join(outdir, "model.gguf"))
-    check(direct == gt, "quantize --out-format gguf wrote OUTDIR/model.gguf with the same tensors as export")
 
     if not os.path.exists(os.path.join(npm_dir, "node_modules", "node-llama-cpp", "package.json")):
         print("skip: node-llama-cpp not installed (fixture npm_llamacpp): llama.cpp step not run")

@@ -65,6 +65,10 @@ typedef struct aq_pipe_cfg {
     double coop_threshold;
     double max_rank_memory; /* --max-rank-memory (bytes, 0 = none): a run setting too; with --coop-ranks
                                the tasks that fit no rank alone go cooperative (memory.h) */
+    /* quantize --out-format gguf: the budget in bytes measures OUTDIR/model.gguf
+     * and every option is one GGUF stores (docs/PIPELINE.md "GGUF budget"); a
+     * run setting, not fingerprinted (results do not depend on it) */
+    int gguf;
 } aq_pipe_cfg;
 
 /* Defaults: windows 64, seq_len 256, chunk 8, sample rows 1024, options

@@ -9,7 +9,9 @@
 
 #include <mpi.h>
 
+#include "../../io/checkpoint.h"
 #include "memory.h"
+#include "pipeline_size.h"
 #include "pipeline_args.h"
 
 /* A usage error, on stderr of rank 0 only: every rank parses the same command
@@ -60,9 +62,10 @@ enum { O_TOK = 256, O_TEXT, O_OUT, O_OPTS, O_TBITS, O_TSIZE, O_MAXLOSS, O_KEEP, 
        O_TSTEPS, O_TDOCS, O_TLEN, O_TBATCH, O_TLR, O_NOTUNE, O_PROGRESS, O_CALIB, O_EVAL, O_DFMT, O_TFIELD, O_TFRAC, O_EOPTS,
        O_TMODE,
        O_MAXMEM,                 /* the per-rank memory bound (memory.h) */
-       O_COOP_RANKS, O_COOP_THR  /* the cooperative path's scheduling (docs/COOP.md) */ };
+       O_COOP_RANKS, O_COOP_THR, /* the cooperative path's scheduling (docs/COOP.md) */
+       O_OUTFMT };
 
-#define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD)
+#define ALL_GROUPS (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_SHARD | AQ_ARGS_GGUF)
 
 static const struct {
     struct option o;
@@ -115,8 +118,70 @@ static const struct {
     {{"coop-threshold", required_argument, 0, O_COOP_THR}, AQ_ARGS_WORK},
     /* the per-rank memory bound (issue 13, mpi/pipeline/memory.h) */
     {{"max-rank-memory", required_argument, 0, O_MAXMEM}, AQ_ARGS_MODEL},
+    {{"out-format", required_argument, 0, O_OUTFMT}, AQ_ARGS_GGUF},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
+
+/* --out-format gguf: the default menu is GGUF's types (the K-quants when this
+ * build has them); an option GGUF cannot store is refused before any work.
+ * A per-row a16 option is kept as the F16 fallback of rows no block type fits
+ * (written and costed as F16: docs/PIPELINE.md "GGUF budget"). */
+static int gguf_menus(const char *cmd, aq_pipe_args *a)
+{
+    aq_error e = {0};
+    if (!a->opts_given) {
+        static const char *const menu[] = {"q8_0", "q6_k", "q5_1", "q5_0", "q4_k", "q4_1", "q4_0", "q3_k", "w8a16"};
+        char list[160] = "";
+        for (size_t k = 0; k < sizeof menu / sizeof menu[0]; k++) {
+            aq_layer_opts o;
+            aq_layer_opts_default(&o);
+            if (aq_layer_opts_parse(menu[k], &o, NULL) == AQ_OK)
+                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", menu[k]);
+        }
+        if (aq_pipe_cfg_set_options(&a->cfg, list, &e) != AQ_OK) return usage(cmd, "%s", e.msg);
+    }
+    char bad[256] = "";
+    for (int k = 0; k < a->cfg.n_options; k++) {
+        aq_layer_opts o;
+        aq_layer_opts_default(&o);
+        if (aq_layer_opts_parse(a->cfg.options[k], &o, NULL) == AQ_OK && !o.ggml && (o.group > 0 || o.a_bits < 16))
+            snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s", a->cfg.options[k]);
+    }
+    for (int k = 0; k < a->cfg.n_embed_options; k++) {
+        int bits = 32;
+        if (aq_tensor_opt_parse(a->cfg.embed_options[k], &bits, NULL) == AQ_OK && bits > 0 && bits < 16)
+            snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s (--embed-options)", a->cfg.embed_options[k]);
+    }
+    if (bad[0])
+        return usage(cmd,
+                     "--out-format gguf: GGUF cannot store option(s)%s: a layer's options are the ggml block "
+                     "types (q8_0, q5_1, q5_0, q4_1, q4_0, K-quants) or a per-row a16 option written as F16; "
+                     "the embedding's f32, f16 or a block type",
+                     bad);
+    return 0;
+}
+
+/* The default GGUF menu keeps a block type only if some layer of MODEL admits
+ * it (a K-quant needs rows of 256k; a menu option no layer admits is an error
+ * of the plan, right for a user's menu, wrong for the default). An unreadable
+ * model is left to the input checks. */
+static void gguf_fit_menu(aq_pipe_args *a)
+{
+    aq_checkpoint *ck;
+    aq_llama_config mc;
+    if (aq_ckpt_open(a->cfg.model, &ck, NULL) != AQ_OK) return;
+    aq_status st = aq_ckpt_llama_config(ck, &mc, NULL);
+    aq_ckpt_close(ck);
+    if (st != AQ_OK) return;
+    int64_t rows[3] = {mc.dim, mc.hidden_dim, (int64_t)mc.n_heads * aq_llama_head_dim(&mc)};
+    char list[160] = "";
+    for (int k = 0; k < a->cfg.n_options; k++) {
+        int fits = 0;
+        for (int i = 0; i < 3; i++) fits |= !aq_pipe_option_absent(a->cfg.options[k], rows[i]);
+        if (fits) snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", list[0] ? "," : "", a->cfg.options[k]);
+    }
+    aq_pipe_cfg_set_options(&a->cfg, list, NULL);
+}
 
 static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nbudget)
 {
@@ -142,7 +207,13 @@ static int apply(const char *cmd, int c, const char *v, aq_pipe_args *a, int *nb
     case O_OUT: return copy_path(cmd, "--out", v, a->out.outdir);
     case O_WORK: a->have_work = 1; return copy_path(cmd, "--work", v, g->work);
     case O_OPTS:
+        a->opts_given = 1;
         if (aq_pipe_cfg_set_options(g, v, &e) != AQ_OK) return usage(cmd, "%s", e.msg);
+        return 0;
+    case O_OUTFMT:
+        if (strcmp(v, "gguf") && strcmp(v, "safetensors"))
+            return usage(cmd, "--out-format must be safetensors or gguf, not '%s'", v);
+        g->gguf = !strcmp(v, "gguf");
         return 0;
     case O_TBITS:
     case O_TFRAC:
@@ -305,9 +376,10 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
     if (!a->embed_given && (mask & AQ_ARGS_MODEL))
         aq_pipe_cfg_set_embed_options(&a->cfg,
                                       aq_pipe_budget_bytes(&a->budget) && !a->cfg.sequential
-                                          ? AQ_PIPE_EMBED_OPTIONS_DEFAULT
+                                          ? a->cfg.gguf ? AQ_PIPE_GGUF_EMBED_OPTIONS : AQ_PIPE_EMBED_OPTIONS_DEFAULT
                                           : "",
                                       NULL);
+    if (a->cfg.gguf && (rc = gguf_menus(cmd, a))) return rc;
     if (a->cfg.n_embed_options > 0 && a->cfg.sequential)
         return usage(cmd, "--mode sequential does not handle the tensor menu yet: give --embed-options '' (the "
                           "embedding stays F32)");
@@ -343,6 +415,7 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
             return usage(cmd, "--tokenizer TOK is required (MODEL is not a directory holding tokenizer.json or "
                               "tokenizer.bin)");
         if ((rc = check_data(cmd, mask, a))) return rc;
+        if (a->cfg.gguf && !a->opts_given) gguf_fit_menu(a);
     }
     if ((mask & AQ_ARGS_OUT) && !a->out.outdir[0]) return usage(cmd, "--out OUTDIR is required");
     if ((mask & AQ_ARGS_WORK) && !(mask & AQ_ARGS_OUT) && !a->have_work) return usage(cmd, "--work DIR is required");
@@ -383,7 +456,8 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         blocks), wKgG (K-bit, fp16 scale per G = 32, 64, 128 weights))\n"
                 "  --embed-options LIST   options of the embedding and an untied classifier under a\n"
                 "                         budget in bytes (default f32,f16,w8,w6,w4; '' = kept F32):\n"
-                "                         f32, f16, wK = per-row K-bit codes (K in 2..8)\n"
+                "                         f32, f16, wK = per-row K-bit codes (K in 2..8), ggml block\n"
+                "                         types q8_0 ... q4_0 (llama.cpp's rows)\n"
                 "  --mode parallel|sequential  parallel (default): every layer calibrated on FP\n"
                 "                         inputs; sequential: after the parallel pass fixes the\n"
                 "                         allocation, the chosen layers are recalibrated block by\n"
@@ -456,6 +530,14 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         against its FP output, blocks over the ranks) or auto\n"
                 "                         (default: global up to 50M block parameters, else block)\n",
                 AQ_TUNE_STEPS_DEFAULT, AQ_TUNE_MAX_LEN_DEFAULT, AQ_TUNE_BATCH_DEFAULT, AQ_TUNE_CHUNK, AQ_TUNE_LR_DEFAULT);
+    if (mask & AQ_ARGS_GGUF)
+        fprintf(out,
+                "  --out-format F         safetensors (default) or gguf: also write OUTDIR/model.gguf\n"
+                "                         (llama.cpp's file); --target-size then counts its bytes,\n"
+                "                         the default menus become GGUF types (%s;\n"
+                "                         embedding %s) and options GGUF cannot store\n"
+                "                         are refused (docs/PIPELINE.md \"GGUF budget\")\n",
+                "q8_0..q4_0, K-quants, w8a16 = F16 fallback", AQ_PIPE_GGUF_EMBED_OPTIONS);
     if (mask & AQ_ARGS_MODEL) /* issue 13 (memory.h) */
         fprintf(out, "memory (docs/MEMORY.md):\n"
                      "  --max-rank-memory SIZE refuse, before any work, a run whose predicted peak per\n"

@@ -15,9 +15,13 @@ enum {
     AQ_ARGS_WORK = 2,     /* --work --resume */
     AQ_ARGS_BUDGET = 4,   /* --target-bits --target-size --max-loss --keep */
     AQ_ARGS_OUT = 8,      /* --out --force --eval-docs --eval-len --no-eval */
-    AQ_ARGS_SHARD = 16    /* --shard --shards */
+    AQ_ARGS_SHARD = 16,   /* --shard --shards */
+    AQ_ARGS_GGUF = 32     /* --out-format (quantize: the GGUF budget and menus) */
 };
 /* --progress is accepted by every pipeline command (whatever the mask). */
+
+/* The embedding / classifier menu under --out-format gguf: llama.cpp's types for token_embd / output. */
+#define AQ_PIPE_GGUF_EMBED_OPTIONS "f32,f16,q8_0,q5_1,q5_0,q4_1,q4_0"
 
 typedef struct aq_pipe_args {
     aq_pipe_cfg cfg;
@@ -28,6 +32,7 @@ typedef struct aq_pipe_args {
     int loss;     /* --loss: 0 not given, 1 kl, 2 layer, 3 block-mse, 4 block-fisher, 5 auto */
     int kl_given; /* --kl-windows given */
     int embed_given; /* --embed-options given */
+    int opts_given;  /* --options given */
     int srows_given; /* --sample-rows given */
     int progress_given;        /* --progress given */
     aq_progress_mode progress; /* its value (the command exports it: progress.h) */

@@ -16,6 +16,7 @@
 
 #include "../../io/checkpoint.h"
 #include "../../src/adaquant/adaquant.h"
+#include "../../src/quant/ggml_blocks.h"
 #include "../../src/quant/quant.h"
 #include "../../src/text/tokenizer.h"
 #include "pipeline_size.h"
@@ -81,6 +82,12 @@ static void layer_tensors(const aq_pipe_layer *L, const char *opt, int extra, ou
         if (bits != 32) snprintf(meta, mn, "%s", opt);
         if (bits >= 16) {
             put(o, n, L->name, "weight", bits == 16 ? AQ_F16 : AQ_F32, 2, L->d_out, L->d_in);
+            return;
+        }
+        size_t rb = 0;
+        if (bits == 0) { /* a ggml block type: B.qblocks (src/adaquant/qlayer.h) */
+            aq_ggml_row_bytes((aq_ggml_type)aq_tensor_opt_gtype(opt), (size_t)L->d_in, &rb, NULL);
+            put(o, n, L->name, "qblocks", AQ_U8, 2, L->d_out, (int64_t)rb);
             return;
         }
         put(o, n, L->name, "qweight", AQ_U8, 2, L->d_out, (int64_t)aq_packed_bytes((size_t)L->d_in, bits));
@@ -174,6 +181,13 @@ int aq_pipe_format_version(const aq_pipe_cfg *c, const aq_pipe_plan *p, const in
 aq_status aq_pipe_size_exact(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice, int64_t *bytes,
                              int64_t *safetensors, aq_error *err)
 {
+    if (c->gguf) { /* pipeline_size_gguf.c */
+        aq_gguf_size g;
+        AQ_TRY(aq_pipe_gguf_size_of(c, p, choice, &g, err));
+        *bytes = (int64_t)g.file;
+        if (safetensors) *safetensors = 0;
+        return AQ_OK;
+    }
     aq_checkpoint *ck;
     AQ_TRY(aq_ckpt_open(c->model, &ck, err));
     int nmeta;
@@ -242,6 +256,11 @@ aq_status aq_pipe_size_build(const aq_pipe_cfg *c, const aq_pipe_plan *p, int wi
     memset(s, 0, sizeof *s);
     if (!(s->task_bytes = calloc(p->n_tasks ? p->n_tasks : 1, sizeof *s->task_bytes)))
         return aq_fail_nomem(err, "task sizes", p->n_tasks);
+    if (c->gguf) {
+        aq_status gs = aq_pipe_gguf_size_build(c, p, with_extra, s, err);
+        if (gs != AQ_OK) aq_pipe_size_free(s);
+        return gs;
+    }
     aq_checkpoint *ck;
     AQ_TRY(aq_ckpt_open(c->model, &ck, err));
     /* pass 1: the largest data any choice can have, whose digits bound every offset */

@@ -21,6 +21,7 @@
 
 #include <stdint.h>
 
+#include "../export_gguf.h"
 #include "pipeline.h"
 
 typedef struct aq_pipe_size {
@@ -60,6 +61,29 @@ typedef struct aq_pipe_side {
     char name[5][32];
 } aq_pipe_side;
 aq_status aq_pipe_side_files(const aq_pipe_cfg *c, aq_pipe_side *s, aq_error *err);
+
+/* --out-format gguf (c->gguf): the same functions measure OUTDIR/model.gguf
+ * instead (pipeline_size_gguf.c): aq_pipe_size_build's fixed part is the
+ * file at the first option of every layer less those tasks' bytes (exact:
+ * each tensor's data is padded to 32 bytes), side 0, total_weights the
+ * elements of the GGUF's tensors (llama.cpp's BPW denominator); an absent
+ * option's task_bytes is INT64_MAX / 4; aq_pipe_size_exact gives the file's
+ * bytes (*safetensors 0). The exporter lives in the CLI (mpi/export_gguf.c,
+ * above this library): the CLI installs it in aq_pipe_gguf_hooks. */
+typedef struct aq_pipe_gguf_io {
+    aq_status (*size)(const aq_llama_config *c, const aq_tokenizer *tok, const char *tok_file,
+                      const aq_export_opts *o, const aq_gguf_layout *lay, aq_gguf_size *out, aq_error *err);
+    aq_status (*write)(const char *model_path, const char *tok_path, const char *quant, const aq_export_opts *o,
+                       const char *path, aq_error *err);
+} aq_pipe_gguf_io;
+extern aq_pipe_gguf_io aq_pipe_gguf_hooks;
+/* The export options of quantize's model.gguf (qpath: the quantized OUTDIR). */
+void aq_pipe_gguf_opts(aq_export_opts *o, const char *qpath);
+/* The GGUF of choice: exact file bytes, tensor bytes and elements. */
+aq_status aq_pipe_gguf_size_of(const aq_pipe_cfg *c, const aq_pipe_plan *p, const int *choice, aq_gguf_size *out,
+                               aq_error *err);
+aq_status aq_pipe_gguf_size_build(const aq_pipe_cfg *c, const aq_pipe_plan *p, int with_extra, aq_pipe_size *s,
+                                  aq_error *err);
 
 /* The format_version model.safetensors records for a choice: 1, or 2 when a
  * tensor of the tensor menu is stored at f16 or wK. */

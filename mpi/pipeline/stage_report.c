@@ -126,6 +126,17 @@ static json_t *files_json(const aq_pipe_size *sz, int64_t bytes, int64_t st_byte
                      (json_int_t)sz->total_weights, "bits_per_weight", 8.0 * (double)bytes / (double)sz->total_weights);
 }
 
+/* "files" under --out-format gguf: model.gguf's exact bytes, and llama.cpp's
+ * model size and BPW (llama_model_loader: ggml_nbytes and ggml_nelements
+ * summed over every tensor of the file; padding and metadata not counted). */
+static json_t *gguf_json(const aq_gguf_size *g)
+{
+    return json_pack("{s:s, s:I, s:I, s:I, s:f, s:f}", "format", "gguf", "bytes", (json_int_t)g->file,
+                     "tensor_bytes", (json_int_t)g->tensor_bytes, "weights", (json_int_t)g->elements,
+                     "bits_per_weight", 8.0 * (double)g->tensor_bytes / (double)g->elements, "file_bits_per_weight",
+                     8.0 * (double)g->file / (double)g->elements);
+}
+
 static json_t *quant_json(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                           const aq_loss_row *rows, const int *choice, const double *out_error,
                           const aq_pipe_tune_opts *tu, const aq_pipe_tuned *tn, const aq_pipe_size *sz,
@@ -278,7 +289,7 @@ static json_t *run_json(const aq_pipe_eval_result *ev, const aq_pipe_timing *t, 
 static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_loss_row *rows,
                           const int *choice, const totals *tt, const aq_pipe_eval_result *ev,
                           const aq_pipe_tuned *tn, const aq_pipe_timing *t, int64_t bytes, int64_t disk, double bpw,
-                          aq_error *err)
+                          const aq_gguf_size *g, int64_t gguf, aq_error *err)
 {
     char path[AQ_PIPE_PATH + 64];
     snprintf(path, sizeof path, "%s/report.md", dir);
@@ -293,6 +304,10 @@ static aq_status write_md(const char *dir, const aq_pipe_cfg *c, const aq_pipe_p
     fprintf(f, "| model.safetensors | %lld bytes |\n", (long long)bytes);
     fprintf(f, "| model files (model.safetensors, config.json, tokenizer) | %lld bytes, %.4f bits per weight |\n",
             (long long)disk, bpw);
+    if (c->gguf)
+        fprintf(f, "| model.gguf (the budget's measure) | %lld bytes; llama.cpp's model size %llu bytes, %.4f BPW over %llu weights |\n",
+                (long long)gguf, (unsigned long long)g->tensor_bytes, 8.0 * (double)g->tensor_bytes / (double)g->elements,
+                (unsigned long long)g->elements);
     fprintf(f, "| sum of layer losses | %.6g |\n", tt->loss);
     char why[320];
     aq_pipe_loss_why(c, why, sizeof why);
@@ -354,13 +369,23 @@ aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_p
         aq_pipe_size_free(&sz);
         return st;
     }
+    aq_gguf_size g = {0};
+    if (c->gguf) st = aq_pipe_gguf_size_of(c, p, choice, &g, err);
+    if (st != AQ_OK) {
+        aq_pipe_size_free(&sz);
+        return st;
+    }
     json_t *q = quant_json(c, p, b, rows, choice, out_error, tu, tn, &sz, pred, pred_st, &tt);
+    if (c->gguf) json_object_set_new(q, "files", gguf_json(&g));
     st = dump_json(dir, "quantization.json", q, err);
     char path[AQ_PIPE_PATH + 64];
     struct stat s;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
     int64_t bytes = stat(path, &s) == 0 ? (int64_t)s.st_size : -1, disk = on_disk(dir, c);
+    snprintf(path, sizeof path, "%s/model.gguf", dir);
+    int64_t gguf = c->gguf && stat(path, &s) == 0 ? (int64_t)s.st_size : -1;
     json_object_set_new(q, "run", run_json(ev, t, bytes, disk));
+    if (c->gguf) json_object_set_new(json_object_get(q, "run"), "model_gguf_bytes_on_disk", json_integer(gguf));
     if (c->coop_ranks > 1) { /* which tasks ran on sub-grids, where, how long (coop_sched.h) */
         aq_pipe_path(c->work, "coop.json", path);
         json_t *cj = json_load_file(path, 0, NULL);
@@ -371,7 +396,7 @@ aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_p
     json_decref(q);
     if (st == AQ_OK)
         st = write_md(dir, c, p, rows, choice, &tt, ev, tn, t, bytes, disk, 8.0 * (double)disk / (double)sz.total_weights,
-                      err);
+                      &g, gguf, err);
     if (st == AQ_OK) st = write_svgs(dir, c, p, b, rows, err);
     if (st == AQ_OK) {
         print_table(stdout, c, p, rows, choice, 0);
@@ -383,12 +408,19 @@ aq_status aq_pipe_report_write(const char *dir, const aq_pipe_cfg *c, const aq_p
         printf("model files %lld bytes (model.safetensors, config.json, tokenizer), %.4f bits per weight over all "
                "%lld weights\n",
                (long long)disk, 8.0 * (double)disk / (double)sz.total_weights, (long long)sz.total_weights);
+        if (c->gguf)
+            printf("model.gguf %lld bytes (%.4f bits per weight); llama.cpp's model size %llu bytes, %.4f BPW over "
+                   "%llu weights\n",
+                   (long long)gguf, 8.0 * (double)gguf / (double)g.elements, (unsigned long long)g.tensor_bytes,
+                   8.0 * (double)g.tensor_bytes / (double)g.elements, (unsigned long long)g.elements);
         if (ev->ppl_fp >= 0)
             printf("perplexity: FP %.4f, quantized %.4f (KL %.5f, top-1 agreement %.4f, %zu docs)\n", ev->ppl_fp,
                    ev->ppl_q, ev->kl_mean, ev->top1_agree, ev->n_docs);
         fflush(stdout);
     }
-    if (st == AQ_OK && disk != pred) /* tests/test_bytes.py holds them equal; say so if not */
+    if (st == AQ_OK && c->gguf && gguf != pred) /* the exporter sized itself: never differs (test gguf_budget) */
+        st = aq_fail(err, AQ_ERR_IO, "%s is %lld bytes, %lld were predicted", path, (long long)gguf, (long long)pred);
+    else if (st == AQ_OK && !c->gguf && disk != pred) /* tests/test_bytes.py holds them equal; say so if not */
         fprintf(stderr, "adaquant: warning: the model files are %lld bytes, %lld were predicted\n", (long long)disk,
                 (long long)pred);
     aq_pipe_size_free(&sz);

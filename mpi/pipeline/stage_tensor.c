@@ -9,6 +9,7 @@
 #include "../../io/checkpoint.h"
 #include "../../io/resultfile.h"
 #include "../../src/adaquant/qlayer.h"
+#include "../../src/quant/ggml_blocks.h"
 #include "stage_tensor.h"
 
 void aq_pipe_qtensor_free(aq_pipe_qtensor *q)
@@ -35,6 +36,23 @@ static aq_status source_weight(const aq_pipe_cfg *c, const aq_pipe_layer *X, flo
     return st;
 }
 
+/* A ggml block type: llama.cpp's round-to-nearest rows (the bytes
+ * llama-quantize writes for token_embd / output without an importance
+ * matrix) in q->codes [rows, row bytes], q->w their dequantised values. */
+static aq_status make_blocks(const char *opt, aq_pipe_qtensor *q, aq_error *err)
+{
+    aq_ggml_type t = (aq_ggml_type)aq_tensor_opt_gtype(opt);
+    size_t rb;
+    AQ_TRY(aq_ggml_row_bytes(t, q->cols, &rb, err));
+    if (!(q->codes = malloc(q->rows * rb > 0 ? q->rows * rb : 1))) return aq_fail_nomem(err, "tensor blocks", q->rows * rb);
+    q->row_bytes = rb;
+    for (size_t r = 0; r < q->rows; r++) {
+        AQ_TRY(aq_ggml_quantize_row(t, q->w + r * q->cols, q->cols, q->codes + r * rb, err));
+        AQ_TRY(aq_ggml_dequantize_row(t, q->codes + r * rb, q->cols, q->w + r * q->cols, err));
+    }
+    return AQ_OK;
+}
+
 /* q at option `opt` from the FP matrix w (taken over). */
 static aq_status make(float *w, size_t rows, size_t cols, const char *opt, aq_pipe_qtensor *q, aq_error *err)
 {
@@ -44,6 +62,7 @@ static aq_status make(float *w, size_t rows, size_t cols, const char *opt, aq_pi
     if (q->bits == 16)
         for (size_t i = 0; i < rows * cols; i++) w[i] = aq_f16_to_f32(aq_f32_to_f16(w[i]));
     if (q->bits >= 16) return AQ_OK;
+    if (q->bits == 0) return make_blocks(opt, q, err);
     q->codes = malloc(rows * cols > 0 ? rows * cols : 1);
     q->scale = malloc(2 * rows * sizeof *q->scale);
     if (!q->codes || !q->scale) return aq_fail_nomem(err, "quantized tensor", rows * cols);
@@ -77,15 +96,24 @@ static aq_status write_result(const char *path, const aq_dist_task *task, const 
     aq_tensor_view t[4];
     size_t n = 0;
     if (q->bits == 16) t[n++] = (aq_tensor_view){"weight", AQ_F32, 2, {r, k}, q->w, (size_t)(r * k) * 4};
-    if (q->bits < 16) {
+    if (q->bits == 0)
+        t[n++] = (aq_tensor_view){"qblocks", AQ_U8, 2, {r, (int64_t)q->row_bytes}, q->codes, (size_t)r * q->row_bytes};
+    if (q->bits > 0 && q->bits < 16) {
         t[n++] = (aq_tensor_view){"codes", AQ_U8, 2, {r, k}, q->codes, (size_t)(r * k)};
         t[n++] = (aq_tensor_view){"w_scale", AQ_F32, 1, {r}, q->scale, (size_t)r * 4};
         t[n++] = (aq_tensor_view){"w_zero", AQ_F32, 1, {r}, q->zero, (size_t)r * 4};
     }
     t[n++] = (aq_tensor_view){"out_error", AQ_F64, 1, {1}, &rel, 8};
     aq_result_desc d = {.layer = task->layer, .option = task->option, .fp = task->fp, .n_tensors = n, .tensors = t};
-    d.row = (aq_loss_row){.loss = loss, .params = r * k, .macs = r * k, .w_bits = q->bits, .a_bits = 16,
-                          .size_bits = r * k * q->bits + (q->bits < 16 ? 64 * r : 0)};
+    /* a block type's w_bits: the same option's as a linear's (the table holds
+     * one meaning per option name; under a budget in bytes its bytes are exact) */
+    aq_layer_opts lo;
+    aq_layer_opts_default(&lo);
+    int wb = q->bits;
+    if (!wb) wb = aq_layer_opts_parse(task->option, &lo, NULL) == AQ_OK ? lo.w_bits : 8;
+    d.row = (aq_loss_row){.loss = loss, .params = r * k, .macs = r * k, .w_bits = wb, .a_bits = 16,
+                          .size_bits = q->bits ? r * k * q->bits + (q->bits < 16 ? 64 * r : 0)
+                                               : 8 * r * (int64_t)q->row_bytes};
     return aq_result_write(path, &d, err);
 }
 
@@ -118,6 +146,18 @@ aq_status aq_pipe_tensor_task(const aq_pipe_cfg *c, const aq_pipe_plan *p, aq_mo
     return st;
 }
 
+/* A block-type result: its rows' bytes kept (the writer stores them) and dequantised into q->w. */
+static aq_status read_blocks(const char *opt, const aq_tensor_view *bv, aq_pipe_qtensor *q, size_t rb, aq_error *err)
+{
+    if (!(q->codes = malloc(q->rows * rb > 0 ? q->rows * rb : 1))) return aq_fail_nomem(err, "tensor blocks", q->rows * rb);
+    memcpy(q->codes, bv->data, q->rows * rb);
+    q->row_bytes = rb;
+    for (size_t r = 0; r < q->rows; r++)
+        AQ_TRY(aq_ggml_dequantize_row((aq_ggml_type)aq_tensor_opt_gtype(opt), q->codes + r * rb, q->cols,
+                                      q->w + r * q->cols, err));
+    return AQ_OK;
+}
+
 aq_status aq_pipe_qtensor_read(const aq_pipe_cfg *c, const aq_pipe_plan *p, int e, int k, aq_pipe_qtensor *q,
                                aq_error *err)
 {
@@ -136,7 +176,12 @@ aq_status aq_pipe_qtensor_read(const aq_pipe_cfg *c, const aq_pipe_plan *p, int 
     st = aq_tensor_opt_parse(t->option, &q->bits, err);
     const aq_tensor_view *wv = aq_result_find(r, "weight"), *cv = aq_result_find(r, "codes"),
                          *sv = aq_result_find(r, "w_scale"), *zv = aq_result_find(r, "w_zero");
+    const aq_tensor_view *bv = aq_result_find(r, "qblocks");
+    size_t rb = 0;
+    if (st == AQ_OK && q->bits == 0)
+        st = aq_ggml_row_bytes((aq_ggml_type)aq_tensor_opt_gtype(t->option), cols, &rb, err);
     int ok = q->bits == 32 || (q->bits == 16 && wv && wv->nbytes == rows * cols * 4) ||
+             (q->bits == 0 && bv && bv->nbytes == rows * rb) ||
              (q->bits < 16 && cv && sv && zv && cv->nbytes == rows * cols && sv->nbytes == rows * 4 &&
               zv->nbytes == rows * 4);
     if (st == AQ_OK && !ok) st = aq_fail(err, AQ_ERR_FORMAT, "result of %s %s: missing or misshapen tensors", t->layer, t->option);
@@ -144,12 +189,13 @@ aq_status aq_pipe_qtensor_read(const aq_pipe_cfg *c, const aq_pipe_plan *p, int 
     if (st == AQ_OK && q->bits < 32 && !(q->w = malloc(rows * cols * sizeof *q->w)))
         st = aq_fail_nomem(err, "tensor", rows * cols * 4);
     if (st == AQ_OK && q->bits == 16) memcpy(q->w, wv->data, rows * cols * 4);
-    if (st == AQ_OK && q->bits < 16) {
+    if (st == AQ_OK && q->bits == 0) st = read_blocks(t->option, bv, q, rb, err);
+    if (st == AQ_OK && q->bits > 0 && q->bits < 16) {
         q->codes = malloc(rows * cols > 0 ? rows * cols : 1);
         q->scale = malloc(2 * rows * sizeof *q->scale);
         if (!q->codes || !q->scale) st = aq_fail_nomem(err, "tensor", rows * cols);
     }
-    if (st == AQ_OK && q->bits < 16) {
+    if (st == AQ_OK && q->bits > 0 && q->bits < 16) {
         q->zero = q->scale + rows;
         memcpy(q->codes, cv->data, rows * cols);
         memcpy(q->scale, sv->data, rows * 4);

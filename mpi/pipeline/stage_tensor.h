@@ -1,6 +1,6 @@
 /* stage_tensor.h — the tasks of the tensor menu (the token embedding and an
  * untied classifier at f32 / f16 / wK, docs/PIPELINE.md "Embedding and
- * classifier"): quantize, measure the allocation loss, write the result file;
+ * classifier"; f32 / f16 / wK / a ggml block type): quantize, measure the allocation loss, write the result file;
  * read a chosen result back and install it in a model. */
 #ifndef AQ_DIST_STAGE_TENSOR_H
 #define AQ_DIST_STAGE_TENSOR_H
@@ -14,8 +14,8 @@
 /* One tensor at one option. w is the matrix the model runs [rows, cols]
  * (dequantised / rounded); codes, scale, zero only for wK. Owns its arrays. */
 typedef struct aq_pipe_qtensor {
-    int bits; /* 32, 16 or K */
-    size_t rows, cols;
+    int bits; /* 32, 16, K, or 0 for a ggml block type (codes = its rows' bytes) */
+    size_t rows, cols, row_bytes; /* row_bytes: of a block type's rows */
     float *w;
     uint8_t *codes;
     float *scale, *zero;

@@ -160,7 +160,7 @@ static const aq_pipe_qtensor *stored_extra(const aq_pipe_plan *p, const aq_pipe_
 {
     for (int e = 0; e < p->n_extra; e++) {
         size_t k = strlen(p->extra[e].name);
-        if (xq[e].bits && xq[e].bits < 32 && !strncmp(name, p->extra[e].name, k) && !strcmp(name + k, ".weight"))
+        if (xq[e].w && xq[e].bits < 32 && !strncmp(name, p->extra[e].name, k) && !strcmp(name + k, ".weight"))
             return &xq[e];
     }
     return NULL;
@@ -272,6 +272,19 @@ static aq_status copy_tokenizer(const aq_pipe_cfg *c, const char *tmp, aq_error 
     return AQ_OK;
 }
 
+/* --out-format gguf: tmp/model.gguf exported from the files just written
+ * (block layers and a block-type embedding byte for byte, per-row layers F16;
+ * the budget measured this file: pipeline_size_gguf.c). */
+static aq_status write_gguf(const aq_pipe_cfg *c, const char *tmp, aq_error *err)
+{
+    char path[AQ_PIPE_PATH + 64];
+    snprintf(path, sizeof path, "%s/model.gguf", tmp);
+    aq_export_opts o;
+    aq_pipe_gguf_opts(&o, tmp);
+    if (!aq_pipe_gguf_hooks.write) return aq_fail(err, AQ_ERR_ARG, "--out-format gguf: this program has no GGUF exporter");
+    return aq_pipe_gguf_hooks.write(c->model, c->tokenizer, tmp, &o, path, err);
+}
+
 /* Rank 0: every file into OUTDIR.tmp.<pid>, then the rename. */
 static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const aq_pipe_budget *b,
                               const aq_loss_row *rows, const int *choice, const aq_layer_result *v,
@@ -297,6 +310,7 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     if (st == AQ_OK) st = aq_dist_failpoint("write", 1, 0, "file 1, before config.json", err);
     if (st == AQ_OK) st = aq_llama_config_write_json(path, &mc, err);
     if (st == AQ_OK) st = copy_tokenizer(c, tmp, err);
+    if (st == AQ_OK && c->gguf) st = write_gguf(c, tmp, err);
     t->write += aq_progress_now() - t0;
     if (st == AQ_OK) st = aq_dist_failpoint("write", 2, 0, "file 2, before the reports", err);
     if (st == AQ_OK) st = aq_pipe_report_write(tmp, c, p, b, rows, choice, out_error, ev, &o->tune, tn, t, err);
@@ -364,7 +378,7 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     if (st == AQ_OK && need_model) st = load_inputs(c, o, &m, &seqs, &pool, err);
     /* the tensor menu's choices stay fixed while tuning runs around them */
     for (int e = 0; st == AQ_OK && need_model && e < p->n_extra; e++)
-        if (xq[e].bits && xq[e].bits < 32) st = aq_pipe_qtensor_install(m, p, e, &xq[e], err);
+        if (xq[e].w && xq[e].bits < 32) st = aq_pipe_qtensor_install(m, p, e, &xq[e], err);
     st = aq_pipe_agree(comm, st, err);
     double t0 = aq_progress_now();
     if (st == AQ_OK && need_model) st = tune_around_groups(comm, p, &o->tune, &pool, m, v, &tn, err);

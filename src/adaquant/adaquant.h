@@ -100,9 +100,13 @@ void aq_layer_opts_string(const aq_layer_opts *o, char *buf, size_t n);
 /* The options of a tensor outside the linear layers (the token embedding, an
  * untied classifier; docs/FORMAT.md "Embedding and classifier"): "f32" (kept),
  * "f16" (rounded to IEEE binary16), "wK" with K in 2..8 (per-row asymmetric
- * K-bit codes, F32 scale and integer zero point, no bias). *bits = 32, 16 or
- * K. AQ_ERR_ARG naming the option otherwise. */
+ * K-bit codes, F32 scale and integer zero point, no bias), or a ggml block
+ * type "q8_0", "q6_k" ... (llama.cpp's round-to-nearest rows, stored as
+ * B.qblocks: aq_tensor_opt_gtype). *bits = 32, 16, K, or 0 for a block type.
+ * AQ_ERR_ARG naming the option otherwise. */
 aq_status aq_tensor_opt_parse(const char *s, int *bits, aq_error *err);
+/* The ggml type (aq_ggml_type) of a block-type tensor option, or -1. */
+int aq_tensor_opt_gtype(const char *s);
 
 /* Deterministic 64-bit seed: splitmix64 finaliser over an FNV-1a 64 hash of
  * name, '\0', option, '\0', then the user seed (little-endian bytes).

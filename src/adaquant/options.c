@@ -118,7 +118,20 @@ aq_status aq_tensor_opt_parse(const char *s, int *bits, aq_error *err)
         *bits = k;
         return AQ_OK;
     }
-    return aq_fail(err, AQ_ERR_ARG, "bad embedding/classifier option '%s': expected f32, f16 or wK with K in 2..8", o);
+    if (aq_tensor_opt_gtype(o) >= 0) { /* a ggml block type, as llama.cpp stores token_embd / output */
+        *bits = 0;
+        return AQ_OK;
+    }
+    return aq_fail(err, AQ_ERR_ARG,
+                   "bad embedding/classifier option '%s': expected f32, f16, wK with K in 2..8 or a ggml block "
+                   "type (q8_0, q6_k, q5_0, q4_0 ...)", o);
+}
+
+int aq_tensor_opt_gtype(const char *s)
+{
+    /* lower case only: the canonical spelling of the menus ("q4_0") */
+    const aq_ggml_format *f = s && s[0] == 'q' ? aq_ggml_format_by_name(s) : NULL;
+    return f ? (int)f->type : -1;
 }
 
 uint64_t aq_splitmix64(uint64_t *state)

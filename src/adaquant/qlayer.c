@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../quant/ggml_blocks.h"
 #include "../quant/quant.h"
 #include "qlayer.h"
 #include "qlayer_group.h"
@@ -280,6 +281,37 @@ void aq_qtensor_dequant(const uint8_t *codes, const float *scale, const float *z
         for (size_t c = 0; c < cols; c++) out[r * cols + c] = scale[r] * ((float)codes[r * cols + c] - zero[r]);
 }
 
+/* A block-type tensor option ("q8_0" ...): B.qblocks U8 [rows, row bytes],
+ * ggml's bytes of each row (borrowed until the write). */
+static aq_status add_blocks(aq_st_writer *w, const char *base, const char *opt, size_t rows, size_t cols,
+                            const uint8_t *blocks, aq_error *err)
+{
+    size_t rb;
+    AQ_TRY(aq_ggml_row_bytes((aq_ggml_type)aq_tensor_opt_gtype(opt), cols, &rb, err));
+    char name[1024];
+    int64_t shp[2] = {(int64_t)rows, (int64_t)rb};
+    tname(name, sizeof name, base, "qblocks");
+    AQ_TRY(aq_st_writer_add(w, name, AQ_U8, 2, shp, blocks, err));
+    snprintf(name, sizeof name, "quant.%s", base);
+    return aq_st_writer_meta(w, name, opt, err);
+}
+
+/* The block-type layout of tensor base into out [rows, cols] (ggml's dequantisation). */
+static aq_status load_blocks(aq_checkpoint *ck, const char *label, const char *base, const char *opt, size_t rows,
+                             size_t cols, float *out, aq_error *err)
+{
+    const aq_tensor_view *qb;
+    size_t rb;
+    aq_ggml_type t = (aq_ggml_type)aq_tensor_opt_gtype(opt);
+    AQ_TRY(aq_ggml_row_bytes(t, cols, &rb, err));
+    AQ_TRY(get_tensor(find_ck, ck, label, base, "qblocks", AQ_U8, 2, (int64_t)rows, (int64_t)rb, &qb, err));
+    for (size_t r = 0; r < rows; r++) AQ_TRY(aq_ggml_dequantize_row(t, (const uint8_t *)qb->data + r * rb, cols, out + r * cols, err));
+    for (size_t i = 0; i < rows * cols; i++)
+        if (!isfinite(out[i]))
+            return aq_fail(err, AQ_ERR_NUMERIC, "%s: tensor %s.qblocks weight %zu is %g", label, base, i, (double)out[i]);
+    return AQ_OK;
+}
+
 aq_status aq_qtensor_add(aq_st_writer *w, const char *base, const char *opt, size_t rows, size_t cols,
                          const float *values, const uint8_t *codes, const float *scale, const float *zero,
                          aq_qlayer_keep **keep, aq_error *err)
@@ -288,6 +320,7 @@ aq_status aq_qtensor_add(aq_st_writer *w, const char *base, const char *opt, siz
     int bits;
     AQ_TRY(aq_tensor_opt_parse(opt, &bits, err));
     if (bits == 32) return aq_fail(err, AQ_ERR_ARG, "%s: option f32 is the plain tensor, not a quantized one", base);
+    if (bits == 0) return add_blocks(w, base, opt, rows, cols, codes, err);
     size_t rb = bits == 16 ? cols * 2 : aq_packed_bytes(cols, bits);
     aq_qlayer_keep *k = calloc(1, sizeof *k);
     if (!k || !(k->packed = malloc(rows * rb > 0 ? rows * rb : 1))) {
@@ -369,6 +402,8 @@ aq_status aq_qtensor_load_ckpt(aq_checkpoint *ck, const char *base, size_t rows,
         if (st == AQ_OK) st = aq_view_to_f32(v, w, err);
         for (size_t i = 0; st == AQ_OK && i < rows * cols; i++)
             if (!isfinite(w[i])) st = aq_fail(err, AQ_ERR_NUMERIC, "%s: tensor %s.weight element %zu is %g", label, base, i, (double)w[i]);
+    } else if (bits == 0) {
+        st = load_blocks(ck, label, base, opt, rows, cols, w, err);
     } else {
         st = load_packed(ck, label, base, rows, cols, bits, w, err);
     }

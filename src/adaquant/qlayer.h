@@ -88,7 +88,8 @@ void aq_qtensor_dequant(const uint8_t *codes, const float *scale, const float *z
                         size_t cols, float *out);
 /* Add tensor B at option opt (not "f32") to w: for "f16" `values` [rows, cols]
  * are converted to binary16 (exactly, when they came from aq_f16 rounding);
- * for "wK" codes/scale/zero. The packed bytes live in *keep (free with
+ * for "wK" codes/scale/zero; for a block type ("q8_0") codes holds ggml's
+ * bytes of the rows [rows, row bytes] (borrowed). The packed bytes live in *keep (free with
  * aq_qlayer_keep_free after writing); the scale/zero arrays are borrowed. */
 aq_status aq_qtensor_add(aq_st_writer *w, const char *base, const char *opt, size_t rows, size_t cols,
                          const float *values, const uint8_t *codes, const float *scale, const float *zero,

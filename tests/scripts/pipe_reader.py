@@ -159,12 +159,17 @@ def quantized_layers(outdir):
 
 def load_matrix(tensors, meta, base, cols, misread=None):
     """FORMAT.md "Embedding and classifier": B.weight F32 (f32, no metadata) or
-    F16 (f16), or the wK codes with W = fl32(w_scale * fl32(u - w_zero))."""
+    F16 (f16), a ggml block type's B.qblocks, or the wK codes with W = fl32(w_scale * fl32(u - w_zero))."""
     opt = meta.get("quant." + base)
     if opt is None or opt == "f16":
         w = tensors[base + ".weight"]
         assert w.dtype == (F32 if opt is None else np.float16), (base, w.dtype)
         return w.astype(F32)
+    if opt in GGML_TYPES:  # a ggml block type: B.qblocks, ggml's bytes of each row (ggml_ref.py)
+        import ggml_ref
+        qb = tensors[base + ".qblocks"]
+        assert base + ".weight" not in tensors and qb.dtype == np.uint8, base
+        return ggml_ref.dequantize(opt.upper(), qb.tobytes()).reshape(qb.shape[0], cols)
     bits = int(opt[1:])
     q, scale, zero = tensors[base + ".qweight"], tensors[base + ".w_scale"], tensors[base + ".w_zero"]
     assert base + ".weight" not in tensors and np.all(zero == np.rint(zero)) and np.all(scale > 0), base
