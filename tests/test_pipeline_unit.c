@@ -119,7 +119,7 @@ static void stats_formats(const char *dir, aq_capstat *s, const aq_fingerprint *
     CHECK(r.d == s->d && r.gram && !memcmp(r.gram, s->gram, (size_t)(d1 * d1) * 8));
     aq_stats_free(&r);
     double g01 = s->gram[1];
-    s->gram[1] += 1; /* G[0][1] != G[1][0] */
+    s->gram[1] += 1; /* G[0][1] != G[1][0]: the first row is checked */
     e = (aq_error){0};
     CHECK(aq_stats_write(dir, "stats", s, fp, &e) == AQ_ERR_ARG && strstr(e.msg, "not symmetric") &&
           strstr(e.msg, path));

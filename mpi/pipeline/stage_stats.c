@@ -25,22 +25,23 @@ static void key_of(int block, int point, char *buf, size_t n)
 }
 
 /* The lower triangle of the symmetric e x e matrix G, row by row, into a
- * malloc'd *out; AQ_ERR_ARG if G is not exactly symmetric (packing would
- * lose its upper half). */
+ * malloc'd *out. The capture mirrors its Grams exactly, so only the first and
+ * last rows are checked against the columns (a full check reads the upper
+ * half column-wise, a cache miss per element): a Gram that was never
+ * mirrored, or has its ones column in the wrong place, is refused with
+ * AQ_ERR_ARG instead of losing its upper half. */
 static aq_status pack_lower(const char *path, const char *name, const double *G, size_t e, double **out,
                             aq_error *err)
 {
+    size_t rows[2] = {0, e - 1};
+    for (int r = 0; r < 2; r++)
+        for (size_t i = rows[r], j = 0; j < e; j++)
+            if (memcmp(&G[i * e + j], &G[j * e + i], sizeof(double)))
+                return aq_fail(err, AQ_ERR_ARG, "%s: %s is not symmetric at (%zu, %zu)", path, name, i, j);
     double *p = malloc(e * (e + 1) / 2 * sizeof(double) + 1);
     if (!p) return aq_fail_nomem(err, name, e * (e + 1) / 2 * sizeof(double));
-    size_t k = 0;
-    for (size_t i = 0; i < e; i++)
-        for (size_t j = 0; j <= i; j++) {
-            if (memcmp(&G[i * e + j], &G[j * e + i], sizeof(double))) {
-                free(p);
-                return aq_fail(err, AQ_ERR_ARG, "%s: %s is not symmetric at (%zu, %zu)", path, name, i, j);
-            }
-            p[k++] = G[i * e + j];
-        }
+    for (size_t i = 0; i < e; i++) /* row i: columns 0..i */
+        memcpy(p + i * (i + 1) / 2, G + i * e, (i + 1) * sizeof(double));
     *out = p;
     return AQ_OK;
 }
