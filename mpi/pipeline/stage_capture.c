@@ -256,9 +256,11 @@ static aq_status merge_block(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *m, c
     MPI_Comm_rank(comm, &rank);
     cap_ctx x = {s, rank == owner_rank};
     aq_status st = AQ_OK;
+    int remote = 0; /* the unpacking scratch only for other ranks' chunks (none at P = 1) */
+    for (size_t ch = 0; ch < s->n_chunks; ch++) remote |= s->owner[ch] != rank;
     if (x.owner) {
         st = ready(&s->total, m, o, err);
-        if (st == AQ_OK) st = ready(&s->scratch, m, o, err);
+        if (st == AQ_OK && remote) st = ready(&s->scratch, m, o, err);
     }
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = aq_dist_merge_chunks(comm, owner_rank, s->n_chunks, s->owner, cap_pack, cap_merge, &x, 0, err);
@@ -336,6 +338,14 @@ static aq_status writer_new(aq_pipe_stream *s, const aq_pipe_cfg *c, const aq_fi
     return AQ_OK;
 }
 
+/* *acc += the wall seconds since *t; *t := now. */
+static void lap(double *t, double *acc)
+{
+    double now = aq_progress_now();
+    *acc += now - *t;
+    *t = now;
+}
+
 /* The streaming capture of blocks k..L-1 (k: the resume point). */
 static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq_error *err)
 {
@@ -363,25 +373,34 @@ static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq
     /* block b is captured once: each rank runs it on its windows from the
      * kept residuals; the owner of b, rank b mod P, merges and writes */
     int L = st == AQ_OK ? aq_model_config(m)->n_layers : 0;
-    double t0 = aq_progress_now(), c0 = (double)clock() / CLOCKS_PER_SEC;
+    double t0 = aq_progress_now(), c0 = (double)clock() / CLOCKS_PER_SEC, tl = t0;
+    double ph[4] = {0}; /* rank 0's wall seconds: forward, wait (writer, other ranks), merge, checkpoint */
     for (int b = k; st == AQ_OK && b < L; b++) {
         o.block_first = o.block_last = b;
         st = run_block(c, m, tokens, &o, &s, err);
+        lap(&tl, &ph[0]);
         /* block b-1's files were written during this forward: durable on
          * every rank once agreed, before block b's merge */
         st = aq_pipe_agree(comm, writer_join(&s, st, err), err);
         char what[48];
         snprintf(what, sizeof what, "block %d of %d", b, L);
         if (st == AQ_OK) st = aq_pipe_agree(comm, aq_dist_failpoint("capture", b, rank, what, err), err); /* test hook */
+        lap(&tl, &ph[1]);
         if (st == AQ_OK) st = merge_block(comm, c, m, &o, &s, b % size, "stats", &fp, err);
+        lap(&tl, &ph[2]);
         if (st == AQ_OK && b + 1 < L) st = aq_pipe_agree(comm, save_stream(c, &s, b + 1, &fp, err), err);
+        lap(&tl, &ph[3]);
     }
     if (st == AQ_OK) st = aq_pipe_agree(comm, writer_join(&s, st, err), err); /* the last block's files */
+    lap(&tl, &ph[1]);
     if (st == AQ_OK && rank == 0) {
         aq_resid_remove(c->work);
         /* the figure bench/capture_bench.sh compares with one forward (model loading excluded) */
-        fprintf(stderr, "adaquant: capture: blocks %d..%d streamed in %.2f s (rank 0 CPU %.2f s) on %d rank%s\n", k,
-                L - 1, aq_progress_now() - t0, (double)clock() / CLOCKS_PER_SEC - c0, size, size > 1 ? "s" : "");
+        fprintf(stderr,
+                "adaquant: capture: blocks %d..%d streamed in %.2f s (rank 0 CPU %.2f s) on %d rank%s; rank 0 wall: "
+                "forward %.2f s, waiting %.2f s, merge %.2f s, checkpoints %.2f s\n",
+                k, L - 1, aq_progress_now() - t0, (double)clock() / CLOCKS_PER_SEC - c0, size, size > 1 ? "s" : "",
+                ph[0], ph[1], ph[2], ph[3]);
     }
     aq_pipe_stream_close(&s);
     free(tokens);
