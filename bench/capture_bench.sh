@@ -27,10 +27,11 @@ cap() { # cap NP -> wall and rank-0 CPU seconds of the capture stage
         > "$T/cap$1.log" 2>&1 || { echo "capture P=$1 FAILED (see $T/cap$1.log)" >&2; return 1; }
     sed -n 's/.*streamed in \([0-9.]*\) s (rank 0 CPU \([0-9.]*\) s).*/\1 \2/p' "$T/cap$1.log"
 }
+echo "load before: $(uptime)"
 "$B/bench/bench_capture" "$M" $W $L | tee "$T/fwd.log" | grep -v '^forward_seconds'
 F=$(sed -n 's/^forward_seconds //p' "$T/fwd.log")
 C1=$(cap 1) && C2=$(cap 2) || exit 1
-uptime
+echo "load after: $(uptime)"
 for f in $(ls "$T/w1/stats"); do cmp -s "$T/w1/stats/$f" "$T/w2/stats/$f" || { echo "stats $f differ P=1 vs P=2"; exit 1; }; done
 echo "statistics files identical at P = 1 and P = 2 ($(ls "$T/w1/stats" | wc -l) files, $(du -sh "$T/w1/stats" | cut -f1))"
 # wall figures are the targets; CPU figures (rank 0's process CPU) say what a loaded machine hides
@@ -39,3 +40,4 @@ awk -v f="$F" -v a="$C1" -v b="$C2" 'BEGIN { split(f, F, " "); split(a, A, " ");
         A[1], A[1] / F[1], A[2], A[2] / F[2], F[2]
     printf "capture P=2 %.2f s: P=1/P=2 = %.2f (target >= 1.8); rank 0 CPU %.2f s (%.2f x less than P=1)\n",
         B[1], A[1] / B[1], B[2], A[2] / B[2] }'
+for p in 1 2; do echo "P=$p $(sed -n 's/.*streamed in .*; \(rank 0 wall: .*\)/\1/p' "$T/cap$p.log")"; done

@@ -124,7 +124,10 @@ int main(int argc, char **argv)
         }
         if (blas_log[0] && launch_rank0()) fprintf(stderr, "adaquant: %s\n", blas_log);
         if (!c->needs_mpi) return c->run(argc - 1, argv + 1);
-        MPI_Init(&argc, &argv);
+        /* FUNNELED: the capture's statistics writer thread makes no MPI call
+         * (mpi/pipeline/stage_capture.c); only this thread does */
+        int provided;
+        MPI_Init_thread(&argc, &argv, MPI_THREAD_FUNNELED, &provided);
         int rc = c->run(argc - 1, argv + 1);
         if (rc != 0) MPI_Abort(MPI_COMM_WORLD, rc);
         MPI_Finalize();

@@ -15,6 +15,11 @@ the row samples are captured too):
   damaged  killed again before block 3, the checkpoint of block 3 corrupted: the
            resume names the file and the fault, falls back to block 2 (the other
            generation), and still ends identical to ref
+  midwrite P = 2, rank 0's background writer SIGKILLs the process after the
+           first of block 2's 4 files (AQ_FAIL_AT=capture_write:2:0:kill), while
+           rank 0 has gone on to block 3: blocks 0..1 whole, one file of block 2,
+           nothing of block 3; --resume at P = 1 resumes at block 2 (the first
+           unfinished one) and ends identical to ref
 
 usage: test_capture_stream.py DIR   (environment as test_pipeline.py; exit 77 without assets)
 """
@@ -92,6 +97,16 @@ def main(argv):
           and "resuming at block 2 (blocks 0..1 captured)" in p.stderr,
           "a damaged checkpoint is named and the resume falls back to block 2 " + p.stderr[-400:])
     same_stats(ref, work, "resumed from the older checkpoint")
+    p = capture(work, 2, fail_at="capture_write:2:0:kill")
+    stats = sorted(os.listdir(os.path.join(work, "stats")))
+    check(p.returncode != 0 and "rank 0 failed in capture_write at block 2 (1 of 4 files written)" in p.stderr,
+          "killed while writing block 2: non-zero exit naming the rank and block " + p.stderr[-300:])
+    check(len(stats) == 9 and sum(f[0] in "01" for f in stats) == 8 and sum(f[0] == "2" for f in stats) == 1,
+          f"blocks 0..1 whole, one file of block 2, nothing after: {stats}")
+    p = capture(work, 1, resume=True, fresh=False)
+    check(p.returncode == 0 and "resuming at block 2 (blocks 0..1 captured)" in p.stderr,
+          "--resume after a kill in the middle of block 2's files resumes at block 2 " + p.stderr[-300:])
+    same_stats(ref, work, "killed while writing, resumed at P = 1")
     return finish("capture_stream")
 
 

@@ -4,7 +4,10 @@
  *    recomputed here independently (sum params x least bits / sum params, with
  *    a pin) and the boundary is accepted / just below it rejected;
  *  - the statistics file round trip: random Gram/sample data written and read
- *    back bit for bit (aligned copies), a flipped byte and a wrong fingerprint
+ *    back bit for bit (aligned copies; the Gram stored as its lower triangle,
+ *    the file smaller than the full Gram), an asymmetric Gram refused, a
+ *    format-1 file (full Gram, written here with the container's own writer)
+ *    read to the same doubles, a flipped byte and a wrong fingerprint
  *    rejected;
  *  - the option menu: canonical names, unknown and duplicate names rejected;
  *  - the AQ_FAIL_AT test hook's grammar (every phase, the short form, the
@@ -80,6 +83,50 @@ static void test_budget(void)
     CHECK(aq_pipe_budget_add_keep(&b, "noequals", &e) == AQ_ERR_ARG);
 }
 
+static long file_size(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : -1;
+}
+
+/* Format 2 stores 21 of the 36 Gram doubles: the file is 15 * 8 bytes
+ * smaller than a format-1 file of the same statistics, which still reads to
+ * the same doubles; an asymmetric Gram is refused (packing would drop half). */
+static void stats_formats(const char *dir, aq_capstat *s, const aq_fingerprint *fp)
+{
+    char path[AQ_PIPE_PATH];
+    aq_stats_path(dir, "stats", s->block, (int)s->point, path);
+    long packed = file_size(path);
+    int64_t d1 = s->d + 1, ns = s->n_sample, rows = (int64_t)s->n_rows;
+    aq_tensor_view t[7] = {
+        {"gram", AQ_F64, 2, {d1, d1}, s->gram, (size_t)(d1 * d1) * 8},
+        {"xmin", AQ_F32, 1, {s->d}, s->xmin, (size_t)s->d * 4},
+        {"xmax", AQ_F32, 1, {s->d}, s->xmax, (size_t)s->d * 4},
+        {"sample", AQ_F32, 2, {ns, s->d}, s->sample, (size_t)(ns * s->d) * 4},
+        {"sample_win", AQ_U32, 1, {ns}, s->sample_win, (size_t)ns * 4},
+        {"sample_pos", AQ_U32, 1, {ns}, s->sample_pos, (size_t)ns * 4},
+        {"n_rows", AQ_I64, 1, {1}, &rows, 8},
+    };
+    aq_result_desc desc = {.layer = "stats.2.mlp_in", .option = "capture", .fp = *fp, .n_tensors = 7,
+                           .tensors = t, .stored = 1};
+    aq_error e = {0};
+    CHECK_OK(aq_result_write(path, &desc, &e), &e);
+    /* docs/WORKDIR.md's tensor record: 15 fewer doubles, a 1-D shape (8 bytes
+     * less) and the name "gram_lower" (6 bytes more); one stored zlib block */
+    CHECK_MSG(file_size(path) - packed == 15 * 8 + 8 - 6, "format 1 %ld vs 2 %ld bytes", file_size(path), packed);
+    aq_stats r;
+    CHECK_OK(aq_stats_read(dir, "stats", 2, AQ_CAP_MLP_IN, fp, &r, &e), &e);
+    CHECK(r.d == s->d && r.gram && !memcmp(r.gram, s->gram, (size_t)(d1 * d1) * 8));
+    aq_stats_free(&r);
+    double g01 = s->gram[1];
+    s->gram[1] += 1; /* G[0][1] != G[1][0]: the first row is checked */
+    e = (aq_error){0};
+    CHECK(aq_stats_write(dir, "stats", s, fp, &e) == AQ_ERR_ARG && strstr(e.msg, "not symmetric") &&
+          strstr(e.msg, path));
+    s->gram[1] = g01;
+    CHECK_OK(aq_stats_write(dir, "stats", s, fp, &e), &e);
+}
+
 static void test_stats_roundtrip(void)
 {
     char *dir = aq_test_tmpdir("pipe_unit");
@@ -91,7 +138,8 @@ static void test_stats_roundtrip(void)
     float xmin[5], xmax[5], sample[35];
     uint32_t win[7], pos[7];
     srand(7);
-    for (int i = 0; i < 36; i++) gram[i] = (double)rand() / RAND_MAX * 1e3 - 500;
+    for (int i = 0; i < 6; i++) /* symmetric, as every capture Gram is */
+        for (int j = 0; j <= i; j++) gram[i * 6 + j] = gram[j * 6 + i] = (double)rand() / RAND_MAX * 1e3 - 500;
     for (int i = 0; i < 5; i++) xmin[i] = -(float)i, xmax[i] = (float)i * 2;
     for (int i = 0; i < 35; i++) sample[i] = (float)((double)rand() / RAND_MAX);
     for (int i = 0; i < 7; i++) win[i] = (uint32_t)i, pos[i] = (uint32_t)(3 * i);
@@ -107,6 +155,7 @@ static void test_stats_roundtrip(void)
     CHECK(r.gram && !memcmp(r.gram, gram, sizeof gram) && r.sample && !memcmp(r.sample, sample, sizeof sample));
     CHECK(((uintptr_t)r.gram % 8) == 0);
     aq_stats_free(&r);
+    stats_formats(dir, &s, &fp);
     e = (aq_error){0};
     CHECK(aq_stats_read(dir, "stats", 2, AQ_CAP_MLP_IN, &other, &r, &e) != AQ_OK && strstr(e.msg, "fingerprint"));
     /* flip a byte in the middle: rejected, naming the file */
@@ -147,6 +196,7 @@ static void test_fail_at(void)
         {"tune:5", "tune", 5, 0, AQ_FAIL_ABORT},            /* rank defaults to 0 */
         {"tune:0:exit", "tune", 0, 0, AQ_FAIL_EXIT},        /* a mode without a rank */
         {"write:3:0:abort", "write", 3, 0, AQ_FAIL_ABORT},
+        {"capture_write:2:0:kill", "capture_write", 2, 0, AQ_FAIL_KILL},
     };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
         aq_dist_failspec f;

@@ -63,7 +63,7 @@ void aq_dist_options_default(aq_dist_options *o, const char *workdir)
 
 int aq_dist_worker_rank(const aq_dist_worker *w) { return w->rank; }
 
-static const char *const fail_phases[] = {"capture", "calibrate", "tune", "write"};
+static const char *const fail_phases[] = {"capture", "calibrate", "tune", "write", "capture_write"};
 
 static int parse_mode(const char *m)
 {
@@ -96,7 +96,7 @@ aq_status aq_dist_parse_fail_at(const char *s, aq_dist_failspec *f, aq_error *er
         p = c + 1;
     }
     int ph = -1;
-    for (int k = 0; k < 4; k++)
+    for (int k = 0; k < (int)(sizeof fail_phases / sizeof *fail_phases); k++)
         if (!strcmp(field[0], fail_phases[k])) ph = k;
     long unit, rank = 0;
     int mode = AQ_FAIL_ABORT, i;
@@ -112,8 +112,8 @@ aq_status aq_dist_parse_fail_at(const char *s, aq_dist_failspec *f, aq_error *er
     if (i < n) mode = parse_mode(field[i++]);
     if (rank < 0 || rank > 1000000 || unit < 0 || mode < 0 || i != n)
         return aq_fail(err, AQ_ERR_ARG,
-                       "AQ_FAIL_AT='%s': expected PHASE:K[:RANK][:abort|exit|kill] (PHASE capture, calibrate, tune "
-                       "or write) or RANK:TASK[:abort|exit|kill]",
+                       "AQ_FAIL_AT='%s': expected PHASE:K[:RANK][:abort|exit|kill] (PHASE capture, calibrate, tune, "
+                       "write or capture_write) or RANK:TASK[:abort|exit|kill]",
                        s);
     strcpy(f->phase, fail_phases[ph]);
     f->unit = unit, f->rank = (int)rank, f->mode = mode;

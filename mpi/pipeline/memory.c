@@ -67,12 +67,16 @@ static double capture_bytes(const geo *g, const aq_pipe_cfg *c, int P)
      * tensor's mapped source in flight (2 bytes/weight); this rank's residual
      * stream at the block boundary (two in sequential mode: FP and quantized
      * upstream); one chunk's forward and its float64 row copies; the block's
-     * statistics: one partial per chunk of this rank, the merge's total and
-     * scratch, one packed partial in flight; the statistics file being written
-     * (its image and the zlib output: two copies of the largest point's
-     * statistics); the calibration tokens. Independent of L. */
+     * statistics: one partial per chunk of this rank, the merge's total,
+     * its unpacking scratch (P > 1: other ranks' chunks), one packed partial
+     * in flight, and (the capture command's background writer, not the
+     * sequential pass) the previous block's total being written; the
+     * statistics file being written (its image and the zlib output: two
+     * copies of the largest point's statistics); the calibration tokens.
+     * Independent of L. */
+    double totals = 2 + (P > 1) + !c->sequential;
     return g->wr + g->wb + 2 * g->H * g->D + 4 * rows * g->D * (c->sequential ? 2 : 1) + scratch(g, nc, T, C) +
-           2 * 8 * nc * g->dmax + blk * (3 + mine) + 2 * stat(g->dmax, R, c->sequential) + 4.0 * c->windows * T;
+           2 * 8 * nc * g->dmax + blk * (totals + mine) + 2 * stat(g->dmax, R, c->sequential) + 4.0 * c->windows * T;
 }
 
 static double kl_bytes(const geo *g, const aq_pipe_cfg *c)

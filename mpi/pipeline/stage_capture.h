@@ -9,6 +9,8 @@
 /* Load the model and the S x T calibration tokens (*tokens malloc'd). */
 aq_status aq_pipe_load_calib(const aq_pipe_cfg *c, aq_model **m, int **tokens, aq_error *err);
 
+typedef struct aq_cap_writer aq_cap_writer;
+
 /* This rank's share of the calibration windows and their residual stream(s):
  * the fixed chunks of cfg.chunk_windows windows, a contiguous block of them
  * per rank (aq_dist_block_range), the same in every run whatever P. */
@@ -25,6 +27,9 @@ typedef struct aq_pipe_stream {
      * plus an unpacking scratch once this rank has owned a block */
     aq_capture **part; /* [n_chunks], NULL for other ranks' chunks */
     aq_capture *total, *scratch;
+    /* the capture command's background statistics writer (stage_capture.c;
+     * it holds a second total), NULL when the files are written in place */
+    aq_cap_writer *writer;
 } aq_pipe_stream;
 
 /* Chunk ch's windows: the count, and the first in *w0. */
