@@ -21,6 +21,8 @@
 #   AQ_GGUF_ARGS     more adaquant quantize arguments (e.g. "--keep down_proj=w8a16")
 #   AQ_GGUF_NP       adaquant's MPI ranks (default 2)
 #   AQ_GGUF_SKIP     "ours" = llama.cpp's side only
+#   AQ_GGUF_CHUNKS   score only the first N chunks, N a multiple of 8 (a quick check of
+#                    the script; the figures need all 764, the default)
 #   AQ_GGUF_LLAMA_BUILD  tools (default) or full (see llama_build)
 #   AQ_NPM_DIR       an npm prefix already holding node-llama-cpp@3.21.1 (default OUT_DIR/npm)
 set -u
@@ -34,6 +36,13 @@ MODEL=$S/models/stories260K/stories260K.bin
 TOK=$S/models/stories260K/tok512.bin
 TEXT=$S/data/tinystories/validation.txt
 CTX=256   # llama.cpp's chunk (and adaquant's calibration window) length
+PPLX=()   # llama-perplexity's --chunks for a quick check
+# llama-perplexity runs 2048 / 256 = 8 chunks per batch and prints no summary
+# when fewer than one batch is asked for: N must be a multiple of 8
+if [ -n "${AQ_GGUF_CHUNKS:-}" ]; then
+    [ $((AQ_GGUF_CHUNKS % 8)) = 0 ] && [ "$AQ_GGUF_CHUNKS" -gt 0 ] || { echo "AQ_GGUF_CHUNKS must be a multiple of 8" >&2; exit 2; }
+    PPLX=(--chunks "$AQ_GGUF_CHUNKS")
+fi
 CHUNKS=64 # imatrix chunks = adaquant's default --calib-windows: the same calibration tokens
 MPI=(mpirun --allow-run-as-root --oversubscribe --mca pml ob1 --mca btl self,vader)
 export AQ_PROGRESS=none OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1
@@ -110,7 +119,7 @@ kld() {
     while [ "$(jobs -rp | wc -l)" -ge "${AQ_GGUF_JOBS:-2}" ]; do wait -n; done
     rm -f "$D/kld_$2.txt"
     { "$LB/llama-perplexity" -m "$1" --kl-divergence-base "$D/base.kld" --kl-divergence -t 1 -c $CTX \
-        > "$log" 2>&1 || echo "FAILED: llama-perplexity on $1 (see $log)" >&2
+        "${PPLX[@]}" > "$log" 2>&1 || echo "FAILED: llama-perplexity on $1 (see $log)" >&2
       printf "%s\t%s" "$(sed -n 's/^Mean PPL(Q) *: *\([0-9.]*\).*/\1/p' "$log")" \
         "$(sed -n 's/^Mean *KLD: *\([0-9.]*\).*/\1/p' "$log")" > "$D/kld_$2.txt"; } &
 }
@@ -123,7 +132,7 @@ llama_side() {
         --llama2c-model "$MODEL" --llama2c-output-model "$D/f32.gguf" > "$D/convert.log" 2>&1 ||
         die "llama-convert-llama2c-to-ggml failed (see $D/convert.log)"
     t=$(timed "$D/ppl_base.log" "$LB/llama-perplexity" -m "$D/f32.gguf" -f "$D/eval.txt" -t 1 -c $CTX \
-        --kl-divergence-base "$D/base.kld") || exit 1
+        "${PPLX[@]}" --kl-divergence-base "$D/base.kld") || exit 1
     printf "llama.cpp\tF32\tF32\t%s\t%s\t%s\t0\t-\n" "$(stat -c %s "$D/f32.gguf")" "$t" \
         "$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$D/ppl_base.log")" >> "$R"
     t=$(timed "$D/imatrix.log" "$LB/llama-imatrix" -m "$D/f32.gguf" -f "$D/calib.txt" -t 1 -c $CTX \
@@ -203,7 +212,8 @@ eval_side() {
         for v in plain imatrix; do
             q=$D/llama_${f}_$v.gguf
             [ -f "$q" ] || continue
-            /usr/bin/python3 "$SRC/bench/gguf_l2c.py" "$q" "$D/deq_${f}_$v.bin" > /dev/null || die "gguf_l2c.py $q failed"
+            /usr/bin/python3 "$SRC/bench/gguf_l2c.py" "$q" "$D/deq_${f}_$v.bin" \
+                "$(od -An -t d4 -j 24 -N 4 "$MODEL" | tr -d ' ')" > /dev/null || die "gguf_l2c.py $q failed"
             j=$("$B/adaquant" eval "$D/deq_${f}_$v.bin" --tokenizer "$TOK" --text "$TEXT" --json) &&
                 /usr/bin/python3 -c 'import json, sys; j = json.loads(sys.argv[1]); print("adaquant-eval\t%s\t%s\t%s\t-\t%.4f\t-\t-" % (sys.argv[2], sys.argv[3], sys.argv[4], j["ppl_fp"]))' \
                     "$j" "$v" "$f" "$(stat -c %s "$q")" >> "$R"
@@ -211,7 +221,7 @@ eval_side() {
     done
 }
 
-command -v cmake > /dev/null && command -v git > /dev/null || die "cmake and git are needed"
+command -v git > /dev/null || die "git is needed"
 [ -x "$B/adaquant" ] || die "$B/adaquant not built"
 llama_build
 : > "$R"

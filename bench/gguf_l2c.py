@@ -12,7 +12,10 @@ tests/scripts/ggml_ref.py (our NumPy model of ggml's formats, checked bit for
 bit against ggml's C code by test_ggml_blocks); the container is parsed here
 from ggml's docs/gguf.md.
 
-usage: gguf_l2c.py IN.gguf OUT.bin
+usage: gguf_l2c.py IN.gguf OUT.bin [SEQ_LEN]
+  SEQ_LEN  the header's seq_len (default: the GGUF's llama.context_length;
+           llama-convert-llama2c-to-ggml writes 128 there for stories260K,
+           whose own seq_len is 512: pass the source model's)
 """
 import os
 import struct
@@ -96,14 +99,15 @@ class Reader:
 
 
 def main():
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(__doc__)
     r = Reader(sys.argv[1])
     t = r.tensors()
     L = r.u32("llama.block_count")
     dim, hidden = r.u32("llama.embedding_length"), r.u32("llama.feed_forward_length")
     heads, kv = r.u32("llama.attention.head_count"), r.u32("llama.attention.head_count_kv")
-    vocab, ctx = t["token_embd.weight"][1].shape[0], r.u32("llama.context_length")
+    vocab = t["token_embd.weight"][1].shape[0]
+    ctx = int(sys.argv[3]) if len(sys.argv) == 4 else r.u32("llama.context_length")
     w = lambda name: t[name][1]  # noqa: E731
     per = lambda key: np.stack([w(f"blk.{i}.{key}.weight") for i in range(L)])  # noqa: E731
     out_w = w("output.weight") if "output.weight" in t else w("token_embd.weight")
