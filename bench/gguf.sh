@@ -71,7 +71,7 @@ llama_build() {
     head=$(git bundle list-heads "$pkg/gitRelease.bundle" | awk '{ print $1; exit }')
     echo "llama.cpp: node-llama-cpp@3.21.1's bundle, release $(sed -n 's/.*"tag": *"\([^"]*\)".*/\1/p' \
         "$pkg/llama.cpp.info.json"), commit $head, patches: $(cd "$pkg/patches" 2>/dev/null && ls | tr '\n' ' ')build: $mode"
-    if [ -x "$LB/llama-perplexity" ] && [ "$(cat "$LL/stamp" 2>/dev/null)" = "$head $mode" ]; then return 0; fi
+    if [ -x "$LB/llama-perplexity" ] && [ "$(cat "$LL/stamp" 2>/dev/null)" = "$head $mode 2" ]; then return 0; fi
     rm -rf "$LL" && mkdir -p "$LL"
     git clone -q "$pkg/gitRelease.bundle" "$LL/src" 2> "$LL/git.log" || die "git clone of the bundle failed"
     for p in "$pkg"/patches/*.diff; do
@@ -90,15 +90,16 @@ llama_build() {
         local l=(-L"$LB" -l:libllama-common.so -l:libllama.v0.4.0.so -l:libggml.v0.4.0.so -l:libggml-base.so
             '-Wl,-rpath,$ORIGIN' -pthread)
         local t=$LL/src/tools
+        # llama-perplexity's main is ours (bench/gguf_pplmain.cpp: it flushes the log before exiting);
         # the converter calls ggml_set_f32_nd, a CPU-backend function: linked to the baseline x86-64 variant
         { "${c[@]}" -o "$LB/llama-quantize" "$t/quantize/main.cpp" "$t/quantize/quantize.cpp" "${l[@]}" &&
           "${c[@]}" -o "$LB/llama-imatrix" "$t/imatrix/imatrix.cpp" "${l[@]}" &&
-          "${c[@]}" -o "$LB/llama-perplexity" "$t/perplexity/main.cpp" "$t/perplexity/perplexity.cpp" "${l[@]}" &&
+          "${c[@]}" -o "$LB/llama-perplexity" "$SRC/bench/gguf_pplmain.cpp" "$t/perplexity/perplexity.cpp" "${l[@]}" &&
           "${c[@]}" -o "$LB/llama-convert-llama2c-to-ggml" \
             "$LL/src/examples/convert-llama2c-to-ggml/convert-llama2c-to-ggml.cpp" "${l[@]}" -l:libggml-cpu-x64.so
         } > "$LL/build.log" 2>&1 || die "compiling the tools failed (see $LL/build.log)"
     fi
-    echo "$head $mode" > "$LL/stamp"
+    echo "$head $mode 2" > "$LL/stamp" # 2: the build recipe's version
 }
 
 # timed LOG CMD...: runs CMD with its output in LOG, prints its wall seconds
@@ -120,8 +121,20 @@ kld() {
     rm -f "$D/kld_$2.txt"
     { "$LB/llama-perplexity" -m "$1" --kl-divergence-base "$D/base.kld" --kl-divergence -t 1 -c $CTX \
         "${PPLX[@]}" > "$log" 2>&1 || echo "FAILED: llama-perplexity on $1 (see $log)" >&2
-      printf "%s\t%s" "$(sed -n 's/^Mean PPL(Q) *: *\([0-9.]*\).*/\1/p' "$log")" \
-        "$(sed -n 's/^Mean *KLD: *\([0-9.]*\).*/\1/p' "$log")" > "$D/kld_$2.txt"; } &
+      kld_parse "$log" > "$D/kld_$2.txt"; } &
+}
+# kld_parse LOG: "PPL<TAB>KL" from the summary, else (the summary lost at exit by
+# a stock llama-perplexity, see gguf_pplmain.cpp) from the last per-chunk line,
+# whose columns are the same running means (PPL, ln ratio, KL), 4-5 decimals
+kld_parse() {
+    local p k
+    p=$(sed -n 's/^Mean PPL(Q) *: *\([0-9.]*\).*/\1/p' "$1")
+    k=$(sed -n 's/^Mean *KLD: *\([0-9.]*\).*/\1/p' "$1")
+    if [ -z "$k" ]; then
+        read -r p k < <(awk '/^ *[0-9]+ +[0-9.]+ +± / { p = $2; k = $8 } END { print p, k }' "$1")
+        echo "note: $1 has no summary; running means of its last chunk line used" >&2
+    fi
+    printf "%s\t%s" "${p:--}" "${k:--}"
 }
 kld_get() { cat "$D/kld_$1.txt" 2>/dev/null || printf -- "-\t-"; }
 
@@ -134,7 +147,8 @@ llama_side() {
     t=$(timed "$D/ppl_base.log" "$LB/llama-perplexity" -m "$D/f32.gguf" -f "$D/eval.txt" -t 1 -c $CTX \
         "${PPLX[@]}" --kl-divergence-base "$D/base.kld") || exit 1
     printf "llama.cpp\tF32\tF32\t%s\t%s\t%s\t0\t-\n" "$(stat -c %s "$D/f32.gguf")" "$t" \
-        "$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$D/ppl_base.log")" >> "$R"
+        "$(sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' "$D/ppl_base.log" |
+            grep . || grep -o '\[[0-9]*\][0-9.]*' "$D/ppl_base.log" | tail -1 | sed 's/.*\]//')" >> "$R"
     t=$(timed "$D/imatrix.log" "$LB/llama-imatrix" -m "$D/f32.gguf" -f "$D/calib.txt" -t 1 -c $CTX \
         --chunks $CHUNKS -o "$D/imatrix.gguf") || exit 1
     echo "llama-imatrix: $CHUNKS chunks of $CTX tokens in $t s"
