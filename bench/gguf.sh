@@ -129,7 +129,7 @@ kld() {
 kld_parse() {
     local p k
     p=$(sed -n 's/^Mean PPL(Q) *: *\([0-9.]*\).*/\1/p' "$1")
-    k=$(sed -n 's/^Mean *KLD: *\([0-9.]*\).*/\1/p' "$1")
+    k=$(sed -n 's/^Mean *KLD: *\(-\{0,1\}[0-9.]*\).*/\1/p' "$1")
     if [ -z "$k" ]; then
         read -r p k < <(awk '/^ *[0-9]+ +[0-9.]+ +± / { p = $2; k = $8 } END { print p, k }' "$1")
         echo "note: $1 has no summary; running means of its last chunk line used" >&2
