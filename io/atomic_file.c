@@ -178,3 +178,9 @@ aq_status aq_atomic_copy_file(const char *src, const char *dst, aq_error *err)
     }
     return aq_atomic_commit(f, err);
 }
+
+aq_status aq_mkdir_once(const char *dir, const char *what, aq_error *err)
+{
+    if (mkdir(dir, 0777) == 0 || errno == EEXIST) return AQ_OK;
+    return aq_fail(err, AQ_ERR_IO, "%s: cannot create the %s: %s", dir, what, strerror(errno));
+}

@@ -42,6 +42,11 @@ aq_status aq_atomic_commit(aq_atomic_file *f, aq_error *err);
 /* Discard: close and remove the temporary file, free f. NULL is a no-op. */
 void aq_atomic_abort(aq_atomic_file *f);
 
+/* Create directory `dir` (mode 0777 & ~umask) unless it already exists (a
+ * work directory and its subdirectories, made again by every run and resume).
+ * AQ_ERR_IO "<dir>: cannot create the <what>: <reason>" otherwise. */
+aq_status aq_mkdir_once(const char *dir, const char *what, aq_error *err);
+
 /* One shot: atomically replace `path` with buf[0..len). */
 aq_status aq_atomic_write_file(const char *path, const void *buf, size_t len, aq_error *err);
 

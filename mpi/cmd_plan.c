@@ -6,6 +6,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../io/atomic_file.h"
 #include "cli.h"
 #include "pipeline/pipeline_args.h"
 #include "pipeline/plan.h"
@@ -188,8 +189,7 @@ static aq_status get_rates(const aq_pipe_args *a, const plan_opts *po, aq_plan_r
 {
     if (po->rates) snprintf(path, AQ_PIPE_PATH + 32, "%s", po->rates);
     else if (a->have_work) {
-        if (mkdir(a->cfg.work, 0777) != 0 && errno != EEXIST)
-            return aq_fail(err, AQ_ERR_IO, "--work %s: cannot create the work directory", a->cfg.work);
+        AQ_TRY(aq_mkdir_once(a->cfg.work, "work directory (--work)", err));
         snprintf(path, AQ_PIPE_PATH + 32, "%s/plan_rates.json", a->cfg.work);
     }
     aq_blas_kernel k;

@@ -129,11 +129,8 @@ static aq_status results_dir(const char *work, aq_error *err)
 {
     char path[AQ_PIPE_PATH];
     aq_pipe_path(work, "results", path);
-    if (mkdir(work, 0777) != 0 && errno != EEXIST)
-        return aq_fail(err, AQ_ERR_IO, "%s: cannot create the work directory: %s", work, strerror(errno));
-    if (mkdir(path, 0777) != 0 && errno != EEXIST)
-        return aq_fail(err, AQ_ERR_IO, "%s: cannot create: %s", path, strerror(errno));
-    return AQ_OK;
+    AQ_TRY(aq_mkdir_once(work, "work directory", err));
+    return aq_mkdir_once(path, "results directory", err);
 }
 
 /* One cooperative task on grid members of sub (collective over sub). */

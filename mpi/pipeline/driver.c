@@ -10,6 +10,7 @@
  * only at the end, waiting for the last DONE messages and REQs. Workers block
  * only waiting for a GIVE, which rank 0 always answers. With one rank there
  * is no tail queue and no message at all. */
+#include "../../io/atomic_file.h"
 #include "driver.h"
 
 #include <errno.h>
@@ -199,11 +200,9 @@ static aq_status make_dirs(aq_dist_worker *w, aq_error *err)
         char *p = malloc(strlen(w->opt->workdir) + 16);
         if (!p) return aq_fail_nomem(err, "path", 64);
         sprintf(p, "%s", w->opt->workdir);
-        if (mkdir(p, 0777) != 0 && errno != EEXIST)
-            code = aq_fail(&local, AQ_ERR_IO, "work directory %s: cannot create: %s", p, strerror(errno));
+        code = aq_mkdir_once(p, "work directory", &local);
         strcat(p, "/results");
-        if (code == AQ_OK && mkdir(p, 0777) != 0 && errno != EEXIST)
-            code = aq_fail(&local, AQ_ERR_IO, "%s: cannot create: %s", p, strerror(errno));
+        if (code == AQ_OK) code = aq_mkdir_once(p, "results directory", &local);
         if (code == AQ_OK && access(p, W_OK) != 0)
             code = aq_fail(&local, AQ_ERR_IO, "%s: not writable: %s", p, strerror(errno));
         free(p);

@@ -32,6 +32,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "../../io/atomic_file.h"
 #include "../../src/model/capture.h"
 #include "../../src/text/textdata.h"
 #include "driver.h"
@@ -101,8 +102,7 @@ static aq_status write_stats(const aq_pipe_cfg *c, const char *sub, const aq_cap
 {
     char dir[AQ_PIPE_PATH];
     aq_pipe_path(c->work, sub, dir);
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return aq_fail(err, AQ_ERR_IO, "%s: cannot create the statistics directory", dir);
+    AQ_TRY(aq_mkdir_once(dir, "statistics directory", err));
     for (int i = 0; i < aq_capture_count(cap); i++) {
         const aq_capstat *st = aq_capture_stat(cap, i);
         AQ_TRY(aq_stats_write(c->work, sub, st, fp, err));
@@ -437,8 +437,7 @@ aq_status aq_pipe_capture(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq_pi
     MPI_Comm_rank(comm, &rank);
     double t0 = aq_progress_now();
     aq_status st = AQ_OK;
-    if (rank == 0 && mkdir(c->work, 0777) != 0 && errno != EEXIST)
-        st = aq_fail(err, AQ_ERR_IO, "--work %s: cannot create the work directory", c->work);
+    if (rank == 0) st = aq_mkdir_once(c->work, "work directory (--work)", err);
     st = aq_pipe_agree(comm, st, err);
     if (st != AQ_OK) return st;
     int have = 0;

@@ -59,8 +59,7 @@ aq_status aq_resid_save(const char *work, size_t chunk, int block, const aq_fing
 {
     char dir[AQ_PIPE_PATH], path[AQ_PIPE_PATH];
     aq_pipe_path(work, "resid", dir);
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return aq_fail(err, AQ_ERR_IO, "%s: cannot create the residual checkpoint directory", dir);
+    AQ_TRY(aq_mkdir_once(dir, "residual checkpoint directory", err));
     resid_path(work, chunk, block, path);
     resid_head h;
     memset(&h, 0, sizeof h);

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../../io/atomic_file.h"
 #include "driver.h"
 #include "progress.h"
 #include "stage_calibrate.h"
@@ -191,8 +192,7 @@ aq_status aq_pipe_sequential(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_
     MPI_Comm_rank(comm, &rank);
     memset(sp, 0, sizeof *sp);
     aq_status st = seq_setup(c, p, choice, sc, sp, err);
-    if (st == AQ_OK && rank == 0 && mkdir(sc->work, 0777) != 0 && errno != EEXIST)
-        st = aq_fail(err, AQ_ERR_IO, "%s: cannot create the sequential work directory", sc->work);
+    if (st == AQ_OK && rank == 0) st = aq_mkdir_once(sc->work, "sequential work directory", err);
     seq_ctx x = {.c = sc, .p = sp};
     int *tokens = NULL;
     if (st == AQ_OK) st = aq_pipe_load_calib(sc, &x.m, &tokens, err);
