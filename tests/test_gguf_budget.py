@@ -153,7 +153,8 @@ def main():
     s2 = os.path.getsize(os.path.join(out2, "model.gguf")) if r.returncode == 0 else None
     check(s2 is not None and s2 <= size - 1, f"at {size - 1} bytes the file is {s2} bytes")
     r = quantize(work, os.path.join(work, "q3"), 1000, ["--resume"])
-    m = re.search(r"smallest feasible size of the model files with the options and pins given is (\d+) bytes",
+    m = re.search(r"smallest feasible size of model.gguf \(--out-format gguf\) with the options and pins given "
+                  r"is (\d+) bytes",
                   r.stderr)
     check(r.returncode != 0 and m is not None, "an infeasible budget names the smallest feasible size")
     if m:

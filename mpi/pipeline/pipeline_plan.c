@@ -269,9 +269,9 @@ static aq_status bytes_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
     aq_pipe_size_free(&sz);
     if (want < least)
         return aq_fail(err, AQ_ERR_INFEASIBLE,
-                       "--target-size %s is infeasible: the smallest feasible size of the model files with the "
+                       "--target-size %s is infeasible: the smallest feasible size of %s with the "
                        "options and pins given is %lld bytes",
-                       given, (long long)least);
+                       given, c->gguf ? "model.gguf (--out-format gguf)" : "the model files", (long long)least);
     return AQ_OK;
 }
 
