@@ -384,3 +384,12 @@ void aq_ckpt_meta_at(const aq_checkpoint *ck, size_t i, const char **key, const 
     *key = *value = NULL;
     if (f) aq_st_meta_at(f, i, key, value);
 }
+
+aq_status aq_ckpt_read_llama_config(const char *path, aq_llama_config *cfg, aq_error *err)
+{
+    aq_checkpoint *ck;
+    AQ_TRY(aq_ckpt_open(path, &ck, err));
+    aq_status st = aq_ckpt_llama_config(ck, cfg, err);
+    aq_ckpt_close(ck);
+    return st;
+}

@@ -80,6 +80,8 @@ void aq_ckpt_drop_pages(aq_checkpoint *ck, const aq_tensor_view *v);
 /* Model metadata: the Llama config (from config.json or the llama2.c header);
  * AQ_ERR_NOTFOUND if the checkpoint has none (a bare safetensors file). */
 aq_status aq_ckpt_llama_config(const aq_checkpoint *ck, aq_llama_config *cfg, aq_error *err);
+/* The same for the checkpoint at path: open, read the config, close. */
+aq_status aq_ckpt_read_llama_config(const char *path, aq_llama_config *cfg, aq_error *err);
 /* safetensors __metadata__ of the (first) file; NULL if absent. */
 const char *aq_ckpt_meta_get(const aq_checkpoint *ck, const char *key);
 /* All __metadata__ entries of the (first) file, sorted by key (0 for llama2.c,

@@ -151,11 +151,7 @@ static aq_status read_config(const char *path, aq_llama_config *m, double *file_
         return aq_llama_config_read_json(cj, m, err);
     }
     if (stat(path, &s) == 0) *file_bytes = (double)s.st_size;
-    aq_checkpoint *ck;
-    AQ_TRY(aq_ckpt_open(path, &ck, err));
-    aq_status st = aq_ckpt_llama_config(ck, m, err);
-    aq_ckpt_close(ck);
-    return st;
+    return aq_ckpt_read_llama_config(path, m, err);
 }
 
 static void assumed_docs(const aq_pipe_args *a, const plan_opts *po, aq_plan_input *in)

@@ -263,11 +263,7 @@ static double gib(double b)
 
 static aq_status read_config(const char *path, aq_llama_config *mc, aq_error *err)
 {
-    aq_checkpoint *ck;
-    AQ_TRY(aq_ckpt_open(path, &ck, err));
-    aq_status st = aq_ckpt_llama_config(ck, mc, err);
-    aq_ckpt_close(ck);
-    return st;
+    return aq_ckpt_read_llama_config(path, mc, err);
 }
 
 /* The first value of a knob (ranks x2.., sample rows /2.., ...) at which the

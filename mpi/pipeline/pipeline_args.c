@@ -167,12 +167,8 @@ static int gguf_menus(const char *cmd, aq_pipe_args *a)
  * model is left to the input checks. */
 static void gguf_fit_menu(aq_pipe_args *a)
 {
-    aq_checkpoint *ck;
     aq_llama_config mc;
-    if (aq_ckpt_open(a->cfg.model, &ck, NULL) != AQ_OK) return;
-    aq_status st = aq_ckpt_llama_config(ck, &mc, NULL);
-    aq_ckpt_close(ck);
-    if (st != AQ_OK) return;
+    if (aq_ckpt_read_llama_config(a->cfg.model, &mc, NULL) != AQ_OK) return;
     int64_t rows[3] = {mc.dim, mc.hidden_dim, (int64_t)mc.n_heads * aq_llama_head_dim(&mc)};
     char list[160] = "";
     for (int k = 0; k < a->cfg.n_options; k++) {

@@ -20,10 +20,7 @@
 
 static aq_status model_config(const char *path, aq_llama_config *cfg, aq_error *err)
 {
-    aq_checkpoint *ck;
-    AQ_TRY(aq_ckpt_open(path, &ck, err));
-    aq_status st = aq_ckpt_llama_config(ck, cfg, err);
-    aq_ckpt_close(ck);
+    aq_status st = aq_ckpt_read_llama_config(path, cfg, err);
     if (st != AQ_OK) aq_error_prefix(err, "%s", path);
     return st;
 }

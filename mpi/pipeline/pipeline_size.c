@@ -364,12 +364,8 @@ aq_status aq_pipe_side_files(const aq_pipe_cfg *c, aq_pipe_side *s, aq_error *er
  * jansson's) plus the side files. */
 static aq_status side_bytes(const aq_pipe_cfg *c, int64_t *out, aq_error *err)
 {
-    aq_checkpoint *ck;
     aq_llama_config mc;
-    AQ_TRY(aq_ckpt_open(c->model, &ck, err));
-    aq_status st = aq_ckpt_llama_config(ck, &mc, err);
-    aq_ckpt_close(ck);
-    AQ_TRY(st);
+    AQ_TRY(aq_ckpt_read_llama_config(c->model, &mc, err));
     const char *td = getenv("TMPDIR");
     char tmp[AQ_PIPE_PATH];
     snprintf(tmp, sizeof tmp, "%s/aq-config-probe.%ld.json", td && *td ? td : "/tmp", (long)getpid());

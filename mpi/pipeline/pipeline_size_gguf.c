@@ -100,18 +100,14 @@ aq_status aq_pipe_gguf_size_of(const aq_pipe_cfg *c, const aq_pipe_plan *p, cons
 {
     if (!aq_pipe_gguf_hooks.size)
         return aq_fail(err, AQ_ERR_ARG, "--out-format gguf: this program has no GGUF exporter");
-    aq_checkpoint *ck;
     aq_llama_config mc;
-    AQ_TRY(aq_ckpt_open(c->model, &ck, err));
-    aq_status st = aq_ckpt_llama_config(ck, &mc, err);
-    aq_ckpt_close(ck);
-    AQ_TRY(st);
+    AQ_TRY(aq_ckpt_read_llama_config(c->model, &mc, err));
     aq_tokenizer *tok = NULL;
     char tok_file[AQ_PIPE_PATH];
     aq_gguf_layout lay = {0};
     aq_export_opts o;
     aq_pipe_gguf_opts(&o, NULL);
-    st = aq_tok_open(c->tokenizer, mc.vocab_size, &tok, err);
+    aq_status st = aq_tok_open(c->tokenizer, mc.vocab_size, &tok, err);
     if (st == AQ_OK) st = aq_tok_resolve(c->tokenizer, tok_file, sizeof tok_file, err);
     if (st == AQ_OK) st = layout_of(c, p, &mc, choice, &lay, err);
     if (st == AQ_OK) st = aq_pipe_gguf_hooks.size(&mc, tok, tok_file, &o, &lay, out, err);

@@ -8,10 +8,7 @@
 
 static aq_status read_config(const aq_pipe_cfg *c, aq_llama_config *m, aq_error *err)
 {
-    aq_checkpoint *ck;
-    AQ_TRY(aq_ckpt_open(c->model, &ck, err));
-    aq_status st = aq_ckpt_llama_config(ck, m, err);
-    aq_ckpt_close(ck);
+    aq_status st = aq_ckpt_read_llama_config(c->model, m, err);
     if (st != AQ_OK) aq_error_prefix(err, "%s", c->model);
     return st;
 }

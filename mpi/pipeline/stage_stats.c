@@ -204,13 +204,9 @@ void aq_stats_free(aq_stats *s)
 
 int aq_stats_all_valid(const aq_pipe_cfg *c, FILE *log)
 {
-    aq_checkpoint *ck;
     aq_llama_config m;
     aq_error e = {0};
-    if (aq_ckpt_open(c->model, &ck, &e) != AQ_OK) return 0;
-    aq_status st = aq_ckpt_llama_config(ck, &m, &e);
-    aq_ckpt_close(ck);
-    if (st != AQ_OK) return 0;
+    if (aq_ckpt_read_llama_config(c->model, &m, &e) != AQ_OK) return 0;
     aq_fingerprint fp = aq_pipe_stats_fp(c);
     for (int b = 0; b < m.n_layers; b++)
         for (int p = 0; p < AQ_CAP_COUNT; p++) {

@@ -301,11 +301,8 @@ static aq_status write_outdir(const aq_pipe_cfg *c, const aq_pipe_plan *p, const
     /* test hook (AQ_FAIL_AT=write:K): units 0..3 are the points between the files */
     aq_status st = aq_dist_failpoint("write", 0, 0, "file 0, before model.safetensors", err);
     if (st == AQ_OK) st = write_model(path, c, p, choice, v, xq, tn->steps > 0 ? m : NULL, err);
-    aq_checkpoint *ck = NULL;
     aq_llama_config mc;
-    if (st == AQ_OK) st = aq_ckpt_open(c->model, &ck, err);
-    if (st == AQ_OK) st = aq_ckpt_llama_config(ck, &mc, err);
-    aq_ckpt_close(ck);
+    if (st == AQ_OK) st = aq_ckpt_read_llama_config(c->model, &mc, err);
     snprintf(path, sizeof path, "%s/config.json", tmp);
     if (st == AQ_OK) st = aq_dist_failpoint("write", 1, 0, "file 1, before config.json", err);
     if (st == AQ_OK) st = aq_llama_config_write_json(path, &mc, err);
