@@ -153,11 +153,29 @@ static void test_parallel(aq_model *m, const int *tok)
     CHECK_OK(aq_capture_new(m, &o, &c3, &err), &err);
     CHECK_OK(aq_capture_run(c1, m, tok, 0, 2, T, &err), &err);
     CHECK_OK(aq_capture_run(c2, m, tok + 2 * T, 2, 4, T, &err), &err);
-    /* pack / unpack round trip is exact */
+    /* pack / unpack round trip is exact; the bytes carry each Gram's lower
+     * triangle only (the size below counts (d+1)(d+2)/2 doubles per Gram), so
+     * the unpacked upper triangles stay as they were (zero) until mirrored */
     void *buf = NULL;
-    size_t len = 0;
+    size_t len = 0, want = 12;
     CHECK_OK(aq_capture_pack(c2, &buf, &len, &err), &err);
+    for (int i = 0; i < aq_capture_count(c2); i++) {
+        const aq_capstat *p = aq_capture_stat(c2, i);
+        size_t e = (size_t)p->d + 1;
+        want += 28 + e * (e + 1) / 2 * 8 + (size_t)p->d * 8 + (size_t)p->n_sample * ((size_t)p->d * 4 + 8);
+    }
+    CHECK_MSG(len == want, "packed capture: %zu bytes, expected %zu", len, want);
     CHECK_OK(aq_capture_unpack(c3, buf, len, &err), &err);
+    int upper_zero = 1;
+    for (int i = 0; i < aq_capture_count(c3); i++) {
+        const aq_capstat *p = aq_capture_stat(c3, i);
+        size_t e = (size_t)p->d + 1;
+        for (size_t a = 0; a < e; a++)
+            for (size_t b = a + 1; b < e; b++)
+                upper_zero &= p->gram[a * e + b] == 0.0;
+    }
+    CHECK_MSG(upper_zero, "unpack wrote the Gram's upper triangle");
+    aq_capture_mirror(c3);
     CHECK(same_stats(c3, c2, 0.0));
     /* every truncation and a corrupted header are format errors, never a crash */
     int all_fail = 1;
@@ -171,6 +189,7 @@ static void test_parallel(aq_model *m, const int *tok)
     CHECK_OK(aq_capture_unpack(c3, buf, len, &err), &err);
     free(buf);
     CHECK_OK(aq_capture_merge(c1, c3, &err), &err);
+    aq_capture_mirror(c1); /* the merge adds the lower triangles only */
     /* merging regroups the same float64 sums: a few ulps, as above */
     CHECK_MSG(same_stats(c1, c, 1e-13), "merged chunks differ from one run");
     rec_free(&r);

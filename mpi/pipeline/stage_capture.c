@@ -9,7 +9,9 @@
  * input in place, and the owner of block b, rank b mod P, merges the chunk
  * partials IN CHUNK ORDER (aq_dist_merge_chunks + aq_capture_merge), so the
  * float64 sums are the same bytes for any number of ranks, and the same as the
- * whole-model passes of aq_capture_run. After each block every rank
+ * whole-model passes of aq_capture_run. The symmetric Grams travel and are
+ * added as their lower triangles only (capture_pack.c), mirrored once before
+ * the files are written. After each block every rank
  * checkpoints its residuals (stage_capture_resid.c), so --resume restarts at
  * the last finished block. The owner writes one file per
  * capture point, WORK/stats/<block>.<point>.aqs, in the result-file format
@@ -94,12 +96,16 @@ static aq_status run_chunks(aq_model *m, const aq_pipe_cfg *c, const int *tokens
     return AQ_OK;
 }
 
-/* Write the block's files. hook_rank >= 0 (the background writer): the
- * AQ_FAIL_AT test hook capture_write:<block>:<rank> fires once the first file
- * is written, so a test can kill a capture in the middle of a block's files. */
-static aq_status write_stats(const aq_pipe_cfg *c, const char *sub, const aq_capture *cap,
-                             const aq_fingerprint *fp, int hook_rank, aq_error *err)
+/* Write the block's files. The merge added only the Grams' lower triangles
+ * (aq_capture_merge): their upper halves are copied here first, in the
+ * background writer's thread when there is one, off the merge's path.
+ * hook_rank >= 0 (the background writer): the AQ_FAIL_AT test hook
+ * capture_write:<block>:<rank> fires once the first file is written, so a test
+ * can kill a capture in the middle of a block's files. */
+static aq_status write_stats(const aq_pipe_cfg *c, const char *sub, aq_capture *cap, const aq_fingerprint *fp,
+                             int hook_rank, aq_error *err)
 {
+    aq_capture_mirror(cap);
     char dir[AQ_PIPE_PATH];
     aq_pipe_path(c->work, sub, dir);
     AQ_TRY(aq_mkdir_once(dir, "statistics directory", err));

@@ -27,8 +27,9 @@
  * Distribution: float64 sums are not associative, so for results independent
  * of the process count compute ONE aq_capture per FIXED chunk of windows
  * (e.g. 8 windows, the same in every run) and combine the chunks with
- * aq_capture_merge in chunk order (rank 0 receives chunk 0, 1, 2, ...).
- * aq_capture_pack/unpack turn a partial into bytes for MPI. The sample merge
+ * aq_capture_merge in chunk order (rank 0 receives chunk 0, 1, 2, ...), then
+ * aq_capture_mirror once. aq_capture_pack/unpack turn a partial into bytes for
+ * MPI (the symmetric Grams as their lower triangles). The sample merge
  * (bottom-k) and min/max are order-independent.
  *
  * Ownership: aq_capture owns all its arrays. Not thread-safe per object. */
@@ -121,8 +122,12 @@ aq_status aq_capture_run_block(aq_capture *c, aq_model *m, const int *tokens, in
 aq_status aq_capture_advance(aq_model *m, const int *tokens, int n_windows, int T, int batch_windows, int block,
                              int quantized, float *x, aq_error *err);
 
-/* dst += src (same configuration; AQ_ERR_ARG otherwise). Merge chunks in order. */
+/* dst += src (same configuration; AQ_ERR_ARG otherwise). Merge chunks in order.
+ * The symmetric Grams A and C get only their lower triangles added (half the
+ * work); call aq_capture_mirror(dst) after the last merge, before reading them. */
 aq_status aq_capture_merge(aq_capture *dst, const aq_capture *src, aq_error *err);
+/* Copy the lower triangles of the symmetric Grams (A, C) to the upper ones. */
+void aq_capture_mirror(aq_capture *c);
 
 /* Number of captured points and the i-th (ordered by block, then point). */
 int aq_capture_count(const aq_capture *c);
@@ -132,7 +137,9 @@ const aq_capstat *aq_capture_find(const aq_capture *c, int block, aq_cap_point p
 
 /* Serialise a partial (malloc'd *buf, caller frees) / restore into a capture
  * created with the same configuration (AQ_ERR_FORMAT on mismatch/truncation,
- * naming the point and byte offset; c must then be reset before reuse). */
+ * naming the point and byte offset; c must then be reset before reuse). The
+ * bytes carry the lower triangles of A and C only: unpack fills those, which
+ * is all aq_capture_merge reads; aq_capture_mirror completes them. */
 aq_status aq_capture_pack(const aq_capture *c, void **buf, size_t *len, aq_error *err);
 aq_status aq_capture_unpack(aq_capture *c, const void *buf, size_t len, aq_error *err);
 

@@ -28,8 +28,6 @@ aq_status aq_capture_add_rows(aq_capture *c, aq_capstat *s, const float *x, cons
 /* Offer one row to the bottom-k sample (keeps the sample_cap smallest keys). */
 void aq_sample_offer(aq_capstat *s, uint64_t seed, uint32_t win, uint32_t pos, const float *x,
                      const float *xq);
-/* Copy the lower triangles of the symmetric Grams (A, C) to the upper ones. */
-void aq_capture_mirror(aq_capture *c);
 /* Put the sample in heap order before offering rows. */
 void aq_sample_heapify(aq_capstat *s, uint64_t seed);
 /* Sort the sample by (window, position). */

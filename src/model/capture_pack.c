@@ -1,5 +1,12 @@
 /* capture_pack.c — combining partial capture statistics (merge in chunk order)
- * and their byte serialisation for transfer between processes. */
+ * and their byte serialisation for transfer between processes.
+ *
+ * The Grams A and C are symmetric (every partial is mirrored when its rows are
+ * in), so the merge adds, and the bytes carry, only their lower triangles:
+ * half the bytes to pack, send, unpack and add. Each element is still the sum
+ * of the same partials in the same chunk order, and the upper triangle, copied
+ * from it once after the last merge (aq_capture_mirror), is the same doubles
+ * the full sums gave. The cross Gram B is not symmetric and stays whole. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +31,13 @@ static void add_d(double *dst, const double *src, size_t n)
         dst[i] += src[i];
 }
 
+/* The lower triangle (columns 0..i of row i) of the e x e row-major G. */
+static void add_lower(double *dst, const double *src, size_t e)
+{
+    for (size_t i = 0; i < e; i++)
+        add_d(dst + i * e, src + i * e, i + 1);
+}
+
 static void merge_range(float *mn, float *mx, const float *smn, const float *smx, int d)
 {
     for (int j = 0; j < d; j++) {
@@ -41,11 +55,11 @@ aq_status aq_capture_merge(aq_capture *dst, const aq_capture *src, aq_error *err
         aq_capstat *s = &dst->st[i];
         const aq_capstat *o = &src->st[i];
         size_t d = (size_t)s->d, g = (d + 1) * (d + 1);
-        add_d(s->gram, o->gram, g);
+        add_lower(s->gram, o->gram, d + 1);
         merge_range(s->xmin, s->xmax, o->xmin, o->xmax, s->d);
         if (s->cross) {
             add_d(s->cross, o->cross, g);
-            add_d(s->gram_q, o->gram_q, g);
+            add_lower(s->gram_q, o->gram_q, d + 1);
             merge_range(s->xq_min, s->xq_max, o->xq_min, o->xq_max, s->d);
         }
         aq_sample_heapify(s, dst->o.seed);
@@ -58,8 +72,11 @@ aq_status aq_capture_merge(aq_capture *dst, const aq_capture *src, aq_error *err
     return AQ_OK;
 }
 
-/* ---- serialisation (native byte order: ranks of one cluster): "AQCAP1\0\0", u32 n, then per point
- * a header (i32 block, point, d, n_sample, has_cross; u64 n_rows) and the arrays. */
+/* ---- serialisation (native byte order: ranks of one cluster): "AQCAP2\0\0", u32 n, then per point
+ * a header (i32 block, point, d, n_sample, has_cross; u64 n_rows) and the arrays, the symmetric
+ * Grams as their packed lower triangle ((d+1)(d+2)/2 doubles, row i holding columns 0..i).
+ * Format 1 (whole Grams) is refused by its magic: both ends are the same binary. */
+static const char magic_v2[8] = "AQCAP2\0";
 
 typedef struct buf {
     unsigned char *p;
@@ -90,13 +107,34 @@ static int get(buf *b, void *dst, size_t n)
     return 1;
 }
 
-/* The arrays of one point, in one fixed order; sizes in bytes. */
-static int arrays(aq_capstat *s, void **ptr, size_t *sz, int n_sample)
+/* Lower-triangle rows of the e x e G, packed / unpacked (the upper triangle untouched). */
+static int put_lower(buf *b, const double *G, size_t e)
 {
-    size_t d = (size_t)s->d, g = (d + 1) * (d + 1) * sizeof(double), v = d * sizeof(float);
+    int ok = 1;
+    for (size_t i = 0; ok && i < e; i++)
+        ok = put(b, G + i * e, (i + 1) * sizeof(double));
+    return ok;
+}
+
+static int get_lower(buf *b, double *G, size_t e)
+{
+    int ok = 1;
+    for (size_t i = 0; ok && i < e; i++)
+        ok = get(b, G + i * e, (i + 1) * sizeof(double));
+    return ok;
+}
+
+/* The arrays of one point, in one fixed order; sizes in bytes. tri[k] = d + 1
+ * for a symmetric Gram carried as its lower triangle (sz[k] its packed bytes),
+ * else 0. */
+static int arrays(aq_capstat *s, void **ptr, size_t *sz, size_t *tri, int n_sample)
+{
+    size_t d = (size_t)s->d, e = d + 1, v = d * sizeof(float);
+    size_t g = e * e * sizeof(double), lo = e * (e + 1) / 2 * sizeof(double);
     size_t rs = (size_t)n_sample * v, ix = (size_t)n_sample * sizeof(uint32_t);
     int k = 0;
-    ptr[k] = s->gram, sz[k++] = g;
+    memset(tri, 0, 11 * sizeof *tri);
+    ptr[k] = s->gram, tri[k] = e, sz[k++] = lo;
     ptr[k] = s->xmin, sz[k++] = v;
     ptr[k] = s->xmax, sz[k++] = v;
     ptr[k] = s->sample, sz[k++] = rs;
@@ -104,7 +142,7 @@ static int arrays(aq_capstat *s, void **ptr, size_t *sz, int n_sample)
     ptr[k] = s->sample_pos, sz[k++] = ix;
     if (s->cross) {
         ptr[k] = s->cross, sz[k++] = g;
-        ptr[k] = s->gram_q, sz[k++] = g;
+        ptr[k] = s->gram_q, tri[k] = e, sz[k++] = lo;
         ptr[k] = s->xq_min, sz[k++] = v;
         ptr[k] = s->xq_max, sz[k++] = v;
         ptr[k] = s->sample_q, sz[k++] = rs;
@@ -119,23 +157,23 @@ aq_status aq_capture_pack(const aq_capture *c, void **out, size_t *len, aq_error
     size_t need = 12; /* the exact size, so the buffer is allocated once (Grams are large) */
     for (int i = 0; i < c->n; i++) {
         void *ptr[11];
-        size_t sz[11];
-        int k = arrays(&c->st[i], ptr, sz, c->st[i].n_sample);
+        size_t sz[11], tri[11];
+        int k = arrays(&c->st[i], ptr, sz, tri, c->st[i].n_sample);
         need += 5 * sizeof(int32_t) + 8;
         for (int a = 0; a < k; a++) need += sz[a];
     }
     b.p = malloc(need);
     b.cap = b.p ? need : 0;
-    int ok = put(&b, "AQCAP1\0\0", 8) && put(&b, &n, 4);
+    int ok = put(&b, magic_v2, 8) && put(&b, &n, 4);
     for (int i = 0; ok && i < c->n; i++) {
         aq_capstat *s = &c->st[i];
         int32_t h[5] = {s->block, (int32_t)s->point, s->d, s->n_sample, s->cross != NULL};
         void *ptr[11];
-        size_t sz[11];
-        int k = arrays(s, ptr, sz, s->n_sample);
+        size_t sz[11], tri[11];
+        int k = arrays(s, ptr, sz, tri, s->n_sample);
         ok = put(&b, h, sizeof h) && put(&b, &s->n_rows, 8);
         for (int a = 0; ok && a < k; a++)
-            ok = put(&b, ptr[a], sz[a]);
+            ok = tri[a] ? put_lower(&b, ptr[a], tri[a]) : put(&b, ptr[a], sz[a]);
     }
     if (!ok) {
         free(b.p);
@@ -151,7 +189,7 @@ aq_status aq_capture_unpack(aq_capture *c, const void *data, size_t len, aq_erro
     buf b = {(unsigned char *)data, len, len, 0};
     char magic[8];
     uint32_t n;
-    if (!get(&b, magic, 8) || memcmp(magic, "AQCAP1\0\0", 8) || !get(&b, &n, 4))
+    if (!get(&b, magic, 8) || memcmp(magic, magic_v2, 8) || !get(&b, &n, 4))
         return aq_fail(err, AQ_ERR_FORMAT, "packed capture: bad header (%zu bytes)", len);
     if (n != (uint32_t)c->n)
         return aq_fail(err, AQ_ERR_FORMAT, "packed capture: %u points, expected %d", n, c->n);
@@ -169,10 +207,10 @@ aq_status aq_capture_unpack(aq_capture *c, const void *data, size_t len, aq_erro
                            "configuration",
                            i, h[0], aq_cap_point_name((aq_cap_point)h[1]));
         void *ptr[11];
-        size_t sz[11];
-        int k = arrays(s, ptr, sz, h[3]);
+        size_t sz[11], tri[11];
+        int k = arrays(s, ptr, sz, tri, h[3]);
         for (int a = 0; a < k; a++)
-            if (!get(&b, ptr[a], sz[a]))
+            if (!(tri[a] ? get_lower(&b, ptr[a], tri[a]) : get(&b, ptr[a], sz[a])))
                 return aq_fail(err, AQ_ERR_FORMAT,
                                "packed capture: truncated in point %d (byte %zu of %zu)", i, b.off,
                                len);
