@@ -122,6 +122,23 @@ static double brute_force(const double *c, int n, int P)
 /* The simulated schedule (static LPT + tail to the first free rank) with
  * seconds = cost and no set-up is list scheduling in LPT order: at least
  * max(total / P, longest) and at most Graham's (4/3 - 1/(3P)) OPT. */
+/* --max-rank-memory's sizes (aq_mem_parse_size): powers of 1024, written as
+ * K/M/G/T with an optional B, i or iB ("1536Mi" as --target-size spells it). */
+static void test_parse_size(void)
+{
+    const struct {
+        const char *s;
+        double want;
+    } ok[] = {{"1000", 1000}, {"2K", 2048}, {"2k", 2048}, {"512M", 512.0 * 1048576}, {"1536Mi", 1536.0 * 1048576},
+              {"1.5GiB", 1.5 * 1073741824}, {"1GB", 1073741824}, {"1T", 1099511627776.0}};
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        CHECK_MSG(aq_mem_parse_size(ok[i].s) == ok[i].want, "%s -> %g, want %g", ok[i].s, aq_mem_parse_size(ok[i].s),
+                  ok[i].want);
+    const char *bad[] = {"", "M", "1X", "1Mx", "1Mib", "-1", "1e30"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        CHECK_MSG(aq_mem_parse_size(bad[i]) < 0, "'%s' refused", bad[i]);
+}
+
 static void test_schedule(void)
 {
     aq_error e = {0};
@@ -377,6 +394,7 @@ int main(int argc, char **argv)
     cfg_dir = argv[1];
     test_llama2_7b();
     test_memory();
+    test_parse_size();
     test_schedule();
     test_rates_file();
     test_bad_input();

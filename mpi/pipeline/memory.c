@@ -251,7 +251,7 @@ double aq_mem_parse_size(const char *s)
     if (u) {
         x *= pow(1024.0, (double)(u - units + 1));
         end++;
-        if (!strcmp(end, "iB") || !strcmp(end, "B")) end += strlen(end);
+        if (!strcmp(end, "i") || !strcmp(end, "iB") || !strcmp(end, "B")) end += strlen(end); /* 1536Mi as --target-size writes it */
     }
     return *end ? -1 : x;
 }
