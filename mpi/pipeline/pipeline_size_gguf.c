@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "../../io/checkpoint.h"
-#include "../../src/quant/ggml_blocks.h"
+#include "../../io/gguf.h"
 #include "../../src/text/tokenizer.h"
 #include "pipeline_size.h"
 
@@ -50,11 +50,12 @@ static int64_t aligned(int64_t n)
  * rows do not fit the type. */
 static int64_t task_bytes(const aq_pipe_layer *L, const char *opt, int extra)
 {
-    size_t rb;
+    /* the GGUF type table (io/gguf.h) covers F32/F16 (blocks of 1) and the block types alike */
     int t = opt_type(opt, extra);
-    if (t == AQ_GGML_F32 || t == AQ_GGML_F16) rb = (size_t)L->d_in * (t == AQ_GGML_F32 ? 4 : 2);
-    else if (aq_ggml_row_bytes((aq_ggml_type)t, (size_t)L->d_in, &rb, NULL) != AQ_OK) return -1;
-    return aligned((int64_t)rb * L->d_out) + (extra ? 0 : aligned(4 * (int64_t)L->d_out));
+    int64_t bs = aq_ggml_block_size(t);
+    if (bs <= 0 || L->d_in % bs) return -1;
+    int64_t rb = L->d_in / bs * (int64_t)aq_ggml_block_bytes(t);
+    return aligned(rb * L->d_out) + (extra ? 0 : aligned(4 * (int64_t)L->d_out));
 }
 
 static const char *option_of(const aq_pipe_cfg *c, const aq_pipe_plan *p, int l, int k)
