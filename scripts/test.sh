@@ -9,6 +9,7 @@
 #     its unit tests;
 #  4. the unit and MPI tests under AddressSanitizer + UBSan;
 #  5. the fuzzers (clang), for a bounded time each (7 s).
+# The builds of 3-5 run in the background at nice 19 during 1-2 (see below).
 # A skipped test fails the run (e.g. when ../shared is missing, the model tests
 # skip): set AQ_ALLOW_SKIP=1 to accept skips. AQ_SHARED_DIR names the test
 # assets folder (default ../shared beside this clone).
@@ -98,6 +99,36 @@ cmake --build build -j"$jobs"
 wait "$npm_refs_pid" "$npm_ggml_pid" "$npm_ort_pid"
 # adaquant's choice, from `adaquant --version` ("BLIS 0.9.0, kernel skx (...)")
 auto=$(build/adaquant --version 2>&1 | sed -n 's/.*kernel \([A-Za-z0-9_]*\).*/\1/p' | head -n 1)
+# The Release, ASan and clang builds of passes 3-5 compile in the background,
+# one after the other, at the lowest CPU priority (nice 19), while passes 1-2
+# run: the tests leave CPU idle while they wait (mpirun start-up and
+# tear-down, the Slurm queue, killed ranks), and the builds take what is left
+# without slowing the tests. Each pass then waits for its build and runs
+# `cmake --build` again, which finishes what is left and shows any error.
+have_clang=0
+command -v clang >/dev/null && have_clang=1
+bg_builds() {
+  nice -n 19 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
+    nice -n 19 cmake --build build-release -j"$jobs" && touch build-release/.bg-done
+  nice -n 19 cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
+    nice -n 19 cmake --build build-asan -j"$jobs" && touch build-asan/.bg-done
+  if [ $have_clang = 1 ]; then
+    CC=clang nice -n 19 cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_FUZZ_SECONDS=7 -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
+      nice -n 19 cmake --build build-fuzz -j"$jobs" --target aq_fuzzers adaquant_cli && touch build-fuzz/.bg-done
+  fi
+  return 0
+}
+rm -f build-release/.bg-done build-asan/.bg-done build-fuzz/.bg-done
+# In its own process group (setsid), so that a failing pass stops it too.
+setsid bash -c "$(declare -f bg_builds); jobs=$jobs have_clang=$have_clang shared='$shared'; bg_builds" \
+  >build/bg-builds.log 2>&1 &
+bg_pid=$!
+trap 'kill -- -"$bg_pid" 2>/dev/null || true' EXIT
+# wait_bg DIR: the background chain has built DIR (or failed, or is done).
+wait_bg() {
+  while [ ! -e "$1/.bg-done" ] && kill -0 "$bg_pid" 2>/dev/null; do sleep 2; done
+}
+
 step "ctest, whole suite; BLIS kernel: ${auto:-automatic} (BLIS_ARCH_TYPE unset; BLIS alone would pick $(blis_kernel))"
 run_ctest "whole suite" build -j"$jobs" -LE fuzz
 
@@ -141,6 +172,7 @@ done
 
 # 3. What a user builds: Release (-O3 -DNDEBUG), here with warnings as errors.
 step "Release build (-O3, -Werror) and its unit tests"
+wait_bg build-release
 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build-release -j"$jobs"
 run_ctest "Release" build-release -j"$jobs" -L unit
@@ -150,18 +182,20 @@ run_ctest "Release" build-release -j"$jobs" -L unit
 # runs under mpirun; tests/pipeline.cmake says why). LeakSanitizer reads
 # tests/lsan.supp (third-party leaks only), set by tests/CMakeLists.txt.
 step "AddressSanitizer + UBSan build and ctest -L 'unit|mpi'"
+wait_bg build-asan
 cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 run_ctest "ASan" build-asan -j"$jobs" -L 'unit|mpi' -LE integration
 
 # 5. Fuzzers (clang builds the libraries and the CLI too: its warnings are errors as well).
-if command -v clang >/dev/null; then
+if [ $have_clang = 1 ]; then
   step "clang build and fuzzers"
   # 7 s per harness (CI time is budgeted; the seeds cover the formats' edges
   # and each harness has run much longer by
   # hand, docs/ONNX.md, docs/GGUF.md). clang compiles every library, the CLI
   # and the harnesses (its warnings are errors); the tests and benchmarks are
   # compiled by gcc with -Werror in the passes above.
+  wait "$bg_pid"
   CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_FUZZ_SECONDS=7 -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
   cmake --build build-fuzz -j"$jobs" --target aq_fuzzers adaquant_cli
   run_ctest "fuzz" build-fuzz -j"$jobs" -L fuzz
