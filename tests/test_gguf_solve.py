@@ -12,6 +12,8 @@ refuse (cheap: every refusal comes before any work):
    dim-256 model whose down_proj rows are 320 (not a multiple of 256).
 2. A K-quant menu option on stories260K, where no row (64, 172) is a multiple
    of 256, is refused naming 256.
+   `eval stories260K --quantized` a GGUF of another model is refused naming the
+   hparam that differs (the file runs with MODEL's architecture).
 
 solve:
 3. `capture --out-format gguf` + `calibrate` + `solve --out-format gguf
@@ -92,6 +94,11 @@ def part_refuse(work):
     r = cli("quantize", hf, "--tokenizer", aqtest.TOK, "--text", aqtest.TEXT, "--out", os.path.join(work, "o2"),
             "--options", "q4_k,w8a16", "--keep", "down_proj=q4_k", "--progress", "none")
     refused(r, "--keep down_proj=q4_k on rows of 320", "model.layers.0.mlp.down_proj", "320", "q4_k", "256")
+    g = os.path.join(work, "other.gguf")
+    r = cli("export", hf, "--tokenizer", aqtest.TOK, "--type", "F32", "--out", g)
+    r = cli("eval", *src("--max-docs", 1, "--quantized", g))
+    refused(r, "eval of another model's GGUF against stories260K", "other.gguf", "llama.block_count is 1",
+            "MODEL's is 5")
 
 
 def gguf_model(path):
