@@ -124,7 +124,8 @@ static aq_status read_tensor(const aq_gguf *g, const char *path, const char *nam
     }
     if (st != AQ_OK) {
         free(w);
-        return aq_fail(err, st, "%s: tensor %s (%s): %s", path, name, aq_ggml_type_name(t->type), e.msg);
+        return aq_fail(err, st, "%s: tensor %s (%s): %s", path, name,
+                       aq_ggml_type_name(t->type) ? aq_ggml_type_name(t->type) : "unknown type", e.msg);
     }
     *out = w;
     return AQ_OK;

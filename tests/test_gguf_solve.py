@@ -13,7 +13,8 @@ refuse (cheap: every refusal comes before any work):
 2. A K-quant menu option on stories260K, where no row (64, 172) is a multiple
    of 256, is refused naming 256.
    `eval stories260K --quantized` a GGUF of another model is refused naming the
-   hparam that differs (the file runs with MODEL's architecture).
+   hparam that differs (the file runs with MODEL's architecture), and one
+   with a tensor in a type we do not decode (BF16) naming the tensor and type.
 
 solve:
 3. `capture --out-format gguf` + `calibrate` + `solve --out-format gguf
@@ -37,6 +38,7 @@ solve:
 import json
 import os
 import shutil
+import struct
 import subprocess
 import sys
 
@@ -99,6 +101,14 @@ def part_refuse(work):
     r = cli("eval", *src("--max-docs", 1, "--quantized", g))
     refused(r, "eval of another model's GGUF against stories260K", "other.gguf", "llama.block_count is 1",
             "MODEL's is 5")
+    g = os.path.join(work, "bf16.gguf")
+    r = cli("export", aqtest.MODEL, "--tokenizer", aqtest.TOK, "--type", "F32", "--out", g)
+    b = bytearray(open(g, "rb").read())
+    p = b.find(b"token_embd.weight") + len("token_embd.weight")  # its tensor info: n_dims, ne[], type
+    struct.pack_into("<I", b, p + 4 + 8 * struct.unpack_from("<I", b, p)[0], 30)  # ggml's BF16: half the bytes
+    open(g, "wb").write(b)
+    r = cli("eval", *src("--max-docs", 1, "--quantized", g))
+    refused(r, "eval of a GGUF with a type we do not decode (BF16)", "token_embd.weight", "BF16")
 
 
 def gguf_model(path):
