@@ -33,7 +33,6 @@ solve:
    - the OUTDIR exported with its non-block layers in F32 scores exactly as
      eval of the OUTDIR (the same weights, the same engine: equal to the 10
      digits printed);
-   - the float model exported as F32 scores KL 0 and the FP perplexity.
 """
 import json
 import os
@@ -202,7 +201,7 @@ def part_solve(work):
     check(pred.get("format") == "gguf" and pred.get("bytes") == len(g2) <= int(BUDGET),
           f"solve's model.gguf is the predicted {pred.get('bytes')} bytes, within {BUDGET}")
     w3 = os.path.join(work, "w3")
-    cli("capture", *src("--work", w3, "--calib-windows", 2, "--calib-len", 32, "--kl-windows", 0, "--progress",
+    cli("capture", *src("--work", w3, "--calib-windows", 1, "--calib-len", 16, "--kl-windows", 0, "--progress",
                         "none", "--out-format", "gguf"))
     st = json.load(open(os.path.join(w3, "settings.json")))
     # the GGUF default menu less the K-quants (stories260K has no row of 256)
@@ -210,7 +209,7 @@ def part_solve(work):
           and st.get("embed_options") == ["f32", "f16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0"],
           f"capture --out-format gguf picks the GGUF menus ({st.get('options')}, {st.get('embed_options')})")
     w4 = os.path.join(work, "w4")
-    cli("capture", *src("--work", w4, "--calib-windows", 2, "--calib-len", 32, "--kl-windows", 0, "--progress",
+    cli("capture", *src("--work", w4, "--calib-windows", 1, "--calib-len", 16, "--kl-windows", 0, "--progress",
                         "none", "--options", "w8a16,w4g32"))
     r = cli("solve", "--work", w4, "--out", os.path.join(work, "o4"), "--out-format", "gguf")
     refused(r, "solve --out-format gguf on a work with wKgG and wK embedding options", "w4g32",
@@ -231,11 +230,6 @@ def check_eval(work, o1):
     a, b = score(o1), score(f32)
     check(r.returncode == 0 and a and b and all(a[k] == b[k] for k in ("ppl_q", "nll_q", "kl_mean", "top1_agreement")),
           f"eval of the OUTDIR exported with F32 fallbacks = eval of the OUTDIR ({a.get('ppl_q')} vs {b.get('ppl_q')})")
-    fpg = os.path.join(work, "fp.gguf")
-    cli("export", aqtest.MODEL, "--tokenizer", aqtest.TOK, "--type", "F32", "--out", fpg)
-    c = score(fpg)
-    check(c and c["ppl_q"] == c["ppl_fp"] and c["kl_mean"] == 0 and c["top1_agreement"] == 1,
-          f"the float model as an F32 GGUF: KL 0, FP perplexity ({c.get('kl_mean')}, {c.get('ppl_q')})")
 
 
 def main():
