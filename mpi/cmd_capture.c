@@ -9,7 +9,7 @@
 #include "pipeline_cli.h"
 
 #define CMD "capture"
-#define MASK (AQ_ARGS_MODEL | AQ_ARGS_WORK)
+#define MASK (AQ_ARGS_MODEL | AQ_ARGS_WORK | AQ_ARGS_GGUF) /* --out-format gguf: the GGUF menus */
 
 static void capture_help(FILE *out)
 {

@@ -15,6 +15,7 @@
 #include "../src/text/tokenizer.h"
 #include "cli.h"
 #include "cmd_eval_cnn.h"
+#include "export_gguf.h"
 #include "pipeline/pipeline_args.h"
 
 #define CMD "eval"
@@ -50,6 +51,9 @@ static void eval_help(FILE *out)
         "                           pipeline's output, qlayer layout): prints FP and\n"
         "                           quantized perplexity, mean KL(FP||Q) per predicted\n"
         "                           token (nats) and top-1 agreement\n"
+        "  -q, --quantized FILE.gguf  the same for a llama.cpp GGUF file of MODEL\n"
+        "                           (ours or llama-quantize's: every tensor dequantized,\n"
+        "                           F32/F16/Q4_0..Q8_0/K-quants; docs/EXPORT.md)\n"
         "  -n, --max-docs N         evaluate only the first N evaluation documents\n"
         "  -l, --max-len N          truncate documents to N tokens (default 512)\n"
         "  -j, --json               print one JSON object instead of text\n"
@@ -184,7 +188,11 @@ static aq_status run_eval(const eval_args *a, aq_eval_result *r, aq_error *err)
     AQ_TRY_GOTO(st, aq_eval_seqs(tok, &docs, (int)a->max_len, (size_t)a->max_docs, &seqs, err),
                 done);
     aq_tok_report_unknown(tok, "eval", stderr);
-    if (a->quant) {
+    if (a->quant && aq_gguf_is_file(a->quant)) { /* a llama.cpp file: its every tensor, dequantized */
+        int n;
+        AQ_TRY_GOTO(st, aq_gguf_import(m, a->quant, &n, err), done);
+        fprintf(stderr, "eval: %d tensors of the GGUF file %s installed\n", n, a->quant);
+    } else if (a->quant) {
         int n;
         AQ_TRY_GOTO(st, aq_model_load_quantized(m, a->quant, &n, err), done);
         fprintf(stderr, "eval: %d quantized layers loaded from %s\n", n, a->quant);

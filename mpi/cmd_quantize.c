@@ -9,8 +9,6 @@
 #include "cli.h"
 #include "cmd_eval_cnn.h"
 #include "cmd_quantize_cnn.h"
-#include "export_gguf.h"
-#include "pipeline/pipeline_size.h"
 #include "pipeline_cli.h"
 
 #define CMD "quantize"
@@ -44,8 +42,6 @@ static aq_status quantize_stage(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
 static int quantize_run(int argc, char **argv)
 {
     if (aq_eval_is_onnx(argc, argv)) return aq_quantize_cnn_main(argc, argv); /* docs/CNN.md */
-    /* --out-format gguf: the pipeline sizes and writes OUTDIR/model.gguf with the exporter (pipeline_size.h) */
-    aq_pipe_gguf_hooks = (aq_pipe_gguf_io){aq_export_gguf_size, aq_export_gguf_files};
     return aq_pipe_cli_run(CMD, MASK, quantize_stage, argc, argv);
 }
 

@@ -9,7 +9,7 @@
 #include "pipeline_cli.h"
 
 #define CMD "solve"
-#define MASK (AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT)
+#define MASK (AQ_ARGS_WORK | AQ_ARGS_BUDGET | AQ_ARGS_OUT | AQ_ARGS_GGUF)
 
 static void solve_help(FILE *out)
 {
@@ -18,7 +18,10 @@ static void solve_help(FILE *out)
             "\n"
             "Stage 3: checks that every task has a valid result (else fails listing the missing\n"
             "shards and the command that resubmits exactly those), solves the allocation and\n"
-            "writes OUTDIR exactly as `quantize` does (same bytes).\n"
+            "writes OUTDIR exactly as `quantize` does (same bytes). With --out-format gguf it\n"
+            "also writes OUTDIR/model.gguf, --target-size counting its bytes, as `quantize\n"
+            "--out-format gguf` does; the menus are the work's (`capture --out-format gguf`\n"
+            "picks the GGUF ones).\n"
             "\n");
     aq_pipe_args_help(out, MASK);
 }

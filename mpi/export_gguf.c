@@ -266,6 +266,11 @@ static aq_status native_tensor(aq_checkpoint *ck, const char *base, int rows, in
 static const char *const lin_names[AQ_LIN_COUNT] = {"attn_q", "attn_k", "attn_v", "attn_output",
                                                     "ffn_gate", "ffn_up", "ffn_down"};
 
+const char *aq_gguf_lin_name(aq_linear l)
+{
+    return (int)l >= 0 && l < AQ_LIN_COUNT ? lin_names[l] : "output";
+}
+
 /* [rows, cols] of a block linear from the config (aq_model_lin_shape without a model). */
 static void lin_shape(const aq_llama_config *c, aq_linear l, int *rows, int *cols)
 {

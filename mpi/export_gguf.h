@@ -68,6 +68,23 @@ aq_status aq_export_gguf_size(const aq_llama_config *c, const aq_tokenizer *tok,
 /* AQ_ERR_ARG naming an architecture or variant llama.cpp's `llama` does not cover. */
 aq_status aq_export_gguf_check_config(const aq_llama_config *c, const aq_export_opts *o, aq_error *err);
 
+/* llama.cpp's name of a block linear ("attn_q" ... "ffn_down"; blk.N.<name>.weight),
+ * "output" for the classifier. */
+const char *aq_gguf_lin_name(aq_linear l);
+
+/* Install the weights of a llama.cpp GGUF file (architecture `llama`, from our
+ * export or from llama-quantize) into m as its quantized-mode overrides, so
+ * that aq_eval_run scores the file against m's float weights (gguf_import.c,
+ * docs/EXPORT.md "Scoring a GGUF"). Every tensor is dequantized to F32 with
+ * ggml's arithmetic (F32, F16 and the block types Q4_0 ... Q8_0, Q2_K ... Q6_K);
+ * q/k rows go back to the rotate-half order; a linear without a bias tensor
+ * runs without bias, as llama.cpp runs it; no output.weight = tied to
+ * token_embd. Errors name the tensor: a shape or hparam differing from m's,
+ * a missing tensor, a type with no decoder, NaN/Inf. *n_loaded: tensors installed. */
+aq_status aq_gguf_import(aq_model *m, const char *path, int *n_loaded, aq_error *err);
+/* 1 when path is a readable file starting with the GGUF magic. */
+int aq_gguf_is_file(const char *path);
+
 /* "F32", "F16", "Q8_0", ... (case-insensitive) -> ggml type; -1 if unknown. */
 int aq_export_parse_type(const char *s);
 

@@ -58,3 +58,27 @@ aq_script_test(NAME gguf_budget
 set_tests_properties(gguf_budget PROPERTIES FIXTURES_REQUIRED npm_llamacpp)
 set_property(TEST gguf_budget APPEND PROPERTY ENVIRONMENT
   "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+
+# gguf_refuse  integration (CLI only, no work runs): a --keep pin of a block
+#              option on rows its block does not divide (q4_0 on stories260K's
+#              172-wide down_proj, q4_k on 320-wide rows) and a K-quant menu
+#              option no row fits are refused before any work, named
+#              (tests/test_gguf_solve.py refuse).
+aq_script_test(NAME gguf_refuse
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_gguf_solve.py refuse
+          ${CMAKE_CURRENT_BINARY_DIR}/gguf_refuse
+  LABELS integration TIMEOUT 120)
+set_property(TEST gguf_refuse APPEND PROPERTY ENVIRONMENT
+  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")
+
+# gguf_solve   integration: capture/calibrate/solve --out-format gguf write
+#              quantize's model.gguf byte for byte at its predicted size;
+#              eval --quantized FILE.gguf against a float64 reference built
+#              from the file alone, and equal to eval of the OUTDIR
+#              (tests/test_gguf_solve.py solve).
+aq_script_test(NAME gguf_solve
+  COMMAND /usr/bin/python3 ${CMAKE_CURRENT_SOURCE_DIR}/test_gguf_solve.py solve
+          ${CMAKE_CURRENT_BINARY_DIR}/gguf_solve
+  LABELS integration TIMEOUT 300)
+set_property(TEST gguf_solve APPEND PROPERTY ENVIRONMENT
+  "AQ_TEST_ASSETS=models/stories260K/stories260K.bin:models/stories260K/tok512.bin:data/tinystories/validation.txt")

@@ -140,24 +140,7 @@ static int gguf_menus(const char *cmd, aq_pipe_args *a)
         }
         if (aq_pipe_cfg_set_options(&a->cfg, list, &e) != AQ_OK) return usage(cmd, "%s", e.msg);
     }
-    char bad[256] = "";
-    for (int k = 0; k < a->cfg.n_options; k++) {
-        aq_layer_opts o;
-        aq_layer_opts_default(&o);
-        if (aq_layer_opts_parse(a->cfg.options[k], &o, NULL) == AQ_OK && !o.ggml && (o.group > 0 || o.a_bits < 16))
-            snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s", a->cfg.options[k]);
-    }
-    for (int k = 0; k < a->cfg.n_embed_options; k++) {
-        int bits = 32;
-        if (aq_tensor_opt_parse(a->cfg.embed_options[k], &bits, NULL) == AQ_OK && bits > 0 && bits < 16)
-            snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s (--embed-options)", a->cfg.embed_options[k]);
-    }
-    if (bad[0])
-        return usage(cmd,
-                     "--out-format gguf: GGUF cannot store option(s)%s: a layer's options are the ggml block "
-                     "types (q8_0, q5_1, q5_0, q4_1, q4_0, K-quants) or a per-row a16 option written as F16; "
-                     "the embedding's f32, f16 or a block type",
-                     bad);
+    if (aq_pipe_gguf_menu_check(&a->cfg, "", &e) != AQ_OK) return usage(cmd, "%s", e.msg);
     return 0;
 }
 
@@ -375,7 +358,8 @@ int aq_pipe_args_parse(const char *cmd, int mask, int argc, char **argv, aq_pipe
                                           ? a->cfg.gguf ? AQ_PIPE_GGUF_EMBED_OPTIONS : AQ_PIPE_EMBED_OPTIONS_DEFAULT
                                           : "",
                                       NULL);
-    if (a->cfg.gguf && (rc = gguf_menus(cmd, a))) return rc;
+    /* the menus are capture's (quantize's); solve checks the work's (pipeline_run.c) */
+    if (a->cfg.gguf && (mask & AQ_ARGS_MODEL) && (rc = gguf_menus(cmd, a))) return rc;
     if (a->cfg.n_embed_options > 0 && a->cfg.sequential)
         return usage(cmd, "--mode sequential does not handle the tensor menu yet: give --embed-options '' (the "
                           "embedding stays F32)");
@@ -534,7 +518,9 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         (llama.cpp's file); --target-size then counts its bytes,\n"
                 "                         the default menus become GGUF types (%s;\n"
                 "                         embedding %s) and options GGUF cannot store\n"
-                "                         are refused (docs/PIPELINE.md \"GGUF budget\")\n",
+                "                         are refused (docs/PIPELINE.md \"GGUF budget\"). Split runs:\n"
+                "                         capture chooses the menus, solve writes the file; give it\n"
+                "                         to both (docs/SLURM.md)\n",
                 "q8_0..q4_0, K-quants, w8a16 = F16 fallback", AQ_PIPE_GGUF_EMBED_OPTIONS);
     if (mask & AQ_ARGS_MODEL) /* issue 13 (memory.h) */
         fprintf(out, "memory (docs/MEMORY.md):\n"

@@ -295,16 +295,26 @@ aq_status aq_pipe_budget_check(const aq_pipe_cfg *c, const aq_pipe_plan *p, cons
             return aq_fail(err, AQ_ERR_ARG, "--keep: invalid regular expression '%s'", b->keep_regex[r]);
         }
     }
-    for (int l = 0; l < p->n_layers; l++) {
-        double params = (double)p->layers[l].d_out * p->layers[l].d_in;
+    aq_status st = AQ_OK;
+    for (int l = 0; l < p->n_layers && st == AQ_OK; l++) {
+        const aq_pipe_layer *L = &p->layers[l];
+        double params = (double)L->d_out * L->d_in;
         int lb = least;
-        for (size_t r = 0; r < b->n_keep; r++)
-            if (option_index(c, b->keep_opt[r]) >= 0 && regexec(&re[r], p->layers[l].name, 0, NULL, 0) == 0)
+        for (size_t r = 0; r < b->n_keep && st == AQ_OK; r++)
+            if (option_index(c, b->keep_opt[r]) >= 0 && regexec(&re[r], L->name, 0, NULL, 0) == 0) {
                 lb = bits[option_index(c, b->keep_opt[r])];
+                if (aq_pipe_option_absent(b->keep_opt[r], L->d_in)) /* no task, no table row: refuse before any work */
+                    st = aq_fail(err, AQ_ERR_ARG,
+                                 "--keep '%s=%s': layer %s has rows of %d weights, not a multiple of %s's block "
+                                 "of %d, so the option does not apply to it (pin it to a per-row option such as "
+                                 "w8a16, or narrow the pattern)",
+                                 b->keep_regex[r], b->keep_opt[r], L->name, L->d_in, b->keep_opt[r],
+                                 block_of(b->keep_opt[r]));
+            }
         total += params;
         min_bits += params * lb;
     }
-    aq_status st = aq_pipe_budget_bytes(b) ? bytes_check(c, p, b, re, err) : AQ_OK;
+    if (st == AQ_OK && aq_pipe_budget_bytes(b)) st = bytes_check(c, p, b, re, err);
     for (size_t r = 0; r < b->n_keep; r++) regfree(&re[r]);
     AQ_TRY(st);
     if (b->objective != AQ_ALLOC_MIN_LOSS) {

@@ -9,6 +9,7 @@
 #include "collect.h"
 #include "memory.h"
 #include "pipeline_run.h"
+#include "pipeline_size.h"
 #include "plan.h"
 #include "progress.h"
 #include "refine.h"
@@ -154,7 +155,9 @@ aq_status aq_pipe_run_solve(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     AQ_TRY(aq_pipe_agree(comm, st, err));
     AQ_TRY(load_work(comm, a->cfg.work, &c, &p, err));
     aq_pipe_timing t = {.ranks = size, .mem_base = aq_mem_current_rss()};
-    st = aq_pipe_budget_check(&c, &p, &a->budget, err);
+    c.gguf = a->cfg.gguf; /* --out-format is solve's own; settings.json records the menus capture chose */
+    st = c.gguf ? aq_pipe_gguf_menu_check(&c, " (the work's menus: run capture with --out-format gguf)", err) : AQ_OK;
+    if (st == AQ_OK) st = aq_pipe_budget_check(&c, &p, &a->budget, err);
     if (st == AQ_OK) st = solve_and_write(comm, &c, &p, a, NULL, &t, err);
     if (st == AQ_OK && rank == 0) printf("quantized model written to %s\n", a->out.outdir);
     aq_pipe_plan_free(&p);

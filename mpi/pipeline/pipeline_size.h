@@ -77,6 +77,10 @@ typedef struct aq_pipe_gguf_io {
                        const char *path, aq_error *err);
 } aq_pipe_gguf_io;
 extern aq_pipe_gguf_io aq_pipe_gguf_hooks;
+/* Menus GGUF cannot store (wKgG, activation quantization, a per-row wK
+ * embedding option) refused, each named; how names what to do instead (the
+ * command's wording). quantize checks its own menus, solve the work's. */
+aq_status aq_pipe_gguf_menu_check(const aq_pipe_cfg *c, const char *how, aq_error *err);
 /* The export options of quantize's model.gguf (qpath: the quantized OUTDIR). */
 void aq_pipe_gguf_opts(aq_export_opts *o, const char *qpath);
 /* The GGUF of choice: exact file bytes, tensor bytes and elements. */

@@ -6,6 +6,7 @@
  * GGUF pads each tensor's data to the alignment (32), so the file is a fixed
  * part (header, metadata and vocabulary, tensor infos, norms) plus, per
  * tensor, its aligned bytes: the table is exact, not a bound. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,6 +25,28 @@ void aq_pipe_gguf_opts(aq_export_opts *o, const char *qpath)
      * embedding / classifier at their own option, F32 when not allocated */
     *o = (aq_export_opts){.type = AQ_GGML_F16, .type_embd = AQ_GGML_F32, .name = "adaquant quantize",
                           .quantized = 1, .qpath = qpath, .type_head_given = 1, .type_head = AQ_GGML_F32};
+}
+
+aq_status aq_pipe_gguf_menu_check(const aq_pipe_cfg *c, const char *how, aq_error *err)
+{
+    char bad[256] = "";
+    for (int k = 0; k < c->n_options; k++) {
+        aq_layer_opts o;
+        aq_layer_opts_default(&o);
+        if (aq_layer_opts_parse(c->options[k], &o, NULL) == AQ_OK && !o.ggml && (o.group > 0 || o.a_bits < 16))
+            snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s", c->options[k]);
+    }
+    for (int k = 0; k < c->n_embed_options; k++) {
+        int bits = 32;
+        if (aq_tensor_opt_parse(c->embed_options[k], &bits, NULL) == AQ_OK && bits > 0 && bits < 16)
+            snprintf(bad + strlen(bad), sizeof bad - strlen(bad), " %s (--embed-options)", c->embed_options[k]);
+    }
+    if (!bad[0]) return AQ_OK;
+    return aq_fail(err, AQ_ERR_ARG,
+                   "--out-format gguf: GGUF cannot store option(s)%s: a layer's options are the ggml block types "
+                   "(q8_0, q5_1, q5_0, q4_1, q4_0, K-quants) or a per-row a16 option written as F16; the "
+                   "embedding's f32, f16 or a block type%s",
+                   bad, how);
 }
 
 /* The GGUF type of option opt: a layer's ggml option its type, any other

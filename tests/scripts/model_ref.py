@@ -79,18 +79,24 @@ def fake_quant(x, scale, zero, bits):
     return scale * (u - zero)
 
 
-def forward(cfg, w, tokens, act=None):
+def forward(cfg, w, tokens, act=None, bias=None):
     """act: optional {(layer, "w2"): (a_scale, a_zero, a_bits)} input fake-quantisers
-    (only the down projection is supported here)."""
+    (only the down projection is supported here); bias: optional {(name, layer):
+    vector} added to that linear's output (name wq ... w3, a GGUF's blk.N.*.bias)."""
     act = act or {}
+    bias = bias or {}
+
+    def lin(h, name, l):
+        return h @ w[name][l].T + bias.get((name, l), 0.0)
+
     T, hs, H, KV = len(tokens), cfg["hs"], cfg["H"], cfg["KV"]
     x = w["emb"][np.asarray(tokens)]
     mask = np.triu(np.full((T, T), -np.inf), 1)
     for l in range(cfg["L"]):
         h = rmsnorm(x, w["rms_att"][l])
-        q = rope_pairs((h @ w["wq"][l].T).reshape(T, H, hs), hs)
-        k = rope_pairs((h @ w["wk"][l].T).reshape(T, KV, hs), hs)
-        v = (h @ w["wv"][l].T).reshape(T, KV, hs)
+        q = rope_pairs(lin(h, "wq", l).reshape(T, H, hs), hs)
+        k = rope_pairs(lin(h, "wk", l).reshape(T, KV, hs), hs)
+        v = lin(h, "wv", l).reshape(T, KV, hs)
         att = np.empty((T, H, hs))
         for hh in range(H):
             kh = hh // (H // KV)
@@ -98,13 +104,13 @@ def forward(cfg, w, tokens, act=None):
             sc = np.exp(sc - sc.max(axis=1, keepdims=True))
             sc /= sc.sum(axis=1, keepdims=True)
             att[:, hh, :] = sc @ v[:, kh, :]
-        x = x + att.reshape(T, -1) @ w["wo"][l].T
+        x = x + lin(att.reshape(T, -1), "wo", l)
         h = rmsnorm(x, w["rms_ffn"][l])
-        g = h @ w["w1"][l].T
-        hb = (g / (1 + np.exp(-g))) * (h @ w["w3"][l].T)
+        g = lin(h, "w1", l)
+        hb = (g / (1 + np.exp(-g))) * lin(h, "w3", l)
         if (l, "w2") in act:
             hb = fake_quant(hb, *act[(l, "w2")])
-        x = x + hb @ w["w2"][l].T
+        x = x + lin(hb, "w2", l)
     return rmsnorm(x, w["rms_final"]) @ w["wcls"].T
 
 
