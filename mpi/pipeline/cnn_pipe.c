@@ -4,8 +4,9 @@
  * broadcast); the (layer, option) tasks go over the ranks through the LLM
  * pipeline's driver (driver.h: LPT + tail queue, result files, resume);
  * rank 0 solves the CBC allocation and broadcasts the choice; every rank
- * then rounds the zero points and runs the BN/bias stage (deterministic, so
- * the ranks hold the same model) and evaluates its slice of the images;
+ * then rounds the zero points, runs its slice of the images of each pass of
+ * the BN/bias stage (sums in image order: the bytes of one rank) and
+ * evaluates its slice of the test images;
  * rank 0 gathers the predictions and writes OUTDIR. */
 #include <regex.h>
 #include <stdlib.h>
@@ -226,11 +227,38 @@ static void eval_free(eval_set *e)
     free(e->fp), free(e->lab);
 }
 
+/* aq_cnnq_split's gather over comm: the first failure of any rank, else
+ * rows[n][len] completed from every rank's slice (aq_tune_share's). */
+static aq_status gather_rows(void *ctx, aq_status local, double *rows, size_t n, size_t len, aq_error *err)
+{
+    MPI_Comm comm = *(MPI_Comm *)ctx;
+    AQ_TRY(aq_dist_agree(comm, local, err));
+    int P;
+    MPI_Comm_size(comm, &P);
+    if (n * len > (size_t)INT32_MAX)
+        return aq_fail(err, AQ_ERR_ARG, "BN/bias stage: a table of %zu x %zu values is too large to gather", n, len);
+    int *cnt = malloc(2 * (size_t)P * sizeof *cnt), *dsp = cnt + P;
+    aq_status st = cnt ? AQ_OK : aq_fail_nomem(err, "gather counts", 2 * (size_t)P * sizeof *cnt);
+    st = aq_dist_agree(comm, st, err);
+    if (st != AQ_OK) {
+        free(cnt);
+        return st;
+    }
+    for (int k = 0; k < P; k++) {
+        size_t lo = n * (size_t)k / (size_t)P, hi = n * (size_t)(k + 1) / (size_t)P;
+        dsp[k] = (int)(lo * len), cnt[k] = (int)((hi - lo) * len);
+    }
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, rows, cnt, dsp, MPI_DOUBLE, comm);
+    free(cnt);
+    return AQ_OK;
+}
+
 /* After the choice: every rank loads the chosen results and rounds the zero
- * points (what QDQ stores, with the bias correction of the library); rank 0
- * runs the BN/bias stage (one deterministic computation: the other ranks
- * would only repeat it) and broadcasts what it changes, each layer's
- * per-channel scales and biases, and its report. */
+ * points (what QDQ stores, with the bias correction of the library), then
+ * all run the BN/bias stage together, each pass split over the ranks by
+ * images (aq_cnnq_split: sums in image order, so every rank ends with the
+ * same bytes, those of one rank alone). Rank 0's scales and biases are
+ * broadcast anyway, so that the written model is rank 0's by construction. */
 static aq_status finish_layers(MPI_Comm comm, const aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_error *err)
 {
     int L = c->cap.n_layers;
@@ -244,13 +272,17 @@ static aq_status finish_layers(MPI_Comm comm, const aq_cnnp_ctx *c, aq_cnnp_outc
         o->zeros_rounded += ch;
         rp[i] = &o->res[i];
     }
+    st = aq_dist_agree(comm, st, err);
     double t0 = aq_progress_now();
     aq_cnnq_seq seq = {c->calib, c->image, &c->a->norm, c->a->batch};
     /* the tuning reads the calibration images the capture ran on */
     aq_cnnq_tune_opts to = c->a->tune;
     to.n_images = c->n_calib;
-    if (st == AQ_OK && rank_of(comm) == 0)
-        st = aq_cnnq_tune(&c->g, c->cap.layers, L, rp, c->folds, c->n_folds, &seq, &to, &o->tune, err);
+    MPI_Comm cm = comm;
+    aq_cnnq_split split = {rank_of(comm), 0, gather_rows, &cm};
+    MPI_Comm_size(comm, &split.size);
+    to.split = &split;
+    if (st == AQ_OK) st = aq_cnnq_tune(&c->g, c->cap.layers, L, rp, c->folds, c->n_folds, &seq, &to, &o->tune, err);
     st = aq_dist_agree(comm, st, err);
     for (int i = 0; st == AQ_OK && i < L; i++) {
         MPI_Bcast(o->res[i].scale, o->res[i].d_out, MPI_FLOAT, 0, comm);

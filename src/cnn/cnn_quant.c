@@ -152,6 +152,7 @@ aq_status aq_cnnq_run_images(const aq_cnnq_runner *r, const uint8_t *pixels, siz
         if (!p.g || p.batch != (int)nb) { /* the first chunk, and a last shorter one */
             aq_cnn_plan_free(&p);
             AQ_TRY_GOTO(st, aq_cnn_plan_init(g, (int)nb, &p, err), done);
+            p.n_run = r->until;
             if (aq_cnn_numel(&p.shape[g->input]) != nb * image_size || !p.batched[g->output]) {
                 st = aq_fail(err, AQ_ERR_SHAPE, "%s: the model does not map %zu-pixel images to per-image outputs",
                              g->path ? g->path : "model", image_size);
@@ -188,7 +189,7 @@ static aq_status forward_images(const aq_cnn_graph *g, const aq_cnnq_model *m, c
                                 aq_cnnq_capture *cap, aq_error *err)
 {
     capture_ctx c = {cap, g, m, 0, 0};
-    aq_cnnq_runner r = {g, observe, &c, capture_begin, NULL};
+    aq_cnnq_runner r = {g, observe, &c, capture_begin, NULL, 0};
     return aq_cnnq_run_images(&r, pixels, n, image_size, norm, chunk, err);
 }
 
