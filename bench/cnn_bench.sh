@@ -1,6 +1,7 @@
 #!/bin/bash
 # cnn_bench.sh — `adaquant quantize MODEL.onnx` against the issue-17 targets:
-# top-1 and wall time (with the report's per-phase seconds) at P = 1 and 2 for
+# top-1 and wall time (with the report's per-phase wall seconds and rank 0's
+# CPU seconds, which say more on a shared machine) at P = 1 and 2 for
 #   fashion-resnet w4a4, first and last layers w8a8 (target >= 90.9 in <= 10 s at P = 2)
 #   fashion-resnet w4a4, every layer                (target >= 90.5)
 #   MNIST CNN w2a8                                  (target >= 99.2)
@@ -50,6 +51,9 @@ q() { # q NAME NP MODEL [quantize options...]
 import json, sys
 r = json.load(open(sys.argv[1])); e = r["run"]["evaluation"]; t = r["run"]["timing"]
 ph = " ".join(f"{k} {v:.1f}" for k, v in t.items() if v >= 0.05)
+cpu = r["run"].get("timing_cpu")
+if cpu:
+    ph += " | rank 0 CPU s: " + " ".join(f"{k} {v:.1f}" for k, v in cpu.items())
 print(f"{sys.argv[2]:<22} P={sys.argv[3]}  {float(sys.argv[4]):6.1f} s  top-1 {100 * e['top1_quantized']:.2f} "
       f"(FP {100 * e['top1_fp']:.2f}, agreement {100 * e['agreement']:.2f})  "
       f"{r['allocation']['avg_bits']:.3f} bits  | {ph}")

@@ -11,6 +11,7 @@
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../io/idx.h"
 #include "../../solver/allocate.h"
@@ -24,6 +25,14 @@ static int rank_of(MPI_Comm comm)
     int r;
     MPI_Comm_rank(comm, &r);
     return r;
+}
+
+/* This process's CPU seconds so far. */
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 #define SAY(comm, ...) do { if (rank_of(comm) == 0) fprintf(stderr, __VA_ARGS__); } while (0)
@@ -273,7 +282,7 @@ static aq_status finish_layers(MPI_Comm comm, const aq_cnnp_ctx *c, aq_cnnp_outc
         rp[i] = &o->res[i];
     }
     st = aq_dist_agree(comm, st, err);
-    double t0 = aq_progress_now();
+    double t0 = aq_progress_now(), c0 = cpu_now();
     aq_cnnq_seq seq = {c->calib, c->image, &c->a->norm, c->a->batch};
     /* the tuning reads the calibration images the capture ran on */
     aq_cnnq_tune_opts to = c->a->tune;
@@ -289,7 +298,7 @@ static aq_status finish_layers(MPI_Comm comm, const aq_cnnp_ctx *c, aq_cnnp_outc
         MPI_Bcast(o->res[i].bias, o->res[i].d_out, MPI_FLOAT, 0, comm);
     }
     if (st == AQ_OK) MPI_Bcast(&o->tune, (int)sizeof o->tune, MPI_BYTE, 0, comm);
-    o->t_tune = aq_progress_now() - t0;
+    o->t_tune = aq_progress_now() - t0, o->c_tune = cpu_now() - c0;
     free(rp);
     return st;
 }
@@ -383,18 +392,18 @@ static aq_status quantize_layers(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome 
     AQ_TRY(aq_dist_agree(comm, plan_tasks(comm, c, o, err), err));
     free(c->cap.layers); /* the capture lists them again, the same */
     memset(&c->cap, 0, sizeof c->cap);
-    double t0 = aq_progress_now();
+    double t0 = aq_progress_now(), c0 = cpu_now();
     aq_status st = aq_cnnq_capture_run(&c->g, c->calib, c->n_calib, c->image, &a->norm, a->batch, &c->cap, err);
     st = aq_dist_agree(comm, st, err);
     if (st != AQ_OK) return st;
-    o->t_capture = aq_progress_now() - t0;
+    o->t_capture = aq_progress_now() - t0, o->c_capture = cpu_now() - c0;
     int L = c->cap.n_layers;
     SAY(comm, "quantize: capture: %d layers, %zu images, %.1f MB per rank, %.2f s\n", L, c->n_calib,
         (double)c->cap.bytes / 1e6, o->t_capture);
     aq_dist_options dopt;
     aq_dist_options_default(&dopt, a->work);
     dopt.resume = a->resume;
-    t0 = aq_progress_now();
+    t0 = aq_progress_now(), c0 = cpu_now();
     if (a->sequential) {
         st = run_sequential(comm, c, &dopt, o->rows, o, err);
         memcpy(o->choice, c->pin, (size_t)L * sizeof *o->choice);
@@ -403,7 +412,7 @@ static aq_status quantize_layers(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome 
         st = aq_dist_run(comm, c->tasks, c->n_tasks, aq_cnnp_task_run, c, &dopt, o->rows, &ds, err);
         o->reused = ds.reused, o->computed = ds.computed;
     }
-    o->t_tasks = aq_progress_now() - t0;
+    o->t_tasks = aq_progress_now() - t0, o->c_tasks = cpu_now() - c0;
     AQ_TRY(st);
     t0 = aq_progress_now();
     if (!a->sequential) {
@@ -433,21 +442,21 @@ aq_status aq_cnnp_run(MPI_Comm comm, const aq_cnnp_args *a, aq_error *err)
     memset(&c, 0, sizeof c), memset(&o, 0, sizeof o), memset(&e, 0, sizeof e);
     c.a = a;
     MPI_Comm_size(comm, &o.ranks);
-    double t0 = aq_progress_now();
+    double t0 = aq_progress_now(), c0 = cpu_now();
     aq_status st = load(&c, err);
     if (st == AQ_OK) st = load_eval(a, c.image, &e, err);
     if (st == AQ_OK && !(o.pred_q = malloc((e.n + 1) * sizeof *o.pred_q))) st = aq_fail_nomem(err, "predictions", e.n * 4);
     st = aq_dist_agree(comm, st, err);
-    o.t_load = aq_progress_now() - t0;
+    o.t_load = aq_progress_now() - t0, o.c_load = cpu_now() - c0;
     if (st == AQ_OK)
         SAY(comm, "quantize: %s: %d BatchNorm folded, %zu calibration images, %zu evaluation images, %d rank%s\n",
             a->model, c.n_folds, c.n_calib, e.n, o.ranks, o.ranks > 1 ? "s" : "");
     if (st == AQ_OK) st = quantize_layers(comm, &c, &o, err);
     if (st == AQ_OK) st = finish_layers(comm, &c, &o, err);
     if (st == AQ_OK) SAY(comm, "quantize: allocation and BN/bias stage done; evaluating\n");
-    t0 = aq_progress_now();
+    t0 = aq_progress_now(), c0 = cpu_now();
     if (st == AQ_OK) st = evaluate(comm, &c, &e, &o, err);
-    o.t_eval = aq_progress_now() - t0;
+    o.t_eval = aq_progress_now() - t0, o.c_eval = cpu_now() - c0;
     if (st == AQ_OK && rank_of(comm) == 0) {
         SAY(comm, "quantize: top-1 FP %.4f, quantized %.4f, agreement %.4f (%zu images)\n",
             (double)o.correct_fp / (double)o.n_eval, (double)o.correct_q / (double)o.n_eval,
