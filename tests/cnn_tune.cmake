@@ -6,4 +6,5 @@ aq_test(NAME test_cnn_tune_models SOURCES test_cnn_tune_models.c LIBS aq_cnn aq_
   LABELS integration TIMEOUT 120
   ASSETS models/fashion-resnet/model.onnx models/mnist-cnn/model.onnx data/mnist/t10k-images-idx3-ubyte.gz data/mnist/t10k-labels-idx1-ubyte.gz)
 # The library on a small residual CNN built in the test (unit, < 1 s).
-aq_test(NAME test_cnn_tune SOURCES test_cnn_tune.c test_cnn_build.c LIBS aq_cnn aq_adaquant aq_quant TIMEOUT 60)
+find_package(Threads REQUIRED) # test_cnn_tune: threads stand in for the ranks of a split
+aq_test(NAME test_cnn_tune SOURCES test_cnn_tune.c test_cnn_build.c LIBS aq_cnn aq_adaquant aq_quant Threads::Threads TIMEOUT 60)

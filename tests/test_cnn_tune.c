@@ -9,6 +9,7 @@
  *  - bias tuning lowers the KL, runs to the same bytes twice, and refuses
  *    an op without a backward by naming the node. */
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -461,8 +462,99 @@ static void test_tune(void)
     fixture_free(&y);
 }
 
+/* --- the split over processes (aq_cnnq_split): threads stand in for ranks --- */
+
+enum { NT = 3 }; /* uneven slices of the 24 images and of the 8-image batches */
+
+typedef struct tshare {
+    pthread_barrier_t bar;
+    double *rows[NT];
+    aq_status st[NT];
+} tshare;
+
+typedef struct tjob {
+    tshare *sh;
+    int rank;
+    fixture *x;
+    aq_cnnq_result *res; /* this thread's copy */
+    const aq_cnnq_tune_opts *o;
+    aq_cnnq_tune_report rep;
+    aq_status st;
+} tjob;
+
+/* Every thread publishes its table, then copies the others' slices. */
+static aq_status thread_gather(void *ctx, aq_status local, double *rows, size_t n, size_t len,
+                               aq_error *err)
+{
+    tjob *j = ctx;
+    tshare *sh = j->sh;
+    sh->st[j->rank] = local, sh->rows[j->rank] = rows;
+    pthread_barrier_wait(&sh->bar);
+    aq_status st = AQ_OK;
+    for (int k = 0; k < NT; k++)
+        if (sh->st[k] != AQ_OK) st = sh->st[k];
+    for (int k = 0; st == AQ_OK && k < NT; k++) {
+        size_t lo = n * (size_t)k / NT, hi = n * (size_t)(k + 1) / NT;
+        if (k != j->rank) memcpy(rows + lo * len, sh->rows[k] + lo * len, (hi - lo) * len * sizeof *rows);
+    }
+    pthread_barrier_wait(&sh->bar); /* nobody writes its table again before all have read */
+    if (st != AQ_OK && local == AQ_OK) aq_fail(err, st, "another thread failed");
+    return st;
+}
+
+static void *tune_thread(void *arg)
+{
+    tjob *j = arg;
+    aq_error err = {0};
+    aq_cnnq_split sp = {j->rank, NT, thread_gather, j};
+    aq_cnnq_tune_opts o = *j->o;
+    o.split = &sp;
+    aq_cnnq_result *rp[3] = {&j->res[0], &j->res[1], &j->res[2]};
+    fixture *x = j->x;
+    j->st = aq_cnnq_tune(&x->g, x->cap.layers, x->L, rp, x->f, x->nf, &x->seq, &o, &j->rep, &err);
+    return NULL;
+}
+
+/* Three "ranks" end with the bytes of one process alone (the property that
+ * keeps `quantize` P-independent), report included. */
+static void test_tune_split(void)
+{
+    aq_error err = {0};
+    fixture x;
+    fixture_init(&x, AQ_OP_RELU, "w4a8");
+    aq_cnnq_tune_opts o;
+    aq_cnnq_tune_defaults(&o);
+    o.n_images = NI, o.bias_iters = 20, o.batch = 8, o.bias_lr = 1e-2;
+    tshare sh;
+    pthread_barrier_init(&sh.bar, NULL, NT);
+    tjob j[NT];
+    pthread_t th[NT];
+    for (int k = 0; k < NT; k++) {
+        j[k] = (tjob){&sh, k, &x, copy_res(x.res, x.L), &o, {0}, AQ_OK};
+        CHECK(pthread_create(&th[k], NULL, tune_thread, &j[k]) == 0);
+    }
+    for (int k = 0; k < NT; k++) pthread_join(th[k], NULL);
+    aq_cnnq_tune_report r1;
+    CHECK_OK(aq_cnnq_tune(&x.g, x.cap.layers, x.L, x.rp, x.f, x.nf, &x.seq, &o, &r1, &err), &err);
+    CHECK(r1.kl_after < r1.kl_before && r1.bn_reestimated == 2); /* the stage did something */
+    for (int k = 0; k < NT; k++) {
+        CHECK(j[k].st == AQ_OK);
+        CHECK(j[k].rep.kl_before == r1.kl_before && j[k].rep.kl_after == r1.kl_after);
+        for (int i = 0; i < x.L; i++) {
+            size_t d = (size_t)x.res[i].d_out * 4;
+            CHECK_MSG(!memcmp(x.res[i].scale, j[k].res[i].scale, d) &&
+                          !memcmp(x.res[i].bias, j[k].res[i].bias, d),
+                      "thread %d layer %d: other bytes than one process", k, i);
+        }
+        free_res(j[k].res, x.L);
+    }
+    pthread_barrier_destroy(&sh.bar);
+    fixture_free(&x);
+}
+
 int main(void)
 {
+    test_tune_split();
     test_fold();
     test_bn_reestimate();
     test_bias_correct();

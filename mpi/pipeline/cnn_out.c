@@ -120,7 +120,7 @@ static aq_status write_quantization(const aq_cnnp_ctx *c, const aq_cnnp_outcome 
 static double frac(size_t a, size_t b) { return b ? (double)a / (double)b : 0; }
 
 /* report.json: everything that does not depend on the ranks or the clock
- * first; `run.timing`, `run.ranks` and `run.tasks` (reused vs computed) are
+ * first; `run.timing`, `run.timing_cpu`, `run.ranks` and `run.tasks` (reused vs computed) are
  * what differs between runs of the same inputs. */
 static aq_status write_report(const aq_cnnp_ctx *c, const aq_cnnp_outcome *o, const char *path, aq_error *err)
 {
@@ -136,8 +136,10 @@ static aq_status write_report(const aq_cnnp_ctx *c, const aq_cnnp_outcome *o, co
                                o->t_capture, "tasks", o->t_tasks, "solve", o->t_solve, "tune", o->t_tune, "bn_reestimate",
                                o->tune.seconds_bn, "bias_correct", o->tune.seconds_correct, "bias_tune",
                                o->tune.seconds_tune, "eval", o->t_eval, "write", o->t_write);
-    json_t *run = json_pack("{s:o, s:o, s:o, s:i, s:{s:I, s:I, s:I}}", "command", argv, "evaluation", ev, "timing",
-                            timing, "ranks", o->ranks, "tasks", "total", (json_int_t)c->n_tasks, "reused",
+    json_t *cpu = json_pack("{s:f, s:f, s:f, s:f, s:f}", "load", o->c_load, "capture", o->c_capture, "tasks",
+                            o->c_tasks, "tune", o->c_tune, "eval", o->c_eval);
+    json_t *run = json_pack("{s:o, s:o, s:o, s:o, s:i, s:{s:I, s:I, s:I}}", "command", argv, "evaluation", ev, "timing",
+                            timing, "timing_cpu", cpu, "ranks", o->ranks, "tasks", "total", (json_int_t)c->n_tasks, "reused",
                             (json_int_t)o->reused, "computed", (json_int_t)o->computed);
     json_t *alloc = json_pack("{s:s, s:f, s:f, s:I, s:f, s:f}", "mode", a->sequential ? "sequential" : "parallel",
                               "target_bits", a->target_bits, "target_size", a->target_size, "bits", (json_int_t)o->alloc_bits,

@@ -4,12 +4,14 @@
  * broadcast); the (layer, option) tasks go over the ranks through the LLM
  * pipeline's driver (driver.h: LPT + tail queue, result files, resume);
  * rank 0 solves the CBC allocation and broadcasts the choice; every rank
- * then rounds the zero points and runs the BN/bias stage (deterministic, so
- * the ranks hold the same model) and evaluates its slice of the images;
+ * then rounds the zero points, runs its slice of the images of each pass of
+ * the BN/bias stage (sums in image order: the bytes of one rank) and
+ * evaluates its slice of the test images;
  * rank 0 gathers the predictions and writes OUTDIR. */
 #include <regex.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "../../io/idx.h"
 #include "../../solver/allocate.h"
@@ -23,6 +25,14 @@ static int rank_of(MPI_Comm comm)
     int r;
     MPI_Comm_rank(comm, &r);
     return r;
+}
+
+/* This process's CPU seconds so far. */
+static double cpu_now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 #define SAY(comm, ...) do { if (rank_of(comm) == 0) fprintf(stderr, __VA_ARGS__); } while (0)
@@ -226,11 +236,38 @@ static void eval_free(eval_set *e)
     free(e->fp), free(e->lab);
 }
 
+/* aq_cnnq_split's gather over comm: the first failure of any rank, else
+ * rows[n][len] completed from every rank's slice (aq_tune_share's). */
+static aq_status gather_rows(void *ctx, aq_status local, double *rows, size_t n, size_t len, aq_error *err)
+{
+    MPI_Comm comm = *(MPI_Comm *)ctx;
+    AQ_TRY(aq_dist_agree(comm, local, err));
+    int P;
+    MPI_Comm_size(comm, &P);
+    if (n * len > (size_t)INT32_MAX)
+        return aq_fail(err, AQ_ERR_ARG, "BN/bias stage: a table of %zu x %zu values is too large to gather", n, len);
+    int *cnt = malloc(2 * (size_t)P * sizeof *cnt), *dsp = cnt + P;
+    aq_status st = cnt ? AQ_OK : aq_fail_nomem(err, "gather counts", 2 * (size_t)P * sizeof *cnt);
+    st = aq_dist_agree(comm, st, err);
+    if (st != AQ_OK) {
+        free(cnt);
+        return st;
+    }
+    for (int k = 0; k < P; k++) {
+        size_t lo = n * (size_t)k / (size_t)P, hi = n * (size_t)(k + 1) / (size_t)P;
+        dsp[k] = (int)(lo * len), cnt[k] = (int)((hi - lo) * len);
+    }
+    MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, rows, cnt, dsp, MPI_DOUBLE, comm);
+    free(cnt);
+    return AQ_OK;
+}
+
 /* After the choice: every rank loads the chosen results and rounds the zero
- * points (what QDQ stores, with the bias correction of the library); rank 0
- * runs the BN/bias stage (one deterministic computation: the other ranks
- * would only repeat it) and broadcasts what it changes, each layer's
- * per-channel scales and biases, and its report. */
+ * points (what QDQ stores, with the bias correction of the library), then
+ * all run the BN/bias stage together, each pass split over the ranks by
+ * images (aq_cnnq_split: sums in image order, so every rank ends with the
+ * same bytes, those of one rank alone). Rank 0's scales and biases are
+ * broadcast anyway, so that the written model is rank 0's by construction. */
 static aq_status finish_layers(MPI_Comm comm, const aq_cnnp_ctx *c, aq_cnnp_outcome *o, aq_error *err)
 {
     int L = c->cap.n_layers;
@@ -244,20 +281,24 @@ static aq_status finish_layers(MPI_Comm comm, const aq_cnnp_ctx *c, aq_cnnp_outc
         o->zeros_rounded += ch;
         rp[i] = &o->res[i];
     }
-    double t0 = aq_progress_now();
+    st = aq_dist_agree(comm, st, err);
+    double t0 = aq_progress_now(), c0 = cpu_now();
     aq_cnnq_seq seq = {c->calib, c->image, &c->a->norm, c->a->batch};
     /* the tuning reads the calibration images the capture ran on */
     aq_cnnq_tune_opts to = c->a->tune;
     to.n_images = c->n_calib;
-    if (st == AQ_OK && rank_of(comm) == 0)
-        st = aq_cnnq_tune(&c->g, c->cap.layers, L, rp, c->folds, c->n_folds, &seq, &to, &o->tune, err);
+    MPI_Comm cm = comm;
+    aq_cnnq_split split = {rank_of(comm), 0, gather_rows, &cm};
+    MPI_Comm_size(comm, &split.size);
+    to.split = &split;
+    if (st == AQ_OK) st = aq_cnnq_tune(&c->g, c->cap.layers, L, rp, c->folds, c->n_folds, &seq, &to, &o->tune, err);
     st = aq_dist_agree(comm, st, err);
     for (int i = 0; st == AQ_OK && i < L; i++) {
         MPI_Bcast(o->res[i].scale, o->res[i].d_out, MPI_FLOAT, 0, comm);
         MPI_Bcast(o->res[i].bias, o->res[i].d_out, MPI_FLOAT, 0, comm);
     }
     if (st == AQ_OK) MPI_Bcast(&o->tune, (int)sizeof o->tune, MPI_BYTE, 0, comm);
-    o->t_tune = aq_progress_now() - t0;
+    o->t_tune = aq_progress_now() - t0, o->c_tune = cpu_now() - c0;
     free(rp);
     return st;
 }
@@ -351,18 +392,18 @@ static aq_status quantize_layers(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome 
     AQ_TRY(aq_dist_agree(comm, plan_tasks(comm, c, o, err), err));
     free(c->cap.layers); /* the capture lists them again, the same */
     memset(&c->cap, 0, sizeof c->cap);
-    double t0 = aq_progress_now();
+    double t0 = aq_progress_now(), c0 = cpu_now();
     aq_status st = aq_cnnq_capture_run(&c->g, c->calib, c->n_calib, c->image, &a->norm, a->batch, &c->cap, err);
     st = aq_dist_agree(comm, st, err);
     if (st != AQ_OK) return st;
-    o->t_capture = aq_progress_now() - t0;
+    o->t_capture = aq_progress_now() - t0, o->c_capture = cpu_now() - c0;
     int L = c->cap.n_layers;
     SAY(comm, "quantize: capture: %d layers, %zu images, %.1f MB per rank, %.2f s\n", L, c->n_calib,
         (double)c->cap.bytes / 1e6, o->t_capture);
     aq_dist_options dopt;
     aq_dist_options_default(&dopt, a->work);
     dopt.resume = a->resume;
-    t0 = aq_progress_now();
+    t0 = aq_progress_now(), c0 = cpu_now();
     if (a->sequential) {
         st = run_sequential(comm, c, &dopt, o->rows, o, err);
         memcpy(o->choice, c->pin, (size_t)L * sizeof *o->choice);
@@ -371,7 +412,7 @@ static aq_status quantize_layers(MPI_Comm comm, aq_cnnp_ctx *c, aq_cnnp_outcome 
         st = aq_dist_run(comm, c->tasks, c->n_tasks, aq_cnnp_task_run, c, &dopt, o->rows, &ds, err);
         o->reused = ds.reused, o->computed = ds.computed;
     }
-    o->t_tasks = aq_progress_now() - t0;
+    o->t_tasks = aq_progress_now() - t0, o->c_tasks = cpu_now() - c0;
     AQ_TRY(st);
     t0 = aq_progress_now();
     if (!a->sequential) {
@@ -401,21 +442,21 @@ aq_status aq_cnnp_run(MPI_Comm comm, const aq_cnnp_args *a, aq_error *err)
     memset(&c, 0, sizeof c), memset(&o, 0, sizeof o), memset(&e, 0, sizeof e);
     c.a = a;
     MPI_Comm_size(comm, &o.ranks);
-    double t0 = aq_progress_now();
+    double t0 = aq_progress_now(), c0 = cpu_now();
     aq_status st = load(&c, err);
     if (st == AQ_OK) st = load_eval(a, c.image, &e, err);
     if (st == AQ_OK && !(o.pred_q = malloc((e.n + 1) * sizeof *o.pred_q))) st = aq_fail_nomem(err, "predictions", e.n * 4);
     st = aq_dist_agree(comm, st, err);
-    o.t_load = aq_progress_now() - t0;
+    o.t_load = aq_progress_now() - t0, o.c_load = cpu_now() - c0;
     if (st == AQ_OK)
         SAY(comm, "quantize: %s: %d BatchNorm folded, %zu calibration images, %zu evaluation images, %d rank%s\n",
             a->model, c.n_folds, c.n_calib, e.n, o.ranks, o.ranks > 1 ? "s" : "");
     if (st == AQ_OK) st = quantize_layers(comm, &c, &o, err);
     if (st == AQ_OK) st = finish_layers(comm, &c, &o, err);
     if (st == AQ_OK) SAY(comm, "quantize: allocation and BN/bias stage done; evaluating\n");
-    t0 = aq_progress_now();
+    t0 = aq_progress_now(), c0 = cpu_now();
     if (st == AQ_OK) st = evaluate(comm, &c, &e, &o, err);
-    o.t_eval = aq_progress_now() - t0;
+    o.t_eval = aq_progress_now() - t0, o.c_eval = cpu_now() - c0;
     if (st == AQ_OK && rank_of(comm) == 0) {
         SAY(comm, "quantize: top-1 FP %.4f, quantized %.4f, agreement %.4f (%zu images)\n",
             (double)o.correct_fp / (double)o.n_eval, (double)o.correct_q / (double)o.n_eval,

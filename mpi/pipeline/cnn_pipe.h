@@ -104,6 +104,10 @@ typedef struct aq_cnnp_outcome {
     size_t n_eval, eval_first, correct_fp, correct_q, agree;
     int32_t *pred_q;               /* [n_eval] */
     double t_load, t_capture, t_tasks, t_solve, t_tune, t_eval, t_write;
+    /* rank 0's process CPU seconds of the same phases (report.json
+     * run.timing_cpu): on a machine shared with other work the wall times
+     * say little; MPI's waits spin, so they count here too */
+    double c_load, c_capture, c_tasks, c_tune, c_eval;
     size_t reused, computed;
     int ranks;
 } aq_cnnp_outcome;

@@ -56,13 +56,23 @@ void aq_actq_step(aq_actq *q, aq_actq_adam *m, double g_scale, double g_zero, do
 aq_status aq_grams_from_rows(const float *x, const float *xin, size_t n, size_t d,
                              const aq_actq *q, double **A, double **B, double **C, aq_error *err)
 {
+    return aq_grams_from_rows_a(x, xin, n, d, q, NULL, A, B, C, err);
+}
+
+aq_status aq_grams_from_rows_a(const float *x, const float *xin, size_t n, size_t d,
+                               const aq_actq *q, const double *a_known, double **A, double **B,
+                               double **C, aq_error *err)
+{
     size_t D = d + 1;
     aq_status st = AQ_OK;
     *A = *B = *C = NULL;
     int alias = (!xin || xin == x) && (!q || q->bits >= 16);
     double *a = calloc(D * D, sizeof *a), *b = NULL, *c = NULL;
     if (!a) return aq_fail_nomem(err, "Gram A", D * D * sizeof *a);
-    AQ_TRY_GOTO(st, aq_gram_acc_q(a, x, n, d, NULL, err), fail);
+    if (a_known)
+        memcpy(a, a_known, D * D * sizeof *a);
+    else
+        AQ_TRY_GOTO(st, aq_gram_acc_q(a, x, n, d, NULL, err), fail);
     if (alias) {
         b = c = a;
     } else {
@@ -77,7 +87,7 @@ aq_status aq_grams_from_rows(const float *x, const float *xin, size_t n, size_t 
         AQ_TRY_GOTO(st, aq_gram_acc_cross_q(b, x, xi, n, d, q, err), fail);
     }
     double inv = 1.0 / (double)n;
-    for (size_t i = 0; i < D * D; i++) a[i] *= inv;
+    for (size_t i = 0; !a_known && i < D * D; i++) a[i] *= inv;
     if (!alias)
         for (size_t i = 0; i < D * D; i++) {
             b[i] *= inv;

@@ -39,6 +39,8 @@ typedef struct run_ctx {
     long best_version;      /* bumped whenever a row of best improves */
     long polished_version;  /* best_version when best was last polished (-1: never) */
     float *grid_s, *grid_z; /* the MSE grid [d_out] each */
+    double *a_rows;         /* A of the rows (it does not change with the activation
+                             * quantizer: the outer steps reuse it), or NULL */
     int iterations;
 } run_ctx;
 
@@ -138,7 +140,9 @@ static aq_status build_grams(run_ctx *c, aq_error *err)
     size_t D = p->d_in + 1;
     double *A, *B, *C;
     if (p->x || c->aq.bits < 16) {
-        AQ_TRY(aq_grams_from_rows(c->rx, c->rxin, c->rn, p->d_in, &c->aq, &A, &B, &C, err));
+        AQ_TRY(aq_grams_from_rows_a(c->rx, c->rxin, c->rn, p->d_in, &c->aq, c->a_rows, &A, &B, &C, err));
+        if (!c->a_rows && A != B && (c->a_rows = malloc(D * D * sizeof *A)))
+            memcpy(c->a_rows, A, D * D * sizeof *A);
     } else {
         double inv = 1.0 / (double)p->n_tokens;
         int alias = !p->gram_b && !p->gram_c;
@@ -448,6 +452,7 @@ done:
     snap_free(&c.gbest);
     free(c.rowl);
     free(c.grid_s);
+    free(c.a_rows);
     aq_problem_align_free(owned);
     if (st != AQ_OK) {
         aq_layer_result_free(out);

@@ -217,6 +217,12 @@ void aq_actq_step(aq_actq *q, aq_actq_adam *m, double g_scale, double g_zero, do
  * When xin == x and q is NULL/16 bits, B = C = A (aliased). */
 aq_status aq_grams_from_rows(const float *x, const float *xin, size_t n, size_t d,
                              const aq_actq *q, double **A, double **B, double **C, aq_error *err);
+/* The same with A already known (a_known: a normalised A of an earlier call
+ * on the same x, which does not depend on q; NULL: computed): the outer
+ * activation steps rebuild only B and C. */
+aq_status aq_grams_from_rows_a(const float *x, const float *xin, size_t n, size_t d,
+                               const aq_actq *q, const double *a_known, double **A, double **B,
+                               double **C, aq_error *err);
 
 /* Aligned view of a problem (align.c): *out = *in, except that every array
  * whose address is not a multiple of its element size (4 for float, 8 for

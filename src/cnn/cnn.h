@@ -35,6 +35,8 @@ typedef struct aq_cnn_plan {
     aq_cnn_attrs *attrs;    /* [n_nodes]: attributes with pads and axes resolved */
     unsigned char *skip;    /* [n_nodes]: folded at plan time */
     size_t scratch;         /* floats of scratch the forward pass needs */
+    int n_run;              /* > 0: run nodes [0, n_run) only and leave y unwritten (a pass
+                             * that only observes an early node stops there); 0: all */
 } aq_cnn_plan;
 
 /* Plan g for `batch` images. The graph input's declared dims after the

@@ -152,6 +152,7 @@ aq_status aq_cnnq_run_images(const aq_cnnq_runner *r, const uint8_t *pixels, siz
         if (!p.g || p.batch != (int)nb) { /* the first chunk, and a last shorter one */
             aq_cnn_plan_free(&p);
             AQ_TRY_GOTO(st, aq_cnn_plan_init(g, (int)nb, &p, err), done);
+            p.n_run = r->until;
             if (aq_cnn_numel(&p.shape[g->input]) != nb * image_size || !p.batched[g->output]) {
                 st = aq_fail(err, AQ_ERR_SHAPE, "%s: the model does not map %zu-pixel images to per-image outputs",
                              g->path ? g->path : "model", image_size);
@@ -182,13 +183,13 @@ done:
 }
 
 /* Run g (with m's fake quantization when m) on the images, copying the
- * values cap->x holds buffers for. */
+ * values cap->x holds buffers for; nodes [0, until) only when until > 0. */
 static aq_status forward_images(const aq_cnn_graph *g, const aq_cnnq_model *m, const uint8_t *pixels,
                                 size_t n, size_t image_size, const aq_cnn_norm *norm, int chunk,
-                                aq_cnnq_capture *cap, aq_error *err)
+                                int until, aq_cnnq_capture *cap, aq_error *err)
 {
     capture_ctx c = {cap, g, m, 0, 0};
-    aq_cnnq_runner r = {g, observe, &c, capture_begin, NULL};
+    aq_cnnq_runner r = {g, observe, &c, capture_begin, NULL, until};
     return aq_cnnq_run_images(&r, pixels, n, image_size, norm, chunk, err);
 }
 
@@ -200,7 +201,7 @@ aq_status aq_cnnq_capture_run(const aq_cnn_graph *g, const uint8_t *pixels, size
     if (n == 0 || chunk < 1) return aq_fail(err, AQ_ERR_ARG, "CNN capture: no images or chunk < 1");
     AQ_TRY(aq_cnnq_layers(g, &cap->layers, &cap->n_layers, err));
     aq_status st = capture_alloc(g, n, cap, err);
-    if (st == AQ_OK) st = forward_images(g, NULL, pixels, n, image_size, norm, chunk, cap, err);
+    if (st == AQ_OK) st = forward_images(g, NULL, pixels, n, image_size, norm, chunk, 0, cap, err);
     if (st != AQ_OK) aq_cnnq_capture_free(cap);
     return st;
 }
@@ -221,7 +222,8 @@ aq_status aq_cnnq_capture_input(const aq_cnnq_model *m, const aq_cnnq_capture *c
         st = aq_fail_nomem(err, "sequential capture", n * per * sizeof(float));
     } else {
         t.x[v] = *x_in, t.per_image[v] = per;
-        st = forward_images(&m->g, m, pixels, n, image_size, norm, chunk, &t, err);
+        /* the layer's input is produced before the layer: the pass stops there */
+        st = forward_images(&m->g, m, pixels, n, image_size, norm, chunk, m->layer_node[i], &t, err);
     }
     free(t.x), free(t.per_image);
     if (st != AQ_OK) free(*x_in), *x_in = NULL;

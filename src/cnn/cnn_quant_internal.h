@@ -13,6 +13,7 @@ typedef struct aq_cnnq_runner {
      * first..first+nb-1, their normalised input x and output y */
     void (*begin)(void *ctx, size_t first, size_t nb, const float *x);
     void (*end)(void *ctx, size_t first, size_t nb, const float *y, size_t per_image_out);
+    int until; /* > 0: run nodes [0, until) only (end's y is then not the output) */
 } aq_cnnq_runner;
 
 /* Run r->g on n images of image_size u8 pixels, `chunk` at a time. */

@@ -193,7 +193,7 @@ aq_status aq_cnnq_predict(const aq_cnnq_model *m, const uint8_t *pixels, size_t 
                           aq_error *err)
 {
     predict_ctx c = {m, pred};
-    aq_cnnq_runner r = {&m->g, m->fake_quant ? predict_obs : NULL, &c, NULL, predict_end};
+    aq_cnnq_runner r = {&m->g, m->fake_quant ? predict_obs : NULL, &c, NULL, predict_end, 0};
     return aq_cnnq_run_images(&r, pixels, n, image_size, norm, chunk, err);
 }
 

@@ -16,61 +16,17 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* Per-channel sums of one node's output (axis 1; the rest summed), image
- * by image in order, so the sums do not depend on the chunking. */
-typedef struct stats_ctx {
-    const aq_cnnq_model *m; /* fake quantization, or NULL (the FP graph) */
-    int n_t;
-    const int *node;    /* [n_t] the nodes observed */
-    double **sum, **sq; /* [n_t][channels]; sq may be NULL */
-    size_t *count;      /* [n_t] elements per channel so far */
-} stats_ctx;
-
-static void stats_obs(void *ctx, int node, const float *data, const aq_cnn_shape *s)
-{
-    stats_ctx *c = ctx;
-    if (c->m) aq_cnnq_model_observe(c->m, node, data, s);
-    for (int t = 0; t < c->n_t; t++) {
-        if (c->node[t] != node) continue;
-        size_t N = (size_t)s->d[0], C = s->ndim > 1 ? (size_t)s->d[1] : 1,
-               sp = aq_cnn_numel(s) / (N * C);
-        for (size_t b = 0; b < N; b++)
-            for (size_t ch = 0; ch < C; ch++) {
-                const float *x = data + (b * C + ch) * sp;
-                double a = 0, q = 0;
-                for (size_t i = 0; i < sp; i++)
-                    a += x[i], q += (double)x[i] * x[i];
-                c->sum[t][ch] += a;
-                if (c->sq) c->sq[t][ch] += q;
-            }
-        c->count[t] += N * sp;
-    }
-}
-
-/* Run g (m's graph with its fake quantization when m) on the calibration
- * images, summing the outputs of the n_t nodes. */
-static aq_status run_stats(const aq_cnn_graph *g, const aq_cnnq_model *m, stats_ctx *c,
-                           const aq_cnnq_seq *calib, size_t n, aq_error *err)
-{
-    c->m = m;
-    aq_cnnq_runner r = {m ? &m->g : g, stats_obs, c, NULL, NULL};
-    return aq_cnnq_run_images(&r, calib->pixels, n, calib->image_size, calib->norm, calib->chunk,
-                              err);
-}
-
 /* Mean (and variance, when var) of model node `node`'s output per channel. */
 static aq_status node_stats(const aq_cnnq_model *m, int node, int C, const aq_cnnq_seq *calib,
-                            size_t n, double *mean, double *var, aq_error *err)
+                            size_t n, const aq_cnnq_split *split, double *mean, double *var,
+                            aq_error *err)
 {
-    double *sq = var ? calloc((size_t)C, sizeof *sq) : NULL;
+    double *sq = var ? calloc((size_t)C, sizeof *sq) : NULL, cnt = 0;
     if (var && !sq) return aq_fail_nomem(err, "BN statistics", (size_t)C * sizeof *sq);
-    memset(mean, 0, (size_t)C * sizeof *mean);
-    size_t cnt = 0;
-    stats_ctx c = {NULL, 1, &node, &mean, var ? &sq : NULL, &cnt};
-    aq_status st = run_stats(NULL, m, &c, calib, n, err);
+    aq_status st = aq_tune_channel_sums(NULL, m, 1, &node, &C, calib, n, split, mean, sq, &cnt, err);
     for (int ch = 0; st == AQ_OK && ch < C; ch++) {
-        mean[ch] /= (double)cnt;
-        if (var) var[ch] = fmax(sq[ch] / (double)cnt - mean[ch] * mean[ch], 0.0);
+        mean[ch] /= cnt;
+        if (var) var[ch] = fmax(sq[ch] / cnt - mean[ch] * mean[ch], 0.0);
     }
     free(sq);
     return st;
@@ -103,7 +59,8 @@ static void refold(const aq_cnnq_bnfold *f, const double *mz, const double *vz, 
 
 static aq_status bn_reestimate(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L,
                                aq_cnnq_result *const *res, const aq_cnnq_bnfold *folds, int n_folds,
-                               const aq_cnnq_seq *calib, size_t n, int *done, aq_error *err)
+                               const aq_cnnq_seq *calib, size_t n, const aq_cnnq_split *split,
+                               int *done, aq_error *err)
 {
     for (int i = 0; i < L; i++) {
         const aq_cnnq_bnfold *f = NULL;
@@ -119,7 +76,7 @@ static aq_status bn_reestimate(const aq_cnn_graph *g, const aq_cnnq_layer *layer
         aq_status st = build(g, layers, L, res, &m, err);
         if (st == AQ_OK) {
             st =
-                node_stats(&m, m.layer_node[i], f->channels, calib, n, st2, st2 + f->channels, err);
+                node_stats(&m, m.layer_node[i], f->channels, calib, n, split, st2, st2 + f->channels, err);
             aq_cnnq_model_free(&m);
         }
         if (st == AQ_OK) refold(f, st2, st2 + f->channels, res[i]), (*done)++;
@@ -140,41 +97,44 @@ static int has_fold(const aq_cnnq_bnfold *folds, int n_folds, int node)
     return 0;
 }
 
+/* The nodes and channel counts of the n layers. */
+static aq_status layer_nodes(const aq_cnnq_layer *layers, int L, int **nodes, int **chans,
+                             size_t *tot, aq_error *err)
+{
+    *nodes = malloc(2 * ((size_t)L + 1) * sizeof **nodes);
+    if (!*nodes) return aq_fail_nomem(err, "layer list", 2 * (size_t)L * sizeof **nodes);
+    *chans = *nodes + L + 1, *tot = 0;
+    for (int i = 0; i < L; i++)
+        (*nodes)[i] = layers[i].node, (*chans)[i] = layers[i].d_out, *tot += (size_t)layers[i].d_out;
+    return AQ_OK;
+}
+
 static aq_status bias_correct(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L,
                               aq_cnnq_result *const *res, const aq_cnnq_bnfold *folds, int n_folds,
-                              const aq_cnnq_seq *calib, size_t n, int *done, aq_error *err)
+                              const aq_cnnq_seq *calib, size_t n, const aq_cnnq_split *split,
+                              int *done, aq_error *err)
 {
-    size_t tot = 0;
-    for (int i = 0; i < L; i++)
-        tot += (size_t)layers[i].d_out;
-    double *fp = calloc(2 * tot + 1, sizeof *fp), **sum = calloc((size_t)L, sizeof *sum);
-    int *nodes = malloc((size_t)L * sizeof *nodes);
-    size_t *cnt = calloc((size_t)L, sizeof *cnt);
-    aq_status st = AQ_OK;
-    if (!fp || !sum || !nodes || !cnt) {
-        st = aq_fail_nomem(err, "bias correction", tot * 2 * sizeof *fp);
-        goto done;
-    }
-    for (int i = 0, off = 0; i < L; off += layers[i].d_out, i++)
-        sum[i] = fp + off, nodes[i] = layers[i].node;
-    stats_ctx c = {NULL, L, nodes, sum, NULL, cnt};
-    AQ_TRY_GOTO(st, run_stats(g, NULL, &c, calib, n, err), done);
+    int *nodes, *chans;
+    size_t tot;
+    AQ_TRY(layer_nodes(layers, L, &nodes, &chans, &tot, err));
+    double *fp = calloc(2 * tot + (size_t)L + 1, sizeof *fp), *cnt = fp + 2 * tot;
+    aq_status st = fp ? AQ_OK : aq_fail_nomem(err, "bias correction", tot * 2 * sizeof *fp);
+    if (st == AQ_OK) st = aq_tune_channel_sums(g, NULL, L, nodes, chans, calib, n, split, fp, NULL, cnt, err);
     double *q = fp + tot;
-    for (int i = 0; i < L; i++) {
+    for (int i = 0, off = 0; st == AQ_OK && i < L; off += layers[i].d_out, i++) {
         if (!res[i] || (folds && has_fold(folds, n_folds, layers[i].node))) continue;
         aq_cnnq_model m;
         AQ_TRY_GOTO(st, build(g, layers, L, res, &m, err), done);
-        st = node_stats(&m, m.layer_node[i], res[i]->d_out, calib, n, q, NULL, err);
+        st = node_stats(&m, m.layer_node[i], res[i]->d_out, calib, n, split, q, NULL, err);
         aq_cnnq_model_free(&m);
-        if (st != AQ_OK) goto done;
-        for (int ch = 0; ch < res[i]->d_out; ch++) {
+        for (int ch = 0; st == AQ_OK && ch < res[i]->d_out; ch++) {
             double mq = q[ch] + (layers[i].op == AQ_OP_MATMUL ? res[i]->bias[ch] : 0.0);
-            res[i]->bias[ch] = (float)(res[i]->bias[ch] - (mq - sum[i][ch] / (double)cnt[i]));
+            res[i]->bias[ch] = (float)(res[i]->bias[ch] - (mq - fp[off + ch] / cnt[i]));
         }
-        (*done)++;
+        if (st == AQ_OK) (*done)++;
     }
 done:
-    free(fp), free(sum), free(nodes), free(cnt);
+    free(fp), free(nodes);
     return st;
 }
 
@@ -201,7 +161,9 @@ static void shuffle(size_t *perm, size_t n, uint64_t *s)
 typedef struct kl_ctx {
     const aq_cnnq_model *m;
     const float *fp; /* [n, classes] */
-    double inv_t, sum;
+    double inv_t;
+    double *kl;      /* [n] each image's */
+    size_t lo;       /* this process's first image */
 } kl_ctx;
 
 static void kl_obs(void *ctx, int node, const float *data, const aq_cnn_shape *s)
@@ -212,20 +174,27 @@ static void kl_obs(void *ctx, int node, const float *data, const aq_cnn_shape *s
 static void kl_end(void *ctx, size_t first, size_t nb, const float *y, size_t cls)
 {
     kl_ctx *c = ctx;
-    for (size_t j = 0; j < nb; j++)
-        c->sum += aq_tune_kl1(c->fp + (first + j) * cls, y + j * cls, (int)cls, c->inv_t, NULL, 0);
+    for (size_t j = 0, i = c->lo + first; j < nb; j++, i++)
+        c->kl[i] = aq_tune_kl1(c->fp + i * cls, y + j * cls, (int)cls, c->inv_t, NULL, 0);
 }
 
 /* Mean KL(FP || model) over the n calibration images. */
 static aq_status kl_all(const aq_cnnq_model *m, const float *fp, double inv_t,
-                        const aq_cnnq_seq *calib, size_t n, double *kl, aq_error *err)
+                        const aq_cnnq_seq *calib, size_t n, const aq_cnnq_split *split, double *kl,
+                        aq_error *err)
 {
-    kl_ctx c = {m, fp, inv_t, 0};
-    aq_cnnq_runner r = {&m->g, kl_obs, &c, NULL, kl_end};
-    AQ_TRY(aq_cnnq_run_images(&r, calib->pixels, n, calib->image_size, calib->norm, calib->chunk,
-                              err));
-    *kl = c.sum / (double)n;
-    return AQ_OK;
+    kl_ctx c = {m, fp, inv_t, calloc(n + 1, sizeof(double)), 0};
+    aq_cnnq_runner r = {&m->g, kl_obs, &c, NULL, kl_end, 0};
+    size_t hi;
+    aq_tune_share(split, n, &c.lo, &hi);
+    aq_status st = c.kl ? AQ_OK : aq_fail_nomem(err, "KL per image", n * sizeof(double));
+    if (st == AQ_OK && hi > c.lo)
+        st = aq_cnnq_run_images(&r, calib->pixels + c.lo * calib->image_size, hi - c.lo,
+                                calib->image_size, calib->norm, calib->chunk, err);
+    st = aq_tune_gather(split, st, c.kl, n, 1, err);
+    if (st == AQ_OK) aq_tune_sum_rows(c.kl, n, 1, kl), *kl /= (double)n;
+    free(c.kl);
+    return st;
 }
 
 /* Adam (beta 0.9, 0.999, eps 1e-8) on every tuned bias, state in double. */
@@ -267,33 +236,24 @@ static void biases_io(aq_cnnq_result *const *res, int L, float *keep, int save)
  * the calibration images, so that one learning rate fits layers (and
  * models) whose outputs differ in scale by orders of magnitude. */
 static aq_status layer_spread(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int L,
-                              const aq_cnnq_seq *calib, size_t n, double *sigma, aq_error *err)
+                              const aq_cnnq_seq *calib, size_t n, const aq_cnnq_split *split,
+                              double *sigma, aq_error *err)
 {
-    size_t tot = 0;
-    for (int i = 0; i < L; i++)
-        tot += (size_t)layers[i].d_out;
-    double *buf = calloc(2 * tot + 1, sizeof *buf), **sum = calloc(2 * (size_t)L, sizeof *sum);
-    int *nodes = malloc((size_t)L * sizeof *nodes);
-    size_t *cnt = calloc((size_t)L, sizeof *cnt);
-    aq_status st = AQ_OK;
-    if (!buf || !sum || !nodes || !cnt) {
-        st = aq_fail_nomem(err, "layer spread", 2 * tot * sizeof *buf);
-        goto done;
-    }
-    for (int i = 0, off = 0; i < L; off += layers[i].d_out, i++)
-        sum[i] = buf + off, sum[L + i] = buf + tot + off, nodes[i] = layers[i].node;
-    stats_ctx c = {NULL, L, nodes, sum, sum + L, cnt};
-    AQ_TRY_GOTO(st, run_stats(g, NULL, &c, calib, n, err), done);
-    for (int i = 0; i < L; i++) {
-        double v = 0, N = (double)cnt[i];
+    int *nodes, *chans;
+    size_t tot;
+    AQ_TRY(layer_nodes(layers, L, &nodes, &chans, &tot, err));
+    double *sum = calloc(2 * tot + (size_t)L + 1, sizeof *sum), *sq = sum + tot, *cnt = sq + tot;
+    aq_status st = sum ? AQ_OK : aq_fail_nomem(err, "layer spread", 2 * tot * sizeof *sum);
+    if (st == AQ_OK) st = aq_tune_channel_sums(g, NULL, L, nodes, chans, calib, n, split, sum, sq, cnt, err);
+    for (int i = 0, off = 0; st == AQ_OK && i < L; off += layers[i].d_out, i++) {
+        double v = 0, N = cnt[i];
         for (int ch = 0; ch < layers[i].d_out; ch++) {
-            double m = sum[i][ch] / N;
-            v += fmax(sum[L + i][ch] / N - m * m, 0.0);
+            double m = sum[off + ch] / N;
+            v += fmax(sq[off + ch] / N - m * m, 0.0);
         }
         sigma[i] = v > 0 ? sqrt(v / layers[i].d_out) : 1.0;
     }
-done:
-    free(buf), free(sum), free(nodes), free(cnt);
+    free(sum), free(nodes);
     return st;
 }
 
@@ -304,28 +264,56 @@ typedef struct tune_job {
     const float *fp; /* [n, classes] FP logits */
 } tune_job;
 
-static aq_status tune_loop(aq_tune_net *t, const tune_job *j, aq_cnnq_result *const *res, adam *a,
-                           aq_error *err)
+/* Bias-tuning steps of B images each: every process draws the same batch,
+ * computes the per-image gradients of its slice of it, and all add the
+ * gathered rows in image order before the same Adam step. */
+static aq_status tune_loop(aq_tune_net *t, const tune_job *j, size_t B, aq_cnnq_result *const *res,
+                           adam *a, aq_error *err)
 {
-    size_t B = (size_t)t->batch, pos = j->n, C = (size_t)t->classes;
+    const aq_cnnq_split *sp = j->o->split;
+    size_t pos = j->n, C = (size_t)t->classes, nb = a->n, lo, hi;
+    aq_tune_share(sp, B, &lo, &hi);
     size_t *perm = malloc(j->n * sizeof *perm), *idx = malloc(B * sizeof *idx);
-    float *fpb = malloc(B * C * sizeof *fpb);
+    float *fpb = malloc((hi - lo + 1) * C * sizeof *fpb);
+    double *kl = malloc((hi - lo + 1) * sizeof *kl), *rows = calloc(B * nb + 1, sizeof *rows);
     uint64_t s = j->o->seed;
     aq_status st = AQ_OK;
-    if (!perm || !idx || !fpb) st = aq_fail_nomem(err, "bias tuning batch", j->n * sizeof *perm);
-    for (int it = 0; st == AQ_OK && it < j->o->bias_iters; it++) {
-        for (size_t b = 0; b < B; b++) {
+    if (!perm || !idx || !fpb || !kl || !rows) st = aq_fail_nomem(err, "bias tuning batch", B * nb * 8);
+    for (int it = 0; it < j->o->bias_iters; it++) {
+        for (size_t b = 0; st == AQ_OK && b < B; b++) {
             if (pos == j->n) shuffle(perm, j->n, &s), pos = 0;
             idx[b] = perm[pos++];
-            memcpy(fpb + b * C, j->fp + idx[b] * C, C * sizeof *fpb);
+            if (b >= lo && b < hi) memcpy(fpb + (b - lo) * C, j->fp + idx[b] * C, C * sizeof *fpb);
         }
-        aq_tune_images(j->calib, idx, B, t->x);
-        double loss;
-        st = aq_tune_net_loss_grad(t, fpb, &loss, a->g, err);
-        if (st == AQ_OK)
-            adam_step(a, res, t->n_layers, j->o->bias_lr), aq_tune_net_set_bias(t, res);
+        if (st == AQ_OK && hi > lo) {
+            aq_tune_images(j->calib, idx + lo, hi - lo, t->x);
+            st = aq_tune_net_loss_rows(t, fpb, kl, rows + lo * nb, err);
+        }
+        if ((st = aq_tune_gather(sp, st, rows, B, nb, err)) != AQ_OK) break;
+        aq_tune_sum_rows(rows, B, nb, a->g);
+        adam_step(a, res, t->n_layers, j->o->bias_lr), aq_tune_net_set_bias(t, res);
     }
-    free(perm), free(idx), free(fpb);
+    free(perm), free(idx), free(fpb), free(kl), free(rows);
+    return st;
+}
+
+/* The FP logits [n, classes] of the calibration images, each process
+ * computing its slice. */
+static aq_status fp_logits(const aq_cnn_graph *g, const aq_cnnq_seq *calib, size_t n,
+                           const aq_cnnq_split *split, size_t classes, float *fp, aq_error *err)
+{
+    size_t lo, hi;
+    aq_tune_share(split, n, &lo, &hi);
+    int32_t *pred = malloc((n + 1) * sizeof *pred);
+    double *rows = calloc(n * classes + 1, sizeof *rows);
+    aq_status st = pred && rows ? AQ_OK : aq_fail_nomem(err, "FP logits", n * classes * 8);
+    if (st == AQ_OK && hi > lo)
+        st = aq_cnn_predict(g, calib->pixels + lo * calib->image_size, hi - lo, calib->image_size,
+                            calib->norm, calib->chunk, pred, fp + lo * classes, NULL, err);
+    for (size_t e = lo * classes; st == AQ_OK && e < hi * classes; e++) rows[e] = fp[e];
+    st = aq_tune_gather(split, st, rows, n, classes, err);
+    for (size_t e = 0; st == AQ_OK && e < n * classes; e++) fp[e] = (float)rows[e];
+    free(pred), free(rows);
     return st;
 }
 
@@ -333,48 +321,45 @@ static aq_status bias_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, i
                            aq_cnnq_result *const *res, const aq_cnnq_seq *calib, size_t n,
                            const aq_cnnq_tune_opts *o, aq_cnnq_tune_report *rep, aq_error *err)
 {
-    size_t classes = 0, nb = 0;
+    size_t classes = 0, nb = 0, B = o->batch < (int)n ? (size_t)o->batch : n, lo, hi;
     for (int i = 0; i < L; i++)
         nb += res[i] ? (size_t)res[i]->d_out : 0;
-    int32_t *pred = malloc(n * sizeof *pred);
+    int32_t pred1;
     float *fp = NULL, *keep = malloc((nb + 1) * sizeof *keep);
     adam a = {nb, calloc(3 * nb + (size_t)L + 1, sizeof(double)), NULL, NULL, NULL, 0};
     aq_tune_net t = {0};
     aq_status st = AQ_OK;
-    if (!pred || !keep || !a.m) {
-        st = aq_fail_nomem(err, "bias tuning", n * sizeof *pred);
+    if (!keep || !a.m) {
+        st = aq_fail_nomem(err, "bias tuning", nb * 4 * sizeof(double));
         goto done;
     }
     a.v = a.m + nb, a.g = a.v + nb, a.sigma = a.g + nb;
-    AQ_TRY_GOTO(st, layer_spread(g, layers, L, calib, n, a.sigma, err), done);
+    AQ_TRY_GOTO(st, layer_spread(g, layers, L, calib, n, o->split, a.sigma, err), done);
     AQ_TRY_GOTO(st,
-                aq_cnn_predict(g, calib->pixels, 1, calib->image_size, calib->norm, 1, pred, NULL,
+                aq_cnn_predict(g, calib->pixels, 1, calib->image_size, calib->norm, 1, &pred1, NULL,
                                &classes, err),
                 done);
     if (!(fp = malloc(n * classes * sizeof *fp))) {
         st = aq_fail_nomem(err, "FP logits", n * classes * sizeof *fp);
         goto done;
     }
-    AQ_TRY_GOTO(st,
-                aq_cnn_predict(g, calib->pixels, n, calib->image_size, calib->norm, calib->chunk,
-                               pred, fp, NULL, err),
-                done);
-    AQ_TRY_GOTO(st,
-                aq_tune_net_init(&t, g, layers, L, res, o->batch < (int)n ? o->batch : (int)n, err),
-                done);
-    t.inv_t = 1.0 / o->temperature;
-    AQ_TRY_GOTO(st, kl_all(&t.m, fp, t.inv_t, calib, n, &rep->kl_before, err), done);
+    AQ_TRY_GOTO(st, fp_logits(g, calib, n, o->split, classes, fp, err), done);
+    /* this process's slice of each batch (a net of one image when it is empty) */
+    aq_tune_share(o->split, B, &lo, &hi);
+    AQ_TRY_GOTO(st, aq_tune_net_init(&t, g, layers, L, res, hi > lo ? (int)(hi - lo) : 1, err), done);
+    t.inv_t = 1.0 / o->temperature, t.loss_batch = (int)B;
+    AQ_TRY_GOTO(st, kl_all(&t.m, fp, t.inv_t, calib, n, o->split, &rep->kl_before, err), done);
     biases_io(res, L, keep, 1);
     tune_job j = {calib, n, o, fp};
-    AQ_TRY_GOTO(st, tune_loop(&t, &j, res, &a, err), done);
-    AQ_TRY_GOTO(st, kl_all(&t.m, fp, t.inv_t, calib, n, &rep->kl_after, err), done);
+    AQ_TRY_GOTO(st, tune_loop(&t, &j, B, res, &a, err), done);
+    AQ_TRY_GOTO(st, kl_all(&t.m, fp, t.inv_t, calib, n, o->split, &rep->kl_after, err), done);
     if (!(rep->kl_after < rep->kl_before)) { /* Adam overshot: keep what was there */
         biases_io(res, L, keep, 0);
         rep->tune_reverted = 1, rep->kl_after = rep->kl_before;
     }
 done:
     aq_tune_net_free(&t);
-    free(pred), free(fp), free(keep), free(a.m);
+    free(fp), free(keep), free(a.m);
     return st;
 }
 
@@ -397,12 +382,12 @@ aq_status aq_cnnq_tune(const aq_cnn_graph *g, const aq_cnnq_layer *layers, int n
                        o->batch, o->bias_lr, o->temperature);
     double t0 = now();
     if (o->bn_reestimate)
-        AQ_TRY(bn_reestimate(g, layers, n_layers, res, folds, n_folds, calib, n,
+        AQ_TRY(bn_reestimate(g, layers, n_layers, res, folds, n_folds, calib, n, o->split,
                              &rep->bn_reestimated, err));
     double t1 = now();
     if (o->bias_correct)
         AQ_TRY(bias_correct(g, layers, n_layers, res, o->correct_folded ? NULL : folds, n_folds,
-                            calib, n, &rep->biases_corrected, err));
+                            calib, n, o->split, &rep->biases_corrected, err));
     double t2 = now();
     if (o->bias_iters > 0) AQ_TRY(bias_tune(g, layers, n_layers, res, calib, n, o, rep, err));
     rep->seconds_bn = t1 - t0, rep->seconds_correct = t2 - t1, rep->seconds_tune = now() - t2;

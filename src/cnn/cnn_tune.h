@@ -33,6 +33,21 @@ typedef struct aq_cnnq_bnfold {
 aq_status aq_cnnq_fold_bn(aq_cnn_graph *g, aq_cnnq_bnfold **folds, int *n_folds, aq_error *err);
 void aq_cnnq_bnfold_free(aq_cnnq_bnfold *folds, int n_folds);
 
+/* The stage spread over the processes of a caller (MPI ranks): process
+ * `rank` of `size` runs images [n·rank/size, n·(rank+1)/size) of each pass
+ * over n images (and that slice of each bias-tuning batch) and fills their
+ * rows of a per-image table; gather() fills the other processes' rows (every
+ * process must call it at the same point, with its local status: it returns
+ * the first failure of any, so that no process waits for one that stopped).
+ * The tables are then summed image by image in order, which is what one
+ * process does: the bytes do not depend on size. */
+typedef struct aq_cnnq_split {
+    int rank, size;
+    aq_status (*gather)(void *ctx, aq_status local, double *rows, size_t n, size_t row_len,
+                        aq_error *err);
+    void *ctx;
+} aq_cnnq_split;
+
 typedef struct aq_cnnq_tune_opts {
     int bn_reestimate;   /* re-estimate the folded BNs' statistics on the quantized model */
     int bias_correct;    /* empirical mean-shift correction, layer by layer */
@@ -50,6 +65,7 @@ typedef struct aq_cnnq_tune_opts {
                           * CNN, needs ~1e3 or its softmax is one-hot) */
     size_t n_images;     /* the calibration images in calib->pixels (required: the
                           * capture's n_images; aq_cnnq_seq does not carry it) */
+    const aq_cnnq_split *split; /* NULL: this process does every image */
 } aq_cnnq_tune_opts;
 void aq_cnnq_tune_defaults(aq_cnnq_tune_opts *o);
 

@@ -201,20 +201,21 @@ double aq_tune_kl1(const float *fp, const float *y, int C, double inv_t, float *
     return kl;
 }
 
-/* KL of the batch into *loss and dLoss/dy into gy (when non-NULL). */
-static void kl_head(aq_tune_net *t, const float *fp, double *loss, float *gy)
+/* Each image's KL into kl[b] and dLoss/dy into gy (when non-NULL), the
+ * loss being the mean over loss_batch images (this net's batch may be a
+ * slice of it). */
+static void kl_head(aq_tune_net *t, const float *fp, double *kl, float *gy)
 {
     int C = t->classes;
-    double kl = 0;
+    double scale = 1.0 / (t->loss_batch > 0 ? t->loss_batch : t->batch);
     for (int b = 0; b < t->batch; b++)
-        kl += aq_tune_kl1(fp + (size_t)b * C, t->y + (size_t)b * C, C, t->inv_t,
-                          gy ? gy + (size_t)b * C : NULL, 1.0 / t->batch);
-    *loss = kl / t->batch;
+        kl[b] = aq_tune_kl1(fp + (size_t)b * C, t->y + (size_t)b * C, C, t->inv_t,
+                            gy ? gy + (size_t)b * C : NULL, scale);
 }
 
 /* d/dbias of layer i: the output gradient summed over everything but the
- * channel axis (axis 1), into gb (doubles, image by image). */
-static void bias_grad(const aq_tune_net *t, int k, double *gb)
+ * channel axis (axis 1), image b's into row b of gb (rows of `stride` doubles). */
+static void bias_grad(const aq_tune_net *t, int k, double *gb, size_t stride)
 {
     const aq_cnn_node *n = &t->m.g.nodes[k];
     const aq_cnn_shape *s = &t->p.shape[n->out];
@@ -225,33 +226,57 @@ static void bias_grad(const aq_tune_net *t, int k, double *gb)
             double a = 0;
             for (size_t i = 0; i < sp; i++)
                 a += g[(b * C + c) * sp + i];
-            gb[c] += a;
+            gb[b * stride + c] = a;
         }
 }
 
-aq_status aq_tune_net_loss_grad(aq_tune_net *t, const float *fp, double *loss, double *gb,
+size_t aq_tune_net_n_bias(const aq_tune_net *t)
+{
+    size_t nb = 0;
+    for (int i = 0; i < t->n_layers; i++)
+        nb += t->bias[i] ? (size_t)t->rc[i].d_out : 0;
+    return nb;
+}
+
+aq_status aq_tune_net_loss_rows(aq_tune_net *t, const float *fp, double *kl, double *gb,
                                 aq_error *err)
 {
     const aq_cnn_graph *g = &t->m.g;
     AQ_TRY(aq_tune_net_forward(t, err));
     float *gy = gb ? t->grad[g->output] : NULL;
-    kl_head(t, fp, loss, gy);
+    kl_head(t, fp, kl, gy);
     if (!gb || !gy) return AQ_OK;
     for (int v = 0; v < g->n_values; v++)
         if (t->grad[v] && v != g->output)
             memset(t->grad[v], 0, aq_cnn_numel(&t->p.shape[v]) * sizeof(float));
-    size_t off[t->n_layers + 1];
+    size_t off[t->n_layers + 1], nb = aq_tune_net_n_bias(t);
     off[0] = 0;
     for (int i = 0; i < t->n_layers; i++)
         off[i + 1] = off[i] + (t->bias[i] ? (size_t)t->rc[i].d_out : 0);
-    memset(gb, 0, off[t->n_layers] * sizeof *gb);
+    memset(gb, 0, (size_t)t->batch * nb * sizeof *gb);
     for (int k = g->n_nodes - 1; k >= 0; k--) {
         if (t->p.skip[k] || !t->grad[g->nodes[k].out]) continue;
         int i = t->lnode[k];
-        if (i >= 0 && t->bias[i]) bias_grad(t, k, gb + off[i]);
+        if (i >= 0 && t->bias[i]) bias_grad(t, k, gb + off[i], nb);
         AQ_TRY(aq_tune_back_node(t, k, err));
     }
     return AQ_OK;
+}
+
+aq_status aq_tune_net_loss_grad(aq_tune_net *t, const float *fp, double *loss, double *gb,
+                                aq_error *err)
+{
+    size_t B = (size_t)t->batch, nb = aq_tune_net_n_bias(t);
+    double *kl = malloc(B * sizeof *kl), *rows = gb ? malloc(B * (nb + 1) * sizeof *rows) : NULL;
+    aq_status st = kl && (!gb || rows) ? AQ_OK : aq_fail_nomem(err, "bias gradient rows", B * nb * 8);
+    if (st == AQ_OK) st = aq_tune_net_loss_rows(t, fp, kl, rows, err);
+    if (st == AQ_OK) {
+        aq_tune_sum_rows(kl, B, 1, loss);
+        *loss /= (double)B;
+        if (gb) aq_tune_sum_rows(rows, B, nb, gb);
+    }
+    free(kl), free(rows);
+    return st;
 }
 
 void aq_tune_images(const aq_cnnq_seq *calib, const size_t *idx, size_t nb, float *x)

@@ -161,7 +161,8 @@ aq_status aq_cnn_forward(const aq_cnn_plan *p, aq_cnn_pool *pool, const float *x
         st = aq_fail_nomem(err, "CNN forward scratch", (p->scratch + 1) * sizeof(float));
         goto done;
     }
-    for (int k = 0; k < g->n_nodes; k++) {
+    int end = p->n_run > 0 && p->n_run < g->n_nodes ? p->n_run : g->n_nodes;
+    for (int k = 0; k < end; k++) {
         if (p->skip[k]) continue;
         AQ_TRY_GOTO(st, run_node(p, k, &l, x, scratch, err), done);
         const aq_cnn_node *n = &g->nodes[k];
@@ -171,7 +172,8 @@ aq_status aq_cnn_forward(const aq_cnn_plan *p, aq_cnn_pool *pool, const float *x
             if (v >= 0 && v != g->output && p->last_use[v] == k && !p->cdata[v]) live_drop(&l, v);
         }
     }
-    memcpy(y, value_data(p, &l, x, g->output), aq_cnn_numel(&p->shape[g->output]) * sizeof(float));
+    if (end == g->n_nodes)
+        memcpy(y, value_data(p, &l, x, g->output), aq_cnn_numel(&p->shape[g->output]) * sizeof(float));
 done:
     for (int v = 0; l.buf && l.floats && v < g->n_values; v++)
         live_drop(&l, v);

@@ -72,13 +72,13 @@ def labels():
 
 def canonical(outdir):
     """Every file's bytes; report.json without what depends on the run
-    (wall times, rank count, reused/computed tasks, the command line)."""
+    (wall and CPU times, rank count, reused/computed tasks, the command line)."""
     files = {}
     for f in sorted(os.listdir(outdir)):
         data = open(os.path.join(outdir, f), "rb").read()
         if f == "report.json":
             r = json.loads(data)
-            for k in ("timing", "ranks", "tasks", "command"):
+            for k in ("timing", "timing_cpu", "ranks", "tasks", "command"):
                 r["run"].pop(k)
             data = json.dumps(r, sort_keys=True).encode()
         files[f] = data
@@ -124,6 +124,8 @@ def check_report(outdir, budget_bits):
     check(0 <= ev["agreement"] <= 1 and "agreement" in ev, f"agreement {ev['agreement']}")
     for k in ("load", "capture", "tasks", "solve", "tune", "eval", "write"):
         check(k in r["run"]["timing"], f"run.timing.{k}")
+    for k in ("load", "capture", "tasks", "tune", "eval"):
+        check(r["run"]["timing_cpu"][k] >= 0, f"run.timing_cpu.{k}")
     params = sum(l["params"] for l in r["layers"])
     wbits = sum(l["params"] * l["w_bits"] for l in r["layers"])
     if budget_bits:
