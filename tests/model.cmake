@@ -29,5 +29,3 @@ aq_test(NAME test_arch SOURCES test_arch.c LIBS aq_model LABELS integration TIME
 # gradients vs finite differences of the engine's forward (itself checked by
 # test_arch against hf_ref.py).
 aq_test(NAME test_arch_grad SOURCES test_arch_grad.c LIBS aq_model)
-aq_test(NAME test_tune_group SOURCES test_tune_group.c LIBS aq_model aq_adaquant aq_quant
-        ASSETS models/stories260K/stories260K.bin)
