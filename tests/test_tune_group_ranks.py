@@ -9,10 +9,14 @@ tune + write only)
   - the tuned file differs from the untuned one (--no-tune) in the bytes of
     the block-format tensors (Q4_0 / Q8_0): their fp16 scales moved;
   - every block tensor's fp16 d is finite, and the file parses with the
-    independent GGUF reader of test_gguf_native.py.
+    independent GGUF reader of test_gguf_native.py;
+  - llama.cpp (node-llama-cpp, fixture npm_llamacpp; skipped when absent)
+    loads the tuned file and its log-probs on 64 tokens match the float64
+    reader of the file's values within gguf_budget's tolerances.
 
-usage: test_tune_group_ranks.py DIR   (environment as test_pipeline.py; exit 77 without assets)
+usage: test_tune_group_ranks.py DIR [NPM_DIR]   (environment as test_pipeline.py; exit 77 without assets)
 """
+import json
 import os
 import shutil
 import struct
@@ -26,6 +30,9 @@ import aqtest
 from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, finish, missing_asset
 
 sys.path.insert(0, os.path.join(aqtest.SRC, "tests", "scripts"))
+import model_ref  # noqa: E402
+import test_export_gguf as teg  # noqa: E402
+import test_gguf_budget as tgb  # noqa: E402
 import test_gguf_native as tgn  # noqa: E402
 
 CAL = ["--calib-windows", "4", "--calib-len", "32", "--iters", "2", "--starts", "1", "--polish", "1",
@@ -82,7 +89,38 @@ def main(argv):
     moved = [n for n in tb if tb[n] != ub.get(n)]
     check(len(moved) > 0, f"tuning changed the bytes of block-format tensors ({len(moved)} of {len(tb)})")
     check(all(np.isfinite(td)), "every tuned block scale d is a finite fp16")
+    if len(argv) > 1:
+        llama_check(argv[1], os.path.dirname(p1))
     return finish("test_tune_group_ranks")
+
+
+def llama_check(npm_dir, out):
+    """llama.cpp runs the tuned file: test_gguf_budget.py's step 4 on it."""
+    if not os.path.exists(os.path.join(npm_dir, "node_modules", "node-llama-cpp", "package.json")):
+        print("skip: node-llama-cpp not installed (fixture npm_llamacpp): llama.cpp step not run")
+        return
+    qj = json.load(open(os.path.join(out, "quantization.json")))
+    emb = {t["tensor"]: t["option"] for t in qj.get("tensors", [])}.get("model.embed_tokens", "f32")
+    cfgm, _ = model_ref.load_model(aqtest.MODEL)
+    tok = model_ref.load_tokenizer(aqtest.TOK, cfgm["V"])
+    docs = model_ref.documents(aqtest.TEXT)
+    ids = next(t for t in (model_ref.encode(tok, d) for d in docs[len(docs) // 2:]) if len(t) >= 64)[:64]
+    res = teg.llamacpp(npm_dir, os.path.join(out, "model.gguf"), ids)
+    check(res is not None, "llama.cpp loads the tuned GGUF")
+    if not res:
+        return
+    chosen = {l["layer"]: l["option"] for l in qj["layers"]}
+    ref_model = tgb.BudgetRef(out, {p for p, o in chosen.items() if o in tgn.GGML_ID},
+                              {p for p, o in chosen.items() if tgb.TYPE_OF[o] == 1})
+    ref_model.head_q8 = emb in tgn.GGML_ID
+    h = ref_model.head
+    if ref_model.head_q8:  # the tied classifier in a block type: ggml rounds its input to Q8
+        ref_model.head = np.eye(h.shape[1])
+        ref = model_ref.log_softmax(teg.q8_act(ref_model.forward(ids)) @ h.T)
+    else:
+        ref = model_ref.log_softmax(ref_model.forward(ids))
+    # gguf_budget's tolerances (max 0.5, mean 0.08: ggml's Q8 activation rounding)
+    teg.compare("tuned GGUF", res[0], ref, 0.5, 0.08)
 
 
 if __name__ == "__main__":
