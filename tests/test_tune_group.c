@@ -290,6 +290,16 @@ static void check_model(void)
         bad += !check_fd(&c, g, off + 2 * ns + 3, off + 2 * ns + d, 3e-2, 1e-4 * gmax, sigma, "bias"), n++;
     }
     CHECK_MSG(bad == 0, "%d of %d group-format gradient entries differ from the finite differences", bad, n);
+    { /* the check can fail: Q4_1's largest probed block-scale gradient off by 2% (twice rel 1e-3 + noise) */
+        size_t off = aq_tuner_layer_offset(t, 0), ns = v[0].d_out * aq_result_groups(&v[0]), big = off;
+        double gmax = 0;
+        for (size_t r = off; r < off + 2 * ns + v[0].d_out; r++) gmax = fmax(gmax, fabs(g[r]));
+        for (size_t r = 0; r < ns; r += ns / 6) big = fabs(g[off + r]) > fabs(g[big]) ? off + r : big;
+        aq_fd_opts o = {4, 3e-2, 4, sigma, 1e-3, 1e-4 * gmax};
+        aq_fd_probe pr;
+        CHECK(aq_fd_check(&nf, &x[big], g[big] * 1.02, &o, &pr) == AQ_FD_FAIL);
+        aq_fd_print("q4_1 block scale off by 2% (must fail)", &pr);
+    }
     printf("group formats: %d gradient entries checked against five-point differences (noise sigma %.3g)\n", n, sigma);
     /* re-quantized (the default): a step of tuning leaves stored values only */
     aq_tuner_set_exact(t, 1);
