@@ -194,6 +194,12 @@ static void check_format(const char *opt, uint64_t *rng)
 
 /* ---- part 3: the tuner's gradient on stories260K against the engine's KL ---- */
 #define NLAY 4
+/* The step of the block log-scales: a block's 32 weights scale together, so KL
+ * is more curved in them than in a row's log-scale; the five-point truncation
+ * (h^4 f^(5) / 30) measured on a Q5_0 k_proj block: 3.6% at h = 0.06, 0.2% at
+ * 0.03 (over rel 1e-3), 0.04% at 0.01. The noise term grows as 1/h: 7.6e-4
+ * absolute at 0.01, under 2% of the gradients probed. */
+#define TH 1e-2
 static const aq_tune_layer lay[NLAY] = {{0, AQ_LIN_Q}, {1, AQ_LIN_K}, {2, AQ_LIN_UP}, {3, AQ_LIN_V}};
 static const char *lopt[NLAY] = {"q4_1", "q5_0", "q8_0", "w4g32"};
 static int toks[96], lens[2] = {60, 36};
@@ -223,7 +229,7 @@ static uint64_t fd_codes(void *ctx)
 
 /* Five-point differences of KL_sum in parameter i (or the next ones up to
  * end) against g[i]: the steps and tolerances of tests/test_tune.c (h = 3e-2
- * for log-scales and biases, 0.2 code units for the mins; rel 1e-3 covers the
+ * for biases, TH for the block log-scales, 0.2 code units for the mins; rel 1e-3 covers the
  * truncation ~1.4e-4 and the float32 backward's ~1e-6; floor 1e-4 of the
  * layer's largest gradient; the measured evaluation noise). */
 static int check_fd(kl_fn *c, const double *g, size_t i, size_t end, double h, double floor, double noise,
@@ -282,8 +288,8 @@ static void check_model(void)
         double gmax = 0;
         for (size_t r = off; r < end; r++) gmax = fmax(gmax, fabs(g[r]));
         int mins = l == 0; /* q4_1: m tuned; q5_0, q8_0 have none; wKgG keeps its integer zero points */
-        for (size_t r = 0; r < ns; r += ns / 6) {
-            bad += !check_fd(&c, g, off + r, off + ns, 3e-2, 1e-4 * gmax, sigma, lopt[l]), n++;
+        for (size_t r = 0; r < ns; r += ns / 3) {
+            bad += !check_fd(&c, g, off + r, off + ns, TH, 1e-4 * gmax, sigma, lopt[l]), n++;
             if (mins) bad += !check_fd(&c, g, off + ns + r, off + 2 * ns, 0.2, 1e-4 * gmax, sigma, "min"), n++;
             else CHECK_MSG(g[off + ns + r] == 0.0, "%s: gradient %g of a min it does not have", lopt[l], g[off + ns + r]);
         }
@@ -294,8 +300,8 @@ static void check_model(void)
         size_t off = aq_tuner_layer_offset(t, 0), ns = v[0].d_out * aq_result_groups(&v[0]), big = off;
         double gmax = 0;
         for (size_t r = off; r < off + 2 * ns + v[0].d_out; r++) gmax = fmax(gmax, fabs(g[r]));
-        for (size_t r = 0; r < ns; r += ns / 6) big = fabs(g[off + r]) > fabs(g[big]) ? off + r : big;
-        aq_fd_opts o = {4, 3e-2, 4, sigma, 1e-3, 1e-4 * gmax};
+        for (size_t r = 0; r < ns; r += ns / 3) big = fabs(g[off + r]) > fabs(g[big]) ? off + r : big;
+        aq_fd_opts o = {4, TH, 4, sigma, 1e-3, 1e-4 * gmax};
         aq_fd_probe pr;
         CHECK(aq_fd_check(&nf, &x[big], g[big] * 1.02, &o, &pr) == AQ_FD_FAIL);
         aq_fd_print("q4_1 block scale off by 2% (must fail)", &pr);
