@@ -182,6 +182,8 @@ aq_status aq_tuner_apply(aq_tuner *t, aq_error *err)
     return t->final ? aq_model_set_norm_override(t->m, t->L, 0, t->norms + 2 * ln, err) : AQ_OK;
 }
 
+void aq_tuner_set_exact(aq_tuner *t, int on) { t->exact = on != 0; }
+
 /* Zero the engine's gradient buffers of the tuned parameters. */
 static void zero_grads(aq_tuner *t)
 {
@@ -299,7 +301,6 @@ aq_status aq_tuner_new_block(aq_model *m, int block, int n_layers, const aq_tune
     return tuner_new(m, n_layers, lay, v, block < 0 ? 0 : block, out, err);
 }
 
-void aq_tuner_set_exact(aq_tuner *t, int on) { t->exact = on != 0; }
 size_t aq_tuner_n_params(const aq_tuner *t) { return t->np; }
 double *aq_tuner_params(aq_tuner *t) { return t->x; }
 size_t aq_tuner_layer_offset(const aq_tuner *t, int l) { return t->off[l]; }
