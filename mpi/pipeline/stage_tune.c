@@ -1,8 +1,9 @@
 /* stage_tune.c — global tuning of the assembled quantized model (stage_tune.h):
- * Adam on the per-row scales (log-parametrised), zero points and biases of
- * every quantized linear and on the RMSNorm gains, minimising the mean
- * per-token KL(FP ‖ quantized) on calibration documents, with the integer codes
- * fixed. Gradients are per fixed chunk of documents, summed in chunk order. */
+ * Adam on the scales (log-parametrised), zero points and biases of every
+ * quantized linear (per row, or per group / block for the group formats,
+ * re-quantized to the format: src/model/tune_group.h) and on the RMSNorm
+ * gains, minimising the mean per-token KL(FP ‖ quantized) on calibration
+ * documents, with the integer codes fixed. Gradients are per fixed chunk of documents, summed in chunk order. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +28,41 @@ static aq_status install_layers(aq_model *m, const aq_pipe_plan *p, const aq_lay
         AQ_TRY(st);
     }
     return AQ_OK;
+}
+
+/* Block-wise tuning (stage_tune_block.c) keeps per-row copies of each
+ * layer's scales, so layers in group formats are installed as calibrated and
+ * left out of it (global tuning tunes them: src/model/tune_group.h). The
+ * others' results are v's structs (their arrays shared: the tuned values land
+ * in v). */
+static aq_status blockwise_rows(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu,
+                                const aq_seqs *pool, aq_model *m, aq_layer_result *v, aq_pipe_tuned *out,
+                                aq_error *err)
+{
+    aq_pipe_plan sub = *p;
+    sub.layers = malloc((size_t)(p->n_layers > 0 ? p->n_layers : 1) * sizeof *sub.layers);
+    aq_layer_result *sv = malloc((size_t)(p->n_layers > 0 ? p->n_layers : 1) * sizeof *sv);
+    aq_status st = sub.layers && sv ? AQ_OK : aq_fail_nomem(err, "tuning layers", (size_t)p->n_layers);
+    sub.n_layers = 0;
+    for (int l = 0; st == AQ_OK && l < p->n_layers; l++) {
+        if (v[l].group <= 0) {
+            sub.layers[sub.n_layers] = p->layers[l], sv[sub.n_layers++] = v[l];
+            continue;
+        }
+        float *w = malloc(v[l].d_out * v[l].d_in * sizeof *w);
+        st = w ? aq_tune_install_layer(m, p->layers[l].block, (aq_linear)p->layers[l].which, &v[l], w, err)
+               : aq_fail_nomem(err, "dequantised weight", v[l].d_out * v[l].d_in * 4);
+        free(w);
+    }
+    int rank;
+    MPI_Comm_rank(comm, &rank);
+    if (st == AQ_OK && sub.n_layers < p->n_layers && rank == 0)
+        fprintf(stderr, "adaquant: block-wise tuning: %d layers in group formats stay as calibrated\n",
+                p->n_layers - sub.n_layers);
+    if (st == AQ_OK) st = aq_pipe_tune_blockwise(comm, &sub, tu, pool, m, sv, out, err);
+    free(sub.layers);
+    free(sv);
+    return st;
 }
 
 /* --tune-len, at most the model's context. */
@@ -208,7 +244,7 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_
     if (rank == 0)
         fprintf(stderr, "adaquant: tuning mode %s (%s)\n", aq_pipe_tune_mode_name(mode),
                 tu->mode == AQ_TUNE_AUTO ? "the default for this model's size" : "--tune-mode");
-    if (st == AQ_OK && mode == AQ_TUNE_BLOCK) st = aq_pipe_tune_blockwise(comm, p, tu, pool, m, v, out, err);
+    if (st == AQ_OK && mode == AQ_TUNE_BLOCK) st = blockwise_rows(comm, p, tu, pool, m, v, out, err);
     if (st == AQ_OK && mode != AQ_TUNE_BLOCK) st = aq_tuner_new(m, p->n_layers, lay, v, &t, err);
     if (st == AQ_OK && mode != AQ_TUNE_BLOCK) st = run_steps(comm, tu, t, pool, out, err);
     if (st == AQ_OK) {

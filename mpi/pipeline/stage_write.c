@@ -89,45 +89,6 @@ static aq_status load_chosen(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
     return AQ_OK;
 }
 
-/* Global tuning moves per-row scales and zeros in float32; a group format's
- * fp16 scales and block bytes are not in its parameter vector, so layers in
- * group formats are installed as they are and tuning runs around them: the
- * other layers' scales, zeros and biases and the norm gains (docs/FORMAT.md
- * "Group formats"). The tuner writes into v's arrays through the copies. */
-static aq_status tune_around_groups(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_opts *tu,
-                                    const aq_seqs *pool, aq_model *m, aq_layer_result *v, aq_pipe_tuned *tn,
-                                    aq_error *err)
-{
-    int groups = 0, rank;
-    MPI_Comm_rank(comm, &rank);
-    for (int l = 0; l < p->n_layers; l++) groups += v[l].group > 0;
-    if (!groups) return aq_pipe_tune(comm, p, tu, pool, m, v, tn, err);
-    aq_pipe_plan sub = *p;
-    aq_pipe_tune_opts t2 = *tu;
-    sub.layers = malloc((size_t)p->n_layers * sizeof *sub.layers);
-    aq_layer_result *sv = malloc((size_t)p->n_layers * sizeof *sv);
-    size_t mw = 1;
-    for (int l = 0; l < p->n_layers; l++) mw = v[l].d_out * v[l].d_in > mw ? v[l].d_out * v[l].d_in : mw;
-    float *w = malloc(mw * sizeof *w);
-    aq_status st = sub.layers && sv && w ? AQ_OK : aq_fail_nomem(err, "tuning layers", (size_t)p->n_layers);
-    sub.n_layers = 0;
-    for (int l = 0; st == AQ_OK && l < p->n_layers; l++) {
-        if (v[l].group > 0)
-            st = aq_tune_install_layer(m, p->layers[l].block, (aq_linear)p->layers[l].which, &v[l], w, err);
-        else
-            sub.layers[sub.n_layers] = p->layers[l], sv[sub.n_layers++] = v[l];
-    }
-    if (st == AQ_OK && tu->steps > 0 && rank == 0)
-        fprintf(stderr, "adaquant: %d layers in group formats stay as calibrated; tuning the other %d and the norms\n",
-                groups, sub.n_layers);
-    if (!sub.n_layers) t2.steps = 0;
-    if (st == AQ_OK) st = aq_pipe_tune(comm, &sub, &t2, pool, m, sv, tn, err);
-    free(sub.layers);
-    free(sv);
-    free(w);
-    return st;
-}
-
 static aq_status add_fp_tensor(aq_st_writer *w, const aq_tensor_view *tv, float **keep, aq_error *err)
 {
     AQ_TRY(aq_view_to_f32_alloc(tv, keep, err));
@@ -378,7 +339,7 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
         if (xq[e].w && xq[e].bits < 32) st = aq_pipe_qtensor_install(m, p, e, &xq[e], err);
     st = aq_pipe_agree(comm, st, err);
     double t0 = aq_progress_now();
-    if (st == AQ_OK && need_model) st = tune_around_groups(comm, p, &o->tune, &pool, m, v, &tn, err);
+    if (st == AQ_OK && need_model) st = aq_pipe_tune(comm, p, &o->tune, &pool, m, v, &tn, err);
     st = aq_pipe_agree(comm, st, err);
     t->tune += aq_progress_now() - t0;
     t0 = aq_progress_now();

@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../adaquant/layer_state.h"
 #include "../quant/quant.h"
 #include "grad.h"
 #include "ops.h"
@@ -242,7 +243,7 @@ static void lin_bwd(aq_model *m, int block, aq_linear which, const float *x, con
     /* the fake-quantiser's code before the clamp (quant.c: rne(x / s) + z) */
     float qmax = (float)((1 << ov->a_bits) - 1);
     for (size_t i = 0; i < nx; i++) {
-        float q = nearbyintf(x[i] / ov->a_scale) + ov->a_zero;
+        float q = aq_nearbyintf(x[i] / ov->a_scale) + ov->a_zero;
         float d = (q >= 0.0f && q <= qmax) ? tmp[i] : 0.0f;
         dx[i] = acc ? dx[i] + d : d;
     }

@@ -7,6 +7,7 @@
 
 #include "grad.h"
 #include "tune.h"
+#include "tune_group.h"
 
 aq_status aq_tune_install_layer(aq_model *m, int block, aq_linear which, const aq_layer_result *v, float *w,
                                 aq_error *err)
@@ -31,6 +32,8 @@ struct aq_tuner {
     float *norms;         /* float copy of the gains [2*L*dim + dim] */
     aq_grad_buf gb;       /* the engine's gradient buffers */
     float **dw, **db;     /* indexed by linear (block*AQ_LIN_COUNT+which) */
+    aq_tune_grp *grp;     /* per layer: its group-format state (n == 0: per row) */
+    int exact;            /* group formats re-quantized on every apply (aq_tuner_set_exact) */
 };
 
 void aq_tuner_free(aq_tuner *t)
@@ -38,6 +41,8 @@ void aq_tuner_free(aq_tuner *t)
     if (!t) return;
     int nl = t->L * AQ_LIN_COUNT;
     for (int l = 0; t->w && l < t->n_layers; l++) free(t->w[l]);
+    for (int l = 0; t->grp && l < t->n_layers; l++) aq_tune_grp_free(&t->grp[l]);
+    free(t->grp);
     for (int i = 0; t->dw && i < nl; i++) free(t->dw[i]);
     for (int i = 0; t->db && i < nl; i++) free(t->db[i]);
     free(t->w);
@@ -76,11 +81,11 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
     t->w = calloc((size_t)n_layers, sizeof *t->w);
     t->dw = calloc((size_t)nl, sizeof *t->dw);
     t->db = calloc((size_t)nl, sizeof *t->db);
-    if (!cp || !t->off || !t->w || !t->dw || !t->db) return aq_fail_nomem(err, "tuning state", (size_t)nl * 8);
-    size_t rows = 0;
+    t->grp = calloc((size_t)(n_layers > 0 ? n_layers : 1), sizeof *t->grp);
+    if (!cp || !t->off || !t->w || !t->dw || !t->db || !t->grp)
+        return aq_fail_nomem(err, "tuning state", (size_t)nl * 8);
+    size_t rows = 0, pos = 0;
     for (int l = 0; l < n_layers; l++) {
-        t->off[l] = 3 * rows;
-        rows += v[l].d_out;
         int d_out, d_in;
         if (t->blockwise && lay[l].block != t->nb0)
             return aq_fail(err, AQ_ERR_ARG, "tuning block %d: layer %d is in block %d", t->nb0, l, lay[l].block);
@@ -95,6 +100,11 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
         if (t->dw[li])
             return aq_fail(err, AQ_ERR_ARG, "tuning: linear (block %d, %d) given twice", lay[l].block,
                            (int)lay[l].which);
+        if (v[l].group > 0) AQ_TRY(aq_tune_grp_init(&v[l], &t->grp[l], err));
+        size_t ns = v[l].group > 0 ? t->grp[l].n : v[l].d_out; /* scales (and zeros) of the layer */
+        t->off[l] = pos;
+        pos += 2 * ns + v[l].d_out;
+        rows += v[l].d_out;
         size_t wn = v[l].d_out * v[l].d_in;
         t->w[l] = malloc(wn * sizeof(float));
         t->dw[li] = malloc(wn * sizeof(float));
@@ -102,7 +112,7 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
         if (!t->w[l] || !t->dw[li] || !t->db[li]) return aq_fail_nomem(err, "tuning gradients", wn * 8);
     }
     size_t ln = (size_t)t->nbn * t->dim, lall = (size_t)t->L * t->dim, nf = t->final ? (size_t)t->dim : 0;
-    t->norm_off = 3 * rows;
+    t->norm_off = pos;
     t->np = t->norm_off + 2 * ln + nf;
     t->x = calloc(t->np, sizeof *t->x);
     t->s0 = calloc(rows ? rows : 1, sizeof *t->s0);
@@ -120,12 +130,14 @@ static aq_status tuner_init(aq_tuner *t, int n_layers, const aq_tune_layer *lay,
     size_t r0 = 0;
     for (int l = 0; l < n_layers; l++) {
         double *x = t->x + t->off[l];
-        size_t n = v[l].d_out;
+        size_t n = v[l].d_out, ns = t->grp[l].n ? t->grp[l].n : n;
         for (size_t r = 0; r < n; r++) {
             t->s0[r0 + r] = v[l].w_scale[r];
-            x[r] = 0.0; /* theta: s = s0 * exp(theta) */
-            x[n + r] = v[l].w_zero[r];
-            x[2 * n + r] = v[l].bias[r];
+            x[2 * ns + r] = v[l].bias[r];
+        }
+        for (size_t r = 0; r < ns; r++) { /* theta 0: s = s0 * exp(theta); a group's zeta 0 */
+            x[r] = 0.0;
+            x[ns + r] = t->grp[l].n ? 0.0 : v[l].w_zero[r];
         }
         r0 += n;
     }
@@ -149,8 +161,12 @@ aq_status aq_tuner_apply(aq_tuner *t, aq_error *err)
     for (int l = 0; l < t->n_layers; l++) {
         aq_layer_result *v = &t->v[l];
         const double *x = t->x + t->off[l];
-        size_t n = v->d_out;
-        for (size_t r = 0; r < n; r++) {
+        size_t n = v->d_out, ns = t->grp[l].n;
+        if (ns) { /* a group format: its scales and mins, re-quantized to what it stores */
+            aq_tune_grp_set(&t->grp[l], x, x + ns, t->exact, v);
+            for (size_t r = 0; r < n; r++) v->bias[r] = (float)x[2 * ns + r];
+        }
+        for (size_t r = 0; !ns && r < n; r++) {
             v->w_scale[r] = (float)(t->s0[r0 + r] * exp(x[r]));
             if (!v->symmetric) v->w_zero[r] = (float)x[n + r];
             v->bias[r] = (float)x[2 * n + r];
@@ -165,6 +181,8 @@ aq_status aq_tuner_apply(aq_tuner *t, aq_error *err)
                                               err));
     return t->final ? aq_model_set_norm_override(t->m, t->L, 0, t->norms + 2 * ln, err) : AQ_OK;
 }
+
+void aq_tuner_set_exact(aq_tuner *t, int on) { t->exact = on != 0; }
 
 /* Zero the engine's gradient buffers of the tuned parameters. */
 static void zero_grads(aq_tuner *t)
@@ -189,8 +207,12 @@ static void collect_grads(aq_tuner *t, double loss, double *out)
         const aq_layer_result *v = &t->v[l];
         int li = lin_index(&t->lay[l]);
         double *o = out + t->off[l];
-        size_t n = v->d_out, d = v->d_in;
-        for (size_t r = 0; r < n; r++) {
+        size_t n = v->d_out, d = v->d_in, ns = t->grp[l].n;
+        if (ns) {
+            aq_tune_grp_grad(&t->grp[l], v, t->dw[li], o, o + ns);
+            for (size_t r = 0; r < n; r++) o[2 * ns + r] = t->db[li][r];
+        }
+        for (size_t r = 0; !ns && r < n; r++) {
             const float *dw = t->dw[li] + r * d, *w = t->w[l] + r * d;
             double gw = 0.0, gs = 0.0;
             for (size_t c = 0; c < d; c++) {
@@ -257,6 +279,7 @@ static aq_status tuner_new(aq_model *m, int n_layers, const aq_tune_layer *lay, 
     aq_tuner *t = calloc(1, sizeof *t);
     if (!t) return aq_fail_nomem(err, "tuner", sizeof *t);
     if (block >= 0) t->nb0 = block, t->nbn = 1, t->blockwise = 1;
+    t->exact = 1;
     aq_status st = tuner_init(t, n_layers, lay, m, v, err);
     if (st != AQ_OK) {
         aq_tuner_free(t);

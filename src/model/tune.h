@@ -1,7 +1,10 @@
 /* tune.h — the parameter vector of global and block-wise tuning (docs/TUNE.md) and its
  * gradient: with every quantized linear's integer codes fixed, the tuned
- * parameters are, per layer l (in the order given), theta[d_out] (w_scale =
- * s0 * exp(theta), s0 the starting scale), zero[d_out] and bias[d_out]; then
+ * parameters are, per layer l (in the order given), theta[ns] (w_scale =
+ * s0 * exp(theta), s0 the starting scale), zero[ns] and bias[d_out], where
+ * ns = d_out for a per-row layer and d_out * aq_result_groups for a group
+ * format (one per group, block or K-quant sub-block; its zero is the min in
+ * code units, tune_group.h, re-quantized to the format on every apply); then
  * the RMSNorm gains: input_layernorm [n_layers * dim], post_attention_layernorm
  * [n_layers * dim], model.norm [dim]. No MPI: mpi/pipeline/stage_tune.c spreads
  * the gradient chunks over ranks and sums them. */
@@ -41,12 +44,17 @@ size_t aq_tuner_n_params(const aq_tuner *t);
 /* The parameters (float64, layout above); the caller may change them, then
  * aq_tuner_apply. */
 double *aq_tuner_params(aq_tuner *t);
-size_t aq_tuner_layer_offset(const aq_tuner *t, int l); /* theta of layer l; zero at +d_out, bias at +2 d_out */
+size_t aq_tuner_layer_offset(const aq_tuner *t, int l); /* theta of layer l; zero at +ns, bias at +2 ns */
 size_t aq_tuner_norm_offset(const aq_tuner *t);
 
 /* The parameters into v (rounded to float) and into m as overrides. Errors:
  * AQ_ERR_NUMERIC for non-finite values (a diverged run). */
 aq_status aq_tuner_apply(aq_tuner *t, aq_error *err);
+/* on (the default): group-format layers are applied re-quantized to their
+ * stored precision (the forward sees the file's values; the gradient passes
+ * the rounding straight through). 0: their continuous values (for checking
+ * the gradient against finite differences). */
+void aq_tuner_set_exact(aq_tuner *t, int on);
 
 /* Gradient of KL_sum (grad.h: summed over every row of the packed batch) with
  * respect to the parameters at the point last applied, into out[n_params]
