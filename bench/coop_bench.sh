@@ -4,7 +4,8 @@
 # path at Q = 1 and at Q = 2; prints the speed-up, the per-rank peak RSS ratio
 # and the loss differences. Usage: bench/coop_bench.sh [BUILD_DIR] [extra bench_coop args]
 # (a few minutes on an idle 2-core machine; each run is a fresh process so
-# that getrusage's peak RSS is that run's).
+# that getrusage's peak RSS is that run's). AQ_COOP_SHAPES="11008x4096" picks
+# the shapes, AQ_COOP_SINGLE=0 skips the single-rank path.
 set -eu
 build=${1:-build}
 [ $# -gt 0 ] && shift
@@ -16,7 +17,9 @@ mpi="mpirun --oversubscribe --mca pml ob1 --mca btl self,vader --mca mpi_yield_w
 echo "load before: $(uptime)"
 out=$(mktemp)
 for shape in ${AQ_COOP_SHAPES:-4096x11008 11008x4096}; do
-    "$bin" --single --shape $shape "$@" | tee -a "$out"
+    # AQ_COOP_SINGLE=0 skips the single-rank path (the Q=1 run is the same
+    # algorithm; its loss matched it to 10 digits, docs/COOP.md)
+    [ "${AQ_COOP_SINGLE:-1}" = 0 ] || "$bin" --single --shape $shape "$@" | tee -a "$out"
     $mpi -np 1 "$bin" --shape $shape "$@" | tee -a "$out"
     $mpi -np 2 "$bin" --shape $shape "$@" | tee -a "$out"
 done

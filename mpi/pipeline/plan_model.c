@@ -257,7 +257,7 @@ static double task_seconds(const aq_plan_input *in, const aq_plan_rates *r, int 
  * float32 Gram's column panels in every iteration and, per polishing call,
  * the gather of the float64 Gram every member polishes against (intra-node
  * MPI: a copy in and out at the measured memory rate); the KL of the result
- * runs on the group's first rank. */
+ * is split over the group by windows (stage_calibrate.c's coop_kl). */
 static double coop_task_seconds(const aq_plan_input *in, const aq_plan_rates *r, int b, int w, int a_bits,
                                 int outer, int q)
 {
@@ -279,6 +279,7 @@ static double coop_task_seconds(const aq_plan_input *in, const aq_plan_rates *r,
     if (c->init_gptq != 1) t += mult * (layer_run_seconds(r, o, i, 0) / q + comm);
     if (c->kl_windows > 0) {
         double K = c->kl_windows < c->windows ? c->kl_windows : c->windows, T = c->seq_len;
+        K = ceil(K / q); /* split over the group: the member with the most windows */
         t += runs * fwd_seconds(&in->m, r, K * T, K * T * T, in->m.n_layers - b, 1);
     }
     return t;
