@@ -337,6 +337,20 @@ static void test_coop_memory(void)
     aq_pipe_plan_free(&pp);
 }
 
+/* Llama-2-7B, one weight-only option (w4a16), no KL, at `ranks` ranks. */
+static void plan_7b_w4a16(aq_pipe_cfg *c, aq_pipe_out *o, int ranks, aq_plan_input *in)
+{
+    aq_error e = {0};
+    aq_pipe_cfg_default(c);
+    aq_pipe_out_default(o);
+    CHECK_OK(aq_pipe_cfg_set_options(c, "w4a16", &e), &e);
+    c->kl_windows = 0;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
+    *in = (aq_plan_input){.cfg = c, .out = o, .ranks = ranks, .read_rate = 1e9};
+    CHECK_OK(aq_llama_config_read_json(path, &in->m, &e), &e);
+}
+
 /* The P mod Q ranks outside the groups (coop_sched.c's run_idle) in the plan:
  * Llama-2-7B, w4a16, --coop-ranks 2 with the threshold between down_proj's
  * and gate_proj's cost (the 32 down_proj tasks cooperative). At P = 2 no rank
@@ -349,14 +363,8 @@ static void test_coop_spare(void)
     aq_error e = {0};
     static aq_pipe_cfg c;
     static aq_pipe_out o;
-    aq_pipe_cfg_default(&c);
-    aq_pipe_out_default(&o);
-    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16", &e), &e);
-    c.kl_windows = 0;
-    char path[1024];
-    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
-    aq_plan_input in = {.cfg = &c, .out = &o, .ranks = 2, .read_rate = 1e9};
-    CHECK_OK(aq_llama_config_read_json(path, &in.m, &e), &e);
+    aq_plan_input in;
+    plan_7b_w4a16(&c, &o, 2, &in);
     aq_pipe_plan pp;
     CHECK_OK(aq_pipe_plan_build_config(&c, &in.m, &pp, &e), &e);
     double N = (double)c.windows * c.seq_len, it = c.iters, total = 0;
@@ -388,14 +396,9 @@ static void test_measured(void)
     aq_error e = {0};
     static aq_pipe_cfg c;
     static aq_pipe_out o;
-    aq_pipe_cfg_default(&c);
-    aq_pipe_out_default(&o);
-    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16", &e), &e);
-    c.kl_windows = 0;
+    aq_plan_input in;
+    plan_7b_w4a16(&c, &o, 8, &in);
     char path[1024];
-    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
-    aq_plan_input in = {.cfg = &c, .out = &o, .ranks = 8, .read_rate = 1e9};
-    CHECK_OK(aq_llama_config_read_json(path, &in.m, &e), &e);
     aq_plan_rates r;
     fixed_rates(&r);
     aq_plan p0, p1;
