@@ -171,24 +171,36 @@ static int run_coop(const args *a, const char *kernel)
     if (aq_coop_gram_from_rows(&g, x, a->tokens, a->d_in, &gr, &err))
         return aq_bench_fail("bench_coop", "Gram", &err);
     free(x);
-    double t1 = aq_bench_wall_seconds(), c1 = cpu_seconds();
+    double t1 = aq_bench_wall_seconds();
     aq_layer_opts o;
     opts(a, &o);
     aq_coop_problem p = {"mlp", a->d_out, a->d_in, w, NULL, &gr};
     aq_layer_result r;
     aq_coop_stats st;
     if (aq_coop_layer_run(&g, &p, &o, &r, &st, &err)) return aq_bench_fail("bench_coop", "run", &err);
-    double t2 = aq_bench_wall_seconds(), rss = peak_rss_mb(), cpu = cpu_seconds() - c1, cpus = 0;
-    double *all = malloc((size_t)q * sizeof *all);
-    MPI_Reduce(&cpu, &cpus, 1, MPI_DOUBLE, MPI_SUM, 0, MPI_COMM_WORLD);
-    MPI_Gather(&rss, 1, MPI_DOUBLE, all, 1, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    double t2 = aq_bench_wall_seconds(), rss = peak_rss_mb();
+    /* per rank: peak RSS, CPU seconds of the task and of its phases */
+    double mine[5] = {rss, st.c_total, st.c_setup, st.c_gptq, st.c_adam};
+    double *all = malloc(5 * (size_t)q * sizeof *all);
+    MPI_Gather(mine, 5, MPI_DOUBLE, all, 5, MPI_DOUBLE, 0, MPI_COMM_WORLD);
+    double *cpu = malloc(4 * (size_t)q * sizeof *cpu);
+    if (!all || !cpu) return fprintf(stderr, "bench_coop: out of memory\n"), 1;
+    for (int i = 0; me == 0 && i < q; i++) memcpy(cpu + 4 * i, all + 5 * i + 1, 4 * sizeof *cpu);
     if (me == 0) {
+        for (int i = 0; i < q; i++) all[i] = all[5 * i]; /* the RSS column, in place (i <= 5 i) */
         print_result("coop", q, a, t1 - t0, t2 - t1, all, &r, kernel);
         printf("PHASES q=%d shape=%zux%zu setup+baselines=%.2f gptq=%.2f adam+evals=%.2f\n", q,
                a->d_out, a->d_in, st.t_setup, st.t_gptq, st.t_adam);
-        printf("CPU mode=coop q=%d shape=%zux%zu cpu_task=%.1f (all ranks)\n", q, a->d_out, a->d_in, cpus);
+        static const char *key[4] = {"cpu_task", "cpu_setup", "cpu_gptq", "cpu_adam"};
+        printf("CPU mode=coop q=%d shape=%zux%zu", q, a->d_out, a->d_in);
+        for (int k = 0; k < 4; k++) {
+            printf(" %s=", key[k]);
+            for (int i = 0; i < q; i++) printf("%s%.1f", i ? "," : "", cpu[4 * i + k]);
+        }
+        printf("\n");
     }
     free(all);
+    free(cpu);
     aq_layer_result_free(&r);
     aq_coop_gram_free(&gr);
     free(w);

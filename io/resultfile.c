@@ -232,8 +232,11 @@ aq_status aq_result_write(const char *path, const aq_result_desc *d, aq_error *e
 /* ---- decoding ---- */
 
 /* Header checks, in the order that gives the most precise message. */
-static aq_status check_header(const char *name, const unsigned char *b, size_t len, size_t *H_out,
-                              aq_error *err)
+/* The header of a file of len bytes, b holding at least its first min(len, H)
+ * bytes: everything but the payload CRC (check_header; aq_result_stream checks
+ * it while it reads). */
+static aq_status check_header_fields(const char *name, const unsigned char *b, size_t len, size_t *H_out,
+                                     aq_error *err)
 {
     if (len < AQ_RESULT_FIXED_HEADER)
         return aq_fail(err, AQ_ERR_FORMAT, "%s: truncated: %zu bytes, a result file header needs at least %d",
@@ -271,13 +274,21 @@ static aq_status check_header(const char *name, const unsigned char *b, size_t l
     if (R < ROW_BYTES || R > (uint64_t)MAX_RATIO * C + 64)
         return aq_fail(err, AQ_ERR_FORMAT, "%s: implausible raw payload size %llu (byte 48) for %llu "
                        "compressed bytes", name, (unsigned long long)R, (unsigned long long)C);
+    *H_out = (size_t)H;
+    return AQ_OK;
+}
+
+static aq_status check_header(const char *name, const unsigned char *b, size_t len, size_t *H_out,
+                              aq_error *err)
+{
+    AQ_TRY(check_header_fields(name, b, len, H_out, err));
+    size_t H = *H_out, C = len - H;
     uint32_t pstored = get_u32(b + 56), pcalc = crc_of(b + H, C);
     if (pstored != pcalc)
         return aq_fail(err, AQ_ERR_FORMAT,
                        "%s: payload CRC mismatch (stored 0x%08x, computed 0x%08x over bytes %llu..%zu): "
                        "the payload is corrupted",
                        name, pstored, pcalc, (unsigned long long)H, len);
-    *H_out = (size_t)H;
     return AQ_OK;
 }
 
@@ -297,9 +308,10 @@ static aq_status inflate_payload(const char *name, const unsigned char *src, siz
     return AQ_OK;
 }
 
-/* Parse tensor record i starting at raw[*off]; views point into raw. */
-static aq_status parse_tensor(const char *name, unsigned char *raw, size_t rlen, size_t *off, size_t i,
-                              aq_tensor_view *v, aq_error *err)
+/* Parse the header of tensor record i starting at raw[*off] (name, dtype,
+ * shape, nbytes; *off moves to its data); the view's name points into raw. */
+static aq_status parse_tensor_head(const char *name, unsigned char *raw, size_t rlen, size_t *off, size_t i,
+                                   aq_tensor_view *v, aq_error *err)
 {
     size_t o = *off;
 #define NEED(n)                                                                                    \
@@ -337,11 +349,23 @@ static aq_status parse_tensor(const char *name, unsigned char *raw, size_t rlen,
     if (numel > UINT64_MAX / 8 || nb != numel * aq_dtype_size(v->dtype))
         return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor '%s': %llu bytes stored, its shape needs %llu", name,
                        v->name, (unsigned long long)nb, (unsigned long long)(numel * aq_dtype_size(v->dtype)));
-    NEED(nb);
 #undef NEED
-    v->data = raw + o;
+    v->data = NULL;
     v->nbytes = (size_t)nb;
-    *off = o + (size_t)nb;
+    *off = o;
+    return AQ_OK;
+}
+
+/* Parse tensor record i starting at raw[*off]; views point into raw. */
+static aq_status parse_tensor(const char *name, unsigned char *raw, size_t rlen, size_t *off, size_t i,
+                              aq_tensor_view *v, aq_error *err)
+{
+    AQ_TRY(parse_tensor_head(name, raw, rlen, off, i, v, err));
+    if (v->nbytes > rlen - *off)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor record %zu runs past the payload end (payload byte %zu)",
+                       name, i, *off);
+    v->data = raw + *off;
+    *off += v->nbytes;
     return AQ_OK;
 }
 
@@ -397,21 +421,25 @@ static aq_status parse_payload(const char *name, aq_result *r, size_t rlen, size
     return check_unique(name, r, err);
 }
 
+static aq_status check_fp(const char *name, const aq_fingerprint *fp, const aq_fingerprint *expect, aq_error *err)
+{
+    if (!expect || aq_fp_equal(fp, expect)) return AQ_OK;
+    char have[33], want[33];
+    aq_fp_hex(fp, have);
+    aq_fp_hex(expect, want);
+    return aq_fail(err, AQ_ERR_ARG,
+                   "%s: fingerprint mismatch: the file has %s, this run expects %s (it was computed "
+                   "from a different model, calibration data, option, seed or settings)",
+                   name, have, want);
+}
+
 aq_status aq_result_decode(const char *name, const unsigned char *b, size_t len,
                            const aq_fingerprint *expect, aq_result **out, aq_error *err)
 {
     size_t H = 0;
     AQ_TRY(check_header(name, b, len, &H, err));
     aq_fingerprint fp = {{get_u64(b + 16), get_u64(b + 24)}};
-    if (expect && !aq_fp_equal(&fp, expect)) {
-        char have[33], want[33];
-        aq_fp_hex(&fp, have);
-        aq_fp_hex(expect, want);
-        return aq_fail(err, AQ_ERR_ARG,
-                       "%s: fingerprint mismatch: the file has %s, this run expects %s (it was computed "
-                       "from a different model, calibration data, option, seed or settings)",
-                       name, have, want);
-    }
+    AQ_TRY(check_fp(name, &fp, expect, err));
     aq_result *r = calloc(1, sizeof *r);
     if (!r) return aq_fail_nomem(err, "result", sizeof *r);
     r->fp = fp;
@@ -529,4 +557,138 @@ aq_status aq_result_path(const char *workdir, const char *layer, const char *opt
     strcpy(p, ".aqr");
     *out = s;
     return AQ_OK;
+}
+
+/* ---- streaming read (aq_result_stream) ---- */
+
+enum { STREAM_CHUNK = 1 << 20 };
+
+typedef struct zsrc {
+    const char *name;
+    FILE *f;
+    z_stream z;
+    unsigned char *in;
+    uint64_t left;   /* compressed bytes not yet read from the file */
+    uint64_t raw;    /* inflated bytes delivered */
+    uLong crc;       /* of the compressed bytes read so far */
+    int ended;       /* Z_STREAM_END seen */
+} zsrc;
+
+/* The next n inflated bytes into dst. */
+static aq_status zpull(zsrc *s, unsigned char *dst, size_t n, aq_error *err)
+{
+    s->z.next_out = dst;
+    s->z.avail_out = (uInt)n;
+    while (s->z.avail_out > 0) {
+        if (s->ended)
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: the payload ends at raw byte %llu, before its records do",
+                           s->name, (unsigned long long)(s->raw + n - s->z.avail_out));
+        if (s->z.avail_in == 0 && s->left > 0) {
+            size_t k = s->left < STREAM_CHUNK ? (size_t)s->left : STREAM_CHUNK;
+            if (fread(s->in, 1, k, s->f) != k)
+                return aq_fail(err, AQ_ERR_IO, "%s: read error in the payload", s->name);
+            s->crc = crc32(s->crc, s->in, (uInt)k);
+            s->left -= k;
+            s->z.next_in = s->in;
+            s->z.avail_in = (uInt)k;
+        }
+        int zs = inflate(&s->z, Z_NO_FLUSH);
+        if (zs == Z_STREAM_END) s->ended = 1;
+        else if (zs != Z_OK && !(zs == Z_BUF_ERROR && s->z.avail_in == 0 && s->left > 0))
+            return aq_fail(err, AQ_ERR_FORMAT, "%s: the payload does not inflate (zlib status %d)", s->name, zs);
+    }
+    s->raw += n;
+    return AQ_OK;
+}
+
+/* Tensor record i: its header, then its bytes to the sink in chunks. */
+static aq_status stream_tensor(zsrc *s, unsigned char *buf, size_t i, const aq_result_sink *sink, aq_error *err)
+{
+    size_t h = 0, off = 0;
+    AQ_TRY(zpull(s, buf, 2, err));
+    size_t nlen = get_u16(buf);
+    if (nlen == 0 || nlen > AQ_RESULT_MAX_KEY)
+        return aq_fail(err, AQ_ERR_FORMAT, "%s: tensor record %zu has a malformed name", s->name, i);
+    AQ_TRY(zpull(s, buf + 2, nlen + 3, err));
+    unsigned nd = buf[2 + nlen + 2];
+    h = 2 + nlen + 3 + (nd <= AQ_MAX_DIMS ? 8 * (size_t)nd + 8 : 0);
+    if (h > 2 + nlen + 3) AQ_TRY(zpull(s, buf + 2 + nlen + 3, h - (2 + nlen + 3), err));
+    aq_tensor_view v;
+    memset(&v, 0, sizeof v);
+    AQ_TRY(parse_tensor_head(s->name, buf, h, &off, i, &v, err));
+    int want = sink->tensor ? sink->tensor(sink->ctx, &v) : 0;
+    unsigned char *data = buf + h; /* the rest of buf is the data chunk */
+    for (size_t done = 0; done < v.nbytes;) {
+        size_t k = v.nbytes - done < STREAM_CHUNK ? v.nbytes - done : STREAM_CHUNK;
+        AQ_TRY(zpull(s, data, k, err));
+        if (want && sink->data) sink->data(sink->ctx, done, data, k);
+        done += k;
+    }
+    return AQ_OK;
+}
+
+static aq_status stream_open(zsrc *s, const char *path, const aq_fingerprint *expect, unsigned char *hdr,
+                             char *layer, char *option, size_t *count, aq_error *err)
+{
+    if (fseek(s->f, 0, SEEK_END) != 0) return aq_fail(err, AQ_ERR_IO, "%s: cannot seek", path);
+    long len = ftell(s->f);
+    rewind(s->f);
+    size_t got = fread(hdr, 1, AQ_RESULT_FIXED_HEADER, s->f), H = 0;
+    size_t full = got == AQ_RESULT_FIXED_HEADER ? get_u32(hdr + 12) : got;
+    if (full > AQ_RESULT_FIXED_HEADER && full <= AQ_RESULT_FIXED_HEADER + 2 * AQ_RESULT_MAX_KEY + 4)
+        got += fread(hdr + got, 1, full - got, s->f);
+    AQ_TRY(check_header_fields(path, hdr, len < 0 ? 0 : (size_t)len, &H, err));
+    aq_fingerprint fp = {{get_u64(hdr + 16), get_u64(hdr + 24)}};
+    AQ_TRY(check_fp(path, &fp, expect, err));
+    size_t L = get_u16(hdr + 32), O = get_u16(hdr + 34);
+    memcpy(layer, hdr + AQ_RESULT_FIXED_HEADER, L);
+    layer[L] = 0;
+    memcpy(option, hdr + AQ_RESULT_FIXED_HEADER + L, O);
+    option[O] = 0;
+    *count = get_u32(hdr + 36);
+    s->left = get_u64(hdr + 40);
+    s->crc = crc32(0L, Z_NULL, 0);
+    return inflateInit(&s->z) == Z_OK ? AQ_OK : aq_fail_nomem(err, "zlib inflate state", 1 << 16);
+}
+
+aq_status aq_result_stream(const char *path, const aq_fingerprint *expect, const aq_result_sink *sink,
+                           aq_loss_row *row, aq_error *err)
+{
+    zsrc s;
+    memset(&s, 0, sizeof s);
+    s.name = path;
+    if (!(s.f = fopen(path, "rb")))
+        return aq_fail(err, errno == ENOENT ? AQ_ERR_NOTFOUND : AQ_ERR_IO, "%s: cannot open: %s", path,
+                       strerror(errno));
+    size_t hb = AQ_RESULT_FIXED_HEADER + 2 * AQ_RESULT_MAX_KEY + 4, count = 0;
+    unsigned char *hdr = malloc(hb), *buf = malloc(STREAM_CHUNK + 2 * AQ_RESULT_MAX_KEY + 128);
+    char *key = malloc(2 * AQ_RESULT_MAX_KEY + 2);
+    s.in = malloc(STREAM_CHUNK);
+    aq_status st = hdr && buf && key && s.in ? AQ_OK : aq_fail_nomem(err, "result stream buffers", 3 * STREAM_CHUNK);
+    int zinit = 0;
+    if (st == AQ_OK) st = stream_open(&s, path, expect, hdr, key, key + AQ_RESULT_MAX_KEY + 1, &count, err);
+    zinit = st == AQ_OK;
+    if (st == AQ_OK && sink->key) st = sink->key(sink->ctx, key, key + AQ_RESULT_MAX_KEY + 1, err);
+    if (st == AQ_OK) st = zpull(&s, buf, ROW_BYTES, err);
+    if (st == AQ_OK && row) decode_row(buf, row);
+    for (size_t i = 0; st == AQ_OK && i < count; i++) st = stream_tensor(&s, buf, i, sink, err);
+    if (st == AQ_OK && !s.ended) { /* the stream's end marker after the last record */
+        unsigned char one;
+        aq_error e2 = {0};
+        if (zpull(&s, &one, 1, &e2) == AQ_OK || !s.ended)
+            st = aq_fail(err, AQ_ERR_FORMAT, "%s: unexpected bytes after the last tensor record", path);
+    }
+    if (st == AQ_OK && (s.raw != get_u64(hdr + 48) || s.left != 0 || s.z.avail_in != 0))
+        st = aq_fail(err, AQ_ERR_FORMAT, "%s: the records end at raw byte %llu of %llu stated", path,
+                     (unsigned long long)s.raw, (unsigned long long)get_u64(hdr + 48));
+    if (st == AQ_OK && (uint32_t)s.crc != get_u32(hdr + 56))
+        st = aq_fail(err, AQ_ERR_FORMAT, "%s: payload CRC mismatch (stored 0x%08x, computed 0x%08x): the payload "
+                     "is corrupted", path, get_u32(hdr + 56), (uint32_t)s.crc);
+    if (zinit) inflateEnd(&s.z);
+    fclose(s.f);
+    free(hdr);
+    free(buf);
+    free(key);
+    free(s.in);
+    return st;
 }

@@ -84,6 +84,23 @@ aq_status aq_result_read(const char *path, const aq_fingerprint *expect, aq_resu
  * expect; on success copy its loss row to *row (may be NULL). */
 aq_status aq_result_check(const char *path, const char *layer, const char *option,
                           const aq_fingerprint *expect, aq_loss_row *row, aq_error *err);
+/* Streaming read, for payloads too large to hold (a cooperative task's Gram,
+ * docs/COOP.md): the same checks as aq_result_read, the payload inflated in
+ * chunks of 1 MiB. sink->key (may be NULL) sees the layer and option first
+ * (an error from it stops the read); then for each tensor record
+ * sink->tensor(ctx, header view: data NULL) says whether to receive its bytes,
+ * passed to sink->data(ctx, byte offset in the tensor, bytes, n) in order,
+ * in chunks of 1 MiB (the last one shorter), so a chunk never splits an element.
+ * The payload CRC is known only at the end: on any error the caller discards
+ * what the sink received. row (may be NULL) gets the loss row. */
+typedef struct aq_result_sink {
+    aq_status (*key)(void *ctx, const char *layer, const char *option, aq_error *err);
+    int (*tensor)(void *ctx, const aq_tensor_view *head);
+    void (*data)(void *ctx, size_t off, const unsigned char *p, size_t n);
+    void *ctx;
+} aq_result_sink;
+aq_status aq_result_stream(const char *path, const aq_fingerprint *expect, const aq_result_sink *sink,
+                           aq_loss_row *row, aq_error *err);
 /* Release a result (NULL is a no-op). */
 void aq_result_free(aq_result *r);
 /* The tensor named name, or NULL. */

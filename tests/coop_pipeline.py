@@ -13,7 +13,11 @@ usage: coop_pipeline.py DIR
     (the choice of tasks, a8 options kept single-rank, is test_plan's: cheaper there);
   * quantized perplexity within 0.5% of the single-rank path's (P = 1, no --coop-ranks;
     the issue's bound);
-  * --coop-ranks 3 at P = 2 is refused before any work.
+  * --coop-ranks 3 at P = 2 is refused before any work;
+  * `calibrate --max-rank-memory` on the single-rank run's work directory: 1M is refused
+    before any work (a removed result file stays absent), in quantize's message shape
+    (the calibrate phase, its prediction, its largest task, what would fit); 64G runs
+    and recomputes the removed task.
 Multi-start (--starts 2) and polishing (--polish 2) run cooperatively too.
 Environment (set by ctest): AQ_CLI, AQ_MPIRUN, AQ_SHARED_DIR. Exit 77 (skip) when the
 stories260K assets are absent.
@@ -61,6 +65,27 @@ def ppl(p):
     return float(m.group(1)) if m else None
 
 
+def calibrate_memory(work):
+    """calibrate --max-rank-memory: refused before any work, then a run within the bound."""
+    res = os.path.join(work, "results")
+    files = sorted(f for f in os.listdir(res) if "w4a16" in f) if os.path.isdir(res) else []
+    check(len(files) == N_LAYERS, f"single-rank work directory has the {N_LAYERS} w4a16 results")
+    if not files:
+        return
+    gone = os.path.join(res, files[0])
+    os.remove(gone)
+    cmd = [CLI, "calibrate", "--work", work, "--shard", "0", "--shards", "1", "--max-rank-memory"]
+    p = subprocess.run(cmd + ["1M"], capture_output=True, text=True, env=ENV, timeout=RUN_TIMEOUT)
+    print(f"$ {' '.join(cmd)} 1M\n  -> rc {p.returncode}: {p.stderr.strip()[:600]}", flush=True)
+    check(p.returncode != 0 and not os.path.exists(gone), "calibrate --max-rank-memory 1M refused before any work")
+    check(re.search(r"--max-rank-memory 0\.001 GiB: the calibrate phase is predicted to need [0-9.]+ GiB per rank "
+                    r"at 1 rank \(docs/MEMORY\.md\); its largest task, model\.layers\.\*\.\S+ \(\d+ x \d+\)",
+                    p.stderr) is not None and "give more memory per rank" in p.stderr,
+          "the refusal has quantize's shape: the phase, its prediction, the largest task, what would fit")
+    p = subprocess.run(cmd + ["64G"], capture_output=True, text=True, env=ENV, timeout=RUN_TIMEOUT)
+    check(p.returncode == 0 and os.path.exists(gone), "calibrate --max-rank-memory 64G runs the missing task")
+
+
 def main():
     if len(sys.argv) != 2:
         print(__doc__)
@@ -101,6 +126,7 @@ def main():
     # same algorithm (it differs in the last bits of the products only)
     check(a is not None and b is not None and abs(a - b) <= 0.005 * b,
           f"quantized perplexity cooperative {a} vs single-rank {b}: within 0.5%")
+    calibrate_memory(os.path.join(top, "single.work"))
     return finish("coop_pipeline")
 
 

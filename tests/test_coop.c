@@ -10,12 +10,17 @@
 #include <float.h>
 #include <math.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <mpi.h>
 
 #include "../mpi/pipeline/coop.h"
 #include "../mpi/pipeline/coop_internal.h"
+#include "../mpi/pipeline/coop_sched.h"
+#include "../mpi/pipeline/stage_stats.h"
 #include "../mpi/pipeline/scalapack.h"
 #include "../src/adaquant/gptq.h"
 #include "../src/quant/quant.h"
@@ -339,6 +344,77 @@ static void test_run_full(const aq_coop_grid *ga, const aq_coop_grid *gb, const 
     aq_layer_result_free(&rb);
 }
 
+/* A statistics file streamed by the members (coop_stats.c): each keeps
+ * exactly its columns of the Gram written (a copy: bit-equal to the matrix's
+ * rows, symmetric), also past the stream's 1 MiB chunk (a 600-wide Gram is
+ * 1.4 MiB packed); a wrong fingerprint or width and a flipped payload byte
+ * (found by the CRC at the end) are refused naming the file. */
+static void test_stats_file(const aq_coop_grid *g, int rank)
+{
+    enum { SD = 599, SE = SD + 1, NS = 3, BLK = 2, PT = 1 };
+    char work[512] = "", sub[600], path[AQ_PIPE_PATH];
+    if (rank == 0) snprintf(work, sizeof work, "%s", aq_test_tmpdir("coop_stats"));
+    MPI_Bcast(work, sizeof work, MPI_CHAR, 0, MPI_COMM_WORLD);
+    double *G = malloc((size_t)SE * SE * sizeof *G);
+    float mm[2 * SD], sample[NS * SD];
+    uint32_t win[NS] = {0, 1, 2}, pos[NS] = {3, 4, 5};
+    uint64_t seed = 777;
+    for (int r = 0; r < SE; r++)
+        for (int c = 0; c <= r; c++) G[r * SE + c] = G[c * SE + r] = aq_test_nrand(&seed);
+    for (int i = 0; i < 2 * SD; i++) mm[i] = (float)(i % 7);
+    for (int i = 0; i < NS * SD; i++) sample[i] = (float)aq_test_nrand(&seed);
+    aq_fingerprint fp = {{11, 22}}, other = {{11, 23}};
+    aq_stats_path(work, "stats", BLK, PT, path);
+    aq_error err = {0};
+    if (rank == 0) {
+        snprintf(sub, sizeof sub, "%s/stats", work);
+        mkdir(sub, 0755);
+        aq_capstat cs = {.block = BLK, .point = (aq_cap_point)PT, .d = SD, .n_rows = 1000, .gram = G, .xmin = mm,
+                         .xmax = mm + SD, .n_sample = NS, .sample_cap = NS, .sample = sample, .sample_win = win,
+                         .sample_pos = pos};
+        CHECK_OK(aq_stats_write(work, "stats", &cs, &fp, &err), &err);
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    aq_coop_gram gr;
+    CHECK_OK(aq_coop_gram_from_stats(g, work, BLK, PT, &fp, SD, &gr, &err), &err);
+    CHECK_MSG(gr.n_tokens == 1000 && gr.D == SE && gr.ncols == aq_coop_nlocal(g, SE, g->me), "stats Gram shape");
+    int same = 1;
+    for (size_t l = 0; gr.loc && l < gr.ncols; l++)
+        same &= !memcmp(gr.loc + l * SE, G + aq_coop_global(g, l) * SE, SE * sizeof *G);
+    CHECK_MSG(same, "rank %d: the streamed Gram columns differ from the written matrix", rank);
+    aq_coop_gram_free(&gr);
+    CHECK(aq_coop_gram_from_stats(g, work, BLK, PT, &other, SD, &gr, &err) == AQ_ERR_ARG &&
+          strstr(err.msg, path) && strstr(err.msg, "fingerprint"));
+    CHECK(aq_coop_gram_from_stats(g, work, BLK, PT, &fp, SD - 1, &gr, &err) == AQ_ERR_FORMAT && strstr(err.msg, path));
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) { /* flip one Gram byte in the middle of the file */
+        FILE *f = fopen(path, "r+b");
+        CHECK(f != NULL);
+        if (f) {
+            fseek(f, 0, SEEK_END);
+            long mid = ftell(f) / 2;
+            fseek(f, mid, SEEK_SET);
+            int ch = fgetc(f);
+            fseek(f, mid, SEEK_SET);
+            fputc(ch ^ 0x10, f);
+            fclose(f);
+        }
+    }
+    MPI_Barrier(MPI_COMM_WORLD);
+    aq_status st = aq_coop_gram_from_stats(g, work, BLK, PT, &fp, SD, &gr, &err);
+    /* the CRC at the end, or inflate itself if the byte was a stored block's header */
+    CHECK_MSG(st == AQ_ERR_FORMAT && strstr(err.msg, path) && (strstr(err.msg, "CRC") || strstr(err.msg, "inflate")),
+              "a corrupted statistics file: %s", err.msg);
+    CHECK(gr.loc == NULL);
+    MPI_Barrier(MPI_COMM_WORLD);
+    if (rank == 0) {
+        remove(path);
+        rmdir(sub);
+        rmdir(work);
+    }
+    free(G);
+}
+
 /* Clear errors, the same on every rank of the grid. */
 static void test_bad(const aq_coop_grid *g, const data *t, int world)
 {
@@ -431,6 +507,7 @@ int main(int argc, char **argv)
     aq_layer_result_free(&rb);
 
     test_run_full(&ga, &gb, &t);
+    test_stats_file(&ga, rank);
     test_bad(&ga, &t, size);
     aq_coop_grid_free(&ga);
     aq_coop_grid_free(&gb);

@@ -337,6 +337,56 @@ static void test_coop_memory(void)
     aq_pipe_plan_free(&pp);
 }
 
+/* Llama-2-7B, one weight-only option (w4a16), no KL, at `ranks` ranks. */
+static void plan_7b_w4a16(aq_pipe_cfg *c, aq_pipe_out *o, int ranks, aq_plan_input *in)
+{
+    aq_error e = {0};
+    aq_pipe_cfg_default(c);
+    aq_pipe_out_default(o);
+    CHECK_OK(aq_pipe_cfg_set_options(c, "w4a16", &e), &e);
+    c->kl_windows = 0;
+    char path[1024];
+    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
+    *in = (aq_plan_input){.cfg = c, .out = o, .ranks = ranks, .read_rate = 1e9};
+    CHECK_OK(aq_llama_config_read_json(path, &in->m, &e), &e);
+}
+
+/* The P mod Q ranks outside the groups (coop_sched.c's run_idle) in the plan:
+ * Llama-2-7B, w4a16, --coop-ranks 2 with the threshold between down_proj's
+ * and gate_proj's cost (the 32 down_proj tasks cooperative). At P = 2 no rank
+ * is outside; at P = 3 one group runs the same cooperative phase and the third
+ * rank runs single-rank tasks meanwhile: at least one, ending at most one task
+ * after the groups (the phase can only grow by an overrun shorter than the
+ * longest single task), and the calibrate phase is shorter than at P = 2. */
+static void test_coop_spare(void)
+{
+    aq_error e = {0};
+    static aq_pipe_cfg c;
+    static aq_pipe_out o;
+    aq_plan_input in;
+    plan_7b_w4a16(&c, &o, 2, &in);
+    aq_pipe_plan pp;
+    CHECK_OK(aq_pipe_plan_build_config(&c, &in.m, &pp, &e), &e);
+    double N = (double)c.windows * c.seq_len, it = c.iters, total = 0;
+    double down = (it * 4096 + N) * 11009.0 * 11009, gate = (it * 11008 + N) * 4097.0 * 4097;
+    for (size_t i = 0; i < pp.n_tasks; i++) total += pp.tasks[i].cost;
+    aq_pipe_plan_free(&pp);
+    c.coop_ranks = 2;
+    c.coop_threshold = (down + gate) / 2 / (total / 2);
+    aq_plan_rates r;
+    fixed_rates(&r);
+    aq_plan p2, p3;
+    CHECK_OK(aq_plan_compute(&in, &r, &p2, &e), &e);
+    in.ranks = 3;
+    CHECK_OK(aq_plan_compute(&in, &r, &p3, &e), &e);
+    CHECK_MSG(p2.n_coop_tasks == 32 && p3.n_coop_tasks == 32, "%d / %d cooperative tasks, expected 32",
+              p2.n_coop_tasks, p3.n_coop_tasks);
+    CHECK_MSG(p2.n_spare_tasks == 0 && p3.n_spare_tasks >= 1, "spare tasks %d at P = 2, %d at P = 3",
+              p2.n_spare_tasks, p3.n_spare_tasks);
+    CHECK(p3.coop_phase >= p2.coop_phase && p3.coop_phase < p2.coop_phase + p3.task_longest);
+    CHECK(p3.ph[AQ_PLAN_CALIBRATE].seconds < p2.ph[AQ_PLAN_CALIBRATE].seconds);
+}
+
 /* Measured task seconds (plan.h): Llama-2-7B, one weight-only option, no KL,
  * so every q_proj task has the same predicted seconds t; a file naming one of
  * them at 2t CPU seconds (10t wall; written and read back) doubles every task:
@@ -346,14 +396,9 @@ static void test_measured(void)
     aq_error e = {0};
     static aq_pipe_cfg c;
     static aq_pipe_out o;
-    aq_pipe_cfg_default(&c);
-    aq_pipe_out_default(&o);
-    CHECK_OK(aq_pipe_cfg_set_options(&c, "w4a16", &e), &e);
-    c.kl_windows = 0;
+    aq_plan_input in;
+    plan_7b_w4a16(&c, &o, 8, &in);
     char path[1024];
-    snprintf(path, sizeof path, "%s/llama2_7b.json", cfg_dir);
-    aq_plan_input in = {.cfg = &c, .out = &o, .ranks = 8, .read_rate = 1e9};
-    CHECK_OK(aq_llama_config_read_json(path, &in.m, &e), &e);
     aq_plan_rates r;
     fixed_rates(&r);
     aq_plan p0, p1;
@@ -401,5 +446,6 @@ int main(int argc, char **argv)
     test_coop_pick();
     test_coop_memory();
     test_measured();
+    test_coop_spare();
     AQ_TEST_END();
 }

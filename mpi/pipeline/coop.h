@@ -91,9 +91,12 @@ typedef struct aq_coop_problem {
     aq_coop_gram *gram; /* normalised in place by the run */
 } aq_coop_problem;
 
-/* Per-phase wall times of a run (seconds) and the local rows. */
+/* Per-phase wall times of a run (seconds), this rank's CPU seconds of the same
+ * phases (getrusage: user + system; on a shared machine the wall time depends
+ * on the other jobs, the CPU time much less) and the local rows. */
 typedef struct aq_coop_stats {
     double t_setup, t_gptq, t_adam, t_total;
+    double c_setup, c_gptq, c_adam, c_total;
     size_t rows_local;
 } aq_coop_stats;
 

@@ -20,6 +20,7 @@
 #include "scalapack.h"
 
 enum { FACTOR_RETRIES = 3, EXCHANGE_DOUBLES = 1 << 21 /* 16 MB per direction and chunk */ };
+#define FETCH_BYTES ((size_t)16 << 20) /* rows of U fetched at once by the sweep (and as much again in transit) */
 
 /* Local index of global item b owned by this rank. */
 static size_t local_of(const aq_coop_grid *g, size_t b)
@@ -201,20 +202,30 @@ aq_status aq_coop_gptq_sweep(const aq_coop_grid *g, const aq_coop_factor *f, con
     size_t d = f->d, n = n_loc;
     if (block == 0) block = 128;
     if (block > d) block = d;
+    /* the factor's rows are fetched several GPTQ blocks at a time (up to
+     * FETCH_BYTES): each fetch is a round of broadcasts every member waits
+     * for, so fewer, larger ones; the arithmetic, and the codes, do not change */
+    size_t fetch = FETCH_BYTES / (d * sizeof(double)) / block * block;
+    if (fetch < block) fetch = block;
+    if (fetch > d) fetch = d;
     double *Wt = malloc((n ? n : 1) * d * sizeof *Wt), *Err = malloc((n ? n : 1) * block * sizeof *Err);
-    double *up = malloc(block * d * sizeof *up);
+    double *up = malloc(fetch * d * sizeof *up);
     uint8_t *ct = malloc((n ? n : 1) * d);
     aq_status st = AQ_OK;
     if (!Wt || !Err || !up || !ct)
-        st = aq_fail_nomem(err, "cooperative GPTQ sweep", (n * d + n * block + block * d) * 8 + n * d);
+        st = aq_fail_nomem(err, "cooperative GPTQ sweep", (n * d + n * block + fetch * d) * 8 + n * d);
     for (size_t a = 0; st == AQ_OK && a < d; a++) {
         size_t c = perm[a];
         for (size_t r = 0; r < n; r++) Wt[a * n + r] = dead[c] ? 0.0 : w_loc[r * d + c];
     }
-    for (size_t i1 = 0; st == AQ_OK && i1 < d; i1 += block) {
+    for (size_t i1 = 0, f1 = 0, f2 = 0; st == AQ_OK && i1 < d; i1 += block) {
         size_t i2 = i1 + block < d ? i1 + block : d;
-        st = aq_coop_factor_rows(g, f, i1, i2, up, err);
-        if (st == AQ_OK && n > 0) aq_gptq_block(Wt, up, d, n, i1, i2, scale, zero, bits, ct, Err);
+        if (i1 >= f2) { /* rows [f1, f2) of U: the next fetch */
+            f1 = i1;
+            f2 = f1 + fetch < d ? f1 + fetch : d;
+            st = aq_coop_factor_rows(g, f, f1, f2, up, err);
+        }
+        if (st == AQ_OK && n > 0) aq_gptq_block(Wt, up + (i1 - f1) * d, d, n, i1, i2, scale, zero, bits, ct, Err);
     }
     for (size_t a = 0; st == AQ_OK && a < d; a++)
         for (size_t r = 0; r < n; r++) codes_loc[r * d + perm[a]] = ct[a * n + r];

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "../../src/adaquant/layer_state.h"
@@ -53,6 +54,14 @@ static double now_sec(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static double cpu_sec(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec + (double)ru.ru_stime.tv_sec +
+           1e-6 * (double)ru.ru_stime.tv_usec;
 }
 
 /* Every rank returns the same status and message: the lowest failing rank's. */
@@ -353,7 +362,7 @@ static aq_status state_init(crun *c)
 /* The MSE grid, the RTN and GPTQ baselines and the initialisation (layer.c's
  * init_layer), then the best iterate = the initialisation. GPTQ's factor is
  * kept when the other starts need it. */
-static aq_status init_layer(crun *c, aq_layer_result *out, double *t_gptq)
+static aq_status init_layer(crun *c, aq_layer_result *out, double *t_gptq, double *c_gptq)
 {
     const aq_layer_opts *o = c->o;
     aq_qspec spec = {o->w_bits, o->symmetric};
@@ -363,10 +372,11 @@ static aq_status init_layer(crun *c, aq_layer_result *out, double *t_gptq)
     AQ_TRY(eval_rows(c, &out->loss_rtn));
     out->loss_gptq = NAN;
     if (o->init == AQ_INIT_GPTQ || o->compute_gptq) {
-        double t0 = now_sec();
+        double t0 = now_sec(), c0 = cpu_sec();
         AQ_TRY(agree(c->g, gptq_prepare(c), c->err));
         AQ_TRY(agree(c->g, gptq_codes(c), c->err));
         *t_gptq = now_sec() - t0;
+        *c_gptq = cpu_sec() - c0;
         if (!(o->init == AQ_INIT_GPTQ && o->starts > 1)) gptq_release(c);
         AQ_TRY(eval_rows(c, &out->loss_gptq));
         if (o->init == AQ_INIT_RTN)
@@ -539,7 +549,7 @@ aq_status aq_coop_layer_run(const aq_coop_grid *g, const aq_coop_problem *p,
                             const aq_layer_opts *o, aq_layer_result *out, aq_coop_stats *stats,
                             aq_error *err)
 {
-    double t0 = now_sec(), tg = 0, t1 = 0, t2 = 0;
+    double t0 = now_sec(), tg = 0, t1 = 0, t2 = 0, c0 = cpu_sec(), cg = 0, c1 = 0, c2 = 0;
     memset(out, 0, sizeof *out);
     crun c;
     memset(&c, 0, sizeof c);
@@ -556,12 +566,14 @@ aq_status aq_coop_layer_run(const aq_coop_grid *g, const aq_coop_problem *p,
     uint64_t seed = aq_layer_seed(c.name, opt, o->seed);
     aq_status st = agree(g, load_local(&c), err);
     if (st == AQ_OK) st = agree(g, state_init(&c), err);
-    if (st == AQ_OK) st = init_layer(&c, out, &tg);
+    if (st == AQ_OK) st = init_layer(&c, out, &tg, &cg);
     t1 = now_sec();
+    c1 = cpu_sec();
     if (st == AQ_OK) st = agree(g, adam_init(&c, seed), err);
     if (st == AQ_OK) st = multistart(&c);
     if (st == AQ_OK) st = adam_phase(&c);
     t2 = now_sec();
+    c2 = cpu_sec();
     if (st == AQ_OK) st = fill_result(&c, out, seed);
     crun_free(&c);
     if (st != AQ_OK) {
@@ -575,6 +587,10 @@ aq_status aq_coop_layer_run(const aq_coop_grid *g, const aq_coop_problem *p,
         stats->t_setup = t1 - t0 - tg;
         stats->t_adam = t2 - t1;
         stats->t_total = out->seconds;
+        stats->c_gptq = cg;
+        stats->c_setup = c1 - c0 - cg;
+        stats->c_adam = c2 - c1;
+        stats->c_total = cpu_sec() - c0;
         stats->rows_local = c.n_loc;
     }
     return AQ_OK;

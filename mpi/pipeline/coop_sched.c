@@ -138,28 +138,28 @@ static aq_status run_one(MPI_Comm sub, const aq_pipe_cfg *c, const aq_pipe_plan 
                          const aq_fingerprint *stats_fp, const aq_dist_task *t, int nb, aq_coop_finish_fn fn,
                          void *ctx, const char *path, aq_error *err)
 {
-    int me;
-    MPI_Comm_rank(sub, &me);
     double t0 = aq_progress_now();
-    aq_stats s;
-    aq_layer_problem pr;
     aq_layer_opts o;
     aq_coop_grid g;
     aq_coop_gram gr;
     memset(&g, 0, sizeof g);
     memset(&gr, 0, sizeof gr);
-    int block = p->layers[t->layer_index].block;
+    const aq_pipe_layer *L = &p->layers[t->layer_index];
+    const float *weight = NULL;
+    int d_out = 0, d_in = 0;
     /* a lazily loaded model (stage_calibrate.c) holds this task's block only while it runs */
-    aq_status st = aq_model_block_acquire(m, block, err);
+    aq_status st = aq_model_block_acquire(m, L->block, err);
     int held = st == AQ_OK;
-    if (st == AQ_OK) st = aq_pipe_task_problem(c, p, m, stats_fp, t, 0, &s, &pr, &o, err);
-    else memset(&s, 0, sizeof s);
+    if (st == AQ_OK) st = aq_model_linear(m, L->block, (aq_linear)L->which, &weight, &d_out, &d_in, err);
+    if (st == AQ_OK) st = aq_pipe_layer_opts(c, t->option, &o, err);
     st = aq_pipe_agree(sub, st, err);
     if (st == AQ_OK) st = aq_coop_grid_init(&g, sub, nb, err);
-    /* every member read the whole captured Gram; it keeps its columns */
-    if (st == AQ_OK) st = aq_coop_gram_from_global(&g, pr.gram_a, pr.d_in, pr.n_tokens, &gr, err);
+    /* each member streams the statistics file and keeps its Gram columns only */
+    if (st == AQ_OK)
+        st = aq_coop_gram_from_stats(&g, c->work, L->block, L->point, stats_fp, (size_t)d_in, &gr, err);
     st = aq_pipe_agree(sub, st, err);
-    aq_coop_problem cp = {pr.name, pr.d_out, pr.d_in, pr.weight, pr.bias, &gr};
+    aq_coop_problem cp = {L->name, (size_t)d_out, (size_t)d_in, weight,
+                          held ? aq_model_linear_bias(m, L->block, (aq_linear)L->which) : NULL, &gr};
     aq_layer_result r, r2;
     memset(&r, 0, sizeof r);
     memset(&r2, 0, sizeof r2);
@@ -169,14 +169,13 @@ static aq_status run_one(MPI_Comm sub, const aq_pipe_cfg *c, const aq_pipe_plan 
         o.init = AQ_INIT_RTN;
         st = aq_coop_layer_run(&g, &cp, &o, &r2, NULL, err);
     }
-    if (st == AQ_OK && me == 0) st = fn(ctx, t, &r, best ? &r2 : NULL, path, t0, err);
+    if (st == AQ_OK) st = fn(ctx, sub, t, &r, best ? &r2 : NULL, path, t0, err); /* collective: the KL is split */
     st = aq_pipe_agree(sub, st, err);
     aq_layer_result_free(&r);
     aq_layer_result_free(&r2);
     aq_coop_gram_free(&gr);
     if (g.q > 0) aq_coop_grid_free(&g);
-    aq_stats_free(&s);
-    if (held) aq_model_block_release(m, block);
+    if (held) aq_model_block_release(m, L->block);
     return st;
 }
 

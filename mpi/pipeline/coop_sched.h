@@ -15,6 +15,7 @@
 
 #include "../../src/adaquant/adaquant.h"
 #include "../../src/model/model.h"
+#include "coop.h"
 #include "driver.h"
 #include "pipeline.h"
 
@@ -44,10 +45,12 @@ aq_status aq_coop_sched_pick(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
                              aq_error *err);
 void aq_coop_sched_free(aq_coop_sched *cs);
 
-/* Finish a task on its group's first rank: r is the run's result, r2 (or
- * NULL) the RTN start's under --init best; keep one, write the result file
- * at path; t_start: when the task began (aq_progress_now). */
-typedef aq_status (*aq_coop_finish_fn)(void *ctx, const aq_dist_task *task, aq_layer_result *r,
+/* Finish a task, collective over its group sub (every member holds the whole
+ * result): r is the run's result, r2 (or NULL) the RTN start's under --init
+ * best; measure (the network KL split over the members), keep one, write the
+ * result file at path on the first member; t_start: when the task began
+ * (aq_progress_now). */
+typedef aq_status (*aq_coop_finish_fn)(void *ctx, MPI_Comm sub, const aq_dist_task *task, aq_layer_result *r,
                                        aq_layer_result *r2, const char *path, double t_start, aq_error *err);
 
 /* Collective over comm: run the cooperative tasks (with resume, valid result
@@ -65,6 +68,13 @@ aq_status aq_coop_sched_run(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
                             void *single_ctx, FILE *log, aq_error *err);
 /* Task i is done when the driver starts: cooperative, or run early. */
 int aq_coop_sched_taken(const aq_coop_sched *cs, size_t i);
+
+/* Collective-free, on each member of g's group: the Gram columns this member
+ * owns, streamed from the statistics file of (block, point) in work
+ * (coop_stats.c: every check of aq_stats_read; no member holds the whole
+ * Gram). d_in: the layer's input width (checked against the file). */
+aq_status aq_coop_gram_from_stats(const aq_coop_grid *g, const char *work, int block, int point,
+                                  const aq_fingerprint *fp, size_t d_in, aq_coop_gram *out, aq_error *err);
 
 /* Rank 0: WORK/coop.json, {"coop_ranks": Q, "tasks": [{"layer", "option",
  * "ranks", "block", "group", "seconds"}...]} (the report reads it). */

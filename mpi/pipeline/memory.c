@@ -268,11 +268,21 @@ static aq_status read_config(const char *path, aq_llama_config *mc, aq_error *er
 
 /* The first value of a knob (ranks x2.., sample rows /2.., ...) at which the
  * worst phase fits, printed into buf; nothing when none of 4 steps fits. */
+/* The phase a check looks at: the worst one (phase < 0) or the one given. */
+static int checked(const aq_mem_pred *p, int phase)
+{
+    return phase < 0 ? p->worst : phase;
+}
+
+/* phase >= 0: a command that runs that phase alone on a work directory whose
+ * capture settings are fixed (calibrate): only the ranks and --coop-ranks are
+ * suggested. */
 static void suggest(char *buf, size_t n, const aq_pipe_cfg *c, const aq_llama_config *mc, const aq_pipe_out *o,
-                    int ranks, double base, double limit)
+                    int ranks, double base, double limit, int phase)
 {
     size_t k = 0;
     for (int knob = 0; knob < 6; knob++) {
+        if (phase >= 0 && knob != 0 && knob != 5) continue;
         for (int step = 1; step <= 4; step++) {
             aq_pipe_cfg t = *c;
             aq_pipe_out to;
@@ -288,14 +298,14 @@ static void suggest(char *buf, size_t n, const aq_pipe_cfg *c, const aq_llama_co
             if (knob == 5 && (!(c->max_rank_memory > 0) || (t.coop_ranks = f) > 16)) break;
             aq_mem_pred p;
             aq_mem_predict(&t, mc, o ? &to : NULL, r, base, &p);
-            if (p.phase[p.worst] > limit) continue;
+            if (p.phase[checked(&p, phase)] > limit) continue;
             static const char *const what[6] = {"%d ranks", "--sample-rows %d", "--kl-windows %d", "--calib-len %d",
                                                 "--eval-len and --tune-len %d", "--coop-ranks %d"};
             int v = knob == 0 ? r : knob == 1 ? t.sample_rows : knob == 2 ? t.kl_windows : knob == 3 ? t.seq_len
                     : knob == 4 ? to.eval_len : t.coop_ranks;
             k += (size_t)snprintf(buf + k, n - k, "%s", k ? ", " : "");
             if (k < n) k += (size_t)snprintf(buf + k, n - k, what[knob], v);
-            if (k < n) k += (size_t)snprintf(buf + k, n - k, " (%.2f GiB)", gib(p.phase[p.worst]));
+            if (k < n) k += (size_t)snprintf(buf + k, n - k, " (%.2f GiB)", gib(p.phase[checked(&p, phase)]));
             break;
         }
         if (k >= n) break;
@@ -333,6 +343,12 @@ static void calibrate_task(char *buf, size_t n, const aq_pipe_cfg *c, const aq_l
 
 aq_status aq_mem_check(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, double limit, aq_error *err)
 {
+    return aq_mem_check_phase(c, o, ranks, limit, -1, err);
+}
+
+aq_status aq_mem_check_phase(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, double limit, int phase,
+                             aq_error *err)
+{
     if (!(limit > 0)) return AQ_OK;
     aq_llama_config mc;
     AQ_TRY(read_config(c->model, &mc, err));
@@ -342,18 +358,23 @@ aq_status aq_mem_check(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, do
     aq_mem_pred p;
     double base = aq_mem_current_rss();
     aq_mem_predict(c, &mc, o, ranks, base, &p);
-    if (p.phase[p.worst] <= limit) return AQ_OK;
-    char fit[512] = "", wr[48] = "", task[400] = ""; /* the write phase only for a command that runs it */
-    suggest(fit, sizeof fit, c, &mc, o, ranks, base, limit);
-    if (o) snprintf(wr, sizeof wr, ", write %.3f", gib(p.phase[AQ_MEM_WRITE]));
-    if (p.worst == AQ_MEM_CALIBRATE) calibrate_task(task, sizeof task, c, &mc);
+    int ph = checked(&p, phase);
+    if (p.phase[ph] <= limit) return AQ_OK;
+    char fit[512] = "", all[160] = "", task[400] = ""; /* the write phase only for a command that runs it */
+    suggest(fit, sizeof fit, c, &mc, o, ranks, base, limit, phase);
+    if (phase < 0)
+        snprintf(all, sizeof all, "capture %.3f, calibrate %.3f%s", gib(p.phase[AQ_MEM_CAPTURE]),
+                 gib(p.phase[AQ_MEM_CALIBRATE]), o ? ", write " : "");
+    if (phase < 0 && o) snprintf(all + strlen(all), sizeof all - strlen(all), "%.3f", gib(p.phase[AQ_MEM_WRITE]));
+    if (phase < 0) snprintf(all + strlen(all), sizeof all - strlen(all), " GiB; ");
+    if (ph == AQ_MEM_CALIBRATE) calibrate_task(task, sizeof task, c, &mc);
     return aq_fail(err, AQ_ERR_ARG,
                    "--max-rank-memory %.3f GiB: the %s phase is predicted to need %.3f GiB per rank at %d rank%s "
-                   "(capture %.3f, calibrate %.3f%s GiB; docs/MEMORY.md); %s%s%s",
-                   gib(limit), aq_mem_phase_name(p.worst), gib(p.phase[p.worst]), ranks, ranks > 1 ? "s" : "",
-                   gib(p.phase[AQ_MEM_CAPTURE]), gib(p.phase[AQ_MEM_CALIBRATE]), wr, task,
-                   fit[0] ? "it would fit with " : "no single change of ranks, "
-                   "sample rows, KL windows, window or evaluation length, or --coop-ranks fits: give more memory per rank",
+                   "(%sdocs/MEMORY.md); %s%s%s",
+                   gib(limit), aq_mem_phase_name(ph), gib(p.phase[ph]), ranks, ranks > 1 ? "s" : "", all, task,
+                   fit[0] ? "it would fit with " : phase < 0 ? "no single change of ranks, "
+                   "sample rows, KL windows, window or evaluation length, or --coop-ranks fits: give more memory per rank"
+                   : "no change of ranks or --coop-ranks fits: give more memory per rank",
                    fit);
 }
 

@@ -44,6 +44,11 @@ double aq_mem_peak_rss(void);
  * rows, fewer KL windows, shorter windows), each computed with the same
  * formula. AQ_OK when it fits or limit <= 0. Reads the model's config. */
 aq_status aq_mem_check(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, double limit, aq_error *err);
+/* The same check for one phase (an aq_mem_phase; < 0: the worst, as
+ * aq_mem_check), for a command that runs that phase alone (calibrate): the
+ * message has the same shape; what would fit is the ranks or --coop-ranks. */
+aq_status aq_mem_check_phase(const aq_pipe_cfg *c, const aq_pipe_out *o, int ranks, double limit, int phase,
+                             aq_error *err);
 /* Parse a size: bytes, or with a suffix K, M, G, T (powers of 1024, optional
  * "iB"/"B"). -1 if malformed. */
 double aq_mem_parse_size(const char *s);

@@ -117,7 +117,7 @@ static const struct {
     {{"coop-ranks", required_argument, 0, O_COOP_RANKS}, AQ_ARGS_WORK},
     {{"coop-threshold", required_argument, 0, O_COOP_THR}, AQ_ARGS_WORK},
     /* the per-rank memory bound (issue 13, mpi/pipeline/memory.h) */
-    {{"max-rank-memory", required_argument, 0, O_MAXMEM}, AQ_ARGS_MODEL},
+    {{"max-rank-memory", required_argument, 0, O_MAXMEM}, AQ_ARGS_MODEL | AQ_ARGS_SHARD}, /* SHARD: calibrate */
     {{"out-format", required_argument, 0, O_OUTFMT}, AQ_ARGS_GGUF},
 };
 #define N_OPTS (sizeof table / sizeof table[0])
@@ -522,7 +522,7 @@ void aq_pipe_args_help(FILE *out, int mask)
                 "                         capture chooses the menus, solve writes the file; give it\n"
                 "                         to both (docs/SLURM.md)\n",
                 "q8_0..q4_0, K-quants, w8a16 = F16 fallback", AQ_PIPE_GGUF_EMBED_OPTIONS);
-    if (mask & AQ_ARGS_MODEL) /* issue 13 (memory.h) */
+    if (mask & (AQ_ARGS_MODEL | AQ_ARGS_SHARD)) /* issue 13 (memory.h); calibrate: its phase only */
         fprintf(out, "memory (docs/MEMORY.md):\n"
                      "  --max-rank-memory SIZE refuse, before any work, a run whose predicted peak per\n"
                      "                         rank exceeds SIZE (e.g. 1G, 512M), saying what would fit\n");

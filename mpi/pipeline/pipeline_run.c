@@ -139,7 +139,13 @@ aq_status aq_pipe_run_calibrate(MPI_Comm comm, aq_pipe_args *a, aq_error *err)
     AQ_TRY(load_work(comm, a->cfg.work, &c, &p, err));
     c.coop_ranks = a->cfg.coop_ranks; /* run settings, not in settings.json */
     c.coop_threshold = a->cfg.coop_threshold;
-    aq_status st = aq_pipe_calibrate(comm, &c, &p, 1, a->shard, a->shards, NULL, NULL, err);
+    c.max_rank_memory = a->max_rank_memory; /* as quantize: refuse before work, feed the cooperative choice */
+    int rank, size;
+    MPI_Comm_rank(comm, &rank);
+    MPI_Comm_size(comm, &size);
+    aq_status st = rank == 0 ? aq_mem_check_phase(&c, NULL, size, a->max_rank_memory, AQ_MEM_CALIBRATE, err) : AQ_OK;
+    st = aq_pipe_agree(comm, st, err);
+    if (st == AQ_OK) st = aq_pipe_calibrate(comm, &c, &p, 1, a->shard, a->shards, NULL, NULL, err);
     aq_pipe_plan_free(&p);
     return st;
 }

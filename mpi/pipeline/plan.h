@@ -157,6 +157,7 @@ typedef struct aq_plan {
                                     tasks the calibrate stage would run on sub-grids (coop_sched.h) */
     int coop_ranks;              /* --coop-ranks (0: none, the total/P rule) */
     double coop_phase;           /* the cooperative phase of calibrate (its makespan, seconds; Q <= P) */
+    int n_spare_tasks;           /* single-rank tasks the P mod Q ranks outside the groups run meanwhile */
     size_t n_measured;           /* calibrate tasks taken from measured seconds */
     double measured_scale;       /* measured / predicted over them (1 = none) */
     int fits;                    /* peak_mem <= mem_per_rank (or no limit) */

@@ -257,7 +257,7 @@ static double task_seconds(const aq_plan_input *in, const aq_plan_rates *r, int 
  * float32 Gram's column panels in every iteration and, per polishing call,
  * the gather of the float64 Gram every member polishes against (intra-node
  * MPI: a copy in and out at the measured memory rate); the KL of the result
- * runs on the group's first rank. */
+ * is split over the group by windows (stage_calibrate.c's coop_kl). */
 static double coop_task_seconds(const aq_plan_input *in, const aq_plan_rates *r, int b, int w, int a_bits,
                                 int outer, int q)
 {
@@ -279,6 +279,7 @@ static double coop_task_seconds(const aq_plan_input *in, const aq_plan_rates *r,
     if (c->init_gptq != 1) t += mult * (layer_run_seconds(r, o, i, 0) / q + comm);
     if (c->kl_windows > 0) {
         double K = c->kl_windows < c->windows ? c->kl_windows : c->windows, T = c->seq_len;
+        K = ceil(K / q); /* split over the group: the member with the most windows */
         t += runs * fwd_seconds(&in->m, r, K * T, K * T * T, in->m.n_layers - b, 1);
     }
     return t;
@@ -486,6 +487,36 @@ static aq_status coop_phase(const double *cost, const double *csecs, const unsig
     return st;
 }
 
+/* The P mod Q ranks outside every group during the cooperative phase (as
+ * coop_sched.c's run_idle): the single-rank tasks by cost ascending, dealt
+ * round-robin, each rank running its next one while the groups work (at least
+ * one: it tests for the phase's end after each task). Marks them in early[]
+ * and returns when the phase ends: the groups' end or a spare rank's last
+ * task's, whichever is later. */
+static aq_status spare_ranks(const double *cost, const double *secs, const unsigned char *coop, size_t n, int spare,
+                             double groups_end, unsigned char *early, double *end, aq_error *err)
+{
+    *end = groups_end;
+    if (spare <= 0) return AQ_OK;
+    double *neg = malloc((n ? n : 1) * sizeof *neg);
+    if (!neg) return aq_fail_nomem(err, "plan spare ranks", n * 8);
+    for (size_t i = 0; i < n; i++) neg[i] = -cost[i];
+    size_t nk = 0, *k = aq_dist_by_cost(neg, coop, n, &nk);
+    free(neg);
+    if (!k) return aq_fail_nomem(err, "plan spare ranks", n * 8);
+    for (int r = 0; r < spare; r++) {
+        double t = 0;
+        for (size_t j = (size_t)r; j < nk; j += (size_t)spare) {
+            early[k[j]] = 1;
+            t += secs[k[j]];
+            if (t >= groups_end) break;
+        }
+        *end = t > *end ? t : *end;
+    }
+    free(k);
+    return AQ_OK;
+}
+
 /* With --coop-ranks Q (Q <= P): the tasks the calibrate stage's own rule
  * (coop_sched.h: cost, --max-rank-memory = the plan's memory per rank) runs
  * on sub-grids, their seconds there, and the calibrate phase as two phases:
@@ -509,7 +540,8 @@ static aq_status schedule_coop(const aq_plan_input *in, const aq_plan_rates *r, 
     size_t n = tp->n_tasks, m = 0;
     double *cs_secs = calloc(n ? n : 1, sizeof *cs_secs), *rc = malloc((n ? n : 1) * sizeof *rc);
     double *rs = malloc((n ? n : 1) * sizeof *rs), longest = 0, rest = 0;
-    st = cs_secs && rc && rs ? AQ_OK : aq_fail_nomem(err, "plan cooperative tasks", n * 24);
+    unsigned char *early = calloc(n ? n : 1, 1);
+    st = cs_secs && rc && rs && early ? AQ_OK : aq_fail_nomem(err, "plan cooperative tasks", n * 25);
     for (size_t t = 0; st == AQ_OK && t < n; t++) {
         double eff = secs[t];
         if (cs.coop[t]) {
@@ -522,13 +554,17 @@ static aq_status schedule_coop(const aq_plan_input *in, const aq_plan_rates *r, 
             aq_plan_class *k = &p->cls[L->which];
             k->coop_time = 1;
             k->coop_seconds = cs_secs[t] > k->coop_seconds ? cs_secs[t] : k->coop_seconds;
-        } else {
-            rc[m] = cost[t], rs[m++] = secs[t];
         }
         longest = eff > longest ? eff : longest;
     }
     p->n_coop_tasks = (int)cs.n_coop;
     if (st == AQ_OK) st = coop_phase(cost, cs_secs, cs.coop, n, in->ranks / q, &p->coop_phase, err);
+    if (st == AQ_OK)
+        st = spare_ranks(cost, secs, cs.coop, n, in->ranks % q, p->coop_phase, early, &p->coop_phase, err);
+    for (size_t t = 0; st == AQ_OK && t < n; t++)
+        if (!cs.coop[t] && !early[t]) rc[m] = cost[t], rs[m++] = secs[t];
+    p->n_spare_tasks = 0;
+    for (size_t t = 0; st == AQ_OK && t < n; t++) p->n_spare_tasks += early[t];
     if (st == AQ_OK && m) st = aq_plan_schedule(rc, rs, m, in->ranks, 0, &rest, err);
     if (st == AQ_OK) {
         aq_plan_phase *ph = &p->ph[AQ_PLAN_CALIBRATE];
@@ -540,6 +576,7 @@ static aq_status schedule_coop(const aq_plan_input *in, const aq_plan_rates *r, 
     free(cs_secs);
     free(rc);
     free(rs);
+    free(early);
     aq_coop_sched_free(&cs);
     return st;
 }

@@ -98,6 +98,9 @@ void aq_plan_print(FILE *f, const aq_plan_input *in, const aq_plan *p, const aq_
                 in->mem_per_rank > 0 ? ", or over the memory per rank alone" : "",
                 p->coop_ranks > in->ranks ? "; needs P >= Q: none at this P" : "",
                 p->n_coop_tasks ? "; the cooperative phase " : "", p->n_coop_tasks ? a : "");
+        if (p->n_spare_tasks)
+            fprintf(f, "cooperative: the %d rank%s outside the groups run %d single-rank tasks meanwhile\n",
+                    p->ranks % p->coop_ranks, p->ranks % p->coop_ranks > 1 ? "s" : "", p->n_spare_tasks);
     }
     else if (p->n_coop_tasks)
         fprintf(f, "cooperative: %d tasks exceed total/P or one rank's memory (candidates for --coop-ranks)\n",
@@ -163,6 +166,7 @@ void aq_plan_print_json(FILE *f, const aq_plan_input *in, const aq_plan *p, cons
     if (p->coop_ranks > 1) json_object_set_new(o, "coop_ranks", json_integer(p->coop_ranks));
     if (p->coop_ranks > 1) json_object_set_new(o, "coop_tasks", json_integer(p->n_coop_tasks));
     if (p->coop_ranks > 1) json_object_set_new(o, "coop_phase_seconds", json_real(p->coop_phase));
+    if (p->coop_ranks > 1) json_object_set_new(o, "coop_spare_tasks", json_integer(p->n_spare_tasks));
     if (p->n_measured) {
         json_object_set_new(o, "measured_tasks", json_integer((json_int_t)p->n_measured));
         json_object_set_new(o, "measured_scale", json_real(p->measured_scale));

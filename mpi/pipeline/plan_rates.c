@@ -22,16 +22,22 @@ extern void dpotrf_(const char *uplo, const int *n, double *a, const int *lda, i
 #define MIN_SECONDS 0.06 /* repeat each measurement this long (at least 3 runs), keep the fastest */
 #define LADDER_MEASURED 8 /* sizes 8 .. 1024 measured; 2048 taken as 1024 (the rate has saturated) */
 
+/* This process's CPU seconds, not the wall clock: the kernels run on one
+ * thread, so their CPU time is the core's own work; on a machine shared with
+ * other jobs the wall time measures the load too (at load ~20 on 2 cores the
+ * wall-clock rates made stories260K's tasks 7x too slow: docs/PLAN.md
+ * "Accuracy"). The plan predicts one core's seconds, as the measured task
+ * seconds it reads back (cpu_seconds) are. */
 static double now(void)
 {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* The fastest of repeated runs of body (at least 3, for `budget` seconds in
- * all): on a machine shared with other jobs the minimum is the core's own
- * speed, where a mean would measure the load (docs/PLAN.md "Accuracy"). */
+/* The fastest of repeated runs of body (at least 3, for `budget` CPU seconds
+ * in all): the minimum is the core's own speed, where a mean would also
+ * measure the cache and memory contention of other jobs. */
 #define BEST_OF(best, budget, body)                                                                \
     do {                                                                                           \
         double s0_ = now(), b_ = 1e300;                                                            \

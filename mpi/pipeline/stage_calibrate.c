@@ -42,6 +42,10 @@ typedef struct cal_ctx {
     aq_seqs kl;
     aq_sens *sens;
     aq_block_sens *bsens; /* --loss block-mse / block-fisher (cfg.sens_loss > 0) */
+    /* a cooperative group member's share of the KL windows (coop_kl), built
+     * on its first cooperative task, freed when the cooperative phase ends */
+    aq_sens *sens_part;
+    int part_empty; /* this member's share is empty (fewer windows than members) */
     /* per task of the stage's list: this process's CPU seconds on it (0: not
      * run here), for WORK/task_seconds.json; map: the driver's index -> list */
     double *cpu;
@@ -175,11 +179,78 @@ static aq_status finish_task(cal_ctx *x, const aq_dist_task *task, aq_layer_resu
     return st;
 }
 
-/* The cooperative phase's finish (coop_sched.h), on a group's first rank. */
-static aq_status coop_finish(void *vctx, const aq_dist_task *task, aq_layer_result *r, aq_layer_result *r2,
-                             const char *path, double t_start, aq_error *err)
+/* Member j of a group of q: its share of the KL windows, [j K / q, (j+1) K / q)
+ * (a function of Q only, so the bytes do not depend on P), cached. */
+static aq_status part_sens(cal_ctx *x, int j, int q, aq_error *err)
 {
-    return finish_task(vctx, task, r, r2, path, NULL, t_start, err);
+    if (x->sens_part || x->part_empty) return AQ_OK;
+    int K = x->kl.n, w0 = (int)((long)j * K / q), w1 = (int)((long)(j + 1) * K / q);
+    x->part_empty = w1 <= w0;
+    if (x->part_empty) return AQ_OK;
+    size_t off = 0;
+    for (int i = 0; i < w0; i++) off += (size_t)x->kl.lens[i];
+    return aq_sens_new(x->m, x->kl.tokens + off, x->kl.lens + w0, w1 - w0, 0, &x->sens_part, err);
+}
+
+/* The network KL of r split over the group: each member measures its share of
+ * the windows; the sums (mean x predicted tokens) are gathered and added in
+ * member order on every member, so all get the same value. A failure on any
+ * member fails all (its message on it, a pointer to it on the others). */
+static aq_status coop_kl(cal_ctx *x, MPI_Comm sub, const aq_pipe_layer *L, const aq_layer_result *r, double *kl,
+                         aq_error *err)
+{
+    int me, q;
+    MPI_Comm_rank(sub, &me);
+    MPI_Comm_size(sub, &q);
+    double mine[2] = {0, 0}, *all = malloc(2 * (size_t)q * sizeof *all); /* mean, predicted tokens */
+    aq_status st = all ? part_sens(x, me, q, err) : aq_fail_nomem(err, "KL partial sums", 16 * (size_t)q);
+    if (st == AQ_OK && x->sens_part) {
+        float *w = malloc(r->d_out * r->d_in * sizeof *w);
+        if (!w) st = aq_fail_nomem(err, "KL weight", r->d_out * r->d_in * sizeof *w);
+        if (st == AQ_OK) {
+            aq_layer_result_dequant(r, w);
+            aq_linear_override ov = {w, r->bias, r->a_bits < 16 ? r->a_bits : 0, r->a_scale, r->a_zero};
+            st = aq_sens_layer_kl(x->sens_part, L->block, (aq_linear)L->which, &ov, &mine[0], err);
+        }
+        free(w);
+        mine[1] = (double)aq_sens_predicted(x->sens_part);
+    }
+    int bad = st != AQ_OK, any = 0; /* all fail together, before the gather (all may be NULL on one) */
+    if (MPI_Allreduce(&bad, &any, 1, MPI_INT, MPI_MAX, sub) != MPI_SUCCESS) any = 1;
+    if (any && st == AQ_OK) st = aq_fail(err, AQ_ERR_INTERNAL, "%s: the KL measurement failed on another group member", L->name);
+    if (st == AQ_OK && MPI_Allgather(mine, 2, MPI_DOUBLE, all, 2, MPI_DOUBLE, sub) != MPI_SUCCESS)
+        st = aq_fail(err, AQ_ERR_MPI, "%s: gathering the KL partial sums failed", L->name);
+    double sum = 0, pred = 0;
+    for (int j = 0; st == AQ_OK && j < q; j++) {
+        sum += all[2 * j] * all[2 * j + 1];
+        pred += all[2 * j + 1];
+    }
+    free(all);
+    *kl = pred > 0 ? sum / pred : 0.0;
+    return st;
+}
+
+/* The cooperative phase's finish (coop_sched.h), collective over the group:
+ * the network KL split over its members; the layer or block loss (cheap: no
+ * forward past the block) and the result file on its first member. */
+static aq_status coop_finish(void *vctx, MPI_Comm sub, const aq_dist_task *task, aq_layer_result *r,
+                             aq_layer_result *r2, const char *path, double t_start, aq_error *err)
+{
+    cal_ctx *x = vctx;
+    int me;
+    MPI_Comm_rank(sub, &me);
+    if (x->kl.n == 0 || x->c->sens_loss > 0) return me == 0 ? finish_task(x, task, r, r2, path, NULL, t_start, err) : AQ_OK;
+    const aq_pipe_layer *L = &x->p->layers[task->layer_index];
+    double kl = 0, kl2 = 0;
+    aq_status st = coop_kl(x, sub, L, r, &kl, err);
+    if (st == AQ_OK && r2) st = coop_kl(x, sub, L, r2, &kl2, err);
+    if (st == AQ_OK && r2 && kl2 < kl) {
+        aq_layer_result tmp = *r;
+        *r = *r2, *r2 = tmp, kl = kl2;
+    }
+    r->seconds = aq_progress_now() - t_start; /* finish_task's row seconds */
+    if (st == AQ_OK && me == 0) st = aq_pipe_write_task_result(path, task, r, kl, 1, err);
+    return st;
 }
 
 static aq_status run_task(void *vctx, const aq_dist_task *task, size_t index, const char *path, aq_dist_worker *w,
@@ -332,6 +403,9 @@ aq_status aq_pipe_calibrate(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_p
         st = aq_coop_sched_run(comm, c, p, x.m, &x.stats_fp, tasks, resume, &cs, coop_finish, &x, run_task, &x,
                                rank == 0 ? stderr : NULL, err);
     if (t && cs.n_coop) t->coop += aq_progress_now() - t_coop;
+    aq_sens_free(x.sens_part); /* the cooperative share of the KL windows: done */
+    x.sens_part = NULL;
+    x.part_empty = 0;
     if (st == AQ_OK && !(x.cpu = calloc(n ? n : 1, sizeof *x.cpu))) st = aq_fail_nomem(err, "task CPU seconds", n * 8);
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = run_rest(comm, c, tasks, n, &cs, run_task, &x, resume, table, &ds, err);
