@@ -437,12 +437,17 @@ static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq
     /* block b is captured once: each rank runs it on its windows from the
      * kept residuals; the owner of b, rank b mod P, merges and writes */
     int L = st == AQ_OK ? aq_model_config(m)->n_layers : 0;
+    /* the capture stops at the last block and runs from the residual stream
+     * after block 0: the F32 classifier is never read, nor the embedding past
+     * block 0 (V x D floats each: 250 MiB apiece for a 32000 x 2048 model) */
+    if (st == AQ_OK) aq_model_drop_vocab(m, k > 0 || s.lo == s.hi);
     capture_malloc_policy(1);
     double t0 = aq_progress_now(), c0 = (double)clock() / CLOCKS_PER_SEC, tl = t0;
     double ph[4] = {0}; /* rank 0's wall seconds: forward, wait (writer, other ranks), merge, checkpoint */
     for (int b = k; st == AQ_OK && b < L; b++) {
         o.block_first = o.block_last = b;
         st = run_block(c, m, tokens, &o, &s, err);
+        if (b == 0) aq_model_drop_vocab(m, 1);
         lap(&tl, &ph[0]);
         /* block b-1's files were written during this forward: durable on
          * every rank once agreed, before block b's merge */
