@@ -59,7 +59,9 @@ static double stat(double d, double rows, int seq_mode)
 
 static double capture_bytes(const geo *g, const aq_pipe_cfg *c, int P)
 {
-    double T = c->seq_len, C = c->chunk_windows, R = c->sample_rows, nc = C * T, k = c->sequential ? 2 : 1;
+    /* rows are sampled only for a menu that quantizes activations */
+    double T = c->seq_len, C = c->chunk_windows, R = aq_pipe_menu_quantizes_acts(c) ? c->sample_rows : 0;
+    double nc = C * T, k = c->sequential ? 2 : 1;
     double chunks = ceil((double)c->windows / C), mine = ceil(chunks / P);
     double dims[4] = {g->D, g->D, g->Q, g->H}, blk = 0, half = 0, slop = 0;
     for (int i = 0; i < 4; i++) {
@@ -69,9 +71,11 @@ static double capture_bytes(const geo *g, const aq_pipe_cfg *c, int P)
     }
     double lo = blk - half, rows = fmin(mine * C, c->windows) * T; /* this rank's share of the tokens */
     double dm = g->dmax + 1, img = stat(g->dmax, R, c->sequential) - k * 4 * dm * dm;
-    /* the capture command drops the classifier at once, the embedding after
-     * block 0 (the sequential pass keeps both) */
-    double cls = c->sequential ? 0 : g->wr - 4 * (g->V * g->D + g->D + g->seq * g->hs);
+    /* the capture command drops the classifier at once and the embedding
+     * after block 0, before the first file image exists (the sequential pass
+     * keeps both) */
+    double emb = 4 * g->V * g->D, rest = c->sequential ? g->wr + img : 4 * (g->D + g->seq * g->hs) +
+                                                                           fmax(emb, img);
     /* the lazy model: the rest and the block being captured, with one
      * tensor's mapped source in flight (2 bytes/weight); this rank's residual
      * stream at the block boundary (two in sequential mode: FP and quantized
@@ -82,8 +86,8 @@ static double capture_bytes(const geo *g, const aq_pipe_cfg *c, int P)
      * and hands it back), one packed partial in flight (P > 1: sent or
      * received); the statistics file being written (its image: the largest
      * point's packed statistics); the calibration tokens. Independent of L. */
-    return g->wr - cls + g->wb + 2 * g->H * g->D + 4 * rows * g->D * k + scratch(g, nc, T, C) + 2 * 8 * nc * g->dmax +
-           lo * (mine + 1 + (P > 1)) + slop * mine + img + 4.0 * c->windows * T;
+    return rest + g->wb + 2 * g->H * g->D + 4 * rows * g->D * k + scratch(g, nc, T, C) + k * 8 * nc * g->dmax +
+           lo * (mine + 1 + (P > 1)) + slop * mine + 4.0 * c->windows * T;
 }
 
 static double kl_bytes(const geo *g, const aq_pipe_cfg *c)
