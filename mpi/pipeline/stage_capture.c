@@ -18,12 +18,19 @@
  * (stage_stats.h: CRC32, fingerprint, atomic, the Gram's lower triangle).
  *
  * The capture command writes in the background (cap_writer): the owner hands
- * the merged total of block b to a writer thread and merges block b+1 into a
- * second total, while the thread writes and fsyncs b's files during block
- * b+1's forward. Every rank joins its writer after that forward, before the
- * merge of b+1, so at most one block's files are in flight: a block is
- * finished once its files are durable, and the two residual generations of
- * stage_capture_resid.c still hold the input of the first unfinished block. */
+ * the merged total of block b to a writer thread, which writes and fsyncs b's
+ * files during block b+1's forward. Every rank joins its writer after that
+ * forward, before the merge of b+1, so at most one block's files are in
+ * flight and the joined writer's total is the next merge target (one total
+ * per rank): a block is finished once its files are durable, and the two
+ * residual generations of stage_capture_resid.c still hold the input of the
+ * first unfinished block.
+ *
+ * Memory (docs/MEMORY.md): a chunk's partial keeps its Grams' lower
+ * triangles only (never mirrored: their upper halves are never written), the
+ * total stores them packed, as the files do, and a remote partial is added
+ * from the received bytes; the capture frees the model's classifier at once
+ * and its embedding after block 0. */
 #include <errno.h>
 #ifdef __GLIBC__
 #include <malloc.h>

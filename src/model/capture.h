@@ -141,8 +141,8 @@ aq_status aq_capture_advance(aq_model *m, const int *tokens, int n_windows, int 
 aq_status aq_capture_merge(aq_capture *dst, const aq_capture *src, aq_error *err);
 /* dst += the partial serialised in buf (aq_capture_pack), added from the
  * bytes themselves: the same sums as unpacking it and merging, without a
- * second capture object. Errors as aq_capture_unpack (dst is then partly
- * merged: reset it before reuse). */
+ * second capture object. Errors as aq_capture_unpack; every point is checked
+ * before any is added, so dst is then unchanged. */
 aq_status aq_capture_merge_bytes(aq_capture *dst, const void *buf, size_t len, aq_error *err);
 /* Copy the lower triangles of the symmetric Grams (A, C) to the upper ones
  * (nothing to do for a packed capture). */
