@@ -6,6 +6,10 @@
 # P = 1 and P = 2 against one FP evaluation forward over the same number of
 # tokens (bench_capture, measured in the same run, same BLIS kernel).
 # Targets: capture(P=1) <= 2.5 x forward; capture(P=1) / capture(P=2) >= 1.8.
+# Measured 2026-12-08 at load 20-28 (walls meaningless; rank 0 CPU seconds),
+# before -> after the half-size Grams / one packed total / adds from the bytes:
+#   P=1 20.18 -> 16.92 s (3.12 -> 2.71 x the forward's CPU), P=2 12.46 -> 9.67 s,
+#   P=1/P=2 CPU 1.62 -> 1.75; rank 0's merge wall P=2 50.3 -> 12.0 s, P=1 9.1 -> 2.6 s.
 # usage: bench/capture_bench.sh BUILD_DIR [SHARED_DIR] [SCRATCH_DIR]
 set -u
 B=${1:?usage: capture_bench.sh BUILD_DIR [SHARED_DIR] [SCRATCH_DIR]}

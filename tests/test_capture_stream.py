@@ -20,6 +20,10 @@ the row samples are captured too):
            rank 0 has gone on to block 3: blocks 0..1 whole, one file of block 2,
            nothing of block 3; --resume at P = 1 resumes at block 2 (the first
            unfinished one) and ends identical to ref
+  abort    P = 2, rank 1's writer hook in its default abort mode
+           (AQ_FAIL_AT=capture_write:3:1): the writer thread records it and stops
+           after one file of block 3, the main thread aborts the job
+           (MPI_Abort is not called off the main thread: MPI_THREAD_FUNNELED)
 
 usage: test_capture_stream.py DIR   (environment as test_pipeline.py; exit 77 without assets)
 """
@@ -107,6 +111,13 @@ def main(argv):
     check(p.returncode == 0 and "resuming at block 2 (blocks 0..1 captured)" in p.stderr,
           "--resume after a kill in the middle of block 2's files resumes at block 2 " + p.stderr[-300:])
     same_stats(ref, work, "killed while writing, resumed at P = 1")
+    p = capture(work, 2, fail_at="capture_write:3:1")
+    stats = sorted(os.listdir(os.path.join(work, "stats")))
+    check(p.returncode != 0 and "rank 1 failed in capture_write at block 3 (1 of 4 files written)" in p.stderr,
+          "aborted by rank 1's writer hook, from its main thread: non-zero exit naming the rank and block " +
+          p.stderr[-300:])
+    check(len(stats) == 13 and sum(f[0] == "3" for f in stats) == 1 and not any(f[0] == "4" for f in stats),
+          f"the writer stopped after one file of block 3: {stats}")
     return finish("capture_stream")
 
 

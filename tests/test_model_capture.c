@@ -199,6 +199,83 @@ static void test_parallel(aq_model *m, const int *tok)
     aq_capture_free(c3);
 }
 
+/* pk (packed Grams) holds bitwise the lower triangles of ref's (whole, mirrored)
+ * and the same ranges, rows and samples. */
+static int same_packed(const aq_capture *pk, const aq_capture *ref)
+{
+    int ok = aq_capture_count(pk) == aq_capture_count(ref);
+    for (int i = 0; ok && i < aq_capture_count(pk); i++) {
+        const aq_capstat *x = aq_capture_stat(pk, i), *y = aq_capture_stat(ref, i);
+        size_t e = (size_t)y->d + 1;
+        ok &= x->packed && !y->packed;
+        for (size_t r = 0; ok && r < e; r++)
+            ok &= !memcmp(x->gram + r * (r + 1) / 2, y->gram + r * e, (r + 1) * sizeof(double));
+        ok &= x->n_rows == y->n_rows && x->n_sample == y->n_sample;
+        ok &= !memcmp(x->sample, y->sample, (size_t)x->n_sample * x->d * 4);
+        ok &= !memcmp(x->sample_pos, y->sample_pos, (size_t)x->n_sample * 4);
+        ok &= !memcmp(x->xmin, y->xmin, (size_t)x->d * 4) && !memcmp(x->xmax, y->xmax, (size_t)x->d * 4);
+    }
+    return ok;
+}
+
+/* The streaming capture's storage: partials that keep their Grams' lower
+ * triangles only (the upper halves never written) and a packed total fed from
+ * one partial object and one partial's bytes give bitwise the lower triangles
+ * of the whole-storage merge (itself checked against long double above); a
+ * truncated message changes nothing. */
+static void test_packed(aq_model *m, const int *tok)
+{
+    aq_error err = {0};
+    aq_capture_opts o;
+    aq_capture_opts_default(&o);
+    o.sample_rows = 40;
+    o.batch_windows = 2;
+    aq_capture *a1 = NULL, *a2 = NULL, *l1 = NULL, *l2 = NULL, *tot = NULL;
+    CHECK_OK(aq_capture_new(m, &o, &a1, &err), &err);
+    CHECK_OK(aq_capture_new(m, &o, &a2, &err), &err);
+    o.lower_only = 1;
+    CHECK_OK(aq_capture_new(m, &o, &l1, &err), &err);
+    CHECK_OK(aq_capture_new(m, &o, &l2, &err), &err);
+    o.packed = 1;
+    CHECK(aq_capture_new(m, &o, &tot, &err) == AQ_ERR_ARG); /* not both */
+    o.lower_only = 0;
+    CHECK_OK(aq_capture_new(m, &o, &tot, &err), &err);
+    if (!a1 || !a2 || !l1 || !l2 || !tot) goto out;
+    CHECK(aq_capture_run(tot, m, tok, 0, 2, T, &err) == AQ_ERR_ARG); /* a merge target only */
+    CHECK_OK(aq_capture_run(a1, m, tok, 0, 2, T, &err), &err);
+    CHECK_OK(aq_capture_run(a2, m, tok + 2 * T, 2, 4, T, &err), &err);
+    CHECK_OK(aq_capture_run(l1, m, tok, 0, 2, T, &err), &err);
+    CHECK_OK(aq_capture_run(l2, m, tok + 2 * T, 2, 4, T, &err), &err);
+    int upper_zero = 1;
+    for (int i = 0; i < aq_capture_count(l1); i++) {
+        const aq_capstat *p = aq_capture_stat(l1, i);
+        size_t e = (size_t)p->d + 1;
+        for (size_t a = 0; a < e; a++)
+            for (size_t b = a + 1; b < e; b++) upper_zero &= p->gram[a * e + b] == 0.0;
+    }
+    CHECK_MSG(upper_zero, "a lower_only partial wrote its Gram's upper triangle");
+    CHECK_OK(aq_capture_merge(a1, a2, &err), &err);
+    aq_capture_mirror(a1);
+    void *buf = NULL;
+    size_t len = 0;
+    CHECK_OK(aq_capture_pack(l2, &buf, &len, &err), &err);
+    CHECK_OK(aq_capture_merge(tot, l1, &err), &err);
+    double g0 = aq_capture_stat(tot, 0)->gram[0];
+    uint64_t r0 = aq_capture_stat(tot, 0)->n_rows;
+    CHECK(aq_capture_merge_bytes(tot, buf, len - 1, &err) == AQ_ERR_FORMAT);
+    CHECK_MSG(aq_capture_stat(tot, 0)->gram[0] == g0 && aq_capture_stat(tot, 0)->n_rows == r0,
+              "a truncated message changed the total");
+    CHECK_OK(aq_capture_merge_bytes(tot, buf, len, &err), &err);
+    CHECK_MSG(same_packed(tot, a1), "packed total differs from the whole-storage merge");
+    free(buf);
+out:
+    aq_capture_free(a1);
+    aq_capture_free(a2);
+    aq_capture_free(l1);
+    aq_capture_free(l2);
+    aq_capture_free(tot);
+}
+
 /* Exactly the same statistics (bitwise Grams: same rows, same batches, same
  * summation order), cross statistics included when present. */
 static int same_point(const aq_capstat *x, const aq_capstat *y)
@@ -416,6 +493,7 @@ int main(void)
         tok[i] = i % T == 0 ? 1 : aq_test_irand(&seed, 512);
     test_parallel(m, tok);
     test_streaming(m, tok);
+    test_packed(m, tok);
     test_sample_bytes(m);
     test_sequential(m, tok); /* leaves block 0 quantized */
     test_streaming_cross(m, tok);

@@ -59,24 +59,35 @@ static double stat(double d, double rows, int seq_mode)
 
 static double capture_bytes(const geo *g, const aq_pipe_cfg *c, int P)
 {
-    double T = c->seq_len, C = c->chunk_windows, R = c->sample_rows, nc = C * T;
+    /* rows are sampled only for a menu that quantizes activations */
+    double T = c->seq_len, C = c->chunk_windows, R = aq_pipe_menu_quantizes_acts(c) ? c->sample_rows : 0;
+    double nc = C * T, k = c->sequential ? 2 : 1;
     double chunks = ceil((double)c->windows / C), mine = ceil(chunks / P);
-    double blk = 2 * stat(g->D, R, c->sequential) + stat(g->Q, R, c->sequential) + stat(g->H, R, c->sequential);
-    double rows = fmin(mine * C, c->windows) * T; /* this rank's share of the tokens */
+    double dims[4] = {g->D, g->D, g->Q, g->H}, blk = 0, half = 0, slop = 0;
+    for (int i = 0; i < 4; i++) {
+        blk += stat(dims[i], R, c->sequential);
+        half += k * 4 * (dims[i] + 1) * (dims[i] + 1); /* the upper halves of its symmetric Grams */
+        slop += k * 4096 * (dims[i] + 1);              /* a partly written page per Gram row */
+    }
+    double lo = blk - half, rows = fmin(mine * C, c->windows) * T; /* this rank's share of the tokens */
+    double dm = g->dmax + 1, img = stat(g->dmax, R, c->sequential) - k * 4 * dm * dm;
+    /* the capture command drops the classifier at once and the embedding
+     * after block 0, before the first file image exists (the sequential pass
+     * keeps both) */
+    double emb = 4 * g->V * g->D, rest = c->sequential ? g->wr + img : 4 * (g->D + g->seq * g->hs) +
+                                                                           fmax(emb, img);
     /* the lazy model: the rest and the block being captured, with one
      * tensor's mapped source in flight (2 bytes/weight); this rank's residual
      * stream at the block boundary (two in sequential mode: FP and quantized
      * upstream); one chunk's forward and its float64 row copies; the block's
-     * statistics: one partial per chunk of this rank, the merge's total,
-     * its unpacking scratch (P > 1: other ranks' chunks), one packed partial
-     * in flight, and (the capture command's background writer, not the
-     * sequential pass) the previous block's total being written; the
-     * statistics file being written (its image and the zlib output: two
-     * copies of the largest point's statistics); the calibration tokens.
-     * Independent of L. */
-    double totals = 2 + (P > 1) + !c->sequential;
-    return g->wr + g->wb + 2 * g->H * g->D + 4 * rows * g->D * (c->sequential ? 2 : 1) + scratch(g, nc, T, C) +
-           2 * 8 * nc * g->dmax + blk * (totals + mine) + 2 * stat(g->dmax, R, c->sequential) + 4.0 * c->windows * T;
+     * statistics, each symmetric Gram at half size: one partial per chunk of
+     * this rank (lower triangles in whole storage, the upper halves never
+     * touched), the merge's packed total (the background writer writes it
+     * and hands it back), one packed partial in flight (P > 1: sent or
+     * received); the statistics file being written (its image: the largest
+     * point's packed statistics); the calibration tokens. Independent of L. */
+    return rest + g->wb + 2 * g->H * g->D + 4 * rows * g->D * k + scratch(g, nc, T, C) + k * 8 * nc * g->dmax +
+           lo * (mine + 1 + (P > 1)) + slop * mine + 4.0 * c->windows * T;
 }
 
 static double kl_bytes(const geo *g, const aq_pipe_cfg *c)

@@ -18,12 +18,19 @@
  * (stage_stats.h: CRC32, fingerprint, atomic, the Gram's lower triangle).
  *
  * The capture command writes in the background (cap_writer): the owner hands
- * the merged total of block b to a writer thread and merges block b+1 into a
- * second total, while the thread writes and fsyncs b's files during block
- * b+1's forward. Every rank joins its writer after that forward, before the
- * merge of b+1, so at most one block's files are in flight: a block is
- * finished once its files are durable, and the two residual generations of
- * stage_capture_resid.c still hold the input of the first unfinished block. */
+ * the merged total of block b to a writer thread, which writes and fsyncs b's
+ * files during block b+1's forward. Every rank joins its writer after that
+ * forward, before the merge of b+1, so at most one block's files are in
+ * flight and the joined writer's total is the next merge target (one total
+ * per rank): a block is finished once its files are durable, and the two
+ * residual generations of stage_capture_resid.c still hold the input of the
+ * first unfinished block.
+ *
+ * Memory (docs/MEMORY.md): a chunk's partial keeps its Grams' lower
+ * triangles only (never mirrored: their upper halves are never written), the
+ * total stores them packed, as the files do, and a remote partial is added
+ * from the received bytes; the capture frees the model's classifier at once
+ * and its embedding after block 0. */
 #include <errno.h>
 #ifdef __GLIBC__
 #include <malloc.h>
@@ -59,12 +66,13 @@ static aq_status cap_pack(void *vctx, size_t chunk, void **buf, size_t *len, aq_
     return aq_capture_pack(x->s->part[chunk], buf, len, err);
 }
 
+/* The owner's total (packed lower triangles) += chunk's partial: its own
+ * object, or the received bytes, added as they are (no unpacking copy). */
 static aq_status cap_merge(void *vctx, size_t chunk, const void *buf, size_t len, aq_error *err)
 {
     cap_ctx *x = vctx;
     if (len == 0 && x->s->part[chunk]) return aq_capture_merge(x->s->total, x->s->part[chunk], err);
-    AQ_TRY(aq_capture_unpack(x->s->scratch, buf, len, err));
-    return aq_capture_merge(x->s->total, x->s->scratch, err);
+    return aq_capture_merge_bytes(x->s->total, buf, len, err);
 }
 
 int aq_pipe_chunk(const aq_pipe_cfg *c, size_t ch, int *w0)
@@ -73,11 +81,17 @@ int aq_pipe_chunk(const aq_pipe_cfg *c, size_t ch, int *w0)
     return c->windows - *w0 < c->chunk_windows ? c->windows - *w0 : c->chunk_windows;
 }
 
-/* *c made (first block) or moved to the block of o, zeroed. */
-static aq_status ready(aq_capture **c, aq_model *m, const aq_capture_opts *o, aq_error *err)
+/* *c made (first block) or moved to the block of o, zeroed: a chunk's
+ * partial (packed 0) keeps its Grams' lower triangles only, the merged total
+ * (packed 1) stores them packed: one block's Grams take one whole-storage
+ * copy per own chunk, half of one per total (docs/MEMORY.md). */
+static aq_status ready(aq_capture **c, aq_model *m, const aq_capture_opts *o, int packed, aq_error *err)
 {
-    if (!*c) return aq_capture_new(m, o, c, err);
-    return aq_capture_set_block(*c, o->cross_block >= 0 ? o->cross_block : o->block_first, err);
+    if (*c) return aq_capture_set_block(*c, o->cross_block >= 0 ? o->cross_block : o->block_first, err);
+    aq_capture_opts k = *o;
+    k.packed = packed;
+    k.lower_only = !packed;
+    return aq_capture_new(m, &k, c, err);
 }
 
 /* Run the block on this rank's chunks from the residual stream, one partial
@@ -89,40 +103,52 @@ static aq_status run_chunks(aq_model *m, const aq_pipe_cfg *c, const int *tokens
     for (size_t ch = s->lo; ch < s->hi; ch++) {
         int w0, nw = aq_pipe_chunk(c, ch, &w0);
         size_t r0 = (size_t)(w0 - s->w0) * c->seq_len * D;
-        AQ_TRY(ready(&s->part[ch], m, o, err));
+        AQ_TRY(ready(&s->part[ch], m, o, 0, err));
         AQ_TRY(aq_capture_run_block(s->part[ch], m, tokens + (size_t)w0 * c->seq_len, w0, nw, c->seq_len,
                                     s->x + r0, s->xq ? s->xq + r0 : NULL, err));
     }
     return AQ_OK;
 }
 
-/* Write the block's files. The merge added only the Grams' lower triangles
- * (aq_capture_merge): their upper halves are copied here first, in the
- * background writer's thread when there is one, off the merge's path.
- * hook_rank >= 0 (the background writer): the AQ_FAIL_AT test hook
- * capture_write:<block>:<rank> fires once the first file is written, so a test
- * can kill a capture in the middle of a block's files. */
-static aq_status write_stats(const aq_pipe_cfg *c, const char *sub, aq_capture *cap, const aq_fingerprint *fp,
-                             int hook_rank, aq_error *err)
+/* The AQ_FAIL_AT test hook capture_write:<block>:<rank>, checked in the
+ * background writer once the first file of a block is written, so a test can
+ * end a capture in the middle of a block's files. The kill and exit modes end
+ * the process from the writer thread; the abort mode (MPI_Abort) must come
+ * from the main thread (MPI_THREAD_FUNNELED), so the writer only records the
+ * hit (*hit = 1: it stops writing) and writer_join fires the hook there. */
+static aq_status write_hook(int block, int rank, const char *what, int *hit, aq_error *err)
 {
-    aq_capture_mirror(cap);
+    aq_dist_failspec f;
+    AQ_TRY(aq_dist_parse_fail_at(getenv("AQ_FAIL_AT"), &f, err));
+    if (strcmp(f.phase, "capture_write") || f.unit != block || f.rank != rank) return AQ_OK;
+    if (f.mode != AQ_FAIL_ABORT) return aq_dist_failpoint("capture_write", block, rank, what, err);
+    *hit = 1;
+    return aq_fail(err, AQ_ERR_ARG, "injected failure (AQ_FAIL_AT) in the statistics writer");
+}
+
+/* Write the block's files from the merged total (packed Grams: written as
+ * they are). hit != NULL (the background writer): the test hook above. */
+static aq_status write_stats(const aq_pipe_cfg *c, const char *sub, aq_capture *cap, const aq_fingerprint *fp,
+                             int hook_rank, int *hit, aq_error *err)
+{
     char dir[AQ_PIPE_PATH];
     aq_pipe_path(c->work, sub, dir);
     AQ_TRY(aq_mkdir_once(dir, "statistics directory", err));
     for (int i = 0; i < aq_capture_count(cap); i++) {
         const aq_capstat *st = aq_capture_stat(cap, i);
         AQ_TRY(aq_stats_write(c->work, sub, st, fp, err));
-        if (i == 0 && hook_rank >= 0) {
+        if (i == 0 && hit) {
             char what[64];
             snprintf(what, sizeof what, "block %d (1 of %d files written)", st->block, aq_capture_count(cap));
-            AQ_TRY(aq_dist_failpoint("capture_write", st->block, hook_rank, what, err));
+            AQ_TRY(write_hook(st->block, hook_rank, what, hit, err));
         }
     }
     return AQ_OK;
 }
 
-/* The background writer of one rank: the total it writes (kept for reuse as
- * the next merge target once joined), its thread and the outcome. */
+/* The background writer of one rank: the merged total it writes (handed
+ * back as the next merge target once joined: one total per rank), its thread
+ * and the outcome. */
 struct aq_cap_writer {
     const aq_pipe_cfg *c;
     aq_fingerprint fp;
@@ -130,6 +156,7 @@ struct aq_cap_writer {
     aq_capture *job;
     pthread_t th;
     int running;
+    int hook_hit; /* the abort-mode test hook fired in the thread (write_hook) */
     aq_status st;
     aq_error e;
 };
@@ -137,18 +164,24 @@ struct aq_cap_writer {
 static void *writer_main(void *arg)
 {
     aq_cap_writer *w = arg;
-    w->st = write_stats(w->c, "stats", w->job, &w->fp, w->rank, &w->e);
+    w->st = write_stats(w->c, "stats", w->job, &w->fp, w->rank, &w->hook_hit, &w->e);
     return NULL;
 }
 
-/* Wait for the block being written (if any); its outcome, or st if that
- * failed first. */
+/* Main thread: wait for the block being written (if any); its outcome, or
+ * st if that failed first. The writer's recorded test hook fires here. */
 static aq_status writer_join(aq_pipe_stream *s, aq_status st, aq_error *err)
 {
     aq_cap_writer *w = s->writer;
     if (!w || !w->running) return st;
     pthread_join(w->th, NULL);
     w->running = 0;
+    if (w->hook_hit) {
+        const aq_capstat *p = aq_capture_stat(w->job, 0);
+        char what[64];
+        snprintf(what, sizeof what, "block %d (1 of %d files written)", p->block, aq_capture_count(w->job));
+        aq_dist_failpoint("capture_write", p->block, w->rank, what, err); /* does not return */
+    }
     if (st == AQ_OK && w->st != AQ_OK) {
         *err = w->e;
         st = w->st;
@@ -156,21 +189,33 @@ static aq_status writer_join(aq_pipe_stream *s, aq_status st, aq_error *err)
     return st;
 }
 
-/* Hand the merged total to the writer (joined before), keeping its previous
- * job as the next merge target; written in place if no thread starts. */
+/* Hand the merged total to the writer (joined before): the thread writes it
+ * during the next block's forward, and the owner of a later block takes it
+ * back (writer_take) once joined. Written in place if no thread starts. */
 static aq_status writer_start(aq_pipe_stream *s, aq_error *err)
 {
     aq_cap_writer *w = s->writer;
-    aq_capture *done = w->job;
     w->job = s->total;
-    s->total = done;
+    s->total = NULL;
     w->e = (aq_error){0};
     w->st = AQ_OK;
+    w->hook_hit = 0;
     if (pthread_create(&w->th, NULL, writer_main, w) == 0) {
         w->running = 1;
         return AQ_OK;
     }
-    return write_stats(w->c, "stats", w->job, &w->fp, -1, err);
+    s->total = w->job;
+    w->job = NULL;
+    return write_stats(w->c, "stats", s->total, &w->fp, -1, NULL, err);
+}
+
+/* The total back from a joined writer, for the next merge. */
+static void writer_take(aq_pipe_stream *s)
+{
+    aq_cap_writer *w = s->writer;
+    if (s->total || !w || w->running || !w->job) return;
+    s->total = w->job;
+    w->job = NULL;
 }
 
 aq_status aq_pipe_load_calib(const aq_pipe_cfg *c, aq_model **m, int **tokens, aq_error *err)
@@ -235,7 +280,6 @@ void aq_pipe_stream_close(aq_pipe_stream *s)
     for (size_t ch = 0; ch < s->n_chunks && s->part; ch++) aq_capture_free(s->part[ch]);
     free(s->part);
     aq_capture_free(s->total);
-    aq_capture_free(s->scratch);
     free(s->owner);
     free(s->x);
     free(s->xq);
@@ -249,6 +293,7 @@ static aq_status run_block(const aq_pipe_cfg *c, aq_model *m, const int *tokens,
     /* held across the chunks, so a lazy model converts the block once, not
      * once per chunk (aq_capture_run_block's own acquire nests) */
     int blk = o->cross_block >= 0 ? o->cross_block : o->block_first;
+    if (s->lo == s->hi) return AQ_OK; /* no windows here (fewer chunks than ranks): the block is not needed */
     AQ_TRY(aq_model_block_acquire(m, blk, err));
     aq_status st = run_chunks(m, c, tokens, s, o, err);
     aq_model_block_release(m, blk);
@@ -265,15 +310,14 @@ static aq_status merge_block(MPI_Comm comm, const aq_pipe_cfg *c, aq_model *m, c
     MPI_Comm_rank(comm, &rank);
     cap_ctx x = {s, rank == owner_rank};
     aq_status st = AQ_OK;
-    int remote = 0; /* the unpacking scratch only for other ranks' chunks (none at P = 1) */
-    for (size_t ch = 0; ch < s->n_chunks; ch++) remote |= s->owner[ch] != rank;
     if (x.owner) {
-        st = ready(&s->total, m, o, err);
-        if (st == AQ_OK && remote) st = ready(&s->scratch, m, o, err);
+        writer_take(s);
+        st = ready(&s->total, m, o, 1, err);
     }
     st = aq_pipe_agree(comm, st, err);
     if (st == AQ_OK) st = aq_dist_merge_chunks(comm, owner_rank, s->n_chunks, s->owner, cap_pack, cap_merge, &x, 0, err);
-    if (st == AQ_OK && x.owner) st = s->writer ? writer_start(s, err) : write_stats(c, sub, s->total, fp, -1, err);
+    if (st == AQ_OK && x.owner)
+        st = s->writer ? writer_start(s, err) : write_stats(c, sub, s->total, fp, -1, NULL, err);
     return aq_pipe_agree(comm, st, err);
 }
 
@@ -400,12 +444,17 @@ static aq_status capture_all(MPI_Comm comm, const aq_pipe_cfg *c, int resume, aq
     /* block b is captured once: each rank runs it on its windows from the
      * kept residuals; the owner of b, rank b mod P, merges and writes */
     int L = st == AQ_OK ? aq_model_config(m)->n_layers : 0;
+    /* the capture stops at the last block and runs from the residual stream
+     * after block 0: the F32 classifier is never read, nor the embedding past
+     * block 0 (V x D floats each: 250 MiB apiece for a 32000 x 2048 model) */
+    if (st == AQ_OK) aq_model_drop_vocab(m, k > 0 || s.lo == s.hi);
     capture_malloc_policy(1);
     double t0 = aq_progress_now(), c0 = (double)clock() / CLOCKS_PER_SEC, tl = t0;
     double ph[4] = {0}; /* rank 0's wall seconds: forward, wait (writer, other ranks), merge, checkpoint */
     for (int b = k; st == AQ_OK && b < L; b++) {
         o.block_first = o.block_last = b;
         st = run_block(c, m, tokens, &o, &s, err);
+        if (b == 0) aq_model_drop_vocab(m, 1);
         lap(&tl, &ph[0]);
         /* block b-1's files were written during this forward: durable on
          * every rank once agreed, before block b's merge */

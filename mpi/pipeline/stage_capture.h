@@ -23,12 +23,15 @@ typedef struct aq_pipe_stream {
     float *x;  /* [rows, dim] FP residual at the input of the next block */
     float *xq; /* sequential mode: the quantized upstream's, else NULL */
     /* capture objects kept from block to block (aq_capture_set_block), so their
-     * large arrays are allocated once: one per own chunk, and the merged total
-     * plus an unpacking scratch once this rank has owned a block */
+     * large arrays are allocated once: one per own chunk (Grams' lower
+     * triangles in whole storage), and the merged total (packed Grams) once
+     * this rank has owned a block; other ranks' partials are added from their
+     * bytes (aq_capture_merge_bytes) */
     aq_capture **part; /* [n_chunks], NULL for other ranks' chunks */
-    aq_capture *total, *scratch;
+    aq_capture *total; /* NULL while the background writer holds it */
     /* the capture command's background statistics writer (stage_capture.c;
-     * it holds a second total), NULL when the files are written in place */
+     * it writes the total during the next block's forward and hands it
+     * back), NULL when the files are written in place */
     aq_cap_writer *writer;
 } aq_pipe_stream;
 

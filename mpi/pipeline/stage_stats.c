@@ -53,17 +53,22 @@ aq_status aq_stats_write(const char *work, const char *sub, const aq_capstat *s,
     aq_stats_path(work, sub, s->block, (int)s->point, path);
     key_of(s->block, (int)s->point, key, sizeof key);
     int64_t d = s->d, d1 = d + 1, ns = s->n_sample, nrows = (int64_t)s->n_rows, tri = d1 * (d1 + 1) / 2;
+    /* a packed capture (the streaming capture's merged total) is written as
+     * it is; a whole one is packed here */
     double *g = NULL, *gq = NULL;
-    AQ_TRY(pack_lower(path, "gram", s->gram, (size_t)d1, &g, err));
-    if (s->cross) {
-        aq_status st = pack_lower(path, "gram_q", s->gram_q, (size_t)d1, &gq, err);
-        if (st != AQ_OK) {
-            free(g);
-            return st;
+    if (!s->packed) {
+        AQ_TRY(pack_lower(path, "gram", s->gram, (size_t)d1, &g, err));
+        if (s->cross) {
+            aq_status st = pack_lower(path, "gram_q", s->gram_q, (size_t)d1, &gq, err);
+            if (st != AQ_OK) {
+                free(g);
+                return st;
+            }
         }
     }
+    const double *gl = s->packed ? s->gram : g, *gql = s->packed ? s->gram_q : gq;
     aq_tensor_view t[10] = {
-        {"gram_lower", AQ_F64, 1, {tri}, g, (size_t)tri * 8},
+        {"gram_lower", AQ_F64, 1, {tri}, gl, (size_t)tri * 8},
         {"xmin", AQ_F32, 1, {d}, s->xmin, (size_t)d * 4},
         {"xmax", AQ_F32, 1, {d}, s->xmax, (size_t)d * 4},
         {"sample", AQ_F32, 2, {ns, d}, s->sample, (size_t)(ns * d) * 4},
@@ -71,7 +76,7 @@ aq_status aq_stats_write(const char *work, const char *sub, const aq_capstat *s,
         {"sample_pos", AQ_U32, 1, {ns}, s->sample_pos, (size_t)ns * 4},
         {"n_rows", AQ_I64, 1, {1}, &nrows, 8},
         {"cross", AQ_F64, 2, {d1, d1}, s->cross, (size_t)(d1 * d1) * 8},
-        {"gram_q_lower", AQ_F64, 1, {tri}, gq, (size_t)tri * 8},
+        {"gram_q_lower", AQ_F64, 1, {tri}, gql, (size_t)tri * 8},
         {"sample_q", AQ_F32, 2, {ns, d}, s->sample_q, (size_t)(ns * d) * 4},
     };
     aq_result_desc desc = {.layer = key, .option = "capture", .fp = *fp, .n_tensors = s->cross ? 10 : 7,

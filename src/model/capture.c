@@ -21,11 +21,18 @@ void aq_capture_opts_default(aq_capture_opts *o)
     o->batch_windows = 8;
 }
 
+/* Doubles of a symmetric Gram of width d + 1: whole, or its packed lower triangle. */
+static size_t sym_len(const aq_capstat *s)
+{
+    size_t e = (size_t)s->d + 1;
+    return s->packed ? e * (e + 1) / 2 : e * e;
+}
+
 static aq_status alloc_stat(aq_capstat *s, int seq, int cap, aq_error *err)
 {
-    size_t d = (size_t)s->d, g = (d + 1) * (d + 1);
+    size_t d = (size_t)s->d, g = (d + 1) * (d + 1), gs = sym_len(s);
     s->sample_cap = cap;
-    s->gram = calloc(g, sizeof(double));
+    s->gram = calloc(gs, sizeof(double));
     s->xmin = malloc(d * sizeof(float));
     s->xmax = malloc(d * sizeof(float));
     s->sample = malloc((size_t)cap * d * sizeof(float) + 1);
@@ -34,7 +41,7 @@ static aq_status alloc_stat(aq_capstat *s, int seq, int cap, aq_error *err)
     int ok = s->gram && s->xmin && s->xmax && s->sample && s->sample_win && s->sample_pos;
     if (seq) {
         s->cross = calloc(g, sizeof(double));
-        s->gram_q = calloc(g, sizeof(double));
+        s->gram_q = calloc(gs, sizeof(double));
         s->xq_min = malloc(d * sizeof(float));
         s->xq_max = malloc(d * sizeof(float));
         s->sample_q = malloc((size_t)cap * d * sizeof(float) + 1);
@@ -78,6 +85,8 @@ static aq_status check_opts(const aq_model *m, aq_capture_opts *o, aq_error *err
     if (o->block_first < 0 || o->block_last >= L || o->block_first > o->block_last + 1)
         return aq_fail(err, AQ_ERR_ARG, "capture: block range %d..%d invalid (model has %d blocks)",
                        o->block_first, o->block_last, L);
+    if (o->packed && o->lower_only)
+        return aq_fail(err, AQ_ERR_ARG, "capture: a packed capture cannot also be lower_only");
     if (o->sample_rows < 0 || o->batch_windows < 1)
         return aq_fail(err, AQ_ERR_ARG, "capture: sample_rows %d / batch_windows %d invalid",
                        o->sample_rows, o->batch_windows);
@@ -117,6 +126,7 @@ aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *opts, aq_capt
             s->block = b;
             s->point = (aq_cap_point)p;
             s->d = aq_cap_point_dim(m, (aq_cap_point)p);
+            s->packed = c->o.packed;
             AQ_TRY_GOTO(st, alloc_stat(s, seq, sample_cap(&c->o, s->d, seq), err), fail);
         }
     if (c->o.head && (c->o.cross_block < 0 || c->o.cross_block == L)) {
@@ -124,6 +134,7 @@ aq_status aq_capture_new(const aq_model *m, const aq_capture_opts *opts, aq_capt
         s->block = L;
         s->point = AQ_CAP_HEAD;
         s->d = aq_cap_point_dim(m, AQ_CAP_HEAD);
+        s->packed = c->o.packed;
         AQ_TRY_GOTO(st, alloc_stat(s, seq, sample_cap(&c->o, s->d, seq), err), fail);
     }
     aq_capture_reset(c);
@@ -149,6 +160,18 @@ void aq_capture_free(aq_capture *c)
     free(c);
 }
 
+/* Zero a symmetric Gram: whole, packed, or (lower_only) its lower triangle
+ * alone, so that its upper half is never touched. */
+static void zero_sym(const aq_capture *c, const aq_capstat *s, double *G)
+{
+    size_t e = (size_t)s->d + 1;
+    if (!c->o.lower_only) {
+        memset(G, 0, sym_len(s) * sizeof(double));
+        return;
+    }
+    for (size_t i = 0; i < e; i++) memset(G + i * e, 0, (i + 1) * sizeof(double));
+}
+
 void aq_capture_reset(aq_capture *c)
 {
     for (int i = 0; i < c->n; i++) {
@@ -156,14 +179,14 @@ void aq_capture_reset(aq_capture *c)
         size_t d = (size_t)s->d, g = (d + 1) * (d + 1);
         s->n_rows = 0;
         s->n_sample = 0;
-        memset(s->gram, 0, g * sizeof(double));
+        zero_sym(c, s, s->gram);
         for (size_t j = 0; j < d; j++) {
             s->xmin[j] = INFINITY;
             s->xmax[j] = -INFINITY;
         }
         if (s->cross) {
             memset(s->cross, 0, g * sizeof(double));
-            memset(s->gram_q, 0, g * sizeof(double));
+            zero_sym(c, s, s->gram_q);
             for (size_t j = 0; j < d; j++) {
                 s->xq_min[j] = INFINITY;
                 s->xq_max[j] = -INFINITY;
@@ -255,7 +278,7 @@ static void mirror(double *G, int d)
 
 void aq_capture_mirror(aq_capture *c)
 {
-    for (int i = 0; i < c->n; i++) {
+    for (int i = 0; i < c->n && !c->o.packed; i++) {
         mirror(c->st[i].gram, c->st[i].d);
         if (c->st[i].gram_q) mirror(c->st[i].gram_q, c->st[i].d);
     }

@@ -59,6 +59,17 @@ typedef struct aq_capture_opts {
                                     (requires overrides upstream; also restricts the
                                     capture to block b) */
     int batch_windows;           /* windows per forward batch; default 8 */
+    /* Storage of the symmetric Grams A and C (the streaming capture's, to hold
+     * each block's statistics once; docs/MEMORY.md):
+     * lower_only: a partial whose Grams keep their lower triangles only: the
+     *   runs do not mirror them and a reset zeroes only them, so the upper
+     *   halves are never written (nor made resident); what aq_capture_merge
+     *   and aq_capture_pack read. aq_capture_mirror completes them on request.
+     * packed: a merge target (aq_capture_merge, aq_capture_merge_bytes,
+     *   aq_capture_unpack) that stores them as packed lower triangles,
+     *   (d+1)(d+2)/2 doubles, row i holding columns 0..i: half the bytes, the
+     *   layout of the wire and of the statistics files. Cannot run a forward. */
+    int lower_only, packed;
 } aq_capture_opts;
 
 /* Defaults as documented above. */
@@ -70,7 +81,8 @@ typedef struct aq_capstat {
     aq_cap_point point;
     int d;
     uint64_t n_rows;    /* rows accumulated */
-    double *gram;       /* (d+1)^2 */
+    int packed;         /* 1: gram and gram_q are packed lower triangles (opts.packed) */
+    double *gram;       /* (d+1)^2, or (d+1)(d+2)/2 packed */
     float *xmin, *xmax; /* [d]; +inf/-inf before any row */
     int n_sample;       /* <= sample_cap */
     int sample_cap;
@@ -124,9 +136,16 @@ aq_status aq_capture_advance(aq_model *m, const int *tokens, int n_windows, int 
 
 /* dst += src (same configuration; AQ_ERR_ARG otherwise). Merge chunks in order.
  * The symmetric Grams A and C get only their lower triangles added (half the
- * work); call aq_capture_mirror(dst) after the last merge, before reading them. */
+ * work); call aq_capture_mirror(dst) after the last merge, before reading them.
+ * Either side may be packed (opts.packed). */
 aq_status aq_capture_merge(aq_capture *dst, const aq_capture *src, aq_error *err);
-/* Copy the lower triangles of the symmetric Grams (A, C) to the upper ones. */
+/* dst += the partial serialised in buf (aq_capture_pack), added from the
+ * bytes themselves: the same sums as unpacking it and merging, without a
+ * second capture object. Errors as aq_capture_unpack; every point is checked
+ * before any is added, so dst is then unchanged. */
+aq_status aq_capture_merge_bytes(aq_capture *dst, const void *buf, size_t len, aq_error *err);
+/* Copy the lower triangles of the symmetric Grams (A, C) to the upper ones
+ * (nothing to do for a packed capture). */
 void aq_capture_mirror(aq_capture *c);
 
 /* Number of captured points and the i-th (ordered by block, then point). */

@@ -106,6 +106,8 @@ static aq_status run_windows(aq_capture *c, aq_model *m, const int *tokens, int 
         return aq_fail(err, AQ_ERR_ARG,
                        "capture: %d windows of %d tokens from window %d is invalid", n_windows, T,
                        first_window);
+    if (c->o.packed)
+        return aq_fail(err, AQ_ERR_ARG, "capture: a packed capture is a merge target only; it cannot run");
     if (c->n == 0 || n_windows == 0) return AQ_OK;
     int bw = c->o.batch_windows;
     int *lens = malloc((size_t)bw * sizeof(int));
@@ -132,7 +134,7 @@ static aq_status run_windows(aq_capture *c, aq_model *m, const int *tokens, int 
             aq_error_prefix(err, "capture windows %d..%d", first_window + w0,
                             first_window + w0 + nb - 1);
     }
-    aq_capture_mirror(c);
+    if (!c->o.lower_only) aq_capture_mirror(c);
     for (int i = 0; i < c->n; i++)
         aq_sample_sort(&c->st[i]);
     free(lens);

@@ -159,6 +159,9 @@ static aq_status forward(aq_model *m, const int *tokens, const int *lens, int n_
                          aq_error *err)
 {
     size_t n = 0, longest = 0;
+    int q0 = opts ? opts->quantized : 0;
+    if (((!r0 || !r0->x_start) && !aq_model_embed_rows(m, q0)) || (logits && !m->head))
+        return aq_fail(err, AQ_ERR_ARG, "forward: the model's embedding or classifier was dropped (aq_model_drop_vocab)");
     AQ_TRY(aq_model_check_batch(m, tokens, lens, n_seqs, &n, &longest, err));
     AQ_TRY(ensure_scratch(m, n, longest, (size_t)n_seqs, err));
     aq_scratch *s = &m->s;

@@ -443,6 +443,20 @@ void aq_model_block_release(aq_model *m, int block)
     m->weight_bytes -= m->block_bytes;
 }
 
+void aq_model_drop_vocab(aq_model *m, int embed)
+{
+    size_t bytes = (size_t)m->cfg.vocab_size * m->cfg.dim * sizeof(float);
+    if (m->head && m->head != m->embed) { /* untied */
+        free(m->head);
+        m->head = NULL;
+        m->weight_bytes -= bytes;
+    }
+    if (!embed || !m->embed) return;
+    free(m->embed);
+    m->weight_bytes -= bytes;
+    m->embed = m->head = NULL;
+}
+
 int aq_model_is_lazy(const aq_model *m)
 {
     return m->ck != NULL;

@@ -141,6 +141,13 @@ int aq_model_is_lazy(const aq_model *m);
 aq_status aq_model_block_acquire(aq_model *m, int block, aq_error *err);
 void aq_model_block_release(aq_model *m, int block);
 
+/* Free the F32 classifier (when untied) and, with embed = 1, the embedding
+ * (and a tied classifier with it): V x D floats each, which the streaming
+ * capture never reads (it runs from its own residual stream after block 0
+ * and stops at the last block; docs/MEMORY.md). A forward that needs them
+ * afterwards fails with AQ_ERR_ARG. */
+void aq_model_drop_vocab(aq_model *m, int embed);
+
 const aq_llama_config *aq_model_config(const aq_model *m);
 
 /* Run a packed batch (see top). logits: [sum(lens), vocab] caller-owned, or
