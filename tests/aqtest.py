@@ -38,3 +38,26 @@ def finish(name=""):
     n = len(failures)
     print(f"{name + ': ' if name else ''}{'all checks passed' if not n else f'{n} check(s) FAILED'}")
     return 1 if n else 0
+
+
+def quantize_stories(top, name, np, args, env=None):
+    """`adaquant quantize` of stories260K (under mpirun when np > 1) into
+    TOP/NAME, the calibration text TEXT, sharing the work directory TOP/work
+    (--resume) with the test's other runs, plus ARGS. A failure is a check.
+    Returns (OUTDIR, stderr)."""
+    import shutil
+    import subprocess
+    import time
+    if env is None:
+        env = dict(os.environ, AQ_PROGRESS="plain", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
+        env.pop("AQ_FAIL_AT", None)
+    out = os.path.join(top, name)
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = (MPIRUN + ["-np", str(np)] if np > 1 else []) + [CLI, "quantize", MODEL, "--tokenizer", TOK, "--calib-text",
+                                                          TEXT, "--out", out, "--work", os.path.join(top, "work"),
+                                                          "--resume"] + list(args)
+    t0 = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    print(f"$ {' '.join(cmd)}\n  -> rc {p.returncode} in {time.time() - t0:.1f} s", flush=True)
+    check(p.returncode == 0, f"{name}: quantize succeeds " + p.stderr[-400:])
+    return out, p.stderr

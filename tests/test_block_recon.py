@@ -21,9 +21,8 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 
-from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, finish, missing_asset
+from aqtest import MODEL, TEXT, TOK, check, finish, missing_asset, quantize_stories
 
 READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "pipe_reader.py")
 CAL = ["--calib-windows", "4", "--calib-len", "32", "--iters", "2", "--starts", "1", "--polish", "1",
@@ -35,16 +34,7 @@ ENV.pop("AQ_FAIL_AT", None)
 
 
 def quantize(top, name, np, extra):
-    out = os.path.join(top, name)
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = (MPIRUN + ["-np", str(np)] if np > 1 else []) + [CLI, "quantize", MODEL, "--tokenizer", TOK,
-                                                          "--calib-text", TEXT, "--out", out, "--work",
-                                                          os.path.join(top, "work"), "--resume"] + CAL + TUNE + extra
-    t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    print(f"$ {' '.join(cmd)}\n  -> rc {p.returncode} in {time.time() - t0:.1f} s", flush=True)
-    check(p.returncode == 0, f"{name}: quantize succeeds " + p.stderr[-400:])
-    return out
+    return quantize_stories(top, name, np, CAL + TUNE + extra, ENV)[0]
 
 
 def reference_kl(out):

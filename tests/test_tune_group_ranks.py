@@ -20,14 +20,12 @@ import json
 import os
 import shutil
 import struct
-import subprocess
 import sys
-import time
 
 import numpy as np
 
 import aqtest
-from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, finish, missing_asset
+from aqtest import check, finish, missing_asset, quantize_stories
 
 sys.path.insert(0, os.path.join(aqtest.SRC, "tests", "scripts"))
 import model_ref  # noqa: E402
@@ -46,16 +44,7 @@ BLOCK_TYPES = {2: 18, 8: 34}  # Q4_0, Q8_0: bytes per 32-weight block (ggml docs
 
 
 def quantize(top, name, np_, extra):
-    out = os.path.join(top, name)
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = (MPIRUN + ["-np", str(np_)] if np_ > 1 else []) + [CLI, "quantize", MODEL, "--tokenizer", TOK,
-                                                            "--calib-text", TEXT, "--out", out, "--work",
-                                                            os.path.join(top, "work"), "--resume"] + CAL + extra
-    t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    print(f"$ {' '.join(cmd)}\n  -> rc {p.returncode} in {time.time() - t0:.1f} s", flush=True)
-    check(p.returncode == 0, f"{name}: quantize succeeds " + p.stderr[-400:])
-    return os.path.join(out, "model.gguf")
+    return os.path.join(quantize_stories(top, name, np_, CAL + extra, ENV)[0], "model.gguf")
 
 
 def block_tensors(path):

@@ -17,11 +17,9 @@ usage: test_tune_scale.py DIR   (environment as test_pipeline.py; exit 77 withou
 import os
 import re
 import shutil
-import subprocess
 import sys
-import time
 
-from aqtest import CLI, MODEL, MPIRUN, TEXT, TOK, check, finish, missing_asset
+from aqtest import check, finish, missing_asset, quantize_stories
 
 # 4 windows of 32 tokens, the cheapest AdaQuant: the calibration only has to
 # produce some quantized layers; what is compared is the tuning after it
@@ -34,16 +32,7 @@ COMPARED = ["model.safetensors", "quantization.json"]
 
 
 def quantize(top, name, np, extra):
-    out = os.path.join(top, name)
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = (MPIRUN + ["-np", str(np)] if np > 1 else []) + [CLI, "quantize", MODEL, "--tokenizer", TOK,
-                                                          "--calib-text", TEXT, "--out", out, "--work",
-                                                          os.path.join(top, "work"), "--resume"] + CAL + TUNE + extra
-    t0 = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300)
-    print(f"$ {' '.join(cmd)}\n  -> rc {p.returncode} in {time.time() - t0:.1f} s", flush=True)
-    check(p.returncode == 0, f"{name}: quantize succeeds " + p.stderr[-400:])
-    return out, p.stderr
+    return quantize_stories(top, name, np, CAL + TUNE + extra, ENV)
 
 
 def same(a, b, what):
