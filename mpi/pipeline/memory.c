@@ -193,14 +193,14 @@ static double write_bytes(const geo *g, const aq_llama_config *mc, const aq_pipe
     int mode = o->tune.mode != AQ_TUNE_AUTO ? o->tune.mode
                : aq_block_params(mc) <= AQ_TUNE_GLOBAL_MAX_PARAMS ? AQ_TUNE_GLOBAL : AQ_TUNE_BLOCK;
     double docs = o->tune.docs > 0 ? o->tune.docs : 64, B = o->tune.batch > 0 ? o->tune.batch : 16;
+    /* tuning installs float32 overrides of every linear while it runs (the
+     * held block's W_b is counted above): (L - 1) W_b more */
+    double installed = (g->L - 1) * g->wb;
     if (o->tune.steps > 0 && mode == AQ_TUNE_GLOBAL) /* the backward caches every block; the tuner's dequantized
-                                                       copies, the installed overrides and the weight gradients
-                                                       of every linear */
-        b += g->L * act + 4 * 4 * t * g->V + 3 * 4 * t * t + 3 * g->L * g->wb;
-    else if (o->tune.steps > 0) /* one block: the pool's FP input and target, a batch's activations, the tuner;
-                                   the tuned overrides of every block stay installed in float32 until the
-                                   write stage makes them lazy */
-        b += 2 * 4 * docs * t * g->D + B * act + 2 * g->wb + g->L * g->wb;
+                                                       copies and weight gradients of every linear */
+        b += g->L * act + 4 * 4 * t * g->V + 3 * 4 * t * t + 2 * g->L * g->wb + installed;
+    else if (o->tune.steps > 0) /* one block: the pool's FP input and target, a batch's activations, the tuner */
+        b += 2 * 4 * docs * t * g->D + B * act + 2 * g->wb + installed;
     return b;
 }
 
