@@ -194,20 +194,24 @@ static double write_bytes(const geo *g, const aq_llama_config *mc, const aq_pipe
 {
     double n = o->eval_len > 0 ? o->eval_len : 512, t = o->tune.max_len > 0 ? o->tune.max_len : 512;
     /* the lazy model (the rest and the block a forward holds, one tensor's
-     * source in flight), the dequantized overrides of every linear, the chosen
-     * results (codes U8 + per-row parameters), an evaluation forward with FP
-     * and quantized logits */
-    double b = g->wr + g->wb + 2 * g->H * g->D + g->L * g->wb + g->L * g->wb / 4 + scratch(g, n, n, 1) +
+     * source in flight), the held block's dequantized overrides (the others
+     * stay as codes: stage_write.c installs them lazily), the chosen results
+     * (codes U8 + per-row parameters), an evaluation forward with FP and
+     * quantized logits */
+    double b = g->wr + g->wb + 2 * g->H * g->D + g->wb + g->L * g->wb / 4 + scratch(g, n, n, 1) +
                2 * 4 * n * g->V;
     double act = 4 * t * (6 * g->D + 2 * g->Q + 2 * g->K + 4 * g->H); /* one document's activations, one block */
     int mode = o->tune.mode != AQ_TUNE_AUTO ? o->tune.mode
                : aq_block_params(mc) <= AQ_TUNE_GLOBAL_MAX_PARAMS ? AQ_TUNE_GLOBAL : AQ_TUNE_BLOCK;
     double docs = o->tune.docs > 0 ? o->tune.docs : 64, B = o->tune.batch > 0 ? o->tune.batch : 16;
+    /* tuning installs float32 overrides of every linear while it runs (the
+     * held block's W_b is counted above): (L - 1) W_b more */
+    double installed = (g->L - 1) * g->wb;
     if (o->tune.steps > 0 && mode == AQ_TUNE_GLOBAL) /* the backward caches every block; the tuner's dequantized
                                                        copies and weight gradients of every linear */
-        b += g->L * act + 4 * 4 * t * g->V + 3 * 4 * t * t + 2 * g->L * g->wb;
+        b += g->L * act + 4 * 4 * t * g->V + 3 * 4 * t * t + 2 * g->L * g->wb + installed;
     else if (o->tune.steps > 0) /* one block: the pool's FP input and target, a batch's activations, the tuner */
-        b += 2 * 4 * docs * t * g->D + B * act + 2 * g->wb;
+        b += 2 * 4 * docs * t * g->D + B * act + 2 * g->wb + installed;
     return b;
 }
 

@@ -89,6 +89,26 @@ static aq_status load_chosen(const aq_pipe_cfg *c, const aq_pipe_plan *p, const 
     return AQ_OK;
 }
 
+static void dequant_result(const void *ctx, float *out)
+{
+    aq_layer_result_dequant(ctx, out);
+}
+
+/* Every layer of v as a lazy override of m (docs/MEMORY.md "write"): only the
+ * codes and parameters stay, and the blocks an evaluation forward holds get
+ * their float32 weights, the same floats aq_tune_install_layer installs (the
+ * same function on the same v, which tuning has updated in place). Replaces
+ * the tuner's float32 copies, so the evaluation holds one block's. */
+static aq_status install_lazy(aq_model *m, const aq_pipe_plan *p, const aq_layer_result *v, aq_error *err)
+{
+    for (int l = 0; l < p->n_layers; l++) {
+        aq_linear_override ov = {NULL, v[l].bias, v[l].a_bits < 16 ? v[l].a_bits : 0, v[l].a_scale, v[l].a_zero};
+        AQ_TRY(aq_model_set_override_lazy(m, p->layers[l].block, (aq_linear)p->layers[l].which, &ov, dequant_result,
+                                          &v[l], err));
+    }
+    return AQ_OK;
+}
+
 static aq_status add_fp_tensor(aq_st_writer *w, const aq_tensor_view *tv, float **keep, aq_error *err)
 {
     AQ_TRY(aq_view_to_f32_alloc(tv, keep, err));
@@ -339,7 +359,10 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
         if (xq[e].w && xq[e].bits < 32) st = aq_pipe_qtensor_install(m, p, e, &xq[e], err);
     st = aq_pipe_agree(comm, st, err);
     double t0 = aq_progress_now();
-    if (st == AQ_OK && need_model) st = aq_pipe_tune(comm, p, &o->tune, &pool, m, v, &tn, err);
+    /* tuning installs float32 copies of every layer; the evaluation and the
+     * write use lazy overrides of the (tuned) codes instead */
+    if (st == AQ_OK && need_model && o->tune.steps > 0) st = aq_pipe_tune(comm, p, &o->tune, &pool, m, v, &tn, err);
+    if (st == AQ_OK && need_model) st = install_lazy(m, p, v, err);
     st = aq_pipe_agree(comm, st, err);
     t->tune += aq_progress_now() - t0;
     t0 = aq_progress_now();

@@ -415,6 +415,11 @@ static void free_block(aq_block_w *b)
     memset(b, 0, sizeof *b);
 }
 
+static aq_status ovr_acquire_block(aq_model *m, int block, aq_error *err);
+static void ovr_drop_block(aq_model *m, int block);
+
+/* A lazy model converts the block's tensors from the mapped source and
+ * dequantizes its lazy overrides; release frees both. */
 aq_status aq_model_block_acquire(aq_model *m, int block, aq_error *err)
 {
     if (!m->ck) return AQ_OK; /* eager loading: every block is resident */
@@ -432,13 +437,20 @@ aq_status aq_model_block_acquire(aq_model *m, int block, aq_error *err)
         return st;
     }
     m->block_bytes = m->weight_bytes - before;
-    return AQ_OK;
+    st = ovr_acquire_block(m, block, err);
+    if (st != AQ_OK) {
+        free_block(&m->blocks[block]);
+        m->weight_bytes = before;
+        m->refs[block] = 0;
+    }
+    return st;
 }
 
 void aq_model_block_release(aq_model *m, int block)
 {
     if (!m->ck || block < 0 || block >= m->cfg.n_layers || m->refs[block] <= 0) return;
     if (--m->refs[block] > 0) return;
+    ovr_drop_block(m, block);
     free_block(&m->blocks[block]);
     m->weight_bytes -= m->block_bytes;
 }
@@ -514,16 +526,12 @@ const float *aq_model_qk_norm_gain(const aq_model *m, int block, int which)
     return which ? m->blocks[block].k_norm : m->blocks[block].q_norm;
 }
 
-aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
-                                const aq_linear_override *ov, aq_error *err)
+/* Check the override's activation quantizer and, when given, its weight and
+ * bias are finite (pre names the linear). */
+static aq_status check_override(const aq_linear_override *ov, int lazy, size_t nw, int o, const char *pre,
+                                aq_error *err)
 {
-    int idx = aq_model_lin_index(m, block, which), o, i;
-    if (idx < 0)
-        return aq_fail(err, AQ_ERR_ARG, "override: no linear layer %s in block %d",
-                       aq_linear_short_name(which), block);
-    char pre[200];
-    aq_linear_prefix(block, which, pre, sizeof pre);
-    if (!ov || !ov->weight) return aq_fail(err, AQ_ERR_ARG, "override %s: no weight given", pre);
+    if (!ov || (!ov->weight && !lazy)) return aq_fail(err, AQ_ERR_ARG, "override %s: no weight given", pre);
     if (ov->a_bits < 0 || (ov->a_bits > 0 && ov->a_bits < 16 && (ov->a_bits < 2 || ov->a_bits > 8)))
         return aq_fail(err, AQ_ERR_ARG,
                        "override %s: activation bits %d not in 2..8 (0 or 16 = none)", pre,
@@ -532,9 +540,7 @@ aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
     if (aq && (!(ov->a_scale > 0) || !isfinite(ov->a_scale) || !isfinite(ov->a_zero)))
         return aq_fail(err, AQ_ERR_NUMERIC, "override %s: activation scale %g / zero %g invalid",
                        pre, (double)ov->a_scale, (double)ov->a_zero);
-    aq_model_lin_shape(m, which, &o, &i);
-    size_t nw = (size_t)o * (size_t)i;
-    for (size_t k = 0; k < nw; k++)
+    for (size_t k = 0; !lazy && k < nw; k++)
         if (!isfinite(ov->weight[k]))
             return aq_fail(err, AQ_ERR_NUMERIC, "override %s: non-finite weight at element %zu",
                            pre, k);
@@ -542,13 +548,77 @@ aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
         if (!isfinite(ov->bias[k]))
             return aq_fail(err, AQ_ERR_NUMERIC, "override %s: non-finite bias at element %d", pre,
                            k);
-    float *w = malloc(nw * sizeof(float)), *b = ov->bias ? malloc((size_t)o * sizeof(float)) : NULL;
-    if (!w || (ov->bias && !b)) {
+    return AQ_OK;
+}
+
+/* A lazy override's weight, from its source, into m->ovr[idx].weight. */
+static aq_status ovr_materialize(aq_model *m, int block, aq_linear which, aq_error *err)
+{
+    aq_ovr *ov = &m->ovr[aq_model_lin_index(m, block, which)];
+    int o, i;
+    aq_model_lin_shape(m, which, &o, &i);
+    size_t nw = (size_t)o * (size_t)i;
+    float *w = malloc(nw * sizeof(float));
+    if (!w) return aq_fail_nomem(err, "override weights", nw * sizeof(float));
+    ov->dequant(ov->ctx, w);
+    for (size_t k = 0; k < nw; k++)
+        if (!isfinite(w[k])) {
+            char pre[200];
+            aq_linear_prefix(block, which, pre, sizeof pre);
+            free(w);
+            return aq_fail(err, AQ_ERR_NUMERIC, "override %s: non-finite weight at element %zu", pre, k);
+        }
+    ov->weight = w;
+    return AQ_OK;
+}
+
+/* Free the weights of block's lazy overrides (its release). */
+static void ovr_drop_block(aq_model *m, int block)
+{
+    for (int w = 0; w < AQ_LIN_COUNT; w++) {
+        aq_ovr *ov = &m->ovr[aq_model_lin_index(m, block, (aq_linear)w)];
+        if (!ov->dequant) continue;
+        free(ov->weight);
+        ov->weight = NULL;
+    }
+}
+
+/* Materialize block's lazy overrides (its acquire); on an error none stays. */
+static aq_status ovr_acquire_block(aq_model *m, int block, aq_error *err)
+{
+    for (int w = 0; w < AQ_LIN_COUNT; w++)
+        if (m->ovr[aq_model_lin_index(m, block, (aq_linear)w)].dequant) {
+            aq_status st = ovr_materialize(m, block, (aq_linear)w, err);
+            if (st != AQ_OK) {
+                ovr_drop_block(m, block);
+                return st;
+            }
+        }
+    return AQ_OK;
+}
+
+/* Both setters: a copy of ov->weight, or (dequant set) a lazy override. */
+static aq_status set_override(aq_model *m, int block, aq_linear which, const aq_linear_override *ov,
+                              aq_dequant_fn dequant, const void *ctx, aq_error *err)
+{
+    int idx = aq_model_lin_index(m, block, which), o, i;
+    if (idx < 0)
+        return aq_fail(err, AQ_ERR_ARG, "override: no linear layer %s in block %d",
+                       aq_linear_short_name(which), block);
+    char pre[200];
+    aq_linear_prefix(block, which, pre, sizeof pre);
+    aq_model_lin_shape(m, which, &o, &i);
+    size_t nw = (size_t)o * (size_t)i;
+    AQ_TRY(check_override(ov, dequant != NULL, nw, o, pre, err));
+    const float *src = dequant ? NULL : ov->weight; /* lazy: ov->weight is not used */
+    int aq = ov->a_bits > 0 && ov->a_bits < 16;
+    float *w = src ? malloc(nw * sizeof(float)) : NULL, *b = ov->bias ? malloc((size_t)o * sizeof(float)) : NULL;
+    if ((src && !w) || (ov->bias && !b)) {
         free(w);
         free(b);
         return aq_fail_nomem(err, "override weights", nw * sizeof(float));
     }
-    memcpy(w, ov->weight, nw * sizeof(float));
+    if (w) memcpy(w, src, nw * sizeof(float));
     if (b) memcpy(b, ov->bias, (size_t)o * sizeof(float));
     aq_model_clear_override(m, block, which);
     aq_ovr *dst = &m->ovr[idx];
@@ -557,7 +627,26 @@ aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
     dst->a_bits = aq ? ov->a_bits : 0;
     dst->a_scale = ov->a_scale;
     dst->a_zero = ov->a_zero;
-    return AQ_OK;
+    if (w) return AQ_OK;
+    dst->dequant = dequant;
+    dst->ctx = ctx;
+    /* resident now: an eager model, the classifier, or a block being held */
+    int resident = !m->ck || which == AQ_LIN_HEAD || m->refs[block] > 0;
+    aq_status st = resident ? ovr_materialize(m, block, which, err) : AQ_OK;
+    if (st != AQ_OK) aq_model_clear_override(m, block, which);
+    return st;
+}
+
+aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
+                                const aq_linear_override *ov, aq_error *err)
+{
+    return set_override(m, block, which, ov, NULL, NULL, err);
+}
+
+aq_status aq_model_set_override_lazy(aq_model *m, int block, aq_linear which, const aq_linear_override *ov,
+                                     aq_dequant_fn dequant, const void *ctx, aq_error *err)
+{
+    return set_override(m, block, which, ov, dequant, ctx, err);
 }
 
 void aq_model_clear_override(aq_model *m, int block, aq_linear which)
@@ -573,7 +662,7 @@ int aq_model_override_count(const aq_model *m)
 {
     int n = 0;
     for (int i = 0; i <= m->cfg.n_layers * AQ_LIN_COUNT; i++)
-        n += m->ovr[i].weight != NULL;
+        n += m->ovr[i].weight != NULL || m->ovr[i].dequant != NULL;
     return n + (m->embed_ovr != NULL); /* the quantized-mode embedding counts as one */
 }
 

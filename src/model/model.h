@@ -23,7 +23,8 @@
  *  - capture: a callback at the INPUT of every linear layer. Per block there
  *    are 4 capture points serving 7 linears (q,k,v share ATTN_IN; gate/up
  *    share MLP_IN); plus the classifier input (block = n_layers, AQ_CAP_HEAD).
- *  - overrides: per linear, a dequantised weight [d_out, d_in], a bias and an
+ *  - overrides: per linear, a dequantised weight [d_out, d_in] (or a function
+ *    producing it while the block is acquired), a bias and an
  *    input fake-quantiser (qlayer.h formula) used when the forward runs with
  *    quantized = 1. The float weights are kept, so one model object runs both
  *    the FP and the quantized network (sequential capture, FP-vs-Q evaluation).
@@ -203,6 +204,18 @@ int aq_cap_point_dim(const aq_model *m, aq_cap_point p);
  * AQ_ERR_ARG for a bad (block, which) or bits; AQ_ERR_NUMERIC for NaN/Inf. */
 aq_status aq_model_set_override(aq_model *m, int block, aq_linear which,
                                 const aq_linear_override *ov, aq_error *err);
+/* A LAZY override (the write stage, docs/MEMORY.md "write"): as
+ * aq_model_set_override with ov->weight NULL, the weight coming from
+ * dequant(ctx, out) [d_out, d_in]. A lazy model calls it when the linear's
+ * block is acquired and frees the result when the block is released, so only
+ * the held blocks' overrides exist in float32 (an eager model, or a block
+ * held now, calls it at once). ctx is borrowed: the caller keeps it, and what
+ * dequant computes from it, unchanged until the override is cleared or
+ * replaced or m is freed. A non-finite weight is AQ_ERR_NUMERIC naming the
+ * linear, from this call or from the acquire. */
+typedef void (*aq_dequant_fn)(const void *ctx, float *out);
+aq_status aq_model_set_override_lazy(aq_model *m, int block, aq_linear which, const aq_linear_override *ov,
+                                     aq_dequant_fn dequant, const void *ctx, aq_error *err);
 void aq_model_clear_override(aq_model *m, int block, aq_linear which);
 /* Number of linears with an override installed, plus 1 when a quantized-mode
  * embedding is (aq_model_set_embed_override). */

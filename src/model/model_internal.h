@@ -12,12 +12,16 @@
 #include "model.h"
 #include "../blas/sgemm.h"
 
-/* A quantized-execution override; weight == NULL means "none installed". */
+/* A quantized-execution override; weight == NULL and dequant == NULL means
+ * "none installed". A lazy override (dequant set) has its weight only while
+ * its block is acquired (model.c: materialize / drop). */
 typedef struct aq_ovr {
     float *weight; /* [d_out, d_in] owned */
     float *bias;   /* [d_out] owned or NULL */
     int a_bits;    /* 0 = activations not quantized */
     float a_scale, a_zero;
+    void (*dequant)(const void *ctx, float *out); /* lazy: the weight's source */
+    const void *ctx;
 } aq_ovr;
 
 typedef struct aq_block_w {
