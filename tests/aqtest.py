@@ -61,3 +61,11 @@ def quantize_stories(top, name, np, args, env=None):
     print(f"$ {' '.join(cmd)}\n  -> rc {p.returncode} in {time.time() - t0:.1f} s", flush=True)
     check(p.returncode == 0, f"{name}: quantize succeeds " + p.stderr[-400:])
     return out, p.stderr
+
+
+def fresh_dir(path):
+    """PATH emptied and created (a test's scratch directory); returns it."""
+    import shutil
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path

@@ -18,11 +18,10 @@ usage: test_block_recon.py DIR   (environment as test_pipeline.py; exit 77 witho
 """
 import json
 import os
-import shutil
 import subprocess
 import sys
 
-from aqtest import MODEL, TEXT, TOK, check, finish, missing_asset, quantize_stories
+from aqtest import fresh_dir, MODEL, TEXT, TOK, check, finish, missing_asset, quantize_stories
 
 READER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "scripts", "pipe_reader.py")
 CAL = ["--calib-windows", "4", "--calib-len", "32", "--iters", "2", "--starts", "1", "--polish", "1",
@@ -49,9 +48,7 @@ def reference_kl(out):
 def main(argv):
     if missing_asset():
         return 77
-    top = argv[0]
-    shutil.rmtree(top, ignore_errors=True)
-    os.makedirs(top)
+    top = fresh_dir(argv[0])
     untuned = quantize(top, "untuned", 1, ["--no-tune"])
     block = quantize(top, "block", 1, ["--tune-mode", "block"])
     kl_u, kl_b = reference_kl(untuned), reference_kl(block)

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from aqtest import CLI, MPIRUN, TEXT, TOK, check, finish, missing_asset
+from aqtest import fresh_dir, CLI, MPIRUN, TEXT, TOK, check, finish, missing_asset
 
 SRC = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, AQ_PROGRESS="none", OMPI_ALLOW_RUN_AS_ROOT="1", OMPI_ALLOW_RUN_AS_ROOT_CONFIRM="1")
@@ -46,9 +46,7 @@ def quantize(model, top, np, extra):
 def main(argv):
     if missing_asset():
         return 77
-    top = argv[1]
-    shutil.rmtree(top, ignore_errors=True)
-    os.makedirs(top)
+    top = fresh_dir(argv[1])
     model = os.path.join(top, "model")
     subprocess.run(["/usr/bin/python3", os.path.join(SRC, "scripts", "synth_model.py"), "llama", model, "--dtype",
                     "bf16", "--shards", "2", "--dim", "192", "--layers", "2", "--vocab", "512", "--heads", "6",

@@ -18,14 +18,13 @@ usage: test_tune_group_ranks.py DIR [NPM_DIR]   (environment as test_pipeline.py
 """
 import json
 import os
-import shutil
 import struct
 import sys
 
 import numpy as np
 
 import aqtest
-from aqtest import check, finish, missing_asset, quantize_stories
+from aqtest import fresh_dir, check, finish, missing_asset, quantize_stories
 
 sys.path.insert(0, os.path.join(aqtest.SRC, "tests", "scripts"))
 import model_ref  # noqa: E402
@@ -62,9 +61,7 @@ def block_tensors(path):
 def main(argv):
     if missing_asset():
         return 77
-    top = argv[0]
-    shutil.rmtree(top, ignore_errors=True)
-    os.makedirs(top)
+    top = fresh_dir(argv[0])
     untuned = quantize(top, "untuned", 1, ["--no-tune"])
     p1 = quantize(top, "p1", 1, TUNE)
     p2 = quantize(top, "p2", 2, TUNE)

@@ -16,10 +16,9 @@ usage: test_tune_scale.py DIR   (environment as test_pipeline.py; exit 77 withou
 """
 import os
 import re
-import shutil
 import sys
 
-from aqtest import check, finish, missing_asset, quantize_stories
+from aqtest import fresh_dir, check, finish, missing_asset, quantize_stories
 
 # 4 windows of 32 tokens, the cheapest AdaQuant: the calibration only has to
 # produce some quantized layers; what is compared is the tuning after it
@@ -68,9 +67,7 @@ def global_mode(top):
 def main(argv):
     if missing_asset():
         return 77
-    top = argv[0]
-    shutil.rmtree(top, ignore_errors=True)
-    os.makedirs(top)
+    top = fresh_dir(argv[0])
     block_mode(top)
     global_mode(top)
     return finish("test_tune_scale")
