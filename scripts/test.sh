@@ -112,9 +112,9 @@ bg_builds() {
   # only ranks processes inside their session: this session (setsid, below)
   # takes the lowest weight as a whole.
   echo 19 >/proc/self/autogroup 2>/dev/null || true
-  nice -n 19 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
+  nice -n 19 cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAQ_BENCH=OFF -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
     nice -n 19 cmake --build build-release -j"$jobs" && touch build-release/.bg-done
-  nice -n 19 cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
+  nice -n 19 cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_BENCH=OFF -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
     nice -n 19 cmake --build build-asan -j"$jobs" && touch build-asan/.bg-done
   if [ $have_clang = 1 ]; then
     CC=clang nice -n 19 cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_FUZZ_SECONDS=7 -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
@@ -177,7 +177,7 @@ done
 # 3. What a user builds: Release (-O3 -DNDEBUG), here with warnings as errors.
 step "Release build (-O3, -Werror) and its unit tests"
 wait_bg build-release
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
+cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DAQ_BENCH=OFF -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build-release -j"$jobs"
 run_ctest "Release" build-release -j"$jobs" -L unit
 
@@ -187,7 +187,7 @@ run_ctest "Release" build-release -j"$jobs" -L unit
 # tests/lsan.supp (third-party leaks only), set by tests/CMakeLists.txt.
 step "AddressSanitizer + UBSan build and ctest -L 'unit|mpi'"
 wait_bg build-asan
-cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
+cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_BENCH=OFF -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
 cmake --build build-asan -j"$jobs"
 ASAN_OPTIONS=detect_leaks=1 run_ctest "ASan" build-asan -j"$jobs" -L 'unit|mpi' -LE integration
 

@@ -114,8 +114,8 @@ static aq_status bias_correct(const aq_cnn_graph *g, const aq_cnnq_layer *layers
                               const aq_cnnq_seq *calib, size_t n, const aq_cnnq_split *split,
                               int *done, aq_error *err)
 {
-    int *nodes, *chans;
-    size_t tot;
+    int *nodes = NULL, *chans = NULL; /* set by layer_nodes (gcc -O3 cannot see it) */
+    size_t tot = 0;
     AQ_TRY(layer_nodes(layers, L, &nodes, &chans, &tot, err));
     double *fp = calloc(2 * tot + (size_t)L + 1, sizeof *fp), *cnt = fp + 2 * tot;
     aq_status st = fp ? AQ_OK : aq_fail_nomem(err, "bias correction", tot * 2 * sizeof *fp);
@@ -239,8 +239,8 @@ static aq_status layer_spread(const aq_cnn_graph *g, const aq_cnnq_layer *layers
                               const aq_cnnq_seq *calib, size_t n, const aq_cnnq_split *split,
                               double *sigma, aq_error *err)
 {
-    int *nodes, *chans;
-    size_t tot;
+    int *nodes = NULL, *chans = NULL; /* set by layer_nodes (gcc -O3 cannot see it) */
+    size_t tot = 0;
     AQ_TRY(layer_nodes(layers, L, &nodes, &chans, &tot, err));
     double *sum = calloc(2 * tot + (size_t)L + 1, sizeof *sum), *sq = sum + tot, *cnt = sq + tot;
     aq_status st = sum ? AQ_OK : aq_fail_nomem(err, "layer spread", 2 * tot * sizeof *sum);
