@@ -8,7 +8,7 @@
 #  3. a Release build (-O3, the usual user build) with warnings as errors, and
 #     its unit tests;
 #  4. the unit and MPI tests under AddressSanitizer + UBSan;
-#  5. the fuzzers (clang), for a bounded time each (7 s).
+#  5. the fuzzers (clang), for a bounded time each (5 s).
 # The builds of 3-5 run in the background at nice 19 during 1-2 (see below).
 # A skipped test fails the run (e.g. when ../shared is missing, the model tests
 # skip): set AQ_ALLOW_SKIP=1 to accept skips. AQ_SHARED_DIR names the test
@@ -117,7 +117,7 @@ bg_builds() {
   nice -n 19 cmake -S . -B build-asan -DAQ_SANITIZE=ON -DAQ_BENCH=OFF -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
     nice -n 19 cmake --build build-asan -j"$jobs" && touch build-asan/.bg-done
   if [ $have_clang = 1 ]; then
-    CC=clang nice -n 19 cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_FUZZ_SECONDS=7 -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
+    CC=clang nice -n 19 cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_FUZZ_SECONDS=5 -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" &&
       nice -n 19 cmake --build build-fuzz -j"$jobs" --target aq_fuzzers adaquant_cli && touch build-fuzz/.bg-done
   fi
   return 0
@@ -194,13 +194,13 @@ ASAN_OPTIONS=detect_leaks=1 run_ctest "ASan" build-asan -j"$jobs" -L 'unit|mpi' 
 # 5. Fuzzers (clang builds the libraries and the CLI too: its warnings are errors as well).
 if [ $have_clang = 1 ]; then
   step "clang build and fuzzers"
-  # 7 s per harness (CI time is budgeted; the seeds cover the formats' edges
+  # 5 s per harness (CI time is budgeted; the seeds cover the formats' edges
   # and each harness has run much longer by
   # hand, docs/ONNX.md, docs/GGUF.md). clang compiles every library, the CLI
   # and the harnesses (its warnings are errors); the tests and benchmarks are
   # compiled by gcc with -Werror in the passes above.
   wait "$bg_pid"
-  CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_FUZZ_SECONDS=7 -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
+  CC=clang cmake -S . -B build-fuzz -DAQ_FUZZ=ON -DAQ_FUZZ_SECONDS=5 -DAQ_WERROR=ON -DAQ_SHARED_DIR="$shared" >/dev/null
   cmake --build build-fuzz -j"$jobs" --target aq_fuzzers adaquant_cli
   run_ctest "fuzz" build-fuzz -j"$jobs" -L fuzz
 fi
