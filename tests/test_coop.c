@@ -353,7 +353,11 @@ static void test_stats_file(const aq_coop_grid *g, int rank)
 {
     enum { SD = 599, SE = SD + 1, NS = 3, BLK = 2, PT = 1 };
     char work[512] = "", sub[600], path[AQ_PIPE_PATH];
-    if (rank == 0) snprintf(work, sizeof work, "%s", aq_test_tmpdir("coop_stats"));
+    if (rank == 0) {
+        char *d = aq_test_tmpdir("coop_stats");
+        snprintf(work, sizeof work, "%s", d);
+        free(d);
+    }
     MPI_Bcast(work, sizeof work, MPI_CHAR, 0, MPI_COMM_WORLD);
     double *G = malloc((size_t)SE * SE * sizeof *G);
     float mm[2 * SD], sample[NS * SD];
