@@ -193,7 +193,8 @@ static void random_cases(void)
         aq_alloc_table_free(&t);
         n++;
     }
-    for (int it = 0; it < 60; it++) { /* larger: DP */
+    /* under ASan the DP's large tables cost 5x (28 s): a third of them there */
+    for (int it = 0; it < (AQ_TEST_SANITIZED ? 20 : 60); it++) { /* larger: DP */
         aq_alloc_table t;
         aq_alloc_table_init(&t);
         int bops = it % 5 == 0; /* the 2-D DP only on smaller instances */
@@ -265,7 +266,7 @@ static void make_shaped(rng *r, aq_alloc_table *t, int n)
 static void shaped_cases(void)
 {
     rng r = {99};
-    for (int it = 0; it < 8; it++) {
+    for (int it = 0; it < (AQ_TEST_SANITIZED ? 4 : 8); it++) {
         aq_alloc_table t;
         aq_alloc_table_init(&t);
         make_shaped(&r, &t, 90 + 15 * (it % 6));

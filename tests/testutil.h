@@ -13,6 +13,20 @@
 
 extern int aq_test_failures;
 
+/* 1 in an AddressSanitizer build (gcc defines __SANITIZE_ADDRESS__, clang has
+ * __has_feature): tests whose cost is many random instances run fewer there,
+ * the other passes run them all. */
+#if defined(__SANITIZE_ADDRESS__)
+#define AQ_TEST_SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define AQ_TEST_SANITIZED 1
+#endif
+#endif
+#ifndef AQ_TEST_SANITIZED
+#define AQ_TEST_SANITIZED 0
+#endif
+
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
