@@ -17,19 +17,6 @@
 #include "ordered_sum.h"
 #include "stage_tune.h"
 
-/* The layers of v as quantized-mode overrides of m (no tuning). */
-static aq_status install_layers(aq_model *m, const aq_pipe_plan *p, const aq_layer_result *v, aq_error *err)
-{
-    for (int l = 0; l < p->n_layers; l++) {
-        float *w = malloc(v[l].d_out * v[l].d_in * sizeof *w);
-        if (!w) return aq_fail_nomem(err, "dequantised weight", v[l].d_out * v[l].d_in * 4);
-        aq_status st = aq_tune_install_layer(m, p->layers[l].block, (aq_linear)p->layers[l].which, &v[l], w, err);
-        free(w);
-        AQ_TRY(st);
-    }
-    return AQ_OK;
-}
-
 /* Block-wise tuning (stage_tune_block.c) keeps per-row copies of each
  * layer's scales, so layers in group formats are installed as calibrated and
  * left out of it (global tuning tunes them: src/model/tune_group.h). The
@@ -231,7 +218,7 @@ aq_status aq_pipe_tune(MPI_Comm comm, const aq_pipe_plan *p, const aq_pipe_tune_
     memset(out, 0, sizeof *out);
     int rank;
     MPI_Comm_rank(comm, &rank);
-    if (tu->steps <= 0) return install_layers(m, p, v, err);
+    if (tu->steps <= 0) return AQ_OK; /* nothing to tune: the write stage installs v lazily */
     if (tu->batch < 1 || !(tu->lr > 0))
         return aq_fail(err, AQ_ERR_ARG, "global tuning: batch %d and learning rate %g must be positive", tu->batch,
                        tu->lr);

@@ -52,7 +52,7 @@ aq_status aq_pipe_tune_pool(const aq_pipe_tune_opts *tu, const aq_tokenizer *tok
  * place with the tuned w_scale / w_zero / bias; pool: aq_pipe_tune_pool's
  * documents (same on every rank). On return m has the tuned layers and norms
  * installed as quantized-mode overrides (ready for the evaluation and for
- * writing). tu->steps == 0: installs v as it is (pool unused). Errors: the
+ * writing). tu->steps == 0: does nothing (stage_write.c installs v lazily). Errors: the
  * engine's, and AQ_ERR_NUMERIC if the run diverges. */
 /* Block-wise tuning (stage_tune_block.c): the same contract as aq_pipe_tune
  * with tu->mode AQ_TUNE_BLOCK; out->kl_first / kl_last are the block

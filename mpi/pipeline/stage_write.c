@@ -361,7 +361,7 @@ aq_status aq_pipe_write(MPI_Comm comm, const aq_pipe_cfg *c, const aq_pipe_plan 
     double t0 = aq_progress_now();
     /* tuning installs float32 copies of every layer; the evaluation and the
      * write use lazy overrides of the (tuned) codes instead */
-    if (st == AQ_OK && need_model && o->tune.steps > 0) st = aq_pipe_tune(comm, p, &o->tune, &pool, m, v, &tn, err);
+    if (st == AQ_OK && need_model) st = aq_pipe_tune(comm, p, &o->tune, &pool, m, v, &tn, err);
     if (st == AQ_OK && need_model) st = install_lazy(m, p, v, err);
     st = aq_pipe_agree(comm, st, err);
     t->tune += aq_progress_now() - t0;
