@@ -25,7 +25,6 @@ budget"), on stories260K with reduced settings.
 import json
 import os
 import re
-import shutil
 import struct
 import subprocess
 import sys
@@ -126,8 +125,7 @@ def main():
     work, npm_dir = sys.argv[1], sys.argv[2]
     if aqtest.missing_asset():
         return 77
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    aqtest.fresh_dir(work)
     out = os.path.join(work, "q")
     r = quantize(work, out, BUDGET)
     check(r.returncode == 0, f"quantize --out-format gguf --target-size {BUDGET}")

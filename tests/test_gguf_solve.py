@@ -36,7 +36,6 @@ solve:
 """
 import json
 import os
-import shutil
 import struct
 import subprocess
 import sys
@@ -236,8 +235,7 @@ def main():
     part, work = sys.argv[1], sys.argv[2]
     if aqtest.missing_asset():
         return 77
-    shutil.rmtree(work, ignore_errors=True)
-    os.makedirs(work)
+    aqtest.fresh_dir(work)
     (part_refuse if part == "refuse" else part_solve)(work)
     return aqtest.finish(f"gguf_solve {part}")
 
